@@ -1,0 +1,60 @@
+//! Acknowledgements waiting for their store commit: PUBACK, PUBREC, PUBCOMP, SUBACK and
+//! UNSUBACK are released here, and only here, once the changes they acknowledge are committed,
+//! in the order the client's packets arrived.
+
+use std::collections::VecDeque;
+use std::future::pending;
+
+use crate::codec::Packet;
+use crate::store::{Commit, StoreError};
+
+use super::super::message::Delivery;
+
+/// One acknowledgement held back until its commit completes.
+#[derive(Debug)]
+pub struct PendingAck {
+    pub commit: Commit,
+    /// The packet to send once committed.
+    pub ack: Packet,
+    /// Retained messages to queue right after a SUBACK is sent.
+    pub after: Vec<Delivery>,
+}
+
+/// A commit finished: the ack to release, or the error that stopped it.
+pub type Released = (Result<(), StoreError>, PendingAck);
+
+/// The acknowledgements of one connection, oldest first.
+#[derive(Debug, Default)]
+pub struct AckQueue {
+    pending: VecDeque<PendingAck>,
+}
+
+impl AckQueue {
+    /// Holds `ack` back until `commit` completes.
+    pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
+        self.pending.push_back(PendingAck { commit, ack, after });
+    }
+
+    /// The oldest ack if its commit has completed. Acks leave strictly in order.
+    pub fn pop_ready(&mut self) -> Option<Released> {
+        let result = self.pending.front_mut()?.commit.try_result()?;
+        self.pending.pop_front().map(|ack| (result, ack))
+    }
+
+    /// Waits until the oldest ack's commit completes (forever if none is pending).
+    /// Cancel-safe; call [`AckQueue::pop_ready`] afterwards.
+    pub async fn front_committed(&mut self) {
+        match self.pending.front_mut() {
+            Some(front) => front.commit.ready().await,
+            None => pending::<()>().await,
+        }
+    }
+
+    /// How many PUBACKs and PUBRECs are waiting: inbound QoS 1/2 messages not yet acknowledged.
+    pub fn publish_acks(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|p| matches!(p.ack, Packet::PubAck(_) | Packet::PubRec(_)))
+            .count()
+    }
+}

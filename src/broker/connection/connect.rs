@@ -1,0 +1,250 @@
+//! CONNECT: checks the request, settles the client identifier, keep-alive and session expiry,
+//! attaches the session (resuming, replacing or taking it over), answers CONNACK and resends
+//! what was inflight.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::codec::{
+    ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
+};
+
+use super::acks::AckQueue;
+use super::framed::{Framed, ReadError};
+use super::{Client, Peer};
+use crate::broker::state::{ConnectionSignal, Link, Routed};
+use crate::broker::topic::{validate_topic_name, TopicLimits};
+use crate::broker::Broker;
+
+/// Answers a first packet that could not be decoded: an unsupported protocol level gets
+/// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else is
+/// closed without a word.
+pub async fn refuse_unreadable<S: AsyncRead + AsyncWrite + Unpin>(
+    framed: &mut Framed<S>,
+    error: &ReadError,
+    peer: SocketAddr,
+) {
+    tracing::info!(%peer, "refusing connection: {error}");
+    if let ReadError::Decode(DecodeError::UnsupportedProtocol { .. }) = error {
+        framed.version = ProtocolVersion::V311;
+        let refusal = ConnAck {
+            session_present: false,
+            reason: ReasonCode::UnsupportedProtocolVersion,
+            properties: Properties::default(),
+        };
+        let _ = framed.queue(&Packet::ConnAck(refusal));
+        framed.close().await;
+    }
+}
+
+/// Accepts or refuses a CONNECT. On success the CONNACK is queued on `framed` with any
+/// inflight messages to resend, and the connected [`Client`] is returned.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    broker: &Arc<Broker>,
+    framed: &mut Framed<S>,
+    connect: Connect,
+    peer: &Peer,
+) -> Option<Client> {
+    framed.version = connect.protocol;
+    let version = connect.protocol;
+    let mut connack = ConnAck {
+        session_present: false,
+        reason: ReasonCode::Success,
+        properties: Properties::default(),
+    };
+    if let Err((reason, why)) = check(broker, &connect, peer) {
+        tracing::info!(peer = %peer.addr, client_id = %connect.client_id, ?reason, "refusing CONNECT: {why}");
+        connack.reason = reason;
+        if version == ProtocolVersion::V5
+            && connect.properties.request_problem_information != Some(0)
+        {
+            connack.properties.reason_string = Some(why);
+        }
+        let _ = framed.queue(&Packet::ConnAck(connack));
+        return None;
+    }
+    let limits = &broker.config().limits;
+    let client_id: Arc<str> = if connect.client_id.is_empty() {
+        let assigned = assign_client_id();
+        if version == ProtocolVersion::V5 {
+            connack.properties.assigned_client_identifier = Some(assigned.clone());
+        }
+        Arc::from(assigned)
+    } else {
+        Arc::from(connect.client_id.as_str())
+    };
+    let keep_alive = grant_keep_alive(connect.keep_alive, limits.max_keep_alive, version);
+    if keep_alive != connect.keep_alive {
+        connack.properties.server_keep_alive = Some(keep_alive);
+    }
+    let expiry = grant_session_expiry(&connect, limits.max_session_expiry);
+    if version == ProtocolVersion::V5
+        && expiry != connect.properties.session_expiry_interval.unwrap_or(0)
+    {
+        connack.properties.session_expiry_interval = Some(expiry);
+    }
+    if version == ProtocolVersion::V5 {
+        announce_limits(&mut connack.properties, broker);
+    }
+
+    let signal = Arc::new(ConnectionSignal::default());
+    let connection_id = broker.next_connection_id();
+    let link = Link {
+        connection_id,
+        signal: signal.clone(),
+    };
+    let mut routed = Routed::default();
+    let attached = broker.state().attach(
+        &client_id,
+        version,
+        connect.clean_start,
+        expiry,
+        connect.will,
+        link,
+        &mut routed,
+    );
+    routed.ops.extend(attached.ops);
+    if let Err(error) = broker.commit_routed(routed).wait().await {
+        tracing::error!(%client_id, %error, "could not store the session; refusing CONNECT");
+        connack.reason = ReasonCode::ServerUnavailable;
+        let _ = framed.queue(&Packet::ConnAck(connack));
+        return None;
+    }
+    connack.session_present = attached.session_present;
+    if framed.queue(&Packet::ConnAck(connack)).is_err() {
+        return None;
+    }
+    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = attached.session_present, "client connected");
+
+    let client = Client {
+        broker: broker.clone(),
+        client_id,
+        connection_id,
+        version,
+        signal,
+        keep_alive: Duration::from_secs(u64::from(keep_alive)),
+        connected_with_zero_expiry: expiry == 0,
+        inbound_aliases: HashMap::new(),
+        outbound_aliases: HashMap::new(),
+        client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
+        client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
+        acks: AckQueue::default(),
+    };
+    client.resend_inflight(framed);
+    Some(client)
+}
+
+/// The checks that can refuse a CONNECT, with the reason code for CONNACK.
+fn check(broker: &Broker, connect: &Connect, peer: &Peer) -> Result<(), (ReasonCode, String)> {
+    let config = broker.config();
+    if connect.properties.authentication_method.is_some() {
+        return Err((
+            ReasonCode::BadAuthenticationMethod,
+            "enhanced authentication is not supported".into(),
+        ));
+    }
+    if connect.client_id.is_empty()
+        && !connect.clean_start
+        && connect.protocol == ProtocolVersion::V311
+    {
+        // [MQTT-3.1.3-8] An empty client identifier needs Clean Session 1 in 3.1.1.
+        return Err((
+            ReasonCode::ClientIdentifierNotValid,
+            "empty client identifier with Clean Session 0".into(),
+        ));
+    }
+    let username = peer.cert_username.as_ref().or(connect.username.as_ref());
+    if username.is_none() && !config.allow_anonymous {
+        return Err((
+            ReasonCode::NotAuthorized,
+            "anonymous clients are not allowed".into(),
+        ));
+    }
+    if let Some(will) = &connect.will {
+        let limits = TopicLimits {
+            max_length: config.limits.max_topic_length,
+            max_levels: config.limits.max_topic_levels,
+        };
+        validate_topic_name(&will.topic, limits)
+            .map_err(|error| (ReasonCode::TopicNameInvalid, format!("will topic: {error}")))?;
+    }
+    if broker.metrics().clients_connected.load(Ordering::Relaxed) >= config.limits.max_connections {
+        return Err((
+            ReasonCode::ServerBusy,
+            format!(
+                "{} clients connected already",
+                config.limits.max_connections
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A fresh client identifier for a client that sent an empty one [MQTT-3.1.3-6].
+fn assign_client_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "cairn-{:x}-{:x}",
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The Keep Alive in force: the client's, unless the configured maximum is lower (or the
+/// client asked for none); v5 clients are told through Server Keep Alive [MQTT-3.2.2-21].
+/// A 3.1.1 client cannot be told, so it keeps its own value.
+fn grant_keep_alive(requested: u16, maximum: u16, version: ProtocolVersion) -> u16 {
+    let too_long = requested == 0 || requested > maximum;
+    if maximum > 0 && too_long && version == ProtocolVersion::V5 {
+        maximum
+    } else {
+        requested
+    }
+}
+
+/// The Session Expiry Interval granted: v5 asks for one (absent = 0); 3.1.1 Clean Session 1
+/// is 0 and Clean Session 0 is "never" (`u32::MAX`); both capped by the configured maximum.
+fn grant_session_expiry(connect: &Connect, maximum: u32) -> u32 {
+    let requested = match connect.protocol {
+        ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+        ProtocolVersion::V311 if connect.clean_start => 0,
+        ProtocolVersion::V311 => u32::MAX,
+    };
+    requested.min(maximum)
+}
+
+/// The limits a v5 CONNACK announces: Receive Maximum, Maximum Packet Size, Topic Alias Maximum.
+fn announce_limits(properties: &mut Properties, broker: &Broker) {
+    let limits = &broker.config().limits;
+    if limits.max_inflight < u16::MAX {
+        properties.receive_maximum = Some(limits.max_inflight);
+    }
+    properties.maximum_packet_size = Some(limits.max_packet_size);
+    if limits.topic_alias_maximum > 0 {
+        properties.topic_alias_maximum = Some(limits.topic_alias_maximum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_is_capped_only_for_v5() {
+        assert_eq!(grant_keep_alive(120, 60, ProtocolVersion::V5), 60);
+        assert_eq!(grant_keep_alive(0, 60, ProtocolVersion::V5), 60);
+        assert_eq!(grant_keep_alive(30, 60, ProtocolVersion::V5), 30);
+        assert_eq!(grant_keep_alive(120, 0, ProtocolVersion::V5), 120);
+        assert_eq!(grant_keep_alive(120, 60, ProtocolVersion::V311), 120);
+    }
+}

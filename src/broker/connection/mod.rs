@@ -1,0 +1,233 @@
+//! One client connection, from the first byte to the close: waiting for CONNECT
+//! ([`connect`]), then the connected loop that reads packets ([`inbound`]), writes queued
+//! messages ([`outbound`]), releases acks after their commit ([`acks`]) and enforces
+//! keep-alive, until DISCONNECT, an error, a takeover or shutdown ends it.
+
+mod acks;
+mod connect;
+mod framed;
+mod inbound;
+mod outbound;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep_until, Instant};
+
+use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
+
+use self::acks::AckQueue;
+use self::framed::{Framed, ReadError};
+use super::state::{ConnectionSignal, Routed};
+use super::Broker;
+
+/// How long a new connection may take to send CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the transport knows about the peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client certificate's Common Name, when the listener maps it to the username.
+    pub cert_username: Option<String>,
+}
+
+/// Why a connected session's connection ended.
+#[derive(Debug)]
+enum Exit {
+    /// The client sent DISCONNECT; its Will survives only with reason 0x04 [MQTT-3.14.4-3].
+    Disconnected { keep_will: bool },
+    /// The network closed or failed without DISCONNECT.
+    Lost(String),
+    /// The client broke the protocol: v5 clients get DISCONNECT with this reason first.
+    Violation(ReasonCode, String),
+    /// Another connection took the session over; DISCONNECT 0x8E was sent.
+    TakenOver,
+    /// The broker is shutting down; DISCONNECT 0x8B was sent.
+    Shutdown,
+}
+
+/// The state of a connection after a successful CONNECT.
+#[derive(Debug)]
+struct Client {
+    broker: Arc<Broker>,
+    client_id: Arc<str>,
+    connection_id: u64,
+    version: ProtocolVersion,
+    signal: Arc<ConnectionSignal>,
+    /// Keep Alive in force; zero turns the check off.
+    keep_alive: Duration,
+    /// Whether the session had Session Expiry Interval 0 at CONNECT (DISCONNECT may not raise it).
+    connected_with_zero_expiry: bool,
+    /// Inbound Topic Alias → topic name (v5).
+    inbound_aliases: HashMap<u16, Arc<str>>,
+    /// Outbound topic name → Topic Alias we assigned (v5).
+    outbound_aliases: HashMap<Arc<str>, u16>,
+    /// The client's Receive Maximum: most unacknowledged QoS 1/2 messages we may send it.
+    client_receive_maximum: u16,
+    /// The client's Maximum Packet Size.
+    client_max_packet_size: u32,
+    /// The client's Topic Alias Maximum.
+    client_topic_alias_maximum: u16,
+    acks: AckQueue,
+}
+
+/// Serves one connection until it ends.
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: Peer)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT, framed.read_packet()).await {
+        Ok(Ok(Some(packet))) => packet,
+        Ok(Ok(None)) => return,
+        Ok(Err(error)) => {
+            connect::refuse_unreadable(&mut framed, &error, peer.addr).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %peer.addr, "no CONNECT within {CONNECT_TIMEOUT:?}; closing");
+            return;
+        }
+    };
+    let Packet::Connect(connect) = first else {
+        // [MQTT-3.1.0-1] The first packet must be CONNECT.
+        tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
+        return;
+    };
+    let Some(mut client) = connect::accept(&broker, &mut framed, connect, &peer).await else {
+        framed.close().await;
+        return;
+    };
+    broker
+        .metrics()
+        .clients_connected
+        .fetch_add(1, Ordering::Relaxed);
+    let exit = client.run(&mut framed).await;
+    broker
+        .metrics()
+        .clients_connected
+        .fetch_sub(1, Ordering::Relaxed);
+    client.finish(&mut framed, exit).await;
+}
+
+impl Client {
+    /// The connected loop.
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) -> Exit {
+        let mut shutdown = self.broker.shutdown_signal();
+        let mut deadline = self.next_deadline();
+        loop {
+            if let Err(exit) = self.release_acks(framed) {
+                return exit;
+            }
+            if let Err(exit) = self.send_queued(framed).await {
+                return exit;
+            }
+            if let Err(error) = framed.flush().await {
+                return Exit::Lost(error.to_string());
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return Exit::Shutdown,
+                _ = self.signal.notify.notified() => {
+                    if self.signal.close_reason().is_some() {
+                        return Exit::TakenOver;
+                    }
+                }
+                _ = self.acks.front_committed() => {}
+                filled = framed.fill() => {
+                    match filled {
+                        Ok(true) => {}
+                        Ok(false) => return Exit::Lost("connection closed by the client".into()),
+                        Err(error) => return self.read_failed(error),
+                    }
+                    deadline = self.next_deadline();
+                    loop {
+                        match framed.next_buffered() {
+                            Ok(Some(packet)) => {
+                                if let Err(exit) = self.handle(framed, packet).await {
+                                    return exit;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(error) => return self.read_failed(error.into()),
+                        }
+                    }
+                }
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    // [MQTT-3.1.2-24] No packet within 1.5 × Keep Alive.
+                    return Exit::Violation(ReasonCode::KeepAliveTimeout, "keep-alive timeout".into());
+                }
+            }
+        }
+    }
+
+    /// When the connection times out if nothing arrives: 1.5 × Keep Alive from now.
+    fn next_deadline(&self) -> Option<Instant> {
+        (!self.keep_alive.is_zero()).then(|| Instant::now() + self.keep_alive * 3 / 2)
+    }
+
+    /// Maps a read failure to how the connection ends.
+    fn read_failed(&self, error: ReadError) -> Exit {
+        match error {
+            ReadError::Decode(error) => Exit::Violation(error.reason_code(), error.to_string()),
+            ReadError::TruncatedAtEof | ReadError::Io(_) => Exit::Lost(error.to_string()),
+        }
+    }
+
+    /// Says goodbye as `exit` requires and hands the session back to the state.
+    async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        framed: &mut Framed<S>,
+        exit: Exit,
+    ) {
+        let goodbye = match &exit {
+            Exit::Violation(reason, _) => Some(*reason),
+            Exit::TakenOver => Some(ReasonCode::SessionTakenOver),
+            Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            Exit::Disconnected { .. } | Exit::Lost(_) => None,
+        };
+        match &exit {
+            Exit::Violation(reason, why) => {
+                tracing::info!(client_id = %self.client_id, reason = ?reason, "closing: {why}");
+            }
+            Exit::Lost(why) => {
+                tracing::debug!(client_id = %self.client_id, "connection lost: {why}")
+            }
+            _ => tracing::debug!(client_id = %self.client_id, ?exit, "connection ended"),
+        }
+        if let (Some(reason), ProtocolVersion::V5) = (goodbye, self.version) {
+            let mut disconnect = Disconnect::new(reason);
+            if let Exit::Violation(_, why) = &exit {
+                // Allowed whatever Request Problem Information says [MQTT-3.1.2-29], but
+                // never beyond the client's Maximum Packet Size [MQTT-3.1.2-25].
+                disconnect.properties.reason_string = Some(why.clone());
+                if encoded_len(&Packet::Disconnect(disconnect.clone()), self.version)
+                    > self.client_max_packet_size as usize
+                {
+                    disconnect.properties.reason_string = None;
+                }
+            }
+            let _ = framed.queue(&Packet::Disconnect(disconnect));
+        }
+        framed.close().await;
+        let keep_will = match exit {
+            Exit::Disconnected { keep_will } => keep_will,
+            Exit::Lost(_) | Exit::Violation(..) => true,
+            // The new connection already settled the Will; at shutdown state ends with the process.
+            Exit::TakenOver | Exit::Shutdown => return,
+        };
+        let mut routed = Routed::default();
+        let detached =
+            self.broker
+                .state()
+                .detach(&self.client_id, self.connection_id, keep_will, &mut routed);
+        self.broker.arm_timers(self.client_id.clone(), &detached);
+        routed.ops.extend(detached.ops);
+        self.broker.finish_background(routed).await;
+    }
+}

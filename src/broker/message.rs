@@ -1,0 +1,125 @@
+//! Application messages as the router moves them: one immutable [`Message`] shared by every
+//! session it is routed to, and a per-session [`Delivery`] carrying what differs per receiver
+//! (granted QoS, retain flag, subscription identifiers).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::{Properties, Publish, QoS, Will};
+
+/// One application message, stored once however many sessions it is routed to.
+#[derive(Debug)]
+pub struct Message {
+    /// Topic name (never an alias).
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    /// QoS the publisher sent it with.
+    pub qos: QoS,
+    /// RETAIN flag as published.
+    pub retain: bool,
+    /// The properties forwarded to receivers (Payload Format Indicator, Content Type, Response
+    /// Topic, Correlation Data, User Properties). Expiry, aliases and subscription identifiers
+    /// are per delivery and not kept here.
+    pub properties: Properties,
+    /// When the Message Expiry Interval runs out, if the publisher set one.
+    pub expires_at: Option<Instant>,
+    /// Client identifier of the publishing session (for No Local); `None` for the broker's own.
+    pub publisher: Option<Arc<str>>,
+}
+
+impl Message {
+    /// Builds the routed message from a client's PUBLISH (topic already resolved from any alias).
+    pub fn from_publish(
+        publish: Publish,
+        topic: Arc<str>,
+        publisher: Arc<str>,
+        now: Instant,
+    ) -> Message {
+        let mut properties = publish.properties;
+        let expires_at = take_expiry(&mut properties, now);
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        Message {
+            topic,
+            // The decoded payload is a slice of the connection's read buffer; a copy of its
+            // own lets that buffer go while the message waits in queues.
+            payload: Bytes::copy_from_slice(&publish.payload),
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            expires_at,
+            publisher: Some(publisher),
+        }
+    }
+
+    /// The message a Will becomes when it is published; the Will Delay Interval is not forwarded.
+    pub fn from_will(will: Will, now: Instant) -> Message {
+        let mut properties = will.properties;
+        properties.will_delay_interval = None;
+        let expires_at = take_expiry(&mut properties, now);
+        Message {
+            topic: Arc::from(will.topic),
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties,
+            expires_at,
+            publisher: None,
+        }
+    }
+
+    /// A message the broker itself publishes (`$SYS`).
+    pub fn from_broker(topic: &str, payload: Bytes, retain: bool) -> Message {
+        Message {
+            topic: Arc::from(topic),
+            payload,
+            qos: QoS::AtMostOnce,
+            retain,
+            properties: Properties::default(),
+            expires_at: None,
+            publisher: None,
+        }
+    }
+
+    /// Seconds of life left at `now`: `None` if the message never expires, `Some(0)` once expired.
+    /// Forwarded messages carry this as their Message Expiry Interval [MQTT-3.3.2-6].
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            if left.is_zero() {
+                0
+            } else {
+                // Round up so a message with 0.4 s left is still delivered with interval 1.
+                u32::try_from(left.as_secs() + u64::from(left.subsec_nanos() > 0))
+                    .unwrap_or(u32::MAX)
+            }
+        })
+    }
+
+    /// True once the Message Expiry Interval has passed.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.remaining_expiry(now) == Some(0)
+    }
+}
+
+/// Removes the Message Expiry Interval from `properties`, returning when it runs out.
+fn take_expiry(properties: &mut Properties, now: Instant) -> Option<Instant> {
+    properties
+        .message_expiry_interval
+        .take()
+        .map(|secs| now + Duration::from_secs(u64::from(secs)))
+}
+
+/// One message on its way to one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// min(published QoS, granted QoS) [MQTT-3.8.4-8].
+    pub qos: QoS,
+    /// RETAIN flag to send.
+    pub retain: bool,
+    /// Subscription Identifiers of every matching subscription (v5) [MQTT-3.3.4-3].
+    pub subscription_ids: Vec<u32>,
+}

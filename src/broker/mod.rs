@@ -1,0 +1,159 @@
+//! The protocol engine: sessions, routing, retained messages, wills, and the per-connection
+//! state machine that speaks MQTT 3.1.1 and 5.0 to one client.
+//!
+//! [`Broker`] is the shared heart: the [`state::State`] behind one mutex (never held across an
+//! await), the [`Store`] every durable change goes through, and the broker's counters.
+
+pub mod connection;
+pub mod message;
+pub mod session;
+pub mod state;
+pub mod subscriptions;
+pub mod sys;
+pub mod topic;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::codec::ReasonCode;
+use crate::config::Config;
+use crate::store::{Commit, Store};
+
+use self::state::{Detached, Routed, State};
+
+/// Counters published under `$SYS/broker/…`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Clients connected right now.
+    pub clients_connected: AtomicUsize,
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+    /// Messages dropped because a session's queue was full.
+    pub messages_dropped: AtomicU64,
+}
+
+/// The engine shared by every connection of one broker.
+#[derive(Debug)]
+pub struct Broker {
+    config: Arc<Config>,
+    state: Mutex<State>,
+    store: Store,
+    metrics: Metrics,
+    started: Instant,
+    next_connection_id: AtomicU64,
+    /// Flips to `Some(reason)` when the broker shuts down; connections then say goodbye.
+    shutdown: watch::Sender<Option<ReasonCode>>,
+}
+
+impl Broker {
+    /// A broker with empty state for `config`.
+    pub fn new(config: Arc<Config>, store: Store) -> Arc<Broker> {
+        let (shutdown, _) = watch::channel(None);
+        Arc::new(Broker {
+            state: Mutex::new(State::new(config.limits.max_queued_messages)),
+            config,
+            store,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            next_connection_id: AtomicU64::new(1),
+            shutdown,
+        })
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How long the broker has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Locks the shared state. A panic while it was held cannot leave it half-changed in a
+    /// way that matters more than stopping would, so a poisoned lock is taken over.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh identifier for a connection.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Commits the changes of a routing step and counts its drops.
+    pub fn commit_routed(&self, routed: Routed) -> Commit {
+        if routed.dropped > 0 {
+            self.metrics
+                .messages_dropped
+                .fetch_add(routed.dropped, Ordering::Relaxed);
+        }
+        self.store.commit(routed.ops)
+    }
+
+    /// Commits a batch of changes.
+    pub fn commit(&self, ops: Vec<crate::store::StoreOp>) -> Commit {
+        self.store.commit(ops)
+    }
+
+    /// The store, for its counters.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Arms the Will Delay and Session Expiry timers a detach asked for. Each timer acts only
+    /// if the session is still offline in the same epoch when it fires.
+    pub fn arm_timers(self: &Arc<Self>, client_id: Arc<str>, detached: &Detached) {
+        let epoch = detached.epoch;
+        if let Some(delay) = detached.will_delay {
+            let broker = self.clone();
+            let client_id = client_id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                let mut routed = Routed::default();
+                broker.state().will_due(&client_id, epoch, &mut routed);
+                broker.finish_background(routed).await;
+            });
+        }
+        if let Some(expiry) = detached.expiry {
+            let broker = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let mut routed = Routed::default();
+                broker.state().expire(&client_id, epoch, &mut routed);
+                broker.finish_background(routed).await;
+            });
+        }
+    }
+
+    /// Commits the work of a background step (timers, `$SYS`), logging a failure: there is
+    /// no client waiting to be told.
+    pub async fn finish_background(&self, routed: Routed) {
+        if let Err(error) = self.commit_routed(routed).wait().await {
+            tracing::error!(%error, "could not commit a background change");
+        }
+    }
+
+    /// A receiver that learns when the broker shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<Option<ReasonCode>> {
+        self.shutdown.subscribe()
+    }
+
+    /// Tells every connection to close with 0x8B Server shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown
+            .send_replace(Some(ReasonCode::ServerShuttingDown));
+    }
+}

@@ -1,0 +1,198 @@
+//! A session as plain data: its subscriptions, its queue of messages waiting to be sent, its
+//! outbound inflight window, its inbound QoS 2 state and its Will. No I/O and no locking here;
+//! the shared [`super::state::State`] owns every session and the connection task drives them.
+//!
+//! The fields are what the store will persist (issue 4); everything else about a connection
+//! (socket, aliases, keep-alive) lives in the connection task.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions, Will};
+
+use super::message::Delivery;
+
+/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitingPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitingPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitingPubComp,
+}
+
+/// One message in the outbound inflight window.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub packet_id: u16,
+    pub delivery: Delivery,
+    pub state: OutboundState,
+}
+
+/// One subscription as the session remembers it (the index holds the routing copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSubscription {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// Why a delivery was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueRefusal {
+    /// The queue holds `max_queued_messages` already.
+    Full,
+    /// QoS 0 messages are not queued for a session that is offline.
+    OfflineQoS0,
+}
+
+/// The state of one session.
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: Arc<str>,
+    /// Protocol version of the connection that last owned the session.
+    pub protocol: ProtocolVersion,
+    /// Session Expiry Interval in seconds; `u32::MAX` never expires.
+    pub expiry_interval: u32,
+    /// Filter (as subscribed, `$share/…` included) → options.
+    pub subscriptions: HashMap<Arc<str>, SessionSubscription>,
+    /// Messages waiting to be sent, oldest first.
+    pub queue: VecDeque<Delivery>,
+    /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
+    pub inflight: VecDeque<Inflight>,
+    /// Packet identifiers of inbound QoS 2 messages whose PUBREC was sent and PUBREL not yet
+    /// received: a repeat PUBLISH with one of these is not routed again [MQTT-4.3.3-10].
+    pub inbound_qos2: HashSet<u16>,
+    /// The last packet identifier handed out.
+    last_packet_id: u16,
+    /// The Will of the current connection, or one waiting for its delay after a disconnect.
+    pub will: Option<Will>,
+    /// Messages dropped because the queue was full (for metrics and logs).
+    pub dropped: u64,
+}
+
+impl Session {
+    /// A new, empty session.
+    pub fn new(client_id: Arc<str>, protocol: ProtocolVersion, expiry_interval: u32) -> Session {
+        Session {
+            client_id,
+            protocol,
+            expiry_interval,
+            subscriptions: HashMap::new(),
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+            inbound_qos2: HashSet::new(),
+            last_packet_id: 0,
+            will: None,
+            dropped: 0,
+        }
+    }
+
+    /// Appends a delivery to the queue, unless the queue is full or the message is QoS 0 and
+    /// the session is offline.
+    pub fn enqueue(
+        &mut self,
+        delivery: Delivery,
+        online: bool,
+        max_queued: usize,
+    ) -> Result<(), QueueRefusal> {
+        if !online && delivery.qos == QoS::AtMostOnce {
+            return Err(QueueRefusal::OfflineQoS0);
+        }
+        if self.queue.len() >= max_queued {
+            self.dropped += 1;
+            return Err(QueueRefusal::Full);
+        }
+        self.queue.push_back(delivery);
+        Ok(())
+    }
+
+    /// A packet identifier not used by any inflight message [MQTT-2.3.1-2]. The caller keeps
+    /// the window below 65,535 entries, so one is always free.
+    pub fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.last_packet_id = self.last_packet_id.wrapping_add(1);
+            if self.last_packet_id == 0 {
+                continue;
+            }
+            let id = self.last_packet_id;
+            if !self.inflight.iter().any(|entry| entry.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Position of the inflight entry with `packet_id` in `state`.
+    pub fn find_inflight(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
+        self.inflight
+            .iter()
+            .position(|entry| entry.packet_id == packet_id && entry.state == state)
+    }
+
+    /// Whether this session outlives its connection.
+    pub fn is_persistent(&self) -> bool {
+        self.expiry_interval > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use bytes::Bytes;
+
+    fn delivery(qos: QoS) -> Delivery {
+        Delivery {
+            message: Arc::new(Message::from_broker("t", Bytes::new(), false)),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn queue_is_bounded_and_counts_drops() {
+        let mut session = Session::new(Arc::from("c"), ProtocolVersion::V5, 10);
+        assert!(session
+            .enqueue(delivery(QoS::AtLeastOnce), false, 2)
+            .is_ok());
+        assert!(session
+            .enqueue(delivery(QoS::AtLeastOnce), false, 2)
+            .is_ok());
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtLeastOnce), false, 2),
+            Err(QueueRefusal::Full)
+        );
+        assert_eq!(session.dropped, 1);
+        assert_eq!(session.queue.len(), 2);
+    }
+
+    #[test]
+    fn offline_sessions_do_not_queue_qos0() {
+        let mut session = Session::new(Arc::from("c"), ProtocolVersion::V5, 10);
+        assert_eq!(
+            session.enqueue(delivery(QoS::AtMostOnce), false, 5),
+            Err(QueueRefusal::OfflineQoS0)
+        );
+        assert!(session.enqueue(delivery(QoS::AtMostOnce), true, 5).is_ok());
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_and_ids_in_use() {
+        let mut session = Session::new(Arc::from("c"), ProtocolVersion::V5, 10);
+        session.last_packet_id = u16::MAX - 1;
+        let first = session.next_packet_id();
+        assert_eq!(first, u16::MAX);
+        session.inflight.push_back(Inflight {
+            packet_id: 1,
+            delivery: delivery(QoS::AtLeastOnce),
+            state: OutboundState::AwaitingPubAck,
+        });
+        assert_eq!(
+            session.next_packet_id(),
+            2,
+            "0 is never used and 1 is inflight"
+        );
+    }
+}

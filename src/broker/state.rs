@@ -1,0 +1,510 @@
+//! The broker's shared state: every session, the subscription index and the retained messages,
+//! and the operations that change them together (routing a message, attaching and detaching a
+//! connection, ending a session). One mutex guards it in [`super::Broker`]; nothing here awaits
+//! or does I/O. Each operation returns the [`StoreOp`]s the caller must commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will};
+use crate::store::StoreOp;
+
+use super::message::{Delivery, Message};
+use super::session::{QueueRefusal, Session, SessionSubscription};
+use super::subscriptions::{Subscription, SubscriptionIndex};
+use super::topic::{filter_matches, parse_shared};
+
+/// How the state wakes or closes the connection task that owns a session.
+#[derive(Debug, Default)]
+pub struct ConnectionSignal {
+    /// Woken when messages were queued or the connection must close.
+    pub notify: Notify,
+    /// Set when the connection must close, with the reason for its DISCONNECT.
+    close: Mutex<Option<ReasonCode>>,
+}
+
+impl ConnectionSignal {
+    /// Asks the connection to close with `reason` (e.g. 0x8E Session taken over).
+    pub fn close(&self, reason: ReasonCode) {
+        if let Ok(mut slot) = self.close.lock() {
+            *slot = Some(reason);
+        }
+        self.notify.notify_one();
+    }
+
+    /// The reason the connection was asked to close, if it was.
+    pub fn close_reason(&self) -> Option<ReasonCode> {
+        self.close.lock().ok().and_then(|slot| *slot)
+    }
+}
+
+/// The connection currently attached to a session.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub connection_id: u64,
+    pub signal: Arc<ConnectionSignal>,
+}
+
+/// A session and the connection attached to it, if any.
+#[derive(Debug)]
+pub struct SessionSlot {
+    pub session: Session,
+    pub link: Option<Link>,
+    /// Grows by one at every attach; a timer armed at a detach fires only if it is unchanged.
+    pub epoch: u64,
+}
+
+/// What a CONNECT did to the session table.
+#[derive(Debug)]
+pub struct Attached {
+    /// Whether an existing session was resumed [MQTT-3.2.2-2].
+    pub session_present: bool,
+    /// Changes to commit before CONNACK.
+    pub ops: Vec<StoreOp>,
+}
+
+/// What a connection's end did, and which timers the caller must arm.
+#[derive(Debug, Default)]
+pub struct Detached {
+    pub ops: Vec<StoreOp>,
+    /// Arm a timer to publish the Will after this many seconds (Will Delay Interval).
+    pub will_delay: Option<u32>,
+    /// Arm a timer to end the session after this many seconds (Session Expiry Interval).
+    pub expiry: Option<u32>,
+    /// The session's epoch the timers belong to.
+    pub epoch: u64,
+}
+
+/// The outcome of routing one message.
+#[derive(Debug, Default)]
+pub struct Routed {
+    pub ops: Vec<StoreOp>,
+    /// Whether any subscription matched (v5 PUBACK 0x10 No matching subscribers otherwise).
+    pub matched: bool,
+    /// Messages dropped because a receiving session's queue was full.
+    pub dropped: u64,
+}
+
+/// One receiving session of a message, with what its matching subscriptions ask for.
+struct Target {
+    client_id: Arc<str>,
+    qos: QoS,
+    retain_as_published: bool,
+    subscription_ids: Vec<u32>,
+}
+
+/// Everything the broker shares between connections.
+#[derive(Debug, Default)]
+pub struct State {
+    pub sessions: HashMap<Arc<str>, SessionSlot>,
+    pub subscriptions: SubscriptionIndex,
+    pub retained: HashMap<Arc<str>, Arc<Message>>,
+    /// Round-robin position per shared filter (`$share/{group}/{filter}`).
+    share_cursors: HashMap<Arc<str>, usize>,
+    /// Most messages a session may queue.
+    max_queued: usize,
+}
+
+impl State {
+    /// An empty state whose sessions queue at most `max_queued` messages each.
+    pub fn new(max_queued: usize) -> State {
+        State {
+            max_queued,
+            ..State::default()
+        }
+    }
+
+    /// Attaches a connection to the session `client_id`, creating, resuming or replacing it.
+    /// A connection already attached is told to close with 0x8E [MQTT-3.1.4-3]; its Will is
+    /// published now if it has no delay or the old session ends, else cancelled because the
+    /// session continues [MQTT-3.1.3-9].
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach(
+        &mut self,
+        client_id: &Arc<str>,
+        protocol: ProtocolVersion,
+        clean_start: bool,
+        expiry_interval: u32,
+        will: Option<Will>,
+        link: Link,
+        routed: &mut Routed,
+    ) -> Attached {
+        let mut ops = Vec::new();
+        if let Some(slot) = self.sessions.get_mut(client_id) {
+            if let Some(old) = slot.link.take() {
+                old.signal.close(ReasonCode::SessionTakenOver);
+            }
+            if let Some(old_will) = slot.session.will.take() {
+                if clean_start || will_delay(&old_will) == 0 {
+                    self.publish_will(old_will, routed);
+                }
+            }
+        }
+        let resumed = !clean_start && self.sessions.contains_key(client_id);
+        if !resumed {
+            self.end_session(client_id, routed, &mut ops);
+        }
+        let slot = self
+            .sessions
+            .entry(client_id.clone())
+            .or_insert_with(|| SessionSlot {
+                session: Session::new(client_id.clone(), protocol, expiry_interval),
+                link: None,
+                epoch: 0,
+            });
+        slot.session.protocol = protocol;
+        slot.session.expiry_interval = expiry_interval;
+        slot.session.will = will.clone();
+        slot.link = Some(link);
+        slot.epoch += 1;
+        ops.push(StoreOp::PutSession {
+            client_id: client_id.clone(),
+            expiry_interval,
+        });
+        ops.push(StoreOp::Will {
+            client_id: client_id.clone(),
+            will: will.map(Box::new),
+        });
+        Attached {
+            session_present: resumed,
+            ops,
+        }
+    }
+
+    /// Detaches connection `connection_id` from its session. Does nothing if another
+    /// connection took the session over. With `keep_will` false the Will is discarded (normal
+    /// DISCONNECT [MQTT-3.1.2-10]); otherwise it is published now or after its delay.
+    pub fn detach(
+        &mut self,
+        client_id: &Arc<str>,
+        connection_id: u64,
+        keep_will: bool,
+        routed: &mut Routed,
+    ) -> Detached {
+        let mut detached = Detached::default();
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return detached;
+        };
+        if slot.link.as_ref().map(|link| link.connection_id) != Some(connection_id) {
+            return detached;
+        }
+        slot.link = None;
+        detached.epoch = slot.epoch;
+        if !keep_will && slot.session.will.take().is_some() {
+            detached.ops.push(StoreOp::Will {
+                client_id: client_id.clone(),
+                will: None,
+            });
+        }
+        let expiry = slot.session.expiry_interval;
+        if expiry == 0 {
+            self.end_session(client_id, routed, &mut detached.ops);
+            return detached;
+        }
+        if let Some(delay) = slot.session.will.as_ref().map(will_delay) {
+            if delay == 0 {
+                if let Some(will) = slot.session.will.take() {
+                    detached.ops.push(StoreOp::Will {
+                        client_id: client_id.clone(),
+                        will: None,
+                    });
+                    self.publish_will(will, routed);
+                }
+            } else if delay < expiry {
+                detached.will_delay = Some(delay);
+            }
+            // A delay at or beyond the expiry: the Will goes out when the session ends.
+        }
+        if expiry != u32::MAX {
+            detached.expiry = Some(expiry);
+        }
+        detached
+    }
+
+    /// Publishes a session's delayed Will if the session is still offline in `epoch`.
+    pub fn will_due(&mut self, client_id: &Arc<str>, epoch: u64, routed: &mut Routed) {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        if slot.epoch != epoch || slot.link.is_some() {
+            return;
+        }
+        if let Some(will) = slot.session.will.take() {
+            routed.ops.push(StoreOp::Will {
+                client_id: client_id.clone(),
+                will: None,
+            });
+            self.publish_will(will, routed);
+        }
+    }
+
+    /// Ends a session whose expiry interval passed while offline in `epoch`.
+    pub fn expire(&mut self, client_id: &Arc<str>, epoch: u64, routed: &mut Routed) {
+        let Some(slot) = self.sessions.get(client_id) else {
+            return;
+        };
+        if slot.epoch != epoch || slot.link.is_some() {
+            return;
+        }
+        let mut ops = Vec::new();
+        self.end_session(client_id, routed, &mut ops);
+        routed.ops.extend(ops);
+    }
+
+    /// Removes a session and its subscriptions; publishes its Will if one is pending
+    /// (a session's end sends a delayed Will at once).
+    fn end_session(&mut self, client_id: &Arc<str>, routed: &mut Routed, ops: &mut Vec<StoreOp>) {
+        let Some(slot) = self.sessions.remove(client_id) else {
+            return;
+        };
+        for filter in slot.session.subscriptions.keys() {
+            self.subscriptions.remove(client_id, filter);
+        }
+        ops.push(StoreOp::DeleteSession {
+            client_id: client_id.clone(),
+        });
+        if let Some(will) = slot.session.will {
+            self.publish_will(will, routed);
+        }
+    }
+
+    /// Routes a Will Message as if its client had published it.
+    fn publish_will(&mut self, will: Will, routed: &mut Routed) {
+        let message = Arc::new(Message::from_will(will, std::time::Instant::now()));
+        self.route_into(&message, routed);
+    }
+
+    /// Routes `message` to every matching session's queue, updating the retained store first
+    /// when it carries RETAIN, and wakes the connections of online receivers.
+    pub fn route(&mut self, message: &Arc<Message>) -> Routed {
+        let mut routed = Routed::default();
+        self.route_into(message, &mut routed);
+        routed
+    }
+
+    fn route_into(&mut self, message: &Arc<Message>, routed: &mut Routed) {
+        if message.retain {
+            self.retain(message, &mut routed.ops);
+        }
+        let targets = self.targets(message);
+        routed.matched |= !targets.is_empty();
+        for target in targets {
+            self.deliver(target, message, routed);
+        }
+    }
+
+    /// Stores, replaces or (empty payload) deletes the retained message of a topic
+    /// [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+    fn retain(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>) {
+        let kept = if message.payload.is_empty() {
+            self.retained.remove(&message.topic);
+            None
+        } else {
+            self.retained.insert(message.topic.clone(), message.clone());
+            Some(message.clone())
+        };
+        ops.push(StoreOp::Retain {
+            topic: message.topic.clone(),
+            message: kept,
+        });
+    }
+
+    /// The sessions a message goes to: one entry per client for its non-shared subscriptions
+    /// (highest QoS, every identifier) [MQTT-3.3.5-1], plus one member per shared subscription.
+    fn targets(&mut self, message: &Message) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut shared: Vec<(Arc<str>, Vec<Subscription>)> = Vec::new();
+        self.subscriptions.for_each_match(&message.topic, |sub| {
+            if sub.share_group.is_some() {
+                match shared.iter_mut().find(|(filter, _)| *filter == sub.filter) {
+                    Some((_, members)) => members.push(sub.clone()),
+                    None => shared.push((sub.filter.clone(), vec![sub.clone()])),
+                }
+                return;
+            }
+            if sub.options.no_local && message.publisher.as_deref() == Some(&*sub.client_id) {
+                return; // [MQTT-3.8.3-3]
+            }
+            merge_target(&mut targets, &sub.client_id, sub.options, sub.identifier);
+        });
+        for (filter, members) in shared {
+            if let Some(member) = self.pick_share_member(&filter, &members) {
+                targets.push(Target {
+                    client_id: member.client_id.clone(),
+                    qos: member.options.qos,
+                    retain_as_published: member.options.retain_as_published,
+                    subscription_ids: member.identifier.into_iter().collect(),
+                });
+            }
+        }
+        targets
+    }
+
+    /// Round-robin over a share group's members, preferring ones that are connected.
+    fn pick_share_member<'m>(
+        &mut self,
+        filter: &Arc<str>,
+        members: &'m [Subscription],
+    ) -> Option<&'m Subscription> {
+        let cursor = self.share_cursors.entry(filter.clone()).or_insert(0);
+        let start = *cursor;
+        let online = |sub: &Subscription| {
+            self.sessions
+                .get(&sub.client_id)
+                .is_some_and(|slot| slot.link.is_some())
+        };
+        let count = members.len();
+        let chosen = (0..count)
+            .map(|step| (start + step) % count)
+            .find(|&index| online(&members[index]))
+            .unwrap_or(start % count.max(1));
+        *cursor = chosen + 1;
+        members.get(chosen)
+    }
+
+    /// Queues one delivery for `target` and wakes its connection.
+    fn deliver(&mut self, target: Target, message: &Arc<Message>, routed: &mut Routed) {
+        let max_queued = self.max_queued;
+        let Some(slot) = self.sessions.get_mut(&target.client_id) else {
+            return;
+        };
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(target.qos),
+            retain: target.retain_as_published && message.retain,
+            subscription_ids: target.subscription_ids,
+        };
+        let qos = delivery.qos;
+        match slot
+            .session
+            .enqueue(delivery, slot.link.is_some(), max_queued)
+        {
+            Ok(()) => {
+                if slot.session.is_persistent() && qos != QoS::AtMostOnce {
+                    routed.ops.push(StoreOp::Enqueue {
+                        client_id: target.client_id.clone(),
+                        message: message.clone(),
+                    });
+                }
+                if let Some(link) = &slot.link {
+                    link.signal.notify.notify_one();
+                }
+            }
+            Err(QueueRefusal::Full) => {
+                routed.dropped += 1;
+                if slot.session.dropped % 1000 == 1 {
+                    tracing::warn!(
+                        client_id = %target.client_id,
+                        dropped = slot.session.dropped,
+                        "queue full ({max_queued} messages): dropping new messages for this session"
+                    );
+                }
+            }
+            Err(QueueRefusal::OfflineQoS0) => {}
+        }
+    }
+
+    /// Adds or replaces a subscription of an existing session. Returns whether it is new.
+    pub fn subscribe(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &Arc<str>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return false;
+        };
+        slot.session.subscriptions.insert(
+            filter.clone(),
+            SessionSubscription {
+                options,
+                identifier,
+            },
+        );
+        self.subscriptions.insert(Subscription {
+            client_id: client_id.clone(),
+            filter: filter.clone(),
+            share_group: parse_shared(filter).map(|(group, _)| Arc::from(group)),
+            options,
+            identifier,
+        })
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&mut self, client_id: &Arc<str>, filter: &str) -> bool {
+        if let Some(slot) = self.sessions.get_mut(client_id) {
+            slot.session.subscriptions.remove(filter);
+        }
+        self.subscriptions.remove(client_id, filter)
+    }
+
+    /// The retained messages a new subscription receives, RETAIN set [MQTT-3.3.1-8].
+    pub fn retained_for(
+        &self,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        now: std::time::Instant,
+    ) -> Vec<Delivery> {
+        self.retained
+            .values()
+            .filter(|message| filter_matches(filter, &message.topic) && !message.is_expired(now))
+            .map(|message| Delivery {
+                message: message.clone(),
+                qos: message.qos.min(options.qos),
+                retain: true,
+                subscription_ids: identifier.into_iter().collect(),
+            })
+            .collect()
+    }
+
+    /// Queues deliveries for a session (retained messages after a SUBACK) and wakes it.
+    pub fn enqueue_all(&mut self, client_id: &Arc<str>, deliveries: Vec<Delivery>) -> Vec<StoreOp> {
+        let mut routed = Routed::default();
+        for delivery in deliveries {
+            let target = Target {
+                client_id: client_id.clone(),
+                qos: delivery.qos,
+                retain_as_published: true,
+                subscription_ids: delivery.subscription_ids,
+            };
+            self.deliver(target, &delivery.message, &mut routed);
+        }
+        routed.ops
+    }
+}
+
+/// The Will Delay Interval of a Will, 0 if absent.
+fn will_delay(will: &Will) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
+}
+
+/// Folds one matching non-shared subscription into the per-client targets.
+fn merge_target(
+    targets: &mut Vec<Target>,
+    client_id: &Arc<str>,
+    options: SubscriptionOptions,
+    identifier: Option<u32>,
+) {
+    let target = match targets.iter_mut().find(|t| t.client_id == *client_id) {
+        Some(target) => target,
+        None => {
+            targets.push(Target {
+                client_id: client_id.clone(),
+                qos: options.qos,
+                retain_as_published: options.retain_as_published,
+                subscription_ids: Vec::new(),
+            });
+            let last = targets.len() - 1;
+            &mut targets[last]
+        }
+    };
+    target.qos = target.qos.max(options.qos);
+    target.retain_as_published |= options.retain_as_published;
+    if let Some(id) = identifier {
+        target.subscription_ids.push(id);
+    }
+}

@@ -1,0 +1,74 @@
+//! `$SYS/broker/…`: the broker's own status topics, published as retained messages every
+//! `sys_interval` seconds (version, uptime, clients connected, messages received and sent,
+//! messages dropped). They are rebuilt at start, so they are never written to the store.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::message::Message;
+use super::Broker;
+use crate::store::StoreOp;
+
+/// Publishes the `$SYS` topics now and then every `interval`, until the broker shuts down.
+pub async fn run(broker: Arc<Broker>, interval: Duration) {
+    let mut shutdown = broker.shutdown_signal();
+    loop {
+        publish_status(&broker).await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The current status as (topic, value) pairs.
+pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
+    let metrics = broker.metrics();
+    vec![
+        (
+            "$SYS/broker/version",
+            format!("cairn {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "$SYS/broker/uptime",
+            format!("{} seconds", broker.uptime().as_secs()),
+        ),
+        (
+            "$SYS/broker/clients/connected",
+            metrics
+                .clients_connected
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
+        (
+            "$SYS/broker/messages/received",
+            metrics
+                .messages_received
+                .load(Ordering::Relaxed)
+                .to_string(),
+        ),
+        (
+            "$SYS/broker/messages/sent",
+            metrics.messages_sent.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/dropped",
+            metrics.messages_dropped.load(Ordering::Relaxed).to_string(),
+        ),
+    ]
+}
+
+async fn publish_status(broker: &Broker) {
+    for (topic, value) in status(broker) {
+        let message = Arc::new(Message::from_broker(topic, Bytes::from(value), true));
+        let mut routed = broker.state().route(&message);
+        // Status values are recomputed at start: keep them out of the store.
+        routed
+            .ops
+            .retain(|op| !matches!(op, StoreOp::Retain { .. }));
+        broker.finish_background(routed).await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Cairn: a durable MQTT 3.1.1 + 5.0 broker for edge gateways.
+//!
+//! The library holds everything; the `cairn` binary is a thin CLI over [`server::Server`].
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod transport;

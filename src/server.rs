@@ -1,0 +1,240 @@
+//! Starting and stopping a broker: binds every configured listener (TCP or TLS), runs one
+//! accept loop per listener and one task per connection, and shuts down in order — listeners
+//! first, then every connection (v5 clients get DISCONNECT 0x8B), then returns.
+//!
+//! Tests, benches and the `cairn` binary all start brokers through [`Server::start`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::broker::connection::{self, Peer};
+use crate::broker::{sys, Broker};
+use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::store::Store;
+use crate::transport::tls::{self, TlsError};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for connections to say goodbye.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS listener {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: TlsError,
+    },
+    #[error("listener {addr} has kind \"tls\" but no [listeners.tls] settings")]
+    MissingTls { addr: SocketAddr },
+}
+
+/// Entry point for starting brokers.
+#[derive(Debug)]
+pub struct Server;
+
+/// A running broker.
+#[derive(Debug)]
+pub struct ServerHandle {
+    addrs: Vec<SocketAddr>,
+    broker: Arc<Broker>,
+    /// Tells the accept loops to stop.
+    stop_listeners: watch::Sender<bool>,
+    /// Every connection task holds a clone; when all are dropped, `all_closed` yields `None`.
+    connections: mpsc::Sender<()>,
+    all_closed: mpsc::Receiver<()>,
+}
+
+/// What an accept loop needs for a TLS listener.
+#[derive(Clone)]
+struct TlsSetup {
+    acceptor: TlsAcceptor,
+    cn_as_username: bool,
+}
+
+impl Server {
+    /// Binds every configured listener (loading TLS certificates: errors name the file),
+    /// starts the engine, and returns once the broker accepts connections.
+    pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
+        let config = Arc::new(config);
+        let mut bound = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let tls = tls_setup(listener)?;
+            let socket =
+                TcpListener::bind(listener.bind)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        addr: listener.bind,
+                        source,
+                    })?;
+            let addr = socket.local_addr().map_err(|source| ServerError::Bind {
+                addr: listener.bind,
+                source,
+            })?;
+            bound.push((socket, addr, tls));
+        }
+        let broker = Broker::new(config.clone(), Store::in_memory());
+        let (stop_listeners, _) = watch::channel(false);
+        let (connections, all_closed) = mpsc::channel(1);
+        let mut addrs = Vec::with_capacity(bound.len());
+        for (socket, addr, tls) in bound {
+            tracing::info!(%addr, tls = tls.is_some(), "listening");
+            addrs.push(addr);
+            tokio::spawn(accept_loop(
+                socket,
+                tls,
+                broker.clone(),
+                stop_listeners.subscribe(),
+                connections.clone(),
+            ));
+        }
+        if config.sys_interval > 0 {
+            tokio::spawn(sys::run(
+                broker.clone(),
+                Duration::from_secs(config.sys_interval),
+            ));
+        }
+        Ok(ServerHandle {
+            addrs,
+            broker,
+            stop_listeners,
+            connections,
+            all_closed,
+        })
+    }
+}
+
+impl ServerHandle {
+    /// The addresses the listeners are bound to (with the real port when 0 was configured).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.clone()
+    }
+
+    /// The engine, for counters and status.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Graceful shutdown: listeners stop first, then every connection closes (v5 clients get
+    /// DISCONNECT 0x8B), waiting up to ten seconds for them.
+    pub async fn shutdown(self) {
+        let ServerHandle {
+            broker,
+            stop_listeners,
+            connections,
+            mut all_closed,
+            ..
+        } = self;
+        stop_listeners.send_replace(true);
+        broker.begin_shutdown();
+        drop(connections);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all_closed.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+    }
+}
+
+/// The TLS acceptor of a listener, or `None` for plain TCP.
+fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsSetup>, ServerError> {
+    if listener.kind != ListenerKind::Tls {
+        return Ok(None);
+    }
+    let settings = listener.tls.as_ref().ok_or(ServerError::MissingTls {
+        addr: listener.bind,
+    })?;
+    let acceptor = tls::acceptor(settings).map_err(|source| ServerError::Tls {
+        addr: listener.bind,
+        source,
+    })?;
+    Ok(Some(TlsSetup {
+        acceptor,
+        cn_as_username: settings.cn_as_username,
+    }))
+}
+
+/// Accepts connections until told to stop, one task each.
+async fn accept_loop(
+    socket: TcpListener,
+    tls: Option<TlsSetup>,
+    broker: Arc<Broker>,
+    mut stop: watch::Receiver<bool>,
+    connections: mpsc::Sender<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return,
+            accepted = socket.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let _ = stream.set_nodelay(true);
+                let broker = broker.clone();
+                let tls = tls.clone();
+                let guard = connections.clone();
+                tokio::spawn(async move {
+                    serve_stream(broker, stream, addr, tls).await;
+                    drop(guard);
+                });
+            }
+            Err(error) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Runs the TLS handshake if the listener has TLS, then the MQTT connection.
+async fn serve_stream(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<TlsSetup>,
+) {
+    let Some(tls) = tls else {
+        let peer = Peer {
+            addr,
+            cert_username: None,
+        };
+        connection::serve(broker, stream, peer).await;
+        return;
+    };
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(peer = %addr, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(peer = %addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert_username = if tls.cn_as_username {
+        tls::peer_common_name(stream.get_ref().1)
+    } else {
+        None
+    };
+    let peer = Peer {
+        addr,
+        cert_username,
+    };
+    connection::serve(broker, stream, peer).await;
+}

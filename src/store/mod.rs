@@ -1,0 +1,172 @@
+//! The store boundary: every change to durable state (sessions, subscriptions, queued and
+//! inflight messages, inbound QoS 2 state, retained messages, wills) is handed to the [`Store`]
+//! as a batch of [`StoreOp`]s, and the engine releases the matching acknowledgement only when
+//! the batch's [`Commit`] completes.
+//!
+//! This version keeps state in memory only: a commit completes at once and nothing survives a
+//! restart. The redb store (issue 4) replaces [`Store::commit`]'s body with a group-commit
+//! writer; the engine does not change.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::broker::message::Message;
+use crate::codec::{SubscriptionOptions, Will};
+
+/// One change to durable state.
+#[derive(Debug, Clone)]
+pub enum StoreOp {
+    /// A session was created or its expiry interval changed.
+    PutSession {
+        client_id: Arc<str>,
+        expiry_interval: u32,
+    },
+    /// A session ended (clean start, expiry, or a clean session disconnecting).
+    DeleteSession { client_id: Arc<str> },
+    /// A subscription was added or replaced.
+    Subscribe {
+        client_id: Arc<str>,
+        filter: Arc<str>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    },
+    /// A subscription was removed.
+    Unsubscribe {
+        client_id: Arc<str>,
+        filter: Arc<str>,
+    },
+    /// A message was queued for a persistent session.
+    Enqueue {
+        client_id: Arc<str>,
+        message: Arc<Message>,
+    },
+    /// A queued message left the queue without being sent (expired, or too large for the
+    /// client's Maximum Packet Size).
+    Discard {
+        client_id: Arc<str>,
+        message: Arc<Message>,
+    },
+    /// A queued message was sent under `packet_id` and is now inflight (awaiting PUBACK or PUBREC).
+    Inflight {
+        client_id: Arc<str>,
+        packet_id: u16,
+        message: Arc<Message>,
+    },
+    /// PUBREC arrived for an inflight QoS 2 message; PUBREL was sent, PUBCOMP is awaited.
+    Released { client_id: Arc<str>, packet_id: u16 },
+    /// The receiver completed the flow (PUBACK, PUBCOMP, or an error PUBREC): the message is gone.
+    Acked { client_id: Arc<str>, packet_id: u16 },
+    /// An inbound QoS 2 packet identifier now awaits PUBREL (`awaiting = true`) or was released.
+    InboundQos2 {
+        client_id: Arc<str>,
+        packet_id: u16,
+        awaiting: bool,
+    },
+    /// The retained message of a topic was set (`Some`) or cleared (`None`).
+    Retain {
+        topic: Arc<str>,
+        message: Option<Arc<Message>>,
+    },
+    /// A session's Will was set or cleared.
+    Will {
+        client_id: Arc<str>,
+        will: Option<Box<Will>>,
+    },
+}
+
+/// Why a commit failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store's writer stopped before answering.
+    #[error("the store writer stopped before committing")]
+    WriterGone,
+}
+
+/// The completion of one committed batch, awaited before an ack is released.
+#[derive(Debug)]
+pub struct Commit {
+    done: oneshot::Receiver<Result<(), StoreError>>,
+    /// The outcome once received, until it is taken.
+    outcome: Option<Result<(), StoreError>>,
+}
+
+impl Commit {
+    /// A commit whose outcome is already known.
+    fn finished(result: Result<(), StoreError>) -> Commit {
+        let (tx, done) = oneshot::channel();
+        // The receiver is alive right here, so the send cannot fail.
+        let _ = tx.send(result);
+        Commit {
+            done,
+            outcome: None,
+        }
+    }
+
+    /// Takes the outcome if the batch has been committed (or has failed), without waiting.
+    pub fn try_result(&mut self) -> Option<Result<(), StoreError>> {
+        if self.outcome.is_none() {
+            self.outcome = match self.done.try_recv() {
+                Ok(result) => Some(result),
+                Err(oneshot::error::TryRecvError::Empty) => None,
+                Err(oneshot::error::TryRecvError::Closed) => Some(Err(StoreError::WriterGone)),
+            };
+        }
+        self.outcome.take()
+    }
+
+    /// Waits until the outcome is known, keeping it for [`Commit::try_result`]. Cancel-safe.
+    pub async fn ready(&mut self) {
+        if self.outcome.is_none() {
+            let result = (&mut self.done)
+                .await
+                .unwrap_or(Err(StoreError::WriterGone));
+            self.outcome = Some(result);
+        }
+    }
+
+    /// Waits until the batch is durable or has failed.
+    pub async fn wait(mut self) -> Result<(), StoreError> {
+        self.ready().await;
+        self.outcome.take().unwrap_or(Err(StoreError::WriterGone))
+    }
+}
+
+/// Counters of the store's work, for `$SYS` and operators.
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    /// Batches committed.
+    pub commits: AtomicU64,
+    /// Operations committed.
+    pub operations: AtomicU64,
+}
+
+/// The session store. In this version: in memory, each commit complete at once.
+#[derive(Debug, Default)]
+pub struct Store {
+    metrics: StoreMetrics,
+}
+
+impl Store {
+    /// A store that keeps nothing beyond the process.
+    pub fn in_memory() -> Store {
+        Store::default()
+    }
+
+    /// Hands a batch of changes to the store. An empty batch completes at once.
+    pub fn commit(&self, batch: Vec<StoreOp>) -> Commit {
+        if !batch.is_empty() {
+            self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .operations
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Commit::finished(Ok(()))
+    }
+
+    /// The store's counters.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+}

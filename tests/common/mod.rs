@@ -1,0 +1,254 @@
+//! Shared helpers for the integration tests: a broker started from the library on
+//! 127.0.0.1 port 0, and a raw MQTT client that sends exact packets (valid or not) and
+//! checks the exact answers.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use cairn::codec::{
+    self, ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, SubAck,
+    Subscribe, SubscriptionOptions,
+};
+use cairn::config::{Config, ListenerConfig, ListenerKind};
+use cairn::server::{Server, ServerHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a test waits for any expected event before failing. Generous: CI machines are
+/// small and loaded.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A broker running inside the test process.
+pub struct TestBroker {
+    pub handle: ServerHandle,
+    pub addr: SocketAddr,
+}
+
+impl TestBroker {
+    /// Shuts the broker down gracefully.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+    }
+}
+
+/// The default test configuration: one TCP listener on 127.0.0.1:0, no `$SYS` updates.
+pub fn test_config() -> Config {
+    Config {
+        listeners: vec![ListenerConfig {
+            bind: "127.0.0.1:0".parse().expect("valid address"),
+            kind: ListenerKind::Tcp,
+            tls: None,
+        }],
+        sys_interval: 0,
+        ..Config::default()
+    }
+}
+
+/// Starts a broker with the default test configuration.
+pub async fn start_broker() -> TestBroker {
+    start_broker_with(|_| {}).await
+}
+
+/// Starts a broker with the test configuration changed by `adjust`.
+pub async fn start_broker_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
+    let mut config = test_config();
+    adjust(&mut config);
+    let handle = Server::start(config).await.expect("broker starts");
+    let addr = handle.local_addrs()[0];
+    TestBroker { handle, addr }
+}
+
+/// A CONNECT with the given version and client id, keep-alive 60 s, clean start.
+pub fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: client_id.to_string(),
+        properties: Properties::default(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+/// A PUBLISH of `payload` to `topic`.
+pub fn publish_packet(topic: &str, qos: QoS, packet_id: Option<u16>, payload: &[u8]) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.to_string(),
+        packet_id,
+        properties: Properties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+/// A client speaking raw MQTT over TCP.
+pub struct RawClient {
+    stream: TcpStream,
+    buffer: BytesMut,
+    pub version: ProtocolVersion,
+}
+
+impl RawClient {
+    /// Opens a TCP connection (no CONNECT sent yet).
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> RawClient {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("TCP connect");
+        RawClient {
+            stream,
+            buffer: BytesMut::new(),
+            version,
+        }
+    }
+
+    /// Opens a connection, sends `connect` and returns the CONNACK.
+    pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
+        let mut client = RawClient::open(addr, connect.protocol).await;
+        client.send(&Packet::Connect(connect)).await;
+        let connack = client.expect_connack().await;
+        (client, connack)
+    }
+
+    /// Connects with clean start and the given id; asserts the CONNACK is a success.
+    pub async fn connect(addr: SocketAddr, version: ProtocolVersion, client_id: &str) -> RawClient {
+        let (client, connack) =
+            RawClient::connect_with(addr, connect_packet(version, client_id)).await;
+        assert_eq!(
+            connack.reason,
+            codec::ReasonCode::Success,
+            "CONNACK for {client_id}"
+        );
+        client
+    }
+
+    /// Sends one packet.
+    pub async fn send(&mut self, packet: &Packet) {
+        let mut bytes = BytesMut::new();
+        codec::encode(packet, self.version, &mut bytes).expect("test packet encodes");
+        self.send_bytes(&bytes).await;
+    }
+
+    /// Sends raw bytes, e.g. a malformed packet.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write to broker");
+    }
+
+    /// The next packet, or `None` if the broker closed the connection. Fails the test after
+    /// [`WAIT`] without either.
+    pub async fn next(&mut self) -> Option<Packet> {
+        tokio::time::timeout(WAIT, self.read_packet())
+            .await
+            .expect("the broker answered within the wait")
+    }
+
+    async fn read_packet(&mut self) -> Option<Packet> {
+        loop {
+            match codec::decode(&mut self.buffer, self.version, u32::MAX) {
+                Ok(Some(packet)) => return Some(packet),
+                Ok(None) => {}
+                Err(error) => panic!("broker sent a malformed packet: {error}"),
+            }
+            match self.stream.read_buf(&mut self.buffer).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next packet, which must exist.
+    pub async fn recv(&mut self) -> Packet {
+        self.next()
+            .await
+            .expect("a packet, not a closed connection")
+    }
+
+    /// Asserts the next packet is CONNACK and returns it.
+    pub async fn expect_connack(&mut self) -> ConnAck {
+        match self.recv().await {
+            Packet::ConnAck(connack) => connack,
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Asserts the next packet is PUBLISH and returns it.
+    pub async fn expect_publish(&mut self) -> Publish {
+        match self.recv().await {
+            Packet::Publish(publish) => publish,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Reads until the broker closes the connection; returns the packets seen on the way
+    /// (e.g. a DISCONNECT with its reason code).
+    pub async fn expect_closed(&mut self) -> Vec<Packet> {
+        let mut seen = Vec::new();
+        while let Some(packet) = self.next().await {
+            seen.push(packet);
+        }
+        seen
+    }
+
+    /// Subscribes to one filter with `qos` and returns the SUBACK.
+    pub async fn subscribe(&mut self, packet_id: u16, filter: &str, qos: QoS) -> SubAck {
+        self.subscribe_with(
+            packet_id,
+            filter,
+            SubscriptionOptions::with_qos(qos),
+            Properties::default(),
+        )
+        .await
+    }
+
+    /// Subscribes with full options and properties and returns the SUBACK.
+    pub async fn subscribe_with(
+        &mut self,
+        packet_id: u16,
+        filter: &str,
+        options: SubscriptionOptions,
+        properties: Properties,
+    ) -> SubAck {
+        self.send(&Packet::Subscribe(Subscribe {
+            packet_id,
+            properties,
+            filters: vec![(filter.to_string(), options)],
+        }))
+        .await;
+        match self.recv().await {
+            Packet::SubAck(suback) => suback,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publishes and, for QoS 1/2, completes the flow; returns the broker's PUBACK/PUBREC.
+    pub async fn publish(&mut self, publish: Publish) -> Option<PubResponse> {
+        let qos = publish.qos;
+        self.send(&Packet::Publish(publish)).await;
+        match qos {
+            QoS::AtMostOnce => None,
+            QoS::AtLeastOnce => match self.recv().await {
+                Packet::PubAck(ack) => Some(ack),
+                other => panic!("expected PUBACK, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                let rec = match self.recv().await {
+                    Packet::PubRec(rec) => rec,
+                    other => panic!("expected PUBREC, got {other:?}"),
+                };
+                self.send(&Packet::PubRel(PubResponse::success(rec.packet_id)))
+                    .await;
+                match self.recv().await {
+                    Packet::PubComp(_) => {}
+                    other => panic!("expected PUBCOMP, got {other:?}"),
+                }
+                Some(rec)
+            }
+        }
+    }
+}
