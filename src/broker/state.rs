@@ -56,6 +56,19 @@ pub struct SessionSlot {
     pub epoch: u64,
 }
 
+/// A CONNECT as the session table sees it.
+#[derive(Debug)]
+pub struct AttachRequest {
+    pub client_id: Arc<str>,
+    pub protocol: ProtocolVersion,
+    /// Clean Session (3.1.1) or Clean Start (5.0).
+    pub clean_start: bool,
+    /// The Session Expiry Interval granted.
+    pub expiry_interval: u32,
+    pub will: Option<Will>,
+    pub link: Link,
+}
+
 /// What a CONNECT did to the session table.
 #[derive(Debug)]
 pub struct Attached {
@@ -120,17 +133,16 @@ impl State {
     /// A connection already attached is told to close with 0x8E [MQTT-3.1.4-3]; its Will is
     /// published now if it has no delay or the old session ends, else cancelled because the
     /// session continues [MQTT-3.1.3-9].
-    #[allow(clippy::too_many_arguments)]
-    pub fn attach(
-        &mut self,
-        client_id: &Arc<str>,
-        protocol: ProtocolVersion,
-        clean_start: bool,
-        expiry_interval: u32,
-        will: Option<Will>,
-        link: Link,
-        routed: &mut Routed,
-    ) -> Attached {
+    pub fn attach(&mut self, request: AttachRequest, routed: &mut Routed) -> Attached {
+        let AttachRequest {
+            client_id,
+            protocol,
+            clean_start,
+            expiry_interval,
+            will,
+            link,
+        } = request;
+        let client_id = &client_id;
         let mut ops = Vec::new();
         if let Some(slot) = self.sessions.get_mut(client_id) {
             if let Some(old) = slot.link.take() {

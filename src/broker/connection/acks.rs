@@ -50,11 +50,12 @@ impl AckQueue {
         }
     }
 
-    /// How many PUBACKs and PUBRECs are waiting: inbound QoS 1/2 messages not yet acknowledged.
-    pub fn publish_acks(&self) -> usize {
+    /// How many PUBACKs are waiting: inbound QoS 1 messages not yet acknowledged. (Inbound
+    /// QoS 2 messages are counted by the session until PUBREL, whether or not their PUBREC left.)
+    pub fn pending_pubacks(&self) -> usize {
         self.pending
             .iter()
-            .filter(|p| matches!(p.ack, Packet::PubAck(_) | Packet::PubRec(_)))
+            .filter(|p| matches!(p.ack, Packet::PubAck(_)))
             .count()
     }
 }

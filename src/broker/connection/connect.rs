@@ -17,7 +17,7 @@ use crate::codec::{
 use super::acks::AckQueue;
 use super::framed::{Framed, ReadError};
 use super::{Client, Peer};
-use crate::broker::state::{ConnectionSignal, Link, Routed};
+use crate::broker::state::{AttachRequest, ConnectionSignal, Link, Routed};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 
@@ -59,6 +59,11 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     };
     if let Err((reason, why)) = check(broker, &connect, peer) {
         tracing::info!(peer = %peer.addr, client_id = %connect.client_id, ?reason, "refusing CONNECT: {why}");
+        if version == ProtocolVersion::V311 && reason == ReasonCode::TopicNameInvalid {
+            // [MQTT-3.1.4-1] A non-conforming CONNECT is closed without CONNACK; 3.1.1 has
+            // no return code for a bad Will Topic.
+            return None;
+        }
         connack.reason = reason;
         if version == ProtocolVersion::V5
             && connect.properties.request_problem_information != Some(0)
@@ -99,15 +104,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         signal: signal.clone(),
     };
     let mut routed = Routed::default();
-    let attached = broker.state().attach(
-        &client_id,
-        version,
-        connect.clean_start,
-        expiry,
-        connect.will,
+    let request = AttachRequest {
+        client_id: client_id.clone(),
+        protocol: version,
+        clean_start: connect.clean_start,
+        expiry_interval: expiry,
+        will: connect.will,
         link,
-        &mut routed,
-    );
+    };
+    let attached = broker.state().attach(request, &mut routed);
     routed.ops.extend(attached.ops);
     if let Err(error) = broker.commit_routed(routed).wait().await {
         tracing::error!(%client_id, %error, "could not store the session; refusing CONNECT");

@@ -131,19 +131,19 @@ impl Client {
         let qos = publish.qos;
         let packet_id = publish.packet_id.unwrap_or(0);
         let mut state = broker.state();
-        if qos == QoS::ExactlyOnce {
+        if qos != QoS::AtMostOnce {
             let Some(slot) = state.sessions.get(&self.client_id) else {
                 return Err(Exit::TakenOver);
             };
-            if slot.session.inbound_qos2.contains(&packet_id) {
+            if qos == QoS::ExactlyOnce && slot.session.inbound_qos2.contains(&packet_id) {
                 // [MQTT-4.3.3-10] A resent QoS 2 PUBLISH is acknowledged, not routed again.
                 drop(state);
                 return self.ack_unrouted(qos, packet_id, ReasonCode::Success);
             }
-            let inflight = slot.session.inbound_qos2.len() + self.acks.publish_acks();
+            // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in
+            // `inbound_qos2`), QoS 1 messages until their PUBACK leaves.
+            let inflight = slot.session.inbound_qos2.len() + self.acks.pending_pubacks();
             self.check_receive_maximum(inflight)?;
-        } else if qos == QoS::AtLeastOnce {
-            self.check_receive_maximum(self.acks.publish_acks())?;
         }
         if topic.starts_with("$SYS") {
             drop(state);
@@ -184,9 +184,12 @@ impl Client {
         }
     }
 
-    /// [MQTT-3.3.4-9] A client may not have more unacknowledged QoS 1/2 PUBLISHes than our
-    /// Receive Maximum.
+    /// [MQTT-3.3.4-7] A v5 client may not have more unacknowledged QoS 1/2 PUBLISHes than our
+    /// Receive Maximum. A 3.1.1 client is never told one, so it is not held to it.
     fn check_receive_maximum(&self, inflight: usize) -> Result<(), Exit> {
+        if self.version == ProtocolVersion::V311 {
+            return Ok(());
+        }
         let maximum = self.broker.config().limits.max_inflight;
         if inflight >= usize::from(maximum) {
             return Err(violation(

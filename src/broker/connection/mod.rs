@@ -214,20 +214,26 @@ impl Client {
             }
             let _ = framed.queue(&Packet::Disconnect(disconnect));
         }
-        framed.close().await;
+        // The session is released before the socket closes, so a client that reconnects as
+        // soon as it sees the close finds the session already in its next state.
         let keep_will = match exit {
-            Exit::Disconnected { keep_will } => keep_will,
-            Exit::Lost(_) | Exit::Violation(..) => true,
+            Exit::Disconnected { keep_will } => Some(keep_will),
+            Exit::Lost(_) | Exit::Violation(..) => Some(true),
             // The new connection already settled the Will; at shutdown state ends with the process.
-            Exit::TakenOver | Exit::Shutdown => return,
+            Exit::TakenOver | Exit::Shutdown => None,
         };
         let mut routed = Routed::default();
-        let detached =
-            self.broker
-                .state()
-                .detach(&self.client_id, self.connection_id, keep_will, &mut routed);
-        self.broker.arm_timers(self.client_id.clone(), &detached);
-        routed.ops.extend(detached.ops);
+        if let Some(keep_will) = keep_will {
+            let detached = self.broker.state().detach(
+                &self.client_id,
+                self.connection_id,
+                keep_will,
+                &mut routed,
+            );
+            self.broker.arm_timers(self.client_id.clone(), &detached);
+            routed.ops.extend(detached.ops);
+        }
+        framed.close().await;
         self.broker.finish_background(routed).await;
     }
 }

@@ -1,0 +1,366 @@
+//! The `cairn` binary end to end: `--version`; `check-config` with the defaults, bad keys,
+//! bad values and a missing file; `serve` starting, serving MQTT, and stopping on SIGTERM
+//! (5.0 clients told DISCONNECT 0x8B), or refusing to start with a clear message when a TLS
+//! certificate is missing or the port is taken.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use cairn::config::Config;
+use common::{publish_packet, RawClient, WAIT};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+/// Exit code for a bad configuration or usage.
+const EXIT_BAD_CONFIG: i32 = 2;
+/// Exit code for a failure at run time.
+const EXIT_RUNTIME: i32 = 1;
+
+/// The `cairn` binary with a clean environment: no `CAIRN_…` overrides leak in from outside,
+/// and it is killed if the test drops it.
+fn cairn(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CAIRN_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `cairn` to its end (within three times [`WAIT`]).
+async fn run(args: &[&str]) -> Output {
+    let output = tokio::time::timeout(WAIT * 3, cairn(args).output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "`cairn {}` did not end within {:?}",
+                args.join(" "),
+                WAIT * 3
+            )
+        });
+    output.expect("cairn runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the process exited with `code`, showing its output otherwise.
+fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Writes `contents` to `cairn.toml` in `dir` and returns its path as a string.
+fn config_file(dir: &Path, contents: &str) -> String {
+    let path = dir.join("cairn.toml");
+    std::fs::write(&path, contents).expect("write config file");
+    path.display().to_string()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+#[tokio::test]
+async fn version_prints_the_crate_version() {
+    let output = run(&["--version"]).await;
+    assert_exit(&output, 0, "cairn --version");
+    assert!(
+        stdout(&output).contains(env!("CARGO_PKG_VERSION")),
+        "version in {:?}",
+        stdout(&output)
+    );
+}
+
+/// With no file and no environment, `check-config` prints the built-in defaults as TOML that
+/// reads back to exactly `Config::default()`.
+#[tokio::test]
+async fn check_config_prints_the_defaults_as_toml() {
+    let output = run(&["check-config"]).await;
+    assert_exit(&output, 0, "cairn check-config");
+    let printed: Config = config::Config::builder()
+        .add_source(config::File::from_str(
+            &stdout(&output),
+            config::FileFormat::Toml,
+        ))
+        .build()
+        .and_then(|parsed| parsed.try_deserialize())
+        .unwrap_or_else(|error| {
+            panic!(
+                "check-config printed no valid config ({error}): {}",
+                stdout(&output)
+            )
+        });
+    assert_eq!(printed, Config::default());
+}
+
+/// A file that loads is printed back with its values applied.
+#[tokio::test]
+async fn check_config_applies_the_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = config_file(
+        dir.path(),
+        "allow_anonymous = false\n[limits]\nmax_inflight = 7\n",
+    );
+    let output = run(&["check-config", "--config", &file]).await;
+    assert_exit(&output, 0, "check-config with a valid file");
+    let printed = stdout(&output);
+    assert!(printed.contains("max_inflight = 7"), "{printed}");
+    assert!(printed.contains("allow_anonymous = false"), "{printed}");
+}
+
+/// Unknown keys, out-of-range values and wrong types exit 2 with a message naming the key.
+#[tokio::test]
+async fn check_config_rejects_bad_keys_and_values_naming_the_key() {
+    let cases = [
+        ("[limits]\nmax_inflite = 5\n", "max_inflite"),
+        ("[limits]\nmax_inflight = 0\n", "max_inflight"),
+        ("[limits]\nmax_packet_size = 1\n", "max_packet_size"),
+        ("sys_interval = \"often\"\n", "sys_interval"),
+        ("[[listeners]]\nbind = \"not an address\"\n", "bind"),
+        (
+            "[[listeners]]\nbind = \"127.0.0.1:1883\"\nkind = \"udp\"\n",
+            "kind",
+        ),
+    ];
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for (contents, key) in cases {
+        let file = config_file(dir.path(), contents);
+        let output = run(&["check-config", "--config", &file]).await;
+        assert_exit(
+            &output,
+            EXIT_BAD_CONFIG,
+            &format!("check-config with {contents:?}"),
+        );
+        assert!(
+            stderr(&output).contains(key),
+            "the error for {contents:?} must name `{key}`: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_config_with_missing_file_names_it() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let missing = dir.path().join("absent.toml").display().to_string();
+    let output = run(&["check-config", "--config", &missing]).await;
+    assert_exit(&output, EXIT_BAD_CONFIG, "check-config with a missing file");
+    assert!(
+        stderr(&output).contains(&missing),
+        "the error must name {missing}: {}",
+        stderr(&output)
+    );
+}
+
+/// A `cairn serve` process, its stderr collected in the background (so a chatty log never
+/// fills the pipe), killed if the test ends early.
+struct Serving {
+    child: Child,
+    stderr: JoinHandle<String>,
+}
+
+impl Serving {
+    fn spawn(args: &[&str]) -> Serving {
+        let mut child = cairn(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cairn serve starts");
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text).await;
+            text
+        });
+        Serving { child, stderr }
+    }
+
+    /// Waits until `addr` accepts TCP connections, polling within [`WAIT`]; fails early if the
+    /// process exits.
+    async fn wait_until_listening(&mut self, addr: SocketAddr) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if TcpStream::connect(addr).await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "cairn serve exited with {status} before listening: {}",
+                    self.stderr().await
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cairn serve not listening on {addr} within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM with the `kill` command.
+    async fn terminate(&self) {
+        let pid = self.child.id().expect("cairn serve is running").to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Waits (within [`WAIT`]) for the process to exit by itself.
+    async fn exit_status(&mut self) -> ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("cairn serve exits within the wait")
+            .expect("wait for cairn serve")
+    }
+
+    async fn stderr(&mut self) -> String {
+        (&mut self.stderr).await.expect("stderr reader")
+    }
+}
+
+/// `serve --listen` serves MQTT (a 3.1.1 QoS 1 message reaches a 5.0 subscriber); on SIGTERM it
+/// tells the 5.0 client DISCONNECT 0x8B Server shutting down, closes the 3.1.1 client without
+/// one (3.1.1 has no server DISCONNECT), and exits 0, having logged where it listened.
+#[tokio::test]
+async fn serve_serves_mqtt_and_stops_on_sigterm() {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut serving = Serving::spawn(&[
+        "serve",
+        "--listen",
+        &addr.to_string(),
+        "--data-dir",
+        &data.path().display().to_string(),
+    ]);
+    serving.wait_until_listening(addr).await;
+
+    let mut subscriber = RawClient::connect(addr, ProtocolVersion::V5, "cli-sub").await;
+    subscriber
+        .subscribe(1, "cli/readings", QoS::AtLeastOnce)
+        .await;
+    let mut publisher = RawClient::connect(addr, ProtocolVersion::V311, "cli-pub").await;
+    let puback = publisher
+        .publish(publish_packet(
+            "cli/readings",
+            QoS::AtLeastOnce,
+            Some(7),
+            b"from the binary",
+        ))
+        .await
+        .expect("PUBACK");
+    assert_eq!(puback.packet_id, 7);
+    let received = subscriber.expect_publish().await;
+    assert_eq!(
+        (received.topic.as_str(), received.qos, &received.payload[..]),
+        ("cli/readings", QoS::AtLeastOnce, &b"from the binary"[..])
+    );
+    subscriber
+        .send(&Packet::PubAck(cairn::codec::PubResponse::success(
+            received.packet_id.expect("QoS 1 has a packet id"),
+        )))
+        .await;
+
+    serving.terminate().await;
+    assert_eq!(
+        subscriber.expect_closed().await,
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::ServerShuttingDown
+        ))]
+    );
+    assert_eq!(publisher.expect_closed().await, Vec::<Packet>::new());
+    let status = serving.exit_status().await;
+    let log = serving.stderr().await;
+    assert!(
+        status.success(),
+        "cairn serve exits 0 on SIGTERM, got {status}: {log}"
+    );
+    assert!(
+        log.contains(&addr.to_string()),
+        "the log names the listening address {addr}: {log}"
+    );
+}
+
+/// A TLS listener whose certificate file does not exist: `serve` refuses to start, exits with
+/// the bad-configuration code and names the file.
+#[tokio::test]
+async fn serve_with_missing_tls_certificate_names_the_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cert = dir.path().join("missing-cert.pem").display().to_string();
+    let key = dir.path().join("missing-key.pem").display().to_string();
+    let file = config_file(
+        dir.path(),
+        &format!("[[listeners]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n[listeners.tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"),
+    );
+    let output = run(&[
+        "serve",
+        "--config",
+        &file,
+        "--data-dir",
+        &dir.path().display().to_string(),
+    ])
+    .await;
+    assert_exit(&output, EXIT_BAD_CONFIG, "serve with a missing certificate");
+    assert!(
+        stderr(&output).contains(&cert),
+        "the error must name {cert}: {}",
+        stderr(&output)
+    );
+}
+
+/// A port already in use: `serve` exits 1 with a message naming the address and the cause.
+#[tokio::test]
+async fn serve_on_a_busy_port_exits_1_naming_it() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("local address").to_string();
+    let data = tempfile::tempdir().expect("temporary directory");
+    let output = run(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--data-dir",
+        &data.path().display().to_string(),
+    ])
+    .await;
+    assert_exit(&output, EXIT_RUNTIME, "serve on a busy port");
+    let message = stderr(&output);
+    assert!(
+        message.contains(&addr),
+        "the error must name {addr}: {message}"
+    );
+    assert!(
+        message.to_lowercase().contains("in use"),
+        "the error must say the address is in use: {message}"
+    );
+    drop(taken);
+}

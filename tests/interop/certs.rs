@@ -1,0 +1,102 @@
+//! Certificates for the TLS tests, made fresh by rcgen in each test: a CA, a server
+//! certificate for 127.0.0.1 and localhost, and a client certificate whose Common Name is
+//! [`CLIENT_CN`], all written as PEM files to a temporary directory.
+
+use std::path::PathBuf;
+
+use cairn::config::{ClientAuth, ListenerConfig, ListenerKind, TlsConfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use tempfile::TempDir;
+
+/// The Common Name of the client certificate.
+pub const CLIENT_CN: &str = "sensor-42";
+
+/// PEM files of one test's certificates; deleted when dropped.
+pub struct TlsFiles {
+    _dir: TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    /// A CA, a server certificate and a client certificate signed by it.
+    pub fn generate() -> TlsFiles {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Cairn test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+
+        let leaf = |names: Vec<String>, common_name: &str, usage: ExtendedKeyUsagePurpose| {
+            let key = KeyPair::generate().expect("leaf key");
+            let mut params = CertificateParams::new(names).expect("leaf parameters");
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![usage];
+            let cert = params
+                .signed_by(&key, &ca, &ca_key)
+                .expect("leaf certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(
+            vec!["127.0.0.1".to_string(), "localhost".to_string()],
+            "localhost",
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) =
+            leaf(Vec::new(), CLIENT_CN, ExtendedKeyUsagePurpose::ClientAuth);
+
+        let write = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("write PEM file");
+            path
+        };
+        TlsFiles {
+            ca: write("ca.pem", &ca.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server.key", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client.key", &client_key),
+            _dir: dir,
+        }
+    }
+
+    /// A TLS listener on 127.0.0.1:0 with the server certificate; with `client_auth`, client
+    /// certificates are checked against the CA.
+    pub fn listener(
+        &self,
+        client_auth: Option<ClientAuth>,
+        cn_as_username: bool,
+    ) -> ListenerConfig {
+        ListenerConfig {
+            bind: "127.0.0.1:0".parse().expect("valid address"),
+            kind: ListenerKind::Tls,
+            tls: Some(TlsConfig {
+                cert: self.server_cert.clone(),
+                key: self.server_key.clone(),
+                client_ca: client_auth.map(|_| self.ca.clone()),
+                client_auth: client_auth.unwrap_or_default(),
+                cn_as_username,
+            }),
+        }
+    }
+}

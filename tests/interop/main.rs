@@ -1,0 +1,14 @@
+//! Interoperability: real MQTT clients against a broker started from the library — rumqttc
+//! (MQTT 3.1.1 and 5.0) and Debian's Mosquitto command-line clients over TCP and TLS (with
+//! certificates made in the test, mTLS and `cn_as_username`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod certs;
+mod mosquitto;
+mod mosquitto_tcp;
+mod mosquitto_tls;
+mod programs;
+mod rumqttc_v311;
+mod rumqttc_v5;

@@ -1,0 +1,109 @@
+//! Shared subscriptions (`$share/{group}/{filter}`, MQTT 5 section 4.8.2): each message goes to
+//! exactly one member of the group, independently of ordinary subscriptions to the same topic;
+//! No Local on a shared filter is a Protocol Error.
+
+use std::collections::BTreeSet;
+
+use cairn::codec::{
+    Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions,
+};
+
+use crate::common::{publish_packet, start_broker, RawClient};
+use crate::support::{
+    assert_broker_serves, assert_nothing_pending, expect_thrown_out, publish_qos1,
+    publishes_before_pingresp, subscriber, texts,
+};
+
+/// Section 4.8.2: ten messages to a group of two members are split between them — every
+/// message reaches exactly one member and both get some — while an ordinary subscriber to the
+/// same topic gets all ten.
+#[tokio::test]
+async fn shared_subscription_delivers_each_message_to_one_member() {
+    let broker = start_broker().await;
+    let version = ProtocolVersion::V5;
+    let mut first = subscriber(
+        broker.addr,
+        version,
+        "member-1",
+        "$share/workers/jobs/+",
+        QoS::AtMostOnce,
+    )
+    .await;
+    let mut second = subscriber(
+        broker.addr,
+        version,
+        "member-2",
+        "$share/workers/jobs/+",
+        QoS::AtMostOnce,
+    )
+    .await;
+    let mut ordinary =
+        subscriber(broker.addr, version, "ordinary", "jobs/+", QoS::AtMostOnce).await;
+    let mut publisher = RawClient::connect(broker.addr, version, "jobs-pub").await;
+    let sent: Vec<String> = (1..=10).map(|n| format!("job {n}")).collect();
+    for (n, job) in sent.iter().enumerate() {
+        let reason = publish_qos1(&mut publisher, &format!("jobs/{n}"), n as u16 + 1, job).await;
+        assert_eq!(reason, ReasonCode::Success);
+    }
+
+    let to_first = texts(&publishes_before_pingresp(&mut first).await);
+    let to_second = texts(&publishes_before_pingresp(&mut second).await);
+    assert!(
+        !to_first.is_empty() && !to_second.is_empty(),
+        "split: {to_first:?} / {to_second:?}"
+    );
+    assert_eq!(
+        to_first.len() + to_second.len(),
+        sent.len(),
+        "no message twice: {to_first:?} / {to_second:?}"
+    );
+    let union: BTreeSet<&String> = to_first.iter().chain(&to_second).collect();
+    assert_eq!(
+        union,
+        sent.iter().collect(),
+        "every message reached a member"
+    );
+    assert_eq!(texts(&publishes_before_pingresp(&mut ordinary).await), sent);
+}
+
+/// Section 4.8.2 / 3.3.1.3: retained messages are not sent when a shared subscription is made.
+#[tokio::test]
+async fn shared_subscription_gets_no_retained_messages() {
+    let broker = start_broker().await;
+    let version = ProtocolVersion::V5;
+    let mut publisher = RawClient::connect(broker.addr, version, "retainer").await;
+    let mut retained = publish_packet("kept/state", QoS::AtLeastOnce, Some(1), b"on");
+    retained.retain = true;
+    publisher.publish(retained).await;
+    let mut member = subscriber(
+        broker.addr,
+        version,
+        "late-member",
+        "$share/g/kept/state",
+        QoS::AtLeastOnce,
+    )
+    .await;
+    assert_nothing_pending(&mut member).await;
+}
+
+/// [MQTT-3.8.3-4]: No Local on a shared subscription is a Protocol Error: DISCONNECT 0x82, and
+/// the broker goes on serving other clients.
+#[tokio::test]
+async fn no_local_on_a_shared_subscription_is_a_protocol_error() {
+    let broker = start_broker().await;
+    let version = ProtocolVersion::V5;
+    let mut client = RawClient::connect(broker.addr, version, "shared-no-local").await;
+    let options = SubscriptionOptions {
+        no_local: true,
+        ..SubscriptionOptions::with_qos(QoS::AtMostOnce)
+    };
+    client
+        .send(&Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            properties: Properties::default(),
+            filters: vec![("$share/g/t".to_string(), options)],
+        }))
+        .await;
+    expect_thrown_out(&mut client, ReasonCode::ProtocolError).await;
+    assert_broker_serves(broker.addr, version).await;
+}

@@ -1,0 +1,302 @@
+//! CONNECT and CONNACK: the first packet, protocol levels, Connect Flags, client identifiers,
+//! authentication, the limits a v5 CONNACK announces, and the connection limit.
+
+use bytes::BytesMut;
+use cairn::codec::{Auth, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
+
+use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
+use crate::support::{
+    assert_broker_serves, client_id, connect_ok, disconnect, encoded, expect_connect_refused,
+    expect_server_close, expect_silent_close, ping, resume_connect, subscribe_ok, will,
+    with_expiry, with_will, BOTH, CONNECT_FLAGS, CONNECT_LEVEL,
+};
+
+// [MQTT-3.1.0-1] The first packet from a client must be CONNECT; anything else is closed
+// without an answer.
+#[tokio::test]
+async fn first_packet_other_than_connect_is_closed() {
+    let broker = start_broker().await;
+    let publish = Packet::Publish(publish_packet("a/b", QoS::AtMostOnce, None, b"early"));
+    for first in [
+        encoded(&Packet::PingReq, ProtocolVersion::V5),
+        encoded(&publish, ProtocolVersion::V5),
+    ] {
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V5).await;
+        client.send_bytes(&first).await;
+        expect_silent_close(&mut client).await;
+    }
+    assert_broker_serves(broker.addr).await;
+}
+
+// [MQTT-3.1.0-2] A second CONNECT is a protocol violation: v5 DISCONNECT 0x82, then close.
+#[tokio::test]
+async fn second_connect_is_a_protocol_error() {
+    let broker = start_broker().await;
+    for version in BOTH {
+        let id = client_id("twice", version);
+        let mut client = RawClient::connect(broker.addr, version, &id).await;
+        client
+            .send(&Packet::Connect(connect_packet(version, &id)))
+            .await;
+        expect_server_close(&mut client, ReasonCode::ProtocolError).await;
+    }
+    assert_broker_serves(broker.addr).await;
+}
+
+/// A CONNECT asking for "MQIsdp" level 3 (MQTT 3.1), written by hand: the codec only encodes
+/// the versions Cairn speaks.
+fn mqtt31_connect() -> BytesMut {
+    let mut bytes = BytesMut::new();
+    bytes.extend_from_slice(&[0x10, 16, 0x00, 0x06]);
+    bytes.extend_from_slice(b"MQIsdp");
+    bytes.extend_from_slice(&[0x03, 0x02, 0x00, 0x3c, 0x00, 0x02]);
+    bytes.extend_from_slice(b"c1");
+    bytes
+}
+
+/// A valid v5 CONNECT whose Protocol Level byte is replaced by `level`.
+fn connect_with_level(level: u8) -> BytesMut {
+    let mut bytes = encoded(
+        &Packet::Connect(connect_packet(ProtocolVersion::V5, "level")),
+        ProtocolVersion::V5,
+    );
+    bytes[CONNECT_LEVEL] = level;
+    bytes
+}
+
+// [MQTT-3.1.2-2] (3.1.1) An unsupported Protocol Level gets CONNACK return code 0x01 in the
+// 3.1.1 form every client can read, then the close; (5.0) [MQTT-3.1.2-2] allows this answer.
+#[tokio::test]
+async fn unsupported_protocol_level_gets_return_code_1() {
+    let broker = start_broker().await;
+    for (name, bytes) in [
+        ("MQIsdp 3", mqtt31_connect()),
+        ("MQTT 3", connect_with_level(3)),
+        ("MQTT 6", connect_with_level(6)),
+    ] {
+        // Read as 3.1.1: a v5-form CONNACK would not decode as one.
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V311).await;
+        client.send_bytes(&bytes).await;
+        let connack = client.expect_connack().await;
+        assert_eq!(
+            connack.reason,
+            ReasonCode::UnsupportedProtocolVersion,
+            "protocol {name}"
+        );
+        assert!(!connack.session_present, "protocol {name}");
+        expect_silent_close(&mut client).await;
+    }
+    assert_broker_serves(broker.addr).await;
+}
+
+// Connect Flags a server must refuse by closing without CONNACK [MQTT-3.1.4-1]:
+// reserved bit 0 set [MQTT-3.1.2-3]; Will QoS without the Will Flag [MQTT-3.1.2-13] (3.1.1)
+// [MQTT-3.1.2-11] (5.0); Will Retain without the Will Flag [MQTT-3.1.2-15] (3.1.1)
+// [MQTT-3.1.2-13] (5.0); Will QoS 3 [MQTT-3.1.2-14] (3.1.1) [MQTT-3.1.2-12] (5.0).
+#[tokio::test]
+async fn invalid_connect_flags_are_closed_without_connack() {
+    let broker = start_broker().await;
+    for version in BOTH {
+        let plain = connect_packet(version, &client_id("flags", version));
+        let willing = with_will(plain.clone(), will("flags/will", "gone"));
+        for (name, connect, set_bits) in [
+            ("reserved bit 0", &plain, 0x01),
+            ("Will QoS 1 without Will Flag", &plain, 0x08),
+            ("Will Retain without Will Flag", &plain, 0x20),
+            ("Will QoS 3", &willing, 0x18),
+        ] {
+            let mut bytes = encoded(&Packet::Connect(connect.clone()), version);
+            bytes[CONNECT_FLAGS] |= set_bits;
+            let mut client = RawClient::open(broker.addr, version).await;
+            client.send_bytes(&bytes).await;
+            let seen = client.expect_closed().await;
+            assert!(
+                seen.is_empty(),
+                "{version:?} {name}: expected a silent close, got {seen:?}"
+            );
+        }
+    }
+    assert_broker_serves(broker.addr).await;
+}
+
+// (5.0) A Will Topic must be a valid Topic Name, without wildcards [MQTT-4.7.0-1]: CONNACK
+// 0x90 Topic Name invalid, then the close [MQTT-3.2.2-7].
+#[tokio::test]
+async fn v5_will_topic_with_wildcard_is_refused() {
+    let broker = start_broker().await;
+    for topic in ["will/+", "will/#"] {
+        let connect = with_will(
+            connect_packet(ProtocolVersion::V5, "wild-will"),
+            will(topic, "never"),
+        );
+        expect_connect_refused(broker.addr, connect, ReasonCode::TopicNameInvalid).await;
+    }
+    assert_broker_serves(broker.addr).await;
+}
+
+// [MQTT-3.1.3-8] (3.1.1) An empty client identifier with Clean Session 0 is refused with
+// return code 0x02, Session Present 0 [MQTT-3.2.2-4], then the close [MQTT-3.2.2-5].
+#[tokio::test]
+async fn v311_empty_client_id_without_clean_session_is_refused() {
+    let broker = start_broker().await;
+    let connect = resume_connect(connect_packet(ProtocolVersion::V311, ""));
+    expect_connect_refused(broker.addr, connect, ReasonCode::ClientIdentifierNotValid).await;
+    assert_broker_serves(broker.addr).await;
+}
+
+// [MQTT-3.1.3-6] (3.1.1) An empty client identifier with Clean Session 1 is accepted and
+// the connection works.
+#[tokio::test]
+async fn v311_empty_client_id_with_clean_session_is_accepted() {
+    let broker = start_broker().await;
+    let (mut client, connack) =
+        connect_ok(broker.addr, connect_packet(ProtocolVersion::V311, "")).await;
+    assert!(
+        !connack.session_present,
+        "[MQTT-3.2.2-1] Clean Session 1 gives Session Present 0"
+    );
+    subscribe_ok(&mut client, "anonymous/id", QoS::AtLeastOnce).await;
+    ping(&mut client).await;
+}
+
+// [MQTT-3.2.2-16] [MQTT-3.1.3-6] (5.0) An empty client identifier gets an Assigned Client
+// Identifier, unique among sessions; [MQTT-3.1.3-7] the CONNECT is processed as if the client
+// had sent it, so the session can be resumed under that identifier.
+#[tokio::test]
+async fn v5_empty_client_id_gets_an_assigned_identifier() {
+    let broker = start_broker().await;
+    let persistent = resume_connect(with_expiry(connect_packet(ProtocolVersion::V5, ""), 60));
+    let (mut first, first_ack) = connect_ok(broker.addr, persistent).await;
+    let (_second, second_ack) =
+        connect_ok(broker.addr, connect_packet(ProtocolVersion::V5, "")).await;
+    let assigned = first_ack
+        .properties
+        .assigned_client_identifier
+        .expect("CONNACK carries an Assigned Client Identifier");
+    let other = second_ack
+        .properties
+        .assigned_client_identifier
+        .expect("CONNACK carries an Assigned Client Identifier");
+    assert!(!assigned.is_empty());
+    assert_ne!(assigned, other, "assigned identifiers are unique");
+
+    subscribe_ok(&mut first, "assigned/topic", QoS::AtLeastOnce).await;
+    disconnect(&mut first, ReasonCode::Success).await;
+    let resume = resume_connect(with_expiry(
+        connect_packet(ProtocolVersion::V5, &assigned),
+        60,
+    ));
+    let (_resumed, connack) = connect_ok(broker.addr, resume).await;
+    assert!(
+        connack.session_present,
+        "the session created under the assigned identifier resumes"
+    );
+    assert_eq!(
+        connack.properties.assigned_client_identifier, None,
+        "nothing assigned for a real identifier"
+    );
+}
+
+// [MQTT-3.1.4-2] With allow_anonymous = false a CONNECT without a user name is refused:
+// 3.1.1 return code 0x05, v5 0x87 Not authorized, Session Present 0, then the close
+// [MQTT-3.2.2-4] [MQTT-3.2.2-5] (3.1.1) [MQTT-3.2.2-6] [MQTT-3.2.2-7] (5.0). With a user name it
+// is accepted.
+#[tokio::test]
+async fn anonymous_clients_refused_when_not_allowed() {
+    let broker = start_broker_with(|config| config.allow_anonymous = false).await;
+    for version in BOTH {
+        let id = client_id("anonymous", version);
+        let anonymous = connect_packet(version, &id);
+        expect_connect_refused(broker.addr, anonymous, ReasonCode::NotAuthorized).await;
+
+        let mut named = connect_packet(version, &id);
+        named.username = Some("sensor".to_string());
+        let (mut client, _) = connect_ok(broker.addr, named).await;
+        ping(&mut client).await;
+    }
+}
+
+// [MQTT-4.12.0-1] An Authentication Method the server does not support is refused with
+// CONNACK 0x8C Bad authentication method, then the close.
+#[tokio::test]
+async fn unsupported_authentication_method_is_refused() {
+    let broker = start_broker().await;
+    let mut connect = connect_packet(ProtocolVersion::V5, "scram");
+    connect.properties.authentication_method = Some("SCRAM-SHA-1".to_string());
+    expect_connect_refused(broker.addr, connect, ReasonCode::BadAuthenticationMethod).await;
+    assert_broker_serves(broker.addr).await;
+}
+
+// [MQTT-4.12.0-7] A client that sent no Authentication Method must not send AUTH: v5 gets
+// DISCONNECT 0x82 Protocol Error; in 3.1.1 packet type 15 is reserved (malformed), closed.
+#[tokio::test]
+async fn auth_without_authentication_method_is_a_protocol_error() {
+    let broker = start_broker().await;
+    let mut v5 = RawClient::connect(broker.addr, ProtocolVersion::V5, "auth-v5").await;
+    v5.send(&Packet::Auth(Auth {
+        reason: ReasonCode::ReAuthenticate,
+        properties: Properties::default(),
+    }))
+    .await;
+    expect_server_close(&mut v5, ReasonCode::ProtocolError).await;
+
+    let mut v311 = RawClient::connect(broker.addr, ProtocolVersion::V311, "auth-v311").await;
+    v311.send_bytes(&[0xF0, 0x00]).await;
+    expect_silent_close(&mut v311).await;
+    assert_broker_serves(broker.addr).await;
+}
+
+// MQTT 5.0 §3.2.2.3.3, §3.2.2.3.6, §3.2.2.3.8: CONNACK announces the configured Receive
+// Maximum, Maximum Packet Size and Topic Alias Maximum (absent when aliases are off).
+#[tokio::test]
+async fn v5_connack_announces_configured_limits() {
+    let broker = start_broker_with(|config| {
+        config.limits.max_inflight = 7;
+        config.limits.max_packet_size = 4096;
+        config.limits.topic_alias_maximum = 3;
+    })
+    .await;
+    let (_client, connack) =
+        connect_ok(broker.addr, connect_packet(ProtocolVersion::V5, "limits")).await;
+    assert_eq!(connack.properties.receive_maximum, Some(7));
+    assert_eq!(connack.properties.maximum_packet_size, Some(4096));
+    assert_eq!(connack.properties.topic_alias_maximum, Some(3));
+    assert_eq!(
+        connack.properties.server_keep_alive, None,
+        "keep-alive granted as asked"
+    );
+    assert_eq!(
+        connack.properties.session_expiry_interval, None,
+        "session expiry granted as asked"
+    );
+
+    let no_aliases = start_broker_with(|config| config.limits.topic_alias_maximum = 0).await;
+    let (_client, connack) = connect_ok(
+        no_aliases.addr,
+        connect_packet(ProtocolVersion::V5, "limits"),
+    )
+    .await;
+    assert_eq!(
+        connack.properties.topic_alias_maximum, None,
+        "no aliases: Topic Alias Maximum absent"
+    );
+}
+
+// With max_connections clients connected, another CONNECT is refused (v5 0x89 Server busy,
+// 3.1.1 0x03 Server unavailable) and closed; once a client leaves, a new one is accepted.
+#[tokio::test]
+async fn connection_limit_refuses_then_frees_a_slot() {
+    let broker = start_broker_with(|config| config.limits.max_connections = 1).await;
+    let mut first = RawClient::connect(broker.addr, ProtocolVersion::V5, "first").await;
+    for (version, reason) in [
+        (ProtocolVersion::V5, ReasonCode::ServerBusy),
+        (ProtocolVersion::V311, ReasonCode::ServerUnavailable),
+    ] {
+        let extra = connect_packet(version, &client_id("extra", version));
+        expect_connect_refused(broker.addr, extra, reason).await;
+    }
+    ping(&mut first).await;
+    disconnect(&mut first, ReasonCode::Success).await;
+    let mut next = RawClient::connect(broker.addr, ProtocolVersion::V311, "next").await;
+    ping(&mut next).await;
+}

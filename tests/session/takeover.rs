@@ -1,0 +1,87 @@
+//! Takeover: a second connection with a client identifier already connected closes the first
+//! (v5 with DISCONNECT 0x8E) and carries on with the session.
+
+use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
+
+use crate::common::{connect_packet, start_broker, RawClient};
+use crate::support::{
+    client_id, connect_expecting_session, expect_message, expect_only_marker, expect_server_close,
+    observer, persistent_connect, publish_qos1, subscribe_ok, will, with_will, BOTH,
+};
+
+// [MQTT-3.1.4-2] (3.1.1) [MQTT-3.1.4-3] (5.0) The existing connection is closed (v5:
+// DISCONNECT 0x8E Session taken over first); the new one resumes the session with Session
+// Present 1 and its subscriptions keep delivering.
+#[tokio::test]
+async fn second_connection_takes_the_session_over() {
+    let broker = start_broker().await;
+    let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "publisher").await;
+    for version in BOTH {
+        let id = client_id("twin", version);
+        let topic = format!("takeover/{}", version.level());
+        let mut first =
+            connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
+        subscribe_ok(&mut first, &topic, QoS::AtLeastOnce).await;
+
+        let mut second =
+            connect_expecting_session(broker.addr, persistent_connect(version, &id), true).await;
+        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+
+        assert_eq!(
+            publish_qos1(&mut publisher, &topic, "to the new one").await,
+            ReasonCode::Success
+        );
+        let delivered = expect_message(&mut second, &topic, "to the new one").await;
+        assert_eq!(delivered.qos, QoS::AtLeastOnce);
+    }
+}
+
+// [MQTT-3.1.4-2] (3.1.1) [MQTT-3.1.4-3] (5.0) with [MQTT-3.1.2-6] (3.1.1) [MQTT-3.1.2-4]
+// (5.0): a takeover with clean start 1 closes the old connection and starts a new session
+// (Session Present 0, old subscriptions gone).
+#[tokio::test]
+async fn takeover_with_clean_start_starts_a_new_session() {
+    let broker = start_broker().await;
+    let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "publisher").await;
+    for version in BOTH {
+        let id = client_id("replaced", version);
+        let topic = format!("replaced/{}", version.level());
+        let mut first =
+            connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
+        subscribe_ok(&mut first, &topic, QoS::AtLeastOnce).await;
+
+        let mut second =
+            connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
+        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+        assert_eq!(
+            publish_qos1(&mut publisher, &topic, "nobody").await,
+            ReasonCode::NoMatchingSubscribers,
+            "the old session's subscription is gone"
+        );
+        subscribe_ok(&mut second, "replaced/marker", QoS::AtLeastOnce).await;
+        expect_only_marker(&mut second, "replaced/marker").await;
+    }
+}
+
+// [MQTT-3.1.4-3] (5.0: "If the existing Client has a Will Message, that Will Message is
+// published") and [MQTT-3.1.2-8]: the taken-over connection ended without DISCONNECT, so its
+// Will (no delay) is published; the new connection's Will is not.
+#[tokio::test]
+async fn takeover_publishes_the_old_connections_will() {
+    let broker = start_broker().await;
+    let mut watcher = observer(broker.addr, "watcher", "takeover-will/#").await;
+    // The new connections stay open to the end: dropping one would publish its Will.
+    let mut new_connections = Vec::new();
+    for version in BOTH {
+        let id = client_id("willing", version);
+        let old_will = format!("takeover-will/old/{}", version.level());
+        let new_will = format!("takeover-will/new/{}", version.level());
+        let first = with_will(persistent_connect(version, &id), will(&old_will, "old"));
+        let mut first = connect_expecting_session(broker.addr, first, false).await;
+        let second = with_will(persistent_connect(version, &id), will(&new_will, "new"));
+        new_connections.push(connect_expecting_session(broker.addr, second, true).await);
+        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+        expect_message(&mut watcher, &old_will, "old").await;
+    }
+    expect_only_marker(&mut watcher, "takeover-will/marker").await;
+}
