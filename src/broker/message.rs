@@ -12,6 +12,9 @@ use crate::codec::{Properties, Publish, QoS, Will};
 /// One application message, stored once however many sessions it is routed to.
 #[derive(Debug)]
 pub struct Message {
+    /// Unique and increasing for the life of the data directory: the store keeps one body per
+    /// id, however many queues refer to it.
+    pub id: u64,
     /// Topic name (never an alias).
     pub topic: Arc<str>,
     pub payload: Bytes,
@@ -32,6 +35,7 @@ pub struct Message {
 impl Message {
     /// Builds the routed message from a client's PUBLISH (topic already resolved from any alias).
     pub fn from_publish(
+        id: u64,
         publish: Publish,
         topic: Arc<str>,
         publisher: Arc<str>,
@@ -42,6 +46,7 @@ impl Message {
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         Message {
+            id,
             topic,
             // The decoded payload is a slice of the connection's read buffer; a copy of its
             // own lets that buffer go while the message waits in queues.
@@ -55,11 +60,12 @@ impl Message {
     }
 
     /// The message a Will becomes when it is published; the Will Delay Interval is not forwarded.
-    pub fn from_will(will: Will, now: Instant) -> Message {
+    pub fn from_will(id: u64, will: Will, now: Instant) -> Message {
         let mut properties = will.properties;
         properties.will_delay_interval = None;
         let expires_at = take_expiry(&mut properties, now);
         Message {
+            id,
             topic: Arc::from(will.topic),
             payload: will.payload,
             qos: will.qos,
@@ -71,8 +77,9 @@ impl Message {
     }
 
     /// A message the broker itself publishes (`$SYS`).
-    pub fn from_broker(topic: &str, payload: Bytes, retain: bool) -> Message {
+    pub fn from_broker(id: u64, topic: &str, payload: Bytes, retain: bool) -> Message {
         Message {
+            id,
             topic: Arc::from(topic),
             payload,
             qos: QoS::AtMostOnce,

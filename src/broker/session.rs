@@ -144,7 +144,7 @@ mod tests {
 
     fn delivery(qos: QoS) -> Delivery {
         Delivery {
-            message: Arc::new(Message::from_broker("t", Bytes::new(), false)),
+            message: Arc::new(Message::from_broker(1, "t", Bytes::new(), false)),
             qos,
             retain: false,
             subscription_ids: Vec::new(),

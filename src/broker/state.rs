@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
@@ -118,6 +119,8 @@ pub struct State {
     share_cursors: HashMap<Arc<str>, usize>,
     /// Most messages a session may queue.
     max_queued: usize,
+    /// The id the next message gets.
+    next_message_id: u64,
 }
 
 impl State {
@@ -125,8 +128,16 @@ impl State {
     pub fn new(max_queued: usize) -> State {
         State {
             max_queued,
+            next_message_id: 1,
             ..State::default()
         }
+    }
+
+    /// A fresh message id.
+    pub fn next_message_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
     }
 
     /// Attaches a connection to the session `client_id`, creating, resuming or replacing it.
@@ -232,6 +243,10 @@ impl State {
         if expiry != u32::MAX {
             detached.expiry = Some(expiry);
         }
+        detached.ops.push(StoreOp::Offline {
+            client_id: client_id.clone(),
+            at: SystemTime::now(),
+        });
         detached
     }
 
@@ -284,7 +299,8 @@ impl State {
 
     /// Routes a Will Message as if its client had published it.
     fn publish_will(&mut self, will: Will, routed: &mut Routed) {
-        let message = Arc::new(Message::from_will(will, std::time::Instant::now()));
+        let id = self.next_message_id();
+        let message = Arc::new(Message::from_will(id, will, std::time::Instant::now()));
         self.route_into(&message, routed);
     }
 
@@ -388,16 +404,17 @@ impl State {
             retain: target.retain_as_published && message.retain,
             subscription_ids: target.subscription_ids,
         };
-        let qos = delivery.qos;
+        let durable = slot.session.is_persistent() && delivery.qos != QoS::AtMostOnce;
+        let record = durable.then(|| delivery.clone());
         match slot
             .session
             .enqueue(delivery, slot.link.is_some(), max_queued)
         {
             Ok(()) => {
-                if slot.session.is_persistent() && qos != QoS::AtMostOnce {
+                if let Some(delivery) = record {
                     routed.ops.push(StoreOp::Enqueue {
                         client_id: target.client_id.clone(),
-                        message: message.clone(),
+                        delivery,
                     });
                 }
                 if let Some(link) = &slot.link {

@@ -63,8 +63,12 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
 
 async fn publish_status(broker: &Broker) {
     for (topic, value) in status(broker) {
-        let message = Arc::new(Message::from_broker(topic, Bytes::from(value), true));
-        let mut routed = broker.state().route(&message);
+        let mut routed = {
+            let mut state = broker.state();
+            let id = state.next_message_id();
+            let message = Arc::new(Message::from_broker(id, topic, Bytes::from(value), true));
+            state.route(&message)
+        };
         // Status values are recomputed at start: keep them out of the store.
         routed
             .ops

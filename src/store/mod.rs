@@ -9,20 +9,24 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
-use crate::broker::message::Message;
+use crate::broker::message::{Delivery, Message};
 use crate::codec::{SubscriptionOptions, Will};
 
 /// One change to durable state.
 #[derive(Debug, Clone)]
 pub enum StoreOp {
-    /// A session was created or its expiry interval changed.
+    /// A session was created, resumed by a connection, or its expiry interval changed.
     PutSession {
         client_id: Arc<str>,
         expiry_interval: u32,
     },
+    /// A persistent session's connection ended at `at` (wall-clock): its expiry and Will
+    /// Delay count from then, across restarts.
+    Offline { client_id: Arc<str>, at: SystemTime },
     /// A session ended (clean start, expiry, or a clean session disconnecting).
     DeleteSession { client_id: Arc<str> },
     /// A subscription was added or replaced.
@@ -37,22 +41,24 @@ pub enum StoreOp {
         client_id: Arc<str>,
         filter: Arc<str>,
     },
-    /// A message was queued for a persistent session.
+    /// A message was queued for a persistent session: its body (stored once per message id)
+    /// and the per-session delivery (granted QoS, retain flag, subscription identifiers).
     Enqueue {
         client_id: Arc<str>,
-        message: Arc<Message>,
+        delivery: Delivery,
     },
-    /// A queued message left the queue without being sent (expired, or too large for the
-    /// client's Maximum Packet Size).
+    /// The oldest queued entry of the session, for `message_id`, left the queue without being
+    /// sent (expired, or too large for the client's Maximum Packet Size).
     Discard {
         client_id: Arc<str>,
-        message: Arc<Message>,
+        message_id: u64,
     },
-    /// A queued message was sent under `packet_id` and is now inflight (awaiting PUBACK or PUBREC).
+    /// The oldest queued entry of the session, for `message_id`, was sent under `packet_id` and
+    /// is now inflight (awaiting PUBACK or PUBREC).
     Inflight {
         client_id: Arc<str>,
         packet_id: u16,
-        message: Arc<Message>,
+        message_id: u64,
     },
     /// PUBREC arrived for an inflight QoS 2 message; PUBREL was sent, PUBCOMP is awaited.
     Released { client_id: Arc<str>, packet_id: u16 },

@@ -151,6 +151,7 @@ impl Client {
             return self.ack_unrouted(qos, packet_id, ReasonCode::NotAuthorized);
         }
         let message = Arc::new(Message::from_publish(
+            state.next_message_id(),
             publish,
             topic,
             self.client_id.clone(),

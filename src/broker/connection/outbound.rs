@@ -144,7 +144,7 @@ impl Client {
                     ops.push(StoreOp::Inflight {
                         client_id: self.client_id.clone(),
                         packet_id,
-                        message: delivery.message.clone(),
+                        message_id: delivery.message.id,
                     });
                 }
                 let state = if delivery.qos == QoS::AtLeastOnce {
@@ -169,7 +169,7 @@ impl Client {
         if persistent && delivery.qos != QoS::AtMostOnce {
             ops.push(StoreOp::Discard {
                 client_id: self.client_id.clone(),
-                message: delivery.message.clone(),
+                message_id: delivery.message.id,
             });
         }
     }
