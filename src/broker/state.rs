@@ -182,14 +182,18 @@ impl State {
         slot.session.will = will.clone();
         slot.link = Some(link);
         slot.epoch += 1;
-        ops.push(StoreOp::PutSession {
-            client_id: client_id.clone(),
-            expiry_interval,
-        });
-        ops.push(StoreOp::Will {
-            client_id: client_id.clone(),
-            will: will.map(Box::new),
-        });
+        // A session that ends with its connection is stored only for its Will, which must
+        // still go out if the broker stops uncleanly while the client is connected.
+        if expiry_interval > 0 || will.is_some() {
+            ops.push(StoreOp::PutSession {
+                client_id: client_id.clone(),
+                expiry_interval,
+            });
+            ops.push(StoreOp::Will {
+                client_id: client_id.clone(),
+                will: will.map(Box::new),
+            });
+        }
         Attached {
             session_present: resumed,
             ops,

@@ -133,7 +133,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         version,
         signal,
         keep_alive: Duration::from_secs(u64::from(keep_alive)),
-        connected_with_zero_expiry: expiry == 0,
+        persistent: expiry > 0,
         inbound_aliases: HashMap::new(),
         outbound_aliases: HashMap::new(),
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),

@@ -12,7 +12,7 @@ use crate::codec::{
     Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
-use crate::store::StoreOp;
+use crate::store::{Commit, StoreOp};
 
 use super::framed::Framed;
 use super::{Client, Exit};
@@ -68,6 +68,16 @@ impl Client {
             )),
         }
         .map(|_| ())
+    }
+
+    /// Commits changes to this connection's own session. A session that ends with its
+    /// connection keeps nothing in the store, so its changes are not written at all.
+    fn commit_own(&self, ops: Vec<StoreOp>) -> Commit {
+        if self.persistent {
+            self.broker.commit(ops)
+        } else {
+            self.broker.commit(Vec::new())
+        }
     }
 
     /// Queues a packet that needs no commit (PINGRESP, PUBREL).
@@ -162,11 +172,13 @@ impl Client {
             if let Some(slot) = state.sessions.get_mut(&self.client_id) {
                 slot.session.inbound_qos2.insert(packet_id);
             }
-            routed.ops.push(StoreOp::InboundQos2 {
-                client_id: self.client_id.clone(),
-                packet_id,
-                awaiting: true,
-            });
+            if self.persistent {
+                routed.ops.push(StoreOp::InboundQos2 {
+                    client_id: self.client_id.clone(),
+                    packet_id,
+                    awaiting: true,
+                });
+            }
         }
         drop(state);
         let reason = if routed.matched {
@@ -245,7 +257,7 @@ impl Client {
         } else if self.version == ProtocolVersion::V5 {
             response.reason = ReasonCode::PacketIdentifierNotFound;
         }
-        let commit = self.broker.commit(ops);
+        let commit = self.commit_own(ops);
         self.acks
             .push(commit, Packet::PubComp(response), Vec::new());
     }
@@ -260,13 +272,13 @@ impl Client {
             })
         };
         match done {
-            Some(entry) if entry.delivery.qos != QoS::AtMostOnce => {
-                let _ = self.broker.commit(vec![StoreOp::Acked {
+            Some(_) => {
+                let _ = self.commit_own(vec![StoreOp::Acked {
                     client_id: self.client_id.clone(),
                     packet_id,
                 }]);
             }
-            _ => {
+            None => {
                 tracing::debug!(client_id = %self.client_id, packet_id, ?expected, "ack for an unknown packet identifier ignored")
             }
         }
@@ -299,7 +311,7 @@ impl Client {
         };
         let mut response = PubResponse::success(rec.packet_id);
         if known {
-            let _ = self.broker.commit(vec![StoreOp::Released {
+            let _ = self.commit_own(vec![StoreOp::Released {
                 client_id: self.client_id.clone(),
                 packet_id: rec.packet_id,
             }]);
@@ -362,7 +374,7 @@ impl Client {
             properties: Default::default(),
             reasons,
         });
-        let commit = broker.commit(ops);
+        let commit = self.commit_own(ops);
         self.acks.push(commit, ack, retained);
         Ok(())
     }
@@ -406,7 +418,7 @@ impl Client {
             properties: Default::default(),
             reasons,
         });
-        let commit = broker.commit(ops);
+        let commit = self.commit_own(ops);
         self.acks.push(commit, ack, Vec::new());
         Ok(())
     }
@@ -415,7 +427,7 @@ impl Client {
     /// Will only for reason 0x04.
     fn on_disconnect(&mut self, disconnect: Disconnect) -> Exit {
         if let Some(expiry) = disconnect.properties.session_expiry_interval {
-            if self.connected_with_zero_expiry && expiry != 0 {
+            if !self.persistent && expiry != 0 {
                 // [MQTT-3.14.2-2]
                 return violation(
                     ReasonCode::ProtocolError,

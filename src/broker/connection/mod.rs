@@ -61,8 +61,10 @@ struct Client {
     signal: Arc<ConnectionSignal>,
     /// Keep Alive in force; zero turns the check off.
     keep_alive: Duration,
-    /// Whether the session had Session Expiry Interval 0 at CONNECT (DISCONNECT may not raise it).
-    connected_with_zero_expiry: bool,
+    /// Whether the session outlives the connection (Session Expiry Interval > 0 at CONNECT).
+    /// Only such sessions write their subscriptions and message flows to the store; a
+    /// DISCONNECT may not raise an interval of 0 [MQTT-3.14.2-2].
+    persistent: bool,
     /// Inbound Topic Alias → topic name (v5).
     inbound_aliases: HashMap<u16, Arc<str>>,
     /// Outbound topic name → Topic Alias we assigned (v5).
