@@ -225,13 +225,36 @@ impl State {
                 will: None,
             });
         }
+        if slot.session.is_persistent() {
+            detached.ops.push(StoreOp::Offline {
+                client_id: client_id.clone(),
+                at: SystemTime::now(),
+            });
+        }
+        self.schedule_offline(client_id, 0, routed, &mut detached);
+        detached
+    }
+
+    /// Settles an offline session that has been offline for `offline_for` seconds: ends it if
+    /// its expiry has passed, publishes its Will if the delay has, and otherwise says which
+    /// timers to arm for what remains. Used at disconnect (0 s) and at start-up.
+    fn schedule_offline(
+        &mut self,
+        client_id: &Arc<str>,
+        offline_for: u32,
+        routed: &mut Routed,
+        detached: &mut Detached,
+    ) {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return;
+        };
         let expiry = slot.session.expiry_interval;
-        if expiry == 0 {
+        if expiry != u32::MAX && offline_for >= expiry {
             self.end_session(client_id, routed, &mut detached.ops);
-            return detached;
+            return;
         }
         if let Some(delay) = slot.session.will.as_ref().map(will_delay) {
-            if delay == 0 {
+            if delay <= offline_for {
                 if let Some(will) = slot.session.will.take() {
                     detached.ops.push(StoreOp::Will {
                         client_id: client_id.clone(),
@@ -240,18 +263,13 @@ impl State {
                     self.publish_will(will, routed);
                 }
             } else if delay < expiry {
-                detached.will_delay = Some(delay);
+                detached.will_delay = Some(delay - offline_for);
             }
             // A delay at or beyond the expiry: the Will goes out when the session ends.
         }
         if expiry != u32::MAX {
-            detached.expiry = Some(expiry);
+            detached.expiry = Some(expiry - offline_for);
         }
-        detached.ops.push(StoreOp::Offline {
-            client_id: client_id.clone(),
-            at: SystemTime::now(),
-        });
-        detached
     }
 
     /// Publishes a session's delayed Will if the session is still offline in `epoch`.

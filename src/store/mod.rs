@@ -93,41 +93,40 @@ pub enum StoreError {
 /// The completion of one committed batch, awaited before an ack is released.
 #[derive(Debug)]
 pub struct Commit {
-    done: oneshot::Receiver<Result<(), StoreError>>,
-    /// The outcome once received, until it is taken.
+    /// The writer's answer, until it arrives.
+    pending: Option<oneshot::Receiver<Result<(), StoreError>>>,
+    /// The outcome once known, until it is taken.
     outcome: Option<Result<(), StoreError>>,
 }
 
 impl Commit {
     /// A commit whose outcome is already known.
     fn finished(result: Result<(), StoreError>) -> Commit {
-        let (tx, done) = oneshot::channel();
-        // The receiver is alive right here, so the send cannot fail.
-        let _ = tx.send(result);
         Commit {
-            done,
-            outcome: None,
+            pending: None,
+            outcome: Some(result),
         }
     }
 
     /// Takes the outcome if the batch has been committed (or has failed), without waiting.
     pub fn try_result(&mut self) -> Option<Result<(), StoreError>> {
-        if self.outcome.is_none() {
-            self.outcome = match self.done.try_recv() {
-                Ok(result) => Some(result),
-                Err(oneshot::error::TryRecvError::Empty) => None,
-                Err(oneshot::error::TryRecvError::Closed) => Some(Err(StoreError::WriterGone)),
+        if let Some(pending) = &mut self.pending {
+            let result = match pending.try_recv() {
+                Ok(result) => result,
+                Err(oneshot::error::TryRecvError::Empty) => return None,
+                Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::WriterGone),
             };
+            self.pending = None;
+            self.outcome = Some(result);
         }
         self.outcome.take()
     }
 
     /// Waits until the outcome is known, keeping it for [`Commit::try_result`]. Cancel-safe.
     pub async fn ready(&mut self) {
-        if self.outcome.is_none() {
-            let result = (&mut self.done)
-                .await
-                .unwrap_or(Err(StoreError::WriterGone));
+        if let Some(pending) = &mut self.pending {
+            let result = pending.await.unwrap_or(Err(StoreError::WriterGone));
+            self.pending = None;
             self.outcome = Some(result);
         }
     }
