@@ -7,6 +7,8 @@
 //! restart. The redb store (issue 4) replaces [`Store::commit`]'s body with a group-commit
 //! writer; the engine does not change.
 
+pub mod redb;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -85,6 +87,10 @@ pub enum StoreOp {
 /// Why a commit failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// The write transaction holding the batch failed (e.g. disk full); whether any of it
+    /// reached the disk is unknown.
+    #[error("the store could not commit the batch: {0}")]
+    Io(String),
     /// The store's writer stopped before answering.
     #[error("the store writer stopped before committing")]
     WriterGone,

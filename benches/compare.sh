@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Cairn versus Mosquitto on this machine, with the load tool (benches/load.rs).
+#
+# Builds the release binaries, then for every scenario runs each broker fresh on a free
+# 127.0.0.1 port, alternating (cairn, mosquitto, cairn, mosquitto, ...), and prints a table of
+# medians with the ratio Cairn/Mosquitto. Every broker it starts is stopped again, also on
+# error or Ctrl-C. Exit status 1 if any run failed its checks.
+#
+# Environment:
+#   DURATION=10         seconds measured per run
+#   WARMUP=2            seconds of warm-up per run
+#   ROUNDS=2            runs per broker and scenario (alternating)
+#   MQTT_VERSION=5      5 or 3.1.1 (3.1.1 clients cannot learn Mosquitto's Receive Maximum of
+#                       20; QoS 2 beyond it is acknowledged and dropped, so keep INFLIGHT<=20)
+#   INFLIGHT=32         QoS 1/2 publisher inflight window (capped by the broker's Receive Maximum)
+#   CONNECTIONS=1000    idle connections for idle-memory
+#   BROKERS="cairn mosquitto"   which brokers to run (e.g. BROKERS=mosquitto)
+#   MOSQUITTO=mosquitto         Mosquitto binary
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-2}
+MQTT_VERSION=${MQTT_VERSION:-5}
+INFLIGHT=${INFLIGHT:-32}
+CONNECTIONS=${CONNECTIONS:-1000}
+BROKERS=${BROKERS:-cairn mosquitto}
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-compare.XXXXXX")
+RESULTS="$WORK/results"
+BROKER_PID=""
+PORT=""
+FAILURES=0
+
+# Scenario id | load tool arguments | metrics of its RESULT line, ";"-separated key:label:better
+SCENARIOS=(
+    "fan-in-q0|--scenario fan-in --qos 0|rate:fan-in QoS 0 (msg/s):higher"
+    "fan-in-q1|--scenario fan-in --qos 1|rate:fan-in QoS 1 (msg/s):higher"
+    "fan-out-q0|--scenario fan-out --qos 0|rate:fan-out QoS 0 (deliveries/s):higher"
+    "fan-out-q1|--scenario fan-out --qos 1|rate:fan-out QoS 1 (deliveries/s):higher"
+    "latency-q1|--scenario latency --qos 1 --rate 1000|p50_us:latency QoS 1 1000/s p50 (us):lower;p99_us:latency QoS 1 1000/s p99 (us):lower;p999_us:latency QoS 1 1000/s p99.9 (us):lower"
+    "idle|--scenario idle-memory --connections $CONNECTIONS|bytes_per_conn:idle memory $CONNECTIONS conns (bytes/conn):lower"
+)
+
+log() { echo "compare: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+stop_broker() {
+    [[ -n $BROKER_PID ]] || return 0
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+}
+
+cleanup() {
+    stop_broker
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The executable cargo reports for target $2 in its JSON messages on stdin.
+executable_of() {
+    grep -F "\"name\":\"$1\"" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
+}
+
+build() {
+    cd "$ROOT"
+    log "building release binaries"
+    if [[ " $BROKERS " == *" cairn "* ]]; then
+        CAIRN=$(cargo build --release --message-format=json-render-diagnostics | executable_of cairn)
+        [[ -x $CAIRN ]] || die "cargo build --release produced no cairn binary"
+    fi
+    LOAD=$(cargo bench --bench load --no-run --message-format=json-render-diagnostics | executable_of load)
+    [[ -x $LOAD ]] || die "cargo bench --no-run produced no load binary"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pick_free_port() {
+    local port
+    for _ in $(seq 100); do
+        port=$((20000 + RANDOM % 40000))
+        if ! port_in_use "$port"; then
+            PORT=$port
+            return
+        fi
+    done
+    die "found no free port on 127.0.0.1"
+}
+
+wait_until_listening() {
+    for _ in $(seq 100); do
+        kill -0 "$BROKER_PID" 2>/dev/null || die "$1 exited at start-up; its log: $(cat "$WORK/$1.log")"
+        port_in_use "$PORT" && return
+        sleep 0.1
+    done
+    die "$1 is not listening on 127.0.0.1:$PORT after 10 s"
+}
+
+start_cairn() {
+    local data="$WORK/cairn-data.$RANDOM"
+    mkdir -p "$data"
+    # Queue limit as large as Mosquitto's below: overflow must not decide the comparison.
+    CAIRN_LIMITS__MAX_QUEUED_MESSAGES=10000000 \
+        "$CAIRN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+start_mosquitto() {
+    local conf="$WORK/mosquitto.conf"
+    cat >"$conf" <<EOF
+listener $PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 10000000
+max_queued_bytes 0
+log_dest stderr
+log_type error
+log_type warning
+user $(id -un)
+EOF
+    "$MOSQUITTO" -c "$conf" >"$WORK/mosquitto.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+# run_once BROKER SCENARIO_ID ROUND LOAD_ARGS: one fresh broker, one load run, one result row.
+run_once() {
+    local broker=$1 id=$2 round=$3 args=$4 line status limit
+    limit=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 120 }')
+    pick_free_port
+    "start_$broker"
+    wait_until_listening "$broker"
+    # shellcheck disable=SC2086 # the scenario's arguments are meant to split
+    if line=$(timeout "$limit" "$LOAD" $args \
+        --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
+        --duration "$DURATION" --warmup "$WARMUP" --mqtt-version "$MQTT_VERSION" \
+        --inflight "$INFLIGHT" 2>"$WORK/load.err" | grep '^RESULT'); then
+        status=ok
+    else
+        status=failed
+    fi
+    stop_broker
+    [[ -n $line ]] || line="RESULT status=failed"
+    echo "$line" >&2
+    if [[ $status != ok || $line != *status=ok* ]]; then
+        FAILURES=$((FAILURES + 1))
+        sed 's/^/  load: /' "$WORK/load.err" >&2
+        return
+    fi
+    for field in $line; do
+        [[ $field == *=* ]] && echo "$id $broker $round ${field%%=*} ${field#*=}" >>"$RESULTS"
+    done
+}
+
+run_all() {
+    local entry id args round broker
+    : >"$RESULTS"
+    for entry in "${SCENARIOS[@]}"; do
+        IFS='|' read -r id args _ <<<"$entry"
+        for round in $(seq "$ROUNDS"); do
+            for broker in $BROKERS; do
+                log "$id round $round: $broker"
+                run_once "$broker" "$id" "$round" "$args"
+            done
+        done
+    done
+}
+
+# median ID BROKER KEY: the median over rounds, or "-" without successful runs.
+median() {
+    awk -v id="$1" -v broker="$2" -v key="$3" '$1 == id && $2 == broker && $4 == key { print $5 }' "$RESULTS" |
+        sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "-"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m
+        }'
+}
+
+print_table() {
+    local entry id metrics metric key label better cairn mosq ratio
+    local -a metric_list
+    echo
+    echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr)"
+    echo "Runs: DURATION=${DURATION}s WARMUP=${WARMUP}s ROUNDS=$ROUNDS MQTT $MQTT_VERSION INFLIGHT=$INFLIGHT," \
+        "alternating, fresh broker per run; Mosquitto $("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p')"
+    printf '%-48s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
+    for entry in "${SCENARIOS[@]}"; do
+        IFS='|' read -r id _ metrics <<<"$entry"
+        IFS=';' read -r -a metric_list <<<"$metrics"
+        for metric in "${metric_list[@]}"; do
+            IFS=':' read -r key label better <<<"$metric"
+            cairn=$(median "$id" cairn "$key")
+            mosq=$(median "$id" mosquitto "$key")
+            ratio=$(awk -v a="$cairn" -v b="$mosq" 'BEGIN {
+                if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }')
+            printf '%-48s %12s %12s %12s  %s\n' "$label" "$cairn" "$mosq" "$ratio" "$better"
+        done
+    done
+    if ((FAILURES > 0)); then
+        echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
+    fi
+}
+
+main() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    [[ " $BROKERS " != *" mosquitto "* ]] || [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
+    build
+    run_all
+    print_table
+    ((FAILURES == 0))
+}
+
+main "$@"

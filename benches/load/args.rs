@@ -1,0 +1,210 @@
+//! The load tool's command line: which scenario to run, against which broker, and how hard.
+//!
+//! Owns parsing and range checks only; the scenarios read the parsed [`Args`].
+
+use std::time::Duration;
+
+use cairn::codec::{ProtocolVersion, QoS};
+use clap::{Parser, ValueEnum};
+
+use crate::stamp::STAMP_LEN;
+
+/// Drives any MQTT broker at host:port with one scenario and prints a `RESULT …` line.
+#[derive(Debug, Parser)]
+#[command(name = "load", about)]
+pub struct Args {
+    /// What to measure. Without it the tool checks its own bookkeeping and exits, which is
+    /// what plain `cargo bench` and `cargo test --all-targets` (running every bench target
+    /// without a scenario) do.
+    #[arg(long, value_enum)]
+    pub scenario: Option<Scenario>,
+
+    /// Broker address, host:port.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub broker: String,
+
+    /// Name of the broker printed in the RESULT line (e.g. cairn, mosquitto).
+    #[arg(long, default_value = "unnamed")]
+    pub label: String,
+
+    /// MQTT protocol version spoken by every client.
+    #[arg(long = "mqtt-version", value_enum, default_value = "5")]
+    pub mqtt_version: MqttVersion,
+
+    /// QoS of publications and subscriptions.
+    #[arg(long, value_enum, default_value = "0")]
+    pub qos: QosLevel,
+
+    /// Publishers in fan-in.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub publishers: u32,
+
+    /// Subscribers in fan-out.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub subscribers: u32,
+
+    /// Payload size in bytes (at least the 20-byte stamp of publisher, sequence and time).
+    #[arg(long, default_value_t = 64, value_parser = parse_payload_len)]
+    pub payload: usize,
+
+    /// Seconds of warm-up before measuring.
+    #[arg(long, default_value = "2", value_parser = parse_seconds)]
+    pub warmup: Duration,
+
+    /// Seconds to measure (ignored when --count is given).
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub duration: Duration,
+
+    /// Measure until this many messages were received instead of for --duration.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Publish rate of the latency scenario, messages per second.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: u32,
+
+    /// Unacknowledged QoS 1/2 PUBLISHes per publisher (capped by the broker's Receive Maximum).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub inflight: u16,
+
+    /// Messages sent but not yet received by the slowest subscriber before publishers wait,
+    /// so that no broker queues without bound.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
+    pub window: u64,
+
+    /// Idle connections opened by idle-memory.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+
+    /// Process id of the broker whose VmRSS idle-memory reads (required for idle-memory).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+
+    /// Seconds idle-memory waits after the last CONNACK before reading the broker's RSS
+    /// (idle connections send no PINGREQ: keep it well below --keep-alive).
+    #[arg(long, default_value = "2", value_parser = parse_seconds)]
+    pub settle: Duration,
+
+    /// Keep Alive in seconds sent in every CONNECT (0 turns it off).
+    #[arg(long, default_value_t = 60)]
+    pub keep_alive: u16,
+
+    /// Seconds to wait for the last acknowledgements and deliveries after publishing stops.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub drain_timeout: Duration,
+
+    /// Seconds to wait for a TCP connection and for each CONNACK and SUBACK.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub connect_timeout: Duration,
+
+    /// Tokio worker threads of the load tool itself.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub threads: u32,
+
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
+
+impl Args {
+    /// The codec's protocol version for `--mqtt-version`.
+    pub fn protocol(&self) -> ProtocolVersion {
+        match self.mqtt_version {
+            MqttVersion::V311 => ProtocolVersion::V311,
+            MqttVersion::V5 => ProtocolVersion::V5,
+        }
+    }
+}
+
+/// The scenarios the tool can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// P publishers to one subscriber on `load/#`; messages/s received.
+    FanIn,
+    /// One publisher to S subscribers of one topic; deliveries/s.
+    FanOut,
+    /// One publisher at --rate to one subscriber; latency percentiles in µs.
+    Latency,
+    /// N idle connections; broker RSS growth per connection.
+    IdleMemory,
+}
+
+impl Scenario {
+    /// The name used on the command line and in RESULT lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::FanIn => "fan-in",
+            Scenario::FanOut => "fan-out",
+            Scenario::Latency => "latency",
+            Scenario::IdleMemory => "idle-memory",
+        }
+    }
+}
+
+/// `--mqtt-version` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1.
+    #[value(name = "3.1.1")]
+    V311,
+    /// MQTT 5.0.
+    #[value(name = "5")]
+    V5,
+}
+
+impl MqttVersion {
+    /// The name used on the command line and in RESULT lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            MqttVersion::V311 => "3.1.1",
+            MqttVersion::V5 => "5",
+        }
+    }
+}
+
+/// `--qos` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QosLevel {
+    /// At most once.
+    #[value(name = "0")]
+    Zero,
+    /// At least once.
+    #[value(name = "1")]
+    One,
+    /// Exactly once.
+    #[value(name = "2")]
+    Two,
+}
+
+impl QosLevel {
+    /// The codec's QoS.
+    pub fn qos(self) -> QoS {
+        match self {
+            QosLevel::Zero => QoS::AtMostOnce,
+            QosLevel::One => QoS::AtLeastOnce,
+            QosLevel::Two => QoS::ExactlyOnce,
+        }
+    }
+}
+
+/// Parses a non-negative number of seconds, fractions allowed.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("`{text}` seconds is negative or too large"))
+}
+
+/// Parses a payload size that leaves room for the stamp.
+fn parse_payload_len(text: &str) -> Result<usize, String> {
+    let len: usize = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a byte count"))?;
+    if len < STAMP_LEN {
+        return Err(format!(
+            "payload of {len} bytes is below the {STAMP_LEN}-byte stamp"
+        ));
+    }
+    Ok(len)
+}

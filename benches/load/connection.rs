@@ -1,0 +1,317 @@
+//! One MQTT client connection over TCP: the socket, its read and write buffers, the CONNECT
+//! and SUBSCRIBE handshakes, keep-alive pings, and one I/O step at a time for the roles.
+//!
+//! Owns framing and the socket only; what to publish or acknowledge is the roles' business.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use cairn::codec::{
+    decode, encode, Connect, Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
+    Subscribe, SubscriptionOptions,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use crate::error::LoadError;
+
+/// Bytes the read buffer makes room for before each read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Largest packet accepted from the broker.
+const MAX_INBOUND_PACKET: u32 = 16 * 1024 * 1024;
+
+/// Packet identifier of the single SUBSCRIBE each subscriber sends.
+const SUBSCRIBE_PACKET_ID: u16 = 1;
+
+/// How every client of a run connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Broker address, host:port.
+    pub broker: String,
+    pub version: ProtocolVersion,
+    /// Keep Alive sent in CONNECT, seconds; 0 turns pings off.
+    pub keep_alive: u16,
+    /// Limit on the TCP connect and on each handshake reply.
+    pub handshake_timeout: Duration,
+}
+
+/// What the broker's CONNACK allows this client (MQTT 5.0 properties; 3.1.1 has no limits).
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerLimits {
+    /// Receive Maximum: QoS 1/2 PUBLISHes the broker accepts unacknowledged.
+    pub receive_maximum: u16,
+    /// Maximum QoS the broker accepts.
+    pub maximum_qos: u8,
+}
+
+/// An open, CONNACKed MQTT connection.
+pub struct MqttConnection {
+    /// Label used in every error message.
+    who: String,
+    stream: TcpStream,
+    version: ProtocolVersion,
+    /// Bytes read but not yet decoded.
+    inbound: BytesMut,
+    /// Encoded packets not yet written.
+    outbound: BytesMut,
+    /// Silence after which a PINGREQ is due; `None` when Keep Alive is 0.
+    ping_after: Option<Duration>,
+    last_write: Instant,
+}
+
+/// What one [`MqttConnection::pump`] step did.
+enum Step {
+    Read(io::Result<usize>),
+    Wrote(io::Result<usize>),
+    Woken,
+    PingDue,
+}
+
+impl MqttConnection {
+    /// Opens a TCP connection, sends CONNECT (clean start) and waits for a successful CONNACK.
+    pub async fn open(
+        who: String,
+        client_id: &str,
+        options: &ClientOptions,
+    ) -> Result<(MqttConnection, BrokerLimits), LoadError> {
+        let stream = connect_tcp(&who, options).await?;
+        let mut connection = MqttConnection {
+            who,
+            stream,
+            version: options.version,
+            inbound: BytesMut::with_capacity(READ_CHUNK),
+            outbound: BytesMut::with_capacity(READ_CHUNK),
+            ping_after: (options.keep_alive > 0)
+                .then(|| Duration::from_secs(u64::from(options.keep_alive)) / 2),
+            last_write: Instant::now(),
+        };
+        connection.queue(&Packet::Connect(Connect {
+            protocol: options.version,
+            clean_start: true,
+            keep_alive: options.keep_alive,
+            client_id: client_id.to_owned(),
+            properties: Properties::default(),
+            will: None,
+            username: None,
+            password: None,
+        }))?;
+        connection.flush().await?;
+        let limits = connection.await_connack(options.handshake_timeout).await?;
+        Ok((connection, limits))
+    }
+
+    /// Subscribes to `filter` at `qos` and waits for a SUBACK granting exactly that QoS.
+    pub async fn subscribe(
+        &mut self,
+        filter: &str,
+        qos: QoS,
+        reply_timeout: Duration,
+    ) -> Result<(), LoadError> {
+        self.queue(&Packet::Subscribe(Subscribe {
+            packet_id: SUBSCRIBE_PACKET_ID,
+            properties: Properties::default(),
+            filters: vec![(filter.to_owned(), SubscriptionOptions::with_qos(qos))],
+        }))?;
+        self.flush().await?;
+        let packet = self.receive(reply_timeout, "SUBACK").await?;
+        let Packet::SubAck(ack) = packet else {
+            return Err(self.unexpected(&packet, "awaiting SUBACK"));
+        };
+        let granted = ack.reasons.first().copied();
+        if ack.packet_id != SUBSCRIBE_PACKET_ID || granted != Some(granted_reason(qos)) {
+            return Err(LoadError::SubscriptionRefused {
+                who: self.who.clone(),
+                filter: filter.to_owned(),
+                reason: granted.unwrap_or(ReasonCode::UnspecifiedError),
+                asked: qos,
+            });
+        }
+        Ok(())
+    }
+
+    /// The label errors of this connection carry.
+    pub fn who(&self) -> &str {
+        &self.who
+    }
+
+    /// Encodes `packet` at the end of the write buffer.
+    pub fn queue(&mut self, packet: &Packet) -> Result<(), LoadError> {
+        encode(packet, self.version, &mut self.outbound).map_err(|source| LoadError::Encode {
+            who: self.who.clone(),
+            packet: packet.name(),
+            source,
+        })
+    }
+
+    /// Bytes queued but not yet written.
+    pub fn unsent_len(&self) -> usize {
+        self.outbound.len()
+    }
+
+    /// Decodes the next whole packet already read, if any.
+    pub fn next_packet(&mut self) -> Result<Option<Packet>, LoadError> {
+        decode(&mut self.inbound, self.version, MAX_INBOUND_PACKET).map_err(|source| {
+            LoadError::Decode {
+                who: self.who.clone(),
+                source,
+            }
+        })
+    }
+
+    /// One I/O step: writes some queued bytes, reads some, or returns when `wake` completes,
+    /// whichever comes first. With nothing queued for Keep Alive's half-period, it queues a
+    /// PINGREQ.
+    pub async fn pump(&mut self, wake: impl Future<Output = ()>) -> Result<(), LoadError> {
+        self.inbound.reserve(READ_CHUNK);
+        let ping_at = self.ping_after.map(|after| self.last_write + after);
+        let (mut reader, mut writer) = self.stream.split();
+        let idle = self.outbound.is_empty();
+        let step = tokio::select! {
+            written = writer.write(&self.outbound), if !idle => Step::Wrote(written),
+            read = reader.read_buf(&mut self.inbound) => Step::Read(read),
+            () = wake => Step::Woken,
+            () = sleep_until_some(ping_at), if idle => Step::PingDue,
+        };
+        self.apply(step)
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), LoadError> {
+        self.stream
+            .write_all(&self.outbound)
+            .await
+            .map_err(|source| io_error(&self.who, source))?;
+        self.outbound.clear();
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// Sends DISCONNECT (normal disconnection) and closes the socket.
+    pub async fn disconnect(mut self) -> Result<(), LoadError> {
+        self.queue(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)))?;
+        self.flush().await?;
+        self.stream
+            .shutdown()
+            .await
+            .map_err(|source| io_error(&self.who, source))
+    }
+
+    /// The error for a packet the broker should not have sent in `state`.
+    pub fn unexpected(&self, packet: &Packet, state: &'static str) -> LoadError {
+        LoadError::UnexpectedPacket {
+            who: self.who.clone(),
+            packet: packet.name(),
+            state,
+        }
+    }
+
+    /// Waits for CONNACK and turns a refusal into an error.
+    async fn await_connack(&mut self, reply_timeout: Duration) -> Result<BrokerLimits, LoadError> {
+        let packet = self.receive(reply_timeout, "CONNACK").await?;
+        let Packet::ConnAck(ack) = packet else {
+            return Err(self.unexpected(&packet, "awaiting CONNACK"));
+        };
+        if ack.reason != ReasonCode::Success {
+            return Err(LoadError::Refused {
+                who: self.who.clone(),
+                reason: ack.reason,
+            });
+        }
+        Ok(BrokerLimits {
+            receive_maximum: ack.properties.receive_maximum.unwrap_or(u16::MAX),
+            maximum_qos: ack.properties.maximum_qos.unwrap_or(2),
+        })
+    }
+
+    /// Reads until one whole packet is buffered, within `reply_timeout`.
+    async fn receive(
+        &mut self,
+        reply_timeout: Duration,
+        awaited: &'static str,
+    ) -> Result<Packet, LoadError> {
+        let deadline = Instant::now() + reply_timeout;
+        loop {
+            if let Some(packet) = self.next_packet()? {
+                return Ok(packet);
+            }
+            self.inbound.reserve(READ_CHUNK);
+            let read = timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.stream.read_buf(&mut self.inbound),
+            )
+            .await
+            .map_err(|_| LoadError::Timeout {
+                who: self.who.clone(),
+                awaited,
+                timeout: reply_timeout,
+            })?;
+            self.apply(Step::Read(read))?;
+        }
+    }
+
+    /// Books the outcome of one I/O step.
+    fn apply(&mut self, step: Step) -> Result<(), LoadError> {
+        match step {
+            Step::Read(Ok(0)) => Err(LoadError::Closed {
+                who: self.who.clone(),
+            }),
+            Step::Read(Ok(_)) | Step::Woken => Ok(()),
+            Step::Wrote(Ok(written)) => {
+                self.outbound.advance(written);
+                self.last_write = Instant::now();
+                Ok(())
+            }
+            Step::Read(Err(source)) | Step::Wrote(Err(source)) => Err(io_error(&self.who, source)),
+            Step::PingDue => self.queue(&Packet::PingReq),
+        }
+    }
+}
+
+/// Opens the TCP connection with Nagle off (every client here cares about latency).
+async fn connect_tcp(who: &str, options: &ClientOptions) -> Result<TcpStream, LoadError> {
+    let connecting = TcpStream::connect(&options.broker);
+    let stream = timeout(options.handshake_timeout, connecting)
+        .await
+        .map_err(|_| LoadError::Timeout {
+            who: who.to_owned(),
+            awaited: "TCP connection",
+            timeout: options.handshake_timeout,
+        })?
+        .map_err(|source| LoadError::Connect {
+            who: who.to_owned(),
+            broker: options.broker.clone(),
+            source,
+        })?;
+    stream
+        .set_nodelay(true)
+        .map_err(|source| io_error(who, source))?;
+    Ok(stream)
+}
+
+/// The SUBACK reason code that grants `qos`.
+fn granted_reason(qos: QoS) -> ReasonCode {
+    match qos {
+        QoS::AtMostOnce => ReasonCode::Success,
+        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn io_error(who: &str, source: io::Error) -> LoadError {
+    LoadError::Io {
+        who: who.to_owned(),
+        source,
+    }
+}

@@ -1,0 +1,129 @@
+//! Everything that can stop a load run, each message naming the client and what went wrong.
+//!
+//! `who` is a client's label (`publisher 3`, `subscriber 0`, `idle connection 17`).
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn::codec::{DecodeError, EncodeError, QoS, ReasonCode};
+
+/// Why a load run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{who}: cannot connect to {broker}: {source}")]
+    Connect {
+        who: String,
+        broker: String,
+        source: io::Error,
+    },
+
+    #[error("{who}: no {awaited} from the broker within {timeout:?}")]
+    Timeout {
+        who: String,
+        awaited: &'static str,
+        timeout: Duration,
+    },
+
+    #[error("{who}: broker refused the connection with reason {reason:?}")]
+    Refused { who: String, reason: ReasonCode },
+
+    #[error("{who}: broker supports QoS up to {maximum}, the run needs {needed:?}")]
+    QosUnsupported {
+        who: String,
+        maximum: u8,
+        needed: QoS,
+    },
+
+    #[error(
+        "{who}: broker answered SUBSCRIBE to `{filter}` with {reason:?} (asked for {asked:?})"
+    )]
+    SubscriptionRefused {
+        who: String,
+        filter: String,
+        reason: ReasonCode,
+        asked: QoS,
+    },
+
+    #[error("{who}: broker closed the connection")]
+    Closed { who: String },
+
+    #[error("{who}: socket error: {source}")]
+    Io { who: String, source: io::Error },
+
+    #[error("{who}: undecodable packet from the broker: {source}")]
+    Decode { who: String, source: DecodeError },
+
+    #[error("{who}: cannot encode {packet}: {source}")]
+    Encode {
+        who: String,
+        packet: &'static str,
+        source: EncodeError,
+    },
+
+    #[error("{who}: unexpected {packet} from the broker while {state}")]
+    UnexpectedPacket {
+        who: String,
+        packet: &'static str,
+        state: &'static str,
+    },
+
+    #[error("{who}: {packet} for packet id {packet_id}, which is not awaiting it")]
+    UnknownPacketId {
+        who: String,
+        packet: &'static str,
+        packet_id: u16,
+    },
+
+    #[error("{who}: {packet} for packet id {packet_id} carries failure reason {reason:?}")]
+    AckFailed {
+        who: String,
+        packet: &'static str,
+        packet_id: u16,
+        reason: ReasonCode,
+    },
+
+    #[error("{who}: PUBLISH on `{topic}` carries no load-tool stamp ({len} bytes)")]
+    ForeignMessage {
+        who: String,
+        topic: String,
+        len: usize,
+    },
+
+    #[error("{who}: message stamped by publisher {publisher}, but the run has {publishers}")]
+    UnknownPublisher {
+        who: String,
+        publisher: u32,
+        publishers: usize,
+    },
+
+    #[error(
+        "{who}: {inflight} PUBLISHes still unacknowledged {timeout:?} after publishing stopped"
+    )]
+    Unacknowledged {
+        who: String,
+        inflight: usize,
+        timeout: Duration,
+    },
+
+    #[error("idle-memory needs --broker-pid to read the broker's memory")]
+    MissingBrokerPid,
+
+    #[error("cannot read VmRSS from {path}: {reason}")]
+    BrokerMemory { path: PathBuf, reason: String },
+
+    #[error("a load task failed to run to completion: {0}")]
+    Task(#[from] tokio::task::JoinError),
+
+    #[error("a {0} task ended before it was told to stop")]
+    EndedEarly(&'static str),
+
+    #[error("{role}s did not finish within {timeout:?} of being told to stop")]
+    StuckStopping {
+        role: &'static str,
+        timeout: Duration,
+    },
+
+    #[error("cannot start the tokio runtime: {0}")]
+    Runtime(io::Error),
+}

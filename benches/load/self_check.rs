@@ -1,0 +1,154 @@
+//! Checks of the tool's own bookkeeping (stamps, sequence and loss accounting, packet
+//! identifiers, pacing, the end-to-end window, percentiles), run when the tool is started
+//! without `--scenario`, which is how `cargo test --all-targets` and plain `cargo bench` run
+//! this harness-less target. A wrong count here would make every benchmark lie.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::time::Instant;
+
+use crate::progress::Progress;
+use crate::publisher::{due_time, InflightTable, Slot};
+use crate::scenarios::Percentiles;
+use crate::stamp::{Stamp, STAMP_LEN};
+use crate::subscriber::SequenceCheck;
+
+/// How many checks [`failures`] runs.
+pub const CHECKS: usize = 8;
+
+/// A named check: `true` when it holds.
+type Check = (&'static str, fn() -> bool);
+
+/// Runs every check; the names of those that failed.
+pub fn failures() -> Vec<&'static str> {
+    let checks: [Check; CHECKS] = [
+        ("stamp survives a payload round trip", stamp_round_trip),
+        (
+            "a payload shorter than a stamp is refused",
+            short_payload_refused,
+        ),
+        (
+            "sequence check counts gaps as lost and repeats as behind",
+            sequence_accounting,
+        ),
+        (
+            "packet identifiers skip 0 and ids in use",
+            packet_ids_skip_zero_and_busy,
+        ),
+        (
+            "acks move only from the expected state",
+            acks_need_expected_state,
+        ),
+        ("rate pacing spaces messages evenly", rate_pacing),
+        (
+            "the end-to-end window opens as messages arrive",
+            window_opens_on_receipt,
+        ),
+        (
+            "percentiles use the nearest rank",
+            percentiles_by_nearest_rank,
+        ),
+    ];
+    checks
+        .iter()
+        .filter(|(_, check)| !check())
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+fn stamp_round_trip() -> bool {
+    let stamp = Stamp {
+        publisher: 7,
+        sequence: u64::MAX - 1,
+        sent_nanos: 123_456_789,
+    };
+    let mut scratch = BytesMut::new();
+    let payload = stamp.payload(64, &mut scratch);
+    payload.len() == 64 && Stamp::read(&payload) == Some(stamp)
+}
+
+fn short_payload_refused() -> bool {
+    Stamp::read(&[0; STAMP_LEN - 1]).is_none()
+}
+
+fn sequence_accounting() -> bool {
+    let mut check = SequenceCheck::default();
+    for sequence in [0, 1, 3, 2, 3, 4] {
+        check.observe(sequence);
+    }
+    // 0, 1, 3, 4 arrive in order; 2 and the second 3 arrive behind.
+    check.received == 4 && check.behind == 2
+}
+
+fn packet_ids_skip_zero_and_busy() -> bool {
+    let mut table = InflightTable::new();
+    let first = table.allocate(Slot::AwaitingPubAck);
+    let second = table.allocate(Slot::AwaitingPubAck);
+    let mut last = second;
+    for _ in 3..=u16::MAX {
+        last = table.allocate(Slot::AwaitingPubAck);
+    }
+    let freed = table.advance(1, Slot::AwaitingPubAck, Slot::Free);
+    let wrapped = table.allocate(Slot::AwaitingPubRec);
+    let exhausted = table.allocate(Slot::AwaitingPubRec);
+    first == Some(1)
+        && second == Some(2)
+        && last == Some(u16::MAX)
+        && freed
+        && wrapped == Some(1)
+        && exhausted.is_none()
+        && table.in_use == usize::from(u16::MAX)
+}
+
+fn acks_need_expected_state() -> bool {
+    let mut table = InflightTable::new();
+    let Some(id) = table.allocate(Slot::AwaitingPubRec) else {
+        return false;
+    };
+    let puback_refused = !table.advance(id, Slot::AwaitingPubAck, Slot::Free);
+    let pubrec = table.advance(id, Slot::AwaitingPubRec, Slot::AwaitingPubComp);
+    let still_in_flight = table.in_use == 1;
+    let pubcomp = table.advance(id, Slot::AwaitingPubComp, Slot::Free);
+    let unknown_refused = !table.advance(id, Slot::AwaitingPubComp, Slot::Free);
+    puback_refused && pubrec && still_in_flight && pubcomp && unknown_refused && table.in_use == 0
+}
+
+fn rate_pacing() -> bool {
+    let start = Instant::now();
+    due_time(start, 1000, 0) == start
+        && due_time(start, 1000, 1) == start + Duration::from_millis(1)
+        && due_time(start, 3, 3) == start + Duration::from_secs(1)
+}
+
+fn window_opens_on_receipt() -> bool {
+    let progress = Progress::new(2, 2);
+    let filled = progress.try_reserve() && progress.try_reserve();
+    let shut = !progress.try_reserve();
+    progress.set_received(0, 2);
+    let still_shut = !progress.try_reserve();
+    progress.set_received(1, 1);
+    let reopened = progress.try_reserve();
+    filled && shut && still_shut && reopened && progress.total_received() == 3
+}
+
+fn percentiles_by_nearest_rank() -> bool {
+    let sorted: Vec<u64> = (1..=1000).collect();
+    let expected = Percentiles {
+        p50: 500,
+        p90: 900,
+        p99: 990,
+        p999: 999,
+        max: 1000,
+    };
+    let single = Percentiles {
+        p50: 7,
+        p90: 7,
+        p99: 7,
+        p999: 7,
+        max: 7,
+    };
+    Percentiles::of(&sorted) == Some(expected)
+        && Percentiles::of(&[7]) == Some(single)
+        && Percentiles::of(&[]).is_none()
+}

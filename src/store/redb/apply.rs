@@ -1,0 +1,445 @@
+//! Applies [`StoreOp`]s to the tables inside one write transaction: the meaning of every op in
+//! rows. An op naming a session or entry that does not exist is ignored (logged at debug): the
+//! engine may, for example, ack a message of a session deleted earlier in the same group.
+//!
+//! Owns message-body reference counting: a body is written with the first entry that refers to
+//! it and deleted with the last. Never commits; the writer does.
+
+use std::time::SystemTime;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::broker::message::{Delivery, Message};
+use crate::broker::session::OutboundState;
+use crate::codec::{QoS, SubscriptionOptions, Will};
+use crate::store::StoreOp;
+
+use super::clock::WallClock;
+use super::records::{
+    encode_message, encode_will, InflightRecord, QueueRecord, SessionRecord, SubscriptionRecord,
+};
+use super::tables::{
+    after_client, DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, MESSAGE_REFS, META,
+    META_NEXT_MESSAGE_ID, META_NEXT_SEQUENCE, QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
+};
+
+/// Store-wide counters the writer keeps in memory and saves with every commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Above every message id seen.
+    pub next_message_id: u64,
+    /// The next value of the sequence ordering queue and inflight entries.
+    pub next_sequence: u64,
+}
+
+impl Counters {
+    /// The counters of an empty database.
+    pub const FIRST: Counters = Counters {
+        next_message_id: 1,
+        next_sequence: 0,
+    };
+
+    fn take_sequence(&mut self) -> u64 {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        sequence
+    }
+
+    /// Keeps `next_message_id` above `id`.
+    pub fn saw_message(&mut self, id: u64) {
+        self.next_message_id = self.next_message_id.max(id.saturating_add(1));
+    }
+
+    /// Keeps `next_sequence` above `sequence`.
+    pub fn saw_sequence(&mut self, sequence: u64) {
+        self.next_sequence = self.next_sequence.max(sequence.saturating_add(1));
+    }
+
+    /// Saves the counters in the `meta` table.
+    pub fn save(&self, txn: &WriteTransaction) -> Result<(), DbError> {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_NEXT_MESSAGE_ID, self.next_message_id)?;
+        meta.insert(META_NEXT_SEQUENCE, self.next_sequence)?;
+        Ok(())
+    }
+}
+
+/// What one transaction did, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    pub ops: u64,
+    /// Queue entries written.
+    pub enqueued: u64,
+}
+
+/// Every table, opened for one write transaction.
+pub struct Tables<'txn> {
+    sessions: Table<'txn, &'static str, &'static [u8]>,
+    subscriptions: Table<'txn, (&'static str, &'static str), &'static [u8]>,
+    queue: Table<'txn, (&'static str, u64), &'static [u8]>,
+    inflight: Table<'txn, (&'static str, u16), &'static [u8]>,
+    inbound_qos2: Table<'txn, (&'static str, u16), ()>,
+    wills: Table<'txn, &'static str, &'static [u8]>,
+    messages: Table<'txn, u64, &'static [u8]>,
+    message_refs: Table<'txn, u64, u32>,
+    retained: Table<'txn, &'static str, &'static [u8]>,
+    counters: &'txn mut Counters,
+    clock: WallClock,
+    applied: Applied,
+}
+
+impl<'txn> Tables<'txn> {
+    /// Opens (creating if absent) every table in `txn`.
+    pub fn open(
+        txn: &'txn WriteTransaction,
+        counters: &'txn mut Counters,
+    ) -> Result<Tables<'txn>, DbError> {
+        Ok(Tables {
+            sessions: txn.open_table(SESSIONS)?,
+            subscriptions: txn.open_table(SUBSCRIPTIONS)?,
+            queue: txn.open_table(QUEUE)?,
+            inflight: txn.open_table(INFLIGHT)?,
+            inbound_qos2: txn.open_table(INBOUND_QOS2)?,
+            wills: txn.open_table(WILLS)?,
+            messages: txn.open_table(MESSAGES)?,
+            message_refs: txn.open_table(MESSAGE_REFS)?,
+            retained: txn.open_table(RETAINED)?,
+            counters,
+            clock: WallClock::now(),
+            applied: Applied::default(),
+        })
+    }
+
+    /// What was applied so far.
+    pub fn applied(&self) -> Applied {
+        self.applied
+    }
+
+    /// Applies one op.
+    pub fn apply(&mut self, op: &StoreOp) -> Result<(), DbError> {
+        self.applied.ops += 1;
+        match op {
+            StoreOp::PutSession {
+                client_id,
+                expiry_interval,
+            } => self.put_session(client_id, *expiry_interval),
+            StoreOp::Offline { client_id, at } => self.offline(client_id, *at),
+            StoreOp::DeleteSession { client_id } => self.delete_session(client_id),
+            StoreOp::Subscribe {
+                client_id,
+                filter,
+                options,
+                identifier,
+            } => self.subscribe(client_id, filter, *options, *identifier),
+            StoreOp::Unsubscribe { client_id, filter } => self.unsubscribe(client_id, filter),
+            StoreOp::Enqueue {
+                client_id,
+                delivery,
+            } => self.enqueue(client_id, delivery),
+            StoreOp::Discard {
+                client_id,
+                message_id,
+            } => self.discard(client_id, *message_id),
+            StoreOp::Inflight {
+                client_id,
+                packet_id,
+                message_id,
+            } => self.send(client_id, *packet_id, *message_id),
+            StoreOp::Released {
+                client_id,
+                packet_id,
+            } => self.released(client_id, *packet_id),
+            StoreOp::Acked {
+                client_id,
+                packet_id,
+            } => self.acked(client_id, *packet_id),
+            StoreOp::InboundQos2 {
+                client_id,
+                packet_id,
+                awaiting,
+            } => self.inbound_qos2(client_id, *packet_id, *awaiting),
+            StoreOp::Retain { topic, message } => self.retain(topic, message.as_deref()),
+            StoreOp::Will { client_id, will } => self.will(client_id, will.as_deref()),
+        }
+    }
+
+    /// Whether the session exists; logs the ignored op if not.
+    fn session_exists(&self, client_id: &str, op: &str) -> Result<bool, DbError> {
+        let exists = self.sessions.get(client_id)?.is_some();
+        if !exists {
+            tracing::debug!(%client_id, "store: {op} for an unknown session ignored");
+        }
+        Ok(exists)
+    }
+
+    fn put_session(&mut self, client_id: &str, expiry_interval: u32) -> Result<(), DbError> {
+        let record = SessionRecord {
+            expiry_interval,
+            offline_since: None,
+        };
+        self.sessions
+            .insert(client_id, record.encode().as_slice())?;
+        Ok(())
+    }
+
+    fn offline(&mut self, client_id: &str, at: SystemTime) -> Result<(), DbError> {
+        let Some(mut record) = self.read_session(client_id)? else {
+            tracing::debug!(%client_id, "store: Offline for an unknown session ignored");
+            return Ok(());
+        };
+        record.offline_since = Some(at);
+        self.sessions
+            .insert(client_id, record.encode().as_slice())?;
+        Ok(())
+    }
+
+    fn read_session(&self, client_id: &str) -> Result<Option<SessionRecord>, DbError> {
+        match self.sessions.get(client_id)? {
+            Some(guard) => Ok(Some(SessionRecord::decode(guard.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the session and every row of it, releasing the bodies its entries held.
+    fn delete_session(&mut self, client_id: &str) -> Result<(), DbError> {
+        if self.sessions.remove(client_id)?.is_none() {
+            tracing::debug!(%client_id, "store: DeleteSession for an unknown session");
+        }
+        self.wills.remove(client_id)?;
+        let after = after_client(client_id);
+        self.subscriptions
+            .retain_in((client_id, "")..(after.as_str(), ""), |_, _| false)?;
+        self.inbound_qos2
+            .retain_in((client_id, 0)..=(client_id, u16::MAX), |_, _| false)?;
+        let mut released = Vec::new();
+        for entry in self
+            .queue
+            .extract_from_if((client_id, 0)..=(client_id, u64::MAX), |_, _| true)?
+        {
+            let (_, value) = entry?;
+            released.push(QueueRecord::decode(value.value())?.message_id);
+        }
+        for entry in self
+            .inflight
+            .extract_from_if((client_id, 0)..=(client_id, u16::MAX), |_, _| true)?
+        {
+            let (_, value) = entry?;
+            released.push(InflightRecord::decode(value.value())?.delivery.message_id);
+        }
+        for message_id in released {
+            self.release_body(message_id)?;
+        }
+        Ok(())
+    }
+
+    fn subscribe(
+        &mut self,
+        client_id: &str,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> Result<(), DbError> {
+        if self.session_exists(client_id, "Subscribe")? {
+            let record = SubscriptionRecord {
+                options,
+                identifier,
+            };
+            self.subscriptions
+                .insert((client_id, filter), record.encode().as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, client_id: &str, filter: &str) -> Result<(), DbError> {
+        if self.subscriptions.remove((client_id, filter))?.is_none() {
+            tracing::debug!(%client_id, %filter, "store: Unsubscribe of an unknown subscription ignored");
+        }
+        Ok(())
+    }
+
+    /// Appends a queue entry, storing the body if no other entry holds it yet.
+    fn enqueue(&mut self, client_id: &str, delivery: &Delivery) -> Result<(), DbError> {
+        if !self.session_exists(client_id, "Enqueue")? {
+            return Ok(());
+        }
+        self.hold_body(&delivery.message)?;
+        let record = QueueRecord {
+            message_id: delivery.message.id,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            subscription_ids: delivery.subscription_ids.clone(),
+        };
+        let sequence = self.counters.take_sequence();
+        self.queue
+            .insert((client_id, sequence), record.encode().as_slice())?;
+        self.applied.enqueued += 1;
+        Ok(())
+    }
+
+    /// Removes and returns the oldest queue entry of the session for `message_id`.
+    fn take_queued(
+        &mut self,
+        client_id: &str,
+        message_id: u64,
+    ) -> Result<Option<QueueRecord>, DbError> {
+        let mut found = None;
+        for entry in self.queue.range((client_id, 0)..=(client_id, u64::MAX))? {
+            let (key, value) = entry?;
+            let record = QueueRecord::decode(value.value())?;
+            if record.message_id == message_id {
+                found = Some((key.value().1, record));
+                break;
+            }
+        }
+        let Some((sequence, record)) = found else {
+            tracing::debug!(%client_id, message_id, "store: no queue entry for this message; op ignored");
+            return Ok(None);
+        };
+        self.queue.remove((client_id, sequence))?;
+        Ok(Some(record))
+    }
+
+    fn discard(&mut self, client_id: &str, message_id: u64) -> Result<(), DbError> {
+        if self.take_queued(client_id, message_id)?.is_some() {
+            self.release_body(message_id)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the oldest queue entry for `message_id` into the inflight window.
+    fn send(&mut self, client_id: &str, packet_id: u16, message_id: u64) -> Result<(), DbError> {
+        let Some(delivery) = self.take_queued(client_id, message_id)? else {
+            return Ok(());
+        };
+        let state = match delivery.qos {
+            QoS::AtLeastOnce => OutboundState::AwaitingPubAck,
+            QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
+            // A QoS 0 delivery is done once sent: nothing to keep.
+            QoS::AtMostOnce => return self.release_body(message_id),
+        };
+        let record = InflightRecord {
+            order: self.counters.take_sequence(),
+            state,
+            delivery,
+        };
+        let replaced = self
+            .inflight
+            .insert((client_id, packet_id), record.encode().as_slice())?
+            .map(|old| InflightRecord::decode(old.value()))
+            .transpose()?;
+        if let Some(old) = replaced {
+            tracing::debug!(%client_id, packet_id, "store: inflight entry replaced by a new send");
+            self.release_body(old.delivery.message_id)?;
+        }
+        Ok(())
+    }
+
+    fn read_inflight(
+        &self,
+        client_id: &str,
+        packet_id: u16,
+    ) -> Result<Option<InflightRecord>, DbError> {
+        match self.inflight.get((client_id, packet_id))? {
+            Some(guard) => Ok(Some(InflightRecord::decode(guard.value())?)),
+            None => {
+                tracing::debug!(%client_id, packet_id, "store: no inflight entry; op ignored");
+                Ok(None)
+            }
+        }
+    }
+
+    fn released(&mut self, client_id: &str, packet_id: u16) -> Result<(), DbError> {
+        if let Some(mut record) = self.read_inflight(client_id, packet_id)? {
+            record.state = OutboundState::AwaitingPubComp;
+            self.inflight
+                .insert((client_id, packet_id), record.encode().as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn acked(&mut self, client_id: &str, packet_id: u16) -> Result<(), DbError> {
+        if let Some(record) = self.read_inflight(client_id, packet_id)? {
+            self.inflight.remove((client_id, packet_id))?;
+            self.release_body(record.delivery.message_id)?;
+        }
+        Ok(())
+    }
+
+    fn inbound_qos2(
+        &mut self,
+        client_id: &str,
+        packet_id: u16,
+        awaiting: bool,
+    ) -> Result<(), DbError> {
+        if !awaiting {
+            self.inbound_qos2.remove((client_id, packet_id))?;
+        } else if self.session_exists(client_id, "InboundQos2")? {
+            self.inbound_qos2.insert((client_id, packet_id), ())?;
+        }
+        Ok(())
+    }
+
+    fn retain(&mut self, topic: &str, message: Option<&Message>) -> Result<(), DbError> {
+        match message {
+            Some(message) => {
+                self.counters.saw_message(message.id);
+                let record = encode_message(message, &self.clock);
+                self.retained.insert(topic, record.as_slice())?;
+            }
+            None => {
+                self.retained.remove(topic)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn will(&mut self, client_id: &str, will: Option<&Will>) -> Result<(), DbError> {
+        match will {
+            Some(will) => {
+                if self.session_exists(client_id, "Will")? {
+                    self.wills.insert(client_id, encode_will(will).as_slice())?;
+                }
+            }
+            None => {
+                self.wills.remove(client_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one more entry referring to the message's body, writing the body if it is new.
+    fn hold_body(&mut self, message: &Message) -> Result<(), DbError> {
+        self.counters.saw_message(message.id);
+        let refs = self
+            .message_refs
+            .get(message.id)?
+            .map(|guard| guard.value())
+            .unwrap_or(0);
+        if refs == 0 {
+            let record = encode_message(message, &self.clock);
+            self.messages.insert(message.id, record.as_slice())?;
+        }
+        self.message_refs
+            .insert(message.id, refs.saturating_add(1))?;
+        Ok(())
+    }
+
+    /// Counts one entry fewer referring to a body; deletes the body with its last reference.
+    fn release_body(&mut self, message_id: u64) -> Result<(), DbError> {
+        let refs = self
+            .message_refs
+            .get(message_id)?
+            .map(|guard| guard.value())
+            .unwrap_or(0);
+        if refs > 1 {
+            self.message_refs.insert(message_id, refs - 1)?;
+        } else {
+            if refs == 0 {
+                tracing::debug!(message_id, "store: released a body with no references");
+            }
+            self.message_refs.remove(message_id)?;
+            self.messages.remove(message_id)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! Opening the database file: redb's lock and format errors turned into [`OpenError`]s that say
+//! what to do, and the schema check. A file that is not a cairn database of a version this build
+//! reads is refused and never written to.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
+
+use super::apply::{Counters, Tables};
+
+use super::tables::{DbError, META, META_SCHEMA_VERSION, SCHEMA_VERSION};
+
+/// Page cache redb may use. Its default (1 GiB) is more than a small gateway has; the hot data
+/// (session rows, queue heads) is small.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Why the durable store could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is locked: another cairn is running on this data directory; \
+         stop it or give this one another data directory"
+    )]
+    AlreadyOpen { path: PathBuf },
+    #[error(
+        "{path} is not a database this cairn can open ({reason}); it was left untouched: \
+         move it away or give cairn another data directory"
+    )]
+    Unreadable { path: PathBuf, reason: String },
+    #[error(
+        "{path} is a redb database of another program (it has no cairn `meta` table); \
+         it was left untouched: give cairn another data directory"
+    )]
+    Foreign { path: PathBuf },
+    #[error(
+        "{path} has schema version {found}, newer than the version {supported} this cairn \
+         reads; it was left untouched: run a newer cairn on it"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read back {path}: {reason}")]
+    Recovery { path: PathBuf, reason: String },
+    #[error("cannot start the store writer thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+impl OpenError {
+    /// Wraps any failure of redb itself while reading `path`.
+    pub(super) fn recovery(path: &Path, reason: impl std::fmt::Display) -> OpenError {
+        OpenError::Recovery {
+            path: path.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Opens the database file at `path` for the writer, creating it if absent. Before anything
+/// may write to an existing file, it is inspected read-only: a file another cairn holds, one that
+/// is not a redb database, a foreign one or a newer one is refused untouched. A file that needs
+/// a repair (after a crash) cannot be inspected read-only; it is repaired first, then checked.
+pub fn open_checked(path: &Path) -> Result<Database, OpenError> {
+    inspect(path)?;
+    let database = open_database(path)?;
+    prepare(&database, path)?;
+    Ok(database)
+}
+
+/// Checks the schema of an open database, then records this build's version and creates every
+/// missing table.
+pub fn prepare(database: &Database, path: &Path) -> Result<(), OpenError> {
+    check_schema(database, path)?;
+    write_schema(database).map_err(|error| OpenError::recovery(path, error))
+}
+
+/// Checks an existing file through a read-only handle, which never writes.
+fn inspect(path: &Path) -> Result<(), OpenError> {
+    let exists = std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
+    if !exists {
+        return Ok(());
+    }
+    match Database::builder().open_read_only(path) {
+        Ok(reader) => check_schema(&reader, path),
+        Err(DatabaseError::RepairAborted) => Ok(()),
+        Err(error) => Err(open_error(path, error)),
+    }
+}
+
+/// Opens (or creates) the database file at `path`.
+pub fn open_database(path: &Path) -> Result<Database, OpenError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|error| open_error(path, error))
+}
+
+fn open_error(path: &Path, error: DatabaseError) -> OpenError {
+    let path = path.to_owned();
+    match error {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            OpenError::AlreadyOpen { path }
+        }
+        DatabaseError::Storage(StorageError::Io(source))
+            if source.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            OpenError::Io { path, source }
+        }
+        DatabaseError::UpgradeRequired(version) => OpenError::Unreadable {
+            path,
+            reason: format!("it uses redb file format {version}, which this build cannot read"),
+        },
+        other => OpenError::Unreadable {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Checks that the database is cairn's (or empty) and not newer than this build.
+fn check_schema(database: &impl ReadableDatabase, path: &Path) -> Result<(), OpenError> {
+    match schema_version(database, path)? {
+        Some(found) if found > SCHEMA_VERSION => {
+            return Err(OpenError::NewerSchema {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
+        Some(_) => {}
+        None if has_tables(database, path)? => {
+            return Err(OpenError::Foreign {
+                path: path.to_owned(),
+            })
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// The schema version recorded in `meta`, or `None` if there is no `meta` table or version.
+fn schema_version(database: &impl ReadableDatabase, path: &Path) -> Result<Option<u64>, OpenError> {
+    let fail = |error: &dyn std::fmt::Display| OpenError::recovery(path, error);
+    let txn = database.begin_read().map_err(|e| fail(&e))?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(redb::TableError::TableTypeMismatch { .. }) => {
+            return Err(OpenError::Foreign {
+                path: path.to_owned(),
+            })
+        }
+        Err(error) => return Err(fail(&error)),
+    };
+    let version = meta.get(META_SCHEMA_VERSION).map_err(|e| fail(&e))?;
+    Ok(version.map(|guard| guard.value()))
+}
+
+fn has_tables(database: &impl ReadableDatabase, path: &Path) -> Result<bool, OpenError> {
+    let fail = |error: &dyn std::fmt::Display| OpenError::recovery(path, error);
+    let txn = database.begin_read().map_err(|e| fail(&e))?;
+    let tables = txn.list_tables().map_err(|e| fail(&e))?;
+    let multimaps = txn.list_multimap_tables().map_err(|e| fail(&e))?;
+    Ok(tables.count() + multimaps.count() > 0)
+}
+
+/// Records this build's schema version and creates every table (so readers find them all).
+fn write_schema(database: &Database) -> Result<(), DbError> {
+    let txn = database.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+        // Opening the tables creates the missing ones; the counters are not saved here.
+        let mut unused = Counters::FIRST;
+        Tables::open(&txn, &mut unused)?;
+    }
+    txn.commit()?;
+    Ok(())
+}

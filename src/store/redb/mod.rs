@@ -1,0 +1,189 @@
+//! The durable store: every [`StoreOp`] the engine produces, kept in one redb database file
+//! (`cairn.redb` in the data directory), committed by a single group-commit writer thread, and
+//! read back in full when the store opens.
+//!
+//! Owns the file layout ([`tables`]), the record encoding ([`records`]), the meaning of each op
+//! in rows ([`apply`]), the writer ([`writer`]) and recovery ([`recovery`]). It never decides
+//! anything about MQTT: the engine says what changed, the store makes it durable.
+
+mod apply;
+mod clock;
+mod database;
+mod records;
+mod recovery;
+mod tables;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use ::redb::Database;
+use tokio::sync::oneshot;
+
+use crate::broker::message::{Delivery, Message};
+use crate::broker::session::OutboundState;
+use crate::codec::{SubscriptionOptions, Will};
+use crate::store::{StoreError, StoreOp};
+
+pub use self::database::OpenError;
+pub use self::writer::DurableMetrics;
+
+use self::writer::{Job, Reopen, Writer};
+
+/// Options of the durable store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableOptions {
+    /// Longest a group commit waits to gather more work after the first batch arrives
+    /// (0 = commit as soon as the writer is free; work arriving meanwhile joins the next commit).
+    pub commit_window: Duration,
+    /// fsync on commit (redb `Durability::Immediate`). false = no-fsync mode, for benchmarks
+    /// only: a crash may lose recent commits (the writer still flushes durably when it stops).
+    pub fsync: bool,
+}
+
+impl Default for DurableOptions {
+    /// Durable commits, no added wait.
+    fn default() -> DurableOptions {
+        DurableOptions {
+            commit_window: Duration::ZERO,
+            fsync: true,
+        }
+    }
+}
+
+/// Everything read back at open.
+#[derive(Debug)]
+pub struct Recovered {
+    /// By client identifier.
+    pub sessions: Vec<RecoveredSession>,
+    pub retained: Vec<Arc<Message>>,
+    /// Greater than every message id in the database (and every id it ever held).
+    pub next_message_id: u64,
+}
+
+/// One session as it was last committed.
+#[derive(Debug)]
+pub struct RecoveredSession {
+    pub client_id: Arc<str>,
+    pub expiry_interval: u32,
+    /// When its connection ended (wall clock), from the last Offline op; None if it was
+    /// connected when the broker stopped (the engine treats that as "offline since start-up").
+    pub offline_since: Option<SystemTime>,
+    /// (filter, options, subscription identifier), by filter.
+    pub subscriptions: Vec<(Arc<str>, SubscriptionOptions, Option<u32>)>,
+    /// Queued deliveries, oldest first.
+    pub queue: Vec<Delivery>,
+    /// Inflight window in send order.
+    pub inflight: Vec<(u16, Delivery, OutboundState)>,
+    /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
+    pub inbound_qos2: Vec<u16>,
+    pub will: Option<Will>,
+}
+
+/// The durable store: a handle to its writer thread.
+#[derive(Debug)]
+pub struct DurableStore {
+    /// Batches for the writer; dropped to stop it.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    metrics: Arc<DurableMetrics>,
+}
+
+impl DurableStore {
+    /// Opens `dir/cairn.redb`, creating dir and file if absent, reads everything back, and
+    /// starts the writer. Refuses (without writing to it) a file another cairn has open, a file
+    /// that is not a cairn database, and one of a newer schema version.
+    pub fn open(
+        dir: &Path,
+        options: DurableOptions,
+    ) -> Result<(DurableStore, Recovered), OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(tables::FILE_NAME);
+        let database = database::open_checked(&path)?;
+        let file = path.clone();
+        let reopen = Box::new(move || database::open_database(&file));
+        DurableStore::start(database, path, reopen, options)
+    }
+
+    /// Reads everything back from a prepared database and starts the writer, which calls
+    /// `reopen` to replace the database after a failed commit.
+    fn start(
+        database: Database,
+        path: PathBuf,
+        reopen: Reopen,
+        options: DurableOptions,
+    ) -> Result<(DurableStore, Recovered), OpenError> {
+        let (recovered, counters) =
+            recovery::recover(&database).map_err(|error| OpenError::recovery(&path, error))?;
+        let metrics = Arc::new(DurableMetrics::default());
+        let (jobs, queued) = mpsc::channel();
+        let writer = Writer {
+            path,
+            database: Some(database),
+            reopen,
+            fsync: options.fsync,
+            commit_window: options.commit_window,
+            counters,
+            metrics: metrics.clone(),
+        }
+        .spawn(queued)
+        .map_err(OpenError::Spawn)?;
+        let store = DurableStore {
+            jobs: Some(jobs),
+            writer: Some(writer),
+            metrics,
+        };
+        Ok((store, recovered))
+    }
+
+    /// Hands a batch to the single writer; the receiver yields Ok(()) once the write transaction
+    /// holding it has committed, or the error. An empty batch completes at once.
+    pub fn submit(&self, batch: Vec<StoreOp>) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, receiver) = oneshot::channel();
+        if batch.is_empty() {
+            // The receiver is alive right here, so the send cannot fail.
+            let _ = done.send(Ok(()));
+            return receiver;
+        }
+        let job = Job { ops: batch, done };
+        let refused = match &self.jobs {
+            Some(jobs) => jobs.send(job).err().map(|refused| refused.0),
+            None => Some(job),
+        };
+        if let Some(job) = refused {
+            let _ = job.done.send(Err(StoreError::WriterGone));
+        }
+        receiver
+    }
+
+    /// Counters: commits, batches, ops, messages per commit, bytes written.
+    pub fn metrics(&self) -> &DurableMetrics {
+        &self.metrics
+    }
+
+    /// Stops the writer after committing everything submitted so far, and closes the file.
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for DurableStore {
+    /// Dropping the store closes it: blocks until the writer has committed what was submitted.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!("the store writer thread panicked");
+            }
+        }
+    }
+}

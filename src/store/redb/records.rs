@@ -1,0 +1,713 @@
+//! The byte layout of every value the durable store writes: sessions, subscriptions, queue and
+//! inflight entries, message bodies (queued and retained) and wills.
+//!
+//! Hand-written and versioned: each record starts with a format byte, so a later build can read
+//! older records and an older build refuses newer ones with a [`RecordError`] instead of
+//! misreading them. Integers are big-endian; strings and byte strings carry a `u32` length.
+//! Pure: no I/O; clocks enter only through a [`WallClock`] snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::broker::message::Message;
+use crate::broker::session::OutboundState;
+use crate::codec::{property_id, Properties, QoS, SubscriptionOptions, Will};
+
+use super::clock::WallClock;
+
+/// The only record format this build writes and reads.
+const FORMAT: u8 = 1;
+
+/// Why a stored record could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The record ends before a field it must hold.
+    #[error("{record} record ends early, while reading its {field}")]
+    Truncated {
+        record: &'static str,
+        field: &'static str,
+    },
+    /// The record was written in a format this build does not know (a newer cairn wrote it).
+    #[error("{record} record has format {found}; this build reads format {FORMAT} only")]
+    UnknownFormat { record: &'static str, found: u8 },
+    /// A field holds a value its type does not allow.
+    #[error("{record} record has an invalid {field}")]
+    Invalid {
+        record: &'static str,
+        field: &'static str,
+    },
+    /// Bytes remain after the last field.
+    #[error("{record} record has {count} unexpected trailing bytes")]
+    Trailing { record: &'static str, count: usize },
+}
+
+/// A session's own row: its expiry interval and when its connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub expiry_interval: u32,
+    /// `None` while a connection is attached.
+    pub offline_since: Option<SystemTime>,
+}
+
+/// One subscription of a session (its filter is part of the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// One queued delivery: which body, and what differs for this receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRecord {
+    pub message_id: u64,
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_ids: Vec<u32>,
+}
+
+/// One inflight delivery (its packet identifier is part of the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InflightRecord {
+    /// Position in the store-wide sequence at the time it was sent: orders the window.
+    pub order: u64,
+    pub state: OutboundState,
+    pub delivery: QueueRecord,
+}
+
+/// Appends fields to a record.
+struct RecordWriter {
+    buf: Vec<u8>,
+}
+
+impl RecordWriter {
+    fn new() -> RecordWriter {
+        RecordWriter { buf: vec![FORMAT] }
+    }
+
+    fn u8(&mut self, value: u8) {
+        self.buf.push(value);
+    }
+
+    fn bool(&mut self, value: bool) {
+        self.u8(u8::from(value));
+    }
+
+    fn u32(&mut self, value: u32) {
+        self.buf.extend_from_slice(&value.to_be_bytes());
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.buf.extend_from_slice(&value.to_be_bytes());
+    }
+
+    /// Lengths above `u32::MAX` cannot occur: MQTT caps a packet at 256 MiB.
+    fn len(&mut self, len: usize) {
+        self.u32(u32::try_from(len).unwrap_or(u32::MAX));
+    }
+
+    fn bytes(&mut self, value: &[u8]) {
+        self.len(value.len());
+        self.buf.extend_from_slice(value);
+    }
+
+    fn str(&mut self, value: &str) {
+        self.bytes(value.as_bytes());
+    }
+
+    fn option_u32(&mut self, value: Option<u32>) {
+        self.bool(value.is_some());
+        if let Some(value) = value {
+            self.u32(value);
+        }
+    }
+
+    fn option_str(&mut self, value: Option<&str>) {
+        self.bool(value.is_some());
+        if let Some(value) = value {
+            self.str(value);
+        }
+    }
+
+    /// A wall-clock time as seconds and nanoseconds since the Unix epoch (earlier clamps to it).
+    fn time(&mut self, value: SystemTime) {
+        let since_epoch = value.duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.u64(since_epoch.as_secs());
+        self.u32(since_epoch.subsec_nanos());
+    }
+
+    fn option_time(&mut self, value: Option<SystemTime>) {
+        self.bool(value.is_some());
+        if let Some(value) = value {
+            self.time(value);
+        }
+    }
+
+    fn u32_list(&mut self, values: &[u32]) {
+        self.len(values.len());
+        for &value in values {
+            self.u32(value);
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads fields of one record, naming the record and field in every error.
+struct RecordReader<'a> {
+    record: &'static str,
+    rest: &'a [u8],
+}
+
+impl<'a> RecordReader<'a> {
+    /// Starts reading, checking the leading format byte.
+    fn new(record: &'static str, bytes: &'a [u8]) -> Result<RecordReader<'a>, RecordError> {
+        let mut reader = RecordReader {
+            record,
+            rest: bytes,
+        };
+        match reader.u8("format byte")? {
+            FORMAT => Ok(reader),
+            found => Err(RecordError::UnknownFormat { record, found }),
+        }
+    }
+
+    fn take(&mut self, len: usize, field: &'static str) -> Result<&'a [u8], RecordError> {
+        if self.rest.len() < len {
+            return Err(RecordError::Truncated {
+                record: self.record,
+                field,
+            });
+        }
+        let (taken, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], RecordError> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.take(N, field)?);
+        Ok(array)
+    }
+
+    fn invalid(&self, field: &'static str) -> RecordError {
+        RecordError::Invalid {
+            record: self.record,
+            field,
+        }
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, RecordError> {
+        Ok(self.array::<1>(field)?[0])
+    }
+
+    fn bool(&mut self, field: &'static str) -> Result<bool, RecordError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.invalid(field)),
+        }
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, RecordError> {
+        Ok(u32::from_be_bytes(self.array(field)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, RecordError> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
+    fn bytes(&mut self, field: &'static str) -> Result<&'a [u8], RecordError> {
+        let len = self.u32(field)? as usize;
+        self.take(len, field)
+    }
+
+    fn str(&mut self, field: &'static str) -> Result<&'a str, RecordError> {
+        let bytes = self.bytes(field)?;
+        std::str::from_utf8(bytes).map_err(|_| self.invalid(field))
+    }
+
+    fn qos(&mut self, field: &'static str) -> Result<QoS, RecordError> {
+        let value = self.u8(field)?;
+        QoS::from_u8(value).ok_or_else(|| self.invalid(field))
+    }
+
+    fn option_u32(&mut self, field: &'static str) -> Result<Option<u32>, RecordError> {
+        Ok(if self.bool(field)? {
+            Some(self.u32(field)?)
+        } else {
+            None
+        })
+    }
+
+    fn option_str(&mut self, field: &'static str) -> Result<Option<&'a str>, RecordError> {
+        Ok(if self.bool(field)? {
+            Some(self.str(field)?)
+        } else {
+            None
+        })
+    }
+
+    fn time(&mut self, field: &'static str) -> Result<SystemTime, RecordError> {
+        let secs = self.u64(field)?;
+        let nanos = self.u32(field)?;
+        if nanos >= 1_000_000_000 {
+            return Err(self.invalid(field));
+        }
+        UNIX_EPOCH
+            .checked_add(Duration::new(secs, nanos))
+            .ok_or_else(|| self.invalid(field))
+    }
+
+    fn option_time(&mut self, field: &'static str) -> Result<Option<SystemTime>, RecordError> {
+        Ok(if self.bool(field)? {
+            Some(self.time(field)?)
+        } else {
+            None
+        })
+    }
+
+    fn u32_list(&mut self, field: &'static str) -> Result<Vec<u32>, RecordError> {
+        let count = self.u32(field)? as usize;
+        // Each element takes 4 bytes: a count beyond what remains is corrupt, not an allocation.
+        if count > self.rest.len() / 4 {
+            return Err(self.invalid(field));
+        }
+        (0..count).map(|_| self.u32(field)).collect()
+    }
+
+    /// Ends the record, refusing trailing bytes.
+    fn finish(self) -> Result<(), RecordError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(RecordError::Trailing {
+                record: self.record,
+                count: self.rest.len(),
+            })
+        }
+    }
+}
+
+impl SessionRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = RecordWriter::new();
+        writer.u32(self.expiry_interval);
+        writer.option_time(self.offline_since);
+        writer.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SessionRecord, RecordError> {
+        let mut reader = RecordReader::new("session", bytes)?;
+        let record = SessionRecord {
+            expiry_interval: reader.u32("expiry interval")?,
+            offline_since: reader.option_time("offline time")?,
+        };
+        reader.finish()?;
+        Ok(record)
+    }
+}
+
+impl SubscriptionRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = RecordWriter::new();
+        writer.u8(options_byte(self.options));
+        writer.option_u32(self.identifier);
+        writer.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SubscriptionRecord, RecordError> {
+        let mut reader = RecordReader::new("subscription", bytes)?;
+        let options =
+            options_from_byte(reader.u8("options")?).ok_or_else(|| reader.invalid("options"))?;
+        let record = SubscriptionRecord {
+            options,
+            identifier: reader.option_u32("subscription identifier")?,
+        };
+        reader.finish()?;
+        Ok(record)
+    }
+}
+
+/// The SUBSCRIBE options byte layout: QoS in bits 0–1, No Local bit 2, Retain As Published
+/// bit 3, Retain Handling bits 4–5.
+fn options_byte(options: SubscriptionOptions) -> u8 {
+    options.qos as u8
+        | u8::from(options.no_local) << 2
+        | u8::from(options.retain_as_published) << 3
+        | (options.retain_handling & 0b11) << 4
+}
+
+fn options_from_byte(byte: u8) -> Option<SubscriptionOptions> {
+    let retain_handling = (byte >> 4) & 0b11;
+    if byte & 0b1100_0000 != 0 || retain_handling == 3 {
+        return None;
+    }
+    Some(SubscriptionOptions {
+        qos: QoS::from_u8(byte & 0b11)?,
+        no_local: byte & 0b100 != 0,
+        retain_as_published: byte & 0b1000 != 0,
+        retain_handling,
+    })
+}
+
+impl QueueRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = RecordWriter::new();
+        self.write(&mut writer);
+        writer.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<QueueRecord, RecordError> {
+        let mut reader = RecordReader::new("queue entry", bytes)?;
+        let record = QueueRecord::read(&mut reader)?;
+        reader.finish()?;
+        Ok(record)
+    }
+
+    fn write(&self, writer: &mut RecordWriter) {
+        writer.u64(self.message_id);
+        writer.u8(self.qos as u8);
+        writer.bool(self.retain);
+        writer.u32_list(&self.subscription_ids);
+    }
+
+    fn read(reader: &mut RecordReader<'_>) -> Result<QueueRecord, RecordError> {
+        Ok(QueueRecord {
+            message_id: reader.u64("message id")?,
+            qos: reader.qos("QoS")?,
+            retain: reader.bool("retain flag")?,
+            subscription_ids: reader.u32_list("subscription identifiers")?,
+        })
+    }
+}
+
+impl InflightRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut writer = RecordWriter::new();
+        writer.u64(self.order);
+        writer.u8(state_byte(self.state));
+        self.delivery.write(&mut writer);
+        writer.finish()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<InflightRecord, RecordError> {
+        let mut reader = RecordReader::new("inflight entry", bytes)?;
+        let order = reader.u64("send order")?;
+        let state = state_from_byte(reader.u8("state")?).ok_or_else(|| reader.invalid("state"))?;
+        let delivery = QueueRecord::read(&mut reader)?;
+        reader.finish()?;
+        Ok(InflightRecord {
+            order,
+            state,
+            delivery,
+        })
+    }
+}
+
+fn state_byte(state: OutboundState) -> u8 {
+    match state {
+        OutboundState::AwaitingPubAck => 1,
+        OutboundState::AwaitingPubRec => 2,
+        OutboundState::AwaitingPubComp => 3,
+    }
+}
+
+fn state_from_byte(byte: u8) -> Option<OutboundState> {
+    match byte {
+        1 => Some(OutboundState::AwaitingPubAck),
+        2 => Some(OutboundState::AwaitingPubRec),
+        3 => Some(OutboundState::AwaitingPubComp),
+        _ => None,
+    }
+}
+
+/// A message body, queued or retained. Its expiry is stored as wall-clock time so it keeps
+/// running across restarts.
+pub fn encode_message(message: &Message, clock: &WallClock) -> Vec<u8> {
+    let mut writer = RecordWriter::new();
+    writer.u64(message.id);
+    writer.str(&message.topic);
+    writer.bytes(&message.payload);
+    writer.u8(message.qos as u8);
+    writer.bool(message.retain);
+    write_properties(&mut writer, &message.properties);
+    writer.option_time(message.expires_at.map(|at| clock.system_time_of(at)));
+    writer.option_str(message.publisher.as_deref());
+    writer.finish()
+}
+
+pub fn decode_message(bytes: &[u8], clock: &WallClock) -> Result<Message, RecordError> {
+    let mut reader = RecordReader::new("message", bytes)?;
+    let message = Message {
+        id: reader.u64("message id")?,
+        topic: Arc::from(reader.str("topic")?),
+        payload: Bytes::copy_from_slice(reader.bytes("payload")?),
+        qos: reader.qos("QoS")?,
+        retain: reader.bool("retain flag")?,
+        properties: read_properties(&mut reader)?,
+        expires_at: reader
+            .option_time("expiry time")?
+            .map(|at| clock.instant_of(at)),
+        publisher: reader.option_str("publisher")?.map(Arc::from),
+    };
+    reader.finish()?;
+    Ok(message)
+}
+
+pub fn encode_will(will: &Will) -> Vec<u8> {
+    let mut writer = RecordWriter::new();
+    writer.str(&will.topic);
+    writer.bytes(&will.payload);
+    writer.u8(will.qos as u8);
+    writer.bool(will.retain);
+    write_properties(&mut writer, &will.properties);
+    writer.finish()
+}
+
+pub fn decode_will(bytes: &[u8]) -> Result<Will, RecordError> {
+    let mut reader = RecordReader::new("will", bytes)?;
+    let will = Will {
+        topic: reader.str("topic")?.to_owned(),
+        payload: Bytes::copy_from_slice(reader.bytes("payload")?),
+        qos: reader.qos("QoS")?,
+        retain: reader.bool("retain flag")?,
+        properties: read_properties(&mut reader)?,
+    };
+    reader.finish()?;
+    Ok(will)
+}
+
+/// Writes the properties an application message or a Will can carry (MQTT 5.0 section
+/// 3.1.3.2), tagged with their MQTT identifiers. Others never reach a stored message: the
+/// decoder refuses them in Will Properties and the engine strips them from routed messages.
+fn write_properties(writer: &mut RecordWriter, properties: &Properties) {
+    let mut tagged = RecordWriter { buf: Vec::new() };
+    let mut count = 0usize;
+    let mut tag = |writer: &mut RecordWriter, id: u8| {
+        count += 1;
+        writer.u8(id);
+    };
+    if let Some(value) = properties.payload_format_indicator {
+        tag(&mut tagged, property_id::PAYLOAD_FORMAT_INDICATOR);
+        tagged.u8(value);
+    }
+    if let Some(value) = properties.message_expiry_interval {
+        tag(&mut tagged, property_id::MESSAGE_EXPIRY_INTERVAL);
+        tagged.u32(value);
+    }
+    if let Some(value) = &properties.content_type {
+        tag(&mut tagged, property_id::CONTENT_TYPE);
+        tagged.str(value);
+    }
+    if let Some(value) = &properties.response_topic {
+        tag(&mut tagged, property_id::RESPONSE_TOPIC);
+        tagged.str(value);
+    }
+    if let Some(value) = &properties.correlation_data {
+        tag(&mut tagged, property_id::CORRELATION_DATA);
+        tagged.bytes(value);
+    }
+    if let Some(value) = properties.will_delay_interval {
+        tag(&mut tagged, property_id::WILL_DELAY_INTERVAL);
+        tagged.u32(value);
+    }
+    for (name, value) in &properties.user_properties {
+        tag(&mut tagged, property_id::USER_PROPERTY);
+        tagged.str(name);
+        tagged.str(value);
+    }
+    writer.len(count);
+    writer.buf.extend_from_slice(&tagged.buf);
+}
+
+fn read_properties(reader: &mut RecordReader<'_>) -> Result<Properties, RecordError> {
+    const FIELD: &str = "properties";
+    let count = reader.u32(FIELD)?;
+    let mut properties = Properties::default();
+    for _ in 0..count {
+        match reader.u8(FIELD)? {
+            property_id::PAYLOAD_FORMAT_INDICATOR => {
+                properties.payload_format_indicator = Some(reader.u8(FIELD)?);
+            }
+            property_id::MESSAGE_EXPIRY_INTERVAL => {
+                properties.message_expiry_interval = Some(reader.u32(FIELD)?);
+            }
+            property_id::CONTENT_TYPE => {
+                properties.content_type = Some(reader.str(FIELD)?.to_owned());
+            }
+            property_id::RESPONSE_TOPIC => {
+                properties.response_topic = Some(reader.str(FIELD)?.to_owned());
+            }
+            property_id::CORRELATION_DATA => {
+                properties.correlation_data = Some(Bytes::copy_from_slice(reader.bytes(FIELD)?));
+            }
+            property_id::WILL_DELAY_INTERVAL => {
+                properties.will_delay_interval = Some(reader.u32(FIELD)?);
+            }
+            property_id::USER_PROPERTY => {
+                let name = reader.str(FIELD)?.to_owned();
+                let value = reader.str(FIELD)?.to_owned();
+                properties.user_properties.push((name, value));
+            }
+            _ => return Err(reader.invalid(FIELD)),
+        }
+    }
+    Ok(properties)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_properties() -> Properties {
+        Properties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(60),
+            content_type: Some("application/json".into()),
+            response_topic: Some("reply/here".into()),
+            correlation_data: Some(Bytes::from_static(b"\x00\x01")),
+            will_delay_interval: Some(5),
+            user_properties: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+            ..Properties::default()
+        }
+    }
+
+    #[test]
+    fn message_round_trips_with_its_properties_and_expiry() {
+        let clock = WallClock::now();
+        let message = Message {
+            id: 42,
+            topic: Arc::from("site/temp"),
+            payload: Bytes::from_static(b"21.5"),
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            properties: Properties {
+                message_expiry_interval: None,
+                will_delay_interval: None,
+                ..full_properties()
+            },
+            expires_at: Some(clock.instant + Duration::from_secs(30)),
+            publisher: Some(Arc::from("sensor-1")),
+        };
+        let decoded = decode_message(&encode_message(&message, &clock), &clock).unwrap();
+        assert_eq!(decoded.id, 42);
+        assert_eq!(&*decoded.topic, "site/temp");
+        assert_eq!(decoded.payload, message.payload);
+        assert_eq!(decoded.qos, QoS::ExactlyOnce);
+        assert!(decoded.retain);
+        assert_eq!(decoded.properties, message.properties);
+        assert_eq!(decoded.expires_at, message.expires_at);
+        assert_eq!(decoded.publisher.as_deref(), Some("sensor-1"));
+    }
+
+    #[test]
+    fn will_round_trips_with_every_will_property() {
+        let will = Will {
+            topic: "dead/sensor-1".into(),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: full_properties(),
+        };
+        assert_eq!(decode_will(&encode_will(&will)).unwrap(), will);
+    }
+
+    #[test]
+    fn subscription_options_round_trip_for_every_combination() {
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            for bits in 0..4u8 {
+                for retain_handling in 0..3 {
+                    let record = SubscriptionRecord {
+                        options: SubscriptionOptions {
+                            qos,
+                            no_local: bits & 1 != 0,
+                            retain_as_published: bits & 2 != 0,
+                            retain_handling,
+                        },
+                        identifier: (bits == 3).then_some(268_435_455),
+                    };
+                    let decoded = SubscriptionRecord::decode(&record.encode()).unwrap();
+                    assert_eq!(decoded, record);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inflight_and_session_records_round_trip() {
+        let inflight = InflightRecord {
+            order: 7,
+            state: OutboundState::AwaitingPubComp,
+            delivery: QueueRecord {
+                message_id: 9,
+                qos: QoS::ExactlyOnce,
+                retain: false,
+                subscription_ids: vec![1, 2],
+            },
+        };
+        assert_eq!(
+            InflightRecord::decode(&inflight.encode()).unwrap(),
+            inflight
+        );
+        let session = SessionRecord {
+            expiry_interval: u32::MAX,
+            offline_since: Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5)),
+        };
+        assert_eq!(SessionRecord::decode(&session.encode()).unwrap(), session);
+    }
+
+    #[test]
+    fn newer_format_is_refused_by_name() {
+        let mut bytes = SessionRecord {
+            expiry_interval: 1,
+            offline_since: None,
+        }
+        .encode();
+        bytes[0] = 2;
+        assert_eq!(
+            SessionRecord::decode(&bytes),
+            Err(RecordError::UnknownFormat {
+                record: "session",
+                found: 2
+            })
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_message_is_an_error_not_a_panic() {
+        let clock = WallClock::now();
+        let message = Message::from_broker(3, "t", Bytes::from_static(b"payload"), false);
+        let bytes = encode_message(&message, &clock);
+        for len in 0..bytes.len() {
+            assert!(
+                decode_message(&bytes[..len], &clock).is_err(),
+                "length {len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            decode_message(&longer, &clock).err(),
+            Some(RecordError::Trailing {
+                record: "message",
+                count: 1
+            })
+        );
+    }
+
+    #[test]
+    fn huge_list_count_is_refused_without_allocating() {
+        let mut bytes = vec![FORMAT];
+        bytes.extend_from_slice(&9u64.to_be_bytes());
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            QueueRecord::decode(&bytes),
+            Err(RecordError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,237 @@
+//! Reading everything back at open: sessions with their subscriptions, queues, inflight windows,
+//! inbound QoS 2 state and wills, the retained messages, and the store-wide counters.
+//!
+//! One read transaction, so the picture is one committed state. Message bodies are decoded once
+//! per id and shared by every delivery that refers to them. Rows of a session that does not
+//! exist, or entries whose body is missing, are skipped with a warning: they cannot be
+//! delivered, and refusing to start over them would lose everything else.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
+
+use crate::broker::message::{Delivery, Message};
+use crate::broker::session::OutboundState;
+
+use super::apply::Counters;
+use super::clock::WallClock;
+use super::records::{
+    decode_message, decode_will, InflightRecord, QueueRecord, SessionRecord, SubscriptionRecord,
+};
+use super::tables::{
+    DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, META, META_NEXT_MESSAGE_ID, META_NEXT_SEQUENCE,
+    QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
+};
+use super::{Recovered, RecoveredSession};
+
+/// Reads the whole durable state; also returns the counters the writer continues from.
+pub fn recover(database: &Database) -> Result<(Recovered, Counters), DbError> {
+    let txn = database.begin_read()?;
+    let mut recovery = Recovery {
+        sessions: BTreeMap::new(),
+        bodies: HashMap::new(),
+        messages: txn.open_table(MESSAGES)?,
+        counters: read_counters(&txn)?,
+        clock: WallClock::now(),
+    };
+    recovery.read_sessions(&txn)?;
+    recovery.read_subscriptions(&txn)?;
+    recovery.read_queues(&txn)?;
+    recovery.read_inflight(&txn)?;
+    recovery.read_inbound_qos2(&txn)?;
+    recovery.read_wills(&txn)?;
+    let retained = recovery.read_retained(&txn)?;
+    let recovered = Recovered {
+        sessions: recovery.sessions.into_values().collect(),
+        retained,
+        next_message_id: recovery.counters.next_message_id,
+    };
+    Ok((recovered, recovery.counters))
+}
+
+fn read_counters(txn: &ReadTransaction) -> Result<Counters, DbError> {
+    let meta = txn.open_table(META)?;
+    let read = |key: &str| -> Result<Option<u64>, DbError> {
+        Ok(meta.get(key)?.map(|guard| guard.value()))
+    };
+    Ok(Counters {
+        next_message_id: read(META_NEXT_MESSAGE_ID)?.unwrap_or(Counters::FIRST.next_message_id),
+        next_sequence: read(META_NEXT_SEQUENCE)?.unwrap_or(Counters::FIRST.next_sequence),
+    })
+}
+
+/// The state being rebuilt.
+struct Recovery {
+    sessions: BTreeMap<Arc<str>, RecoveredSession>,
+    /// Bodies decoded so far, by message id.
+    bodies: HashMap<u64, Arc<Message>>,
+    messages: ReadOnlyTable<u64, &'static [u8]>,
+    counters: Counters,
+    clock: WallClock,
+}
+
+impl Recovery {
+    fn read_sessions(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
+        for entry in txn.open_table(SESSIONS)?.iter()? {
+            let (key, value) = entry?;
+            let record = SessionRecord::decode(value.value())?;
+            let client_id: Arc<str> = Arc::from(key.value());
+            self.sessions.insert(
+                client_id.clone(),
+                RecoveredSession {
+                    client_id,
+                    expiry_interval: record.expiry_interval,
+                    offline_since: record.offline_since,
+                    subscriptions: Vec::new(),
+                    queue: Vec::new(),
+                    inflight: Vec::new(),
+                    inbound_qos2: Vec::new(),
+                    will: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the session of a row exists; warns about an orphan row.
+    fn is_known(&self, client_id: &str, row: &str) -> bool {
+        let known = self.sessions.contains_key(client_id);
+        if !known {
+            tracing::warn!(%client_id, "store: {row} of an unknown session skipped at recovery");
+        }
+        known
+    }
+
+    /// The session a row belongs to, or `None` (with a warning) for an orphan row.
+    fn session(&mut self, client_id: &str, row: &str) -> Option<&mut RecoveredSession> {
+        if self.is_known(client_id, row) {
+            self.sessions.get_mut(client_id)
+        } else {
+            None
+        }
+    }
+
+    fn read_subscriptions(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
+        for entry in txn.open_table(SUBSCRIPTIONS)?.iter()? {
+            let (key, value) = entry?;
+            let (client_id, filter) = key.value();
+            let record = SubscriptionRecord::decode(value.value())?;
+            if let Some(session) = self.session(client_id, "subscription") {
+                session
+                    .subscriptions
+                    .push((Arc::from(filter), record.options, record.identifier));
+            }
+        }
+        Ok(())
+    }
+
+    /// The shared body of a message, or `None` (with a warning) if it is missing.
+    fn body(&mut self, message_id: u64) -> Result<Option<Arc<Message>>, DbError> {
+        if let Some(body) = self.bodies.get(&message_id) {
+            return Ok(Some(body.clone()));
+        }
+        let Some(guard) = self.messages.get(message_id)? else {
+            tracing::warn!(
+                message_id,
+                "store: queued message without a body skipped at recovery"
+            );
+            return Ok(None);
+        };
+        let body = Arc::new(decode_message(guard.value(), &self.clock)?);
+        self.counters.saw_message(message_id);
+        self.bodies.insert(message_id, body.clone());
+        Ok(Some(body))
+    }
+
+    fn delivery(&mut self, record: QueueRecord) -> Result<Option<Delivery>, DbError> {
+        Ok(self.body(record.message_id)?.map(|message| Delivery {
+            message,
+            qos: record.qos,
+            retain: record.retain,
+            subscription_ids: record.subscription_ids,
+        }))
+    }
+
+    /// Queues come out oldest first: the key orders by (client id, sequence).
+    fn read_queues(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
+        for entry in txn.open_table(QUEUE)?.iter()? {
+            let (key, value) = entry?;
+            let (client_id, sequence) = key.value();
+            self.counters.saw_sequence(sequence);
+            let record = QueueRecord::decode(value.value())?;
+            if !self.is_known(client_id, "queue entry") {
+                continue;
+            }
+            if let Some(delivery) = self.delivery(record)? {
+                if let Some(session) = self.sessions.get_mut(client_id) {
+                    session.queue.push(delivery);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Inflight entries are keyed by packet id; their send order is restored from `order`.
+    fn read_inflight(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
+        let mut window: Vec<(u64, Arc<str>, u16, Delivery, OutboundState)> = Vec::new();
+        for entry in txn.open_table(INFLIGHT)?.iter()? {
+            let (key, value) = entry?;
+            let (client_id, packet_id) = key.value();
+            let record = InflightRecord::decode(value.value())?;
+            self.counters.saw_sequence(record.order);
+            if !self.is_known(client_id, "inflight entry") {
+                continue;
+            }
+            if let Some(delivery) = self.delivery(record.delivery)? {
+                let client_id = Arc::from(client_id);
+                window.push((record.order, client_id, packet_id, delivery, record.state));
+            }
+        }
+        window.sort_by_key(|(order, ..)| *order);
+        for (_, client_id, packet_id, delivery, state) in window {
+            if let Some(session) = self.sessions.get_mut(&client_id) {
+                session.inflight.push((packet_id, delivery, state));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_inbound_qos2(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
+        for entry in txn.open_table(INBOUND_QOS2)?.iter()? {
+            let (key, _) = entry?;
+            let (client_id, packet_id) = key.value();
+            if let Some(session) = self.session(client_id, "inbound QoS 2 id") {
+                session.inbound_qos2.push(packet_id);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_wills(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
+        for entry in txn.open_table(WILLS)?.iter()? {
+            let (key, value) = entry?;
+            let will = decode_will(value.value())?;
+            if let Some(session) = self.session(key.value(), "will") {
+                session.will = Some(will);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_retained(&mut self, txn: &ReadTransaction) -> Result<Vec<Arc<Message>>, DbError> {
+        let mut retained = Vec::new();
+        for entry in txn.open_table(RETAINED)?.iter()? {
+            let (_, value) = entry?;
+            let message = decode_message(value.value(), &self.clock)?;
+            self.counters.saw_message(message.id);
+            let shared = self
+                .bodies
+                .entry(message.id)
+                .or_insert_with(|| Arc::new(message))
+                .clone();
+            retained.push(shared);
+        }
+        Ok(retained)
+    }
+}

@@ -1,0 +1,809 @@
+//! Tests of the durable store through its public API (open, submit, close, reopen), looking into
+//! the tables directly only to check what is stored (bodies once, rows removed).
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use tempfile::TempDir;
+
+use super::tables::{
+    FILE_NAME, INBOUND_QOS2, INFLIGHT, MESSAGES, MESSAGE_REFS, META, META_SCHEMA_VERSION, QUEUE,
+    SCHEMA_VERSION, SESSIONS, SUBSCRIPTIONS, WILLS,
+};
+use super::*;
+use crate::codec::{Properties, QoS};
+use tokio::sync::oneshot;
+
+/// Generous: the machine is shared and loaded.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn options() -> DurableOptions {
+    DurableOptions::default()
+}
+
+fn open(dir: &TempDir) -> (DurableStore, Recovered) {
+    match DurableStore::open(dir.path(), options()) {
+        Ok(opened) => opened,
+        Err(error) => panic!("open failed: {error}"),
+    }
+}
+
+fn reopen(dir: &TempDir, store: DurableStore) -> Recovered {
+    store.close();
+    open(dir).1
+}
+
+/// Submits a batch and waits for its commit.
+fn commit(store: &DurableStore, ops: Vec<StoreOp>) {
+    let outcome = outcome(store.submit(ops));
+    assert!(
+        matches!(outcome, Some(Ok(()))),
+        "commit failed: {outcome:?}"
+    );
+}
+
+fn id(client: &str) -> Arc<str> {
+    Arc::from(client)
+}
+
+fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Message> {
+    Arc::new(Message {
+        id,
+        topic: Arc::from(topic),
+        payload: Bytes::from_static(payload),
+        qos: QoS::ExactlyOnce,
+        retain: false,
+        properties: Properties::default(),
+        expires_at: None,
+        publisher: Some(Arc::from("publisher")),
+    })
+}
+
+fn delivery(message: &Arc<Message>, qos: QoS) -> Delivery {
+    Delivery {
+        message: message.clone(),
+        qos,
+        retain: false,
+        subscription_ids: Vec::new(),
+    }
+}
+
+fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
+    StoreOp::PutSession {
+        client_id: id(client),
+        expiry_interval,
+    }
+}
+
+fn enqueue(client: &str, message: &Arc<Message>, qos: QoS) -> StoreOp {
+    StoreOp::Enqueue {
+        client_id: id(client),
+        delivery: delivery(message, qos),
+    }
+}
+
+fn inflight(client: &str, packet_id: u16, message_id: u64) -> StoreOp {
+    StoreOp::Inflight {
+        client_id: id(client),
+        packet_id,
+        message_id,
+    }
+}
+
+fn acked(client: &str, packet_id: u16) -> StoreOp {
+    StoreOp::Acked {
+        client_id: id(client),
+        packet_id,
+    }
+}
+
+fn subscribe(client: &str, filter: &str, qos: QoS, identifier: Option<u32>) -> StoreOp {
+    StoreOp::Subscribe {
+        client_id: id(client),
+        filter: Arc::from(filter),
+        options: SubscriptionOptions {
+            qos,
+            no_local: true,
+            retain_as_published: false,
+            retain_handling: 2,
+        },
+        identifier,
+    }
+}
+
+fn will(topic: &str) -> Will {
+    Will {
+        topic: topic.into(),
+        payload: Bytes::from_static(b"offline"),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: Properties {
+            will_delay_interval: Some(30),
+            ..Properties::default()
+        },
+    }
+}
+
+/// What a delivery is, comparably.
+fn summary(delivery: &Delivery) -> (u64, String, Bytes, QoS, bool, Vec<u32>) {
+    (
+        delivery.message.id,
+        delivery.message.topic.to_string(),
+        delivery.message.payload.clone(),
+        delivery.qos,
+        delivery.retain,
+        delivery.subscription_ids.clone(),
+    )
+}
+
+fn session<'r>(recovered: &'r Recovered, client: &str) -> &'r RecoveredSession {
+    match recovered.sessions.iter().find(|s| &*s.client_id == client) {
+        Some(session) => session,
+        None => panic!("session {client} not recovered"),
+    }
+}
+
+/// Rows of a table, read with the store closed.
+fn rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    dir: &TempDir,
+    table: TableDefinition<K, V>,
+) -> u64 {
+    let database = Database::create(dir.path().join(FILE_NAME)).unwrap();
+    let txn = database.begin_read().unwrap();
+    txn.open_table(table).unwrap().len().unwrap()
+}
+
+#[test]
+fn everything_written_is_recovered_after_reopen() {
+    let dir = TempDir::new().unwrap();
+    let (store, recovered) = open(&dir);
+    assert!(recovered.sessions.is_empty() && recovered.retained.is_empty());
+    let offline_at = UNIX_EPOCH + Duration::new(1_750_000_000, 123_456_789);
+    let (m1, m2, m3, m4) = (
+        message(1, "a/1", b"one"),
+        message(2, "a/2", b"two"),
+        message(3, "a/3", b"three"),
+        message(4, "a/4", b"four"),
+    );
+    let mut with_ids = delivery(&m3, QoS::AtLeastOnce);
+    with_ids.subscription_ids = vec![5, 9];
+    with_ids.retain = true;
+    let retained = Arc::new(Message {
+        retain: true,
+        properties: Properties {
+            content_type: Some("text/plain".into()),
+            user_properties: vec![("k".into(), "v".into())],
+            ..Properties::default()
+        },
+        ..Message::from_broker(10, "status/gw", Bytes::from_static(b"up"), true)
+    });
+    commit(
+        &store,
+        vec![
+            put_session("alpha", 3600),
+            put_session("beta", u32::MAX),
+            subscribe("alpha", "a/#", QoS::AtLeastOnce, Some(5)),
+            subscribe("alpha", "$share/g/b/+", QoS::ExactlyOnce, None),
+            subscribe("alpha", "gone", QoS::AtMostOnce, None),
+            StoreOp::Unsubscribe {
+                client_id: id("alpha"),
+                filter: Arc::from("gone"),
+            },
+        ],
+    );
+    commit(
+        &store,
+        vec![
+            enqueue("alpha", &m1, QoS::AtLeastOnce),
+            enqueue("alpha", &m2, QoS::ExactlyOnce),
+            StoreOp::Enqueue {
+                client_id: id("alpha"),
+                delivery: with_ids.clone(),
+            },
+            enqueue("alpha", &m4, QoS::ExactlyOnce),
+            inflight("alpha", 11, 1),
+            inflight("alpha", 10, 2),
+            StoreOp::Released {
+                client_id: id("alpha"),
+                packet_id: 10,
+            },
+            StoreOp::InboundQos2 {
+                client_id: id("alpha"),
+                packet_id: 9,
+                awaiting: true,
+            },
+            StoreOp::InboundQos2 {
+                client_id: id("alpha"),
+                packet_id: 7,
+                awaiting: true,
+            },
+            StoreOp::InboundQos2 {
+                client_id: id("alpha"),
+                packet_id: 8,
+                awaiting: true,
+            },
+            StoreOp::InboundQos2 {
+                client_id: id("alpha"),
+                packet_id: 8,
+                awaiting: false,
+            },
+            StoreOp::Will {
+                client_id: id("alpha"),
+                will: Some(Box::new(will("dead/alpha"))),
+            },
+            StoreOp::Offline {
+                client_id: id("alpha"),
+                at: offline_at,
+            },
+            StoreOp::Offline {
+                client_id: id("beta"),
+                at: SystemTime::now(),
+            },
+            put_session("beta", u32::MAX),
+            StoreOp::Retain {
+                topic: retained.topic.clone(),
+                message: Some(retained.clone()),
+            },
+            StoreOp::Retain {
+                topic: Arc::from("cleared"),
+                message: Some(message(12, "cleared", b"x")),
+            },
+            StoreOp::Retain {
+                topic: Arc::from("cleared"),
+                message: None,
+            },
+        ],
+    );
+    let recovered = reopen(&dir, store);
+
+    assert_eq!(recovered.sessions.len(), 2);
+    let alpha = session(&recovered, "alpha");
+    assert_eq!(alpha.expiry_interval, 3600);
+    assert_eq!(alpha.offline_since, Some(offline_at));
+    let filters: Vec<_> = alpha
+        .subscriptions
+        .iter()
+        .map(|(filter, options, identifier)| (filter.to_string(), options.qos, *identifier))
+        .collect();
+    assert_eq!(
+        filters,
+        vec![
+            ("$share/g/b/+".to_string(), QoS::ExactlyOnce, None),
+            ("a/#".to_string(), QoS::AtLeastOnce, Some(5)),
+        ]
+    );
+    assert!(alpha.subscriptions[0].1.no_local && alpha.subscriptions[0].1.retain_handling == 2);
+    let queue: Vec<_> = alpha.queue.iter().map(summary).collect();
+    assert_eq!(
+        queue,
+        vec![
+            summary(&with_ids),
+            summary(&delivery(&m4, QoS::ExactlyOnce))
+        ]
+    );
+    let window: Vec<_> = alpha
+        .inflight
+        .iter()
+        .map(|(packet_id, delivery, state)| (*packet_id, delivery.message.id, *state))
+        .collect();
+    assert_eq!(
+        window,
+        vec![
+            (11, 1, OutboundState::AwaitingPubAck),
+            (10, 2, OutboundState::AwaitingPubComp),
+        ],
+        "inflight window in send order, with states"
+    );
+    assert_eq!(alpha.inbound_qos2, vec![7, 9]);
+    assert_eq!(alpha.will, Some(will("dead/alpha")));
+    assert_eq!(
+        alpha.queue[0].message.publisher.as_deref(),
+        Some("publisher")
+    );
+
+    let beta = session(&recovered, "beta");
+    assert_eq!(beta.expiry_interval, u32::MAX);
+    assert_eq!(
+        beta.offline_since, None,
+        "PutSession after Offline clears it"
+    );
+    assert!(beta.subscriptions.is_empty() && beta.queue.is_empty() && beta.will.is_none());
+
+    assert_eq!(recovered.retained.len(), 1);
+    let kept = &recovered.retained[0];
+    assert_eq!(
+        (&*kept.topic, &kept.payload[..], kept.id, kept.retain),
+        ("status/gw", &b"up"[..], 10, true)
+    );
+    assert_eq!(kept.properties, retained.properties);
+    assert_eq!(
+        recovered.next_message_id, 13,
+        "above the cleared retained message's id 12 too"
+    );
+}
+
+#[test]
+fn shared_body_is_stored_once_and_deleted_after_the_last_reference() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let body = message(7, "fan/out", b"shared payload");
+    let mut ops: Vec<StoreOp> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|client| put_session(client, 60))
+        .collect();
+    ops.extend(
+        ["s1", "s2", "s3"]
+            .iter()
+            .map(|client| enqueue(client, &body, QoS::AtLeastOnce)),
+    );
+    commit(&store, ops);
+    store.close();
+    assert_eq!(rows(&dir, MESSAGES), 1, "one body for three queues");
+    assert_eq!(rows(&dir, QUEUE), 3);
+
+    let (store, _) = open(&dir);
+    commit(
+        &store,
+        vec![
+            inflight("s1", 1, 7),
+            acked("s1", 1),
+            StoreOp::Discard {
+                client_id: id("s2"),
+                message_id: 7,
+            },
+        ],
+    );
+    store.close();
+    assert_eq!(rows(&dir, MESSAGES), 1, "s3 still refers to the body");
+
+    let (store, _) = open(&dir);
+    commit(&store, vec![inflight("s3", 4, 7)]);
+    commit(
+        &store,
+        vec![
+            StoreOp::Released {
+                client_id: id("s3"),
+                packet_id: 4,
+            },
+            acked("s3", 4),
+        ],
+    );
+    store.close();
+    assert_eq!(rows(&dir, MESSAGES), 0, "released by the last ack");
+    assert_eq!(rows(&dir, MESSAGE_REFS), 0);
+    assert_eq!(rows(&dir, QUEUE) + rows(&dir, INFLIGHT), 0);
+}
+
+#[test]
+fn delete_session_removes_all_its_rows_and_only_its_rows() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let shared = message(1, "t", b"shared");
+    let own = message(2, "t", b"own");
+    let mut ops = Vec::new();
+    // "victim" is a prefix of "victim2": its ranges must not reach the longer name.
+    for client in ["victim", "victim2"] {
+        ops.extend([
+            put_session(client, 60),
+            subscribe(client, "t", QoS::AtLeastOnce, None),
+            enqueue(client, &shared, QoS::AtLeastOnce),
+            StoreOp::InboundQos2 {
+                client_id: id(client),
+                packet_id: 3,
+                awaiting: true,
+            },
+            StoreOp::Will {
+                client_id: id(client),
+                will: Some(Box::new(will("w"))),
+            },
+        ]);
+    }
+    ops.extend([
+        enqueue("victim", &own, QoS::ExactlyOnce),
+        inflight("victim", 5, 2),
+    ]);
+    commit(&store, ops);
+    commit(
+        &store,
+        vec![StoreOp::DeleteSession {
+            client_id: id("victim"),
+        }],
+    );
+    let recovered = reopen(&dir, store);
+    store_is_only_victim2(&recovered);
+    drop(recovered);
+    assert_eq!(rows(&dir, SESSIONS), 1);
+    assert_eq!(rows(&dir, SUBSCRIPTIONS), 1);
+    assert_eq!(rows(&dir, QUEUE), 1);
+    assert_eq!(rows(&dir, INFLIGHT), 0);
+    assert_eq!(rows(&dir, INBOUND_QOS2), 1);
+    assert_eq!(rows(&dir, WILLS), 1);
+    assert_eq!(rows(&dir, MESSAGES), 1, "the victim's own body is gone");
+}
+
+fn store_is_only_victim2(recovered: &Recovered) {
+    assert_eq!(recovered.sessions.len(), 1);
+    let survivor = session(recovered, "victim2");
+    assert_eq!(survivor.subscriptions.len(), 1);
+    assert_eq!(survivor.queue.len(), 1);
+    assert_eq!(survivor.inbound_qos2, vec![3]);
+    assert!(survivor.will.is_some());
+}
+
+#[test]
+fn ops_for_unknown_sessions_and_entries_are_ignored() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let body = message(3, "t", b"x");
+    commit(
+        &store,
+        vec![
+            subscribe("ghost", "t", QoS::AtLeastOnce, None),
+            enqueue("ghost", &body, QoS::AtLeastOnce),
+            inflight("ghost", 1, 3),
+            acked("ghost", 1),
+            StoreOp::Released {
+                client_id: id("ghost"),
+                packet_id: 1,
+            },
+            StoreOp::Discard {
+                client_id: id("ghost"),
+                message_id: 3,
+            },
+            StoreOp::Offline {
+                client_id: id("ghost"),
+                at: SystemTime::now(),
+            },
+            StoreOp::InboundQos2 {
+                client_id: id("ghost"),
+                packet_id: 1,
+                awaiting: true,
+            },
+            StoreOp::Will {
+                client_id: id("ghost"),
+                will: Some(Box::new(will("w"))),
+            },
+            StoreOp::Unsubscribe {
+                client_id: id("ghost"),
+                filter: Arc::from("t"),
+            },
+            StoreOp::DeleteSession {
+                client_id: id("ghost"),
+            },
+            // A session deleted earlier in the same batch, then acked.
+            put_session("brief", 10),
+            enqueue("brief", &body, QoS::AtLeastOnce),
+            inflight("brief", 2, 3),
+            StoreOp::DeleteSession {
+                client_id: id("brief"),
+            },
+            acked("brief", 2),
+            // Entries that do not exist in a session that does.
+            put_session("real", 10),
+            acked("real", 9),
+            inflight("real", 9, 99),
+        ],
+    );
+    let recovered = reopen(&dir, store);
+    assert_eq!(recovered.sessions.len(), 1);
+    let real = session(&recovered, "real");
+    assert!(real.queue.is_empty() && real.inflight.is_empty());
+    drop(recovered);
+    assert_eq!(rows(&dir, MESSAGES), 0);
+    assert_eq!(
+        rows(&dir, QUEUE) + rows(&dir, SUBSCRIPTIONS) + rows(&dir, WILLS),
+        0
+    );
+}
+
+#[test]
+fn second_open_of_the_same_directory_is_refused_while_the_first_is_open() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let error = DurableStore::open(dir.path(), options()).err();
+    assert!(
+        matches!(error, Some(OpenError::AlreadyOpen { .. })),
+        "{error:?}"
+    );
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("another cairn is running on this data directory"));
+    assert!(message.contains(FILE_NAME), "names the file: {message}");
+    store.close();
+    assert!(DurableStore::open(dir.path(), options()).is_ok());
+}
+
+#[test]
+fn garbage_file_is_refused_and_left_byte_for_byte_intact() {
+    for garbage in [
+        b"hello".to_vec(),
+        (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+    ] {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        std::fs::write(&path, &garbage).unwrap();
+        let error = DurableStore::open(dir.path(), options()).err();
+        assert!(
+            matches!(error, Some(OpenError::Unreadable { .. })),
+            "{error:?}"
+        );
+        let message = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("left untouched") && message.contains(FILE_NAME));
+        assert_eq!(std::fs::read(&path).unwrap(), garbage);
+    }
+}
+
+#[test]
+fn newer_schema_version_is_refused_naming_both_versions() {
+    let dir = TempDir::new().unwrap();
+    open(&dir).0.close();
+    let path = dir.path().join(FILE_NAME);
+    {
+        let database = Database::create(&path).unwrap();
+        let txn = database.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_SCHEMA_VERSION, SCHEMA_VERSION + 1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = DurableStore::open(dir.path(), options()).err();
+    assert!(
+        matches!(error, Some(OpenError::NewerSchema { found, supported, .. })
+            if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{error:?}"
+    );
+    let message = error.map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("schema version 2") && message.contains("version 1"));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "not written to");
+}
+
+#[test]
+fn redb_file_of_another_program_is_refused() {
+    let dir = TempDir::new().unwrap();
+    {
+        let database = Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = database.begin_write().unwrap();
+        let other: TableDefinition<&str, &str> = TableDefinition::new("accounts");
+        txn.open_table(other).unwrap().insert("a", "b").unwrap();
+        txn.commit().unwrap();
+    }
+    let error = DurableStore::open(dir.path(), options()).err();
+    assert!(
+        matches!(error, Some(OpenError::Foreign { .. })),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn concurrent_batches_share_commits() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 125;
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let store = Arc::new(store);
+    commit(
+        &store,
+        (0..THREADS)
+            .map(|t| put_session(&format!("c{t}"), 60))
+            .collect(),
+    );
+    let before = store
+        .metrics()
+        .commits
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let start = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, start) = (store.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                let client = format!("c{t}");
+                let pending: Vec<_> = (0..PER_THREAD)
+                    .map(|i| {
+                        let id = (t * PER_THREAD + i) as u64 + 1;
+                        let body = message(id, "load", b"0123456789abcdef");
+                        store.submit(vec![enqueue(&client, &body, QoS::AtLeastOnce)])
+                    })
+                    .collect();
+                pending
+                    .into_iter()
+                    .filter_map(|done| outcome(done).filter(Result::is_ok))
+                    .count()
+            })
+        })
+        .collect();
+    let completed: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(completed, THREADS * PER_THREAD);
+    let metrics = store.metrics();
+    let commits = metrics.commits.load(std::sync::atomic::Ordering::Relaxed) - before;
+    println!(
+        "group commit: {} batches in {commits} commits ({:.1} messages per commit)",
+        THREADS * PER_THREAD,
+        (THREADS * PER_THREAD) as f64 / commits as f64
+    );
+    assert!(commits < 1000, "{commits} commits for 1000 batches");
+    assert_eq!(
+        metrics.batches.load(std::sync::atomic::Ordering::Relaxed) as usize,
+        THREADS * PER_THREAD + 1
+    );
+    let recovered = match Arc::try_unwrap(store) {
+        Ok(store) => reopen(&dir, store),
+        Err(_) => panic!("store still shared"),
+    };
+    let queued: usize = recovered.sessions.iter().map(|s| s.queue.len()).sum();
+    assert_eq!(queued, THREADS * PER_THREAD);
+    assert_eq!(recovered.next_message_id, (THREADS * PER_THREAD) as u64 + 1);
+}
+
+/// Waits for a commit's outcome, bounded by [`WAIT`]; `None` if it did not come.
+fn outcome(done: oneshot::Receiver<Result<(), StoreError>>) -> Option<Result<(), StoreError>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .ok()?;
+    runtime
+        .block_on(async { tokio::time::timeout(WAIT, done).await })
+        .ok()?
+        .ok()
+}
+
+#[test]
+fn message_expiry_keeps_its_remaining_time_across_reopen() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let mut expiring = Message::from_broker(1, "t", Bytes::from_static(b"soon"), false);
+    expiring.qos = QoS::AtLeastOnce;
+    expiring.expires_at = Some(Instant::now() + Duration::from_secs(600));
+    let expiring = Arc::new(expiring);
+    commit(
+        &store,
+        vec![
+            put_session("c", 60),
+            enqueue("c", &expiring, QoS::AtLeastOnce),
+            StoreOp::Retain {
+                topic: Arc::from("t"),
+                message: Some(expiring.clone()),
+            },
+        ],
+    );
+    let recovered = reopen(&dir, store);
+    let now = Instant::now();
+    let queued = &session(&recovered, "c").queue[0].message;
+    for message in [queued, &recovered.retained[0]] {
+        let remaining = message.remaining_expiry(now);
+        assert!(
+            matches!(remaining, Some(599..=600)),
+            "remaining {remaining:?} s"
+        );
+    }
+    assert!(
+        Arc::ptr_eq(queued, &recovered.retained[0]),
+        "one body per id"
+    );
+}
+
+#[test]
+fn empty_batch_completes_at_once_and_counters_track_commits() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let mut empty = store.submit(Vec::new());
+    assert!(matches!(empty.try_recv(), Ok(Ok(()))));
+    commit(&store, vec![put_session("c", 1)]);
+    let metrics = store.metrics();
+    assert_eq!(
+        metrics.commits.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(metrics.ops.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
+fn message_ids_stay_above_deleted_bodies() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    commit(
+        &store,
+        vec![
+            put_session("c", 60),
+            enqueue("c", &message(41, "t", b"x"), QoS::AtLeastOnce),
+            StoreOp::Discard {
+                client_id: id("c"),
+                message_id: 41,
+            },
+        ],
+    );
+    assert_eq!(reopen(&dir, store).next_message_id, 42);
+}
+
+/// An in-memory disk whose writes fail while `full` is set, like a full SD card.
+#[derive(Debug, Clone)]
+struct FlakyDisk {
+    data: Arc<redb::backends::InMemoryBackend>,
+    full: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FlakyDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(std::io::Error::other("No space left on device"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl redb::StorageBackend for FlakyDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.data.len()
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.data.read(offset, out)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.data.set_len(len)
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.data.sync_data()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.data.write(offset, data)
+    }
+}
+
+fn open_flaky(disk: &FlakyDisk) -> Result<Database, OpenError> {
+    Database::builder()
+        .create_with_backend(disk.clone())
+        .map_err(|error| OpenError::recovery(Path::new("flaky"), error))
+}
+
+#[test]
+fn failed_commit_answers_its_waiters_and_later_batches_commit() {
+    let disk = FlakyDisk {
+        data: Arc::new(redb::backends::InMemoryBackend::new()),
+        full: Arc::default(),
+    };
+    let start = |disk: &FlakyDisk| {
+        let database = open_flaky(disk).unwrap();
+        database::prepare(&database, Path::new("flaky")).unwrap();
+        let reopen_disk = disk.clone();
+        let reopen: writer::Reopen = Box::new(move || open_flaky(&reopen_disk));
+        DurableStore::start(database, "flaky".into(), reopen, options()).unwrap()
+    };
+    let (store, _) = start(&disk);
+    commit(&store, vec![put_session("before", 10)]);
+    disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = outcome(store.submit(vec![put_session("during", 10)]));
+    assert!(
+        matches!(&refused, Some(Err(StoreError::Io(cause))) if cause.contains("No space left")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .metrics()
+            .failed_commits
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    commit(&store, vec![put_session("after", 10)]);
+    store.close();
+
+    let (store, recovered) = start(&disk);
+    let clients: Vec<_> = recovered
+        .sessions
+        .iter()
+        .map(|s| s.client_id.to_string())
+        .collect();
+    assert!(clients.contains(&"before".to_string()) && clients.contains(&"after".to_string()));
+    store.close();
+}
