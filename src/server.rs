@@ -201,21 +201,29 @@ async fn accept_loop(
     }
 }
 
-/// Runs the TLS handshake if the listener has TLS, then the MQTT connection.
+/// Serves one accepted connection: plain MQTT, or MQTT after a TLS handshake.
 async fn serve_stream(
     broker: Arc<Broker>,
     stream: TcpStream,
     addr: SocketAddr,
     tls: Option<TlsSetup>,
 ) {
-    let Some(tls) = tls else {
-        let peer = Peer {
-            addr,
-            cert_username: None,
-        };
-        connection::serve(broker, stream, peer).await;
-        return;
-    };
+    match tls {
+        None => {
+            let peer = Peer {
+                addr,
+                cert_username: None,
+            };
+            connection::serve(broker, stream, peer).await;
+        }
+        // A TLS connection's state is several kilobytes; boxing it keeps the task of every
+        // plain TCP connection small.
+        Some(tls) => Box::pin(serve_tls(broker, stream, addr, tls)).await,
+    }
+}
+
+/// Runs the TLS handshake, then the MQTT connection over it.
+async fn serve_tls(broker: Arc<Broker>, stream: TcpStream, addr: SocketAddr, tls: TlsSetup) {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {

@@ -67,7 +67,7 @@ pub struct Session {
     /// The last packet identifier handed out.
     last_packet_id: u16,
     /// The Will of the current connection, or one waiting for its delay after a disconnect.
-    pub will: Option<Will>,
+    pub will: Option<Box<Will>>,
     /// Messages dropped because the queue was full (for metrics and logs).
     pub dropped: u64,
 }

@@ -66,7 +66,7 @@ pub struct AttachRequest {
     pub clean_start: bool,
     /// The Session Expiry Interval granted.
     pub expiry_interval: u32,
-    pub will: Option<Will>,
+    pub will: Option<Box<Will>>,
     pub link: Link,
 }
 
@@ -112,7 +112,8 @@ struct Target {
 /// Everything the broker shares between connections.
 #[derive(Debug, Default)]
 pub struct State {
-    pub sessions: HashMap<Arc<str>, SessionSlot>,
+    /// Boxed: a table of many sessions then holds pointers, not slots, in its spare buckets.
+    pub sessions: HashMap<Arc<str>, Box<SessionSlot>>,
     pub subscriptions: SubscriptionIndex,
     pub retained: HashMap<Arc<str>, Arc<Message>>,
     /// Round-robin position per shared filter (`$share/{group}/{filter}`).
@@ -169,14 +170,13 @@ impl State {
         if !resumed {
             self.end_session(client_id, routed, &mut ops);
         }
-        let slot = self
-            .sessions
-            .entry(client_id.clone())
-            .or_insert_with(|| SessionSlot {
+        let slot = self.sessions.entry(client_id.clone()).or_insert_with(|| {
+            Box::new(SessionSlot {
                 session: Session::new(client_id.clone(), protocol, expiry_interval),
                 link: None,
                 epoch: 0,
-            });
+            })
+        });
         slot.session.protocol = protocol;
         slot.session.expiry_interval = expiry_interval;
         slot.session.will = will.clone();
@@ -191,7 +191,7 @@ impl State {
             });
             ops.push(StoreOp::Will {
                 client_id: client_id.clone(),
-                will: will.map(Box::new),
+                will,
             });
         }
         Attached {
@@ -253,7 +253,7 @@ impl State {
             self.end_session(client_id, routed, &mut detached.ops);
             return;
         }
-        if let Some(delay) = slot.session.will.as_ref().map(will_delay) {
+        if let Some(delay) = slot.session.will.as_deref().map(will_delay) {
             if delay <= offline_for {
                 if let Some(will) = slot.session.will.take() {
                     detached.ops.push(StoreOp::Will {
@@ -320,9 +320,9 @@ impl State {
     }
 
     /// Routes a Will Message as if its client had published it.
-    fn publish_will(&mut self, will: Will, routed: &mut Routed) {
+    fn publish_will(&mut self, will: Box<Will>, routed: &mut Routed) {
         let id = self.next_message_id();
-        let message = Arc::new(Message::from_will(id, will, std::time::Instant::now()));
+        let message = Arc::new(Message::from_will(id, *will, std::time::Instant::now()));
         self.route_into(&message, routed);
     }
 

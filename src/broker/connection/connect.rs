@@ -22,9 +22,9 @@ use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
-/// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else is
-/// closed without a word.
-pub async fn refuse_unreadable<S: AsyncRead + AsyncWrite + Unpin>(
+/// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else gets
+/// no answer. The caller closes the connection.
+pub fn refuse_unreadable<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S>,
     error: &ReadError,
     peer: SocketAddr,
@@ -38,7 +38,6 @@ pub async fn refuse_unreadable<S: AsyncRead + AsyncWrite + Unpin>(
             properties: Properties::default(),
         };
         let _ = framed.queue(&Packet::ConnAck(refusal));
-        framed.close().await;
     }
 }
 
@@ -109,7 +108,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         protocol: version,
         clean_start: connect.clean_start,
         expiry_interval: expiry,
-        will: connect.will,
+        will: connect.will.map(Box::new),
         link,
     };
     let attached = broker.state().attach(request, &mut routed);

@@ -6,6 +6,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::{self, DecodeError, EncodeError, Packet, ProtocolVersion};
 
+/// Room for the first read of a connection: enough for most CONNECTs.
+const FIRST_READ: usize = 256;
+/// The least room a read gets: what an idle connection holds while it waits.
+const MIN_READ: usize = 64;
+/// The most room a read grows to for a busy connection.
+const MAX_READ: usize = 64 * 1024;
+
 /// Why reading a packet failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -27,6 +34,10 @@ pub struct Framed<S> {
     pub version: ProtocolVersion,
     /// Largest packet accepted from the peer.
     max_packet_size: u32,
+    /// Room the next read gets: doubles when a read fills it (up to [`MAX_READ`]), halves when
+    /// a read uses less than a quarter (down to [`MIN_READ`]), so a busy connection reads in
+    /// large chunks and an idle one waits on a small buffer.
+    read_chunk: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
@@ -34,10 +45,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     pub fn new(stream: S, max_packet_size: u32) -> Framed<S> {
         Framed {
             stream,
-            read_buf: BytesMut::with_capacity(4096),
-            write_buf: BytesMut::with_capacity(4096),
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
             version: ProtocolVersion::V5,
             max_packet_size,
+            read_chunk: FIRST_READ,
         }
     }
 
@@ -49,10 +61,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// Reads more bytes from the socket. `Ok(false)` on a clean end of stream.
     /// Cancel-safe: nothing read is lost if the future is dropped.
     pub async fn fill(&mut self) -> Result<bool, ReadError> {
-        if self.read_buf.capacity() - self.read_buf.len() < 1024 {
-            self.read_buf.reserve(4096);
+        if self.read_buf.capacity() - self.read_buf.len() < self.read_chunk / 2 {
+            self.read_buf.reserve(self.read_chunk);
         }
+        let room = self.read_buf.capacity() - self.read_buf.len();
         let read = self.stream.read_buf(&mut self.read_buf).await?;
+        if read == room {
+            self.read_chunk = (self.read_chunk * 2).min(MAX_READ);
+        } else if read < self.read_chunk / 4 {
+            self.read_chunk = (self.read_chunk / 2).max(MIN_READ);
+        }
         if read == 0 {
             if self.read_buf.is_empty() {
                 return Ok(false);
@@ -79,13 +97,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         codec::encode(packet, self.version, &mut self.write_buf)
     }
 
-    /// Writes every queued packet to the socket.
+    /// Writes every queued packet to the socket. The emptied buffer's memory is given back:
+    /// an idle connection holds no buffers.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if !self.write_buf.is_empty() {
             self.stream.write_all(&self.write_buf).await?;
-            self.write_buf.clear();
+            self.write_buf = BytesMut::new();
         }
         self.stream.flush().await
+    }
+
+    /// Gives back the read buffer's memory once everything read has been decoded.
+    pub fn release_read_buffer(&mut self) {
+        if self.read_buf.is_empty() {
+            self.read_buf = BytesMut::new();
+        }
     }
 
     /// Flushes what is queued and closes the write side, ignoring errors: the peer may be gone.

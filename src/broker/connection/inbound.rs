@@ -27,7 +27,7 @@ fn violation(reason: ReasonCode, why: impl Into<String>) -> Exit {
 
 impl Client {
     /// Handles one packet from the client.
-    pub(super) async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    pub(super) fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
         packet: Packet,

@@ -84,24 +84,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
-    let first = match tokio::time::timeout(CONNECT_TIMEOUT, framed.read_packet()).await {
-        Ok(Ok(Some(packet))) => packet,
-        Ok(Ok(None)) => return,
-        Ok(Err(error)) => {
-            connect::refuse_unreadable(&mut framed, &error, peer.addr).await;
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(peer = %peer.addr, "no CONNECT within {CONNECT_TIMEOUT:?}; closing");
-            return;
-        }
-    };
-    let Packet::Connect(connect) = first else {
-        // [MQTT-3.1.0-1] The first packet must be CONNECT.
-        tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
-        return;
-    };
-    let Some(mut client) = connect::accept(&broker, &mut framed, connect, &peer).await else {
+    // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
+    // its largest phase, and it spends its life in the connected loop.
+    let Some(mut client) = Box::pin(handshake(&broker, &mut framed, &peer)).await else {
         framed.close().await;
         return;
     };
@@ -114,7 +99,32 @@ where
         .metrics()
         .clients_connected
         .fetch_sub(1, Ordering::Relaxed);
-    client.finish(&mut framed, exit).await;
+    Box::pin(client.finish(&mut framed, exit)).await;
+}
+
+/// Waits for CONNECT and accepts or refuses it.
+async fn handshake<S>(broker: &Arc<Broker>, framed: &mut Framed<S>, peer: &Peer) -> Option<Client>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let first = match tokio::time::timeout(CONNECT_TIMEOUT, framed.read_packet()).await {
+        Ok(Ok(Some(packet))) => packet,
+        Ok(Ok(None)) => return None,
+        Ok(Err(error)) => {
+            connect::refuse_unreadable(framed, &error, peer.addr);
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %peer.addr, "no CONNECT within {CONNECT_TIMEOUT:?}; closing");
+            return None;
+        }
+    };
+    let Packet::Connect(connect) = first else {
+        // [MQTT-3.1.0-1] The first packet must be CONNECT.
+        tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
+        return None;
+    };
+    connect::accept(broker, framed, connect, peer).await
 }
 
 impl Client {
@@ -122,6 +132,7 @@ impl Client {
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) -> Exit {
         let mut shutdown = self.broker.shutdown_signal();
         let mut deadline = self.next_deadline();
+        framed.release_read_buffer();
         loop {
             if let Err(exit) = self.release_acks(framed) {
                 return exit;
@@ -151,7 +162,7 @@ impl Client {
                     loop {
                         match framed.next_buffered() {
                             Ok(Some(packet)) => {
-                                if let Err(exit) = self.handle(framed, packet).await {
+                                if let Err(exit) = self.handle(framed, packet) {
                                     return exit;
                                 }
                             }
@@ -159,6 +170,7 @@ impl Client {
                             Err(error) => return self.read_failed(error.into()),
                         }
                     }
+                    framed.release_read_buffer();
                 }
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     // [MQTT-3.1.2-24] No packet within 1.5 × Keep Alive.
