@@ -35,6 +35,8 @@ pub struct Config {
     pub limits: Limits,
     /// Seconds between `$SYS/broker/…` updates; 0 turns them off.
     pub sys_interval: u64,
+    /// The durable store under `data_dir`.
+    pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -120,6 +122,27 @@ pub struct Limits {
     pub topic_alias_maximum: u16,
 }
 
+/// Settings of the durable store (group commit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// fsync every commit. `false` may lose acknowledged messages on a power cut: for
+    /// benchmarks and disposable setups only.
+    pub fsync: bool,
+    /// Longest a group commit waits to gather more work, in milliseconds. Acks wait up to this
+    /// much longer; commits (and SD-card writes) get fewer and fuller.
+    pub commit_window_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            fsync: true,
+            commit_window_ms: 0,
+        }
+    }
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,6 +163,7 @@ impl Default for Config {
             }],
             limits: Limits::default(),
             sys_interval: 10,
+            store: StoreConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -345,6 +369,12 @@ impl Config {
         check_limits(&self.limits, &mut problems);
         check_range(
             &mut problems,
+            "store.commit_window_ms",
+            self.store.commit_window_ms,
+            0..=1000,
+        );
+        check_range(
+            &mut problems,
             "sys_interval",
             self.sys_interval,
             SYS_INTERVAL_RANGE,
@@ -498,10 +528,23 @@ const CONFIG_KEYS: &[KeySpec] = &[
         "an integer in 0..=86400 (seconds; 0 turns $SYS off)",
     ),
     KeySpec {
+        name: "store",
+        expected: "a [store] table",
+        children: Children::Table(STORE_KEYS),
+    },
+    KeySpec {
         name: "log",
         expected: "a [log] table",
         children: Children::Table(LOG_KEYS),
     },
+];
+
+const STORE_KEYS: &[KeySpec] = &[
+    leaf(
+        "fsync",
+        "true or false (false may lose acknowledged messages on a power cut)",
+    ),
+    leaf("commit_window_ms", "an integer in 0..=1000 (milliseconds)"),
 ];
 
 const LISTENER_KEYS: &[KeySpec] = &[

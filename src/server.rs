@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::broker::connection::{self, Peer};
 use crate::broker::{sys, Broker};
 use crate::config::{Config, ListenerConfig, ListenerKind};
-use crate::store::Store;
+use crate::store::redb::{DurableOptions, OpenError};
+use crate::store::{Store, StoreError};
 use crate::transport::tls::{self, TlsError};
 
 /// How long a TLS handshake may take.
@@ -40,6 +42,10 @@ pub enum ServerError {
     },
     #[error("listener {addr} has kind \"tls\" but no [listeners.tls] settings")]
     MissingTls { addr: SocketAddr },
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error("could not restore the stored sessions: {0}")]
+    Restore(#[from] StoreError),
 }
 
 /// Entry point for starting brokers.
@@ -53,6 +59,8 @@ pub struct ServerHandle {
     broker: Arc<Broker>,
     /// Tells the accept loops to stop.
     stop_listeners: watch::Sender<bool>,
+    /// The accept loops and the `$SYS` task, awaited at shutdown.
+    tasks: Vec<JoinHandle<()>>,
     /// Every connection task holds a clone; when all are dropped, `all_closed` yields `None`.
     connections: mpsc::Sender<()>,
     all_closed: mpsc::Receiver<()>,
@@ -66,10 +74,18 @@ struct TlsSetup {
 }
 
 impl Server {
-    /// Binds every configured listener (loading TLS certificates: errors name the file),
-    /// starts the engine, and returns once the broker accepts connections.
+    /// Opens the store under `data_dir` and restores its sessions, binds every configured
+    /// listener (loading TLS certificates: errors name the file), and returns once the broker
+    /// accepts connections.
     pub async fn start(config: Config) -> Result<ServerHandle, ServerError> {
         let config = Arc::new(config);
+        let options = DurableOptions {
+            commit_window: Duration::from_millis(config.store.commit_window_ms),
+            fsync: config.store.fsync,
+        };
+        let (store, recovered) = Store::open(&config.data_dir, options)?;
+        let broker = Broker::new(config.clone(), store);
+        broker.restore(recovered).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let tls = tls_setup(listener)?;
@@ -86,30 +102,31 @@ impl Server {
             })?;
             bound.push((socket, addr, tls));
         }
-        let broker = Broker::new(config.clone(), Store::in_memory());
         let (stop_listeners, _) = watch::channel(false);
         let (connections, all_closed) = mpsc::channel(1);
         let mut addrs = Vec::with_capacity(bound.len());
+        let mut tasks = Vec::with_capacity(bound.len() + 1);
         for (socket, addr, tls) in bound {
             tracing::info!(%addr, tls = tls.is_some(), "listening");
             addrs.push(addr);
-            tokio::spawn(accept_loop(
+            tasks.push(tokio::spawn(accept_loop(
                 socket,
                 tls,
                 broker.clone(),
                 stop_listeners.subscribe(),
                 connections.clone(),
-            ));
+            )));
         }
         if config.sys_interval > 0 {
-            tokio::spawn(sys::run(
+            tasks.push(tokio::spawn(sys::run(
                 broker.clone(),
                 Duration::from_secs(config.sys_interval),
-            ));
+            )));
         }
         Ok(ServerHandle {
             addrs,
             broker,
+            tasks,
             stop_listeners,
             connections,
             all_closed,
@@ -129,13 +146,15 @@ impl ServerHandle {
     }
 
     /// Graceful shutdown: listeners stop first, then every connection closes (v5 clients get
-    /// DISCONNECT 0x8B), waiting up to ten seconds for them.
+    /// DISCONNECT 0x8B), waiting up to ten seconds for them, then the store commits what it
+    /// was given and closes.
     pub async fn shutdown(self) {
         let ServerHandle {
             broker,
             stop_listeners,
             connections,
             mut all_closed,
+            tasks,
             ..
         } = self;
         stop_listeners.send_replace(true);
@@ -146,6 +165,18 @@ impl ServerHandle {
             .is_err()
         {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; stopping anyway");
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        match Arc::try_unwrap(broker) {
+            // Dropping the broker closes the store: its writer finishes what it was given.
+            Ok(broker) => {
+                let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
+            }
+            Err(_) => {
+                tracing::warn!("connections still hold the broker; the store closes when they end")
+            }
         }
     }
 }

@@ -14,13 +14,14 @@ pub mod topic;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
 use crate::codec::ReasonCode;
 use crate::config::Config;
-use crate::store::{Commit, Store};
+use crate::store::redb::Recovered;
+use crate::store::{Commit, Store, StoreError};
 
 use self::state::{Detached, Routed, State};
 
@@ -113,24 +114,45 @@ impl Broker {
         &self.store
     }
 
+    /// Rebuilds sessions and retained messages from the store at start-up, publishes the
+    /// Wills and ends the sessions whose time passed while the broker was down, and arms the
+    /// timers of the rest.
+    pub async fn restore(self: &Arc<Self>, recovered: Recovered) -> Result<(), StoreError> {
+        let mut routed = Routed::default();
+        let timers = self
+            .state()
+            .restore(recovered, SystemTime::now(), &mut routed);
+        for (client_id, detached) in timers {
+            self.arm_timers(client_id, &detached);
+        }
+        self.commit_routed(routed).wait().await
+    }
+
     /// Arms the Will Delay and Session Expiry timers a detach asked for. Each timer acts only
-    /// if the session is still offline in the same epoch when it fires.
+    /// if the session is still offline in the same epoch when it fires, and holds the broker
+    /// weakly: a timer left at shutdown keeps nothing alive.
     pub fn arm_timers(self: &Arc<Self>, client_id: Arc<str>, detached: &Detached) {
         let epoch = detached.epoch;
         if let Some(delay) = detached.will_delay {
-            let broker = self.clone();
+            let broker = Arc::downgrade(self);
             let client_id = client_id.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
                 let mut routed = Routed::default();
                 broker.state().will_due(&client_id, epoch, &mut routed);
                 broker.finish_background(routed).await;
             });
         }
         if let Some(expiry) = detached.expiry {
-            let broker = self.clone();
+            let broker = Arc::downgrade(self);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
                 let mut routed = Routed::default();
                 broker.state().expire(&client_id, epoch, &mut routed);
                 broker.finish_background(routed).await;

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions, Will};
+use crate::codec::{QoS, SubscriptionOptions, Will};
 
 use super::message::Delivery;
 
@@ -51,8 +51,6 @@ pub enum QueueRefusal {
 #[derive(Debug)]
 pub struct Session {
     pub client_id: Arc<str>,
-    /// Protocol version of the connection that last owned the session.
-    pub protocol: ProtocolVersion,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_interval: u32,
     /// Filter (as subscribed, `$share/…` included) → options.
@@ -74,10 +72,9 @@ pub struct Session {
 
 impl Session {
     /// A new, empty session.
-    pub fn new(client_id: Arc<str>, protocol: ProtocolVersion, expiry_interval: u32) -> Session {
+    pub fn new(client_id: Arc<str>, expiry_interval: u32) -> Session {
         Session {
             client_id,
-            protocol,
             expiry_interval,
             subscriptions: HashMap::new(),
             queue: VecDeque::new(),
@@ -153,7 +150,7 @@ mod tests {
 
     #[test]
     fn queue_is_bounded_and_counts_drops() {
-        let mut session = Session::new(Arc::from("c"), ProtocolVersion::V5, 10);
+        let mut session = Session::new(Arc::from("c"), 10);
         assert!(session
             .enqueue(delivery(QoS::AtLeastOnce), false, 2)
             .is_ok());
@@ -170,7 +167,7 @@ mod tests {
 
     #[test]
     fn offline_sessions_do_not_queue_qos0() {
-        let mut session = Session::new(Arc::from("c"), ProtocolVersion::V5, 10);
+        let mut session = Session::new(Arc::from("c"), 10);
         assert_eq!(
             session.enqueue(delivery(QoS::AtMostOnce), false, 5),
             Err(QueueRefusal::OfflineQoS0)
@@ -180,7 +177,7 @@ mod tests {
 
     #[test]
     fn packet_ids_skip_zero_and_ids_in_use() {
-        let mut session = Session::new(Arc::from("c"), ProtocolVersion::V5, 10);
+        let mut session = Session::new(Arc::from("c"), 10);
         session.last_packet_id = u16::MAX - 1;
         let first = session.next_packet_id();
         assert_eq!(first, u16::MAX);

@@ -9,11 +9,12 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 
-use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will};
+use crate::codec::{QoS, ReasonCode, SubscriptionOptions, Will};
+use crate::store::redb::Recovered;
 use crate::store::StoreOp;
 
 use super::message::{Delivery, Message};
-use super::session::{QueueRefusal, Session, SessionSubscription};
+use super::session::{Inflight, QueueRefusal, Session, SessionSubscription};
 use super::subscriptions::{Subscription, SubscriptionIndex};
 use super::topic::{filter_matches, parse_shared};
 
@@ -61,7 +62,6 @@ pub struct SessionSlot {
 #[derive(Debug)]
 pub struct AttachRequest {
     pub client_id: Arc<str>,
-    pub protocol: ProtocolVersion,
     /// Clean Session (3.1.1) or Clean Start (5.0).
     pub clean_start: bool,
     /// The Session Expiry Interval granted.
@@ -141,6 +141,65 @@ impl State {
         id
     }
 
+    /// Rebuilds the state from what the store read back at start-up, and returns the timers
+    /// to arm. Each session's expiry and Will Delay continue from the wall-clock time its
+    /// connection ended; sessions that were connected when the broker stopped count as offline
+    /// from `now` (and are recorded so, should the broker stop again before they return).
+    pub fn restore(
+        &mut self,
+        recovered: Recovered,
+        now: SystemTime,
+        routed: &mut Routed,
+    ) -> Vec<(Arc<str>, Detached)> {
+        self.next_message_id = self.next_message_id.max(recovered.next_message_id);
+        for message in recovered.retained {
+            self.retained.insert(message.topic.clone(), message);
+        }
+        let mut timers = Vec::with_capacity(recovered.sessions.len());
+        for stored in recovered.sessions {
+            let client_id = stored.client_id;
+            let offline_for = match stored.offline_since {
+                Some(since) => now.duration_since(since).map_or(0, |elapsed| {
+                    u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX)
+                }),
+                None => {
+                    routed.ops.push(StoreOp::Offline {
+                        client_id: client_id.clone(),
+                        at: now,
+                    });
+                    0
+                }
+            };
+            let mut session = Session::new(client_id.clone(), stored.expiry_interval);
+            session.queue = stored.queue.into();
+            session.inflight = stored
+                .inflight
+                .into_iter()
+                .map(|(packet_id, delivery, state)| Inflight {
+                    packet_id,
+                    delivery,
+                    state,
+                })
+                .collect();
+            session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
+            session.will = stored.will.map(Box::new);
+            let slot = SessionSlot {
+                session,
+                link: None,
+                epoch: 0,
+            };
+            self.sessions.insert(client_id.clone(), Box::new(slot));
+            for (filter, options, identifier) in stored.subscriptions {
+                self.subscribe(&client_id, &filter, options, identifier);
+            }
+            let mut detached = Detached::default();
+            self.schedule_offline(&client_id, offline_for, routed, &mut detached);
+            routed.ops.append(&mut detached.ops);
+            timers.push((client_id, detached));
+        }
+        timers
+    }
+
     /// Attaches a connection to the session `client_id`, creating, resuming or replacing it.
     /// A connection already attached is told to close with 0x8E [MQTT-3.1.4-3]; its Will is
     /// published now if it has no delay or the old session ends, else cancelled because the
@@ -148,7 +207,6 @@ impl State {
     pub fn attach(&mut self, request: AttachRequest, routed: &mut Routed) -> Attached {
         let AttachRequest {
             client_id,
-            protocol,
             clean_start,
             expiry_interval,
             will,
@@ -172,12 +230,11 @@ impl State {
         }
         let slot = self.sessions.entry(client_id.clone()).or_insert_with(|| {
             Box::new(SessionSlot {
-                session: Session::new(client_id.clone(), protocol, expiry_interval),
+                session: Session::new(client_id.clone(), expiry_interval),
                 link: None,
                 epoch: 0,
             })
         });
-        slot.session.protocol = protocol;
         slot.session.expiry_interval = expiry_interval;
         slot.session.will = will.clone();
         slot.link = Some(link);

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,12 +25,42 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestBroker {
     pub handle: ServerHandle,
     pub addr: SocketAddr,
+    /// The configuration it runs with, for a restart.
+    pub config: Config,
+    /// Its data directory, deleted when the test ends.
+    pub data_dir: Arc<tempfile::TempDir>,
 }
 
 impl TestBroker {
     /// Shuts the broker down gracefully.
     pub async fn shutdown(self) {
         self.handle.shutdown().await;
+    }
+
+    /// Shuts the broker down gracefully and starts it again on the same data directory
+    /// (listening on a new port).
+    pub async fn restart(self) -> TestBroker {
+        let TestBroker {
+            handle,
+            config,
+            data_dir,
+            ..
+        } = self;
+        handle.shutdown().await;
+        launch(config, data_dir).await
+    }
+}
+
+/// Starts a broker with `config` on `data_dir`.
+async fn launch(mut config: Config, data_dir: Arc<tempfile::TempDir>) -> TestBroker {
+    config.data_dir = data_dir.path().to_path_buf();
+    let handle = Server::start(config.clone()).await.expect("broker starts");
+    let addr = handle.local_addrs()[0];
+    TestBroker {
+        handle,
+        addr,
+        config,
+        data_dir,
     }
 }
 
@@ -51,13 +82,13 @@ pub async fn start_broker() -> TestBroker {
     start_broker_with(|_| {}).await
 }
 
-/// Starts a broker with the test configuration changed by `adjust`.
+/// Starts a broker with the test configuration changed by `adjust`, on a fresh data
+/// directory.
 pub async fn start_broker_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
     let mut config = test_config();
     adjust(&mut config);
-    let handle = Server::start(config).await.expect("broker starts");
-    let addr = handle.local_addrs()[0];
-    TestBroker { handle, addr }
+    let data_dir = tempfile::tempdir().expect("a temporary data directory");
+    launch(config, Arc::new(data_dir)).await
 }
 
 /// A CONNECT with the given version and client id, keep-alive 60 s, clean start.

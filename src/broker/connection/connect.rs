@@ -105,7 +105,6 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     let mut routed = Routed::default();
     let request = AttachRequest {
         client_id: client_id.clone(),
-        protocol: version,
         clean_start: connect.clean_start,
         expiry_interval: expiry,
         will: connect.will.map(Box::new),
