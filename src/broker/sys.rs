@@ -1,6 +1,7 @@
 //! `$SYS/broker/…`: the broker's own status topics, published as retained messages every
-//! `sys_interval` seconds (version, uptime, clients connected, messages received and sent,
-//! messages dropped). They are rebuilt at start, so they are never written to the store.
+//! `sys_interval` seconds (version, uptime, clients connected, messages received, sent,
+//! dropped, queued and inflight, sessions, and the store's commits, messages per commit and
+//! bytes written). They are rebuilt at start, so they are never written to the store.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,6 +28,21 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 /// The current status as (topic, value) pairs.
 pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
     let metrics = broker.metrics();
+    let store = broker.store().metrics();
+    let (sessions, queued, inflight) = {
+        let state = broker.state();
+        let queued = state
+            .sessions
+            .values()
+            .map(|slot| slot.session.queue.len())
+            .sum::<usize>();
+        let inflight = state
+            .sessions
+            .values()
+            .map(|slot| slot.session.inflight.len())
+            .sum::<usize>();
+        (state.sessions.len(), queued, inflight)
+    };
     vec![
         (
             "$SYS/broker/version",
@@ -57,6 +73,25 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
         (
             "$SYS/broker/messages/dropped",
             metrics.messages_dropped.load(Ordering::Relaxed).to_string(),
+        ),
+        ("$SYS/broker/sessions/count", sessions.to_string()),
+        ("$SYS/broker/messages/queued", queued.to_string()),
+        ("$SYS/broker/messages/inflight", inflight.to_string()),
+        (
+            "$SYS/broker/store/commits",
+            store.commits.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/store/failed_commits",
+            store.failed_commits.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "$SYS/broker/store/messages_per_commit",
+            format!("{:.2}", store.messages_per_commit()),
+        ),
+        (
+            "$SYS/broker/store/bytes_written",
+            store.bytes_written.load(Ordering::Relaxed).to_string(),
         ),
     ]
 }
