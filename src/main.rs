@@ -1,20 +1,26 @@
 //! The `cairn` command: `serve` runs the broker in the foreground until SIGINT or SIGTERM,
-//! `check-config` prints the effective configuration or every problem in it. This file owns
-//! the command line, exit codes and logging set-up; the broker itself lives in the library.
+//! `check-config` prints the effective configuration or every problem in it, `sessions …` and
+//! `store stats` show (or drop) what the store of a stopped broker holds. This file owns the
+//! command line, exit codes, output and logging set-up; the broker and the store tools
+//! ([`cairn::store::admin`]) live in the library.
 //!
-//! Exit codes: 0 success, 2 bad configuration or usage, 1 runtime error.
+//! Exit codes: 0 success, 2 bad configuration or usage (a store file cairn cannot use counts
+//! as one), 1 runtime error.
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 use cairn::config::{Config, ConfigError, ListenerKind, Overrides};
-use cairn::server::Server;
+use cairn::server::{Server, ServerError, ServerHandle};
+use cairn::store::admin::{self, AdminStore, SessionDetails, SessionSummary, StoreStats};
+use cairn::store::redb::OpenError;
 use cairn::transport::tls;
 
 /// Cairn, a durable MQTT 3.1.1 + 5.0 broker for edge gateways.
@@ -31,6 +37,28 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration as TOML, or every problem in it (exit code 2).
     CheckConfig(ConfigFileArg),
+    /// List, show or drop the sessions in the store (the broker must be stopped).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Look into the store (the broker must be stopped).
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// One line per stored session.
+    List(DataArgs),
+    /// Everything stored about one session (exit code 1 if there is none).
+    Show(SessionArg),
+    /// Delete one session with its subscriptions, queued and inflight messages and Will.
+    Drop(SessionArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Sessions, queued, inflight and retained messages, and the database file's size.
+    Stats(DataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,23 +68,53 @@ struct ConfigFileArg {
     config: Option<PathBuf>,
 }
 
+/// Where the data directory is: the configuration, or `--data-dir`.
+#[derive(Debug, Args)]
+struct DataArgs {
+    #[command(flatten)]
+    file: ConfigFileArg,
+    /// Use the data directory DIR instead of the configured `data_dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: Vec::new(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct SessionArg {
+    /// The session's client identifier.
+    #[arg(value_name = "ID")]
+    client_id: String,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
 #[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
-    file: ConfigFileArg,
+    data: DataArgs,
     /// Listen with plain TCP on ADDR instead of the configured listeners (repeatable).
     #[arg(long = "listen", value_name = "ADDR")]
     listen: Vec<SocketAddr>,
-    /// Keep data in DIR instead of the configured `data_dir`.
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
+    /// If the database file cannot be used (unreadable, another program's, of a newer schema,
+    /// or failing recovery), move it aside to cairn.redb.quarantined-<UTC time> and start with
+    /// an empty store.
+    #[arg(long)]
+    repair: bool,
 }
 
 impl ServeArgs {
     fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen.clone(),
-            data_dir: self.data_dir.clone(),
+            ..self.data.overrides()
         }
     }
 }
@@ -87,17 +145,31 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => {
             check_config(args.config.as_deref(), &mut io::stdout(), &mut io::stderr())
         }
+        Command::Sessions(SessionsCommand::List(data)) => operate(&data, StoreAction::List),
+        Command::Sessions(SessionsCommand::Show(arg)) => {
+            operate(&arg.data, StoreAction::Show(&arg.client_id))
+        }
+        Command::Sessions(SessionsCommand::Drop(arg)) => {
+            operate(&arg.data, StoreAction::Drop(&arg.client_id))
+        }
+        Command::Store(StoreCommand::Stats(data)) => operate(&data, StoreAction::Stats),
     };
     outcome.into()
+}
+
+/// Loads the configuration with `overrides`, returning one line per problem (each naming its
+/// key) when anything is wrong.
+fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<String>> {
+    Config::load_with_overrides(file, overrides).map_err(|error| match error {
+        ConfigError::Invalid(problems) => problems.iter().map(ToString::to_string).collect(),
+        other => vec![other.to_string()],
+    })
 }
 
 /// Loads the configuration with `overrides` and tries every TLS listener's files, returning
 /// one line per problem (each naming its key) when anything is wrong.
 fn effective_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<String>> {
-    let config = Config::load_with_overrides(file, overrides).map_err(|error| match error {
-        ConfigError::Invalid(problems) => problems.iter().map(ToString::to_string).collect(),
-        other => vec![other.to_string()],
-    })?;
+    let config = load_config(file, overrides)?;
     let tls_problems = tls_file_problems(&config);
     match tls_problems.is_empty() {
         true => Ok(config),
@@ -154,50 +226,56 @@ fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Write) -
     }
 }
 
+/// Installs the logger with the configured level, reporting a failure on stderr as the
+/// outcome to exit with.
+fn start_logging(config: &Config) -> Result<(), Outcome> {
+    let filter = logging::filter(&config.log.level).map_err(|error| {
+        let _ = writeln!(io::stderr(), "cairn: {error:#}");
+        Outcome::BadConfig
+    })?;
+    logging::install(filter).map_err(|error| {
+        let _ = writeln!(io::stderr(), "cairn: {error:#}");
+        Outcome::RuntimeError
+    })
+}
+
 /// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
 fn serve(args: &ServeArgs) -> Outcome {
-    let config = match effective_config(args.file.config.as_deref(), &args.overrides()) {
+    let config = match effective_config(args.data.file.config.as_deref(), &args.overrides()) {
         Ok(config) => config,
         Err(problems) => {
             report_problems(&problems, &mut io::stderr());
             return Outcome::BadConfig;
         }
     };
-    let filter = match logging::filter(&config.log.level) {
-        Ok(filter) => filter,
-        Err(error) => {
-            let _ = writeln!(io::stderr(), "cairn: {error:#}");
-            return Outcome::BadConfig;
-        }
-    };
-    if let Err(error) = logging::install(filter) {
-        let _ = writeln!(io::stderr(), "cairn: {error:#}");
-        return Outcome::RuntimeError;
+    if let Err(outcome) = start_logging(&config) {
+        return outcome;
     }
-    match run(config) {
+    match run(config, args.repair) {
         Ok(()) => Outcome::Success,
         Err(error) => {
             tracing::error!("{error:#}");
-            Outcome::RuntimeError
+            match error.downcast_ref::<UnusableStore>() {
+                Some(_) => Outcome::BadConfig,
+                None => Outcome::RuntimeError,
+            }
         }
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+fn run(config: Config, repair: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(serve_until_signal(config))
+    runtime.block_on(serve_until_signal(config, repair))
 }
 
-async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+async fn serve_until_signal(config: Config, repair: bool) -> anyhow::Result<()> {
     // Installed before the broker starts, so an early signal is not fatal.
     let mut signals = ShutdownSignals::install()?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "cairn starting");
-    let handle = Server::start(config)
-        .await
-        .context("cannot start the broker")?;
+    let handle = start_broker(config, repair).await?;
     let addrs: Vec<String> = handle
         .local_addrs()
         .iter()
@@ -215,6 +293,196 @@ async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
             anyhow::bail!("{second} during shutdown: stopping without waiting")
         }
     }
+}
+
+/// The database file cannot be used and `--repair` was not given: a setup problem (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0}. `cairn serve --repair` would move it aside (its bytes kept, renamed \
+     {file}.quarantined-<UTC time>) and start with an empty store",
+    file = admin::DATABASE_FILE
+)]
+struct UnusableStore(OpenError);
+
+/// Starts the broker. A database file it cannot use stops the start, unless `repair`: then the
+/// file is moved aside, loudly, and the broker starts once more, on an empty store.
+async fn start_broker(config: Config, repair: bool) -> anyhow::Result<ServerHandle> {
+    const FAILED: &str = "cannot start the broker";
+    let error = match Server::start(config.clone()).await {
+        Err(ServerError::Store(error)) => error,
+        started => return started.context(FAILED),
+    };
+    let Some(reason) = admin::unusable_reason(&error) else {
+        return Err(error).context(FAILED);
+    };
+    if !repair {
+        return Err(UnusableStore(error)).context(FAILED);
+    }
+    let file = config.data_dir.join(admin::DATABASE_FILE);
+    let moved = admin::quarantine(&config.data_dir)
+        .with_context(|| format!("--repair cannot move {} aside", file.display()))?;
+    tracing::error!(
+        "--repair: {} cannot be used: {reason}; moved it to {} and starting with an EMPTY store \
+         (its sessions, queued and retained messages are not loaded)",
+        file.display(),
+        moved.display()
+    );
+    Server::start(config)
+        .await
+        .context("cannot start the broker on an empty store after the repair")
+}
+
+/// What an operator command does with the store.
+#[derive(Debug, Clone, Copy)]
+enum StoreAction<'a> {
+    List,
+    Show(&'a str),
+    Drop(&'a str),
+    Stats,
+}
+
+/// `cairn sessions …` and `cairn store stats`: opens the store of the configured data
+/// directory (refused while a broker runs on it), acts, prints.
+fn operate(data: &DataArgs, action: StoreAction<'_>) -> Outcome {
+    let config = match load_config(data.file.config.as_deref(), &data.overrides()) {
+        Ok(config) => config,
+        Err(problems) => {
+            report_problems(&problems, &mut io::stderr());
+            return Outcome::BadConfig;
+        }
+    };
+    if let Err(outcome) = start_logging(&config) {
+        return outcome;
+    }
+    match act_on_store(&config.data_dir, action, &mut io::stdout()) {
+        Ok(()) => Outcome::Success,
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "cairn: {error:#}");
+            Outcome::RuntimeError
+        }
+    }
+}
+
+fn act_on_store(dir: &Path, action: StoreAction<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+    let store = AdminStore::open(dir)?;
+    let printed = match action {
+        StoreAction::List => print_sessions(&admin::summaries(store.recovered()), out),
+        StoreAction::Show(client_id) => {
+            let details = admin::details(store.recovered(), client_id, SystemTime::now())?;
+            print_session(&details, out)
+        }
+        StoreAction::Drop(client_id) => {
+            store.drop_session(client_id)?;
+            writeln!(
+                out,
+                "session {} deleted from {}",
+                admin::printable(client_id),
+                dir.display()
+            )
+        }
+        StoreAction::Stats => print_stats(&store.stats(), out),
+    };
+    printed.context("cannot write to stdout")
+}
+
+/// One line per session under a header, or a line saying there are none.
+fn print_sessions(sessions: &[SessionSummary], out: &mut dyn Write) -> io::Result<()> {
+    if sessions.is_empty() {
+        return writeln!(out, "no sessions stored");
+    }
+    let header = [
+        "CLIENT ID",
+        "EXPIRY",
+        "OFFLINE SINCE",
+        "SUBSCRIPTIONS",
+        "QUEUED",
+        "INFLIGHT",
+        "WILL",
+    ]
+    .map(String::from);
+    let rows = sessions.iter().map(|session| {
+        [
+            admin::printable(&session.client_id),
+            session.expiry.to_string(),
+            session.last_seen.to_string(),
+            session.subscriptions.to_string(),
+            session.queued.to_string(),
+            session.inflight.to_string(),
+            admin::yes_no(session.has_will).to_string(),
+        ]
+    });
+    let table: Vec<[String; 7]> = std::iter::once(header).chain(rows).collect();
+    print_table(&table, out)
+}
+
+/// Rows with their columns aligned, two spaces apart.
+fn print_table<const N: usize>(rows: &[[String; N]], out: &mut dyn Write) -> io::Result<()> {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line: String = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}  "))
+            .collect();
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_session(details: &SessionDetails, out: &mut dyn Write) -> io::Result<()> {
+    let summary = &details.summary;
+    field(out, "client id", &admin::printable(&summary.client_id))?;
+    field(out, "expiry interval", &summary.expiry)?;
+    field(out, "offline since", &summary.last_seen)?;
+    field(out, "expires", &details.deadline)?;
+    match &details.will {
+        Some(will) => field(out, "will", will)?,
+        None => field(out, "will", &"none")?,
+    }
+    let awaiting: Vec<String> = details.inbound_qos2.iter().map(u16::to_string).collect();
+    let awaiting = match awaiting.is_empty() {
+        true => "none".to_string(),
+        false => format!("packets {}", awaiting.join(" ")),
+    };
+    field(out, "awaiting PUBREL", &awaiting)?;
+    section(out, "subscriptions", &details.subscriptions)?;
+    section(out, "queued (oldest first)", &details.queued)?;
+    section(out, "inflight (in send order)", &details.inflight)
+}
+
+fn print_stats(stats: &StoreStats, out: &mut dyn Write) -> io::Result<()> {
+    let sessions = format!(
+        "{} ({} connected at last stop)",
+        stats.sessions, stats.connected_at_last_stop
+    );
+    field(out, "store", &stats.file.display())?;
+    field(out, "file size", &format!("{} bytes", stats.file_bytes))?;
+    field(out, "sessions", &sessions)?;
+    field(out, "subscriptions", &stats.subscriptions)?;
+    field(out, "wills", &stats.wills)?;
+    field(out, "queued messages", &stats.queued)?;
+    field(out, "inflight messages", &stats.inflight)?;
+    field(out, "message bodies", &stats.bodies)?;
+    field(out, "retained messages", &stats.retained)
+}
+
+/// `label: value`, values aligned.
+fn field(out: &mut dyn Write, label: &str, value: &dyn std::fmt::Display) -> io::Result<()> {
+    writeln!(out, "{:<20}{value}", format!("{label}:"))
+}
+
+/// `title: N`, then the N lines indented.
+fn section<T: std::fmt::Display>(out: &mut dyn Write, title: &str, lines: &[T]) -> io::Result<()> {
+    writeln!(out, "{title}: {}", lines.len())?;
+    for line in lines {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM (systemd, docker stop).
@@ -412,7 +680,8 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("expected serve, got {:?}", cli.command);
         };
-        assert_eq!(args.file.config, Some(PathBuf::from("cairn.toml")));
+        assert_eq!(args.data.file.config, Some(PathBuf::from("cairn.toml")));
+        assert!(!args.repair);
         let overrides = args.overrides();
         assert_eq!(
             overrides.listen,
@@ -431,10 +700,74 @@ mod tests {
             &["check-config", "--listen", "127.0.0.1:1"],
             &["launch"],
             &[],
+            &["sessions"],
+            &["sessions", "show"],
+            &["sessions", "drop", "--data-dir"],
+            &["store"],
+            &["store", "stats", "--listen", "127.0.0.1:1"],
         ] {
             let error = parse(args).expect_err("usage error");
             assert_eq!(error.exit_code(), 2, "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn serve_takes_repair() {
+        let cli = parse(&["serve", "--repair"]).expect("valid command line");
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve, got {:?}", cli.command);
+        };
+        assert!(args.repair);
+    }
+
+    #[test]
+    fn session_commands_take_an_id_and_the_data_directory() {
+        let cli = parse(&[
+            "sessions",
+            "show",
+            "sensor-1",
+            "--data-dir",
+            "/var/lib/cairn",
+        ])
+        .expect("valid command line");
+        let Command::Sessions(SessionsCommand::Show(arg)) = cli.command else {
+            panic!("expected sessions show, got {:?}", cli.command);
+        };
+        assert_eq!(arg.client_id, "sensor-1");
+        assert_eq!(
+            arg.data.overrides().data_dir,
+            Some(PathBuf::from("/var/lib/cairn"))
+        );
+        assert!(arg.data.overrides().listen.is_empty());
+        let cli = parse(&["store", "stats", "--config", "cairn.toml"]).expect("valid");
+        let Command::Store(StoreCommand::Stats(data)) = cli.command else {
+            panic!("expected store stats, got {:?}", cli.command);
+        };
+        assert_eq!(data.file.config, Some(PathBuf::from("cairn.toml")));
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        let rows = [
+            ["ID".to_string(), "QUEUED".to_string()],
+            ["sensor-12".to_string(), "3".to_string()],
+        ];
+        let mut out = Vec::new();
+        print_table(&rows, &mut out).expect("write to memory");
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            "ID         QUEUED\nsensor-12  3\n"
+        );
+    }
+
+    #[test]
+    fn an_unusable_store_names_the_file_and_the_repair() {
+        let error = UnusableStore(OpenError::Foreign {
+            path: PathBuf::from("/var/lib/cairn/cairn.redb"),
+        });
+        let text = error.to_string();
+        assert!(text.contains("/var/lib/cairn/cairn.redb"), "{text}");
+        assert!(text.contains("cairn serve --repair"), "{text}");
     }
 
     #[test]

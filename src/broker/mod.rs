@@ -168,9 +168,14 @@ impl Broker {
         }
     }
 
-    /// A receiver that learns when the broker shuts down.
+    /// A receiver that learns when the broker shuts down: its `changed()` completes at the
+    /// shutdown, or at once if the shutdown began before it was made.
     pub fn shutdown_signal(&self) -> watch::Receiver<Option<ReasonCode>> {
-        self.shutdown.subscribe()
+        let mut signal = self.shutdown.subscribe();
+        if signal.borrow().is_some() {
+            signal.mark_changed();
+        }
+        signal
     }
 
     /// Tells every connection to close with 0x8B Server shutting down.

@@ -155,7 +155,7 @@ impl State {
         for message in recovered.retained {
             self.retained.insert(message.topic.clone(), message);
         }
-        let mut timers = Vec::with_capacity(recovered.sessions.len());
+        let mut offline = Vec::with_capacity(recovered.sessions.len());
         for stored in recovered.sessions {
             let client_id = stored.client_id;
             let offline_for = match stored.offline_since {
@@ -192,6 +192,12 @@ impl State {
             for (filter, options, identifier) in stored.subscriptions {
                 self.subscribe(&client_id, &filter, options, identifier);
             }
+            offline.push((client_id, offline_for));
+        }
+        // Only once every session and subscription is back may a Will be routed: a Will
+        // published at start-up must reach every subscriber, whatever the store's order.
+        let mut timers = Vec::with_capacity(offline.len());
+        for (client_id, offline_for) in offline {
             let mut detached = Detached::default();
             self.schedule_offline(&client_id, offline_for, routed, &mut detached);
             routed.ops.append(&mut detached.ops);

@@ -6,6 +6,7 @@
 //! The store is the redb database of [`redb`]: one writer thread gathers every pending batch
 //! into one write transaction (group commit), so no message pays for its own fsync.
 
+pub mod admin;
 pub mod redb;
 
 use std::path::Path;

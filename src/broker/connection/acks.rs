@@ -1,4 +1,4 @@
-//! Acknowledgements waiting for their store commit: PUBACK, PUBREC, PUBCOMP, SUBACK and
+//! Acknowledgements waiting for their store commit: PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and
 //! UNSUBACK are released here, and only here, once the changes they acknowledge are committed,
 //! in the order the client's packets arrived.
 

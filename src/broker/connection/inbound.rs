@@ -38,7 +38,10 @@ impl Client {
                 self.complete_outbound(ack.packet_id, OutboundState::AwaitingPubAck);
                 Ok(())
             }
-            Packet::PubRec(rec) => self.on_pubrec(framed, rec),
+            Packet::PubRec(rec) => {
+                self.on_pubrec(rec);
+                Ok(())
+            }
             Packet::PubRel(rel) => {
                 self.on_pubrel(rel);
                 Ok(())
@@ -180,13 +183,17 @@ impl Client {
                 });
             }
         }
-        drop(state);
         let reason = if routed.matched {
             ReasonCode::Success
         } else {
             ReasonCode::NoMatchingSubscribers
         };
+        // Handed to the store before the lock is released: a receiver's connection may take
+        // the message from its queue at once, and its Inflight op must reach the store after
+        // this Enqueue, or the store keeps the queue entry and repeats the message after a
+        // restart.
         let commit = broker.commit_routed(routed);
+        drop(state);
         match qos {
             QoS::AtMostOnce => Ok(()),
             _ => {
@@ -286,14 +293,10 @@ impl Client {
 
     /// PUBREC from the client: answer PUBREL [MQTT-4.3.3-4], or drop the message if the
     /// client refused it with an error reason.
-    fn on_pubrec<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        framed: &mut Framed<S>,
-        rec: crate::codec::PubResponse,
-    ) -> Result<(), Exit> {
+    fn on_pubrec(&mut self, rec: crate::codec::PubResponse) {
         if rec.reason.is_error() {
             self.complete_outbound(rec.packet_id, OutboundState::AwaitingPubRec);
-            return Ok(());
+            return;
         }
         let known = {
             let mut state = self.broker.state();
@@ -310,15 +313,19 @@ impl Client {
                 .is_some()
         };
         let mut response = PubResponse::success(rec.packet_id);
+        let mut ops = Vec::new();
         if known {
-            let _ = self.commit_own(vec![StoreOp::Released {
+            ops.push(StoreOp::Released {
                 client_id: self.client_id.clone(),
                 packet_id: rec.packet_id,
-            }]);
+            });
         } else if self.version == ProtocolVersion::V5 {
             response.reason = ReasonCode::PacketIdentifierNotFound;
         }
-        self.send(framed, &Packet::PubRel(response))
+        // Once PUBREL is out the PUBLISH must never be sent again [MQTT-4.3.3-6], not even
+        // after a crash: PUBREL waits, like an ack, until the store knows.
+        let commit = self.commit_own(ops);
+        self.acks.push(commit, Packet::PubRel(response), Vec::new());
     }
 
     /// SUBSCRIBE: validate each filter, add the subscriptions, SUBACK after the commit, then

@@ -228,6 +228,15 @@ impl Client {
             }
             let _ = framed.queue(&Packet::Disconnect(disconnect));
         }
+        let mut routed = Routed::default();
+        if matches!(exit, Exit::Shutdown) && self.persistent {
+            // The connection closes now: the session's expiry counts from now, across the
+            // restart, not from the next start-up [MQTT-3.1.2-23].
+            routed.ops.push(crate::store::StoreOp::Offline {
+                client_id: self.client_id.clone(),
+                at: std::time::SystemTime::now(),
+            });
+        }
         // The session is released before the socket closes, so a client that reconnects as
         // soon as it sees the close finds the session already in its next state.
         let keep_will = match exit {
@@ -236,7 +245,6 @@ impl Client {
             // The new connection already settled the Will; at shutdown state ends with the process.
             Exit::TakenOver | Exit::Shutdown => None,
         };
-        let mut routed = Routed::default();
         if let Some(keep_will) = keep_will {
             let detached = self.broker.state().detach(
                 &self.client_id,
