@@ -25,6 +25,14 @@ use crate::store::{Commit, Store, StoreError};
 
 use self::state::{Detached, Routed, State};
 
+/// Waits for the commit of a background change (timers, `$SYS`, a connection's end), logging
+/// a failure: there is no client waiting to be told.
+pub async fn settle(commit: Commit) {
+    if let Err(error) = commit.wait().await {
+        tracing::error!(%error, "could not commit a background change");
+    }
+}
+
 /// Counters published under `$SYS/broker/…`.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -114,18 +122,28 @@ impl Broker {
         &self.store
     }
 
+    /// Applies `change` to the shared state and hands the store the ops it produced before
+    /// the state is unlocked, so the store receives changes in the order they happened (a
+    /// receiver's Inflight can never reach it before the Enqueue it refers to).
+    pub fn change<T>(&self, change: impl FnOnce(&mut State, &mut Routed) -> T) -> (T, Commit) {
+        let mut state = self.state();
+        let mut routed = Routed::default();
+        let value = change(&mut state, &mut routed);
+        let commit = self.commit_routed(routed);
+        drop(state);
+        (value, commit)
+    }
+
     /// Rebuilds sessions and retained messages from the store at start-up, publishes the
     /// Wills and ends the sessions whose time passed while the broker was down, and arms the
     /// timers of the rest.
     pub async fn restore(self: &Arc<Self>, recovered: Recovered) -> Result<(), StoreError> {
-        let mut routed = Routed::default();
-        let timers = self
-            .state()
-            .restore(recovered, SystemTime::now(), &mut routed);
+        let (timers, commit) =
+            self.change(|state, routed| state.restore(recovered, SystemTime::now(), routed));
         for (client_id, detached) in timers {
             self.arm_timers(client_id, &detached);
         }
-        self.commit_routed(routed).wait().await
+        commit.wait().await
     }
 
     /// Arms the Will Delay and Session Expiry timers a detach asked for. Each timer acts only
@@ -141,9 +159,9 @@ impl Broker {
                 let Some(broker) = broker.upgrade() else {
                     return;
                 };
-                let mut routed = Routed::default();
-                broker.state().will_due(&client_id, epoch, &mut routed);
-                broker.finish_background(routed).await;
+                let ((), commit) =
+                    broker.change(|state, routed| state.will_due(&client_id, epoch, routed));
+                settle(commit).await;
             });
         }
         if let Some(expiry) = detached.expiry {
@@ -153,18 +171,10 @@ impl Broker {
                 let Some(broker) = broker.upgrade() else {
                     return;
                 };
-                let mut routed = Routed::default();
-                broker.state().expire(&client_id, epoch, &mut routed);
-                broker.finish_background(routed).await;
+                let ((), commit) =
+                    broker.change(|state, routed| state.expire(&client_id, epoch, routed));
+                settle(commit).await;
             });
-        }
-    }
-
-    /// Commits the work of a background step (timers, `$SYS`), logging a failure: there is
-    /// no client waiting to be told.
-    pub async fn finish_background(&self, routed: Routed) {
-        if let Err(error) = self.commit_routed(routed).wait().await {
-            tracing::error!(%error, "could not commit a background change");
         }
     }
 

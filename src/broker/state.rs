@@ -70,19 +70,9 @@ pub struct AttachRequest {
     pub link: Link,
 }
 
-/// What a CONNECT did to the session table.
-#[derive(Debug)]
-pub struct Attached {
-    /// Whether an existing session was resumed [MQTT-3.2.2-2].
-    pub session_present: bool,
-    /// Changes to commit before CONNACK.
-    pub ops: Vec<StoreOp>,
-}
-
 /// What a connection's end did, and which timers the caller must arm.
 #[derive(Debug, Default)]
 pub struct Detached {
-    pub ops: Vec<StoreOp>,
     /// Arm a timer to publish the Will after this many seconds (Will Delay Interval).
     pub will_delay: Option<u32>,
     /// Arm a timer to end the session after this many seconds (Session Expiry Interval).
@@ -200,7 +190,6 @@ impl State {
         for (client_id, offline_for) in offline {
             let mut detached = Detached::default();
             self.schedule_offline(&client_id, offline_for, routed, &mut detached);
-            routed.ops.append(&mut detached.ops);
             timers.push((client_id, detached));
         }
         timers
@@ -209,8 +198,9 @@ impl State {
     /// Attaches a connection to the session `client_id`, creating, resuming or replacing it.
     /// A connection already attached is told to close with 0x8E [MQTT-3.1.4-3]; its Will is
     /// published now if it has no delay or the old session ends, else cancelled because the
-    /// session continues [MQTT-3.1.3-9].
-    pub fn attach(&mut self, request: AttachRequest, routed: &mut Routed) -> Attached {
+    /// session continues [MQTT-3.1.3-9]. Returns whether an existing session was resumed
+    /// (Session Present) [MQTT-3.2.2-2].
+    pub fn attach(&mut self, request: AttachRequest, routed: &mut Routed) -> bool {
         let AttachRequest {
             client_id,
             clean_start,
@@ -219,7 +209,6 @@ impl State {
             link,
         } = request;
         let client_id = &client_id;
-        let mut ops = Vec::new();
         if let Some(slot) = self.sessions.get_mut(client_id) {
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
@@ -232,7 +221,7 @@ impl State {
         }
         let resumed = !clean_start && self.sessions.contains_key(client_id);
         if !resumed {
-            self.end_session(client_id, routed, &mut ops);
+            self.end_session(client_id, routed);
         }
         let slot = self.sessions.entry(client_id.clone()).or_insert_with(|| {
             Box::new(SessionSlot {
@@ -248,19 +237,16 @@ impl State {
         // A session that ends with its connection is stored only for its Will, which must
         // still go out if the broker stops uncleanly while the client is connected.
         if expiry_interval > 0 || will.is_some() {
-            ops.push(StoreOp::PutSession {
+            routed.ops.push(StoreOp::PutSession {
                 client_id: client_id.clone(),
                 expiry_interval,
             });
-            ops.push(StoreOp::Will {
+            routed.ops.push(StoreOp::Will {
                 client_id: client_id.clone(),
                 will,
             });
         }
-        Attached {
-            session_present: resumed,
-            ops,
-        }
+        resumed
     }
 
     /// Detaches connection `connection_id` from its session. Does nothing if another
@@ -283,13 +269,13 @@ impl State {
         slot.link = None;
         detached.epoch = slot.epoch;
         if !keep_will && slot.session.will.take().is_some() {
-            detached.ops.push(StoreOp::Will {
+            routed.ops.push(StoreOp::Will {
                 client_id: client_id.clone(),
                 will: None,
             });
         }
         if slot.session.is_persistent() {
-            detached.ops.push(StoreOp::Offline {
+            routed.ops.push(StoreOp::Offline {
                 client_id: client_id.clone(),
                 at: SystemTime::now(),
             });
@@ -313,13 +299,13 @@ impl State {
         };
         let expiry = slot.session.expiry_interval;
         if expiry != u32::MAX && offline_for >= expiry {
-            self.end_session(client_id, routed, &mut detached.ops);
+            self.end_session(client_id, routed);
             return;
         }
         if let Some(delay) = slot.session.will.as_deref().map(will_delay) {
             if delay <= offline_for {
                 if let Some(will) = slot.session.will.take() {
-                    detached.ops.push(StoreOp::Will {
+                    routed.ops.push(StoreOp::Will {
                         client_id: client_id.clone(),
                         will: None,
                     });
@@ -360,21 +346,19 @@ impl State {
         if slot.epoch != epoch || slot.link.is_some() {
             return;
         }
-        let mut ops = Vec::new();
-        self.end_session(client_id, routed, &mut ops);
-        routed.ops.extend(ops);
+        self.end_session(client_id, routed);
     }
 
     /// Removes a session and its subscriptions; publishes its Will if one is pending
     /// (a session's end sends a delayed Will at once).
-    fn end_session(&mut self, client_id: &Arc<str>, routed: &mut Routed, ops: &mut Vec<StoreOp>) {
+    fn end_session(&mut self, client_id: &Arc<str>, routed: &mut Routed) {
         let Some(slot) = self.sessions.remove(client_id) else {
             return;
         };
         for filter in slot.session.subscriptions.keys() {
             self.subscriptions.remove(client_id, filter);
         }
-        ops.push(StoreOp::DeleteSession {
+        routed.ops.push(StoreOp::DeleteSession {
             client_id: client_id.clone(),
         });
         if let Some(will) = slot.session.will {
@@ -397,7 +381,8 @@ impl State {
         routed
     }
 
-    fn route_into(&mut self, message: &Arc<Message>, routed: &mut Routed) {
+    /// Routes `message` like [`State::route`], adding to an outcome already under way.
+    pub fn route_into(&mut self, message: &Arc<Message>, routed: &mut Routed) {
         if message.retain {
             self.retain(message, &mut routed.ops);
         }
@@ -576,8 +561,12 @@ impl State {
     }
 
     /// Queues deliveries for a session (retained messages after a SUBACK) and wakes it.
-    pub fn enqueue_all(&mut self, client_id: &Arc<str>, deliveries: Vec<Delivery>) -> Vec<StoreOp> {
-        let mut routed = Routed::default();
+    pub fn enqueue_all(
+        &mut self,
+        client_id: &Arc<str>,
+        deliveries: Vec<Delivery>,
+        routed: &mut Routed,
+    ) {
         for delivery in deliveries {
             let target = Target {
                 client_id: client_id.clone(),
@@ -585,9 +574,8 @@ impl State {
                 retain_as_published: true,
                 subscription_ids: delivery.subscription_ids,
             };
-            self.deliver(target, &delivery.message, &mut routed);
+            self.deliver(target, &delivery.message, routed);
         }
-        routed.ops
     }
 }
 

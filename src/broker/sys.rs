@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::message::Message;
-use super::Broker;
+use super::{settle, Broker};
 use crate::store::StoreOp;
 
 /// Publishes the `$SYS` topics now and then every `interval`, until the broker shuts down.
@@ -98,16 +98,15 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
 
 async fn publish_status(broker: &Broker) {
     for (topic, value) in status(broker) {
-        let mut routed = {
-            let mut state = broker.state();
+        let ((), commit) = broker.change(|state, routed| {
             let id = state.next_message_id();
             let message = Arc::new(Message::from_broker(id, topic, Bytes::from(value), true));
-            state.route(&message)
-        };
-        // Status values are recomputed at start: keep them out of the store.
-        routed
-            .ops
-            .retain(|op| !matches!(op, StoreOp::Retain { .. }));
-        broker.finish_background(routed).await;
+            state.route_into(&message, routed);
+            // Status values are recomputed at start: keep them out of the store.
+            routed
+                .ops
+                .retain(|op| !matches!(op, StoreOp::Retain { .. }));
+        });
+        settle(commit).await;
     }
 }

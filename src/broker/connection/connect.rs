@@ -17,7 +17,7 @@ use crate::codec::{
 use super::acks::AckQueue;
 use super::framed::{Framed, ReadError};
 use super::{Client, Peer};
-use crate::broker::state::{AttachRequest, ConnectionSignal, Link, Routed};
+use crate::broker::state::{AttachRequest, ConnectionSignal, Link};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 
@@ -102,7 +102,6 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         connection_id,
         signal: signal.clone(),
     };
-    let mut routed = Routed::default();
     let request = AttachRequest {
         client_id: client_id.clone(),
         clean_start: connect.clean_start,
@@ -110,19 +109,18 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         will: connect.will.map(Box::new),
         link,
     };
-    let attached = broker.state().attach(request, &mut routed);
-    routed.ops.extend(attached.ops);
-    if let Err(error) = broker.commit_routed(routed).wait().await {
+    let (session_present, commit) = broker.change(|state, routed| state.attach(request, routed));
+    if let Err(error) = commit.wait().await {
         tracing::error!(%client_id, %error, "could not store the session; refusing CONNECT");
         connack.reason = ReasonCode::ServerUnavailable;
         let _ = framed.queue(&Packet::ConnAck(connack));
         return None;
     }
-    connack.session_present = attached.session_present;
+    connack.session_present = session_present;
     if framed.queue(&Packet::ConnAck(connack)).is_err() {
         return None;
     }
-    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = attached.session_present, "client connected");
+    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = session_present, "client connected");
 
     let client = Client {
         broker: broker.clone(),

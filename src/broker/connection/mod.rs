@@ -13,17 +13,18 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
+use crate::store::StoreOp;
 
 use self::acks::AckQueue;
 use self::framed::{Framed, ReadError};
-use super::state::{ConnectionSignal, Routed};
-use super::Broker;
+use super::state::ConnectionSignal;
+use super::{settle, Broker};
 
 /// How long a new connection may take to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -228,34 +229,34 @@ impl Client {
             }
             let _ = framed.queue(&Packet::Disconnect(disconnect));
         }
-        let mut routed = Routed::default();
-        if matches!(exit, Exit::Shutdown) && self.persistent {
-            // The connection closes now: the session's expiry counts from now, across the
-            // restart, not from the next start-up [MQTT-3.1.2-23].
-            routed.ops.push(crate::store::StoreOp::Offline {
-                client_id: self.client_id.clone(),
-                at: std::time::SystemTime::now(),
-            });
-        }
-        // The session is released before the socket closes, so a client that reconnects as
-        // soon as it sees the close finds the session already in its next state.
         let keep_will = match exit {
             Exit::Disconnected { keep_will } => Some(keep_will),
             Exit::Lost(_) | Exit::Violation(..) => Some(true),
-            // The new connection already settled the Will; at shutdown state ends with the process.
+            // The new connection already settled the Will; at shutdown the session stays as it
+            // is for the next start.
             Exit::TakenOver | Exit::Shutdown => None,
         };
-        if let Some(keep_will) = keep_will {
-            let detached = self.broker.state().detach(
-                &self.client_id,
-                self.connection_id,
-                keep_will,
-                &mut routed,
-            );
+        let shutdown = matches!(exit, Exit::Shutdown);
+        let (detached, commit) = self.broker.change(|state, routed| {
+            if shutdown && self.persistent {
+                // The connection closes now: the session's expiry counts from now, across the
+                // restart, not from the next start-up [MQTT-3.1.2-23].
+                routed.ops.push(StoreOp::Offline {
+                    client_id: self.client_id.clone(),
+                    at: SystemTime::now(),
+                });
+            }
+            keep_will.map(|keep_will| {
+                state.detach(&self.client_id, self.connection_id, keep_will, routed)
+            })
+        });
+        if let Some(detached) = detached {
             self.broker.arm_timers(self.client_id.clone(), &detached);
-            routed.ops.extend(detached.ops);
         }
+        // The session is released, and its new state stored, before the socket closes: a
+        // client that reconnects as soon as it sees the close finds the session in its next
+        // state, and a crash right after cannot bring back a Will the DISCONNECT removed.
+        settle(commit).await;
         framed.close().await;
-        self.broker.finish_background(routed).await;
     }
 }

@@ -22,7 +22,8 @@ const BATCH: usize = 256;
 
 impl Client {
     /// Sends every ack whose commit has completed, in order. A failed commit gets a failure
-    /// reason code in v5; a 3.1.1 client, which has no way to hear it, is disconnected.
+    /// reason code in v5; a 3.1.1 client, which has no way to hear it, is disconnected, and so
+    /// is any client whose PUBREL could not be recorded.
     pub(super) fn release_acks<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
@@ -32,7 +33,11 @@ impl Client {
                 Ok(()) => pending.ack,
                 Err(error) => {
                     tracing::error!(client_id = %self.client_id, %error, "commit failed; refusing the request");
-                    if self.version == ProtocolVersion::V311 {
+                    // A 3.1.1 client cannot be told; and a PUBREL sent without its record could
+                    // let a crash resend a QoS 2 message that was already released.
+                    if self.version == ProtocolVersion::V311
+                        || matches!(pending.ack, Packet::PubRel(_))
+                    {
                         return Err(Exit::Lost(format!("store failure: {error}")));
                     }
                     failed(pending.ack)
@@ -42,11 +47,10 @@ impl Client {
                 Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
             })?;
             if !pending.after.is_empty() {
-                let ops = self
+                let client_id = &self.client_id;
+                let ((), _) = self
                     .broker
-                    .state()
-                    .enqueue_all(&self.client_id, pending.after);
-                let _ = self.broker.commit(ops);
+                    .change(|state, routed| state.enqueue_all(client_id, pending.after, routed));
             }
         }
         Ok(())
