@@ -20,9 +20,7 @@ use crate::codec::{QoS, SubscriptionOptions, Will};
 use crate::store::redb::{DurableOptions, DurableStore, OpenError, Recovered, RecoveredSession};
 use crate::store::{StoreError, StoreOp};
 
-/// The database file in a data directory: the name the durable store opens (a test holds the
-/// two together).
-pub const DATABASE_FILE: &str = "cairn.redb";
+pub use crate::store::redb::DATABASE_FILE;
 
 /// The Session Expiry Interval of a session that never expires.
 const NEVER_EXPIRES: u32 = u32::MAX;

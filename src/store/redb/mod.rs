@@ -33,6 +33,8 @@ use crate::store::{StoreError, StoreOp};
 
 pub use self::database::OpenError;
 pub use self::writer::DurableMetrics;
+/// The database file in a data directory.
+pub use self::tables::FILE_NAME as DATABASE_FILE;
 
 use self::writer::{Job, Reopen, Writer};
 
