@@ -30,9 +30,10 @@ MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-compare.XXXXXX")
 RESULTS="$WORK/results"
-BROKER_PID=""
-PORT=""
+LOG_NAME=compare
 FAILURES=0
+# shellcheck source=benches/brokers.sh
+source "$ROOT/benches/brokers.sh"
 
 # Scenario id | load tool arguments | metrics of its RESULT line, ";"-separated key:label:better
 SCENARIOS=(
@@ -44,100 +45,11 @@ SCENARIOS=(
     "idle|--scenario idle-memory --connections $CONNECTIONS|bytes_per_conn:idle memory $CONNECTIONS conns (bytes/conn):lower"
 )
 
-log() { echo "compare: $*" >&2; }
-die() { log "$*"; exit 1; }
-
-stop_broker() {
-    [[ -n $BROKER_PID ]] || return 0
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-}
-
-cleanup() {
-    stop_broker
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# The executable cargo reports for target $2 in its JSON messages on stdin.
-executable_of() {
-    grep -F "\"name\":\"$1\"" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
-}
-
-build() {
-    cd "$ROOT"
-    log "building release binaries"
-    if [[ " $BROKERS " == *" cairn "* ]]; then
-        CAIRN=$(cargo build --release --message-format=json-render-diagnostics | executable_of cairn)
-        [[ -x $CAIRN ]] || die "cargo build --release produced no cairn binary"
-    fi
-    LOAD=$(cargo bench --bench load --no-run --message-format=json-render-diagnostics | executable_of load)
-    [[ -x $LOAD ]] || die "cargo bench --no-run produced no load binary"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-pick_free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
-        if ! port_in_use "$port"; then
-            PORT=$port
-            return
-        fi
-    done
-    die "found no free port on 127.0.0.1"
-}
-
-wait_until_listening() {
-    for _ in $(seq 100); do
-        kill -0 "$BROKER_PID" 2>/dev/null || die "$1 exited at start-up; its log: $(cat "$WORK/$1.log")"
-        port_in_use "$PORT" && return
-        sleep 0.1
-    done
-    die "$1 is not listening on 127.0.0.1:$PORT after 10 s"
-}
-
-start_cairn() {
-    local data="$WORK/cairn-data.$RANDOM"
-    mkdir -p "$data"
-    # Queue limit as large as Mosquitto's below: overflow must not decide the comparison.
-    CAIRN_LIMITS__MAX_QUEUED_MESSAGES=10000000 \
-        "$CAIRN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
-    BROKER_PID=$!
-}
-
-start_mosquitto() {
-    local conf="$WORK/mosquitto.conf"
-    cat >"$conf" <<EOF
-listener $PORT 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 10000000
-max_queued_bytes 0
-log_dest stderr
-log_type error
-log_type warning
-user $(id -un)
-EOF
-    "$MOSQUITTO" -c "$conf" >"$WORK/mosquitto.log" 2>&1 &
-    BROKER_PID=$!
-}
-
 # run_once BROKER SCENARIO_ID ROUND LOAD_ARGS: one fresh broker, one load run, one result row.
 run_once() {
     local broker=$1 id=$2 round=$3 args=$4 line status limit
     limit=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 120 }')
-    pick_free_port
-    "start_$broker"
-    wait_until_listening "$broker"
+    start_broker "$broker"
     # shellcheck disable=SC2086 # the scenario's arguments are meant to split
     if line=$(timeout "$limit" "$LOAD" $args \
         --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
@@ -174,19 +86,8 @@ run_all() {
     done
 }
 
-# median ID BROKER KEY: the median over rounds, or "-" without successful runs.
-median() {
-    awk -v id="$1" -v broker="$2" -v key="$3" '$1 == id && $2 == broker && $4 == key { print $5 }' "$RESULTS" |
-        sort -g |
-        awk '{ v[NR] = $1 } END {
-            if (NR == 0) { print "-"; exit }
-            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m
-        }'
-}
-
 print_table() {
-    local entry id metrics metric key label better cairn mosq ratio
+    local entry id metrics metric key label better cairn mosq
     local -a metric_list
     echo
     echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr)"
@@ -198,11 +99,9 @@ print_table() {
         IFS=';' read -r -a metric_list <<<"$metrics"
         for metric in "${metric_list[@]}"; do
             IFS=':' read -r key label better <<<"$metric"
-            cairn=$(median "$id" cairn "$key")
-            mosq=$(median "$id" mosquitto "$key")
-            ratio=$(awk -v a="$cairn" -v b="$mosq" 'BEGIN {
-                if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }')
-            printf '%-48s %12s %12s %12s  %s\n' "$label" "$cairn" "$mosq" "$ratio" "$better"
+            cairn=$(median "$RESULTS" "$id" cairn "$key")
+            mosq=$(median "$RESULTS" "$id" mosquitto "$key")
+            printf '%-48s %12s %12s %12s  %s\n' "$label" "$cairn" "$mosq" "$(ratio "$cairn" "$mosq")" "$better"
         done
     done
     if ((FAILURES > 0)); then
@@ -211,6 +110,7 @@ print_table() {
 }
 
 main() {
+    install_cleanup
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     [[ " $BROKERS " != *" mosquitto "* ]] || [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
     build

@@ -1,7 +1,7 @@
 //! The end-to-end load tool: drives any MQTT 3.1.1 / 5.0 broker at host:port with one scenario
-//! (fan-in, fan-out, latency, idle-memory) through a hand-written tokio client on the cairn
-//! codec, checks that nothing was lost, and prints one machine-readable `RESULT …` line on
-//! stdout (human lines go to stderr).
+//! (fan-in, fan-out, latency, idle-memory, durable-fan-in, durable-queues) through a
+//! hand-written tokio client on the cairn codec, checks that nothing was lost, and prints one
+//! machine-readable `RESULT …` line on stdout (human lines go to stderr).
 //!
 //! `cargo bench --bench load -- --scenario fan-in --qos 1 --broker 127.0.0.1:1883`
 //! Exit status: 0 when the run completed and passed its checks, 1 otherwise.
@@ -9,8 +9,12 @@
 
 #[path = "load/args.rs"]
 mod args;
+#[path = "load/broker_proc.rs"]
+mod broker_proc;
 #[path = "load/connection.rs"]
 mod connection;
+#[path = "load/durable.rs"]
+mod durable;
 #[path = "load/error.rs"]
 mod error;
 #[path = "load/idle.rs"]
@@ -29,6 +33,8 @@ mod self_check;
 mod stamp;
 #[path = "load/subscriber.rs"]
 mod subscriber;
+#[path = "load/sys_stats.rs"]
+mod sys_stats;
 
 use std::process::ExitCode;
 
@@ -62,7 +68,8 @@ fn self_check() -> ExitCode {
     eprintln!(
         "load: {} of {} self-checks passed. No --scenario given: the load tool drives a \
          running broker, e.g. `cargo bench --bench load -- --scenario fan-in --broker \
-         HOST:PORT` (see --help), or run benches/compare.sh for Cairn versus Mosquitto.",
+         HOST:PORT` (see --help), or run benches/compare.sh (Cairn versus Mosquitto) or \
+         benches/durable.sh (durable QoS 1, SD-card wear, recovery).",
         self_check::CHECKS - failures.len(),
         self_check::CHECKS
     );
@@ -86,6 +93,8 @@ fn run_scenario(args: &Args, scenario: Scenario) -> Result<Summary, LoadError> {
             Scenario::FanOut => scenarios::fan_out(args).await,
             Scenario::Latency => scenarios::latency(args).await,
             Scenario::IdleMemory => idle::idle_memory(args).await,
+            Scenario::DurableFanIn => durable::durable_fan_in(args).await,
+            Scenario::DurableQueues => durable::durable_queues(args).await,
         }
     })
 }

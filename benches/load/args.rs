@@ -35,11 +35,12 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "0")]
     pub qos: QosLevel,
 
-    /// Publishers in fan-in.
+    /// Publishers in fan-in and durable-fan-in.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub publishers: u32,
 
-    /// Subscribers in fan-out.
+    /// Subscribers in fan-out; persistent sessions (each with its own topic and publisher) in
+    /// durable-queues.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub subscribers: u32,
 
@@ -55,13 +56,25 @@ pub struct Args {
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub duration: Duration,
 
-    /// Measure until this many messages were received instead of for --duration.
+    /// Measure until this many messages were received instead of for --duration; in the
+    /// durable scenarios, the messages each publisher sends (the whole run is measured).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
-    /// Publish rate of the latency scenario, messages per second.
+    /// Publish rate of the latency scenario (and of each durable publisher with --paced),
+    /// messages per second.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: u32,
+
+    /// Durable scenarios: each publisher sends at --rate instead of as fast as its inflight
+    /// window allows.
+    #[arg(long)]
+    pub paced: bool,
+
+    /// Durable scenarios: also report the broker's store commits, bytes written and queue
+    /// length from Cairn's `$SYS/broker/store/…` topics (start Cairn with CAIRN_SYS_INTERVAL=1).
+    #[arg(long)]
+    pub store_stats: bool,
 
     /// Unacknowledged QoS 1/2 PUBLISHes per publisher (capped by the broker's Receive Maximum).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
@@ -76,7 +89,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub connections: u32,
 
-    /// Process id of the broker whose VmRSS idle-memory reads (required for idle-memory).
+    /// Process id of the broker whose VmRSS idle-memory reads (required for idle-memory); the
+    /// durable scenarios then report its RSS and storage writes (/proc/<pid>/io) too.
     #[arg(long)]
     pub broker_pid: Option<u32>,
 
@@ -127,6 +141,12 @@ pub enum Scenario {
     Latency,
     /// N idle connections; broker RSS growth per connection.
     IdleMemory,
+    /// P publishers to one offline persistent subscriber on `load/#`; acknowledged msg/s and
+    /// PUBACK latency, then the subscriber returns and must receive every message.
+    DurableFanIn,
+    /// S offline persistent sessions, each on its own topic fed by its own publisher; the
+    /// messages stay queued (for restart and recovery measurements).
+    DurableQueues,
 }
 
 impl Scenario {
@@ -137,6 +157,8 @@ impl Scenario {
             Scenario::FanOut => "fan-out",
             Scenario::Latency => "latency",
             Scenario::IdleMemory => "idle-memory",
+            Scenario::DurableFanIn => "durable-fan-in",
+            Scenario::DurableQueues => "durable-queues",
         }
     }
 }

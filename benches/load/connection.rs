@@ -39,13 +39,26 @@ pub struct ClientOptions {
     pub handshake_timeout: Duration,
 }
 
-/// What the broker's CONNACK allows this client (MQTT 5.0 properties; 3.1.1 has no limits).
+/// What the broker's CONNACK allows this client (MQTT 5.0 properties; 3.1.1 has no limits)
+/// and whether it resumed a session.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerLimits {
     /// Receive Maximum: QoS 1/2 PUBLISHes the broker accepts unacknowledged.
     pub receive_maximum: u16,
     /// Maximum QoS the broker accepts.
     pub maximum_qos: u8,
+    /// Session Present: the broker kept a session for this client identifier.
+    pub session_present: bool,
+}
+
+/// Which session a CONNECT asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStart {
+    /// Clean Start 1 (3.1.1 Clean Session 1): a new session that ends with the connection.
+    Clean,
+    /// Clean Start 0 (3.1.1 Clean Session 0): resume the client's session, or start one that
+    /// outlives the connection; `expiry_secs` is the MQTT 5.0 Session Expiry Interval.
+    Persistent { expiry_secs: u32 },
 }
 
 /// An open, CONNACKed MQTT connection.
@@ -78,6 +91,17 @@ impl MqttConnection {
         client_id: &str,
         options: &ClientOptions,
     ) -> Result<(MqttConnection, BrokerLimits), LoadError> {
+        MqttConnection::open_session(who, client_id, options, SessionStart::Clean).await
+    }
+
+    /// Opens a TCP connection, sends CONNECT asking for `session` and waits for a successful
+    /// CONNACK.
+    pub async fn open_session(
+        who: String,
+        client_id: &str,
+        options: &ClientOptions,
+        session: SessionStart,
+    ) -> Result<(MqttConnection, BrokerLimits), LoadError> {
         let stream = connect_tcp(&who, options).await?;
         let mut connection = MqttConnection {
             who,
@@ -89,12 +113,19 @@ impl MqttConnection {
                 .then(|| Duration::from_secs(u64::from(options.keep_alive)) / 2),
             last_write: Instant::now(),
         };
+        let (clean_start, session_expiry_interval) = match session {
+            SessionStart::Clean => (true, None),
+            SessionStart::Persistent { expiry_secs } => (false, Some(expiry_secs)),
+        };
         connection.queue(&Packet::Connect(Connect {
             protocol: options.version,
-            clean_start: true,
+            clean_start,
             keep_alive: options.keep_alive,
             client_id: client_id.to_owned(),
-            properties: Properties::default(),
+            properties: Properties {
+                session_expiry_interval,
+                ..Properties::default()
+            },
             will: None,
             username: None,
             password: None,
@@ -224,6 +255,7 @@ impl MqttConnection {
         Ok(BrokerLimits {
             receive_maximum: ack.properties.receive_maximum.unwrap_or(u16::MAX),
             maximum_qos: ack.properties.maximum_qos.unwrap_or(2),
+            session_present: ack.session_present,
         })
     }
 

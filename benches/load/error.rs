@@ -109,8 +109,23 @@ pub enum LoadError {
     #[error("idle-memory needs --broker-pid to read the broker's memory")]
     MissingBrokerPid,
 
-    #[error("cannot read VmRSS from {path}: {reason}")]
-    BrokerMemory { path: PathBuf, reason: String },
+    #[error("cannot read {field} from {path}: {reason}")]
+    BrokerStat {
+        path: PathBuf,
+        field: &'static str,
+        reason: String,
+    },
+
+    #[error("{scenario} needs --qos 1 or 2: only acknowledged messages are durable")]
+    QosNotDurable { scenario: &'static str },
+
+    #[error(
+        "{who}: broker answered Session Present 0 on resuming: the persistent session is gone"
+    )]
+    SessionLost { who: String },
+
+    #[error("$SYS value {topic} = `{value}` is not a number")]
+    SysValue { topic: String, value: String },
 
     #[error("a load task failed to run to completion: {0}")]
     Task(#[from] tokio::task::JoinError),

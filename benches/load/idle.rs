@@ -4,12 +4,11 @@
 //! Warm-up opens and closes a few connections first, so one-off allocations (thread pools,
 //! first-use tables) are not charged to the measured connections.
 
-use std::path::PathBuf;
-
 use tokio::task::JoinSet;
 use tokio::time::sleep;
 
 use crate::args::Args;
+use crate::broker_proc::rss_kib;
 use crate::connection::{ClientOptions, MqttConnection};
 use crate::error::LoadError;
 use crate::run::{client_id, client_options};
@@ -28,11 +27,11 @@ pub async fn idle_memory(args: &Args) -> Result<Summary, LoadError> {
     let warmup = open_idle(&options, WARMUP_CONNECTIONS, "warm-up").await?;
     disconnect_all(warmup).await?;
     sleep(args.settle).await;
-    let before_kib = broker_rss_kib(pid)?;
+    let before_kib = rss_kib(pid)?;
 
     let connections = open_idle(&options, args.connections, "idle").await?;
     sleep(args.settle).await;
-    let after_kib = broker_rss_kib(pid)?;
+    let after_kib = rss_kib(pid)?;
     disconnect_all(connections).await?;
 
     let growth_bytes = (i128::from(after_kib) - i128::from(before_kib)) * 1024;
@@ -93,20 +92,4 @@ async fn disconnect_all(connections: Vec<MqttConnection>) -> Result<(), LoadErro
         connection.disconnect().await?;
     }
     Ok(())
-}
-
-/// The resident set size of process `pid`, in KiB.
-fn broker_rss_kib(pid: u32) -> Result<u64, LoadError> {
-    let path = PathBuf::from(format!("/proc/{pid}/status"));
-    let failure = |reason: String| LoadError::BrokerMemory {
-        path: path.clone(),
-        reason,
-    };
-    let status = std::fs::read_to_string(&path).map_err(|e| failure(e.to_string()))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().strip_suffix("kB"))
-        .and_then(|kib| kib.trim().parse().ok())
-        .ok_or_else(|| failure("no `VmRSS: <n> kB` line".to_owned()))
 }

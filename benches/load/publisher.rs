@@ -2,7 +2,8 @@
 //! window of QoS 1/2 messages unacknowledged (pipelined, like a sensor library), and completes
 //! the PUBACK and PUBREC → PUBREL → PUBCOMP flows.
 //!
-//! When told to stop it sends nothing new, waits for every acknowledgement, and disconnects.
+//! When told to stop, or once it has sent its limit, it sends nothing new, waits for every
+//! acknowledgement, and disconnects. It can log each message's acknowledgement latency.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub enum Pacing {
     /// Message `i` is due at `start + i / per_second`. Stamps carry the actual send time, not
     /// the due time: tokio's millisecond timer would otherwise add its own lateness.
     Rate { start: Instant, per_second: u32 },
+    /// As fast as the inflight window allows, with no end-to-end window: for runs whose
+    /// subscribers are offline while the broker queues.
+    InflightOnly,
 }
 
 /// Everything a publisher needs besides its connection.
@@ -44,16 +48,23 @@ pub struct PublisherPlan {
     pub clock: Clock,
     /// How long to wait for the last acknowledgements once told to stop.
     pub drain_timeout: Duration,
+    /// Messages to send before finishing unasked; `None` sends until told to stop.
+    pub limit: Option<u64>,
+    /// Keep every message's acknowledgement latency in the report.
+    pub log_acks: bool,
 }
 
 /// What a publisher did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PublisherReport {
     pub index: u32,
     /// PUBLISHes sent (all acknowledged, for QoS 1/2).
     pub sent: u64,
     /// Times the end-to-end window stayed shut for the stall timeout.
     pub stalls: u64,
+    /// (send time, latency to PUBACK or PUBCOMP), nanoseconds on the run's clock, when
+    /// acknowledgements were logged.
+    pub acks: Vec<(u64, u64)>,
 }
 
 /// Where an outgoing QoS 1/2 message stands, per packet identifier.
@@ -117,6 +128,9 @@ pub struct Publisher {
     inflight: InflightTable,
     sent: u64,
     stalls: u64,
+    /// Send time of the message under each packet identifier, when acknowledgements are logged.
+    sent_at: Vec<u64>,
+    acks: Vec<(u64, u64)>,
     /// Allocation reused for payloads.
     scratch: BytesMut,
 }
@@ -124,17 +138,25 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher over an open connection.
     pub fn new(connection: MqttConnection, plan: PublisherPlan) -> Publisher {
+        let sent_at = if plan.log_acks {
+            vec![0; usize::from(u16::MAX) + 1]
+        } else {
+            Vec::new()
+        };
         Publisher {
             connection,
             plan,
             inflight: InflightTable::new(),
             sent: 0,
             stalls: 0,
+            sent_at,
+            acks: Vec::new(),
             scratch: BytesMut::new(),
         }
     }
 
-    /// Publishes until `stop` turns true, then drains acknowledgements and disconnects.
+    /// Publishes until `stop` turns true or the limit is sent, then drains acknowledgements
+    /// and disconnects.
     pub async fn run(
         mut self,
         mut stop: watch::Receiver<bool>,
@@ -142,7 +164,7 @@ impl Publisher {
         let mut drain_deadline = None;
         loop {
             self.handle_inbound()?;
-            if drain_deadline.is_none() && stop_requested(&mut stop) {
+            if drain_deadline.is_none() && (stop_requested(&mut stop) || self.reached_limit()) {
                 drain_deadline = Some(Instant::now() + self.plan.drain_timeout);
             }
             match drain_deadline {
@@ -157,6 +179,7 @@ impl Publisher {
             index: self.plan.index,
             sent: self.sent,
             stalls: self.stalls,
+            acks: std::mem::take(&mut self.acks),
         };
         self.connection.disconnect().await?;
         Ok(report)
@@ -204,6 +227,7 @@ impl Publisher {
             Pacing::Rate { start, per_second } => {
                 due_time(*start, *per_second, self.sent) <= Instant::now()
             }
+            Pacing::InflightOnly => true,
         };
         allowed.then(|| self.plan.clock.now_nanos())
     }
@@ -230,6 +254,9 @@ impl Publisher {
             properties: Properties::default(),
             payload,
         }))?;
+        if let (Some(id), true) = (packet_id, self.plan.log_acks) {
+            self.sent_at[usize::from(id)] = sent_nanos;
+        }
         self.sent += 1;
         Ok(())
     }
@@ -281,13 +308,29 @@ impl Publisher {
                 packet_id: response.packet_id,
             });
         }
+        if next == Slot::Free && self.plan.log_acks {
+            self.log_ack(response.packet_id);
+        }
         Ok(())
     }
 
-    /// True while neither the batch nor the inflight window is full.
+    /// Books the acknowledgement latency of the message that held `packet_id`.
+    fn log_ack(&mut self, packet_id: u16) {
+        let sent = self.sent_at[usize::from(packet_id)];
+        let latency = self.plan.clock.now_nanos().saturating_sub(sent);
+        self.acks.push((sent, latency));
+    }
+
+    /// True while the limit is not reached and neither the batch nor the inflight window is
+    /// full.
     fn may_queue_more(&self) -> bool {
-        self.connection.unsent_len() < BATCH_BYTES
+        !self.reached_limit()
+            && self.connection.unsent_len() < BATCH_BYTES
             && self.inflight.in_use < usize::from(self.plan.max_inflight)
+    }
+
+    fn reached_limit(&self) -> bool {
+        self.plan.limit.is_some_and(|limit| self.sent >= limit)
     }
 
     fn is_drained(&self) -> bool {
@@ -322,6 +365,8 @@ async fn wait_for_pace(pacing: &Pacing, sent: u64, stalls: &mut u64) {
         Pacing::Rate { start, per_second } => {
             sleep_until(due_time(*start, *per_second, sent)).await;
         }
+        // The inflight window holds it back, and an acknowledgement wakes the pump anyway.
+        Pacing::InflightOnly => std::future::pending().await,
     }
 }
 

@@ -3,7 +3,8 @@
 //! publishers, waits for the last deliveries, and checks that every message arrived as its
 //! QoS promises.
 //!
-//! A client task that fails or ends early ends the run with its error.
+//! A client task that fails or ends early ends the run with its error. The durable scenarios
+//! drive the same [`Crew`] through their own phases.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,12 +71,12 @@ impl RunOutcome {
 }
 
 /// A finished client task.
-enum Finished {
+pub enum Finished {
     Publisher(PublisherReport),
     Subscriber(SubscriberReport),
 }
 
-type Tasks = JoinSet<Result<Finished, LoadError>>;
+pub type Tasks = JoinSet<Result<Finished, LoadError>>;
 
 /// Runs `topology` with `pace` as `args` says; `log_latency` keeps every message's latency.
 pub async fn run(
@@ -89,8 +90,17 @@ pub async fn run(
     let mut crew = Crew::default();
     crew.start_subscribers(args, topology, &progress, clock, log_latency)
         .await?;
-    crew.start_publishers(args, topology, pace, &progress, clock)
-        .await?;
+    let pacing = match pace {
+        Pace::Flat => Pacing::Window(Arc::clone(&progress)),
+        Pace::PerSecond(per_second) => Pacing::Rate {
+            start: Instant::now(),
+            per_second,
+        },
+    };
+    crew.start_publishers(args, topology, |index| {
+        publisher_plan(args, topology, index, &pacing, clock)
+    })
+    .await?;
     eprintln!(
         "connected {} publisher(s) and {} subscriber(s) to {}; warming up for {:?}",
         topology.publishers, topology.subscribers, args.broker, args.warmup
@@ -111,8 +121,9 @@ pub async fn run(
 }
 
 /// The client tasks of a run and the switches that stop them.
-struct Crew {
-    tasks: Tasks,
+pub struct Crew {
+    /// Watched by [`supervise`] while the run waits for something else.
+    pub tasks: Tasks,
     stop_publishers: watch::Sender<bool>,
     stop_subscribers: watch::Sender<bool>,
 }
@@ -147,33 +158,28 @@ impl Crew {
                 log_latency,
             };
             let subscriber = connect_subscriber(args, &options, &topology.filter, plan).await?;
-            let stop = self.stop_subscribers.subscribe();
-            self.tasks
-                .spawn(async move { subscriber.run(stop).await.map(Finished::Subscriber) });
+            self.start_subscriber(subscriber);
         }
         Ok(())
     }
 
-    /// Connects every publisher, then starts it.
-    async fn start_publishers(
+    /// Starts a connected, subscribed subscriber.
+    pub fn start_subscriber(&mut self, subscriber: Subscriber) {
+        let stop = self.stop_subscribers.subscribe();
+        self.tasks
+            .spawn(async move { subscriber.run(stop).await.map(Finished::Subscriber) });
+    }
+
+    /// Connects every publisher of `topology` with the plan `plan_of(index)`, then starts it.
+    pub async fn start_publishers(
         &mut self,
         args: &Args,
         topology: &Topology,
-        pace: Pace,
-        progress: &Arc<Progress>,
-        clock: Clock,
+        plan_of: impl Fn(u32) -> PublisherPlan,
     ) -> Result<(), LoadError> {
         let options = client_options(args);
-        let pacing = match pace {
-            Pace::Flat => Pacing::Window(Arc::clone(progress)),
-            Pace::PerSecond(per_second) => Pacing::Rate {
-                start: Instant::now(),
-                per_second,
-            },
-        };
         for index in 0..topology.publishers {
-            let topic = (topology.topic_of)(index);
-            let publisher = connect_publisher(args, &options, topic, index, &pacing, clock).await?;
+            let publisher = connect_publisher(&options, plan_of(index)).await?;
             let stop = self.stop_publishers.subscribe();
             self.tasks
                 .spawn(async move { publisher.run(stop).await.map(Finished::Publisher) });
@@ -182,8 +188,16 @@ impl Crew {
     }
 
     /// Stops the publishers and waits until all `count` have their messages acknowledged.
-    async fn stop_publishers(&mut self, count: u32) -> Result<Vec<PublisherReport>, LoadError> {
+    pub async fn stop_publishers(&mut self, count: u32) -> Result<Vec<PublisherReport>, LoadError> {
         self.stop_publishers.send_replace(true);
+        self.await_publishers(count).await
+    }
+
+    /// Waits until all `count` publishers have finished (stopped, or sent their limit).
+    pub async fn await_publishers(
+        &mut self,
+        count: u32,
+    ) -> Result<Vec<PublisherReport>, LoadError> {
         let mut reports = Vec::with_capacity(count as usize);
         while reports.len() < count as usize {
             match self.tasks.join_next().await {
@@ -198,7 +212,7 @@ impl Crew {
 
     /// Waits until every subscriber has received all `sent` messages, or `limit` passes
     /// (then the delivery check reports what is missing).
-    async fn await_deliveries(
+    pub async fn await_deliveries(
         &mut self,
         progress: &Progress,
         sent: u64,
@@ -215,7 +229,7 @@ impl Crew {
     }
 
     /// Stops the subscribers and collects their reports.
-    async fn stop_subscribers(
+    pub async fn stop_subscribers(
         &mut self,
         limit: Duration,
     ) -> Result<Vec<SubscriberReport>, LoadError> {
@@ -272,35 +286,45 @@ async fn connect_subscriber(
     Ok(Subscriber::new(connection, plan))
 }
 
-/// Opens one publisher and fits its inflight window to the broker's Receive Maximum.
-async fn connect_publisher(
+/// What publisher `index` of `topology` does as `args` say: publish until stopped, at
+/// `pacing`, without logging acknowledgements.
+pub fn publisher_plan(
     args: &Args,
-    options: &ClientOptions,
-    topic: String,
+    topology: &Topology,
     index: u32,
     pacing: &Pacing,
     clock: Clock,
-) -> Result<Publisher, LoadError> {
-    let who = format!("publisher {index}");
-    let (connection, limits) = MqttConnection::open(who, &client_id("pub", index), options).await?;
-    let qos = args.qos.qos();
-    if limits.maximum_qos < qos as u8 {
-        return Err(LoadError::QosUnsupported {
-            who: connection.who().to_owned(),
-            maximum: limits.maximum_qos,
-            needed: qos,
-        });
-    }
-    let plan = PublisherPlan {
+) -> PublisherPlan {
+    PublisherPlan {
         index,
-        topic,
-        qos,
+        topic: (topology.topic_of)(index),
+        qos: args.qos.qos(),
         payload_len: args.payload,
-        max_inflight: args.inflight.min(limits.receive_maximum),
+        max_inflight: args.inflight,
         pacing: pacing.clone(),
         clock,
         drain_timeout: args.drain_timeout,
-    };
+        limit: None,
+        log_acks: false,
+    }
+}
+
+/// Opens one publisher and fits its inflight window to the broker's Receive Maximum.
+async fn connect_publisher(
+    options: &ClientOptions,
+    mut plan: PublisherPlan,
+) -> Result<Publisher, LoadError> {
+    let who = format!("publisher {}", plan.index);
+    let client_id = client_id("pub", plan.index);
+    let (connection, limits) = MqttConnection::open(who, &client_id, options).await?;
+    if limits.maximum_qos < plan.qos as u8 {
+        return Err(LoadError::QosUnsupported {
+            who: connection.who().to_owned(),
+            maximum: limits.maximum_qos,
+            needed: plan.qos,
+        });
+    }
+    plan.max_inflight = plan.max_inflight.min(limits.receive_maximum);
     Ok(Publisher::new(connection, plan))
 }
 
@@ -336,7 +360,7 @@ async fn measure(args: &Args, progress: &Progress, clock: Clock) -> Measured {
 }
 
 /// Drives `work` while watching the client tasks: any task ending first ends the run.
-async fn supervise<T>(
+pub async fn supervise<T>(
     tasks: &mut Tasks,
     work: impl std::future::Future<Output = T>,
 ) -> Result<T, LoadError> {
@@ -369,9 +393,17 @@ pub struct DeliveryCheck {
 impl DeliveryCheck {
     /// Compares what every subscriber received with what every publisher sent.
     pub fn of(outcome: &RunOutcome) -> DeliveryCheck {
+        DeliveryCheck::between(&outcome.publishers, &outcome.subscribers)
+    }
+
+    /// Compares what each of `subscribers` received with what each of `publishers` sent.
+    pub fn between(
+        publishers: &[PublisherReport],
+        subscribers: &[SubscriberReport],
+    ) -> DeliveryCheck {
         let mut check = DeliveryCheck::default();
-        for subscriber in &outcome.subscribers {
-            for publisher in &outcome.publishers {
+        for subscriber in subscribers {
+            for publisher in publishers {
                 let seen = subscriber
                     .sequences
                     .get(publisher.index as usize)

@@ -1,5 +1,6 @@
 //! Checks of the tool's own bookkeeping (stamps, sequence and loss accounting, packet
-//! identifiers, pacing, the end-to-end window, percentiles), run when the tool is started
+//! identifiers, pacing, the end-to-end window, percentiles, the durable scenarios' measured
+//! phase and `$SYS` values), run when the tool is started
 //! without `--scenario`, which is how `cargo test --all-targets` and plain `cargo bench` run
 //! this harness-less target. A wrong count here would make every benchmark lie.
 
@@ -8,14 +9,16 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
+use crate::durable::whole_phase;
 use crate::progress::Progress;
-use crate::publisher::{due_time, InflightTable, Slot};
+use crate::publisher::{due_time, InflightTable, PublisherReport, Slot};
 use crate::scenarios::Percentiles;
 use crate::stamp::{Stamp, STAMP_LEN};
 use crate::subscriber::SequenceCheck;
+use crate::sys_stats::record;
 
 /// How many checks [`failures`] runs.
-pub const CHECKS: usize = 8;
+pub const CHECKS: usize = 10;
 
 /// A named check: `true` when it holds.
 type Check = (&'static str, fn() -> bool);
@@ -48,6 +51,14 @@ pub fn failures() -> Vec<&'static str> {
         (
             "percentiles use the nearest rank",
             percentiles_by_nearest_rank,
+        ),
+        (
+            "a counted run spans first send to last acknowledgement",
+            whole_phase_spans_sends_to_acks,
+        ),
+        (
+            "$SYS store values are read by topic, others ignored",
+            sys_values_by_topic,
         ),
     ];
     checks
@@ -151,4 +162,28 @@ fn percentiles_by_nearest_rank() -> bool {
     Percentiles::of(&sorted) == Some(expected)
         && Percentiles::of(&[7]) == Some(single)
         && Percentiles::of(&[]).is_none()
+}
+
+fn whole_phase_spans_sends_to_acks() -> bool {
+    let report = |index, acks: Vec<(u64, u64)>| PublisherReport {
+        index,
+        sent: acks.len() as u64,
+        stalls: 0,
+        acks,
+    };
+    let publishers = [
+        report(0, vec![(100, 50), (120, 10)]),
+        report(1, vec![(90, 5), (300, 400)]),
+    ];
+    whole_phase(&publishers) == (90, 700) && whole_phase(&[]) == (0, 0)
+}
+
+fn sys_values_by_topic() -> bool {
+    let mut values = [None; 3];
+    let read = record(&mut values, "$SYS/broker/store/commits", b"12").is_ok()
+        && record(&mut values, "$SYS/broker/store/bytes_written", b"4096").is_ok()
+        && record(&mut values, "$SYS/broker/messages/queued", b" 7 ").is_ok()
+        && record(&mut values, "$SYS/broker/uptime", b"3 seconds").is_ok();
+    let garbled = record(&mut values, "$SYS/broker/store/commits", b"many").is_err();
+    read && garbled && values == [Some(12), Some(4096), Some(7)]
 }

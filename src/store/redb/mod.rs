@@ -32,9 +32,9 @@ use crate::codec::{SubscriptionOptions, Will};
 use crate::store::{StoreError, StoreOp};
 
 pub use self::database::OpenError;
-pub use self::writer::DurableMetrics;
 /// The database file in a data directory.
 pub use self::tables::FILE_NAME as DATABASE_FILE;
+pub use self::writer::DurableMetrics;
 
 use self::writer::{Job, Reopen, Writer};
 

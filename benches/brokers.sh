@@ -1,0 +1,150 @@
+# Shared by the benchmark scripts (compare.sh, durable.sh); source it, don't run it.
+#
+# Builds the release binaries, starts one broker at a time (Cairn or Mosquitto) on a free
+# 127.0.0.1 port, waits until it listens, and stops it again (also on error or Ctrl-C, through
+# install_cleanup).
+#
+# The sourcing script sets before use:
+#   ROOT        the repository root
+#   WORK        a temporary directory, removed by the cleanup
+#   LOG_NAME    prefix of log lines (e.g. compare)
+#   BROKERS     brokers to run, e.g. "cairn mosquitto" (build skips Cairn when absent)
+#   MOSQUITTO   the Mosquitto binary
+# and may set before each start:
+#   CAIRN_DATA      Cairn's data directory (default: a fresh one under $WORK)
+#   CAIRN_ENV       array of extra VAR=value settings for Cairn (e.g. CAIRN_STORE__FSYNC=false)
+#   MOSQUITTO_PERSISTENCE   a directory: Mosquitto runs with `persistence true` there
+#   MOSQUITTO_EXTRA         extra mosquitto.conf lines
+# Results: BROKER_PID and PORT of the running broker; CAIRN and LOAD after build.
+# shellcheck shell=bash
+
+BROKER_PID=""
+PORT=""
+CAIRN_DATA=""
+CAIRN_ENV=()
+MOSQUITTO_PERSISTENCE=""
+MOSQUITTO_EXTRA=""
+
+log() { echo "$LOG_NAME: $*" >&2; }
+die() {
+    log "$*"
+    exit 1
+}
+
+stop_broker() {
+    [[ -n $BROKER_PID ]] || return 0
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+}
+
+cleanup() {
+    stop_broker
+    rm -rf "$WORK"
+}
+
+install_cleanup() {
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# The executable cargo reports for target $1 in its JSON messages on stdin.
+executable_of() {
+    grep -F "\"name\":\"$1\"" | grep -o '"executable":"[^"]*"' | tail -n 1 | cut -d'"' -f4
+}
+
+build() {
+    cd "$ROOT" || die "cannot enter $ROOT"
+    log "building release binaries"
+    if [[ " $BROKERS " == *" cairn "* ]]; then
+        CAIRN=$(cargo build --release --message-format=json-render-diagnostics | executable_of cairn)
+        [[ -x $CAIRN ]] || die "cargo build --release produced no cairn binary"
+    fi
+    LOAD=$(cargo bench --bench load --no-run --message-format=json-render-diagnostics | executable_of load)
+    [[ -x $LOAD ]] || die "cargo bench --no-run produced no load binary"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pick_free_port() {
+    local port
+    for _ in $(seq 100); do
+        port=$((20000 + RANDOM % 40000))
+        if ! port_in_use "$port"; then
+            PORT=$port
+            return
+        fi
+    done
+    die "found no free port on 127.0.0.1"
+}
+
+wait_until_listening() {
+    for _ in $(seq 100); do
+        kill -0 "$BROKER_PID" 2>/dev/null || die "$1 exited at start-up; its log: $(cat "$WORK/$1.log")"
+        port_in_use "$PORT" && return
+        sleep 0.1
+    done
+    die "$1 is not listening on 127.0.0.1:$PORT after 10 s"
+}
+
+start_cairn() {
+    local data=${CAIRN_DATA:-$WORK/cairn-data.$RANDOM}
+    mkdir -p "$data"
+    # Queue limit as large as Mosquitto's below: overflow must not decide the comparison.
+    env ${CAIRN_ENV[@]+"${CAIRN_ENV[@]}"} CAIRN_LIMITS__MAX_QUEUED_MESSAGES=10000000 \
+        "$CAIRN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+start_mosquitto() {
+    local conf="$WORK/mosquitto.conf" persistence="persistence false"
+    if [[ -n $MOSQUITTO_PERSISTENCE ]]; then
+        mkdir -p "$MOSQUITTO_PERSISTENCE"
+        persistence="persistence true
+persistence_location $MOSQUITTO_PERSISTENCE/"
+    fi
+    cat >"$conf" <<EOF
+listener $PORT 127.0.0.1
+allow_anonymous true
+$persistence
+max_queued_messages 10000000
+max_queued_bytes 0
+log_dest stderr
+log_type error
+log_type warning
+user $(id -un)
+$MOSQUITTO_EXTRA
+EOF
+    "$MOSQUITTO" -c "$conf" >"$WORK/mosquitto.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+# start_broker NAME: a fresh NAME (cairn or mosquitto) listening on a free port.
+start_broker() {
+    pick_free_port
+    "start_$1"
+    wait_until_listening "$1"
+}
+
+# median FILE ID BROKER KEY: the median of column 5 over the rows "ID BROKER ROUND KEY VALUE"
+# of FILE, or "-" without any.
+median() {
+    awk -v id="$2" -v broker="$3" -v key="$4" '$1 == id && $2 == broker && $4 == key { print $5 }' "$1" |
+        sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "-"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m
+        }'
+}
+
+# ratio A B: A / B with two decimals, or "-" when either is missing or B is 0.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
+        if (a == "-" || b == "-" || a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'
+}
