@@ -15,6 +15,7 @@ use bytes::Bytes;
 use cairn::codec::{
     Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will,
 };
+use common::binary::{assert_exit, cairn, stderr, stdout};
 use common::{connect_packet, publish_packet, RawClient, WAIT};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -28,24 +29,6 @@ const EXIT_RUNTIME: i32 = 1;
 /// What a garbage database file holds.
 const GARBAGE: &[u8] = b"these bytes are not a redb database, and must survive a repair";
 
-/// The `cairn` binary without any `CAIRN_…` or `RUST_LOG` from outside, killed if dropped.
-fn cairn(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CAIRN_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
 /// Runs `cairn args… --data-dir dir` to its end.
 async fn run_on(dir: &Path, args: &[&str]) -> Output {
     let dir = dir.display().to_string();
@@ -55,25 +38,6 @@ async fn run_on(dir: &Path, args: &[&str]) -> Output {
         .await
         .unwrap_or_else(|_| panic!("`cairn {}` did not end in time", all.join(" ")));
     output.expect("cairn runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing the output otherwise.
-fn assert_exit(output: &Output, code: i32, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 /// The cells of each line of `sessions list` (columns are two or more spaces apart).

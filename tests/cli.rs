@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Config;
+use common::binary::{assert_exit, cairn, stderr, stdout};
 use common::{publish_packet, RawClient, WAIT};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -23,25 +24,6 @@ use tokio::task::JoinHandle;
 const EXIT_BAD_CONFIG: i32 = 2;
 /// Exit code for a failure at run time.
 const EXIT_RUNTIME: i32 = 1;
-
-/// The `cairn` binary with a clean environment: no `CAIRN_…` overrides leak in from outside,
-/// and it is killed if the test drops it.
-fn cairn(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CAIRN_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
 
 /// Runs `cairn` to its end (within three times [`WAIT`]).
 async fn run(args: &[&str]) -> Output {
@@ -55,25 +37,6 @@ async fn run(args: &[&str]) -> Output {
             )
         });
     output.expect("cairn runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the process exited with `code`, showing its output otherwise.
-fn assert_exit(output: &Output, code: i32, what: &str) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "{what}: stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
 }
 
 /// Writes `contents` to `cairn.toml` in `dir` and returns its path as a string.

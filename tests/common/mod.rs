@@ -3,6 +3,8 @@
 //! checks the exact answers.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use crate::common::binary::cairn;
 use crate::common::WAIT;
 
 /// What the binary logs once its listeners accept connections, followed by their addresses.
@@ -25,22 +26,12 @@ const SIGKILL: i32 = 9;
 /// logging to a piped stderr, no `$SYS` updates, and offline queues large enough for the
 /// crash test; killed if the test drops it.
 pub fn cairn_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("CAIRN_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = cairn(args);
     command
-        .args(args)
-        .env_remove("RUST_LOG")
         .env("CAIRN_LOG__LEVEL", "info")
         .env("CAIRN_SYS_INTERVAL", "0")
         .env("CAIRN_LIMITS__MAX_QUEUED_MESSAGES", "1000000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stdout(Stdio::null());
     command
 }
 

@@ -1,0 +1,45 @@
+//! The real `cairn` binary for tests that run it as a process.
+
+use std::process::{Output, Stdio};
+
+use tokio::process::Command;
+
+/// The `cairn` binary with `args` and a clean environment (no `CAIRN_…` or `RUST_LOG` from
+/// outside), stdout and stderr piped, killed if the test drops it.
+pub fn cairn(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CAIRN_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// What the process wrote to stdout.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What the process wrote to stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the process exited with `code`, showing its output otherwise.
+pub fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
