@@ -71,10 +71,15 @@ build() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# A free port below the kernel's ephemeral range: the load tool's own client sockets (a
+# thousand of them for idle-memory) take ephemeral ports, and one of them once took the port
+# picked for the next broker between the check and the bind.
 pick_free_port() {
-    local port
+    local port first_ephemeral
+    read -r first_ephemeral _ </proc/sys/net/ipv4/ip_local_port_range
+    (( first_ephemeral > 12000 )) || die "the ephemeral port range starts at $first_ephemeral; no room below it"
     for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (first_ephemeral - 10000)))
         if ! port_in_use "$port"; then
             PORT=$port
             return
