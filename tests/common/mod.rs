@@ -54,7 +54,7 @@ impl TestBroker {
 }
 
 /// Starts a broker with `config` on `data_dir`.
-async fn launch(mut config: Config, data_dir: Arc<tempfile::TempDir>) -> TestBroker {
+pub async fn launch(mut config: Config, data_dir: Arc<tempfile::TempDir>) -> TestBroker {
     config.data_dir = data_dir.path().to_path_buf();
     let handle = Server::start(config.clone()).await.expect("broker starts");
     let addr = handle.local_addrs()[0];
@@ -226,6 +226,44 @@ impl RawClient {
             seen.push(packet);
         }
         seen
+    }
+
+    /// Asserts the next packet is PUBREL for `packet_id` with reason Success.
+    pub async fn expect_pubrel(&mut self, packet_id: u16) {
+        match self.recv().await {
+            Packet::PubRel(rel) => assert_eq!(
+                (rel.packet_id, rel.reason),
+                (packet_id, codec::ReasonCode::Success),
+                "PUBREL"
+            ),
+            other => panic!("expected PUBREL {packet_id}, got {other:?}"),
+        }
+    }
+
+    /// Completes the receiver's side of a QoS 1 or 2 delivery: PUBACK for QoS 1; PUBREC, the
+    /// broker's PUBREL (same packet id [MQTT-4.3.3-4]), then PUBCOMP for QoS 2.
+    pub async fn acknowledge(&mut self, publish: &Publish) {
+        let packet_id = publish.packet_id.expect("QoS 1 and 2 have a packet id");
+        assert_ne!(
+            packet_id, 0,
+            "the broker's packet ids are non-zero [MQTT-2.2.1-4] (3.1.1: [MQTT-2.3.1-1])"
+        );
+        match publish.qos {
+            QoS::AtMostOnce => panic!(
+                "QoS 0 PUBLISH with packet id {packet_id} [MQTT-2.2.1-2] (3.1.1: [MQTT-2.3.1-5])"
+            ),
+            QoS::AtLeastOnce => {
+                self.send(&Packet::PubAck(PubResponse::success(packet_id)))
+                    .await
+            }
+            QoS::ExactlyOnce => {
+                self.send(&Packet::PubRec(PubResponse::success(packet_id)))
+                    .await;
+                self.expect_pubrel(packet_id).await;
+                self.send(&Packet::PubComp(PubResponse::success(packet_id)))
+                    .await;
+            }
+        }
     }
 
     /// Subscribes to one filter with `qos` and returns the SUBACK.

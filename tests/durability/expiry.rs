@@ -8,8 +8,8 @@ use cairn::codec::{Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonC
 
 use crate::common::{start_broker, RawClient};
 use crate::support::{
-    acknowledge, connect_expecting, expect_message, expect_nothing_pending, expect_shutdown_close,
-    message, persistent_connect, publish, stop, subscribe, LONG_EXPIRY,
+    connect_expecting, expect_message, expect_nothing_pending, expect_shutdown_close, message,
+    persistent_connect, publish, stop, subscribe, LONG_EXPIRY,
 };
 
 /// The short Session Expiry Interval under test, in seconds.
@@ -107,7 +107,7 @@ async fn session_expiry_counts_wall_clock_time_while_the_broker_is_down() {
         )
         .await;
         let delivered = expect_message(&mut client, "kept", QoS::AtLeastOnce, false).await;
-        acknowledge(&mut client, &delivered).await;
+        client.acknowledge(&delivered).await;
         expect_nothing_pending(&mut client).await;
     }
     broker.shutdown().await;

@@ -8,9 +8,7 @@ use cairn::codec::{Packet, ProtocolVersion, QoS};
 
 use crate::common::{publish_packet, RawClient};
 use crate::process::CairnProcess;
-use crate::support::{
-    acknowledge, client_id, go_offline, new_session, publish, resume, subscribe, text, BOTH,
-};
+use crate::support::{client_id, go_offline, new_session, publish, resume, subscribe, text, BOTH};
 
 /// Messages the publisher pipelines.
 const SENT: u16 = 400;
@@ -85,7 +83,7 @@ async fn qos1_messages_acknowledged_before_sigkill_are_delivered_after_restart()
         let mut delivered = Vec::new();
         loop {
             let message = subscriber.expect_publish().await;
-            acknowledge(&mut subscriber, &message).await;
+            subscriber.acknowledge(&message).await;
             let payload = text(&message);
             if payload == MARKER {
                 break;

@@ -10,7 +10,7 @@ use cairn::codec::{ProtocolVersion, QoS};
 
 use crate::common::{publish_packet, RawClient};
 use crate::process::{serve_to_end, CairnProcess};
-use crate::support::{acknowledge, expect_message, publish, subscribe};
+use crate::support::{expect_message, publish, subscribe};
 
 /// The database file in a data directory.
 const DATABASE_FILE: &str = "cairn.redb";
@@ -49,7 +49,7 @@ async fn assert_serves(addr: std::net::SocketAddr) {
     )
     .await;
     let delivered = expect_message(&mut client, "alive", QoS::AtLeastOnce, false).await;
-    acknowledge(&mut client, &delivered).await;
+    client.acknowledge(&delivered).await;
 }
 
 /// A second `cairn serve` on a data directory a running cairn holds exits non-zero at once,

@@ -8,9 +8,8 @@ use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 
 use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
 use crate::support::{
-    acknowledge, client_id, expect_message, expect_nothing_pending, expect_pubrel,
-    expect_shutdown_close, go_offline, message, new_session, publish, receive_until_marker, resume,
-    stop, subscribe, text, BOTH,
+    client_id, expect_message, expect_nothing_pending, expect_shutdown_close, go_offline, message,
+    new_session, publish, receive_until_marker, resume, stop, subscribe, text, BOTH,
 };
 
 /// Promise 2, [MQTT-3.2.2-3] (5.0) / [MQTT-3.2.2-2] (3.1.1): a v5 session (expiry 300) and a
@@ -80,7 +79,7 @@ async fn sessions_queues_subscriptions_and_retained_survive_a_graceful_restart()
         subscribe(&mut watcher, 1, "restart/retained", QoS::AtLeastOnce).await;
         let retained = expect_message(&mut watcher, "last reading", QoS::AtLeastOnce, false).await;
         assert!(retained.retain, "a retained message is sent with RETAIN 1");
-        acknowledge(&mut watcher, &retained).await;
+        watcher.acknowledge(&retained).await;
         expect_nothing_pending(&mut watcher).await;
     }
 
@@ -134,7 +133,7 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
         subscriber
             .send(&Packet::PubRec(PubResponse::success(third_id)))
             .await;
-        expect_pubrel(subscriber, third_id).await;
+        subscriber.expect_pubrel(third_id).await;
         windows.push((first, second, third_id));
     }
 
@@ -157,11 +156,11 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
             resent_second.packet_id, second.packet_id,
             "{id}: same packet id"
         );
-        expect_pubrel(&mut subscriber, third_id).await;
+        subscriber.expect_pubrel(third_id).await;
         expect_nothing_pending(&mut subscriber).await;
 
-        acknowledge(&mut subscriber, &resent_first).await;
-        acknowledge(&mut subscriber, &resent_second).await;
+        subscriber.acknowledge(&resent_first).await;
+        subscriber.acknowledge(&resent_second).await;
         subscriber
             .send(&Packet::PubComp(PubResponse::success(third_id)))
             .await;

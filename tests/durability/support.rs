@@ -10,9 +10,8 @@ use cairn::codec::{
     Connect, Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
 };
 use cairn::config::Config;
-use cairn::server::Server;
 
-use crate::common::{connect_packet, publish_packet, RawClient, TestBroker};
+use crate::common::{connect_packet, launch, publish_packet, RawClient, TestBroker};
 
 /// Both protocol versions, for rules that apply to both.
 pub const BOTH: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::V5];
@@ -47,16 +46,7 @@ impl Stopped {
     /// Starts the broker again on the same data directory (on a new port).
     pub async fn start(self) -> TestBroker {
         let Stopped { config, data_dir } = self;
-        let handle = Server::start(config.clone())
-            .await
-            .expect("the broker starts again on its data directory");
-        let addr = handle.local_addrs()[0];
-        TestBroker {
-            handle,
-            addr,
-            config,
-            data_dir,
-        }
+        launch(config, data_dir).await
     }
 }
 
@@ -167,41 +157,6 @@ pub async fn expect_message(client: &mut RawClient, payload: &str, qos: QoS, dup
         "payload, QoS and DUP of {publish:?}"
     );
     publish
-}
-
-/// Asserts the next packet is PUBREL for `packet_id`.
-pub async fn expect_pubrel(client: &mut RawClient, packet_id: u16) {
-    match client.recv().await {
-        Packet::PubRel(rel) => assert_eq!(
-            (rel.packet_id, rel.reason),
-            (packet_id, ReasonCode::Success),
-            "PUBREL"
-        ),
-        other => panic!("expected PUBREL {packet_id}, got {other:?}"),
-    }
-}
-
-/// Completes the receiver's side of a delivery: PUBACK for QoS 1; PUBREC, the broker's
-/// PUBREL, then PUBCOMP for QoS 2.
-pub async fn acknowledge(client: &mut RawClient, publish: &Publish) {
-    let packet_id = publish.packet_id.expect("QoS 1 and 2 have a packet id");
-    match publish.qos {
-        QoS::AtMostOnce => panic!("QoS 0 PUBLISH with packet id {packet_id}"),
-        QoS::AtLeastOnce => {
-            client
-                .send(&Packet::PubAck(PubResponse::success(packet_id)))
-                .await
-        }
-        QoS::ExactlyOnce => {
-            client
-                .send(&Packet::PubRec(PubResponse::success(packet_id)))
-                .await;
-            expect_pubrel(client, packet_id).await;
-            client
-                .send(&Packet::PubComp(PubResponse::success(packet_id)))
-                .await;
-        }
-    }
 }
 
 /// Receives PUBLISHes, acknowledging each as it comes (QoS 2: PUBREC, and PUBCOMP for each

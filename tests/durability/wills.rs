@@ -12,8 +12,8 @@ use cairn::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, W
 use crate::common::{connect_packet, RawClient};
 use crate::process::CairnProcess;
 use crate::support::{
-    acknowledge, client_id, connect_expecting, expect_message, expect_nothing_pending, go_offline,
-    new_session, persistent_connect, resume, subscribe, text, BOTH, LONG_EXPIRY,
+    client_id, connect_expecting, expect_message, expect_nothing_pending, go_offline, new_session,
+    persistent_connect, resume, subscribe, text, BOTH, LONG_EXPIRY,
 };
 
 /// The Will Delay Interval of the delayed Will, in seconds.
@@ -57,7 +57,7 @@ async fn expect_no_new_publication(client: &mut RawClient, delivered: &[Publish]
                         }),
                     "only resends of acknowledged deliveries may follow a kill, got {resent:?}"
                 );
-                acknowledge(client, &resent).await;
+                client.acknowledge(&resent).await;
             }
             other => panic!("expected PUBLISH resends or PINGRESP, got {other:?}"),
         }
@@ -114,14 +114,14 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
         lost_at.elapsed()
     );
     assert_eq!(published.topic, "wills/delayed");
-    acknowledge(&mut watcher, &published).await;
+    watcher.acknowledge(&published).await;
     expect_nothing_pending(&mut watcher).await;
 
     let mut late = RawClient::connect(cairn.addr, ProtocolVersion::V311, "late-reader").await;
     subscribe(&mut late, 1, "wills/delayed", QoS::AtLeastOnce).await;
     let retained = expect_message(&mut late, "gone", QoS::AtLeastOnce, false).await;
     assert!(retained.retain, "the retained Will is sent with RETAIN 1");
-    acknowledge(&mut late, &retained).await;
+    late.acknowledge(&retained).await;
     expect_nothing_pending(&mut late).await;
     go_offline(&mut watcher).await;
 
@@ -168,7 +168,7 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
     let mut published = Vec::new();
     for _ in BOTH {
         let will = watcher.expect_publish().await;
-        acknowledge(&mut watcher, &will).await;
+        watcher.acknowledge(&will).await;
         published.push(will);
     }
     let mut summary: Vec<(String, String, QoS)> = published

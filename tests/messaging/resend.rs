@@ -8,8 +8,8 @@ use cairn::codec::{
 
 use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, expect_pubrel, fresh_persistent, publish_qos1,
-    resume, subscribe_granted, text, BOTH,
+    acknowledge, assert_nothing_pending, client_id, fresh_persistent, publish_qos1, resume,
+    subscribe_granted, text, BOTH,
 };
 
 /// [MQTT-4.4.0-1] [MQTT-3.3.1-1] (order: section 4.6): unacknowledged QoS 1 deliveries are resent on
@@ -109,11 +109,11 @@ async fn qos2_resends_publish_before_pubrec_and_pubrel_after() {
         assert_eq!(text(&again), "exactly");
         sub.send(&Packet::PubRec(PubResponse::success(packet_id)))
             .await;
-        expect_pubrel(&mut sub, packet_id).await;
+        sub.expect_pubrel(packet_id).await;
         drop(sub); // lost before PUBCOMP
 
         let mut sub = resume(broker.addr, version, &id).await;
-        expect_pubrel(&mut sub, packet_id).await;
+        sub.expect_pubrel(packet_id).await;
         sub.send(&Packet::PubComp(PubResponse::success(packet_id)))
             .await;
         assert_nothing_pending(&mut sub).await;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn::codec::{
-    Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
-    ReasonCode, SubscriptionOptions,
+    Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    SubscriptionOptions,
 };
 
 use crate::common::{connect_packet, publish_packet, RawClient};
@@ -211,45 +211,11 @@ pub async fn publishes_before_marker(client: &mut RawClient, marker: &str) -> Ve
     }
 }
 
-/// Completes the receiver's side of a delivery: PUBACK for QoS 1; PUBREC, the broker's
-/// PUBREL (same packet id [MQTT-4.3.3-4]), then PUBCOMP for QoS 2.
-pub async fn acknowledge(client: &mut RawClient, publish: &Publish) {
-    let Some(packet_id) = publish.packet_id else {
-        assert_eq!(publish.qos, QoS::AtMostOnce, "only QoS 0 has no packet id");
-        return;
-    };
-    assert_ne!(
-        packet_id, 0,
-        "the broker's packet ids are non-zero [MQTT-2.2.1-4] (3.1.1: [MQTT-2.3.1-1])"
-    );
-    match publish.qos {
-        QoS::AtMostOnce => panic!(
-            "QoS 0 PUBLISH with packet id {packet_id} [MQTT-2.2.1-2] (3.1.1: [MQTT-2.3.1-5])"
-        ),
-        QoS::AtLeastOnce => {
-            client
-                .send(&Packet::PubAck(PubResponse::success(packet_id)))
-                .await
-        }
-        QoS::ExactlyOnce => {
-            client
-                .send(&Packet::PubRec(PubResponse::success(packet_id)))
-                .await;
-            expect_pubrel(client, packet_id).await;
-            client
-                .send(&Packet::PubComp(PubResponse::success(packet_id)))
-                .await;
-        }
-    }
-}
-
-/// The QoS 2 acknowledgement packets a test waits for.
+/// The QoS 2 acknowledgement packets a test waits for (PUBREL: [`RawClient::expect_pubrel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ack {
     /// PUBREC
     Received,
-    /// PUBREL
-    Released,
     /// PUBCOMP
     Completed,
 }
@@ -258,19 +224,13 @@ pub enum Ack {
 /// PUBLISH [MQTT-2.2.1-5]); returns its reason code.
 pub async fn expect_ack(client: &mut RawClient, kind: Ack, packet_id: u16) -> ReasonCode {
     let response = match (kind, client.recv().await) {
-        (Ack::Received, Packet::PubRec(response))
-        | (Ack::Released, Packet::PubRel(response))
-        | (Ack::Completed, Packet::PubComp(response)) => response,
+        (Ack::Received, Packet::PubRec(response)) | (Ack::Completed, Packet::PubComp(response)) => {
+            response
+        }
         (_, other) => panic!("expected {kind:?} {packet_id}, got {other:?}"),
     };
     assert_eq!(response.packet_id, packet_id, "{kind:?} packet id");
     response.reason
-}
-
-/// Asserts the next packet is a successful PUBREL for `packet_id` [MQTT-4.3.3-4].
-pub async fn expect_pubrel(client: &mut RawClient, packet_id: u16) {
-    let reason = expect_ack(client, Ack::Released, packet_id).await;
-    assert_eq!(reason, ReasonCode::Success, "PUBREL reason");
 }
 
 /// Asserts the broker closes the connection because of `reason`: v5 clients get DISCONNECT
@@ -339,4 +299,14 @@ pub fn payload_of(len: usize) -> Bytes {
 /// is awaited with the harness's timeouts.
 pub async fn let_time_pass(duration: Duration) {
     tokio::time::sleep(duration).await;
+}
+
+/// Completes the receiver's side of a delivery (nothing for QoS 0): see
+/// [`RawClient::acknowledge`].
+pub async fn acknowledge(client: &mut RawClient, publish: &Publish) {
+    if publish.packet_id.is_none() {
+        assert_eq!(publish.qos, QoS::AtMostOnce, "only QoS 0 has no packet id");
+        return;
+    }
+    client.acknowledge(publish).await;
 }
