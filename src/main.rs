@@ -226,6 +226,17 @@ fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Write) -
     }
 }
 
+/// A loaded configuration with logging started, or the outcome to exit with: the problems
+/// are reported on stderr.
+fn ready_to_run(loaded: Result<Config, Vec<String>>) -> Result<Config, Outcome> {
+    let config = loaded.map_err(|problems| {
+        report_problems(&problems, &mut io::stderr());
+        Outcome::BadConfig
+    })?;
+    start_logging(&config)?;
+    Ok(config)
+}
+
 /// Installs the logger with the configured level, reporting a failure on stderr as the
 /// outcome to exit with.
 fn start_logging(config: &Config) -> Result<(), Outcome> {
@@ -241,16 +252,13 @@ fn start_logging(config: &Config) -> Result<(), Outcome> {
 
 /// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
 fn serve(args: &ServeArgs) -> Outcome {
-    let config = match effective_config(args.data.file.config.as_deref(), &args.overrides()) {
+    let config = match ready_to_run(effective_config(
+        args.data.file.config.as_deref(),
+        &args.overrides(),
+    )) {
         Ok(config) => config,
-        Err(problems) => {
-            report_problems(&problems, &mut io::stderr());
-            return Outcome::BadConfig;
-        }
+        Err(outcome) => return outcome,
     };
-    if let Err(outcome) = start_logging(&config) {
-        return outcome;
-    }
     match run(config, args.repair) {
         Ok(()) => Outcome::Success,
         Err(error) => {
@@ -344,16 +352,10 @@ enum StoreAction<'a> {
 /// `cairn sessions …` and `cairn store stats`: opens the store of the configured data
 /// directory (refused while a broker runs on it), acts, prints.
 fn operate(data: &DataArgs, action: StoreAction<'_>) -> Outcome {
-    let config = match load_config(data.file.config.as_deref(), &data.overrides()) {
+    let config = match ready_to_run(load_config(data.file.config.as_deref(), &data.overrides())) {
         Ok(config) => config,
-        Err(problems) => {
-            report_problems(&problems, &mut io::stderr());
-            return Outcome::BadConfig;
-        }
+        Err(outcome) => return outcome,
     };
-    if let Err(outcome) = start_logging(&config) {
-        return outcome;
-    }
     match act_on_store(&config.data_dir, action, &mut io::stdout()) {
         Ok(()) => Outcome::Success,
         Err(error) => {
