@@ -100,8 +100,9 @@ wait_until_listening() {
 start_cairn() {
     local data=${CAIRN_DATA:-$WORK/cairn-data.$RANDOM}
     mkdir -p "$data"
-    # Queue limit as large as Mosquitto's below: overflow must not decide the comparison.
+    # Queue limits as large as Mosquitto's below: overflow must not decide the comparison.
     env ${CAIRN_ENV[@]+"${CAIRN_ENV[@]}"} CAIRN_LIMITS__MAX_QUEUED_MESSAGES=10000000 \
+        CAIRN_LIMITS__MAX_QUEUED_BYTES=1000000000000 CAIRN_LIMITS__MAX_QUEUED_BYTES_TOTAL=1000000000000 \
         "$CAIRN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
     BROKER_PID=$!
 }

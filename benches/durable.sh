@@ -26,6 +26,8 @@
 #   DRAIN_TIMEOUT=180       seconds the returning subscriber may take to receive everything
 #   FSYNC_WRITES=1000       64-byte append + fdatasync rounds for the ceiling
 #   WEAR_RATE=100 WEAR_DURATION=10 WEAR_PUBLISHERS=16
+#   WEAR_WINDOWS="0 10"     commit_window_ms settings of the wear runs
+#   SECTIONS="throughput wear memory"   which of sections 1-3 to run
 #   QUEUED=100000 SESSIONS=1000 PER_SESSION=100
 #   MOSQUITTO=mosquitto
 set -euo pipefail
@@ -41,6 +43,8 @@ FSYNC_WRITES=${FSYNC_WRITES:-1000}
 WEAR_RATE=${WEAR_RATE:-100}
 WEAR_DURATION=${WEAR_DURATION:-10}
 WEAR_PUBLISHERS=${WEAR_PUBLISHERS:-16}
+WEAR_WINDOWS=${WEAR_WINDOWS:-0 10}
+SECTIONS=${SECTIONS:-throughput wear memory}
 QUEUED=${QUEUED:-100000}
 SESSIONS=${SESSIONS:-1000}
 PER_SESSION=${PER_SESSION:-100}
@@ -147,7 +151,7 @@ throughput_runs() {
 
 wear_runs() {
     local window
-    for window in 0 10; do
+    for window in $WEAR_WINDOWS; do
         log "wear: 1 publisher at $WEAR_RATE msg/s, commit_window_ms $window"
         start_variant cairn-fsync "$window"
         run_load "wear-paced-$window" cairn-fsync 1 --scenario durable-fan-in --publishers 1 \
@@ -258,6 +262,9 @@ memory_runs() {
     done
 }
 
+# section NAME: whether SECTIONS asks for section NAME.
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
 # value ID VARIANT KEY: the median over rounds, or "-".
 value() { median "$RESULTS" "$@"; }
 
@@ -303,7 +310,7 @@ print_wear() {
     echo "2. SD-card wear, Cairn fsync on: bytes written to storage per acknowledged message"
     printf '%-34s %9s %11s %13s %13s %10s\n' setting msg/s msg/commit io-bytes/msg sys-bytes/msg \
         p50-ack-ms
-    for window in 0 10; do
+    for window in $WEAR_WINDOWS; do
         for kind in paced full; do
             id="wear-$kind-$window"
             if [[ $kind == paced ]]; then
@@ -359,16 +366,18 @@ main() {
     build
     : >"$RESULTS"
     FSYNC_CEILING=$(measure_fsync_ceiling)
-    throughput_runs
-    wear_runs
-    memory_runs
-    recovery_run cairn-fsync
-    recovery_run mosquitto
+    if section throughput; then throughput_runs; fi
+    if section wear; then wear_runs; fi
+    if section memory; then
+        memory_runs
+        recovery_run cairn-fsync
+        recovery_run mosquitto
+    fi
     echo
     print_machine
-    print_throughput
-    print_wear
-    print_memory
+    if section throughput; then print_throughput; fi
+    if section wear; then print_wear; fi
+    if section memory; then print_memory; fi
     if ((FAILURES > 0)); then
         echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
     fi

@@ -139,6 +139,7 @@ async fn deliver_one(store: &DurableStore, client_id: &Arc<str>, id: u64, packet
     });
     let enqueue = StoreOp::Enqueue {
         client_id: client_id.clone(),
+        seq: id,
         delivery: Delivery {
             message,
             qos: QoS::AtLeastOnce,
@@ -150,8 +151,8 @@ async fn deliver_one(store: &DurableStore, client_id: &Arc<str>, id: u64, packet
     let sent_and_acked = vec![
         StoreOp::Inflight {
             client_id: client_id.clone(),
+            seq: id,
             packet_id,
-            message_id: id,
         },
         StoreOp::Acked {
             client_id: client_id.clone(),

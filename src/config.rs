@@ -109,6 +109,15 @@ pub struct Limits {
     pub max_inflight: u16,
     /// Messages queued per session while it is offline or its window is full.
     pub max_queued_messages: usize,
+    /// Bytes (topic + payload) queued per session.
+    pub max_queued_bytes: u64,
+    /// Bytes queued in every session together: one budget for the whole broker.
+    pub max_queued_bytes_total: u64,
+    /// What happens to a message for a session whose queue is full.
+    pub queue_full_policy: QueueFullPolicy,
+    /// Queue QoS 0 messages for offline persistent sessions (like QoS 1 messages, but
+    /// still delivered at most once).
+    pub queue_qos0_offline: bool,
     /// Longest topic name or filter, in bytes.
     pub max_topic_length: usize,
     /// Most levels in a topic name or filter.
@@ -120,6 +129,19 @@ pub struct Limits {
     pub max_session_expiry: u32,
     /// Topic Alias Maximum announced to v5 clients (inbound aliases); 0 disables them.
     pub topic_alias_maximum: u16,
+}
+
+/// What a full queue does with one more message. Either way the loss is counted in
+/// `$SYS/broker/messages/dropped` and logged once per burst.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueFullPolicy {
+    /// Drop the oldest queued messages to make room: the newest readings survive an outage.
+    #[default]
+    DropOldest,
+    /// Refuse the new message; a v5 publisher whose message reached no queue gets 0x97 Quota
+    /// exceeded.
+    RefuseNewest,
 }
 
 /// Settings of the durable store (group commit).
@@ -175,7 +197,11 @@ impl Default for Limits {
             max_connections: 10_000,
             max_packet_size: 1024 * 1024,
             max_inflight: 32,
-            max_queued_messages: 1000,
+            max_queued_messages: 10_000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_queued_bytes_total: 256 * 1024 * 1024,
+            queue_full_policy: QueueFullPolicy::DropOldest,
+            queue_qos0_offline: false,
             max_topic_length: 65_535,
             max_topic_levels: 64,
             max_keep_alive: 0,
@@ -579,6 +605,16 @@ const LIMITS_KEYS: &[KeySpec] = &[
     leaf("max_packet_size", "an integer in 2..=268435460 (bytes)"),
     leaf("max_inflight", "an integer in 1..=65535"),
     leaf("max_queued_messages", "an integer of at least 0"),
+    leaf(
+        "max_queued_bytes",
+        "an integer of at least 0 (bytes of topic and payload)",
+    ),
+    leaf(
+        "max_queued_bytes_total",
+        "an integer of at least 0 (bytes queued in all sessions together)",
+    ),
+    leaf("queue_full_policy", "\"drop_oldest\" or \"refuse_newest\""),
+    leaf("queue_qos0_offline", "true or false"),
     leaf("max_topic_length", "an integer in 1..=65535 (bytes)"),
     leaf("max_topic_levels", "an integer in 1..=1024"),
     leaf(

@@ -370,7 +370,7 @@ fn act_on_store(dir: &Path, action: StoreAction<'_>, out: &mut dyn Write) -> any
     let printed = match action {
         StoreAction::List => print_sessions(&admin::summaries(store.recovered()), out),
         StoreAction::Show(client_id) => {
-            let details = admin::details(store.recovered(), client_id, SystemTime::now())?;
+            let details = store.details(client_id, SystemTime::now())?;
             print_session(&details, out)
         }
         StoreAction::Drop(client_id) => {

@@ -6,6 +6,7 @@
 
 pub mod connection;
 pub mod message;
+pub mod queue;
 pub mod session;
 pub mod state;
 pub mod subscriptions;
@@ -23,6 +24,7 @@ use crate::config::Config;
 use crate::store::redb::Recovered;
 use crate::store::{Commit, Store, StoreError};
 
+use self::queue::{QueueBudget, QueueLimits};
 use self::state::{Detached, Routed, State};
 
 /// Waits for the commit of a background change (timers, `$SYS`, a connection's end), logging
@@ -30,6 +32,16 @@ use self::state::{Detached, Routed, State};
 pub async fn settle(commit: Commit) {
     if let Err(error) = commit.wait().await {
         tracing::error!(%error, "could not commit a background change");
+    }
+}
+
+/// The queue bounds the configuration sets.
+fn queue_limits(limits: &crate::config::Limits) -> QueueLimits {
+    QueueLimits {
+        max_messages: limits.max_queued_messages,
+        max_bytes: limits.max_queued_bytes,
+        policy: limits.queue_full_policy,
+        queue_qos0_offline: limits.queue_qos0_offline,
     }
 }
 
@@ -64,7 +76,10 @@ impl Broker {
     pub fn new(config: Arc<Config>, store: Store) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(None);
         Arc::new(Broker {
-            state: Mutex::new(State::new(config.limits.max_queued_messages)),
+            state: Mutex::new(State::new(
+                queue_limits(&config.limits),
+                QueueBudget::new(config.limits.max_queued_bytes_total),
+            )),
             config,
             store,
             metrics: Metrics::default(),

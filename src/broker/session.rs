@@ -8,9 +8,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::codec::{QoS, SubscriptionOptions, Will};
+use crate::codec::{SubscriptionOptions, Will};
 
 use super::message::Delivery;
+use super::queue::{MessageQueue, QueueBudget};
 
 /// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,15 +39,6 @@ pub struct SessionSubscription {
     pub identifier: Option<u32>,
 }
 
-/// Why a delivery was not queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueRefusal {
-    /// The queue holds `max_queued_messages` already.
-    Full,
-    /// QoS 0 messages are not queued for a session that is offline.
-    OfflineQoS0,
-}
-
 /// The state of one session.
 #[derive(Debug)]
 pub struct Session {
@@ -55,8 +47,8 @@ pub struct Session {
     pub expiry_interval: u32,
     /// Filter (as subscribed, `$share/…` included) → options.
     pub subscriptions: HashMap<Arc<str>, SessionSubscription>,
-    /// Messages waiting to be sent, oldest first.
-    pub queue: VecDeque<Delivery>,
+    /// Messages waiting to be sent, oldest first, mostly on disk.
+    pub queue: MessageQueue,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
     pub inflight: VecDeque<Inflight>,
     /// Packet identifiers of inbound QoS 2 messages whose PUBREC was sent and PUBREL not yet
@@ -66,43 +58,21 @@ pub struct Session {
     last_packet_id: u16,
     /// The Will of the current connection, or one waiting for its delay after a disconnect.
     pub will: Option<Box<Will>>,
-    /// Messages dropped because the queue was full (for metrics and logs).
-    pub dropped: u64,
 }
 
 impl Session {
-    /// A new, empty session.
-    pub fn new(client_id: Arc<str>, expiry_interval: u32) -> Session {
+    /// A new, empty session whose queue draws from `budget`.
+    pub fn new(client_id: Arc<str>, expiry_interval: u32, budget: Arc<QueueBudget>) -> Session {
         Session {
             client_id,
             expiry_interval,
             subscriptions: HashMap::new(),
-            queue: VecDeque::new(),
+            queue: MessageQueue::new(budget),
             inflight: VecDeque::new(),
             inbound_qos2: HashSet::new(),
             last_packet_id: 0,
             will: None,
-            dropped: 0,
         }
-    }
-
-    /// Appends a delivery to the queue, unless the queue is full or the message is QoS 0 and
-    /// the session is offline.
-    pub fn enqueue(
-        &mut self,
-        delivery: Delivery,
-        online: bool,
-        max_queued: usize,
-    ) -> Result<(), QueueRefusal> {
-        if !online && delivery.qos == QoS::AtMostOnce {
-            return Err(QueueRefusal::OfflineQoS0);
-        }
-        if self.queue.len() >= max_queued {
-            self.dropped += 1;
-            return Err(QueueRefusal::Full);
-        }
-        self.queue.push_back(delivery);
-        Ok(())
     }
 
     /// A packet identifier not used by any inflight message [MQTT-2.3.1-2]. The caller keeps
@@ -137,6 +107,7 @@ impl Session {
 mod tests {
     use super::*;
     use crate::broker::message::Message;
+    use crate::codec::QoS;
     use bytes::Bytes;
 
     fn delivery(qos: QoS) -> Delivery {
@@ -149,35 +120,8 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_bounded_and_counts_drops() {
-        let mut session = Session::new(Arc::from("c"), 10);
-        assert!(session
-            .enqueue(delivery(QoS::AtLeastOnce), false, 2)
-            .is_ok());
-        assert!(session
-            .enqueue(delivery(QoS::AtLeastOnce), false, 2)
-            .is_ok());
-        assert_eq!(
-            session.enqueue(delivery(QoS::AtLeastOnce), false, 2),
-            Err(QueueRefusal::Full)
-        );
-        assert_eq!(session.dropped, 1);
-        assert_eq!(session.queue.len(), 2);
-    }
-
-    #[test]
-    fn offline_sessions_do_not_queue_qos0() {
-        let mut session = Session::new(Arc::from("c"), 10);
-        assert_eq!(
-            session.enqueue(delivery(QoS::AtMostOnce), false, 5),
-            Err(QueueRefusal::OfflineQoS0)
-        );
-        assert!(session.enqueue(delivery(QoS::AtMostOnce), true, 5).is_ok());
-    }
-
-    #[test]
     fn packet_ids_skip_zero_and_ids_in_use() {
-        let mut session = Session::new(Arc::from("c"), 10);
+        let mut session = Session::new(Arc::from("c"), 10, QueueBudget::new(u64::MAX));
         session.last_packet_id = u16::MAX - 1;
         let first = session.next_packet_id();
         assert_eq!(first, u16::MAX);

@@ -14,7 +14,8 @@ use crate::store::redb::Recovered;
 use crate::store::StoreOp;
 
 use super::message::{Delivery, Message};
-use super::session::{Inflight, QueueRefusal, Session, SessionSubscription};
+use super::queue::{MessageQueue, Placement, QueueBudget, QueueLimits};
+use super::session::{Inflight, Session, SessionSubscription};
 use super::subscriptions::{Subscription, SubscriptionIndex};
 use super::topic::{filter_matches, parse_shared};
 
@@ -87,8 +88,20 @@ pub struct Routed {
     pub ops: Vec<StoreOp>,
     /// Whether any subscription matched (v5 PUBACK 0x10 No matching subscribers otherwise).
     pub matched: bool,
-    /// Messages dropped because a receiving session's queue was full.
+    /// Messages lost to a receiving session's queue bounds (dropped or refused).
     pub dropped: u64,
+    /// Receiving sessions that refused the message because their queue was full.
+    pub refused: usize,
+    /// Receiving sessions whose queue took the message.
+    pub queued: usize,
+}
+
+impl Routed {
+    /// The message matched subscriptions but every receiving queue refused it (v5: 0x97
+    /// Quota exceeded to the publisher).
+    pub fn refused_everywhere(&self) -> bool {
+        self.refused > 0 && self.queued == 0
+    }
 }
 
 /// One receiving session of a message, with what its matching subscriptions ask for.
@@ -100,7 +113,7 @@ struct Target {
 }
 
 /// Everything the broker shares between connections.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
     /// Boxed: a table of many sessions then holds pointers, not slots, in its spare buckets.
     pub sessions: HashMap<Arc<str>, Box<SessionSlot>>,
@@ -108,20 +121,31 @@ pub struct State {
     pub retained: HashMap<Arc<str>, Arc<Message>>,
     /// Round-robin position per shared filter (`$share/{group}/{filter}`).
     share_cursors: HashMap<Arc<str>, usize>,
-    /// Most messages a session may queue.
-    max_queued: usize,
+    /// The bounds of every session's queue.
+    queue_limits: QueueLimits,
+    /// The byte budget every queue draws from.
+    budget: Arc<QueueBudget>,
     /// The id the next message gets.
     next_message_id: u64,
 }
 
 impl State {
-    /// An empty state whose sessions queue at most `max_queued` messages each.
-    pub fn new(max_queued: usize) -> State {
+    /// An empty state whose sessions' queues hold what `queue_limits` and `budget` allow.
+    pub fn new(queue_limits: QueueLimits, budget: Arc<QueueBudget>) -> State {
         State {
-            max_queued,
+            sessions: HashMap::new(),
+            subscriptions: SubscriptionIndex::default(),
+            retained: HashMap::new(),
+            share_cursors: HashMap::new(),
+            queue_limits,
+            budget,
             next_message_id: 1,
-            ..State::default()
         }
+    }
+
+    /// Bytes queued in every session together.
+    pub fn queued_bytes(&self) -> u64 {
+        self.budget.used()
     }
 
     /// A fresh message id.
@@ -160,8 +184,13 @@ impl State {
                     0
                 }
             };
-            let mut session = Session::new(client_id.clone(), stored.expiry_interval);
-            session.queue = stored.queue.into();
+            let mut session = Session::new(
+                client_id.clone(),
+                stored.expiry_interval,
+                self.budget.clone(),
+            );
+            session.queue =
+                MessageQueue::restored(self.budget.clone(), &stored.queue, stored.next_sequence);
             session.inflight = stored
                 .inflight
                 .into_iter()
@@ -225,11 +254,12 @@ impl State {
         }
         let slot = self.sessions.entry(client_id.clone()).or_insert_with(|| {
             Box::new(SessionSlot {
-                session: Session::new(client_id.clone(), expiry_interval),
+                session: Session::new(client_id.clone(), expiry_interval, self.budget.clone()),
                 link: None,
                 epoch: 0,
             })
         });
+        slot.session.queue.forget_load();
         slot.session.expiry_interval = expiry_interval;
         slot.session.will = will.clone();
         slot.link = Some(link);
@@ -268,6 +298,7 @@ impl State {
         }
         slot.link = None;
         detached.epoch = slot.epoch;
+        slot.session.queue.release_memory();
         if !keep_will && slot.session.will.take().is_some() {
             routed.ops.push(StoreOp::Will {
                 client_id: client_id.clone(),
@@ -462,9 +493,8 @@ impl State {
         members.get(chosen)
     }
 
-    /// Queues one delivery for `target` and wakes its connection.
+    /// Offers one delivery to `target`'s queue and wakes its connection.
     fn deliver(&mut self, target: Target, message: &Arc<Message>, routed: &mut Routed) {
-        let max_queued = self.max_queued;
         let Some(slot) = self.sessions.get_mut(&target.client_id) else {
             return;
         };
@@ -474,34 +504,25 @@ impl State {
             retain: target.retain_as_published && message.retain,
             subscription_ids: target.subscription_ids,
         };
-        let durable = slot.session.is_persistent() && delivery.qos != QoS::AtMostOnce;
-        let record = durable.then(|| delivery.clone());
-        match slot
-            .session
-            .enqueue(delivery, slot.link.is_some(), max_queued)
-        {
-            Ok(()) => {
-                if let Some(delivery) = record {
-                    routed.ops.push(StoreOp::Enqueue {
-                        client_id: target.client_id.clone(),
-                        delivery,
-                    });
-                }
-                if let Some(link) = &slot.link {
-                    link.signal.notify.notify_one();
-                }
+        let placement = Placement {
+            persistent: slot.session.is_persistent(),
+            online: slot.link.is_some(),
+        };
+        let offered = slot.session.queue.offer(
+            delivery,
+            &target.client_id,
+            placement,
+            &self.queue_limits,
+            &mut routed.ops,
+        );
+        routed.dropped += offered.dropped;
+        if offered.queued {
+            routed.queued += 1;
+            if let Some(link) = &slot.link {
+                link.signal.notify.notify_one();
             }
-            Err(QueueRefusal::Full) => {
-                routed.dropped += 1;
-                if slot.session.dropped % 1000 == 1 {
-                    tracing::warn!(
-                        client_id = %target.client_id,
-                        dropped = slot.session.dropped,
-                        "queue full ({max_queued} messages): dropping new messages for this session"
-                    );
-                }
-            }
-            Err(QueueRefusal::OfflineQoS0) => {}
+        } else if offered.dropped > 0 {
+            routed.refused += 1;
         }
     }
 

@@ -29,7 +29,7 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
 pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
     let metrics = broker.metrics();
     let store = broker.store().metrics();
-    let (sessions, queued, inflight) = {
+    let (sessions, queued, queued_bytes, inflight) = {
         let state = broker.state();
         let queued = state
             .sessions
@@ -41,7 +41,7 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
             .values()
             .map(|slot| slot.session.inflight.len())
             .sum::<usize>();
-        (state.sessions.len(), queued, inflight)
+        (state.sessions.len(), queued, state.queued_bytes(), inflight)
     };
     vec![
         (
@@ -76,6 +76,10 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
         ),
         ("$SYS/broker/sessions/count", sessions.to_string()),
         ("$SYS/broker/messages/queued", queued.to_string()),
+        (
+            "$SYS/broker/messages/queued_bytes",
+            queued_bytes.to_string(),
+        ),
         ("$SYS/broker/messages/inflight", inflight.to_string()),
         (
             "$SYS/broker/store/commits",
@@ -88,6 +92,10 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
         (
             "$SYS/broker/store/messages_per_commit",
             format!("{:.2}", store.messages_per_commit()),
+        ),
+        (
+            "$SYS/broker/store/messages_elided",
+            store.elided.load(Ordering::Relaxed).to_string(),
         ),
         (
             "$SYS/broker/store/bytes_written",

@@ -43,6 +43,8 @@ pub enum AdminError {
     },
     #[error("cannot inspect {}: {source}", .path.display())]
     Inspect { path: PathBuf, source: io::Error },
+    #[error("cannot read the queued messages back: {0}")]
+    Read(StoreError),
 }
 
 fn holder_text(pid: Option<u32>) -> String {
@@ -60,6 +62,8 @@ fn holder_text(pid: Option<u32>) -> String {
 pub struct AdminStore {
     store: DurableStore,
     recovered: Recovered,
+    /// Every session's queued deliveries, read back from the store, by client id.
+    queues: HashMap<Arc<str>, Vec<Delivery>>,
     file: PathBuf,
     /// The file's size before it was opened.
     file_bytes: u64,
@@ -79,12 +83,16 @@ impl AdminStore {
             Err(source) => return Err(AdminError::Inspect { path: file, source }),
         };
         match DurableStore::open(dir, DurableOptions::default()) {
-            Ok((store, recovered)) => Ok(AdminStore {
-                store,
-                recovered,
-                file,
-                file_bytes,
-            }),
+            Ok((store, recovered)) => {
+                let queues = read_queues(&store, &recovered)?;
+                Ok(AdminStore {
+                    store,
+                    recovered,
+                    queues,
+                    file,
+                    file_bytes,
+                })
+            }
             Err(OpenError::AlreadyOpen { path }) => Err(AdminError::BrokerRunning {
                 dir: dir.to_owned(),
                 pid: lock_holder(&path),
@@ -100,7 +108,14 @@ impl AdminStore {
 
     /// Counts and sizes of what the store holds, with the size its file had when opened.
     pub fn stats(&self) -> StoreStats {
-        StoreStats::of(&self.recovered, &self.file, self.file_bytes)
+        StoreStats::of(&self.recovered, &self.queues, &self.file, self.file_bytes)
+    }
+
+    /// Everything stored about the session `client_id`, its deadline judged at `now`.
+    pub fn details(&self, client_id: &str, now: SystemTime) -> Result<SessionDetails, AdminError> {
+        let session = find(&self.recovered, client_id)?;
+        let queued = self.queues.get(client_id).map_or(&[][..], Vec::as_slice);
+        Ok(SessionDetails::of(session, queued, now))
     }
 
     /// Deletes the session `client_id` with every row it owns, waits for the commit, and closes
@@ -383,39 +398,56 @@ pub struct SessionDetails {
     pub will: Option<WillLine>,
 }
 
-/// Everything stored about the session `client_id`, its deadline judged at `now`.
-pub fn details(
+impl SessionDetails {
+    fn of(session: &RecoveredSession, queued: &[Delivery], now: SystemTime) -> SessionDetails {
+        let summary = SessionSummary::of(session);
+        SessionDetails {
+            deadline: Deadline::of(summary.expiry, summary.last_seen, now),
+            summary,
+            subscriptions: session
+                .subscriptions
+                .iter()
+                .map(|(filter, options, identifier)| SubscriptionLine {
+                    filter: filter.clone(),
+                    options: *options,
+                    identifier: *identifier,
+                })
+                .collect(),
+            queued: queued.iter().map(MessageLine::of).collect(),
+            inflight: session
+                .inflight
+                .iter()
+                .map(|(packet_id, delivery, state)| InflightLine {
+                    packet_id: *packet_id,
+                    state: *state,
+                    message: MessageLine::of(delivery),
+                })
+                .collect(),
+            inbound_qos2: session.inbound_qos2.clone(),
+            will: session.will.as_ref().map(WillLine::of),
+        }
+    }
+}
+
+/// Reads every session's queued deliveries back. Blocks; call it outside an async runtime.
+fn read_queues(
+    store: &DurableStore,
     recovered: &Recovered,
-    client_id: &str,
-    now: SystemTime,
-) -> Result<SessionDetails, AdminError> {
-    let session = find(recovered, client_id)?;
-    let summary = SessionSummary::of(session);
-    Ok(SessionDetails {
-        deadline: Deadline::of(summary.expiry, summary.last_seen, now),
-        summary,
-        subscriptions: session
-            .subscriptions
-            .iter()
-            .map(|(filter, options, identifier)| SubscriptionLine {
-                filter: filter.clone(),
-                options: *options,
-                identifier: *identifier,
-            })
-            .collect(),
-        queued: session.queue.iter().map(MessageLine::of).collect(),
-        inflight: session
-            .inflight
-            .iter()
-            .map(|(packet_id, delivery, state)| InflightLine {
-                packet_id: *packet_id,
-                state: *state,
-                message: MessageLine::of(delivery),
-            })
-            .collect(),
-        inbound_qos2: session.inbound_qos2.clone(),
-        will: session.will.as_ref().map(WillLine::of),
-    })
+) -> Result<HashMap<Arc<str>, Vec<Delivery>>, AdminError> {
+    let mut queues = HashMap::new();
+    for session in &recovered.sessions {
+        let Some((first, _)) = session.queue.first() else {
+            continue;
+        };
+        let entries = store
+            .load(session.client_id.clone(), *first..session.next_sequence)
+            .blocking_recv()
+            .unwrap_or(Err(StoreError::WriterGone))
+            .map_err(AdminError::Read)?;
+        let deliveries = entries.into_iter().map(|(_, delivery)| delivery).collect();
+        queues.insert(session.client_id.clone(), deliveries);
+    }
+    Ok(queues)
 }
 
 fn find<'a>(recovered: &'a Recovered, client_id: &str) -> Result<&'a RecoveredSession, AdminError> {
@@ -467,8 +499,13 @@ pub struct StoreStats {
 }
 
 impl StoreStats {
-    /// The counts of `recovered`, kept in `file` of `file_bytes` bytes.
-    pub fn of(recovered: &Recovered, file: &Path, file_bytes: u64) -> StoreStats {
+    /// The counts of `recovered` and its `queues`, kept in `file` of `file_bytes` bytes.
+    pub fn of(
+        recovered: &Recovered,
+        queues: &HashMap<Arc<str>, Vec<Delivery>>,
+        file: &Path,
+        file_bytes: u64,
+    ) -> StoreStats {
         let mut stats = StoreStats {
             file: file.to_owned(),
             file_bytes,
@@ -483,7 +520,10 @@ impl StoreStats {
         };
         let mut bodies = HashMap::new();
         for session in &recovered.sessions {
-            stats.count_session(session, &mut bodies);
+            let queued = queues
+                .get(&session.client_id)
+                .map_or(&[][..], Vec::as_slice);
+            stats.count_session(session, queued, &mut bodies);
         }
         for payload_bytes in bodies.into_values() {
             stats.bodies.add(payload_bytes);
@@ -495,7 +535,12 @@ impl StoreStats {
     }
 
     /// Adds one session's rows; notes the payload size of each message body by id.
-    fn count_session(&mut self, session: &RecoveredSession, bodies: &mut HashMap<u64, usize>) {
+    fn count_session(
+        &mut self,
+        session: &RecoveredSession,
+        queued: &[Delivery],
+        bodies: &mut HashMap<u64, usize>,
+    ) {
         self.connected_at_last_stop += usize::from(session.offline_since.is_none());
         self.subscriptions += session.subscriptions.len();
         self.wills += usize::from(session.will.is_some());
@@ -504,7 +549,7 @@ impl StoreStats {
             bodies.insert(delivery.message.id, payload_bytes);
             payload_bytes
         };
-        for delivery in &session.queue {
+        for delivery in queued {
             self.queued.add(note(delivery));
         }
         for (_, delivery, _) in &session.inflight {
@@ -527,10 +572,14 @@ pub fn unusable_reason(error: &OpenError) -> Option<String> {
         } => Some(format!(
             "it has schema version {found}, newer than the version {supported} this cairn reads"
         )),
+        OpenError::OlderSchema { found, .. } => Some(format!(
+            "it has schema version {found}, written by a pre-release cairn"
+        )),
         OpenError::Recovery { reason, .. } => Some(format!("it cannot be read back ({reason})")),
         OpenError::CreateDir { .. }
         | OpenError::AlreadyOpen { .. }
         | OpenError::Io { .. }
+        | OpenError::RecoveryIo { .. }
         | OpenError::Spawn(_) => None,
     }
 }
@@ -757,6 +806,7 @@ mod tests {
     fn enqueue(client_id: &str, message: Arc<Message>, subscription_ids: Vec<u32>) -> StoreOp {
         StoreOp::Enqueue {
             client_id: Arc::from(client_id),
+            seq: message.id,
             delivery: Delivery {
                 message,
                 qos: QoS::AtLeastOnce,
@@ -801,8 +851,8 @@ mod tests {
             enqueue("alpha", message(2, "sensors/b", b"123"), vec![7]),
             StoreOp::Inflight {
                 client_id: alpha.clone(),
+                seq: 1,
                 packet_id: 9,
-                message_id: 1,
             },
             StoreOp::Offline {
                 client_id: alpha,
@@ -876,7 +926,7 @@ mod tests {
         let dir = populated();
         let store = open(&dir);
         let soon = offline_at() + Duration::from_secs(10);
-        let alpha = details(store.recovered(), "alpha", soon).expect("alpha is stored");
+        let alpha = store.details("alpha", soon).expect("alpha is stored");
         assert_eq!(
             alpha.deadline,
             Deadline::At(offline_at() + Duration::from_secs(3600))
@@ -896,7 +946,7 @@ mod tests {
              subscription identifiers: 7"
         );
         assert_eq!(alpha.will, None);
-        let beta = details(store.recovered(), "beta", soon).expect("beta is stored");
+        let beta = store.details("beta", soon).expect("beta is stored");
         assert_eq!(beta.deadline, Deadline::Never);
         assert_eq!(
             beta.will.map(|will| will.to_string()).as_deref(),
@@ -924,7 +974,9 @@ mod tests {
     fn unknown_session_is_an_error_naming_it() {
         let dir = populated();
         let store = open(&dir);
-        let error = details(store.recovered(), "gamma", SystemTime::now()).expect_err("absent");
+        let error = store
+            .details("gamma", SystemTime::now())
+            .expect_err("absent");
         assert!(error.to_string().contains("\"gamma\""), "{error}");
         let error = store.drop_session("gamma").expect_err("absent");
         assert!(matches!(error, AdminError::NoSuchSession { .. }), "{error}");
@@ -1038,8 +1090,12 @@ mod tests {
         let usable = [
             OpenError::AlreadyOpen { path: path.clone() },
             OpenError::Io {
-                path,
+                path: path.clone(),
                 source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
+            OpenError::RecoveryIo {
+                path,
+                reason: "storage failed: I/O error".into(),
             },
         ];
         for error in &usable {

@@ -43,24 +43,23 @@ pub enum StoreOp {
         client_id: Arc<str>,
         filter: Arc<str>,
     },
-    /// A message was queued for a persistent session: its body (stored once per message id)
-    /// and the per-session delivery (granted QoS, retain flag, subscription identifiers).
+    /// A message was queued for a session as entry `seq` of its queue: its body (stored once
+    /// per message id) and the per-session delivery (granted QoS, retain flag, subscription
+    /// identifiers).
     Enqueue {
         client_id: Arc<str>,
+        seq: u64,
         delivery: Delivery,
     },
-    /// The oldest queued entry of the session, for `message_id`, left the queue without being
-    /// sent (expired, or too large for the client's Maximum Packet Size).
-    Discard {
-        client_id: Arc<str>,
-        message_id: u64,
-    },
-    /// The oldest queued entry of the session, for `message_id`, was sent under `packet_id` and
-    /// is now inflight (awaiting PUBACK or PUBREC).
+    /// Queue entry `seq` left the queue without needing more: sent at QoS 0, expired, too large
+    /// for the client's Maximum Packet Size, or dropped because the queue was full.
+    Discard { client_id: Arc<str>, seq: u64 },
+    /// Queue entry `seq` was sent under `packet_id` and is now inflight (awaiting PUBACK or
+    /// PUBREC).
     Inflight {
         client_id: Arc<str>,
+        seq: u64,
         packet_id: u16,
-        message_id: u64,
     },
     /// PUBREC arrived for an inflight QoS 2 message; PUBREL was sent, PUBCOMP is awaited.
     Released { client_id: Arc<str>, packet_id: u16 },
@@ -94,6 +93,9 @@ pub enum StoreError {
     /// The store's writer stopped before answering.
     #[error("the store writer stopped before committing")]
     WriterGone,
+    /// A stored record could not be read.
+    #[error("the store could not read: {0}")]
+    Read(String),
 }
 
 /// The completion of one committed batch, awaited before an ack is released.
@@ -144,6 +146,19 @@ impl Commit {
     }
 }
 
+/// Queue entries read back by [`Store::load`], once they arrive.
+#[derive(Debug)]
+pub struct Loaded {
+    reply: oneshot::Receiver<Result<Vec<(u64, Delivery)>, StoreError>>,
+}
+
+impl Loaded {
+    /// Waits for the entries.
+    pub async fn wait(self) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        self.reply.await.unwrap_or(Err(StoreError::WriterGone))
+    }
+}
+
 /// The session store: a front for the durable store's single writer.
 #[derive(Debug)]
 pub struct Store {
@@ -168,6 +183,16 @@ impl Store {
         Commit {
             pending: Some(self.durable.submit(batch)),
             outcome: None,
+        }
+    }
+
+    /// Reads queue entries `from..to` of a session back, after every batch committed before
+    /// it (so it must be asked while the state that numbered them is locked): (sequence
+    /// number, delivery), ascending. Entries the store does not have are missing from the
+    /// answer.
+    pub fn load(&self, client_id: &Arc<str>, from: u64, to: u64) -> Loaded {
+        Loaded {
+            reply: self.durable.load(client_id.clone(), from..to),
         }
     }
 

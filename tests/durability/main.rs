@@ -14,6 +14,7 @@
 mod common;
 
 mod crash;
+mod diskfull;
 mod expiry;
 mod kill;
 mod process;

@@ -1,6 +1,6 @@
 //! The real `cairn` binary as a child process: `serve` on 127.0.0.1 port 0 with a given data
 //! directory, ready once it logs `broker ready` (the address is read from that line, so no port
-//! is guessed), stopped with SIGKILL; its log is kept for failure messages.
+//! is guessed), stopped with SIGKILL or SIGTERM; its log is kept for failure messages.
 
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
@@ -46,11 +46,16 @@ pub fn serve_args(data_dir: &Path) -> Vec<String> {
     ]
 }
 
-/// Runs `cairn serve` on `data_dir` to its end; it must end within [`WAIT`] (a refusal).
-pub async fn serve_to_end(data_dir: &Path) -> Output {
+/// `cairn serve` on `data_dir`, as [`CairnProcess::start`] runs it.
+pub fn serve_command(data_dir: &Path) -> Command {
     let args = serve_args(data_dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut command = cairn_command(&args);
+    cairn_command(&args)
+}
+
+/// Runs `cairn serve` on `data_dir` to its end; it must end within [`WAIT`] (a refusal).
+pub async fn serve_to_end(data_dir: &Path) -> Output {
+    let mut command = serve_command(data_dir);
     command.stdout(Stdio::piped());
     tokio::time::timeout(WAIT, command.output())
         .await
@@ -75,9 +80,13 @@ pub struct CairnProcess {
 impl CairnProcess {
     /// Starts `cairn serve` on `data_dir` and waits (within [`WAIT`]) until it is ready.
     pub async fn start(data_dir: &Path) -> CairnProcess {
-        let args = serve_args(data_dir);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut child = cairn_command(&args).spawn().expect("cairn serve starts");
+        CairnProcess::spawn(serve_command(data_dir)).await
+    }
+
+    /// Spawns `command` (a `cairn serve` with stderr piped, possibly through a launcher that
+    /// execs it in the same process) and waits (within [`WAIT`]) until it is ready.
+    pub async fn spawn(mut command: Command) -> CairnProcess {
+        let mut child = command.spawn().expect("cairn serve starts");
         let (log, mut lines) = collect_log(&mut child);
         let ready = tokio::time::timeout(WAIT, ready_address(&mut lines)).await;
         let addr = match ready {
@@ -99,6 +108,31 @@ impl CairnProcess {
             status.signal(),
             Some(SIGKILL),
             "cairn ended by SIGKILL, not {status}: {}",
+            self.log()
+        );
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("cairn is running")
+    }
+
+    /// Sends SIGTERM and waits until the process has ended; asserts a graceful exit (status 0).
+    pub async fn terminate(mut self) {
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM sent to cairn {pid}");
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("cairn ends within the wait after SIGTERM")
+            .expect("wait for cairn");
+        assert!(
+            status.success(),
+            "cairn ended gracefully after SIGTERM, not {status}: {}",
             self.log()
         );
     }

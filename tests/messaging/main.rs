@@ -13,6 +13,7 @@ mod matching;
 mod offline;
 mod properties;
 mod qos;
+mod queues;
 mod resend;
 mod retained;
 mod shared;

@@ -1,19 +1,17 @@
 //! Offline queues: QoS 1/2 messages routed to a persistent session while it is offline wait for
-//! it and arrive in order on reconnect; QoS 0 ones are not queued; the queue is bounded by
-//! `max_queued_messages` and what does not fit is dropped (and counted).
-
-use std::sync::atomic::Ordering;
+//! it and arrive in order on reconnect; QoS 0 ones are not queued. The queues' bounds and
+//! spilling are tested in `queues.rs`.
 
 use cairn::codec::{Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
 
-use crate::common::{publish_packet, start_broker, start_broker_with, RawClient};
+use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::{
     acknowledge, assert_nothing_pending, client_id, fresh_persistent, go_offline, publish_qos0,
-    publish_qos1, publishes_before_pingresp, resume, subscribe_granted, text, texts, BOTH,
+    publish_qos1, resume, subscribe_granted, text, BOTH,
 };
 
 /// Subscribes a new persistent session to `filter` at `qos`, then takes it offline.
-async fn offline_subscriber(
+pub(crate) async fn offline_subscriber(
     addr: std::net::SocketAddr,
     version: ProtocolVersion,
     id: &str,
@@ -71,45 +69,6 @@ async fn qos1_and_qos2_are_queued_in_order_and_qos0_is_not() {
             received.push(publish);
         }
         for publish in &received {
-            acknowledge(&mut sub, publish).await;
-        }
-        assert_nothing_pending(&mut sub).await;
-    }
-}
-
-/// `max_queued_messages` bounds an offline session's queue: of five QoS 1 messages exactly the
-/// first three arrive, and the broker counts the two it dropped.
-#[tokio::test]
-async fn offline_queue_keeps_exactly_max_queued_messages() {
-    let broker = start_broker_with(|config| config.limits.max_queued_messages = 3).await;
-    let mut dropped_so_far = 0;
-    for version in BOTH {
-        let id = client_id("bounded", version);
-        let topic = format!("bounded/{}", version.level());
-        offline_subscriber(broker.addr, version, &id, &topic, QoS::AtLeastOnce).await;
-
-        let mut publisher =
-            RawClient::connect(broker.addr, version, &client_id("bounded-pub", version)).await;
-        for n in 1..=5 {
-            publish_qos1(&mut publisher, &topic, n, &format!("m{n}")).await;
-        }
-        dropped_so_far += 2;
-        let dropped = broker
-            .handle
-            .broker()
-            .metrics()
-            .messages_dropped
-            .load(Ordering::Relaxed);
-        assert_eq!(dropped, dropped_so_far, "dropped messages are counted");
-
-        let mut sub = resume(broker.addr, version, &id).await;
-        let delivered = publishes_before_pingresp(&mut sub).await;
-        assert_eq!(
-            texts(&delivered),
-            ["m1", "m2", "m3"],
-            "exactly the bound arrives"
-        );
-        for publish in &delivered {
             acknowledge(&mut sub, publish).await;
         }
         assert_nothing_pending(&mut sub).await;

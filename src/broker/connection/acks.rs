@@ -27,18 +27,23 @@ pub type Released = (Result<(), StoreError>, PendingAck);
 #[derive(Debug, Default)]
 pub struct AckQueue {
     pending: VecDeque<PendingAck>,
+    /// How many of `pending` are PUBACKs.
+    pubacks: usize,
 }
 
 impl AckQueue {
     /// Holds `ack` back until `commit` completes.
     pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
+        self.pubacks += usize::from(matches!(ack, Packet::PubAck(_)));
         self.pending.push_back(PendingAck { commit, ack, after });
     }
 
     /// The oldest ack if its commit has completed. Acks leave strictly in order.
     pub fn pop_ready(&mut self) -> Option<Released> {
         let result = self.pending.front_mut()?.commit.try_result()?;
-        self.pending.pop_front().map(|ack| (result, ack))
+        let released = self.pending.pop_front()?;
+        self.pubacks -= usize::from(matches!(released.ack, Packet::PubAck(_)));
+        Some((result, released))
     }
 
     /// Waits until the oldest ack's commit completes (forever if none is pending).
@@ -53,9 +58,6 @@ impl AckQueue {
     /// How many PUBACKs are waiting: inbound QoS 1 messages not yet acknowledged. (Inbound
     /// QoS 2 messages are counted by the session until PUBREL, whether or not their PUBREC left.)
     pub fn pending_pubacks(&self) -> usize {
-        self.pending
-            .iter()
-            .filter(|p| matches!(p.ack, Packet::PubAck(_)))
-            .count()
+        self.pubacks
     }
 }

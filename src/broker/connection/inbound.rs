@@ -171,7 +171,17 @@ impl Client {
             Instant::now(),
         ));
         let mut routed = state.route(&message);
-        if qos == QoS::ExactlyOnce {
+        // A v5 publisher hears when every queue refused its message (refuse_newest policy);
+        // a 3.1.1 publisher cannot, and the loss is counted and logged only.
+        let reason = if routed.refused_everywhere() && self.version == ProtocolVersion::V5 {
+            ReasonCode::QuotaExceeded
+        } else if routed.matched {
+            ReasonCode::Success
+        } else {
+            ReasonCode::NoMatchingSubscribers
+        };
+        // A PUBREC with a failure reason code ends the QoS 2 flow: no PUBREL follows.
+        if qos == QoS::ExactlyOnce && reason != ReasonCode::QuotaExceeded {
             if let Some(slot) = state.sessions.get_mut(&self.client_id) {
                 slot.session.inbound_qos2.insert(packet_id);
             }
@@ -183,11 +193,6 @@ impl Client {
                 });
             }
         }
-        let reason = if routed.matched {
-            ReasonCode::Success
-        } else {
-            ReasonCode::NoMatchingSubscribers
-        };
         // Handed to the store before the lock is released: a receiver's connection may take
         // the message from its queue at once, and its Inflight op must reach the store after
         // this Enqueue, or the store keeps the queue entry and repeats the message after a

@@ -10,12 +10,14 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
-use crate::store::StoreOp;
+use crate::store::{Commit, Loaded, StoreOp};
 
 use super::framed::Framed;
 use super::{Client, Exit};
 use crate::broker::message::Delivery;
-use crate::broker::session::{Inflight, OutboundState};
+use crate::broker::queue::{LoadRequest, Queued};
+use crate::broker::session::{Inflight, OutboundState, Session};
+use crate::broker::state::State;
 
 /// Most PUBLISH packets prepared per pass, so acks and reads interleave with a long queue.
 const BATCH: usize = 256;
@@ -56,26 +58,25 @@ impl Client {
         Ok(())
     }
 
-    /// Moves queued messages into the window and writes them. Messages for persistent sessions
-    /// are recorded as inflight before they go out, so a restart resends rather than re-sends.
+    /// Moves queued messages into the window and writes them, reading spilled entries back
+    /// from the store as the queue's head drains. A QoS 2 message of a persistent session is
+    /// recorded as inflight before it goes out, so a restart resends it (DUP, same packet
+    /// identifier) rather than sending it again as a new message [MQTT-4.3.3-6]; for QoS 1 a
+    /// repeat is allowed, so its record is not awaited.
     pub(super) async fn send_queued<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
     ) -> Result<(), Exit> {
         loop {
-            let (packets, ops) = self.take_deliverable()?;
-            if packets.is_empty() {
-                if !ops.is_empty() {
-                    let _ = self.broker.commit(ops);
+            let pass = self.take_deliverable()?;
+            if pass.await_commit {
+                if let Err(error) = pass.commit.wait().await {
+                    tracing::error!(client_id = %self.client_id, %error, "could not record inflight messages");
+                    return Err(Exit::Lost(format!("store failure: {error}")));
                 }
-                return Ok(());
             }
-            if let Err(error) = self.broker.commit(ops).wait().await {
-                tracing::error!(client_id = %self.client_id, %error, "could not record inflight messages");
-                return Err(Exit::Lost(format!("store failure: {error}")));
-            }
-            let count = packets.len();
-            for packet in &packets {
+            let count = pass.packets.len();
+            for packet in &pass.packets {
                 framed.queue(packet).map_err(|error| {
                     Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
                 })?;
@@ -84,6 +85,20 @@ impl Client {
                 .metrics()
                 .messages_sent
                 .fetch_add(count as u64, Ordering::Relaxed);
+            if let Some((request, loaded)) = pass.load {
+                if count > 0 {
+                    framed
+                        .flush()
+                        .await
+                        .map_err(|error| Exit::Lost(error.to_string()))?;
+                }
+                let entries = loaded.wait().await.map_err(|error| {
+                    tracing::error!(client_id = %self.client_id, %error, "could not read queued messages back");
+                    Exit::Lost(format!("store failure: {error}"))
+                })?;
+                self.take_loaded(request, entries)?;
+                continue;
+            }
             if count < BATCH {
                 return Ok(());
             }
@@ -94,8 +109,9 @@ impl Client {
     }
 
     /// Under the state lock: takes what the window allows from the session queue, assigns
-    /// packet identifiers and builds the PUBLISH packets.
-    fn take_deliverable(&mut self) -> Result<(Vec<Packet>, Vec<StoreOp>), Exit> {
+    /// packet identifiers, builds the PUBLISH packets, hands the store what became of each
+    /// stored entry, and starts reading spilled entries back when the queue's head runs low.
+    fn take_deliverable(&mut self) -> Result<Pass, Exit> {
         let window = usize::from(
             self.client_receive_maximum
                 .min(self.broker.config().limits.max_inflight),
@@ -103,28 +119,23 @@ impl Client {
         let now = Instant::now();
         let broker = self.broker.clone();
         let mut state = broker.state();
-        let Some(slot) = state.sessions.get_mut(&self.client_id) else {
-            return Err(Exit::TakenOver);
-        };
-        if slot.link.as_ref().map(|link| link.connection_id) != Some(self.connection_id) {
-            return Err(Exit::TakenOver);
-        }
-        let session = &mut slot.session;
-        let persistent = session.is_persistent();
+        let session = self.own_session(&mut state)?;
         let mut packets = Vec::new();
         let mut ops = Vec::new();
+        let mut await_commit = false;
         while packets.len() < BATCH {
             let Some(front) = session.queue.front() else {
                 break;
             };
-            if front.qos != QoS::AtMostOnce && session.inflight.len() >= window {
+            if front.delivery.qos != QoS::AtMostOnce && session.inflight.len() >= window {
                 break; // [MQTT-4.9.0-2] the window is full; order is kept by waiting.
             }
-            let Some(delivery) = session.queue.pop_front() else {
+            let Some(Queued { seq, delivery, .. }) = session.queue.pop_front(&self.client_id)
+            else {
                 break;
             };
             let Some(mut publish) = self.publish_for(&delivery, now, false) else {
-                self.discard(&delivery, persistent, &mut ops, "expired");
+                self.discard(&delivery, seq, &mut ops, "expired");
                 continue;
             };
             let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| session.next_packet_id());
@@ -134,7 +145,7 @@ impl Client {
                 // [MQTT-3.1.2-24] Too large for the client: discarded as if sent.
                 self.discard(
                     &delivery,
-                    persistent,
+                    seq,
                     &mut ops,
                     "larger than the client's Maximum Packet Size",
                 );
@@ -143,37 +154,94 @@ impl Client {
             if let Packet::Publish(publish) = &mut packet {
                 self.apply_outbound_alias(publish);
             }
-            if let Some(packet_id) = packet_id {
-                if persistent {
-                    ops.push(StoreOp::Inflight {
-                        client_id: self.client_id.clone(),
+            match (packet_id, seq) {
+                (Some(packet_id), seq) => {
+                    if let Some(seq) = seq {
+                        ops.push(StoreOp::Inflight {
+                            client_id: self.client_id.clone(),
+                            seq,
+                            packet_id,
+                        });
+                        await_commit |= delivery.qos == QoS::ExactlyOnce;
+                    }
+                    let state = if delivery.qos == QoS::AtLeastOnce {
+                        OutboundState::AwaitingPubAck
+                    } else {
+                        OutboundState::AwaitingPubRec
+                    };
+                    session.inflight.push_back(Inflight {
                         packet_id,
-                        message_id: delivery.message.id,
+                        delivery,
+                        state,
                     });
                 }
-                let state = if delivery.qos == QoS::AtLeastOnce {
-                    OutboundState::AwaitingPubAck
-                } else {
-                    OutboundState::AwaitingPubRec
-                };
-                session.inflight.push_back(Inflight {
-                    packet_id,
-                    delivery,
-                    state,
-                });
+                (None, Some(seq)) => ops.push(StoreOp::Discard {
+                    client_id: self.client_id.clone(),
+                    seq,
+                }),
+                (None, None) => {}
             }
             packets.push(packet);
         }
-        Ok((packets, ops))
+        let load = session.queue.load_request().map(|request| {
+            let loaded = broker
+                .store()
+                .load(&self.client_id, request.from, request.to);
+            (request, loaded)
+        });
+        // Handed over while the state is locked, so the store sees them in the order they
+        // happened.
+        let commit = broker.commit(ops);
+        drop(state);
+        Ok(Pass {
+            packets,
+            commit,
+            await_commit,
+            load,
+        })
+    }
+
+    /// The session this connection is attached to, or [`Exit::TakenOver`] if another
+    /// connection took it (or it is gone).
+    fn own_session<'s>(&self, state: &'s mut State) -> Result<&'s mut Session, Exit> {
+        match state.sessions.get_mut(&self.client_id) {
+            Some(slot)
+                if slot.link.as_ref().map(|link| link.connection_id)
+                    == Some(self.connection_id) =>
+            {
+                Ok(&mut slot.session)
+            }
+            _ => Err(Exit::TakenOver),
+        }
+    }
+
+    /// Under the state lock: moves entries read back from the store into the queue's head.
+    fn take_loaded(
+        &mut self,
+        request: LoadRequest,
+        entries: Vec<(u64, Delivery)>,
+    ) -> Result<(), Exit> {
+        let broker = self.broker.clone();
+        let mut state = broker.state();
+        let session = self.own_session(&mut state)?;
+        let lost = session.queue.apply_load(request, entries);
+        if lost > 0 {
+            tracing::error!(client_id = %self.client_id, lost, "queued messages missing from the store; they cannot be delivered");
+            broker
+                .metrics()
+                .messages_dropped
+                .fetch_add(lost, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Records that a queued delivery left without being sent.
-    fn discard(&self, delivery: &Delivery, persistent: bool, ops: &mut Vec<StoreOp>, why: &str) {
+    fn discard(&self, delivery: &Delivery, seq: Option<u64>, ops: &mut Vec<StoreOp>, why: &str) {
         tracing::debug!(client_id = %self.client_id, topic = %delivery.message.topic, "message not sent: {why}");
-        if persistent && delivery.qos != QoS::AtMostOnce {
+        if let Some(seq) = seq {
             ops.push(StoreOp::Discard {
                 client_id: self.client_id.clone(),
-                message_id: delivery.message.id,
+                seq,
             });
         }
     }
@@ -275,6 +343,16 @@ impl Client {
             }
         }
     }
+}
+
+/// One pass over the queue: the packets to write, the store's record of what was taken, and
+/// the read of spilled entries it started.
+struct Pass {
+    packets: Vec<Packet>,
+    commit: Commit,
+    /// The packets may go out only once `commit` is durable (it holds a QoS 2 send).
+    await_commit: bool,
+    load: Option<(LoadRequest, Loaded)>,
 }
 
 /// The failure form of an ack whose commit failed (v5).

@@ -5,71 +5,38 @@
 //! Owns message-body reference counting: a body is written with the first entry that refers to
 //! it and deleted with the last. Never commits; the writer does.
 
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::broker::message::{Delivery, Message};
+use crate::broker::queue::entry_size;
 use crate::broker::session::OutboundState;
 use crate::codec::{QoS, SubscriptionOptions, Will};
 use crate::store::StoreOp;
 
 use super::clock::WallClock;
 use super::records::{
-    encode_message, encode_will, InflightRecord, QueueRecord, SessionRecord, SubscriptionRecord,
+    decode_message, encode_message, encode_will, InflightRecord, QueueRecord, SessionRecord,
+    SubscriptionRecord,
 };
 use super::tables::{
-    after_client, DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, MESSAGE_REFS, META,
-    META_NEXT_MESSAGE_ID, META_NEXT_SEQUENCE, QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
+    after_client, DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, MESSAGE_REFS, QUEUE, RETAINED,
+    SESSIONS, SUBSCRIPTIONS, WILLS,
 };
-
-/// Store-wide counters the writer keeps in memory and saves with every commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    /// Above every message id seen.
-    pub next_message_id: u64,
-    /// The next value of the sequence ordering queue and inflight entries.
-    pub next_sequence: u64,
-}
-
-impl Counters {
-    /// The counters of an empty database.
-    pub const FIRST: Counters = Counters {
-        next_message_id: 1,
-        next_sequence: 0,
-    };
-
-    fn take_sequence(&mut self) -> u64 {
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        sequence
-    }
-
-    /// Keeps `next_message_id` above `id`.
-    pub fn saw_message(&mut self, id: u64) {
-        self.next_message_id = self.next_message_id.max(id.saturating_add(1));
-    }
-
-    /// Keeps `next_sequence` above `sequence`.
-    pub fn saw_sequence(&mut self, sequence: u64) {
-        self.next_sequence = self.next_sequence.max(sequence.saturating_add(1));
-    }
-
-    /// Saves the counters in the `meta` table.
-    pub fn save(&self, txn: &WriteTransaction) -> Result<(), DbError> {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(META_NEXT_MESSAGE_ID, self.next_message_id)?;
-        meta.insert(META_NEXT_SEQUENCE, self.next_sequence)?;
-        Ok(())
-    }
-}
+use super::writer::LoadedEntries;
 
 /// What one transaction did, for the metrics.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Applied {
+    /// Ops applied (cancelled ones not counted).
     pub ops: u64,
     /// Queue entries written.
     pub enqueued: u64,
+    /// Queue entries that cancelled out within the group and were never written.
+    pub elided: u64,
 }
 
 /// Every table, opened for one write transaction.
@@ -83,17 +50,13 @@ pub struct Tables<'txn> {
     messages: Table<'txn, u64, &'static [u8]>,
     message_refs: Table<'txn, u64, u32>,
     retained: Table<'txn, &'static str, &'static [u8]>,
-    counters: &'txn mut Counters,
     clock: WallClock,
     applied: Applied,
 }
 
 impl<'txn> Tables<'txn> {
     /// Opens (creating if absent) every table in `txn`.
-    pub fn open(
-        txn: &'txn WriteTransaction,
-        counters: &'txn mut Counters,
-    ) -> Result<Tables<'txn>, DbError> {
+    pub fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>, DbError> {
         Ok(Tables {
             sessions: txn.open_table(SESSIONS)?,
             subscriptions: txn.open_table(SUBSCRIPTIONS)?,
@@ -104,7 +67,6 @@ impl<'txn> Tables<'txn> {
             messages: txn.open_table(MESSAGES)?,
             message_refs: txn.open_table(MESSAGE_REFS)?,
             retained: txn.open_table(RETAINED)?,
-            counters,
             clock: WallClock::now(),
             applied: Applied::default(),
         })
@@ -113,6 +75,13 @@ impl<'txn> Tables<'txn> {
     /// What was applied so far.
     pub fn applied(&self) -> Applied {
         self.applied
+    }
+
+    /// Counts an op that cancelled out within its group instead of applying it.
+    pub fn skip(&mut self, op: &StoreOp) {
+        if matches!(op, StoreOp::Enqueue { .. }) {
+            self.applied.elided += 1;
+        }
     }
 
     /// Applies one op.
@@ -134,17 +103,15 @@ impl<'txn> Tables<'txn> {
             StoreOp::Unsubscribe { client_id, filter } => self.unsubscribe(client_id, filter),
             StoreOp::Enqueue {
                 client_id,
+                seq,
                 delivery,
-            } => self.enqueue(client_id, delivery),
-            StoreOp::Discard {
-                client_id,
-                message_id,
-            } => self.discard(client_id, *message_id),
+            } => self.enqueue(client_id, *seq, delivery),
+            StoreOp::Discard { client_id, seq } => self.discard(client_id, *seq),
             StoreOp::Inflight {
                 client_id,
+                seq,
                 packet_id,
-                message_id,
-            } => self.send(client_id, *packet_id, *message_id),
+            } => self.send(client_id, *seq, *packet_id),
             StoreOp::Released {
                 client_id,
                 packet_id,
@@ -257,68 +224,61 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Appends a queue entry, storing the body if no other entry holds it yet.
-    fn enqueue(&mut self, client_id: &str, delivery: &Delivery) -> Result<(), DbError> {
+    /// Adds queue entry `seq`, storing the body if no other entry holds it yet.
+    fn enqueue(&mut self, client_id: &str, seq: u64, delivery: &Delivery) -> Result<(), DbError> {
         if !self.session_exists(client_id, "Enqueue")? {
             return Ok(());
         }
         self.hold_body(&delivery.message)?;
         let record = QueueRecord {
             message_id: delivery.message.id,
+            size: entry_size(delivery),
             qos: delivery.qos,
             retain: delivery.retain,
             subscription_ids: delivery.subscription_ids.clone(),
         };
-        let sequence = self.counters.take_sequence();
-        self.queue
-            .insert((client_id, sequence), record.encode().as_slice())?;
+        let replaced = self
+            .queue
+            .insert((client_id, seq), record.encode().as_slice())?
+            .map(|old| QueueRecord::decode(old.value()))
+            .transpose()?;
+        if let Some(old) = replaced {
+            tracing::warn!(%client_id, seq, "store: queue entry replaced by a new one with its number");
+            self.release_body(old.message_id)?;
+        }
         self.applied.enqueued += 1;
         Ok(())
     }
 
-    /// Removes and returns the oldest queue entry of the session for `message_id`.
-    fn take_queued(
-        &mut self,
-        client_id: &str,
-        message_id: u64,
-    ) -> Result<Option<QueueRecord>, DbError> {
-        let mut found = None;
-        for entry in self.queue.range((client_id, 0)..=(client_id, u64::MAX))? {
-            let (key, value) = entry?;
-            let record = QueueRecord::decode(value.value())?;
-            if record.message_id == message_id {
-                found = Some((key.value().1, record));
-                break;
-            }
-        }
-        let Some((sequence, record)) = found else {
-            tracing::debug!(%client_id, message_id, "store: no queue entry for this message; op ignored");
+    /// Removes and returns queue entry `seq` of the session.
+    fn take_queued(&mut self, client_id: &str, seq: u64) -> Result<Option<QueueRecord>, DbError> {
+        let Some(removed) = self.queue.remove((client_id, seq))? else {
+            tracing::debug!(%client_id, seq, "store: no such queue entry; op ignored");
             return Ok(None);
         };
-        self.queue.remove((client_id, sequence))?;
-        Ok(Some(record))
+        Ok(Some(QueueRecord::decode(removed.value())?))
     }
 
-    fn discard(&mut self, client_id: &str, message_id: u64) -> Result<(), DbError> {
-        if self.take_queued(client_id, message_id)?.is_some() {
-            self.release_body(message_id)?;
+    fn discard(&mut self, client_id: &str, seq: u64) -> Result<(), DbError> {
+        if let Some(record) = self.take_queued(client_id, seq)? {
+            self.release_body(record.message_id)?;
         }
         Ok(())
     }
 
-    /// Moves the oldest queue entry for `message_id` into the inflight window.
-    fn send(&mut self, client_id: &str, packet_id: u16, message_id: u64) -> Result<(), DbError> {
-        let Some(delivery) = self.take_queued(client_id, message_id)? else {
+    /// Moves queue entry `seq` into the inflight window under `packet_id`.
+    fn send(&mut self, client_id: &str, seq: u64, packet_id: u16) -> Result<(), DbError> {
+        let Some(delivery) = self.take_queued(client_id, seq)? else {
             return Ok(());
         };
         let state = match delivery.qos {
             QoS::AtLeastOnce => OutboundState::AwaitingPubAck,
             QoS::ExactlyOnce => OutboundState::AwaitingPubRec,
             // A QoS 0 delivery is done once sent: nothing to keep.
-            QoS::AtMostOnce => return self.release_body(message_id),
+            QoS::AtMostOnce => return self.release_body(delivery.message_id),
         };
         let record = InflightRecord {
-            order: self.counters.take_sequence(),
+            order: seq,
             state,
             delivery,
         };
@@ -332,6 +292,36 @@ impl<'txn> Tables<'txn> {
             self.release_body(old.delivery.message_id)?;
         }
         Ok(())
+    }
+
+    /// Reads queue entries `range` of a session with their bodies, in order. An entry whose
+    /// body is missing is left out (with a warning): it cannot be delivered.
+    pub fn load(&self, client_id: &str, range: Range<u64>) -> Result<LoadedEntries, DbError> {
+        let mut entries = Vec::new();
+        let mut bodies: Vec<Arc<Message>> = Vec::new();
+        for entry in self
+            .queue
+            .range((client_id, range.start)..(client_id, range.end))?
+        {
+            let (key, value) = entry?;
+            let record = QueueRecord::decode(value.value())?;
+            let body = match bodies.iter().find(|body| body.id == record.message_id) {
+                Some(body) => body.clone(),
+                None => match self.messages.get(record.message_id)? {
+                    Some(guard) => {
+                        let body = Arc::new(decode_message(guard.value(), &self.clock)?);
+                        bodies.push(body.clone());
+                        body
+                    }
+                    None => {
+                        tracing::warn!(%client_id, message_id = record.message_id, "store: queued message without a body skipped");
+                        continue;
+                    }
+                },
+            };
+            entries.push((key.value().1, record.into_delivery(body)));
+        }
+        Ok(entries)
     }
 
     fn read_inflight(
@@ -382,7 +372,6 @@ impl<'txn> Tables<'txn> {
     fn retain(&mut self, topic: &str, message: Option<&Message>) -> Result<(), DbError> {
         match message {
             Some(message) => {
-                self.counters.saw_message(message.id);
                 let record = encode_message(message, &self.clock);
                 self.retained.insert(topic, record.as_slice())?;
             }
@@ -409,7 +398,6 @@ impl<'txn> Tables<'txn> {
 
     /// Counts one more entry referring to the message's body, writing the body if it is new.
     fn hold_body(&mut self, message: &Message) -> Result<(), DbError> {
-        self.counters.saw_message(message.id);
         let refs = self
             .message_refs
             .get(message.id)?

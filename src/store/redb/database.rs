@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
 
-use super::apply::{Counters, Tables};
+use super::apply::Tables;
 
 use super::tables::{DbError, META, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
@@ -46,6 +46,16 @@ pub enum OpenError {
         found: u64,
         supported: u64,
     },
+    #[error(
+        "{path} has schema version {found}, written by a pre-release cairn; this cairn reads \
+         version {supported} only. It was left untouched: move it away, or start with \
+         `cairn serve --repair` to set it aside and start empty"
+    )]
+    OlderSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -53,16 +63,25 @@ pub enum OpenError {
     },
     #[error("cannot read back {path}: {reason}")]
     Recovery { path: PathBuf, reason: String },
+    #[error("I/O error while reading back {path}: {reason}; the file was not judged unusable")]
+    RecoveryIo { path: PathBuf, reason: String },
     #[error("cannot start the store writer thread: {0}")]
     Spawn(std::io::Error),
 }
 
 impl OpenError {
-    /// Wraps any failure of redb itself while reading `path`.
-    pub(super) fn recovery(path: &Path, reason: impl std::fmt::Display) -> OpenError {
-        OpenError::Recovery {
-            path: path.to_owned(),
-            reason: reason.to_string(),
+    /// Wraps a failure while reading or preparing `path`: an I/O error of the operating system
+    /// ([`OpenError::RecoveryIo`]) is kept apart from what the file holds
+    /// ([`OpenError::Recovery`]), so an operator's `--repair` never sets a healthy file aside
+    /// over a passing disk error.
+    pub(super) fn recovery(path: &Path, error: impl Into<DbError>) -> OpenError {
+        let error = error.into();
+        let path = path.to_owned();
+        let reason = error.to_string();
+        if error.is_io() {
+            OpenError::RecoveryIo { path, reason }
+        } else {
+            OpenError::Recovery { path, reason }
         }
     }
 }
@@ -138,6 +157,13 @@ fn check_schema(database: &impl ReadableDatabase, path: &Path) -> Result<(), Ope
                 supported: SCHEMA_VERSION,
             })
         }
+        Some(found) if found < SCHEMA_VERSION => {
+            return Err(OpenError::OlderSchema {
+                path: path.to_owned(),
+                found,
+                supported: SCHEMA_VERSION,
+            })
+        }
         Some(_) => {}
         None if has_tables(database, path)? => {
             return Err(OpenError::Foreign {
@@ -151,8 +177,9 @@ fn check_schema(database: &impl ReadableDatabase, path: &Path) -> Result<(), Ope
 
 /// The schema version recorded in `meta`, or `None` if there is no `meta` table or version.
 fn schema_version(database: &impl ReadableDatabase, path: &Path) -> Result<Option<u64>, OpenError> {
-    let fail = |error: &dyn std::fmt::Display| OpenError::recovery(path, error);
-    let txn = database.begin_read().map_err(|e| fail(&e))?;
+    let txn = database
+        .begin_read()
+        .map_err(|e| OpenError::recovery(path, e))?;
     let meta = match txn.open_table(META) {
         Ok(meta) => meta,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -161,17 +188,21 @@ fn schema_version(database: &impl ReadableDatabase, path: &Path) -> Result<Optio
                 path: path.to_owned(),
             })
         }
-        Err(error) => return Err(fail(&error)),
+        Err(error) => return Err(OpenError::recovery(path, error)),
     };
-    let version = meta.get(META_SCHEMA_VERSION).map_err(|e| fail(&e))?;
+    let version = meta
+        .get(META_SCHEMA_VERSION)
+        .map_err(|e| OpenError::recovery(path, e))?;
     Ok(version.map(|guard| guard.value()))
 }
 
 fn has_tables(database: &impl ReadableDatabase, path: &Path) -> Result<bool, OpenError> {
-    let fail = |error: &dyn std::fmt::Display| OpenError::recovery(path, error);
-    let txn = database.begin_read().map_err(|e| fail(&e))?;
-    let tables = txn.list_tables().map_err(|e| fail(&e))?;
-    let multimaps = txn.list_multimap_tables().map_err(|e| fail(&e))?;
+    let fail = |error: redb::StorageError| OpenError::recovery(path, error);
+    let txn = database
+        .begin_read()
+        .map_err(|e| OpenError::recovery(path, e))?;
+    let tables = txn.list_tables().map_err(fail)?;
+    let multimaps = txn.list_multimap_tables().map_err(fail)?;
     Ok(tables.count() + multimaps.count() > 0)
 }
 
@@ -181,9 +212,8 @@ fn write_schema(database: &Database) -> Result<(), DbError> {
     {
         let mut meta = txn.open_table(META)?;
         meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
-        // Opening the tables creates the missing ones; the counters are not saved here.
-        let mut unused = Counters::FIRST;
-        Tables::open(&txn, &mut unused)?;
+        // Opening the tables creates the missing ones.
+        Tables::open(&txn)?;
     }
     txn.commit()?;
     Ok(())

@@ -9,6 +9,7 @@
 mod apply;
 mod clock;
 mod database;
+mod elide;
 mod records;
 mod recovery;
 mod tables;
@@ -17,6 +18,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -36,7 +38,7 @@ pub use self::database::OpenError;
 pub use self::tables::FILE_NAME as DATABASE_FILE;
 pub use self::writer::DurableMetrics;
 
-use self::writer::{Job, Reopen, Writer};
+use self::writer::{Job, LoadedEntries, Reopen, Writer};
 
 /// Options of the durable store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +81,11 @@ pub struct RecoveredSession {
     pub offline_since: Option<SystemTime>,
     /// (filter, options, subscription identifier), by filter.
     pub subscriptions: Vec<(Arc<str>, SubscriptionOptions, Option<u32>)>,
-    /// Queued deliveries, oldest first.
-    pub queue: Vec<Delivery>,
+    /// Queue entries as (sequence number, size), oldest first; their deliveries stay on disk
+    /// until [`DurableStore::load`] reads them.
+    pub queue: Vec<(u64, u32)>,
+    /// Above every sequence number the session's queue and inflight entries use.
+    pub next_sequence: u64,
     /// Inflight window in send order.
     pub inflight: Vec<(u16, Delivery, OutboundState)>,
     /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
@@ -124,7 +129,7 @@ impl DurableStore {
         reopen: Reopen,
         options: DurableOptions,
     ) -> Result<(DurableStore, Recovered), OpenError> {
-        let (recovered, counters) =
+        let recovered =
             recovery::recover(&database).map_err(|error| OpenError::recovery(&path, error))?;
         let metrics = Arc::new(DurableMetrics::default());
         let (jobs, queued) = mpsc::channel();
@@ -134,7 +139,6 @@ impl DurableStore {
             reopen,
             fsync: options.fsync,
             commit_window: options.commit_window,
-            counters,
             metrics: metrics.clone(),
         }
         .spawn(queued)
@@ -156,15 +160,41 @@ impl DurableStore {
             let _ = done.send(Ok(()));
             return receiver;
         }
-        let job = Job { ops: batch, done };
+        self.send(Job::Commit { ops: batch, done });
+        receiver
+    }
+
+    /// Asks the writer for queue entries `range` of a session, read after every batch
+    /// submitted before.
+    pub fn load(
+        &self,
+        client_id: Arc<str>,
+        range: Range<u64>,
+    ) -> oneshot::Receiver<Result<LoadedEntries, StoreError>> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Job::Load {
+            client_id,
+            range,
+            reply,
+        });
+        receiver
+    }
+
+    /// Hands a job to the writer, or answers it with [`StoreError::WriterGone`].
+    fn send(&self, job: Job) {
         let refused = match &self.jobs {
             Some(jobs) => jobs.send(job).err().map(|refused| refused.0),
             None => Some(job),
         };
-        if let Some(job) = refused {
-            let _ = job.done.send(Err(StoreError::WriterGone));
+        match refused {
+            Some(Job::Commit { done, .. }) => {
+                let _ = done.send(Err(StoreError::WriterGone));
+            }
+            Some(Job::Load { reply, .. }) => {
+                let _ = reply.send(Err(StoreError::WriterGone));
+            }
+            None => {}
         }
-        receiver
     }
 
     /// Counters: commits, batches, ops, messages per commit, bytes written.

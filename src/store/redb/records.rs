@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::broker::message::Message;
+use crate::broker::message::{Delivery, Message};
 use crate::broker::session::OutboundState;
 use crate::codec::{property_id, Properties, QoS, SubscriptionOptions, Will};
 
@@ -62,6 +62,8 @@ pub struct SubscriptionRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRecord {
     pub message_id: u64,
+    /// Bytes the entry counts for in the queue bounds (topic + payload).
+    pub size: u32,
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<u32>,
@@ -70,7 +72,7 @@ pub struct QueueRecord {
 /// One inflight delivery (its packet identifier is part of the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InflightRecord {
-    /// Position in the store-wide sequence at the time it was sent: orders the window.
+    /// The entry's sequence number in its session's queue: orders the window.
     pub order: u64,
     pub state: OutboundState,
     pub delivery: QueueRecord,
@@ -368,8 +370,19 @@ impl QueueRecord {
         Ok(record)
     }
 
+    /// The delivery this entry describes, of the message `body`.
+    pub fn into_delivery(self, body: Arc<Message>) -> Delivery {
+        Delivery {
+            message: body,
+            qos: self.qos,
+            retain: self.retain,
+            subscription_ids: self.subscription_ids,
+        }
+    }
+
     fn write(&self, writer: &mut RecordWriter) {
         writer.u64(self.message_id);
+        writer.u32(self.size);
         writer.u8(self.qos as u8);
         writer.bool(self.retain);
         writer.u32_list(&self.subscription_ids);
@@ -378,6 +391,7 @@ impl QueueRecord {
     fn read(reader: &mut RecordReader<'_>) -> Result<QueueRecord, RecordError> {
         Ok(QueueRecord {
             message_id: reader.u64("message id")?,
+            size: reader.u32("size")?,
             qos: reader.qos("QoS")?,
             retain: reader.bool("retain flag")?,
             subscription_ids: reader.u32_list("subscription identifiers")?,
@@ -644,6 +658,7 @@ mod tests {
             state: OutboundState::AwaitingPubComp,
             delivery: QueueRecord {
                 message_id: 9,
+                size: 12,
                 qos: QoS::ExactlyOnce,
                 retain: false,
                 subscription_ids: vec![1, 2],
@@ -703,6 +718,7 @@ mod tests {
     fn huge_list_count_is_refused_without_allocating() {
         let mut bytes = vec![FORMAT];
         bytes.extend_from_slice(&9u64.to_be_bytes());
+        bytes.extend_from_slice(&5u32.to_be_bytes());
         bytes.extend_from_slice(&[1, 0]);
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(

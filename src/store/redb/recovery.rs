@@ -1,5 +1,6 @@
-//! Reading everything back at open: sessions with their subscriptions, queues, inflight windows,
-//! inbound QoS 2 state and wills, the retained messages, and the store-wide counters.
+//! Reading everything back at open: sessions with their subscriptions, queue positions and
+//! sizes (the queued deliveries stay on disk until a connection loads them), inflight windows,
+//! inbound QoS 2 state and wills, the retained messages, and the next free message id.
 //!
 //! One read transaction, so the picture is one committed state. Message bodies are decoded once
 //! per id and shared by every delivery that refers to them. Rows of a session that does not
@@ -14,25 +15,25 @@ use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableT
 use crate::broker::message::{Delivery, Message};
 use crate::broker::session::OutboundState;
 
-use super::apply::Counters;
 use super::clock::WallClock;
 use super::records::{
     decode_message, decode_will, InflightRecord, QueueRecord, SessionRecord, SubscriptionRecord,
 };
 use super::tables::{
-    DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, META, META_NEXT_MESSAGE_ID, META_NEXT_SEQUENCE,
-    QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
+    DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
 };
 use super::{Recovered, RecoveredSession};
 
-/// Reads the whole durable state; also returns the counters the writer continues from.
-pub fn recover(database: &Database) -> Result<(Recovered, Counters), DbError> {
+/// Reads the whole durable state.
+pub fn recover(database: &Database) -> Result<Recovered, DbError> {
     let txn = database.begin_read()?;
+    let messages = txn.open_table(MESSAGES)?;
+    let last_body = messages.last()?.map(|(key, _)| key.value());
     let mut recovery = Recovery {
         sessions: BTreeMap::new(),
         bodies: HashMap::new(),
-        messages: txn.open_table(MESSAGES)?,
-        counters: read_counters(&txn)?,
+        messages,
+        next_message_id: last_body.map_or(1, |id| id + 1),
         clock: WallClock::now(),
     };
     recovery.read_sessions(&txn)?;
@@ -42,22 +43,10 @@ pub fn recover(database: &Database) -> Result<(Recovered, Counters), DbError> {
     recovery.read_inbound_qos2(&txn)?;
     recovery.read_wills(&txn)?;
     let retained = recovery.read_retained(&txn)?;
-    let recovered = Recovered {
+    Ok(Recovered {
         sessions: recovery.sessions.into_values().collect(),
         retained,
-        next_message_id: recovery.counters.next_message_id,
-    };
-    Ok((recovered, recovery.counters))
-}
-
-fn read_counters(txn: &ReadTransaction) -> Result<Counters, DbError> {
-    let meta = txn.open_table(META)?;
-    let read = |key: &str| -> Result<Option<u64>, DbError> {
-        Ok(meta.get(key)?.map(|guard| guard.value()))
-    };
-    Ok(Counters {
-        next_message_id: read(META_NEXT_MESSAGE_ID)?.unwrap_or(Counters::FIRST.next_message_id),
-        next_sequence: read(META_NEXT_SEQUENCE)?.unwrap_or(Counters::FIRST.next_sequence),
+        next_message_id: recovery.next_message_id,
     })
 }
 
@@ -67,7 +56,8 @@ struct Recovery {
     /// Bodies decoded so far, by message id.
     bodies: HashMap<u64, Arc<Message>>,
     messages: ReadOnlyTable<u64, &'static [u8]>,
-    counters: Counters,
+    /// Above every message id held (bodies and retained messages).
+    next_message_id: u64,
     clock: WallClock,
 }
 
@@ -85,6 +75,7 @@ impl Recovery {
                     offline_since: record.offline_since,
                     subscriptions: Vec::new(),
                     queue: Vec::new(),
+                    next_sequence: 0,
                     inflight: Vec::new(),
                     inbound_qos2: Vec::new(),
                     will: None,
@@ -139,34 +130,26 @@ impl Recovery {
             return Ok(None);
         };
         let body = Arc::new(decode_message(guard.value(), &self.clock)?);
-        self.counters.saw_message(message_id);
         self.bodies.insert(message_id, body.clone());
         Ok(Some(body))
     }
 
     fn delivery(&mut self, record: QueueRecord) -> Result<Option<Delivery>, DbError> {
-        Ok(self.body(record.message_id)?.map(|message| Delivery {
-            message,
-            qos: record.qos,
-            retain: record.retain,
-            subscription_ids: record.subscription_ids,
-        }))
+        Ok(self
+            .body(record.message_id)?
+            .map(|body| record.into_delivery(body)))
     }
 
-    /// Queues come out oldest first: the key orders by (client id, sequence).
+    /// Queues come out oldest first (the key orders by client id, then sequence number), as
+    /// positions and sizes only: recovery reads no queued body.
     fn read_queues(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
         for entry in txn.open_table(QUEUE)?.iter()? {
             let (key, value) = entry?;
-            let (client_id, sequence) = key.value();
-            self.counters.saw_sequence(sequence);
+            let (client_id, seq) = key.value();
             let record = QueueRecord::decode(value.value())?;
-            if !self.is_known(client_id, "queue entry") {
-                continue;
-            }
-            if let Some(delivery) = self.delivery(record)? {
-                if let Some(session) = self.sessions.get_mut(client_id) {
-                    session.queue.push(delivery);
-                }
+            if let Some(session) = self.session(client_id, "queue entry") {
+                session.queue.push((seq, record.size));
+                session.next_sequence = session.next_sequence.max(seq + 1);
             }
         }
         Ok(())
@@ -179,10 +162,10 @@ impl Recovery {
             let (key, value) = entry?;
             let (client_id, packet_id) = key.value();
             let record = InflightRecord::decode(value.value())?;
-            self.counters.saw_sequence(record.order);
-            if !self.is_known(client_id, "inflight entry") {
+            let Some(session) = self.session(client_id, "inflight entry") else {
                 continue;
-            }
+            };
+            session.next_sequence = session.next_sequence.max(record.order + 1);
             if let Some(delivery) = self.delivery(record.delivery)? {
                 let client_id = Arc::from(client_id);
                 window.push((record.order, client_id, packet_id, delivery, record.state));
@@ -224,7 +207,7 @@ impl Recovery {
         for entry in txn.open_table(RETAINED)?.iter()? {
             let (_, value) = entry?;
             let message = decode_message(value.value(), &self.clock)?;
-            self.counters.saw_message(message.id);
+            self.next_message_id = self.next_message_id.max(message.id + 1);
             let shared = self
                 .bodies
                 .entry(message.id)

@@ -11,24 +11,22 @@ use super::records::RecordError;
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "cairn.redb";
 
-/// The layout this build writes. Open refuses a database with a higher one.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The layout this build reads and writes. Open refuses a database with another one.
+/// Version 2: queue entries are numbered per session and record their size.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// Store-wide values, by name (`META_*` keys).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The layout version of the file.
 pub const META_SCHEMA_VERSION: &str = "schema_version";
-/// Above every message id ever stored, deleted ones included.
-pub const META_NEXT_MESSAGE_ID: &str = "next_message_id";
-/// The next value of the store-wide sequence that orders queue and inflight entries.
-pub const META_NEXT_SEQUENCE: &str = "next_sequence";
 
 /// client id → session record.
 pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (client id, filter) → subscription record.
 pub const SUBSCRIPTIONS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("subscriptions");
-/// (client id, sequence) → queue record; oldest first within a session.
+/// (client id, sequence number) → queue record; oldest first within a session. The engine
+/// numbers each session's entries; they leave from the front, so the numbers are contiguous.
 pub const QUEUE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("queue");
 /// (client id, packet id) → inflight record.
 pub const INFLIGHT: TableDefinition<(&str, u16), &[u8]> = TableDefinition::new("inflight");
@@ -64,4 +62,23 @@ pub enum DbError {
     Commit(#[from] redb::CommitError),
     #[error("a stored record is unreadable: {0}")]
     Record(#[from] RecordError),
+}
+
+impl DbError {
+    /// Whether the operating system failed an I/O request (a full or failing disk, a denied
+    /// permission): says nothing about what the file holds, unlike a corrupt page or record.
+    pub fn is_io(&self) -> bool {
+        let storage = match self {
+            DbError::Transaction(redb::TransactionError::Storage(storage))
+            | DbError::Table(redb::TableError::Storage(storage))
+            | DbError::Commit(redb::CommitError::Storage(storage))
+            | DbError::Storage(storage) => storage,
+            DbError::Durability(_)
+            | DbError::Transaction(_)
+            | DbError::Table(_)
+            | DbError::Commit(_)
+            | DbError::Record(_) => return false,
+        };
+        matches!(storage, redb::StorageError::Io(error) if error.kind() != std::io::ErrorKind::InvalidData)
+    }
 }

@@ -77,18 +77,29 @@ fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
     }
 }
 
+/// Queues `message` for `client` as the entry numbered with the message id (each test queues
+/// a message at most once per session).
 fn enqueue(client: &str, message: &Arc<Message>, qos: QoS) -> StoreOp {
     StoreOp::Enqueue {
         client_id: id(client),
+        seq: message.id,
         delivery: delivery(message, qos),
     }
 }
 
-fn inflight(client: &str, packet_id: u16, message_id: u64) -> StoreOp {
+fn inflight(client: &str, packet_id: u16, seq: u64) -> StoreOp {
     StoreOp::Inflight {
         client_id: id(client),
+        seq,
         packet_id,
-        message_id,
+    }
+}
+
+/// Reads queue entries `range` of a session back through the writer.
+fn load(store: &DurableStore, client: &str, range: std::ops::Range<u64>) -> Vec<(u64, Delivery)> {
+    match store.load(id(client), range).blocking_recv() {
+        Ok(Ok(entries)) => entries,
+        other => panic!("load failed: {other:?}"),
     }
 }
 
@@ -200,6 +211,7 @@ fn everything_written_is_recovered_after_reopen() {
             enqueue("alpha", &m2, QoS::ExactlyOnce),
             StoreOp::Enqueue {
                 client_id: id("alpha"),
+                seq: 3,
                 delivery: with_ids.clone(),
             },
             enqueue("alpha", &m4, QoS::ExactlyOnce),
@@ -256,7 +268,8 @@ fn everything_written_is_recovered_after_reopen() {
             },
         ],
     );
-    let recovered = reopen(&dir, store);
+    store.close();
+    let (store, recovered) = open(&dir);
 
     assert_eq!(recovered.sessions.len(), 2);
     let alpha = session(&recovered, "alpha");
@@ -275,7 +288,17 @@ fn everything_written_is_recovered_after_reopen() {
         ]
     );
     assert!(alpha.subscriptions[0].1.no_local && alpha.subscriptions[0].1.retain_handling == 2);
-    let queue: Vec<_> = alpha.queue.iter().map(summary).collect();
+    assert_eq!(
+        alpha.queue,
+        vec![(3, 8), (4, 7)],
+        "(sequence number, topic + payload bytes)"
+    );
+    assert_eq!(alpha.next_sequence, 5);
+    let queued = load(&store, "alpha", 0..alpha.next_sequence);
+    let queue: Vec<_> = queued
+        .iter()
+        .map(|(_, delivery)| summary(delivery))
+        .collect();
     assert_eq!(
         queue,
         vec![
@@ -298,10 +321,7 @@ fn everything_written_is_recovered_after_reopen() {
     );
     assert_eq!(alpha.inbound_qos2, vec![7, 9]);
     assert_eq!(alpha.will, Some(will("dead/alpha")));
-    assert_eq!(
-        alpha.queue[0].message.publisher.as_deref(),
-        Some("publisher")
-    );
+    assert_eq!(queued[0].1.message.publisher.as_deref(), Some("publisher"));
 
     let beta = session(&recovered, "beta");
     assert_eq!(beta.expiry_interval, u32::MAX);
@@ -319,8 +339,8 @@ fn everything_written_is_recovered_after_reopen() {
     );
     assert_eq!(kept.properties, retained.properties);
     assert_eq!(
-        recovered.next_message_id, 13,
-        "above the cleared retained message's id 12 too"
+        recovered.next_message_id, 11,
+        "above every id still held: the retained message 10 and the queued bodies 1 to 4"
     );
 }
 
@@ -351,7 +371,7 @@ fn shared_body_is_stored_once_and_deleted_after_the_last_reference() {
             acked("s1", 1),
             StoreOp::Discard {
                 client_id: id("s2"),
-                message_id: 7,
+                seq: 7,
             },
         ],
     );
@@ -450,7 +470,7 @@ fn ops_for_unknown_sessions_and_entries_are_ignored() {
             },
             StoreOp::Discard {
                 client_id: id("ghost"),
-                message_id: 3,
+                seq: 3,
             },
             StoreOp::Offline {
                 client_id: id("ghost"),
@@ -534,20 +554,24 @@ fn garbage_file_is_refused_and_left_byte_for_byte_intact() {
     }
 }
 
+/// A store in `dir` whose meta table says schema `version`; returns its file.
+fn store_of_schema(dir: &TempDir, version: u64) -> std::path::PathBuf {
+    open(dir).0.close();
+    let path = dir.path().join(FILE_NAME);
+    let database = Database::create(&path).unwrap();
+    let txn = database.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert(META_SCHEMA_VERSION, version)
+        .unwrap();
+    txn.commit().unwrap();
+    path
+}
+
 #[test]
 fn newer_schema_version_is_refused_naming_both_versions() {
     let dir = TempDir::new().unwrap();
-    open(&dir).0.close();
-    let path = dir.path().join(FILE_NAME);
-    {
-        let database = Database::create(&path).unwrap();
-        let txn = database.begin_write().unwrap();
-        txn.open_table(META)
-            .unwrap()
-            .insert(META_SCHEMA_VERSION, SCHEMA_VERSION + 1)
-            .unwrap();
-        txn.commit().unwrap();
-    }
+    let path = store_of_schema(&dir, SCHEMA_VERSION + 1);
     let before = std::fs::read(&path).unwrap();
     let error = DurableStore::open(dir.path(), options()).err();
     assert!(
@@ -556,7 +580,10 @@ fn newer_schema_version_is_refused_naming_both_versions() {
         "{error:?}"
     );
     let message = error.map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("schema version 2") && message.contains("version 1"));
+    assert!(
+        message.contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+            && message.contains(&format!("version {SCHEMA_VERSION}"))
+    );
     assert_eq!(std::fs::read(&path).unwrap(), before, "not written to");
 }
 
@@ -669,9 +696,11 @@ fn message_expiry_keeps_its_remaining_time_across_reopen() {
             },
         ],
     );
-    let recovered = reopen(&dir, store);
+    store.close();
+    let (store, recovered) = open(&dir);
     let now = Instant::now();
-    let queued = &session(&recovered, "c").queue[0].message;
+    let loaded = load(&store, "c", 0..session(&recovered, "c").next_sequence);
+    let queued = &loaded[0].1.message;
     for message in [queued, &recovered.retained[0]] {
         let remaining = message.remaining_expiry(now);
         assert!(
@@ -679,10 +708,7 @@ fn message_expiry_keeps_its_remaining_time_across_reopen() {
             "remaining {remaining:?} s"
         );
     }
-    assert!(
-        Arc::ptr_eq(queued, &recovered.retained[0]),
-        "one body per id"
-    );
+    assert_eq!(queued.id, recovered.retained[0].id);
 }
 
 #[test]
@@ -700,8 +726,9 @@ fn empty_batch_completes_at_once_and_counters_track_commits() {
     assert_eq!(metrics.ops.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
+/// Ids of deleted bodies may be used again after a restart: nothing refers to them any more.
 #[test]
-fn message_ids_stay_above_deleted_bodies() {
+fn message_ids_restart_above_every_id_still_held() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&dir);
     commit(
@@ -709,13 +736,55 @@ fn message_ids_stay_above_deleted_bodies() {
         vec![
             put_session("c", 60),
             enqueue("c", &message(41, "t", b"x"), QoS::AtLeastOnce),
+            enqueue("c", &message(50, "t", b"y"), QoS::AtLeastOnce),
             StoreOp::Discard {
                 client_id: id("c"),
-                message_id: 41,
+                seq: 50,
             },
         ],
     );
     assert_eq!(reopen(&dir, store).next_message_id, 42);
+}
+
+/// A database of the previous schema (written by a pre-release build) is refused untouched.
+#[test]
+fn older_schema_version_is_refused_untouched() {
+    let dir = TempDir::new().unwrap();
+    let path = store_of_schema(&dir, SCHEMA_VERSION - 1);
+    let before = std::fs::read(&path).unwrap();
+    let error = DurableStore::open(dir.path(), options()).err();
+    assert!(
+        matches!(error, Some(OpenError::OlderSchema { found, .. }) if found == SCHEMA_VERSION - 1),
+        "{error:?}"
+    );
+    assert!(error.is_some_and(|e| e.to_string().contains("--repair")));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "not written to");
+}
+
+/// Loads read entries in order, skip numbers the store does not have, and see every batch
+/// submitted before them (even one still in the same group commit).
+#[test]
+fn loads_read_queue_ranges_after_earlier_batches() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let bodies: Vec<_> = (1..=5).map(|id| message(id, "t", b"p")).collect();
+    let mut ops = vec![put_session("c", 60)];
+    ops.extend(
+        bodies
+            .iter()
+            .map(|body| enqueue("c", body, QoS::AtLeastOnce)),
+    );
+    ops.push(StoreOp::Discard {
+        client_id: id("c"),
+        seq: 3,
+    });
+    let pending = store.submit(ops);
+    let entries = load(&store, "c", 2..5);
+    assert!(matches!(outcome(pending), Some(Ok(()))));
+    let seqs: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, vec![2, 4], "3 was discarded, 5 is outside the range");
+    assert_eq!(entries[1].1.message.id, 4);
+    assert!(load(&store, "other", 0..10).is_empty());
 }
 
 /// An in-memory disk whose writes fail while `full` is set, like a full SD card.
@@ -763,7 +832,10 @@ impl redb::StorageBackend for FlakyDisk {
 fn open_flaky(disk: &FlakyDisk) -> Result<Database, OpenError> {
     Database::builder()
         .create_with_backend(disk.clone())
-        .map_err(|error| OpenError::recovery(Path::new("flaky"), error))
+        .map_err(|error| OpenError::Unreadable {
+            path: Path::new("flaky").to_owned(),
+            reason: error.to_string(),
+        })
 }
 
 #[test]
@@ -806,4 +878,29 @@ fn failed_commit_answers_its_waiters_and_later_batches_commit() {
         .collect();
     assert!(clients.contains(&"before".to_string()) && clients.contains(&"after".to_string()));
     store.close();
+}
+
+/// A failing disk is told apart from a corrupt file, so `--repair` never quarantines a healthy
+/// database over an I/O error.
+#[test]
+fn io_errors_are_told_apart_from_corruption() {
+    let path = Path::new("cairn.redb");
+    let io = redb::StorageError::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+    assert!(matches!(
+        OpenError::recovery(path, io),
+        OpenError::RecoveryIo { .. }
+    ));
+    let corrupt = redb::StorageError::Corrupted("bad page".into());
+    assert!(matches!(
+        OpenError::recovery(path, corrupt),
+        OpenError::Recovery { .. }
+    ));
+    let record = super::records::RecordError::Invalid {
+        record: "session",
+        field: "state",
+    };
+    assert!(matches!(
+        OpenError::recovery(path, super::tables::DbError::from(record)),
+        OpenError::Recovery { .. }
+    ));
 }

@@ -6,6 +6,7 @@
 //! and reopened before the next group (redb refuses writes after a failed commit until a reopen
 //! repairs it), so later batches try again and nothing committed before is lost.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
@@ -16,20 +17,43 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
+use crate::broker::message::Delivery;
 use crate::store::{StoreError, StoreOp};
 
-use super::apply::{Applied, Counters, Tables};
+use super::apply::{Applied, Tables};
 use super::database::OpenError;
+use super::elide;
 use super::tables::DbError;
 
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
-/// One submitted batch and the waiter to answer once it is committed.
+/// Queue entries read back: (sequence number, delivery), ascending.
+pub type LoadedEntries = Vec<(u64, Delivery)>;
+
+/// One piece of work for the writer, done in the order submitted.
 #[derive(Debug)]
-pub struct Job {
-    pub ops: Vec<StoreOp>,
-    pub done: oneshot::Sender<Result<(), StoreError>>,
+pub enum Job {
+    /// A batch of changes and the waiter to answer once it is committed.
+    Commit {
+        ops: Vec<StoreOp>,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// A read of queue entries `range` of a session, answered once everything submitted
+    /// before it is committed.
+    Load {
+        client_id: Arc<str>,
+        range: Range<u64>,
+        reply: oneshot::Sender<Result<LoadedEntries, StoreError>>,
+    },
+}
+
+/// What one group did: its changes, and the entries its loads read.
+struct Written {
+    applied: Applied,
+    /// Whether a transaction was committed (a group of loads only commits nothing).
+    committed: bool,
+    loads: Vec<Result<LoadedEntries, DbError>>,
 }
 
 /// Counters of the writer's work.
@@ -45,6 +69,9 @@ pub struct DurableMetrics {
     pub ops: AtomicU64,
     /// Queue entries committed (one per message per receiving session).
     pub messages: AtomicU64,
+    /// Queue entries never written: sent and acknowledged (or discarded) before their group
+    /// reached the disk.
+    pub elided: AtomicU64,
     /// Bytes the writer thread sent to storage (`/proc/thread-self/io` write_bytes; 0 where
     /// unavailable): the SD-card wear.
     pub bytes_written: AtomicU64,
@@ -61,9 +88,18 @@ impl DurableMetrics {
         per_commit(&self.batches, &self.commits)
     }
 
-    fn record_commit(&self, batches: usize, applied: Applied, bytes_written: u64) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
+    /// Counts a group that was written: committed, or left uncommitted because nothing in it
+    /// needed the disk.
+    fn record_group(&self, group: &[Job], written: &Written, bytes_written: u64) {
+        let batches = group
+            .iter()
+            .filter(|job| matches!(job, Job::Commit { .. }))
+            .count();
+        let applied = written.applied;
+        self.commits
+            .fetch_add(u64::from(written.committed), Ordering::Relaxed);
         self.batches.fetch_add(batches as u64, Ordering::Relaxed);
+        self.elided.fetch_add(applied.elided, Ordering::Relaxed);
         self.ops.fetch_add(applied.ops, Ordering::Relaxed);
         self.messages.fetch_add(applied.enqueued, Ordering::Relaxed);
         self.bytes_written
@@ -93,7 +129,6 @@ pub struct Writer {
     /// Commit with fsync ([`Durability::Immediate`]); false only for benchmarks.
     pub fsync: bool,
     pub commit_window: Duration,
-    pub counters: Counters,
     pub metrics: Arc<DurableMetrics>,
 }
 
@@ -118,11 +153,11 @@ impl Writer {
         let before = thread_write_bytes();
         let result = self.write(&group);
         match &result {
-            Ok(applied) => {
-                let written = thread_write_bytes()
+            Ok(written) => {
+                let bytes = thread_write_bytes()
                     .zip(before)
                     .map_or(0, |(after, before)| after.saturating_sub(before));
-                self.metrics.record_commit(group.len(), *applied, written);
+                self.metrics.record_group(&group, written, bytes);
             }
             Err(error) => {
                 tracing::error!(path = %self.path.display(), "store commit failed, {} batches refused: {error}", group.len());
@@ -131,16 +166,10 @@ impl Writer {
                 self.database = None;
             }
         }
-        let answer = result
-            .map(|_| ())
-            .map_err(|error| StoreError::Io(error.to_string()));
-        for job in group {
-            // A waiter that gave up (dropped its receiver) needs no answer.
-            let _ = job.done.send(answer.clone());
-        }
+        answer(group, result);
     }
 
-    fn write(&mut self, group: &[Job]) -> Result<Applied, String> {
+    fn write(&mut self, group: &[Job]) -> Result<Written, String> {
         let database = match &mut self.database {
             Some(database) => database,
             None => self
@@ -152,8 +181,7 @@ impl Writer {
         } else {
             Durability::None
         };
-        write_group(database, durability, &mut self.counters, group)
-            .map_err(|error| error.to_string())
+        write_group(database, durability, group).map_err(|error| error.to_string())
     }
 
     /// In no-fsync mode, makes everything committed durable before the writer stops.
@@ -162,34 +190,97 @@ impl Writer {
             return;
         }
         if let Some(database) = &self.database {
-            let mut counters = self.counters;
-            let flushed = write_group(database, Durability::Immediate, &mut counters, &[]);
-            if let Err(error) = flushed {
+            if let Err(error) = flush(database) {
                 tracing::error!(path = %self.path.display(), "store: final flush failed: {error}");
             }
         }
     }
 }
 
-/// Applies every op of `group`, in order, in one write transaction, and commits it.
+/// Answers every job of a group: commits with the group's outcome, loads with their entries
+/// (or the group's failure: entries read in a transaction that did not commit may not exist).
+fn answer(group: Vec<Job>, result: Result<Written, String>) {
+    let (outcome, mut loads) = match result {
+        Ok(written) => (Ok(()), written.loads.into_iter()),
+        Err(error) => (Err(StoreError::Io(error)), Vec::new().into_iter()),
+    };
+    for job in group {
+        // A waiter that gave up (dropped its receiver) needs no answer.
+        match job {
+            Job::Commit { done, .. } => {
+                let _ = done.send(outcome.clone());
+            }
+            Job::Load { reply, .. } => {
+                let entries = match (&outcome, loads.next()) {
+                    (Ok(()), Some(Ok(entries))) => Ok(entries),
+                    (Ok(()), Some(Err(error))) => Err(StoreError::Read(error.to_string())),
+                    (Ok(()), None) => Err(StoreError::WriterGone),
+                    (Err(error), _) => Err(error.clone()),
+                };
+                let _ = reply.send(entries);
+            }
+        }
+    }
+}
+
+/// Applies every op of `group`, in order, in one write transaction, reading each load's entries
+/// where it stands; commits if the group changed anything.
 fn write_group(
     database: &Database,
     durability: Durability,
-    counters: &mut Counters,
     group: &[Job],
-) -> Result<Applied, DbError> {
+) -> Result<Written, DbError> {
     let mut txn = database.begin_write()?;
     txn.set_durability(durability)?;
+    let steps: Vec<Option<&StoreOp>> = group
+        .iter()
+        .flat_map(|job| match job {
+            Job::Commit { ops, .. } => ops.iter().map(Some).collect(),
+            Job::Load { .. } => vec![None],
+        })
+        .collect();
+    let cancelled = elide::cancelled(&steps);
+    let mut loads = group.iter().filter_map(|job| match job {
+        Job::Load {
+            client_id, range, ..
+        } => Some((client_id, range)),
+        Job::Commit { .. } => None,
+    });
+    let mut loaded = Vec::new();
     let applied = {
-        let mut tables = Tables::open(&txn, counters)?;
-        for op in group.iter().flat_map(|job| &job.ops) {
-            tables.apply(op)?;
+        let mut tables = Tables::open(&txn)?;
+        for (step, cancelled) in steps.iter().zip(cancelled) {
+            match step {
+                Some(op) if cancelled => tables.skip(op),
+                Some(op) => tables.apply(op)?,
+                None => {
+                    if let Some((client_id, range)) = loads.next() {
+                        loaded.push(tables.load(client_id, range.clone()));
+                    }
+                }
+            }
         }
         tables.applied()
     };
-    counters.save(&txn)?;
+    let committed = applied.ops > 0;
+    if committed {
+        txn.commit()?;
+    } else {
+        txn.abort()?;
+    }
+    Ok(Written {
+        applied,
+        committed,
+        loads: loaded,
+    })
+}
+
+/// Commits an empty transaction durably: everything committed before reaches the disk.
+fn flush(database: &Database) -> Result<(), DbError> {
+    let mut txn = database.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
     txn.commit()?;
-    Ok(applied)
+    Ok(())
 }
 
 /// Blocks for the first job, then gathers more until the window closes (window 0: only what is

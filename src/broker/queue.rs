@@ -1,0 +1,722 @@
+//! A session's queue of messages waiting to be sent: bounded by messages, bytes and a budget
+//! shared by every queue, and held mostly on disk.
+//!
+//! Entries the store keeps ("stored": every QoS 1/2 entry of a persistent session, and any
+//! entry queued behind stored ones) carry a per-session sequence number; they leave the queue
+//! only from the front, so a session's stored entries are always one contiguous range of
+//! sequence numbers. Only the oldest entries are held in memory (the *head*, at most
+//! [`WINDOW`] entries, none added while the session is offline); the newer ones are *spilled*:
+//! in the store only, remembered here by their size. The connection reads spilled entries
+//! back in batches ([`LoadRequest`]) as the head drains, so memory does not grow with the
+//! number of queued messages. Entries the store does not keep (QoS 0 for an online session,
+//! every entry of a session that ends with its connection) are always in the head.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::codec::QoS;
+use crate::config::QueueFullPolicy;
+use crate::store::StoreOp;
+
+use super::message::Delivery;
+
+/// Most entries a queue holds in memory; a load refills the head to this size once it has
+/// drained to half of it.
+pub const WINDOW: usize = 256;
+
+/// The bounds every queue applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most entries per session.
+    pub max_messages: usize,
+    /// Most bytes (topic + payload of each entry) per session.
+    pub max_bytes: u64,
+    /// What happens to a message that does not fit.
+    pub policy: QueueFullPolicy,
+    /// Whether QoS 0 messages are queued for an offline session.
+    pub queue_qos0_offline: bool,
+}
+
+/// The one byte budget every queue of a broker draws from.
+#[derive(Debug)]
+pub struct QueueBudget {
+    /// Bytes queued in every session together.
+    used: AtomicU64,
+    /// Most bytes queued in every session together.
+    limit: u64,
+}
+
+impl QueueBudget {
+    /// A budget of `limit` bytes, none used.
+    pub fn new(limit: u64) -> Arc<QueueBudget> {
+        Arc::new(QueueBudget {
+            used: AtomicU64::new(0),
+            limit,
+        })
+    }
+
+    /// Bytes queued in every session together.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// One entry held in memory.
+#[derive(Debug)]
+pub struct Queued {
+    /// The entry's place in the store, if the store keeps it.
+    pub seq: Option<u64>,
+    /// Bytes it counts for.
+    size: u32,
+    pub delivery: Delivery,
+}
+
+/// The bytes an entry counts for in the queue bounds: its topic and payload.
+pub fn entry_size(delivery: &Delivery) -> u32 {
+    let message = &delivery.message;
+    u32::try_from(message.topic.len() + message.payload.len()).unwrap_or(u32::MAX)
+}
+
+/// What happened to an offered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offered {
+    /// The message is in the queue.
+    pub queued: bool,
+    /// Messages lost to the bounds: older ones dropped for it, or itself refused.
+    pub dropped: u64,
+}
+
+/// A request to read spilled entries `from..to` back from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadRequest {
+    /// Identifies the request: a reply to an older one is ignored.
+    pub ticket: u64,
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A session's queue. See the module documentation.
+#[derive(Debug)]
+pub struct MessageQueue {
+    /// The oldest entries, in memory.
+    head: VecDeque<Queued>,
+    /// Sizes of the entries in the store only, oldest first: sequence numbers
+    /// `spill_from..next_seq`.
+    spilled: VecDeque<u32>,
+    /// Sequence number of the oldest spilled entry (`next_seq` when none is spilled).
+    spill_from: u64,
+    /// Sequence number of the next stored entry.
+    next_seq: u64,
+    /// Bytes of every entry, in memory or spilled.
+    bytes: u64,
+    budget: Arc<QueueBudget>,
+    /// The load in progress.
+    loading: Option<LoadRequest>,
+    next_ticket: u64,
+    /// Messages lost to the bounds since the queue last had room (0: not full).
+    burst: u64,
+}
+
+impl MessageQueue {
+    /// An empty queue drawing from `budget`.
+    pub fn new(budget: Arc<QueueBudget>) -> MessageQueue {
+        MessageQueue {
+            head: VecDeque::new(),
+            spilled: VecDeque::new(),
+            spill_from: 0,
+            next_seq: 0,
+            bytes: 0,
+            budget,
+            loading: None,
+            next_ticket: 0,
+            burst: 0,
+        }
+    }
+
+    /// The queue of a session read back from the store: every entry spilled. `entries` are
+    /// (sequence number, size), ascending; `next_seq` is above every sequence number the
+    /// session used (its inflight entries' too). A missing number becomes a placeholder that
+    /// the first load reports as lost.
+    pub fn restored(
+        budget: Arc<QueueBudget>,
+        entries: &[(u64, u32)],
+        next_seq: u64,
+    ) -> MessageQueue {
+        let mut queue = MessageQueue::new(budget);
+        let first = entries.first().map_or(next_seq, |(seq, _)| *seq);
+        queue.spill_from = first;
+        queue.next_seq = first;
+        for &(seq, size) in entries {
+            while queue.next_seq < seq {
+                queue.spilled.push_back(0);
+                queue.next_seq += 1;
+            }
+            queue.spilled.push_back(size);
+            queue.add_bytes(size);
+            queue.next_seq = seq + 1;
+        }
+        queue.next_seq = queue.next_seq.max(next_seq);
+        if queue.spilled.is_empty() {
+            queue.spill_from = queue.next_seq;
+        }
+        queue
+    }
+
+    /// Entries queued, in memory and spilled.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.spilled.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes queued.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Entries held in memory.
+    pub fn in_memory(&self) -> usize {
+        self.head.len()
+    }
+
+    /// The sequence number the next stored entry gets.
+    #[cfg(test)]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The oldest entry in memory.
+    pub fn front(&self) -> Option<&Queued> {
+        self.head.front()
+    }
+
+    /// Takes the oldest entry in memory; the caller records what became of a stored one.
+    pub fn pop_front(&mut self, client_id: &str) -> Option<Queued> {
+        let entry = self.head.pop_front()?;
+        self.remove_bytes(entry.size);
+        self.end_burst(client_id);
+        Some(entry)
+    }
+
+    /// Offers a delivery: queues it within `limits`, dropping older entries or refusing it as
+    /// the policy says. A `persistent` session's QoS 1/2 entries (and, once anything is
+    /// spilled, every entry) are stored with an `Enqueue` op in `ops`; an `online` session
+    /// keeps up to [`WINDOW`] entries in memory.
+    pub fn offer(
+        &mut self,
+        delivery: Delivery,
+        client_id: &Arc<str>,
+        placement: Placement,
+        limits: &QueueLimits,
+        ops: &mut Vec<StoreOp>,
+    ) -> Offered {
+        let Placement { persistent, online } = placement;
+        let mut offered = Offered::default();
+        if !online && delivery.qos == QoS::AtMostOnce && !limits.queue_qos0_offline {
+            return offered; // Not a loss: QoS 0 is not kept for offline sessions by default.
+        }
+        let size = entry_size(&delivery);
+        while !self.has_room(size, limits) {
+            let can_drop = limits.policy == QueueFullPolicy::DropOldest && !self.is_empty();
+            if !can_drop {
+                offered.dropped += 1;
+                self.note_drops(client_id, 1, limits);
+                return offered;
+            }
+            self.drop_oldest(client_id, ops);
+            offered.dropped += 1;
+            self.note_drops(client_id, 1, limits);
+        }
+        let spilling = !self.spilled.is_empty();
+        let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
+        let in_memory = !stored || (!spilling && online && self.head.len() < WINDOW);
+        self.add_bytes(size);
+        offered.queued = true;
+        if !stored {
+            self.head.push_back(Queued {
+                seq: None,
+                size,
+                delivery,
+            });
+            return offered;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if in_memory {
+            self.spill_from = self.next_seq;
+            ops.push(StoreOp::Enqueue {
+                client_id: client_id.clone(),
+                seq,
+                delivery: delivery.clone(),
+            });
+            self.head.push_back(Queued {
+                seq: Some(seq),
+                size,
+                delivery,
+            });
+        } else {
+            self.spilled.push_back(size);
+            ops.push(StoreOp::Enqueue {
+                client_id: client_id.clone(),
+                seq,
+                delivery,
+            });
+        }
+        offered
+    }
+
+    /// Whether an entry of `size` bytes fits within the bounds.
+    fn has_room(&self, size: u32, limits: &QueueLimits) -> bool {
+        let size = u64::from(size);
+        self.len() < limits.max_messages
+            && self.bytes + size <= limits.max_bytes
+            && self.budget.used() + size <= self.budget.limit
+    }
+
+    /// Drops the oldest entry, recording it in the store if the store keeps it.
+    fn drop_oldest(&mut self, client_id: &Arc<str>, ops: &mut Vec<StoreOp>) {
+        let seq = if let Some(entry) = self.head.pop_front() {
+            self.remove_bytes(entry.size);
+            entry.seq
+        } else if let Some(size) = self.spilled.pop_front() {
+            self.remove_bytes(size);
+            let seq = self.spill_from;
+            self.spill_from += 1;
+            Some(seq)
+        } else {
+            None
+        };
+        if let Some(seq) = seq {
+            ops.push(StoreOp::Discard {
+                client_id: client_id.clone(),
+                seq,
+            });
+        }
+    }
+
+    /// Counts drops; the first of a burst is logged (the burst's total when it ends).
+    fn note_drops(&mut self, client_id: &str, count: u64, limits: &QueueLimits) {
+        if self.burst == 0 {
+            let what = match limits.policy {
+                QueueFullPolicy::DropOldest => "dropping the oldest messages",
+                QueueFullPolicy::RefuseNewest => "refusing new messages",
+            };
+            tracing::warn!(
+                %client_id,
+                queued = self.len(),
+                bytes = self.bytes,
+                budget_used = self.budget.used(),
+                "queue full (limits: {} messages, {} bytes per session, {} bytes in all): {what}",
+                limits.max_messages,
+                limits.max_bytes,
+                self.budget.limit
+            );
+        }
+        self.burst += count;
+    }
+
+    /// Ends a burst of drops once the queue has room again, logging its total.
+    fn end_burst(&mut self, client_id: &str) {
+        if self.burst > 0 {
+            tracing::warn!(%client_id, dropped = self.burst, "queue has room again; {} messages were dropped while it was full", self.burst);
+            self.burst = 0;
+        }
+    }
+
+    /// The load to start now, if the head has drained to half the window, entries are
+    /// spilled and no load is under way. Marks it under way.
+    pub fn load_request(&mut self) -> Option<LoadRequest> {
+        if self.loading.is_some() || self.spilled.is_empty() || self.head.len() > WINDOW / 2 {
+            return None;
+        }
+        let count = self.spilled.len().min(WINDOW - self.head.len()) as u64;
+        let request = LoadRequest {
+            ticket: self.next_ticket,
+            from: self.spill_from,
+            to: self.spill_from + count,
+        };
+        self.next_ticket += 1;
+        self.loading = Some(request);
+        Some(request)
+    }
+
+    /// Moves the entries a load read back (ascending sequence numbers) into the head. Entries
+    /// dropped since the request are skipped; entries of the range the store did not have are
+    /// counted as lost and returned. A reply to a request that is no longer current is ignored.
+    pub fn apply_load(&mut self, request: LoadRequest, entries: Vec<(u64, Delivery)>) -> u64 {
+        if self.loading != Some(request) {
+            return 0;
+        }
+        self.loading = None;
+        let mut lost = 0;
+        for (seq, delivery) in entries {
+            if seq < self.spill_from || seq >= request.to {
+                continue;
+            }
+            lost += self.lose_spilled_below(seq);
+            let Some(size) = self.spilled.pop_front() else {
+                break;
+            };
+            self.spill_from += 1;
+            self.head.push_back(Queued {
+                seq: Some(seq),
+                size,
+                delivery,
+            });
+        }
+        lost + self.lose_spilled_below(request.to)
+    }
+
+    /// Forgets spilled entries numbered below `seq`: the store does not have them.
+    fn lose_spilled_below(&mut self, seq: u64) -> u64 {
+        let mut lost = 0;
+        while self.spill_from < seq {
+            let Some(size) = self.spilled.pop_front() else {
+                break;
+            };
+            self.remove_bytes(size);
+            self.spill_from += 1;
+            lost += 1;
+        }
+        lost
+    }
+
+    /// The session lost its connection: any load under way is abandoned, and the stored
+    /// entries at the end of the head go back to the store only, so an offline session holds
+    /// as little as possible in memory.
+    pub fn release_memory(&mut self) {
+        self.loading = None;
+        while let Some(last) = self.head.back() {
+            if last.seq.is_none() || last.seq.map(|seq| seq + 1) != Some(self.spill_from) {
+                break;
+            }
+            if let Some(entry) = self.head.pop_back() {
+                self.spilled.push_front(entry.size);
+                self.spill_from -= 1;
+            }
+        }
+    }
+
+    /// A new connection took the session: a load of the previous one no longer applies.
+    pub fn forget_load(&mut self) {
+        self.loading = None;
+    }
+
+    /// Every entry in memory, oldest first.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = &Queued> {
+        self.head.iter()
+    }
+
+    fn add_bytes(&mut self, size: u32) {
+        self.bytes += u64::from(size);
+        self.budget.take(u64::from(size));
+    }
+
+    fn remove_bytes(&mut self, size: u32) {
+        self.bytes -= u64::from(size);
+        self.budget.give_back(u64::from(size));
+    }
+}
+
+impl Drop for MessageQueue {
+    /// A queue that goes (its session ended) gives its bytes back to the budget.
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
+    }
+}
+
+/// Where an offered entry may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The session outlives its connection, so its QoS 1/2 entries are stored.
+    pub persistent: bool,
+    /// A connection is attached: new entries may be held in memory.
+    pub online: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use bytes::Bytes;
+
+    const ONLINE: Placement = Placement {
+        persistent: true,
+        online: true,
+    };
+    const OFFLINE: Placement = Placement {
+        persistent: true,
+        online: false,
+    };
+
+    fn limits(max_messages: usize, policy: QueueFullPolicy) -> QueueLimits {
+        QueueLimits {
+            max_messages,
+            max_bytes: u64::MAX,
+            policy,
+            queue_qos0_offline: false,
+        }
+    }
+
+    /// A delivery of message `id` on topic "t" with a 9-byte payload: 10 bytes in the bounds.
+    fn delivery(id: u64, qos: QoS) -> Delivery {
+        Delivery {
+            message: Arc::new(Message::from_broker(
+                id,
+                "t",
+                Bytes::from_static(b"123456789"),
+                false,
+            )),
+            qos,
+            retain: false,
+            subscription_ids: Vec::new(),
+        }
+    }
+
+    fn client() -> Arc<str> {
+        Arc::from("c")
+    }
+
+    fn offer(
+        queue: &mut MessageQueue,
+        id: u64,
+        placement: Placement,
+        limits: &QueueLimits,
+    ) -> (Offered, Vec<StoreOp>) {
+        let mut ops = Vec::new();
+        let offered = queue.offer(
+            delivery(id, QoS::AtLeastOnce),
+            &client(),
+            placement,
+            limits,
+            &mut ops,
+        );
+        (offered, ops)
+    }
+
+    fn seqs(ops: &[StoreOp]) -> Vec<(&'static str, u64)> {
+        ops.iter()
+            .filter_map(|op| match op {
+                StoreOp::Enqueue { seq, .. } => Some(("enqueue", *seq)),
+                StoreOp::Discard { seq, .. } => Some(("discard", *seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn offline_entries_are_stored_and_not_held_in_memory() {
+        let budget = QueueBudget::new(u64::MAX);
+        let mut queue = MessageQueue::new(budget.clone());
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        for id in 0..3 {
+            let (offered, ops) = offer(&mut queue, id, OFFLINE, &limits);
+            assert_eq!(
+                offered,
+                Offered {
+                    queued: true,
+                    dropped: 0
+                }
+            );
+            assert_eq!(seqs(&ops), vec![("enqueue", id)]);
+        }
+        assert_eq!((queue.len(), queue.in_memory(), queue.bytes()), (3, 0, 30));
+        assert_eq!(budget.used(), 30);
+        drop(queue);
+        assert_eq!(budget.used(), 0, "a queue that goes gives its bytes back");
+    }
+
+    #[test]
+    fn online_entries_spill_beyond_the_window_and_load_back_in_order() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(10_000, QueueFullPolicy::DropOldest);
+        let total = WINDOW as u64 + 100;
+        for id in 0..total {
+            offer(&mut queue, id, ONLINE, &limits);
+        }
+        assert_eq!((queue.len(), queue.in_memory()), (total as usize, WINDOW));
+        assert!(queue.load_request().is_none(), "the head is full");
+        for _ in 0..=WINDOW / 2 {
+            queue.pop_front("c");
+        }
+        let request = queue.load_request().expect("the head ran low");
+        assert_eq!(request.from, WINDOW as u64);
+        assert_eq!(request.to, total);
+        assert!(queue.load_request().is_none(), "one load at a time");
+        let entries = (request.from..request.to)
+            .map(|seq| (seq, delivery(seq, QoS::AtLeastOnce)))
+            .collect();
+        assert_eq!(queue.apply_load(request, entries), 0);
+        let order: Vec<u64> = queue.iter().filter_map(|entry| entry.seq).collect();
+        let expected: Vec<u64> = (WINDOW as u64 / 2 + 1..total).collect();
+        assert_eq!(order, expected);
+        assert_eq!(queue.len(), queue.in_memory());
+    }
+
+    #[test]
+    fn drop_oldest_discards_from_the_front_even_when_spilled() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(2, QueueFullPolicy::DropOldest);
+        offer(&mut queue, 0, OFFLINE, &limits);
+        offer(&mut queue, 1, OFFLINE, &limits);
+        let (offered, ops) = offer(&mut queue, 2, OFFLINE, &limits);
+        assert_eq!(
+            offered,
+            Offered {
+                queued: true,
+                dropped: 1
+            }
+        );
+        assert_eq!(seqs(&ops), vec![("discard", 0), ("enqueue", 2)]);
+        assert_eq!(queue.len(), 2);
+    }
+
+    #[test]
+    fn refuse_newest_keeps_the_queue_and_counts_the_refusal() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(1, QueueFullPolicy::RefuseNewest);
+        offer(&mut queue, 0, OFFLINE, &limits);
+        let (offered, ops) = offer(&mut queue, 1, OFFLINE, &limits);
+        assert_eq!(
+            offered,
+            Offered {
+                queued: false,
+                dropped: 1
+            }
+        );
+        assert!(ops.is_empty());
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[test]
+    fn byte_bounds_per_session_and_shared_budget_hold() {
+        let budget = QueueBudget::new(50);
+        let mut first = MessageQueue::new(budget.clone());
+        let mut second = MessageQueue::new(budget.clone());
+        let mut per_session = limits(100, QueueFullPolicy::RefuseNewest);
+        per_session.max_bytes = 30;
+        for id in 0..4 {
+            offer(&mut first, id, OFFLINE, &per_session);
+        }
+        assert_eq!(first.bytes(), 30, "three 10-byte entries fit in 30 bytes");
+        for id in 0..4 {
+            offer(&mut second, id, OFFLINE, &per_session);
+        }
+        assert_eq!(second.bytes(), 20, "the shared budget of 50 leaves 20");
+        assert_eq!(budget.used(), 50);
+    }
+
+    #[test]
+    fn qos0_is_queued_offline_only_when_configured_and_then_stored() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let mut limits = limits(10, QueueFullPolicy::DropOldest);
+        let mut ops = Vec::new();
+        let offered = queue.offer(
+            delivery(1, QoS::AtMostOnce),
+            &client(),
+            OFFLINE,
+            &limits,
+            &mut ops,
+        );
+        assert_eq!(offered, Offered::default(), "not kept, not a loss");
+        limits.queue_qos0_offline = true;
+        let offered = queue.offer(
+            delivery(2, QoS::AtMostOnce),
+            &client(),
+            OFFLINE,
+            &limits,
+            &mut ops,
+        );
+        assert!(offered.queued);
+        assert_eq!(seqs(&ops), vec![("enqueue", 0)]);
+        let offered = queue.offer(
+            delivery(3, QoS::AtMostOnce),
+            &client(),
+            ONLINE,
+            &limits,
+            &mut ops,
+        );
+        assert!(offered.queued);
+        assert_eq!(
+            ops.len(),
+            2,
+            "QoS 0 behind a spilled entry is stored to keep the order"
+        );
+    }
+
+    #[test]
+    fn a_load_skips_entries_dropped_meanwhile_and_reports_missing_ones() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        for id in 0..4 {
+            offer(&mut queue, id, OFFLINE, &limits);
+        }
+        let request = queue.load_request().expect("spilled entries");
+        assert_eq!((request.from, request.to), (0, 4));
+        let mut ops = Vec::new();
+        queue.drop_oldest(&client(), &mut ops);
+        assert_eq!(seqs(&ops), vec![("discard", 0)]);
+        // The store read 0..4 before the discard reached it, but has lost entry 2.
+        let entries = [0, 1, 3]
+            .into_iter()
+            .map(|seq| (seq, delivery(seq, QoS::AtLeastOnce)))
+            .collect();
+        assert_eq!(queue.apply_load(request, entries), 1, "entry 2 is lost");
+        let order: Vec<u64> = queue.iter().filter_map(|entry| entry.seq).collect();
+        assert_eq!(order, vec![1, 3]);
+        assert_eq!((queue.len(), queue.bytes()), (2, 20));
+    }
+
+    #[test]
+    fn a_stale_load_is_ignored_and_detaching_releases_memory() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        for id in 0..3 {
+            offer(&mut queue, id, ONLINE, &limits);
+        }
+        assert_eq!(queue.in_memory(), 3);
+        queue.release_memory();
+        assert_eq!((queue.len(), queue.in_memory()), (3, 0));
+        let stale = queue.load_request().expect("spilled entries");
+        queue.forget_load();
+        let fresh = queue.load_request().expect("a new load may start");
+        let entries = || {
+            (0..3)
+                .map(|seq| (seq, delivery(seq, QoS::AtLeastOnce)))
+                .collect()
+        };
+        assert_eq!(queue.apply_load(stale, entries()), 0);
+        assert_eq!(queue.in_memory(), 0, "the stale reply changed nothing");
+        queue.apply_load(fresh, entries());
+        assert_eq!(queue.in_memory(), 3);
+    }
+
+    #[test]
+    fn restored_queue_numbers_continue_and_gaps_are_placeholders() {
+        let budget = QueueBudget::new(u64::MAX);
+        let mut queue = MessageQueue::restored(budget.clone(), &[(5, 10), (7, 10)], 9);
+        assert_eq!((queue.len(), queue.bytes(), queue.next_seq()), (3, 20, 9));
+        let request = queue.load_request().expect("spilled entries");
+        assert_eq!((request.from, request.to), (5, 8));
+        let (_, ops) = offer(
+            &mut queue,
+            1,
+            OFFLINE,
+            &limits(10, QueueFullPolicy::DropOldest),
+        );
+        assert_eq!(seqs(&ops), vec![("enqueue", 9)]);
+        assert_eq!(budget.used(), 30);
+    }
+}
