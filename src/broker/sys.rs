@@ -1,11 +1,12 @@
 //! `$SYS/broker/…`: the broker's own status topics, published as retained messages every
 //! `sys_interval` seconds (version, uptime, clients connected, messages received, sent,
 //! dropped, queued and inflight, sessions, and the store's commits, messages per commit and
-//! bytes written). They are rebuilt at start, so they are never written to the store.
+//! bytes written, in total and per second over the last interval). They are rebuilt at start,
+//! so they are never written to the store.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -16,8 +17,9 @@ use crate::store::StoreOp;
 /// Publishes the `$SYS` topics now and then every `interval`, until the broker shuts down.
 pub async fn run(broker: Arc<Broker>, interval: Duration) {
     let mut shutdown = broker.shutdown_signal();
+    let mut last = StoreSample::at_start();
     loop {
-        publish_status(&broker).await;
+        publish_status(&broker, &mut last).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -25,10 +27,47 @@ pub async fn run(broker: Arc<Broker>, interval: Duration) {
     }
 }
 
-/// The current status as (topic, value) pairs.
-pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
+/// The store's counters at one moment, to turn them into rates.
+#[derive(Debug, Clone, Copy)]
+struct StoreSample {
+    at: Instant,
+    commits: u64,
+    bytes_written: u64,
+}
+
+impl StoreSample {
+    /// Nothing committed yet, now.
+    fn at_start() -> StoreSample {
+        StoreSample {
+            at: Instant::now(),
+            commits: 0,
+            bytes_written: 0,
+        }
+    }
+
+    /// Commits and bytes written per second from `self` to `now`.
+    fn rates_until(&self, now: &StoreSample) -> (f64, f64) {
+        let seconds = now.at.duration_since(self.at).as_secs_f64().max(1e-3);
+        let per_second = |from: u64, to: u64| to.saturating_sub(from) as f64 / seconds;
+        (
+            per_second(self.commits, now.commits),
+            per_second(self.bytes_written, now.bytes_written),
+        )
+    }
+}
+
+/// The current status as (topic, value) pairs; rates are over the time since `last`, which
+/// becomes now.
+fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)> {
     let metrics = broker.metrics();
     let store = broker.store().metrics();
+    let now = StoreSample {
+        at: Instant::now(),
+        commits: store.commits.load(Ordering::Relaxed),
+        bytes_written: store.bytes_written.load(Ordering::Relaxed),
+    };
+    let (commits_per_second, bytes_per_second) = last.rates_until(&now);
+    *last = now;
     let (sessions, queued, queued_bytes, inflight) = {
         let state = broker.state();
         let queued = state
@@ -81,9 +120,10 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
             queued_bytes.to_string(),
         ),
         ("$SYS/broker/messages/inflight", inflight.to_string()),
+        ("$SYS/broker/store/commits", now.commits.to_string()),
         (
-            "$SYS/broker/store/commits",
-            store.commits.load(Ordering::Relaxed).to_string(),
+            "$SYS/broker/store/commits_per_second",
+            format!("{commits_per_second:.1}"),
         ),
         (
             "$SYS/broker/store/failed_commits",
@@ -99,13 +139,17 @@ pub fn status(broker: &Broker) -> Vec<(&'static str, String)> {
         ),
         (
             "$SYS/broker/store/bytes_written",
-            store.bytes_written.load(Ordering::Relaxed).to_string(),
+            now.bytes_written.to_string(),
+        ),
+        (
+            "$SYS/broker/store/bytes_written_per_second",
+            format!("{bytes_per_second:.0}"),
         ),
     ]
 }
 
-async fn publish_status(broker: &Broker) {
-    for (topic, value) in status(broker) {
+async fn publish_status(broker: &Broker, last: &mut StoreSample) {
+    for (topic, value) in status(broker, last) {
         let ((), commit) = broker.change(|state, routed| {
             let id = state.next_message_id();
             let message = Arc::new(Message::from_broker(id, topic, Bytes::from(value), true));
@@ -116,5 +160,22 @@ async fn publish_status(broker: &Broker) {
                 .retain(|op| !matches!(op, StoreOp::Retain { .. }));
         });
         settle(commit).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_deltas_over_the_elapsed_time() {
+        let start = StoreSample::at_start();
+        let later = StoreSample {
+            at: start.at + Duration::from_secs(4),
+            commits: 10,
+            bytes_written: 4096,
+        };
+        assert_eq!(start.rates_until(&later), (2.5, 1024.0));
+        assert_eq!(later.rates_until(&later), (0.0, 0.0), "no time, no change");
     }
 }

@@ -153,9 +153,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Waits for the entries.
-    pub async fn wait(self) -> Result<Vec<(u64, Delivery)>, StoreError> {
-        self.reply.await.unwrap_or(Err(StoreError::WriterGone))
+    /// Waits for the entries. Cancel-safe; once it has returned, call it no more.
+    pub async fn entries(&mut self) -> Result<Vec<(u64, Delivery)>, StoreError> {
+        (&mut self.reply)
+            .await
+            .unwrap_or(Err(StoreError::WriterGone))
     }
 }
 

@@ -136,6 +136,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         acks: AckQueue::default(),
+        load: None,
     };
     client.resend_inflight(framed);
     Some(client)

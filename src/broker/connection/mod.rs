@@ -19,10 +19,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
-use crate::store::StoreOp;
+use crate::store::{Loaded, StoreError, StoreOp};
 
 use self::acks::AckQueue;
 use self::framed::{Framed, ReadError};
+use super::message::Delivery;
+use super::queue::LoadRequest;
 use super::state::ConnectionSignal;
 use super::{settle, Broker};
 
@@ -77,6 +79,25 @@ struct Client {
     /// The client's Topic Alias Maximum.
     client_topic_alias_maximum: u16,
     acks: AckQueue,
+    /// Spilled queue entries being read back from the store (boxed: rarely there).
+    load: Option<Box<PendingLoad>>,
+}
+
+/// A read of spilled queue entries under way.
+#[derive(Debug)]
+struct PendingLoad {
+    request: LoadRequest,
+    loaded: Loaded,
+}
+
+/// Waits for the pending load's entries (forever if there is none). Cancel-safe.
+async fn load_done(
+    load: &mut Option<Box<PendingLoad>>,
+) -> Result<Vec<(u64, Delivery)>, StoreError> {
+    match load {
+        Some(pending) => pending.loaded.entries().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Serves one connection until it ends.
@@ -153,6 +174,11 @@ impl Client {
                     }
                 }
                 _ = self.acks.front_committed() => {}
+                entries = load_done(&mut self.load) => {
+                    if let Err(exit) = self.take_loaded(entries) {
+                        return exit;
+                    }
+                }
                 filled = framed.fill() => {
                     match filled {
                         Ok(true) => {}

@@ -10,10 +10,10 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
-use crate::store::{Commit, Loaded, StoreOp};
+use crate::store::{Commit, Loaded, StoreError, StoreOp};
 
 use super::framed::Framed;
-use super::{Client, Exit};
+use super::{Client, Exit, PendingLoad};
 use crate::broker::message::Delivery;
 use crate::broker::queue::{LoadRequest, Queued};
 use crate::broker::session::{Inflight, OutboundState, Session};
@@ -86,18 +86,22 @@ impl Client {
                 .messages_sent
                 .fetch_add(count as u64, Ordering::Relaxed);
             if let Some((request, loaded)) = pass.load {
-                if count > 0 {
-                    framed
-                        .flush()
-                        .await
-                        .map_err(|error| Exit::Lost(error.to_string()))?;
+                self.load = Some(Box::new(PendingLoad { request, loaded }));
+                if pass.head_drained {
+                    // Nothing else to send: the entries are awaited here, so the client gets
+                    // its queue before anything it sends now is answered.
+                    if count > 0 {
+                        framed
+                            .flush()
+                            .await
+                            .map_err(|error| Exit::Lost(error.to_string()))?;
+                    }
+                    let entries = super::load_done(&mut self.load).await;
+                    self.take_loaded(entries)?;
+                    continue;
                 }
-                let entries = loaded.wait().await.map_err(|error| {
-                    tracing::error!(client_id = %self.client_id, %error, "could not read queued messages back");
-                    Exit::Lost(format!("store failure: {error}"))
-                })?;
-                self.take_loaded(request, entries)?;
-                continue;
+                // Otherwise read back while the connection goes on sending what it holds: the
+                // entries join the queue when the connected loop sees them arrive.
             }
             if count < BATCH {
                 return Ok(());
@@ -189,6 +193,7 @@ impl Client {
                 .load(&self.client_id, request.from, request.to);
             (request, loaded)
         });
+        let head_drained = session.queue.in_memory() == 0;
         // Handed over while the state is locked, so the store sees them in the order they
         // happened.
         let commit = broker.commit(ops);
@@ -198,6 +203,7 @@ impl Client {
             commit,
             await_commit,
             load,
+            head_drained,
         })
     }
 
@@ -215,12 +221,20 @@ impl Client {
         }
     }
 
-    /// Under the state lock: moves entries read back from the store into the queue's head.
-    fn take_loaded(
+    /// Under the state lock: moves the entries the pending load read back into the queue's
+    /// head. A store failure ends the connection (the client may come back and try again).
+    pub(super) fn take_loaded(
         &mut self,
-        request: LoadRequest,
-        entries: Vec<(u64, Delivery)>,
+        entries: Result<Vec<(u64, Delivery)>, StoreError>,
     ) -> Result<(), Exit> {
+        let Some(pending) = self.load.take() else {
+            return Ok(());
+        };
+        let entries = entries.map_err(|error| {
+            tracing::error!(client_id = %self.client_id, %error, "could not read queued messages back");
+            Exit::Lost(format!("store failure: {error}"))
+        })?;
+        let request = pending.request;
         let broker = self.broker.clone();
         let mut state = broker.state();
         let session = self.own_session(&mut state)?;
@@ -353,6 +367,8 @@ struct Pass {
     /// The packets may go out only once `commit` is durable (it holds a QoS 2 send).
     await_commit: bool,
     load: Option<(LoadRequest, Loaded)>,
+    /// The queue holds no entry in memory any more: only the load can give more.
+    head_drained: bool,
 }
 
 /// The failure form of an ack whose commit failed (v5).

@@ -84,6 +84,16 @@ impl<'txn> Tables<'txn> {
         }
     }
 
+    /// Applies an acknowledgement whose send was in the same group as discarding queue entry
+    /// `seq` of its session (the send itself skipped).
+    pub fn discard_instead(&mut self, acked: &StoreOp, seq: u64) -> Result<(), DbError> {
+        if let StoreOp::Acked { client_id, .. } = acked {
+            self.applied.ops += 1;
+            self.discard(client_id, seq)?;
+        }
+        Ok(())
+    }
+
     /// Applies one op.
     pub fn apply(&mut self, op: &StoreOp) -> Result<(), DbError> {
         self.applied.ops += 1;

@@ -175,7 +175,7 @@ impl DurableStore {
         self.send(Job::Load {
             client_id,
             range,
-            reply,
+            reply: Some(reply),
         });
         receiver
     }
@@ -190,9 +190,12 @@ impl DurableStore {
             Some(Job::Commit { done, .. }) => {
                 let _ = done.send(Err(StoreError::WriterGone));
             }
-            Some(Job::Load { reply, .. }) => {
+            Some(Job::Load {
+                reply: Some(reply), ..
+            }) => {
                 let _ = reply.send(Err(StoreError::WriterGone));
             }
+            Some(Job::Load { reply: None, .. }) => {}
             None => {}
         }
     }

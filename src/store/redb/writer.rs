@@ -22,7 +22,7 @@ use crate::store::{StoreError, StoreOp};
 
 use super::apply::{Applied, Tables};
 use super::database::OpenError;
-use super::elide;
+use super::elide::{self, Plan};
 use super::tables::DbError;
 
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
@@ -30,6 +30,9 @@ const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
 /// Queue entries read back: (sequence number, delivery), ascending.
 pub type LoadedEntries = Vec<(u64, Delivery)>;
+
+/// Where a load's answer goes.
+pub type LoadReply = oneshot::Sender<Result<LoadedEntries, StoreError>>;
 
 /// One piece of work for the writer, done in the order submitted.
 #[derive(Debug)]
@@ -39,21 +42,22 @@ pub enum Job {
         ops: Vec<StoreOp>,
         done: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// A read of queue entries `range` of a session, answered once everything submitted
-    /// before it is committed.
+    /// A read of queue entries `range` of a session, seeing everything submitted before it;
+    /// answered once what it read is durable. (`reply` is taken when the load is answered.)
     Load {
         client_id: Arc<str>,
         range: Range<u64>,
-        reply: oneshot::Sender<Result<LoadedEntries, StoreError>>,
+        reply: Option<LoadReply>,
     },
 }
 
-/// What one group did: its changes, and the entries its loads read.
+/// What one group did: its changes, and the entries its loads read that wait for the commit.
 struct Written {
     applied: Applied,
     /// Whether a transaction was committed (a group of loads only commits nothing).
     committed: bool,
-    loads: Vec<Result<LoadedEntries, DbError>>,
+    /// Per load, in group order: `None` if it was answered already.
+    loads: Vec<Option<Result<LoadedEntries, DbError>>>,
 }
 
 /// Counters of the writer's work.
@@ -149,9 +153,16 @@ impl Writer {
     }
 
     /// Commits one group and answers its waiters.
-    fn commit_group(&mut self, group: Vec<Job>) {
+    fn commit_group(&mut self, mut group: Vec<Job>) {
         let before = thread_write_bytes();
-        let result = self.write(&group);
+        let mut replies: Vec<Option<LoadReply>> = group
+            .iter_mut()
+            .filter_map(|job| match job {
+                Job::Load { reply, .. } => Some(reply.take()),
+                Job::Commit { .. } => None,
+            })
+            .collect();
+        let result = self.write(&group, &mut replies);
         match &result {
             Ok(written) => {
                 let bytes = thread_write_bytes()
@@ -166,10 +177,14 @@ impl Writer {
                 self.database = None;
             }
         }
-        answer(group, result);
+        answer(group, replies, result);
     }
 
-    fn write(&mut self, group: &[Job]) -> Result<Written, String> {
+    fn write(
+        &mut self,
+        group: &[Job],
+        replies: &mut [Option<LoadReply>],
+    ) -> Result<Written, String> {
         let database = match &mut self.database {
             Some(database) => database,
             None => self
@@ -181,7 +196,7 @@ impl Writer {
         } else {
             Durability::None
         };
-        write_group(database, durability, group).map_err(|error| error.to_string())
+        write_group(database, durability, group, replies).map_err(|error| error.to_string())
     }
 
     /// In no-fsync mode, makes everything committed durable before the writer stops.
@@ -197,38 +212,45 @@ impl Writer {
     }
 }
 
-/// Answers every job of a group: commits with the group's outcome, loads with their entries
-/// (or the group's failure: entries read in a transaction that did not commit may not exist).
-fn answer(group: Vec<Job>, result: Result<Written, String>) {
-    let (outcome, mut loads) = match result {
-        Ok(written) => (Ok(()), written.loads.into_iter()),
-        Err(error) => (Err(StoreError::Io(error)), Vec::new().into_iter()),
+/// Answers every job of a group: commits with the group's outcome, loads not answered yet
+/// with their entries (or the group's failure: entries read in a transaction that did not
+/// commit may not exist).
+fn answer(group: Vec<Job>, replies: Vec<Option<LoadReply>>, result: Result<Written, String>) {
+    let (outcome, loads) = match result {
+        Ok(written) => (Ok(()), written.loads),
+        Err(error) => (Err(StoreError::Io(error)), Vec::new()),
     };
+    // A waiter that gave up (dropped its receiver) needs no answer.
     for job in group {
-        // A waiter that gave up (dropped its receiver) needs no answer.
-        match job {
-            Job::Commit { done, .. } => {
-                let _ = done.send(outcome.clone());
-            }
-            Job::Load { reply, .. } => {
-                let entries = match (&outcome, loads.next()) {
-                    (Ok(()), Some(Ok(entries))) => Ok(entries),
-                    (Ok(()), Some(Err(error))) => Err(StoreError::Read(error.to_string())),
-                    (Ok(()), None) => Err(StoreError::WriterGone),
-                    (Err(error), _) => Err(error.clone()),
-                };
-                let _ = reply.send(entries);
-            }
+        if let Job::Commit { done, .. } = job {
+            let _ = done.send(outcome.clone());
         }
+    }
+    let mut loads = loads.into_iter();
+    for reply in replies {
+        let loaded = loads.next().flatten();
+        let Some(reply) = reply else {
+            continue;
+        };
+        let entries = match (&outcome, loaded) {
+            (Ok(()), Some(Ok(entries))) => Ok(entries),
+            (Ok(()), Some(Err(error))) => Err(StoreError::Read(error.to_string())),
+            (Ok(()), None) => Err(StoreError::WriterGone),
+            (Err(error), _) => Err(error.clone()),
+        };
+        let _ = reply.send(entries);
     }
 }
 
 /// Applies every op of `group`, in order, in one write transaction, reading each load's entries
-/// where it stands; commits if the group changed anything.
+/// where it stands; commits if the group changed anything. A load that read no entry queued
+/// in this same group reads only what earlier commits made durable, so it is answered at once
+/// (its reply taken from `replies`) instead of after this group's commit.
 fn write_group(
     database: &Database,
     durability: Durability,
     group: &[Job],
+    replies: &mut [Option<LoadReply>],
 ) -> Result<Written, DbError> {
     let mut txn = database.begin_write()?;
     txn.set_durability(durability)?;
@@ -239,23 +261,46 @@ fn write_group(
             Job::Load { .. } => vec![None],
         })
         .collect();
-    let cancelled = elide::cancelled(&steps);
-    let mut loads = group.iter().filter_map(|job| match job {
-        Job::Load {
-            client_id, range, ..
-        } => Some((client_id, range)),
-        Job::Commit { .. } => None,
-    });
+    let plan = elide::plan(&steps);
+    let mut loads = group
+        .iter()
+        .filter_map(|job| match job {
+            Job::Load {
+                client_id, range, ..
+            } => Some((client_id, range)),
+            Job::Commit { .. } => None,
+        })
+        .zip(replies.iter_mut());
     let mut loaded = Vec::new();
+    // Queue entries written by this group so far.
+    let mut enqueued: Vec<(&Arc<str>, u64)> = Vec::new();
     let applied = {
         let mut tables = Tables::open(&txn)?;
-        for (step, cancelled) in steps.iter().zip(cancelled) {
-            match step {
-                Some(op) if cancelled => tables.skip(op),
-                Some(op) => tables.apply(op)?,
-                None => {
-                    if let Some((client_id, range)) = loads.next() {
-                        loaded.push(tables.load(client_id, range.clone()));
+        for (step, plan) in steps.iter().zip(plan) {
+            match (step, plan) {
+                (Some(op), Plan::Apply) => {
+                    if let StoreOp::Enqueue { client_id, seq, .. } = op {
+                        enqueued.push((client_id, *seq));
+                    }
+                    tables.apply(op)?;
+                }
+                (Some(op), Plan::Skip) => tables.skip(op),
+                (Some(op), Plan::DiscardInstead { seq }) => tables.discard_instead(op, seq)?,
+                (None, _) => {
+                    let Some(((client_id, range), slot)) = loads.next() else {
+                        continue;
+                    };
+                    let durable_already = !enqueued
+                        .iter()
+                        .any(|(client, seq)| *client == client_id && range.contains(seq));
+                    match tables.load(client_id, range.clone()) {
+                        Ok(entries) if durable_already => {
+                            if let Some(reply) = slot.take() {
+                                let _ = reply.send(Ok(entries));
+                            }
+                            loaded.push(None);
+                        }
+                        entries => loaded.push(Some(entries)),
                     }
                 }
             }
