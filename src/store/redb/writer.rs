@@ -28,6 +28,11 @@ use super::tables::DbError;
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
+/// A group this large is worth its commit: the commit window stops waiting once a group holds
+/// this many jobs. A busy broker then commits as if the window were 0, and a publisher that
+/// keeps at least this many messages in flight is not slowed to one window per round trip.
+const WINDOW_CLOSES_AT: usize = 16;
+
 /// Queue entries read back: (sequence number, delivery), ascending.
 pub type LoadedEntries = Vec<(u64, Delivery)>;
 
@@ -328,14 +333,15 @@ fn flush(database: &Database) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Blocks for the first job, then gathers more until the window closes (window 0: only what is
-/// already queued). `None` once every sender is gone and nothing is left.
+/// Blocks for the first job, then takes every job already queued and, while the group holds
+/// fewer than [`WINDOW_CLOSES_AT`] jobs, waits for more until the window closes (window 0:
+/// only what is already queued). `None` once every sender is gone and nothing is left.
 fn gather(jobs: &Receiver<Job>, window: Duration) -> Option<Vec<Job>> {
     let mut group = vec![jobs.recv().ok()?];
     let deadline = Instant::now() + window;
     while group.len() < MAX_BATCHES_PER_COMMIT {
         let left = deadline.saturating_duration_since(Instant::now());
-        let next = if left.is_zero() {
+        let next = if left.is_zero() || group.len() >= WINDOW_CLOSES_AT {
             jobs.try_recv().ok()
         } else {
             jobs.recv_timeout(left).ok()
