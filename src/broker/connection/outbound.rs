@@ -61,8 +61,9 @@ impl Client {
     /// Moves queued messages into the window and writes them, reading spilled entries back
     /// from the store as the queue's head drains. A QoS 2 message of a persistent session is
     /// recorded as inflight before it goes out, so a restart resends it (DUP, same packet
-    /// identifier) rather than sending it again as a new message [MQTT-4.3.3-6]; for QoS 1 a
-    /// repeat is allowed, so its record is not awaited.
+    /// identifier) rather than sending it again as a new message [MQTT-4.3.3-6], and a stored
+    /// QoS 0 message is removed before it goes out; for QoS 1 a repeat is allowed, so its
+    /// record is not awaited.
     pub(super) async fn send_queued<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
@@ -179,10 +180,15 @@ impl Client {
                         state,
                     });
                 }
-                (None, Some(seq)) => ops.push(StoreOp::Discard {
-                    client_id: self.client_id.clone(),
-                    seq,
-                }),
+                (None, Some(seq)) => {
+                    // A stored QoS 0 message goes out once its removal is durable: after a
+                    // crash it must not come again (QoS 0 is at most once).
+                    ops.push(StoreOp::Discard {
+                        client_id: self.client_id.clone(),
+                        seq,
+                    });
+                    await_commit = true;
+                }
                 (None, None) => {}
             }
             packets.push(packet);
@@ -364,7 +370,8 @@ impl Client {
 struct Pass {
     packets: Vec<Packet>,
     commit: Commit,
-    /// The packets may go out only once `commit` is durable (it holds a QoS 2 send).
+    /// The packets may go out only once `commit` is durable (it holds a QoS 2 send, or a
+    /// stored QoS 0 one).
     await_commit: bool,
     load: Option<(LoadRequest, Loaded)>,
     /// The queue holds no entry in memory any more: only the load can give more.
