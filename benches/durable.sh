@@ -10,7 +10,9 @@
 #    messages per commit, and (d) this disk's one-fsync-per-message ceiling.
 # 2. SD-card wear: bytes written to storage per acknowledged message (/proc/<pid>/io
 #    write_bytes and Cairn's $SYS store bytes), one publisher at WEAR_RATE msg/s and
-#    WEAR_PUBLISHERS flat out, each with commit_window_ms 0 and 10.
+#    WEAR_PUBLISHERS flat out, for each commit_window_ms in WEAR_WINDOWS, each once with the
+#    persistent subscriber offline (it drains afterwards) and once with it online (connected,
+#    acknowledging as messages arrive; the store may then skip queue entries entirely).
 # 3. Memory and recovery: RSS before and after queuing QUEUED messages for one offline session;
 #    then SESSIONS sessions with PER_SESSION messages each, SIGTERM, and the time from process
 #    start to the first CONNACK (and the queue length Cairn recovered).
@@ -149,19 +151,29 @@ throughput_runs() {
     done
 }
 
+# wear_run ID WINDOW LOAD_ARGS...: one durable-fan-in run on a fresh Cairn with fsync on and
+# commit_window_ms WINDOW.
+wear_run() {
+    local id=$1 window=$2
+    shift 2
+    start_variant cairn-fsync "$window"
+    run_load "$id" cairn-fsync 1 --scenario durable-fan-in "$@"
+    stop_broker
+}
+
 wear_runs() {
-    local window
+    local window subscriber online
     for window in $WEAR_WINDOWS; do
-        log "wear: 1 publisher at $WEAR_RATE msg/s, commit_window_ms $window"
-        start_variant cairn-fsync "$window"
-        run_load "wear-paced-$window" cairn-fsync 1 --scenario durable-fan-in --publishers 1 \
-            --paced --rate "$WEAR_RATE" --duration "$WEAR_DURATION" --warmup 0
-        stop_broker
-        log "wear: $WEAR_PUBLISHERS publishers flat out, commit_window_ms $window"
-        start_variant cairn-fsync "$window"
-        run_load "wear-full-$window" cairn-fsync 1 --scenario durable-fan-in \
-            --publishers "$WEAR_PUBLISHERS" --duration "$DURATION" --warmup "$WARMUP"
-        stop_broker
+        for subscriber in offline online; do
+            online=()
+            [[ $subscriber == offline ]] || online=(--online)
+            log "wear: 1 publisher at $WEAR_RATE msg/s, commit_window_ms $window, $subscriber subscriber"
+            wear_run "wear-paced-$subscriber-$window" "$window" --publishers 1 --paced \
+                --rate "$WEAR_RATE" --duration "$WEAR_DURATION" --warmup 0 "${online[@]}"
+            log "wear: $WEAR_PUBLISHERS publishers flat out, commit_window_ms $window, $subscriber subscriber"
+            wear_run "wear-full-$subscriber-$window" "$window" --publishers "$WEAR_PUBLISHERS" \
+                --duration "$DURATION" --warmup "$WARMUP" "${online[@]}"
+        done
     done
 }
 
@@ -304,29 +316,43 @@ print_throughput() {
         "the returning subscriber"
 }
 
+# per_message ID KEY: the run's KEY divided by its acknowledged messages, as a share, or "-".
+per_message() {
+    awk -v v="$(value "$1" cairn-fsync "$2")" -v n="$(value "$1" cairn-fsync acked)" 'BEGIN {
+        if (v == "-" || n == "-" || n == 0) print "-"; else printf "%.2f", v / n }'
+}
+
 print_wear() {
-    local window kind id label
+    local window kind subscriber id label format='%-34s %-8s %8s %10s %12s %13s %10s %8s %9s\n'
     echo
     echo "2. SD-card wear, Cairn fsync on: bytes written to storage per acknowledged message"
-    printf '%-34s %9s %11s %13s %13s %10s\n' setting msg/s msg/commit io-bytes/msg sys-bytes/msg \
-        p50-ack-ms
+    # shellcheck disable=SC2059 # the format is the table's, shared by every row
+    printf "$format" setting sub msg/s msg/commit io-bytes/msg sys-bytes/msg elided/msg p50-ack \
+        p50-deliv
     for window in $WEAR_WINDOWS; do
         for kind in paced full; do
-            id="wear-$kind-$window"
             if [[ $kind == paced ]]; then
                 label="1 publisher at $WEAR_RATE msg/s, window ${window}ms"
             else
                 label="$WEAR_PUBLISHERS publishers flat out, window ${window}ms"
             fi
-            printf '%-34s %9s %11s %13s %13s %10s\n' "$label" "$(value "$id" cairn-fsync rate)" \
-                "$(value "$id" cairn-fsync msgs_per_commit)" \
-                "$(value "$id" cairn-fsync io_bytes_per_msg)" \
-                "$(value "$id" cairn-fsync store_bytes_per_msg)" \
-                "$(ms "$(value "$id" cairn-fsync ack_p50_us)")"
+            for subscriber in offline online; do
+                id="wear-$kind-$subscriber-$window"
+                # shellcheck disable=SC2059
+                printf "$format" "$label" "$subscriber" "$(value "$id" cairn-fsync rate)" \
+                    "$(value "$id" cairn-fsync msgs_per_commit)" \
+                    "$(value "$id" cairn-fsync io_bytes_per_msg)" \
+                    "$(value "$id" cairn-fsync store_bytes_per_msg)" \
+                    "$(per_message "$id" elided)" \
+                    "$(ms "$(value "$id" cairn-fsync ack_p50_us)")" \
+                    "$(ms "$(value "$id" cairn-fsync delivery_p50_us)")"
+            done
         done
     done
-    echo "   io = /proc/<pid>/io write_bytes delta over the publishing phase; sys = Cairn's" \
-        "\$SYS/broker/store/bytes_written delta"
+    echo "   io = /proc/<pid>/io write_bytes delta over the publishing phase (online: until the" \
+        "subscriber has every message); sys = Cairn's \$SYS/broker/store/bytes_written delta;"
+    echo "   elided/msg = queue entries the store never wrote (\$SYS/broker/store/messages_elided)" \
+        "per message; p50-ack = PUBACK latency, p50-deliv = publisher to online subscriber, ms"
 }
 
 print_memory() {

@@ -71,10 +71,16 @@ pub struct Args {
     #[arg(long)]
     pub paced: bool,
 
-    /// Durable scenarios: also report the broker's store commits, bytes written and queue
-    /// length from Cairn's `$SYS/broker/store/…` topics (start Cairn with CAIRN_SYS_INTERVAL=1).
+    /// Durable scenarios: also report the broker's store commits, bytes written, elided queue
+    /// entries and queue length from Cairn's `$SYS/broker/…` topics (start Cairn with
+    /// CAIRN_SYS_INTERVAL=1).
     #[arg(long)]
     pub store_stats: bool,
+
+    /// durable-fan-in: the persistent subscriber stays connected and acknowledges every
+    /// message while the publishers run, instead of being offline and draining afterwards.
+    #[arg(long)]
+    pub online: bool,
 
     /// Unacknowledged QoS 1/2 PUBLISHes per publisher (capped by the broker's Receive Maximum).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
@@ -142,7 +148,8 @@ pub enum Scenario {
     /// N idle connections; broker RSS growth per connection.
     IdleMemory,
     /// P publishers to one offline persistent subscriber on `load/#`; acknowledged msg/s and
-    /// PUBACK latency, then the subscriber returns and must receive every message.
+    /// PUBACK latency, then the subscriber returns and must receive every message (with
+    /// --online it stays connected and receives them as they come).
     DurableFanIn,
     /// S offline persistent sessions, each on its own topic fed by its own publisher; the
     /// messages stay queued (for restart and recovery measurements).

@@ -4,13 +4,15 @@
 //! - durable-fan-in: one persistent subscriber on `load/#` subscribes and leaves; P publishers
 //!   publish (flat out within their inflight windows, or at --rate with --paced) for
 //!   --duration, or --count messages each; then the subscriber comes back and must receive
-//!   every acknowledged message, in order per publisher, within --drain-timeout.
+//!   every acknowledged message, in order per publisher, within --drain-timeout. With
+//!   --online the subscriber comes back before the publishers start and acknowledges every
+//!   message as it arrives; the phase measured then ends once it has them all.
 //! - durable-queues: S persistent sessions each subscribe to their own topic `load/<i>` and
 //!   leave; one publisher per topic publishes; the messages stay queued in the broker.
 //!
 //! Both report acknowledged msg/s and acknowledgement latency; with --broker-pid the broker's
 //! RSS and storage writes over the publishing phase, with --store-stats Cairn's `$SYS` store
-//! counters over the same phase.
+//! counters (commits, bytes written, queue entries elided) over the same phase.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use crate::run::{
 };
 use crate::scenarios::{Percentiles, Summary};
 use crate::stamp::Clock;
-use crate::subscriber::{Subscriber, SubscriberPlan};
+use crate::subscriber::{Subscriber, SubscriberPlan, SubscriberReport};
 use crate::sys_stats::{self, StoreStats};
 
 /// Session Expiry Interval of every persistent subscriber (MQTT 5.0), seconds.
@@ -42,7 +44,8 @@ const CONCURRENT_SETUPS: usize = 32;
 /// Longest wait for a live `$SYS` update (Cairn's default interval is 10 s).
 const SYS_WAIT: Duration = Duration::from_secs(15);
 
-/// One offline persistent subscriber on `load/#`, P publishers on `load/<i>`, then the drain.
+/// One persistent subscriber on `load/#` (offline, or online with --online), P publishers on
+/// `load/<i>`; every acknowledged message must reach the subscriber.
 pub async fn durable_fan_in(args: &Args) -> Result<Summary, LoadError> {
     require_acknowledged(args, "durable-fan-in")?;
     let topology = Topology {
@@ -53,14 +56,29 @@ pub async fn durable_fan_in(args: &Args) -> Result<Summary, LoadError> {
     };
     let options = client_options(args);
     register_sessions(args, &options, &topology).await?;
-    let phase = publish_while_offline(args, &options, &topology).await?;
-    let drain = drain(args, &options, &topology, &phase).await?;
-    let mut fields = phase.fields(args, &topology);
-    fields.extend(drain.fields);
+    let (phase, delivery) = if args.online {
+        publish_to_online(args, &options, &topology).await?
+    } else {
+        let phase = publish_while_offline(args, &options, &topology).await?;
+        let drain = drain(args, &options, &topology, &phase).await?;
+        (phase, drain)
+    };
+    let mut fields = vec![("subscriber", subscriber_state(args).to_owned())];
+    fields.extend(phase.fields(args, &topology));
+    fields.extend(delivery.fields);
     Ok(Summary {
         fields,
-        problems: drain.problems,
+        problems: delivery.problems,
     })
+}
+
+/// Where the persistent subscriber is while the publishers run, for the RESULT line.
+fn subscriber_state(args: &Args) -> &'static str {
+    if args.online {
+        "online"
+    } else {
+        "offline"
+    }
 }
 
 /// S offline persistent sessions, each fed on its own topic by its own publisher; no drain.
@@ -164,8 +182,7 @@ struct PublishPhase {
     after: Probe,
 }
 
-/// Publishes while every subscriber is offline: for --duration after --warmup, or until each
-/// publisher has sent --count messages (then the whole phase is measured).
+/// Publishes while every subscriber is offline.
 async fn publish_while_offline(
     args: &Args,
     options: &ClientOptions,
@@ -173,36 +190,8 @@ async fn publish_while_offline(
 ) -> Result<PublishPhase, LoadError> {
     let before = Probe::take(args, options).await?;
     let clock = Clock::start();
-    let pacing = if args.paced {
-        Pacing::Rate {
-            start: Instant::now(),
-            per_second: args.rate,
-        }
-    } else {
-        Pacing::InflightOnly
-    };
     let mut crew = Crew::default();
-    crew.start_publishers(args, topology, |index| PublisherPlan {
-        limit: args.count,
-        log_acks: true,
-        ..publisher_plan(args, topology, index, &pacing, clock)
-    })
-    .await?;
-    eprintln!(
-        "connected {} publisher(s) to {}; publishing while the subscriber(s) are offline",
-        topology.publishers, args.broker
-    );
-    let (publishers, measured_nanos) = match args.count {
-        Some(_) => {
-            let publishers = crew.await_publishers(topology.publishers).await?;
-            let whole = whole_phase(&publishers);
-            (publishers, whole)
-        }
-        None => {
-            let measured = supervise(&mut crew.tasks, measure_window(args, clock)).await?;
-            (crew.stop_publishers(topology.publishers).await?, measured)
-        }
-    };
+    let (publishers, measured_nanos) = publish(args, topology, &mut crew, clock).await?;
     let after = Probe::take(args, options).await?;
     Ok(PublishPhase {
         clock,
@@ -211,6 +200,106 @@ async fn publish_while_offline(
         before,
         after,
     })
+}
+
+/// Brings the persistent subscriber back, publishes while it receives and acknowledges, and
+/// waits until it has every acknowledged message before taking the closing probe, so the
+/// store's work for the deliveries and their acknowledgements counts in the phase.
+async fn publish_to_online(
+    args: &Args,
+    options: &ClientOptions,
+    topology: &Topology,
+) -> Result<(PublishPhase, Delivery), LoadError> {
+    let clock = Clock::start();
+    let progress = Arc::new(Progress::new(1, args.window));
+    let mut crew = Crew::default();
+    crew.start_subscriber(resume_subscriber(options, topology, &progress, clock, true).await?);
+    let before = Probe::take(args, options).await?;
+    let (publishers, measured_nanos) = publish(args, topology, &mut crew, clock).await?;
+    let acknowledged: u64 = publishers.iter().map(|p| p.sent).sum();
+    let started = Instant::now();
+    crew.await_deliveries(&progress, acknowledged, args.drain_timeout)
+        .await?;
+    let caught_up_in = started.elapsed();
+    let after = Probe::take(args, options).await?;
+    let subscribers = crew.stop_subscribers(args.drain_timeout).await?;
+    let phase = PublishPhase {
+        clock,
+        publishers,
+        measured_nanos,
+        before,
+        after,
+    };
+    let delivered = progress.total_received();
+    eprintln!(
+        "the online subscriber received {delivered} of {acknowledged} messages, the last \
+         {:.3} s after publishing stopped",
+        caught_up_in.as_secs_f64()
+    );
+    let latencies = phase.delivery_latencies_micros(&subscribers);
+    let p = Percentiles::of(&latencies).unwrap_or_default();
+    eprintln!(
+        "delivery latency (publisher send to subscriber receipt) p50 {} µs, p99 {} µs, max {} µs",
+        p.p50, p.p99, p.max
+    );
+    let check = DeliveryCheck::between(&phase.publishers, &subscribers);
+    let delivery = Delivery {
+        fields: vec![
+            ("delivered", delivered.to_string()),
+            (
+                "catch_up_secs",
+                format!("{:.3}", caught_up_in.as_secs_f64()),
+            ),
+            ("delivery_p50_us", p.p50.to_string()),
+            ("delivery_p99_us", p.p99.to_string()),
+            ("lost", check.lost.to_string()),
+            ("behind", check.behind.to_string()),
+        ],
+        problems: check.problems(args.qos.qos()),
+    };
+    Ok((phase, delivery))
+}
+
+/// Runs the publishers of `topology` in `crew` (beside any subscriber it holds) for
+/// --duration after --warmup, or until each has sent --count messages (then the whole run is
+/// measured); their reports and the measured interval on `clock`.
+async fn publish(
+    args: &Args,
+    topology: &Topology,
+    crew: &mut Crew,
+    clock: Clock,
+) -> Result<(Vec<PublisherReport>, (u64, u64)), LoadError> {
+    let pacing = if args.paced {
+        Pacing::Rate {
+            start: Instant::now(),
+            per_second: args.rate,
+        }
+    } else {
+        Pacing::InflightOnly
+    };
+    crew.start_publishers(args, topology, |index| PublisherPlan {
+        limit: args.count,
+        log_acks: true,
+        ..publisher_plan(args, topology, index, &pacing, clock)
+    })
+    .await?;
+    eprintln!(
+        "connected {} publisher(s) to {}; publishing while the subscriber(s) are {}",
+        topology.publishers,
+        args.broker,
+        subscriber_state(args)
+    );
+    match args.count {
+        Some(_) => {
+            let publishers = crew.await_publishers(topology.publishers).await?;
+            let whole = whole_phase(&publishers);
+            Ok((publishers, whole))
+        }
+        None => {
+            let measured = supervise(&mut crew.tasks, measure_window(args, clock)).await?;
+            Ok((crew.stop_publishers(topology.publishers).await?, measured))
+        }
+    }
 }
 
 /// Waits out the warm-up, then --duration; the measured interval on the run's clock.
@@ -278,9 +367,20 @@ impl PublishPhase {
 
     /// Acknowledgement latencies in µs of messages sent during the measured interval, sorted.
     fn latencies_micros(&self) -> Vec<u64> {
+        self.measured_micros(self.all_acks())
+    }
+
+    /// Delivery latencies in µs at `subscribers` of messages sent during the measured
+    /// interval, sorted.
+    fn delivery_latencies_micros(&self, subscribers: &[SubscriberReport]) -> Vec<u64> {
+        self.measured_micros(subscribers.iter().flat_map(|s| s.latencies.iter()))
+    }
+
+    /// The latencies in µs of those (send time, latency) pairs whose message was sent during
+    /// the measured interval, sorted.
+    fn measured_micros<'a>(&self, samples: impl Iterator<Item = &'a (u64, u64)>) -> Vec<u64> {
         let (from, to) = self.measured_nanos;
-        let mut micros: Vec<u64> = self
-            .all_acks()
+        let mut micros: Vec<u64> = samples
             .filter(|(sent, _)| (from..=to).contains(sent))
             .map(|(_, latency)| latency / 1_000)
             .collect();
@@ -312,10 +412,11 @@ impl PublishPhase {
         if let (Some(before), Some(after)) = (self.before.store, self.after.store) {
             let commits = after.commits.saturating_sub(before.commits);
             let written = after.bytes_written.saturating_sub(before.bytes_written);
+            let elided = after.elided.saturating_sub(before.elided);
             let per_commit = self.acknowledged() as f64 / commits.max(1) as f64;
             eprintln!(
                 "store: {commits} commits ({per_commit:.1} messages each), {written} bytes \
-                 written; {} messages queued",
+                 written, {elided} queue entries never written; {} messages queued",
                 after.queued
             );
             fields.push(("commits", commits.to_string()));
@@ -325,6 +426,7 @@ impl PublishPhase {
                 "store_bytes_per_msg",
                 format!("{:.1}", written as f64 / acked as f64),
             ));
+            fields.push(("elided", elided.to_string()));
             fields.push(("queued", after.queued.to_string()));
         }
         fields
@@ -365,23 +467,22 @@ impl Probe {
     }
 }
 
-/// What the drain found.
-struct Drain {
+/// What the subscriber received: the drain after an offline phase, or the deliveries of an
+/// online one.
+struct Delivery {
     fields: Vec<(&'static str, String)>,
     problems: Vec<String>,
 }
 
-/// Brings the persistent subscriber back and checks that every acknowledged message arrives,
-/// in order per publisher, within --drain-timeout.
-async fn drain(
-    args: &Args,
+/// Reconnects persistent subscriber 0, which must find its session, counting what it
+/// receives in `progress`; `log_latency` keeps each message's delivery latency.
+async fn resume_subscriber(
     options: &ClientOptions,
     topology: &Topology,
-    phase: &PublishPhase,
-) -> Result<Drain, LoadError> {
-    let acknowledged = phase.acknowledged();
-    let progress = Arc::new(Progress::new(1, args.window));
-    let started = Instant::now();
+    progress: &Arc<Progress>,
+    clock: Clock,
+    log_latency: bool,
+) -> Result<Subscriber, LoadError> {
     let (connection, session_present) = open_persistent(options, 0).await?;
     if !session_present {
         return Err(LoadError::SessionLost {
@@ -391,12 +492,27 @@ async fn drain(
     let plan = SubscriberPlan {
         index: 0,
         publishers: topology.publishers as usize,
-        progress: Arc::clone(&progress),
-        clock: phase.clock,
-        log_latency: false,
+        progress: Arc::clone(progress),
+        clock,
+        log_latency,
     };
+    Ok(Subscriber::new(connection, plan))
+}
+
+/// Brings the persistent subscriber back and checks that every acknowledged message arrives,
+/// in order per publisher, within --drain-timeout.
+async fn drain(
+    args: &Args,
+    options: &ClientOptions,
+    topology: &Topology,
+    phase: &PublishPhase,
+) -> Result<Delivery, LoadError> {
+    let acknowledged = phase.acknowledged();
+    let progress = Arc::new(Progress::new(1, args.window));
+    let started = Instant::now();
+    let subscriber = resume_subscriber(options, topology, &progress, phase.clock, false).await?;
     let mut crew = Crew::default();
-    crew.start_subscriber(Subscriber::new(connection, plan));
+    crew.start_subscriber(subscriber);
     crew.await_deliveries(&progress, acknowledged, args.drain_timeout)
         .await?;
     let drained_for = started.elapsed();
@@ -409,7 +525,7 @@ async fn drain(
          {:.3} s ({drain_rate:.0} msg/s)",
         drained_for.as_secs_f64()
     );
-    Ok(Drain {
+    Ok(Delivery {
         fields: vec![
             ("drained", drained.to_string()),
             ("drain_secs", format!("{:.3}", drained_for.as_secs_f64())),

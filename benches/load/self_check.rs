@@ -179,11 +179,12 @@ fn whole_phase_spans_sends_to_acks() -> bool {
 }
 
 fn sys_values_by_topic() -> bool {
-    let mut values = [None; 3];
+    let mut values = [None; 4];
     let read = record(&mut values, "$SYS/broker/store/commits", b"12").is_ok()
         && record(&mut values, "$SYS/broker/store/bytes_written", b"4096").is_ok()
         && record(&mut values, "$SYS/broker/messages/queued", b" 7 ").is_ok()
+        && record(&mut values, "$SYS/broker/store/messages_elided", b"30").is_ok()
         && record(&mut values, "$SYS/broker/uptime", b"3 seconds").is_ok();
     let garbled = record(&mut values, "$SYS/broker/store/commits", b"many").is_err();
-    read && garbled && values == [Some(12), Some(4096), Some(7)]
+    read && garbled && values == [Some(12), Some(4096), Some(7), Some(30)]
 }

@@ -1,5 +1,6 @@
-//! Cairn's store counters (`$SYS/broker/store/commits`, `…/bytes_written`) and queue length
-//! (`$SYS/broker/messages/queued`), read by a short-lived client.
+//! Cairn's store counters (`$SYS/broker/store/commits`, `…/bytes_written`,
+//! `…/messages_elided`) and queue length (`$SYS/broker/messages/queued`), read by a
+//! short-lived client.
 //!
 //! Retained values may be up to one `sys_interval` old, so only live publications count: the
 //! values are those of the first whole `$SYS` update (it opens with `$SYS/broker/version`)
@@ -22,6 +23,10 @@ const FIRST_OF_UPDATE: &str = "$SYS/broker/version";
 const COMMITS: &str = "$SYS/broker/store/commits";
 const BYTES_WRITTEN: &str = "$SYS/broker/store/bytes_written";
 const QUEUED: &str = "$SYS/broker/messages/queued";
+const ELIDED: &str = "$SYS/broker/store/messages_elided";
+
+/// The values read here, one slot per topic (see [`record`]).
+pub type SysValues = [Option<u64>; 4];
 
 /// Counters of the broker's store at one `$SYS` update.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,6 +37,9 @@ pub struct StoreStats {
     pub bytes_written: u64,
     /// Messages queued for all sessions now.
     pub queued: u64,
+    /// Queue entries the store never wrote because they were enqueued and left the queue
+    /// within one group commit, since the broker started.
+    pub elided: u64,
 }
 
 /// Reads the next live `$SYS` update, waiting at most `wait` for it.
@@ -46,13 +54,13 @@ pub async fn read(options: &ClientOptions, wait: Duration) -> Result<StoreStats,
     Ok(stats)
 }
 
-/// Collects the live values of the three topics.
+/// Collects the live values of the four topics.
 async fn next_update(
     connection: &mut MqttConnection,
     wait: Duration,
 ) -> Result<StoreStats, LoadError> {
     let deadline = Instant::now() + wait;
-    let mut values: [Option<u64>; 3] = [None; 3];
+    let mut values: SysValues = [None; 4];
     let mut update_started = false;
     loop {
         while let Some(packet) = connection.next_packet()? {
@@ -67,11 +75,12 @@ async fn next_update(
                 record(&mut values, &publish.topic, &publish.payload)?;
             }
         }
-        if let [Some(commits), Some(bytes_written), Some(queued)] = values {
+        if let [Some(commits), Some(bytes_written), Some(queued), Some(elided)] = values {
             return Ok(StoreStats {
                 commits,
                 bytes_written,
                 queued,
+                elided,
             });
         }
         if Instant::now() >= deadline {
@@ -85,12 +94,13 @@ async fn next_update(
     }
 }
 
-/// Stores the value of `topic` if it is one of the three read here.
-pub fn record(values: &mut [Option<u64>; 3], topic: &str, payload: &[u8]) -> Result<(), LoadError> {
+/// Stores the value of `topic` if it is one of the four read here.
+pub fn record(values: &mut SysValues, topic: &str, payload: &[u8]) -> Result<(), LoadError> {
     let slot = match topic {
         COMMITS => 0,
         BYTES_WRITTEN => 1,
         QUEUED => 2,
+        ELIDED => 3,
         _ => return Ok(()),
     };
     let text = String::from_utf8_lossy(payload);

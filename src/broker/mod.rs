@@ -127,9 +127,14 @@ impl Broker {
         self.store.commit(routed.ops)
     }
 
-    /// Commits a batch of changes.
+    /// Commits a batch of changes (within the commit window).
     pub fn commit(&self, ops: Vec<crate::store::StoreOp>) -> Commit {
         self.store.commit(ops)
+    }
+
+    /// Commits a batch of changes something is held back for, without waiting for the window.
+    pub fn commit_now(&self, ops: Vec<crate::store::StoreOp>) -> Commit {
+        self.store.commit_now(ops)
     }
 
     /// The store, for its counters.

@@ -177,13 +177,29 @@ impl Store {
         Ok((Store { durable }, recovered))
     }
 
-    /// Hands a batch of changes to the writer. An empty batch completes at once.
+    /// Hands a batch of changes to the writer; its commit may wait up to the commit window to
+    /// gather more work. An empty batch completes at once.
     pub fn commit(&self, batch: Vec<StoreOp>) -> Commit {
+        self.commit_paced(batch, false)
+    }
+
+    /// Like [`Store::commit`], for a batch something is held back for (a QoS 2 send, a PUBREL):
+    /// it commits without waiting for the commit window.
+    pub fn commit_now(&self, batch: Vec<StoreOp>) -> Commit {
+        self.commit_paced(batch, true)
+    }
+
+    fn commit_paced(&self, batch: Vec<StoreOp>, urgent: bool) -> Commit {
         if batch.is_empty() {
             return Commit::finished(Ok(()));
         }
+        let pending = if urgent {
+            self.durable.submit_now(batch)
+        } else {
+            self.durable.submit(batch)
+        };
         Commit {
-            pending: Some(self.durable.submit(batch)),
+            pending: Some(pending),
             outcome: None,
         }
     }

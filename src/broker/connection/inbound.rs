@@ -73,13 +73,18 @@ impl Client {
         .map(|_| ())
     }
 
-    /// Commits changes to this connection's own session. A session that ends with its
-    /// connection keeps nothing in the store, so its changes are not written at all.
+    /// Commits changes to this connection's own session.
     fn commit_own(&self, ops: Vec<StoreOp>) -> Commit {
+        self.broker.commit(self.own_ops(ops))
+    }
+
+    /// The changes to this connection's own session the store keeps: none for a session that
+    /// ends with its connection.
+    fn own_ops(&self, ops: Vec<StoreOp>) -> Vec<StoreOp> {
         if self.persistent {
-            self.broker.commit(ops)
+            ops
         } else {
-            self.broker.commit(Vec::new())
+            Vec::new()
         }
     }
 
@@ -328,8 +333,9 @@ impl Client {
             response.reason = ReasonCode::PacketIdentifierNotFound;
         }
         // Once PUBREL is out the PUBLISH must never be sent again [MQTT-4.3.3-6], not even
-        // after a crash: PUBREL waits, like an ack, until the store knows.
-        let commit = self.commit_own(ops);
+        // after a crash: PUBREL waits, like an ack, until the store knows, and without waiting
+        // for the commit window (this is the broker's own flow, not a client's ack).
+        let commit = self.broker.commit_now(self.own_ops(ops));
         self.acks.push(commit, Packet::PubRel(response), Vec::new());
     }
 

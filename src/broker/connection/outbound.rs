@@ -202,7 +202,11 @@ impl Client {
         let head_drained = session.queue.in_memory() == 0;
         // Handed over while the state is locked, so the store sees them in the order they
         // happened.
-        let commit = broker.commit(ops);
+        let commit = if await_commit {
+            broker.commit_now(ops)
+        } else {
+            broker.commit(ops)
+        };
         drop(state);
         Ok(Pass {
             packets,

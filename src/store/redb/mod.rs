@@ -154,13 +154,31 @@ impl DurableStore {
     /// Hands a batch to the single writer; the receiver yields Ok(()) once the write transaction
     /// holding it has committed, or the error. An empty batch completes at once.
     pub fn submit(&self, batch: Vec<StoreOp>) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.submit_paced(batch, false)
+    }
+
+    /// Like [`DurableStore::submit`], for a batch something is held back for: its group
+    /// commits without waiting for the commit window.
+    pub fn submit_now(&self, batch: Vec<StoreOp>) -> oneshot::Receiver<Result<(), StoreError>> {
+        self.submit_paced(batch, true)
+    }
+
+    fn submit_paced(
+        &self,
+        batch: Vec<StoreOp>,
+        urgent: bool,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, receiver) = oneshot::channel();
         if batch.is_empty() {
             // The receiver is alive right here, so the send cannot fail.
             let _ = done.send(Ok(()));
             return receiver;
         }
-        self.send(Job::Commit { ops: batch, done });
+        self.send(Job::Commit {
+            ops: batch,
+            done,
+            urgent,
+        });
         receiver
     }
 

@@ -28,9 +28,11 @@ use super::tables::DbError;
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
-/// A group this large is worth its commit: the commit window stops waiting once a group holds
-/// this many jobs. A busy broker then commits as if the window were 0, and a publisher that
-/// keeps at least this many messages in flight is not slowed to one window per round trip.
+/// A group with this many queued messages is worth its commit: the commit window stops waiting
+/// once a group holds them. A busy broker then commits as if the window were 0, and a
+/// publisher that keeps at least this many messages in flight is not slowed to one window per
+/// round trip. (Sends and acks do not count: waiting for them is what lets a delivery to an
+/// online subscriber cancel out before it is written.)
 const WINDOW_CLOSES_AT: usize = 16;
 
 /// Queue entries read back: (sequence number, delivery), ascending.
@@ -42,10 +44,12 @@ pub type LoadReply = oneshot::Sender<Result<LoadedEntries, StoreError>>;
 /// One piece of work for the writer, done in the order submitted.
 #[derive(Debug)]
 pub enum Job {
-    /// A batch of changes and the waiter to answer once it is committed.
+    /// A batch of changes and the waiter to answer once it is committed; `urgent` when
+    /// something is held back for it, so its group does not wait for the commit window.
     Commit {
         ops: Vec<StoreOp>,
         done: oneshot::Sender<Result<(), StoreError>>,
+        urgent: bool,
     },
     /// A read of queue entries `range` of a session, seeing everything submitted before it;
     /// answered once what it read is durable. (`reply` is taken when the load is answered.)
@@ -54,6 +58,29 @@ pub enum Job {
         range: Range<u64>,
         reply: Option<LoadReply>,
     },
+}
+
+impl Job {
+    /// Whether its group must commit without waiting for the window: an urgent batch, or a
+    /// load (a connection waits for its entries to send them).
+    fn urgent(&self) -> bool {
+        match self {
+            Job::Commit { urgent, .. } => *urgent,
+            Job::Load { .. } => true,
+        }
+    }
+
+    /// Messages this job stores (queue entries and retained messages): how much a group has
+    /// gathered.
+    fn messages(&self) -> usize {
+        match self {
+            Job::Commit { ops, .. } => ops
+                .iter()
+                .filter(|op| matches!(op, StoreOp::Enqueue { .. } | StoreOp::Retain { .. }))
+                .count(),
+            Job::Load { .. } => 0,
+        }
+    }
 }
 
 /// What one group did: its changes, and the entries its loads read that wait for the commit.
@@ -334,20 +361,28 @@ fn flush(database: &Database) -> Result<(), DbError> {
 }
 
 /// Blocks for the first job, then takes every job already queued and, while the group holds
-/// fewer than [`WINDOW_CLOSES_AT`] jobs, waits for more until the window closes (window 0:
-/// only what is already queued). `None` once every sender is gone and nothing is left.
+/// fewer than [`WINDOW_CLOSES_AT`] queued messages and no urgent job, waits for more until the
+/// window closes (window 0: only what is already queued). `None` once every sender is gone
+/// and nothing is left.
 fn gather(jobs: &Receiver<Job>, window: Duration) -> Option<Vec<Job>> {
-    let mut group = vec![jobs.recv().ok()?];
+    let first = jobs.recv().ok()?;
+    let mut messages = first.messages();
+    let mut urgent = first.urgent();
+    let mut group = vec![first];
     let deadline = Instant::now() + window;
     while group.len() < MAX_BATCHES_PER_COMMIT {
         let left = deadline.saturating_duration_since(Instant::now());
-        let next = if left.is_zero() || group.len() >= WINDOW_CLOSES_AT {
+        let next = if left.is_zero() || urgent || messages >= WINDOW_CLOSES_AT {
             jobs.try_recv().ok()
         } else {
             jobs.recv_timeout(left).ok()
         };
         match next {
-            Some(job) => group.push(job),
+            Some(job) => {
+                messages += job.messages();
+                urgent |= job.urgent();
+                group.push(job);
+            }
             None => break,
         }
     }
@@ -360,4 +395,84 @@ fn thread_write_bytes() -> Option<u64> {
     io.lines()
         .find_map(|line| line.strip_prefix("write_bytes:"))
         .and_then(|value| value.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use crate::codec::QoS;
+    use bytes::Bytes;
+    use std::sync::mpsc;
+
+    /// Generous: the machine is shared and loaded.
+    const WAIT: Duration = Duration::from_secs(60);
+    /// A window no test may wait out.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    fn commit(ops: Vec<StoreOp>, urgent: bool) -> Job {
+        let (done, _) = oneshot::channel();
+        Job::Commit { ops, done, urgent }
+    }
+
+    fn enqueue(seq: u64) -> StoreOp {
+        StoreOp::Enqueue {
+            client_id: Arc::from("c"),
+            seq,
+            delivery: Delivery {
+                message: Arc::new(Message::from_broker(seq, "t", Bytes::new(), false)),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+            },
+        }
+    }
+
+    /// Runs `gather` on `jobs` (their sender kept open, as while the broker runs) in a thread
+    /// and returns how many jobs its group took, or `None` if it did not return in time.
+    fn gathered(jobs: Vec<Job>, window: Duration) -> Option<usize> {
+        let (sender, receiver) = mpsc::channel();
+        for job in jobs {
+            sender.send(job).ok()?;
+        }
+        let (result, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let group = gather(&receiver, window).map_or(0, |group| group.len());
+            let _ = result.send(group);
+        });
+        let taken = outcome.recv_timeout(WAIT).ok();
+        drop(sender);
+        taken
+    }
+
+    #[test]
+    fn an_urgent_job_closes_the_window() {
+        let jobs = vec![commit(vec![enqueue(1)], false), commit(Vec::new(), true)];
+        assert_eq!(gathered(jobs, FOREVER), Some(2));
+    }
+
+    #[test]
+    fn a_load_closes_the_window() {
+        let (reply, _) = oneshot::channel();
+        let load = Job::Load {
+            client_id: Arc::from("c"),
+            range: 0..1,
+            reply: Some(reply),
+        };
+        assert_eq!(gathered(vec![load], FOREVER), Some(1));
+    }
+
+    #[test]
+    fn enough_messages_close_the_window() {
+        let jobs = (0..WINDOW_CLOSES_AT as u64)
+            .map(|seq| commit(vec![enqueue(seq)], false))
+            .collect();
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    #[test]
+    fn a_small_group_waits_for_the_window_to_close() {
+        let jobs = vec![commit(vec![enqueue(1)], false)];
+        assert_eq!(gathered(jobs, Duration::from_millis(20)), Some(1));
+    }
 }
