@@ -46,6 +46,10 @@ const WINDOW: usize = 8;
 const SLOW_RECEIVE_MAXIMUM: u16 = 4;
 /// The longest the final phase (publishers completing, subscribers catching up) may take.
 const FINAL_PHASE: Duration = Duration::from_secs(180);
+/// Most messages each publisher publishes per kill: the slow subscriber must receive them all
+/// within [`FINAL_PHASE`] (QoS 2 at a Receive Maximum of 4 costs two commits per few messages),
+/// and the faster the broker, the more the publishers would publish otherwise.
+const MESSAGES_PER_CYCLE: u64 = 200;
 /// Every publisher publishes below this; the subscribers subscribe to all of it.
 const TOPIC_ROOT: &str = "crash";
 
@@ -145,6 +149,7 @@ async fn crash_cycles(cycles: usize) {
                 spec.clone(),
                 Dialer::new(endpoint.clone(), 0),
                 finishing.clone(),
+                MESSAGES_PER_CYCLE * cycles as u64,
             ));
             (spec, task)
         })
@@ -490,10 +495,15 @@ fn packet_id_for(sequence: u64) -> u16 {
     ((sequence - 1) % u64::from(u16::MAX)) as u16 + 1
 }
 
-/// Publishes messages 1, 2, 3, … with `WINDOW` in flight, across kills, until `finishing`;
-/// then completes every outstanding flow and returns how many messages it published (all of
-/// them acknowledged).
-async fn run_publisher(spec: PublisherSpec, mut dialer: Dialer, finishing: Arc<AtomicBool>) -> u64 {
+/// Publishes messages 1, 2, 3, … with `WINDOW` in flight, across kills, until `finishing` or
+/// `limit` messages; then completes every outstanding flow and returns how many messages it
+/// published (all of them acknowledged).
+async fn run_publisher(
+    spec: PublisherSpec,
+    mut dialer: Dialer,
+    finishing: Arc<AtomicBool>,
+    limit: u64,
+) -> u64 {
     let connect = persistent_connect(spec.version, &spec.client_id, LONG_EXPIRY);
     let mut outstanding: VecDeque<Outstanding> = VecDeque::new();
     let mut issued = 0;
@@ -508,7 +518,8 @@ async fn run_publisher(spec: PublisherSpec, mut dialer: Dialer, finishing: Arc<A
         }
         loop {
             let mut fresh = Vec::new();
-            while outstanding.len() < WINDOW && !finishing.load(Ordering::Acquire) {
+            while outstanding.len() < WINDOW && issued < limit && !finishing.load(Ordering::Acquire)
+            {
                 issued += 1;
                 let message = Outstanding {
                     sequence: issued,
