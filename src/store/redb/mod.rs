@@ -213,8 +213,8 @@ impl DurableStore {
             }) => {
                 let _ = reply.send(Err(StoreError::WriterGone));
             }
-            Some(Job::Load { reply: None, .. }) => {}
-            None => {}
+            // Sent, or a load answered already.
+            Some(Job::Load { reply: None, .. }) | None => {}
         }
     }
 
