@@ -122,8 +122,11 @@ pub struct MessageQueue {
     /// The load in progress.
     loading: Option<LoadRequest>,
     next_ticket: u64,
-    /// Messages lost to the bounds since the queue last had room (0: not full).
+    /// Messages lost to the bounds in the current burst (0: none).
     burst: u64,
+    /// The burst ends once the queue has drained to this many entries: half of what it held
+    /// when the burst began, so a queue that stays full is one burst, not one per message.
+    burst_ends_at: usize,
 }
 
 impl MessageQueue {
@@ -139,6 +142,7 @@ impl MessageQueue {
             loading: None,
             next_ticket: 0,
             burst: 0,
+            burst_ends_at: 0,
         }
     }
 
@@ -231,12 +235,12 @@ impl MessageQueue {
             let can_drop = limits.policy == QueueFullPolicy::DropOldest && !self.is_empty();
             if !can_drop {
                 offered.dropped += 1;
-                self.note_drops(client_id, 1, limits);
+                self.note_drop(client_id, limits);
                 return offered;
             }
+            self.note_drop(client_id, limits);
             self.drop_oldest(client_id, ops);
             offered.dropped += 1;
-            self.note_drops(client_id, 1, limits);
         }
         let spilling = !self.spilled.is_empty();
         let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
@@ -305,9 +309,10 @@ impl MessageQueue {
         }
     }
 
-    /// Counts drops; the first of a burst is logged (the burst's total when it ends).
-    fn note_drops(&mut self, client_id: &str, count: u64, limits: &QueueLimits) {
+    /// Counts a lost message; the first of a burst is logged (the burst's total when it ends).
+    fn note_drop(&mut self, client_id: &str, limits: &QueueLimits) {
         if self.burst == 0 {
+            self.burst_ends_at = self.len() / 2;
             let what = match limits.policy {
                 QueueFullPolicy::DropOldest => "dropping the oldest messages",
                 QueueFullPolicy::RefuseNewest => "refusing new messages",
@@ -323,12 +328,13 @@ impl MessageQueue {
                 self.budget.limit
             );
         }
-        self.burst += count;
+        self.burst += 1;
     }
 
-    /// Ends a burst of drops once the queue has room again, logging its total.
+    /// Ends a burst of drops once the queue has drained to half of what it held when the
+    /// burst began, logging its total.
     fn end_burst(&mut self, client_id: &str) {
-        if self.burst > 0 {
+        if self.burst > 0 && self.len() <= self.burst_ends_at {
             tracing::warn!(%client_id, dropped = self.burst, "queue has room again; {} messages were dropped while it was full", self.burst);
             self.burst = 0;
         }
@@ -411,6 +417,12 @@ impl MessageQueue {
     /// A new connection took the session: a load of the previous one no longer applies.
     pub fn forget_load(&mut self) {
         self.loading = None;
+    }
+
+    /// Messages lost in the current burst of drops.
+    #[cfg(test)]
+    fn burst(&self) -> u64 {
+        self.burst
     }
 
     /// Every entry in memory, oldest first.
@@ -581,6 +593,26 @@ mod tests {
         );
         assert_eq!(seqs(&ops), vec![("discard", 0), ("enqueue", 2)]);
         assert_eq!(queue.len(), 2);
+    }
+
+    #[test]
+    fn a_queue_kept_full_by_a_slow_reader_is_one_burst() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(4, QueueFullPolicy::DropOldest);
+        for id in 0..8 {
+            offer(&mut queue, id, ONLINE, &limits);
+        }
+        assert_eq!(queue.burst(), 4);
+        for id in 8..20 {
+            queue.pop_front("c");
+            offer(&mut queue, id, ONLINE, &limits);
+            offer(&mut queue, id + 100, ONLINE, &limits);
+        }
+        assert_eq!(queue.burst(), 16, "still the same burst");
+        queue.pop_front("c");
+        assert_eq!(queue.burst(), 16, "three of four left: not drained yet");
+        queue.pop_front("c");
+        assert_eq!(queue.burst(), 0, "drained to half: the burst is over");
     }
 
     #[test]
