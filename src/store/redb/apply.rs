@@ -407,16 +407,15 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Counts one more entry referring to the message's body, writing the body if it is new.
+    /// A body with one reference has no `message_refs` row: a message for one session (the
+    /// common case) writes one table fewer per commit.
     fn hold_body(&mut self, message: &Message) -> Result<(), DbError> {
-        let refs = self
-            .message_refs
-            .get(message.id)?
-            .map(|guard| guard.value())
-            .unwrap_or(0);
-        if refs == 0 {
+        if self.messages.get(message.id)?.is_none() {
             let record = encode_message(message, &self.clock);
             self.messages.insert(message.id, record.as_slice())?;
+            return Ok(());
         }
+        let refs = self.counted_refs(message.id)?.unwrap_or(1);
         self.message_refs
             .insert(message.id, refs.saturating_add(1))?;
         Ok(())
@@ -424,20 +423,31 @@ impl<'txn> Tables<'txn> {
 
     /// Counts one entry fewer referring to a body; deletes the body with its last reference.
     fn release_body(&mut self, message_id: u64) -> Result<(), DbError> {
-        let refs = self
-            .message_refs
-            .get(message_id)?
-            .map(|guard| guard.value())
-            .unwrap_or(0);
-        if refs > 1 {
-            self.message_refs.insert(message_id, refs - 1)?;
-        } else {
-            if refs == 0 {
-                tracing::debug!(message_id, "store: released a body with no references");
+        match self.counted_refs(message_id)? {
+            Some(refs) if refs > 2 => {
+                self.message_refs.insert(message_id, refs - 1)?;
             }
-            self.message_refs.remove(message_id)?;
-            self.messages.remove(message_id)?;
+            // One reference left: that is what no row says.
+            Some(2) => {
+                self.message_refs.remove(message_id)?;
+            }
+            counted => {
+                if counted.is_some() {
+                    self.message_refs.remove(message_id)?;
+                }
+                if self.messages.remove(message_id)?.is_none() {
+                    tracing::debug!(message_id, "store: released a body that is not stored");
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The references counted in `message_refs` (a body with one reference has no row).
+    fn counted_refs(&self, message_id: u64) -> Result<Option<u32>, DbError> {
+        Ok(self
+            .message_refs
+            .get(message_id)?
+            .map(|guard| guard.value()))
     }
 }

@@ -36,7 +36,8 @@ pub const INBOUND_QOS2: TableDefinition<(&str, u16), ()> = TableDefinition::new(
 pub const WILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("wills");
 /// message id → message record (bodies of queued and inflight deliveries).
 pub const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
-/// message id → number of queue and inflight entries referring to its body.
+/// message id → number of queue and inflight entries referring to its body, when more than
+/// one (a stored body without a row has exactly one).
 pub const MESSAGE_REFS: TableDefinition<u64, u32> = TableDefinition::new("message_refs");
 /// topic → message record of its retained message.
 pub const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");

@@ -904,3 +904,43 @@ fn io_errors_are_told_apart_from_corruption() {
         OpenError::Recovery { .. }
     ));
 }
+
+/// A body held by one entry has no reference-count row (one table fewer written per commit);
+/// a second entry adds the row, and releasing back to one removes it again.
+#[test]
+fn a_body_with_one_reference_has_no_count_row() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let body = message(5, "t", b"once");
+    commit(
+        &store,
+        vec![
+            put_session("a", 60),
+            put_session("b", 60),
+            enqueue("a", &body, QoS::AtLeastOnce),
+        ],
+    );
+    store.close();
+    assert_eq!((rows(&dir, MESSAGES), rows(&dir, MESSAGE_REFS)), (1, 0));
+
+    let (store, _) = open(&dir);
+    commit(&store, vec![enqueue("b", &body, QoS::AtLeastOnce)]);
+    store.close();
+    assert_eq!((rows(&dir, MESSAGES), rows(&dir, MESSAGE_REFS)), (1, 1));
+
+    let (store, _) = open(&dir);
+    commit(&store, vec![inflight("a", 1, 5), acked("a", 1)]);
+    store.close();
+    assert_eq!((rows(&dir, MESSAGES), rows(&dir, MESSAGE_REFS)), (1, 0));
+
+    let (store, _) = open(&dir);
+    commit(
+        &store,
+        vec![StoreOp::Discard {
+            client_id: id("b"),
+            seq: 5,
+        }],
+    );
+    store.close();
+    assert_eq!((rows(&dir, MESSAGES), rows(&dir, MESSAGE_REFS)), (0, 0));
+}
