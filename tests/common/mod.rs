@@ -228,6 +228,19 @@ impl RawClient {
         seen
     }
 
+    /// Sends a normal DISCONNECT and waits until the broker has closed the connection.
+    pub async fn go_offline(&mut self) {
+        self.send(&Packet::Disconnect(codec::Disconnect::new(
+            codec::ReasonCode::Success,
+        )))
+        .await;
+        let after = self.expect_closed().await;
+        assert!(
+            after.is_empty(),
+            "nothing follows a client's DISCONNECT, got {after:?}"
+        );
+    }
+
     /// Asserts the next packet is PUBREL for `packet_id` with reason Success.
     pub async fn expect_pubrel(&mut self, packet_id: u16) {
         match self.recv().await {

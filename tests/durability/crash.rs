@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::process::CairnProcess;
-use crate::support::{go_offline, new_session, persistent_connect, subscribe, LONG_EXPIRY};
+use crate::support::{new_session, persistent_connect, subscribe, LONG_EXPIRY};
 
 /// Kills in the default test.
 const DEFAULT_CYCLES: usize = 3;
@@ -131,7 +131,7 @@ async fn crash_cycles(cycles: usize) {
             QoS::ExactlyOnce,
         )
         .await;
-        go_offline(&mut subscriber).await;
+        subscriber.go_offline().await;
     }
 
     let (endpoints, endpoint) = watch::channel(Endpoint {

@@ -22,8 +22,8 @@ use tokio::process::Command;
 use crate::common::{publish_packet, RawClient, WAIT};
 use crate::process::{serve_command, CairnProcess};
 use crate::support::{
-    client_id, expect_nothing_pending, go_offline, new_session, publish, receive_until_marker,
-    resume, subscribe, text,
+    client_id, expect_nothing_pending, new_session, publish, receive_until_marker, resume,
+    subscribe, text,
 };
 
 /// The persistent subscriber's filter.
@@ -216,7 +216,7 @@ async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_a
     let subscriber_id = client_id("diskfull-sub", ProtocolVersion::V5);
     let mut subscriber = new_session(cairn.addr, ProtocolVersion::V5, &subscriber_id).await;
     subscribe(&mut subscriber, 1, FILTER, QoS::AtLeastOnce).await;
-    go_offline(&mut subscriber).await;
+    subscriber.go_offline().await;
     let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-pub").await;
     let mut outcomes = Outcomes::default();
     let next = outcomes

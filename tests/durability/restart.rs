@@ -8,8 +8,8 @@ use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 
 use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
 use crate::support::{
-    client_id, expect_message, expect_nothing_pending, expect_shutdown_close, go_offline, message,
-    new_session, publish, receive_until_marker, resume, stop, subscribe, text, BOTH,
+    client_id, expect_message, expect_nothing_pending, expect_shutdown_close, message, new_session,
+    publish, receive_until_marker, resume, stop, subscribe, text, BOTH,
 };
 
 /// Promise 2, [MQTT-3.2.2-3] (5.0) / [MQTT-3.2.2-2] (3.1.1): a v5 session (expiry 300) and a
@@ -27,7 +27,7 @@ async fn sessions_queues_subscriptions_and_retained_survive_a_graceful_restart()
         let id = client_id("keeper", version);
         let mut client = new_session(broker.addr, version, &id).await;
         subscribe(&mut client, 1, topic, QoS::ExactlyOnce).await;
-        go_offline(&mut client).await;
+        client.go_offline().await;
     }
     let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "restart-pub").await;
     let queued = [
@@ -67,7 +67,7 @@ async fn sessions_queues_subscriptions_and_retained_survive_a_graceful_restart()
             .map(|(payload, qos)| (payload.to_string(), *qos, false))
             .collect();
         assert_eq!(received, expected, "{id}: the queued messages, in order");
-        go_offline(&mut client).await;
+        client.go_offline().await;
     }
     for version in BOTH {
         let mut watcher = RawClient::connect(
@@ -165,7 +165,7 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
             .send(&Packet::PubComp(PubResponse::success(third_id)))
             .await;
         expect_nothing_pending(&mut subscriber).await;
-        go_offline(&mut subscriber).await;
+        subscriber.go_offline().await;
     }
 
     let broker = stop(broker).await.start().await;
@@ -189,7 +189,7 @@ async fn inbound_qos2_survives_restart_and_is_not_routed_twice() {
         let mut subscriber =
             new_session(broker.addr, version, &client_id("once-sub", version)).await;
         subscribe(&mut subscriber, 1, "once/+", QoS::ExactlyOnce).await;
-        go_offline(&mut subscriber).await;
+        subscriber.go_offline().await;
     }
     for version in BOTH {
         let mut publisher =
@@ -373,7 +373,7 @@ async fn deliveries_completed_while_routing_are_not_repeated_after_restart() {
     let sequence: Vec<String> = received.iter().map(text).collect();
     let expected: Vec<String> = (1..=STREAM).map(|n| n.to_string()).collect();
     assert_eq!(sequence, expected, "each message once, in order");
-    go_offline(&mut subscriber).await;
+    subscriber.go_offline().await;
 
     let broker = stop(broker).await.start().await;
     let mut subscriber = resume(broker.addr, ProtocolVersion::V5, "busy-sub").await;

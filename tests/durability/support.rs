@@ -88,18 +88,6 @@ pub async fn resume(addr: SocketAddr, version: ProtocolVersion, id: &str) -> Raw
     connect_expecting(addr, persistent_connect(version, id, LONG_EXPIRY), true).await
 }
 
-/// Sends a normal DISCONNECT and waits until the broker has closed the connection.
-pub async fn go_offline(client: &mut RawClient) {
-    client
-        .send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
-        .await;
-    let after = client.expect_closed().await;
-    assert!(
-        after.is_empty(),
-        "nothing follows a client's DISCONNECT, got {after:?}"
-    );
-}
-
 /// Asserts a connected client was closed by a graceful shutdown: v5 clients are told
 /// DISCONNECT 0x8B Server shutting down, 3.1.1 clients are closed without a packet.
 pub async fn expect_shutdown_close(client: &mut RawClient) {

@@ -12,7 +12,7 @@ use cairn::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, W
 use crate::common::{connect_packet, RawClient};
 use crate::process::CairnProcess;
 use crate::support::{
-    client_id, connect_expecting, expect_message, expect_nothing_pending, go_offline, new_session,
+    client_id, connect_expecting, expect_message, expect_nothing_pending, new_session,
     persistent_connect, resume, subscribe, text, BOTH, LONG_EXPIRY,
 };
 
@@ -68,7 +68,7 @@ async fn expect_no_new_publication(client: &mut RawClient, delivered: &[Publish]
 async fn offline_watcher(addr: std::net::SocketAddr, id: &str) {
     let mut watcher = new_session(addr, ProtocolVersion::V5, id).await;
     subscribe(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
-    go_offline(&mut watcher).await;
+    watcher.go_offline().await;
 }
 
 /// Promise 2, [MQTT-3.1.2-8] (5.0): a v5 client with a retained Will, Will Delay 2 s and
@@ -92,7 +92,7 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
         false,
     )
     .await;
-    go_offline(&mut polite).await;
+    polite.go_offline().await;
     let _willer = connect_expecting(
         cairn.addr,
         with_will(
@@ -123,7 +123,7 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
     assert!(retained.retain, "the retained Will is sent with RETAIN 1");
     late.acknowledge(&retained).await;
     expect_nothing_pending(&mut late).await;
-    go_offline(&mut watcher).await;
+    watcher.go_offline().await;
 
     cairn.kill().await;
     let cairn = CairnProcess::start(data_dir.path()).await;
@@ -192,7 +192,7 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
         ]
     );
     expect_nothing_pending(&mut watcher).await;
-    go_offline(&mut watcher).await;
+    watcher.go_offline().await;
 
     cairn.kill().await;
     let cairn = CairnProcess::start(data_dir.path()).await;

@@ -6,8 +6,8 @@ use cairn::codec::{Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOpt
 
 use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, fresh_persistent, go_offline, publish_qos0,
-    publish_qos1, resume, subscribe_granted, text, BOTH,
+    acknowledge, assert_nothing_pending, client_id, fresh_persistent, publish_qos0, publish_qos1,
+    resume, subscribe_granted, text, BOTH,
 };
 
 /// Subscribes a new persistent session to `filter` at `qos`, then takes it offline.
@@ -27,7 +27,7 @@ pub(crate) async fn offline_subscriber(
         Properties::default(),
     )
     .await;
-    go_offline(&mut sub).await;
+    sub.go_offline().await;
 }
 
 /// [MQTT-3.1.2-23] (3.1.1: [MQTT-3.1.2-5]) [MQTT-4.5.0-1] [MQTT-4.6.0-5]: QoS 1 and 2 messages

@@ -9,8 +9,8 @@ use cairn::codec::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
 
 use crate::common::{connect_packet, start_broker, RawClient};
 use crate::support::{
-    acknowledge, assert_nothing_pending, fresh_persistent, go_offline, let_time_pass, payload_of,
-    publish_with, publishes_before_pingresp, resume, subscribe_granted, subscriber, text, texts,
+    acknowledge, assert_nothing_pending, fresh_persistent, let_time_pass, payload_of, publish_with,
+    publishes_before_pingresp, resume, subscribe_granted, subscriber, text, texts,
 };
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -74,7 +74,7 @@ async fn message_expiry_drops_stale_queued_messages_and_counts_down() {
         Properties::default(),
     )
     .await;
-    go_offline(&mut sub).await;
+    sub.go_offline().await;
 
     let mut publisher = RawClient::connect(broker.addr, V5, "expiry-pub").await;
     let expiring = |interval| {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cairn::codec::{
-    Connect, Disconnect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
-    SubscriptionOptions,
+    Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions,
 };
 
 use crate::common::{connect_packet, publish_packet, RawClient};
@@ -117,18 +116,6 @@ pub async fn resume(addr: SocketAddr, version: ProtocolVersion, id: &str) -> Raw
     assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
     assert!(connack.session_present, "the session of {id} is resumed");
     client
-}
-
-/// Sends a normal DISCONNECT and waits until the broker has closed the connection.
-pub async fn go_offline(client: &mut RawClient) {
-    client
-        .send(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
-        .await;
-    let after = client.expect_closed().await;
-    assert!(
-        after.is_empty(),
-        "nothing follows a client's DISCONNECT, got {after:?}"
-    );
 }
 
 /// Sends a PUBLISH without waiting for anything.
