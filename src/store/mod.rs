@@ -193,13 +193,8 @@ impl Store {
         if batch.is_empty() {
             return Commit::finished(Ok(()));
         }
-        let pending = if urgent {
-            self.durable.submit_now(batch)
-        } else {
-            self.durable.submit(batch)
-        };
         Commit {
-            pending: Some(pending),
+            pending: Some(self.durable.submit_paced(batch, urgent)),
             outcome: None,
         }
     }

@@ -157,13 +157,9 @@ impl DurableStore {
         self.submit_paced(batch, false)
     }
 
-    /// Like [`DurableStore::submit`], for a batch something is held back for: its group
-    /// commits without waiting for the commit window.
-    pub fn submit_now(&self, batch: Vec<StoreOp>) -> oneshot::Receiver<Result<(), StoreError>> {
-        self.submit_paced(batch, true)
-    }
-
-    fn submit_paced(
+    /// Like [`DurableStore::submit`]; an `urgent` batch (something is held back for it) makes
+    /// its group commit without waiting for the commit window.
+    pub fn submit_paced(
         &self,
         batch: Vec<StoreOp>,
         urgent: bool,
