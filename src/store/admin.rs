@@ -776,31 +776,17 @@ pub fn printable(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use bytes::Bytes;
     use tempfile::TempDir;
 
     use super::*;
     use crate::broker::message::Message;
     use crate::codec::Properties;
+    use crate::store::redb::tests::message;
 
     /// The moment the test sessions went offline: 2023-11-14T22:13:20Z.
     fn offline_at() -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-    }
-
-    fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
-            id,
-            topic: Arc::from(topic),
-            payload: Bytes::from_static(payload),
-            qos: QoS::ExactlyOnce,
-            retain: false,
-            properties: Properties::default(),
-            expires_at: None::<Instant>,
-            publisher: Some(Arc::from("publisher")),
-        })
     }
 
     fn enqueue(client_id: &str, message: Arc<Message>, subscription_ids: Vec<u32>) -> StoreOp {

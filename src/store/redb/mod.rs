@@ -16,7 +16,7 @@ mod tables;
 mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

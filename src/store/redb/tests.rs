@@ -48,7 +48,8 @@ fn id(client: &str) -> Arc<str> {
     Arc::from(client)
 }
 
-fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Message> {
+/// A QoS 2 message from "publisher" (also the store's admin tests' test message).
+pub(crate) fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Message> {
     Arc::new(Message {
         id,
         topic: Arc::from(topic),
