@@ -102,6 +102,9 @@ pub enum ClientAuth {
 pub struct Limits {
     /// Simultaneous client connections; more are refused (v5: CONNACK 0x89 Server busy).
     pub max_connections: usize,
+    /// Seconds a new connection may take to complete CONNECT (TLS handshake included);
+    /// a connection that has not by then is closed.
+    pub connect_timeout: u64,
     /// Largest packet accepted from a client, in bytes (also announced as Maximum Packet Size).
     pub max_packet_size: u32,
     /// Inflight window per session: our Receive Maximum, and the cap on unacknowledged
@@ -196,6 +199,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 10_000,
+            connect_timeout: 10,
             max_packet_size: 1024 * 1024,
             max_inflight: 32,
             max_queued_messages: 10_000,
@@ -605,6 +609,7 @@ const LIMITS_KEYS: &[KeySpec] = &[
     leaf("max_connections", "an integer of at least 1"),
     leaf("max_packet_size", "an integer in 2..=268435460 (bytes)"),
     leaf("max_inflight", "an integer in 1..=65535"),
+    leaf("connect_timeout", "an integer in 1..=3600 (seconds)"),
     leaf("max_queued_messages", "an integer of at least 0"),
     leaf(
         "max_queued_bytes",
@@ -825,6 +830,12 @@ fn check_limits(limits: &Limits, problems: &mut Vec<Problem>) {
         &key("max_connections"),
         limits.max_connections,
         1..=usize::MAX,
+    );
+    check_range(
+        problems,
+        &key("connect_timeout"),
+        limits.connect_timeout,
+        1..=3600,
     );
     check_range(
         problems,

@@ -28,9 +28,6 @@ use super::queue::LoadRequest;
 use super::state::ConnectionSignal;
 use super::{settle, Broker};
 
-/// How long a new connection may take to send CONNECT.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What the transport knows about the peer.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -129,7 +126,8 @@ async fn handshake<S>(broker: &Arc<Broker>, framed: &mut Framed<S>, peer: &Peer)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let first = match tokio::time::timeout(CONNECT_TIMEOUT, framed.read_packet()).await {
+    let connect_timeout = Duration::from_secs(broker.config().limits.connect_timeout);
+    let first = match tokio::time::timeout(connect_timeout, framed.read_packet()).await {
         Ok(Ok(Some(packet))) => packet,
         Ok(Ok(None)) => return None,
         Ok(Err(error)) => {
@@ -137,7 +135,7 @@ where
             return None;
         }
         Err(_) => {
-            tracing::debug!(peer = %peer.addr, "no CONNECT within {CONNECT_TIMEOUT:?}; closing");
+            tracing::debug!(peer = %peer.addr, "no CONNECT within {connect_timeout:?}; closing");
             return None;
         }
     };
