@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn::broker::message::{Delivery, Message};
 use cairn::codec::{Properties, QoS};
+use cairn::model::StoreOp;
+use cairn::model::{Delivery, Message};
 use cairn::store::redb::{DurableOptions, DurableStore};
-use cairn::store::StoreOp;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;

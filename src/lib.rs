@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod codec;
 pub mod config;
+pub mod model;
 pub mod server;
 pub mod store;
 pub mod transport;

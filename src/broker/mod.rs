@@ -5,7 +5,6 @@
 //! await), the [`Store`] every durable change goes through, and the broker's counters.
 
 pub mod connection;
-pub mod message;
 pub mod queue;
 pub mod session;
 pub mod state;
@@ -21,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::codec::ReasonCode;
 use crate::config::Config;
-use crate::store::redb::Recovered;
+use crate::model::Recovered;
 use crate::store::{Commit, Store, StoreError};
 
 use self::queue::{QueueBudget, QueueLimits};
@@ -128,12 +127,12 @@ impl Broker {
     }
 
     /// Commits a batch of changes (within the commit window).
-    pub fn commit(&self, ops: Vec<crate::store::StoreOp>) -> Commit {
+    pub fn commit(&self, ops: Vec<crate::model::StoreOp>) -> Commit {
         self.store.commit(ops)
     }
 
     /// Commits a batch of changes something is held back for, without waiting for the window.
-    pub fn commit_now(&self, ops: Vec<crate::store::StoreOp>) -> Commit {
+    pub fn commit_now(&self, ops: Vec<crate::model::StoreOp>) -> Commit {
         self.store.commit_now(ops)
     }
 

@@ -17,9 +17,8 @@ use std::sync::Arc;
 
 use crate::codec::QoS;
 use crate::config::QueueFullPolicy;
-use crate::store::StoreOp;
 
-use super::message::Delivery;
+use crate::model::{entry_size, Delivery, StoreOp};
 
 /// Most entries a queue holds in memory; a load refills the head to this size once it has
 /// drained to half of it.
@@ -78,12 +77,6 @@ pub struct Queued {
     /// Bytes it counts for.
     size: u32,
     pub delivery: Delivery,
-}
-
-/// The bytes an entry counts for in the queue bounds: its topic and payload.
-pub fn entry_size(delivery: &Delivery) -> u32 {
-    let message = &delivery.message;
-    u32::try_from(message.topic.len() + message.payload.len()).unwrap_or(u32::MAX)
 }
 
 /// What happened to an offered message.
@@ -461,7 +454,7 @@ pub struct Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
+    use crate::model::Message;
     use bytes::Bytes;
 
     const ONLINE: Placement = Placement {

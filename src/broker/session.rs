@@ -10,19 +10,8 @@ use std::sync::Arc;
 
 use crate::codec::{SubscriptionOptions, Will};
 
-use super::message::Delivery;
 use super::queue::{MessageQueue, QueueBudget};
-
-/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboundState {
-    /// QoS 1 PUBLISH sent, waiting for PUBACK.
-    AwaitingPubAck,
-    /// QoS 2 PUBLISH sent, waiting for PUBREC.
-    AwaitingPubRec,
-    /// PUBREL sent, waiting for PUBCOMP.
-    AwaitingPubComp,
-}
+use crate::model::{Delivery, OutboundState};
 
 /// One message in the outbound inflight window.
 #[derive(Debug, Clone)]
@@ -106,8 +95,8 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
     use crate::codec::QoS;
+    use crate::model::Message;
     use bytes::Bytes;
 
     fn delivery(qos: QoS) -> Delivery {

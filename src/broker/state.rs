@@ -10,14 +10,14 @@ use std::time::SystemTime;
 use tokio::sync::Notify;
 
 use crate::codec::{QoS, ReasonCode, SubscriptionOptions, Will};
-use crate::store::redb::Recovered;
-use crate::store::StoreOp;
+use crate::model::Recovered;
+use crate::model::StoreOp;
 
-use super::message::{Delivery, Message};
 use super::queue::{MessageQueue, Placement, QueueBudget, QueueLimits};
 use super::session::{Inflight, Session, SessionSubscription};
 use super::subscriptions::{Subscription, SubscriptionIndex};
 use super::topic::{filter_matches, parse_shared};
+use crate::model::{Delivery, Message};
 
 /// How the state wakes or closes the connection task that owns a session.
 #[derive(Debug, Default)]

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::message::Message;
 use super::{settle, Broker};
-use crate::store::StoreOp;
+use crate::model::Message;
+use crate::model::StoreOp;
 
 /// Publishes the `$SYS` topics now and then every `interval`, until the broker shuts down.
 pub async fn run(broker: Arc<Broker>, interval: Duration) {

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::broker::message::Delivery;
-use crate::broker::session::OutboundState;
 use crate::codec::{QoS, SubscriptionOptions, Will};
-use crate::store::redb::{DurableOptions, DurableStore, OpenError, Recovered, RecoveredSession};
-use crate::store::{StoreError, StoreOp};
+use crate::model::Delivery;
+use crate::model::OutboundState;
+use crate::model::{Recovered, RecoveredSession, StoreOp};
+use crate::store::redb::{DurableOptions, DurableStore, OpenError};
+use crate::store::StoreError;
 
 pub use crate::store::redb::DATABASE_FILE;
 
@@ -780,8 +781,8 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::broker::message::Message;
     use crate::codec::Properties;
+    use crate::model::Message;
     use crate::store::redb::tests::message;
 
     /// The moment the test sessions went offline: 2023-11-14T22:13:20Z.

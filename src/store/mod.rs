@@ -11,77 +11,10 @@ pub mod redb;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
-use crate::broker::message::{Delivery, Message};
-use crate::codec::{SubscriptionOptions, Will};
-
-/// One change to durable state.
-#[derive(Debug, Clone)]
-pub enum StoreOp {
-    /// A session was created, resumed by a connection, or its expiry interval changed.
-    PutSession {
-        client_id: Arc<str>,
-        expiry_interval: u32,
-    },
-    /// A persistent session's connection ended at `at` (wall-clock): its expiry and Will
-    /// Delay count from then, across restarts.
-    Offline { client_id: Arc<str>, at: SystemTime },
-    /// A session ended (clean start, expiry, or a clean session disconnecting).
-    DeleteSession { client_id: Arc<str> },
-    /// A subscription was added or replaced.
-    Subscribe {
-        client_id: Arc<str>,
-        filter: Arc<str>,
-        options: SubscriptionOptions,
-        identifier: Option<u32>,
-    },
-    /// A subscription was removed.
-    Unsubscribe {
-        client_id: Arc<str>,
-        filter: Arc<str>,
-    },
-    /// A message was queued for a session as entry `seq` of its queue: its body (stored once
-    /// per message id) and the per-session delivery (granted QoS, retain flag, subscription
-    /// identifiers).
-    Enqueue {
-        client_id: Arc<str>,
-        seq: u64,
-        delivery: Delivery,
-    },
-    /// Queue entry `seq` left the queue without needing more: sent at QoS 0, expired, too large
-    /// for the client's Maximum Packet Size, or dropped because the queue was full.
-    Discard { client_id: Arc<str>, seq: u64 },
-    /// Queue entry `seq` was sent under `packet_id` and is now inflight (awaiting PUBACK or
-    /// PUBREC).
-    Inflight {
-        client_id: Arc<str>,
-        seq: u64,
-        packet_id: u16,
-    },
-    /// PUBREC arrived for an inflight QoS 2 message; PUBREL was sent, PUBCOMP is awaited.
-    Released { client_id: Arc<str>, packet_id: u16 },
-    /// The receiver completed the flow (PUBACK, PUBCOMP, or an error PUBREC): the message is gone.
-    Acked { client_id: Arc<str>, packet_id: u16 },
-    /// An inbound QoS 2 packet identifier now awaits PUBREL (`awaiting = true`) or was released.
-    InboundQos2 {
-        client_id: Arc<str>,
-        packet_id: u16,
-        awaiting: bool,
-    },
-    /// The retained message of a topic was set (`Some`) or cleared (`None`).
-    Retain {
-        topic: Arc<str>,
-        message: Option<Arc<Message>>,
-    },
-    /// A session's Will was set or cleared.
-    Will {
-        client_id: Arc<str>,
-        will: Option<Box<Will>>,
-    },
-}
+use crate::model::{Delivery, Recovered, StoreOp};
 
 /// Why a commit failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -172,7 +105,7 @@ impl Store {
     pub fn open(
         dir: &Path,
         options: redb::DurableOptions,
-    ) -> Result<(Store, redb::Recovered), redb::OpenError> {
+    ) -> Result<(Store, Recovered), redb::OpenError> {
         let (durable, recovered) = redb::DurableStore::open(dir, options)?;
         Ok((Store { durable }, recovered))
     }

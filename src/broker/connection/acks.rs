@@ -8,7 +8,7 @@ use std::future::pending;
 use crate::codec::Packet;
 use crate::store::{Commit, StoreError};
 
-use super::super::message::Delivery;
+use crate::model::Delivery;
 
 /// One acknowledgement held back until its commit completes.
 #[derive(Debug)]

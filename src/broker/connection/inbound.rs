@@ -12,13 +12,14 @@ use crate::codec::{
     Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
-use crate::store::{Commit, StoreOp};
+use crate::model::StoreOp;
+use crate::store::Commit;
 
 use super::framed::Framed;
 use super::{Client, Exit};
-use crate::broker::message::Message;
-use crate::broker::session::OutboundState;
 use crate::broker::topic::{parse_shared, validate_topic_filter, validate_topic_name, TopicLimits};
+use crate::model::Message;
+use crate::model::OutboundState;
 
 /// A protocol violation ending the connection.
 fn violation(reason: ReasonCode, why: impl Into<String>) -> Exit {

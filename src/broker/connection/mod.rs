@@ -19,14 +19,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
-use crate::store::{Loaded, StoreError, StoreOp};
+use crate::model::StoreOp;
+use crate::store::{Loaded, StoreError};
 
 use self::acks::AckQueue;
 use self::framed::{Framed, ReadError};
-use super::message::Delivery;
 use super::queue::LoadRequest;
 use super::state::ConnectionSignal;
 use super::{settle, Broker};
+use crate::model::Delivery;
 
 /// What the transport knows about the peer.
 #[derive(Debug, Clone)]

@@ -10,14 +10,15 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
-use crate::store::{Commit, Loaded, StoreError, StoreOp};
+use crate::model::{OutboundState, StoreOp};
+use crate::store::{Commit, Loaded, StoreError};
 
 use super::framed::Framed;
 use super::{Client, Exit, PendingLoad};
-use crate::broker::message::Delivery;
 use crate::broker::queue::{LoadRequest, Queued};
-use crate::broker::session::{Inflight, OutboundState, Session};
+use crate::broker::session::{Inflight, Session};
 use crate::broker::state::State;
+use crate::model::Delivery;
 
 /// Most PUBLISH packets prepared per pass, so acks and reads interleave with a long queue.
 const BATCH: usize = 256;

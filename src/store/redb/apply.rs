@@ -11,11 +11,11 @@ use std::time::SystemTime;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use crate::broker::message::{Delivery, Message};
-use crate::broker::queue::entry_size;
-use crate::broker::session::OutboundState;
 use crate::codec::{QoS, SubscriptionOptions, Will};
-use crate::store::StoreOp;
+use crate::model::entry_size;
+use crate::model::OutboundState;
+use crate::model::StoreOp;
+use crate::model::{Delivery, Message};
 
 use super::clock::WallClock;
 use super::records::{

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::store::StoreOp;
+use crate::model::StoreOp;
 
 /// What the writer does with one op of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +110,8 @@ pub fn plan(ops: &[Option<&StoreOp>]) -> Vec<Plan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::{Delivery, Message};
     use crate::codec::QoS;
+    use crate::model::{Delivery, Message};
     use bytes::Bytes;
 
     fn client(name: &str) -> Arc<str> {

@@ -23,15 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use ::redb::Database;
 use tokio::sync::oneshot;
 
-use crate::broker::message::{Delivery, Message};
-use crate::broker::session::OutboundState;
-use crate::codec::{SubscriptionOptions, Will};
-use crate::store::{StoreError, StoreOp};
+use crate::model::{Recovered, StoreOp};
+use crate::store::StoreError;
 
 pub use self::database::OpenError;
 /// The database file in a data directory.
@@ -59,38 +57,6 @@ impl Default for DurableOptions {
             fsync: true,
         }
     }
-}
-
-/// Everything read back at open.
-#[derive(Debug)]
-pub struct Recovered {
-    /// By client identifier.
-    pub sessions: Vec<RecoveredSession>,
-    pub retained: Vec<Arc<Message>>,
-    /// Greater than every message id in the database (and every id it ever held).
-    pub next_message_id: u64,
-}
-
-/// One session as it was last committed.
-#[derive(Debug)]
-pub struct RecoveredSession {
-    pub client_id: Arc<str>,
-    pub expiry_interval: u32,
-    /// When its connection ended (wall clock), from the last Offline op; None if it was
-    /// connected when the broker stopped (the engine treats that as "offline since start-up").
-    pub offline_since: Option<SystemTime>,
-    /// (filter, options, subscription identifier), by filter.
-    pub subscriptions: Vec<(Arc<str>, SubscriptionOptions, Option<u32>)>,
-    /// Queue entries as (sequence number, size), oldest first; their deliveries stay on disk
-    /// until [`DurableStore::load`] reads them.
-    pub queue: Vec<(u64, u32)>,
-    /// Above every sequence number the session's queue and inflight entries use.
-    pub next_sequence: u64,
-    /// Inflight window in send order.
-    pub inflight: Vec<(u16, Delivery, OutboundState)>,
-    /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
-    pub inbound_qos2: Vec<u16>,
-    pub will: Option<Will>,
 }
 
 /// The durable store: a handle to its writer thread.

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::broker::message::{Delivery, Message};
-use crate::broker::session::OutboundState;
 use crate::codec::{property_id, Properties, QoS, SubscriptionOptions, Will};
+use crate::model::OutboundState;
+use crate::model::{Delivery, Message};
 
 use super::clock::WallClock;
 

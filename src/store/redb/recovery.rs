@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
-use crate::broker::message::{Delivery, Message};
-use crate::broker::session::OutboundState;
+use crate::model::OutboundState;
+use crate::model::{Delivery, Message};
 
 use super::clock::WallClock;
 use super::records::{
@@ -22,7 +22,7 @@ use super::records::{
 use super::tables::{
     DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
 };
-use super::{Recovered, RecoveredSession};
+use crate::model::{Recovered, RecoveredSession};
 
 /// Reads the whole durable state.
 pub fn recover(database: &Database) -> Result<Recovered, DbError> {

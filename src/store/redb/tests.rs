@@ -13,7 +13,8 @@ use super::tables::{
     SCHEMA_VERSION, SESSIONS, SUBSCRIPTIONS, WILLS,
 };
 use super::*;
-use crate::codec::{Properties, QoS};
+use crate::codec::{Properties, QoS, SubscriptionOptions, Will};
+use crate::model::{Delivery, Message, OutboundState, RecoveredSession};
 use tokio::sync::oneshot;
 
 /// Generous: the machine is shared and loaded.

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use crate::broker::message::Delivery;
-use crate::store::{StoreError, StoreOp};
+use crate::model::Delivery;
+use crate::model::StoreOp;
+use crate::store::StoreError;
 
 use super::apply::{Applied, Tables};
 use super::database::OpenError;
@@ -400,8 +401,8 @@ fn thread_write_bytes() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
     use crate::codec::QoS;
+    use crate::model::Message;
     use bytes::Bytes;
     use std::sync::mpsc;
 

@@ -130,3 +130,20 @@ pub struct Delivery {
     /// Subscription Identifiers of every matching subscription (v5) [MQTT-3.3.4-3].
     pub subscription_ids: Vec<u32>,
 }
+
+/// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundState {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    AwaitingPubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    AwaitingPubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    AwaitingPubComp,
+}
+
+/// The bytes an entry counts for in the queue bounds: its topic and payload.
+pub fn entry_size(delivery: &Delivery) -> u32 {
+    let message = &delivery.message;
+    u32::try_from(message.topic.len() + message.payload.len()).unwrap_or(u32::MAX)
+}

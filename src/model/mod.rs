@@ -1,0 +1,12 @@
+//! The shared vocabulary of the engine and the store: application messages and their
+//! per-receiver deliveries, the outbound flow states, the change records the engine hands the
+//! store, and the snapshot the store reads back at start-up. Both `broker` and `store` import
+//! this module; it imports neither (only `codec`).
+
+mod change;
+mod message;
+mod recovered;
+
+pub use change::StoreOp;
+pub use message::{entry_size, Delivery, Message, OutboundState};
+pub use recovered::{Recovered, RecoveredSession};
