@@ -55,7 +55,9 @@ pub struct Link {
 pub struct SessionSlot {
     pub session: Session,
     pub link: Option<Link>,
-    /// Grows by one at every attach; a timer armed at a detach fires only if it is unchanged.
+    /// Set anew at every attach, from a counter of the whole state: no two attachments of any
+    /// session share it, so a timer armed at a detach acts only on that same attachment, never
+    /// on a session created later under the same client id (Clean Start) or resumed since.
     pub epoch: u64,
 }
 
@@ -127,6 +129,8 @@ pub struct State {
     budget: Arc<QueueBudget>,
     /// The id the next message gets.
     next_message_id: u64,
+    /// The epoch the next attachment (or restored session) gets.
+    next_epoch: u64,
 }
 
 impl State {
@@ -140,6 +144,7 @@ impl State {
             queue_limits,
             budget,
             next_message_id: 1,
+            next_epoch: 1,
         }
     }
 
@@ -153,6 +158,13 @@ impl State {
         let id = self.next_message_id;
         self.next_message_id += 1;
         id
+    }
+
+    /// A fresh epoch for a session slot: see [`SessionSlot::epoch`].
+    fn new_epoch(&mut self) -> u64 {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        epoch
     }
 
     /// Rebuilds the state from what the store read back at start-up, and returns the timers
@@ -205,7 +217,7 @@ impl State {
             let slot = SessionSlot {
                 session,
                 link: None,
-                epoch: 0,
+                epoch: self.new_epoch(),
             };
             self.sessions.insert(client_id.clone(), Box::new(slot));
             for (filter, options, identifier) in stored.subscriptions {
@@ -252,18 +264,19 @@ impl State {
         if !resumed {
             self.end_session(client_id, routed);
         }
+        let epoch = self.new_epoch();
         let slot = self.sessions.entry(client_id.clone()).or_insert_with(|| {
             Box::new(SessionSlot {
                 session: Session::new(client_id.clone(), expiry_interval, self.budget.clone()),
                 link: None,
-                epoch: 0,
+                epoch,
             })
         });
         slot.session.queue.forget_load();
         slot.session.expiry_interval = expiry_interval;
         slot.session.will = will.clone();
         slot.link = Some(link);
-        slot.epoch += 1;
+        slot.epoch = epoch;
         // A session that ends with its connection is stored only for its Will, which must
         // still go out if the broker stops uncleanly while the client is connected.
         if expiry_interval > 0 || will.is_some() {
@@ -631,3 +644,6 @@ fn merge_target(
         target.subscription_ids.push(id);
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,4 +14,5 @@ mod sessions;
 mod shutdown;
 mod support;
 mod takeover;
+mod timers;
 mod wills;
