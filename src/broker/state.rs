@@ -310,7 +310,6 @@ impl State {
             return detached;
         }
         slot.link = None;
-        detached.epoch = slot.epoch;
         slot.session.queue.release_memory();
         if !keep_will && slot.session.will.take().is_some() {
             routed.ops.push(StoreOp::Will {
@@ -341,6 +340,7 @@ impl State {
         let Some(slot) = self.sessions.get_mut(client_id) else {
             return;
         };
+        detached.epoch = slot.epoch;
         let expiry = slot.session.expiry_interval;
         if expiry != u32::MAX && offline_for >= expiry {
             self.end_session(client_id, routed);

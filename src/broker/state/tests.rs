@@ -76,6 +76,25 @@ fn queued_for(state: &State, observer: &Arc<str>) -> usize {
     state.sessions[observer].session.queue.len()
 }
 
+/// What the store reads back of one session that went offline just now, expiry 60 s.
+fn offline_for_a_minute(client: &Arc<str>) -> Recovered {
+    Recovered {
+        sessions: vec![crate::model::RecoveredSession {
+            client_id: client.clone(),
+            expiry_interval: 60,
+            offline_since: Some(SystemTime::now()),
+            subscriptions: Vec::new(),
+            queue: Vec::new(),
+            next_sequence: 0,
+            inflight: Vec::new(),
+            inbound_qos2: Vec::new(),
+            will: None,
+        }],
+        retained: Vec::new(),
+        next_message_id: 1,
+    }
+}
+
 /// [MQTT-3.1.2-4] [MQTT-3.1.2-23]: a session created by Clean Start 1 is a new session; the
 /// expiry timer of the session it replaced must not end it (the fault outside testing found:
 /// Session Present 0, subscriptions and queued messages lost).
@@ -196,26 +215,26 @@ fn timers_of_an_earlier_attachment_do_nothing_after_a_resume_or_takeover() {
 fn timers_armed_by_a_restore_leave_a_session_created_after_it_alone() {
     let mut state = state();
     let client: Arc<str> = Arc::from("sensor");
-    let recovered = Recovered {
-        sessions: vec![crate::model::RecoveredSession {
-            client_id: client.clone(),
-            expiry_interval: 60,
-            offline_since: Some(SystemTime::now()),
-            subscriptions: Vec::new(),
-            queue: Vec::new(),
-            next_sequence: 0,
-            inflight: Vec::new(),
-            inbound_qos2: Vec::new(),
-            will: None,
-        }],
-        retained: Vec::new(),
-        next_message_id: 1,
-    };
-    let timers = state.restore(recovered, SystemTime::now(), &mut Routed::default());
+    let timers = state.restore(
+        offline_for_a_minute(&client),
+        SystemTime::now(),
+        &mut Routed::default(),
+    );
     let (_, restored) = &timers[0];
     assert!(restored.expiry.is_some());
     attach(&mut state, &client, 1, true, 100, None);
     detach(&mut state, &client, 1);
     state.expire(&client, restored.epoch, &mut Routed::default());
     assert!(state.sessions.contains_key(&client));
+
+    // Nobody came back: the timer the restore armed ends the restored session.
+    let mut state = self::state();
+    let timers = state.restore(
+        offline_for_a_minute(&client),
+        SystemTime::now(),
+        &mut Routed::default(),
+    );
+    let (_, restored) = &timers[0];
+    state.expire(&client, restored.epoch, &mut Routed::default());
+    assert!(!state.sessions.contains_key(&client), "expired at its time");
 }
