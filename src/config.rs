@@ -250,6 +250,15 @@ pub struct Overrides {
 }
 
 impl Overrides {
+    /// The command-line flag that set `key` (e.g. `listeners[0].bind`), if one did.
+    fn flag_setting(&self, key: &str) -> Option<&'static str> {
+        match split_index(key.split('.').next().unwrap_or(key)).0 {
+            "listeners" if !self.listen.is_empty() => Some("--listen"),
+            "data_dir" if self.data_dir.is_some() => Some("--data-dir"),
+            _ => None,
+        }
+    }
+
     fn apply_to(&self, config: &mut Config) {
         if !self.listen.is_empty() {
             config.listeners = self
@@ -397,6 +406,7 @@ impl Config {
             problems.push(Problem::bad_value("data_dir", "\"\""));
         }
         check_listeners(&self.listeners, &mut problems);
+        check_anonymous_refusable(self, &mut problems);
         check_limits(&self.limits, &mut problems);
         check_range(
             &mut problems,
@@ -448,7 +458,8 @@ fn load_layers(
     match tree.clone().try_deserialize::<Config>() {
         Ok(mut config) => {
             overrides.apply_to(&mut config);
-            problems.extend(config.problems());
+            let checked = config.problems().into_iter();
+            problems.extend(checked.map(|problem| with_origin(problem, &tree, file, overrides)));
             if problems.is_empty() {
                 return Ok(config);
             }
@@ -508,6 +519,35 @@ fn describe_origin(key: &str, origin: Option<&str>, file: Option<&Path>) -> Opti
     }
 }
 
+/// `problem` from a check, with where its value came from: a command-line flag, an
+/// environment variable or the file (nothing for a built-in default).
+fn with_origin(
+    problem: Problem,
+    tree: &Value,
+    file: Option<&Path>,
+    overrides: &Overrides,
+) -> Problem {
+    let Problem::BadValue {
+        key,
+        value,
+        origin: None,
+        expected,
+    } = problem
+    else {
+        return problem;
+    };
+    let origin = match overrides.flag_setting(&key) {
+        Some(flag) => Some(flag.to_string()),
+        None => value_at(tree, &key).and_then(|found| describe_origin(&key, found.origin(), file)),
+    };
+    Problem::BadValue {
+        key,
+        value,
+        origin,
+        expected,
+    }
+}
+
 /// The environment variable that sets `key`, e.g. `CAIRN_LIMITS__MAX_INFLIGHT`.
 fn env_var_name(key: &str) -> String {
     format!(
@@ -543,7 +583,11 @@ const fn leaf(name: &'static str, expected: &'static str) -> KeySpec {
 
 const CONFIG_KEYS: &[KeySpec] = &[
     leaf("data_dir", "a non-empty directory path"),
-    leaf("allow_anonymous", "true or false"),
+    leaf(
+        "allow_anonymous",
+        "true or false; false only when every listener has kind = \"tls\", client_ca, \
+         client_auth = \"required\" and cn_as_username = true (passwords are not checked yet)",
+    ),
     KeySpec {
         name: "listeners",
         expected: "one or more [[listeners]] tables",
@@ -864,6 +908,44 @@ fn check_limits(limits: &Limits, problems: &mut Vec<Problem>) {
     );
 }
 
+/// Cairn checks no passwords yet, so `allow_anonymous = false` is kept only where it means
+/// something: when every listener verifies a client certificate (required, against
+/// `client_ca`) and takes the username from it. Anywhere else any username would be let in.
+fn check_anonymous_refusable(config: &Config, problems: &mut Vec<Problem>) {
+    if config.allow_anonymous {
+        return;
+    }
+    if let Some(index) = config
+        .listeners
+        .iter()
+        .position(|listener| !checks_client_certificates(listener))
+    {
+        problems.push(Problem::BadValue {
+            key: "allow_anonymous".to_string(),
+            value: "false".to_string(),
+            origin: None,
+            expected: format!(
+                "{} (listeners[{index}] lets clients in without a verified certificate)",
+                expected_for("allow_anonymous")
+            ),
+        });
+    }
+}
+
+/// Whether every client of `listener` has a certificate signed by `client_ca`, whose Common
+/// Name is its username.
+fn checks_client_certificates(listener: &ListenerConfig) -> bool {
+    match &listener.tls {
+        Some(tls) => {
+            listener.kind == ListenerKind::Tls
+                && tls.client_ca.is_some()
+                && tls.client_auth == ClientAuth::Required
+                && tls.cn_as_username
+        }
+        None => false,
+    }
+}
+
 fn check_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>) {
     if listeners.is_empty() {
         problems.push(Problem::bad_value("listeners", "[]"));
@@ -984,10 +1066,18 @@ mod tests {
         assert_eq!(config.listeners, Config::default().listeners);
     }
 
+    /// A TLS listener that checks every client's certificate, so `allow_anonymous = false`
+    /// is allowed.
+    const IDENTITY_CHECKING_LISTENER: &str = "[[listeners]]\nbind = \"127.0.0.1:8883\"\n\
+        kind = \"tls\"\n[listeners.tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"ca\"\n\
+        cn_as_username = true\n";
+
     #[test]
     fn environment_overrides_the_file() {
         let config = load_from(
-            Some("data_dir = \"/from/file\"\n[limits]\nmax_inflight = 10\n"),
+            Some(&format!(
+                "data_dir = \"/from/file\"\n[limits]\nmax_inflight = 10\n{IDENTITY_CHECKING_LISTENER}"
+            )),
             &[
                 ("CAIRN_LIMITS__MAX_INFLIGHT", "64"),
                 ("CAIRN_DATA_DIR", "/var/lib/cairn"),
@@ -1276,6 +1366,50 @@ mod tests {
         );
         tls.client_ca = Some(PathBuf::from("ca.pem"));
         assert!(validate_listeners(vec![tls_listener(Some(tls))]).is_empty());
+    }
+
+    /// A listener that checks every client's identity: TLS, client certificates required and
+    /// their Common Name as the username.
+    fn identity_checking_listener() -> ListenerConfig {
+        let mut tls = tls_files();
+        tls.client_ca = Some(PathBuf::from("ca.pem"));
+        tls.cn_as_username = true;
+        tls_listener(Some(tls))
+    }
+
+    #[test]
+    fn allow_anonymous_false_needs_every_listener_to_check_certificates() {
+        let refused = |listeners: Vec<ListenerConfig>| {
+            let config = Config {
+                allow_anonymous: false,
+                listeners,
+                ..Config::default()
+            };
+            config
+                .validate()
+                .err()
+                .map(|error| error.problems().to_vec())
+                .unwrap_or_default()
+        };
+        let problems = refused(Config::default().listeners);
+        assert_eq!(keys_of(&problems), ["allow_anonymous"]);
+        let message = problems[0].to_string();
+        assert!(message.contains("got false"), "{message}");
+        assert!(message.contains("listeners[0]"), "{message}");
+        assert!(refused(vec![identity_checking_listener()]).is_empty());
+
+        let mut optional = identity_checking_listener();
+        let mut without_cn = identity_checking_listener();
+        if let (Some(optional), Some(without_cn)) = (&mut optional.tls, &mut without_cn.tls) {
+            optional.client_auth = ClientAuth::Optional;
+            without_cn.cn_as_username = false;
+        }
+        for mut listener in [optional, without_cn, Config::default().listeners[0].clone()] {
+            listener.bind.set_port(8884);
+            let problems = refused(vec![identity_checking_listener(), listener]);
+            assert_eq!(keys_of(&problems), ["allow_anonymous"]);
+            assert!(problems[0].to_string().contains("listeners[1]"));
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 
 #[path = "common/mod.rs"]
 mod common;
+// Only the CA and server certificate of the interop tests' set are used here.
+#[allow(dead_code)]
+#[path = "interop/certs.rs"]
+mod certs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Config;
+use certs::TlsFiles;
 use common::binary::{assert_exit, cairn, stderr, stdout};
 use common::{publish_packet, RawClient, WAIT};
 use tokio::io::AsyncReadExt;
@@ -85,13 +90,28 @@ async fn check_config_prints_the_defaults_as_toml() {
     assert_eq!(printed, Config::default());
 }
 
+/// A listener section that checks every client's identity: TLS, client certificates signed
+/// by the test CA required, their Common Name as the username.
+fn identity_checking_listener(files: &TlsFiles) -> String {
+    format!(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n[listeners.tls]\n\
+         cert = {:?}\nkey = {:?}\nclient_ca = {:?}\nclient_auth = \"required\"\n\
+         cn_as_username = true\n",
+        files.server_cert, files.server_key, files.ca
+    )
+}
+
 /// A file that loads is printed back with its values applied.
 #[tokio::test]
 async fn check_config_applies_the_file() {
     let dir = tempfile::tempdir().expect("temporary directory");
+    let files = TlsFiles::generate();
     let file = config_file(
         dir.path(),
-        "allow_anonymous = false\n[limits]\nmax_inflight = 7\n",
+        &format!(
+            "allow_anonymous = false\n[limits]\nmax_inflight = 7\n{}",
+            identity_checking_listener(&files)
+        ),
     );
     let output = run(&["check-config", "--config", &file]).await;
     assert_exit(&output, 0, "check-config with a valid file");
@@ -129,6 +149,80 @@ async fn check_config_rejects_bad_keys_and_values_naming_the_key() {
             stderr(&output)
         );
     }
+}
+
+/// `allow_anonymous = false` while some listener lets a client in without a verified
+/// certificate: Cairn checks no passwords yet, so any username would do. `check-config` and
+/// `serve` refuse it (exit 2) naming the key and the listener, from the file, the environment
+/// or with `--listen` replacing an identity-checking listener; they never start silently open.
+#[tokio::test]
+async fn allow_anonymous_false_without_certificate_checks_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data_dir = dir.path().display().to_string();
+    let files = TlsFiles::generate();
+    let tcp_only = config_file(dir.path(), "allow_anonymous = false\n");
+    let refusals = [
+        ("check-config", vec!["check-config", "--config", &tcp_only]),
+        (
+            "serve",
+            vec!["serve", "--config", &tcp_only, "--data-dir", &data_dir],
+        ),
+    ];
+    for (what, args) in &refusals {
+        let output = run(args).await;
+        assert_exit(&output, EXIT_BAD_CONFIG, what);
+        let message = stderr(&output);
+        assert!(message.contains("`allow_anonymous`"), "{what}: {message}");
+        assert!(message.contains("listeners[0]"), "{what}: {message}");
+    }
+
+    let from_env = tokio::time::timeout(
+        WAIT * 3,
+        cairn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir])
+            .env("CAIRN_ALLOW_ANONYMOUS", "false")
+            .output(),
+    )
+    .await
+    .expect("serve ends in time")
+    .expect("cairn runs");
+    assert_exit(
+        &from_env,
+        EXIT_BAD_CONFIG,
+        "serve with CAIRN_ALLOW_ANONYMOUS",
+    );
+    assert!(
+        stderr(&from_env).contains("CAIRN_ALLOW_ANONYMOUS"),
+        "{}",
+        stderr(&from_env)
+    );
+
+    let checked = config_file(
+        dir.path(),
+        &format!(
+            "allow_anonymous = false\n{}",
+            identity_checking_listener(&files)
+        ),
+    );
+    let replaced = run(&[
+        "serve",
+        "--config",
+        &checked,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+    ])
+    .await;
+    assert_exit(
+        &replaced,
+        EXIT_BAD_CONFIG,
+        "serve --listen over an mTLS file",
+    );
+    assert!(
+        stderr(&replaced).contains("`allow_anonymous`"),
+        "{}",
+        stderr(&replaced)
+    );
 }
 
 #[tokio::test]
