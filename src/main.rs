@@ -100,14 +100,26 @@ struct SessionArg {
 struct ServeArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Listen with plain TCP on ADDR instead of the configured listeners (repeatable).
-    #[arg(long = "listen", value_name = "ADDR")]
+    /// Listen with plain TCP on ADDR instead of the configured listeners (repeatable). ADDR is
+    /// IP:PORT, or a bare PORT for every IPv4 interface (0.0.0.0:PORT, like `mosquitto -p`);
+    /// IPv6: [::]:PORT.
+    #[arg(long = "listen", value_name = "ADDR", value_parser = listen_address)]
     listen: Vec<SocketAddr>,
     /// If the database file cannot be used (unreadable, another program's, of a newer schema,
     /// or failing recovery), move it aside to cairn.redb.quarantined-<UTC time> and start with
     /// an empty store.
     #[arg(long)]
     repair: bool,
+}
+
+/// `--listen`'s value: `IP:PORT`, or a bare port on every IPv4 interface.
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    value.parse().map_err(|_| {
+        "expected IP:PORT such as 127.0.0.1:1883 or [::]:1883, or a port such as 1883".to_string()
+    })
 }
 
 impl ServeArgs {
@@ -703,6 +715,24 @@ mod tests {
             ]
         );
         assert_eq!(overrides.data_dir, Some(PathBuf::from("/var/lib/cairn")));
+    }
+
+    #[test]
+    fn listen_takes_a_bare_port_for_every_ipv4_interface() {
+        let cli = parse(&["serve", "--listen", "1883", "--listen", "[::]:8883"]).expect("valid");
+        let Command::Serve(args) = cli.command else {
+            panic!("expected serve, got {:?}", cli.command);
+        };
+        assert_eq!(
+            args.overrides().listen,
+            [
+                "0.0.0.0:1883".parse::<SocketAddr>().expect("addr"),
+                "[::]:8883".parse().expect("addr")
+            ]
+        );
+        for refused in ["65536", "-1", "localhost:1883", ""] {
+            assert!(parse(&["serve", "--listen", refused]).is_err(), "{refused}");
+        }
     }
 
     #[test]
