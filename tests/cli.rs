@@ -269,6 +269,21 @@ impl Serving {
         Serving { child, log, stderr }
     }
 
+    /// `cairn serve --listen` on a free port of 127.0.0.1 with data in `data_dir`, once it
+    /// accepts connections.
+    async fn listen_on_a_free_port(data_dir: &Path) -> (Serving, SocketAddr) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut serving = Serving::spawn(&[
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+            &data_dir.display().to_string(),
+        ]);
+        serving.wait_until_listening(addr).await;
+        (serving, addr)
+    }
+
     /// Waits (within [`WAIT`]) until the log contains `text`; fails if the process's stderr
     /// ends first.
     async fn wait_for_log(&mut self, text: &str) {
@@ -347,15 +362,7 @@ impl Serving {
 #[tokio::test]
 async fn serve_serves_mqtt_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("temporary directory");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut serving = Serving::spawn(&[
-        "serve",
-        "--listen",
-        &addr.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]);
-    serving.wait_until_listening(addr).await;
+    let (mut serving, addr) = Serving::listen_on_a_free_port(data.path()).await;
 
     let mut subscriber = RawClient::connect(addr, ProtocolVersion::V5, "cli-sub").await;
     subscriber
@@ -409,15 +416,7 @@ async fn serve_serves_mqtt_and_stops_on_sigterm() {
 #[tokio::test]
 async fn serve_survives_sighup_and_says_it_did_not_reload() {
     let data = tempfile::tempdir().expect("temporary directory");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut serving = Serving::spawn(&[
-        "serve",
-        "--listen",
-        &addr.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]);
-    serving.wait_until_listening(addr).await;
+    let (mut serving, addr) = Serving::listen_on_a_free_port(data.path()).await;
     let mut before = RawClient::connect(addr, ProtocolVersion::V5, "before-hup").await;
     before.subscribe(1, "cli/hup", QoS::AtLeastOnce).await;
 
