@@ -65,6 +65,9 @@ pub fn cairn_environment(vars: Option<Map<String, String>>) -> Environment {
         .source(vars)
 }
 
+/// Reads the file and `environment` into one tree, then reports, in this order, unknown keys,
+/// values of a wrong type, and (only when every value could be read) what the checks find
+/// once `overrides` are applied.
 pub fn load_layers(
     file: Option<&Path>,
     environment: Environment,
