@@ -110,7 +110,7 @@ fn check_anonymous_refusable(config: &Config, problems: &mut Vec<Problem>) {
             value: "false".to_string(),
             origin: None,
             expected: format!(
-                "{} (listeners[{index}] lets clients in without a verified certificate)",
+                "{}; listeners[{index}] lets clients in without a verified certificate",
                 expected_for("allow_anonymous")
             ),
         });
