@@ -241,6 +241,19 @@ fn every_value_of_a_wrong_type_is_reported_in_a_stable_order() {
     }
 }
 
+/// A value of a wrong type is reported once: what is read in its place is not checked.
+#[test]
+fn a_bad_tls_table_is_reported_once() {
+    let listener = "[[listeners]]\nbind = \"127.0.0.1:8883\"\nkind = \"tls\"\n";
+    for (tls, key) in [
+        ("tls = 3\n", "listeners[0].tls"),
+        ("[listeners.tls]\nkey = \"k\"\n", "listeners[0].tls.cert"),
+    ] {
+        let problems = problems_of(load_toml(&format!("{listener}{tls}")));
+        assert_eq!(keys_of(&problems), [key], "{tls}");
+    }
+}
+
 #[test]
 fn unknown_listener_kind_is_refused() {
     let problems = problems_of(load_toml(

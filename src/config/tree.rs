@@ -84,8 +84,12 @@ pub fn deserialize_config(
     let mut found = Vec::new();
     let config = deserialize_reporting::<Config>(rest, "", tree, file, &mut found);
     let listeners = listeners.map(|value| deserialize_listeners(value, tree, file, &mut found));
-    found.sort_by_cached_key(|problem| table_position(problem.key()));
-    problems.extend(found);
+    if !found.is_empty() {
+        // What was read in place of the bad values is no configuration to check.
+        found.sort_by_cached_key(|problem| table_position(problem.key()));
+        problems.extend(found);
+        return None;
+    }
     let mut config = config?;
     if let Some(listeners) = listeners {
         config.listeners = listeners?;
