@@ -590,6 +590,21 @@ fn overrides_replace_listeners_and_data_dir() {
     assert_eq!(config.listeners[0].bind, overrides.listen[0]);
 }
 
+/// A problem with a value set on the command line names the flag, not the file it replaced.
+#[test]
+fn bad_value_from_a_flag_names_the_flag() {
+    let addr: SocketAddr = "127.0.0.1:2883".parse().expect("addr");
+    let overrides = Overrides {
+        listen: vec![addr, addr],
+        data_dir: Some(PathBuf::new()),
+    };
+    let toml = "data_dir = \"/var/lib/cairn\"\n[[listeners]]\nbind = \"127.0.0.1:2883\"\n";
+    let problems = problems_of(load_from(Some(toml), &[], &overrides));
+    assert_eq!(keys_of(&problems), ["data_dir", "listeners[1].bind"]);
+    assert!(problems[0].to_string().contains("(from --data-dir)"));
+    assert!(problems[1].to_string().contains("(from --listen)"));
+}
+
 /// A configuration with every optional setting present, so that it shows every key.
 fn every_key_set() -> Config {
     let mut tls = tls_files();
