@@ -5,6 +5,10 @@
 
 #[path = "common/mod.rs"]
 mod common;
+// Only the CA and server certificate of the interop tests' set are used here.
+#[allow(dead_code)]
+#[path = "interop/certs.rs"]
+mod certs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -13,11 +17,13 @@ use std::time::Duration;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Config;
+use certs::TlsFiles;
 use common::binary::{assert_exit, cairn, stderr, stdout};
 use common::{publish_packet, RawClient, WAIT};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Exit code for a bad configuration or usage.
@@ -85,13 +91,28 @@ async fn check_config_prints_the_defaults_as_toml() {
     assert_eq!(printed, Config::default());
 }
 
+/// A listener section that checks every client's identity: TLS, client certificates signed
+/// by the test CA required, their Common Name as the username.
+fn identity_checking_listener(files: &TlsFiles) -> String {
+    format!(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n[listeners.tls]\n\
+         cert = {:?}\nkey = {:?}\nclient_ca = {:?}\nclient_auth = \"required\"\n\
+         cn_as_username = true\n",
+        files.server_cert, files.server_key, files.ca
+    )
+}
+
 /// A file that loads is printed back with its values applied.
 #[tokio::test]
 async fn check_config_applies_the_file() {
     let dir = tempfile::tempdir().expect("temporary directory");
+    let files = TlsFiles::generate();
     let file = config_file(
         dir.path(),
-        "allow_anonymous = false\n[limits]\nmax_inflight = 7\n",
+        &format!(
+            "allow_anonymous = false\n[limits]\nmax_inflight = 7\n{}",
+            identity_checking_listener(&files)
+        ),
     );
     let output = run(&["check-config", "--config", &file]).await;
     assert_exit(&output, 0, "check-config with a valid file");
@@ -131,6 +152,80 @@ async fn check_config_rejects_bad_keys_and_values_naming_the_key() {
     }
 }
 
+/// `allow_anonymous = false` while some listener lets a client in without a verified
+/// certificate: Cairn checks no passwords yet, so any username would do. `check-config` and
+/// `serve` refuse it (exit 2) naming the key and the listener, from the file, the environment
+/// or with `--listen` replacing an identity-checking listener; they never start silently open.
+#[tokio::test]
+async fn allow_anonymous_false_without_certificate_checks_is_refused() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data_dir = dir.path().display().to_string();
+    let files = TlsFiles::generate();
+    let tcp_only = config_file(dir.path(), "allow_anonymous = false\n");
+    let refusals = [
+        ("check-config", vec!["check-config", "--config", &tcp_only]),
+        (
+            "serve",
+            vec!["serve", "--config", &tcp_only, "--data-dir", &data_dir],
+        ),
+    ];
+    for (what, args) in &refusals {
+        let output = run(args).await;
+        assert_exit(&output, EXIT_BAD_CONFIG, what);
+        let message = stderr(&output);
+        assert!(message.contains("`allow_anonymous`"), "{what}: {message}");
+        assert!(message.contains("listeners[0]"), "{what}: {message}");
+    }
+
+    let from_env = tokio::time::timeout(
+        WAIT * 3,
+        cairn(&["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir])
+            .env("CAIRN_ALLOW_ANONYMOUS", "false")
+            .output(),
+    )
+    .await
+    .expect("serve ends in time")
+    .expect("cairn runs");
+    assert_exit(
+        &from_env,
+        EXIT_BAD_CONFIG,
+        "serve with CAIRN_ALLOW_ANONYMOUS",
+    );
+    assert!(
+        stderr(&from_env).contains("CAIRN_ALLOW_ANONYMOUS"),
+        "{}",
+        stderr(&from_env)
+    );
+
+    let checked = config_file(
+        dir.path(),
+        &format!(
+            "allow_anonymous = false\n{}",
+            identity_checking_listener(&files)
+        ),
+    );
+    let replaced = run(&[
+        "serve",
+        "--config",
+        &checked,
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+    ])
+    .await;
+    assert_exit(
+        &replaced,
+        EXIT_BAD_CONFIG,
+        "serve --listen over an mTLS file",
+    );
+    assert!(
+        stderr(&replaced).contains("`allow_anonymous`"),
+        "{}",
+        stderr(&replaced)
+    );
+}
+
 #[tokio::test]
 async fn check_config_with_missing_file_names_it() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -144,11 +239,14 @@ async fn check_config_with_missing_file_names_it() {
     );
 }
 
-/// A `cairn serve` process, its stderr collected in the background (so a chatty log never
-/// fills the pipe), killed if the test ends early.
+/// A `cairn serve` process, its stderr collected line by line in the background (so a chatty
+/// log never fills the pipe, and a test can wait for a line), killed if the test ends early.
 struct Serving {
     child: Child,
-    stderr: JoinHandle<String>,
+    /// Everything written to stderr so far.
+    log: watch::Receiver<String>,
+    /// Ends with the process's stderr.
+    stderr: JoinHandle<()>,
 }
 
 impl Serving {
@@ -157,13 +255,52 @@ impl Serving {
             .stdout(Stdio::null())
             .spawn()
             .expect("cairn serve starts");
-        let mut pipe = child.stderr.take().expect("stderr is piped");
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let (log_sender, log) = watch::channel(String::new());
         let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text).await;
-            text
+            let mut lines = BufReader::new(pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                log_sender.send_modify(|log| {
+                    log.push_str(&line);
+                    log.push('\n');
+                });
+            }
         });
-        Serving { child, stderr }
+        Serving { child, log, stderr }
+    }
+
+    /// `cairn serve --listen` on a free port of 127.0.0.1 with data in `data_dir`, once it
+    /// accepts connections.
+    async fn listen_on_a_free_port(data_dir: &Path) -> (Serving, SocketAddr) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut serving = Serving::spawn(&[
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+            &data_dir.display().to_string(),
+        ]);
+        serving.wait_until_listening(addr).await;
+        (serving, addr)
+    }
+
+    /// Waits (within [`WAIT`]) until the log contains `text`; fails if the process's stderr
+    /// ends first.
+    async fn wait_for_log(&mut self, text: &str) {
+        let found = tokio::time::timeout(WAIT, self.log.wait_for(|log| log.contains(text)))
+            .await
+            .map(|found| found.is_ok());
+        match found {
+            Ok(true) => {}
+            Ok(false) => panic!(
+                "cairn serve's stderr ended without {text:?}: {}",
+                self.log.borrow().as_str()
+            ),
+            Err(_) => panic!(
+                "{text:?} not logged within {WAIT:?}: {}",
+                self.log.borrow().as_str()
+            ),
+        }
     }
 
     /// Waits until `addr` accepts TCP connections, polling within [`WAIT`]; fails early if the
@@ -190,13 +327,18 @@ impl Serving {
 
     /// Sends SIGTERM with the `kill` command.
     async fn terminate(&self) {
+        self.signal("-TERM").await;
+    }
+
+    /// Sends `signal` (such as `-HUP`) with the `kill` command.
+    async fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("cairn serve is running").to_string();
         let status = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .await
             .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid}: {status}");
+        assert!(status.success(), "kill {signal} {pid}: {status}");
     }
 
     /// Waits (within [`WAIT`]) for the process to exit by itself.
@@ -207,8 +349,10 @@ impl Serving {
             .expect("wait for cairn serve")
     }
 
+    /// Everything the process wrote to stderr, once it has closed it.
     async fn stderr(&mut self) -> String {
-        (&mut self.stderr).await.expect("stderr reader")
+        (&mut self.stderr).await.expect("stderr reader");
+        self.log.borrow().clone()
     }
 }
 
@@ -218,15 +362,7 @@ impl Serving {
 #[tokio::test]
 async fn serve_serves_mqtt_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("temporary directory");
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut serving = Serving::spawn(&[
-        "serve",
-        "--listen",
-        &addr.to_string(),
-        "--data-dir",
-        &data.path().display().to_string(),
-    ]);
-    serving.wait_until_listening(addr).await;
+    let (mut serving, addr) = Serving::listen_on_a_free_port(data.path()).await;
 
     let mut subscriber = RawClient::connect(addr, ProtocolVersion::V5, "cli-sub").await;
     subscriber
@@ -272,6 +408,50 @@ async fn serve_serves_mqtt_and_stops_on_sigterm() {
         log.contains(&addr.to_string()),
         "the log names the listening address {addr}: {log}"
     );
+}
+
+/// SIGHUP (what `systemctl reload` sends) does not stop the broker: it logs a warning that
+/// reload is not supported and the configuration was not re-read, keeps its clients and
+/// serves new ones; SIGTERM then stops it as usual (exit 0).
+#[tokio::test]
+async fn serve_survives_sighup_and_says_it_did_not_reload() {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let (mut serving, addr) = Serving::listen_on_a_free_port(data.path()).await;
+    let mut before = RawClient::connect(addr, ProtocolVersion::V5, "before-hup").await;
+    before.subscribe(1, "cli/hup", QoS::AtLeastOnce).await;
+
+    serving.signal("-HUP").await;
+    serving.wait_for_log("SIGHUP").await;
+    assert!(
+        matches!(serving.child.try_wait(), Ok(None)),
+        "cairn serve is still running after SIGHUP"
+    );
+    let mut after = RawClient::connect(addr, ProtocolVersion::V311, "after-hup").await;
+    after
+        .publish(publish_packet(
+            "cli/hup",
+            QoS::AtLeastOnce,
+            Some(1),
+            b"still here",
+        ))
+        .await
+        .expect("PUBACK after SIGHUP");
+    assert_eq!(&before.expect_publish().await.payload[..], b"still here");
+
+    serving.terminate().await;
+    let status = serving.exit_status().await;
+    let log = serving.stderr().await;
+    assert!(
+        status.success(),
+        "exit 0 on SIGTERM after SIGHUP, got {status}: {log}"
+    );
+    let hup_line = log
+        .lines()
+        .find(|line| line.contains("SIGHUP"))
+        .unwrap_or_else(|| panic!("no SIGHUP line: {log}"));
+    assert!(hup_line.contains("WARN"), "{hup_line}");
+    assert!(hup_line.contains("not supported"), "{hup_line}");
+    assert!(hup_line.contains("not re-read"), "{hup_line}");
 }
 
 /// A TLS listener whose certificate file does not exist: `serve` refuses to start, exits with

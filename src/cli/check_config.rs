@@ -1,0 +1,97 @@
+//! `cairn check-config`: the effective configuration (defaults, file and environment
+//! combined) printed as TOML, or every problem in it.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use cairn::config::Overrides;
+
+use super::setup::{effective_config, report_problems};
+use super::Outcome;
+
+/// `cairn check-config`: the effective configuration as TOML on `out` (exit 0), or every
+/// problem on `err` (exit 2).
+pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+    let config = match effective_config(file, &Overrides::default()) {
+        Ok(config) => config,
+        Err(problems) => {
+            report_problems(&problems, err);
+            return Outcome::BadConfig;
+        }
+    };
+    let printed = toml::to_string(&config)
+        .context("cannot print the configuration as TOML")
+        .and_then(|text| {
+            out.write_all(text.as_bytes())
+                .context("cannot write to stdout")
+        });
+    match printed {
+        Ok(()) => Outcome::Success,
+        Err(error) => {
+            let _ = writeln!(err, "cairn: {error:#}");
+            Outcome::RuntimeError
+        }
+    }
+}
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use cairn::config::Config;
+
+    use super::*;
+
+    fn temp_config(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write config");
+        file
+    }
+
+    fn run_check_config(file: Option<&Path>) -> (Outcome, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let outcome = check_config(file, &mut out, &mut err);
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8 output");
+        (outcome, text(out), text(err))
+    }
+
+    #[test]
+    fn check_config_prints_the_effective_config_as_toml() {
+        let file = temp_config("[limits]\nmax_inflight = 7\n");
+        let (outcome, out, err) = run_check_config(Some(file.path()));
+        assert_eq!(outcome, Outcome::Success, "{err}");
+        let printed: Config = toml::from_str(&out).expect("output is TOML of a Config");
+        assert_eq!(printed.limits.max_inflight, 7);
+        assert_eq!(printed.listeners, Config::default().listeners);
+    }
+
+    #[test]
+    fn check_config_lists_every_problem_with_its_key_and_exits_2() {
+        let file = temp_config("[limits]\nmax_inflite = 7\nmax_topic_levels = 0\n");
+        let (outcome, out, err) = run_check_config(Some(file.path()));
+        assert_eq!(outcome, Outcome::BadConfig);
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains("`limits.max_inflite`"), "{err}");
+        assert!(err.contains("`limits.max_topic_levels`"), "{err}");
+        assert_eq!(err.matches("error: ").count(), 2, "{err}");
+    }
+
+    #[test]
+    fn check_config_names_a_missing_file_and_exits_2() {
+        let (outcome, _, err) = run_check_config(Some(Path::new("/nonexistent/cairn.toml")));
+        assert_eq!(outcome, Outcome::BadConfig);
+        assert!(err.contains("/nonexistent/cairn.toml"), "{err}");
+    }
+
+    #[test]
+    fn check_config_reports_unreadable_tls_files_by_listener() {
+        let file = temp_config(
+            "[[listeners]]\nbind = \"127.0.0.1:8883\"\nkind = \"tls\"\n\
+             [listeners.tls]\ncert = \"/nonexistent/server.pem\"\nkey = \"/nonexistent/server.key\"\n",
+        );
+        let (outcome, _, err) = run_check_config(Some(file.path()));
+        assert_eq!(outcome, Outcome::BadConfig);
+        assert!(err.contains("`listeners[0].tls`"), "{err}");
+        assert!(err.contains("/nonexistent/server.pem"), "{err}");
+    }
+}

@@ -1,0 +1,118 @@
+//! `cairn serve`: the broker in the foreground until SIGINT or SIGTERM, then a graceful
+//! shutdown; a database file it cannot use is moved aside only with `--repair`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use cairn::config::{Config, Overrides};
+use cairn::server::{Server, ServerError, ServerHandle};
+use cairn::store::admin;
+use cairn::store::redb::OpenError;
+
+use super::setup::{effective_config, ready_to_run};
+use super::signals::ShutdownSignals;
+use super::Outcome;
+
+/// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
+pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcome {
+    let config = match ready_to_run(effective_config(file, overrides)) {
+        Ok(config) => config,
+        Err(outcome) => return outcome,
+    };
+    match run(config, repair) {
+        Ok(()) => Outcome::Success,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            match error.downcast_ref::<UnusableStore>() {
+                Some(_) => Outcome::BadConfig,
+                None => Outcome::RuntimeError,
+            }
+        }
+    }
+}
+
+fn run(config: Config, repair: bool) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(serve_until_signal(config, repair))
+}
+
+async fn serve_until_signal(config: Config, repair: bool) -> anyhow::Result<()> {
+    // Installed before the broker starts, so an early signal is not fatal.
+    let mut signals = ShutdownSignals::install()?;
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "cairn starting");
+    let handle = start_broker(config, repair).await?;
+    let addrs: Vec<String> = handle
+        .local_addrs()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tracing::info!(listening = addrs.join(" "), "broker ready");
+    let first = signals.next().await;
+    tracing::info!(signal = first, "shutting down");
+    tokio::select! {
+        () = handle.shutdown() => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        second = signals.next() => {
+            anyhow::bail!("{second} during shutdown: stopping without waiting")
+        }
+    }
+}
+
+/// The database file cannot be used and `--repair` was not given: a setup problem (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0}. `cairn serve --repair` would move it aside (its bytes kept, renamed \
+     {file}.quarantined-<UTC time>) and start with an empty store",
+    file = admin::DATABASE_FILE
+)]
+struct UnusableStore(OpenError);
+
+/// Starts the broker. A database file it cannot use stops the start, unless `repair`: then the
+/// file is moved aside, loudly, and the broker starts once more, on an empty store.
+async fn start_broker(config: Config, repair: bool) -> anyhow::Result<ServerHandle> {
+    const FAILED: &str = "cannot start the broker";
+    let error = match Server::start(config.clone()).await {
+        Err(ServerError::Store(error)) => error,
+        started => return started.context(FAILED),
+    };
+    let Some(reason) = admin::unusable_reason(&error) else {
+        return Err(error).context(FAILED);
+    };
+    if !repair {
+        return Err(UnusableStore(error)).context(FAILED);
+    }
+    let file = config.data_dir.join(admin::DATABASE_FILE);
+    let moved = admin::quarantine(&config.data_dir)
+        .with_context(|| format!("--repair cannot move {} aside", file.display()))?;
+    tracing::error!(
+        "--repair: {} cannot be used: {reason}; moved it to {} and starting with an EMPTY store \
+         (its sessions, queued and retained messages are not loaded)",
+        file.display(),
+        moved.display()
+    );
+    Server::start(config)
+        .await
+        .context("cannot start the broker on an empty store after the repair")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn an_unusable_store_names_the_file_and_the_repair() {
+        let error = UnusableStore(OpenError::Foreign {
+            path: PathBuf::from("/var/lib/cairn/cairn.redb"),
+        });
+        let text = error.to_string();
+        assert!(text.contains("/var/lib/cairn/cairn.redb"), "{text}");
+        assert!(text.contains("cairn serve --repair"), "{text}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
+//! listener, a `tls` table exactly on TLS listeners, `client_auth`/`cn_as_username` only with
+//! `client_ca`, bind addresses used once, `allow_anonymous = false` only where it can be
+//! enforced, a parsable log filter. Each check adds every problem it finds; none stops early.
+
+use std::fmt::Display;
+
+use super::error::Problem;
+use super::keys::{self, expected_for, Bounds};
+use super::types::{ClientAuth, Config, Limits, ListenerConfig, ListenerKind};
+
+/// Every problem in `config`, in the order of the checks.
+pub fn problems(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if config.data_dir.as_os_str().is_empty() {
+        problems.push(Problem::bad_value("data_dir", "\"\""));
+    }
+    check_listeners(&config.listeners, &mut problems);
+    check_anonymous_refusable(config, &mut problems);
+    check_limits(&config.limits, &mut problems);
+    check_range(
+        &mut problems,
+        "store.commit_window_ms",
+        config.store.commit_window_ms,
+        keys::COMMIT_WINDOW_MS,
+    );
+    check_range(
+        &mut problems,
+        "sys_interval",
+        config.sys_interval,
+        keys::SYS_INTERVAL,
+    );
+    if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
+        problems.push(Problem::BadValue {
+            key: "log.level".to_string(),
+            value: format!("{:?}", config.log.level),
+            origin: None,
+            expected: format!("{} ({error})", expected_for("log.level")),
+        });
+    }
+    problems
+}
+
+fn check_range<T: TryInto<u64> + Display + Copy>(
+    problems: &mut Vec<Problem>,
+    key: &str,
+    value: T,
+    bounds: Bounds,
+) {
+    if !bounds.allows(value) {
+        problems.push(Problem::bad_value(key, value));
+    }
+}
+
+/// The limits whose bounds are narrower than their types.
+fn check_limits(limits: &Limits, problems: &mut Vec<Problem>) {
+    let key = |name: &str| format!("limits.{name}");
+    check_range(
+        problems,
+        &key("max_connections"),
+        limits.max_connections,
+        keys::MAX_CONNECTIONS,
+    );
+    check_range(
+        problems,
+        &key("connect_timeout"),
+        limits.connect_timeout,
+        keys::CONNECT_TIMEOUT,
+    );
+    check_range(
+        problems,
+        &key("max_packet_size"),
+        limits.max_packet_size,
+        keys::MAX_PACKET_SIZE,
+    );
+    check_range(
+        problems,
+        &key("max_inflight"),
+        limits.max_inflight,
+        keys::MAX_INFLIGHT,
+    );
+    check_range(
+        problems,
+        &key("max_topic_length"),
+        limits.max_topic_length,
+        keys::MAX_TOPIC_LENGTH,
+    );
+    check_range(
+        problems,
+        &key("max_topic_levels"),
+        limits.max_topic_levels,
+        keys::MAX_TOPIC_LEVELS,
+    );
+}
+
+/// Cairn checks no passwords yet, so `allow_anonymous = false` is kept only where it means
+/// something: when every listener verifies a client certificate (required, against
+/// `client_ca`) and takes the username from it. Anywhere else any username would be let in.
+fn check_anonymous_refusable(config: &Config, problems: &mut Vec<Problem>) {
+    if config.allow_anonymous {
+        return;
+    }
+    if let Some(index) = config
+        .listeners
+        .iter()
+        .position(|listener| !checks_client_certificates(listener))
+    {
+        problems.push(Problem::BadValue {
+            key: "allow_anonymous".to_string(),
+            value: "false".to_string(),
+            origin: None,
+            expected: format!(
+                "{}; listeners[{index}] lets clients in without a verified certificate",
+                expected_for("allow_anonymous")
+            ),
+        });
+    }
+}
+
+/// Whether every client of `listener` has a certificate signed by `client_ca`, whose Common
+/// Name is its username.
+fn checks_client_certificates(listener: &ListenerConfig) -> bool {
+    match &listener.tls {
+        Some(tls) => {
+            listener.kind == ListenerKind::Tls
+                && tls.client_ca.is_some()
+                && tls.client_auth == ClientAuth::Required
+                && tls.cn_as_username
+        }
+        None => false,
+    }
+}
+
+fn check_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>) {
+    if listeners.is_empty() {
+        problems.push(Problem::bad_value("listeners", "[]"));
+    }
+    for (index, listener) in listeners.iter().enumerate() {
+        let key = format!("listeners[{index}]");
+        check_listener_tls(&key, listener, problems);
+        check_bind_used_once(&key, index, listeners, problems);
+    }
+}
+
+fn check_listener_tls(key: &str, listener: &ListenerConfig, problems: &mut Vec<Problem>) {
+    let tls_key = format!("{key}.tls");
+    match (listener.kind, &listener.tls) {
+        (ListenerKind::Tls, None) => problems.push(Problem::bad_value(tls_key, "nothing")),
+        (ListenerKind::Tcp, Some(_)) => {
+            problems.push(Problem::bad_value(tls_key, "a tls table on kind = \"tcp\""))
+        }
+        (_, Some(tls)) if tls.client_ca.is_none() => {
+            if tls.client_auth == ClientAuth::Optional {
+                let key = format!("{tls_key}.client_auth");
+                problems.push(Problem::bad_value(key, "\"optional\" without client_ca"));
+            }
+            if tls.cn_as_username {
+                let key = format!("{tls_key}.cn_as_username");
+                problems.push(Problem::bad_value(key, "true without client_ca"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Port 0 asks the OS for a fresh port, so it may appear on several listeners.
+fn check_bind_used_once(
+    key: &str,
+    index: usize,
+    listeners: &[ListenerConfig],
+    problems: &mut Vec<Problem>,
+) {
+    let bind = listeners[index].bind;
+    if bind.port() == 0 {
+        return;
+    }
+    if let Some(first) = listeners[..index]
+        .iter()
+        .position(|other| other.bind == bind)
+    {
+        problems.push(Problem::BadValue {
+            key: format!("{key}.bind"),
+            value: format!("\"{bind}\""),
+            origin: None,
+            expected: format!("an address no other listener uses (listeners[{first}] has it)"),
+        });
+    }
+}

@@ -1,0 +1,278 @@
+//! The key table: every configuration key Cairn knows, where it sits, and what it accepts,
+//! in words for messages. Each allowed integer range is stated here once, as a [`Bounds`]
+//! constant that both the messages and the checks (`checks.rs`) use.
+//!
+//! Keys whose range is their type's whole range (a `u16`, a `u32`) are not checked again: the
+//! deserializer refuses anything else, and the message names the same bounds.
+
+use std::fmt;
+
+/// An allowed range of integers, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Bounds {
+    const fn new(min: u64, max: u64) -> Bounds {
+        Bounds { min, max }
+    }
+
+    /// No upper bound beyond the type's.
+    const fn at_least(min: u64) -> Bounds {
+        Bounds { min, max: u64::MAX }
+    }
+
+    /// Whether `value` lies within; a value too large for a `u64` does not.
+    pub fn allows(self, value: impl TryInto<u64>) -> bool {
+        value
+            .try_into()
+            .is_ok_and(|value| (self.min..=self.max).contains(&value))
+    }
+}
+
+impl fmt::Display for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.max {
+            u64::MAX => write!(f, "an integer of at least {}", self.min),
+            max => write!(f, "an integer in {}..={max}", self.min),
+        }
+    }
+}
+
+/// `limits.max_connections`.
+pub const MAX_CONNECTIONS: Bounds = Bounds::at_least(1);
+/// `limits.connect_timeout`, seconds: a client gets at least a second, at most an hour.
+pub const CONNECT_TIMEOUT: Bounds = Bounds::new(1, 3600);
+/// `limits.max_packet_size`: the largest MQTT packet is a 268,435,455-byte remaining length
+/// plus a 5-byte fixed header.
+pub const MAX_PACKET_SIZE: Bounds = Bounds::new(2, 268_435_460);
+/// `limits.max_inflight`: a Receive Maximum is a non-zero 16-bit integer.
+pub const MAX_INFLIGHT: Bounds = Bounds::new(1, 65_535);
+/// `limits.max_queued_messages`, `limits.max_queued_bytes`, `limits.max_queued_bytes_total`.
+pub const QUEUE_BOUND: Bounds = Bounds::at_least(0);
+/// `limits.max_topic_length`: MQTT strings (hence topics) are at most 65,535 bytes.
+pub const MAX_TOPIC_LENGTH: Bounds = Bounds::new(1, 65_535);
+/// `limits.max_topic_levels`: matching recurses once per level, so a bound keeps a connection
+/// task's stack safe.
+pub const MAX_TOPIC_LEVELS: Bounds = Bounds::new(1, 1024);
+/// `limits.max_keep_alive`, seconds (a 16-bit field).
+pub const MAX_KEEP_ALIVE: Bounds = Bounds::new(0, 65_535);
+/// `limits.max_session_expiry`, seconds (a 32-bit field).
+pub const MAX_SESSION_EXPIRY: Bounds = Bounds::new(0, 4_294_967_295);
+/// `limits.topic_alias_maximum` (a 16-bit field).
+pub const TOPIC_ALIAS_MAXIMUM: Bounds = Bounds::new(0, 65_535);
+/// `sys_interval`, seconds: at most a day apart (keeps timer arithmetic far from overflow).
+pub const SYS_INTERVAL: Bounds = Bounds::new(0, 86_400);
+/// `store.commit_window_ms`.
+pub const COMMIT_WINDOW_MS: Bounds = Bounds::new(0, 1000);
+
+/// What a key accepts, for messages.
+pub enum Accepts {
+    /// Said in words.
+    Text(&'static str),
+    /// An integer within bounds, with a note on its unit or meaning (empty for none).
+    Integer(Bounds, &'static str),
+}
+
+impl fmt::Display for Accepts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Accepts::Text(text) => f.write_str(text),
+            Accepts::Integer(bounds, "") => write!(f, "{bounds}"),
+            Accepts::Integer(bounds, note) => write!(f, "{bounds} ({note})"),
+        }
+    }
+}
+
+/// One configuration key and what it accepts.
+pub struct KeySpec {
+    pub name: &'static str,
+    pub accepts: Accepts,
+    pub children: Children,
+}
+
+/// What lies below a key.
+pub enum Children {
+    None,
+    Table(&'static [KeySpec]),
+    TableList(&'static [KeySpec]),
+}
+
+impl Children {
+    pub fn keys(&self) -> &'static [KeySpec] {
+        match self {
+            Children::None => &[],
+            Children::Table(keys) | Children::TableList(keys) => keys,
+        }
+    }
+}
+
+const fn leaf(name: &'static str, expected: &'static str) -> KeySpec {
+    KeySpec {
+        name,
+        accepts: Accepts::Text(expected),
+        children: Children::None,
+    }
+}
+
+const fn integer(name: &'static str, bounds: Bounds, note: &'static str) -> KeySpec {
+    KeySpec {
+        name,
+        accepts: Accepts::Integer(bounds, note),
+        children: Children::None,
+    }
+}
+
+const fn table(name: &'static str, expected: &'static str, children: Children) -> KeySpec {
+    KeySpec {
+        name,
+        accepts: Accepts::Text(expected),
+        children,
+    }
+}
+
+/// Every key, in the order problems about values of a wrong type are reported.
+pub const CONFIG_KEYS: &[KeySpec] = &[
+    leaf("data_dir", "a non-empty directory path"),
+    leaf(
+        "allow_anonymous",
+        "true or false; false only when every listener has kind = \"tls\", client_ca, \
+         client_auth = \"required\" and cn_as_username = true (passwords are not checked yet)",
+    ),
+    table(
+        "listeners",
+        "one or more [[listeners]] tables",
+        Children::TableList(LISTENER_KEYS),
+    ),
+    table("limits", "a [limits] table", Children::Table(LIMITS_KEYS)),
+    integer("sys_interval", SYS_INTERVAL, "seconds; 0 turns $SYS off"),
+    table("store", "a [store] table", Children::Table(STORE_KEYS)),
+    table("log", "a [log] table", Children::Table(LOG_KEYS)),
+];
+
+const STORE_KEYS: &[KeySpec] = &[
+    leaf(
+        "fsync",
+        "true or false (false may lose acknowledged messages on a power cut)",
+    ),
+    integer("commit_window_ms", COMMIT_WINDOW_MS, "milliseconds"),
+];
+
+const LISTENER_KEYS: &[KeySpec] = &[
+    leaf(
+        "bind",
+        "an IP address and port such as \"0.0.0.0:1883\", used by one listener only",
+    ),
+    leaf("kind", "\"tcp\" or \"tls\""),
+    table(
+        "tls",
+        "a tls table (cert, key) on a listener with kind = \"tls\", and none on others",
+        Children::Table(TLS_KEYS),
+    ),
+];
+
+const TLS_KEYS: &[KeySpec] = &[
+    leaf("cert", "the path of a PEM certificate chain"),
+    leaf("key", "the path of a PEM private key"),
+    leaf("client_ca", "the path of a PEM CA bundle"),
+    leaf(
+        "client_auth",
+        "\"required\" or \"optional\"; \"optional\" only together with client_ca",
+    ),
+    leaf(
+        "cn_as_username",
+        "true or false; true only together with client_ca",
+    ),
+];
+
+const LIMITS_KEYS: &[KeySpec] = &[
+    integer("max_connections", MAX_CONNECTIONS, ""),
+    integer("max_packet_size", MAX_PACKET_SIZE, "bytes"),
+    integer("max_inflight", MAX_INFLIGHT, ""),
+    integer("connect_timeout", CONNECT_TIMEOUT, "seconds"),
+    integer("max_queued_messages", QUEUE_BOUND, ""),
+    integer(
+        "max_queued_bytes",
+        QUEUE_BOUND,
+        "bytes of topic and payload",
+    ),
+    integer(
+        "max_queued_bytes_total",
+        QUEUE_BOUND,
+        "bytes queued in all sessions together",
+    ),
+    leaf("queue_full_policy", "\"drop_oldest\" or \"refuse_newest\""),
+    leaf("queue_qos0_offline", "true or false"),
+    integer("max_topic_length", MAX_TOPIC_LENGTH, "bytes"),
+    integer("max_topic_levels", MAX_TOPIC_LEVELS, ""),
+    integer(
+        "max_keep_alive",
+        MAX_KEEP_ALIVE,
+        "seconds; 0 means no maximum",
+    ),
+    integer("max_session_expiry", MAX_SESSION_EXPIRY, "seconds"),
+    integer(
+        "topic_alias_maximum",
+        TOPIC_ALIAS_MAXIMUM,
+        "0 disables topic aliases",
+    ),
+];
+
+const LOG_KEYS: &[KeySpec] = &[leaf(
+    "level",
+    "a tracing filter such as \"info\" or \"warn,cairn=debug\"",
+)];
+
+/// What `key` (e.g. `listeners[2].tls.cert`) accepts, for messages.
+pub fn expected_for(key: &str) -> String {
+    spec_for(key).map_or_else(
+        || "a value documented in config/cairn.toml".to_string(),
+        |spec| spec.accepts.to_string(),
+    )
+}
+
+fn spec_for(key: &str) -> Option<&'static KeySpec> {
+    let mut level = CONFIG_KEYS;
+    let mut found = None;
+    for segment in key.split('.') {
+        let (name, _) = split_index(segment);
+        let spec = level.iter().find(|spec| spec.name == name)?;
+        level = spec.children.keys();
+        found = Some(spec);
+    }
+    found
+}
+
+/// Where `key` comes in the table: the position of each of its names at its level, and the
+/// index of each list item. Sorting keys by it gives the table's order; unknown names last.
+pub fn table_position(key: &str) -> Vec<usize> {
+    let mut level = CONFIG_KEYS;
+    let mut position = Vec::new();
+    for segment in key.split('.') {
+        let (name, index) = split_index(segment);
+        let found = level.iter().position(|spec| spec.name == name);
+        position.push(found.unwrap_or(usize::MAX));
+        position.push(index.unwrap_or(0));
+        level = found.map_or(&[], |found| level[found].children.keys());
+    }
+    position
+}
+
+/// Splits `listeners[3]` into `("listeners", Some(3))`.
+pub fn split_index(segment: &str) -> (&str, Option<usize>) {
+    segment
+        .strip_suffix(']')
+        .and_then(|rest| rest.split_once('['))
+        .map_or((segment, None), |(name, index)| (name, index.parse().ok()))
+}
+
+/// `prefix.name`, or `name` at the top.
+pub fn join_key(prefix: &str, name: &str) -> String {
+    match (prefix, name) {
+        ("", name) => name.to_string(),
+        (prefix, "") => prefix.to_string(),
+        _ => format!("{prefix}.{name}"),
+    }
+}

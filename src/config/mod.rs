@@ -1,0 +1,72 @@
+//! Cairn's configuration: the typed settings, their built-in defaults, and loading them from
+//! defaults < TOML file < `CAIRN_…` environment variables < command-line overrides, validated
+//! with errors that name the key, the value, where it came from and what is allowed.
+//!
+//! Environment variables are `CAIRN_` followed by the key path in upper case, with `__` (two
+//! underscores) between levels, because key names contain single underscores themselves:
+//! `CAIRN_DATA_DIR=/var/lib/cairn`, `CAIRN_LIMITS__MAX_INFLIGHT=64`, `CAIRN_LOG__LEVEL=debug`.
+//! An empty variable counts as unset. `listeners` is a list of tables and is set only in the
+//! file (or replaced by `cairn serve --listen`).
+//!
+//! - `types`: the settings and their defaults;
+//! - `load`: the layers, merged and read, and the command-line [`Overrides`];
+//! - `tree`: the merged values before they are typed: unknown keys, values of a wrong type;
+//! - `keys`: every key and what it accepts, each allowed range stated once;
+//! - `checks`: what the types cannot say;
+//! - `error`: [`ConfigError`] and its [`Problem`]s.
+//!
+//! This module reads the configuration file and the environment and nothing else: the TLS
+//! files named here are opened by `transport::tls`.
+
+mod checks;
+mod error;
+mod keys;
+mod load;
+#[cfg(test)]
+mod tests;
+mod tree;
+mod types;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Problem};
+pub use load::Overrides;
+pub use types::{
+    ClientAuth, Config, Limits, ListenerConfig, ListenerKind, LogConfig, QueueFullPolicy,
+    StoreConfig, TlsConfig,
+};
+
+/// Environment variables that override the configuration start with this.
+pub const ENV_PREFIX: &str = "CAIRN_";
+/// Separates the levels of a key path in an environment variable name.
+pub const ENV_LEVEL_SEPARATOR: &str = "__";
+
+impl Config {
+    /// Built-in defaults < TOML file (if given) < `CAIRN_…` environment variables (see the
+    /// module documentation for their names), then validated. Returns every problem found
+    /// (all unknown keys, all values of a wrong type, every failed check) when possible.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_overrides(file, &Overrides::default())
+    }
+
+    /// Like [`Config::load`], with command-line `overrides` applied before validation.
+    pub fn load_with_overrides(
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        load::load_layers(file, load::cairn_environment(None), overrides)
+    }
+
+    /// Checks values serde cannot: ranges, at least one listener, a `tls` table exactly on
+    /// TLS listeners, `client_auth`/`cn_as_username` only with `client_ca`, bind addresses
+    /// used once, `allow_anonymous = false` only where certificates are checked, a parsable
+    /// log filter. Reports every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = checks::problems(self);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! The merged tree of values read from the file and the environment, before it becomes a
+//! [`Config`]: unknown keys and values of a wrong type are found here, every one of them, and
+//! reported in the key table's order; values are found by key path and told where they came
+//! from. It never applies defaults or checks ranges (serde and `checks.rs` do).
+
+use std::path::Path;
+
+use ::config::{Map, Value, ValueKind};
+use serde::de::DeserializeOwned;
+
+use super::error::Problem;
+use super::keys::{expected_for, join_key, split_index, table_position, Children, KeySpec};
+use super::types::{Config, ListenerConfig};
+use super::{ENV_LEVEL_SEPARATOR, ENV_PREFIX};
+
+/// The `origin` the `config` crate gives values read from the environment.
+const ENVIRONMENT_ORIGIN: &str = "the environment";
+
+/// Removes (and reports) every key of `table` that `specs` does not know, at every level, so
+/// that all of them are reported at once and the rest can still be checked.
+pub fn remove_unknown_keys(
+    table: &mut Map<String, Value>,
+    specs: &'static [KeySpec],
+    prefix: &str,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) {
+    let mut unknown: Vec<String> = table
+        .keys()
+        .filter(|name| !specs.iter().any(|spec| spec.name == name.as_str()))
+        .cloned()
+        .collect();
+    unknown.sort();
+    for name in unknown {
+        let key = join_key(prefix, &name);
+        let origin = table
+            .remove(&name)
+            .and_then(|value| value.origin().map(String::from));
+        problems.push(Problem::UnknownKey {
+            origin: describe_origin(&key, origin.as_deref(), file),
+            key,
+            allowed: specs.iter().map(|spec| spec.name.to_string()).collect(),
+        });
+    }
+    for spec in specs {
+        let Some(value) = table.get_mut(spec.name) else {
+            continue;
+        };
+        let key = join_key(prefix, spec.name);
+        match (&spec.children, &mut value.kind) {
+            (Children::Table(keys), ValueKind::Table(inner)) => {
+                remove_unknown_keys(inner, keys, &key, file, problems);
+            }
+            (Children::TableList(keys), ValueKind::Array(items)) => {
+                for (index, item) in items.iter_mut().enumerate() {
+                    if let ValueKind::Table(inner) = &mut item.kind {
+                        let item_key = format!("{key}[{index}]");
+                        remove_unknown_keys(inner, keys, &item_key, file, problems);
+                    }
+                }
+            }
+            // A value of the wrong shape is reported by deserialization.
+            _ => {}
+        }
+    }
+}
+
+/// The configuration in `tree`, with every value of a wrong type (or missing) added to
+/// `problems` in the key table's order; `None` if there was any.
+///
+/// Serde stops at the first bad value, so each one found is removed (its default takes its
+/// place) and the rest is tried again. Each listener is read on its own, so that one whose
+/// `bind` is bad does not hide the problems of the others or of the rest of the file.
+pub fn deserialize_config(
+    tree: &Value,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<Config> {
+    let mut rest = tree.clone();
+    let listeners = match &mut rest.kind {
+        ValueKind::Table(table) => table.remove("listeners"),
+        _ => None,
+    };
+    let mut found = Vec::new();
+    let config = deserialize_reporting::<Config>(rest, "", tree, file, &mut found);
+    let listeners = listeners.map(|value| deserialize_listeners(value, tree, file, &mut found));
+    if !found.is_empty() {
+        // What was read in place of the bad values is no configuration to check.
+        found.sort_by_cached_key(|problem| table_position(problem.key()));
+        problems.extend(found);
+        return None;
+    }
+    let mut config = config?;
+    if let Some(listeners) = listeners {
+        config.listeners = listeners?;
+    }
+    Some(config)
+}
+
+/// Reads every listener (or reports that `listeners` is not a list).
+fn deserialize_listeners(
+    value: Value,
+    root: &Value,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<ListenerConfig>> {
+    let ValueKind::Array(items) = value.kind else {
+        return deserialize_reporting(value, "listeners", root, file, problems);
+    };
+    let listeners: Vec<Option<ListenerConfig>> = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            deserialize_reporting(item, &format!("listeners[{index}]"), root, file, problems)
+        })
+        .collect();
+    listeners.into_iter().collect()
+}
+
+/// Deserializes `value` (found at `prefix` in `root`), reporting each bad or missing value once
+/// and removing it, until it deserializes or nothing more can be removed: a required key
+/// missing at the top of `value`, which serde reports only after every other key.
+fn deserialize_reporting<T: DeserializeOwned>(
+    mut value: Value,
+    prefix: &str,
+    root: &Value,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    loop {
+        let error = match value.clone().try_deserialize::<T>() {
+            Ok(deserialized) => return Some(deserialized),
+            Err(error) => error,
+        };
+        let (relative_key, problem) = deserialize_problem(error, prefix, root, file);
+        // A required key removed before is now reported missing: said once is enough.
+        if !problems.iter().any(|known| known.key() == problem.key()) {
+            problems.push(problem);
+        }
+        // The bad value goes; a required one that is missing takes its table with it.
+        let removed = remove_at(&mut value, &relative_key)
+            || relative_key
+                .rsplit_once('.')
+                .is_some_and(|(parent, _)| remove_at(&mut value, parent));
+        if !removed {
+            return None;
+        }
+    }
+}
+
+/// The key (relative to the value deserialized, and with `prefix` for the report) and the
+/// problem that serde's `error` is about.
+fn deserialize_problem(
+    error: ::config::ConfigError,
+    prefix: &str,
+    root: &Value,
+    file: Option<&Path>,
+) -> (String, Problem) {
+    let (key, reason) = match error {
+        ::config::ConfigError::Type { key, .. } => (key, None),
+        ::config::ConfigError::NotFound(key) => (Some(key), None),
+        ::config::ConfigError::At { error, key, .. } => (key, Some(error.to_string())),
+        other => (None, Some(other.to_string())),
+    };
+    let relative_key = key.as_deref().map(normalize_key).unwrap_or_default();
+    let key = join_key(prefix, &relative_key);
+    let found = value_at(root, &key);
+    let expected = match reason {
+        Some(reason) => format!("{} ({reason})", expected_for(&key)),
+        None => expected_for(&key),
+    };
+    let problem = Problem::BadValue {
+        origin: describe_origin(&key, found.and_then(Value::origin), file),
+        value: found.map_or_else(|| "nothing".to_string(), render),
+        key,
+        expected,
+    };
+    (relative_key, problem)
+}
+
+/// The `config` crate writes `listeners[0]bind`; Cairn's messages say `listeners[0].bind`.
+pub fn normalize_key(key: &str) -> String {
+    let mut normalized = String::with_capacity(key.len() + 2);
+    let mut after_index = false;
+    for character in key.chars() {
+        if after_index && character != '.' && character != '[' {
+            normalized.push('.');
+        }
+        after_index = character == ']';
+        normalized.push(character);
+    }
+    normalized
+}
+
+/// The value at a key path such as `listeners[0].tls.cert`.
+pub fn value_at<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(root, |value, segment| {
+        let (name, index) = split_index(segment);
+        let ValueKind::Table(table) = &value.kind else {
+            return None;
+        };
+        let child = table.get(name)?;
+        match (index, &child.kind) {
+            (None, _) => Some(child),
+            (Some(index), ValueKind::Array(items)) => items.get(index),
+            (Some(_), _) => None,
+        }
+    })
+}
+
+/// A value as it would be written in TOML, for messages.
+fn render(value: &Value) -> String {
+    match &value.kind {
+        ValueKind::String(text) => format!("{text:?}"),
+        ValueKind::Array(items) => {
+            let items: Vec<String> = items.iter().map(render).collect();
+            format!("[{}]", items.join(", "))
+        }
+        ValueKind::Table(table) => {
+            let mut entries: Vec<String> = table
+                .iter()
+                .map(|(name, value)| format!("{name} = {}", render(value)))
+                .collect();
+            entries.sort();
+            format!("{{ {} }}", entries.join(", "))
+        }
+        ValueKind::Nil => "nothing".to_string(),
+        scalar => scalar.to_string(),
+    }
+}
+
+/// Removes the value at a key path such as `tls.cert` (not a list item); whether there was one.
+fn remove_at(root: &mut Value, key: &str) -> bool {
+    let (parent, name) = match key.rsplit_once('.') {
+        Some((parent, name)) => (parent_mut(root, parent), name),
+        None => (Some(root), key),
+    };
+    match parent.map(|parent| &mut parent.kind) {
+        Some(ValueKind::Table(table)) if !name.is_empty() => table.remove(name).is_some(),
+        _ => false,
+    }
+}
+
+/// The table at a key path of table names (no list items).
+fn parent_mut<'a>(root: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    key.split('.')
+        .try_fold(root, |value, name| match &mut value.kind {
+            ValueKind::Table(table) => table.get_mut(name),
+            _ => None,
+        })
+}
+
+/// Where a value came from, for messages: the environment variable's name or the file.
+pub fn describe_origin(key: &str, origin: Option<&str>, file: Option<&Path>) -> Option<String> {
+    match origin {
+        Some(ENVIRONMENT_ORIGIN) => Some(format!("environment variable {}", env_var_name(key))),
+        _ => file.map(|path| path.display().to_string()),
+    }
+}
+
+/// The environment variable that sets `key`, e.g. `CAIRN_LIMITS__MAX_INFLIGHT`.
+pub fn env_var_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', ENV_LEVEL_SEPARATOR).to_uppercase()
+    )
+}
