@@ -19,7 +19,7 @@ use crate::model::Delivery;
 use crate::model::OutboundState;
 use crate::model::{Recovered, RecoveredSession, StoreOp};
 use crate::store::redb::{DurableOptions, DurableStore, OpenError};
-use crate::store::StoreError;
+use crate::store::{Pace, StoreError};
 
 pub use crate::store::redb::DATABASE_FILE;
 
@@ -123,9 +123,12 @@ impl AdminStore {
     /// the store. Call it outside an async runtime (it blocks).
     pub fn drop_session(self, client_id: &str) -> Result<(), AdminError> {
         find(&self.recovered, client_id)?;
-        let committed = self.store.submit(vec![StoreOp::DeleteSession {
-            client_id: Arc::from(client_id),
-        }]);
+        let committed = self.store.submit(
+            vec![StoreOp::DeleteSession {
+                client_id: Arc::from(client_id),
+            }],
+            Pace::Now,
+        );
         let outcome = committed
             .blocking_recv()
             .unwrap_or(Err(StoreError::WriterGone));
@@ -858,7 +861,10 @@ mod tests {
                 message: Some(message(3, "config/mode", b"on")),
             },
         ];
-        let committed = store.submit(ops).blocking_recv().expect("writer answers");
+        let committed = store
+            .submit(ops, Pace::Window)
+            .blocking_recv()
+            .expect("writer answers");
         assert!(committed.is_ok(), "{committed:?}");
         store.close();
         dir

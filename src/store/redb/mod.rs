@@ -29,7 +29,7 @@ use ::redb::Database;
 use tokio::sync::oneshot;
 
 use crate::model::{Recovered, StoreOp};
-use crate::store::StoreError;
+use crate::store::{Pace, StoreError};
 
 pub use self::database::OpenError;
 /// The database file in a data directory.
@@ -118,17 +118,12 @@ impl DurableStore {
     }
 
     /// Hands a batch to the single writer; the receiver yields Ok(()) once the write transaction
-    /// holding it has committed, or the error. An empty batch completes at once.
-    pub fn submit(&self, batch: Vec<StoreOp>) -> oneshot::Receiver<Result<(), StoreError>> {
-        self.submit_paced(batch, false)
-    }
-
-    /// Like [`DurableStore::submit`]; an `urgent` batch (something is held back for it) makes
-    /// its group commit without waiting for the commit window.
-    pub fn submit_paced(
+    /// holding it has committed, or the error. A batch of [`Pace::Now`] makes its group commit
+    /// without waiting for the commit window. An empty batch completes at once.
+    pub fn submit(
         &self,
         batch: Vec<StoreOp>,
-        urgent: bool,
+        pace: Pace,
     ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, receiver) = oneshot::channel();
         if batch.is_empty() {
@@ -139,7 +134,7 @@ impl DurableStore {
         self.send(Job::Commit {
             ops: batch,
             done,
-            urgent,
+            pace,
         });
         receiver
     }

@@ -38,7 +38,7 @@ fn reopen(dir: &TempDir, store: DurableStore) -> Recovered {
 
 /// Submits a batch and waits for its commit.
 fn commit(store: &DurableStore, ops: Vec<StoreOp>) {
-    let outcome = outcome(store.submit(ops));
+    let outcome = outcome(store.submit(ops, Pace::Window));
     assert!(
         matches!(outcome, Some(Ok(()))),
         "commit failed: {outcome:?}"
@@ -634,7 +634,10 @@ fn concurrent_batches_share_commits() {
                     .map(|i| {
                         let id = (t * PER_THREAD + i) as u64 + 1;
                         let body = message(id, "load", b"0123456789abcdef");
-                        store.submit(vec![enqueue(&client, &body, QoS::AtLeastOnce)])
+                        store.submit(
+                            vec![enqueue(&client, &body, QoS::AtLeastOnce)],
+                            Pace::Window,
+                        )
                     })
                     .collect();
                 pending
@@ -717,7 +720,7 @@ fn message_expiry_keeps_its_remaining_time_across_reopen() {
 fn empty_batch_completes_at_once_and_counters_track_commits() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&dir);
-    let mut empty = store.submit(Vec::new());
+    let mut empty = store.submit(Vec::new(), Pace::Window);
     assert!(matches!(empty.try_recv(), Ok(Ok(()))));
     commit(&store, vec![put_session("c", 1)]);
     let metrics = store.metrics();
@@ -780,7 +783,7 @@ fn loads_read_queue_ranges_after_earlier_batches() {
         client_id: id("c"),
         seq: 3,
     });
-    let pending = store.submit(ops);
+    let pending = store.submit(ops, Pace::Window);
     let entries = load(&store, "c", 2..5);
     assert!(matches!(outcome(pending), Some(Ok(()))));
     let seqs: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
@@ -856,7 +859,7 @@ fn failed_commit_answers_its_waiters_and_later_batches_commit() {
     let (store, _) = start(&disk);
     commit(&store, vec![put_session("before", 10)]);
     disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
-    let refused = outcome(store.submit(vec![put_session("during", 10)]));
+    let refused = outcome(store.submit(vec![put_session("during", 10)], Pace::Window));
     assert!(
         matches!(&refused, Some(Err(StoreError::Io(cause))) if cause.contains("No space left")),
         "{refused:?}"

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::model::Delivery;
 use crate::model::StoreOp;
-use crate::store::StoreError;
+use crate::store::{Pace, StoreError};
 
 use super::apply::{Applied, Tables};
 use super::database::OpenError;
@@ -45,12 +45,12 @@ pub type LoadReply = oneshot::Sender<Result<LoadedEntries, StoreError>>;
 /// One piece of work for the writer, done in the order submitted.
 #[derive(Debug)]
 pub enum Job {
-    /// A batch of changes and the waiter to answer once it is committed; `urgent` when
-    /// something is held back for it, so its group does not wait for the commit window.
+    /// A batch of changes, the waiter to answer once it is committed, and whether its group
+    /// may wait for the commit window.
     Commit {
         ops: Vec<StoreOp>,
         done: oneshot::Sender<Result<(), StoreError>>,
-        urgent: bool,
+        pace: Pace,
     },
     /// A read of queue entries `range` of a session, seeing everything submitted before it;
     /// answered once what it read is durable. (`reply` is taken when the load is answered.)
@@ -62,11 +62,11 @@ pub enum Job {
 }
 
 impl Job {
-    /// Whether its group must commit without waiting for the window: an urgent batch, or a
-    /// load (a connection waits for its entries to send them).
+    /// Whether its group must commit without waiting for the window: a batch of [`Pace::Now`],
+    /// or a load (a connection waits for its entries to send them).
     fn urgent(&self) -> bool {
         match self {
-            Job::Commit { urgent, .. } => *urgent,
+            Job::Commit { pace, .. } => *pace == Pace::Now,
             Job::Load { .. } => true,
         }
     }
@@ -411,9 +411,9 @@ mod tests {
     /// A window no test may wait out.
     const FOREVER: Duration = Duration::from_secs(3600);
 
-    fn commit(ops: Vec<StoreOp>, urgent: bool) -> Job {
+    fn commit(ops: Vec<StoreOp>, pace: Pace) -> Job {
         let (done, _) = oneshot::channel();
-        Job::Commit { ops, done, urgent }
+        Job::Commit { ops, done, pace }
     }
 
     fn enqueue(seq: u64) -> StoreOp {
@@ -448,7 +448,10 @@ mod tests {
 
     #[test]
     fn an_urgent_job_closes_the_window() {
-        let jobs = vec![commit(vec![enqueue(1)], false), commit(Vec::new(), true)];
+        let jobs = vec![
+            commit(vec![enqueue(1)], Pace::Window),
+            commit(Vec::new(), Pace::Now),
+        ];
         assert_eq!(gathered(jobs, FOREVER), Some(2));
     }
 
@@ -466,14 +469,14 @@ mod tests {
     #[test]
     fn enough_messages_close_the_window() {
         let jobs = (0..WINDOW_CLOSES_AT as u64)
-            .map(|seq| commit(vec![enqueue(seq)], false))
+            .map(|seq| commit(vec![enqueue(seq)], Pace::Window))
             .collect();
         assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
     }
 
     #[test]
     fn a_small_group_waits_for_the_window_to_close() {
-        let jobs = vec![commit(vec![enqueue(1)], false)];
+        let jobs = vec![commit(vec![enqueue(1)], Pace::Window)];
         assert_eq!(gathered(jobs, Duration::from_millis(20)), Some(1));
     }
 }
