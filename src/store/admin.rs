@@ -567,8 +567,8 @@ impl StoreStats {
 /// broker, or an I/O failure such as a denied permission, says nothing about the file's contents.
 pub fn unusable_reason(error: &OpenError) -> Option<String> {
     match error {
-        OpenError::Unreadable { reason, .. } => Some(format!(
-            "it is not a database this cairn can open ({reason})"
+        OpenError::Unreadable { cause, .. } => Some(format!(
+            "it is not a database this cairn can open ({cause})"
         )),
         OpenError::Foreign { .. } => Some("it is a redb database of another program".into()),
         OpenError::NewerSchema {
@@ -579,7 +579,7 @@ pub fn unusable_reason(error: &OpenError) -> Option<String> {
         OpenError::OlderSchema { found, .. } => Some(format!(
             "it has schema version {found}, written by a pre-release cairn"
         )),
-        OpenError::Recovery { reason, .. } => Some(format!("it cannot be read back ({reason})")),
+        OpenError::Recovery { cause, .. } => Some(format!("it cannot be read back ({cause})")),
         OpenError::CreateDir { .. }
         | OpenError::AlreadyOpen { .. }
         | OpenError::Io { .. }
@@ -787,6 +787,8 @@ mod tests {
     use crate::codec::Properties;
     use crate::model::Message;
     use crate::store::redb::tests::message;
+    use crate::store::redb::{DbError, RecordError, UnreadableFile};
+    use ::redb::{DatabaseError, StorageError};
 
     /// The moment the test sessions went offline: 2023-11-14T22:13:20Z.
     fn offline_at() -> SystemTime {
@@ -1064,7 +1066,9 @@ mod tests {
         let unusable = [
             OpenError::Unreadable {
                 path: path.clone(),
-                reason: "bad magic number".into(),
+                cause: UnreadableFile(DatabaseError::Storage(StorageError::Corrupted(
+                    "bad magic number".into(),
+                ))),
             },
             OpenError::Foreign { path: path.clone() },
             OpenError::NewerSchema {
@@ -1074,7 +1078,10 @@ mod tests {
             },
             OpenError::Recovery {
                 path: path.clone(),
-                reason: "a stored record is unreadable".into(),
+                cause: DbError::Record(RecordError::Invalid {
+                    record: "session",
+                    field: "state",
+                }),
             },
         ];
         for error in &unusable {
@@ -1088,7 +1095,9 @@ mod tests {
             },
             OpenError::RecoveryIo {
                 path,
-                reason: "storage failed: I/O error".into(),
+                cause: DbError::Storage(StorageError::Io(io::Error::from(
+                    io::ErrorKind::PermissionDenied,
+                ))),
             },
         ];
         for error in &usable {

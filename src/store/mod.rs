@@ -27,19 +27,21 @@ pub enum Pace {
     Now,
 }
 
-/// Why a commit failed.
+/// Why a commit or a load failed. One failed group commit answers every batch in it, so the
+/// causes are shared. A cause is part of the message, not a `source`: logs print the message
+/// alone, and a chain printed in full would say it twice.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The write transaction holding the batch failed (e.g. disk full); whether any of it
     /// reached the disk is unknown.
     #[error("the store could not commit the batch: {0}")]
-    Io(String),
+    Commit(Arc<redb::CommitFailure>),
     /// The store's writer stopped before answering.
     #[error("the store writer stopped before committing")]
     WriterGone,
-    /// A stored record could not be read.
+    /// Queue entries could not be read back.
     #[error("the store could not read: {0}")]
-    Read(String),
+    Read(Arc<redb::DbError>),
 }
 
 /// The completion of one committed batch, awaited before an ack is released.

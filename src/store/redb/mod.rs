@@ -31,9 +31,12 @@ use tokio::sync::oneshot;
 use crate::model::{Recovered, StoreOp};
 use crate::store::{Pace, StoreError};
 
-pub use self::database::OpenError;
+pub use self::database::{OpenError, UnreadableFile};
+pub use self::records::RecordError;
+pub use self::tables::DbError;
 /// The database file in a data directory.
 pub use self::tables::FILE_NAME as DATABASE_FILE;
+pub use self::writer::CommitFailure;
 pub use self::writer::DurableMetrics;
 
 use self::writer::{Job, LoadedEntries, Reopen, Writer};

@@ -839,7 +839,7 @@ fn open_flaky(disk: &FlakyDisk) -> Result<Database, OpenError> {
         .create_with_backend(disk.clone())
         .map_err(|error| OpenError::Unreadable {
             path: Path::new("flaky").to_owned(),
-            reason: error.to_string(),
+            cause: UnreadableFile(error),
         })
 }
 
@@ -860,9 +860,19 @@ fn failed_commit_answers_its_waiters_and_later_batches_commit() {
     commit(&store, vec![put_session("before", 10)]);
     disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
     let refused = outcome(store.submit(vec![put_session("during", 10)], Pace::Window));
+    let Some(Err(error)) = refused else {
+        panic!("expected a failed commit, got {refused:?}");
+    };
     assert!(
-        matches!(&refused, Some(Err(StoreError::Io(cause))) if cause.contains("No space left")),
-        "{refused:?}"
+        matches!(&error, StoreError::Commit(cause)
+            if matches!(&**cause, CommitFailure::Write(failure) if failure.is_io())),
+        "the disk's error is kept as it is: {error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("the store could not commit the batch: ")
+            && message.contains("No space left on device"),
+        "{message}"
     );
     assert_eq!(
         store

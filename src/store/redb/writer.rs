@@ -2,7 +2,7 @@
 //! submitted while it was busy (plus those arriving within the commit window) into ONE write
 //! transaction, commits it once, then answers every waiter.
 //!
-//! A failed group is answered with [`StoreError::Io`] and aborted; the database is then closed
+//! A failed group is answered with [`StoreError::Commit`] and aborted; the database is then closed
 //! and reopened before the next group (redb refuses writes after a failed commit until a reopen
 //! repairs it), so later batches try again and nothing committed before is lost.
 
@@ -35,6 +35,16 @@ const MAX_BATCHES_PER_COMMIT: usize = 4096;
 /// round trip. (Sends and acks do not count: waiting for them is what lets a delivery to an
 /// online subscriber cancel out before it is written.)
 const WINDOW_CLOSES_AT: usize = 16;
+
+/// Why a group commit failed: the database could not be opened again after an earlier
+/// failure, or the write transaction failed (a full disk shows here).
+#[derive(Debug, thiserror::Error)]
+pub enum CommitFailure {
+    #[error(transparent)]
+    Reopen(OpenError),
+    #[error(transparent)]
+    Write(DbError),
+}
 
 /// Queue entries read back: (sequence number, delivery), ascending.
 pub type LoadedEntries = Vec<(u64, Delivery)>;
@@ -217,19 +227,19 @@ impl Writer {
         &mut self,
         group: &[Job],
         replies: &mut [Option<LoadReply>],
-    ) -> Result<Written, String> {
+    ) -> Result<Written, CommitFailure> {
         let database = match &mut self.database {
             Some(database) => database,
             None => self
                 .database
-                .insert((self.reopen)().map_err(|error| error.to_string())?),
+                .insert((self.reopen)().map_err(CommitFailure::Reopen)?),
         };
         let durability = if self.fsync {
             Durability::Immediate
         } else {
             Durability::None
         };
-        write_group(database, durability, group, replies).map_err(|error| error.to_string())
+        write_group(database, durability, group, replies).map_err(CommitFailure::Write)
     }
 
     /// In no-fsync mode, makes everything committed durable before the writer stops.
@@ -248,10 +258,14 @@ impl Writer {
 /// Answers every job of a group: commits with the group's outcome, loads not answered yet
 /// with their entries (or the group's failure: entries read in a transaction that did not
 /// commit may not exist).
-fn answer(group: Vec<Job>, replies: Vec<Option<LoadReply>>, result: Result<Written, String>) {
+fn answer(
+    group: Vec<Job>,
+    replies: Vec<Option<LoadReply>>,
+    result: Result<Written, CommitFailure>,
+) {
     let (outcome, loads) = match result {
         Ok(written) => (Ok(()), written.loads),
-        Err(error) => (Err(StoreError::Io(error)), Vec::new()),
+        Err(failure) => (Err(StoreError::Commit(Arc::new(failure))), Vec::new()),
     };
     // A waiter that gave up (dropped its receiver) needs no answer.
     for job in group {
@@ -267,7 +281,7 @@ fn answer(group: Vec<Job>, replies: Vec<Option<LoadReply>>, result: Result<Writt
         };
         let entries = match (&outcome, loaded) {
             (Ok(()), Some(Ok(entries))) => Ok(entries),
-            (Ok(()), Some(Err(error))) => Err(StoreError::Read(error.to_string())),
+            (Ok(()), Some(Err(error))) => Err(StoreError::Read(Arc::new(error))),
             (Ok(()), None) => Err(StoreError::WriterGone),
             (Err(error), _) => Err(error.clone()),
         };
