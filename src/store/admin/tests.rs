@@ -4,44 +4,16 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tempfile::TempDir;
 
 use super::report::NEVER_EXPIRES;
 use super::*;
-use crate::codec::{Properties, QoS, SubscriptionOptions, Will};
-use crate::model::Message;
-use crate::store::redb::tests::message;
+use crate::codec::{QoS, SubscriptionOptions};
+use crate::store::redb::tests::{self as fixture, enqueue_matched, message, put_session, will};
 
 /// The moment the test sessions went offline: 2023-11-14T22:13:20Z.
 pub(super) fn offline_at() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-}
-
-fn enqueue(client_id: &str, message: Arc<Message>, subscription_ids: Vec<u32>) -> StoreOp {
-    StoreOp::Enqueue {
-        client_id: Arc::from(client_id),
-        seq: message.id,
-        delivery: Delivery {
-            message,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            subscription_ids,
-        },
-    }
-}
-
-fn will() -> Will {
-    Will {
-        topic: "status/beta".into(),
-        payload: Bytes::from_static(b"gone"),
-        qos: QoS::AtLeastOnce,
-        retain: true,
-        properties: Properties {
-            will_delay_interval: Some(30),
-            ..Properties::default()
-        },
-    }
 }
 
 /// A store with two sessions: `alpha` (offline, expiry 3600 s, one subscription, one queued
@@ -49,21 +21,28 @@ fn will() -> Will {
 /// Will); and one retained message.
 fn populated() -> TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let (store, _) = DurableStore::open(dir.path(), DurableOptions::default()).expect("open");
+    let (store, _) = fixture::open(&dir);
     let alpha: Arc<str> = Arc::from("alpha");
     let ops = vec![
-        StoreOp::PutSession {
-            client_id: alpha.clone(),
-            expiry_interval: 3600,
-        },
+        put_session("alpha", 3600),
         StoreOp::Subscribe {
             client_id: alpha.clone(),
             filter: Arc::from("sensors/#"),
             options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
             identifier: Some(7),
         },
-        enqueue("alpha", message(1, "sensors/a", b"12345"), vec![7]),
-        enqueue("alpha", message(2, "sensors/b", b"123"), vec![7]),
+        enqueue_matched(
+            "alpha",
+            &message(1, "sensors/a", b"12345"),
+            QoS::AtLeastOnce,
+            vec![7],
+        ),
+        enqueue_matched(
+            "alpha",
+            &message(2, "sensors/b", b"123"),
+            QoS::AtLeastOnce,
+            vec![7],
+        ),
         StoreOp::Inflight {
             client_id: alpha.clone(),
             seq: 1,
@@ -73,24 +52,17 @@ fn populated() -> TempDir {
             client_id: alpha,
             at: offline_at(),
         },
-        StoreOp::PutSession {
-            client_id: Arc::from("beta"),
-            expiry_interval: NEVER_EXPIRES,
-        },
+        put_session("beta", NEVER_EXPIRES),
         StoreOp::Will {
             client_id: Arc::from("beta"),
-            will: Some(Box::new(will())),
+            will: Some(Box::new(will("status/beta"))),
         },
         StoreOp::Retain {
             topic: Arc::from("config/mode"),
             message: Some(message(3, "config/mode", b"on")),
         },
     ];
-    let committed = store
-        .submit(ops, Pace::Window)
-        .blocking_recv()
-        .expect("writer answers");
-    assert!(committed.is_ok(), "{committed:?}");
+    fixture::commit(&store, ops);
     store.close();
     dir
 }

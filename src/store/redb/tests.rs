@@ -1,5 +1,6 @@
 //! Tests of the durable store through its public API (open, submit, close, reopen), looking into
-//! the tables directly only to check what is stored (bodies once, rows removed).
+//! the tables directly only to check what is stored (bodies once, rows removed). Its builders of
+//! stores, messages and ops also fill the store the admin tests read.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ fn options() -> DurableOptions {
     DurableOptions::default()
 }
 
-fn open(dir: &TempDir) -> (DurableStore, Recovered) {
+pub(crate) fn open(dir: &TempDir) -> (DurableStore, Recovered) {
     match DurableStore::open(dir.path(), options()) {
         Ok(opened) => opened,
         Err(error) => panic!("open failed: {error}"),
@@ -37,7 +38,7 @@ fn reopen(dir: &TempDir, store: DurableStore) -> Recovered {
 }
 
 /// Submits a batch and waits for its commit.
-fn commit(store: &DurableStore, ops: Vec<StoreOp>) {
+pub(crate) fn commit(store: &DurableStore, ops: Vec<StoreOp>) {
     let outcome = outcome(store.submit(ops, Pace::Window));
     assert!(
         matches!(outcome, Some(Ok(()))),
@@ -49,7 +50,7 @@ fn id(client: &str) -> Arc<str> {
     Arc::from(client)
 }
 
-/// A QoS 2 message from "publisher" (also the store's admin tests' test message).
+/// A QoS 2 message from "publisher".
 pub(crate) fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Message> {
     Arc::new(Message {
         id,
@@ -72,7 +73,7 @@ fn delivery(message: &Arc<Message>, qos: QoS) -> Delivery {
     }
 }
 
-fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
+pub(crate) fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
     StoreOp::PutSession {
         client_id: id(client),
         expiry_interval,
@@ -82,10 +83,23 @@ fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
 /// Queues `message` for `client` as the entry numbered with the message id (each test queues
 /// a message at most once per session).
 fn enqueue(client: &str, message: &Arc<Message>, qos: QoS) -> StoreOp {
+    enqueue_matched(client, message, qos, Vec::new())
+}
+
+/// [`enqueue`], for a message that matched the subscriptions `subscription_ids`.
+pub(crate) fn enqueue_matched(
+    client: &str,
+    message: &Arc<Message>,
+    qos: QoS,
+    subscription_ids: Vec<u32>,
+) -> StoreOp {
     StoreOp::Enqueue {
         client_id: id(client),
         seq: message.id,
-        delivery: delivery(message, qos),
+        delivery: Delivery {
+            subscription_ids,
+            ..delivery(message, qos)
+        },
     }
 }
 
@@ -126,10 +140,11 @@ fn subscribe(client: &str, filter: &str, qos: QoS, identifier: Option<u32>) -> S
     }
 }
 
-fn will(topic: &str) -> Will {
+/// A QoS 1 retained Will of 4 payload bytes with a Will Delay of 30 s.
+pub(crate) fn will(topic: &str) -> Will {
     Will {
         topic: topic.into(),
-        payload: Bytes::from_static(b"offline"),
+        payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: true,
         properties: Properties {
