@@ -17,6 +17,7 @@ use cairn::codec::{Properties, QoS};
 use cairn::model::StoreOp;
 use cairn::model::{Delivery, Message};
 use cairn::store::redb::{DurableOptions, DurableStore};
+use cairn::store::Pace;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -119,7 +120,7 @@ impl Fixture {
 
 async fn await_commit(store: &DurableStore, ops: Vec<StoreOp>) {
     store
-        .submit(ops)
+        .submit(ops, Pace::Window)
         .await
         .expect("writer answers")
         .expect("commit succeeds");

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::codec::ReasonCode;
 use crate::config::Config;
 use crate::model::Recovered;
-use crate::store::{Commit, Store, StoreError};
+use crate::store::{Commit, Pace, Store, StoreError};
 
 use self::queue::{QueueBudget, QueueLimits};
 use self::state::{Detached, Routed, State};
@@ -123,17 +123,12 @@ impl Broker {
                 .messages_dropped
                 .fetch_add(routed.dropped, Ordering::Relaxed);
         }
-        self.store.commit(routed.ops)
+        self.store.commit(routed.ops, Pace::Window)
     }
 
-    /// Commits a batch of changes (within the commit window).
-    pub fn commit(&self, ops: Vec<crate::model::StoreOp>) -> Commit {
-        self.store.commit(ops)
-    }
-
-    /// Commits a batch of changes something is held back for, without waiting for the window.
-    pub fn commit_now(&self, ops: Vec<crate::model::StoreOp>) -> Commit {
-        self.store.commit_now(ops)
+    /// Commits a batch of changes at `pace`.
+    pub fn commit(&self, ops: Vec<crate::model::StoreOp>, pace: Pace) -> Commit {
+        self.store.commit(ops, pace)
     }
 
     /// The store, for its counters.

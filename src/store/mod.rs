@@ -16,19 +16,32 @@ use tokio::sync::oneshot;
 
 use crate::model::{Delivery, Recovered, StoreOp};
 
-/// Why a commit failed.
+/// How soon a batch must reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Nothing waits on it but acks: its commit may wait up to the commit window to gather
+    /// more work.
+    Window,
+    /// Something is held back until it is durable (a load, a QoS 2 send, a PUBREL): its group
+    /// commits without waiting for the window.
+    Now,
+}
+
+/// Why a commit or a load failed. One failed group commit answers every batch in it, so the
+/// causes are shared. A cause is part of the message, not a `source`: logs print the message
+/// alone, and a chain printed in full would say it twice.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The write transaction holding the batch failed (e.g. disk full); whether any of it
     /// reached the disk is unknown.
     #[error("the store could not commit the batch: {0}")]
-    Io(String),
+    Commit(Arc<redb::CommitFailure>),
     /// The store's writer stopped before answering.
     #[error("the store writer stopped before committing")]
     WriterGone,
-    /// A stored record could not be read.
+    /// Queue entries could not be read back.
     #[error("the store could not read: {0}")]
-    Read(String),
+    Read(Arc<redb::DbError>),
 }
 
 /// The completion of one committed batch, awaited before an ack is released.
@@ -110,24 +123,15 @@ impl Store {
         Ok((Store { durable }, recovered))
     }
 
-    /// Hands a batch of changes to the writer; its commit may wait up to the commit window to
-    /// gather more work. An empty batch completes at once.
-    pub fn commit(&self, batch: Vec<StoreOp>) -> Commit {
-        self.commit_paced(batch, false)
-    }
-
-    /// Like [`Store::commit`], for a batch something is held back for (a QoS 2 send, a PUBREL):
-    /// it commits without waiting for the commit window.
-    pub fn commit_now(&self, batch: Vec<StoreOp>) -> Commit {
-        self.commit_paced(batch, true)
-    }
-
-    fn commit_paced(&self, batch: Vec<StoreOp>, urgent: bool) -> Commit {
+    /// Hands a batch of changes to the writer; the returned [`Commit`] completes once the batch
+    /// is durable. `pace` says whether its commit may wait for the commit window. An empty batch
+    /// completes at once.
+    pub fn commit(&self, batch: Vec<StoreOp>, pace: Pace) -> Commit {
         if batch.is_empty() {
             return Commit::finished(Ok(()));
         }
         Commit {
-            pending: Some(self.durable.submit_paced(batch, urgent)),
+            pending: Some(self.durable.submit(batch, pace)),
             outcome: None,
         }
     }

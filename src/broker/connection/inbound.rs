@@ -13,7 +13,7 @@ use crate::codec::{
     UnsubAck, Unsubscribe,
 };
 use crate::model::StoreOp;
-use crate::store::Commit;
+use crate::store::{Commit, Pace};
 
 use super::framed::Framed;
 use super::{Client, Exit};
@@ -76,7 +76,7 @@ impl Client {
 
     /// Commits changes to this connection's own session.
     fn commit_own(&self, ops: Vec<StoreOp>) -> Commit {
-        self.broker.commit(self.own_ops(ops))
+        self.broker.commit(self.own_ops(ops), Pace::Window)
     }
 
     /// The changes to this connection's own session the store keeps: none for a session that
@@ -249,7 +249,7 @@ impl Client {
     fn ack_unrouted(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Result<(), Exit> {
         if qos != QoS::AtMostOnce {
             let ack = self.publish_ack(qos, packet_id, reason);
-            let commit = self.broker.commit(Vec::new());
+            let commit = self.broker.commit(Vec::new(), Pace::Window);
             self.acks.push(commit, ack, Vec::new());
         }
         Ok(())
@@ -336,7 +336,7 @@ impl Client {
         // Once PUBREL is out the PUBLISH must never be sent again [MQTT-4.3.3-6], not even
         // after a crash: PUBREL waits, like an ack, until the store knows, and without waiting
         // for the commit window (this is the broker's own flow, not a client's ack).
-        let commit = self.broker.commit_now(self.own_ops(ops));
+        let commit = self.broker.commit(self.own_ops(ops), Pace::Now);
         self.acks.push(commit, Packet::PubRel(response), Vec::new());
     }
 
@@ -459,10 +459,13 @@ impl Client {
                 slot.session.expiry_interval = expiry;
             }
             drop(state);
-            let _ = self.broker.commit(vec![StoreOp::PutSession {
-                client_id: self.client_id.clone(),
-                expiry_interval: expiry,
-            }]);
+            let _ = self.broker.commit(
+                vec![StoreOp::PutSession {
+                    client_id: self.client_id.clone(),
+                    expiry_interval: expiry,
+                }],
+                Pace::Window,
+            );
         }
         Exit::Disconnected {
             keep_will: disconnect.reason == ReasonCode::DisconnectWithWillMessage,

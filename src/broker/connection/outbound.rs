@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
 use crate::model::{OutboundState, StoreOp};
-use crate::store::{Commit, Loaded, StoreError};
+use crate::store::{Commit, Loaded, Pace, StoreError};
 
 use super::framed::Framed;
 use super::{Client, Exit, PendingLoad};
@@ -203,11 +203,12 @@ impl Client {
         let head_drained = session.queue.in_memory() == 0;
         // Handed over while the state is locked, so the store sees them in the order they
         // happened.
-        let commit = if await_commit {
-            broker.commit_now(ops)
+        let pace = if await_commit {
+            Pace::Now
         } else {
-            broker.commit(ops)
+            Pace::Window
         };
+        let commit = broker.commit(ops, pace);
         drop(state);
         Ok(Pass {
             packets,

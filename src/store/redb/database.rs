@@ -14,7 +14,8 @@ use super::tables::{DbError, META, META_SCHEMA_VERSION, SCHEMA_VERSION};
 /// (session rows, queue heads) is small.
 const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
-/// Why the durable store could not open.
+/// Why the durable store could not open. A `cause` is part of the message, not a `source`:
+/// logs print the message alone, and a chain printed in full would say it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot create the data directory {path}: {source}")]
@@ -28,10 +29,13 @@ pub enum OpenError {
     )]
     AlreadyOpen { path: PathBuf },
     #[error(
-        "{path} is not a database this cairn can open ({reason}); it was left untouched: \
+        "{path} is not a database this cairn can open ({cause}); it was left untouched: \
          move it away or give cairn another data directory"
     )]
-    Unreadable { path: PathBuf, reason: String },
+    Unreadable {
+        path: PathBuf,
+        cause: UnreadableFile,
+    },
     #[error(
         "{path} is a redb database of another program (it has no cairn `meta` table); \
          it was left untouched: give cairn another data directory"
@@ -61,10 +65,10 @@ pub enum OpenError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read back {path}: {reason}")]
-    Recovery { path: PathBuf, reason: String },
-    #[error("I/O error while reading back {path}: {reason}; the file was not judged unusable")]
-    RecoveryIo { path: PathBuf, reason: String },
+    #[error("cannot read back {path}: {cause}")]
+    Recovery { path: PathBuf, cause: DbError },
+    #[error("I/O error while reading back {path}: {cause}; the file was not judged unusable")]
+    RecoveryIo { path: PathBuf, cause: DbError },
     #[error("cannot start the store writer thread: {0}")]
     Spawn(std::io::Error),
 }
@@ -75,14 +79,27 @@ impl OpenError {
     /// ([`OpenError::Recovery`]), so an operator's `--repair` never sets a healthy file aside
     /// over a passing disk error.
     pub(super) fn recovery(path: &Path, error: impl Into<DbError>) -> OpenError {
-        let error = error.into();
+        let cause = error.into();
         let path = path.to_owned();
-        let reason = error.to_string();
-        if error.is_io() {
-            OpenError::RecoveryIo { path, reason }
+        if cause.is_io() {
+            OpenError::RecoveryIo { path, cause }
         } else {
-            OpenError::Recovery { path, reason }
+            OpenError::Recovery { path, cause }
         }
+    }
+}
+
+/// redb's refusal to open a file as a database, told as an operator reads it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe_refusal(.0))]
+pub struct UnreadableFile(pub DatabaseError);
+
+fn describe_refusal(refusal: &DatabaseError) -> String {
+    match refusal {
+        DatabaseError::UpgradeRequired(version) => {
+            format!("it uses redb file format {version}, which this build cannot read")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -136,13 +153,9 @@ fn open_error(path: &Path, error: DatabaseError) -> OpenError {
         {
             OpenError::Io { path, source }
         }
-        DatabaseError::UpgradeRequired(version) => OpenError::Unreadable {
-            path,
-            reason: format!("it uses redb file format {version}, which this build cannot read"),
-        },
         other => OpenError::Unreadable {
             path,
-            reason: other.to_string(),
+            cause: UnreadableFile(other),
         },
     }
 }

@@ -29,11 +29,14 @@ use ::redb::Database;
 use tokio::sync::oneshot;
 
 use crate::model::{Recovered, StoreOp};
-use crate::store::StoreError;
+use crate::store::{Pace, StoreError};
 
-pub use self::database::OpenError;
+pub use self::database::{OpenError, UnreadableFile};
+pub use self::records::RecordError;
+pub use self::tables::DbError;
 /// The database file in a data directory.
 pub use self::tables::FILE_NAME as DATABASE_FILE;
+pub use self::writer::CommitFailure;
 pub use self::writer::DurableMetrics;
 
 use self::writer::{Job, LoadedEntries, Reopen, Writer};
@@ -118,17 +121,12 @@ impl DurableStore {
     }
 
     /// Hands a batch to the single writer; the receiver yields Ok(()) once the write transaction
-    /// holding it has committed, or the error. An empty batch completes at once.
-    pub fn submit(&self, batch: Vec<StoreOp>) -> oneshot::Receiver<Result<(), StoreError>> {
-        self.submit_paced(batch, false)
-    }
-
-    /// Like [`DurableStore::submit`]; an `urgent` batch (something is held back for it) makes
-    /// its group commit without waiting for the commit window.
-    pub fn submit_paced(
+    /// holding it has committed, or the error. A batch of [`Pace::Now`] makes its group commit
+    /// without waiting for the commit window. An empty batch completes at once.
+    pub fn submit(
         &self,
         batch: Vec<StoreOp>,
-        urgent: bool,
+        pace: Pace,
     ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, receiver) = oneshot::channel();
         if batch.is_empty() {
@@ -139,7 +137,7 @@ impl DurableStore {
         self.send(Job::Commit {
             ops: batch,
             done,
-            urgent,
+            pace,
         });
         receiver
     }

@@ -1,5 +1,6 @@
 //! Tests of the durable store through its public API (open, submit, close, reopen), looking into
-//! the tables directly only to check what is stored (bodies once, rows removed).
+//! the tables directly only to check what is stored (bodies once, rows removed). Its builders of
+//! stores, messages and ops also fill the store the admin tests read.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +25,7 @@ fn options() -> DurableOptions {
     DurableOptions::default()
 }
 
-fn open(dir: &TempDir) -> (DurableStore, Recovered) {
+pub(crate) fn open(dir: &TempDir) -> (DurableStore, Recovered) {
     match DurableStore::open(dir.path(), options()) {
         Ok(opened) => opened,
         Err(error) => panic!("open failed: {error}"),
@@ -37,8 +38,8 @@ fn reopen(dir: &TempDir, store: DurableStore) -> Recovered {
 }
 
 /// Submits a batch and waits for its commit.
-fn commit(store: &DurableStore, ops: Vec<StoreOp>) {
-    let outcome = outcome(store.submit(ops));
+pub(crate) fn commit(store: &DurableStore, ops: Vec<StoreOp>) {
+    let outcome = outcome(store.submit(ops, Pace::Window));
     assert!(
         matches!(outcome, Some(Ok(()))),
         "commit failed: {outcome:?}"
@@ -49,7 +50,7 @@ fn id(client: &str) -> Arc<str> {
     Arc::from(client)
 }
 
-/// A QoS 2 message from "publisher" (also the store's admin tests' test message).
+/// A QoS 2 message from "publisher".
 pub(crate) fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Message> {
     Arc::new(Message {
         id,
@@ -72,7 +73,7 @@ fn delivery(message: &Arc<Message>, qos: QoS) -> Delivery {
     }
 }
 
-fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
+pub(crate) fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
     StoreOp::PutSession {
         client_id: id(client),
         expiry_interval,
@@ -82,10 +83,23 @@ fn put_session(client: &str, expiry_interval: u32) -> StoreOp {
 /// Queues `message` for `client` as the entry numbered with the message id (each test queues
 /// a message at most once per session).
 fn enqueue(client: &str, message: &Arc<Message>, qos: QoS) -> StoreOp {
+    enqueue_matched(client, message, qos, Vec::new())
+}
+
+/// [`enqueue`], for a message that matched the subscriptions `subscription_ids`.
+pub(crate) fn enqueue_matched(
+    client: &str,
+    message: &Arc<Message>,
+    qos: QoS,
+    subscription_ids: Vec<u32>,
+) -> StoreOp {
     StoreOp::Enqueue {
         client_id: id(client),
         seq: message.id,
-        delivery: delivery(message, qos),
+        delivery: Delivery {
+            subscription_ids,
+            ..delivery(message, qos)
+        },
     }
 }
 
@@ -126,10 +140,11 @@ fn subscribe(client: &str, filter: &str, qos: QoS, identifier: Option<u32>) -> S
     }
 }
 
-fn will(topic: &str) -> Will {
+/// A QoS 1 retained Will of 4 payload bytes with a Will Delay of 30 s.
+pub(crate) fn will(topic: &str) -> Will {
     Will {
         topic: topic.into(),
-        payload: Bytes::from_static(b"offline"),
+        payload: Bytes::from_static(b"gone"),
         qos: QoS::AtLeastOnce,
         retain: true,
         properties: Properties {
@@ -634,7 +649,10 @@ fn concurrent_batches_share_commits() {
                     .map(|i| {
                         let id = (t * PER_THREAD + i) as u64 + 1;
                         let body = message(id, "load", b"0123456789abcdef");
-                        store.submit(vec![enqueue(&client, &body, QoS::AtLeastOnce)])
+                        store.submit(
+                            vec![enqueue(&client, &body, QoS::AtLeastOnce)],
+                            Pace::Window,
+                        )
                     })
                     .collect();
                 pending
@@ -717,7 +735,7 @@ fn message_expiry_keeps_its_remaining_time_across_reopen() {
 fn empty_batch_completes_at_once_and_counters_track_commits() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&dir);
-    let mut empty = store.submit(Vec::new());
+    let mut empty = store.submit(Vec::new(), Pace::Window);
     assert!(matches!(empty.try_recv(), Ok(Ok(()))));
     commit(&store, vec![put_session("c", 1)]);
     let metrics = store.metrics();
@@ -780,7 +798,7 @@ fn loads_read_queue_ranges_after_earlier_batches() {
         client_id: id("c"),
         seq: 3,
     });
-    let pending = store.submit(ops);
+    let pending = store.submit(ops, Pace::Window);
     let entries = load(&store, "c", 2..5);
     assert!(matches!(outcome(pending), Some(Ok(()))));
     let seqs: Vec<u64> = entries.iter().map(|(seq, _)| *seq).collect();
@@ -836,7 +854,7 @@ fn open_flaky(disk: &FlakyDisk) -> Result<Database, OpenError> {
         .create_with_backend(disk.clone())
         .map_err(|error| OpenError::Unreadable {
             path: Path::new("flaky").to_owned(),
-            reason: error.to_string(),
+            cause: UnreadableFile(error),
         })
 }
 
@@ -856,10 +874,20 @@ fn failed_commit_answers_its_waiters_and_later_batches_commit() {
     let (store, _) = start(&disk);
     commit(&store, vec![put_session("before", 10)]);
     disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
-    let refused = outcome(store.submit(vec![put_session("during", 10)]));
+    let refused = outcome(store.submit(vec![put_session("during", 10)], Pace::Window));
+    let Some(Err(error)) = refused else {
+        panic!("expected a failed commit, got {refused:?}");
+    };
     assert!(
-        matches!(&refused, Some(Err(StoreError::Io(cause))) if cause.contains("No space left")),
-        "{refused:?}"
+        matches!(&error, StoreError::Commit(cause)
+            if matches!(&**cause, CommitFailure::Write(failure) if failure.is_io())),
+        "the disk's error is kept as it is: {error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("the store could not commit the batch: ")
+            && message.contains("No space left on device"),
+        "{message}"
     );
     assert_eq!(
         store

@@ -2,7 +2,7 @@
 //! submitted while it was busy (plus those arriving within the commit window) into ONE write
 //! transaction, commits it once, then answers every waiter.
 //!
-//! A failed group is answered with [`StoreError::Io`] and aborted; the database is then closed
+//! A failed group is answered with [`StoreError::Commit`] and aborted; the database is then closed
 //! and reopened before the next group (redb refuses writes after a failed commit until a reopen
 //! repairs it), so later batches try again and nothing committed before is lost.
 
@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::model::Delivery;
 use crate::model::StoreOp;
-use crate::store::StoreError;
+use crate::store::{Pace, StoreError};
 
 use super::apply::{Applied, Tables};
 use super::database::OpenError;
@@ -36,6 +36,16 @@ const MAX_BATCHES_PER_COMMIT: usize = 4096;
 /// online subscriber cancel out before it is written.)
 const WINDOW_CLOSES_AT: usize = 16;
 
+/// Why a group commit failed: the database could not be opened again after an earlier
+/// failure, or the write transaction failed (a full disk shows here).
+#[derive(Debug, thiserror::Error)]
+pub enum CommitFailure {
+    #[error(transparent)]
+    Reopen(OpenError),
+    #[error(transparent)]
+    Write(DbError),
+}
+
 /// Queue entries read back: (sequence number, delivery), ascending.
 pub type LoadedEntries = Vec<(u64, Delivery)>;
 
@@ -45,12 +55,12 @@ pub type LoadReply = oneshot::Sender<Result<LoadedEntries, StoreError>>;
 /// One piece of work for the writer, done in the order submitted.
 #[derive(Debug)]
 pub enum Job {
-    /// A batch of changes and the waiter to answer once it is committed; `urgent` when
-    /// something is held back for it, so its group does not wait for the commit window.
+    /// A batch of changes, the waiter to answer once it is committed, and whether its group
+    /// may wait for the commit window.
     Commit {
         ops: Vec<StoreOp>,
         done: oneshot::Sender<Result<(), StoreError>>,
-        urgent: bool,
+        pace: Pace,
     },
     /// A read of queue entries `range` of a session, seeing everything submitted before it;
     /// answered once what it read is durable. (`reply` is taken when the load is answered.)
@@ -62,11 +72,11 @@ pub enum Job {
 }
 
 impl Job {
-    /// Whether its group must commit without waiting for the window: an urgent batch, or a
-    /// load (a connection waits for its entries to send them).
+    /// Whether its group must commit without waiting for the window: a batch of [`Pace::Now`],
+    /// or a load (a connection waits for its entries to send them).
     fn urgent(&self) -> bool {
         match self {
-            Job::Commit { urgent, .. } => *urgent,
+            Job::Commit { pace, .. } => *pace == Pace::Now,
             Job::Load { .. } => true,
         }
     }
@@ -217,19 +227,19 @@ impl Writer {
         &mut self,
         group: &[Job],
         replies: &mut [Option<LoadReply>],
-    ) -> Result<Written, String> {
+    ) -> Result<Written, CommitFailure> {
         let database = match &mut self.database {
             Some(database) => database,
             None => self
                 .database
-                .insert((self.reopen)().map_err(|error| error.to_string())?),
+                .insert((self.reopen)().map_err(CommitFailure::Reopen)?),
         };
         let durability = if self.fsync {
             Durability::Immediate
         } else {
             Durability::None
         };
-        write_group(database, durability, group, replies).map_err(|error| error.to_string())
+        write_group(database, durability, group, replies).map_err(CommitFailure::Write)
     }
 
     /// In no-fsync mode, makes everything committed durable before the writer stops.
@@ -248,10 +258,14 @@ impl Writer {
 /// Answers every job of a group: commits with the group's outcome, loads not answered yet
 /// with their entries (or the group's failure: entries read in a transaction that did not
 /// commit may not exist).
-fn answer(group: Vec<Job>, replies: Vec<Option<LoadReply>>, result: Result<Written, String>) {
+fn answer(
+    group: Vec<Job>,
+    replies: Vec<Option<LoadReply>>,
+    result: Result<Written, CommitFailure>,
+) {
     let (outcome, loads) = match result {
         Ok(written) => (Ok(()), written.loads),
-        Err(error) => (Err(StoreError::Io(error)), Vec::new()),
+        Err(failure) => (Err(StoreError::Commit(Arc::new(failure))), Vec::new()),
     };
     // A waiter that gave up (dropped its receiver) needs no answer.
     for job in group {
@@ -267,7 +281,7 @@ fn answer(group: Vec<Job>, replies: Vec<Option<LoadReply>>, result: Result<Writt
         };
         let entries = match (&outcome, loaded) {
             (Ok(()), Some(Ok(entries))) => Ok(entries),
-            (Ok(()), Some(Err(error))) => Err(StoreError::Read(error.to_string())),
+            (Ok(()), Some(Err(error))) => Err(StoreError::Read(Arc::new(error))),
             (Ok(()), None) => Err(StoreError::WriterGone),
             (Err(error), _) => Err(error.clone()),
         };
@@ -411,9 +425,9 @@ mod tests {
     /// A window no test may wait out.
     const FOREVER: Duration = Duration::from_secs(3600);
 
-    fn commit(ops: Vec<StoreOp>, urgent: bool) -> Job {
+    fn commit(ops: Vec<StoreOp>, pace: Pace) -> Job {
         let (done, _) = oneshot::channel();
-        Job::Commit { ops, done, urgent }
+        Job::Commit { ops, done, pace }
     }
 
     fn enqueue(seq: u64) -> StoreOp {
@@ -448,7 +462,10 @@ mod tests {
 
     #[test]
     fn an_urgent_job_closes_the_window() {
-        let jobs = vec![commit(vec![enqueue(1)], false), commit(Vec::new(), true)];
+        let jobs = vec![
+            commit(vec![enqueue(1)], Pace::Window),
+            commit(Vec::new(), Pace::Now),
+        ];
         assert_eq!(gathered(jobs, FOREVER), Some(2));
     }
 
@@ -466,14 +483,14 @@ mod tests {
     #[test]
     fn enough_messages_close_the_window() {
         let jobs = (0..WINDOW_CLOSES_AT as u64)
-            .map(|seq| commit(vec![enqueue(seq)], false))
+            .map(|seq| commit(vec![enqueue(seq)], Pace::Window))
             .collect();
         assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
     }
 
     #[test]
     fn a_small_group_waits_for_the_window_to_close() {
-        let jobs = vec![commit(vec![enqueue(1)], false)];
+        let jobs = vec![commit(vec![enqueue(1)], Pace::Window)];
         assert_eq!(gathered(jobs, Duration::from_millis(20)), Some(1));
     }
 }
