@@ -17,6 +17,7 @@ mod crash;
 mod diskfull;
 mod expiry;
 mod kill;
+mod order;
 mod process;
 mod refusal;
 mod restart;

@@ -1,7 +1,8 @@
 //! Flow control and ordering: the broker never has more unacknowledged QoS 1/2 deliveries out
 //! than the client's Receive Maximum (3.1.1: the configured window); a v5 client that exceeds
-//! the broker's Receive Maximum is disconnected with 0x93; per-topic order holds over a long
-//! stream.
+//! the broker's Receive Maximum by flows it holds open itself is disconnected with 0x93, one
+//! that is only ahead of the broker's commits is slowed down instead; per-topic order holds
+//! over a long stream.
 
 use bytes::BytesMut;
 use cairn::codec::{
@@ -11,7 +12,8 @@ use cairn::codec::{
 use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
 use crate::support::{
     acknowledge, assert_broker_serves, assert_nothing_pending, client_id, expect_ack,
-    expect_thrown_out, publish_qos1, send_publish, subscribe_granted, subscriber, text, Ack, BOTH,
+    expect_thrown_out, fresh_persistent, publish_qos1, resume, send_publish, subscribe_granted,
+    subscriber, text, Ack, BOTH,
 };
 
 /// [MQTT-3.3.4-9] [MQTT-4.9.0-2] [MQTT-3.3.4-10]: with a client Receive Maximum of 2 the broker
@@ -136,6 +138,67 @@ async fn v5_client_exceeding_receive_maximum_is_disconnected() {
     .await;
     expect_thrown_out(&mut publisher, ReasonCode::ReceiveMaximumExceeded).await;
     assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
+}
+
+/// A v5 publisher that sends without waiting for its acks while they wait for the store's
+/// commit (here: 64 QoS 1 messages in one write, Receive Maximum 4, a persistent subscriber
+/// offline so every message is stored) is not thrown out: the broker stops reading until its
+/// acks leave, every PUBACK comes in order and is a success, and the subscriber gets every
+/// message once, in order [MQTT-4.6.0-6]. (Disconnecting it made the client resend
+/// unacknowledged messages after messages published later: repeats out of order.)
+#[tokio::test]
+async fn publisher_ahead_of_its_commits_is_slowed_not_disconnected() {
+    let broker = start_broker_with(|config| {
+        config.limits.max_inflight = 4;
+        config.store.commit_window_ms = 200;
+    })
+    .await;
+    let version = ProtocolVersion::V5;
+    let mut sub = fresh_persistent(broker.addr, version, "ahead-sub").await;
+    subscribe_granted(
+        &mut sub,
+        1,
+        "ahead/t",
+        SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        Properties::default(),
+    )
+    .await;
+    sub.go_offline().await;
+    let mut publisher = RawClient::connect(broker.addr, version, "ahead-pub").await;
+    let burst: Vec<Packet> = (1..=64u16)
+        .map(|n| {
+            Packet::Publish(publish_packet(
+                "ahead/t",
+                QoS::AtLeastOnce,
+                Some(n),
+                n.to_string().as_bytes(),
+            ))
+        })
+        .collect();
+    send_together(&mut publisher, &burst).await;
+    for n in 1..=64u16 {
+        match publisher.recv().await {
+            Packet::PubAck(ack) => assert_eq!(
+                (ack.packet_id, ack.reason),
+                (n, ReasonCode::Success),
+                "PUBACKs in order [MQTT-4.6.0-2], each a success"
+            ),
+            other => panic!("expected PUBACK {n}, got {other:?}"),
+        }
+    }
+    assert_nothing_pending(&mut publisher).await;
+
+    let mut sub = resume(broker.addr, version, "ahead-sub").await;
+    for n in 1..=64u16 {
+        let publish = sub.expect_publish().await;
+        assert_eq!(
+            text(&publish),
+            n.to_string(),
+            "delivery {n} in publish order"
+        );
+        acknowledge(&mut sub, &publish).await;
+    }
+    assert_nothing_pending(&mut sub).await;
 }
 
 /// The Receive Maximum counts QoS 1 and QoS 2 together [MQTT-3.3.4-7]: a QoS 1 PUBLISH on top of

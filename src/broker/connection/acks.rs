@@ -29,12 +29,15 @@ pub struct AckQueue {
     pending: VecDeque<PendingAck>,
     /// How many of `pending` are PUBACKs.
     pubacks: usize,
+    /// How many of `pending` are PUBRECs.
+    pubrecs: usize,
 }
 
 impl AckQueue {
     /// Holds `ack` back until `commit` completes.
     pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
         self.pubacks += usize::from(matches!(ack, Packet::PubAck(_)));
+        self.pubrecs += usize::from(matches!(ack, Packet::PubRec(_)));
         self.pending.push_back(PendingAck { commit, ack, after });
     }
 
@@ -43,6 +46,7 @@ impl AckQueue {
         let result = self.pending.front_mut()?.commit.try_result()?;
         let released = self.pending.pop_front()?;
         self.pubacks -= usize::from(matches!(released.ack, Packet::PubAck(_)));
+        self.pubrecs -= usize::from(matches!(released.ack, Packet::PubRec(_)));
         Some((result, released))
     }
 
@@ -59,5 +63,16 @@ impl AckQueue {
     /// QoS 2 messages are counted by the session until PUBREL, whether or not their PUBREC left.)
     pub fn pending_pubacks(&self) -> usize {
         self.pubacks
+    }
+
+    /// How many answers to inbound PUBLISHes (PUBACK, PUBREC) wait for their commit: messages
+    /// the client cannot yet know were received.
+    pub fn pending_publish_acks(&self) -> usize {
+        self.pubacks + self.pubrecs
+    }
+
+    /// How many acks of any kind wait for their commit.
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 }

@@ -162,7 +162,7 @@ impl Client {
             // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in
             // `inbound_qos2`), QoS 1 messages until their PUBACK leaves.
             let inflight = slot.session.inbound_qos2.len() + self.acks.pending_pubacks();
-            self.check_receive_maximum(inflight)?;
+            self.check_receive_maximum(inflight, self.acks.pending_publish_acks())?;
         }
         if topic.starts_with("$SYS") {
             drop(state);
@@ -216,13 +216,19 @@ impl Client {
     }
 
     /// [MQTT-3.3.4-7] A v5 client may not have more unacknowledged QoS 1/2 PUBLISHes than our
-    /// Receive Maximum. A 3.1.1 client is never told one, so it is not held to it.
-    fn check_receive_maximum(&self, inflight: usize) -> Result<(), Exit> {
+    /// Receive Maximum; `inflight` counts them before this one. It is disconnected with 0x93
+    /// only when the excess is its own doing: every PUBACK and PUBREC we owe it has been sent,
+    /// so the flows still open wait for its PUBREL. While some of our answers still wait for
+    /// their commit (`held_back`), a client that did not wait for them is not thrown out:
+    /// its message is taken, and the connection stops reading until acks leave (see
+    /// [`Client::reading`]), so nothing is resent, repeated or reordered. A 3.1.1 client is
+    /// never told a Receive Maximum, so it is not held to one.
+    fn check_receive_maximum(&self, inflight: usize, held_back: usize) -> Result<(), Exit> {
         if self.version == ProtocolVersion::V311 {
             return Ok(());
         }
         let maximum = self.broker.config().limits.max_inflight;
-        if inflight >= usize::from(maximum) {
+        if inflight >= usize::from(maximum) && held_back == 0 {
             return Err(violation(
                 ReasonCode::ReceiveMaximumExceeded,
                 format!("more than {maximum} unacknowledged QoS 1/2 messages"),

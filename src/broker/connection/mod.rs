@@ -164,6 +164,11 @@ impl Client {
             if let Err(error) = framed.flush().await {
                 return Exit::Lost(error.to_string());
             }
+            let reading = self.reading();
+            if !reading {
+                // Waiting for our own commits is no silence of the client's.
+                deadline = self.next_deadline();
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Exit::Shutdown,
@@ -178,7 +183,7 @@ impl Client {
                         return exit;
                     }
                 }
-                filled = framed.fill() => {
+                filled = framed.fill(), if reading => {
                     match filled {
                         Ok(true) => {}
                         Ok(false) => return Exit::Lost("connection closed by the client".into()),
@@ -204,6 +209,13 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// Whether to read more from the client: not while as many acks as our Receive Maximum
+    /// wait for their commit. A client that sends without waiting for its acks is held back
+    /// by TCP flow control here, instead of piling up acks (and memory) without bound.
+    fn reading(&self) -> bool {
+        self.acks.len() < usize::from(self.broker.config().limits.max_inflight)
     }
 
     /// When the connection times out if nothing arrives: 1.5 × Keep Alive from now.
