@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::state::State;
 use super::{settle, Broker};
 use crate::model::Message;
 use crate::model::StoreOp;
@@ -68,20 +69,7 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
     };
     let (commits_per_second, bytes_per_second) = last.rates_until(&now);
     *last = now;
-    let (sessions, queued, queued_bytes, inflight) = {
-        let state = broker.state();
-        let queued = state
-            .sessions
-            .values()
-            .map(|slot| slot.session.queue.len())
-            .sum::<usize>();
-        let inflight = state
-            .sessions
-            .values()
-            .map(|slot| slot.session.inflight.len())
-            .sum::<usize>();
-        (state.sessions.len(), queued, state.queued_bytes(), inflight)
-    };
+    let counts = broker.read(State::counts);
     vec![
         (
             "$SYS/broker/version",
@@ -113,13 +101,13 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
             "$SYS/broker/messages/dropped",
             metrics.messages_dropped.load(Ordering::Relaxed).to_string(),
         ),
-        ("$SYS/broker/sessions/count", sessions.to_string()),
-        ("$SYS/broker/messages/queued", queued.to_string()),
+        ("$SYS/broker/sessions/count", counts.sessions.to_string()),
+        ("$SYS/broker/messages/queued", counts.queued.to_string()),
         (
             "$SYS/broker/messages/queued_bytes",
-            queued_bytes.to_string(),
+            counts.queued_bytes.to_string(),
         ),
-        ("$SYS/broker/messages/inflight", inflight.to_string()),
+        ("$SYS/broker/messages/inflight", counts.inflight.to_string()),
         ("$SYS/broker/store/commits", now.commits.to_string()),
         (
             "$SYS/broker/store/commits_per_second",
@@ -150,12 +138,12 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
 
 async fn publish_status(broker: &Broker, last: &mut StoreSample) {
     for (topic, value) in status(broker, last) {
-        let ((), commit) = broker.change(|state, routed| {
+        let ((), commit) = broker.change(|state, changes| {
             let id = state.next_message_id();
             let message = Arc::new(Message::from_broker(id, topic, Bytes::from(value), true));
-            state.route_into(&message, routed);
+            state.route_into(&message, changes);
             // Status values are recomputed at start: keep them out of the store.
-            routed
+            changes
                 .ops
                 .retain(|op| !matches!(op, StoreOp::Retain { .. }));
         });

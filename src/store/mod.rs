@@ -17,10 +17,11 @@ use tokio::sync::oneshot;
 use crate::model::{Delivery, Recovered, StoreOp};
 
 /// How soon a batch must reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pace {
     /// Nothing waits on it but acks: its commit may wait up to the commit window to gather
     /// more work.
+    #[default]
     Window,
     /// Something is held back until it is durable (a load, a QoS 2 send, a PUBREL): its group
     /// commits without waiting for the window.
@@ -54,6 +55,12 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit with nothing in it: already complete. An ack that acknowledges no change
+    /// still waits its turn behind earlier acks with it.
+    pub fn nothing() -> Commit {
+        Commit::finished(Ok(()))
+    }
+
     /// A commit whose outcome is already known.
     fn finished(result: Result<(), StoreError>) -> Commit {
         Commit {

@@ -36,22 +36,25 @@ struct QueueView {
 
 /// The queue of `id`'s session; fails the test if the broker has no such session.
 fn queue_of(broker: &TestBroker, id: &str) -> QueueView {
-    let state = broker.handle.broker().state();
-    let slot = state
-        .sessions
-        .get(id)
-        .unwrap_or_else(|| panic!("the broker has a session for {id}"));
-    QueueView {
-        len: slot.session.queue.len(),
-        bytes: slot.session.queue.bytes(),
-        in_memory: slot.session.queue.in_memory(),
-        inflight: slot.session.inflight.len(),
-    }
+    broker.handle.broker().read(|state| {
+        let session = state
+            .session(id)
+            .unwrap_or_else(|| panic!("the broker has a session for {id}"));
+        QueueView {
+            len: session.queue.len(),
+            bytes: session.queue.bytes(),
+            in_memory: session.queue.in_memory(),
+            inflight: session.inflight.len(),
+        }
+    })
 }
 
 /// Bytes queued in every session together.
 fn queued_bytes(broker: &TestBroker) -> u64 {
-    broker.handle.broker().state().queued_bytes()
+    broker
+        .handle
+        .broker()
+        .read(|state| state.counts().queued_bytes)
 }
 
 /// Messages the broker counted as lost to queue bounds.

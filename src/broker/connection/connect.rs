@@ -109,7 +109,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         will: connect.will.map(Box::new),
         link,
     };
-    let (session_present, commit) = broker.change(|state, routed| state.attach(request, routed));
+    let (session_present, commit) = broker.change(|state, changes| state.attach(request, changes));
     if let Err(error) = commit.wait().await {
         tracing::error!(%client_id, %error, "could not store the session; refusing CONNECT");
         connack.reason = ReasonCode::ServerUnavailable;

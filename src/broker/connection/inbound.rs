@@ -12,13 +12,12 @@ use crate::codec::{
     Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
-use crate::model::StoreOp;
-use crate::store::{Commit, Pace};
+use crate::store::Commit;
 
 use super::framed::Framed;
 use super::{Client, Exit};
+use crate::broker::state::{Gone, InboundPublish};
 use crate::broker::topic::{parse_shared, validate_topic_filter, validate_topic_name, TopicLimits};
-use crate::model::Message;
 use crate::model::OutboundState;
 
 /// A protocol violation ending the connection.
@@ -72,21 +71,6 @@ impl Client {
             )),
         }
         .map(|_| ())
-    }
-
-    /// Commits changes to this connection's own session.
-    fn commit_own(&self, ops: Vec<StoreOp>) -> Commit {
-        self.broker.commit(self.own_ops(ops), Pace::Window)
-    }
-
-    /// The changes to this connection's own session the store keeps: none for a session that
-    /// ends with its connection.
-    fn own_ops(&self, ops: Vec<StoreOp>) -> Vec<StoreOp> {
-        if self.persistent {
-            ops
-        } else {
-            Vec::new()
-        }
     }
 
     /// Queues a packet that needs no commit (PINGRESP, PUBREL).
@@ -149,70 +133,47 @@ impl Client {
             .fetch_add(1, Ordering::Relaxed);
         let qos = publish.qos;
         let packet_id = publish.packet_id.unwrap_or(0);
-        let mut state = broker.state();
         if qos != QoS::AtMostOnce {
-            let Some(slot) = state.sessions.get(&self.client_id) else {
-                return Err(Exit::TakenOver);
-            };
-            if qos == QoS::ExactlyOnce && slot.session.inbound_qos2.contains(&packet_id) {
+            // Only this connection changes its session's inbound flows while attached.
+            let flows = broker
+                .read(|state| state.inbound_flows(&self.client_id, packet_id))
+                .map_err(|Gone| Exit::TakenOver)?;
+            if qos == QoS::ExactlyOnce && flows.repeat {
                 // [MQTT-4.3.3-10] A resent QoS 2 PUBLISH is acknowledged, not routed again.
-                drop(state);
                 return self.ack_unrouted(qos, packet_id, ReasonCode::Success);
             }
-            // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in
-            // `inbound_qos2`), QoS 1 messages until their PUBACK leaves.
-            let inflight = slot.session.inbound_qos2.len() + self.acks.pending_pubacks();
+            // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in the
+            // session's inbound flows), QoS 1 messages until their PUBACK leaves.
+            let inflight = flows.awaiting_release + self.acks.pending_pubacks();
             self.check_receive_maximum(inflight, self.acks.pending_publish_acks())?;
         }
         if topic.starts_with("$SYS") {
-            drop(state);
             tracing::debug!(client_id = %self.client_id, %topic, "client PUBLISH to $SYS ignored");
             return self.ack_unrouted(qos, packet_id, ReasonCode::NotAuthorized);
         }
-        let message = Arc::new(Message::from_publish(
-            state.next_message_id(),
+        let inbound = InboundPublish {
             publish,
             topic,
-            self.client_id.clone(),
-            Instant::now(),
-        ));
-        let mut routed = state.route(&message);
+            refusal_ends_flow: self.version == ProtocolVersion::V5,
+            received: Instant::now(),
+        };
+        let (published, commit) =
+            broker.change(|state, changes| state.publish(&self.client_id, inbound, changes));
+        let published = published.map_err(|Gone| Exit::TakenOver)?;
         // A v5 publisher hears when every queue refused its message (refuse_newest policy);
         // a 3.1.1 publisher cannot, and the loss is counted and logged only.
-        let reason = if routed.refused_everywhere() && self.version == ProtocolVersion::V5 {
+        let reason = if published.refused_everywhere && self.version == ProtocolVersion::V5 {
             ReasonCode::QuotaExceeded
-        } else if routed.matched {
+        } else if published.matched {
             ReasonCode::Success
         } else {
             ReasonCode::NoMatchingSubscribers
         };
-        // A PUBREC with a failure reason code ends the QoS 2 flow: no PUBREL follows.
-        if qos == QoS::ExactlyOnce && reason != ReasonCode::QuotaExceeded {
-            if let Some(slot) = state.sessions.get_mut(&self.client_id) {
-                slot.session.inbound_qos2.insert(packet_id);
-            }
-            if self.persistent {
-                routed.ops.push(StoreOp::InboundQos2 {
-                    client_id: self.client_id.clone(),
-                    packet_id,
-                    awaiting: true,
-                });
-            }
+        if qos != QoS::AtMostOnce {
+            let ack = self.publish_ack(qos, packet_id, reason);
+            self.acks.push(commit, ack, Vec::new());
         }
-        // Handed to the store before the lock is released: a receiver's connection may take
-        // the message from its queue at once, and its Inflight op must reach the store after
-        // this Enqueue, or the store keeps the queue entry and repeats the message after a
-        // restart.
-        let commit = broker.commit_routed(routed);
-        drop(state);
-        match qos {
-            QoS::AtMostOnce => Ok(()),
-            _ => {
-                let ack = self.publish_ack(qos, packet_id, reason);
-                self.acks.push(commit, ack, Vec::new());
-                Ok(())
-            }
-        }
+        Ok(())
     }
 
     /// [MQTT-3.3.4-7] A v5 client may not have more unacknowledged QoS 1/2 PUBLISHes than our
@@ -255,99 +216,54 @@ impl Client {
     fn ack_unrouted(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Result<(), Exit> {
         if qos != QoS::AtMostOnce {
             let ack = self.publish_ack(qos, packet_id, reason);
-            let commit = self.broker.commit(Vec::new(), Pace::Window);
-            self.acks.push(commit, ack, Vec::new());
+            self.acks.push(Commit::nothing(), ack, Vec::new());
         }
         Ok(())
     }
 
     /// PUBREL: the inbound QoS 2 flow ends; PUBCOMP after the commit [MQTT-4.3.3-11].
     fn on_pubrel(&mut self, rel: PubResponse) {
-        let known = {
-            let mut state = self.broker.state();
-            state
-                .sessions
-                .get_mut(&self.client_id)
-                .is_some_and(|slot| slot.session.inbound_qos2.remove(&rel.packet_id))
-        };
+        let (known, commit) = self.broker.change(|state, changes| {
+            state.release_inbound(&self.client_id, rel.packet_id, changes)
+        });
         let mut response = PubResponse::success(rel.packet_id);
-        let mut ops = Vec::new();
-        if known {
-            ops.push(StoreOp::InboundQos2 {
-                client_id: self.client_id.clone(),
-                packet_id: rel.packet_id,
-                awaiting: false,
-            });
-        } else if self.version == ProtocolVersion::V5 {
+        if !known && self.version == ProtocolVersion::V5 {
             response.reason = ReasonCode::PacketIdentifierNotFound;
         }
-        let commit = self.commit_own(ops);
         self.acks
             .push(commit, Packet::PubComp(response), Vec::new());
     }
 
-    /// PUBACK or PUBCOMP from the client: the outbound message is done and leaves the window.
+    /// PUBACK or PUBCOMP from the client (or a PUBREC refusing the message): the outbound
+    /// message is done and leaves the window.
     fn complete_outbound(&mut self, packet_id: u16, expected: OutboundState) {
-        let done = {
-            let mut state = self.broker.state();
-            state.sessions.get_mut(&self.client_id).and_then(|slot| {
-                let position = slot.session.find_inflight(packet_id, expected)?;
-                slot.session.inflight.remove(position)
-            })
-        };
-        match done {
-            Some(_) => {
-                let _ = self.commit_own(vec![StoreOp::Acked {
-                    client_id: self.client_id.clone(),
-                    packet_id,
-                }]);
-            }
-            None => {
-                tracing::debug!(client_id = %self.client_id, packet_id, ?expected, "ack for an unknown packet identifier ignored")
-            }
+        let (done, _) = self.broker.change(|state, changes| {
+            state.complete_outbound(&self.client_id, packet_id, expected, changes)
+        });
+        if !done {
+            tracing::debug!(client_id = %self.client_id, packet_id, ?expected, "ack for an unknown packet identifier ignored");
         }
     }
 
-    /// PUBREC from the client: answer PUBREL [MQTT-4.3.3-4], or drop the message if the
-    /// client refused it with an error reason.
-    fn on_pubrec(&mut self, rec: crate::codec::PubResponse) {
+    /// PUBREC from the client: answer PUBREL [MQTT-4.3.3-4] once the store knows, or drop the
+    /// message if the client refused it with an error reason.
+    fn on_pubrec(&mut self, rec: PubResponse) {
         if rec.reason.is_error() {
             self.complete_outbound(rec.packet_id, OutboundState::AwaitingPubRec);
             return;
         }
-        let known = {
-            let mut state = self.broker.state();
-            state
-                .sessions
-                .get_mut(&self.client_id)
-                .and_then(|slot| {
-                    let position = slot
-                        .session
-                        .find_inflight(rec.packet_id, OutboundState::AwaitingPubRec)?;
-                    slot.session.inflight[position].state = OutboundState::AwaitingPubComp;
-                    Some(())
-                })
-                .is_some()
-        };
+        let (known, commit) = self.broker.change(|state, changes| {
+            state.outbound_received(&self.client_id, rec.packet_id, changes)
+        });
         let mut response = PubResponse::success(rec.packet_id);
-        let mut ops = Vec::new();
-        if known {
-            ops.push(StoreOp::Released {
-                client_id: self.client_id.clone(),
-                packet_id: rec.packet_id,
-            });
-        } else if self.version == ProtocolVersion::V5 {
+        if !known && self.version == ProtocolVersion::V5 {
             response.reason = ReasonCode::PacketIdentifierNotFound;
         }
-        // Once PUBREL is out the PUBLISH must never be sent again [MQTT-4.3.3-6], not even
-        // after a crash: PUBREL waits, like an ack, until the store knows, and without waiting
-        // for the commit window (this is the broker's own flow, not a client's ack).
-        let commit = self.broker.commit(self.own_ops(ops), Pace::Now);
         self.acks.push(commit, Packet::PubRel(response), Vec::new());
     }
 
     /// SUBSCRIBE: validate each filter, add the subscriptions, SUBACK after the commit, then
-    /// the retained messages per Retain Handling [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11].
+    /// the retained messages per Retain Handling.
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Exit> {
         let identifier = subscribe
             .properties
@@ -355,51 +271,46 @@ impl Client {
             .first()
             .copied();
         let limits = self.topic_limits();
-        let mut reasons = Vec::with_capacity(subscribe.filters.len());
-        let mut ops = Vec::new();
-        let mut retained = Vec::new();
-        let now = Instant::now();
-        let broker = self.broker.clone();
-        let mut state = broker.state();
+        let mut valid = Vec::with_capacity(subscribe.filters.len());
         for (filter, options) in subscribe.filters {
-            if let Err(error) = validate_topic_filter(&filter, limits) {
-                tracing::debug!(client_id = %self.client_id, %filter, "subscription refused: {error}");
-                reasons.push(self.filter_refusal());
-                continue;
+            match validate_topic_filter(&filter, limits) {
+                Err(error) => {
+                    tracing::debug!(client_id = %self.client_id, %filter, "subscription refused: {error}");
+                    valid.push(None);
+                }
+                Ok(()) if parse_shared(&filter).is_some() && options.no_local => {
+                    return Err(violation(
+                        ReasonCode::ProtocolError,
+                        "No Local on a shared subscription [MQTT-3.8.3-4]",
+                    ));
+                }
+                Ok(()) => valid.push(Some((Arc::<str>::from(filter), options))),
             }
-            let shared = parse_shared(&filter).is_some();
-            if shared && options.no_local {
-                drop(state);
-                return Err(violation(
-                    ReasonCode::ProtocolError,
-                    "No Local on a shared subscription [MQTT-3.8.3-4]",
-                ));
-            }
-            let filter: Arc<str> = Arc::from(filter);
-            let is_new = state.subscribe(&self.client_id, &filter, options, identifier);
-            ops.push(StoreOp::Subscribe {
-                client_id: self.client_id.clone(),
-                filter: filter.clone(),
-                options,
-                identifier,
-            });
-            let wants_retained = match options.retain_handling {
-                0 => true,
-                1 => is_new,
-                _ => false,
-            };
-            if wants_retained && !shared {
-                retained.extend(state.retained_for(&filter, options, identifier, now));
-            }
-            reasons.push(granted(options.qos));
         }
-        drop(state);
+        let ((reasons, retained), commit) = self.broker.change(|state, changes| {
+            let mut reasons = Vec::with_capacity(valid.len());
+            let mut retained = Vec::new();
+            for filter in valid {
+                let Some((filter, options)) = filter else {
+                    reasons.push(self.filter_refusal());
+                    continue;
+                };
+                retained.extend(state.subscribe_to(
+                    &self.client_id,
+                    &filter,
+                    options,
+                    identifier,
+                    changes,
+                ));
+                reasons.push(granted(options.qos));
+            }
+            (reasons, retained)
+        });
         let ack = Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             properties: Default::default(),
             reasons,
         });
-        let commit = self.commit_own(ops);
         self.acks.push(commit, ack, retained);
         Ok(())
     }
@@ -415,26 +326,21 @@ impl Client {
     /// UNSUBSCRIBE: remove each subscription, UNSUBACK after the commit [MQTT-3.10.4-4].
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Exit> {
         let limits = self.topic_limits();
-        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
-        let mut ops = Vec::new();
-        let broker = self.broker.clone();
-        let mut state = broker.state();
-        for filter in unsubscribe.filters {
-            if validate_topic_filter(&filter, limits).is_err() {
-                reasons.push(ReasonCode::TopicFilterInvalid);
-                continue;
-            }
-            if state.unsubscribe(&self.client_id, &filter) {
-                ops.push(StoreOp::Unsubscribe {
-                    client_id: self.client_id.clone(),
-                    filter: Arc::from(filter),
-                });
-                reasons.push(ReasonCode::Success);
-            } else {
-                reasons.push(ReasonCode::NoSubscriptionExisted);
-            }
-        }
-        drop(state);
+        let (mut reasons, commit) = self.broker.change(|state, changes| {
+            unsubscribe
+                .filters
+                .iter()
+                .map(|filter| {
+                    if validate_topic_filter(filter, limits).is_err() {
+                        ReasonCode::TopicFilterInvalid
+                    } else if state.unsubscribe_from(&self.client_id, filter, changes) {
+                        ReasonCode::Success
+                    } else {
+                        ReasonCode::NoSubscriptionExisted
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
         if self.version == ProtocolVersion::V311 {
             reasons.clear();
         }
@@ -443,7 +349,6 @@ impl Client {
             properties: Default::default(),
             reasons,
         });
-        let commit = self.commit_own(ops);
         self.acks.push(commit, ack, Vec::new());
         Ok(())
     }
@@ -460,18 +365,9 @@ impl Client {
                 );
             }
             let expiry = expiry.min(self.broker.config().limits.max_session_expiry);
-            let mut state = self.broker.state();
-            if let Some(slot) = state.sessions.get_mut(&self.client_id) {
-                slot.session.expiry_interval = expiry;
-            }
-            drop(state);
-            let _ = self.broker.commit(
-                vec![StoreOp::PutSession {
-                    client_id: self.client_id.clone(),
-                    expiry_interval: expiry,
-                }],
-                Pace::Window,
-            );
+            let ((), _) = self
+                .broker
+                .change(|state, changes| state.set_expiry(&self.client_id, expiry, changes));
         }
         Exit::Disconnected {
             keep_will: disconnect.reason == ReasonCode::DisconnectWithWillMessage,

@@ -13,13 +13,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
-use crate::model::StoreOp;
 use crate::store::{Loaded, StoreError};
 
 use self::acks::AckQueue;
@@ -274,17 +273,12 @@ impl Client {
             Exit::TakenOver | Exit::Shutdown => None,
         };
         let shutdown = matches!(exit, Exit::Shutdown);
-        let (detached, commit) = self.broker.change(|state, routed| {
-            if shutdown && self.persistent {
-                // The connection closes now: the session's expiry counts from now, across the
-                // restart, not from the next start-up [MQTT-3.1.2-23].
-                routed.ops.push(StoreOp::Offline {
-                    client_id: self.client_id.clone(),
-                    at: SystemTime::now(),
-                });
+        let (detached, commit) = self.broker.change(|state, changes| {
+            if shutdown {
+                state.closed_by_shutdown(&self.client_id, self.connection_id, changes);
             }
             keep_will.map(|keep_will| {
-                state.detach(&self.client_id, self.connection_id, keep_will, routed)
+                state.detach(&self.client_id, self.connection_id, keep_will, changes)
             })
         });
         if let Some(detached) = detached {

@@ -9,16 +9,14 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
-use crate::model::{OutboundState, StoreOp};
-use crate::store::{Commit, Loaded, Pace, StoreError};
+use crate::broker::queue::LoadRequest;
+use crate::broker::state::Gone;
+use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, ReasonCode};
+use crate::model::{Delivery, OutboundState};
+use crate::store::{Commit, Loaded, StoreError};
 
 use super::framed::Framed;
 use super::{Client, Exit, PendingLoad};
-use crate::broker::queue::{LoadRequest, Queued};
-use crate::broker::session::{Inflight, Session};
-use crate::broker::state::State;
-use crate::model::Delivery;
 
 /// Most PUBLISH packets prepared per pass, so acks and reads interleave with a long queue.
 const BATCH: usize = 256;
@@ -53,7 +51,7 @@ impl Client {
                 let client_id = &self.client_id;
                 let ((), _) = self
                     .broker
-                    .change(|state, routed| state.enqueue_all(client_id, pending.after, routed));
+                    .change(|state, changes| state.enqueue_all(client_id, pending.after, changes));
             }
         }
         Ok(())
@@ -114,9 +112,10 @@ impl Client {
         }
     }
 
-    /// Under the state lock: takes what the window allows from the session queue, assigns
-    /// packet identifiers, builds the PUBLISH packets, hands the store what became of each
-    /// stored entry, and starts reading spilled entries back when the queue's head runs low.
+    /// Takes what the window allows from the session's queue (see
+    /// [`crate::broker::state::State::take_deliverable`]), building each PUBLISH here: Message
+    /// Expiry, the client's Maximum Packet Size and outbound Topic Aliases are this
+    /// connection's business. Starts the read of spilled entries the state asked for.
     fn take_deliverable(&mut self) -> Result<Pass, Exit> {
         let window = usize::from(
             self.client_receive_maximum
@@ -124,117 +123,53 @@ impl Client {
         );
         let now = Instant::now();
         let broker = self.broker.clone();
-        let mut state = broker.state();
-        let session = self.own_session(&mut state)?;
-        let mut packets = Vec::new();
-        let mut ops = Vec::new();
-        let mut await_commit = false;
-        while packets.len() < BATCH {
-            let Some(front) = session.queue.front() else {
-                break;
-            };
-            if front.delivery.qos != QoS::AtMostOnce && session.inflight.len() >= window {
-                break; // [MQTT-4.9.0-2] the window is full; order is kept by waiting.
-            }
-            let Some(Queued { seq, delivery, .. }) = session.queue.pop_front(&self.client_id)
-            else {
-                break;
-            };
-            let Some(mut publish) = self.publish_for(&delivery, now, false) else {
-                self.discard(&delivery, seq, &mut ops, "expired");
-                continue;
-            };
-            let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| session.next_packet_id());
-            publish.packet_id = packet_id;
-            let mut packet = Packet::Publish(publish);
-            if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
-                // [MQTT-3.1.2-24] Too large for the client: discarded as if sent.
-                self.discard(
-                    &delivery,
-                    seq,
-                    &mut ops,
-                    "larger than the client's Maximum Packet Size",
-                );
-                continue;
-            }
-            if let Packet::Publish(publish) = &mut packet {
-                self.apply_outbound_alias(publish);
-            }
-            match (packet_id, seq) {
-                (Some(packet_id), seq) => {
-                    if let Some(seq) = seq {
-                        ops.push(StoreOp::Inflight {
-                            client_id: self.client_id.clone(),
-                            seq,
-                            packet_id,
-                        });
-                        await_commit |= delivery.qos == QoS::ExactlyOnce;
-                    }
-                    let state = if delivery.qos == QoS::AtLeastOnce {
-                        OutboundState::AwaitingPubAck
-                    } else {
-                        OutboundState::AwaitingPubRec
-                    };
-                    session.inflight.push_back(Inflight {
-                        packet_id,
-                        delivery,
-                        state,
-                    });
-                }
-                (None, Some(seq)) => {
-                    // A stored QoS 0 message goes out once its removal is durable: after a
-                    // crash it must not come again (QoS 0 is at most once).
-                    ops.push(StoreOp::Discard {
-                        client_id: self.client_id.clone(),
-                        seq,
-                    });
-                    await_commit = true;
-                }
-                (None, None) => {}
-            }
-            packets.push(packet);
-        }
-        let load = session.queue.load_request().map(|request| {
+        let client_id = self.client_id.clone();
+        let connection_id = self.connection_id;
+        let (taken, commit) = broker.change(|state, changes| {
+            let prepare = |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, now);
+            state.take_deliverable(&client_id, connection_id, window, BATCH, prepare, changes)
+        });
+        let taken = taken.map_err(|Gone| Exit::TakenOver)?;
+        let load = taken.load.map(|request| {
             let loaded = broker
                 .store()
                 .load(&self.client_id, request.from, request.to);
             (request, loaded)
         });
-        let head_drained = session.queue.in_memory() == 0;
-        // Handed over while the state is locked, so the store sees them in the order they
-        // happened.
-        let pace = if await_commit {
-            Pace::Now
-        } else {
-            Pace::Window
-        };
-        let commit = broker.commit(ops, pace);
-        drop(state);
         Ok(Pass {
-            packets,
+            packets: taken.packets,
             commit,
-            await_commit,
+            await_commit: taken.await_commit,
             load,
-            head_drained,
+            head_drained: taken.head_drained,
         })
     }
 
-    /// The session this connection is attached to, or [`Exit::TakenOver`] if another
-    /// connection took it (or it is gone).
-    fn own_session<'s>(&self, state: &'s mut State) -> Result<&'s mut Session, Exit> {
-        match state.sessions.get_mut(&self.client_id) {
-            Some(slot)
-                if slot.link.as_ref().map(|link| link.connection_id)
-                    == Some(self.connection_id) =>
-            {
-                Ok(&mut slot.session)
-            }
-            _ => Err(Exit::TakenOver),
+    /// The PUBLISH of `delivery` under `packet_id`, or why it is not sent: its Message Expiry
+    /// Interval has passed [MQTT-3.3.2-5], or it is larger than the client's Maximum Packet
+    /// Size, which makes it discarded as if sent [MQTT-3.1.2-24].
+    fn prepare(
+        &mut self,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        now: Instant,
+    ) -> Result<Packet, &'static str> {
+        let Some(mut publish) = self.publish_for(delivery, now, false) else {
+            return Err("expired");
+        };
+        publish.packet_id = packet_id;
+        let mut packet = Packet::Publish(publish);
+        if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
+            return Err("larger than the client's Maximum Packet Size");
         }
+        if let Packet::Publish(publish) = &mut packet {
+            self.apply_outbound_alias(publish);
+        }
+        Ok(packet)
     }
 
-    /// Under the state lock: moves the entries the pending load read back into the queue's
-    /// head. A store failure ends the connection (the client may come back and try again).
+    /// Moves the entries the pending load read back into the queue's head. A store failure
+    /// ends the connection (the client may come back and try again).
     pub(super) fn take_loaded(
         &mut self,
         entries: Result<Vec<(u64, Delivery)>, StoreError>,
@@ -247,29 +182,18 @@ impl Client {
             Exit::Lost(format!("store failure: {error}"))
         })?;
         let request = pending.request;
-        let broker = self.broker.clone();
-        let mut state = broker.state();
-        let session = self.own_session(&mut state)?;
-        let lost = session.queue.apply_load(request, entries);
+        let (lost, _) = self.broker.change(|state, _| {
+            state.apply_load(&self.client_id, self.connection_id, request, entries)
+        });
+        let lost = lost.map_err(|Gone| Exit::TakenOver)?;
         if lost > 0 {
             tracing::error!(client_id = %self.client_id, lost, "queued messages missing from the store; they cannot be delivered");
-            broker
+            self.broker
                 .metrics()
                 .messages_dropped
                 .fetch_add(lost, Ordering::Relaxed);
         }
         Ok(())
-    }
-
-    /// Records that a queued delivery left without being sent.
-    fn discard(&self, delivery: &Delivery, seq: Option<u64>, ops: &mut Vec<StoreOp>, why: &str) {
-        tracing::debug!(client_id = %self.client_id, topic = %delivery.message.topic, "message not sent: {why}");
-        if let Some(seq) = seq {
-            ops.push(StoreOp::Discard {
-                client_id: self.client_id.clone(),
-                seq,
-            });
-        }
     }
 
     /// The PUBLISH for a delivery, or `None` if its Message Expiry Interval has passed
@@ -336,33 +260,27 @@ impl Client {
         framed: &mut Framed<S>,
     ) {
         let now = Instant::now();
-        let packets: Vec<Packet> = {
-            let state = self.broker.state();
-            let Some(slot) = state.sessions.get(&self.client_id) else {
-                return;
-            };
-            slot.session
-                .inflight
-                .iter()
-                .map(|entry| match entry.state {
-                    OutboundState::AwaitingPubComp => {
-                        Packet::PubRel(PubResponse::success(entry.packet_id))
-                    }
-                    _ => {
-                        // A message already sent keeps its place even if it has expired since:
-                        // the receiver must still complete the flow for its packet identifier.
-                        let remaining = entry
-                            .delivery
-                            .message
-                            .remaining_expiry(now)
-                            .map(|left| left.max(1));
-                        let mut publish = self.build_publish(&entry.delivery, remaining, true);
-                        publish.packet_id = Some(entry.packet_id);
-                        Packet::Publish(publish)
-                    }
-                })
-                .collect()
-        };
+        let inflight = self.broker.read(|state| state.inflight_of(&self.client_id));
+        let packets: Vec<Packet> = inflight
+            .iter()
+            .map(|entry| match entry.state {
+                OutboundState::AwaitingPubComp => {
+                    Packet::PubRel(PubResponse::success(entry.packet_id))
+                }
+                _ => {
+                    // A message already sent keeps its place even if it has expired since:
+                    // the receiver must still complete the flow for its packet identifier.
+                    let remaining = entry
+                        .delivery
+                        .message
+                        .remaining_expiry(now)
+                        .map(|left| left.max(1));
+                    let mut publish = self.build_publish(&entry.delivery, remaining, true);
+                    publish.packet_id = Some(entry.packet_id);
+                    Packet::Publish(publish)
+                }
+            })
+            .collect();
         for packet in &packets {
             if let Err(error) = framed.queue(packet) {
                 tracing::warn!(client_id = %self.client_id, %error, "could not resend an inflight message");

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use std::time::SystemTime;
+
 use super::*;
-use crate::codec::Properties;
+use crate::codec::{Properties, QoS, SubscriptionOptions};
 use crate::config::QueueFullPolicy;
+use crate::model::{Recovered, RecoveredSession};
 
 fn state() -> State {
     State::new(
@@ -58,12 +61,12 @@ fn attach(
         will,
         link: link(connection_id),
     };
-    state.attach(request, &mut Routed::default())
+    state.attach(request, &mut Changes::default())
 }
 
 /// Detaches `connection_id` as a network loss would (the Will kept).
 fn detach(state: &mut State, client: &Arc<str>, connection_id: u64) -> Detached {
-    state.detach(client, connection_id, true, &mut Routed::default())
+    state.detach(client, connection_id, true, &mut Changes::default())
 }
 
 fn subscribe(state: &mut State, client: &Arc<str>, filter: &str) {
@@ -79,7 +82,7 @@ fn queued_for(state: &State, observer: &Arc<str>) -> usize {
 /// What the store reads back of one session that went offline just now, expiry 60 s.
 fn offline_for_a_minute(client: &Arc<str>) -> Recovered {
     Recovered {
-        sessions: vec![crate::model::RecoveredSession {
+        sessions: vec![RecoveredSession {
             client_id: client.clone(),
             expiry_interval: 60,
             offline_since: Some(SystemTime::now()),
@@ -113,9 +116,9 @@ fn expiry_timer_of_a_replaced_session_leaves_the_new_one_alone() {
         "each attachment has its own epoch"
     );
 
-    let mut routed = Routed::default();
-    state.expire(&client, first.epoch, &mut routed);
-    assert!(routed.ops.is_empty(), "nothing ended: {:?}", routed.ops);
+    let mut changes = Changes::default();
+    state.expire(&client, first.epoch, &mut changes);
+    assert!(changes.ops.is_empty(), "nothing ended: {:?}", changes.ops);
     assert!(
         state.sessions.contains_key(&client),
         "the new session lives"
@@ -134,7 +137,7 @@ fn expiry_timer_of_a_replaced_session_leaves_the_new_one_alone() {
 
     // Its own timer still works once it is offline again.
     let third = detach(&mut state, &client, 3);
-    state.expire(&client, third.epoch, &mut Routed::default());
+    state.expire(&client, third.epoch, &mut Changes::default());
     assert!(
         !state.sessions.contains_key(&client),
         "expired on its own timer"
@@ -172,7 +175,7 @@ fn will_delay_timer_of_a_replaced_session_does_not_publish_the_new_will() {
     assert_eq!(queued_for(&state, &observer), 1, "the old Will");
     detach(&mut state, &client, 2);
 
-    state.will_due(&client, first.epoch, &mut Routed::default());
+    state.will_due(&client, first.epoch, &mut Changes::default());
     assert_eq!(
         queued_for(&state, &observer),
         1,
@@ -199,10 +202,10 @@ fn timers_of_an_earlier_attachment_do_nothing_after_a_resume_or_takeover() {
         stale.expiry, None,
         "the replaced connection's end arms nothing"
     );
-    state.expire(&client, first.epoch, &mut Routed::default());
+    state.expire(&client, first.epoch, &mut Changes::default());
     assert!(state.sessions.contains_key(&client), "online: not expired");
     detach(&mut state, &client, 3);
-    state.expire(&client, first.epoch, &mut Routed::default());
+    state.expire(&client, first.epoch, &mut Changes::default());
     assert!(
         state.sessions.contains_key(&client),
         "offline again, but on a later attachment's timer only"
@@ -218,13 +221,13 @@ fn timers_armed_by_a_restore_leave_a_session_created_after_it_alone() {
     let timers = state.restore(
         offline_for_a_minute(&client),
         SystemTime::now(),
-        &mut Routed::default(),
+        &mut Changes::default(),
     );
     let (_, restored) = &timers[0];
     assert!(restored.expiry.is_some());
     attach(&mut state, &client, 1, true, 100, None);
     detach(&mut state, &client, 1);
-    state.expire(&client, restored.epoch, &mut Routed::default());
+    state.expire(&client, restored.epoch, &mut Changes::default());
     assert!(state.sessions.contains_key(&client));
 
     // Nobody came back: the timer the restore armed ends the restored session.
@@ -232,9 +235,9 @@ fn timers_armed_by_a_restore_leave_a_session_created_after_it_alone() {
     let timers = state.restore(
         offline_for_a_minute(&client),
         SystemTime::now(),
-        &mut Routed::default(),
+        &mut Changes::default(),
     );
     let (_, restored) = &timers[0];
-    state.expire(&client, restored.epoch, &mut Routed::default());
+    state.expire(&client, restored.epoch, &mut Changes::default());
     assert!(!state.sessions.contains_key(&client), "expired at its time");
 }

@@ -1,0 +1,197 @@
+//! [`Broker`]: the engine shared by every connection of one broker: the [`State`] behind one
+//! mutex (never held across an await) that only [`Broker::change`] changes, the [`Store`]
+//! every durable change goes through, the timers of offline sessions, and the counters.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::codec::ReasonCode;
+use crate::config::Config;
+use crate::model::Recovered;
+use crate::store::{Commit, Store, StoreError};
+
+use super::queue::{QueueBudget, QueueLimits};
+use super::state::{Changes, Detached, State};
+
+/// Waits for the commit of a background change (timers, `$SYS`, a connection's end), logging
+/// a failure: there is no client waiting to be told.
+pub async fn settle(commit: Commit) {
+    if let Err(error) = commit.wait().await {
+        tracing::error!(%error, "could not commit a background change");
+    }
+}
+
+/// The queue bounds the configuration sets.
+fn queue_limits(limits: &crate::config::Limits) -> QueueLimits {
+    QueueLimits {
+        max_messages: limits.max_queued_messages,
+        max_bytes: limits.max_queued_bytes,
+        policy: limits.queue_full_policy,
+        queue_qos0_offline: limits.queue_qos0_offline,
+    }
+}
+
+/// Counters published under `$SYS/broker/…`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Clients connected right now.
+    pub clients_connected: AtomicUsize,
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+    /// Messages dropped because a session's queue was full.
+    pub messages_dropped: AtomicU64,
+}
+
+/// The engine shared by every connection of one broker.
+#[derive(Debug)]
+pub struct Broker {
+    config: Arc<Config>,
+    state: Mutex<State>,
+    store: Store,
+    metrics: Metrics,
+    started: Instant,
+    next_connection_id: AtomicU64,
+    /// Flips to `Some(reason)` when the broker shuts down; connections then say goodbye.
+    shutdown: watch::Sender<Option<ReasonCode>>,
+}
+
+impl Broker {
+    /// A broker with empty state for `config`.
+    pub fn new(config: Arc<Config>, store: Store) -> Arc<Broker> {
+        let (shutdown, _) = watch::channel(None);
+        Arc::new(Broker {
+            state: Mutex::new(State::new(
+                queue_limits(&config.limits),
+                QueueBudget::new(config.limits.max_queued_bytes_total),
+            )),
+            config,
+            store,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            next_connection_id: AtomicU64::new(1),
+            shutdown,
+        })
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// How long the broker has been running.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Locks the shared state. A panic while it was held cannot leave it half-changed in a
+    /// way that matters more than stopping would, so a poisoned lock is taken over.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh identifier for a connection.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The store, for its counters and for reading queue entries back.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Looks at the shared state without changing it.
+    pub fn read<T>(&self, look: impl FnOnce(&State) -> T) -> T {
+        look(&self.lock())
+    }
+
+    /// The one way to change the shared state: runs `change` on it, then hands the store the
+    /// operations it recorded before the state is unlocked, so the store receives changes in
+    /// the order they happened (a receiver's Inflight can never reach it before the Enqueue
+    /// it refers to). Counts the messages queue bounds dropped. The returned [`Commit`]
+    /// completes once the changes are durable.
+    pub fn change<T>(&self, change: impl FnOnce(&mut State, &mut Changes) -> T) -> (T, Commit) {
+        let mut state = self.lock();
+        let mut changes = Changes::default();
+        let value = change(&mut state, &mut changes);
+        if changes.dropped > 0 {
+            self.metrics
+                .messages_dropped
+                .fetch_add(changes.dropped, Ordering::Relaxed);
+        }
+        let commit = self.store.commit(changes.ops, changes.pace);
+        drop(state);
+        (value, commit)
+    }
+
+    /// Rebuilds sessions and retained messages from the store at start-up, publishes the
+    /// Wills and ends the sessions whose time passed while the broker was down, and arms the
+    /// timers of the rest.
+    pub async fn restore(self: &Arc<Self>, recovered: Recovered) -> Result<(), StoreError> {
+        let (timers, commit) =
+            self.change(|state, changes| state.restore(recovered, SystemTime::now(), changes));
+        for (client_id, detached) in timers {
+            self.arm_timers(client_id, &detached);
+        }
+        commit.wait().await
+    }
+
+    /// Arms the Will Delay and Session Expiry timers a detach asked for. Each timer acts only
+    /// if the session is still offline in the same epoch when it fires, and holds the broker
+    /// weakly: a timer left at shutdown keeps nothing alive.
+    pub fn arm_timers(self: &Arc<Self>, client_id: Arc<str>, detached: &Detached) {
+        let epoch = detached.epoch;
+        if let Some(delay) = detached.will_delay {
+            let broker = Arc::downgrade(self);
+            let client_id = client_id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                let ((), commit) =
+                    broker.change(|state, changes| state.will_due(&client_id, epoch, changes));
+                settle(commit).await;
+            });
+        }
+        if let Some(expiry) = detached.expiry {
+            let broker = Arc::downgrade(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
+                let Some(broker) = broker.upgrade() else {
+                    return;
+                };
+                let ((), commit) =
+                    broker.change(|state, changes| state.expire(&client_id, epoch, changes));
+                settle(commit).await;
+            });
+        }
+    }
+
+    /// A receiver that learns when the broker shuts down: its `changed()` completes at the
+    /// shutdown, or at once if the shutdown began before it was made.
+    pub fn shutdown_signal(&self) -> watch::Receiver<Option<ReasonCode>> {
+        let mut signal = self.shutdown.subscribe();
+        if signal.borrow().is_some() {
+            signal.mark_changed();
+        }
+        signal
+    }
+
+    /// Tells every connection to close with 0x8B Server shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shutdown
+            .send_replace(Some(ReasonCode::ServerShuttingDown));
+    }
+}

@@ -1,0 +1,312 @@
+//! Sessions coming and going: rebuilding them at start-up, attaching and detaching
+//! connections (Clean Start, takeover, the DISCONNECT override), and the Will Delay and Session
+//! Expiry timers that end them, each tied to the one attachment it was armed for.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::codec::{ReasonCode, Will};
+use crate::model::{Message, Recovered, StoreOp};
+
+use super::super::queue::MessageQueue;
+use super::super::session::{Inflight, Session};
+use super::{AttachRequest, Changes, Detached, SessionSlot, State};
+
+impl State {
+    /// Rebuilds the state from what the store read back at start-up, and returns the timers
+    /// to arm. Each session's expiry and Will Delay continue from the wall-clock time its
+    /// connection ended; sessions that were connected when the broker stopped count as offline
+    /// from `now` (and are recorded so, should the broker stop again before they return).
+    pub fn restore(
+        &mut self,
+        recovered: Recovered,
+        now: SystemTime,
+        changes: &mut Changes,
+    ) -> Vec<(Arc<str>, Detached)> {
+        self.next_message_id = self.next_message_id.max(recovered.next_message_id);
+        for message in recovered.retained {
+            self.retained.insert(message.topic.clone(), message);
+        }
+        let mut offline = Vec::with_capacity(recovered.sessions.len());
+        for stored in recovered.sessions {
+            let client_id = stored.client_id;
+            let offline_for = match stored.offline_since {
+                Some(since) => now.duration_since(since).map_or(0, |elapsed| {
+                    u32::try_from(elapsed.as_secs()).unwrap_or(u32::MAX)
+                }),
+                None => {
+                    changes.ops.push(StoreOp::Offline {
+                        client_id: client_id.clone(),
+                        at: now,
+                    });
+                    0
+                }
+            };
+            let mut session = Session::new(
+                client_id.clone(),
+                stored.expiry_interval,
+                self.budget.clone(),
+            );
+            session.queue =
+                MessageQueue::restored(self.budget.clone(), &stored.queue, stored.next_sequence);
+            session.inflight = stored
+                .inflight
+                .into_iter()
+                .map(|(packet_id, delivery, state)| Inflight {
+                    packet_id,
+                    delivery,
+                    state,
+                })
+                .collect();
+            session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
+            session.will = stored.will.map(Box::new);
+            let slot = SessionSlot {
+                session,
+                link: None,
+                epoch: self.new_epoch(),
+            };
+            self.sessions.insert(client_id.clone(), Box::new(slot));
+            for (filter, options, identifier) in stored.subscriptions {
+                self.subscribe(&client_id, &filter, options, identifier);
+            }
+            offline.push((client_id, offline_for));
+        }
+        // Only once every session and subscription is back may a Will be routed: a Will
+        // published at start-up must reach every subscriber, whatever the store's order.
+        let mut timers = Vec::with_capacity(offline.len());
+        for (client_id, offline_for) in offline {
+            let mut detached = Detached::default();
+            self.schedule_offline(&client_id, offline_for, changes, &mut detached);
+            timers.push((client_id, detached));
+        }
+        timers
+    }
+
+    /// Attaches a connection to the session `client_id`, creating, resuming or replacing it.
+    /// A connection already attached is told to close with 0x8E [MQTT-3.1.4-3]; its Will is
+    /// published now if it has no delay or the old session ends, else cancelled because the
+    /// session continues [MQTT-3.1.3-9]. Returns whether an existing session was resumed
+    /// (Session Present) [MQTT-3.2.2-2].
+    pub fn attach(&mut self, request: AttachRequest, changes: &mut Changes) -> bool {
+        let AttachRequest {
+            client_id,
+            clean_start,
+            expiry_interval,
+            will,
+            link,
+        } = request;
+        let client_id = &client_id;
+        if let Some(slot) = self.sessions.get_mut(client_id) {
+            if let Some(old) = slot.link.take() {
+                old.signal.close(ReasonCode::SessionTakenOver);
+            }
+            if let Some(old_will) = slot.session.will.take() {
+                if clean_start || will_delay(&old_will) == 0 {
+                    self.publish_will(old_will, changes);
+                }
+            }
+        }
+        let resumed = !clean_start && self.sessions.contains_key(client_id);
+        if !resumed {
+            self.end_session(client_id, changes);
+        }
+        let epoch = self.new_epoch();
+        let slot = self.sessions.entry(client_id.clone()).or_insert_with(|| {
+            Box::new(SessionSlot {
+                session: Session::new(client_id.clone(), expiry_interval, self.budget.clone()),
+                link: None,
+                epoch,
+            })
+        });
+        slot.session.queue.forget_load();
+        slot.session.expiry_interval = expiry_interval;
+        slot.session.will = will.clone();
+        slot.link = Some(link);
+        slot.epoch = epoch;
+        // A session that ends with its connection is stored only for its Will, which must
+        // still go out if the broker stops uncleanly while the client is connected.
+        if expiry_interval > 0 || will.is_some() {
+            changes.ops.push(StoreOp::PutSession {
+                client_id: client_id.clone(),
+                expiry_interval,
+            });
+            changes.ops.push(StoreOp::Will {
+                client_id: client_id.clone(),
+                will,
+            });
+        }
+        resumed
+    }
+
+    /// Detaches connection `connection_id` from its session. Does nothing if another
+    /// connection took the session over. With `keep_will` false the Will is discarded (normal
+    /// DISCONNECT [MQTT-3.1.2-10]); otherwise it is published now or after its delay.
+    pub fn detach(
+        &mut self,
+        client_id: &Arc<str>,
+        connection_id: u64,
+        keep_will: bool,
+        changes: &mut Changes,
+    ) -> Detached {
+        let mut detached = Detached::default();
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return detached;
+        };
+        if slot.link.as_ref().map(|link| link.connection_id) != Some(connection_id) {
+            return detached;
+        }
+        slot.link = None;
+        slot.session.queue.release_memory();
+        if !keep_will && slot.session.will.take().is_some() {
+            changes.ops.push(StoreOp::Will {
+                client_id: client_id.clone(),
+                will: None,
+            });
+        }
+        if slot.session.is_persistent() {
+            changes.ops.push(StoreOp::Offline {
+                client_id: client_id.clone(),
+                at: SystemTime::now(),
+            });
+        }
+        self.schedule_offline(client_id, 0, changes, &mut detached);
+        detached
+    }
+
+    /// The DISCONNECT override: the Session Expiry Interval the session ends its connection
+    /// with [MQTT-3.14.2-2] (the caller refuses raising an interval of 0).
+    pub fn set_expiry(
+        &mut self,
+        client_id: &Arc<str>,
+        expiry_interval: u32,
+        changes: &mut Changes,
+    ) {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let was_persistent = slot.session.is_persistent();
+        slot.session.expiry_interval = expiry_interval;
+        if was_persistent {
+            changes.ops.push(StoreOp::PutSession {
+                client_id: client_id.clone(),
+                expiry_interval,
+            });
+        }
+    }
+
+    /// The broker shuts down while `connection_id` is attached to a persistent session: its
+    /// expiry counts from now, across the restart, not from the next start-up
+    /// [MQTT-3.1.2-23]. The session itself stays as it is for the next start.
+    pub fn closed_by_shutdown(
+        &mut self,
+        client_id: &Arc<str>,
+        connection_id: u64,
+        changes: &mut Changes,
+    ) {
+        let Some(slot) = self.sessions.get(client_id) else {
+            return;
+        };
+        let attached = slot.link.as_ref().map(|link| link.connection_id) == Some(connection_id);
+        if attached && slot.session.is_persistent() {
+            changes.ops.push(StoreOp::Offline {
+                client_id: client_id.clone(),
+                at: SystemTime::now(),
+            });
+        }
+    }
+
+    /// Settles an offline session that has been offline for `offline_for` seconds: ends it if
+    /// its expiry has passed, publishes its Will if the delay has, and otherwise says which
+    /// timers to arm for what remains. Used at disconnect (0 s) and at start-up.
+    fn schedule_offline(
+        &mut self,
+        client_id: &Arc<str>,
+        offline_for: u32,
+        changes: &mut Changes,
+        detached: &mut Detached,
+    ) {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        detached.epoch = slot.epoch;
+        let expiry = slot.session.expiry_interval;
+        if expiry != u32::MAX && offline_for >= expiry {
+            self.end_session(client_id, changes);
+            return;
+        }
+        if let Some(delay) = slot.session.will.as_deref().map(will_delay) {
+            if delay <= offline_for {
+                if let Some(will) = slot.session.will.take() {
+                    changes.ops.push(StoreOp::Will {
+                        client_id: client_id.clone(),
+                        will: None,
+                    });
+                    self.publish_will(will, changes);
+                }
+            } else if delay < expiry {
+                detached.will_delay = Some(delay - offline_for);
+            }
+            // A delay at or beyond the expiry: the Will goes out when the session ends.
+        }
+        if expiry != u32::MAX {
+            detached.expiry = Some(expiry - offline_for);
+        }
+    }
+
+    /// Publishes a session's delayed Will if the session is still offline in `epoch`.
+    pub fn will_due(&mut self, client_id: &Arc<str>, epoch: u64, changes: &mut Changes) {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        if slot.epoch != epoch || slot.link.is_some() {
+            return;
+        }
+        if let Some(will) = slot.session.will.take() {
+            changes.ops.push(StoreOp::Will {
+                client_id: client_id.clone(),
+                will: None,
+            });
+            self.publish_will(will, changes);
+        }
+    }
+
+    /// Ends a session whose expiry interval passed while offline in `epoch`.
+    pub fn expire(&mut self, client_id: &Arc<str>, epoch: u64, changes: &mut Changes) {
+        let Some(slot) = self.sessions.get(client_id) else {
+            return;
+        };
+        if slot.epoch != epoch || slot.link.is_some() {
+            return;
+        }
+        self.end_session(client_id, changes);
+    }
+
+    /// Removes a session and its subscriptions; publishes its Will if one is pending
+    /// (a session's end sends a delayed Will at once).
+    fn end_session(&mut self, client_id: &Arc<str>, changes: &mut Changes) {
+        let Some(slot) = self.sessions.remove(client_id) else {
+            return;
+        };
+        for filter in slot.session.subscriptions.keys() {
+            self.subscriptions.remove(client_id, filter);
+        }
+        changes.ops.push(StoreOp::DeleteSession {
+            client_id: client_id.clone(),
+        });
+        if let Some(will) = slot.session.will {
+            self.publish_will(will, changes);
+        }
+    }
+
+    /// Routes a Will Message as if its client had published it.
+    fn publish_will(&mut self, will: Box<Will>, changes: &mut Changes) {
+        let id = self.next_message_id();
+        let message = Arc::new(Message::from_will(id, *will, std::time::Instant::now()));
+        self.route_into(&message, changes);
+    }
+}
+
+/// The Will Delay Interval of a Will, 0 if absent.
+fn will_delay(will: &Will) -> u32 {
+    will.properties.will_delay_interval.unwrap_or(0)
+}

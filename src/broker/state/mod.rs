@@ -1,0 +1,206 @@
+//! The broker's shared state: every session, the subscription index and the retained messages,
+//! and the only operations that change them. Nothing here awaits or does I/O.
+//!
+//! Every operation records what it changed in a [`Changes`]: the [`StoreOp`]s, in the order
+//! the changes happened, and what routing found. The fields are private: the one way to
+//! change the state is [`super::Broker::change`], which locks it, runs operations, and hands
+//! their store operations to the store before unlocking, so the store sees every change in
+//! the order it happened.
+//!
+//! - [`lifecycle`]: sessions coming and going, and their timers;
+//! - [`routing`]: subscriptions, retained messages, routing into queues;
+//! - [`flows`]: an attached session's QoS 1/2 flows both ways.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::codec::{ReasonCode, Will};
+use crate::model::{Message, StoreOp};
+use crate::store::Pace;
+
+use super::queue::{QueueBudget, QueueLimits};
+use super::session::Session;
+use super::subscriptions::SubscriptionIndex;
+
+/// How the state wakes or closes the connection task that owns a session.
+#[derive(Debug, Default)]
+pub struct ConnectionSignal {
+    /// Woken when messages were queued or the connection must close.
+    pub notify: Notify,
+    /// Set when the connection must close, with the reason for its DISCONNECT.
+    close: Mutex<Option<ReasonCode>>,
+}
+
+impl ConnectionSignal {
+    /// Asks the connection to close with `reason` (e.g. 0x8E Session taken over).
+    pub fn close(&self, reason: ReasonCode) {
+        if let Ok(mut slot) = self.close.lock() {
+            *slot = Some(reason);
+        }
+        self.notify.notify_one();
+    }
+
+    /// The reason the connection was asked to close, if it was.
+    pub fn close_reason(&self) -> Option<ReasonCode> {
+        self.close.lock().ok().and_then(|slot| *slot)
+    }
+}
+
+/// The connection currently attached to a session.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub connection_id: u64,
+    pub signal: Arc<ConnectionSignal>,
+}
+
+/// A session and the connection attached to it, if any.
+#[derive(Debug)]
+pub struct SessionSlot {
+    pub session: Session,
+    pub link: Option<Link>,
+    /// Set anew at every attach, from a counter of the whole state: no two attachments of any
+    /// session share it, so a timer armed at a detach acts only on that same attachment, never
+    /// on a session created later under the same client id (Clean Start) or resumed since.
+    pub epoch: u64,
+}
+
+/// A CONNECT as the session table sees it.
+#[derive(Debug)]
+pub struct AttachRequest {
+    pub client_id: Arc<str>,
+    /// Clean Session (3.1.1) or Clean Start (5.0).
+    pub clean_start: bool,
+    /// The Session Expiry Interval granted.
+    pub expiry_interval: u32,
+    pub will: Option<Box<Will>>,
+    pub link: Link,
+}
+
+/// What a connection's end did, and which timers the caller must arm.
+#[derive(Debug, Default)]
+pub struct Detached {
+    /// Arm a timer to publish the Will after this many seconds (Will Delay Interval).
+    pub will_delay: Option<u32>,
+    /// Arm a timer to end the session after this many seconds (Session Expiry Interval).
+    pub expiry: Option<u32>,
+    /// The session's epoch the timers belong to.
+    pub epoch: u64,
+}
+
+/// What operations on the state changed, for [`super::Broker::change`] to commit.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The store operations, in the order the changes happened.
+    pub ops: Vec<StoreOp>,
+    /// How soon they must be committed: [`Pace::Now`] when something is held back until
+    /// they are (a QoS 2 send, a PUBREL, a stored QoS 0 send).
+    pub pace: Pace,
+    /// Whether any subscription matched (v5 PUBACK 0x10 No matching subscribers otherwise).
+    pub matched: bool,
+    /// Messages lost to a receiving session's queue bounds (dropped or refused).
+    pub dropped: u64,
+    /// Receiving sessions that refused the message because their queue was full.
+    pub refused: usize,
+    /// Receiving sessions whose queue took the message.
+    pub queued: usize,
+}
+
+impl Changes {
+    /// Asks for the commit without waiting for the commit window.
+    pub fn urgent(&mut self) {
+        self.pace = Pace::Now;
+    }
+
+    /// The message matched subscriptions but every receiving queue refused it (v5: 0x97
+    /// Quota exceeded to the publisher).
+    pub fn refused_everywhere(&self) -> bool {
+        self.refused > 0 && self.queued == 0
+    }
+}
+
+/// Totals over every session, for `$SYS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub sessions: usize,
+    /// Messages queued, in memory and on disk.
+    pub queued: usize,
+    /// Messages sent and not yet acknowledged.
+    pub inflight: usize,
+    /// Bytes queued in every session together.
+    pub queued_bytes: u64,
+}
+
+/// Everything the broker shares between connections.
+#[derive(Debug)]
+pub struct State {
+    /// Boxed: a table of many sessions then holds pointers, not slots, in its spare buckets.
+    sessions: HashMap<Arc<str>, Box<SessionSlot>>,
+    subscriptions: SubscriptionIndex,
+    retained: HashMap<Arc<str>, Arc<Message>>,
+    /// Round-robin position per shared filter (`$share/{group}/{filter}`).
+    share_cursors: HashMap<Arc<str>, usize>,
+    /// The bounds of every session's queue.
+    queue_limits: QueueLimits,
+    /// The byte budget every queue draws from.
+    budget: Arc<QueueBudget>,
+    /// The id the next message gets.
+    next_message_id: u64,
+    /// The epoch the next attachment (or restored session) gets.
+    next_epoch: u64,
+}
+
+impl State {
+    /// An empty state whose sessions' queues hold what `queue_limits` and `budget` allow.
+    pub fn new(queue_limits: QueueLimits, budget: Arc<QueueBudget>) -> State {
+        State {
+            sessions: HashMap::new(),
+            subscriptions: SubscriptionIndex::default(),
+            retained: HashMap::new(),
+            share_cursors: HashMap::new(),
+            queue_limits,
+            budget,
+            next_message_id: 1,
+            next_epoch: 1,
+        }
+    }
+
+    /// The session of `client_id`, to look at.
+    pub fn session(&self, client_id: &str) -> Option<&Session> {
+        self.sessions.get(client_id).map(|slot| &slot.session)
+    }
+
+    /// Sessions, queued and inflight messages and queued bytes, for `$SYS`.
+    pub fn counts(&self) -> Counts {
+        let slots = self.sessions.values();
+        Counts {
+            sessions: self.sessions.len(),
+            queued: slots.clone().map(|slot| slot.session.queue.len()).sum(),
+            inflight: slots.map(|slot| slot.session.inflight.len()).sum(),
+            queued_bytes: self.budget.used(),
+        }
+    }
+
+    /// A fresh message id.
+    pub fn next_message_id(&mut self) -> u64 {
+        let id = self.next_message_id;
+        self.next_message_id += 1;
+        id
+    }
+
+    /// A fresh epoch for a session slot: see [`SessionSlot::epoch`].
+    fn new_epoch(&mut self) -> u64 {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        epoch
+    }
+}
+
+mod flows;
+mod lifecycle;
+mod routing;
+
+pub use flows::{Gone, InboundFlows, InboundPublish, Published, Taken};
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,301 @@
+//! Routing: which sessions a message goes to (the subscription index, `$share` groups, No
+//! Local, overlapping subscriptions), the retained messages, and offering deliveries to the
+//! receivers' queues.
+
+use std::sync::Arc;
+
+use crate::codec::{QoS, SubscriptionOptions};
+use crate::model::{Delivery, Message, StoreOp};
+
+use super::super::queue::Placement;
+use super::super::session::SessionSubscription;
+use super::super::subscriptions::Subscription;
+use super::super::topic::{filter_matches, parse_shared};
+use super::{Changes, State};
+
+/// One receiving session of a message, with what its matching subscriptions ask for.
+struct Target {
+    client_id: Arc<str>,
+    qos: QoS,
+    retain_as_published: bool,
+    subscription_ids: Vec<u32>,
+}
+
+impl State {
+    /// Routes `message` to every matching session's queue, updating the retained store first
+    /// when it carries RETAIN, and wakes the connections of online receivers.
+    pub fn route(&mut self, message: &Arc<Message>) -> Changes {
+        let mut changes = Changes::default();
+        self.route_into(message, &mut changes);
+        changes
+    }
+
+    /// Routes `message` like [`State::route`], adding to an outcome already under way.
+    pub fn route_into(&mut self, message: &Arc<Message>, changes: &mut Changes) {
+        if message.retain {
+            self.retain(message, &mut changes.ops);
+        }
+        let targets = self.targets(message);
+        changes.matched |= !targets.is_empty();
+        for target in targets {
+            self.deliver(target, message, changes);
+        }
+    }
+
+    /// Stores, replaces or (empty payload) deletes the retained message of a topic
+    /// [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+    fn retain(&mut self, message: &Arc<Message>, ops: &mut Vec<StoreOp>) {
+        let kept = if message.payload.is_empty() {
+            self.retained.remove(&message.topic);
+            None
+        } else {
+            self.retained.insert(message.topic.clone(), message.clone());
+            Some(message.clone())
+        };
+        ops.push(StoreOp::Retain {
+            topic: message.topic.clone(),
+            message: kept,
+        });
+    }
+
+    /// The sessions a message goes to: one entry per client for its non-shared subscriptions
+    /// (highest QoS, every identifier) [MQTT-3.3.5-1], plus one member per shared subscription.
+    fn targets(&mut self, message: &Message) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut shared: Vec<(Arc<str>, Vec<Subscription>)> = Vec::new();
+        self.subscriptions.for_each_match(&message.topic, |sub| {
+            if sub.share_group.is_some() {
+                match shared.iter_mut().find(|(filter, _)| *filter == sub.filter) {
+                    Some((_, members)) => members.push(sub.clone()),
+                    None => shared.push((sub.filter.clone(), vec![sub.clone()])),
+                }
+                return;
+            }
+            if sub.options.no_local && message.publisher.as_deref() == Some(&*sub.client_id) {
+                return; // [MQTT-3.8.3-3]
+            }
+            merge_target(&mut targets, &sub.client_id, sub.options, sub.identifier);
+        });
+        for (filter, members) in shared {
+            if let Some(member) = self.pick_share_member(&filter, &members) {
+                targets.push(Target {
+                    client_id: member.client_id.clone(),
+                    qos: member.options.qos,
+                    retain_as_published: member.options.retain_as_published,
+                    subscription_ids: member.identifier.into_iter().collect(),
+                });
+            }
+        }
+        targets
+    }
+
+    /// Round-robin over a share group's members, preferring ones that are connected.
+    fn pick_share_member<'m>(
+        &mut self,
+        filter: &Arc<str>,
+        members: &'m [Subscription],
+    ) -> Option<&'m Subscription> {
+        let cursor = self.share_cursors.entry(filter.clone()).or_insert(0);
+        let start = *cursor;
+        let online = |sub: &Subscription| {
+            self.sessions
+                .get(&sub.client_id)
+                .is_some_and(|slot| slot.link.is_some())
+        };
+        let count = members.len();
+        let chosen = (0..count)
+            .map(|step| (start + step) % count)
+            .find(|&index| online(&members[index]))
+            .unwrap_or(start % count.max(1));
+        *cursor = chosen + 1;
+        members.get(chosen)
+    }
+
+    /// Offers one delivery to `target`'s queue and wakes its connection.
+    fn deliver(&mut self, target: Target, message: &Arc<Message>, changes: &mut Changes) {
+        let Some(slot) = self.sessions.get_mut(&target.client_id) else {
+            return;
+        };
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(target.qos),
+            retain: target.retain_as_published && message.retain,
+            subscription_ids: target.subscription_ids,
+        };
+        let placement = Placement {
+            persistent: slot.session.is_persistent(),
+            online: slot.link.is_some(),
+        };
+        let offered = slot.session.queue.offer(
+            delivery,
+            &target.client_id,
+            placement,
+            &self.queue_limits,
+            &mut changes.ops,
+        );
+        changes.dropped += offered.dropped;
+        if offered.queued {
+            changes.queued += 1;
+            if let Some(link) = &slot.link {
+                link.signal.notify.notify_one();
+            }
+        } else if offered.dropped > 0 {
+            changes.refused += 1;
+        }
+    }
+
+    /// SUBSCRIBE of one (validated) filter: adds or replaces the subscription and returns the
+    /// retained messages it receives per Retain Handling [MQTT-3.3.1-9] [MQTT-3.3.1-10]
+    /// [MQTT-3.3.1-11] (none for a shared subscription).
+    pub fn subscribe_to(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &Arc<str>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        changes: &mut Changes,
+    ) -> Vec<Delivery> {
+        let is_new = self.subscribe(client_id, filter, options, identifier);
+        if self.is_persistent(client_id) {
+            changes.ops.push(StoreOp::Subscribe {
+                client_id: client_id.clone(),
+                filter: filter.clone(),
+                options,
+                identifier,
+            });
+        }
+        let wants_retained = match options.retain_handling {
+            0 => true,
+            1 => is_new,
+            _ => false,
+        };
+        if !wants_retained || parse_shared(filter).is_some() {
+            return Vec::new();
+        }
+        self.retained_for(filter, options, identifier, std::time::Instant::now())
+    }
+
+    /// UNSUBSCRIBE of one filter; returns whether the subscription existed [MQTT-3.10.4-4].
+    pub fn unsubscribe_from(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &str,
+        changes: &mut Changes,
+    ) -> bool {
+        let existed = self.unsubscribe(client_id, filter);
+        if existed && self.is_persistent(client_id) {
+            changes.ops.push(StoreOp::Unsubscribe {
+                client_id: client_id.clone(),
+                filter: Arc::from(filter),
+            });
+        }
+        existed
+    }
+
+    /// Whether the session `client_id` exists and outlives its connection.
+    fn is_persistent(&self, client_id: &str) -> bool {
+        self.sessions
+            .get(client_id)
+            .is_some_and(|slot| slot.session.is_persistent())
+    }
+
+    /// Adds or replaces a subscription of an existing session. Returns whether it is new.
+    pub fn subscribe(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &Arc<str>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+    ) -> bool {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return false;
+        };
+        slot.session.subscriptions.insert(
+            filter.clone(),
+            SessionSubscription {
+                options,
+                identifier,
+            },
+        );
+        self.subscriptions.insert(Subscription {
+            client_id: client_id.clone(),
+            filter: filter.clone(),
+            share_group: parse_shared(filter).map(|(group, _)| Arc::from(group)),
+            options,
+            identifier,
+        })
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&mut self, client_id: &Arc<str>, filter: &str) -> bool {
+        if let Some(slot) = self.sessions.get_mut(client_id) {
+            slot.session.subscriptions.remove(filter);
+        }
+        self.subscriptions.remove(client_id, filter)
+    }
+
+    /// The retained messages a new subscription receives, RETAIN set [MQTT-3.3.1-8].
+    pub fn retained_for(
+        &self,
+        filter: &str,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        now: std::time::Instant,
+    ) -> Vec<Delivery> {
+        self.retained
+            .values()
+            .filter(|message| filter_matches(filter, &message.topic) && !message.is_expired(now))
+            .map(|message| Delivery {
+                message: message.clone(),
+                qos: message.qos.min(options.qos),
+                retain: true,
+                subscription_ids: identifier.into_iter().collect(),
+            })
+            .collect()
+    }
+
+    /// Queues deliveries for a session (retained messages after a SUBACK) and wakes it.
+    pub fn enqueue_all(
+        &mut self,
+        client_id: &Arc<str>,
+        deliveries: Vec<Delivery>,
+        changes: &mut Changes,
+    ) {
+        for delivery in deliveries {
+            let target = Target {
+                client_id: client_id.clone(),
+                qos: delivery.qos,
+                retain_as_published: true,
+                subscription_ids: delivery.subscription_ids,
+            };
+            self.deliver(target, &delivery.message, changes);
+        }
+    }
+}
+
+/// Folds one matching non-shared subscription into the per-client targets.
+fn merge_target(
+    targets: &mut Vec<Target>,
+    client_id: &Arc<str>,
+    options: SubscriptionOptions,
+    identifier: Option<u32>,
+) {
+    let target = match targets.iter_mut().find(|t| t.client_id == *client_id) {
+        Some(target) => target,
+        None => {
+            targets.push(Target {
+                client_id: client_id.clone(),
+                qos: options.qos,
+                retain_as_published: options.retain_as_published,
+                subscription_ids: Vec::new(),
+            });
+            let last = targets.len() - 1;
+            &mut targets[last]
+        }
+    };
+    target.qos = target.qos.max(options.qos);
+    target.retain_as_published |= options.retain_as_published;
+    if let Some(id) = identifier {
+        target.subscription_ids.push(id);
+    }
+}
