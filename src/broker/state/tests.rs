@@ -1,5 +1,6 @@
-//! The shared state without sockets: session timers tied to the one attachment they were armed
-//! for, across Clean Start, resumption, takeover and restarts.
+//! The engine without sockets: session timers tied to the one attachment they were armed for
+//! (across Clean Start, resumption, takeover and restarts), QoS 1 and 2 flows both ways with
+//! the store operations they record, the inflight window, and takeover.
 
 use std::sync::Arc;
 
@@ -8,9 +9,9 @@ use bytes::Bytes;
 use std::time::SystemTime;
 
 use super::*;
-use crate::codec::{Properties, QoS, SubscriptionOptions};
+use crate::codec::{Packet, Properties, QoS, SubscriptionOptions};
 use crate::config::QueueFullPolicy;
-use crate::model::{Recovered, RecoveredSession};
+use crate::model::{Delivery, OutboundState, Recovered, RecoveredSession, StoreOp};
 
 fn state() -> State {
     State::new(
@@ -240,4 +241,312 @@ fn timers_armed_by_a_restore_leave_a_session_created_after_it_alone() {
     let (_, restored) = &timers[0];
     state.expire(&client, restored.epoch, &mut Changes::default());
     assert!(!state.sessions.contains_key(&client), "expired at its time");
+}
+
+/// A QoS `qos` PUBLISH of `payload` to `topic` from a client, as the connection hands it over.
+fn inbound(topic: &str, qos: QoS, packet_id: u16, payload: &'static [u8]) -> InboundPublish {
+    InboundPublish {
+        publish: crate::codec::Publish {
+            dup: false,
+            qos,
+            retain: false,
+            topic: topic.to_owned(),
+            packet_id: (qos != QoS::AtMostOnce).then_some(packet_id),
+            properties: Properties::default(),
+            payload: Bytes::from_static(payload),
+        },
+        topic: Arc::from(topic),
+        refusal_ends_flow: true,
+        received: std::time::Instant::now(),
+    }
+}
+
+/// A connected persistent session subscribed to `filter` at `qos`, on connection 1.
+fn subscriber(state: &mut State, name: &str, filter: &str, qos: QoS) -> Arc<str> {
+    let client: Arc<str> = Arc::from(name);
+    attach(state, &client, 1, true, 100, None);
+    let options = SubscriptionOptions::with_qos(qos);
+    state.subscribe_to(
+        &client,
+        &Arc::from(filter),
+        options,
+        None,
+        &mut Changes::default(),
+    );
+    client
+}
+
+/// Publishes from a session `publisher` (created on first use) and returns the changes.
+fn publish_from(state: &mut State, publisher: &str, message: InboundPublish) -> Changes {
+    let client: Arc<str> = Arc::from(publisher);
+    if state.session(publisher).is_none() {
+        attach(state, &client, 99, true, 0, None);
+    }
+    let mut changes = Changes::default();
+    state
+        .publish(&client, message, &mut changes)
+        .expect("publisher attached");
+    changes
+}
+
+/// Takes what the window of `window` allows for connection 1 of `client`.
+fn take(state: &mut State, client: &Arc<str>, window: usize) -> (Taken, Changes) {
+    let mut changes = Changes::default();
+    let prepare = |delivery: &Delivery, packet_id: Option<u16>| {
+        Ok(Packet::Publish(crate::codec::Publish {
+            dup: false,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: delivery.message.topic.to_string(),
+            packet_id,
+            properties: Properties::default(),
+            payload: delivery.message.payload.clone(),
+        }))
+    };
+    let taken = state
+        .take_deliverable(client, 1, window, 256, prepare, &mut changes)
+        .expect("attached");
+    (taken, changes)
+}
+
+/// The packet identifiers of the PUBLISH packets taken.
+fn packet_ids(taken: &Taken) -> Vec<u16> {
+    taken
+        .packets
+        .iter()
+        .filter_map(|packet| match packet {
+            Packet::Publish(publish) => publish.packet_id,
+            _ => None,
+        })
+        .collect()
+}
+
+/// The kinds of store operations recorded, in order.
+fn kinds(changes: &Changes) -> Vec<&'static str> {
+    changes
+        .ops
+        .iter()
+        .map(|op| match op {
+            StoreOp::Enqueue { .. } => "enqueue",
+            StoreOp::Inflight { .. } => "inflight",
+            StoreOp::Released { .. } => "released",
+            StoreOp::Acked { .. } => "acked",
+            StoreOp::Discard { .. } => "discard",
+            StoreOp::InboundQos2 { awaiting: true, .. } => "inbound awaiting",
+            StoreOp::InboundQos2 {
+                awaiting: false, ..
+            } => "inbound released",
+            _ => "other",
+        })
+        .collect()
+}
+
+/// QoS 1 outbound [MQTT-4.3.2-1]: routed into the queue (stored), taken into the window
+/// under a packet identifier (recorded inflight, not awaited), gone with the PUBACK.
+#[test]
+fn qos1_delivery_is_queued_sent_and_acknowledged() {
+    let mut state = state();
+    let sub = subscriber(&mut state, "sub", "t/#", QoS::AtLeastOnce);
+    let routed = publish_from(
+        &mut state,
+        "pub",
+        inbound("t/1", QoS::AtLeastOnce, 1, b"one"),
+    );
+    assert!(routed.matched);
+    assert_eq!(kinds(&routed), ["enqueue"]);
+
+    let (taken, changes) = take(&mut state, &sub, 10);
+    assert_eq!(packet_ids(&taken), [1]);
+    assert!(!taken.await_commit, "a QoS 1 send waits for nothing");
+    assert_eq!(kinds(&changes), ["inflight"]);
+    assert_eq!(changes.pace, crate::store::Pace::Window);
+
+    let mut changes = Changes::default();
+    assert!(!state.complete_outbound(&sub, 1, OutboundState::AwaitingPubComp, &mut changes));
+    assert!(state.complete_outbound(&sub, 1, OutboundState::AwaitingPubAck, &mut changes));
+    assert_eq!(kinds(&changes), ["acked"]);
+    assert!(state.inflight_of(&sub).is_empty());
+    assert!(!state.complete_outbound(&sub, 1, OutboundState::AwaitingPubAck, &mut changes));
+}
+
+/// QoS 2 outbound [MQTT-4.3.3-3] [MQTT-4.3.3-5]: the send is recorded before the PUBLISH goes
+/// out, PUBREC turns it into a released flow committed at once (its PUBREL is held back
+/// until then), PUBCOMP ends it.
+#[test]
+fn qos2_delivery_goes_through_pubrec_and_pubcomp() {
+    let mut state = state();
+    let sub = subscriber(&mut state, "sub", "t", QoS::ExactlyOnce);
+    publish_from(&mut state, "pub", inbound("t", QoS::ExactlyOnce, 5, b"two"));
+    let (taken, changes) = take(&mut state, &sub, 10);
+    assert_eq!(packet_ids(&taken), [1]);
+    assert!(taken.await_commit, "a QoS 2 send waits for its record");
+    assert_eq!(changes.pace, crate::store::Pace::Now);
+
+    let mut changes = Changes::default();
+    assert!(
+        !state.complete_outbound(&sub, 1, OutboundState::AwaitingPubComp, &mut changes),
+        "PUBCOMP before PUBREC is not for this flow"
+    );
+    assert!(state.outbound_received(&sub, 1, &mut changes));
+    assert_eq!(kinds(&changes), ["released"]);
+    assert_eq!(changes.pace, crate::store::Pace::Now);
+    assert!(
+        !state.outbound_received(&sub, 1, &mut Changes::default()),
+        "once"
+    );
+    assert_eq!(
+        state.inflight_of(&sub)[0].state,
+        OutboundState::AwaitingPubComp
+    );
+
+    let mut changes = Changes::default();
+    assert!(state.complete_outbound(&sub, 1, OutboundState::AwaitingPubComp, &mut changes));
+    assert_eq!(kinds(&changes), ["acked"]);
+}
+
+/// QoS 2 inbound [MQTT-4.3.3-10]: after the PUBLISH the packet identifier awaits PUBREL, a
+/// repeat is recognised and not routed, PUBREL ends the flow once [MQTT-4.3.3-11].
+#[test]
+fn qos2_inbound_flow_awaits_pubrel_once() {
+    let mut state = state();
+    let publisher: Arc<str> = Arc::from("pub");
+    attach(&mut state, &publisher, 1, true, 100, None);
+    assert!(!state.inbound_flows(&publisher, 7).expect("attached").repeat);
+    let changes = publish_from(&mut state, "pub", inbound("t", QoS::ExactlyOnce, 7, b"x"));
+    assert!(!changes.matched);
+    assert_eq!(kinds(&changes), ["inbound awaiting"]);
+    let flows = state.inbound_flows(&publisher, 7).expect("attached");
+    assert_eq!((flows.repeat, flows.awaiting_release), (true, 1));
+
+    let mut changes = Changes::default();
+    assert!(state.release_inbound(&publisher, 7, &mut changes));
+    assert_eq!(kinds(&changes), ["inbound released"]);
+    assert!(!state.release_inbound(&publisher, 7, &mut Changes::default()));
+    assert_eq!(
+        state
+            .inbound_flows(&publisher, 7)
+            .expect("attached")
+            .awaiting_release,
+        0
+    );
+}
+
+/// [MQTT-4.9.0-2] [MQTT-4.6.0-6]: no more than the window is taken, in queue order; an ack
+/// makes room for the next.
+#[test]
+fn the_window_bounds_what_is_taken_and_order_is_kept() {
+    let mut state = state();
+    let sub = subscriber(&mut state, "sub", "t", QoS::AtLeastOnce);
+    for payload in [b"1", b"2", b"3"] {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound("t", QoS::AtLeastOnce, 1, payload),
+        );
+    }
+    let (taken, _) = take(&mut state, &sub, 2);
+    assert_eq!(packet_ids(&taken), [1, 2]);
+    let (taken, _) = take(&mut state, &sub, 2);
+    assert!(taken.packets.is_empty(), "the window is full");
+    state.complete_outbound(
+        &sub,
+        1,
+        OutboundState::AwaitingPubAck,
+        &mut Changes::default(),
+    );
+    let (taken, _) = take(&mut state, &sub, 2);
+    let Packet::Publish(third) = &taken.packets[0] else {
+        panic!("a PUBLISH")
+    };
+    assert_eq!(&third.payload[..], b"3");
+}
+
+/// A session that ends with its connection keeps nothing in the store: its flows record no
+/// store operation.
+#[test]
+fn a_session_without_expiry_records_no_flow() {
+    let mut state = state();
+    let sub: Arc<str> = Arc::from("sub");
+    attach(&mut state, &sub, 1, true, 0, None);
+    let mut changes = Changes::default();
+    let options = SubscriptionOptions::with_qos(QoS::ExactlyOnce);
+    state.subscribe_to(&sub, &Arc::from("t"), options, None, &mut changes);
+    let routed = publish_from(&mut state, "pub", inbound("t", QoS::ExactlyOnce, 1, b"x"));
+    let (_, taken_changes) = take(&mut state, &sub, 10);
+    state.outbound_received(&sub, 1, &mut changes);
+    state.complete_outbound(&sub, 1, OutboundState::AwaitingPubComp, &mut changes);
+    assert!(changes.ops.is_empty(), "{:?}", changes.ops);
+    assert!(routed.ops.is_empty() && taken_changes.ops.is_empty());
+}
+
+/// [MQTT-3.1.4-3]: a second connection for the client id takes the session over: the first
+/// is told to close with 0x8E and can no longer take from the session's queue.
+#[test]
+fn takeover_closes_the_old_connection_and_moves_the_session() {
+    let mut state = state();
+    let client: Arc<str> = Arc::from("sensor");
+    let first = link(1);
+    let request = AttachRequest {
+        client_id: client.clone(),
+        clean_start: false,
+        expiry_interval: 100,
+        will: None,
+        link: first.clone(),
+    };
+    assert!(!state.attach(request, &mut Changes::default()));
+    assert!(
+        attach(&mut state, &client, 2, false, 100, None),
+        "Session Present 1"
+    );
+    assert_eq!(
+        first.signal.close_reason(),
+        Some(ReasonCode::SessionTakenOver)
+    );
+    let taken = state.take_deliverable(
+        &client,
+        1,
+        10,
+        256,
+        |_, _| Err("unused"),
+        &mut Changes::default(),
+    );
+    assert_eq!(taken.err(), Some(Gone));
+    assert_eq!(
+        detach(&mut state, &client, 1).expiry,
+        None,
+        "the old end is ignored"
+    );
+}
+
+/// With refuse_newest and a full queue, a v5 QoS 2 flow ends at its refused PUBREC (0x97): no
+/// PUBREL is awaited; a 3.1.1 flow, which cannot be told, goes on.
+#[test]
+fn a_refused_qos2_message_ends_its_flow_only_where_the_refusal_is_told() {
+    let mut state = State::new(
+        QueueLimits {
+            max_messages: 0,
+            max_bytes: u64::MAX,
+            policy: QueueFullPolicy::RefuseNewest,
+            queue_qos0_offline: false,
+        },
+        QueueBudget::new(u64::MAX),
+    );
+    subscriber(&mut state, "sub", "t", QoS::ExactlyOnce);
+    let publisher: Arc<str> = Arc::from("pub");
+    attach(&mut state, &publisher, 2, true, 100, None);
+    let mut told = inbound("t", QoS::ExactlyOnce, 1, b"x");
+    told.refusal_ends_flow = true;
+    let mut changes = Changes::default();
+    let published = state
+        .publish(&publisher, told, &mut changes)
+        .expect("attached");
+    assert!(published.refused_everywhere);
+    assert!(!state.inbound_flows(&publisher, 1).expect("attached").repeat);
+
+    let mut untold = inbound("t", QoS::ExactlyOnce, 2, b"x");
+    untold.refusal_ends_flow = false;
+    state
+        .publish(&publisher, untold, &mut changes)
+        .expect("attached");
+    assert!(state.inbound_flows(&publisher, 2).expect("attached").repeat);
 }
