@@ -2,7 +2,7 @@
 //! outbound inflight window, its inbound QoS 2 state and its Will. No I/O and no locking here;
 //! the shared [`super::state::State`] owns every session and the connection task drives them.
 //!
-//! The fields are what the store will persist (issue 4); everything else about a connection
+//! The fields are what the store persists; everything else about a connection
 //! (socket, aliases, keep-alive) lives in the connection task.
 
 use std::collections::{HashMap, HashSet, VecDeque};

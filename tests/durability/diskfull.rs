@@ -1,4 +1,4 @@
-//! Disk full on commit (issue 4), with the real `cairn` binary: the broker keeps running,
+//! Disk full on commit, with the real `cairn` binary: the broker keeps running,
 //! refuses new QoS 1 work (v5: PUBACK 0x80 Unspecified error; 3.1.1: connection closed), logs
 //! the failure, recovers by itself once space returns, and loses nothing it acknowledged
 //! (design.md promise 1).
@@ -203,7 +203,7 @@ impl Outcomes {
     }
 }
 
-/// Promise 1 and issue 4 under a full disk: a persistent v5 subscriber is offline, so every
+/// Promise 1 under a full disk: a persistent v5 subscriber is offline, so every
 /// reading must be queued on disk. Once the database file may not grow, v5 readings are
 /// refused with PUBACK 0x80 (one of the PUBACK reason codes [MQTT-3.4.2-1]) and a 3.1.1
 /// PUBLISH closes its connection; the broker keeps serving and logs the cause. When space

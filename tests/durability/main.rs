@@ -1,4 +1,4 @@
-//! Durability across restarts and crashes (issue 4): persistent sessions, their subscriptions,
+//! Durability across restarts and crashes: persistent sessions, their subscriptions,
 //! queues, inflight windows and inbound QoS 2 state, wills and retained messages after a
 //! graceful restart of a library broker and after `kill -9` of the real `cairn` binary; session
 //! expiry counted in wall-clock time while the broker is down; the store refusing a second
