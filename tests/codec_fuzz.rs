@@ -1,7 +1,7 @@
 //! A mutation fuzzer for `decode` that runs on stable Rust inside `cargo test`.
 //!
 //! A corpus of valid packets (every type, both versions, with properties) is encoded, then
-//! mutated with a seeded inline PRNG (bit flips, byte insertions and deletions, truncation,
+//! mutated with a seeded PRNG (bit flips, byte insertions and deletions, truncation,
 //! spliced Remaining Lengths, random property identifiers, duplicated slices, concatenation)
 //! and fed to `decode` with assorted maximum packet sizes and both versions. Any panic fails.
 //! Every packet decoded from a mutant must re-encode, with `encoded_len` matching, and decode
@@ -20,35 +20,14 @@ use cairn::codec::{
     UnsubAck, Unsubscribe, Will,
 };
 
+#[path = "common/prng.rs"]
+mod prng;
+
+use prng::SplitMix64;
+
 /// Inputs per `cargo test` run (debug build), unless `CAIRN_FUZZ_ITERS` says otherwise.
 const DEFAULT_ITERATIONS: u64 = 1_000_000;
 const SEED: u64 = 0x00C0_FFEE_CA1B_0001;
-
-/// SplitMix64: small, fast, good enough to drive mutations reproducibly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 // ---- Corpus. ----
 
@@ -263,8 +242,8 @@ const INTERESTING_BYTES: &[u8] = &[0x00, 0x01, 0x02, 0x03, 0x7F, 0x80, 0x81, 0xC
 
 /// A Remaining Length to splice in: boundaries, near the real one, or random; sometimes
 /// non-minimal or five bytes long.
-fn spliced_remaining_length(rng: &mut Rng, actual: usize) -> Vec<u8> {
-    let random = rng.next() as u32 & 0x0FFF_FFFF;
+fn spliced_remaining_length(rng: &mut SplitMix64, actual: usize) -> Vec<u8> {
+    let random = rng.next_u64() as u32 & 0x0FFF_FFFF;
     let candidates = [
         0,
         1,
@@ -314,7 +293,7 @@ fn body_start(bytes: &[u8]) -> usize {
         .map_or(bytes.len().min(5), |i| i + 2)
 }
 
-fn mutate_once(rng: &mut Rng, input: &mut Vec<u8>, corpus: &[(ProtocolVersion, Vec<u8>)]) {
+fn mutate_once(rng: &mut SplitMix64, input: &mut Vec<u8>, corpus: &[(ProtocolVersion, Vec<u8>)]) {
     if input.is_empty() {
         input.push(rng.byte());
         return;
@@ -403,7 +382,7 @@ fn iterations() -> u64 {
 fn mutated_packets_never_panic_and_decoded_ones_reencode() {
     let corpus = corpus();
     let seed = env_u64("CAIRN_FUZZ_SEED").unwrap_or(SEED);
-    let mut rng = Rng(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut tally = Tally::default();
     let versions = [ProtocolVersion::V311, ProtocolVersion::V5];
     for _ in 0..iterations() {
@@ -418,7 +397,7 @@ fn mutated_packets_never_panic_and_decoded_ones_reencode() {
         } else {
             *corpus_version
         };
-        let random_size = rng.next() as u32 % 4096;
+        let random_size = rng.next_u64() as u32 % 4096;
         let max_packet_size = *rng.pick(&[u32::MAX, u32::MAX, 2, 16, 64, 256, random_size]);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             run_input(&input, version, max_packet_size, &mut tally)

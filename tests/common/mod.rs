@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
+pub mod clients;
+pub mod prng;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -239,6 +241,31 @@ impl RawClient {
             after.is_empty(),
             "nothing follows a client's DISCONNECT, got {after:?}"
         );
+    }
+
+    /// The ping barrier: PINGREQ, and the next packet must be PINGRESP. The broker handles a
+    /// client's packets in order and answers on one connection in order, so every packet sent
+    /// before has been handled, and nothing the broker had for this client was pending.
+    pub async fn expect_nothing_pending(&mut self) {
+        self.send(&Packet::PingReq).await;
+        match self.recv().await {
+            Packet::PingResp => {}
+            other => panic!("expected nothing pending before PINGRESP, got {other:?}"),
+        }
+    }
+
+    /// Sends PINGREQ and gathers every PUBLISH that arrives before the PINGRESP (any other
+    /// packet fails the test).
+    pub async fn publishes_before_pingresp(&mut self) -> Vec<Publish> {
+        self.send(&Packet::PingReq).await;
+        let mut seen = Vec::new();
+        loop {
+            match self.recv().await {
+                Packet::PingResp => return seen,
+                Packet::Publish(publish) => seen.push(publish),
+                other => panic!("expected PUBLISH or PINGRESP, got {other:?}"),
+            }
+        }
     }
 
     /// Asserts the next packet is PUBREL for `packet_id` with reason Success.

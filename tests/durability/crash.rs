@@ -29,8 +29,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::common::clients::{new_session, persistent_connect, subscribe_ok};
+use crate::common::prng::SplitMix64;
 use crate::process::CairnProcess;
-use crate::support::{new_session, persistent_connect, subscribe, LONG_EXPIRY};
 
 /// Kills in the default test.
 const DEFAULT_CYCLES: usize = 3;
@@ -84,23 +85,6 @@ async fn acknowledged_messages_survive_fifty_sigkills_under_load() {
     crash_cycles(SOAK_CYCLES).await;
 }
 
-/// A small seeded PRNG (SplitMix64): the kill times of a run can be repeated.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn within(&mut self, range: Range<u64>) -> u64 {
-        range.start + self.next() % (range.end - range.start)
-    }
-}
-
 /// The seed from `CAIRN_CRASH_SEED`, else from the clock.
 fn seed() -> u64 {
     match std::env::var(SEED_VARIABLE) {
@@ -119,12 +103,12 @@ async fn crash_cycles(cycles: usize) {
     let seed = seed();
     let context = format!("{cycles} cycles, {SEED_VARIABLE}={seed}");
     eprintln!("crash test: {context}");
-    let mut random = SplitMix64(seed);
+    let mut random = SplitMix64::new(seed);
     let data_dir = tempfile::tempdir().expect("a data directory");
     let mut cairn = CairnProcess::start(data_dir.path()).await;
     for (id, version) in [ONLINE_SUBSCRIBER, OFFLINE_SUBSCRIBER] {
         let mut subscriber = new_session(cairn.addr, version, id).await;
-        subscribe(
+        subscribe_ok(
             &mut subscriber,
             1,
             &format!("{TOPIC_ROOT}/#"),
@@ -504,7 +488,7 @@ async fn run_publisher(
     finishing: Arc<AtomicBool>,
     limit: u64,
 ) -> u64 {
-    let connect = persistent_connect(spec.version, &spec.client_id, LONG_EXPIRY);
+    let connect = persistent_connect(spec.version, &spec.client_id);
     let mut outstanding: VecDeque<Outstanding> = VecDeque::new();
     let mut issued = 0;
     let mut established = false;
@@ -557,7 +541,7 @@ struct SubscriberSpec {
 impl SubscriberSpec {
     fn online() -> SubscriberSpec {
         let (id, version) = ONLINE_SUBSCRIBER;
-        let mut connect = persistent_connect(version, id, LONG_EXPIRY);
+        let mut connect = persistent_connect(version, id);
         connect.properties.receive_maximum = Some(SLOW_RECEIVE_MAXIMUM);
         SubscriberSpec { connect }
     }
@@ -565,7 +549,7 @@ impl SubscriberSpec {
     fn offline() -> SubscriberSpec {
         let (id, version) = OFFLINE_SUBSCRIBER;
         SubscriberSpec {
-            connect: persistent_connect(version, id, LONG_EXPIRY),
+            connect: persistent_connect(version, id),
         }
     }
 }

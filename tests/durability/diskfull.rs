@@ -19,12 +19,10 @@ use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::store::redb::DATABASE_FILE;
 use tokio::process::Command;
 
+use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text};
 use crate::common::{publish_packet, RawClient, WAIT};
 use crate::process::{serve_command, CairnProcess};
-use crate::support::{
-    client_id, expect_nothing_pending, new_session, publish, receive_until_marker, resume,
-    subscribe, text,
-};
+use crate::support::{publish, receive_until_marker};
 
 /// The persistent subscriber's filter.
 const FILTER: &str = "t/#";
@@ -215,7 +213,7 @@ async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_a
     let cairn = CairnProcess::spawn(with_sigxfsz_ignored(&serve_command(data_dir.path()))).await;
     let subscriber_id = client_id("diskfull-sub", ProtocolVersion::V5);
     let mut subscriber = new_session(cairn.addr, ProtocolVersion::V5, &subscriber_id).await;
-    subscribe(&mut subscriber, 1, FILTER, QoS::AtLeastOnce).await;
+    subscribe_ok(&mut subscriber, 1, FILTER, QoS::AtLeastOnce).await;
     subscriber.go_offline().await;
     let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-pub").await;
     let mut outcomes = Outcomes::default();
@@ -254,9 +252,9 @@ async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_a
 
     // Still running, serving the connection it refused work on and new ones; the log names
     // the failed commit and its cause.
-    expect_nothing_pending(&mut publisher).await;
+    publisher.expect_nothing_pending().await;
     let mut probe = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-probe").await;
-    expect_nothing_pending(&mut probe).await;
+    probe.expect_nothing_pending().await;
     wait_for_log_line(&cairn, "naming the failed commit and EFBIG", |line| {
         line.contains("ERROR") && line.contains("commit") && line.contains("File too large")
     })

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use cairn::codec::{Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 
-use crate::common::{start_broker, RawClient};
-use crate::support::{
-    connect_expecting, expect_message, expect_nothing_pending, expect_shutdown_close, message,
-    persistent_connect, publish, stop, subscribe, LONG_EXPIRY,
+use crate::common::clients::{
+    connect_expecting_session, persistent_connect, subscribe_ok, with_expiry, LONG_EXPIRY,
 };
+use crate::common::{start_broker, RawClient};
+use crate::support::{expect_message, expect_shutdown_close, message, publish, stop};
 
 /// The short Session Expiry Interval under test, in seconds.
 const SHORT_EXPIRY: u32 = 2;
@@ -25,13 +25,13 @@ async fn wait_for_wall_clock(until: SystemTime) {
 
 /// Connects a v5 session asking for `expiry` and subscribes it to `expiry/queued`.
 async fn subscribed_session(addr: std::net::SocketAddr, id: &str, expiry: u32) -> RawClient {
-    let mut client = connect_expecting(
+    let mut client = connect_expecting_session(
         addr,
-        persistent_connect(ProtocolVersion::V5, id, expiry),
+        with_expiry(persistent_connect(ProtocolVersion::V5, id), expiry),
         false,
     )
     .await;
-    subscribe(&mut client, 1, "expiry/queued", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "expiry/queued", QoS::AtLeastOnce).await;
     client
 }
 
@@ -91,24 +91,24 @@ async fn session_expiry_counts_wall_clock_time_while_the_broker_is_down() {
     let broker = stopped.start().await;
 
     for id in ["short", "lowered", "at-stop"] {
-        let mut client = connect_expecting(
+        let mut client = connect_expecting_session(
             broker.addr,
-            persistent_connect(ProtocolVersion::V5, id, LONG_EXPIRY),
+            persistent_connect(ProtocolVersion::V5, id),
             false,
         )
         .await;
-        expect_nothing_pending(&mut client).await;
+        client.expect_nothing_pending().await;
     }
     for id in ["long", "raised"] {
-        let mut client = connect_expecting(
+        let mut client = connect_expecting_session(
             broker.addr,
-            persistent_connect(ProtocolVersion::V5, id, LONG_EXPIRY),
+            persistent_connect(ProtocolVersion::V5, id),
             true,
         )
         .await;
         let delivered = expect_message(&mut client, "kept", QoS::AtLeastOnce, false).await;
         client.acknowledge(&delivered).await;
-        expect_nothing_pending(&mut client).await;
+        client.expect_nothing_pending().await;
     }
     broker.shutdown().await;
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeSet;
 
 use cairn::codec::{Packet, ProtocolVersion, QoS};
 
+use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text, BOTH};
 use crate::common::{publish_packet, RawClient};
 use crate::process::CairnProcess;
-use crate::support::{client_id, new_session, publish, resume, subscribe, text, BOTH};
+use crate::support::publish;
 
 /// Messages the publisher pipelines.
 const SENT: u16 = 400;
@@ -38,7 +39,7 @@ async fn qos1_messages_acknowledged_before_sigkill_are_delivered_after_restart()
     for version in BOTH {
         let mut subscriber =
             new_session(cairn.addr, version, &client_id("kill9-sub", version)).await;
-        subscribe(&mut subscriber, 1, TOPIC, QoS::AtLeastOnce).await;
+        subscribe_ok(&mut subscriber, 1, TOPIC, QoS::AtLeastOnce).await;
         subscriber.go_offline().await;
     }
     let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V311, "kill9-pub").await;

@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 
 use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 
+use crate::common::clients::{new_session, resume, subscribe_ok, text};
 use crate::common::{start_broker, RawClient, TestBroker};
-use crate::support::{expect_nothing_pending, message, new_session, resume, stop, subscribe, text};
+use crate::support::{message, stop};
 
 /// The topic every publisher of these tests publishes to.
 const TOPIC: &str = "order/readings";
@@ -75,7 +76,7 @@ async fn receive_in_publisher_order(client: &mut RawClient, publishers: &[String
         );
         *expected += 1;
     }
-    expect_nothing_pending(client).await;
+    client.expect_nothing_pending().await;
 }
 
 /// One round: the subscriber goes offline, `publishers` publish `per` messages each at once,
@@ -106,7 +107,7 @@ async fn per_publisher_order_holds_across_several_restarts_with_many_publishers(
     let broker = stop(broker).await.start().await;
     let subscriber = "order-subscriber";
     let mut client = new_session(broker.addr, ProtocolVersion::V5, subscriber).await;
-    subscribe(&mut client, 1, TOPIC, QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, TOPIC, QoS::AtLeastOnce).await;
     client.go_offline().await;
     let mut broker = broker;
     for number in 0..3 {

@@ -8,16 +8,15 @@ use std::process::Output;
 
 use cairn::codec::{ProtocolVersion, QoS};
 
+use crate::common::binary::stderr;
+use crate::common::clients::subscribe_ok;
+use crate::common::prng::SplitMix64;
 use crate::common::{publish_packet, RawClient};
 use crate::process::{serve_to_end, CairnProcess};
-use crate::support::{expect_message, publish, subscribe};
+use crate::support::{expect_message, publish};
 
 /// The database file in a data directory.
 const DATABASE_FILE: &str = "cairn.redb";
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Asserts `serve` exited by itself with a failure code, and its message names `file` and
 /// contains `says`.
@@ -42,7 +41,7 @@ fn assert_refused(output: &Output, file: &Path, says: &str) {
 /// A QoS 1 round trip through the broker at `addr`.
 async fn assert_serves(addr: std::net::SocketAddr) {
     let mut client = RawClient::connect(addr, ProtocolVersion::V5, "still-serving").await;
-    subscribe(&mut client, 1, "refusal/alive", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "refusal/alive", QoS::AtLeastOnce).await;
     publish(
         &mut client,
         publish_packet("refusal/alive", QoS::AtLeastOnce, Some(2), b"alive"),
@@ -71,15 +70,8 @@ async fn second_serve_on_a_data_directory_in_use_exits_naming_it() {
 
 /// Bytes that are not a redb database: a deterministic pseudo-random pattern.
 fn garbage(len: usize) -> Vec<u8> {
-    let mut state: u32 = 0x9E37_79B9;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
+    let mut random = SplitMix64::new(0x9E37_79B9);
+    (0..len).map(|_| random.byte()).collect()
 }
 
 /// A `cairn.redb` of garbage (short and page-sized) makes `serve` exit non-zero with a message

@@ -6,10 +6,10 @@
 
 use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 
+use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text, BOTH};
 use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
 use crate::support::{
-    client_id, expect_message, expect_nothing_pending, expect_shutdown_close, message, new_session,
-    publish, receive_until_marker, resume, stop, subscribe, text, BOTH,
+    expect_message, expect_shutdown_close, message, publish, receive_until_marker, stop,
 };
 
 /// Promise 2, [MQTT-3.2.2-3] (5.0) / [MQTT-3.2.2-2] (3.1.1): a v5 session (expiry 300) and a
@@ -26,7 +26,7 @@ async fn sessions_queues_subscriptions_and_retained_survive_a_graceful_restart()
     for version in BOTH {
         let id = client_id("keeper", version);
         let mut client = new_session(broker.addr, version, &id).await;
-        subscribe(&mut client, 1, topic, QoS::ExactlyOnce).await;
+        subscribe_ok(&mut client, 1, topic, QoS::ExactlyOnce).await;
         client.go_offline().await;
     }
     let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "restart-pub").await;
@@ -76,18 +76,18 @@ async fn sessions_queues_subscriptions_and_retained_survive_a_graceful_restart()
             &client_id("retained-watcher", version),
         )
         .await;
-        subscribe(&mut watcher, 1, "restart/retained", QoS::AtLeastOnce).await;
+        subscribe_ok(&mut watcher, 1, "restart/retained", QoS::AtLeastOnce).await;
         let retained = expect_message(&mut watcher, "last reading", QoS::AtLeastOnce, false).await;
         assert!(retained.retain, "a retained message is sent with RETAIN 1");
         watcher.acknowledge(&retained).await;
-        expect_nothing_pending(&mut watcher).await;
+        watcher.expect_nothing_pending().await;
     }
 
     let broker = stop(broker).await.start().await;
     for version in BOTH {
         let id = client_id("keeper", version);
         let mut client = resume(broker.addr, version, &id).await;
-        expect_nothing_pending(&mut client).await;
+        client.expect_nothing_pending().await;
     }
     broker.shutdown().await;
 }
@@ -105,7 +105,7 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
     for version in BOTH {
         let id = client_id("inflight", version);
         let mut subscriber = new_session(broker.addr, version, &id).await;
-        subscribe(&mut subscriber, 1, "inflight/+", QoS::ExactlyOnce).await;
+        subscribe_ok(&mut subscriber, 1, "inflight/+", QoS::ExactlyOnce).await;
         subscribers.push(subscriber);
     }
     let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "inflight-pub").await;
@@ -157,21 +157,21 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
             "{id}: same packet id"
         );
         subscriber.expect_pubrel(third_id).await;
-        expect_nothing_pending(&mut subscriber).await;
+        subscriber.expect_nothing_pending().await;
 
         subscriber.acknowledge(&resent_first).await;
         subscriber.acknowledge(&resent_second).await;
         subscriber
             .send(&Packet::PubComp(PubResponse::success(third_id)))
             .await;
-        expect_nothing_pending(&mut subscriber).await;
+        subscriber.expect_nothing_pending().await;
         subscriber.go_offline().await;
     }
 
     let broker = stop(broker).await.start().await;
     for version in BOTH {
         let mut subscriber = resume(broker.addr, version, &client_id("inflight", version)).await;
-        expect_nothing_pending(&mut subscriber).await;
+        subscriber.expect_nothing_pending().await;
     }
     broker.shutdown().await;
 }
@@ -188,7 +188,7 @@ async fn inbound_qos2_survives_restart_and_is_not_routed_twice() {
     for version in BOTH {
         let mut subscriber =
             new_session(broker.addr, version, &client_id("once-sub", version)).await;
-        subscribe(&mut subscriber, 1, "once/+", QoS::ExactlyOnce).await;
+        subscribe_ok(&mut subscriber, 1, "once/+", QoS::ExactlyOnce).await;
         subscriber.go_offline().await;
     }
     for version in BOTH {
@@ -336,7 +336,7 @@ const STREAM: u16 = 1000;
 async fn deliveries_completed_while_routing_are_not_repeated_after_restart() {
     let broker = start_broker().await;
     let mut subscriber = new_session(broker.addr, ProtocolVersion::V5, "busy-sub").await;
-    subscribe(&mut subscriber, 1, "busy/+", QoS::ExactlyOnce).await;
+    subscribe_ok(&mut subscriber, 1, "busy/+", QoS::ExactlyOnce).await;
     let receiving = tokio::spawn(async move {
         let received = receive_until_marker(&mut subscriber, "busy/end", "end").await;
         (subscriber, received)
@@ -377,6 +377,6 @@ async fn deliveries_completed_while_routing_are_not_repeated_after_restart() {
 
     let broker = stop(broker).await.start().await;
     let mut subscriber = resume(broker.addr, ProtocolVersion::V5, "busy-sub").await;
-    expect_nothing_pending(&mut subscriber).await;
+    subscriber.expect_nothing_pending().await;
     broker.shutdown().await;
 }

@@ -1,28 +1,16 @@
-//! Helpers shared by the durability tests: stopping a library broker and starting it again on
-//! the same data directory later, persistent sessions (connect, resume, go offline),
-//! acknowledging deliveries, and the PINGREQ barrier that proves nothing else was pending.
+//! Helpers of the durability tests (the ones every test binary needs are in `common::clients`):
+//! stopping a library broker and starting it again on the same data directory later, what a
+//! client sees of a graceful shutdown, publishing and receiving with the acks checked, and
+//! receiving everything up to a marker.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn::codec::{
-    Connect, Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
-};
+use cairn::codec::{Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
 use cairn::config::Config;
 
-use crate::common::{connect_packet, launch, publish_packet, RawClient, TestBroker};
-
-/// Both protocol versions, for rules that apply to both.
-pub const BOTH: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::V5];
-
-/// Session Expiry Interval of the v5 persistent sessions: long enough never to matter.
-pub const LONG_EXPIRY: u32 = 300;
-
-/// A client identifier unique per version, so one broker can host both versions of a test.
-pub fn client_id(name: &str, version: ProtocolVersion) -> String {
-    format!("{name}-v{}", version.level())
-}
+use crate::common::clients::text;
+use crate::common::{launch, publish_packet, RawClient, TestBroker};
 
 /// A library broker that was shut down gracefully; its data directory lives on.
 pub struct Stopped {
@@ -50,44 +38,6 @@ impl Stopped {
     }
 }
 
-/// A CONNECT for a session that outlives its connection: Clean Session 0 (3.1.1), or Clean
-/// Start 0 with a Session Expiry Interval of `expiry` (v5).
-pub fn persistent_connect(version: ProtocolVersion, id: &str, expiry: u32) -> Connect {
-    let mut connect = connect_packet(version, id);
-    connect.clean_start = false;
-    if version == ProtocolVersion::V5 {
-        connect.properties.session_expiry_interval = Some(expiry);
-    }
-    connect
-}
-
-/// Connects with `connect`; asserts success and the Session Present flag
-/// [MQTT-3.2.2-2] [MQTT-3.2.2-3] (the same numbers in 3.1.1 and 5.0 for Clean Session/Start 0).
-pub async fn connect_expecting(
-    addr: SocketAddr,
-    connect: Connect,
-    session_present: bool,
-) -> RawClient {
-    let id = connect.client_id.clone();
-    let (client, connack) = RawClient::connect_with(addr, connect).await;
-    assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
-    assert_eq!(
-        connack.session_present, session_present,
-        "Session Present for {id}"
-    );
-    client
-}
-
-/// Starts a new persistent session (long expiry in v5) for an identifier the broker has not seen.
-pub async fn new_session(addr: SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
-    connect_expecting(addr, persistent_connect(version, id, LONG_EXPIRY), false).await
-}
-
-/// Resumes an existing persistent session; asserts Session Present 1.
-pub async fn resume(addr: SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
-    connect_expecting(addr, persistent_connect(version, id, LONG_EXPIRY), true).await
-}
-
 /// Asserts a connected client was closed by a graceful shutdown: v5 clients are told
 /// DISCONNECT 0x8B Server shutting down, 3.1.1 clients are closed without a packet.
 pub async fn expect_shutdown_close(client: &mut RawClient) {
@@ -99,18 +49,6 @@ pub async fn expect_shutdown_close(client: &mut RawClient) {
         ProtocolVersion::V311 => Vec::new(),
     };
     assert_eq!(seen, expected, "what a client sees of a graceful shutdown");
-}
-
-/// Subscribes to one filter; asserts the SUBACK grants `qos`.
-pub async fn subscribe(client: &mut RawClient, packet_id: u16, filter: &str, qos: QoS) {
-    let suback = client.subscribe(packet_id, filter, qos).await;
-    assert_eq!(suback.packet_id, packet_id, "SUBACK packet id");
-    let granted = match qos {
-        QoS::AtMostOnce => ReasonCode::Success,
-        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-    };
-    assert_eq!(suback.reasons, vec![granted], "SUBACK for {filter}");
 }
 
 /// Publishes with QoS 1 or 2, completes the flow and asserts the ack echoes the packet id and
@@ -129,11 +67,6 @@ pub async fn publish(client: &mut RawClient, publish: Publish) -> ReasonCode {
 /// A PUBLISH of text `payload`.
 pub fn message(topic: &str, qos: QoS, packet_id: u16, payload: &str) -> Publish {
     publish_packet(topic, qos, Some(packet_id), payload.as_bytes())
-}
-
-/// The payload of a PUBLISH as text.
-pub fn text(publish: &Publish) -> String {
-    String::from_utf8_lossy(&publish.payload).into_owned()
 }
 
 /// Receives a PUBLISH and asserts its payload, QoS and DUP flag; returns it.
@@ -180,7 +113,7 @@ pub async fn receive_until_marker(
             other => panic!("expected PUBLISH (until the marker) or PUBREL, got {other:?}"),
         }
     }
-    expect_nothing_pending(client).await;
+    client.expect_nothing_pending().await;
     seen
 }
 
@@ -192,16 +125,5 @@ async fn answer_publish(client: &mut RawClient, publish: &Publish) {
         QoS::AtMostOnce => panic!("QoS 0 PUBLISH with packet id {packet_id}"),
         QoS::AtLeastOnce => client.send(&Packet::PubAck(answer)).await,
         QoS::ExactlyOnce => client.send(&Packet::PubRec(answer)).await,
-    }
-}
-
-/// Ordering barrier: PINGREQ, and the next packet must be PINGRESP. Anything the broker had
-/// for this client before the PINGREQ was handled would have come first, and every packet the
-/// client sent before it has been handled.
-pub async fn expect_nothing_pending(client: &mut RawClient) {
-    client.send(&Packet::PingReq).await;
-    match client.recv().await {
-        Packet::PingResp => {}
-        other => panic!("expected nothing pending before PINGRESP, got {other:?}"),
     }
 }

@@ -6,68 +6,41 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use cairn::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Will};
+use cairn::codec::{ProtocolVersion, Publish, QoS, Will};
 
+use crate::common::clients::{
+    client_id, connect_expecting_session, delayed, new_session, persistent_connect, resume,
+    subscribe_ok, text, will, with_will, BOTH,
+};
 use crate::common::{connect_packet, RawClient};
 use crate::process::CairnProcess;
-use crate::support::{
-    client_id, connect_expecting, expect_message, expect_nothing_pending, new_session,
-    persistent_connect, resume, subscribe, text, BOTH, LONG_EXPIRY,
-};
+use crate::support::expect_message;
 
 /// The Will Delay Interval of the delayed Will, in seconds.
 const WILL_DELAY: u32 = 2;
-
-/// A Will to `topic` with text `payload`, QoS 1, RETAIN as given, and a Will Delay Interval.
-fn will(topic: &str, payload: &str, retain: bool, delay: Option<u32>) -> Will {
-    Will {
-        topic: topic.to_string(),
-        payload: Bytes::copy_from_slice(payload.as_bytes()),
-        qos: QoS::AtLeastOnce,
-        retain,
-        properties: Properties {
-            will_delay_interval: delay,
-            ..Properties::default()
-        },
-    }
-}
-
-/// `connect` carrying `will`.
-fn with_will(mut connect: Connect, will: Will) -> Connect {
-    connect.will = Some(will);
-    connect
-}
 
 /// After a SIGKILL, asserts that the only PUBLISHes before PINGRESP are resends (DUP 1, same
 /// packet identifier) of `delivered` messages whose PUBACK the kill may have beaten to the
 /// disk (QoS 1 allows that repeat); a Will published again would arrive with DUP 0.
 async fn expect_no_new_publication(client: &mut RawClient, delivered: &[Publish]) {
-    client.send(&Packet::PingReq).await;
-    loop {
-        match client.recv().await {
-            Packet::PingResp => return,
-            Packet::Publish(resent) => {
-                assert!(
-                    resent.dup
-                        && delivered.iter().any(|earlier| {
-                            earlier.packet_id == resent.packet_id
-                                && earlier.topic == resent.topic
-                                && earlier.payload == resent.payload
-                        }),
-                    "only resends of acknowledged deliveries may follow a kill, got {resent:?}"
-                );
-                client.acknowledge(&resent).await;
-            }
-            other => panic!("expected PUBLISH resends or PINGRESP, got {other:?}"),
-        }
+    for resent in client.publishes_before_pingresp().await {
+        assert!(
+            resent.dup
+                && delivered.iter().any(|earlier| {
+                    earlier.packet_id == resent.packet_id
+                        && earlier.topic == resent.topic
+                        && earlier.payload == resent.payload
+                }),
+            "only resends of acknowledged deliveries may follow a kill, got {resent:?}"
+        );
+        client.acknowledge(&resent).await;
     }
 }
 
 /// A persistent v5 watcher subscribed to `wills/#`, offline when this returns.
 async fn offline_watcher(addr: std::net::SocketAddr, id: &str) {
     let mut watcher = new_session(addr, ProtocolVersion::V5, id).await;
-    subscribe(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
     watcher.go_offline().await;
 }
 
@@ -83,21 +56,24 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
     let data_dir = tempfile::tempdir().expect("a data directory");
     let cairn = CairnProcess::start(data_dir.path()).await;
     offline_watcher(cairn.addr, "delay-watcher").await;
-    let mut polite = connect_expecting(
+    let mut polite = connect_expecting_session(
         cairn.addr,
         with_will(
-            persistent_connect(ProtocolVersion::V5, "polite", LONG_EXPIRY),
-            will("wills/polite", "must not appear", false, None),
+            persistent_connect(ProtocolVersion::V5, "polite"),
+            will("wills/polite", "must not appear"),
         ),
         false,
     )
     .await;
     polite.go_offline().await;
-    let _willer = connect_expecting(
+    let _willer = connect_expecting_session(
         cairn.addr,
         with_will(
-            persistent_connect(ProtocolVersion::V5, "willer", LONG_EXPIRY),
-            will("wills/delayed", "gone", true, Some(WILL_DELAY)),
+            persistent_connect(ProtocolVersion::V5, "willer"),
+            Will {
+                retain: true,
+                ..delayed(will("wills/delayed", "gone"), WILL_DELAY)
+            },
         ),
         false,
     )
@@ -115,23 +91,23 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
     );
     assert_eq!(published.topic, "wills/delayed");
     watcher.acknowledge(&published).await;
-    expect_nothing_pending(&mut watcher).await;
+    watcher.expect_nothing_pending().await;
 
     let mut late = RawClient::connect(cairn.addr, ProtocolVersion::V311, "late-reader").await;
-    subscribe(&mut late, 1, "wills/delayed", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut late, 1, "wills/delayed", QoS::AtLeastOnce).await;
     let retained = expect_message(&mut late, "gone", QoS::AtLeastOnce, false).await;
     assert!(retained.retain, "the retained Will is sent with RETAIN 1");
     late.acknowledge(&retained).await;
-    expect_nothing_pending(&mut late).await;
+    late.expect_nothing_pending().await;
     watcher.go_offline().await;
 
     cairn.kill().await;
     let cairn = CairnProcess::start(data_dir.path()).await;
     let mut watcher = resume(cairn.addr, ProtocolVersion::V5, "delay-watcher").await;
     expect_no_new_publication(&mut watcher, &[published]).await;
-    let willer = connect_expecting(
+    let willer = connect_expecting_session(
         cairn.addr,
-        persistent_connect(ProtocolVersion::V5, "willer", LONG_EXPIRY),
+        persistent_connect(ProtocolVersion::V5, "willer"),
         true,
     )
     .await;
@@ -154,12 +130,13 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
     let mut doomed = Vec::new();
     for version in BOTH {
         let id = client_id("doomed", version);
-        let delay = (version == ProtocolVersion::V5).then_some(30);
-        let connect = with_will(
-            connect_packet(version, &id),
-            will(&format!("wills/{id}"), &format!("{id} lost"), false, delay),
-        );
-        doomed.push(connect_expecting(cairn.addr, connect, false).await);
+        let last_will = will(&format!("wills/{id}"), &format!("{id} lost"));
+        let last_will = match version {
+            ProtocolVersion::V311 => last_will,
+            ProtocolVersion::V5 => delayed(last_will, 30),
+        };
+        let connect = with_will(connect_packet(version, &id), last_will);
+        doomed.push(connect_expecting_session(cairn.addr, connect, false).await);
     }
 
     cairn.kill().await;
@@ -191,7 +168,7 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
             ),
         ]
     );
-    expect_nothing_pending(&mut watcher).await;
+    watcher.expect_nothing_pending().await;
     watcher.go_offline().await;
 
     cairn.kill().await;
@@ -202,8 +179,8 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
         let id = client_id("doomed", version);
         let mut connect = connect_packet(version, &id);
         connect.clean_start = false;
-        let mut client = connect_expecting(cairn.addr, connect, false).await;
-        expect_nothing_pending(&mut client).await;
+        let mut client = connect_expecting_session(cairn.addr, connect, false).await;
+        client.expect_nothing_pending().await;
     }
     drop(doomed);
     cairn.kill().await;

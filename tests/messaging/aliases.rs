@@ -4,11 +4,9 @@
 
 use cairn::codec::{ProtocolVersion, Publish, QoS, ReasonCode};
 
+use crate::common::clients::{assert_broker_serves, expect_server_close, subscriber, text};
 use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
-use crate::support::{
-    assert_broker_serves, expect_thrown_out, publishes_before_marker, send_publish, subscriber,
-    text, texts,
-};
+use crate::support::{publishes_before_marker, send_publish, texts};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -80,7 +78,7 @@ async fn topic_alias_zero_or_above_maximum_is_invalid() {
         client
             .send_bytes(&raw_aliased_publish("t", alias, b"x"))
             .await;
-        expect_thrown_out(&mut client, ReasonCode::TopicAliasInvalid).await;
+        expect_server_close(&mut client, ReasonCode::TopicAliasInvalid).await;
     }
     assert_broker_serves(broker.addr, V5).await;
 }
@@ -94,7 +92,7 @@ async fn topic_aliases_can_be_disabled() {
         RawClient::connect_with(broker.addr, connect_packet(V5, "no-aliases")).await;
     assert_eq!(connack.properties.topic_alias_maximum, None);
     client.send_bytes(&raw_aliased_publish("t", 1, b"x")).await;
-    expect_thrown_out(&mut client, ReasonCode::TopicAliasInvalid).await;
+    expect_server_close(&mut client, ReasonCode::TopicAliasInvalid).await;
 }
 
 /// Section 3.3.2.3.4 and [MQTT-3.3.2-7]: an empty topic with an alias the broker has no mapping
@@ -111,7 +109,7 @@ async fn unknown_alias_with_empty_topic_is_a_protocol_error() {
 
     let mut second = RawClient::connect(broker.addr, V5, "carry-again").await;
     send_publish(&mut second, aliased("", 1, "stale alias")).await;
-    expect_thrown_out(&mut second, ReasonCode::ProtocolError).await;
+    expect_server_close(&mut second, ReasonCode::ProtocolError).await;
     assert_broker_serves(broker.addr, V5).await;
 }
 

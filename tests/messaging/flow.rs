@@ -9,12 +9,12 @@ use cairn::codec::{
     self, Packet, Properties, ProtocolVersion, PubResponse, QoS, ReasonCode, SubscriptionOptions,
 };
 
-use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
-use crate::support::{
-    acknowledge, assert_broker_serves, assert_nothing_pending, client_id, expect_ack,
-    expect_thrown_out, fresh_persistent, publish_qos1, resume, send_publish, subscribe_granted,
-    subscriber, text, Ack, BOTH,
+use crate::common::clients::{
+    assert_broker_serves, client_id, expect_server_close, new_session, publish_qos1, resume,
+    subscribe_granted, subscriber, text, BOTH,
 };
+use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
+use crate::support::{acknowledge, expect_ack, send_publish, Ack};
 
 /// [MQTT-3.3.4-9] [MQTT-4.9.0-2] [MQTT-3.3.4-10]: with a client Receive Maximum of 2 the broker
 /// sends two QoS 1 messages, holds the third (still answering PINGREQ), and sends it once one
@@ -63,7 +63,7 @@ async fn assert_window_of_two(sub: &mut RawClient, publisher: &mut RawClient, to
     let first = sub.expect_publish().await;
     let second = sub.expect_publish().await;
     assert_eq!((text(&first), text(&second)), ("w1".into(), "w2".into()));
-    assert_nothing_pending(sub).await; // the window is full: w3 waits, PINGRESP does not
+    sub.expect_nothing_pending().await; // the window is full: w3 waits, PINGRESP does not
     acknowledge(sub, &first).await;
     let third = sub.expect_publish().await;
     assert_eq!(text(&third), "w3");
@@ -73,7 +73,7 @@ async fn assert_window_of_two(sub: &mut RawClient, publisher: &mut RawClient, to
     );
     acknowledge(sub, &second).await;
     acknowledge(sub, &third).await;
-    assert_nothing_pending(sub).await;
+    sub.expect_nothing_pending().await;
 }
 
 /// Encodes several packets into one write, so the broker reads them together.
@@ -136,7 +136,7 @@ async fn v5_client_exceeding_receive_maximum_is_disconnected() {
         publish_packet("greedy/t", QoS::ExactlyOnce, Some(4), b"too many"),
     )
     .await;
-    expect_thrown_out(&mut publisher, ReasonCode::ReceiveMaximumExceeded).await;
+    expect_server_close(&mut publisher, ReasonCode::ReceiveMaximumExceeded).await;
     assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
@@ -154,7 +154,7 @@ async fn publisher_ahead_of_its_commits_is_slowed_not_disconnected() {
     })
     .await;
     let version = ProtocolVersion::V5;
-    let mut sub = fresh_persistent(broker.addr, version, "ahead-sub").await;
+    let mut sub = new_session(broker.addr, version, "ahead-sub").await;
     subscribe_granted(
         &mut sub,
         1,
@@ -186,7 +186,7 @@ async fn publisher_ahead_of_its_commits_is_slowed_not_disconnected() {
             other => panic!("expected PUBACK {n}, got {other:?}"),
         }
     }
-    assert_nothing_pending(&mut publisher).await;
+    publisher.expect_nothing_pending().await;
 
     let mut sub = resume(broker.addr, version, "ahead-sub").await;
     for n in 1..=64u16 {
@@ -198,7 +198,7 @@ async fn publisher_ahead_of_its_commits_is_slowed_not_disconnected() {
         );
         acknowledge(&mut sub, &publish).await;
     }
-    assert_nothing_pending(&mut sub).await;
+    sub.expect_nothing_pending().await;
 }
 
 /// The Receive Maximum counts QoS 1 and QoS 2 together [MQTT-3.3.4-7]: a QoS 1 PUBLISH on top of
@@ -215,7 +215,7 @@ async fn receive_maximum_counts_qos1_and_qos2_together() {
         publish_packet("mixed/t", QoS::AtLeastOnce, Some(3), b"one more"),
     )
     .await;
-    expect_thrown_out(&mut publisher, ReasonCode::ReceiveMaximumExceeded).await;
+    expect_server_close(&mut publisher, ReasonCode::ReceiveMaximumExceeded).await;
     assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
@@ -237,7 +237,7 @@ async fn v311_client_is_not_held_to_a_receive_maximum() {
             .await;
         expect_accepted(&mut publisher, Ack::Completed, id).await;
     }
-    assert_nothing_pending(&mut publisher).await;
+    publisher.expect_nothing_pending().await;
 }
 
 /// [MQTT-4.6.0-5] [MQTT-4.6.0-6]: 200 QoS 1 messages from one publisher to one topic arrive in
@@ -277,6 +277,6 @@ async fn order_is_kept_over_200_qos1_messages() {
             acknowledge(&mut sub, &publish).await;
         }
         publishing.await.expect("the publisher finished");
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }

@@ -8,11 +8,9 @@ use std::net::SocketAddr;
 
 use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
 
+use crate::common::clients::{client_id, subscriber, text, BOTH};
 use crate::common::{publish_packet, start_broker, start_broker_with, RawClient};
-use crate::support::{
-    assert_nothing_pending, client_id, publish_qos0, publishes_before_marker, subscriber, text,
-    texts, BOTH,
-};
+use crate::support::{publish_qos0, publishes_before_marker, texts};
 
 /// Subscribes to `filter`, publishes each of `topics` and then `marker_topic`, and returns the
 /// topics the subscriber received before the marker.
@@ -223,7 +221,7 @@ async fn hash_subscription_gets_no_retained_sys_topics() {
             QoS::AtMostOnce,
         )
         .await;
-        assert_nothing_pending(&mut everything).await;
+        everything.expect_nothing_pending().await;
         let mut plus = subscriber(
             broker.addr,
             version,
@@ -232,7 +230,7 @@ async fn hash_subscription_gets_no_retained_sys_topics() {
             QoS::AtMostOnce,
         )
         .await;
-        assert_nothing_pending(&mut plus).await;
+        plus.expect_nothing_pending().await;
     }
 }
 
@@ -262,7 +260,7 @@ async fn clients_cannot_publish_into_sys() {
             ProtocolVersion::V311 => ReasonCode::Success,
         };
         assert_eq!((ack.packet_id, ack.reason), (1, expected));
-        assert_nothing_pending(&mut watcher).await;
+        watcher.expect_nothing_pending().await;
         let mut late = subscriber(
             broker.addr,
             version,
@@ -271,6 +269,6 @@ async fn clients_cannot_publish_into_sys() {
             QoS::AtMostOnce,
         )
         .await;
-        assert_nothing_pending(&mut late).await;
+        late.expect_nothing_pending().await;
     }
 }

@@ -4,11 +4,11 @@
 
 use cairn::codec::{Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
 
-use crate::common::{publish_packet, start_broker, RawClient};
-use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, fresh_persistent, publish_qos0, publish_qos1,
-    resume, subscribe_granted, text, BOTH,
+use crate::common::clients::{
+    client_id, new_session, publish_qos1, resume, subscribe_granted, text, BOTH,
 };
+use crate::common::{publish_packet, start_broker, RawClient};
+use crate::support::{acknowledge, publish_qos0};
 
 /// Subscribes a new persistent session to `filter` at `qos`, then takes it offline.
 pub(crate) async fn offline_subscriber(
@@ -18,7 +18,7 @@ pub(crate) async fn offline_subscriber(
     filter: &str,
     qos: QoS,
 ) {
-    let mut sub = fresh_persistent(addr, version, id).await;
+    let mut sub = new_session(addr, version, id).await;
     subscribe_granted(
         &mut sub,
         1,
@@ -71,6 +71,6 @@ async fn qos1_and_qos2_are_queued_in_order_and_qos0_is_not() {
         for publish in &received {
             acknowledge(&mut sub, publish).await;
         }
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }

@@ -7,11 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn::codec::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
 
+use crate::common::clients::{new_session, resume, subscribe_granted, subscriber, text};
 use crate::common::{connect_packet, start_broker, RawClient};
-use crate::support::{
-    acknowledge, assert_nothing_pending, fresh_persistent, let_time_pass, payload_of, publish_with,
-    publishes_before_pingresp, resume, subscribe_granted, subscriber, text, texts,
-};
+use crate::support::{acknowledge, let_time_pass, payload_of, publish_with, texts};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -56,7 +54,7 @@ async fn messages_above_the_client_maximum_packet_size_are_not_sent() {
     let publish = sub.expect_publish().await;
     assert_eq!(text(&publish), "small", "the oversized message was skipped");
     acknowledge(&mut sub, &publish).await;
-    assert_nothing_pending(&mut sub).await;
+    sub.expect_nothing_pending().await;
 }
 
 /// [MQTT-3.3.2-5] [MQTT-3.3.2-6]: while a persistent session is offline, a queued message whose
@@ -65,7 +63,7 @@ async fn messages_above_the_client_maximum_packet_size_are_not_sent() {
 #[tokio::test]
 async fn message_expiry_drops_stale_queued_messages_and_counts_down() {
     let broker = start_broker().await;
-    let mut sub = fresh_persistent(broker.addr, V5, "expiring").await;
+    let mut sub = new_session(broker.addr, V5, "expiring").await;
     subscribe_granted(
         &mut sub,
         1,
@@ -110,7 +108,7 @@ async fn message_expiry_drops_stale_queued_messages_and_counts_down() {
     let_time_pass(Duration::from_millis(2100)).await;
 
     let mut sub = resume(broker.addr, V5, "expiring").await;
-    let delivered = publishes_before_pingresp(&mut sub).await;
+    let delivered = sub.publishes_before_pingresp().await;
     assert_eq!(texts(&delivered), ["long-lived", "immortal"]);
     let remaining = delivered[0].properties.message_expiry_interval;
     assert!(
@@ -188,7 +186,7 @@ async fn application_properties_arrive_unchanged() {
     acknowledge(&mut live, &got).await;
 
     let mut late = subscriber(broker.addr, V5, "props-late", "props/t", QoS::AtLeastOnce).await;
-    let from_store = publishes_before_pingresp(&mut late).await;
+    let from_store = late.publishes_before_pingresp().await;
     assert_eq!(from_store.len(), 1);
     assert_eq!(from_store[0].properties, sent, "retained delivery");
 }

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 
 use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 
+use crate::common::clients::{client_id, publish_qos1, subscriber, text, BOTH};
 use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, expect_ack, publish_qos0, publish_qos1,
-    publishes_before_marker, send_publish, subscriber, text, Ack, BOTH,
+    acknowledge, expect_ack, publish_qos0, publishes_before_marker, send_publish, Ack,
 };
 
 /// [MQTT-3.3.4-1] [MQTT-4.3.1-1] [MQTT-4.3.2-1] [MQTT-4.3.2-4] [MQTT-4.3.3-1] [MQTT-4.3.3-4]
@@ -68,7 +68,7 @@ async fn each_qos_is_delivered_with_its_acknowledgement_flow() {
         );
         acknowledge(&mut sub, &one).await;
         acknowledge(&mut sub, &two).await;
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }
 
@@ -166,7 +166,7 @@ async fn inflight_packet_ids_are_non_zero_and_distinct() {
         for publish in &received {
             acknowledge(&mut sub, publish).await;
         }
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }
 
@@ -292,7 +292,7 @@ async fn pubrel_for_an_unknown_packet_id_gets_pubcomp() {
             expect_ack(&mut client, Ack::Completed, 4242).await,
             expected
         );
-        assert_nothing_pending(&mut client).await;
+        client.expect_nothing_pending().await;
     }
 }
 

@@ -14,12 +14,12 @@ use cairn::codec::{
 };
 use cairn::config::QueueFullPolicy;
 
+use crate::common::clients::{
+    client_id, new_session, publish_qos1, resume, subscribe_granted, subscriber, text, BOTH,
+};
 use crate::common::{publish_packet, start_broker_with, RawClient, TestBroker};
 use crate::offline::offline_subscriber;
-use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, expect_ack, fresh_persistent, publish_qos1,
-    publishes_before_pingresp, resume, subscribe_granted, subscriber, text, texts, Ack, BOTH,
-};
+use crate::support::{acknowledge, expect_ack, texts, Ack};
 
 /// What a session's queue holds, read under the state lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +138,7 @@ async fn receive_in_order(client: &mut RawClient, expected: RangeInclusive<u32>,
         );
         acknowledge(client, &publish).await;
     }
-    assert_nothing_pending(client).await;
+    client.expect_nothing_pending().await;
 }
 
 /// A persistent session subscribed to `topic` at QoS 1, left online.
@@ -148,7 +148,7 @@ async fn online_subscriber(
     id: &str,
     topic: &str,
 ) -> RawClient {
-    let mut sub = fresh_persistent(addr, version, id).await;
+    let mut sub = new_session(addr, version, id).await;
     let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
     subscribe_granted(&mut sub, 1, topic, options, Properties::default()).await;
     sub
@@ -158,11 +158,11 @@ async fn online_subscriber(
 /// is no more), acknowledges each, and checks that nothing else follows.
 async fn drain_queue(addr: SocketAddr, version: ProtocolVersion, id: &str) -> Vec<Publish> {
     let mut sub = resume(addr, version, id).await;
-    let delivered = publishes_before_pingresp(&mut sub).await;
+    let delivered = sub.publishes_before_pingresp().await;
     for publish in &delivered {
         acknowledge(&mut sub, publish).await;
     }
-    assert_nothing_pending(&mut sub).await;
+    sub.expect_nothing_pending().await;
     delivered
 }
 
@@ -340,7 +340,7 @@ async fn refused_qos2_ends_at_pubrec_without_awaiting_pubrel() {
             "the new message is routed"
         );
         acknowledge(&mut open, &delivered).await;
-        assert_nothing_pending(&mut publisher).await;
+        publisher.expect_nothing_pending().await;
 
         let kept = drain_queue(broker.addr, version, &full_id).await;
         assert_eq!(

@@ -6,11 +6,11 @@ use cairn::codec::{
     Packet, Properties, ProtocolVersion, PubResponse, QoS, ReasonCode, SubscriptionOptions,
 };
 
-use crate::common::{publish_packet, start_broker, RawClient};
-use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, fresh_persistent, publish_qos1, resume,
-    subscribe_granted, text, BOTH,
+use crate::common::clients::{
+    client_id, new_session, publish_qos1, resume, subscribe_granted, text, BOTH,
 };
+use crate::common::{publish_packet, start_broker, RawClient};
+use crate::support::acknowledge;
 
 /// [MQTT-4.4.0-1] [MQTT-3.3.1-1] (order: section 4.6): unacknowledged QoS 1 deliveries are resent on
 /// reconnect (Clean Start 0 / Clean Session 0) with DUP=1, their original packet ids and order;
@@ -21,7 +21,7 @@ async fn unacknowledged_qos1_is_resent_with_dup_after_reconnect() {
     for version in BOTH {
         let id = client_id("resend-1", version);
         let topic = format!("resend/qos1/{}", version.level());
-        let mut sub = fresh_persistent(broker.addr, version, &id).await;
+        let mut sub = new_session(broker.addr, version, &id).await;
         subscribe_granted(
             &mut sub,
             1,
@@ -59,11 +59,11 @@ async fn unacknowledged_qos1_is_resent_with_dup_after_reconnect() {
         for original in &first_sends {
             acknowledge(&mut sub, original).await;
         }
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
         drop(sub);
 
         let mut sub = resume(broker.addr, version, &id).await;
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }
 
@@ -76,7 +76,7 @@ async fn qos2_resends_publish_before_pubrec_and_pubrel_after() {
     for version in BOTH {
         let id = client_id("resend-2", version);
         let topic = format!("resend/qos2/{}", version.level());
-        let mut sub = fresh_persistent(broker.addr, version, &id).await;
+        let mut sub = new_session(broker.addr, version, &id).await;
         subscribe_granted(
             &mut sub,
             1,
@@ -116,11 +116,11 @@ async fn qos2_resends_publish_before_pubrec_and_pubrel_after() {
         sub.expect_pubrel(packet_id).await;
         sub.send(&Packet::PubComp(PubResponse::success(packet_id)))
             .await;
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
         drop(sub);
 
         let mut sub = resume(broker.addr, version, &id).await;
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }
 
@@ -130,7 +130,7 @@ async fn qos2_resends_publish_before_pubrec_and_pubrel_after() {
 async fn pubrec_with_an_error_reason_ends_the_flow() {
     let broker = start_broker().await;
     let version = ProtocolVersion::V5;
-    let mut sub = fresh_persistent(broker.addr, version, "refuser").await;
+    let mut sub = new_session(broker.addr, version, "refuser").await;
     subscribe_granted(
         &mut sub,
         1,
@@ -155,9 +155,9 @@ async fn pubrec_with_an_error_reason_ends_the_flow() {
         ..PubResponse::success(packet_id)
     };
     sub.send(&Packet::PubRec(refusal)).await;
-    assert_nothing_pending(&mut sub).await; // no PUBREL
+    sub.expect_nothing_pending().await; // no PUBREL
     drop(sub);
 
     let mut sub = resume(broker.addr, version, "refuser").await;
-    assert_nothing_pending(&mut sub).await; // no resend
+    sub.expect_nothing_pending().await; // no resend
 }

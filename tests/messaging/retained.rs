@@ -13,11 +13,9 @@ use std::net::SocketAddr;
 
 use cairn::codec::{Properties, ProtocolVersion, Publish, QoS, SubscriptionOptions};
 
+use crate::common::clients::{client_id, subscribe_granted, subscriber, text, BOTH};
 use crate::common::{publish_packet, start_broker, RawClient};
-use crate::support::{
-    acknowledge, client_id, publishes_before_pingresp, subscribe_granted, subscriber, text, texts,
-    BOTH,
-};
+use crate::support::{acknowledge, texts};
 
 fn retained(topic: &str, qos: QoS, packet_id: Option<u16>, payload: &str) -> Publish {
     let mut publish = publish_packet(topic, qos, packet_id, payload.as_bytes());
@@ -35,7 +33,7 @@ async fn retained_on_subscribe(
     qos: QoS,
 ) -> Vec<Publish> {
     let mut sub = subscriber(addr, version, id, filter, qos).await;
-    let received = publishes_before_pingresp(&mut sub).await;
+    let received = sub.publishes_before_pingresp().await;
     for publish in &received {
         acknowledge(&mut sub, publish).await;
     }
@@ -169,7 +167,7 @@ async fn empty_retained_payload_deletes_the_retained_message() {
         )
         .await;
         assert_eq!(
-            texts(&publishes_before_pingresp(&mut existing).await),
+            texts(&existing.publishes_before_pingresp().await),
             ["soon gone"]
         );
 
@@ -285,7 +283,7 @@ async fn retain_handling_chooses_when_retained_messages_are_sent() {
             Properties::default(),
         )
         .await;
-        let got = publishes_before_pingresp(&mut sub).await;
+        let got = sub.publishes_before_pingresp().await;
         let expected: &[&str] = if sent { &["state"] } else { &[] };
         assert_eq!(texts(&got), expected, "Retain Handling {why}");
         assert!(got.iter().all(|publish| publish.retain));

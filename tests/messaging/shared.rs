@@ -8,11 +8,9 @@ use cairn::codec::{
     Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 
+use crate::common::clients::{assert_broker_serves, expect_server_close, publish_qos1, subscriber};
 use crate::common::{publish_packet, start_broker, RawClient};
-use crate::support::{
-    assert_broker_serves, assert_nothing_pending, expect_thrown_out, publish_qos1,
-    publishes_before_pingresp, subscriber, texts,
-};
+use crate::support::texts;
 
 /// Section 4.8.2: ten messages to a group of two members are split between them — every
 /// message reaches exactly one member and both get some — while an ordinary subscriber to the
@@ -46,8 +44,8 @@ async fn shared_subscription_delivers_each_message_to_one_member() {
         assert_eq!(reason, ReasonCode::Success);
     }
 
-    let to_first = texts(&publishes_before_pingresp(&mut first).await);
-    let to_second = texts(&publishes_before_pingresp(&mut second).await);
+    let to_first = texts(&first.publishes_before_pingresp().await);
+    let to_second = texts(&second.publishes_before_pingresp().await);
     assert!(
         !to_first.is_empty() && !to_second.is_empty(),
         "split: {to_first:?} / {to_second:?}"
@@ -63,7 +61,7 @@ async fn shared_subscription_delivers_each_message_to_one_member() {
         sent.iter().collect(),
         "every message reached a member"
     );
-    assert_eq!(texts(&publishes_before_pingresp(&mut ordinary).await), sent);
+    assert_eq!(texts(&ordinary.publishes_before_pingresp().await), sent);
 }
 
 /// Section 4.8.2 / 3.3.1.3: retained messages are not sent when a shared subscription is made.
@@ -83,7 +81,7 @@ async fn shared_subscription_gets_no_retained_messages() {
         QoS::AtLeastOnce,
     )
     .await;
-    assert_nothing_pending(&mut member).await;
+    member.expect_nothing_pending().await;
 }
 
 /// [MQTT-3.8.3-4]: No Local on a shared subscription is a Protocol Error: DISCONNECT 0x82, and
@@ -104,6 +102,6 @@ async fn no_local_on_a_shared_subscription_is_a_protocol_error() {
             filters: vec![("$share/g/t".to_string(), options)],
         }))
         .await;
-    expect_thrown_out(&mut client, ReasonCode::ProtocolError).await;
+    expect_server_close(&mut client, ReasonCode::ProtocolError).await;
     assert_broker_serves(broker.addr, version).await;
 }

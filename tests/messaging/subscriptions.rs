@@ -7,11 +7,11 @@ use cairn::codec::{
     Unsubscribe,
 };
 
-use crate::common::{publish_packet, start_broker, RawClient};
-use crate::support::{
-    acknowledge, assert_nothing_pending, client_id, granted, publish_qos0, publish_qos1,
-    publishes_before_marker, subscribe_granted, subscriber, text, texts, with_identifier, BOTH,
+use crate::common::clients::{
+    client_id, granted, publish_qos1, subscribe_granted, subscriber, text, BOTH,
 };
+use crate::common::{publish_packet, start_broker, RawClient};
+use crate::support::{acknowledge, publish_qos0, publishes_before_marker, texts, with_identifier};
 
 /// A Subscription Identifier in v5; 3.1.1 has no properties.
 fn identifier_for(version: ProtocolVersion, identifier: u32) -> Properties {
@@ -85,7 +85,7 @@ async fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
             "every matching subscription's identifier [MQTT-3.3.4-3]"
         );
         acknowledge(&mut sub, &publish).await;
-        assert_nothing_pending(&mut sub).await; // one copy only
+        sub.expect_nothing_pending().await; // one copy only
 
         let sibling = format!("overlap/{level}/b");
         publish_qos1(&mut publisher, &sibling, 2, "two matches").await;
@@ -96,7 +96,7 @@ async fn overlapping_subscriptions_deliver_one_copy_at_the_highest_qos() {
             "min(1, max(0, 2))"
         );
         acknowledge(&mut sub, &publish).await;
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }
 
@@ -141,7 +141,7 @@ async fn subscribing_again_replaces_the_subscription() {
                 );
             }
             acknowledge(&mut sub, &publish).await;
-            assert_nothing_pending(&mut sub).await;
+            sub.expect_nothing_pending().await;
         }
     }
 }
@@ -260,7 +260,7 @@ async fn invalid_filters_are_refused_and_valid_ones_granted() {
             ("granted".into(), QoS::AtLeastOnce)
         );
         acknowledge(&mut sub, &publish).await;
-        assert_nothing_pending(&mut sub).await;
+        sub.expect_nothing_pending().await;
     }
 }
 

@@ -1,78 +1,14 @@
-//! Helpers shared by the messaging tests: connecting subscribers and persistent sessions,
-//! acknowledging deliveries, ordering barriers (PINGREQ → PINGRESP) that prove nothing else
-//! was pending, and checking that a broker still serves clients after throwing one out.
+//! Helpers of the messaging tests (the ones every test binary needs are in `common::clients`):
+//! publishing without waiting, Subscription Identifiers and PUBLISH properties, payloads as
+//! text, the marker barrier, QoS 2 acknowledgements, and acknowledging any delivery.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn::codec::{
-    Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubscriptionOptions,
-};
+use cairn::codec::{Packet, Properties, Publish, QoS, ReasonCode};
 
-use crate::common::{connect_packet, publish_packet, RawClient};
-
-/// Both protocol versions, for rules that apply to both.
-pub const BOTH: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::V5];
-
-/// Session Expiry Interval v5 persistent sessions ask for: long enough never to matter.
-pub const PERSISTENT_EXPIRY: u32 = 300;
-
-/// A client identifier unique per version, so one broker can host both versions of a test.
-pub fn client_id(name: &str, version: ProtocolVersion) -> String {
-    format!("{name}-v{}", version.level())
-}
-
-/// The SUBACK code granting `qos` [MQTT-3.8.4-7].
-pub fn granted(qos: QoS) -> ReasonCode {
-    match qos {
-        QoS::AtMostOnce => ReasonCode::Success,
-        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-    }
-}
-
-/// Connects with clean start and subscribes to `filter`; asserts the SUBACK grants `qos`.
-pub async fn subscriber(
-    addr: SocketAddr,
-    version: ProtocolVersion,
-    id: &str,
-    filter: &str,
-    qos: QoS,
-) -> RawClient {
-    let mut client = RawClient::connect(addr, version, id).await;
-    subscribe_granted(
-        &mut client,
-        1,
-        filter,
-        SubscriptionOptions::with_qos(qos),
-        Properties::default(),
-    )
-    .await;
-    client
-}
-
-/// Subscribes with full options; asserts the SUBACK echoes the packet id and grants the QoS.
-pub async fn subscribe_granted(
-    client: &mut RawClient,
-    packet_id: u16,
-    filter: &str,
-    options: SubscriptionOptions,
-    properties: Properties,
-) {
-    let suback = client
-        .subscribe_with(packet_id, filter, options, properties)
-        .await;
-    assert_eq!(
-        suback.packet_id, packet_id,
-        "SUBACK packet id [MQTT-3.8.4-2]"
-    );
-    assert_eq!(
-        suback.reasons,
-        vec![granted(options.qos)],
-        "SUBACK for {filter}"
-    );
-}
+use crate::common::clients::text;
+use crate::common::{publish_packet, RawClient};
 
 /// SUBSCRIBE properties carrying a Subscription Identifier (v5).
 pub fn with_identifier(identifier: u32) -> Properties {
@@ -80,42 +16,6 @@ pub fn with_identifier(identifier: u32) -> Properties {
         subscription_identifiers: vec![identifier],
         ..Properties::default()
     }
-}
-
-/// A CONNECT for a session that outlives its connection: Clean Session 0 in 3.1.1, a Session
-/// Expiry Interval in v5 (where `clean_start` may still start it afresh).
-pub fn persistent_connect(version: ProtocolVersion, id: &str, clean_start: bool) -> Connect {
-    let mut connect = connect_packet(version, id);
-    connect.clean_start = match version {
-        ProtocolVersion::V311 => false,
-        ProtocolVersion::V5 => clean_start,
-    };
-    if version == ProtocolVersion::V5 {
-        connect.properties.session_expiry_interval = Some(PERSISTENT_EXPIRY);
-    }
-    connect
-}
-
-/// Starts a new persistent session for an identifier the broker has not seen (3.1.1 has no
-/// way to ask for a clean persistent session) and returns its connection.
-pub async fn fresh_persistent(addr: SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
-    let (client, connack) =
-        RawClient::connect_with(addr, persistent_connect(version, id, true)).await;
-    assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
-    assert!(
-        !connack.session_present,
-        "a new session has no state [MQTT-3.2.2-2] [MQTT-3.2.2-3]"
-    );
-    client
-}
-
-/// Reconnects to an existing persistent session; asserts Session Present 1 [MQTT-3.2.2-3].
-pub async fn resume(addr: SocketAddr, version: ProtocolVersion, id: &str) -> RawClient {
-    let (client, connack) =
-        RawClient::connect_with(addr, persistent_connect(version, id, false)).await;
-    assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
-    assert!(connack.session_present, "the session of {id} is resumed");
-    client
 }
 
 /// Sends a PUBLISH without waiting for anything.
@@ -132,58 +32,9 @@ pub async fn publish_qos0(client: &mut RawClient, topic: &str, payload: &str) {
     .await;
 }
 
-/// Publishes QoS 1 and asserts the PUBACK echoes the packet id; returns its reason code.
-pub async fn publish_qos1(
-    client: &mut RawClient,
-    topic: &str,
-    packet_id: u16,
-    payload: &str,
-) -> ReasonCode {
-    let ack = client
-        .publish(publish_packet(
-            topic,
-            QoS::AtLeastOnce,
-            Some(packet_id),
-            payload.as_bytes(),
-        ))
-        .await
-        .expect("QoS 1 is acknowledged");
-    assert_eq!(ack.packet_id, packet_id, "PUBACK packet id [MQTT-4.3.2-4]");
-    ack.reason
-}
-
-/// The payload of a PUBLISH as text.
-pub fn text(publish: &Publish) -> String {
-    String::from_utf8_lossy(&publish.payload).into_owned()
-}
-
 /// Payloads as text, in order.
 pub fn texts(publishes: &[Publish]) -> Vec<String> {
     publishes.iter().map(text).collect()
-}
-
-/// Ordering barrier: PINGREQ, and the next packet must be PINGRESP. Everything the broker had
-/// queued for this client before the PINGREQ arrived would have come first, so this proves
-/// that no PUBLISH was pending.
-pub async fn assert_nothing_pending(client: &mut RawClient) {
-    client.send(&Packet::PingReq).await;
-    match client.recv().await {
-        Packet::PingResp => {}
-        other => panic!("expected nothing pending before PINGRESP, got {other:?}"),
-    }
-}
-
-/// Sends PINGREQ and gathers every PUBLISH that arrives before the PINGRESP.
-pub async fn publishes_before_pingresp(client: &mut RawClient) -> Vec<Publish> {
-    client.send(&Packet::PingReq).await;
-    let mut seen = Vec::new();
-    loop {
-        match client.recv().await {
-            Packet::PingResp => return seen,
-            Packet::Publish(publish) => seen.push(publish),
-            other => panic!("expected PUBLISH or PINGRESP, got {other:?}"),
-        }
-    }
 }
 
 /// Reads PUBLISH packets until one carries `marker` as payload; returns those before it.
@@ -218,49 +69,6 @@ pub async fn expect_ack(client: &mut RawClient, kind: Ack, packet_id: u16) -> Re
     };
     assert_eq!(response.packet_id, packet_id, "{kind:?} packet id");
     response.reason
-}
-
-/// Asserts the broker closes the connection because of `reason`: v5 clients get DISCONNECT
-/// with it first, 3.1.1 clients are closed without a word.
-pub async fn expect_thrown_out(client: &mut RawClient, reason: ReasonCode) {
-    let seen = client.expect_closed().await;
-    match client.version {
-        ProtocolVersion::V5 => match seen.as_slice() {
-            [Packet::Disconnect(disconnect)] => {
-                assert_eq!(disconnect.reason, reason, "DISCONNECT reason")
-            }
-            other => panic!("expected one DISCONNECT {reason:?} then close, got {other:?}"),
-        },
-        ProtocolVersion::V311 => assert!(
-            seen.is_empty(),
-            "3.1.1 clients are closed without a packet, got {seen:?}"
-        ),
-    }
-}
-
-/// After a client was thrown out, the broker still serves others: a fresh client subscribes,
-/// publishes QoS 1 to itself and receives it.
-pub async fn assert_broker_serves(addr: SocketAddr, version: ProtocolVersion) {
-    let id = client_id("still-serving", version);
-    let topic = format!("alive/{id}");
-    let mut client = subscriber(addr, version, &id, &topic, QoS::AtLeastOnce).await;
-    send_publish(
-        &mut client,
-        publish_packet(&topic, QoS::AtLeastOnce, Some(1), b"alive"),
-    )
-    .await;
-    let mut got_ack = false;
-    let mut got_message = false;
-    while !(got_ack && got_message) {
-        match client.recv().await {
-            Packet::PubAck(ack) if ack.packet_id == 1 => got_ack = true,
-            Packet::Publish(publish) if publish.payload == "alive" => {
-                acknowledge(&mut client, &publish).await;
-                got_message = true;
-            }
-            other => panic!("unexpected {other:?} while checking the broker still serves"),
-        }
-    }
 }
 
 /// A v5 PUBLISH with properties set by `adjust`.

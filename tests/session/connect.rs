@@ -4,11 +4,13 @@
 use bytes::BytesMut;
 use cairn::codec::{Auth, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 
+use crate::common::clients::{
+    assert_broker_serves, client_id, connect_ok, expect_server_close, expect_silent_close,
+    subscribe_ok, will, with_expiry, with_will, BOTH,
+};
 use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
 use crate::support::{
-    assert_broker_serves, client_id, connect_ok, disconnect, encoded, expect_connect_refused,
-    expect_server_close, expect_silent_close, ping, resume_connect, subscribe_ok, will,
-    with_expiry, with_will, BOTH, CONNECT_FLAGS, CONNECT_LEVEL,
+    disconnect, encoded, expect_connect_refused, resume_connect, CONNECT_FLAGS, CONNECT_LEVEL,
 };
 
 // [MQTT-3.1.0-1] The first packet from a client must be CONNECT; anything else is closed
@@ -25,7 +27,7 @@ async fn first_packet_other_than_connect_is_closed() {
         client.send_bytes(&first).await;
         expect_silent_close(&mut client).await;
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // [MQTT-3.1.0-2] A second CONNECT is a protocol violation: v5 DISCONNECT 0x82, then close.
@@ -40,7 +42,7 @@ async fn second_connect_is_a_protocol_error() {
             .await;
         expect_server_close(&mut client, ReasonCode::ProtocolError).await;
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 /// A CONNECT asking for "MQIsdp" level 3 (MQTT 3.1), written by hand: the codec only encodes
@@ -86,7 +88,7 @@ async fn unsupported_protocol_level_gets_return_code_1() {
         assert!(!connack.session_present, "protocol {name}");
         expect_silent_close(&mut client).await;
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // Connect Flags a server must refuse by closing without CONNACK [MQTT-3.1.4-1]:
@@ -116,7 +118,7 @@ async fn invalid_connect_flags_are_closed_without_connack() {
             );
         }
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // (5.0) A Will Topic must be a valid Topic Name, without wildcards [MQTT-4.7.0-1]: CONNACK
@@ -131,7 +133,7 @@ async fn v5_will_topic_with_wildcard_is_refused() {
         );
         expect_connect_refused(broker.addr, connect, ReasonCode::TopicNameInvalid).await;
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // [MQTT-3.1.3-8] (3.1.1) An empty client identifier with Clean Session 0 is refused with
@@ -141,7 +143,7 @@ async fn v311_empty_client_id_without_clean_session_is_refused() {
     let broker = start_broker().await;
     let connect = resume_connect(connect_packet(ProtocolVersion::V311, ""));
     expect_connect_refused(broker.addr, connect, ReasonCode::ClientIdentifierNotValid).await;
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // [MQTT-3.1.3-6] (3.1.1) An empty client identifier with Clean Session 1 is accepted and
@@ -155,8 +157,8 @@ async fn v311_empty_client_id_with_clean_session_is_accepted() {
         !connack.session_present,
         "[MQTT-3.2.2-1] Clean Session 1 gives Session Present 0"
     );
-    subscribe_ok(&mut client, "anonymous/id", QoS::AtLeastOnce).await;
-    ping(&mut client).await;
+    subscribe_ok(&mut client, 1, "anonymous/id", QoS::AtLeastOnce).await;
+    client.expect_nothing_pending().await;
 }
 
 // [MQTT-3.2.2-16] [MQTT-3.1.3-6] (5.0) An empty client identifier gets an Assigned Client
@@ -180,7 +182,7 @@ async fn v5_empty_client_id_gets_an_assigned_identifier() {
     assert!(!assigned.is_empty());
     assert_ne!(assigned, other, "assigned identifiers are unique");
 
-    subscribe_ok(&mut first, "assigned/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut first, 1, "assigned/topic", QoS::AtLeastOnce).await;
     disconnect(&mut first, ReasonCode::Success).await;
     let resume = resume_connect(with_expiry(
         connect_packet(ProtocolVersion::V5, &assigned),
@@ -212,7 +214,7 @@ async fn anonymous_clients_refused_when_not_allowed() {
         let mut named = connect_packet(version, &id);
         named.username = Some("sensor".to_string());
         let (mut client, _) = connect_ok(broker.addr, named).await;
-        ping(&mut client).await;
+        client.expect_nothing_pending().await;
     }
 }
 
@@ -224,7 +226,7 @@ async fn unsupported_authentication_method_is_refused() {
     let mut connect = connect_packet(ProtocolVersion::V5, "scram");
     connect.properties.authentication_method = Some("SCRAM-SHA-1".to_string());
     expect_connect_refused(broker.addr, connect, ReasonCode::BadAuthenticationMethod).await;
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // [MQTT-4.12.0-7] A client that sent no Authentication Method must not send AUTH: v5 gets
@@ -243,7 +245,7 @@ async fn auth_without_authentication_method_is_a_protocol_error() {
     let mut v311 = RawClient::connect(broker.addr, ProtocolVersion::V311, "auth-v311").await;
     v311.send_bytes(&[0xF0, 0x00]).await;
     expect_silent_close(&mut v311).await;
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // MQTT 5.0 §3.2.2.3.3, §3.2.2.3.6, §3.2.2.3.8: CONNACK announces the configured Receive
@@ -295,8 +297,8 @@ async fn connection_limit_refuses_then_frees_a_slot() {
         let extra = connect_packet(version, &client_id("extra", version));
         expect_connect_refused(broker.addr, extra, reason).await;
     }
-    ping(&mut first).await;
+    first.expect_nothing_pending().await;
     disconnect(&mut first, ReasonCode::Success).await;
     let mut next = RawClient::connect(broker.addr, ProtocolVersion::V311, "next").await;
-    ping(&mut next).await;
+    next.expect_nothing_pending().await;
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use cairn::codec::{Connect, ProtocolVersion, ReasonCode};
 use tokio::time::interval;
 
-use crate::common::{connect_packet, start_broker, start_broker_with, RawClient};
-use crate::support::{
-    assert_broker_serves, client_id, connect_ok, expect_message, expect_server_close, observer,
-    ping, will, with_will, BOTH,
+use crate::common::clients::{
+    assert_broker_serves, client_id, connect_ok, expect_server_close, will, with_will, BOTH,
 };
+use crate::common::{connect_packet, start_broker, start_broker_with, RawClient};
+use crate::support::{expect_message, observer};
 
 /// Connects with `connect` changed to Keep Alive 1 s.
 async fn connect_keep_alive_1(addr: SocketAddr, mut connect: Connect) -> RawClient {
@@ -34,7 +34,7 @@ async fn silent_client_is_closed_after_keep_alive() {
         expect_server_close(&mut client, ReasonCode::KeepAliveTimeout).await;
         expect_message(&mut watcher, &will_topic, "timed out").await;
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 /// Sends PINGREQ every 0.5 s for 3 s (twice the 1.5 s timeout) and checks each PINGRESP.
@@ -43,7 +43,7 @@ async fn keep_pinging(client: &mut RawClient) {
     let mut pace = interval(Duration::from_millis(500));
     for _ in 0..=6 {
         pace.tick().await;
-        ping(client).await;
+        client.expect_nothing_pending().await;
     }
 }
 

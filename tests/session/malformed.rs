@@ -9,11 +9,11 @@ use cairn::codec::{
     ConnAck, Packet, ProtocolVersion, PubResponse, QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 
-use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
-use crate::support::{
-    assert_broker_serves, client_id, connect_ok, encoded, expect_disconnect, expect_message,
-    observer, will, with_will, BOTH, PUBLISH_TOPIC, VARIABLE_HEADER,
+use crate::common::clients::{
+    assert_broker_serves, client_id, connect_ok, expect_disconnect, will, with_will, BOTH,
 };
+use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
+use crate::support::{encoded, expect_message, observer, PUBLISH_TOPIC, VARIABLE_HEADER};
 
 /// Connects a client of `version`, sends `bytes` and asserts the broker's answer: DISCONNECT
 /// `reason` then the close for v5, a silent close for 3.1.1.
@@ -55,7 +55,7 @@ async fn assert_all_rejected(addr: SocketAddr, cases: &[Case], reason: ReasonCod
             .await;
         }
     }
-    assert_broker_serves(addr).await;
+    assert_broker_serves(addr, ProtocolVersion::V5).await;
 }
 
 /// A PUBLISH of "x" to `topic` (packet id 1 unless QoS 0), encoded for `version`.
@@ -258,7 +258,7 @@ async fn truncated_packet_at_eof_is_a_lost_connection() {
         drop(client);
         expect_message(&mut watcher, &topic, "cut").await;
     }
-    assert_broker_serves(broker.addr).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
 // Packets only a server sends (MQTT 3.1.1 §2.2.1, 5.0 §2.1.2 direction column): a client

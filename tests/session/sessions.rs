@@ -5,11 +5,13 @@ use std::net::SocketAddr;
 
 use cairn::codec::{Connect, Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 
+use crate::common::clients::{
+    client_id, connect_expecting_session, connect_ok, expect_server_close, expect_silent_close,
+    persistent_connect, publish_qos1, subscribe_ok, with_expiry, LONG_EXPIRY,
+};
 use crate::common::{connect_packet, start_broker, start_broker_with, RawClient};
 use crate::support::{
-    client_id, connect_expecting_session, connect_ok, disconnect, expect_message,
-    expect_only_marker, expect_server_close, expect_silent_close, persistent_connect, publish_qos1,
-    resume_connect, subscribe_ok, wait_until_unsubscribed, with_expiry, LONG_EXPIRY,
+    disconnect, expect_message, expect_only_marker, resume_connect, wait_until_unsubscribed,
 };
 
 /// A v5 publisher whose PUBACK reason codes say whether anyone subscribes.
@@ -24,12 +26,12 @@ async fn persistent_session_resumes(version: ProtocolVersion) {
     let id = client_id("keeper", version);
     let mut client =
         connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
-    subscribe_ok(&mut client, "kept/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "kept/topic", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
 
     let mut publisher = publisher(broker.addr).await;
     assert_eq!(
-        publish_qos1(&mut publisher, "kept/topic", "while away").await,
+        publish_qos1(&mut publisher, "kept/topic", 1, "while away").await,
         ReasonCode::Success
     );
 
@@ -62,22 +64,22 @@ async fn clean_start_discards_session(version: ProtocolVersion) {
     let id = client_id("cleaned", version);
     let mut client =
         connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
-    subscribe_ok(&mut client, "old/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "old/topic", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
     let mut publisher = publisher(broker.addr).await;
     assert_eq!(
-        publish_qos1(&mut publisher, "old/topic", "queued").await,
+        publish_qos1(&mut publisher, "old/topic", 1, "queued").await,
         ReasonCode::Success
     );
 
     let mut client =
         connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
     assert_eq!(
-        publish_qos1(&mut publisher, "old/topic", "after clean start").await,
+        publish_qos1(&mut publisher, "old/topic", 1, "after clean start").await,
         ReasonCode::NoMatchingSubscribers,
         "the old subscription is gone"
     );
-    subscribe_ok(&mut client, "new/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "new/topic", QoS::AtLeastOnce).await;
     expect_only_marker(&mut client, "new/topic").await;
 }
 
@@ -101,7 +103,7 @@ async fn v5_clean_start_1_discards_the_session() {
 async fn session_ends_at_disconnect(addr: SocketAddr, ending: Connect, probe: Connect) {
     for _ in 0..10 {
         let (mut client, _) = connect_ok(addr, ending.clone()).await;
-        subscribe_ok(&mut client, "short/topic", QoS::AtLeastOnce).await;
+        subscribe_ok(&mut client, 1, "short/topic", QoS::AtLeastOnce).await;
         disconnect(&mut client, ReasonCode::Success).await;
         let mut prober = connect_expecting_session(addr, probe.clone(), false).await;
         disconnect(&mut prober, ReasonCode::Success).await;
@@ -145,13 +147,13 @@ async fn v5_session_ends_when_expiry_interval_passes() {
         1,
     ));
     let mut client = connect_expecting_session(broker.addr, connect.clone(), false).await;
-    subscribe_ok(&mut client, "expiring/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "expiring/topic", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
 
     assert_session_expires(broker.addr, connect, "expiring/topic").await;
 }
 
-// (5.0) MQTT 5.0 §3.2.2.3.2: with max_session_expiry = 1 a client asking for 3600 s is told
+// (5.0) MQTT 5.0 §3.2.2.3.2: with max_session_expiry = 1 a client asking for 300 s is told
 // Session Expiry Interval 1 in CONNACK, and its session ends 1 s after the close.
 #[tokio::test]
 async fn v5_session_expiry_is_capped_by_the_server() {
@@ -166,7 +168,7 @@ async fn v5_session_expiry_is_capped_by_the_server() {
         Some(1),
         "granted expiry"
     );
-    subscribe_ok(&mut client, "capped/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "capped/topic", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
 
     assert_session_expires(broker.addr, connect, "capped/topic").await;
@@ -190,7 +192,7 @@ async fn v311_persistent_session_is_capped_by_the_server() {
     let broker = start_broker_with(|config| config.limits.max_session_expiry = 1).await;
     let connect = persistent_connect(ProtocolVersion::V311, "capped-v311");
     let mut client = connect_expecting_session(broker.addr, connect.clone(), false).await;
-    subscribe_ok(&mut client, "capped/v311", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "capped/v311", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
 
     assert_session_expires(broker.addr, connect, "capped/v311").await;
@@ -210,20 +212,20 @@ async fn v5_disconnect_with_expiry_0_ends_the_session() {
     let broker = start_broker().await;
     let connect = persistent_connect(ProtocolVersion::V5, "override-zero");
     let mut client = connect_expecting_session(broker.addr, connect.clone(), false).await;
-    subscribe_ok(&mut client, "override/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "override/topic", QoS::AtLeastOnce).await;
     client.send(&disconnect_with_expiry(0)).await;
     expect_silent_close(&mut client).await;
     connect_expecting_session(broker.addr, connect, false).await;
 }
 
-// (5.0) MQTT 5.0 §3.14.2.2.2: lowering the interval in DISCONNECT (3600 → 1) makes the
+// (5.0) MQTT 5.0 §3.14.2.2.2: lowering the interval in DISCONNECT (300 → 1) makes the
 // session end 1 s after the close.
 #[tokio::test]
 async fn v5_disconnect_can_shorten_the_expiry() {
     let broker = start_broker().await;
     let connect = persistent_connect(ProtocolVersion::V5, "override-short");
     let mut client = connect_expecting_session(broker.addr, connect.clone(), false).await;
-    subscribe_ok(&mut client, "shortened/topic", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "shortened/topic", QoS::AtLeastOnce).await;
     client.send(&disconnect_with_expiry(1)).await;
     expect_silent_close(&mut client).await;
 

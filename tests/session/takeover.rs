@@ -3,11 +3,12 @@
 
 use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
 
-use crate::common::{connect_packet, start_broker, RawClient};
-use crate::support::{
-    client_id, connect_expecting_session, expect_message, expect_only_marker, expect_server_close,
-    observer, persistent_connect, publish_qos1, subscribe_ok, will, with_will, BOTH,
+use crate::common::clients::{
+    client_id, connect_expecting_session, expect_server_close, persistent_connect, publish_qos1,
+    subscribe_ok, will, with_will, BOTH,
 };
+use crate::common::{connect_packet, start_broker, RawClient};
+use crate::support::{expect_message, expect_only_marker, observer};
 
 // [MQTT-3.1.4-2] (3.1.1) [MQTT-3.1.4-3] (5.0) The existing connection is closed (v5:
 // DISCONNECT 0x8E Session taken over first); the new one resumes the session with Session
@@ -21,14 +22,14 @@ async fn second_connection_takes_the_session_over() {
         let topic = format!("takeover/{}", version.level());
         let mut first =
             connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
-        subscribe_ok(&mut first, &topic, QoS::AtLeastOnce).await;
+        subscribe_ok(&mut first, 1, &topic, QoS::AtLeastOnce).await;
 
         let mut second =
             connect_expecting_session(broker.addr, persistent_connect(version, &id), true).await;
         expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
 
         assert_eq!(
-            publish_qos1(&mut publisher, &topic, "to the new one").await,
+            publish_qos1(&mut publisher, &topic, 1, "to the new one").await,
             ReasonCode::Success
         );
         let delivered = expect_message(&mut second, &topic, "to the new one").await;
@@ -48,17 +49,17 @@ async fn takeover_with_clean_start_starts_a_new_session() {
         let topic = format!("replaced/{}", version.level());
         let mut first =
             connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
-        subscribe_ok(&mut first, &topic, QoS::AtLeastOnce).await;
+        subscribe_ok(&mut first, 1, &topic, QoS::AtLeastOnce).await;
 
         let mut second =
             connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
         expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
         assert_eq!(
-            publish_qos1(&mut publisher, &topic, "nobody").await,
+            publish_qos1(&mut publisher, &topic, 1, "nobody").await,
             ReasonCode::NoMatchingSubscribers,
             "the old session's subscription is gone"
         );
-        subscribe_ok(&mut second, "replaced/marker", QoS::AtLeastOnce).await;
+        subscribe_ok(&mut second, 1, "replaced/marker", QoS::AtLeastOnce).await;
         expect_only_marker(&mut second, "replaced/marker").await;
     }
 }

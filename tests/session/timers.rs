@@ -11,11 +11,12 @@ use std::net::SocketAddr;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 
-use crate::common::{connect_packet, start_broker, RawClient};
-use crate::support::{
-    connect_expecting_session, connect_ok, delayed, disconnect, expect_message, observer,
-    publish_qos1, resume_connect, subscribe_ok, will, with_expiry, with_will,
+use crate::common::clients::{
+    connect_expecting_session, connect_ok, delayed, publish_qos1, subscribe_ok, will, with_expiry,
+    with_will,
 };
+use crate::common::{connect_packet, start_broker, RawClient};
+use crate::support::{disconnect, expect_message, observer, resume_connect};
 
 /// Seconds a witness outlives the timer it stands for.
 const MARGIN: u32 = 2;
@@ -64,11 +65,11 @@ async fn a_new_session_outlives_the_expiry_timer_of_the_session_it_replaced() {
     start_witness(broker.addr, "clean-start", 1).await;
 
     let mut client = connect_expecting_session(broker.addr, v5_connect(id, true, 100), false).await;
-    subscribe_ok(&mut client, "timers/clean-start", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "timers/clean-start", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
     let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "timer-pub").await;
     assert_eq!(
-        publish_qos1(&mut publisher, "timers/clean-start", "queued").await,
+        publish_qos1(&mut publisher, "timers/clean-start", 1, "queued").await,
         ReasonCode::Success
     );
 
@@ -90,7 +91,7 @@ async fn a_session_lengthened_by_the_disconnect_override_outlives_an_older_timer
     start_witness(broker.addr, "override", 1).await;
 
     let mut client = connect_expecting_session(broker.addr, v5_connect(id, true, 2), false).await;
-    subscribe_ok(&mut client, "timers/override", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "timers/override", QoS::AtLeastOnce).await;
     let mut goodbye = Disconnect::new(ReasonCode::Success);
     goodbye.properties.session_expiry_interval = Some(100);
     client.send(&Packet::Disconnect(goodbye)).await;
@@ -99,7 +100,7 @@ async fn a_session_lengthened_by_the_disconnect_override_outlives_an_older_timer
     // The witness outlives the old timer (1 s) and the session's own first 2 s.
     await_witness(&mut watch, "override").await;
     let mut client = connect_expecting_session(broker.addr, v5_connect(id, false, 100), true).await;
-    subscribe_ok(&mut client, "timers/override-marker", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "timers/override-marker", QoS::AtLeastOnce).await;
 }
 
 /// [MQTT-3.1.3-9]: a new session's Will waits for its own Will Delay Interval; the delay timer
@@ -108,7 +109,7 @@ async fn a_session_lengthened_by_the_disconnect_override_outlives_an_older_timer
 async fn a_will_delay_timer_of_a_replaced_session_does_not_send_the_new_will() {
     let broker = start_broker().await;
     let mut watch = observer(broker.addr, "will-watch", "witness/#").await;
-    subscribe_ok(&mut watch, "timers/will/#", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut watch, 1, "timers/will/#", QoS::AtLeastOnce).await;
     let id = "timer-will";
     let connect = with_will(
         v5_connect(id, true, 100),
@@ -144,7 +145,7 @@ async fn a_timer_armed_at_start_up_leaves_a_session_created_after_it_alone() {
     start_witness(broker.addr, "restart", 1).await;
 
     let mut client = connect_expecting_session(broker.addr, v5_connect(id, true, 100), false).await;
-    subscribe_ok(&mut client, "timers/restart", QoS::AtLeastOnce).await;
+    subscribe_ok(&mut client, 1, "timers/restart", QoS::AtLeastOnce).await;
     disconnect(&mut client, ReasonCode::Success).await;
 
     await_witness(&mut watch, "restart").await;

@@ -5,12 +5,12 @@
 use bytes::Bytes;
 use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 
-use crate::common::{connect_packet, start_broker, RawClient};
-use crate::support::{
-    client_id, connect_expecting_session, connect_ok, delayed, disconnect, expect_message,
-    expect_only_marker, expect_server_close, observer, persistent_connect, resume_connect,
-    subscribe_ok, will, with_expiry, with_will, BOTH, LONG_EXPIRY,
+use crate::common::clients::{
+    client_id, connect_expecting_session, connect_ok, delayed, expect_server_close,
+    persistent_connect, subscribe_ok, will, with_expiry, with_will, BOTH, LONG_EXPIRY,
 };
+use crate::common::{connect_packet, start_broker, RawClient};
+use crate::support::{disconnect, expect_message, expect_only_marker, observer, resume_connect};
 
 // [MQTT-3.1.2-8] The Will is published at its QoS when the connection closes without
 // DISCONNECT (here the socket is dropped), as a non-retained message [MQTT-3.1.2-16] (3.1.1)
@@ -31,8 +31,8 @@ async fn will_is_published_when_the_connection_drops() {
         assert_eq!(published.qos, QoS::AtLeastOnce, "Will QoS");
 
         let mut late = RawClient::connect(broker.addr, version, &client_id("late", version)).await;
-        subscribe_ok(&mut late, &topic, QoS::AtLeastOnce).await;
-        subscribe_ok(&mut late, "late/marker", QoS::AtLeastOnce).await;
+        subscribe_ok(&mut late, 1, &topic, QoS::AtLeastOnce).await;
+        subscribe_ok(&mut late, 1, "late/marker", QoS::AtLeastOnce).await;
         expect_only_marker(&mut late, "late/marker").await;
     }
 }
@@ -113,7 +113,7 @@ async fn retained_will_reaches_later_subscribers() {
         assert!(!live.retain, "an established subscription gets RETAIN 0");
 
         let mut late = RawClient::connect(broker.addr, version, &client_id("late", version)).await;
-        subscribe_ok(&mut late, &topic, QoS::ExactlyOnce).await;
+        subscribe_ok(&mut late, 1, &topic, QoS::ExactlyOnce).await;
         let retained = expect_message(&mut late, &topic, "kept").await;
         assert!(
             retained.retain,
