@@ -4,8 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 use cairn::codec::{
-    decode, property_id as id, DecodeError, Disconnect, Packet, ProtocolVersion, PubResponse, QoS,
-    ReasonCode,
+    decode, encode, property_id as id, Connect, DecodeError, Disconnect, EncodeError, Packet,
+    Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, RuleError, Subscribe,
+    SubscriptionOptions, Unsubscribe,
 };
 
 use ProtocolVersion::{V311, V5};
@@ -168,7 +169,12 @@ fn publish_qos_3_is_malformed_mqtt_3_3_1_4() {
 #[test]
 fn publish_dup_with_qos_0_is_malformed_mqtt_3_3_1_2() {
     let bytes = packet(0x38, &prefixed(b"t"));
-    assert_rejected(&bytes, V311, DecodeError::DupWithQoS0, MALFORMED);
+    assert_rejected(
+        &bytes,
+        V311,
+        DecodeError::Rule(RuleError::DupWithQoS0),
+        MALFORMED,
+    );
 }
 
 #[test]
@@ -311,10 +317,10 @@ fn invalid_utf8_is_malformed_mqtt_1_5_3_1() {
 #[test]
 fn null_character_in_a_string_is_malformed_mqtt_1_5_3_2() {
     let bytes = packet(0x30, &prefixed(b"a\0b"));
-    let expected = DecodeError::NullCharacter {
+    let expected = DecodeError::Rule(RuleError::NullCharacter {
         packet: "PUBLISH",
         field: "topic name",
-    };
+    });
     assert_eq!(expected.to_string(), "PUBLISH topic name contains U+0000");
     for version in [V311, V5] {
         assert_rejected(&bytes, version, expected.clone(), MALFORMED);
@@ -324,10 +330,10 @@ fn null_character_in_a_string_is_malformed_mqtt_1_5_3_2() {
         &prefixed(b"k\0"),
         &prefixed(b"v"),
     ]));
-    let expected = DecodeError::NullCharacter {
+    let expected = DecodeError::Rule(RuleError::NullCharacter {
         packet: "PUBLISH",
         field: "User Property name",
-    };
+    });
     assert_rejected(&user_property, V5, expected, MALFORMED);
 }
 
@@ -425,7 +431,7 @@ fn password_without_user_name_is_malformed_in_v311_mqtt_3_1_2_22() {
     assert_rejected(
         &bytes,
         V311,
-        DecodeError::PasswordWithoutUsername,
+        DecodeError::Rule(RuleError::PasswordWithoutUsername),
         MALFORMED,
     );
 
@@ -484,16 +490,16 @@ fn packet_identifier_must_be_non_zero_mqtt_2_3_1_1() {
         (packet(0x62, &[0, 0]), "PUBREL"),
     ];
     for (bytes, name) in cases {
-        let expected = DecodeError::ZeroPacketId { packet: name };
+        let expected = DecodeError::Rule(RuleError::ZeroPacketId { packet: name });
         assert_rejected(bytes, V311, expected, PROTOCOL_ERROR);
     }
 }
 
 #[test]
 fn subscribe_without_filters_is_a_protocol_error_mqtt_3_8_3_3() {
-    let expected = DecodeError::NoTopicFilters {
+    let expected = DecodeError::Rule(RuleError::NoTopicFilters {
         packet: "SUBSCRIBE",
-    };
+    });
     assert_rejected(
         &packet(0x82, &[0, 1]),
         V311,
@@ -505,9 +511,9 @@ fn subscribe_without_filters_is_a_protocol_error_mqtt_3_8_3_3() {
 
 #[test]
 fn unsubscribe_without_filters_is_a_protocol_error_mqtt_3_10_3_2() {
-    let expected = DecodeError::NoTopicFilters {
+    let expected = DecodeError::Rule(RuleError::NoTopicFilters {
         packet: "UNSUBSCRIBE",
-    };
+    });
     assert_rejected(
         &packet(0xA2, &[0, 1]),
         V311,
@@ -572,17 +578,17 @@ fn v5_subscription_options_are_decoded() {
 #[test]
 fn property_not_allowed_in_the_packet_is_a_protocol_error() {
     let topic_alias_in_connect = connect_v5(&[id::TOPIC_ALIAS, 0, 1]);
-    let expected = DecodeError::PropertyNotAllowed {
+    let expected = DecodeError::Rule(RuleError::PropertyNotAllowed {
         packet: "CONNECT",
         property: "Topic Alias",
-    };
+    });
     assert_rejected(&topic_alias_in_connect, V5, expected, PROTOCOL_ERROR);
 
     let session_expiry_in_publish = publish_qos1_v5(&[id::SESSION_EXPIRY_INTERVAL, 0, 0, 0, 1]);
-    let expected = DecodeError::PropertyNotAllowed {
+    let expected = DecodeError::Rule(RuleError::PropertyNotAllowed {
         packet: "PUBLISH",
         property: "Session Expiry Interval",
-    };
+    });
     assert_rejected(&session_expiry_in_publish, V5, expected, PROTOCOL_ERROR);
 
     let will = cat(&[
@@ -592,10 +598,10 @@ fn property_not_allowed_in_the_packet_is_a_protocol_error() {
         &prefixed(b"w"),
         &prefixed(b""),
     ]);
-    let expected = DecodeError::PropertyNotAllowed {
+    let expected = DecodeError::Rule(RuleError::PropertyNotAllowed {
         packet: "CONNECT Will",
         property: "Topic Alias",
-    };
+    });
     assert_rejected(
         &connect(b"MQTT", 5, 0x06, &will),
         V5,
@@ -608,10 +614,10 @@ fn property_not_allowed_in_the_packet_is_a_protocol_error() {
 fn duplicate_single_valued_property_is_a_protocol_error() {
     let content_type = cat(&[&[id::CONTENT_TYPE], &prefixed(b"a")]);
     let twice = publish_qos1_v5(&cat(&[&content_type, &content_type]));
-    let expected = DecodeError::DuplicateProperty {
+    let expected = DecodeError::Rule(RuleError::DuplicateProperty {
         packet: "PUBLISH",
         property: "Content Type",
-    };
+    });
     assert_rejected(&twice, V5, expected, PROTOCOL_ERROR);
 }
 
@@ -633,53 +639,53 @@ fn subscription_identifier_repeats_in_publish_but_not_in_subscribe() {
         0x82,
         &cat(&[&[0, 1], &props(&two_ids), &prefixed(b"a"), &[0]]),
     );
-    let expected = DecodeError::DuplicateProperty {
+    let expected = DecodeError::Rule(RuleError::DuplicateProperty {
         packet: "SUBSCRIBE",
         property: "Subscription Identifier",
-    };
+    });
     assert_rejected(&subscribe, V5, expected, PROTOCOL_ERROR);
 }
 
 #[test]
 fn subscription_identifier_0_is_a_protocol_error() {
     let bytes = publish_qos1_v5(&[id::SUBSCRIPTION_IDENTIFIER, 0]);
-    let expected = DecodeError::InvalidPropertyValue {
+    let expected = DecodeError::Rule(RuleError::InvalidPropertyValue {
         packet: "PUBLISH",
         property: "Subscription Identifier",
         value: 0,
-    };
+    });
     assert_rejected(&bytes, V5, expected, PROTOCOL_ERROR);
 }
 
 #[test]
 fn receive_maximum_0_and_maximum_packet_size_0_are_protocol_errors() {
-    let expected = DecodeError::InvalidPropertyValue {
+    let expected = DecodeError::Rule(RuleError::InvalidPropertyValue {
         packet: "CONNECT",
         property: "Receive Maximum",
         value: 0,
-    };
+    });
     assert_rejected(
         &connect_v5(&[id::RECEIVE_MAXIMUM, 0, 0]),
         V5,
         expected,
         PROTOCOL_ERROR,
     );
-    let expected = DecodeError::InvalidPropertyValue {
+    let expected = DecodeError::Rule(RuleError::InvalidPropertyValue {
         packet: "CONNECT",
         property: "Maximum Packet Size",
         value: 0,
-    };
+    });
     let bytes = connect_v5(&[id::MAXIMUM_PACKET_SIZE, 0, 0, 0, 0]);
     assert_rejected(&bytes, V5, expected, PROTOCOL_ERROR);
 }
 
 #[test]
 fn flag_properties_other_than_0_or_1_are_protocol_errors() {
-    let expected = DecodeError::InvalidPropertyValue {
+    let expected = DecodeError::Rule(RuleError::InvalidPropertyValue {
         packet: "CONNECT",
         property: "Request Problem Information",
         value: 2,
-    };
+    });
     let bytes = connect_v5(&[id::REQUEST_PROBLEM_INFORMATION, 2]);
     assert_rejected(&bytes, V5, expected, PROTOCOL_ERROR);
 }
@@ -716,7 +722,7 @@ fn property_length_beyond_the_packet_is_malformed() {
 #[test]
 fn authentication_data_without_method_is_a_protocol_error() {
     let bytes = connect_v5(&cat(&[&[id::AUTHENTICATION_DATA], &prefixed(b"x")]));
-    let expected = DecodeError::AuthDataWithoutMethod { packet: "CONNECT" };
+    let expected = DecodeError::Rule(RuleError::AuthDataWithoutMethod { packet: "CONNECT" });
     assert_rejected(&bytes, V5, expected, PROTOCOL_ERROR);
 }
 
@@ -836,4 +842,204 @@ fn connack_acknowledge_flags_bits_7_to_1_are_reserved() {
     let expected = DecodeError::ConnAckReservedFlags { flags: 0x02 };
     assert_rejected(&packet(0x20, &[0x02, 0]), V311, expected.clone(), MALFORMED);
     assert_rejected(&packet(0x20, &[0x02, 0, 0]), V5, expected, MALFORMED);
+}
+
+// ---- The rules `encode` checks too. ----
+
+/// A packet `encode` must refuse, the bytes `decode` must reject, and the one rule both name.
+struct SharedRule {
+    packet: Packet,
+    version: ProtocolVersion,
+    bytes: Vec<u8>,
+    rule: RuleError,
+}
+
+fn subscribe_packet(packet_id: u16, properties: Properties) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id,
+        properties,
+        filters: vec![(
+            "a".to_string(),
+            SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        )],
+    })
+}
+
+fn publish_packet(topic: &str, dup: bool) -> Packet {
+    Packet::Publish(Publish {
+        dup,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        topic: topic.to_string(),
+        packet_id: None,
+        properties: Properties::default(),
+        payload: Bytes::new(),
+    })
+}
+
+fn connect_packet(
+    version: ProtocolVersion,
+    properties: Properties,
+    password: Option<&'static [u8]>,
+) -> Packet {
+    Packet::Connect(Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: "c".to_string(),
+        properties,
+        will: None,
+        username: None,
+        password: password.map(Bytes::from_static),
+    })
+}
+
+fn shared_rules() -> Vec<SharedRule> {
+    let subscribe_bytes = |packet_id: [u8; 2], properties: &[u8]| -> Vec<u8> {
+        packet(
+            0x82,
+            &cat(&[&packet_id, &props(properties), &prefixed(b"a"), &[1]]),
+        )
+    };
+    let content_type = cat(&[&[id::CONTENT_TYPE], &prefixed(b"a")]);
+    vec![
+        SharedRule {
+            packet: subscribe_packet(0, Properties::default()),
+            version: V5,
+            bytes: subscribe_bytes([0, 0], &[]),
+            rule: RuleError::ZeroPacketId {
+                packet: "SUBSCRIBE",
+            },
+        },
+        SharedRule {
+            packet: Packet::Unsubscribe(Unsubscribe {
+                packet_id: 1,
+                properties: Properties::default(),
+                filters: Vec::new(),
+            }),
+            version: V311,
+            bytes: packet(0xA2, &[0, 1]),
+            rule: RuleError::NoTopicFilters {
+                packet: "UNSUBSCRIBE",
+            },
+        },
+        SharedRule {
+            packet: publish_packet("t", true),
+            version: V311,
+            bytes: packet(0x38, &prefixed(b"t")),
+            rule: RuleError::DupWithQoS0,
+        },
+        SharedRule {
+            packet: publish_packet("a\0b", false),
+            version: V311,
+            bytes: packet(0x30, &prefixed(b"a\0b")),
+            rule: RuleError::NullCharacter {
+                packet: "PUBLISH",
+                field: "topic name",
+            },
+        },
+        SharedRule {
+            packet: connect_packet(V311, Properties::default(), Some(b"secret")),
+            version: V311,
+            bytes: connect(
+                b"MQTT",
+                4,
+                0x02 | 0x40,
+                &cat(&[&prefixed(b"c"), &prefixed(b"secret")]),
+            ),
+            rule: RuleError::PasswordWithoutUsername,
+        },
+        SharedRule {
+            packet: subscribe_packet(
+                1,
+                Properties {
+                    content_type: Some("a".to_string()),
+                    ..Properties::default()
+                },
+            ),
+            version: V5,
+            bytes: subscribe_bytes([0, 1], &content_type),
+            rule: RuleError::PropertyNotAllowed {
+                packet: "SUBSCRIBE",
+                property: "Content Type",
+            },
+        },
+        SharedRule {
+            packet: subscribe_packet(
+                1,
+                Properties {
+                    subscription_identifiers: vec![1, 128],
+                    ..Properties::default()
+                },
+            ),
+            version: V5,
+            bytes: subscribe_bytes(
+                [0, 1],
+                &[
+                    id::SUBSCRIPTION_IDENTIFIER,
+                    1,
+                    id::SUBSCRIPTION_IDENTIFIER,
+                    0x80,
+                    0x01,
+                ],
+            ),
+            rule: RuleError::DuplicateProperty {
+                packet: "SUBSCRIBE",
+                property: "Subscription Identifier",
+            },
+        },
+        SharedRule {
+            packet: connect_packet(
+                V5,
+                Properties {
+                    receive_maximum: Some(0),
+                    ..Properties::default()
+                },
+                None,
+            ),
+            version: V5,
+            bytes: connect_v5(&[id::RECEIVE_MAXIMUM, 0, 0]),
+            rule: RuleError::InvalidPropertyValue {
+                packet: "CONNECT",
+                property: "Receive Maximum",
+                value: 0,
+            },
+        },
+        SharedRule {
+            packet: connect_packet(
+                V5,
+                Properties {
+                    authentication_data: Some(Bytes::from_static(b"x")),
+                    ..Properties::default()
+                },
+                None,
+            ),
+            version: V5,
+            bytes: connect_v5(&cat(&[&[id::AUTHENTICATION_DATA], &prefixed(b"x")])),
+            rule: RuleError::AuthDataWithoutMethod { packet: "CONNECT" },
+        },
+    ]
+}
+
+/// Whatever `encode` writes, `decode` accepts: a packet breaking a rule `decode` enforces is
+/// refused by `encode` with the same `RuleError`, and nothing is written.
+#[test]
+fn encode_refuses_what_decode_rejects_with_the_same_rule_error() {
+    for SharedRule {
+        packet,
+        version,
+        bytes,
+        rule,
+    } in shared_rules()
+    {
+        let reason = rule.reason_code();
+        assert_rejected(&bytes, version, DecodeError::Rule(rule.clone()), reason);
+        let mut written = BytesMut::new();
+        assert_eq!(
+            encode(&packet, version, &mut written),
+            Err(EncodeError::Rule(rule.clone())),
+            "encoding {packet:?}"
+        );
+        assert!(written.is_empty(), "nothing written for {rule}");
+    }
 }

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::error::DecodeError;
+use super::error::{DecodeError, RuleError};
 use super::packet::{
     Auth, ConnAck, Connect, Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, SubAck,
     Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe, Will,
@@ -17,7 +17,7 @@ use super::primitives::{parse_var_int, Reader};
 use super::properties::Properties;
 use super::property_wire::read_properties;
 use super::reason::ReasonCode;
-use super::rules::Context;
+use super::rules::{self, Context};
 
 /// Decodes one packet from the front of `src` if a whole one is buffered, advancing `src` past
 /// it; `Ok(None)` if more bytes are needed (`src` untouched). `version` is the connection's
@@ -161,7 +161,7 @@ fn check_publish_flags(flags: u8) -> Result<(), DecodeError> {
         });
     }
     if qos == 0 && flags & 0b1000 != 0 {
-        return Err(DecodeError::DupWithQoS0);
+        return Err(RuleError::DupWithQoS0.into());
     }
     Ok(())
 }
@@ -192,12 +192,10 @@ fn decode_body(
     }
 }
 
-/// A Packet Identifier, which must be non-zero [MQTT-2.3.1-1].
+/// A Packet Identifier, which must be non-zero.
 fn packet_id(r: &mut Reader) -> Result<u16, DecodeError> {
-    match r.u16("packet identifier")? {
-        0 => Err(DecodeError::ZeroPacketId { packet: r.packet() }),
-        id => Ok(id),
-    }
+    let packet_id = r.u16("packet identifier")?;
+    Ok(rules::check_packet_id(r.packet(), packet_id)?)
 }
 
 /// The property block in 5.0; nothing (empty properties) in 3.1.1.
@@ -315,7 +313,7 @@ fn check_connect_flags(flags: u8, protocol: ProtocolVersion) -> Result<Option<Qo
         && flags & connect_flag::PASSWORD != 0
         && flags & connect_flag::USER_NAME == 0
     {
-        return Err(DecodeError::PasswordWithoutUsername);
+        return Err(RuleError::PasswordWithoutUsername.into());
     }
     if flags & connect_flag::WILL == 0 {
         if will_qos != 0 || will_retain {
@@ -431,11 +429,7 @@ fn subscribe(r: &mut Reader, version: ProtocolVersion) -> Result<Subscribe, Deco
         let options = subscription_options(r.u8("subscription options")?, version)?;
         filters.push((filter, options));
     }
-    if filters.is_empty() {
-        return Err(DecodeError::NoTopicFilters {
-            packet: "SUBSCRIBE",
-        });
-    }
+    rules::check_filters_present("SUBSCRIBE", filters.len())?;
     Ok(Subscribe {
         packet_id,
         properties,
@@ -523,11 +517,7 @@ fn unsubscribe(r: &mut Reader, version: ProtocolVersion) -> Result<Unsubscribe, 
     while !r.is_empty() {
         filters.push(r.string("topic filter")?);
     }
-    if filters.is_empty() {
-        return Err(DecodeError::NoTopicFilters {
-            packet: "UNSUBSCRIBE",
-        });
-    }
+    rules::check_filters_present("UNSUBSCRIBE", filters.len())?;
     Ok(Unsubscribe {
         packet_id,
         properties,

@@ -11,7 +11,7 @@
 
 use bytes::BytesMut;
 
-use super::error::EncodeError;
+use super::error::{EncodeError, RuleError};
 use super::packet::{
     Connect, Packet, ProtocolVersion, PubResponse, Publish, QoS, Subscribe, SubscriptionOptions,
 };
@@ -297,22 +297,22 @@ fn validate(packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeError
         Packet::PubComp(response) => validate_pub_response(response, v5, Context::PubComp),
         Packet::Subscribe(subscribe) => validate_subscribe(subscribe, v5),
         Packet::SubAck(ack) => {
-            check_packet_id("SUBACK", ack.packet_id)?;
+            rules::check_packet_id("SUBACK", ack.packet_id)?;
             for &reason in &ack.reasons {
                 check_suback_reason(reason, v5)?;
             }
             check_properties_in(v5, &ack.properties, Context::SubAck)
         }
         Packet::Unsubscribe(unsubscribe) => {
-            check_packet_id("UNSUBSCRIBE", unsubscribe.packet_id)?;
-            check_filters_present("UNSUBSCRIBE", unsubscribe.filters.len())?;
+            rules::check_packet_id("UNSUBSCRIBE", unsubscribe.packet_id)?;
+            rules::check_filters_present("UNSUBSCRIBE", unsubscribe.filters.len())?;
             for filter in &unsubscribe.filters {
                 check_string("UNSUBSCRIBE", "topic filter", filter)?;
             }
             check_properties_in(v5, &unsubscribe.properties, Context::Unsubscribe)
         }
         Packet::UnsubAck(ack) => {
-            check_packet_id("UNSUBACK", ack.packet_id)?;
+            rules::check_packet_id("UNSUBACK", ack.packet_id)?;
             if v5 {
                 for &reason in &ack.reasons {
                     check_reason(Context::UnsubAck, reason)?;
@@ -351,7 +351,7 @@ fn validate_connect(connect: &Connect) -> Result<(), EncodeError> {
     if let Some(password) = &connect.password {
         check_binary("CONNECT", "password", password)?;
         if !v5 && connect.username.is_none() {
-            return Err(EncodeError::PasswordWithoutUsername);
+            return Err(RuleError::PasswordWithoutUsername.into());
         }
     }
     Ok(())
@@ -361,10 +361,12 @@ fn validate_publish(publish: &Publish, v5: bool) -> Result<(), EncodeError> {
     check_string("PUBLISH", "topic name", &publish.topic)?;
     match (publish.qos, publish.packet_id) {
         (QoS::AtMostOnce, Some(_)) => return Err(EncodeError::UnexpectedPacketId),
-        (QoS::AtMostOnce, None) if publish.dup => return Err(EncodeError::DupWithQoS0),
+        (QoS::AtMostOnce, None) if publish.dup => return Err(RuleError::DupWithQoS0.into()),
         (QoS::AtMostOnce, None) => {}
         (qos, None) => return Err(EncodeError::MissingPacketId { qos: qos as u8 }),
-        (_, Some(packet_id)) => check_packet_id("PUBLISH", packet_id)?,
+        (_, Some(packet_id)) => {
+            rules::check_packet_id("PUBLISH", packet_id)?;
+        }
     }
     check_properties_in(v5, &publish.properties, Context::Publish)
 }
@@ -374,13 +376,13 @@ fn validate_pub_response(
     v5: bool,
     context: Context,
 ) -> Result<(), EncodeError> {
-    check_packet_id(context.name(), response.packet_id)?;
+    rules::check_packet_id(context.name(), response.packet_id)?;
     check_reason_and_properties(v5, context, response.reason, &response.properties)
 }
 
 fn validate_subscribe(subscribe: &Subscribe, v5: bool) -> Result<(), EncodeError> {
-    check_packet_id("SUBSCRIBE", subscribe.packet_id)?;
-    check_filters_present("SUBSCRIBE", subscribe.filters.len())?;
+    rules::check_packet_id("SUBSCRIBE", subscribe.packet_id)?;
+    rules::check_filters_present("SUBSCRIBE", subscribe.filters.len())?;
     for (filter, options) in &subscribe.filters {
         check_string("SUBSCRIBE", "topic filter", filter)?;
         if v5 && options.retain_handling > 2 {
@@ -392,20 +394,6 @@ fn validate_subscribe(subscribe: &Subscribe, v5: bool) -> Result<(), EncodeError
     check_properties_in(v5, &subscribe.properties, Context::Subscribe)
 }
 
-fn check_packet_id(packet: &'static str, packet_id: u16) -> Result<(), EncodeError> {
-    if packet_id == 0 {
-        return Err(EncodeError::ZeroPacketId { packet });
-    }
-    Ok(())
-}
-
-fn check_filters_present(packet: &'static str, count: usize) -> Result<(), EncodeError> {
-    if count == 0 {
-        return Err(EncodeError::NoTopicFilters { packet });
-    }
-    Ok(())
-}
-
 fn check_string(packet: &'static str, field: &'static str, text: &str) -> Result<(), EncodeError> {
     if text.len() > MAX_PREFIXED_LEN {
         return Err(EncodeError::StringTooLong {
@@ -415,7 +403,7 @@ fn check_string(packet: &'static str, field: &'static str, text: &str) -> Result
         });
     }
     if text.contains('\0') {
-        return Err(EncodeError::NullCharacter { packet, field });
+        return Err(RuleError::NullCharacter { packet, field }.into());
     }
     Ok(())
 }
@@ -492,9 +480,7 @@ fn check_properties(properties: &Properties, context: Context) -> Result<(), Enc
     let packet = context.name();
     for_each_property(properties, |id, value| {
         let property = rules::property_name(id);
-        if !rules::property(id).is_some_and(|spec| spec.allowed_in(context)) {
-            return Err(EncodeError::PropertyNotAllowed { packet, property });
-        }
+        rules::check_property_allowed(id, context)?;
         match value {
             PropertyValue::Utf8(text) => check_string(packet, property, text),
             PropertyValue::Binary(bytes) => check_binary(packet, property, bytes),
@@ -503,25 +489,13 @@ fn check_properties(properties: &Properties, context: Context) -> Result<(), Enc
                 check_string(packet, property, value)
             }
             integer => match integer.as_integer() {
-                Some(v) if !rules::integer_value_allowed(id, v) => {
-                    Err(EncodeError::InvalidPropertyValue {
-                        packet,
-                        property,
-                        value: v,
-                    })
-                }
-                _ => Ok(()),
+                Some(v) => Ok(rules::check_integer_value(id, v, context)?),
+                None => Ok(()),
             },
         }
     })?;
     if context != Context::Publish && properties.subscription_identifiers.len() > 1 {
-        return Err(EncodeError::DuplicateProperty {
-            packet,
-            property: rules::property_name(id::SUBSCRIPTION_IDENTIFIER),
-        });
+        return Err(rules::duplicate_property(id::SUBSCRIPTION_IDENTIFIER, context).into());
     }
-    if rules::auth_data_without_method(properties) {
-        return Err(EncodeError::AuthDataWithoutMethod { packet });
-    }
-    Ok(())
+    Ok(rules::check_auth_data(properties, context)?)
 }

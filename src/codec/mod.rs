@@ -17,7 +17,7 @@ mod rules;
 
 pub use decode::decode;
 pub use encode::{encode, encoded_len};
-pub use error::{DecodeError, EncodeError};
+pub use error::{DecodeError, EncodeError, RuleError};
 pub use packet::*;
 pub use properties::{id as property_id, Properties};
 pub use reason::ReasonCode;

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::error::DecodeError;
+use super::error::{DecodeError, RuleError};
 
 /// The largest value a variable byte integer can carry (and the largest Remaining Length).
 pub(crate) const MAX_VAR_INT: u32 = 268_435_455;
@@ -161,10 +161,11 @@ impl Reader {
         self.need(len, field)?;
         let raw = &self.buf[..len];
         if raw.contains(&0) {
-            return Err(DecodeError::NullCharacter {
+            return Err(RuleError::NullCharacter {
                 packet: self.packet,
                 field,
-            });
+            }
+            .into());
         }
         let text = std::str::from_utf8(raw)
             .map_err(|_| DecodeError::InvalidUtf8 {

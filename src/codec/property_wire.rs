@@ -20,7 +20,7 @@ pub(crate) enum PropertyValue<'a> {
 }
 
 impl PropertyValue<'_> {
-    /// The value of an integer property, for `rules::integer_value_allowed`.
+    /// The value of an integer property, for `rules::check_integer_value`.
     pub(crate) fn as_integer(self) -> Option<u32> {
         match self {
             PropertyValue::Byte(value) => Some(u32::from(value)),
@@ -139,23 +139,16 @@ pub(crate) fn read_properties(
     let mut properties = Properties::default();
     while !block.is_empty() {
         let id = block.u8("property identifier")?;
-        let spec = rules::property(id).ok_or(DecodeError::UnknownProperty {
-            packet: context.name(),
-            id,
-        })?;
-        if !spec.allowed_in(context) {
-            return Err(DecodeError::PropertyNotAllowed {
+        if rules::property(id).is_none() {
+            return Err(DecodeError::UnknownProperty {
                 packet: context.name(),
-                property: spec.name,
+                id,
             });
         }
+        rules::check_property_allowed(id, context)?;
         PropertyRead { context, id }.store(&mut block, &mut properties)?;
     }
-    if rules::auth_data_without_method(&properties) {
-        return Err(DecodeError::AuthDataWithoutMethod {
-            packet: context.name(),
-        });
-    }
+    rules::check_auth_data(&properties, context)?;
     Ok(properties)
 }
 
@@ -255,17 +248,10 @@ impl PropertyRead {
         }
     }
 
-    /// Checks an integer value against `rules::integer_value_allowed`.
+    /// Checks an integer value against `rules::check_integer_value`.
     fn integer<T: Into<u32> + Copy>(self, value: T) -> Result<T, DecodeError> {
-        if rules::integer_value_allowed(self.id, value.into()) {
-            Ok(value)
-        } else {
-            Err(DecodeError::InvalidPropertyValue {
-                packet: self.context.name(),
-                property: rules::property_name(self.id),
-                value: value.into(),
-            })
-        }
+        rules::check_integer_value(self.id, value.into(), self.context)?;
+        Ok(value)
     }
 
     /// Sets a single-valued property, failing if the packet already carried it.
@@ -291,9 +277,6 @@ impl PropertyRead {
     }
 
     fn duplicate(self) -> DecodeError {
-        DecodeError::DuplicateProperty {
-            packet: self.context.name(),
-            property: rules::property_name(self.id),
-        }
+        rules::duplicate_property(self.id, self.context).into()
     }
 }

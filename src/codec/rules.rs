@@ -1,8 +1,10 @@
-//! MQTT 5.0 tables the decoder and encoder both obey: which properties each packet may carry
-//! (section 2.2.2.2), which reason codes each packet may carry (section 2.4 and the packet
-//! sections), and which property values are forbidden. One table, read in both directions, so
-//! that whatever `encode` writes, `decode` accepts.
+//! The rules the decoder and encoder both obey: MQTT 5.0's tables of which properties each
+//! packet may carry (section 2.2.2.2), which reason codes each packet may carry (section 2.4
+//! and the packet sections) and which property values are forbidden, and the checks both sides
+//! make with them, each failing with the one [`RuleError`] for its rule. One table and one check,
+//! used in both directions, so that whatever `encode` writes, `decode` accepts.
 
+use super::error::RuleError;
 use super::primitives::MAX_VAR_INT;
 use super::properties::{id, Properties};
 use super::reason::ReasonCode;
@@ -195,11 +197,38 @@ pub(crate) fn property_name(id: u8) -> &'static str {
     property(id).map_or("?", |spec| spec.name)
 }
 
-/// Whether an integer property value is allowed: flags are 0 or 1, Maximum QoS is 0 or 1,
-/// Receive Maximum and Maximum Packet Size are non-zero, a Subscription Identifier lies in
+/// A Packet Identifier must be non-zero [MQTT-2.3.1-1] (3.1.1) [MQTT-2.2.1-3] (5.0).
+pub(crate) fn check_packet_id(packet: &'static str, packet_id: u16) -> Result<u16, RuleError> {
+    match packet_id {
+        0 => Err(RuleError::ZeroPacketId { packet }),
+        id => Ok(id),
+    }
+}
+
+/// SUBSCRIBE and UNSUBSCRIBE carry at least one topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2].
+pub(crate) fn check_filters_present(packet: &'static str, count: usize) -> Result<(), RuleError> {
+    if count == 0 {
+        return Err(RuleError::NoTopicFilters { packet });
+    }
+    Ok(())
+}
+
+/// Property `id` may appear in a packet of `context`.
+pub(crate) fn check_property_allowed(id: u8, context: Context) -> Result<(), RuleError> {
+    if property(id).is_some_and(|spec| spec.allowed_in(context)) {
+        return Ok(());
+    }
+    Err(RuleError::PropertyNotAllowed {
+        packet: context.name(),
+        property: property_name(id),
+    })
+}
+
+/// An integer property value is allowed: flags are 0 or 1, Maximum QoS is 0 or 1, Receive
+/// Maximum and Maximum Packet Size are non-zero, a Subscription Identifier lies in
 /// 1..=268,435,455. Topic Alias 0 is allowed here: the engine answers it.
-pub(crate) fn integer_value_allowed(id: u8, value: u32) -> bool {
-    match id {
+pub(crate) fn check_integer_value(id: u8, value: u32, context: Context) -> Result<(), RuleError> {
+    let allowed = match id {
         id::PAYLOAD_FORMAT_INDICATOR
         | id::REQUEST_PROBLEM_INFORMATION
         | id::REQUEST_RESPONSE_INFORMATION
@@ -211,13 +240,34 @@ pub(crate) fn integer_value_allowed(id: u8, value: u32) -> bool {
         id::SUBSCRIPTION_IDENTIFIER => (1..=MAX_VAR_INT).contains(&value),
         id::RECEIVE_MAXIMUM | id::MAXIMUM_PACKET_SIZE => value != 0,
         _ => true,
+    };
+    if allowed {
+        return Ok(());
+    }
+    Err(RuleError::InvalidPropertyValue {
+        packet: context.name(),
+        property: property_name(id),
+        value,
+    })
+}
+
+/// A second value of property `id` in a packet of `context`: only User Property, and
+/// Subscription Identifier in PUBLISH, may repeat.
+pub(crate) fn duplicate_property(id: u8, context: Context) -> RuleError {
+    RuleError::DuplicateProperty {
+        packet: context.name(),
+        property: property_name(id),
     }
 }
 
-/// Whether the property set breaks a rule that spans properties: Authentication Data without
-/// an Authentication Method is a Protocol Error.
-pub(crate) fn auth_data_without_method(properties: &Properties) -> bool {
-    properties.authentication_data.is_some() && properties.authentication_method.is_none()
+/// The rule that spans properties: Authentication Data needs an Authentication Method.
+pub(crate) fn check_auth_data(properties: &Properties, context: Context) -> Result<(), RuleError> {
+    if properties.authentication_data.is_some() && properties.authentication_method.is_none() {
+        return Err(RuleError::AuthDataWithoutMethod {
+            packet: context.name(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
