@@ -4,6 +4,7 @@
 
 use cairn::codec::{ProtocolVersion, QoS};
 
+use crate::common::clients::subscribe_ok;
 use crate::common::{start_broker, start_broker_with, RawClient};
 use crate::mosquitto::{self, Args};
 
@@ -18,9 +19,7 @@ async fn publish_subscribe(version: ProtocolVersion, qos: QoS, test: &str) {
     let broker = start_broker().await;
     let topic = format!("interop/{test}");
     let mut raw = RawClient::connect(broker.addr, version, &format!("{test}-raw")).await;
-    let suback = raw.subscribe(1, &topic, qos).await;
-    let granted: Vec<u8> = suback.reasons.iter().map(|reason| reason.to_u8()).collect();
-    assert_eq!(granted, vec![qos as u8], "SUBACK grants QoS {qos:?}");
+    subscribe_ok(&mut raw, 1, &topic, qos).await;
     let subscriber = mosquitto::subscriber(
         Args::new(broker.addr, version, &format!("{test}-sub")),
         &topic,
