@@ -136,6 +136,11 @@ impl RawClient {
             .await
             .expect("connect in time")
             .expect("TCP connect");
+        RawClient::from_stream(stream, version)
+    }
+
+    /// Wraps a TCP connection opened elsewhere (no CONNECT sent yet).
+    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> RawClient {
         RawClient {
             stream,
             buffer: BytesMut::new(),
@@ -170,6 +175,19 @@ impl RawClient {
         self.send_bytes(&bytes).await;
     }
 
+    /// Sends `packets` in one write; false if the connection is gone. For tests where the
+    /// broker may die at any moment.
+    pub async fn try_send(&mut self, packets: &[Packet]) -> bool {
+        if packets.is_empty() {
+            return true;
+        }
+        let mut bytes = BytesMut::new();
+        for packet in packets {
+            codec::encode(packet, self.version, &mut bytes).expect("test packet encodes");
+        }
+        self.stream.write_all(&bytes).await.is_ok()
+    }
+
     /// Sends raw bytes, e.g. a malformed packet.
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write to broker");
@@ -183,7 +201,10 @@ impl RawClient {
             .expect("the broker answered within the wait")
     }
 
-    async fn read_packet(&mut self) -> Option<Packet> {
+    /// The next packet, or `None` once the connection is closed, however long that takes
+    /// (see [`RawClient::next`] for the bounded wait). Cancel-safe: a packet half read stays
+    /// buffered.
+    pub async fn read_packet(&mut self) -> Option<Packet> {
         loop {
             match codec::decode(&mut self.buffer, self.version, u32::MAX) {
                 Ok(Some(packet)) => return Some(packet),

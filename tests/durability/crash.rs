@@ -20,17 +20,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use cairn::codec::{
-    self, Connect, Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+    Connect, Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::common::clients::{new_session, persistent_connect, subscribe_ok};
 use crate::common::prng::SplitMix64;
+use crate::common::RawClient;
 use crate::process::CairnProcess;
 
 /// Kills in the default test.
@@ -294,42 +294,6 @@ impl Dialer {
     }
 }
 
-/// An MQTT connection that may die at any moment: every failure just means "gone".
-struct Wire {
-    stream: TcpStream,
-    buffer: BytesMut,
-    version: ProtocolVersion,
-}
-
-impl Wire {
-    /// Writes `packets` in one go; false if the connection is gone.
-    async fn send(&mut self, packets: &[Packet]) -> bool {
-        if packets.is_empty() {
-            return true;
-        }
-        let mut bytes = BytesMut::new();
-        for packet in packets {
-            codec::encode(packet, self.version, &mut bytes).expect("test packets encode");
-        }
-        self.stream.write_all(&bytes).await.is_ok()
-    }
-
-    /// The next packet, or `None` once the connection is gone. Cancel-safe.
-    async fn recv(&mut self) -> Option<Packet> {
-        loop {
-            match codec::decode(&mut self.buffer, self.version, u32::MAX) {
-                Ok(Some(packet)) => return Some(packet),
-                Ok(None) => {}
-                Err(error) => panic!("the broker sent a malformed packet: {error}"),
-            }
-            match self.stream.read_buf(&mut self.buffer).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
 /// Dials the next broker and resumes the session with `connect`. Once a session has been
 /// established (`established`), the broker must still have it: Session Present 1
 /// [MQTT-3.2.2-3] (5.0) / [MQTT-3.2.2-2] (3.1.1). `None` if the broker went away meanwhile.
@@ -337,16 +301,12 @@ async fn open_session(
     dialer: &mut Dialer,
     connect: &Connect,
     established: &mut bool,
-) -> Option<Wire> {
-    let mut wire = Wire {
-        stream: dialer.dial().await,
-        buffer: BytesMut::new(),
-        version: connect.protocol,
-    };
-    if !wire.send(&[Packet::Connect(connect.clone())]).await {
+) -> Option<RawClient> {
+    let mut wire = RawClient::from_stream(dialer.dial().await, connect.protocol);
+    if !wire.try_send(&[Packet::Connect(connect.clone())]).await {
         return None;
     }
-    match wire.recv().await? {
+    match wire.read_packet().await? {
         Packet::ConnAck(connack) => {
             assert_eq!(
                 connack.reason,
@@ -497,7 +457,7 @@ async fn run_publisher(
             continue;
         };
         let resent: Vec<Packet> = outstanding.iter().map(|o| spec.resend(o)).collect();
-        if !wire.send(&resent).await {
+        if !wire.try_send(&resent).await {
             continue;
         }
         loop {
@@ -515,17 +475,17 @@ async fn run_publisher(
             }
             if outstanding.is_empty() {
                 let goodbye = Packet::Disconnect(Disconnect::new(ReasonCode::Success));
-                let _ = wire.send(&[goodbye]).await;
+                let _ = wire.try_send(&[goodbye]).await;
                 return issued;
             }
-            if !wire.send(&fresh).await {
+            if !wire.try_send(&fresh).await {
                 break;
             }
-            let Some(packet) = wire.recv().await else {
+            let Some(packet) = wire.read_packet().await else {
                 break;
             };
             if let Some(release) = spec.on_ack(packet, &mut outstanding) {
-                if !wire.send(&[release]).await {
+                if !wire.try_send(&[release]).await {
                     break;
                 }
             }
@@ -668,15 +628,15 @@ async fn run_subscriber(
         loop {
             if received.complete(&totals.borrow()) {
                 let goodbye = Packet::Disconnect(Disconnect::new(ReasonCode::Success));
-                let _ = wire.send(&[goodbye]).await;
+                let _ = wire.try_send(&[goodbye]).await;
                 return received.by_topic;
             }
             let known = totals.borrow().is_some();
             tokio::select! {
-                packet = wire.recv() => {
+                packet = wire.read_packet() => {
                     let Some(packet) = packet else { break };
                     let answer = received.handle(packet);
-                    if !wire.send(&[answer]).await {
+                    if !wire.try_send(&[answer]).await {
                         break;
                     }
                 }
