@@ -8,18 +8,17 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn::codec::{
     Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions, Will,
 };
-use common::binary::{assert_exit, cairn, stderr, stdout};
-use common::{connect_packet, publish_packet, RawClient, WAIT};
+use common::binary::{assert_exit, cairn, run, stderr, stdout};
+use common::serve::ServeProcess;
+use common::{connect_packet, publish_packet, RawClient};
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
 
 /// Exit code for a bad configuration or usage.
 const EXIT_BAD_CONFIG: i32 = 2;
@@ -34,10 +33,7 @@ async fn run_on(dir: &Path, args: &[&str]) -> Output {
     let dir = dir.display().to_string();
     let mut all = args.to_vec();
     all.extend(["--data-dir", &dir]);
-    let output = tokio::time::timeout(WAIT * 3, cairn(&all).output())
-        .await
-        .unwrap_or_else(|_| panic!("`cairn {}` did not end in time", all.join(" ")));
-    output.expect("cairn runs")
+    run(&all).await
 }
 
 /// The cells of each line of `sessions list` (columns are two or more spaces apart).
@@ -365,33 +361,19 @@ async fn serve_without_repair_leaves_an_unusable_store_alone() {
 async fn serve_with_repair_quarantines_an_unusable_store_and_starts() {
     let data = garbage_store();
     let dir = data.path().display().to_string();
-    let mut child = cairn(&[
+    let mut command = cairn(&[
         "serve",
         "--repair",
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
         &dir,
-    ])
+    ]);
     // No `$SYS` task: it subscribes to the shutdown signal only once it runs, so a SIGTERM
     // right after start-up could wait out its whole interval.
-    .env("CAIRN_SYS_INTERVAL", "0")
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("cairn serve starts");
-    let mut log = BufReader::new(child.stderr.take().expect("stderr is piped"));
-    let mut seen = String::new();
-    let ready = tokio::time::timeout(WAIT * 3, async {
-        while log.read_line(&mut seen).await.expect("read the log") > 0 {
-            if seen.contains("broker ready") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    assert!(ready, "the repaired broker did not become ready: {seen}");
+    command.env("CAIRN_SYS_INTERVAL", "0");
+    let serving = ServeProcess::spawn(command).await;
+    let seen = serving.log();
 
     let quarantined: Vec<String> = files_in(data.path())
         .into_iter()
@@ -410,18 +392,7 @@ async fn serve_with_repair_quarantines_an_unusable_store_and_starts() {
     );
     assert!(error_line.contains("not a database"), "{error_line}");
 
-    let pid = child.id().expect("running").to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
-    assert!(killed.expect("run kill").success());
-    let exited = tokio::time::timeout(WAIT, child.wait()).await;
-    if exited.is_err() {
-        let _ = child.start_kill();
-    }
-    let _ = log.read_to_string(&mut seen).await;
-    let status = exited
-        .unwrap_or_else(|_| panic!("cairn serve still runs {WAIT:?} after SIGTERM: {seen}"))
-        .expect("wait for cairn serve");
-    assert!(status.success(), "exit {status}: {seen}");
+    serving.terminate().await;
 
     let list = run_on(data.path(), &["sessions", "list"]).await;
     assert_exit(&list, 0, "sessions list on the fresh store");

@@ -12,50 +12,24 @@ mod certs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{ExitStatus, Output, Stdio};
-use std::time::Duration;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Config;
 use certs::TlsFiles;
-use common::binary::{assert_exit, cairn, stderr, stdout};
+use common::binary::{assert_exit, cairn, run, stderr, stdout};
+use common::serve::ServeProcess;
 use common::{publish_packet, RawClient, WAIT};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Exit code for a bad configuration or usage.
 const EXIT_BAD_CONFIG: i32 = 2;
 /// Exit code for a failure at run time.
 const EXIT_RUNTIME: i32 = 1;
 
-/// Runs `cairn` to its end (within three times [`WAIT`]).
-async fn run(args: &[&str]) -> Output {
-    let output = tokio::time::timeout(WAIT * 3, cairn(args).output())
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "`cairn {}` did not end within {:?}",
-                args.join(" "),
-                WAIT * 3
-            )
-        });
-    output.expect("cairn runs")
-}
-
 /// Writes `contents` to `cairn.toml` in `dir` and returns its path as a string.
 fn config_file(dir: &Path, contents: &str) -> String {
     let path = dir.join("cairn.toml");
     std::fs::write(&path, contents).expect("write config file");
     path.display().to_string()
-}
-
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 #[tokio::test]
@@ -239,121 +213,24 @@ async fn check_config_with_missing_file_names_it() {
     );
 }
 
-/// A `cairn serve` process, its stderr collected line by line in the background (so a chatty
-/// log never fills the pipe, and a test can wait for a line), killed if the test ends early.
-struct Serving {
-    child: Child,
-    /// Everything written to stderr so far.
-    log: watch::Receiver<String>,
-    /// Ends with the process's stderr.
-    stderr: JoinHandle<()>,
-}
-
-impl Serving {
-    fn spawn(args: &[&str]) -> Serving {
-        let mut child = cairn(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("cairn serve starts");
-        let pipe = child.stderr.take().expect("stderr is piped");
-        let (log_sender, log) = watch::channel(String::new());
-        let stderr = tokio::spawn(async move {
-            let mut lines = BufReader::new(pipe).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                log_sender.send_modify(|log| {
-                    log.push_str(&line);
-                    log.push('\n');
-                });
-            }
-        });
-        Serving { child, log, stderr }
-    }
-
-    /// `cairn serve --listen` on a free port of 127.0.0.1 with data in `data_dir`, once it
-    /// accepts connections.
-    async fn listen_on_a_free_port(data_dir: &Path) -> (Serving, SocketAddr) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut serving = Serving::spawn(&[
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-            &data_dir.display().to_string(),
-        ]);
-        serving.wait_until_listening(addr).await;
-        (serving, addr)
-    }
-
-    /// Waits (within [`WAIT`]) until the log contains `text`; fails if the process's stderr
-    /// ends first.
-    async fn wait_for_log(&mut self, text: &str) {
-        let found = tokio::time::timeout(WAIT, self.log.wait_for(|log| log.contains(text)))
-            .await
-            .map(|found| found.is_ok());
-        match found {
-            Ok(true) => {}
-            Ok(false) => panic!(
-                "cairn serve's stderr ended without {text:?}: {}",
-                self.log.borrow().as_str()
-            ),
-            Err(_) => panic!(
-                "{text:?} not logged within {WAIT:?}: {}",
-                self.log.borrow().as_str()
-            ),
-        }
-    }
-
-    /// Waits until `addr` accepts TCP connections, polling within [`WAIT`]; fails early if the
-    /// process exits.
-    async fn wait_until_listening(&mut self, addr: SocketAddr) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if TcpStream::connect(addr).await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "cairn serve exited with {status} before listening: {}",
-                    self.stderr().await
-                );
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "cairn serve not listening on {addr} within {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Sends SIGTERM with the `kill` command.
-    async fn terminate(&self) {
-        self.signal("-TERM").await;
-    }
-
-    /// Sends `signal` (such as `-HUP`) with the `kill` command.
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("cairn serve is running").to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .await
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {pid}: {status}");
-    }
-
-    /// Waits (within [`WAIT`]) for the process to exit by itself.
-    async fn exit_status(&mut self) -> ExitStatus {
-        tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("cairn serve exits within the wait")
-            .expect("wait for cairn serve")
-    }
-
-    /// Everything the process wrote to stderr, once it has closed it.
-    async fn stderr(&mut self) -> String {
-        (&mut self.stderr).await.expect("stderr reader");
-        self.log.borrow().clone()
-    }
+/// `cairn serve --listen 127.0.0.1:0` with data in `data_dir`, once it accepts connections;
+/// the address is the one its ready line names, on 127.0.0.1 as asked.
+async fn serve_on_port_0(data_dir: &Path) -> (ServeProcess, SocketAddr) {
+    let serving = ServeProcess::spawn(cairn(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir.display().to_string(),
+    ]))
+    .await;
+    let addr = serving.addr;
+    assert_eq!(
+        addr.ip(),
+        std::net::Ipv4Addr::LOCALHOST,
+        "cairn serve listens where --listen says"
+    );
+    (serving, addr)
 }
 
 /// `serve --listen` serves MQTT (a 3.1.1 QoS 1 message reaches a 5.0 subscriber); on SIGTERM it
@@ -362,7 +239,7 @@ impl Serving {
 #[tokio::test]
 async fn serve_serves_mqtt_and_stops_on_sigterm() {
     let data = tempfile::tempdir().expect("temporary directory");
-    let (mut serving, addr) = Serving::listen_on_a_free_port(data.path()).await;
+    let (mut serving, addr) = serve_on_port_0(data.path()).await;
 
     let mut subscriber = RawClient::connect(addr, ProtocolVersion::V5, "cli-sub").await;
     subscriber
@@ -390,7 +267,7 @@ async fn serve_serves_mqtt_and_stops_on_sigterm() {
         )))
         .await;
 
-    serving.terminate().await;
+    serving.signal("-TERM").await;
     assert_eq!(
         subscriber.expect_closed().await,
         vec![Packet::Disconnect(Disconnect::new(
@@ -416,14 +293,16 @@ async fn serve_serves_mqtt_and_stops_on_sigterm() {
 #[tokio::test]
 async fn serve_survives_sighup_and_says_it_did_not_reload() {
     let data = tempfile::tempdir().expect("temporary directory");
-    let (mut serving, addr) = Serving::listen_on_a_free_port(data.path()).await;
+    let (mut serving, addr) = serve_on_port_0(data.path()).await;
     let mut before = RawClient::connect(addr, ProtocolVersion::V5, "before-hup").await;
     before.subscribe(1, "cli/hup", QoS::AtLeastOnce).await;
 
     serving.signal("-HUP").await;
-    serving.wait_for_log("SIGHUP").await;
+    serving
+        .wait_for_log_line("about SIGHUP", |line| line.contains("SIGHUP"))
+        .await;
     assert!(
-        matches!(serving.child.try_wait(), Ok(None)),
+        serving.is_running(),
         "cairn serve is still running after SIGHUP"
     );
     let mut after = RawClient::connect(addr, ProtocolVersion::V311, "after-hup").await;
@@ -438,7 +317,7 @@ async fn serve_survives_sighup_and_says_it_did_not_reload() {
         .expect("PUBACK after SIGHUP");
     assert_eq!(&before.expect_publish().await.payload[..], b"still here");
 
-    serving.terminate().await;
+    serving.signal("-TERM").await;
     let status = serving.exit_status().await;
     let log = serving.stderr().await;
     assert!(

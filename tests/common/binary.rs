@@ -4,6 +4,8 @@ use std::process::{Output, Stdio};
 
 use tokio::process::Command;
 
+use super::WAIT;
+
 /// The `cairn` binary with `args` and a clean environment (no `CAIRN_…` or `RUST_LOG` from
 /// outside), stdout and stderr piped, killed if the test drops it.
 pub fn cairn(args: &[&str]) -> Command {
@@ -21,6 +23,21 @@ pub fn cairn(args: &[&str]) -> Command {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     command
+}
+
+/// Runs `command` to its end and returns what it printed; fails the test if it runs longer
+/// than three times [`WAIT`].
+pub async fn run_to_end(mut command: Command) -> Output {
+    let program = format!("{:?}", command.as_std());
+    tokio::time::timeout(WAIT * 3, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{program} did not end within {:?}", WAIT * 3))
+        .expect("cairn runs")
+}
+
+/// `cairn args…` run to its end (see [`run_to_end`]).
+pub async fn run(args: &[&str]) -> Output {
+    run_to_end(cairn(args)).await
 }
 
 /// What the process wrote to stdout.

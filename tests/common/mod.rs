@@ -2,13 +2,15 @@
 //! 127.0.0.1 port 0, and a raw MQTT client that sends exact packets (valid or not) and
 //! checks the exact answers. Beside it: `clients` (what most tests do with that client:
 //! client ids, persistent sessions, checked subscribes and publishes, how a connection ends),
-//! `binary` (the real `cairn` binary) and `prng` (a seeded PRNG). A helper two test binaries
-//! need belongs here, not in a copy in each.
+//! `binary` (the real `cairn` binary run to its end), `serve` (a running `cairn serve`) and
+//! `prng` (a seeded PRNG). A helper two test binaries need belongs here, not in a copy in
+//! each.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
 pub mod clients;
 pub mod prng;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

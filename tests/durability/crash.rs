@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use crate::common::clients::{new_session, persistent_connect, subscribe_ok};
 use crate::common::prng::SplitMix64;
 use crate::common::RawClient;
-use crate::process::CairnProcess;
+use crate::process;
 
 /// Kills in the default test.
 const DEFAULT_CYCLES: usize = 3;
@@ -105,7 +105,7 @@ async fn crash_cycles(cycles: usize) {
     eprintln!("crash test: {context}");
     let mut random = SplitMix64::new(seed);
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let mut cairn = CairnProcess::start(data_dir.path()).await;
+    let mut cairn = process::start(data_dir.path()).await;
     for (id, version) in [ONLINE_SUBSCRIBER, OFFLINE_SUBSCRIBER] {
         let mut subscriber = new_session(cairn.addr, version, id).await;
         subscribe_ok(
@@ -154,7 +154,7 @@ async fn crash_cycles(cycles: usize) {
             finishing.store(true, Ordering::Release);
         }
         let starting = Instant::now();
-        cairn = CairnProcess::start(data_dir.path()).await;
+        cairn = process::start(data_dir.path()).await;
         slowest_start = slowest_start.max(starting.elapsed());
         endpoints.send_replace(Endpoint {
             generation: cycle as u64 + 1,

@@ -13,15 +13,15 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::store::redb::DATABASE_FILE;
 use tokio::process::Command;
 
 use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text};
-use crate::common::{publish_packet, RawClient, WAIT};
-use crate::process::{serve_command, CairnProcess};
+use crate::common::serve::ServeProcess;
+use crate::common::{publish_packet, RawClient};
+use crate::process::{self, serve_command};
 use crate::support::{publish, receive_until_marker};
 
 /// The persistent subscriber's filter.
@@ -49,8 +49,6 @@ const READINGS_AFTER: u16 = 10;
 /// Most readings published while waiting for the first refusal (or, after space returns, for
 /// the first acknowledgement): bounds the test, and the disk it uses, if the limit fails.
 const MAX_READINGS: u16 = 1000;
-/// How often the log is looked at while waiting for a line.
-const LOG_POLL: Duration = Duration::from_millis(20);
 /// Makes the shell ignore SIGXFSZ, then become the command given as its arguments.
 const IGNORE_SIGXFSZ_AND_EXEC: &str = r#"trap "" XFSZ; exec "$0" "$@""#;
 
@@ -117,24 +115,6 @@ fn database_size(data_dir: &Path) -> u64 {
     std::fs::metadata(data_dir.join(DATABASE_FILE))
         .expect("the database file exists")
         .len()
-}
-
-/// Waits (within [`WAIT`]) until the log has a line satisfying `wanted`: the log is read from
-/// the child's stderr in the background, so a line already written may not be there yet, and
-/// [`CairnProcess::log`] is a snapshot, so this polls it.
-async fn wait_for_log_line(cairn: &CairnProcess, what: &str, wanted: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let log = cairn.log();
-        if log.lines().any(&wanted) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line {what} within {WAIT:?}: {log}"
-        );
-        tokio::time::sleep(LOG_POLL).await;
-    }
 }
 
 /// What the publisher learned: readings acknowledged (0x00) and refused (0x80).
@@ -210,7 +190,8 @@ impl Outcomes {
 #[tokio::test]
 async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_acked_messages() {
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let cairn = CairnProcess::spawn(with_sigxfsz_ignored(&serve_command(data_dir.path()))).await;
+    let mut cairn =
+        ServeProcess::spawn(with_sigxfsz_ignored(&serve_command(data_dir.path()))).await;
     let subscriber_id = client_id("diskfull-sub", ProtocolVersion::V5);
     let mut subscriber = new_session(cairn.addr, ProtocolVersion::V5, &subscriber_id).await;
     subscribe_ok(&mut subscriber, 1, FILTER, QoS::AtLeastOnce).await;
@@ -255,10 +236,11 @@ async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_a
     publisher.expect_nothing_pending().await;
     let mut probe = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-probe").await;
     probe.expect_nothing_pending().await;
-    wait_for_log_line(&cairn, "naming the failed commit and EFBIG", |line| {
-        line.contains("ERROR") && line.contains("commit") && line.contains("File too large")
-    })
-    .await;
+    cairn
+        .wait_for_log_line("naming the failed commit and EFBIG", |line| {
+            line.contains("ERROR") && line.contains("commit") && line.contains("File too large")
+        })
+        .await;
 
     // Space returns: the broker recovers by itself, with no restart.
     set_file_size_limit(cairn.pid(), None).await;
@@ -274,7 +256,7 @@ async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_a
         .await;
     cairn.terminate().await;
 
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     let mut subscriber = resume(cairn.addr, ProtocolVersion::V5, &subscriber_id).await;
     let mut marker = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-marker").await;
     publish(

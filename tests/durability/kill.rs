@@ -8,7 +8,7 @@ use cairn::codec::{Packet, ProtocolVersion, QoS};
 
 use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text, BOTH};
 use crate::common::{publish_packet, RawClient};
-use crate::process::CairnProcess;
+use crate::process;
 use crate::support::publish;
 
 /// Messages the publisher pipelines.
@@ -35,7 +35,7 @@ fn reading(n: u16) -> String {
 #[tokio::test]
 async fn qos1_messages_acknowledged_before_sigkill_are_delivered_after_restart() {
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     for version in BOTH {
         let mut subscriber =
             new_session(cairn.addr, version, &client_id("kill9-sub", version)).await;
@@ -69,7 +69,7 @@ async fn qos1_messages_acknowledged_before_sigkill_are_delivered_after_restart()
         }
     }
 
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     let mut subscribers = Vec::new();
     for version in BOTH {
         subscribers.push(resume(cairn.addr, version, &client_id("kill9-sub", version)).await);

@@ -12,7 +12,7 @@ use crate::common::binary::stderr;
 use crate::common::clients::subscribe_ok;
 use crate::common::prng::SplitMix64;
 use crate::common::{publish_packet, RawClient};
-use crate::process::{serve_to_end, CairnProcess};
+use crate::process::{self, serve_to_end};
 use crate::support::{expect_message, publish};
 
 /// The database file in a data directory.
@@ -57,7 +57,7 @@ async fn assert_serves(addr: std::net::SocketAddr) {
 #[tokio::test]
 async fn second_serve_on_a_data_directory_in_use_exits_naming_it() {
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let first = CairnProcess::start(data_dir.path()).await;
+    let first = process::start(data_dir.path()).await;
     let second = serve_to_end(data_dir.path()).await;
     assert_refused(
         &second,

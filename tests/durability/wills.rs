@@ -13,7 +13,7 @@ use crate::common::clients::{
     subscribe_ok, text, will, with_will, BOTH,
 };
 use crate::common::{connect_packet, RawClient};
-use crate::process::CairnProcess;
+use crate::process;
 use crate::support::expect_message;
 
 /// The Will Delay Interval of the delayed Will, in seconds.
@@ -54,7 +54,7 @@ async fn offline_watcher(addr: std::net::SocketAddr, id: &str) {
 #[tokio::test]
 async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_delay() {
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     offline_watcher(cairn.addr, "delay-watcher").await;
     let mut polite = connect_expecting_session(
         cairn.addr,
@@ -81,7 +81,7 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
 
     let lost_at = Instant::now();
     cairn.kill().await;
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     let mut watcher = resume(cairn.addr, ProtocolVersion::V5, "delay-watcher").await;
     let published = expect_message(&mut watcher, "gone", QoS::AtLeastOnce, false).await;
     assert!(
@@ -102,7 +102,7 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
     watcher.go_offline().await;
 
     cairn.kill().await;
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     let mut watcher = resume(cairn.addr, ProtocolVersion::V5, "delay-watcher").await;
     expect_no_new_publication(&mut watcher, &[published]).await;
     let willer = connect_expecting_session(
@@ -125,7 +125,7 @@ async fn delayed_will_of_a_client_connected_at_sigkill_is_published_after_the_de
 #[tokio::test]
 async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     offline_watcher(cairn.addr, "startup-watcher").await;
     let mut doomed = Vec::new();
     for version in BOTH {
@@ -140,7 +140,7 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
     }
 
     cairn.kill().await;
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     let mut watcher = resume(cairn.addr, ProtocolVersion::V5, "startup-watcher").await;
     let mut published = Vec::new();
     for _ in BOTH {
@@ -172,7 +172,7 @@ async fn will_of_a_session_that_ended_at_sigkill_is_published_at_start_up() {
     watcher.go_offline().await;
 
     cairn.kill().await;
-    let cairn = CairnProcess::start(data_dir.path()).await;
+    let cairn = process::start(data_dir.path()).await;
     let mut watcher = resume(cairn.addr, ProtocolVersion::V5, "startup-watcher").await;
     expect_no_new_publication(&mut watcher, &published).await;
     for version in BOTH {
