@@ -175,22 +175,28 @@ impl RawClient {
 
     /// Sends one packet.
     pub async fn send(&mut self, packet: &Packet) {
-        let mut bytes = BytesMut::new();
-        codec::encode(packet, self.version, &mut bytes).expect("test packet encodes");
+        self.send_all(std::slice::from_ref(packet)).await;
+    }
+
+    /// Sends `packets` in one write, as a client that does not wait between them.
+    pub async fn send_all(&mut self, packets: &[Packet]) {
+        let bytes = self.encode_all(packets);
         self.send_bytes(&bytes).await;
     }
 
     /// Sends `packets` in one write; false if the connection is gone. For tests where the
     /// broker may die at any moment.
     pub async fn try_send(&mut self, packets: &[Packet]) -> bool {
-        if packets.is_empty() {
-            return true;
-        }
+        let bytes = self.encode_all(packets);
+        bytes.is_empty() || self.stream.write_all(&bytes).await.is_ok()
+    }
+
+    fn encode_all(&self, packets: &[Packet]) -> BytesMut {
         let mut bytes = BytesMut::new();
         for packet in packets {
             codec::encode(packet, self.version, &mut bytes).expect("test packet encodes");
         }
-        self.stream.write_all(&bytes).await.is_ok()
+        bytes
     }
 
     /// Sends raw bytes, e.g. a malformed packet.

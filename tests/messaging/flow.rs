@@ -4,9 +4,8 @@
 //! that is only ahead of the broker's commits is slowed down instead; per-topic order holds
 //! over a long stream.
 
-use bytes::BytesMut;
 use cairn::codec::{
-    self, Packet, Properties, ProtocolVersion, PubResponse, QoS, ReasonCode, SubscriptionOptions,
+    Packet, Properties, ProtocolVersion, PubResponse, QoS, ReasonCode, SubscriptionOptions,
 };
 
 use crate::common::clients::{
@@ -76,15 +75,6 @@ async fn assert_window_of_two(sub: &mut RawClient, publisher: &mut RawClient, to
     sub.expect_nothing_pending().await;
 }
 
-/// Encodes several packets into one write, so the broker reads them together.
-async fn send_together(client: &mut RawClient, packets: &[Packet]) {
-    let mut bytes = BytesMut::new();
-    for packet in packets {
-        codec::encode(packet, client.version, &mut bytes).expect("test packet encodes");
-    }
-    client.send_bytes(&bytes).await;
-}
-
 fn qos2(topic: &str, packet_id: u16) -> Packet {
     Packet::Publish(publish_packet(
         topic,
@@ -117,7 +107,9 @@ async fn v5_client_exceeding_receive_maximum_is_disconnected() {
         "CONNACK announces the Receive Maximum"
     );
 
-    send_together(&mut publisher, &[qos2("greedy/t", 1), qos2("greedy/t", 2)]).await;
+    publisher
+        .send_all(&[qos2("greedy/t", 1), qos2("greedy/t", 2)])
+        .await;
     expect_accepted(&mut publisher, Ack::Received, 1).await;
     expect_accepted(&mut publisher, Ack::Received, 2).await;
     publisher
@@ -175,7 +167,7 @@ async fn publisher_ahead_of_its_commits_is_slowed_not_disconnected() {
             ))
         })
         .collect();
-    send_together(&mut publisher, &burst).await;
+    publisher.send_all(&burst).await;
     for n in 1..=64u16 {
         match publisher.recv().await {
             Packet::PubAck(ack) => assert_eq!(
@@ -207,7 +199,9 @@ async fn publisher_ahead_of_its_commits_is_slowed_not_disconnected() {
 async fn receive_maximum_counts_qos1_and_qos2_together() {
     let broker = start_broker_with(|config| config.limits.max_inflight = 2).await;
     let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "mixed").await;
-    send_together(&mut publisher, &[qos2("mixed/t", 1), qos2("mixed/t", 2)]).await;
+    publisher
+        .send_all(&[qos2("mixed/t", 1), qos2("mixed/t", 2)])
+        .await;
     expect_accepted(&mut publisher, Ack::Received, 1).await;
     expect_accepted(&mut publisher, Ack::Received, 2).await;
     send_publish(
@@ -227,7 +221,7 @@ async fn v311_client_is_not_held_to_a_receive_maximum() {
     let mut publisher =
         RawClient::connect(broker.addr, ProtocolVersion::V311, "unbounded-311").await;
     let burst: Vec<Packet> = (1..=4).map(|id| qos2("burst/t", id)).collect();
-    send_together(&mut publisher, &burst).await;
+    publisher.send_all(&burst).await;
     for id in 1..=4 {
         expect_accepted(&mut publisher, Ack::Received, id).await;
     }
