@@ -153,30 +153,33 @@ impl Broker {
     pub fn arm_timers(self: &Arc<Self>, client_id: Arc<str>, detached: &Detached) {
         let epoch = detached.epoch;
         if let Some(delay) = detached.will_delay {
-            let broker = Arc::downgrade(self);
             let client_id = client_id.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(delay))).await;
-                let Some(broker) = broker.upgrade() else {
-                    return;
-                };
-                let ((), commit) =
-                    broker.change(|state, changes| state.will_due(&client_id, epoch, changes));
-                settle(commit).await;
+            self.after(delay, move |state, changes| {
+                state.will_due(&client_id, epoch, changes)
             });
         }
         if let Some(expiry) = detached.expiry {
-            let broker = Arc::downgrade(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(u64::from(expiry))).await;
-                let Some(broker) = broker.upgrade() else {
-                    return;
-                };
-                let ((), commit) =
-                    broker.change(|state, changes| state.expire(&client_id, epoch, changes));
-                settle(commit).await;
+            self.after(expiry, move |state, changes| {
+                state.expire(&client_id, epoch, changes)
             });
         }
+    }
+
+    /// Makes `change` after `seconds`, unless the broker is gone by then.
+    fn after(
+        self: &Arc<Self>,
+        seconds: u32,
+        change: impl FnOnce(&mut State, &mut Changes) + Send + 'static,
+    ) {
+        let broker = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(u64::from(seconds))).await;
+            let Some(broker) = broker.upgrade() else {
+                return;
+            };
+            let ((), commit) = broker.change(change);
+            settle(commit).await;
+        });
     }
 
     /// A receiver that learns when the broker shuts down: its `changed()` completes at the
