@@ -153,7 +153,7 @@ impl MqttConnection {
             return Err(self.unexpected(&packet, "awaiting SUBACK"));
         };
         let granted = ack.reasons.first().copied();
-        if ack.packet_id != SUBSCRIBE_PACKET_ID || granted != Some(granted_reason(qos)) {
+        if ack.packet_id != SUBSCRIBE_PACKET_ID || granted != Some(ReasonCode::granted(qos)) {
             return Err(LoadError::SubscriptionRefused {
                 who: self.who.clone(),
                 filter: filter.to_owned(),
@@ -322,15 +322,6 @@ async fn connect_tcp(who: &str, options: &ClientOptions) -> Result<TcpStream, Lo
         .set_nodelay(true)
         .map_err(|source| io_error(who, source))?;
     Ok(stream)
-}
-
-/// The SUBACK reason code that grants `qos`.
-fn granted_reason(qos: QoS) -> ReasonCode {
-    match qos {
-        QoS::AtMostOnce => ReasonCode::Success,
-        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
-    }
 }
 
 /// Sleeps until `deadline`, or forever without one.

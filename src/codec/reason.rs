@@ -1,5 +1,7 @@
 //! MQTT 5.0 reason codes (section 2.4), and their 3.1.1 equivalents where one exists.
 
+use super::packet::QoS;
+
 /// Every reason code MQTT 5.0 defines. Codes with the same value but different meanings per
 /// packet (0x00 Success / Normal disconnection / Granted QoS 0) are one variant each where the
 /// name matters to the reader; `to_u8`/`from_u8` are exact inverses.
@@ -141,6 +143,15 @@ const TABLE: &[(ReasonCode, u8)] = &[
 ];
 
 impl ReasonCode {
+    /// The SUBACK code that grants `qos` [MQTT-3.9.3-1].
+    pub fn granted(qos: QoS) -> ReasonCode {
+        match qos {
+            QoS::AtMostOnce => ReasonCode::Success,
+            QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
+            QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
+        }
+    }
+
     /// The byte on the wire.
     pub fn to_u8(self) -> u8 {
         TABLE

@@ -302,7 +302,7 @@ impl Client {
                     identifier,
                     changes,
                 ));
-                reasons.push(granted(options.qos));
+                reasons.push(ReasonCode::granted(options.qos));
             }
             (reasons, retained)
         });
@@ -372,14 +372,5 @@ impl Client {
         Exit::Disconnected {
             keep_will: disconnect.reason == ReasonCode::DisconnectWithWillMessage,
         }
-    }
-}
-
-/// The SUBACK code granting `qos` [MQTT-3.9.3-1].
-fn granted(qos: QoS) -> ReasonCode {
-    match qos {
-        QoS::AtMostOnce => ReasonCode::Success,
-        QoS::AtLeastOnce => ReasonCode::GrantedQoS1,
-        QoS::ExactlyOnce => ReasonCode::GrantedQoS2,
     }
 }
