@@ -18,10 +18,10 @@ use crate::broker::{sys, Broker};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
+use crate::transport::admission::{Admission, Handshake};
+use crate::transport::listener;
 use crate::transport::tls::{self, TlsError};
 
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -83,19 +83,20 @@ impl Server {
             commit_window: Duration::from_millis(config.store.commit_window_ms),
             fsync: config.store.fsync,
         };
+        match listener::raise_fd_limit() {
+            Ok(limit) => tracing::debug!(limit, "open file limit"),
+            Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
+        }
         let (store, recovered) = Store::open(&config.data_dir, options)?;
         let broker = Broker::new(config.clone(), store);
         broker.restore(recovered).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let tls = tls_setup(listener)?;
-            let socket =
-                TcpListener::bind(listener.bind)
-                    .await
-                    .map_err(|source| ServerError::Bind {
-                        addr: listener.bind,
-                        source,
-                    })?;
+            let socket = listener::bind(listener.bind).map_err(|source| ServerError::Bind {
+                addr: listener.bind,
+                source,
+            })?;
             let addr = socket.local_addr().map_err(|source| ServerError::Bind {
                 addr: listener.bind,
                 source,
@@ -104,6 +105,12 @@ impl Server {
         }
         let (stop_listeners, _) = watch::channel(false);
         let (connections, all_closed) = mpsc::channel(1);
+        // Connections awaiting CONNECT are limited like connected clients: a flood of silent
+        // sockets holds at most that many descriptors, each for `connect_timeout`.
+        let admission = Admission::new(
+            config.limits.max_connections,
+            Duration::from_secs(config.limits.connect_timeout),
+        );
         let mut addrs = Vec::with_capacity(bound.len());
         let mut tasks = Vec::with_capacity(bound.len() + 1);
         for (socket, addr, tls) in bound {
@@ -113,6 +120,7 @@ impl Server {
                 socket,
                 tls,
                 broker.clone(),
+                admission.clone(),
                 stop_listeners.subscribe(),
                 connections.clone(),
             )));
@@ -204,6 +212,7 @@ async fn accept_loop(
     socket: TcpListener,
     tls: Option<TlsSetup>,
     broker: Arc<Broker>,
+    admission: Admission,
     mut stop: watch::Receiver<bool>,
     connections: mpsc::Sender<()>,
 ) {
@@ -214,12 +223,17 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, addr)) => {
+                let Some(handshake) = admission.admit() else {
+                    // Closed at once, not left unaccepted: the kernel would keep it open.
+                    tracing::debug!(peer = %addr, "too many connections awaiting CONNECT; closing");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
                 let tls = tls.clone();
                 let guard = connections.clone();
                 tokio::spawn(async move {
-                    serve_stream(broker, stream, addr, tls).await;
+                    serve_stream(broker, stream, addr, tls, handshake).await;
                     drop(guard);
                 });
             }
@@ -238,6 +252,7 @@ async fn serve_stream(
     stream: TcpStream,
     addr: SocketAddr,
     tls: Option<TlsSetup>,
+    handshake: Handshake,
 ) {
     match tls {
         None => {
@@ -245,17 +260,24 @@ async fn serve_stream(
                 addr,
                 cert_username: None,
             };
-            connection::serve(broker, stream, peer).await;
+            connection::serve(broker, stream, peer, handshake).await;
         }
         // A TLS connection's state is several kilobytes; boxing it keeps the task of every
         // plain TCP connection small.
-        Some(tls) => Box::pin(serve_tls(broker, stream, addr, tls)).await,
+        Some(tls) => Box::pin(serve_tls(broker, stream, addr, tls, handshake)).await,
     }
 }
 
 /// Runs the TLS handshake, then the MQTT connection over it.
-async fn serve_tls(broker: Arc<Broker>, stream: TcpStream, addr: SocketAddr, tls: TlsSetup) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream)).await {
+async fn serve_tls(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: TlsSetup,
+    handshake: Handshake,
+) {
+    let accepting = tls.acceptor.accept(stream);
+    let stream = match tokio::time::timeout_at(handshake.deadline(), accepting).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             tracing::info!(peer = %addr, %error, "TLS handshake failed");
@@ -275,5 +297,5 @@ async fn serve_tls(broker: Arc<Broker>, stream: TcpStream, addr: SocketAddr, tls
         addr,
         cert_username,
     };
-    connection::serve(broker, stream, peer).await;
+    connection::serve(broker, stream, peer, handshake).await;
 }

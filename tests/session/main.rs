@@ -8,6 +8,7 @@
 mod common;
 
 mod connect;
+mod flood;
 mod keep_alive;
 mod malformed;
 mod sessions;

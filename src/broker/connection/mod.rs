@@ -20,6 +20,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::store::{Loaded, StoreError};
+use crate::transport::admission::Handshake;
 
 use self::acks::AckQueue;
 use self::framed::{Framed, ReadError};
@@ -97,15 +98,18 @@ async fn load_done(
     }
 }
 
-/// Serves one connection until it ends.
-pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: Peer)
+/// Serves one connection until it ends. `handshake` (its place among the connections
+/// awaiting CONNECT, and the deadline for CONNECT) is given back once CONNECT is answered.
+pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: Peer, handshake: Handshake)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
     // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
     // its largest phase, and it spends its life in the connected loop.
-    let Some(mut client) = Box::pin(handshake(&broker, &mut framed, &peer)).await else {
+    let connected = Box::pin(await_connect(&broker, &mut framed, &peer, &handshake)).await;
+    drop(handshake);
+    let Some(mut client) = connected else {
         framed.close().await;
         return;
     };
@@ -121,13 +125,17 @@ where
     Box::pin(client.finish(&mut framed, exit)).await;
 }
 
-/// Waits for CONNECT and accepts or refuses it.
-async fn handshake<S>(broker: &Arc<Broker>, framed: &mut Framed<S>, peer: &Peer) -> Option<Client>
+/// Waits for CONNECT until the handshake's deadline and accepts or refuses it.
+async fn await_connect<S>(
+    broker: &Arc<Broker>,
+    framed: &mut Framed<S>,
+    peer: &Peer,
+    handshake: &Handshake,
+) -> Option<Client>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let connect_timeout = Duration::from_secs(broker.config().limits.connect_timeout);
-    let first = match tokio::time::timeout(connect_timeout, framed.read_packet()).await {
+    let first = match tokio::time::timeout_at(handshake.deadline(), framed.read_packet()).await {
         Ok(Ok(Some(packet))) => packet,
         Ok(Ok(None)) => return None,
         Ok(Err(error)) => {
@@ -135,7 +143,7 @@ where
             return None;
         }
         Err(_) => {
-            tracing::debug!(peer = %peer.addr, "no CONNECT within {connect_timeout:?}; closing");
+            tracing::debug!(peer = %peer.addr, "no CONNECT within limits.connect_timeout; closing");
             return None;
         }
     };
