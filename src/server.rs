@@ -1,26 +1,28 @@
-//! Starting and stopping a broker: binds every configured listener (TCP or TLS), runs one
-//! accept loop per listener and one task per connection, and shuts down in order — listeners
-//! first, then every connection (v5 clients get DISCONNECT 0x8B), then returns.
+//! Starting and stopping a broker: the wiring. Opens the store and restores its sessions,
+//! binds every configured listener (TCP or TLS) and runs its accept loop
+//! ([`crate::transport::accept`]) with the engine serving each connection, and shuts down in
+//! order — listeners first, then every connection (v5 clients get DISCONNECT 0x8B), then the
+//! store.
 //!
 //! Tests, benches and the `cairn` binary all start brokers through [`Server::start`].
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
-use crate::broker::connection::{self, Peer};
+use crate::broker::connection;
 use crate::broker::{sys, Broker};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
-use crate::transport::admission::{Admission, Handshake};
-use crate::transport::listener;
-use crate::transport::tls::{self, TlsError};
+use crate::transport::{
+    listener, Admission, Handshake, Listener, Peer, Serve, TlsError, TlsListener,
+};
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -66,13 +68,6 @@ pub struct ServerHandle {
     all_closed: mpsc::Receiver<()>,
 }
 
-/// What an accept loop needs for a TLS listener.
-#[derive(Clone)]
-struct TlsSetup {
-    acceptor: TlsAcceptor,
-    cn_as_username: bool,
-}
-
 impl Server {
     /// Opens the store under `data_dir` and restores its sessions, binds every configured
     /// listener (loading TLS certificates: errors name the file), and returns once the broker
@@ -116,14 +111,15 @@ impl Server {
         for (socket, addr, tls) in bound {
             tracing::info!(%addr, tls = tls.is_some(), "listening");
             addrs.push(addr);
-            tasks.push(tokio::spawn(accept_loop(
+            let listener = Listener {
                 socket,
                 tls,
-                broker.clone(),
-                admission.clone(),
-                stop_listeners.subscribe(),
-                connections.clone(),
-            )));
+                admission: admission.clone(),
+                server: Engine(broker.clone()),
+            };
+            tasks.push(tokio::spawn(
+                listener.run(stop_listeners.subscribe(), connections.clone()),
+            ));
         }
         if config.sys_interval > 0 {
             tasks.push(tokio::spawn(sys::run(
@@ -189,113 +185,36 @@ impl ServerHandle {
     }
 }
 
-/// The TLS acceptor of a listener, or `None` for plain TCP.
-fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsSetup>, ServerError> {
+/// The TLS setup of a listener, or `None` for plain TCP.
+fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsListener>, ServerError> {
     if listener.kind != ListenerKind::Tls {
         return Ok(None);
     }
     let settings = listener.tls.as_ref().ok_or(ServerError::MissingTls {
         addr: listener.bind,
     })?;
-    let acceptor = tls::acceptor(settings).map_err(|source| ServerError::Tls {
-        addr: listener.bind,
-        source,
-    })?;
-    Ok(Some(TlsSetup {
-        acceptor,
-        cn_as_username: settings.cn_as_username,
-    }))
+    TlsListener::new(settings)
+        .map(Some)
+        .map_err(|source| ServerError::Tls {
+            addr: listener.bind,
+            source,
+        })
 }
 
-/// Accepts connections until told to stop, one task each.
-async fn accept_loop(
-    socket: TcpListener,
-    tls: Option<TlsSetup>,
-    broker: Arc<Broker>,
-    admission: Admission,
-    mut stop: watch::Receiver<bool>,
-    connections: mpsc::Sender<()>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => return,
-            accepted = socket.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, addr)) => {
-                let Some(handshake) = admission.admit() else {
-                    // Closed at once, not left unaccepted: the kernel would keep it open.
-                    tracing::debug!(peer = %addr, "too many connections awaiting CONNECT; closing");
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let broker = broker.clone();
-                let tls = tls.clone();
-                let guard = connections.clone();
-                tokio::spawn(async move {
-                    serve_stream(broker, stream, addr, tls, handshake).await;
-                    drop(guard);
-                });
-            }
-            Err(error) => {
-                // Out of file descriptors and similar: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+/// The engine, as the transport sees it: what serves each accepted connection.
+#[derive(Clone)]
+struct Engine(Arc<Broker>);
+
+impl Serve for Engine {
+    fn serve<S>(
+        &self,
+        stream: S,
+        peer: Peer,
+        handshake: Handshake,
+    ) -> impl Future<Output = ()> + Send
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        connection::serve(self.0.clone(), stream, peer, handshake)
     }
-}
-
-/// Serves one accepted connection: plain MQTT, or MQTT after a TLS handshake.
-async fn serve_stream(
-    broker: Arc<Broker>,
-    stream: TcpStream,
-    addr: SocketAddr,
-    tls: Option<TlsSetup>,
-    handshake: Handshake,
-) {
-    match tls {
-        None => {
-            let peer = Peer {
-                addr,
-                cert_username: None,
-            };
-            connection::serve(broker, stream, peer, handshake).await;
-        }
-        // A TLS connection's state is several kilobytes; boxing it keeps the task of every
-        // plain TCP connection small.
-        Some(tls) => Box::pin(serve_tls(broker, stream, addr, tls, handshake)).await,
-    }
-}
-
-/// Runs the TLS handshake, then the MQTT connection over it.
-async fn serve_tls(
-    broker: Arc<Broker>,
-    stream: TcpStream,
-    addr: SocketAddr,
-    tls: TlsSetup,
-    handshake: Handshake,
-) {
-    let accepting = tls.acceptor.accept(stream);
-    let stream = match tokio::time::timeout_at(handshake.deadline(), accepting).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            tracing::info!(peer = %addr, %error, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(peer = %addr, "TLS handshake timed out");
-            return;
-        }
-    };
-    let cert_username = if tls.cn_as_username {
-        tls::peer_common_name(stream.get_ref().1)
-    } else {
-        None
-    };
-    let peer = Peer {
-        addr,
-        cert_username,
-    };
-    connection::serve(broker, stream, peer, handshake).await;
 }

@@ -1,8 +1,18 @@
-//! Transports: the TCP and TLS listeners' sockets. Binding and the file-descriptor limit are
-//! in [`listener`], admission of accepted sockets (how many may await CONNECT, and until
-//! when) in [`admission`], TLS setup (certificates, mTLS, the client certificate's Common
-//! Name) in [`tls`]; accepting and handing connections to the engine is in [`crate::server`].
+//! Connection I/O, for the broker's listeners and for client connections alike: binding
+//! listeners and the open-file limit ([`listener`]), admitting accepted sockets
+//! ([`admission`]), the accept loops and the TLS handshake ([`accept`]), TLS configuration
+//! ([`tls`]), outgoing connections ([`client`]) and MQTT framing over any of them
+//! ([`framed`]). It must never import the engine (`crate::broker`) or the store: accepted
+//! connections reach the engine through the [`Serve`] trait that the server wires up.
 
+pub mod accept;
 pub mod admission;
+pub mod client;
+pub mod framed;
 pub mod listener;
 pub mod tls;
+
+pub use accept::{Listener, Peer, Serve};
+pub use admission::{Admission, Handshake};
+pub use framed::{Framed, ReadError};
+pub use tls::{TlsError, TlsListener};

@@ -1,7 +1,8 @@
 //! TLS for listeners: builds the rustls acceptor of a TLS listener from its PEM files (TLS 1.2
 //! and 1.3 only, the `ring` crypto provider, optional client certificates checked against a
-//! CA bundle) and reads the Common Name of a client's certificate. It owns no socket: the
-//! listener wraps each accepted TCP stream with the acceptor.
+//! CA bundle) and reads the Common Name of a client's certificate; reads the PEM files of
+//! [`super::client`] too. It owns no socket: the accept loop wraps each accepted TCP stream
+//! with the acceptor.
 //!
 //! `ring` rather than `aws-lc-rs`: smaller binaries and a cross-build for arm64/armhf that
 //! needs only the cross gcc (no cmake, no clang).
@@ -21,8 +22,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::{ClientAuth, TlsConfig};
 
-/// The TLS versions Cairn speaks.
-const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+/// The TLS versions Cairn speaks, as a server and as a client.
+pub(super) const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// Which of a listener's TLS files a problem is about.
@@ -34,13 +35,15 @@ pub enum TlsFile {
     PrivateKey,
     /// `tls.client_ca`: the CA bundle that client certificates must chain to.
     ClientCa,
+    /// A client's CA bundle that the server's certificate must chain to.
+    ServerCa,
 }
 
 impl TlsFile {
     /// What a file of this kind must contain.
     fn expected_content(self) -> &'static str {
         match self {
-            TlsFile::Certificate | TlsFile::ClientCa => {
+            TlsFile::Certificate | TlsFile::ClientCa | TlsFile::ServerCa => {
                 "a PEM certificate (-----BEGIN CERTIFICATE-----)"
             }
             TlsFile::PrivateKey => "a PEM private key (PKCS#8, PKCS#1 or SEC1)",
@@ -54,6 +57,7 @@ impl fmt::Display for TlsFile {
             TlsFile::Certificate => "certificate",
             TlsFile::PrivateKey => "private key",
             TlsFile::ClientCa => "client CA",
+            TlsFile::ServerCa => "server CA",
         })
     }
 }
@@ -100,9 +104,33 @@ pub enum TlsError {
     /// The client CA bundle cannot verify client certificates.
     #[error("client CA file {} cannot be used: {reason}", .path.display())]
     BadClientCa { path: PathBuf, reason: String },
+    /// A client's server name is neither a DNS name nor an IP address.
+    #[error("{name:?} is not a valid TLS server name (a DNS name or an IP address)")]
+    BadServerName { name: String },
+    /// A certificate of a client's CA bundle is no trust anchor.
+    #[error("server CA file {} cannot be used: {reason}", .path.display())]
+    BadServerCa { path: PathBuf, reason: String },
     /// The crypto provider refuses TLS 1.2/1.3 (a build problem, not a configuration one).
     #[error("the ring crypto provider cannot be set up for TLS 1.2 and 1.3: {reason}")]
     Provider { reason: String },
+}
+
+/// What an accept loop needs for a TLS listener.
+#[derive(Clone)]
+pub struct TlsListener {
+    pub acceptor: TlsAcceptor,
+    /// Whether the client certificate's Common Name becomes the MQTT username.
+    pub cn_as_username: bool,
+}
+
+impl TlsListener {
+    /// The acceptor built from `tls` (see [`acceptor`]) and its username mapping.
+    pub fn new(tls: &TlsConfig) -> Result<TlsListener, TlsError> {
+        Ok(TlsListener {
+            acceptor: acceptor(tls)?,
+            cn_as_username: tls.cn_as_username,
+        })
+    }
 }
 
 /// Builds the acceptor for a TLS listener: TLS 1.2 and 1.3 only, rustls with the `ring`
@@ -159,7 +187,10 @@ fn pem_error(error: pem::Error, path: &Path, file: TlsFile) -> TlsError {
     }
 }
 
-fn read_certificates(path: &Path, file: TlsFile) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(super) fn read_certificates(
+    path: &Path,
+    file: TlsFile,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read_file(path, file)?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
@@ -170,7 +201,7 @@ fn read_certificates(path: &Path, file: TlsFile) -> Result<Vec<CertificateDer<'s
     }
 }
 
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(super) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read_file(path, TlsFile::PrivateKey)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|error| pem_error(error, path, TlsFile::PrivateKey))
 }

@@ -15,11 +15,11 @@ use crate::codec::{
 };
 
 use super::acks::AckQueue;
-use super::framed::{Framed, ReadError};
-use super::{Client, Peer};
+use super::Client;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
+use crate::transport::{Framed, Peer, ReadError};
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
 /// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else gets

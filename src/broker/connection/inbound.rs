@@ -14,11 +14,11 @@ use crate::codec::{
 };
 use crate::store::Commit;
 
-use super::framed::Framed;
 use super::{Client, Exit};
 use crate::broker::state::{Gone, InboundPublish};
 use crate::broker::topic::{parse_shared, validate_topic_filter, validate_topic_name, TopicLimits};
 use crate::model::OutboundState;
+use crate::transport::Framed;
 
 /// A protocol violation ending the connection.
 fn violation(reason: ReasonCode, why: impl Into<String>) -> Exit {

@@ -5,12 +5,10 @@
 
 mod acks;
 mod connect;
-mod framed;
 mod inbound;
 mod outbound;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,22 +18,13 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::store::{Loaded, StoreError};
-use crate::transport::admission::Handshake;
+use crate::transport::{Framed, Handshake, Peer, ReadError};
 
 use self::acks::AckQueue;
-use self::framed::{Framed, ReadError};
 use super::queue::LoadRequest;
 use super::state::ConnectionSignal;
 use super::{settle, Broker};
 use crate::model::Delivery;
-
-/// What the transport knows about the peer.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    /// The client certificate's Common Name, when the listener maps it to the username.
-    pub cert_username: Option<String>,
-}
 
 /// Why a connected session's connection ended.
 #[derive(Debug)]

@@ -15,8 +15,8 @@ use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, R
 use crate::model::{Delivery, OutboundState};
 use crate::store::{Commit, Loaded, StoreError};
 
-use super::framed::Framed;
 use super::{Client, Exit, PendingLoad};
+use crate::transport::Framed;
 
 /// Most PUBLISH packets prepared per pass, so acks and reads interleave with a long queue.
 const BATCH: usize = 256;

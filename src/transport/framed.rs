@@ -1,5 +1,6 @@
-//! The socket of one connection: a read buffer decoded into packets, and a write buffer of
-//! encoded packets flushed in batches. Generic over any byte stream (TCP or TLS).
+//! The socket of one MQTT connection, either side: a read buffer decoded into packets, and a
+//! write buffer of encoded packets flushed in batches. Generic over any byte stream (TCP or
+//! TLS, accepted or connected). It knows packets, never what they mean.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

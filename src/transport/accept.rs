@@ -1,0 +1,144 @@
+//! Accepting connections: one loop per listener admits each accepted socket (or closes it at
+//! once when too many await CONNECT), runs the TLS handshake of TLS listeners before the
+//! connect deadline, and hands the stream and its [`Peer`] to the engine through [`Serve`].
+//! It never decodes MQTT, and never knows the engine or the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::admission::{Admission, Handshake};
+use super::tls::{self, TlsListener};
+
+/// How long the accept loop pauses after a failed accept (out of file descriptors and the
+/// like) instead of spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What the transport knows about the peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The client certificate's Common Name, when the listener maps it to the username.
+    pub cert_username: Option<String>,
+}
+
+/// Whoever serves accepted connections (the engine, wired up by the server).
+pub trait Serve: Clone + Send + Sync + 'static {
+    /// Serves one connection until it ends. `handshake` holds the connection's place among
+    /// those awaiting CONNECT and the deadline for CONNECT; drop it once CONNECT is answered.
+    fn serve<S>(
+        &self,
+        stream: S,
+        peer: Peer,
+        handshake: Handshake,
+    ) -> impl Future<Output = ()> + Send
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
+/// A bound listener and what serving its connections takes.
+pub struct Listener<H> {
+    pub socket: TcpListener,
+    /// `None` for plain TCP.
+    pub tls: Option<TlsListener>,
+    /// Shared by every listener: places for connections awaiting CONNECT.
+    pub admission: Admission,
+    pub server: H,
+}
+
+impl<H: Serve> Listener<H> {
+    /// Accepts connections until `stop` changes, one task each. Every task holds a clone of
+    /// `open` until its connection ends, so the owner of the receiver learns when all have.
+    pub async fn run(self, mut stop: watch::Receiver<bool>, open: mpsc::Sender<()>) {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.changed() => return,
+                accepted = self.socket.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let Some(handshake) = self.admission.admit() else {
+                        // Closed at once, not left unaccepted where no timeout reaches it.
+                        tracing::debug!(peer = %addr, "too many connections awaiting CONNECT; closing");
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let connection = serve_stream(
+                        self.server.clone(),
+                        stream,
+                        addr,
+                        self.tls.clone(),
+                        handshake,
+                    );
+                    let open = open.clone();
+                    tokio::spawn(async move {
+                        connection.await;
+                        drop(open);
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one accepted connection: plain MQTT, or MQTT after a TLS handshake.
+async fn serve_stream<H: Serve>(
+    server: H,
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: Option<TlsListener>,
+    handshake: Handshake,
+) {
+    match tls {
+        None => {
+            let peer = Peer {
+                addr,
+                cert_username: None,
+            };
+            server.serve(stream, peer, handshake).await;
+        }
+        // A TLS connection's state is several kilobytes; boxing it keeps the task of every
+        // plain TCP connection small.
+        Some(tls) => Box::pin(serve_tls(server, stream, addr, tls, handshake)).await,
+    }
+}
+
+/// Runs the TLS handshake before the connect deadline, then the MQTT connection over it.
+async fn serve_tls<H: Serve>(
+    server: H,
+    stream: TcpStream,
+    addr: SocketAddr,
+    tls: TlsListener,
+    handshake: Handshake,
+) {
+    let accepting = tls.acceptor.accept(stream);
+    let stream = match tokio::time::timeout_at(handshake.deadline(), accepting).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(peer = %addr, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(peer = %addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert_username = if tls.cn_as_username {
+        tls::peer_common_name(stream.get_ref().1)
+    } else {
+        None
+    };
+    let peer = Peer {
+        addr,
+        cert_username,
+    };
+    server.serve(stream, peer, handshake).await;
+}
