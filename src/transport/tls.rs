@@ -262,16 +262,16 @@ mod tests {
     use super::*;
 
     /// Generous: the machine running the tests may be loaded.
-    const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+    pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
     const CLIENT_CN: &str = "sensor-7";
 
     /// A CA, a server certificate for `localhost` and a client certificate, as PEM files.
-    struct TestPki {
+    pub(super) struct TestPki {
         dir: tempfile::TempDir,
     }
 
     impl TestPki {
-        fn generate() -> TestPki {
+        pub(super) fn generate() -> TestPki {
             let dir = tempfile::tempdir().expect("temp dir");
             let ca_key = KeyPair::generate().expect("CA key");
             let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -308,7 +308,7 @@ mod tests {
             pki
         }
 
-        fn path(&self, name: &str) -> PathBuf {
+        pub(super) fn path(&self, name: &str) -> PathBuf {
             self.dir.path().join(name)
         }
 
@@ -318,7 +318,7 @@ mod tests {
             path
         }
 
-        fn server_tls(&self, client_ca: bool, client_auth: ClientAuth) -> TlsConfig {
+        pub(super) fn server_tls(&self, client_ca: bool, client_auth: ClientAuth) -> TlsConfig {
             TlsConfig {
                 cert: self.path("server.pem"),
                 key: self.path("server.key"),
@@ -590,5 +590,95 @@ mod tests {
         let (common_name, version) = outcome.server.expect("server handshake");
         assert_eq!(common_name, None);
         assert_eq!(version, Some(rustls::ProtocolVersion::TLSv1_2));
+    }
+}
+
+/// What rustls logs during a handshake, captured through the `log` facade it writes to.
+#[cfg(test)]
+mod log_tests {
+    use std::sync::{Arc, Mutex};
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::tests::TestPki;
+    use super::*;
+
+    /// Records above debug level from rustls, from every test of this binary.
+    static CAPTURED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn log(&self, record: &log::Record<'_>) {
+            if record.level() <= log::Level::Info && record.target().starts_with("rustls") {
+                let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+                CAPTURED.lock().expect("capture lock").push(line);
+            }
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// The first flight of a client whose SNI extension holds an IP address, as OpenSSL-based
+    /// clients (Mosquitto's among them) send when told to connect to one. rustls never sends
+    /// that, so its hello for a DNS name of the same length is patched.
+    fn client_hello_with_ip_in_sni(pki: &TestPki) -> Vec<u8> {
+        const STAND_IN: &str = "localhos1";
+        const ADDRESS: &str = "127.0.0.1";
+        let mut roots = RootCertStore::empty();
+        for certificate in
+            read_certificates(&pki.path("ca.pem"), TlsFile::ServerCa).expect("CA readable")
+        {
+            roots.add(certificate).expect("CA is a trust anchor");
+        }
+        let config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(PROTOCOL_VERSIONS)
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let name = ServerName::try_from(STAND_IN).expect("a DNS name");
+        let mut client = ClientConnection::new(Arc::new(config), name).expect("client");
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).expect("ClientHello");
+        let at = hello
+            .windows(STAND_IN.len())
+            .position(|window| window == STAND_IN.as_bytes())
+            .expect("the server name in the hello");
+        hello[at..at + ADDRESS.len()].copy_from_slice(ADDRESS.as_bytes());
+        hello
+    }
+
+    // An IP address in SNI is what clients send when they connect by address: not worth a
+    // warning in the broker's log.
+    #[tokio::test]
+    async fn an_ip_address_in_sni_logs_nothing_above_debug() {
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(log::LevelFilter::Trace);
+        let pki = TestPki::generate();
+        let acceptor = acceptor(&pki.server_tls(false, ClientAuth::Required)).expect("acceptor");
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let handshake = tokio::spawn(async move { acceptor.accept(server).await.map(|_| ()) });
+        client
+            .write_all(&client_hello_with_ip_in_sni(&pki))
+            .await
+            .expect("send the hello");
+        // The server answers once it has parsed the hello, SNI extension included.
+        let mut answer = [0u8; 1];
+        let read = tokio::time::timeout(tests::HANDSHAKE_TIMEOUT, client.read(&mut answer))
+            .await
+            .expect("the server answers in time")
+            .expect("read the answer");
+        assert_eq!(read, 1, "the server answered the hello");
+        drop(client);
+        let _ = handshake.await;
+        let captured = CAPTURED.lock().expect("capture lock").clone();
+        assert!(captured.is_empty(), "rustls logged: {captured:?}");
     }
 }
