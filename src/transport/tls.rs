@@ -328,7 +328,7 @@ mod tests {
             }
         }
 
-        fn client_config(
+        pub(super) fn client_config(
             &self,
             with_certificate: bool,
             versions: &[&'static rustls::SupportedProtocolVersion],
@@ -599,7 +599,7 @@ mod log_tests {
     use std::sync::{Arc, Mutex};
 
     use rustls::pki_types::ServerName;
-    use rustls::{ClientConfig, ClientConnection};
+    use rustls::ClientConnection;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::tests::TestPki;
@@ -631,18 +631,7 @@ mod log_tests {
     fn client_hello_with_ip_in_sni(pki: &TestPki) -> Vec<u8> {
         const STAND_IN: &str = "localhos1";
         const ADDRESS: &str = "127.0.0.1";
-        let mut roots = RootCertStore::empty();
-        for certificate in
-            read_certificates(&pki.path("ca.pem"), TlsFile::ServerCa).expect("CA readable")
-        {
-            roots.add(certificate).expect("CA is a trust anchor");
-        }
-        let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_protocol_versions(PROTOCOL_VERSIONS)
-                .expect("versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let config = pki.client_config(false, PROTOCOL_VERSIONS);
         let name = ServerName::try_from(STAND_IN).expect("a DNS name");
         let mut client = ClientConnection::new(Arc::new(config), name).expect("client");
         let mut hello = Vec::new();
