@@ -86,14 +86,14 @@ impl Server {
         let broker = Broker::new(config.clone(), store);
         broker.restore(recovered).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
-        for listener in &config.listeners {
-            let tls = tls_setup(listener)?;
-            let socket = listener::bind(listener.bind).map_err(|source| ServerError::Bind {
-                addr: listener.bind,
+        for configured in &config.listeners {
+            let tls = tls_setup(configured)?;
+            let socket = listener::bind(configured.bind).map_err(|source| ServerError::Bind {
+                addr: configured.bind,
                 source,
             })?;
             let addr = socket.local_addr().map_err(|source| ServerError::Bind {
-                addr: listener.bind,
+                addr: configured.bind,
                 source,
             })?;
             bound.push((socket, addr, tls));

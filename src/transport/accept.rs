@@ -42,11 +42,13 @@ pub trait Serve: Clone + Send + Sync + 'static {
 
 /// A bound listener and what serving its connections takes.
 pub struct Listener<H> {
+    /// Bound by [`super::listener::bind`].
     pub socket: TcpListener,
     /// `None` for plain TCP.
     pub tls: Option<TlsListener>,
     /// Shared by every listener: places for connections awaiting CONNECT.
     pub admission: Admission,
+    /// Serves each connection once accepted (and through its TLS handshake).
     pub server: H,
 }
 
