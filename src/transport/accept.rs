@@ -22,8 +22,19 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
-    /// The client certificate's Common Name, when the listener maps it to the username.
-    pub cert_username: Option<String>,
+    /// Where the client's username comes from.
+    pub username: UsernameSource,
+}
+
+/// Where a client's username comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsernameSource {
+    /// The User Name of its CONNECT, unverified.
+    Connect,
+    /// Its certificate (the listener has `cn_as_username`): the Common Name, verified by the
+    /// TLS handshake; `None` for a certificate without one, and the CONNECT's User Name is
+    /// then ignored, so a client cannot name itself on such a listener.
+    Certificate(Option<String>),
 }
 
 /// Whoever serves accepted connections (the engine, wired up by the server).
@@ -103,7 +114,7 @@ async fn serve_stream<H: Serve>(
         None => {
             let peer = Peer {
                 addr,
-                cert_username: None,
+                username: UsernameSource::Connect,
             };
             server.serve(stream, peer, handshake).await;
         }
@@ -133,14 +144,11 @@ async fn serve_tls<H: Serve>(
             return;
         }
     };
-    let cert_username = if tls.cn_as_username {
-        tls::peer_common_name(stream.get_ref().1)
+    let username = if tls.cn_as_username {
+        UsernameSource::Certificate(tls::peer_common_name(stream.get_ref().1))
     } else {
-        None
+        UsernameSource::Connect
     };
-    let peer = Peer {
-        addr,
-        cert_username,
-    };
+    let peer = Peer { addr, username };
     server.serve(stream, peer, handshake).await;
 }

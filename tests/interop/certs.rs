@@ -1,13 +1,14 @@
 //! Certificates for the TLS tests, made fresh by rcgen in each test: a CA, a server
-//! certificate for 127.0.0.1 and localhost, and a client certificate whose Common Name is
-//! [`CLIENT_CN`], all written as PEM files to a temporary directory.
+//! certificate for 127.0.0.1 and localhost, a client certificate whose Common Name is
+//! [`CLIENT_CN`] and one without a Common Name, all written as PEM files to a temporary
+//! directory.
 
 use std::path::PathBuf;
 
 use cairn::config::{ClientAuth, ListenerConfig, ListenerKind, TlsConfig};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use tempfile::TempDir;
 
@@ -22,6 +23,9 @@ pub struct TlsFiles {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// A client certificate signed by the CA, without a Common Name.
+    pub nameless_cert: PathBuf,
+    pub nameless_key: PathBuf,
 }
 
 impl TlsFiles {
@@ -41,12 +45,16 @@ impl TlsFiles {
         ];
         let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
 
-        let leaf = |names: Vec<String>, common_name: &str, usage: ExtendedKeyUsagePurpose| {
+        let leaf = |names: Vec<String>, common_name: Option<&str>, usage| {
             let key = KeyPair::generate().expect("leaf key");
             let mut params = CertificateParams::new(names).expect("leaf parameters");
-            params
-                .distinguished_name
-                .push(DnType::CommonName, common_name);
+            // rcgen's default subject has a Common Name of its own.
+            params.distinguished_name = DistinguishedName::new();
+            if let Some(common_name) = common_name {
+                params
+                    .distinguished_name
+                    .push(DnType::CommonName, common_name);
+            }
             params.key_usages = vec![
                 KeyUsagePurpose::DigitalSignature,
                 KeyUsagePurpose::KeyEncipherment,
@@ -59,11 +67,16 @@ impl TlsFiles {
         };
         let (server_cert, server_key) = leaf(
             vec!["127.0.0.1".to_string(), "localhost".to_string()],
-            "localhost",
+            Some("localhost"),
             ExtendedKeyUsagePurpose::ServerAuth,
         );
-        let (client_cert, client_key) =
-            leaf(Vec::new(), CLIENT_CN, ExtendedKeyUsagePurpose::ClientAuth);
+        let (client_cert, client_key) = leaf(
+            Vec::new(),
+            Some(CLIENT_CN),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let (nameless_cert, nameless_key) =
+            leaf(Vec::new(), None, ExtendedKeyUsagePurpose::ClientAuth);
 
         let write = |name: &str, pem: &str| {
             let path = dir.path().join(name);
@@ -76,6 +89,8 @@ impl TlsFiles {
             server_key: write("server.key", &server_key),
             client_cert: write("client.pem", &client_cert),
             client_key: write("client.key", &client_key),
+            nameless_cert: write("nameless.pem", &nameless_cert),
+            nameless_key: write("nameless.key", &nameless_key),
             _dir: dir,
         }
     }

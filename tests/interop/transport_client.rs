@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cairn::codec::{Packet, ProtocolVersion, ReasonCode};
+use cairn::codec::{Connect, Packet, ProtocolVersion, ReasonCode};
 use cairn::config::ClientAuth;
 use cairn::transport::client::{
     self, ByteStream, ClientIdentity, ConnectError, TlsClient, TlsClientSettings,
@@ -31,9 +31,14 @@ fn settings(files: &TlsFiles, server_name: &str) -> TlsClientSettings {
 /// Sends CONNECT over `stream` and returns the CONNACK's reason, or `None` when the server
 /// closed the connection (or failed it) instead.
 async fn connack_reason(stream: Box<dyn ByteStream>, client_id: &str) -> Option<ReasonCode> {
+    connack_reason_as(stream, connect_packet(ProtocolVersion::V5, client_id)).await
+}
+
+/// Sends `connect` over `stream` and returns the CONNACK's reason, or `None` when the server
+/// closed the connection (or failed it) instead.
+async fn connack_reason_as(stream: Box<dyn ByteStream>, connect: Connect) -> Option<ReasonCode> {
     let mut framed = Framed::new(stream, MAX_PACKET);
     framed.version = ProtocolVersion::V5;
-    let connect = connect_packet(ProtocolVersion::V5, client_id);
     framed
         .queue(&Packet::Connect(connect))
         .expect("CONNECT encodes");
@@ -113,6 +118,35 @@ async fn tls_client_presents_its_certificate() {
     if let Ok(stream) = client::connect(&addr, Some(&tls), WAIT).await {
         assert_eq!(connack_reason(stream, "without-cert").await, None);
     }
+    broker.shutdown().await;
+}
+
+// With the username taken from certificates, a client whose (valid) certificate has no
+// Common Name cannot name itself in CONNECT: it has no username, and anonymous clients are
+// refused (v5 CONNACK 0x87 Not authorized).
+#[tokio::test]
+async fn a_certificate_without_common_name_gives_no_username() {
+    let files = TlsFiles::generate();
+    let broker = start_broker_with(|config| {
+        config.listeners = vec![files.listener(Some(ClientAuth::Required), true)];
+        config.allow_anonymous = false;
+    })
+    .await;
+    let mut nameless = settings(&files, "localhost");
+    nameless.identity = Some(ClientIdentity {
+        cert: files.nameless_cert.clone(),
+        key: files.nameless_key.clone(),
+    });
+    let tls = TlsClient::new(&nameless).expect("TLS client with a nameless certificate");
+    let stream = client::connect(&broker.addr.to_string(), Some(&tls), WAIT)
+        .await
+        .expect("mTLS connect");
+    let mut connect = connect_packet(ProtocolVersion::V5, "self-named");
+    connect.username = Some("admin".to_string());
+    assert_eq!(
+        connack_reason_as(stream, connect).await,
+        Some(ReasonCode::NotAuthorized)
+    );
     broker.shutdown().await;
 }
 

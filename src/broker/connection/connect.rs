@@ -19,7 +19,7 @@ use super::Client;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
-use crate::transport::{Framed, Peer, ReadError};
+use crate::transport::{Framed, Peer, ReadError, UsernameSource};
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
 /// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else gets
@@ -161,7 +161,10 @@ fn check(broker: &Broker, connect: &Connect, peer: &Peer) -> Result<(), (ReasonC
             "empty client identifier with Clean Session 0".into(),
         ));
     }
-    let username = peer.cert_username.as_ref().or(connect.username.as_ref());
+    let username = match &peer.username {
+        UsernameSource::Connect => connect.username.as_ref(),
+        UsernameSource::Certificate(common_name) => common_name.as_ref(),
+    };
     if username.is_none() && !config.allow_anonymous {
         return Err((
             ReasonCode::NotAuthorized,
