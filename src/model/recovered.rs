@@ -38,3 +38,24 @@ pub struct RecoveredSession {
     pub inbound_qos2: Vec<u16>,
     pub will: Option<Will>,
 }
+
+impl RecoveredSession {
+    /// A session with nothing in it yet but its record: the rest is read after it.
+    pub fn new(
+        client_id: Arc<str>,
+        expiry_interval: u32,
+        offline_since: Option<SystemTime>,
+    ) -> RecoveredSession {
+        RecoveredSession {
+            client_id,
+            expiry_interval,
+            offline_since,
+            subscriptions: Vec::new(),
+            queue: Vec::new(),
+            next_sequence: 0,
+            inflight: Vec::new(),
+            inbound_qos2: Vec::new(),
+            will: None,
+        }
+    }
+}

@@ -75,6 +75,19 @@ impl State {
         }
     }
 
+    /// The session of `client_id` and the position in its window of the message sent under
+    /// `packet_id`, if that message is in state `expected`.
+    fn inflight_entry(
+        &mut self,
+        client_id: &str,
+        packet_id: u16,
+        expected: OutboundState,
+    ) -> Option<(&mut Session, usize)> {
+        let session = &mut self.sessions.get_mut(client_id)?.session;
+        let position = session.find_inflight(packet_id, expected)?;
+        Some((session, position))
+    }
+
     /// The inbound QoS 2 state a PUBLISH with `packet_id` meets.
     pub fn inbound_flows(&self, client_id: &str, packet_id: u16) -> Result<InboundFlows, Gone> {
         let session = &self.sessions.get(client_id).ok_or(Gone)?.session;
@@ -162,11 +175,7 @@ impl State {
         expected: OutboundState,
         changes: &mut Changes,
     ) -> bool {
-        let Some(slot) = self.sessions.get_mut(client_id) else {
-            return false;
-        };
-        let session = &mut slot.session;
-        let Some(position) = session.find_inflight(packet_id, expected) else {
+        let Some((session, position)) = self.inflight_entry(client_id, packet_id, expected) else {
             return false;
         };
         session.inflight.remove(position);
@@ -188,11 +197,8 @@ impl State {
         packet_id: u16,
         changes: &mut Changes,
     ) -> bool {
-        let Some(slot) = self.sessions.get_mut(client_id) else {
-            return false;
-        };
-        let session = &mut slot.session;
-        let Some(position) = session.find_inflight(packet_id, OutboundState::AwaitingPubRec) else {
+        let awaiting = OutboundState::AwaitingPubRec;
+        let Some((session, position)) = self.inflight_entry(client_id, packet_id, awaiting) else {
             return false;
         };
         session.inflight[position].state = OutboundState::AwaitingPubComp;

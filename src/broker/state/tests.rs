@@ -83,17 +83,11 @@ fn queued_for(state: &State, observer: &Arc<str>) -> usize {
 /// What the store reads back of one session that went offline just now, expiry 60 s.
 fn offline_for_a_minute(client: &Arc<str>) -> Recovered {
     Recovered {
-        sessions: vec![RecoveredSession {
-            client_id: client.clone(),
-            expiry_interval: 60,
-            offline_since: Some(SystemTime::now()),
-            subscriptions: Vec::new(),
-            queue: Vec::new(),
-            next_sequence: 0,
-            inflight: Vec::new(),
-            inbound_qos2: Vec::new(),
-            will: None,
-        }],
+        sessions: vec![RecoveredSession::new(
+            client.clone(),
+            60,
+            Some(SystemTime::now()),
+        )],
         retained: Vec::new(),
         next_message_id: 1,
     }

@@ -69,17 +69,7 @@ impl Recovery {
             let client_id: Arc<str> = Arc::from(key.value());
             self.sessions.insert(
                 client_id.clone(),
-                RecoveredSession {
-                    client_id,
-                    expiry_interval: record.expiry_interval,
-                    offline_since: record.offline_since,
-                    subscriptions: Vec::new(),
-                    queue: Vec::new(),
-                    next_sequence: 0,
-                    inflight: Vec::new(),
-                    inbound_qos2: Vec::new(),
-                    will: None,
-                },
+                RecoveredSession::new(client_id, record.expiry_interval, record.offline_since),
             );
         }
         Ok(())
