@@ -1,5 +1,5 @@
 //! The end-to-end load tool: drives any MQTT 3.1.1 / 5.0 broker at host:port with one scenario
-//! (fan-in, fan-out, latency, idle-memory, durable-fan-in, durable-queues) through a
+//! (fan-in, fan-out, latency, idle-memory, reboot-storm, durable-fan-in, durable-queues) through a
 //! hand-written tokio client on the cairn codec, checks that nothing was lost, and prints one
 //! machine-readable `RESULT …` line on stdout (human lines go to stderr).
 //!
@@ -93,6 +93,7 @@ fn run_scenario(args: &Args, scenario: Scenario) -> Result<Summary, LoadError> {
             Scenario::FanOut => scenarios::fan_out(args).await,
             Scenario::Latency => scenarios::latency(args).await,
             Scenario::IdleMemory => idle::idle_memory(args).await,
+            Scenario::RebootStorm => idle::reboot_storm(args).await,
             Scenario::DurableFanIn => durable::durable_fan_in(args).await,
             Scenario::DurableQueues => durable::durable_queues(args).await,
         }

@@ -91,11 +91,17 @@ pub struct Args {
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1..))]
     pub window: u64,
 
-    /// Idle connections opened by idle-memory.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub connections: u32,
+    /// Connections opened by idle-memory (default 1000) and reboot-storm (default 10000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: Option<u32>,
 
-    /// Process id of the broker whose VmRSS idle-memory reads (required for idle-memory); the
+    /// Handshakes in progress at once in idle-memory (default 32) and reboot-storm (default
+    /// 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+
+    /// Process id of the broker whose VmRSS idle-memory and reboot-storm read (required for
+    /// them); the
     /// durable scenarios then report its RSS and storage writes (/proc/<pid>/io) too.
     #[arg(long)]
     pub broker_pid: Option<u32>,
@@ -134,6 +140,24 @@ impl Args {
             MqttVersion::V5 => ProtocolVersion::V5,
         }
     }
+
+    /// `--connections`, or the default of `scenario`.
+    pub fn connections(&self, scenario: Scenario) -> u32 {
+        let default = match scenario {
+            Scenario::RebootStorm => 10_000,
+            _ => 1000,
+        };
+        self.connections.unwrap_or(default)
+    }
+
+    /// `--concurrency`, or the default of `scenario`.
+    pub fn concurrency(&self, scenario: Scenario) -> u32 {
+        let default = match scenario {
+            Scenario::RebootStorm => 100,
+            _ => 32,
+        };
+        self.concurrency.unwrap_or(default)
+    }
 }
 
 /// The scenarios the tool can run.
@@ -147,6 +171,10 @@ pub enum Scenario {
     Latency,
     /// N idle connections; broker RSS growth per connection.
     IdleMemory,
+    /// N clients, C at a time, each connecting with Clean Session 0 and subscribing once at
+    /// --qos, then idle; clients per second through CONNACK and SUBACK, and broker RSS growth
+    /// per connection.
+    RebootStorm,
     /// P publishers to one offline persistent subscriber on `load/#`; acknowledged msg/s and
     /// PUBACK latency, then the subscriber returns and must receive every message (with
     /// --online it stays connected and receives them as they come).
@@ -164,6 +192,7 @@ impl Scenario {
             Scenario::FanOut => "fan-out",
             Scenario::Latency => "latency",
             Scenario::IdleMemory => "idle-memory",
+            Scenario::RebootStorm => "reboot-storm",
             Scenario::DurableFanIn => "durable-fan-in",
             Scenario::DurableQueues => "durable-queues",
         }

@@ -106,8 +106,8 @@ pub enum LoadError {
         timeout: Duration,
     },
 
-    #[error("idle-memory needs --broker-pid to read the broker's memory")]
-    MissingBrokerPid,
+    #[error("{scenario} needs --broker-pid to read the broker's memory")]
+    MissingBrokerPid { scenario: &'static str },
 
     #[error("cannot read {field} from {path}: {reason}")]
     BrokerStat {

@@ -1,15 +1,22 @@
-//! The idle-memory scenario: the broker's resident memory growth per idle connection, read
-//! from `/proc/<pid>/status` (VmRSS) before and after opening N connections.
+//! The idle-connection scenarios: the broker's resident memory growth per idle connection,
+//! read from `/proc/<pid>/status` (VmRSS) before and after opening N connections, C at a time.
 //!
-//! Warm-up opens and closes a few connections first, so one-off allocations (thread pools,
-//! first-use tables) are not charged to the measured connections.
+//! - idle-memory: clean sessions that only connect.
+//! - reboot-storm: what a gateway sees after it reboots and every sensor reconnects at once:
+//!   each client connects with Clean Session 0 (Clean Start 0 and a one-hour Session Expiry in
+//!   MQTT 5), subscribes once to its own topic at `--qos`, then idles. Also reports how many
+//!   clients per second got through CONNACK and SUBACK.
+//!
+//! Warm-up opens and closes a few connections of the same kind first, so one-off allocations
+//! (thread pools, first-use tables) are not charged to the measured connections.
 
+use cairn::codec::QoS;
 use tokio::task::JoinSet;
-use tokio::time::sleep;
+use tokio::time::{sleep, Instant};
 
-use crate::args::Args;
+use crate::args::{Args, Scenario};
 use crate::broker_proc::rss_kib;
-use crate::connection::{ClientOptions, MqttConnection};
+use crate::connection::{ClientOptions, MqttConnection, SessionStart};
 use crate::error::LoadError;
 use crate::run::{client_id, client_options};
 use crate::scenarios::Summary;
@@ -17,71 +24,176 @@ use crate::scenarios::Summary;
 /// Connections opened and closed before the baseline reading.
 const WARMUP_CONNECTIONS: u32 = 10;
 
-/// Handshakes in progress at once.
-const CONCURRENT_HANDSHAKES: usize = 32;
+/// Session Expiry Interval of reboot-storm's MQTT 5 sessions (3.1.1 sessions never expire).
+const STORM_EXPIRY_SECS: u32 = 3600;
+
+/// How each connection of a run is opened.
+#[derive(Debug, Clone, Copy)]
+enum Opening {
+    /// A clean session, nothing more.
+    Clean,
+    /// A persistent session with one subscription at this QoS to the client's own topic.
+    PersistentSubscribed(QoS),
+}
+
+/// What opening the measured connections did to the broker.
+struct Growth {
+    before_kib: u64,
+    after_kib: u64,
+    /// Seconds from the first TCP connect to the last handshake's end.
+    opening_secs: f64,
+}
+
+impl Growth {
+    fn bytes_per_connection(&self, connections: u32) -> i128 {
+        (i128::from(self.after_kib) - i128::from(self.before_kib)) * 1024 / i128::from(connections)
+    }
+
+    fn fields(&self, connections: u32) -> Vec<(&'static str, String)> {
+        vec![
+            ("connections", connections.to_string()),
+            ("rss_before_kib", self.before_kib.to_string()),
+            ("rss_after_kib", self.after_kib.to_string()),
+            (
+                "bytes_per_conn",
+                self.bytes_per_connection(connections).to_string(),
+            ),
+        ]
+    }
+}
 
 /// Opens `--connections` idle connections and reports the broker's RSS growth per connection.
 pub async fn idle_memory(args: &Args) -> Result<Summary, LoadError> {
-    let pid = args.broker_pid.ok_or(LoadError::MissingBrokerPid)?;
-    let options = client_options(args);
-    let warmup = open_idle(&options, WARMUP_CONNECTIONS, "warm-up").await?;
-    disconnect_all(warmup).await?;
-    sleep(args.settle).await;
-    let before_kib = rss_kib(pid)?;
-
-    let connections = open_idle(&options, args.connections, "idle").await?;
-    sleep(args.settle).await;
-    let after_kib = rss_kib(pid)?;
-    disconnect_all(connections).await?;
-
-    let growth_bytes = (i128::from(after_kib) - i128::from(before_kib)) * 1024;
-    let per_connection = growth_bytes / i128::from(args.connections);
+    let connections = args.connections(Scenario::IdleMemory);
+    let growth = measure(args, Scenario::IdleMemory, Opening::Clean).await?;
     eprintln!(
-        "broker {pid}: VmRSS {before_kib} KiB → {after_kib} KiB with {} idle connections: \
-         {per_connection} bytes per connection",
-        args.connections
+        "VmRSS {} KiB → {} KiB with {connections} idle connections: {} bytes per connection",
+        growth.before_kib,
+        growth.after_kib,
+        growth.bytes_per_connection(connections)
     );
     Ok(Summary {
-        fields: vec![
-            ("connections", args.connections.to_string()),
-            ("rss_before_kib", before_kib.to_string()),
-            ("rss_after_kib", after_kib.to_string()),
-            ("bytes_per_conn", per_connection.to_string()),
-        ],
+        fields: growth.fields(connections),
         problems: Vec::new(),
     })
 }
 
-/// Opens `count` connections, `CONCURRENT_HANDSHAKES` at a time.
-async fn open_idle(
-    options: &ClientOptions,
-    count: u32,
-    role: &'static str,
-) -> Result<Vec<MqttConnection>, LoadError> {
-    let mut opened = Vec::with_capacity(count as usize);
-    let mut handshakes = JoinSet::new();
-    for index in 0..count {
-        if handshakes.len() >= CONCURRENT_HANDSHAKES {
+/// Opens `--connections` persistent sessions, `--concurrency` at a time, each subscribing once;
+/// reports how many got through CONNACK and SUBACK per second and the broker's RSS growth per
+/// connection.
+pub async fn reboot_storm(args: &Args) -> Result<Summary, LoadError> {
+    let connections = args.connections(Scenario::RebootStorm);
+    let opening = Opening::PersistentSubscribed(args.qos.qos());
+    let growth = measure(args, Scenario::RebootStorm, opening).await?;
+    let rate = f64::from(connections) / growth.opening_secs;
+    eprintln!(
+        "{connections} clients connected and subscribed in {:.3} s ({} at a time): {rate:.0} \
+         per second; VmRSS {} KiB → {} KiB: {} bytes per connection",
+        growth.opening_secs,
+        args.concurrency(Scenario::RebootStorm),
+        growth.before_kib,
+        growth.after_kib,
+        growth.bytes_per_connection(connections)
+    );
+    let mut fields = vec![
+        (
+            "concurrency",
+            args.concurrency(Scenario::RebootStorm).to_string(),
+        ),
+        ("secs", format!("{:.3}", growth.opening_secs)),
+        ("rate", format!("{rate:.0}")),
+    ];
+    fields.extend(growth.fields(connections));
+    Ok(Summary {
+        fields,
+        problems: Vec::new(),
+    })
+}
+
+/// Warms up, reads the broker's RSS, opens the scenario's connections, waits `--settle`, reads
+/// it again, and closes them.
+async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Growth, LoadError> {
+    let pid = args.broker_pid.ok_or(LoadError::MissingBrokerPid {
+        scenario: scenario.name(),
+    })?;
+    let options = client_options(args);
+    let batch = Batch {
+        options: &options,
+        opening,
+        concurrency: args.concurrency(scenario) as usize,
+        reply_timeout: args.connect_timeout,
+    };
+    let warmup = batch.open(WARMUP_CONNECTIONS, "warm-up").await?;
+    disconnect_all(warmup).await?;
+    sleep(args.settle).await;
+    let before_kib = rss_kib(pid)?;
+
+    let started = Instant::now();
+    let connections = batch
+        .open(args.connections(scenario), scenario.name())
+        .await?;
+    let opening_secs = started.elapsed().as_secs_f64();
+    sleep(args.settle).await;
+    let after_kib = rss_kib(pid)?;
+    disconnect_all(connections).await?;
+    Ok(Growth {
+        before_kib,
+        after_kib,
+        opening_secs,
+    })
+}
+
+/// Connections opened alike, `concurrency` handshakes at a time.
+struct Batch<'a> {
+    options: &'a ClientOptions,
+    opening: Opening,
+    concurrency: usize,
+    reply_timeout: std::time::Duration,
+}
+
+impl Batch<'_> {
+    /// Opens `count` connections named after `role`.
+    async fn open(&self, count: u32, role: &'static str) -> Result<Vec<MqttConnection>, LoadError> {
+        let mut opened = Vec::with_capacity(count as usize);
+        let mut handshakes = JoinSet::new();
+        for index in 0..count {
+            if handshakes.len() >= self.concurrency {
+                opened.push(next_opened(&mut handshakes).await?);
+            }
+            let options = self.options.clone();
+            let (opening, reply_timeout) = (self.opening, self.reply_timeout);
+            handshakes.spawn(async move {
+                let who = format!("{role} connection {index}");
+                let id = client_id(role, index);
+                match opening {
+                    Opening::Clean => Ok(MqttConnection::open(who, &id, &options).await?.0),
+                    Opening::PersistentSubscribed(qos) => {
+                        let session = SessionStart::Persistent {
+                            expiry_secs: STORM_EXPIRY_SECS,
+                        };
+                        let (mut connection, _) =
+                            MqttConnection::open_session(who, &id, &options, session).await?;
+                        connection
+                            .subscribe(&format!("storm/{id}"), qos, reply_timeout)
+                            .await?;
+                        Ok(connection)
+                    }
+                }
+            });
+        }
+        while !handshakes.is_empty() {
             opened.push(next_opened(&mut handshakes).await?);
         }
-        let options = options.clone();
-        handshakes.spawn(async move {
-            let who = format!("{role} connection {index}");
-            MqttConnection::open(who, &client_id(role, index), &options).await
-        });
+        Ok(opened)
     }
-    while !handshakes.is_empty() {
-        opened.push(next_opened(&mut handshakes).await?);
-    }
-    Ok(opened)
 }
 
 /// The next finished handshake of `handshakes`, which must not be empty.
 async fn next_opened(
-    handshakes: &mut JoinSet<Result<(MqttConnection, crate::connection::BrokerLimits), LoadError>>,
+    handshakes: &mut JoinSet<Result<MqttConnection, LoadError>>,
 ) -> Result<MqttConnection, LoadError> {
     match handshakes.join_next().await {
-        Some(joined) => Ok(joined??.0),
+        Some(joined) => joined?,
         None => Err(LoadError::EndedEarly("handshake")),
     }
 }

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# A reboot storm on this machine: Cairn versus Mosquitto with the load tool's reboot-storm
+# scenario (benches/load/idle.rs). After a gateway reboots every sensor reconnects at once:
+# CLIENTS MQTT 3.1.1 clients, CONCURRENCY at a time, each connecting with Clean Session 0 and
+# subscribing once at QoS 1 to its own topic, then idle. Reports clients per second through
+# CONNACK and SUBACK, and the broker's RSS growth per connection (VmRSS before and after).
+#
+# Cairn runs its release build with the default configuration (fsync on, 20 ms commit
+# window) apart from the port, the data directory and queue limits; Mosquitto with
+# `persistence true` (it acknowledges from RAM and snapshots later). Each run starts a fresh
+# broker on a free 127.0.0.1 port, brokers alternating, ROUNDS times; every broker started is
+# stopped again, also on error or Ctrl-C. Prints medians and the ratio Cairn/Mosquitto.
+# Exit status 1 if any run failed.
+#
+# Environment:
+#   CLIENTS=10000 CONCURRENCY=100 ROUNDS=2
+#   SETTLE=2                seconds after the last SUBACK before reading the RSS
+#   BROKERS="cairn mosquitto"
+#   MOSQUITTO=mosquitto
+set -euo pipefail
+
+CLIENTS=${CLIENTS:-10000}
+CONCURRENCY=${CONCURRENCY:-100}
+ROUNDS=${ROUNDS:-2}
+SETTLE=${SETTLE:-2}
+BROKERS=${BROKERS:-cairn mosquitto}
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-storm.XXXXXX")
+RESULTS="$WORK/results"
+LOG_NAME=storm
+FAILURES=0
+# shellcheck source=benches/brokers.sh
+source "$ROOT/benches/brokers.sh"
+
+# run_once BROKER ROUND: one fresh broker, one storm, one result row per RESULT field.
+run_once() {
+    local broker=$1 round=$2 line
+    CAIRN_DATA=$WORK/cairn-data.$round
+    MOSQUITTO_PERSISTENCE=$WORK/mosquitto-data.$round
+    rm -rf "$CAIRN_DATA" "$MOSQUITTO_PERSISTENCE"
+    start_broker "$broker"
+    line=$(timeout 600 "$LOAD" --scenario reboot-storm --mqtt-version 3.1.1 --qos 1 \
+        --connections "$CLIENTS" --concurrency "$CONCURRENCY" --settle "$SETTLE" \
+        --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
+        2>"$WORK/load.err" | grep '^RESULT') || true
+    stop_broker
+    [[ -n $line ]] || line="RESULT status=failed"
+    echo "$line" >&2
+    if [[ $line != *status=ok* ]]; then
+        FAILURES=$((FAILURES + 1))
+        sed 's/^/  load: /' "$WORK/load.err" >&2
+        return
+    fi
+    for field in $line; do
+        [[ $field == *=* ]] && echo "storm $broker $round ${field%%=*} ${field#*=}" >>"$RESULTS"
+    done
+}
+
+print_table() {
+    local key label cairn mosq
+    echo
+    echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Runs: $CLIENTS clients, $CONCURRENCY at a time, MQTT 3.1.1 Clean Session 0, one QoS 1 SUBSCRIBE each;" \
+        "ROUNDS=$ROUNDS alternating, fresh broker per run; Mosquitto" \
+        "$("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') with persistence"
+    printf '%-44s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
+    for metric in "rate:clients connected+subscribed per second:higher" \
+        "bytes_per_conn:RSS growth per connection (bytes):lower"; do
+        IFS=':' read -r key label better <<<"$metric"
+        cairn=$(median "$RESULTS" storm cairn "$key")
+        mosq=$(median "$RESULTS" storm mosquitto "$key")
+        printf '%-44s %12s %12s %12s  %s\n' "$label" "$cairn" "$mosq" "$(ratio "$cairn" "$mosq")" "$better"
+    done
+    if ((FAILURES > 0)); then
+        echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
+    fi
+}
+
+main() {
+    install_cleanup
+    # Every client is a socket in the load tool and one more in the broker (which inherits it).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    (($(ulimit -n) > CLIENTS + 100)) || die "ulimit -n is $(ulimit -n); $CLIENTS clients need more (raise the hard limit)"
+    [[ " $BROKERS " != *" mosquitto "* ]] || [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
+    build
+    : >"$RESULTS"
+    for round in $(seq "$ROUNDS"); do
+        for broker in $BROKERS; do
+            log "round $round: $broker"
+            run_once "$broker" "$round"
+        done
+    done
+    print_table
+    ((FAILURES == 0))
+}
+
+main "$@"
