@@ -29,11 +29,13 @@ use super::tables::DbError;
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
 const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
-/// A group with this many queued messages is worth its commit: the commit window stops waiting
-/// once a group holds them. A busy broker then commits as if the window were 0, and a
-/// publisher that keeps at least this many messages in flight is not slowed to one window per
-/// round trip. (Sends and acks do not count: waiting for them is what lets a delivery to an
-/// online subscriber cancel out before it is written.)
+/// A group with this many records is worth its commit: the commit window stops waiting once a
+/// group holds them. Records are queued messages and the changes a client's CONNACK, SUBACK or
+/// UNSUBACK waits for (see [`Job::records`]). A busy broker then commits as if the window were
+/// 0: a publisher that keeps at least this many messages in flight is not slowed to one window
+/// per round trip, and neither are clients reconnecting and subscribing together after a
+/// reboot. (Sends and acks do not count: waiting for them is what lets a delivery to an online
+/// subscriber cancel out before it is written.)
 const WINDOW_CLOSES_AT: usize = 16;
 
 /// Why a group commit failed: the database could not be opened again after an earlier
@@ -81,17 +83,28 @@ impl Job {
         }
     }
 
-    /// Messages this job stores (queue entries and retained messages): how much a group has
-    /// gathered.
-    fn messages(&self) -> usize {
+    /// The records of this job that count towards [`WINDOW_CLOSES_AT`]: messages stored (queue
+    /// entries and retained messages), and sessions and subscriptions a client waits for (a
+    /// session stored or ended at CONNECT, a subscription added or removed).
+    fn records(&self) -> usize {
         match self {
-            Job::Commit { ops, .. } => ops
-                .iter()
-                .filter(|op| matches!(op, StoreOp::Enqueue { .. } | StoreOp::Retain { .. }))
-                .count(),
+            Job::Commit { ops, .. } => ops.iter().filter(|op| counts_as_record(op)).count(),
             Job::Load { .. } => 0,
         }
     }
+}
+
+/// Whether `op` counts towards [`WINDOW_CLOSES_AT`] (see [`Job::records`]).
+fn counts_as_record(op: &StoreOp) -> bool {
+    matches!(
+        op,
+        StoreOp::Enqueue { .. }
+            | StoreOp::Retain { .. }
+            | StoreOp::PutSession { .. }
+            | StoreOp::DeleteSession { .. }
+            | StoreOp::Subscribe { .. }
+            | StoreOp::Unsubscribe { .. }
+    )
 }
 
 /// What one group did: its changes, and the entries its loads read that wait for the commit.
@@ -376,25 +389,25 @@ fn flush(database: &Database) -> Result<(), DbError> {
 }
 
 /// Blocks for the first job, then takes every job already queued and, while the group holds
-/// fewer than [`WINDOW_CLOSES_AT`] queued messages and no urgent job, waits for more until the
+/// fewer than [`WINDOW_CLOSES_AT`] records and no urgent job, waits for more until the
 /// window closes (window 0: only what is already queued). `None` once every sender is gone
 /// and nothing is left.
 fn gather(jobs: &Receiver<Job>, window: Duration) -> Option<Vec<Job>> {
     let first = jobs.recv().ok()?;
-    let mut messages = first.messages();
+    let mut records = first.records();
     let mut urgent = first.urgent();
     let mut group = vec![first];
     let deadline = Instant::now() + window;
     while group.len() < MAX_BATCHES_PER_COMMIT {
         let left = deadline.saturating_duration_since(Instant::now());
-        let next = if left.is_zero() || urgent || messages >= WINDOW_CLOSES_AT {
+        let next = if left.is_zero() || urgent || records >= WINDOW_CLOSES_AT {
             jobs.try_recv().ok()
         } else {
             jobs.recv_timeout(left).ok()
         };
         match next {
             Some(job) => {
-                messages += job.messages();
+                records += job.records();
                 urgent |= job.urgent();
                 group.push(job);
             }
@@ -484,6 +497,51 @@ mod tests {
     fn enough_messages_close_the_window() {
         let jobs = (0..WINDOW_CLOSES_AT as u64)
             .map(|seq| commit(vec![enqueue(seq)], Pace::Window))
+            .collect();
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    /// What a persistent client's CONNECT commits: its session and (no) Will.
+    fn connect(client: u32) -> Vec<StoreOp> {
+        let client_id: Arc<str> = Arc::from(format!("sensor-{client}"));
+        vec![
+            StoreOp::PutSession {
+                client_id: client_id.clone(),
+                expiry_interval: u32::MAX,
+            },
+            StoreOp::Will {
+                client_id,
+                will: None,
+            },
+        ]
+    }
+
+    /// What a persistent client's SUBSCRIBE to one filter commits.
+    fn subscribe(client: u32) -> Vec<StoreOp> {
+        vec![StoreOp::Subscribe {
+            client_id: Arc::from(format!("sensor-{client}")),
+            filter: Arc::from(format!("sensors/{client}/#")),
+            options: crate::codec::SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            identifier: None,
+        }]
+    }
+
+    /// Clients reconnecting together after a reboot, each waiting for its CONNACK, are not held
+    /// for the window once there are enough of them: a group of session changes only closes
+    /// it like a group of messages.
+    #[test]
+    fn enough_sessions_close_the_window() {
+        let jobs = (0..WINDOW_CLOSES_AT as u32)
+            .map(|client| commit(connect(client), Pace::Window))
+            .collect();
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    /// Likewise for their SUBSCRIBEs, each waiting for its SUBACK.
+    #[test]
+    fn enough_subscriptions_close_the_window() {
+        let jobs = (0..WINDOW_CLOSES_AT as u32)
+            .map(|client| commit(subscribe(client), Pace::Window))
             .collect();
         assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
     }
