@@ -47,6 +47,10 @@ impl AckQueue {
         let released = self.pending.pop_front()?;
         self.pubacks -= usize::from(matches!(released.ack, Packet::PubAck(_)));
         self.pubrecs -= usize::from(matches!(released.ack, Packet::PubRec(_)));
+        if self.pending.is_empty() {
+            // Each slot holds a whole packet: an idle connection keeps none of them.
+            self.pending = VecDeque::new();
+        }
         Some((result, released))
     }
 
