@@ -4,7 +4,8 @@
 //! expiry counted in wall-clock time while the broker is down; the store refusing a second
 //! broker on its directory or a garbage file; and a seeded crash loop that kills the broker
 //! under QoS 1/2 load and checks that nothing acknowledged is lost and no QoS 2 message is
-//! delivered twice.
+//! delivered twice; and a reboot storm of persistent clients whose acknowledged sessions and
+//! subscriptions survive `kill -9`.
 //!
 //! Each test names the promise of /work/shared/design.md it checks ("promise 1": nothing
 //! acknowledged is lost; "promise 2": sessions outlive connections and reboots) and the spec
@@ -21,5 +22,6 @@ mod order;
 mod process;
 mod refusal;
 mod restart;
+mod storm;
 mod support;
 mod wills;
