@@ -3,7 +3,8 @@
 # scenario (benches/load/idle.rs). After a gateway reboots every sensor reconnects at once:
 # CLIENTS MQTT 3.1.1 clients, CONCURRENCY at a time, each connecting with Clean Session 0 and
 # subscribing once at QoS 1 to its own topic, then idle. Reports clients per second through
-# CONNACK and SUBACK, and the broker's RSS growth per connection (VmRSS before and after).
+# CONNACK and SUBACK, the broker's RSS growth per connection (VmRSS before and after), and the
+# bytes it caused to be written to storage per client until then (the SD-card wear).
 #
 # Cairn runs its release build with the default configuration (fsync on, 20 ms commit
 # window) apart from the port, the data directory and queue limits; Mosquitto with
@@ -67,7 +68,8 @@ print_table() {
         "$("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') with persistence"
     printf '%-44s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
     for metric in "rate:clients connected+subscribed per second:higher" \
-        "bytes_per_conn:RSS growth per connection (bytes):lower"; do
+        "bytes_per_conn:RSS growth per connection (bytes):lower" \
+        "written_per_client:bytes written to storage per client:lower"; do
         IFS=':' read -r key label better <<<"$metric"
         cairn=$(median "$RESULTS" storm cairn "$key")
         mosq=$(median "$RESULTS" storm mosquitto "$key")

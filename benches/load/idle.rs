@@ -5,7 +5,8 @@
 //! - reboot-storm: what a gateway sees after it reboots and every sensor reconnects at once:
 //!   each client connects with Clean Session 0 (Clean Start 0 and a one-hour Session Expiry in
 //!   MQTT 5), subscribes once to its own topic at `--qos`, then idles. Also reports how many
-//!   clients per second got through CONNACK and SUBACK.
+//!   clients per second got through CONNACK and SUBACK, and the bytes the broker caused to be
+//!   written to storage per client (`/proc/<pid>/io` write_bytes: the SD-card wear).
 //!
 //! Warm-up opens and closes a few connections of the same kind first, so one-off allocations
 //! (thread pools, first-use tables) are not charged to the measured connections.
@@ -15,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 
 use crate::args::{Args, Scenario};
-use crate::broker_proc::rss_kib;
+use crate::broker_proc::{rss_kib, write_bytes};
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
 use crate::error::LoadError;
 use crate::run::{client_id, client_options};
@@ -42,6 +43,8 @@ struct Growth {
     after_kib: u64,
     /// Seconds from the first TCP connect to the last handshake's end.
     opening_secs: f64,
+    /// Bytes the broker caused to be written to storage meanwhile (until the RSS reading).
+    written: u64,
 }
 
 impl Growth {
@@ -86,9 +89,11 @@ pub async fn reboot_storm(args: &Args) -> Result<Summary, LoadError> {
     let opening = Opening::PersistentSubscribed(args.qos.qos());
     let growth = measure(args, Scenario::RebootStorm, opening).await?;
     let rate = f64::from(connections) / growth.opening_secs;
+    let written_per_client = growth.written / u64::from(connections);
     eprintln!(
         "{connections} clients connected and subscribed in {:.3} s ({} at a time): {rate:.0} \
-         per second; VmRSS {} KiB → {} KiB: {} bytes per connection",
+         per second; VmRSS {} KiB → {} KiB: {} bytes per connection; {written_per_client} \
+         bytes written to storage per client",
         growth.opening_secs,
         args.concurrency(Scenario::RebootStorm),
         growth.before_kib,
@@ -102,6 +107,7 @@ pub async fn reboot_storm(args: &Args) -> Result<Summary, LoadError> {
         ),
         ("secs", format!("{:.3}", growth.opening_secs)),
         ("rate", format!("{rate:.0}")),
+        ("written_per_client", written_per_client.to_string()),
     ];
     fields.extend(growth.fields(connections));
     Ok(Summary {
@@ -127,6 +133,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     disconnect_all(warmup).await?;
     sleep(args.settle).await;
     let before_kib = rss_kib(pid)?;
+    let written_before = write_bytes(pid)?;
 
     let started = Instant::now();
     let connections = batch
@@ -135,11 +142,13 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     let opening_secs = started.elapsed().as_secs_f64();
     sleep(args.settle).await;
     let after_kib = rss_kib(pid)?;
+    let written = write_bytes(pid)?.saturating_sub(written_before);
     disconnect_all(connections).await?;
     Ok(Growth {
         before_kib,
         after_kib,
         opening_secs,
+        written,
     })
 }
 
