@@ -10,6 +10,7 @@
 #   LOG_NAME    prefix of log lines (e.g. compare)
 #   BROKERS     brokers to run, e.g. "cairn mosquitto" (build skips Cairn when absent)
 #   MOSQUITTO   the Mosquitto binary
+#   RESULTS FAILURES   for record_result: the rows file and the count of failed runs
 # and may set before each start:
 #   CAIRN_DATA      Cairn's data directory (default: a fresh one under $WORK)
 #   CAIRN_ENV       array of extra VAR=value settings for Cairn (e.g. CAIRN_STORE__FSYNC=false)
@@ -135,6 +136,22 @@ start_broker() {
     pick_free_port
     "start_$1"
     wait_until_listening "$1"
+}
+
+# record_result ID BROKER ROUND LINE: prints the load tool's RESULT LINE (a missing one counts
+# as failed). A failed run counts in FAILURES and shows the tool's stderr ($WORK/load.err);
+# otherwise each field of LINE becomes a row "ID BROKER ROUND KEY VALUE" of $RESULTS.
+record_result() {
+    local id=$1 broker=$2 round=$3 line=${4:-RESULT status=failed} field
+    echo "$line" >&2
+    if [[ $line != *status=ok* ]]; then
+        FAILURES=$((FAILURES + 1))
+        sed 's/^/  load: /' "$WORK/load.err" >&2
+        return
+    fi
+    for field in $line; do
+        [[ $field == *=* ]] && echo "$id $broker $round ${field%%=*} ${field#*=}" >>"$RESULTS"
+    done
 }
 
 # median FILE ID BROKER KEY: the median of column 5 over the rows "ID BROKER ROUND KEY VALUE"

@@ -94,22 +94,13 @@ start_variant() {
 # run_load ID VARIANT ROUND LOAD_ARGS...: one load run against the running broker; its RESULT
 # fields become rows "ID VARIANT ROUND KEY VALUE" of $RESULTS.
 run_load() {
-    local id=$1 variant=$2 round=$3 line field stats=()
+    local id=$1 variant=$2 round=$3 line stats=()
     shift 3
     [[ $variant == mosquitto ]] || stats=(--store-stats)
     line=$(timeout "$RUN_LIMIT" "$LOAD" "$@" "${stats[@]}" --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
         --label "$variant" --mqtt-version "$MQTT_VERSION" --inflight "$INFLIGHT" --qos 1 \
         --drain-timeout "$DRAIN_TIMEOUT" 2>"$WORK/load.err" | grep '^RESULT') || true
-    [[ -n $line ]] || line="RESULT status=failed"
-    echo "$line" >&2
-    if [[ $line != *status=ok* ]]; then
-        FAILURES=$((FAILURES + 1))
-        sed 's/^/  load: /' "$WORK/load.err" >&2
-        return
-    fi
-    for field in $line; do
-        [[ $field == *=* ]] && echo "$id $variant $round ${field%%=*} ${field#*=}" >>"$RESULTS"
-    done
+    record_result "$id" "$variant" "$round" "$line"
 }
 
 # One 64-byte write + fdatasync per message, the ceiling without group commit: prints the

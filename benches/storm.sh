@@ -47,16 +47,7 @@ run_once() {
         --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
         2>"$WORK/load.err" | grep '^RESULT') || true
     stop_broker
-    [[ -n $line ]] || line="RESULT status=failed"
-    echo "$line" >&2
-    if [[ $line != *status=ok* ]]; then
-        FAILURES=$((FAILURES + 1))
-        sed 's/^/  load: /' "$WORK/load.err" >&2
-        return
-    fi
-    for field in $line; do
-        [[ $field == *=* ]] && echo "storm $broker $round ${field%%=*} ${field#*=}" >>"$RESULTS"
-    done
+    record_result storm "$broker" "$round" "$line"
 }
 
 print_table() {
