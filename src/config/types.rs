@@ -141,7 +141,7 @@ pub struct StoreConfig {
     pub fsync: bool,
     /// Longest a group commit waits to gather more work, in milliseconds. Acks wait up to this
     /// much longer; commits (and SD-card writes) get fewer and fuller. The wait ends early once
-    /// a commit has 16 batches, so a busy broker is not slowed.
+    /// a commit holds 16 messages, sessions and subscriptions, so a busy broker is not slowed.
     pub commit_window_ms: u64,
 }
 
