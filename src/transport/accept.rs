@@ -80,18 +80,14 @@ impl<H: Serve> Listener<H> {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let connection = serve_stream(
+                    tokio::spawn(serve_stream(
                         self.server.clone(),
                         stream,
                         addr,
                         self.tls.clone(),
                         handshake,
-                    );
-                    let open = open.clone();
-                    tokio::spawn(async move {
-                        connection.await;
-                        drop(open);
-                    });
+                        open.clone(),
+                    ));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -102,13 +98,17 @@ impl<H: Serve> Listener<H> {
     }
 }
 
-/// Serves one accepted connection: plain MQTT, or MQTT after a TLS handshake.
+/// Serves one accepted connection: plain MQTT, or MQTT after a TLS handshake; `_open` is
+/// dropped when the connection ends. This future is the connection's whole task, spawned as it
+/// is: an `async` block awaiting it would store the connection's state twice (once captured,
+/// once being awaited), doubling every idle connection's task.
 async fn serve_stream<H: Serve>(
     server: H,
     stream: TcpStream,
     addr: SocketAddr,
     tls: Option<TlsListener>,
     handshake: Handshake,
+    _open: mpsc::Sender<()>,
 ) {
     match tls {
         None => {
@@ -151,4 +151,48 @@ async fn serve_tls<H: Serve>(
     };
     let peer = Peer { addr, username };
     server.serve(stream, peer, handshake).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes of state the stand-in engine keeps per connection.
+    const ENGINE_STATE: usize = 4096;
+
+    /// An engine whose connection future holds [`ENGINE_STATE`] bytes across an await.
+    #[derive(Clone)]
+    struct HeavyEngine;
+
+    impl Serve for HeavyEngine {
+        async fn serve<S>(&self, stream: S, _peer: Peer, _handshake: Handshake)
+        where
+            S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        {
+            let state = [0u8; ENGINE_STATE];
+            tokio::task::yield_now().await;
+            drop((state, stream));
+        }
+    }
+
+    /// A connection's task stores the engine's state once: its size is the engine's future
+    /// plus the accepted socket's bookkeeping, not twice the engine's future.
+    #[tokio::test]
+    async fn a_connection_task_holds_the_engine_state_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let handshake = Admission::new(1, Duration::from_secs(60))
+            .admit()
+            .expect("a place");
+        let (open, _closed) = mpsc::channel(1);
+        let task = serve_stream(HeavyEngine, stream, peer, None, handshake, open);
+        let size = std::mem::size_of_val(&task);
+        assert!(
+            size < ENGINE_STATE + 1024,
+            "a connection task of {size} bytes for {ENGINE_STATE} bytes of engine state"
+        );
+        drop((task, client));
+    }
 }
