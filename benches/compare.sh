@@ -47,29 +47,17 @@ SCENARIOS=(
 
 # run_once BROKER SCENARIO_ID ROUND LOAD_ARGS: one fresh broker, one load run, one result row.
 run_once() {
-    local broker=$1 id=$2 round=$3 args=$4 line status limit
+    local broker=$1 id=$2 round=$3 args=$4 line limit
     limit=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 120 }')
     start_broker "$broker"
+    # A run that fails or times out prints no RESULT line, or one without status=ok.
     # shellcheck disable=SC2086 # the scenario's arguments are meant to split
-    if line=$(timeout "$limit" "$LOAD" $args \
+    line=$(timeout "$limit" "$LOAD" $args \
         --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
         --duration "$DURATION" --warmup "$WARMUP" --mqtt-version "$MQTT_VERSION" \
-        --inflight "$INFLIGHT" 2>"$WORK/load.err" | grep '^RESULT'); then
-        status=ok
-    else
-        status=failed
-    fi
+        --inflight "$INFLIGHT" 2>"$WORK/load.err" | grep '^RESULT') || true
     stop_broker
-    [[ -n $line ]] || line="RESULT status=failed"
-    echo "$line" >&2
-    if [[ $status != ok || $line != *status=ok* ]]; then
-        FAILURES=$((FAILURES + 1))
-        sed 's/^/  load: /' "$WORK/load.err" >&2
-        return
-    fi
-    for field in $line; do
-        [[ $field == *=* ]] && echo "$id $broker $round ${field%%=*} ${field#*=}" >>"$RESULTS"
-    done
+    record_result "$id" "$broker" "$round" "$line"
 }
 
 run_all() {
