@@ -1,6 +1,7 @@
 //! Acknowledgements waiting for their store commit: PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and
 //! UNSUBACK are released here, and only here, once the changes they acknowledge are committed,
-//! in the order the client's packets arrived.
+//! in the order the client's packets arrived. The session stored at CONNECT, when the CONNACK
+//! did not wait for it, waits here too, with no packet: every later ack comes after it.
 
 use std::collections::VecDeque;
 use std::future::pending;
@@ -14,8 +15,8 @@ use crate::model::Delivery;
 #[derive(Debug)]
 pub struct PendingAck {
     pub commit: Commit,
-    /// The packet to send once committed.
-    pub ack: Packet,
+    /// The packet to send once committed; `None` for a change no packet acknowledges.
+    pub ack: Option<Packet>,
     /// Retained messages to queue right after a SUBACK is sent.
     pub after: Vec<Delivery>,
 }
@@ -38,15 +39,28 @@ impl AckQueue {
     pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
         self.pubacks += usize::from(matches!(ack, Packet::PubAck(_)));
         self.pubrecs += usize::from(matches!(ack, Packet::PubRec(_)));
-        self.pending.push_back(PendingAck { commit, ack, after });
+        self.pending.push_back(PendingAck {
+            commit,
+            ack: Some(ack),
+            after,
+        });
+    }
+
+    /// Watches `commit` of a change no packet acknowledges: a failure ends the connection.
+    pub fn push_unacknowledged(&mut self, commit: Commit) {
+        self.pending.push_back(PendingAck {
+            commit,
+            ack: None,
+            after: Vec::new(),
+        });
     }
 
     /// The oldest ack if its commit has completed. Acks leave strictly in order.
     pub fn pop_ready(&mut self) -> Option<Released> {
         let result = self.pending.front_mut()?.commit.try_result()?;
         let released = self.pending.pop_front()?;
-        self.pubacks -= usize::from(matches!(released.ack, Packet::PubAck(_)));
-        self.pubrecs -= usize::from(matches!(released.ack, Packet::PubRec(_)));
+        self.pubacks -= usize::from(matches!(released.ack, Some(Packet::PubAck(_))));
+        self.pubrecs -= usize::from(matches!(released.ack, Some(Packet::PubRec(_))));
         if self.pending.is_empty() {
             // Each slot holds a whole packet: an idle connection keeps none of them.
             self.pending = VecDeque::new();

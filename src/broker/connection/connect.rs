@@ -109,18 +109,23 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         will: connect.will.map(Box::new),
         link,
     };
-    let (session_present, commit) = broker.change(|state, changes| state.attach(request, changes));
-    if let Err(error) = commit.wait().await {
-        tracing::error!(%client_id, %error, "could not store the session; refusing CONNECT");
-        connack.reason = ReasonCode::ServerUnavailable;
-        let _ = framed.queue(&Packet::ConnAck(connack));
-        return None;
+    let (attached, commit) = broker.change(|state, changes| state.attach(request, changes));
+    let mut acks = AckQueue::default();
+    if attached.connack_waits {
+        if let Err(error) = commit.wait().await {
+            tracing::error!(%client_id, %error, "could not store the session; refusing CONNECT");
+            connack.reason = ReasonCode::ServerUnavailable;
+            let _ = framed.queue(&Packet::ConnAck(connack));
+            return None;
+        }
+    } else {
+        acks.push_unacknowledged(commit);
     }
-    connack.session_present = session_present;
+    connack.session_present = attached.session_present;
     if framed.queue(&Packet::ConnAck(connack)).is_err() {
         return None;
     }
-    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = session_present, "client connected");
+    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = attached.session_present, "client connected");
 
     let client = Client {
         broker: broker.clone(),
@@ -135,7 +140,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
-        acks: AckQueue::default(),
+        acks,
         load: None,
     };
     client.resend_inflight(framed);

@@ -24,25 +24,32 @@ const BATCH: usize = 256;
 impl Client {
     /// Sends every ack whose commit has completed, in order. A failed commit gets a failure
     /// reason code in v5; a 3.1.1 client, which has no way to hear it, is disconnected, and so
-    /// is any client whose PUBREL could not be recorded.
+    /// is any client whose PUBREL or session could not be recorded.
     pub(super) fn release_acks<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
     ) -> Result<(), Exit> {
         while let Some((result, pending)) = self.acks.pop_ready() {
-            let ack = match result {
-                Ok(()) => pending.ack,
-                Err(error) => {
+            let ack = match (result, pending.ack) {
+                (Ok(()), ack) => ack,
+                (Err(error), ack) => {
                     tracing::error!(client_id = %self.client_id, %error, "commit failed; refusing the request");
-                    // A 3.1.1 client cannot be told; and a PUBREL sent without its record could
-                    // let a crash resend a QoS 2 message that was already released.
-                    if self.version == ProtocolVersion::V311
-                        || matches!(pending.ack, Packet::PubRel(_))
-                    {
-                        return Err(Exit::Lost(format!("store failure: {error}")));
+                    // A 3.1.1 client cannot be told; a PUBREL sent without its record could let
+                    // a crash resend a QoS 2 message that was already released; and a client
+                    // whose session was not stored must reconnect to learn where it stands.
+                    match ack {
+                        Some(ack)
+                            if self.version == ProtocolVersion::V5
+                                && !matches!(ack, Packet::PubRel(_)) =>
+                        {
+                            Some(failed(ack))
+                        }
+                        _ => return Err(Exit::Lost(format!("store failure: {error}"))),
                     }
-                    failed(pending.ack)
                 }
+            };
+            let Some(ack) = ack else {
+                continue;
             };
             framed.queue(&ack).map_err(|error| {
                 Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())

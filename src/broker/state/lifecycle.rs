@@ -10,7 +10,7 @@ use crate::model::{Message, Recovered, StoreOp};
 
 use super::super::queue::MessageQueue;
 use super::super::session::{Inflight, Session};
-use super::{AttachRequest, Changes, Detached, SessionSlot, State};
+use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
 
 impl State {
     /// Rebuilds the state from what the store read back at start-up, and returns the timers
@@ -86,8 +86,8 @@ impl State {
     /// A connection already attached is told to close with 0x8E [MQTT-3.1.4-3]; its Will is
     /// published now if it has no delay or the old session ends, else cancelled because the
     /// session continues [MQTT-3.1.3-9]. Returns whether an existing session was resumed
-    /// (Session Present) [MQTT-3.2.2-2].
-    pub fn attach(&mut self, request: AttachRequest, changes: &mut Changes) -> bool {
+    /// (Session Present) [MQTT-3.2.2-2], and whether the CONNACK must wait for the commit.
+    pub fn attach(&mut self, request: AttachRequest, changes: &mut Changes) -> Attached {
         let AttachRequest {
             client_id,
             clean_start,
@@ -106,7 +106,8 @@ impl State {
                 }
             }
         }
-        let resumed = !clean_start && self.sessions.contains_key(client_id);
+        let existed = self.sessions.contains_key(client_id);
+        let resumed = !clean_start && existed;
         if !resumed {
             self.end_session(client_id, changes);
         }
@@ -125,7 +126,8 @@ impl State {
         slot.epoch = epoch;
         // A session that ends with its connection is stored only for its Will, which must
         // still go out if the broker stops uncleanly while the client is connected.
-        if expiry_interval > 0 || will.is_some() {
+        let has_will = will.is_some();
+        if expiry_interval > 0 || has_will {
             changes.ops.push(StoreOp::PutSession {
                 client_id: client_id.clone(),
                 expiry_interval,
@@ -135,7 +137,10 @@ impl State {
                 will,
             });
         }
-        resumed
+        Attached {
+            session_present: resumed,
+            connack_waits: has_will || (existed && !resumed),
+        }
     }
 
     /// Detaches connection `connection_id` from its session. Does nothing if another

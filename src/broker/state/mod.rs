@@ -78,6 +78,20 @@ pub struct AttachRequest {
     pub link: Link,
 }
 
+/// What attaching a connection did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attached {
+    /// An existing session was resumed (Session Present) [MQTT-3.2.2-2].
+    pub session_present: bool,
+    /// The CONNACK must wait until the attach is durable: it discarded a stored session
+    /// (Clean Start), which a crash must not bring back to a client told Session Present 0,
+    /// or it stored a Will, which must go out even if the broker then stops uncleanly.
+    /// Otherwise the CONNACK promises nothing a crash could take back: a new session lost
+    /// before its commit is found absent again (Session Present 0), a resumed one is still
+    /// there, and every later ack of the connection waits for a commit that includes it.
+    pub connack_waits: bool,
+}
+
 /// What a connection's end did, and which timers the caller must arm.
 #[derive(Debug, Default)]
 pub struct Detached {

@@ -62,7 +62,9 @@ fn attach(
         will,
         link: link(connection_id),
     };
-    state.attach(request, &mut Changes::default())
+    state
+        .attach(request, &mut Changes::default())
+        .session_present
 }
 
 /// Detaches `connection_id` as a network loss would (the Will kept).
@@ -487,7 +489,11 @@ fn takeover_closes_the_old_connection_and_moves_the_session() {
         will: None,
         link: first.clone(),
     };
-    assert!(!state.attach(request, &mut Changes::default()));
+    assert!(
+        !state
+            .attach(request, &mut Changes::default())
+            .session_present
+    );
     assert!(
         attach(&mut state, &client, 2, false, 100, None),
         "Session Present 1"
@@ -543,4 +549,43 @@ fn a_refused_qos2_message_ends_its_flow_only_where_the_refusal_is_told() {
         .publish(&publisher, untold, &mut changes)
         .expect("attached");
     assert!(state.inbound_flows(&publisher, 2).expect("attached").repeat);
+}
+
+/// The CONNACK waits for the commit only where a crash could take back what it says: a
+/// discarded session (Clean Start over a stored one) or a stored Will. A new session or a
+/// resumed one is acknowledged at once.
+#[test]
+fn the_connack_waits_for_the_commit_only_where_a_crash_could_undo_it() {
+    let mut state = state();
+    let client: Arc<str> = Arc::from("sensor");
+    let attach_with = |state: &mut State, connection_id, clean_start, will| {
+        let request = AttachRequest {
+            client_id: client.clone(),
+            clean_start,
+            expiry_interval: 100,
+            will,
+            link: link(connection_id),
+        };
+        let mut changes = Changes::default();
+        let attached = state.attach(request, &mut changes);
+        assert!(
+            !changes.ops.is_empty(),
+            "the session is stored all the same"
+        );
+        attached
+    };
+    let new = attach_with(&mut state, 1, false, None);
+    assert!(!new.session_present && !new.connack_waits, "new: {new:?}");
+    let resumed = attach_with(&mut state, 2, false, None);
+    assert!(
+        resumed.session_present && !resumed.connack_waits,
+        "resumed: {resumed:?}"
+    );
+    let discarded = attach_with(&mut state, 3, true, None);
+    assert!(
+        !discarded.session_present && discarded.connack_waits,
+        "discarded: {discarded:?}"
+    );
+    let with_will = attach_with(&mut state, 4, false, Some(will("wills/w", 0)));
+    assert!(with_will.connack_waits, "with a Will: {with_will:?}");
 }
