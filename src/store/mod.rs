@@ -55,12 +55,6 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// A commit with nothing in it: already complete. An ack that acknowledges no change
-    /// still waits its turn behind earlier acks with it.
-    pub fn nothing() -> Commit {
-        Commit::finished(Ok(()))
-    }
-
     /// A commit whose outcome is already known.
     fn finished(result: Result<(), StoreError>) -> Commit {
         Commit {
@@ -81,6 +75,19 @@ impl Commit {
             self.outcome = Some(result);
         }
         self.outcome.take()
+    }
+
+    /// Whether the batch is already known to be durable (a batch with nothing to write is).
+    /// A failure stays for [`Commit::try_result`] to take.
+    pub fn is_durable(&mut self) -> bool {
+        match self.try_result() {
+            Some(Ok(())) => true,
+            Some(Err(error)) => {
+                self.outcome = Some(Err(error));
+                false
+            }
+            None => false,
+        }
     }
 
     /// Waits until the outcome is known, keeping it for [`Commit::try_result`]. Cancel-safe.

@@ -47,7 +47,11 @@ impl AckQueue {
     }
 
     /// Watches `commit` of a change no packet acknowledges: a failure ends the connection.
-    pub fn push_unacknowledged(&mut self, commit: Commit) {
+    /// One already durable (nothing to write) takes no slot.
+    pub fn push_unacknowledged(&mut self, mut commit: Commit) {
+        if commit.is_durable() {
+            return;
+        }
         self.pending.push_back(PendingAck {
             commit,
             ack: None,

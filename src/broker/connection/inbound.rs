@@ -12,13 +12,22 @@ use crate::codec::{
     Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe,
 };
-use crate::store::Commit;
 
 use super::{Client, Exit};
-use crate::broker::state::{Gone, InboundPublish};
+use crate::broker::state::{Changes, Gone, InboundPublish, Published, State};
 use crate::broker::topic::{parse_shared, validate_topic_filter, validate_topic_name, TopicLimits};
 use crate::model::OutboundState;
 use crate::transport::Framed;
+
+/// What became of a client's PUBLISH under the state lock.
+enum Fate {
+    /// It repeats an inbound QoS 2 message awaiting PUBREL: acknowledged, not routed.
+    Repeat,
+    /// It is for a `$SYS` topic, which clients may not publish to: refused, not routed.
+    System,
+    /// Routed.
+    Routed(Published),
+}
 
 /// A protocol violation ending the connection.
 fn violation(reason: ReasonCode, why: impl Into<String>) -> Exit {
@@ -123,7 +132,8 @@ impl Client {
         Ok(topic)
     }
 
-    /// PUBLISH from the client: route it, then ack after the commit (QoS 1: PUBACK, QoS 2: PUBREC).
+    /// PUBLISH from the client: route it, then ack after the commit (QoS 1: PUBACK, QoS 2:
+    /// PUBREC). One change of the state checks the flows and routes.
     fn on_publish(&mut self, publish: Publish) -> Result<(), Exit> {
         let topic = self.resolve_topic(&publish)?;
         let broker = self.broker.clone();
@@ -133,47 +143,64 @@ impl Client {
             .fetch_add(1, Ordering::Relaxed);
         let qos = publish.qos;
         let packet_id = publish.packet_id.unwrap_or(0);
-        if qos != QoS::AtMostOnce {
-            // Only this connection changes its session's inbound flows while attached.
-            let flows = broker
-                .read(|state| state.inbound_flows(&self.client_id, packet_id))
-                .map_err(|Gone| Exit::TakenOver)?;
-            if qos == QoS::ExactlyOnce && flows.repeat {
-                // [MQTT-4.3.3-10] A resent QoS 2 PUBLISH is acknowledged, not routed again.
-                return self.ack_unrouted(qos, packet_id, ReasonCode::Success);
-            }
-            // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in the
-            // session's inbound flows), QoS 1 messages until their PUBACK leaves.
-            let inflight = flows.awaiting_release + self.acks.pending_pubacks();
-            self.check_receive_maximum(inflight, self.acks.pending_publish_acks())?;
-        }
-        if topic.starts_with("$SYS") {
-            tracing::debug!(client_id = %self.client_id, %topic, "client PUBLISH to $SYS ignored");
-            return self.ack_unrouted(qos, packet_id, ReasonCode::NotAuthorized);
-        }
         let inbound = InboundPublish {
             publish,
             topic,
             refusal_ends_flow: self.version == ProtocolVersion::V5,
             received: Instant::now(),
         };
-        let (published, commit) =
-            broker.change(|state, changes| state.publish(&self.client_id, inbound, changes));
-        let published = published.map_err(|Gone| Exit::TakenOver)?;
-        // A v5 publisher hears when every queue refused its message (refuse_newest policy);
-        // a 3.1.1 publisher cannot, and the loss is counted and logged only.
-        let reason = if published.refused_everywhere && self.version == ProtocolVersion::V5 {
-            ReasonCode::QuotaExceeded
-        } else if published.matched {
-            ReasonCode::Success
-        } else {
-            ReasonCode::NoMatchingSubscribers
+        let (fate, commit) = broker.change(|state, changes| self.take(state, inbound, changes));
+        let reason = match fate? {
+            // [MQTT-4.3.3-10] A resent QoS 2 PUBLISH is acknowledged, not routed again.
+            Fate::Repeat => ReasonCode::Success,
+            Fate::System => ReasonCode::NotAuthorized,
+            // A v5 publisher hears when every queue refused its message (refuse_newest
+            // policy); a 3.1.1 publisher cannot, and the loss is counted and logged only.
+            Fate::Routed(published)
+                if published.refused_everywhere && self.version == ProtocolVersion::V5 =>
+            {
+                ReasonCode::QuotaExceeded
+            }
+            Fate::Routed(published) if published.matched => ReasonCode::Success,
+            Fate::Routed(_) => ReasonCode::NoMatchingSubscribers,
         };
         if qos != QoS::AtMostOnce {
             let ack = self.publish_ack(qos, packet_id, reason);
             self.acks.push(commit, ack, Vec::new());
         }
         Ok(())
+    }
+
+    /// Under the state lock: checks a PUBLISH against the session's flows and the Receive
+    /// Maximum, and routes it unless it repeats a QoS 2 message or is for `$SYS`.
+    fn take(
+        &self,
+        state: &mut State,
+        inbound: InboundPublish,
+        changes: &mut Changes,
+    ) -> Result<Fate, Exit> {
+        let qos = inbound.publish.qos;
+        if qos != QoS::AtMostOnce {
+            let packet_id = inbound.publish.packet_id.unwrap_or(0);
+            let flows = state
+                .inbound_flows(&self.client_id, packet_id)
+                .map_err(|Gone| Exit::TakenOver)?;
+            if qos == QoS::ExactlyOnce && flows.repeat {
+                return Ok(Fate::Repeat);
+            }
+            // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in the
+            // session's inbound flows), QoS 1 messages until their PUBACK leaves.
+            let inflight = flows.awaiting_release + self.acks.pending_pubacks();
+            self.check_receive_maximum(inflight, self.acks.pending_publish_acks())?;
+        }
+        if inbound.topic.starts_with("$SYS") {
+            tracing::debug!(client_id = %self.client_id, topic = %inbound.topic, "client PUBLISH to $SYS ignored");
+            return Ok(Fate::System);
+        }
+        let published = state
+            .publish(&self.client_id, inbound, changes)
+            .map_err(|Gone| Exit::TakenOver)?;
+        Ok(Fate::Routed(published))
     }
 
     /// [MQTT-3.3.4-7] A v5 client may not have more unacknowledged QoS 1/2 PUBLISHes than our
@@ -209,16 +236,6 @@ impl Client {
         } else {
             Packet::PubAck(response)
         }
-    }
-
-    /// Acks a PUBLISH that was not routed (QoS 0: nothing to send); it still waits its turn
-    /// behind earlier acks.
-    fn ack_unrouted(&mut self, qos: QoS, packet_id: u16, reason: ReasonCode) -> Result<(), Exit> {
-        if qos != QoS::AtMostOnce {
-            let ack = self.publish_ack(qos, packet_id, reason);
-            self.acks.push(Commit::nothing(), ack, Vec::new());
-        }
-        Ok(())
     }
 
     /// PUBREL: the inbound QoS 2 flow ends; PUBCOMP after the commit [MQTT-4.3.3-11].
