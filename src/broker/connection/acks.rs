@@ -15,8 +15,10 @@ use crate::model::Delivery;
 #[derive(Debug)]
 pub struct PendingAck {
     pub commit: Commit,
-    /// The packet to send once committed; `None` for a change no packet acknowledges.
-    pub ack: Option<Packet>,
+    /// The packet to send once committed; `None` for a change no packet acknowledges. Boxed:
+    /// a packet is several hundred bytes, and the queue's slots stay allocated between
+    /// bursts (a few dozen bytes each this way).
+    pub ack: Option<Box<Packet>>,
     /// Retained messages to queue right after a SUBACK is sent.
     pub after: Vec<Delivery>,
 }
@@ -41,7 +43,7 @@ impl AckQueue {
         self.pubrecs += usize::from(matches!(ack, Packet::PubRec(_)));
         self.pending.push_back(PendingAck {
             commit,
-            ack: Some(ack),
+            ack: Some(Box::new(ack)),
             after,
         });
     }
@@ -63,12 +65,9 @@ impl AckQueue {
     pub fn pop_ready(&mut self) -> Option<Released> {
         let result = self.pending.front_mut()?.commit.try_result()?;
         let released = self.pending.pop_front()?;
-        self.pubacks -= usize::from(matches!(released.ack, Some(Packet::PubAck(_))));
-        self.pubrecs -= usize::from(matches!(released.ack, Some(Packet::PubRec(_))));
-        if self.pending.is_empty() {
-            // Each slot holds a whole packet: an idle connection keeps none of them.
-            self.pending = VecDeque::new();
-        }
+        let ack = released.ack.as_deref();
+        self.pubacks -= usize::from(matches!(ack, Some(Packet::PubAck(_))));
+        self.pubrecs -= usize::from(matches!(ack, Some(Packet::PubRec(_))));
         Some((result, released))
     }
 

@@ -40,9 +40,9 @@ impl Client {
                     match ack {
                         Some(ack)
                             if self.version == ProtocolVersion::V5
-                                && !matches!(ack, Packet::PubRel(_)) =>
+                                && !matches!(*ack, Packet::PubRel(_)) =>
                         {
-                            Some(failed(ack))
+                            Some(Box::new(failed(*ack)))
                         }
                         _ => return Err(Exit::Lost(format!("store failure: {error}"))),
                     }
