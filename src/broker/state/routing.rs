@@ -23,14 +23,8 @@ struct Target {
 
 impl State {
     /// Routes `message` to every matching session's queue, updating the retained store first
-    /// when it carries RETAIN, and wakes the connections of online receivers.
-    pub fn route(&mut self, message: &Arc<Message>) -> Changes {
-        let mut changes = Changes::default();
-        self.route_into(message, &mut changes);
-        changes
-    }
-
-    /// Routes `message` like [`State::route`], adding to an outcome already under way.
+    /// when it carries RETAIN, and wakes the connections of online receivers; records what it
+    /// changed in `changes`.
     pub fn route_into(&mut self, message: &Arc<Message>, changes: &mut Changes) {
         if message.retain {
             self.retain(message, &mut changes.ops);
@@ -199,8 +193,9 @@ impl State {
             .is_some_and(|slot| slot.session.is_persistent())
     }
 
-    /// Adds or replaces a subscription of an existing session. Returns whether it is new.
-    pub fn subscribe(
+    /// Adds or replaces a subscription of an existing session, recording no store operation
+    /// (for the restore, and for [`State::subscribe_to`]). Returns whether it is new.
+    pub(super) fn subscribe(
         &mut self,
         client_id: &Arc<str>,
         filter: &Arc<str>,
@@ -227,7 +222,7 @@ impl State {
     }
 
     /// Removes a subscription; returns whether it existed.
-    pub fn unsubscribe(&mut self, client_id: &Arc<str>, filter: &str) -> bool {
+    pub(super) fn unsubscribe(&mut self, client_id: &Arc<str>, filter: &str) -> bool {
         if let Some(slot) = self.sessions.get_mut(client_id) {
             slot.session.subscriptions.remove(filter);
         }
@@ -235,7 +230,7 @@ impl State {
     }
 
     /// The retained messages a new subscription receives, RETAIN set [MQTT-3.3.1-8].
-    pub fn retained_for(
+    pub(super) fn retained_for(
         &self,
         filter: &str,
         options: SubscriptionOptions,
