@@ -21,9 +21,10 @@
 //!
 //! Pure string work: no I/O, no state.
 
-use serde::{Deserialize, Serialize};
-
 use crate::broker::topic::{filter_matches, validate_topic_filter, TopicError, TopicLimits};
+use crate::config::BridgeTopic;
+#[cfg(test)]
+use crate::config::Direction;
 
 /// The shape every topic of a rule must have: MQTT's own limits (a string holds at most 65,535
 /// bytes). The broker's configured limits are checked where the configuration is.
@@ -34,60 +35,6 @@ const MQTT_TOPIC_LIMITS: TopicLimits = TopicLimits {
 
 /// The prefix of a shared subscription's filter.
 const SHARE_PREFIX: &str = "$share/";
-
-/// One topic rule of a bridge, `[[bridges.topics]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BridgeTopic {
-    /// An MQTT topic filter (wildcards allowed), or `""` to map the single topic
-    /// `local_prefix` to `remote_prefix`.
-    pub filter: String,
-    /// Which way messages go.
-    #[serde(default)]
-    pub direction: Direction,
-    /// The highest QoS used on the way: the QoS of the local subscription (`out`) or of the
-    /// upstream subscription (`in`).
-    #[serde(default = "default_topic_qos")]
-    pub qos: u8,
-    /// Put before the filter on this broker: local topic = `local_prefix` + T.
-    #[serde(default)]
-    pub local_prefix: String,
-    /// Put before the filter upstream: remote topic = `remote_prefix` + T.
-    #[serde(default)]
-    pub remote_prefix: String,
-}
-
-/// A rule's QoS when none is given: at least once (Mosquitto's default is 0).
-pub const DEFAULT_TOPIC_QOS: u8 = 1;
-
-fn default_topic_qos() -> u8 {
-    DEFAULT_TOPIC_QOS
-}
-
-/// Which way a rule carries messages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// From this broker upstream.
-    #[default]
-    Out,
-    /// From upstream to this broker.
-    In,
-    /// Both ways.
-    Both,
-}
-
-impl Direction {
-    /// Whether local messages go upstream.
-    pub fn carries_out(self) -> bool {
-        matches!(self, Direction::Out | Direction::Both)
-    }
-
-    /// Whether upstream messages come down.
-    pub fn carries_in(self) -> bool {
-        matches!(self, Direction::In | Direction::Both)
-    }
-}
 
 /// One end of a bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +69,7 @@ pub enum TopicRuleError {
     WildcardInPrefix { side: Side, wildcard: char },
     #[error(
         "an empty filter maps the one topic local_prefix to remote_prefix, so both prefixes must \
-         be set (Mosquitto's table: \"\" with one prefix or none is invalid)"
+         be set, as in Mosquitto's table"
     )]
     EmptyFilterNeedsBothPrefixes,
     #[error("the prefix followed by the filter is {full:?}, not a valid topic filter: {error}")]
@@ -150,6 +97,7 @@ impl TopicRuleError {
     }
 }
 
+/// The configuration's checks call [`BridgeTopic::validate`]; the bridge maps with the rest.
 impl BridgeTopic {
     /// The filter this broker subscribes to for `out`: `local_prefix + filter`.
     pub fn local_filter(&self) -> String {
@@ -300,7 +248,7 @@ mod tests {
         BridgeTopic {
             filter: filter.to_string(),
             direction,
-            qos: DEFAULT_TOPIC_QOS,
+            qos: 1,
             local_prefix: local.to_string(),
             remote_prefix: remote.to_string(),
         }

@@ -68,6 +68,24 @@ pub const SYS_INTERVAL: Bounds = Bounds::new(0, 86_400);
 /// `store.commit_window_ms`.
 pub const COMMIT_WINDOW_MS: Bounds = Bounds::new(0, 1000);
 
+/// `bridges.keep_alive`, seconds: at least 5, and never 0 (no keep-alive would leave a
+/// black-holed uplink undetected).
+pub const BRIDGE_KEEP_ALIVE: Bounds = Bounds::new(5, 65_535);
+/// `bridges.session_expiry`, seconds (a 32-bit field).
+pub const BRIDGE_SESSION_EXPIRY: Bounds = Bounds::new(0, 4_294_967_295);
+/// `bridges.rate_limit`, messages per second (a 32-bit field).
+pub const BRIDGE_RATE_LIMIT: Bounds = Bounds::new(0, 4_294_967_295);
+/// `bridges.max_qos` and `bridges.topics.qos`.
+pub const QOS: Bounds = Bounds::new(0, 2);
+/// `bridges.reconnect_min`, seconds.
+pub const RECONNECT_MIN: Bounds = Bounds::new(1, 3600);
+/// `bridges.reconnect_max`, seconds: at most a day (and at least `reconnect_min`).
+pub const RECONNECT_MAX: Bounds = Bounds::new(1, 86_400);
+/// `bridges.stable_after`, seconds.
+pub const STABLE_AFTER: Bounds = Bounds::new(0, 86_400);
+/// The length of `bridges.name`, in characters.
+pub const BRIDGE_NAME_LENGTH: Bounds = Bounds::new(1, 64);
+
 /// What a key accepts, for messages.
 pub enum Accepts {
     /// Said in words.
@@ -150,6 +168,11 @@ pub const CONFIG_KEYS: &[KeySpec] = &[
     integer("sys_interval", SYS_INTERVAL, "seconds; 0 turns $SYS off"),
     table("store", "a [store] table", Children::Table(STORE_KEYS)),
     table("log", "a [log] table", Children::Table(LOG_KEYS)),
+    table(
+        "bridges",
+        "[[bridges]] tables, one per upstream broker",
+        Children::TableList(BRIDGE_KEYS),
+    ),
 ];
 
 const STORE_KEYS: &[KeySpec] = &[
@@ -217,6 +240,101 @@ const LIMITS_KEYS: &[KeySpec] = &[
         "topic_alias_maximum",
         TOPIC_ALIAS_MAXIMUM,
         "0 disables topic aliases",
+    ),
+];
+
+const BRIDGE_KEYS: &[KeySpec] = &[
+    leaf(
+        "name",
+        "1 to 64 characters of A-Z a-z 0-9 _ -, used by one bridge only",
+    ),
+    leaf(
+        "addresses",
+        "one or more \"host:port\" strings (a DNS name, an IPv4 address or [an IPv6 address], \
+         and a port in 1..=65535)",
+    ),
+    leaf("protocol", "\"5\" or \"3.1.1\""),
+    leaf(
+        "client_id",
+        "a non-empty string of at most 65535 bytes without U+0000",
+    ),
+    leaf("username", "a string of at most 65535 bytes without U+0000"),
+    leaf(
+        "password_file",
+        "the path of a file whose first line is the password",
+    ),
+    integer("keep_alive", BRIDGE_KEEP_ALIVE, "seconds"),
+    integer("session_expiry", BRIDGE_SESSION_EXPIRY, "seconds"),
+    integer("max_inflight", MAX_INFLIGHT, ""),
+    integer(
+        "rate_limit",
+        BRIDGE_RATE_LIMIT,
+        "messages per second; 0 means no limit",
+    ),
+    integer("max_qos", QOS, ""),
+    leaf("retain", "true or false"),
+    leaf("try_private", "true or false"),
+    leaf("fallback_311", "true or false"),
+    integer("connect_timeout", CONNECT_TIMEOUT, "seconds"),
+    integer("reconnect_min", RECONNECT_MIN, "seconds"),
+    integer(
+        "reconnect_max",
+        RECONNECT_MAX,
+        "seconds; at least reconnect_min",
+    ),
+    integer("stable_after", STABLE_AFTER, "seconds"),
+    leaf(
+        "state_topic",
+        "a topic name (no wildcards) not starting with '$'",
+    ),
+    table(
+        "tls",
+        "a [bridges.tls] table",
+        Children::Table(BRIDGE_TLS_KEYS),
+    ),
+    table(
+        "queue",
+        "a [bridges.queue] table",
+        Children::Table(BRIDGE_QUEUE_KEYS),
+    ),
+    table(
+        "topics",
+        "one or more [[bridges.topics]] tables",
+        Children::TableList(BRIDGE_TOPIC_KEYS),
+    ),
+];
+
+const BRIDGE_TLS_KEYS: &[KeySpec] = &[
+    leaf("ca", "the path of a PEM CA bundle"),
+    leaf(
+        "cert",
+        "the path of a PEM certificate chain, together with key",
+    ),
+    leaf("key", "the path of a PEM private key, together with cert"),
+    leaf("server_name", "a DNS name or an IP address"),
+    leaf("alpn", "a list of protocol names, each 1 to 255 bytes"),
+];
+
+const BRIDGE_QUEUE_KEYS: &[KeySpec] = &[
+    integer("max_messages", QUEUE_BOUND, ""),
+    integer("max_bytes", QUEUE_BOUND, "bytes of topic and payload"),
+    leaf("policy", "\"drop_oldest\" or \"refuse_newest\""),
+];
+
+const BRIDGE_TOPIC_KEYS: &[KeySpec] = &[
+    leaf(
+        "filter",
+        "an MQTT topic filter, or \"\" together with both prefixes (Mosquitto's topic rules)",
+    ),
+    leaf("direction", "\"out\", \"in\" or \"both\""),
+    integer("qos", QOS, ""),
+    leaf(
+        "local_prefix",
+        "topic text without wildcards that, followed by the filter, is a valid filter",
+    ),
+    leaf(
+        "remote_prefix",
+        "topic text without wildcards that, followed by the filter, is a valid filter",
     ),
 ];
 

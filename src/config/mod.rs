@@ -6,9 +6,10 @@
 //! underscores) between levels, because key names contain single underscores themselves:
 //! `CAIRN_DATA_DIR=/var/lib/cairn`, `CAIRN_LIMITS__MAX_INFLIGHT=64`, `CAIRN_LOG__LEVEL=debug`.
 //! An empty variable counts as unset. `listeners` is a list of tables and is set only in the
-//! file (or replaced by `cairn serve --listen`).
+//! file (or replaced by `cairn serve --listen`); `bridges` likewise only in the file.
 //!
 //! - `types`: the settings and their defaults;
+//! - `bridge`: a bridge's addresses as host and port, its queue bounds filled in from `[limits]`;
 //! - `load`: the layers, merged and read, and the command-line [`Overrides`];
 //! - `tree`: the merged values before they are typed: unknown keys, values of a wrong type;
 //! - `keys`: every key and what it accepts, each allowed range stated once;
@@ -18,6 +19,7 @@
 //! This module reads the configuration file and the environment and nothing else: the TLS
 //! files named here are opened by `transport::tls`.
 
+mod bridge;
 mod checks;
 mod error;
 mod keys;
@@ -29,11 +31,13 @@ mod types;
 
 use std::path::Path;
 
+pub use bridge::{AddressError, BridgeAddress, QueueBounds};
 pub use error::{ConfigError, Problem};
 pub use load::Overrides;
 pub use types::{
-    ClientAuth, Config, Limits, ListenerConfig, ListenerKind, LogConfig, QueueFullPolicy,
-    StoreConfig, TlsConfig,
+    BridgeConfig, BridgeProtocol, BridgeQueue, BridgeTls, BridgeTopic, ClientAuth, Config,
+    Direction, Limits, ListenerConfig, ListenerKind, LogConfig, QueueFullPolicy, StoreConfig,
+    TlsConfig,
 };
 
 /// Environment variables that override the configuration start with this.
@@ -60,7 +64,7 @@ impl Config {
     /// Checks values serde cannot: ranges, at least one listener, a `tls` table exactly on
     /// TLS listeners, `client_auth`/`cn_as_username` only with `client_ca`, bind addresses
     /// used once, `allow_anonymous = false` only where certificates are checked, a parsable
-    /// log filter. Reports every problem found.
+    /// log filter, every bridge's settings and topic rules. Reports every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let problems = checks::problems(self);
         if problems.is_empty() {

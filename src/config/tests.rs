@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ::config::Map;
 
-use super::keys::{self, expected_for, Children, KeySpec, CONFIG_KEYS};
+use super::keys::{self, expected_for, Bounds, Children, KeySpec, CONFIG_KEYS};
 use super::load::{cairn_environment, load_layers};
 use super::tree::{env_var_name, normalize_key};
 use super::*;
@@ -609,8 +609,11 @@ fn bad_value_from_a_flag_names_the_flag() {
 fn every_key_set() -> Config {
     let mut tls = tls_files();
     tls.client_ca = Some(PathBuf::from("ca.pem"));
+    let mut bridge = load_bridge(ISSUE_BRIDGE_EXAMPLE);
+    bridge.state_topic = Some("gw-7/bridge/state".to_string());
     Config {
         listeners: vec![tls_listener(Some(tls))],
+        bridges: vec![bridge],
         ..Config::default()
     }
 }
@@ -658,4 +661,478 @@ fn shipped_config_file_equals_the_defaults() {
     )
     .expect("config/cairn.toml loads");
     assert_eq!(config, Config::default());
+}
+
+/// The `[[bridges]]` example of the bridge's specification, verbatim but for its comments.
+const ISSUE_BRIDGE_EXAMPLE: &str = r#"
+[[bridges]]
+name = "cloud"
+addresses = ["mqtt.example.com:8883", "mqtt2.example.com:8883"]
+protocol = "5"
+client_id = "gw-7"
+username = "gw-7"
+password_file = "/etc/cairn/cloud.pass"
+keep_alive = 60
+session_expiry = 604800
+max_inflight = 32
+rate_limit = 0
+[bridges.tls]
+ca = "/etc/cairn/cloud-ca.pem"
+cert = "/etc/cairn/gw.pem"
+key = "/etc/cairn/gw.key"
+server_name = "mqtt.example.com"
+alpn = ["x-amzn-mqtt-ca"]
+[bridges.queue]
+max_messages = 1000000
+max_bytes = 1073741824
+policy = "drop_oldest"
+[[bridges.topics]]
+filter = "sensors/#"
+direction = "out"
+qos = 1
+local_prefix = ""
+remote_prefix = "site-7/"
+"#;
+
+/// The one bridge of `toml`, which must load.
+fn load_bridge(toml: &str) -> BridgeConfig {
+    let mut config = load_toml(toml).expect("a valid bridge");
+    assert_eq!(config.bridges.len(), 1);
+    config.bridges.remove(0)
+}
+
+#[test]
+fn no_bridges_by_default() {
+    assert!(Config::default().bridges.is_empty());
+}
+
+#[test]
+fn the_specification_example_loads() {
+    let bridge = load_bridge(ISSUE_BRIDGE_EXAMPLE);
+    assert_eq!(bridge.name, "cloud");
+    assert_eq!(
+        bridge.addresses,
+        ["mqtt.example.com:8883", "mqtt2.example.com:8883"]
+    );
+    assert_eq!(bridge.protocol, BridgeProtocol::V5);
+    assert_eq!(bridge.client_id(), "gw-7");
+    assert_eq!(bridge.username.as_deref(), Some("gw-7"));
+    assert_eq!(
+        bridge.password_file,
+        Some(PathBuf::from("/etc/cairn/cloud.pass"))
+    );
+    let tls = bridge.tls.as_ref().expect("a tls table");
+    assert_eq!(tls.ca, Some(PathBuf::from("/etc/cairn/cloud-ca.pem")));
+    assert_eq!(tls.key, Some(PathBuf::from("/etc/cairn/gw.key")));
+    assert_eq!(tls.server_name.as_deref(), Some("mqtt.example.com"));
+    assert_eq!(tls.alpn, ["x-amzn-mqtt-ca"]);
+    let queue = bridge.queue.resolved(&Limits::default());
+    assert_eq!(queue.max_messages, 1_000_000);
+    assert_eq!(queue.max_bytes, 1_073_741_824);
+    assert_eq!(queue.policy, QueueFullPolicy::DropOldest);
+    assert_eq!(
+        bridge.topics,
+        [BridgeTopic {
+            filter: "sensors/#".to_string(),
+            direction: Direction::Out,
+            qos: 1,
+            local_prefix: String::new(),
+            remote_prefix: "site-7/".to_string(),
+        }]
+    );
+}
+
+/// Only `name`, `addresses` and a topic's `filter` are needed; the rest has its documented
+/// default.
+#[test]
+fn a_minimal_bridge_gets_the_defaults() {
+    let bridge = load_bridge(
+        "[[bridges]]\nname = \"up\"\naddresses = [\"127.0.0.1:1883\"]\n\
+         [[bridges.topics]]\nfilter = \"#\"\n",
+    );
+    assert_eq!(bridge.protocol, BridgeProtocol::V5);
+    assert_eq!(bridge.client_id, None);
+    assert!(bridge.client_id().starts_with("cairn-"));
+    assert!(bridge.client_id().ends_with("-up"));
+    assert_eq!(bridge.username, None);
+    assert_eq!(bridge.password_file, None);
+    assert_eq!(bridge.keep_alive, 60);
+    assert_eq!(bridge.session_expiry, 604_800);
+    assert_eq!(bridge.max_inflight, 32);
+    assert_eq!(bridge.rate_limit, 0);
+    assert_eq!(bridge.max_qos, 2);
+    assert!(bridge.retain && bridge.try_private && bridge.fallback_311);
+    assert_eq!(bridge.connect_timeout, 30);
+    assert_eq!(bridge.reconnect_min, 1);
+    assert_eq!(bridge.reconnect_max, 120);
+    assert_eq!(bridge.stable_after, 60);
+    assert_eq!(bridge.state_topic, None);
+    assert_eq!(bridge.tls, None);
+    assert_eq!(bridge.queue, BridgeQueue::default());
+    let limits = Limits::default();
+    let queue = bridge.queue.resolved(&limits);
+    assert_eq!(queue.max_messages, limits.max_queued_messages);
+    assert_eq!(queue.max_bytes, limits.max_queued_bytes);
+    assert_eq!(queue.policy, limits.queue_full_policy);
+    let topic = &bridge.topics[0];
+    assert_eq!(topic.direction, Direction::Out);
+    assert_eq!(topic.qos, 1);
+    assert_eq!(
+        (topic.local_prefix.as_str(), topic.remote_prefix.as_str()),
+        ("", "")
+    );
+}
+
+#[test]
+fn protocol_3_1_1_and_every_direction_load() {
+    let bridge = load_bridge(
+        "[[bridges]]\nname = \"old\"\naddresses = [\"[::1]:1883\"]\nprotocol = \"3.1.1\"\n\
+         [[bridges.topics]]\nfilter = \"a\"\ndirection = \"in\"\n\
+         [[bridges.topics]]\nfilter = \"b\"\ndirection = \"both\"\nqos = 0\n",
+    );
+    assert_eq!(bridge.protocol, BridgeProtocol::V311);
+    assert_eq!(bridge.topics[0].direction, Direction::In);
+    assert_eq!(bridge.topics[1].direction, Direction::Both);
+    assert_eq!(bridge.topics[1].qos, 0);
+}
+
+#[test]
+fn unknown_keys_in_bridges_are_named_at_every_level() {
+    let toml = "[[bridges]]\nname = \"a\"\naddresses = [\"h:1\"]\ncleansession = false\n\
+                [bridges.tls]\ncafile = \"x\"\n[bridges.queue]\nsize = 1\n\
+                [[bridges.topics]]\nfilter = \"#\"\npattern = \"#\"\n";
+    let problems = problems_of(load_toml(toml));
+    assert_eq!(
+        keys_of(&problems),
+        [
+            "bridges[0].cleansession",
+            "bridges[0].tls.cafile",
+            "bridges[0].queue.size",
+            "bridges[0].topics[0].pattern",
+        ]
+    );
+    let message = problems[0].to_string();
+    assert!(
+        message.contains("allowed here: name, addresses, protocol"),
+        "{message}"
+    );
+}
+
+/// Values of a wrong type in several bridges and rules, and a missing required key, are all
+/// reported, in the key table's order.
+#[test]
+fn every_bridge_value_of_a_wrong_type_is_reported() {
+    let toml = "[[bridges]]\nname = \"a\"\naddresses = [\"h:1\"]\nkeep_alive = \"often\"\n\
+                protocol = 5\n\
+                [[bridges.topics]]\nfilter = \"x\"\n\
+                [[bridges.topics]]\nfilter = \"y\"\ndirection = \"sideways\"\nqos = \"high\"\n\
+                [[bridges]]\naddresses = \"h:1\"\n[bridges.queue]\npolicy = \"keep\"\n\
+                [[bridges.topics]]\ndirection = \"in\"\n";
+    let expected = [
+        "bridges[0].protocol",
+        "bridges[0].keep_alive",
+        "bridges[0].topics[1].direction",
+        "bridges[0].topics[1].qos",
+        "bridges[1].name",
+        "bridges[1].addresses",
+        "bridges[1].queue.policy",
+        "bridges[1].topics[0].filter",
+    ];
+    for _ in 0..4 {
+        let problems = problems_of(load_toml(toml));
+        assert_eq!(keys_of(&problems), expected);
+    }
+    let problems = problems_of(load_toml(toml));
+    let protocol = problems[0].to_string();
+    assert!(
+        protocol.contains("expected \"5\" or \"3.1.1\""),
+        "{protocol}"
+    );
+    let name = problems[4].to_string();
+    assert!(name.contains("got nothing"), "{name}");
+}
+
+/// A valid bridge, to spoil one setting at a time.
+fn valid_bridge() -> BridgeConfig {
+    load_bridge(
+        "[[bridges]]\nname = \"cloud\"\naddresses = [\"mqtt.example.com:8883\"]\n\
+         [[bridges.topics]]\nfilter = \"sensors/#\"\n",
+    )
+}
+
+fn bridge_problems(bridges: Vec<BridgeConfig>) -> Vec<Problem> {
+    let config = Config {
+        bridges,
+        ..Config::default()
+    };
+    config
+        .validate()
+        .err()
+        .map(|error| error.problems().to_vec())
+        .unwrap_or_default()
+}
+
+fn spoiled(spoil: impl Fn(&mut BridgeConfig)) -> Vec<String> {
+    let mut bridge = valid_bridge();
+    spoil(&mut bridge);
+    keys_of(&bridge_problems(vec![bridge]))
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_valid_bridge_passes_the_checks() {
+    assert!(bridge_problems(vec![valid_bridge()]).is_empty());
+    assert!(bridge_problems(vec![load_bridge(ISSUE_BRIDGE_EXAMPLE)]).is_empty());
+}
+
+#[test]
+fn bridge_names_are_safe_short_and_unique() {
+    for name in ["", "has space", "slash/", "dollar$", "é", &"n".repeat(65)] {
+        assert_eq!(
+            spoiled(|b| b.name = name.to_string()),
+            ["bridges[0].name"],
+            "{name:?}"
+        );
+    }
+    assert!(spoiled(|b| b.name = "A-z_09".repeat(10)).is_empty());
+    let mut second = valid_bridge();
+    second.addresses = vec!["other.example.com:1883".to_string()];
+    let problems = bridge_problems(vec![valid_bridge(), valid_bridge(), second]);
+    assert_eq!(keys_of(&problems), ["bridges[1].name", "bridges[2].name"]);
+    assert!(problems[0].to_string().contains("bridges[0] has it"));
+}
+
+#[test]
+fn bridge_addresses_are_needed_and_each_checked() {
+    assert_eq!(spoiled(|b| b.addresses.clear()), ["bridges[0].addresses"]);
+    let problems = {
+        let mut bridge = valid_bridge();
+        bridge.addresses = ["ok.example:1", "no-port", "::1:1883", "[::1]:1883"]
+            .map(String::from)
+            .to_vec();
+        bridge_problems(vec![bridge])
+    };
+    assert_eq!(
+        keys_of(&problems),
+        ["bridges[0].addresses[1]", "bridges[0].addresses[2]"]
+    );
+    let message = problems[1].to_string();
+    assert!(message.contains("in brackets"), "{message}");
+}
+
+#[test]
+fn bridge_strings_must_be_sendable() {
+    assert_eq!(
+        spoiled(|b| b.client_id = Some(String::new())),
+        ["bridges[0].client_id"]
+    );
+    assert_eq!(
+        spoiled(|b| b.username = Some("a\0b".to_string())),
+        ["bridges[0].username"]
+    );
+    assert_eq!(
+        spoiled(|b| b.client_id = Some("x".repeat(65_536))),
+        ["bridges[0].client_id"]
+    );
+    assert_eq!(
+        spoiled(|b| b.password_file = Some(PathBuf::new())),
+        ["bridges[0].password_file"]
+    );
+    assert!(spoiled(|b| b.username = Some(String::new())).is_empty());
+}
+
+/// The state topic is a topic name, and not a `$` one: clouds refuse those, as Will too.
+#[test]
+fn bridge_state_topic_is_a_plain_topic_name() {
+    for topic in ["", "a/+", "a/#", "$SYS/broker/connection/gw/state", "a\0"] {
+        assert_eq!(
+            spoiled(|b| b.state_topic = Some(topic.to_string())),
+            ["bridges[0].state_topic"],
+            "{topic:?}"
+        );
+    }
+    assert!(spoiled(|b| b.state_topic = Some("gw-7/bridge/state".to_string())).is_empty());
+}
+
+/// Sets one of a bridge's integers; `None` when its type cannot hold the value.
+type SetBridge = fn(&mut BridgeConfig, u64) -> Option<()>;
+
+/// Each range's edges pass and one beyond fails.
+#[test]
+fn bridge_ranges_are_checked_at_their_edges() {
+    let cases: [(&str, Bounds, SetBridge); 7] = [
+        ("keep_alive", keys::BRIDGE_KEEP_ALIVE, |b, v| {
+            b.keep_alive = v.try_into().ok()?;
+            Some(())
+        }),
+        ("max_inflight", keys::MAX_INFLIGHT, |b, v| {
+            b.max_inflight = v.try_into().ok()?;
+            Some(())
+        }),
+        ("max_qos", keys::QOS, |b, v| {
+            b.max_qos = v.try_into().ok()?;
+            Some(())
+        }),
+        ("connect_timeout", keys::CONNECT_TIMEOUT, |b, v| {
+            b.connect_timeout = v.try_into().ok()?;
+            Some(())
+        }),
+        ("reconnect_min", keys::RECONNECT_MIN, |b, v| {
+            b.reconnect_min = v.try_into().ok()?;
+            b.reconnect_max = b.reconnect_max.max(b.reconnect_min);
+            Some(())
+        }),
+        ("reconnect_max", keys::RECONNECT_MAX, |b, v| {
+            b.reconnect_max = v.try_into().ok()?;
+            Some(())
+        }),
+        ("stable_after", keys::STABLE_AFTER, |b, v| {
+            b.stable_after = v.try_into().ok()?;
+            Some(())
+        }),
+    ];
+    for (name, bounds, set) in cases {
+        let problems_with = |value: u64| {
+            let mut bridge = valid_bridge();
+            set(&mut bridge, value)?;
+            Some(keys_of(&bridge_problems(vec![bridge])).join(" "))
+        };
+        let key = format!("bridges[0].{name}");
+        for edge in [bounds.min, bounds.max] {
+            assert_eq!(problems_with(edge).as_deref(), Some(""), "{key} = {edge}");
+        }
+        if let Some(below) = bounds.min.checked_sub(1) {
+            assert_eq!(problems_with(below), Some(key.clone()), "{key} = {below}");
+        }
+        if let Some(found) = problems_with(bounds.max + 1) {
+            assert_eq!(found, key, "{key} = {}", bounds.max + 1);
+        }
+    }
+}
+
+#[test]
+fn reconnect_max_is_not_below_reconnect_min() {
+    let problems = {
+        let mut bridge = valid_bridge();
+        bridge.reconnect_min = 30;
+        bridge.reconnect_max = 10;
+        bridge_problems(vec![bridge])
+    };
+    assert_eq!(keys_of(&problems), ["bridges[0].reconnect_max"]);
+    assert!(problems[0].to_string().contains("reconnect_min is 30"));
+    assert!(spoiled(|b| {
+        b.reconnect_min = 30;
+        b.reconnect_max = 30;
+    })
+    .is_empty());
+}
+
+#[test]
+fn bridge_tls_cert_and_key_go_together_and_names_are_checked() {
+    let tls = |spoil: &dyn Fn(&mut BridgeTls)| {
+        spoiled(|b| {
+            let mut tls = BridgeTls::default();
+            spoil(&mut tls);
+            b.tls = Some(tls);
+        })
+    };
+    assert!(tls(&|_| {}).is_empty());
+    assert_eq!(
+        tls(&|t| t.cert = Some(PathBuf::from("gw.pem"))),
+        ["bridges[0].tls.key"]
+    );
+    assert_eq!(
+        tls(&|t| t.key = Some(PathBuf::from("gw.key"))),
+        ["bridges[0].tls.cert"]
+    );
+    assert_eq!(tls(&|t| t.ca = Some(PathBuf::new())), ["bridges[0].tls.ca"]);
+    for name in ["", "bad name", "-x.example"] {
+        assert_eq!(
+            tls(&|t| t.server_name = Some(name.to_string())),
+            ["bridges[0].tls.server_name"],
+            "{name:?}"
+        );
+    }
+    assert!(tls(&|t| t.server_name = Some("192.0.2.7".to_string())).is_empty());
+    assert_eq!(
+        tls(&|t| t.alpn = vec!["mqtt".to_string(), String::new(), "x".repeat(256)]),
+        ["bridges[0].tls.alpn[1]", "bridges[0].tls.alpn[2]"]
+    );
+}
+
+#[test]
+fn a_bridge_needs_topic_rules_and_each_is_checked() {
+    assert_eq!(spoiled(|b| b.topics.clear()), ["bridges[0].topics"]);
+    let problems = {
+        let mut bridge = valid_bridge();
+        let rule = |filter: &str, local: &str, remote: &str| BridgeTopic {
+            filter: filter.to_string(),
+            direction: Direction::Both,
+            qos: 1,
+            local_prefix: local.to_string(),
+            remote_prefix: remote.to_string(),
+        };
+        bridge.topics = vec![
+            rule("ok/#", "l/", "r/"),
+            rule("", "local", ""),
+            rule("#", "L", "R/+/"),
+            rule("a/#/b", "", ""),
+            BridgeTopic {
+                qos: 3,
+                ..rule("x", "", "")
+            },
+        ];
+        bridge_problems(vec![bridge])
+    };
+    assert_eq!(
+        keys_of(&problems),
+        [
+            "bridges[0].topics[1].filter",
+            "bridges[0].topics[2].local_prefix",
+            "bridges[0].topics[2].remote_prefix",
+            "bridges[0].topics[3].filter",
+            "bridges[0].topics[4].qos",
+        ]
+    );
+    let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert!(
+        messages[0].contains("both prefixes must be set"),
+        "{}",
+        messages[0]
+    );
+    assert!(messages[1].contains("\"L#\""), "{}", messages[1]);
+    assert!(messages[2].contains("'+'"), "{}", messages[2]);
+    assert!(messages[3].contains("[MQTT-4.7.1-2]"), "{}", messages[3]);
+    assert!(messages[4].contains("got 3"), "{}", messages[4]);
+}
+
+/// An `out` rule's local filter is subscribed on this broker, so it must fit its limits.
+#[test]
+fn an_out_rule_fits_this_broker_topic_limits() {
+    let mut config = Config {
+        bridges: vec![valid_bridge()],
+        ..Config::default()
+    };
+    config.limits.max_topic_levels = 1;
+    let error = config.validate().expect_err("two levels");
+    assert_eq!(keys_of(error.problems()), ["bridges[0].topics[0].filter"]);
+    config.bridges[0].topics[0].direction = Direction::In;
+    assert!(config.validate().is_ok());
+}
+
+/// A problem found by the checks names where its value came from.
+#[test]
+fn a_bridge_problem_names_the_file() {
+    let problems = problems_of(load_toml(
+        "[[bridges]]\nname = \"a b\"\naddresses = [\"h\"]\n[[bridges.topics]]\nfilter = \"#\"\n",
+    ));
+    assert_eq!(
+        keys_of(&problems),
+        ["bridges[0].name", "bridges[0].addresses[0]"]
+    );
+    for problem in &problems {
+        assert!(problem.to_string().contains("(from /"), "{problem}");
+    }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::Problem;
 use super::keys::{expected_for, join_key, split_index, table_position, Children, KeySpec};
-use super::types::{Config, ListenerConfig};
+use super::types::{BridgeConfig, Config};
 use super::{ENV_LEVEL_SEPARATOR, ENV_PREFIX};
 
 /// The `origin` the `config` crate gives values read from the environment.
@@ -69,21 +69,34 @@ pub fn remove_unknown_keys(
 /// `problems` in the key table's order; `None` if there was any.
 ///
 /// Serde stops at the first bad value, so each one found is removed (its default takes its
-/// place) and the rest is tried again. Each listener is read on its own, so that one whose
-/// `bind` is bad does not hide the problems of the others or of the rest of the file.
+/// place) and the rest is tried again. Each listener, bridge and bridge topic rule is read on its
+/// own, so that one whose required key is bad does not hide the problems of the others or of the
+/// rest of the file.
 pub fn deserialize_config(
     tree: &Value,
     file: Option<&Path>,
     problems: &mut Vec<Problem>,
 ) -> Option<Config> {
     let mut rest = tree.clone();
-    let listeners = match &mut rest.kind {
-        ValueKind::Table(table) => table.remove("listeners"),
-        _ => None,
+    let (listeners, bridges) = match &mut rest.kind {
+        ValueKind::Table(table) => (table.remove("listeners"), table.remove("bridges")),
+        _ => (None, None),
     };
     let mut found = Vec::new();
     let config = deserialize_reporting::<Config>(rest, "", tree, file, &mut found);
-    let listeners = listeners.map(|value| deserialize_listeners(value, tree, file, &mut found));
+    let listeners = listeners.map(|value| {
+        deserialize_list(
+            value,
+            "listeners",
+            tree,
+            file,
+            &mut found,
+            deserialize_reporting,
+        )
+    });
+    let bridges = bridges.map(|value| {
+        deserialize_list(value, "bridges", tree, file, &mut found, deserialize_bridge)
+    });
     if !found.is_empty() {
         // What was read in place of the bad values is no configuration to check.
         found.sort_by_cached_key(|problem| table_position(problem.key()));
@@ -94,27 +107,58 @@ pub fn deserialize_config(
     if let Some(listeners) = listeners {
         config.listeners = listeners?;
     }
+    if let Some(bridges) = bridges {
+        config.bridges = bridges?;
+    }
     Some(config)
 }
 
-/// Reads every listener (or reports that `listeners` is not a list).
-fn deserialize_listeners(
+/// How one item of a list is read: the item, its key, the whole tree, the file, the problems.
+type ReadItem<T> = fn(Value, &str, &Value, Option<&Path>, &mut Vec<Problem>) -> Option<T>;
+
+/// Reads every item of the list `value` at `key` with `read_item` (or reports that it is not a
+/// list).
+fn deserialize_list<T: DeserializeOwned>(
     value: Value,
+    key: &str,
     root: &Value,
     file: Option<&Path>,
     problems: &mut Vec<Problem>,
-) -> Option<Vec<ListenerConfig>> {
+    read_item: ReadItem<T>,
+) -> Option<Vec<T>> {
     let ValueKind::Array(items) = value.kind else {
-        return deserialize_reporting(value, "listeners", root, file, problems);
+        return deserialize_reporting(value, key, root, file, problems);
     };
-    let listeners: Vec<Option<ListenerConfig>> = items
+    let read: Vec<Option<T>> = items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| {
-            deserialize_reporting(item, &format!("listeners[{index}]"), root, file, problems)
-        })
+        .map(|(index, item)| read_item(item, &format!("{key}[{index}]"), root, file, problems))
         .collect();
-    listeners.into_iter().collect()
+    read.into_iter().collect()
+}
+
+/// One bridge, its topic rules each read on their own.
+fn deserialize_bridge(
+    mut value: Value,
+    key: &str,
+    root: &Value,
+    file: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Option<BridgeConfig> {
+    let topics = match &mut value.kind {
+        ValueKind::Table(table) => table.remove("topics"),
+        _ => None,
+    };
+    let bridge = deserialize_reporting::<BridgeConfig>(value, key, root, file, problems);
+    let topics = topics.map(|topics| {
+        let key = format!("{key}.topics");
+        deserialize_list(topics, &key, root, file, problems, deserialize_reporting)
+    });
+    let mut bridge = bridge?;
+    if let Some(topics) = topics {
+        bridge.topics = topics?;
+    }
+    Some(bridge)
 }
 
 /// Deserializes `value` (found at `prefix` in `root`), reporting each bad or missing value once

@@ -24,6 +24,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Links to upstream brokers, `[[bridges]]`; none by default.
+    pub bridges: Vec<BridgeConfig>,
 }
 
 /// One listening socket.
@@ -176,6 +178,7 @@ impl Default for Config {
             sys_interval: 10,
             store: StoreConfig::default(),
             log: LogConfig::default(),
+            bridges: Vec::new(),
         }
     }
 }
@@ -207,4 +210,211 @@ impl Default for LogConfig {
             level: "info".to_string(),
         }
     }
+}
+
+/// One bridge to an upstream broker, `[[bridges]]`. Holds the path of the password file, never
+/// the password, so printing it (`Debug`, `check-config`) shows no secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// Unique, 1 to 64 characters of `A-Z a-z 0-9 _ -`: it names the bridge's durable queue and
+    /// its `$SYS/broker/bridge/<name>/` topics.
+    pub name: String,
+    /// `host:port` of the upstream broker, first the primary, then fallbacks. A host is a DNS
+    /// name, an IPv4 address or an IPv6 address in brackets.
+    pub addresses: Vec<String>,
+    /// The MQTT version spoken upstream.
+    #[serde(default)]
+    pub protocol: BridgeProtocol,
+    /// The client id upstream; none means `cairn-<hostname>-<name>` (see
+    /// `BridgeConfig::client_id`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The username upstream.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file whose first line is the password upstream; read when connecting, never logged.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Keep Alive asked for, seconds; a v5 Server Keep Alive wins.
+    #[serde(default = "bridge_defaults::keep_alive")]
+    pub keep_alive: u16,
+    /// v5 Session Expiry Interval asked for, seconds; the CONNACK's value wins.
+    #[serde(default = "bridge_defaults::session_expiry")]
+    pub session_expiry: u32,
+    /// Most unacknowledged QoS 1/2 messages upstream; the server's Receive Maximum wins when
+    /// lower.
+    #[serde(default = "bridge_defaults::max_inflight")]
+    pub max_inflight: u16,
+    /// Messages per second upstream; 0 means no limit.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// Highest QoS sent upstream: for servers that announce nothing (3.1.1); a v5 server's
+    /// Maximum QoS lowers it further.
+    #[serde(default = "bridge_defaults::max_qos")]
+    pub max_qos: u8,
+    /// Whether RETAIN is kept upstream; false clears it (for servers without retained
+    /// messages that announce nothing).
+    #[serde(default = "bridge_defaults::yes")]
+    pub retain: bool,
+    /// 3.1.1: announce a bridge with Mosquitto's bit (protocol level | 0x80), dropped when
+    /// the server refuses it.
+    #[serde(default = "bridge_defaults::yes")]
+    pub try_private: bool,
+    /// A v5 CONNECT refused with 0x84 (Unsupported Protocol Version) is retried as 3.1.1.
+    #[serde(default = "bridge_defaults::yes")]
+    pub fallback_311: bool,
+    /// Seconds to wait for CONNACK, SUBACK, PINGRESP and acks before reconnecting.
+    #[serde(default = "bridge_defaults::connect_timeout")]
+    pub connect_timeout: u32,
+    /// Reconnect backoff base, seconds.
+    #[serde(default = "bridge_defaults::reconnect_min")]
+    pub reconnect_min: u32,
+    /// Reconnect backoff cap, seconds.
+    #[serde(default = "bridge_defaults::reconnect_max")]
+    pub reconnect_max: u32,
+    /// Seconds connected after which the backoff starts again from `reconnect_min`.
+    #[serde(default = "bridge_defaults::stable_after")]
+    pub stable_after: u32,
+    /// A topic upstream holding, retained, "connected" or "disconnected" (the Will).
+    #[serde(default)]
+    pub state_topic: Option<String>,
+    /// TLS upstream; none means plain TCP.
+    #[serde(default)]
+    pub tls: Option<BridgeTls>,
+    /// Bounds of the outbound queue.
+    #[serde(default)]
+    pub queue: BridgeQueue,
+    /// The topic rules, at least one.
+    #[serde(default)]
+    pub topics: Vec<BridgeTopic>,
+}
+
+/// One topic rule of a bridge, `[[bridges.topics]]`: Mosquitto's `topic` line. The mapping
+/// and its checks are `bridge::topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeTopic {
+    /// An MQTT topic filter (wildcards allowed), or `""` to map the single topic
+    /// `local_prefix` to `remote_prefix`.
+    pub filter: String,
+    /// Which way messages go.
+    #[serde(default)]
+    pub direction: Direction,
+    /// The highest QoS used on the way: the QoS of the local subscription (`out`) or of the
+    /// upstream subscription (`in`). At least once by default (Mosquitto's default is 0).
+    #[serde(default = "bridge_defaults::topic_qos")]
+    pub qos: u8,
+    /// Put before the filter on this broker: local topic = `local_prefix` + T.
+    #[serde(default)]
+    pub local_prefix: String,
+    /// Put before the filter upstream: remote topic = `remote_prefix` + T.
+    #[serde(default)]
+    pub remote_prefix: String,
+}
+
+/// Which way a bridge's topic rule carries messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From this broker upstream.
+    #[default]
+    Out,
+    /// From upstream to this broker.
+    In,
+    /// Both ways.
+    Both,
+}
+
+impl Direction {
+    /// Whether local messages go upstream.
+    pub fn carries_out(self) -> bool {
+        matches!(self, Direction::Out | Direction::Both)
+    }
+
+    /// Whether upstream messages come down.
+    pub fn carries_in(self) -> bool {
+        matches!(self, Direction::In | Direction::Both)
+    }
+}
+
+/// The defaults of a bridge's settings, for serde.
+mod bridge_defaults {
+    pub fn keep_alive() -> u16 {
+        60
+    }
+    pub fn session_expiry() -> u32 {
+        604_800
+    }
+    pub fn max_inflight() -> u16 {
+        32
+    }
+    pub fn max_qos() -> u8 {
+        2
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn connect_timeout() -> u32 {
+        30
+    }
+    pub fn reconnect_min() -> u32 {
+        1
+    }
+    pub fn reconnect_max() -> u32 {
+        120
+    }
+    pub fn stable_after() -> u32 {
+        60
+    }
+    pub fn topic_qos() -> u8 {
+        1
+    }
+}
+
+/// The MQTT version a bridge speaks upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BridgeProtocol {
+    /// MQTT 5.0.
+    #[default]
+    #[serde(rename = "5")]
+    V5,
+    /// MQTT 3.1.1.
+    #[serde(rename = "3.1.1")]
+    V311,
+}
+
+/// TLS towards the upstream broker (PEM files).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeTls {
+    /// CA bundle the server's certificate must chain to; none means the system's trust store,
+    /// `/etc/ssl/certs/ca-certificates.crt`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain, leaf first; together with `key`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key; together with `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name sent as SNI and verified in the server's certificate; none means the host of
+    /// the address connected to.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// ALPN protocols offered, e.g. `x-amzn-mqtt-ca`.
+    #[serde(default)]
+    pub alpn: Vec<String>,
+}
+
+/// Bounds of a bridge's outbound queue; each one not given is taken from `[limits]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeQueue {
+    /// Most queued messages; none means `limits.max_queued_messages`.
+    pub max_messages: Option<usize>,
+    /// Most queued bytes (topic + payload); none means `limits.max_queued_bytes`.
+    pub max_bytes: Option<u64>,
+    /// What a full queue does; none means `limits.queue_full_policy`.
+    pub policy: Option<QueueFullPolicy>,
 }

@@ -1,7 +1,10 @@
 //! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
 //! listener, a `tls` table exactly on TLS listeners, `client_auth`/`cn_as_username` only with
 //! `client_ca`, bind addresses used once, `allow_anonymous = false` only where it can be
-//! enforced, a parsable log filter. Each check adds every problem it finds; none stops early.
+//! enforced, a parsable log filter, and every bridge's settings (`bridges` below). Each check
+//! adds every problem it finds; none stops early.
+
+mod bridges;
 
 use std::fmt::Display;
 
@@ -38,6 +41,7 @@ pub fn problems(config: &Config) -> Vec<Problem> {
             expected: format!("{} ({error})", expected_for("log.level")),
         });
     }
+    bridges::check_bridges(config, &mut problems);
     problems
 }
 
