@@ -4,6 +4,8 @@
 //! [`Broker`] is the shared heart: the [`state::State`] behind one mutex (never held across an
 //! await), the [`Store`] every durable change goes through, and the broker's counters.
 
+pub mod acks;
+pub mod aliases;
 pub mod connection;
 mod engine;
 pub mod queue;

@@ -15,12 +15,21 @@ use super::{settle, Broker};
 use crate::model::Message;
 use crate::model::StoreOp;
 
-/// Publishes the `$SYS` topics now and then every `interval`, until the broker shuts down.
-pub async fn run(broker: Arc<Broker>, interval: Duration) {
+/// Publishes the `$SYS` topics now and then every `interval`, until the broker shuts down,
+/// with the (topic, value) pairs `more` gives (the bridges').
+pub async fn run(
+    broker: Arc<Broker>,
+    interval: Duration,
+    more: impl Fn() -> Vec<(String, String)>,
+) {
     let mut shutdown = broker.shutdown_signal();
     let mut last = StoreSample::at_start();
     loop {
-        publish_status(&broker, &mut last).await;
+        let values = status(&broker, &mut last)
+            .into_iter()
+            .map(|(topic, value)| (topic.to_string(), value))
+            .chain(more());
+        publish_status(&broker, values).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -136,11 +145,11 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
     ]
 }
 
-async fn publish_status(broker: &Broker, last: &mut StoreSample) {
-    for (topic, value) in status(broker, last) {
+async fn publish_status(broker: &Broker, values: impl Iterator<Item = (String, String)>) {
+    for (topic, value) in values {
         let ((), commit) = broker.change(|state, changes| {
             let id = state.next_message_id();
-            let message = Arc::new(Message::from_broker(id, topic, Bytes::from(value), true));
+            let message = Arc::new(Message::from_broker(id, &topic, Bytes::from(value), true));
             state.route_into(&message, changes);
             // Status values are recomputed at start: keep them out of the store.
             changes

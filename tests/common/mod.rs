@@ -9,6 +9,7 @@
 
 pub mod binary;
 pub mod clients;
+pub mod ordered;
 pub mod prng;
 pub mod serve;
 
@@ -56,6 +57,38 @@ impl TestBroker {
             ..
         } = self;
         handle.shutdown().await;
+        launch(config, data_dir).await
+    }
+}
+
+/// A library broker that was shut down gracefully; its data directory lives on.
+pub struct Stopped {
+    config: Config,
+    data_dir: Arc<tempfile::TempDir>,
+}
+
+/// Shuts `broker` down gracefully, keeping its configuration and data directory.
+pub async fn stop(broker: TestBroker) -> Stopped {
+    let TestBroker {
+        handle,
+        config,
+        data_dir,
+        ..
+    } = broker;
+    handle.shutdown().await;
+    Stopped { config, data_dir }
+}
+
+impl Stopped {
+    /// The address it was configured to listen on (port 0 unless it was given one).
+    pub fn configured_addr(&self) -> SocketAddr {
+        self.config.listeners[0].bind
+    }
+
+    /// Starts the broker again on the same data directory (on a new port, unless it was
+    /// configured with one).
+    pub async fn start(self) -> TestBroker {
+        let Stopped { config, data_dir } = self;
         launch(config, data_dir).await
     }
 }

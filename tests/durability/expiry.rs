@@ -9,8 +9,9 @@ use cairn::codec::{Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonC
 use crate::common::clients::{
     connect_expecting_session, persistent_connect, subscribe_ok, with_expiry, LONG_EXPIRY,
 };
+use crate::common::stop;
 use crate::common::{start_broker, RawClient};
-use crate::support::{expect_message, expect_shutdown_close, message, publish, stop};
+use crate::support::{expect_message, expect_shutdown_close, message, publish};
 
 /// The short Session Expiry Interval under test, in seconds.
 const SHORT_EXPIRY: u32 = 2;

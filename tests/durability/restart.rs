@@ -7,9 +7,9 @@
 use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 
 use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text, BOTH};
-use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
+use crate::common::{connect_packet, publish_packet, start_broker, stop, RawClient};
 use crate::support::{
-    expect_message, expect_shutdown_close, message, publish, receive_until_marker, stop,
+    expect_message, expect_shutdown_close, message, publish, receive_until_marker,
 };
 
 /// Promise 2, [MQTT-3.2.2-3] (5.0) / [MQTT-3.2.2-2] (3.1.1): a v5 session (expiry 300) and a

@@ -1,42 +1,13 @@
-//! Helpers of the durability tests (the ones every test binary needs are in `common::clients`):
-//! stopping a library broker and starting it again on the same data directory later, what a
+//! Helpers of the durability tests (the ones every test binary needs are in `common`): what a
 //! client sees of a graceful shutdown, publishing and receiving with the acks checked, and
 //! receiving everything up to a marker.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
-use cairn::config::Config;
 
 use crate::common::clients::text;
-use crate::common::{launch, publish_packet, RawClient, TestBroker};
-
-/// A library broker that was shut down gracefully; its data directory lives on.
-pub struct Stopped {
-    config: Config,
-    data_dir: Arc<tempfile::TempDir>,
-}
-
-/// Shuts `broker` down gracefully, keeping its configuration and data directory.
-pub async fn stop(broker: TestBroker) -> Stopped {
-    let TestBroker {
-        handle,
-        config,
-        data_dir,
-        ..
-    } = broker;
-    handle.shutdown().await;
-    Stopped { config, data_dir }
-}
-
-impl Stopped {
-    /// Starts the broker again on the same data directory (on a new port).
-    pub async fn start(self) -> TestBroker {
-        let Stopped { config, data_dir } = self;
-        launch(config, data_dir).await
-    }
-}
+use crate::common::{publish_packet, RawClient};
 
 /// Asserts a connected client was closed by a graceful shutdown: v5 clients are told
 /// DISCONNECT 0x8B Server shutting down, 3.1.1 clients are closed without a packet.

@@ -14,9 +14,10 @@ use crate::codec::{
     ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
-use super::acks::AckQueue;
 use super::Client;
-use crate::broker::state::{AttachRequest, ConnectionSignal, Link};
+use crate::broker::acks::AckQueue;
+use crate::broker::aliases::OutboundAliases;
+use crate::broker::state::{AttachRequest, ConnectionSignal, Link, BRIDGE_SESSION_PREFIX};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 use crate::transport::{Framed, Peer, ReadError, UsernameSource};
@@ -136,10 +137,9 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         keep_alive: Duration::from_secs(u64::from(keep_alive)),
         persistent: expiry > 0,
         inbound_aliases: HashMap::new(),
-        outbound_aliases: HashMap::new(),
+        outbound_aliases: OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0)),
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
-        client_topic_alias_maximum: connect.properties.topic_alias_maximum.unwrap_or(0),
         acks,
         load: None,
     };
@@ -164,6 +164,15 @@ fn check(broker: &Broker, connect: &Connect, peer: &Peer) -> Result<(), (ReasonC
         return Err((
             ReasonCode::ClientIdentifierNotValid,
             "empty client identifier with Clean Session 0".into(),
+        ));
+    }
+    if connect.client_id.starts_with(BRIDGE_SESSION_PREFIX) {
+        // The bridges' own sessions live under this prefix.
+        return Err((
+            ReasonCode::ClientIdentifierNotValid,
+            format!(
+                "client identifiers starting with {BRIDGE_SESSION_PREFIX} are reserved for bridges"
+            ),
         ));
     }
     let username = match &peer.username {

@@ -1,6 +1,6 @@
 //! Packets from a connected client: PUBLISH and its QoS 1/2 flows, the client's acks of our
 //! PUBLISHes, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT, and every packet a client must not
-//! send. Acks of durable changes go to the [`super::acks::AckQueue`], never straight out.
+//! send. Acks of durable changes go to the [`crate::broker::acks::AckQueue`], never straight out.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -3,7 +3,6 @@
 //! messages ([`outbound`]), releases acks after their commit ([`acks`]) and enforces
 //! keep-alive, until DISCONNECT, an error, a takeover or shutdown ends it.
 
-mod acks;
 mod connect;
 mod inbound;
 mod outbound;
@@ -20,7 +19,8 @@ use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode}
 use crate::store::{Loaded, StoreError};
 use crate::transport::{Framed, Handshake, Peer, ReadError};
 
-use self::acks::AckQueue;
+use super::acks::AckQueue;
+use super::aliases::OutboundAliases;
 use super::queue::LoadRequest;
 use super::state::ConnectionSignal;
 use super::{settle, Broker};
@@ -57,14 +57,12 @@ struct Client {
     persistent: bool,
     /// Inbound Topic Alias → topic name (v5).
     inbound_aliases: HashMap<u16, Arc<str>>,
-    /// Outbound topic name → Topic Alias we assigned (v5).
-    outbound_aliases: HashMap<Arc<str>, u16>,
+    /// Topic Aliases we assigned, within the client's Topic Alias Maximum (v5).
+    outbound_aliases: OutboundAliases,
     /// The client's Receive Maximum: most unacknowledged QoS 1/2 messages we may send it.
     client_receive_maximum: u16,
     /// The client's Maximum Packet Size.
     client_max_packet_size: u32,
-    /// The client's Topic Alias Maximum.
-    client_topic_alias_maximum: u16,
     acks: AckQueue,
     /// Spilled queue entries being read back from the store (boxed: rarely there).
     load: Option<Box<PendingLoad>>,

@@ -4,14 +4,13 @@
 //! after a reconnect [MQTT-4.4.0-1].
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::broker::queue::LoadRequest;
-use crate::broker::state::Gone;
-use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, ReasonCode};
+use crate::broker::state::{Gone, TakeLimits};
+use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
 use crate::model::{Delivery, OutboundState};
 use crate::store::{Commit, Loaded, StoreError};
 
@@ -134,7 +133,17 @@ impl Client {
         let connection_id = self.connection_id;
         let (taken, commit) = broker.change(|state, changes| {
             let prepare = |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, now);
-            state.take_deliverable(&client_id, connection_id, window, BATCH, prepare, changes)
+            state.take_deliverable(
+                &client_id,
+                connection_id,
+                TakeLimits {
+                    window,
+                    batch: BATCH,
+                    max_qos: QoS::ExactlyOnce,
+                },
+                prepare,
+                changes,
+            )
         });
         let taken = taken.map_err(|Gone| Exit::TakenOver)?;
         let load = taken.load.map(|request| {
@@ -170,7 +179,7 @@ impl Client {
             return Err("larger than the client's Maximum Packet Size");
         }
         if let Packet::Publish(publish) = &mut packet {
-            self.apply_outbound_alias(publish);
+            self.outbound_aliases.apply(publish);
         }
         Ok(packet)
     }
@@ -238,26 +247,6 @@ impl Client {
                 .clone_from(&delivery.subscription_ids);
         }
         publish
-    }
-
-    /// Replaces the topic with a Topic Alias the client already knows, or assigns a new one
-    /// while the client's Topic Alias Maximum allows [MQTT-3.3.2-11].
-    fn apply_outbound_alias(&mut self, publish: &mut Publish) {
-        if self.client_topic_alias_maximum == 0 {
-            return;
-        }
-        if let Some(alias) = self.outbound_aliases.get(publish.topic.as_str()) {
-            publish.properties.topic_alias = Some(*alias);
-            publish.topic.clear();
-            return;
-        }
-        let used = self.outbound_aliases.len();
-        if used < usize::from(self.client_topic_alias_maximum) {
-            let alias = (used + 1) as u16;
-            self.outbound_aliases
-                .insert(Arc::from(publish.topic.as_str()), alias);
-            publish.properties.topic_alias = Some(alias);
-        }
     }
 
     /// Resends the inflight window after CONNACK: PUBLISH with DUP for messages awaiting

@@ -48,6 +48,17 @@ pub struct InboundPublish {
     pub received: Instant,
 }
 
+/// How much one pass over the queue may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeLimits {
+    /// The receiver's Receive Maximum (and our own cap): most messages in flight.
+    pub window: usize,
+    /// Most messages taken in this pass.
+    pub batch: usize,
+    /// The highest QoS the receiver accepts.
+    pub max_qos: QoS,
+}
+
 /// What one pass over the queue took into the window.
 #[derive(Debug)]
 pub struct Taken {
@@ -212,8 +223,10 @@ impl State {
         true
     }
 
-    /// Takes up to `batch` queued messages into the inflight window of `window` entries
-    /// [MQTT-4.9.0-2], each made a packet by `prepare` with the packet identifier it gets
+    /// Takes up to `limits.batch` queued messages into the inflight window of `limits.window`
+    /// entries [MQTT-4.9.0-2], each sent at no more than `limits.max_qos` (a bridge's upstream
+    /// may accept less than was subscribed) and made a packet by `prepare` with the packet
+    /// identifier it gets
     /// (QoS 1/2), or refused by it with the reason it is not sent (expired, larger than the
     /// client accepts: it leaves the queue all the same), and starts reading spilled entries back when the queue's head runs low.
     /// A QoS 2 message of a persistent session is recorded as inflight, and a stored QoS 0
@@ -223,11 +236,15 @@ impl State {
         &mut self,
         client_id: &Arc<str>,
         connection_id: u64,
-        window: usize,
-        batch: usize,
+        limits: TakeLimits,
         mut prepare: impl FnMut(&Delivery, Option<u16>) -> Result<Packet, &'static str>,
         changes: &mut Changes,
     ) -> Result<Taken, Gone> {
+        let TakeLimits {
+            window,
+            batch,
+            max_qos,
+        } = limits;
         let session = self.attached(client_id, connection_id)?;
         let mut packets = Vec::new();
         let mut await_commit = false;
@@ -238,9 +255,13 @@ impl State {
             if front.delivery.qos != QoS::AtMostOnce && session.inflight.len() >= window {
                 break; // The window is full: order is kept by waiting.
             }
-            let Some(Queued { seq, delivery, .. }) = session.queue.pop_front(client_id) else {
+            let Some(Queued {
+                seq, mut delivery, ..
+            }) = session.queue.pop_front(client_id)
+            else {
                 break;
             };
+            delivery.qos = delivery.qos.min(max_qos);
             let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| session.next_packet_id());
             let packet = match prepare(&delivery, packet_id) {
                 Ok(packet) => packet,

@@ -288,7 +288,7 @@ impl State {
 
     /// Removes a session and its subscriptions; publishes its Will if one is pending
     /// (a session's end sends a delayed Will at once).
-    fn end_session(&mut self, client_id: &Arc<str>, changes: &mut Changes) {
+    pub(super) fn end_session(&mut self, client_id: &Arc<str>, changes: &mut Changes) {
         let Some(slot) = self.sessions.remove(client_id) else {
             return;
         };

@@ -9,7 +9,8 @@
 //!
 //! - [`lifecycle`]: sessions coming and going, and their timers;
 //! - [`routing`]: subscriptions, retained messages, routing into queues;
-//! - [`flows`]: an attached session's QoS 1/2 flows both ways.
+//! - [`flows`]: an attached session's QoS 1/2 flows both ways;
+//! - [`bridges`]: the sessions that hold the bridges' outbound queues.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -155,8 +156,10 @@ pub struct State {
     retained: HashMap<Arc<str>, Arc<Message>>,
     /// Round-robin position per shared filter (`$share/{group}/{filter}`).
     share_cursors: HashMap<Arc<str>, usize>,
-    /// The bounds of every session's queue.
+    /// The bounds of every session's queue, but those in `session_limits`.
     queue_limits: QueueLimits,
+    /// Sessions whose queue has bounds of its own (bridges).
+    session_limits: HashMap<Arc<str>, QueueLimits>,
     /// The byte budget every queue draws from.
     budget: Arc<QueueBudget>,
     /// The id the next message gets.
@@ -174,6 +177,7 @@ impl State {
             retained: HashMap::new(),
             share_cursors: HashMap::new(),
             queue_limits,
+            session_limits: HashMap::new(),
             budget,
             next_message_id: 1,
             next_epoch: 1,
@@ -211,10 +215,12 @@ impl State {
     }
 }
 
+mod bridges;
 mod flows;
 mod lifecycle;
 mod routing;
 
-pub use flows::{Gone, InboundFlows, InboundPublish, Published, Taken};
+pub use bridges::{BridgeSession, BridgesOpened, BRIDGE_SESSION_PREFIX};
+pub use flows::{Gone, InboundFlows, InboundPublish, Published, TakeLimits, Taken};
 #[cfg(test)]
 mod tests;

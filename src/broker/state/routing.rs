@@ -120,11 +120,15 @@ impl State {
             persistent: slot.session.is_persistent(),
             online: slot.link.is_some(),
         };
+        let limits = self
+            .session_limits
+            .get(&target.client_id)
+            .unwrap_or(&self.queue_limits);
         let offered = slot.session.queue.offer(
             delivery,
             &target.client_id,
             placement,
-            &self.queue_limits,
+            limits,
             &mut changes.ops,
         );
         changes.dropped += offered.dropped;

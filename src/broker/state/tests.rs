@@ -300,7 +300,17 @@ fn take(state: &mut State, client: &Arc<str>, window: usize) -> (Taken, Changes)
         }))
     };
     let taken = state
-        .take_deliverable(client, 1, window, 256, prepare, &mut changes)
+        .take_deliverable(
+            client,
+            1,
+            TakeLimits {
+                window,
+                batch: 256,
+                max_qos: QoS::ExactlyOnce,
+            },
+            prepare,
+            &mut changes,
+        )
         .expect("attached");
     (taken, changes)
 }
@@ -505,8 +515,11 @@ fn takeover_closes_the_old_connection_and_moves_the_session() {
     let taken = state.take_deliverable(
         &client,
         1,
-        10,
-        256,
+        TakeLimits {
+            window: 10,
+            batch: 256,
+            max_qos: QoS::ExactlyOnce,
+        },
         |_, _| Err("unused"),
         &mut Changes::default(),
     );

@@ -96,4 +96,9 @@ impl AckQueue {
     pub fn len(&self) -> usize {
         self.pending.len()
     }
+
+    /// Whether no ack waits.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
 }

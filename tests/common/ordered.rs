@@ -1,0 +1,80 @@
+//! Per-publisher order, end to end: pipelined QoS 1 publishers numbering their messages
+//! `"{name}#{n}"`, and a receiver that checks every publisher's messages arrive complete,
+//! without repeats, in the order published ([MQTT-4.6.0-5] / [MQTT-4.6.0-6]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+
+use super::clients::text;
+use super::{publish_packet, RawClient};
+
+/// Publishes `count` QoS 1 messages `"{name}#{n}"` to `topic` with up to `window` unacknowledged at a
+/// time, and checks every PUBACK is a success in packet-id order of sending. A `window` above
+/// the broker's Receive Maximum is what the outside test's clients did: the broker must slow
+/// such a client down, not throw it out (its resends came after later messages).
+pub async fn publish_pipelined(
+    addr: SocketAddr,
+    name: String,
+    topic: &'static str,
+    count: u32,
+    window: u32,
+) {
+    let mut client = RawClient::connect(addr, ProtocolVersion::V5, &name).await;
+    let mut sent = 0u32;
+    let mut acked = 0u32;
+    while acked < count {
+        while sent < count && sent - acked < window {
+            let packet_id = u16::try_from(sent % 60_000 + 1).expect("fits");
+            let payload = format!("{name}#{sent}");
+            client
+                .send(&Packet::Publish(publish_packet(
+                    topic,
+                    QoS::AtLeastOnce,
+                    Some(packet_id),
+                    payload.as_bytes(),
+                )))
+                .await;
+            sent += 1;
+        }
+        match client.recv().await {
+            Packet::PubAck(ack) => {
+                let expected = u16::try_from(acked % 60_000 + 1).expect("fits");
+                assert_eq!(
+                    (ack.packet_id, ack.reason),
+                    (expected, ReasonCode::Success),
+                    "{name}: PUBACKs come in order [MQTT-4.6.0-2], each a success"
+                );
+                acked += 1;
+            }
+            other => panic!("{name}: expected PUBACK, got {other:?}"),
+        }
+    }
+    client.go_offline().await;
+}
+
+/// Receives `expected` QoS 1 messages, acknowledging each, and checks that each publisher's
+/// messages arrive complete, without repeats, in the order it published them.
+pub async fn receive_in_publisher_order(client: &mut RawClient, publishers: &[String], per: u32) {
+    let mut next: HashMap<&str, u32> = publishers.iter().map(|p| (p.as_str(), 0)).collect();
+    let total = per * u32::try_from(publishers.len()).expect("fits");
+    for received in 0..total {
+        let publish = client.expect_publish().await;
+        client.acknowledge(&publish).await;
+        let payload = text(&publish);
+        let (name, number) = payload
+            .rsplit_once('#')
+            .unwrap_or_else(|| panic!("unexpected payload {payload:?}"));
+        let number: u32 = number.parse().expect("a message number");
+        let expected = next
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("unexpected publisher in {payload:?}"));
+        assert_eq!(
+            number, *expected,
+            "message {received} of {total}: {name}'s messages in publish order"
+        );
+        *expected += 1;
+    }
+    client.expect_nothing_pending().await;
+}
