@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::bridge::{self, BridgeError};
 use crate::broker::connection;
 use crate::broker::{sys, Broker};
 use crate::config::{Config, ListenerConfig, ListenerKind};
@@ -48,6 +49,8 @@ pub enum ServerError {
     Store(#[from] OpenError),
     #[error("could not restore the stored sessions: {0}")]
     Restore(#[from] StoreError),
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
 }
 
 /// Entry point for starting brokers.
@@ -85,6 +88,8 @@ impl Server {
         let (store, recovered) = Store::open(&config.data_dir, options)?;
         let broker = Broker::new(config.clone(), store);
         broker.restore(recovered).await?;
+        // Bridge sessions take messages from the first client on.
+        let bridges = bridge::open(&broker).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for configured in &config.listeners {
             let tls = tls_setup(configured)?;
@@ -121,10 +126,16 @@ impl Server {
                 listener.run(stop_listeners.subscribe(), connections.clone()),
             ));
         }
+        for bridge in &bridges {
+            tasks.push(tokio::spawn(bridge::run(bridge.clone(), broker.clone())));
+        }
         if config.sys_interval > 0 {
+            let shown = bridges.clone();
+            let broker_of_bridges = broker.clone();
             tasks.push(tokio::spawn(sys::run(
                 broker.clone(),
                 Duration::from_secs(config.sys_interval),
+                move || bridge::sys_values(&broker_of_bridges, &shown),
             )));
         }
         Ok(ServerHandle {

@@ -1,12 +1,357 @@
-//! Bridges: links from this broker to upstream brokers (a cloud broker, another Cairn), each
-//! configured by a `[[bridges]]` table.
+//! Bridges: selected topics to an upstream (cloud) broker and back, over an uplink that comes
+//! and goes.
 //!
-//! - `topics`: which topics a bridge carries and how their names change on the way (Mosquitto's
-//!   `topic` rules with their prefixes); pure string work, no I/O;
-//! - `identity`: who a bridge is upstream: its client id and the password from its file.
+//! A bridge is a persistent session of the engine (named `$bridge/<name>`, see
+//! [`crate::broker::state::BridgeSession`]) whose subscriptions are its `out` rules: its
+//! queue, on disk and bounded, is the outbound buffer, and an entry leaves it only once the
+//! upstream's PUBACK (or PUBREC, then PUBCOMP) is committed. When the uplink is up, an MQTT
+//! client connection ([`uplink`]) attaches to that session like a local client does and
+//! drains it upstream in order; `in` rules are subscriptions upstream whose messages are
+//! published locally, acknowledged upstream once committed.
 //!
-//! The link itself (the upstream connection, its durable outbound queue, reconnects) is being
-//! built; until it lands, a configured bridge is validated but not started.
+//! - [`handshake`]: dialling, CONNECT and CONNACK, what the server granted;
+//! - [`uplink`]: one connected uplink until it ends;
+//! - [`backoff`]: the delays between attempts;
+//! - [`status`]: the state and counters `$SYS` shows;
+//! - [`topics`]: which topics a bridge carries and how their names change on the way
+//!   (Mosquitto's `topic` rules with their prefixes); pure string work;
+//! - [`identity`]: who a bridge is upstream: its client id and the password from its file.
 
+pub mod backoff;
+pub mod handshake;
 pub mod identity;
+pub mod status;
 pub mod topics;
+pub mod uplink;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::broker::queue::QueueLimits;
+use crate::broker::state::{BridgeSession, BRIDGE_SESSION_PREFIX};
+use crate::broker::{settle, Broker};
+use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
+use crate::config::{BridgeConfig, BridgeProtocol};
+use crate::transport::client::{ClientIdentity, TlsClient, TlsClientSettings};
+use crate::transport::TlsError;
+
+use self::backoff::Backoff;
+use self::handshake::{handshake, Failure};
+use self::status::{BridgeStatus, LinkState};
+use self::uplink::{Ended, Uplink};
+
+/// The system's trust store, for a bridge whose `tls.ca` is not given.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Why a bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    #[error("bridge {name}: cannot read password_file {path}: {source}")]
+    Password {
+        name: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bridge {name}: {source}")]
+    Tls {
+        name: String,
+        #[source]
+        source: TlsError,
+    },
+}
+
+/// One configured bridge, ready to connect. (Its `Debug` leaves the password out.)
+pub struct Bridge {
+    pub config: BridgeConfig,
+    /// The engine session holding its queue: `$bridge/<name>`.
+    pub session_id: Arc<str>,
+    /// The client identifier upstream.
+    pub client_id: String,
+    pub password: Option<String>,
+    pub tls: Option<TlsClient>,
+    /// Largest packet accepted from upstream (our `limits.max_packet_size`).
+    pub max_packet_size: u32,
+    pub status: Arc<BridgeStatus>,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("name", &self.config.name)
+            .field("session_id", &self.session_id)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bridge {
+    /// Reads the bridge's secrets and certificates.
+    pub fn new(config: &BridgeConfig, max_packet_size: u32) -> Result<Bridge, BridgeError> {
+        let password = config
+            .read_password()
+            .map_err(|source| BridgeError::Password {
+                name: config.name.clone(),
+                path: config
+                    .password_file
+                    .as_ref()
+                    .map(|path| path.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            })?;
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => {
+                let first_host = config
+                    .addresses
+                    .first()
+                    .map(|address| host_of(address).to_string())
+                    .unwrap_or_default();
+                let settings = TlsClientSettings {
+                    ca: tls.ca.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into()),
+                    server_name: tls.server_name.clone().unwrap_or(first_host),
+                    identity: match (&tls.cert, &tls.key) {
+                        (Some(cert), Some(key)) => Some(ClientIdentity {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                        }),
+                        _ => None,
+                    },
+                    alpn: tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+                };
+                Some(
+                    TlsClient::new(&settings).map_err(|source| BridgeError::Tls {
+                        name: config.name.clone(),
+                        source,
+                    })?,
+                )
+            }
+        };
+        Ok(Bridge {
+            session_id: Arc::from(format!("{BRIDGE_SESSION_PREFIX}{}", config.name)),
+            client_id: config.client_id(),
+            password,
+            tls,
+            max_packet_size,
+            status: Arc::new(BridgeStatus::new(&config.name)),
+            config: config.clone(),
+        })
+    }
+
+    /// The highest QoS used upstream, by the bridge's own setting.
+    pub fn max_qos(&self) -> QoS {
+        QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce)
+    }
+
+    /// How the bridge's session must look: subscribed to the local filter of every `out`
+    /// rule, with No Local (what came in through the bridge never goes back out) and Retain
+    /// As Published, and retained messages only for a new subscription.
+    fn session(&self, limits: QueueLimits) -> BridgeSession {
+        let subscriptions = self
+            .config
+            .topics
+            .iter()
+            .filter(|rule| rule.direction.carries_out())
+            .map(|rule| {
+                let options = SubscriptionOptions {
+                    qos: QoS::from_u8(rule.qos).unwrap_or(QoS::AtLeastOnce),
+                    no_local: true,
+                    retain_as_published: true,
+                    retain_handling: 1,
+                };
+                (Arc::from(rule.local_filter()), options)
+            })
+            .collect();
+        BridgeSession {
+            client_id: self.session_id.clone(),
+            limits,
+            subscriptions,
+        }
+    }
+}
+
+/// The host part of "host:port" (brackets of an IPv6 address removed).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Prepares every configured bridge: its session made to match the configuration (the
+/// sessions of bridges no longer configured end, with a warning naming what they held).
+/// Call after the store's state is restored and before clients are accepted.
+pub async fn open(broker: &Arc<Broker>) -> Result<Vec<Arc<Bridge>>, BridgeError> {
+    let config = broker.config();
+    let mut bridges = Vec::new();
+    for bridge in &config.bridges {
+        bridges.push(Arc::new(Bridge::new(
+            bridge,
+            config.limits.max_packet_size,
+        )?));
+    }
+    let sessions: Vec<BridgeSession> = bridges
+        .iter()
+        .map(|bridge| {
+            let bounds = bridge.config.queue.resolved(&config.limits);
+            bridge.session(QueueLimits {
+                max_messages: bounds.max_messages,
+                max_bytes: bounds.max_bytes,
+                policy: bounds.policy,
+                queue_qos0_offline: config.limits.queue_qos0_offline,
+            })
+        })
+        .collect();
+    let (opened, commit) = broker.change(|state, changes| state.open_bridges(&sessions, changes));
+    for (session, queued) in opened.removed {
+        tracing::warn!(%session, queued, "bridge no longer configured: its session and queued messages were removed");
+    }
+    settle(commit).await;
+    Ok(bridges)
+}
+
+/// Runs a bridge until the broker shuts down: connect, drain, reconnect.
+pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
+    let config = &bridge.config;
+    let mut backoff = Backoff::new(
+        Duration::from_secs(u64::from(config.reconnect_min)),
+        Duration::from_secs(u64::from(config.reconnect_max)),
+        seed(&bridge.client_id),
+    );
+    let mut version = match config.protocol {
+        BridgeProtocol::V5 => ProtocolVersion::V5,
+        BridgeProtocol::V311 => ProtocolVersion::V311,
+    };
+    let mut shutdown = broker.shutdown_signal();
+    let mut address = 0;
+    let mut connections = 0u64;
+    loop {
+        let target = config.addresses[address % config.addresses.len()].clone();
+        bridge.status.set(LinkState::Connecting {
+            address: target.clone(),
+        });
+        let attempt = tokio::select! {
+            _ = shutdown.changed() => break,
+            attempt = handshake(&bridge, &target, version) => attempt,
+        };
+        let (reason, delay) = match attempt {
+            Ok(handshaken) => {
+                connections += 1;
+                if connections > 1 {
+                    BridgeStatus::count(&bridge.status.reconnects, 1);
+                }
+                bridge.status.set(LinkState::Connected {
+                    address: target.clone(),
+                });
+                let since = Instant::now();
+                let mut uplink = Uplink::attach(bridge.clone(), broker.clone(), handshaken);
+                let ended = uplink.run().await;
+                uplink.finish().await;
+                if since.elapsed() >= Duration::from_secs(u64::from(config.stable_after)) {
+                    backoff.reset();
+                }
+                address = 0; // back to the primary
+                match ended {
+                    Ended::Shutdown => break,
+                    Ended::Lost(why) => (why, backoff.next_delay()),
+                    Ended::Disconnected(reason, why) => {
+                        let text = format!(
+                            "the server disconnected with {reason:?}{}",
+                            why.map(|w| format!(" ({w})")).unwrap_or_default()
+                        );
+                        let delay = match reason {
+                            ReasonCode::UseAnotherServer | ReasonCode::ServerMoved => {
+                                address += 1;
+                                Duration::ZERO
+                            }
+                            ReasonCode::NotAuthorized | ReasonCode::Banned => backoff.longest(),
+                            _ => backoff.next_delay(),
+                        };
+                        (text, delay)
+                    }
+                }
+            }
+            Err(Failure::Refused { reason, why }) => {
+                let text = Failure::Refused { reason, why }.to_string();
+                let delay = match reason {
+                    ReasonCode::UnsupportedProtocolVersion
+                        if version == ProtocolVersion::V5 && config.fallback_311 =>
+                    {
+                        tracing::warn!(bridge = %config.name, "the server refuses MQTT 5; falling back to 3.1.1");
+                        version = ProtocolVersion::V311;
+                        Duration::ZERO
+                    }
+                    ReasonCode::BadUserNameOrPassword
+                    | ReasonCode::NotAuthorized
+                    | ReasonCode::Banned
+                    | ReasonCode::ClientIdentifierNotValid
+                    | ReasonCode::BadAuthenticationMethod => {
+                        tracing::error!(bridge = %config.name, "{text}: check the bridge's client_id, username and password_file");
+                        backoff.longest()
+                    }
+                    ReasonCode::UseAnotherServer | ReasonCode::ServerMoved => {
+                        address += 1;
+                        Duration::ZERO
+                    }
+                    _ => backoff.next_delay(),
+                };
+                (text, delay)
+            }
+            Err(failure) => {
+                address += 1;
+                (failure.to_string(), backoff.next_delay())
+            }
+        };
+        bridge.status.error(&reason);
+        bridge.status.set(LinkState::Backoff {
+            reason,
+            seconds: delay.as_secs(),
+        });
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    bridge.status.set(LinkState::Stopped);
+}
+
+/// A jitter seed that differs between gateways (their client identifiers) and starts.
+fn seed(client_id: &str) -> u64 {
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    client_id
+        .bytes()
+        .fold(time, |hash, byte| hash.rotate_left(5) ^ u64::from(byte))
+}
+
+/// The `$SYS/broker/bridge/<name>/…` values of every bridge: `state`, `queued` (not yet
+/// acknowledged upstream, in flight included), `queued_bytes`, `sent`, `received`,
+/// `dropped`, `reconnects`, `last_error`.
+pub fn sys_values(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<(String, String)> {
+    let mut values = Vec::with_capacity(bridges.len() * 8);
+    for bridge in bridges {
+        let (queued, queued_bytes) = broker.read(|state| {
+            state.session(&bridge.session_id).map_or((0, 0), |session| {
+                (
+                    session.queue.len() + session.inflight.len(),
+                    session.queue.bytes(),
+                )
+            })
+        });
+        let status = &bridge.status;
+        let counter = |value: &std::sync::atomic::AtomicU64| {
+            value.load(std::sync::atomic::Ordering::Relaxed).to_string()
+        };
+        let topic = |leaf: &str| format!("$SYS/broker/bridge/{}/{leaf}", bridge.config.name);
+        values.extend([
+            (topic("state"), status.state().to_string()),
+            (topic("queued"), queued.to_string()),
+            (topic("queued_bytes"), queued_bytes.to_string()),
+            (topic("sent"), counter(&status.sent)),
+            (topic("received"), counter(&status.received)),
+            (topic("dropped"), counter(&status.dropped)),
+            (topic("reconnects"), counter(&status.reconnects)),
+            (topic("last_error"), status.last_error()),
+        ]);
+    }
+    values
+}

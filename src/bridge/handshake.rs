@@ -1,0 +1,226 @@
+//! The start of one uplink connection: dial an address (TCP, then TLS when configured), send
+//! CONNECT with the bridge's fixed client identifier and Clean Start 0, and read the CONNACK:
+//! a refusal with its reason, or what the server granted (Session Present, Receive Maximum,
+//! Maximum Packet Size, Maximum QoS, Retain Available, Topic Alias Maximum, Server Keep
+//! Alive, Session Expiry Interval). MQTT 3.1.1 servers announce nothing, so the bridge's own
+//! settings (`max_qos`, `retain`, `max_inflight`) stand in for them.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, Will};
+use crate::transport::client::{connect, ByteStream};
+use crate::transport::{Framed, ReadError};
+
+use super::Bridge;
+
+/// Why a connection attempt ended before the bridge was connected.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// No TCP connection, TLS handshake or answer: try the next address.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The server answered CONNACK with a refusal.
+    #[error("refused by the server: {reason:?}{}", detail(.why))]
+    Refused {
+        reason: ReasonCode,
+        why: Option<String>,
+    },
+    /// The server broke the protocol before CONNACK.
+    #[error("{0}")]
+    Broken(String),
+}
+
+fn detail(why: &Option<String>) -> String {
+    why.as_ref()
+        .map(|why| format!(" ({why})"))
+        .unwrap_or_default()
+}
+
+/// What the server's CONNACK granted, with the bridge's settings standing in where it said
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted {
+    /// The server still had the bridge's session.
+    pub session_present: bool,
+    /// Most unacknowledged QoS 1/2 PUBLISHes upstream: the lower of ours and its Receive
+    /// Maximum.
+    pub window: u16,
+    /// Largest packet the server accepts.
+    pub max_packet_size: u32,
+    /// Highest QoS the server accepts.
+    pub max_qos: QoS,
+    /// Whether RETAIN may be set.
+    pub retain: bool,
+    /// Topic aliases the server accepts.
+    pub topic_alias_maximum: u16,
+    /// Keep Alive in force (the server's Server Keep Alive wins); zero turns pings off.
+    pub keep_alive: Duration,
+}
+
+/// A connected, accepted uplink.
+pub struct Handshaken {
+    pub framed: Framed<Box<dyn ByteStream>>,
+    pub granted: Granted,
+}
+
+/// The state topic's payloads.
+pub const STATE_CONNECTED: &str = "connected";
+pub const STATE_DISCONNECTED: &str = "disconnected";
+
+/// Dials `address` and exchanges CONNECT and CONNACK in `version`, within the bridge's
+/// `connect_timeout` each.
+pub async fn handshake(
+    bridge: &Bridge,
+    address: &str,
+    version: ProtocolVersion,
+) -> Result<Handshaken, Failure> {
+    let config = &bridge.config;
+    let timeout = Duration::from_secs(u64::from(config.connect_timeout));
+    let stream = connect(address, bridge.tls.as_ref(), timeout)
+        .await
+        .map_err(|error| Failure::Unreachable(error.to_string()))?;
+    let mut framed = Framed::new(stream, bridge.max_packet_size);
+    framed.version = version;
+    framed
+        .queue(&Packet::Connect(connect_packet(bridge, version)))
+        .map_err(|error| Failure::Broken(format!("cannot encode CONNECT: {error}")))?;
+    let answer = tokio::time::timeout(timeout, async {
+        framed.flush().await.map_err(ReadError::Io)?;
+        framed.read_packet().await
+    })
+    .await;
+    let connack = match answer {
+        Err(_) => {
+            return Err(Failure::Unreachable(format!(
+                "no CONNACK from {address} within {timeout:?}"
+            )))
+        }
+        Ok(Err(ReadError::Decode(error))) if version == ProtocolVersion::V5 => {
+            // A server that does not speak MQTT 5 often answers in 3.1.1 form (return code 1,
+            // no properties), which does not decode as a v5 CONNACK.
+            return Err(Failure::Refused {
+                reason: ReasonCode::UnsupportedProtocolVersion,
+                why: Some(format!("the answer is not an MQTT 5 CONNACK: {error}")),
+            });
+        }
+        Ok(Err(error)) => return Err(Failure::Unreachable(format!("{address}: {error}"))),
+        Ok(Ok(None)) => {
+            return Err(Failure::Unreachable(format!(
+                "{address} closed the connection before CONNACK"
+            )))
+        }
+        Ok(Ok(Some(Packet::ConnAck(connack)))) => connack,
+        Ok(Ok(Some(other))) => {
+            return Err(Failure::Broken(format!(
+                "{address} answered CONNECT with {}",
+                other.name()
+            )))
+        }
+    };
+    if connack.reason.is_error() {
+        return Err(Failure::Refused {
+            reason: connack.reason,
+            why: connack.properties.reason_string,
+        });
+    }
+    let granted = grant(
+        bridge,
+        version,
+        connack.session_present,
+        &connack.properties,
+    );
+    if let Some(expiry) = connack.properties.session_expiry_interval {
+        if expiry < config.session_expiry {
+            tracing::warn!(bridge = %config.name, asked = config.session_expiry, granted = expiry,
+                "the server keeps the bridge's session for less than asked");
+        }
+    }
+    Ok(Handshaken { framed, granted })
+}
+
+/// The bridge's CONNECT: Clean Start 0, its fixed client identifier, credentials, and (v5)
+/// the Session Expiry asked for, our Receive Maximum and Maximum Packet Size, no topic
+/// aliases from the server. The state topic, when configured, gets "disconnected" as Will.
+fn connect_packet(bridge: &Bridge, version: ProtocolVersion) -> Connect {
+    let config = &bridge.config;
+    let mut properties = Properties::default();
+    if version == ProtocolVersion::V5 {
+        properties.session_expiry_interval = Some(config.session_expiry);
+        properties.receive_maximum = Some(config.max_inflight);
+        properties.maximum_packet_size = Some(bridge.max_packet_size);
+    }
+    let will = config.state_topic.as_ref().map(|topic| Will {
+        topic: topic.clone(),
+        payload: Bytes::from_static(STATE_DISCONNECTED.as_bytes()),
+        qos: QoS::AtLeastOnce.min(bridge.max_qos()),
+        retain: config.retain,
+        properties: Properties::default(),
+    });
+    Connect {
+        protocol: version,
+        clean_start: false,
+        keep_alive: config.keep_alive,
+        client_id: bridge.client_id.clone(),
+        properties,
+        will,
+        username: config.username.clone(),
+        password: bridge.password.clone().map(Bytes::from),
+    }
+}
+
+/// What the CONNACK's properties grant, bounded by the bridge's own settings.
+fn grant(
+    bridge: &Bridge,
+    version: ProtocolVersion,
+    session_present: bool,
+    properties: &Properties,
+) -> Granted {
+    let config = &bridge.config;
+    let (window, max_packet_size, max_qos, retain, aliases, keep_alive) = match version {
+        ProtocolVersion::V5 => (
+            properties.receive_maximum.unwrap_or(u16::MAX),
+            properties.maximum_packet_size.unwrap_or(u32::MAX),
+            match properties.maximum_qos {
+                Some(0) => QoS::AtMostOnce,
+                Some(1) => QoS::AtLeastOnce,
+                _ => QoS::ExactlyOnce,
+            },
+            properties.retain_available != Some(0),
+            properties.topic_alias_maximum.unwrap_or(0),
+            properties.server_keep_alive.unwrap_or(config.keep_alive),
+        ),
+        ProtocolVersion::V311 => (
+            u16::MAX,
+            u32::MAX,
+            QoS::ExactlyOnce,
+            true,
+            0,
+            config.keep_alive,
+        ),
+    };
+    Granted {
+        session_present,
+        window: window.min(config.max_inflight).max(1),
+        max_packet_size,
+        max_qos: max_qos.min(bridge.max_qos()),
+        retain: retain && config.retain,
+        topic_alias_maximum: aliases,
+        keep_alive: Duration::from_secs(u64::from(keep_alive)),
+    }
+}
+
+/// The retained state message ("connected"), sent at QoS 0 once connected.
+pub fn state_publish(bridge: &Bridge, granted: &Granted) -> Option<Packet> {
+    let topic = bridge.config.state_topic.as_ref()?;
+    Some(Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtMostOnce,
+        retain: granted.retain,
+        topic: topic.clone(),
+        packet_id: None,
+        properties: Properties::default(),
+        payload: Bytes::from_static(STATE_CONNECTED.as_bytes()),
+    }))
+}

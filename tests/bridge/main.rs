@@ -1,0 +1,11 @@
+//! The bridge, end to end: a Cairn with a `[[bridges]]` section forwarding to a real upstream
+//! (a second Cairn, Mosquitto, an ejabberd cluster) over loopback, through a fault-injecting
+//! proxy where the scenario needs a bad link. Each scenario counts the messages that arrive,
+//! checks their order and looks for duplicates.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cairn_upstream;
+mod scripted;
+mod support;
