@@ -7,5 +7,6 @@
 mod common;
 
 mod cairn_upstream;
+mod kills;
 mod scripted;
 mod support;

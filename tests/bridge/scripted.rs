@@ -3,59 +3,16 @@
 //! after commit) is checked exactly. Waiting is on events: the bridge's PINGREQ (sent only
 //! after half its Keep Alive with nothing else to send) says it has stopped sending.
 
-use std::net::SocketAddr;
-
 use cairn::codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
-    SubAck,
+    ConnAck, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck,
 };
 use cairn::config::Direction;
-use tokio::net::TcpListener;
 
 use crate::common::clients::{publish_qos1, subscriber, text};
-use crate::common::{publish_packet, RawClient, TestBroker, WAIT};
-use crate::support::{bridge, gateway_with, rule};
+use crate::common::{publish_packet, RawClient, TestBroker};
+use crate::support::{bridge, gateway_with, rule, FakeCloud};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
-
-/// A listening socket the test answers by hand.
-struct FakeCloud {
-    listener: TcpListener,
-}
-
-impl FakeCloud {
-    async fn start() -> FakeCloud {
-        FakeCloud {
-            listener: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound")
-    }
-
-    /// Takes the bridge's next connection and its CONNECT, without answering.
-    async fn accept_connect(&self) -> (RawClient, Connect) {
-        let (stream, _) = tokio::time::timeout(WAIT * 3, self.listener.accept())
-            .await
-            .expect("the bridge connects in time")
-            .expect("accept");
-        let mut link = RawClient::from_stream(stream, V5);
-        let connect = match link.recv().await {
-            Packet::Connect(connect) => connect,
-            other => panic!("expected CONNECT, got {other:?}"),
-        };
-        link.version = connect.protocol;
-        (link, connect)
-    }
-
-    /// Takes the bridge's next connection and answers its CONNECT with `connack`.
-    async fn accept(&self, connack: ConnAck) -> (RawClient, Connect) {
-        let (mut link, connect) = self.accept_connect().await;
-        link.send(&Packet::ConnAck(connack)).await;
-        (link, connect)
-    }
-}
 
 fn connack(session_present: bool, properties: Properties) -> ConnAck {
     ConnAck {

@@ -3,9 +3,12 @@
 
 use std::net::SocketAddr;
 
+use cairn::codec::{ConnAck, Connect, Packet, ProtocolVersion};
 use cairn::config::{BridgeConfig, BridgeTopic, Config, Direction};
+use tokio::net::TcpListener;
 
-use crate::common::{start_broker_with, TestBroker};
+use crate::common::serve::ServeProcess;
+use crate::common::{binary, start_broker_with, RawClient, TestBroker, WAIT};
 
 /// A topic rule.
 pub fn rule(filter: &str, direction: Direction, qos: u8, local: &str, remote: &str) -> BridgeTopic {
@@ -62,4 +65,87 @@ pub async fn upstream_cairn() -> TestBroker {
         config.listeners[0].bind = SocketAddr::from(([127, 0, 0, 1], port));
     })
     .await
+}
+
+/// A gateway run as the real binary (so a test can SIGKILL it): `cairn serve` with `config`
+/// written to a TOML file in `dir`, its data in `dir/data`, listening on 127.0.0.1 port 0.
+pub struct GatewayProcess {
+    config_file: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+}
+
+impl GatewayProcess {
+    /// Writes the configuration of a gateway running `bridges` into `dir`.
+    pub fn new(dir: &std::path::Path, bridges: Vec<BridgeConfig>) -> GatewayProcess {
+        let config = Config {
+            bridges,
+            sys_interval: 0,
+            ..Config::default()
+        };
+        let config_file = dir.join("cairn.toml");
+        let text = toml::to_string(&config).expect("the configuration serializes");
+        std::fs::write(&config_file, text).expect("write the configuration");
+        GatewayProcess {
+            config_file,
+            data_dir: dir.join("data"),
+        }
+    }
+
+    /// Starts it (again) and waits until it is ready.
+    pub async fn start(&self) -> ServeProcess {
+        let config = self.config_file.display().to_string();
+        let data = self.data_dir.display().to_string();
+        let mut command = binary::cairn(&[
+            "serve",
+            "--config",
+            &config,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+        ]);
+        command
+            .env("CAIRN_LOG__LEVEL", "info")
+            .env("CAIRN_LIMITS__MAX_QUEUED_MESSAGES", "1000000");
+        ServeProcess::spawn(command).await
+    }
+}
+
+/// A listening socket the test answers by hand.
+pub struct FakeCloud {
+    listener: TcpListener,
+}
+
+impl FakeCloud {
+    pub async fn start() -> FakeCloud {
+        FakeCloud {
+            listener: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound")
+    }
+
+    /// Takes the bridge's next connection and its CONNECT, without answering.
+    pub async fn accept_connect(&self) -> (RawClient, Connect) {
+        let (stream, _) = tokio::time::timeout(WAIT * 3, self.listener.accept())
+            .await
+            .expect("the bridge connects in time")
+            .expect("accept");
+        let mut link = RawClient::from_stream(stream, ProtocolVersion::V5);
+        let connect = match link.recv().await {
+            Packet::Connect(connect) => connect,
+            other => panic!("expected CONNECT, got {other:?}"),
+        };
+        link.version = connect.protocol;
+        (link, connect)
+    }
+
+    /// Takes the bridge's next connection and answers its CONNECT with `connack`.
+    pub async fn accept(&self, connack: ConnAck) -> (RawClient, Connect) {
+        let (mut link, connect) = self.accept_connect().await;
+        link.send(&Packet::ConnAck(connack)).await;
+        (link, connect)
+    }
 }
