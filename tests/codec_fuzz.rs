@@ -57,6 +57,7 @@ fn connect(version: ProtocolVersion) -> Packet {
     Packet::Connect(Connect {
         protocol: version,
         clean_start: true,
+        bridge: false,
         keep_alive: 30,
         client_id: "sensor-17".into(),
         properties: pick(Properties {

@@ -885,6 +885,7 @@ fn connect_packet(
     Packet::Connect(Connect {
         protocol: version,
         clean_start: true,
+        bridge: false,
         keep_alive: 60,
         client_id: "c".to_string(),
         properties,

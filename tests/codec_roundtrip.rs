@@ -228,11 +228,14 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
             prop::option::of(will(version)),
             prop::option::of(text()),
             prop::option::of(binary()),
+            any::<bool>(),
         ),
     )
         .prop_map(
             move |((clean_start, keep_alive, client_id, properties), rest)| {
-                let (will, username, password) = rest;
+                let (will, username, password, bridge) = rest;
+                // Mosquitto's bridge bit (protocol level 0x84) exists in 3.1.1 only.
+                let bridge = bridge && version == ProtocolVersion::V311;
                 // [MQTT-3.1.2-22]: 3.1.1 has no password without a user name.
                 let password = match version {
                     ProtocolVersion::V311 if username.is_none() => None,
@@ -241,6 +244,7 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 Packet::Connect(Connect {
                     protocol: version,
                     clean_start,
+                    bridge,
                     keep_alive,
                     client_id,
                     properties,
@@ -610,6 +614,7 @@ fn connect_is_written_for_its_own_protocol_level() {
     let connect = Packet::Connect(Connect {
         protocol: ProtocolVersion::V311,
         clean_start: true,
+        bridge: false,
         keep_alive: 60,
         client_id: "c".into(),
         properties: Properties::default(),

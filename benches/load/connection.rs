@@ -120,6 +120,7 @@ impl MqttConnection {
         connection.queue(&Packet::Connect(Connect {
             protocol: options.version,
             clean_start,
+            bridge: false,
             keep_alive: options.keep_alive,
             client_id: client_id.to_owned(),
             properties: Properties {

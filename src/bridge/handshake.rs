@@ -69,13 +69,23 @@ pub struct Handshaken {
 pub const STATE_CONNECTED: &str = "connected";
 pub const STATE_DISCONNECTED: &str = "disconnected";
 
-/// Dials `address` and exchanges CONNECT and CONNACK in `version`, within the bridge's
+/// How to speak to the server: the protocol version, and (3.1.1) whether to set Mosquitto's
+/// bridge bit, which makes a Mosquitto server treat our subscriptions as No Local and Retain
+/// As Published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub version: ProtocolVersion,
+    pub bridge_bit: bool,
+}
+
+/// Dials `address` and exchanges CONNECT and CONNACK in `dialect`, within the bridge's
 /// `connect_timeout` each.
 pub async fn handshake(
     bridge: &Bridge,
     address: &str,
-    version: ProtocolVersion,
+    dialect: Dialect,
 ) -> Result<Handshaken, Failure> {
+    let version = dialect.version;
     let config = &bridge.config;
     let timeout = Duration::from_secs(u64::from(config.connect_timeout));
     let stream = connect(address, bridge.tls.as_ref(), timeout)
@@ -84,7 +94,7 @@ pub async fn handshake(
     let mut framed = Framed::new(stream, bridge.max_packet_size);
     framed.version = version;
     framed
-        .queue(&Packet::Connect(connect_packet(bridge, version)))
+        .queue(&Packet::Connect(connect_packet(bridge, dialect)))
         .map_err(|error| Failure::Broken(format!("cannot encode CONNECT: {error}")))?;
     let answer = tokio::time::timeout(timeout, async {
         framed.flush().await.map_err(ReadError::Io)?;
@@ -142,9 +152,10 @@ pub async fn handshake(
 
 /// The bridge's CONNECT: Clean Start 0, its fixed client identifier, credentials, and (v5)
 /// the Session Expiry asked for, our Receive Maximum and Maximum Packet Size, no topic
-/// aliases from the server. The state topic, when configured, gets "disconnected" as Will.
-fn connect_packet(bridge: &Bridge, version: ProtocolVersion) -> Connect {
+/// aliases from the server; (3.1.1) the bridge bit when the dialect has it. The state topic, when configured, gets "disconnected" as Will.
+fn connect_packet(bridge: &Bridge, dialect: Dialect) -> Connect {
     let config = &bridge.config;
+    let version = dialect.version;
     let mut properties = Properties::default();
     if version == ProtocolVersion::V5 {
         properties.session_expiry_interval = Some(config.session_expiry);
@@ -161,6 +172,7 @@ fn connect_packet(bridge: &Bridge, version: ProtocolVersion) -> Connect {
     Connect {
         protocol: version,
         clean_start: false,
+        bridge: dialect.bridge_bit && version == ProtocolVersion::V311,
         keep_alive: config.keep_alive,
         client_id: bridge.client_id.clone(),
         properties,

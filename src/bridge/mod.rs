@@ -36,7 +36,7 @@ use crate::transport::client::{ClientIdentity, TlsClient, TlsClientSettings};
 use crate::transport::TlsError;
 
 use self::backoff::Backoff;
-use self::handshake::{handshake, Failure};
+use self::handshake::{handshake, Dialect, Failure};
 use self::status::{BridgeStatus, LinkState};
 use self::uplink::{Ended, Uplink};
 
@@ -216,9 +216,12 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         Duration::from_secs(u64::from(config.reconnect_max)),
         seed(&bridge.client_id),
     );
-    let mut version = match config.protocol {
-        BridgeProtocol::V5 => ProtocolVersion::V5,
-        BridgeProtocol::V311 => ProtocolVersion::V311,
+    let mut dialect = Dialect {
+        version: match config.protocol {
+            BridgeProtocol::V5 => ProtocolVersion::V5,
+            BridgeProtocol::V311 => ProtocolVersion::V311,
+        },
+        bridge_bit: config.try_private,
     };
     let mut shutdown = broker.shutdown_signal();
     let mut address = 0;
@@ -230,7 +233,7 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         });
         let attempt = tokio::select! {
             _ = shutdown.changed() => break,
-            attempt = handshake(&bridge, &target, version) => attempt,
+            attempt = handshake(&bridge, &target, dialect) => attempt,
         };
         let (reason, delay) = match attempt {
             Ok(handshaken) => {
@@ -273,10 +276,17 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
                 let text = Failure::Refused { reason, why }.to_string();
                 let delay = match reason {
                     ReasonCode::UnsupportedProtocolVersion
-                        if version == ProtocolVersion::V5 && config.fallback_311 =>
+                        if dialect.version == ProtocolVersion::V5 && config.fallback_311 =>
                     {
                         tracing::warn!(bridge = %config.name, "the server refuses MQTT 5; falling back to 3.1.1");
-                        version = ProtocolVersion::V311;
+                        dialect.version = ProtocolVersion::V311;
+                        Duration::ZERO
+                    }
+                    ReasonCode::UnsupportedProtocolVersion
+                        if dialect.version == ProtocolVersion::V311 && dialect.bridge_bit =>
+                    {
+                        tracing::info!(bridge = %config.name, "the server refuses the bridge bit; connecting without it");
+                        dialect.bridge_bit = false;
                         Duration::ZERO
                     }
                     ReasonCode::BadUserNameOrPassword

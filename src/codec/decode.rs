@@ -240,6 +240,9 @@ fn reason_and_properties(
     Ok((reason, properties))
 }
 
+/// Protocol level 4 with Mosquitto's bridge bit (0x80).
+const BRIDGE_V311_LEVEL: u8 = 4 | 0x80;
+
 /// Connect Flags bits.
 mod connect_flag {
     pub(super) const RESERVED: u8 = 0b0000_0001;
@@ -251,7 +254,7 @@ mod connect_flag {
 }
 
 fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
-    let protocol = protocol_version(r)?;
+    let (protocol, bridge) = protocol_version(r)?;
     let flags = r.u8("connect flags")?;
     let will_qos = check_connect_flags(flags, protocol)?;
     let keep_alive = r.u16("keep alive")?;
@@ -277,6 +280,7 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     r.finish()?;
     Ok(Connect {
         protocol,
+        bridge,
         clean_start: flags & connect_flag::CLEAN_START != 0,
         keep_alive,
         client_id,
@@ -287,14 +291,16 @@ fn connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     })
 }
 
-/// Protocol Name and Level: "MQTT" 4 or "MQTT" 5; anything else (e.g. "MQIsdp" 3) is
-/// `UnsupportedProtocol`, which the engine answers with return code 0x01 / reason 0x84.
-fn protocol_version(r: &mut Reader) -> Result<ProtocolVersion, DecodeError> {
+/// Protocol Name and Level: "MQTT" 4 or "MQTT" 5, and whether a 3.1.1 level carries
+/// Mosquitto's bridge bit (0x84); anything else (e.g. "MQIsdp" 3) is `UnsupportedProtocol`,
+/// which the engine answers with return code 0x01 / reason 0x84.
+fn protocol_version(r: &mut Reader) -> Result<(ProtocolVersion, bool), DecodeError> {
     let name = r.string("protocol name")?;
     let level = r.u8("protocol level")?;
     match (name.as_str(), level) {
-        ("MQTT", 4) => Ok(ProtocolVersion::V311),
-        ("MQTT", 5) => Ok(ProtocolVersion::V5),
+        ("MQTT", 4) => Ok((ProtocolVersion::V311, false)),
+        ("MQTT", BRIDGE_V311_LEVEL) => Ok((ProtocolVersion::V311, true)),
+        ("MQTT", 5) => Ok((ProtocolVersion::V5, false)),
         _ => Err(DecodeError::UnsupportedProtocol { name, level }),
     }
 }

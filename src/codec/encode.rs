@@ -168,7 +168,8 @@ fn write_body<S: Sink>(packet: &Packet, version: ProtocolVersion, s: &mut S) {
 fn write_connect<S: Sink>(connect: &Connect, s: &mut S) {
     let v5 = connect.protocol == ProtocolVersion::V5;
     s.put_prefixed(b"MQTT");
-    s.put_u8(connect.protocol.level());
+    let bridge_bit = if connect.bridge && !v5 { 0x80 } else { 0 };
+    s.put_u8(connect.protocol.level() | bridge_bit);
     s.put_u8(connect_flags(connect));
     s.put_u16(connect.keep_alive);
     if v5 {

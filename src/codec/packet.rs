@@ -102,6 +102,9 @@ impl Packet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
     pub protocol: ProtocolVersion,
+    /// Mosquitto's bridge bit (3.1.1 only): protocol level 4 | 0x80 says the client is a
+    /// bridge, whose subscriptions act as No Local and Retain As Published.
+    pub bridge: bool,
     /// Clean Session (3.1.1) or Clean Start (5.0).
     pub clean_start: bool,
     /// Keep Alive in seconds; 0 turns the mechanism off.

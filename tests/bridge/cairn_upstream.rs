@@ -1,12 +1,12 @@
 //! A second Cairn as the upstream: messages out and in with the prefix mapping, acknowledged
 //! and in order; the bridge's own messages never loop back; the queue survives an outage.
 
-use cairn::codec::{ProtocolVersion, QoS};
+use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Direction;
 
 use crate::common::clients::{new_session, publish_qos1, resume, subscribe_ok, subscriber, text};
 use crate::common::ordered::{publish_pipelined, receive_in_publisher_order};
-use crate::common::{start_broker, stop, RawClient};
+use crate::common::{connect_packet, publish_packet, start_broker, stop, RawClient};
 use crate::support::{bridge, gateway, rule, upstream_cairn};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -129,4 +129,34 @@ async fn both_ways_on_one_topic_makes_no_loop() {
         client.acknowledge(&marker).await;
         client.expect_nothing_pending().await;
     }
+}
+
+/// A Mosquitto bridge connects with the 3.1.1 bridge bit: its subscriptions then act as No
+/// Local (its own messages are not sent back) and Retain As Published.
+#[tokio::test]
+async fn a_client_with_the_bridge_bit_gets_no_local_and_retain_as_published() {
+    let broker = start_broker().await;
+    let mut connect = connect_packet(ProtocolVersion::V311, "mosquitto-bridge");
+    connect.bridge = true;
+    let (mut peer_bridge, connack) = RawClient::connect_with(broker.addr, connect).await;
+    assert_eq!(connack.reason, ReasonCode::Success);
+    subscribe_ok(&mut peer_bridge, 1, "t/#", QoS::AtLeastOnce).await;
+    publish_qos1(&mut peer_bridge, "t/own", 2, "own").await;
+
+    let mut other = RawClient::connect(broker.addr, ProtocolVersion::V311, "other").await;
+    let mut retained = publish_packet("t/state", QoS::AtLeastOnce, Some(1), b"on");
+    retained.retain = true;
+    other.publish(retained).await.expect("PUBACK");
+    let delivered = peer_bridge.expect_publish().await;
+    assert_eq!(
+        text(&delivered),
+        "on",
+        "its own message did not come back first"
+    );
+    assert!(
+        delivered.retain,
+        "RETAIN as published, where 3.1.1 clears it [MQTT-3.3.1-9]"
+    );
+    peer_bridge.acknowledge(&delivered).await;
+    peer_bridge.expect_nothing_pending().await;
 }

@@ -293,3 +293,26 @@ async fn a_silent_server_is_left_within_one_and_a_half_keep_alives() {
     assert!(seen.contains(&Packet::PingReq), "{seen:?}");
     let _ = cloud.accept_connect().await;
 }
+
+#[tokio::test]
+async fn a_3_1_1_bridge_sets_the_bridge_bit_and_drops_it_when_refused() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge(
+        "cloud",
+        cloud.addr(),
+        vec![rule("sensors/#", Direction::Out, 1, "", "")],
+    );
+    config.protocol = cairn::config::BridgeProtocol::V311;
+    let _gateway = gateway_with(vec![config], |_| {}).await;
+    let (mut link, connect) = cloud.accept_connect().await;
+    assert_eq!(connect.protocol, ProtocolVersion::V311);
+    assert!(
+        connect.bridge,
+        "Mosquitto's bridge bit (protocol level 0x84)"
+    );
+    // "Unacceptable protocol version": the server does not take the bit.
+    link.send_bytes(&[0x20, 0x02, 0x00, 0x01]).await;
+    let (_link, connect) = cloud.accept_connect().await;
+    assert_eq!(connect.protocol, ProtocolVersion::V311);
+    assert!(!connect.bridge, "the bit is dropped after the refusal");
+}

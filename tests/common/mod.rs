@@ -138,6 +138,7 @@ pub fn connect_packet(version: ProtocolVersion, client_id: &str) -> Connect {
     Connect {
         protocol: version,
         clean_start: true,
+        bridge: false,
         keep_alive: 60,
         client_id: client_id.to_string(),
         properties: Properties::default(),

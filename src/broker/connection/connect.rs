@@ -136,6 +136,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         signal,
         keep_alive: Duration::from_secs(u64::from(keep_alive)),
         persistent: expiry > 0,
+        bridge: connect.bridge,
         inbound_aliases: HashMap::new(),
         outbound_aliases: OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0)),
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),

@@ -289,7 +289,13 @@ impl Client {
             .copied();
         let limits = self.topic_limits();
         let mut valid = Vec::with_capacity(subscribe.filters.len());
-        for (filter, options) in subscribe.filters {
+        for (filter, mut options) in subscribe.filters {
+            if self.bridge {
+                // A Mosquitto bridge (the 3.1.1 bridge bit) wants its own messages kept from
+                // it and RETAIN as published, as v5 bridges ask with these options.
+                options.no_local = parse_shared(&filter).is_none();
+                options.retain_as_published = true;
+            }
             match validate_topic_filter(&filter, limits) {
                 Err(error) => {
                     tracing::debug!(client_id = %self.client_id, %filter, "subscription refused: {error}");

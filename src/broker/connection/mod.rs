@@ -55,6 +55,9 @@ struct Client {
     /// Only such sessions write their subscriptions and message flows to the store; a
     /// DISCONNECT may not raise an interval of 0 [MQTT-3.14.2-2].
     persistent: bool,
+    /// The client is a bridge (Mosquitto's 3.1.1 bridge bit): its subscriptions act as No
+    /// Local and Retain As Published.
+    bridge: bool,
     /// Inbound Topic Alias → topic name (v5).
     inbound_aliases: HashMap<u16, Arc<str>>,
     /// Topic Aliases we assigned, within the client's Topic Alias Maximum (v5).
