@@ -1,5 +1,5 @@
 //! The `cairn` binary end to end: `--version`; `check-config` with the defaults, bad keys,
-//! bad values and a missing file; `serve` starting, serving MQTT, and stopping on SIGTERM
+//! bad values, bad bridges and a missing file; `serve` starting, serving MQTT, and stopping on SIGTERM
 //! (5.0 clients told DISCONNECT 0x8B), or refusing to start with a clear message when a TLS
 //! certificate is missing or the port is taken.
 
@@ -124,6 +124,92 @@ async fn check_config_rejects_bad_keys_and_values_naming_the_key() {
             stderr(&output)
         );
     }
+}
+
+/// A file whose bridges have many problems: `check-config` exits 2 naming every one of them,
+/// each by its full key, in one run; a wrong type in one bridge does not hide the others'.
+#[tokio::test]
+async fn check_config_names_every_bridge_problem_at_once() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let file = config_file(
+        dir.path(),
+        r##"
+[[bridges]]
+name = "cloud/1"
+addresses = ["mqtt.example.com", "[::1]:8883"]
+keep_alive = 0
+reconnect_min = 60
+reconnect_max = 10
+state_topic = "$SYS/gw/state"
+[bridges.tls]
+cert = "/etc/cairn/gw.pem"
+[[bridges.topics]]
+filter = "#"
+local_prefix = "L"
+[[bridges.topics]]
+filter = ""
+remote_prefix = "cloud/state"
+[[bridges.topics]]
+filter = "a/#/b"
+qos = 3
+
+[[bridges]]
+name = "cloud/1"
+addresses = []
+
+[[bridges]]
+name = "typed"
+addresses = ["h:1"]
+protocol = 5
+[[bridges.topics]]
+filter = "x"
+direction = "sideways"
+"##,
+    );
+    let output = run(&["check-config", "--config", &file]).await;
+    assert_exit(&output, EXIT_BAD_CONFIG, "check-config with bad bridges");
+    let message = stderr(&output);
+    let wrong_types = ["bridges[2].protocol", "bridges[2].topics[0].direction"];
+    for key in wrong_types {
+        assert!(
+            message.contains(&format!("`{key}`")),
+            "{key} not named: {message}"
+        );
+    }
+    // Values of a wrong type are reported first; the checks follow once every value reads.
+    let fixed = std::fs::read_to_string(&file)
+        .expect("read back")
+        .replace("protocol = 5", "protocol = \"5\"")
+        .replace("\"sideways\"", "\"both\"");
+    let file = config_file(dir.path(), &fixed);
+    let output = run(&["check-config", "--config", &file]).await;
+    assert_exit(&output, EXIT_BAD_CONFIG, "check-config with bad bridges");
+    let message = stderr(&output);
+    let checked = [
+        "bridges[0].name",
+        "bridges[0].addresses[0]",
+        "bridges[0].keep_alive",
+        "bridges[0].reconnect_max",
+        "bridges[0].state_topic",
+        "bridges[0].tls.key",
+        "bridges[0].topics[0].local_prefix",
+        "bridges[0].topics[1].filter",
+        "bridges[0].topics[2].filter",
+        "bridges[0].topics[2].qos",
+        "bridges[1].name",
+        "bridges[1].addresses",
+        "bridges[1].topics",
+    ];
+    for key in checked {
+        assert!(
+            message.contains(&format!("`{key}`")),
+            "{key} not named: {message}"
+        );
+    }
+    let named = message.matches("error: `bridges[").count();
+    assert_eq!(named, checked.len(), "one line per problem: {message}");
+    assert!(!message.contains("bridges[0].addresses[1]"), "{message}");
+    assert!(!message.contains("bridges[2]"), "{message}");
 }
 
 /// `allow_anonymous = false` while some listener lets a client in without a verified
