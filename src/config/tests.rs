@@ -1136,3 +1136,18 @@ fn a_bridge_problem_names_the_file() {
         assert!(problem.to_string().contains("(from /"), "{problem}");
     }
 }
+
+/// The commented-out bridge of `config/cairn.toml`, uncommented, is valid and sets every key.
+#[test]
+fn shipped_bridge_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/cairn.toml");
+    let shipped = std::fs::read_to_string(path).expect("config/cairn.toml");
+    let start = shipped.find("# [[bridges]]").expect("a bridge example");
+    let example: String = shipped[start..]
+        .lines()
+        .map(|line| line.strip_prefix('#').unwrap_or(line))
+        .map(|line| format!("{}\n", line.strip_prefix(' ').unwrap_or(line)))
+        .collect();
+    let config = load_toml(&example).expect("the example loads");
+    assert_eq!(config.bridges, every_key_set().bridges);
+}
