@@ -26,9 +26,9 @@ use crate::config::BridgeTopic;
 #[cfg(test)]
 use crate::config::Direction;
 
-/// The shape every topic of a rule must have: MQTT's own limits (a string holds at most 65,535
-/// bytes). The broker's configured limits are checked where the configuration is.
-const MQTT_TOPIC_LIMITS: TopicLimits = TopicLimits {
+/// MQTT's own limits on a topic (a string holds at most 65,535 bytes), which every topic of a
+/// rule must respect. The broker's configured limits are checked where the configuration is.
+pub const MQTT_TOPIC_LIMITS: TopicLimits = TopicLimits {
     max_length: 65_535,
     max_levels: usize::MAX,
 };

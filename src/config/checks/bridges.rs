@@ -5,6 +5,7 @@
 
 use std::fmt::Display;
 
+use crate::bridge::topics::MQTT_TOPIC_LIMITS;
 use crate::broker::topic::{validate_topic_filter, validate_topic_name, TopicLimits};
 use crate::config::bridge::BridgeAddress;
 use crate::config::error::Problem;
@@ -115,11 +116,7 @@ fn check_strings(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: 
         problems.push(Problem::bad_value(key("password_file"), "\"\""));
     }
     if let Some(topic) = &bridge.state_topic {
-        let mqtt_limits = TopicLimits {
-            max_length: MAX_MQTT_STRING,
-            max_levels: usize::MAX,
-        };
-        let reason = match validate_topic_name(topic, mqtt_limits) {
+        let reason = match validate_topic_name(topic, MQTT_TOPIC_LIMITS) {
             Err(error) => Some(error.to_string()),
             Ok(()) if topic.starts_with('$') => {
                 Some("clouds refuse '$' topics from clients, as Will too".to_string())
