@@ -507,4 +507,62 @@ mod tests {
         );
         assert_eq!(map_in(&rules, "x/1"), None);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Topic levels from a small alphabet, so that filters and topics often meet; no `$`
+        /// (a `$` first level is matched only by rules that name it).
+        fn level() -> impl Strategy<Value = String> {
+            prop::sample::select(vec!["a", "b", "", "L", "x"]).prop_map(String::from)
+        }
+
+        fn topic() -> impl Strategy<Value = String> {
+            prop::collection::vec(level(), 1..5).prop_map(|levels| levels.join("/"))
+        }
+
+        fn filter() -> impl Strategy<Value = String> {
+            let part = prop::sample::select(vec!["a", "b", "", "+", "L"]).prop_map(String::from);
+            (prop::collection::vec(part, 0..4), any::<bool>()).prop_map(|(levels, hash)| {
+                let mut levels = levels;
+                if hash || levels.is_empty() {
+                    levels.push("#".to_string());
+                }
+                levels.join("/")
+            })
+        }
+
+        fn prefix() -> impl Strategy<Value = String> {
+            prop::sample::select(vec!["", "L/", "L", "x/a/", "p-", "R/"]).prop_map(String::from)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// What a `both` rule sends up comes back down as the same topic, and lands in the
+            /// remote filter it subscribes upstream: a rule never renames into a loop.
+            #[test]
+            fn a_both_rule_maps_back_to_the_same_topic(
+                filter in filter(),
+                local in prefix(),
+                remote in prefix(),
+                local_topic in topic(),
+                under_prefix in any::<bool>(),
+            ) {
+                let rule = both(&filter, &local, &remote);
+                prop_assume!(rule.validate().is_ok());
+                let local_topic = match under_prefix {
+                    true => format!("{local}{local_topic}"),
+                    false => local_topic,
+                };
+                prop_assume!(!local_topic.is_empty(), "a topic name is never empty");
+                if let Some(remote_topic) = rule.to_remote(&local_topic) {
+                    prop_assert!(filter_matches(&rule.remote_filter(), &remote_topic));
+                    prop_assert_eq!(rule.to_local(&remote_topic), Some(local_topic));
+                }
+            }
+        }
+    }
 }
