@@ -542,7 +542,7 @@ mod tests {
             #![proptest_config(ProptestConfig::with_cases(2048))]
 
             /// What a `both` rule sends up comes back down as the same topic, and lands in the
-            /// remote filter it subscribes upstream: a rule never renames into a loop.
+            /// remote filter it subscribes upstream: a topic's two names correspond one to one.
             #[test]
             fn a_both_rule_maps_back_to_the_same_topic(
                 filter in filter(),
