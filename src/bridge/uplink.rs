@@ -194,7 +194,9 @@ impl Uplink {
 
     /// Runs the connection until it ends.
     pub async fn run(&mut self) -> Ended {
-        if let Err(ended) = self.start() {
+        // The server may have sent more right behind its CONNACK (queued messages, a
+        // DISCONNECT): it is in the read buffer already.
+        if let Err(ended) = self.start().and_then(|()| self.handle_buffered()) {
             return ended;
         }
         let mut shutdown = self.broker.shutdown_signal();
@@ -392,6 +394,11 @@ impl Uplink {
             Err(error) => return Err(Ended::Lost(format!("read failed: {error}"))),
         }
         self.last_received = Instant::now();
+        self.handle_buffered()
+    }
+
+    /// Handles every whole packet already read.
+    fn handle_buffered(&mut self) -> Result<(), Ended> {
         loop {
             match self.framed.next_buffered() {
                 Ok(Some(packet)) => self.handle(packet)?,

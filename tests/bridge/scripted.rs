@@ -4,15 +4,24 @@
 //! after half its Keep Alive with nothing else to send) says it has stopped sending.
 
 use cairn::codec::{
-    ConnAck, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode, SubAck,
+    ConnAck, Disconnect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
+    ReasonCode, SubAck,
 };
 use cairn::config::Direction;
+
+use std::time::Duration;
 
 use crate::common::clients::{publish_qos1, subscriber, text};
 use crate::common::{publish_packet, RawClient, TestBroker};
 use crate::support::{bridge, gateway_with, rule, FakeCloud};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
+
+/// Lets wall-clock time pass for a rule about time itself (Message Expiry): not
+/// synchronisation, every event is awaited with the harness's timeouts.
+async fn let_time_pass(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}
 
 fn connack(session_present: bool, properties: Properties) -> ConnAck {
     ConnAck {
@@ -315,4 +324,211 @@ async fn a_3_1_1_bridge_sets_the_bridge_bit_and_drops_it_when_refused() {
     let (_link, connect) = cloud.accept_connect().await;
     assert_eq!(connect.protocol, ProtocolVersion::V311);
     assert!(!connect.bridge, "the bit is dropped after the refusal");
+}
+
+/// [MQTT-3.3.2-6] A queued message's Message Expiry counts down while the uplink is down, and
+/// the remainder goes upstream; one that expired while queued is dropped, not sent.
+#[tokio::test]
+async fn message_expiry_counts_down_while_queued() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_to(&cloud, 1).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (packet_id, payload, expiry) in [(1, "short", 1), (2, "long", 100)] {
+        let mut publish = publish_packet(
+            "sensors/t",
+            QoS::AtLeastOnce,
+            Some(packet_id),
+            payload.as_bytes(),
+        );
+        publish.properties.message_expiry_interval = Some(expiry);
+        sensor.publish(publish).await.expect("PUBACK");
+    }
+    let_time_pass(Duration::from_millis(2100)).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["long"], "the expired message is not sent");
+    let left = sent[0]
+        .properties
+        .message_expiry_interval
+        .expect("expiry forwarded");
+    assert!(
+        (1..=98).contains(&left),
+        "2 s of 100 spent while queued, {left} left"
+    );
+}
+
+/// A bridge's own queue bounds: with `max_messages = 3` and `drop_oldest`, an outage keeps
+/// the newest three, in order.
+#[tokio::test]
+async fn the_bridge_queue_keeps_its_own_bounds() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge(
+        "cloud",
+        cloud.addr(),
+        vec![rule("sensors/#", Direction::Out, 1, "", "")],
+    );
+    config.keep_alive = 4;
+    config.queue.max_messages = Some(3);
+    let gateway = gateway_with(vec![config], |_| {}).await;
+    publish_all(&gateway, 6).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["3", "4", "5"]);
+}
+
+/// `$SYS/broker/bridge/<name>/…` tells the link's state and the queue.
+#[tokio::test]
+async fn sys_topics_show_the_bridge() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge(
+        "cloud",
+        cloud.addr(),
+        vec![rule("sensors/#", Direction::Out, 1, "", "")],
+    );
+    config.keep_alive = 4;
+    let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
+    publish_all(&gateway, 2).await;
+    let mut watcher = subscriber(
+        gateway.addr,
+        V5,
+        "watcher",
+        "$SYS/broker/bridge/cloud/#",
+        QoS::AtMostOnce,
+    )
+    .await;
+    let mut values = std::collections::HashMap::new();
+    let every = [
+        "state",
+        "queued",
+        "queued_bytes",
+        "sent",
+        "received",
+        "dropped",
+        "reconnects",
+        "last_error",
+    ];
+    while values.get("queued").map(String::as_str) != Some("2")
+        || !every.iter().all(|leaf| values.contains_key(*leaf))
+    {
+        let publish = watcher.expect_publish().await;
+        let leaf = publish
+            .topic
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        values.insert(leaf, text(&publish));
+    }
+    assert!(
+        values["state"].starts_with("connecting to 127.0.0.1:"),
+        "{values:?}"
+    );
+
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    for publish in &sent {
+        link.send(&Packet::PubAck(PubResponse::success(
+            publish.packet_id.unwrap(),
+        )))
+        .await;
+    }
+    loop {
+        let publish = watcher.expect_publish().await;
+        let leaf = publish
+            .topic
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        values.insert(leaf, text(&publish));
+        let connected = values["state"].starts_with("connected to");
+        if connected
+            && values.get("sent").map(String::as_str) == Some("2")
+            && values.get("queued").map(String::as_str) == Some("0")
+        {
+            break;
+        }
+    }
+}
+
+/// Bad credentials: an error, and the longest backoff before the next try, never a tight
+/// loop; the state topic says so.
+#[tokio::test]
+async fn refused_credentials_wait_the_longest_backoff() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge(
+        "cloud",
+        cloud.addr(),
+        vec![rule("sensors/#", Direction::Out, 1, "", "")],
+    );
+    config.reconnect_max = 600;
+    let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
+    let (mut link, _) = cloud.accept_connect().await;
+    link.send(&Packet::ConnAck(ConnAck {
+        session_present: false,
+        reason: ReasonCode::BadUserNameOrPassword,
+        properties: Properties::default(),
+    }))
+    .await;
+    let mut watcher = subscriber(
+        gateway.addr,
+        V5,
+        "watcher",
+        "$SYS/broker/bridge/cloud/state",
+        QoS::AtMostOnce,
+    )
+    .await;
+    loop {
+        let state = text(&watcher.expect_publish().await);
+        if state.starts_with("backoff") {
+            assert!(
+                state.starts_with("backoff 600 s: refused by the server: BadUserNameOrPassword"),
+                "{state}"
+            );
+            break;
+        }
+    }
+}
+
+/// A server that sends DISCONNECT 0x9C Use another server: the bridge dials its next address.
+#[tokio::test]
+async fn use_another_server_moves_to_the_next_address() {
+    let primary = FakeCloud::start().await;
+    let fallback = FakeCloud::start().await;
+    let mut config = bridge(
+        "cloud",
+        primary.addr(),
+        vec![rule("sensors/#", Direction::Out, 1, "", "")],
+    );
+    config.addresses.push(fallback.addr().to_string());
+    let _gateway = gateway_with(vec![config], |_| {}).await;
+    let (mut link, _) = primary.accept(connack(false, Properties::default())).await;
+    link.send(&Packet::Disconnect(Disconnect::new(
+        ReasonCode::UseAnotherServer,
+    )))
+    .await;
+    let (_link, connect) = fallback.accept(connack(false, Properties::default())).await;
+    assert_eq!(connect.client_id, "gw-cloud");
+}
+
+/// A server with messages queued for the bridge's session sends them right behind its CONNACK,
+/// often in the same segment: they are handled at once, not left in the read buffer.
+#[tokio::test]
+async fn a_publish_right_behind_the_connack_is_delivered() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_to(&cloud, 1).await;
+    let mut local = subscriber(gateway.addr, V5, "local", "cmd/#", QoS::AtLeastOnce).await;
+    let (mut link, _) = cloud.accept_connect().await;
+    link.send_all(&[
+        Packet::ConnAck(connack(true, Properties::default())),
+        Packet::Publish(publish_packet(
+            "cmd/queued",
+            QoS::AtLeastOnce,
+            Some(3),
+            b"while away",
+        )),
+    ])
+    .await;
+    let delivered = local.expect_publish().await;
+    assert_eq!(text(&delivered), "while away");
 }
