@@ -4,10 +4,10 @@
 use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Direction;
 
-use crate::common::clients::{new_session, publish_qos1, resume, subscribe_ok, subscriber, text};
-use crate::common::ordered::{publish_pipelined, receive_in_publisher_order};
-use crate::common::{connect_packet, publish_packet, start_broker, stop, RawClient};
-use crate::support::{bridge, gateway, rule, upstream_cairn};
+use crate::common::clients::{publish_qos1, resume, subscribe_ok, subscriber, text};
+use crate::common::ordered::receive_in_publisher_order;
+use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
+use crate::support::{bridge, gateway, publish_in_groups, rule, upstream_down_with_subscriber};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -45,11 +45,8 @@ async fn messages_go_out_renamed_and_come_in_renamed() {
 /// twice; once the upstream is back, every message arrives, each publisher's in order.
 #[tokio::test]
 async fn an_outage_with_two_gateway_restarts_loses_nothing_and_keeps_order() {
-    let upstream = upstream_cairn().await;
-    let mut cloud = new_session(upstream.addr, V5, "cloud-sub").await;
-    subscribe_ok(&mut cloud, 1, "site-7/#", QoS::AtLeastOnce).await;
-    cloud.go_offline().await;
-    let upstream_stopped = stop(upstream).await;
+    let upstream_stopped =
+        upstream_down_with_subscriber("cloud-sub", "site-7/#", QoS::AtLeastOnce).await;
 
     let rules = vec![rule("sensors/#", Direction::Out, 1, "", "site-7/")];
     let mut gateway = gateway(vec![bridge(
@@ -61,21 +58,7 @@ async fn an_outage_with_two_gateway_restarts_loses_nothing_and_keeps_order() {
     let publishers: Vec<String> = (0..8).map(|p| format!("sensor-{p}")).collect();
     let per = 1250;
     for group in publishers.chunks(4) {
-        let tasks: Vec<_> = group
-            .iter()
-            .map(|name| {
-                tokio::spawn(publish_pipelined(
-                    gateway.addr,
-                    name.clone(),
-                    "sensors/t",
-                    per,
-                    32,
-                ))
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("publisher finished");
-        }
+        publish_in_groups(gateway.addr, group, per).await;
         gateway = gateway.restart().await;
     }
     let upstream = upstream_stopped.start().await;

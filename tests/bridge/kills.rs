@@ -8,10 +8,12 @@ use cairn::codec::{
 };
 use cairn::config::Direction;
 
-use crate::common::clients::{new_session, resume, subscribe_ok, text};
-use crate::common::ordered::{publish_pipelined, receive_in_publisher_order};
-use crate::common::{publish_packet, stop, RawClient};
-use crate::support::{bridge, rule, upstream_cairn, FakeCloud, GatewayProcess};
+use crate::common::clients::{new_session, publish_qos2, resume, subscribe_ok, text};
+use crate::common::ordered::receive_in_publisher_order;
+use crate::common::{publish_packet, RawClient};
+use crate::support::{
+    bridge, publish_in_groups, rule, upstream_down_with_subscriber, FakeCloud, GatewayProcess,
+};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -20,11 +22,7 @@ const V5: ProtocolVersion = ProtocolVersion::V5;
 /// publisher's in order.
 #[tokio::test]
 async fn an_outage_with_two_sigkills_loses_nothing_and_keeps_order() {
-    let upstream = upstream_cairn().await;
-    let mut cloud = new_session(upstream.addr, V5, "cloud-sub").await;
-    subscribe_ok(&mut cloud, 1, "site-7/#", QoS::AtLeastOnce).await;
-    cloud.go_offline().await;
-    let upstream = stop(upstream).await;
+    let upstream = upstream_down_with_subscriber("cloud-sub", "site-7/#", QoS::AtLeastOnce).await;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rules = vec![rule("sensors/#", Direction::Out, 1, "", "site-7/")];
@@ -36,21 +34,7 @@ async fn an_outage_with_two_sigkills_loses_nothing_and_keeps_order() {
     let per = 1250;
     for group in publishers.chunks(4) {
         let process = gateway.start().await;
-        let tasks: Vec<_> = group
-            .iter()
-            .map(|name| {
-                tokio::spawn(publish_pipelined(
-                    process.addr,
-                    name.clone(),
-                    "sensors/t",
-                    per,
-                    32,
-                ))
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("publisher finished");
-        }
+        publish_in_groups(process.addr, group, per).await;
         process.kill().await;
     }
     let _process = gateway.start().await;
@@ -63,12 +47,8 @@ async fn an_outage_with_two_sigkills_loses_nothing_and_keeps_order() {
 /// every message reaches the upstream subscriber exactly once [MQTT-4.3.3-6].
 #[tokio::test]
 async fn qos2_through_sigkills_arrives_exactly_once() {
-    let upstream = upstream_cairn().await;
-    let mut cloud = new_session(upstream.addr, V5, "cloud-sub").await;
-    subscribe_ok(&mut cloud, 1, "site-7/#", QoS::ExactlyOnce).await;
-    cloud.go_offline().await;
-    let addr = upstream.addr;
-    let upstream = stop(upstream).await;
+    let upstream = upstream_down_with_subscriber("cloud-sub", "site-7/#", QoS::ExactlyOnce).await;
+    let addr = upstream.configured_addr();
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rules = vec![rule("sensors/#", Direction::Out, 2, "", "site-7/")];
@@ -80,19 +60,7 @@ async fn qos2_through_sigkills_arrives_exactly_once() {
     let process = gateway.start().await;
     let mut sensor = RawClient::connect(process.addr, V5, "sensor").await;
     for n in 1..=total {
-        let ack = sensor
-            .publish(publish_packet(
-                "sensors/t",
-                QoS::ExactlyOnce,
-                Some(n),
-                n.to_string().as_bytes(),
-            ))
-            .await
-            .expect("PUBREC");
-        sensor
-            .send(&Packet::PubRel(PubResponse::success(ack.packet_id)))
-            .await;
-        assert!(matches!(sensor.recv().await, Packet::PubComp(_)));
+        publish_qos2(&mut sensor, "sensors/t", n, &n.to_string()).await;
     }
     drop(sensor);
     let upstream = upstream.start().await;

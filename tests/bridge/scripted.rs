@@ -7,11 +7,12 @@ use cairn::codec::{
     ConnAck, Disconnect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS,
     ReasonCode, SubAck,
 };
-use cairn::config::Direction;
+use cairn::config::{BridgeConfig, Direction};
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::clients::{publish_qos1, subscriber, text};
+use crate::common::clients::{publish_qos1, publish_qos2, subscriber, text};
 use crate::common::{publish_packet, RawClient, TestBroker};
 use crate::support::{bridge, gateway_with, rule, FakeCloud};
 
@@ -69,9 +70,9 @@ fn payloads(publishes: &[Publish]) -> Vec<String> {
     publishes.iter().map(text).collect()
 }
 
-/// A gateway bridging `sensors/#` out (QoS `qos`) to `cloud`, with a 4 s Keep Alive so it
-/// pings 2 s after going idle.
-async fn gateway_to(cloud: &FakeCloud, qos: u8) -> TestBroker {
+/// A bridge to `cloud` carrying `sensors/#` out (QoS `qos`) and `cmd/#` in, with a 4 s Keep
+/// Alive so it pings 2 s after going idle.
+fn bridge_to(cloud: &FakeCloud, qos: u8) -> BridgeConfig {
     let mut config = bridge(
         "cloud",
         cloud.addr(),
@@ -81,7 +82,12 @@ async fn gateway_to(cloud: &FakeCloud, qos: u8) -> TestBroker {
         ],
     );
     config.keep_alive = 4;
-    gateway_with(vec![config], |_| {}).await
+    config
+}
+
+/// A gateway running [`bridge_to`] `cloud`.
+async fn gateway_to(cloud: &FakeCloud, qos: u8) -> TestBroker {
+    gateway_with(vec![bridge_to(cloud, qos)], |_| {}).await
 }
 
 async fn publish_all(gateway: &TestBroker, count: usize) {
@@ -209,19 +215,7 @@ async fn a_qos2_message_past_pubrec_is_never_published_again() {
     let cloud = FakeCloud::start().await;
     let gateway = gateway_to(&cloud, 2).await;
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
-    let ack = sensor
-        .publish(publish_packet(
-            "sensors/t",
-            QoS::ExactlyOnce,
-            Some(1),
-            b"once",
-        ))
-        .await
-        .expect("PUBREC");
-    sensor
-        .send(&Packet::PubRel(PubResponse::success(ack.packet_id)))
-        .await;
-    assert!(matches!(sensor.recv().await, Packet::PubComp(_)));
+    publish_qos2(&mut sensor, "sensors/t", 1, "once").await;
 
     let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
     let sent = publishes(&until_idle(&mut link).await);
@@ -306,11 +300,7 @@ async fn a_silent_server_is_left_within_one_and_a_half_keep_alives() {
 #[tokio::test]
 async fn a_3_1_1_bridge_sets_the_bridge_bit_and_drops_it_when_refused() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge(
-        "cloud",
-        cloud.addr(),
-        vec![rule("sensors/#", Direction::Out, 1, "", "")],
-    );
+    let mut config = bridge_to(&cloud, 1);
     config.protocol = cairn::config::BridgeProtocol::V311;
     let _gateway = gateway_with(vec![config], |_| {}).await;
     let (mut link, connect) = cloud.accept_connect().await;
@@ -362,12 +352,7 @@ async fn message_expiry_counts_down_while_queued() {
 #[tokio::test]
 async fn the_bridge_queue_keeps_its_own_bounds() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge(
-        "cloud",
-        cloud.addr(),
-        vec![rule("sensors/#", Direction::Out, 1, "", "")],
-    );
-    config.keep_alive = 4;
+    let mut config = bridge_to(&cloud, 1);
     config.queue.max_messages = Some(3);
     let gateway = gateway_with(vec![config], |_| {}).await;
     publish_all(&gateway, 6).await;
@@ -380,12 +365,7 @@ async fn the_bridge_queue_keeps_its_own_bounds() {
 #[tokio::test]
 async fn sys_topics_show_the_bridge() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge(
-        "cloud",
-        cloud.addr(),
-        vec![rule("sensors/#", Direction::Out, 1, "", "")],
-    );
-    config.keep_alive = 4;
+    let config = bridge_to(&cloud, 1);
     let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
     publish_all(&gateway, 2).await;
     let mut watcher = subscriber(
@@ -396,7 +376,7 @@ async fn sys_topics_show_the_bridge() {
         QoS::AtMostOnce,
     )
     .await;
-    let mut values = std::collections::HashMap::new();
+    let mut values = HashMap::new();
     let every = [
         "state",
         "queued",
@@ -407,18 +387,11 @@ async fn sys_topics_show_the_bridge() {
         "reconnects",
         "last_error",
     ];
-    while values.get("queued").map(String::as_str) != Some("2")
-        || !every.iter().all(|leaf| values.contains_key(*leaf))
-    {
-        let publish = watcher.expect_publish().await;
-        let leaf = publish
-            .topic
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        values.insert(leaf, text(&publish));
-    }
+    watch_until(&mut watcher, &mut values, |values| {
+        values.get("queued").map(String::as_str) == Some("2")
+            && every.iter().all(|leaf| values.contains_key(*leaf))
+    })
+    .await;
     assert!(
         values["state"].starts_with("connecting to 127.0.0.1:"),
         "{values:?}"
@@ -432,22 +405,24 @@ async fn sys_topics_show_the_bridge() {
         )))
         .await;
     }
-    loop {
-        let publish = watcher.expect_publish().await;
-        let leaf = publish
-            .topic
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        values.insert(leaf, text(&publish));
-        let connected = values["state"].starts_with("connected to");
-        if connected
+    watch_until(&mut watcher, &mut values, |values| {
+        values["state"].starts_with("connected to")
             && values.get("sent").map(String::as_str) == Some("2")
             && values.get("queued").map(String::as_str) == Some("0")
-        {
-            break;
-        }
+    })
+    .await;
+}
+
+/// Reads `$SYS` values (last topic level → value) into `values` until `done` holds.
+async fn watch_until(
+    watcher: &mut RawClient,
+    values: &mut HashMap<String, String>,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) {
+    while !done(values) {
+        let publish = watcher.expect_publish().await;
+        let leaf = publish.topic.rsplit('/').next().unwrap_or_default();
+        values.insert(leaf.to_string(), text(&publish));
     }
 }
 
@@ -456,11 +431,7 @@ async fn sys_topics_show_the_bridge() {
 #[tokio::test]
 async fn refused_credentials_wait_the_longest_backoff() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge(
-        "cloud",
-        cloud.addr(),
-        vec![rule("sensors/#", Direction::Out, 1, "", "")],
-    );
+    let mut config = bridge_to(&cloud, 1);
     config.reconnect_max = 600;
     let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
     let (mut link, _) = cloud.accept_connect().await;

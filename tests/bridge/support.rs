@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 
-use cairn::codec::{ConnAck, Connect, Packet, ProtocolVersion};
+use cairn::codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS};
 use cairn::config::{BridgeConfig, BridgeTopic, Config, Direction};
 use tokio::net::TcpListener;
 
+use crate::common::clients::{new_session, subscribe_ok};
+use crate::common::ordered::publish_pipelined;
 use crate::common::serve::ServeProcess;
-use crate::common::{binary, start_broker_with, RawClient, TestBroker, WAIT};
+use crate::common::{binary, start_broker_with, stop, RawClient, Stopped, TestBroker, WAIT};
 
 /// A topic rule.
 pub fn rule(filter: &str, direction: Direction, qos: u8, local: &str, remote: &str) -> BridgeTopic {
@@ -147,5 +149,27 @@ impl FakeCloud {
         let (mut link, connect) = self.accept_connect().await;
         link.send(&Packet::ConnAck(connack)).await;
         (link, connect)
+    }
+}
+
+/// An upstream Cairn (fixed port) holding an offline persistent session `id` subscribed to
+/// `filter`, then stopped: an uplink that is down, with a subscriber waiting behind it.
+pub async fn upstream_down_with_subscriber(id: &str, filter: &str, qos: QoS) -> Stopped {
+    let upstream = upstream_cairn().await;
+    let mut cloud = new_session(upstream.addr, ProtocolVersion::V5, id).await;
+    subscribe_ok(&mut cloud, 1, filter, qos).await;
+    cloud.go_offline().await;
+    stop(upstream).await
+}
+
+/// Each of `publishers` sends `per` QoS 1 messages to `sensors/t` at once, pipelined (32 in
+/// flight), numbered for [`crate::common::ordered::receive_in_publisher_order`].
+pub async fn publish_in_groups(addr: SocketAddr, publishers: &[String], per: u32) {
+    let tasks: Vec<_> = publishers
+        .iter()
+        .map(|name| tokio::spawn(publish_pipelined(addr, name.clone(), "sensors/t", per, 32)))
+        .collect();
+    for task in tasks {
+        task.await.expect("publisher finished");
     }
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use cairn::codec::{
-    ConnAck, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode,
+    ConnAck, Connect, Packet, Properties, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
     SubscriptionOptions, Will,
 };
 
@@ -175,6 +175,27 @@ pub async fn publish_qos1(
         .expect("QoS 1 is acknowledged");
     assert_eq!(ack.packet_id, packet_id, "PUBACK packet id [MQTT-4.3.2-4]");
     ack.reason
+}
+
+/// Publishes QoS 2 and completes the flow (PUBREC, PUBREL, PUBCOMP), asserting each step.
+pub async fn publish_qos2(client: &mut RawClient, topic: &str, packet_id: u16, payload: &str) {
+    let rec = client
+        .publish(publish_packet(
+            topic,
+            QoS::ExactlyOnce,
+            Some(packet_id),
+            payload.as_bytes(),
+        ))
+        .await
+        .expect("QoS 2 is answered with PUBREC");
+    assert_eq!(rec.packet_id, packet_id, "PUBREC packet id");
+    client
+        .send(&Packet::PubRel(PubResponse::success(packet_id)))
+        .await;
+    match client.recv().await {
+        Packet::PubComp(comp) => assert_eq!(comp.packet_id, packet_id, "PUBCOMP packet id"),
+        other => panic!("expected PUBCOMP, got {other:?}"),
+    }
 }
 
 /// The payload of a PUBLISH as text.
