@@ -2,8 +2,9 @@
 //! 127.0.0.1 port 0, and a raw MQTT client that sends exact packets (valid or not) and
 //! checks the exact answers. Beside it: `clients` (what most tests do with that client:
 //! client ids, persistent sessions, checked subscribes and publishes, how a connection ends),
-//! `binary` (the real `cairn` binary run to its end), `serve` (a running `cairn serve`) and
-//! `prng` (a seeded PRNG). A helper two test binaries need belongs here, not in a copy in
+//! `binary` (the real `cairn` binary run to its end), `serve` (a running `cairn serve`),
+//! `programs` (outside programs: found on PATH or skipped, run with a deadline) and `prng` (a
+//! seeded PRNG). A helper two test binaries need belongs here, not in a copy in
 //! each.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -11,6 +12,7 @@ pub mod binary;
 pub mod clients;
 pub mod ordered;
 pub mod prng;
+pub mod programs;
 pub mod serve;
 
 use std::net::SocketAddr;

@@ -10,7 +10,6 @@ mod certs;
 mod mosquitto;
 mod mosquitto_tcp;
 mod mosquitto_tls;
-mod programs;
 mod rumqttc_v311;
 mod rumqttc_v5;
 mod tls_listener;

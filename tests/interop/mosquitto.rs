@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use cairn::codec::{ProtocolVersion, QoS};
 
 use crate::certs::TlsFiles;
-use crate::programs::{self, Finished, Running};
+use crate::common::programs::{self, Finished, Running};
 
 pub const SUB: &str = "mosquitto_sub";
 pub const PUB: &str = "mosquitto_pub";

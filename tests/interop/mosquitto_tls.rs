@@ -10,9 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::certs::TlsFiles;
+use crate::common::programs::Finished;
 use crate::common::{start_broker_with, TestBroker, WAIT};
 use crate::mosquitto::{self, Args};
-use crate::programs::Finished;
 
 const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::V5];
 

@@ -1,6 +1,6 @@
-//! Outside programs for the interop tests: finding them on PATH (a missing one skips the test,
-//! or fails it under `CI=true`), running them with a deadline and kill-on-drop, and reading
-//! their standard output line by line while they run.
+//! Outside programs for the tests: finding them on PATH (a missing one skips the test, or fails
+//! it under `CI=true`), running them with a deadline and kill-on-drop, and reading their
+//! standard output line by line while they run.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -8,7 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
-use crate::common::WAIT;
+use super::WAIT;
 
 /// Whether `program` (from the Debian package `package`) can run here. When it is missing,
 /// the test fails under `CI=true` (saying what to install) and otherwise prints a skip line,
