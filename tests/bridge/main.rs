@@ -1,12 +1,14 @@
 //! The bridge, end to end: a Cairn with a `[[bridges]]` section forwarding to a real upstream
 //! (a second Cairn, Mosquitto, an ejabberd cluster) over loopback, through a fault-injecting
 //! proxy where the scenario needs a bad link. Each scenario counts the messages that arrive,
-//! checks their order and looks for duplicates.
+//! checks their order and looks for duplicates. `kit` checks the test kit itself (the proxy and
+//! the upstream brokers of `tests/common`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod cairn_upstream;
 mod kills;
+mod kit;
 mod scripted;
 mod support;

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod ordered;
 pub mod prng;
 pub mod programs;
+pub mod proxy;
 pub mod serve;
 
 use std::net::SocketAddr;

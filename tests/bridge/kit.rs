@@ -1,0 +1,5 @@
+//! Checks of the bridge's test kit: the fault-injecting proxy against a plain TCP echo
+//! upstream, and the real upstream brokers (Mosquitto with its profiles, an ejabberd cluster)
+//! answering an MQTT client.
+
+mod proxy;
