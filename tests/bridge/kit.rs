@@ -2,4 +2,6 @@
 //! upstream, and the real upstream brokers (Mosquitto with its profiles, an ejabberd cluster)
 //! answering an MQTT client.
 
+mod ejabberd;
+mod mosquitto;
 mod proxy;

@@ -3,8 +3,9 @@
 //! checks the exact answers. Beside it: `clients` (what most tests do with that client:
 //! client ids, persistent sessions, checked subscribes and publishes, how a connection ends),
 //! `binary` (the real `cairn` binary run to its end), `serve` (a running `cairn serve`),
-//! `programs` (outside programs: found on PATH or skipped, run with a deadline) and `prng` (a
-//! seeded PRNG). A helper two test binaries need belongs here, not in a copy in
+//! `programs` (outside programs: found on PATH or skipped, run with a deadline), `proxy` (a
+//! TCP proxy that injects faults), `upstream` (Mosquitto and ejabberd as a bridge's upstream)
+//! and `prng` (a seeded PRNG). A helper two test binaries need belongs here, not in a copy in
 //! each.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -15,6 +16,7 @@ pub mod prng;
 pub mod programs;
 pub mod proxy;
 pub mod serve;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

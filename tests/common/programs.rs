@@ -160,3 +160,14 @@ impl Running {
 pub async fn run(program: &str, args: &[String]) -> Finished {
     Running::spawn(program, args).finish().await
 }
+
+/// Sends `signal` (such as `-TERM`) to process `pid` with the `kill` command.
+pub async fn signal(pid: u32, signal: &str) {
+    let pid = pid.to_string();
+    let status = Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}: {status}");
+}

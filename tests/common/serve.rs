@@ -117,13 +117,7 @@ impl ServeProcess {
 
     /// Sends `signal` (such as `-HUP`) with the `kill` command.
     pub async fn signal(&self, signal: &str) {
-        let pid = self.pid().to_string();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .await
-            .expect("run kill");
-        assert!(status.success(), "kill {signal} {pid}: {status}");
+        super::programs::signal(self.pid(), signal).await;
     }
 
     /// Waits (within [`WAIT`]) for the process to exit.
