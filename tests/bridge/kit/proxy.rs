@@ -98,6 +98,16 @@ async fn connect(proxy: &FaultProxy) -> TcpStream {
         .expect("connect to the proxy")
 }
 
+/// An echo upstream, a proxy in front of it, and a connection through the proxy that has
+/// carried one round trip (so the proxy has accepted it and forwards it).
+async fn forwarding() -> (EchoUpstream, FaultProxy, TcpStream) {
+    let upstream = EchoUpstream::start().await;
+    let proxy = FaultProxy::start(upstream.addr).await;
+    let mut client = connect(&proxy).await;
+    round_trip(&mut client, b"before").await;
+    (upstream, proxy, client)
+}
+
 /// Sends `message` and reads it back (reading while writing, so no buffer fills up).
 async fn round_trip(stream: &mut TcpStream, message: &[u8]) {
     let (mut reader, mut writer) = stream.split();
@@ -135,10 +145,7 @@ async fn assert_silent(stream: &mut TcpStream, what: &str) {
 
 #[tokio::test]
 async fn forwards_both_ways_and_passes_a_close_on() {
-    let mut upstream = EchoUpstream::start().await;
-    let proxy = FaultProxy::start(upstream.addr).await;
-    let mut client = connect(&proxy).await;
-    round_trip(&mut client, b"ping").await;
+    let (mut upstream, proxy, mut client) = forwarding().await;
     round_trip(&mut client, &[7; 100_000]).await;
 
     client.shutdown().await.expect("send FIN");
@@ -151,7 +158,7 @@ async fn forwards_both_ways_and_passes_a_close_on() {
     assert_eq!(
         upstream.next_end().await,
         Ended {
-            echoed: 100_004,
+            echoed: 100_006,
             error: None
         },
         "the client's FIN reached the upstream"
@@ -162,10 +169,7 @@ async fn forwards_both_ways_and_passes_a_close_on() {
 
 #[tokio::test]
 async fn cut_resets_both_sides_and_new_connections_still_pass() {
-    let mut upstream = EchoUpstream::start().await;
-    let proxy = FaultProxy::start(upstream.addr).await;
-    let mut client = connect(&proxy).await;
-    round_trip(&mut client, b"before the cut").await;
+    let (mut upstream, proxy, mut client) = forwarding().await;
 
     proxy.cut();
     assert_eq!(
@@ -176,7 +180,7 @@ async fn cut_resets_both_sides_and_new_connections_still_pass() {
     assert_eq!(
         upstream.next_end().await,
         Ended {
-            echoed: 14,
+            echoed: 6,
             error: Some(ErrorKind::ConnectionReset)
         },
         "the upstream side is reset"
@@ -190,10 +194,7 @@ async fn cut_resets_both_sides_and_new_connections_still_pass() {
 
 #[tokio::test]
 async fn black_hole_forwards_nothing_and_keeps_the_sockets_open() {
-    let mut upstream = EchoUpstream::start().await;
-    let proxy = FaultProxy::start(upstream.addr).await;
-    let mut open = connect(&proxy).await;
-    round_trip(&mut open, b"before").await;
+    let (mut upstream, proxy, mut open) = forwarding().await;
 
     proxy.black_hole();
     open.write_all(b"lost").await.expect("the socket is open");
@@ -230,10 +231,7 @@ async fn black_hole_forwards_nothing_and_keeps_the_sockets_open() {
 
 #[tokio::test]
 async fn heal_leaves_a_black_holed_connection_dead() {
-    let upstream = EchoUpstream::start().await;
-    let proxy = FaultProxy::start(upstream.addr).await;
-    let mut open = connect(&proxy).await;
-    round_trip(&mut open, b"before").await;
+    let (_upstream, proxy, mut open) = forwarding().await;
 
     proxy.black_hole();
     proxy.heal();
@@ -245,10 +243,7 @@ async fn heal_leaves_a_black_holed_connection_dead() {
 
 #[tokio::test]
 async fn refuse_resets_new_connections_until_heal() {
-    let upstream = EchoUpstream::start().await;
-    let proxy = FaultProxy::start(upstream.addr).await;
-    let mut open = connect(&proxy).await;
-    round_trip(&mut open, b"before").await;
+    let (upstream, proxy, mut open) = forwarding().await;
 
     proxy.refuse();
     // The reset may come before the client's connect completes, or on its first read.
