@@ -180,8 +180,9 @@ impl MosquittoUpstream {
         self.dir.path().join("mosquitto.log")
     }
 
-    /// What the current (or last) run logged.
-    fn log(&self) -> String {
+    /// What the current (or last) run logged (connections, disconnections and their reasons),
+    /// for a test's failure message.
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 }
