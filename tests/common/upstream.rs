@@ -44,3 +44,15 @@ fn loopback(port: u16) -> SocketAddr {
 async fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect(addr).await.is_ok()
 }
+
+/// Waits until nothing accepts connections on `addr` any more (a stopped or dropped broker's
+/// process is gone); false if something still does after [`STARTUP`].
+pub async fn wait_until_refused(addr: SocketAddr) -> bool {
+    tokio::time::timeout(STARTUP, async {
+        while accepts(addr).await {
+            tokio::time::sleep(POLL).await;
+        }
+    })
+    .await
+    .is_ok()
+}

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use cairn::codec::{Connect, ProtocolVersion, QoS, ReasonCode};
 use tokio::net::TcpStream;
 
-use crate::common::upstream::EjabberdCluster;
+use crate::common::upstream::{wait_until_refused, EjabberdCluster};
 use crate::common::{connect_packet, publish_packet, RawClient};
 
 /// A v5 CONNECT with the user name and password ejabberd requires (any do), keeping the
@@ -72,4 +72,10 @@ async fn a_stopped_node_refuses_and_the_other_serves() {
         "nothing listens on the stopped node"
     );
     connected(node_2, connect("kit-held", true)).await;
+
+    drop(cluster);
+    assert!(
+        wait_until_refused(node_2).await,
+        "the dropped cluster's other node is gone"
+    );
 }

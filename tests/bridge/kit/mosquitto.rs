@@ -5,7 +5,7 @@
 use cairn::codec::{Connect, ProtocolVersion, QoS, ReasonCode};
 use tokio::net::TcpStream;
 
-use crate::common::upstream::{MosquittoProfile, MosquittoUpstream};
+use crate::common::upstream::{wait_until_refused, MosquittoProfile, MosquittoUpstream};
 use crate::common::{connect_packet, publish_packet, RawClient};
 
 /// A v5 CONNECT that asks for a session kept an hour (Clean Start 0).
@@ -102,5 +102,11 @@ async fn stop_and_start_again_forget_the_session() {
     assert!(
         !connack.session_present,
         "without persistence, the session is gone after the restart [MQTT-3.2.2-3]"
+    );
+
+    drop(upstream);
+    assert!(
+        wait_until_refused(addr).await,
+        "the dropped Mosquitto is gone"
     );
 }

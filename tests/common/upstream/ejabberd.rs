@@ -19,7 +19,7 @@ use std::process::Stdio;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use super::{accepts, free_ports, loopback, POLL, STARTUP};
+use super::{accepts, free_ports, loopback, wait_until_refused, POLL, STARTUP};
 use crate::common::programs;
 
 const CTL: &str = "ejabberdctl";
@@ -110,14 +110,8 @@ impl EjabberdCluster {
             .unwrap_or_else(|| panic!("ejabberd node {} is already stopped", node + 1));
         programs::signal(pid, "-KILL").await;
         let addr = self.nodes[node].addr;
-        let refused = tokio::time::timeout(STARTUP, async {
-            while accepts(addr).await {
-                tokio::time::sleep(POLL).await;
-            }
-        })
-        .await;
         assert!(
-            refused.is_ok(),
+            wait_until_refused(addr).await,
             "ejabberd node {} still accepts on {addr} {STARTUP:?} after SIGKILL",
             node + 1
         );
