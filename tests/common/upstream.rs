@@ -46,7 +46,8 @@ async fn accepts(addr: SocketAddr) -> bool {
 }
 
 /// Waits until nothing accepts connections on `addr` any more (a stopped or dropped broker's
-/// process is gone); false if something still does after [`STARTUP`].
+/// process is gone, a dropped proxy's listener closed); false if something still does after
+/// [`STARTUP`].
 pub async fn wait_until_refused(addr: SocketAddr) -> bool {
     tokio::time::timeout(STARTUP, async {
         while accepts(addr).await {

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::common::proxy::FaultProxy;
+use crate::common::upstream::wait_until_refused;
 use crate::common::WAIT;
 
 /// How long a test watches for bytes that must not arrive. A short window can only miss a
@@ -304,4 +305,24 @@ async fn slow_trickles_bytes_and_heal_lifts_the_cap() {
     // Capped, a quarter of a megabyte would take two minutes each way.
     proxy.heal();
     round_trip(&mut client, &[9; 256 * 1024]).await;
+}
+
+#[tokio::test]
+async fn dropping_the_proxy_ends_its_connections_and_its_listener() {
+    let (_upstream, proxy, mut client) = forwarding().await;
+    let addr = proxy.addr();
+
+    drop(proxy);
+    let mut buffer = [0; 64];
+    let read = tokio::time::timeout(WAIT, client.read(&mut buffer))
+        .await
+        .expect("the connection ended within the wait");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the connection is closed, not {read:?}"
+    );
+    assert!(
+        wait_until_refused(addr).await,
+        "nothing listens on the dropped proxy's address"
+    );
 }
