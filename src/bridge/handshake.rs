@@ -205,7 +205,7 @@ fn grant(
         ),
         ProtocolVersion::V311 => (
             u16::MAX,
-            u32::MAX,
+            u32::MAX, // announced by nobody: the bridge's own setting below decides
             QoS::ExactlyOnce,
             true,
             0,
@@ -215,7 +215,7 @@ fn grant(
     Granted {
         session_present,
         window: window.min(config.max_inflight).max(1),
-        max_packet_size,
+        max_packet_size: max_packet_size.min(config.max_packet_size),
         max_qos: max_qos.min(bridge.max_qos()),
         retain: retain && config.retain,
         topic_alias_maximum: aliases,

@@ -272,6 +272,7 @@ const BRIDGE_KEYS: &[KeySpec] = &[
         "messages per second; 0 means no limit",
     ),
     integer("max_qos", QOS, ""),
+    integer("max_packet_size", MAX_PACKET_SIZE, "bytes"),
     leaf("retain", "true or false"),
     leaf("try_private", "true or false"),
     leaf("fallback_311", "true or false"),

@@ -962,7 +962,7 @@ type SetBridge = fn(&mut BridgeConfig, u64) -> Option<()>;
 /// Each range's edges pass and one beyond fails.
 #[test]
 fn bridge_ranges_are_checked_at_their_edges() {
-    let cases: [(&str, Bounds, SetBridge); 7] = [
+    let cases: [(&str, Bounds, SetBridge); 8] = [
         ("keep_alive", keys::BRIDGE_KEEP_ALIVE, |b, v| {
             b.keep_alive = v.try_into().ok()?;
             Some(())
@@ -973,6 +973,10 @@ fn bridge_ranges_are_checked_at_their_edges() {
         }),
         ("max_qos", keys::QOS, |b, v| {
             b.max_qos = v.try_into().ok()?;
+            Some(())
+        }),
+        ("max_packet_size", keys::MAX_PACKET_SIZE, |b, v| {
+            b.max_packet_size = v.try_into().ok()?;
             Some(())
         }),
         ("connect_timeout", keys::CONNECT_TIMEOUT, |b, v| {

@@ -253,6 +253,11 @@ pub struct BridgeConfig {
     /// Maximum QoS lowers it further.
     #[serde(default = "bridge_defaults::max_qos")]
     pub max_qos: u8,
+    /// Largest packet sent upstream, in bytes: for servers that announce nothing (3.1.1); a
+    /// v5 server's Maximum Packet Size lowers it further. A larger message is dropped and
+    /// counted, never sent (a server would disconnect the bridge over it, again and again).
+    #[serde(default = "bridge_defaults::max_packet_size")]
+    pub max_packet_size: u32,
     /// Whether RETAIN is kept upstream; false clears it (for servers without retained
     /// messages that announce nothing).
     #[serde(default = "bridge_defaults::yes")]
@@ -351,6 +356,9 @@ mod bridge_defaults {
     }
     pub fn max_qos() -> u8 {
         2
+    }
+    pub fn max_packet_size() -> u32 {
+        268_435_460
     }
     pub fn yes() -> bool {
         true

@@ -2,12 +2,14 @@
 //! and in order; the bridge's own messages never loop back; the queue survives an outage.
 
 use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
-use cairn::config::Direction;
+use cairn::config::{BridgeProtocol, Direction};
 
 use crate::common::clients::{publish_qos1, resume, subscribe_ok, subscriber, text};
 use crate::common::ordered::receive_in_publisher_order;
 use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
-use crate::support::{bridge, gateway, publish_in_groups, rule, upstream_down_with_subscriber};
+use crate::support::{
+    bridge, gateway, no_loop_through, publish_in_groups, rule, upstream_down_with_subscriber,
+};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -72,46 +74,7 @@ async fn an_outage_with_two_gateway_restarts_loses_nothing_and_keeps_order() {
 #[tokio::test]
 async fn both_ways_on_one_topic_makes_no_loop() {
     let upstream = start_broker().await;
-    let mut cloud = subscriber(upstream.addr, V5, "cloud-sub", "data/#", QoS::AtLeastOnce).await;
-    let rules = vec![rule("data/#", Direction::Both, 1, "", "")];
-    let gateway = gateway(vec![bridge("cloud", upstream.addr, rules)]).await;
-    let mut local = subscriber(gateway.addr, V5, "local-sub", "data/#", QoS::AtLeastOnce).await;
-    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
-    publish_qos1(&mut sensor, "data/from-gateway", 1, "up").await;
-    let seen = local.expect_publish().await;
-    assert_eq!(text(&seen), "up");
-    local.acknowledge(&seen).await;
-    let out = cloud.expect_publish().await;
-    assert_eq!(
-        (out.topic.as_str(), text(&out).as_str()),
-        ("data/from-gateway", "up")
-    );
-    cloud.acknowledge(&out).await;
-
-    let mut operator = RawClient::connect(upstream.addr, V5, "operator").await;
-    publish_qos1(&mut operator, "data/from-cloud", 1, "down").await;
-    let seen = cloud.expect_publish().await;
-    assert_eq!(text(&seen), "down");
-    cloud.acknowledge(&seen).await;
-    let came_in = local.expect_publish().await;
-    assert_eq!(
-        (came_in.topic.as_str(), text(&came_in).as_str()),
-        ("data/from-cloud", "down")
-    );
-    local.acknowledge(&came_in).await;
-
-    // A last message each way marks the end: nothing else may arrive before it.
-    publish_qos1(&mut sensor, "data/marker", 2, "end").await;
-    for client in [&mut local, &mut cloud] {
-        let marker = client.expect_publish().await;
-        assert_eq!(
-            text(&marker),
-            "end",
-            "no message looped back before the marker"
-        );
-        client.acknowledge(&marker).await;
-        client.expect_nothing_pending().await;
-    }
+    no_loop_through(upstream.addr, BridgeProtocol::V5).await;
 }
 
 /// A Mosquitto bridge connects with the 3.1.1 bridge bit: its subscriptions then act as No

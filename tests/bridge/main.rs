@@ -10,5 +10,6 @@ mod common;
 mod cairn_upstream;
 mod kills;
 mod kit;
+mod mosquitto_upstream;
 mod scripted;
 mod support;

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 
 use cairn::codec::{ConnAck, Connect, Packet, ProtocolVersion, QoS};
-use cairn::config::{BridgeConfig, BridgeTopic, Config, Direction};
+use cairn::config::{BridgeConfig, BridgeProtocol, BridgeTopic, Config, Direction};
 use tokio::net::TcpListener;
 
-use crate::common::clients::{new_session, subscribe_ok};
+use crate::common::clients::{new_session, publish_qos1, subscribe_ok, subscriber, text};
 use crate::common::ordered::publish_pipelined;
 use crate::common::serve::ServeProcess;
 use crate::common::{binary, start_broker_with, stop, RawClient, Stopped, TestBroker, WAIT};
@@ -172,4 +172,47 @@ pub async fn publish_in_groups(addr: SocketAddr, publishers: &[String], per: u32
     for task in tasks {
         task.await.expect("publisher finished");
     }
+}
+
+/// `both` on one topic through `upstream`: each side's message crosses once and never comes
+/// back, checked with a marker message each way (No Local on the bridge's subscriptions; for
+/// 3.1.1, the bridge bit on a Mosquitto upstream).
+pub async fn no_loop_through(upstream: SocketAddr, protocol: BridgeProtocol) {
+    let v5 = ProtocolVersion::V5;
+    let mut cloud = subscriber(upstream, v5, "cloud-sub", "data/#", QoS::AtLeastOnce).await;
+    let mut config = bridge(
+        "cloud",
+        upstream,
+        vec![rule("data/#", Direction::Both, 1, "", "")],
+    );
+    config.protocol = protocol;
+    let gateway = gateway(vec![config]).await;
+    let mut local = subscriber(gateway.addr, v5, "local-sub", "data/#", QoS::AtLeastOnce).await;
+    let mut sensor = RawClient::connect(gateway.addr, v5, "sensor").await;
+    publish_qos1(&mut sensor, "data/from-gateway", 1, "up").await;
+    expect_text(&mut local, "data/from-gateway", "up").await;
+    expect_text(&mut cloud, "data/from-gateway", "up").await;
+
+    // The bridge subscribed upstream before it sent "up" on the same connection.
+    let mut operator = RawClient::connect(upstream, v5, "operator").await;
+    publish_qos1(&mut operator, "data/from-cloud", 1, "down").await;
+    expect_text(&mut cloud, "data/from-cloud", "down").await;
+    expect_text(&mut local, "data/from-cloud", "down").await;
+
+    publish_qos1(&mut sensor, "data/marker", 2, "end").await;
+    for client in [&mut local, &mut cloud] {
+        expect_text(client, "data/marker", "end").await;
+        client.expect_nothing_pending().await;
+    }
+}
+
+/// Receives the next PUBLISH, checks its topic and payload, and acknowledges it.
+pub async fn expect_text(client: &mut RawClient, topic: &str, payload: &str) {
+    let publish = client.expect_publish().await;
+    assert_eq!(
+        (publish.topic.as_str(), text(&publish).as_str()),
+        (topic, payload),
+        "nothing else (no message looped back) before it"
+    );
+    client.acknowledge(&publish).await;
 }

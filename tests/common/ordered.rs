@@ -78,3 +78,38 @@ pub async fn receive_in_publisher_order(client: &mut RawClient, publishers: &[St
     }
     client.expect_nothing_pending().await;
 }
+
+/// Receives until every one of `per` messages of each publisher has arrived, acknowledging
+/// each, and checks order the way QoS 1 over a link that breaks allows it: a message may come
+/// again (a resend after a reconnect), but none arrives for the first time before an earlier
+/// one of the same publisher. Returns how many came more than once.
+pub async fn receive_in_order_allowing_repeats(
+    client: &mut RawClient,
+    publishers: &[String],
+    per: u32,
+) -> u32 {
+    let mut next: HashMap<&str, u32> = publishers.iter().map(|p| (p.as_str(), 0)).collect();
+    let mut repeats = 0;
+    while next.values().any(|&n| n < per) {
+        let publish = client.expect_publish().await;
+        client.acknowledge(&publish).await;
+        let payload = text(&publish);
+        let (name, number) = payload
+            .rsplit_once('#')
+            .unwrap_or_else(|| panic!("unexpected payload {payload:?}"));
+        let number: u32 = number.parse().expect("a message number");
+        let expected = next
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("unexpected publisher in {payload:?}"));
+        if number < *expected {
+            repeats += 1;
+            continue;
+        }
+        assert_eq!(
+            number, *expected,
+            "{name}'s message {number} arrived before {expected}"
+        );
+        *expected += 1;
+    }
+    repeats
+}

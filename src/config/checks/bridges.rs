@@ -151,6 +151,12 @@ fn check_ranges(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: &
     check_range(problems, &key("max_qos"), bridge.max_qos, keys::QOS);
     check_range(
         problems,
+        &key("max_packet_size"),
+        bridge.max_packet_size,
+        keys::MAX_PACKET_SIZE,
+    );
+    check_range(
+        problems,
         &key("connect_timeout"),
         bridge.connect_timeout,
         keys::CONNECT_TIMEOUT,
