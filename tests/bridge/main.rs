@@ -8,6 +8,7 @@
 mod common;
 
 mod cairn_upstream;
+mod ejabberd_upstream;
 mod faults;
 mod kills;
 mod kit;
