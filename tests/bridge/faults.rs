@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
-use cairn::config::Direction;
+use cairn::config::{BridgeConfig, Direction};
 
 use crate::common::clients::subscriber;
 use crate::common::ordered::receive_in_order_allowing_repeats;
 use crate::common::proxy::FaultProxy;
-use crate::common::{publish_packet, start_broker, RawClient};
+use crate::common::{publish_packet, start_broker, RawClient, TestBroker};
 use crate::support::{bridge, gateway, publish_in_groups, rule};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -39,13 +39,11 @@ async fn publish_paced(addr: std::net::SocketAddr, name: String, count: u32, per
         .await;
 }
 
-/// The cut test: 500 msg/s for 30 s (twenty publishers at 25 each: each waits for its
-/// PUBACK, which waits for a commit) while the proxy resets the uplink every second: all
-/// 15,000 arrive upstream, in order.
-#[tokio::test]
-async fn a_link_cut_every_second_under_load_loses_nothing_and_keeps_order() {
+/// An upstream Cairn with a subscriber to `sensors/#`, a proxy in front of it, and a bridge
+/// configuration carrying `sensors/#` out through the proxy.
+async fn through_proxy() -> (TestBroker, RawClient, FaultProxy, BridgeConfig) {
     let upstream = start_broker().await;
-    let mut cloud = subscriber(
+    let cloud = subscriber(
         upstream.addr,
         V5,
         "cloud-sub",
@@ -53,12 +51,22 @@ async fn a_link_cut_every_second_under_load_loses_nothing_and_keeps_order() {
         QoS::AtLeastOnce,
     )
     .await;
-    let proxy = Arc::new(FaultProxy::start(upstream.addr).await);
-    let mut config = bridge(
+    let proxy = FaultProxy::start(upstream.addr).await;
+    let config = bridge(
         "cloud",
         proxy.addr(),
         vec![rule("sensors/#", Direction::Out, 1, "", "")],
     );
+    (upstream, cloud, proxy, config)
+}
+
+/// The cut test: 500 msg/s for 30 s (twenty publishers at 25 each: each waits for its
+/// PUBACK, which waits for a commit) while the proxy resets the uplink every second: all
+/// 15,000 arrive upstream, in order.
+#[tokio::test]
+async fn a_link_cut_every_second_under_load_loses_nothing_and_keeps_order() {
+    let (_upstream, mut cloud, proxy, mut config) = through_proxy().await;
+    let proxy = Arc::new(proxy);
     config.reconnect_min = 1;
     config.reconnect_max = 1;
     let gateway = gateway(vec![config]).await;
@@ -96,21 +104,7 @@ async fn a_link_cut_every_second_under_load_loses_nothing_and_keeps_order() {
 /// the bridge dials again; what was queued or in flight arrives, in order.
 #[tokio::test]
 async fn a_black_holed_link_is_detected_and_left() {
-    let upstream = start_broker().await;
-    let mut cloud = subscriber(
-        upstream.addr,
-        V5,
-        "cloud-sub",
-        "sensors/#",
-        QoS::AtLeastOnce,
-    )
-    .await;
-    let proxy = FaultProxy::start(upstream.addr).await;
-    let mut config = bridge(
-        "cloud",
-        proxy.addr(),
-        vec![rule("sensors/#", Direction::Out, 1, "", "")],
-    );
+    let (_upstream, mut cloud, proxy, mut config) = through_proxy().await;
     config.keep_alive = 5;
     let gateway = gateway(vec![config]).await;
     // A first message through shows the bridge connected (past its CONNACK).

@@ -60,16 +60,10 @@ pub async fn receive_in_publisher_order(client: &mut RawClient, publishers: &[St
     let mut next: HashMap<&str, u32> = publishers.iter().map(|p| (p.as_str(), 0)).collect();
     let total = per * u32::try_from(publishers.len()).expect("fits");
     for received in 0..total {
-        let publish = client.expect_publish().await;
-        client.acknowledge(&publish).await;
-        let payload = text(&publish);
-        let (name, number) = payload
-            .rsplit_once('#')
-            .unwrap_or_else(|| panic!("unexpected payload {payload:?}"));
-        let number: u32 = number.parse().expect("a message number");
+        let (name, number) = next_numbered(client).await;
         let expected = next
-            .get_mut(name)
-            .unwrap_or_else(|| panic!("unexpected publisher in {payload:?}"));
+            .get_mut(name.as_str())
+            .unwrap_or_else(|| panic!("unexpected publisher {name}"));
         assert_eq!(
             number, *expected,
             "message {received} of {total}: {name}'s messages in publish order"
@@ -91,16 +85,10 @@ pub async fn receive_in_order_allowing_repeats(
     let mut next: HashMap<&str, u32> = publishers.iter().map(|p| (p.as_str(), 0)).collect();
     let mut repeats = 0;
     while next.values().any(|&n| n < per) {
-        let publish = client.expect_publish().await;
-        client.acknowledge(&publish).await;
-        let payload = text(&publish);
-        let (name, number) = payload
-            .rsplit_once('#')
-            .unwrap_or_else(|| panic!("unexpected payload {payload:?}"));
-        let number: u32 = number.parse().expect("a message number");
+        let (name, number) = next_numbered(client).await;
         let expected = next
-            .get_mut(name)
-            .unwrap_or_else(|| panic!("unexpected publisher in {payload:?}"));
+            .get_mut(name.as_str())
+            .unwrap_or_else(|| panic!("unexpected publisher {name}"));
         if number < *expected {
             repeats += 1;
             continue;
@@ -112,4 +100,16 @@ pub async fn receive_in_order_allowing_repeats(
         *expected += 1;
     }
     repeats
+}
+
+/// The next message, acknowledged, as its publisher's name and number (`"{name}#{n}"`).
+async fn next_numbered(client: &mut RawClient) -> (String, u32) {
+    let publish = client.expect_publish().await;
+    client.acknowledge(&publish).await;
+    let payload = text(&publish);
+    let (name, number) = payload
+        .rsplit_once('#')
+        .unwrap_or_else(|| panic!("unexpected payload {payload:?}"));
+    let number = number.parse().expect("a message number");
+    (name.to_string(), number)
 }
