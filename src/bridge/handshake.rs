@@ -223,8 +223,9 @@ fn grant(
     }
 }
 
-/// The retained state message ("connected"), sent at QoS 0 once connected.
-pub fn state_publish(bridge: &Bridge, granted: &Granted) -> Option<Packet> {
+/// The retained state message `state` ([`STATE_CONNECTED`] once connected,
+/// [`STATE_DISCONNECTED`] before a DISCONNECT of ours), at QoS 0; `None` without a state topic.
+pub fn state_publish(bridge: &Bridge, granted: &Granted, state: &'static str) -> Option<Packet> {
     let topic = bridge.config.state_topic.as_ref()?;
     Some(Packet::Publish(Publish {
         dup: false,
@@ -233,6 +234,6 @@ pub fn state_publish(bridge: &Bridge, granted: &Granted) -> Option<Packet> {
         topic: topic.clone(),
         packet_id: None,
         properties: Properties::default(),
-        payload: Bytes::from_static(STATE_CONNECTED.as_bytes()),
+        payload: Bytes::from_static(state.as_bytes()),
     }))
 }

@@ -28,7 +28,7 @@ use crate::store::{Loaded, StoreError};
 use crate::transport::client::ByteStream;
 use crate::transport::{Framed, ReadError};
 
-use super::handshake::{state_publish, Granted, Handshaken};
+use super::handshake::{state_publish, Granted, Handshaken, STATE_CONNECTED, STATE_DISCONNECTED};
 use super::status::BridgeStatus;
 use super::topics::{map_in, map_out};
 use super::Bridge;
@@ -267,7 +267,7 @@ impl Uplink {
             self.queue(packet)?;
         }
         self.subscribe_in()?;
-        if let Some(packet) = state_publish(&self.bridge, &self.granted) {
+        if let Some(packet) = state_publish(&self.bridge, &self.granted, STATE_CONNECTED) {
             self.queue(&packet)?;
         }
         Ok(())
@@ -447,8 +447,17 @@ impl Uplink {
     /// once committed). A refusal counts as dropped: the server will never take it.
     fn completed(&mut self, response: PubResponse, expected: OutboundState) -> Result<(), Ended> {
         let session_id = self.bridge.session_id.clone();
+        let packet_id = response.packet_id;
         let (done, _) = self.broker.change(|state, changes| {
-            state.complete_outbound(&session_id, response.packet_id, expected, changes)
+            state.complete_outbound(&session_id, packet_id, expected, changes)
+                // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
+                || (expected == OutboundState::AwaitingPubAck
+                    && state.complete_outbound(
+                        &session_id,
+                        packet_id,
+                        OutboundState::AwaitingPubRec,
+                        changes,
+                    ))
         });
         if done {
             if response.reason.is_error() {
@@ -728,7 +737,12 @@ impl Uplink {
     }
 
     /// DISCONNECT at shutdown (the session stays upstream for the next start).
+    /// The state topic says "disconnected" first: a normal DISCONNECT discards the Will
+    /// that would have said it.
     async fn goodbye(&mut self) -> Ended {
+        if let Some(state) = state_publish(&self.bridge, &self.granted, STATE_DISCONNECTED) {
+            let _ = self.framed.queue(&state);
+        }
         let _ = self
             .framed
             .queue(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)));

@@ -6,6 +6,7 @@ use cairn::config::{BridgeProtocol, Direction};
 
 use crate::common::clients::{publish_qos1, resume, subscribe_ok, subscriber, text};
 use crate::common::ordered::receive_in_publisher_order;
+use crate::common::proxy::FaultProxy;
 use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
 use crate::support::{
     bridge, gateway, no_loop_through, publish_in_groups, rule, upstream_down_with_subscriber,
@@ -105,4 +106,35 @@ async fn a_client_with_the_bridge_bit_gets_no_local_and_retain_as_published() {
     );
     peer_bridge.acknowledge(&delivered).await;
     peer_bridge.expect_nothing_pending().await;
+}
+
+/// The optional state topic upstream: retained "connected" once connected, "disconnected" by
+/// the Will when the link breaks, and by the bridge itself at a clean shutdown (whose normal
+/// DISCONNECT discards the Will).
+#[tokio::test]
+async fn the_state_topic_follows_the_link() {
+    let upstream = start_broker().await;
+    let mut watcher = subscriber(upstream.addr, V5, "watcher", "gw/state", QoS::AtMostOnce).await;
+    let proxy = FaultProxy::start(upstream.addr).await;
+    let mut config = bridge(
+        "cloud",
+        proxy.addr(),
+        vec![rule("sensors/#", Direction::Out, 1, "", "")],
+    );
+    config.state_topic = Some("gw/state".into());
+    let gateway = gateway(vec![config]).await;
+    for (event, expected) in [
+        ("connected", "connected"),
+        ("cut", "disconnected"),
+        ("redialled", "connected"),
+    ] {
+        if event == "cut" {
+            proxy.cut();
+        }
+        let state = watcher.expect_publish().await;
+        assert_eq!(text(&state), expected, "after {event}");
+    }
+    gateway.shutdown().await;
+    let state = watcher.expect_publish().await;
+    assert_eq!(text(&state), "disconnected", "after a clean shutdown");
 }
