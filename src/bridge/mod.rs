@@ -266,6 +266,11 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
                                 Duration::ZERO
                             }
                             ReasonCode::NotAuthorized | ReasonCode::Banned => backoff.longest(),
+                            ReasonCode::SessionTakenOver => {
+                                tracing::error!(bridge = %config.name, client_id = %bridge.client_id,
+                                    "another client took over the bridge's session upstream: is this client id used twice?");
+                                backoff.next_delay()
+                            }
                             _ => backoff.next_delay(),
                         };
                         (text, delay)

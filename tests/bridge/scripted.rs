@@ -503,3 +503,39 @@ async fn a_publish_right_behind_the_connack_is_delivered() {
     let delivered = local.expect_publish().await;
     assert_eq!(text(&delivered), "while away");
 }
+
+/// [MQTT-3.3.2-11] Topic aliases upstream (uplink bytes cost money), within the server's
+/// Topic Alias Maximum: a topic's first PUBLISH carries name and alias, later ones the alias
+/// alone.
+#[tokio::test]
+async fn topic_aliases_are_used_upstream_within_the_servers_maximum() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_to(&cloud, 1).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (n, topic) in ["sensors/a", "sensors/a", "sensors/b", "sensors/a"]
+        .iter()
+        .enumerate()
+    {
+        publish_qos1(&mut sensor, topic, n as u16 + 1, &n.to_string()).await;
+    }
+    let properties = Properties {
+        topic_alias_maximum: Some(1),
+        ..Properties::default()
+    };
+    let (mut link, _) = cloud.accept(connack(false, properties)).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    let seen: Vec<(&str, Option<u16>)> = sent
+        .iter()
+        .map(|publish| (publish.topic.as_str(), publish.properties.topic_alias))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("sensors/a", Some(1)),
+            ("", Some(1)),
+            ("sensors/b", None),
+            ("", Some(1))
+        ],
+        "one alias allowed: sensors/a keeps it, sensors/b goes by name"
+    );
+}
