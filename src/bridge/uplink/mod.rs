@@ -1,0 +1,391 @@
+//! One connected uplink, until it ends: the bridge's session is attached to it like a client
+//! connection, so its queue drains upstream ([`outbound`]) and what comes from upstream is
+//! published locally ([`inbound`]). Keep-alive pings, a 1.5 × Keep Alive silence (a
+//! black-holed link), an ack or SUBACK that never comes, a server DISCONNECT or a socket error
+//! end it; the caller reconnects.
+//!
+//! - [`outbound`]: the queue drained as PUBLISH within the server's Receive Maximum (and
+//!   `rate_limit`), the server's acks moving entries through the session's inflight window;
+//! - [`inbound`]: the `in` subscriptions, and messages from upstream acknowledged only once
+//!   committed.
+
+mod inbound;
+mod outbound;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant};
+
+use crate::broker::acks::AckQueue;
+use crate::broker::aliases::OutboundAliases;
+use crate::broker::state::{AttachRequest, ConnectionSignal, Link};
+use crate::broker::{settle, Broker};
+use crate::codec::{Disconnect, Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
+use crate::model::OutboundState;
+use crate::transport::client::ByteStream;
+use crate::transport::{Framed, ReadError};
+
+use self::outbound::{load_done, Pacer, PendingLoad};
+use super::handshake::{state_publish, Granted, Handshaken, STATE_CONNECTED, STATE_DISCONNECTED};
+use super::Bridge;
+
+/// How an uplink connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The broker is shutting down; DISCONNECT was sent.
+    Shutdown,
+    /// The link failed or went silent.
+    Lost(String),
+    /// The server sent DISCONNECT with this reason.
+    Disconnected(ReasonCode, Option<String>),
+}
+
+/// A connected uplink.
+pub struct Uplink {
+    bridge: Arc<Bridge>,
+    broker: Arc<Broker>,
+    framed: Framed<Box<dyn ByteStream>>,
+    version: ProtocolVersion,
+    granted: Granted,
+    connection_id: u64,
+    signal: Arc<ConnectionSignal>,
+    /// Our PUBACK, PUBREC, PUBCOMP and PUBREL, each held until its commit.
+    acks: AckQueue,
+    aliases: OutboundAliases,
+    load: Option<PendingLoad>,
+    /// Inflight messages still to resend after a reconnect, beyond the window.
+    resend: VecDeque<Packet>,
+    /// SUBSCRIBE packet identifiers waiting for their SUBACK.
+    subscribing: Vec<u16>,
+    pacer: Option<Pacer>,
+    last_received: Instant,
+    last_sent: Instant,
+    /// When the oldest unanswered packet of ours (PUBLISH, PUBREL, SUBSCRIBE) was sent, or
+    /// an answer last came while others were still open.
+    waiting_since: Option<Instant>,
+}
+
+impl Uplink {
+    /// Attaches the bridge's session to a new connection and sends what must go first: the
+    /// inflight window again (DUP, PUBREL) if the server kept the session, or as new
+    /// PUBLISHes if it lost it; the `in` subscriptions; the state message.
+    pub fn attach(bridge: Arc<Bridge>, broker: Arc<Broker>, handshaken: Handshaken) -> Uplink {
+        let Handshaken { framed, granted } = handshaken;
+        let signal = Arc::new(ConnectionSignal::default());
+        let connection_id = broker.next_connection_id();
+        let session_id = bridge.session_id.clone();
+        let link = Link {
+            connection_id,
+            signal: signal.clone(),
+        };
+        let (inflight, commit) = broker.change(|state, changes| {
+            let request = AttachRequest {
+                client_id: session_id.clone(),
+                clean_start: false,
+                expiry_interval: u32::MAX,
+                will: None,
+                link,
+            };
+            state.attach(request, changes);
+            if !granted.session_present {
+                state.upstream_session_lost(&session_id, changes);
+            }
+            state.inflight_of(&session_id)
+        });
+        let now = Instant::now();
+        let mut uplink = Uplink {
+            version: framed.version,
+            bridge,
+            broker,
+            framed,
+            granted,
+            connection_id,
+            signal,
+            acks: AckQueue::default(),
+            aliases: OutboundAliases::new(granted.topic_alias_maximum),
+            load: None,
+            resend: VecDeque::new(),
+            subscribing: Vec::new(),
+            pacer: None,
+            last_received: now,
+            last_sent: now,
+            waiting_since: None,
+        };
+        uplink.pacer = Pacer::new(uplink.bridge.config.rate_limit);
+        uplink.acks.push_unacknowledged(commit);
+        let std_now = std::time::Instant::now();
+        for entry in inflight {
+            let packet = match entry.state {
+                OutboundState::AwaitingPubComp => {
+                    Packet::PubRel(PubResponse::success(entry.packet_id))
+                }
+                _ => {
+                    // Resent with DUP to a server that kept the session [MQTT-4.4.0-1]; to one
+                    // that lost it, the message is new. One that expired since it was first
+                    // sent still completes its flow.
+                    let dup = granted.session_present;
+                    match uplink.publish_of(&entry.delivery, Some(entry.packet_id), dup, std_now) {
+                        Some(mut publish) => {
+                            publish.properties.message_expiry_interval = publish
+                                .properties
+                                .message_expiry_interval
+                                .map(|left| left.max(1));
+                            Packet::Publish(publish)
+                        }
+                        None => continue,
+                    }
+                }
+            };
+            uplink.resend.push_back(packet);
+        }
+        uplink
+    }
+
+    /// Runs the connection until it ends.
+    pub async fn run(&mut self) -> Ended {
+        // The server may have sent more right behind its CONNACK (queued messages, a
+        // DISCONNECT): it is in the read buffer already.
+        if let Err(ended) = self.start().and_then(|()| self.handle_buffered()) {
+            return ended;
+        }
+        let mut shutdown = self.broker.shutdown_signal();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Err(ended) = self.release_acks() {
+                return ended;
+            }
+            if let Err(ended) = self.send_queued().await {
+                return ended;
+            }
+            if let Err(ended) = self.flush().await {
+                return ended;
+            }
+            let reading = self.acks.len() < usize::from(self.bridge.config.max_inflight);
+            let paced = self.pacer.as_ref().map(Pacer::next_at);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return self.goodbye().await,
+                _ = self.signal.notify.notified() => {
+                    if self.signal.close_reason().is_some() {
+                        return Ended::Lost("the bridge's session was taken over".into());
+                    }
+                }
+                _ = self.acks.front_committed() => {}
+                entries = load_done(&mut self.load) => {
+                    if let Err(ended) = self.take_loaded(entries) {
+                        return ended;
+                    }
+                }
+                filled = self.framed.fill(), if reading => {
+                    if let Err(ended) = self.read_packets(filled) {
+                        return ended;
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(ended) = self.check_timers() {
+                        return ended;
+                    }
+                }
+                _ = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some_and(|at| at > Instant::now()) => {}
+            }
+        }
+    }
+
+    /// Hands the session back (it stays, queue and window, for the next connection) and
+    /// closes the socket.
+    pub async fn finish(&mut self) {
+        let session_id = self.bridge.session_id.clone();
+        let connection_id = self.connection_id;
+        let (_, commit) = self
+            .broker
+            .change(|state, changes| state.detach(&session_id, connection_id, false, changes));
+        settle(commit).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.framed.close()).await;
+    }
+
+    /// What goes out first: the resends the window allows, SUBSCRIBE for the `in` rules, the
+    /// state message.
+    fn start(&mut self) -> Result<(), Ended> {
+        let room = usize::from(self.granted.window);
+        let resend_now: Vec<Packet> = {
+            let take = self.resend.len().min(room);
+            self.resend.drain(..take).collect()
+        };
+        for packet in &resend_now {
+            self.queue(packet)?;
+        }
+        self.subscribe_in()?;
+        if let Some(packet) = state_publish(&self.bridge, &self.granted, STATE_CONNECTED) {
+            self.queue(&packet)?;
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, packet: &Packet) -> Result<(), Ended> {
+        self.framed
+            .queue(packet)
+            .map_err(|error| Ended::Lost(format!("cannot encode {}: {error}", packet.name())))?;
+        let now = Instant::now();
+        self.last_sent = now;
+        if expects_answer(packet) && self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued; a link that takes nothing for 1.5 × Keep Alive is dead.
+    async fn flush(&mut self) -> Result<(), Ended> {
+        let limit = self.silence_limit();
+        match tokio::time::timeout(limit, self.framed.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(Ended::Lost(format!("write failed: {error}"))),
+            Err(_) => Err(Ended::Lost(format!("the link took nothing for {limit:?}"))),
+        }
+    }
+
+    /// 1.5 × Keep Alive, or the connect timeout when there is no keep-alive.
+    fn silence_limit(&self) -> Duration {
+        if self.granted.keep_alive.is_zero() {
+            Duration::from_secs(u64::from(self.bridge.config.connect_timeout))
+        } else {
+            self.granted.keep_alive * 3 / 2
+        }
+    }
+
+    /// Pings when nothing was sent for half the Keep Alive; gives up on a server silent for
+    /// 1.5 × Keep Alive, or one that leaves a packet of ours unanswered for the connect
+    /// timeout (MQTT 5 allows a resend only on a new connection [MQTT-4.4.0-1]).
+    fn check_timers(&mut self) -> Result<(), Ended> {
+        let now = Instant::now();
+        let keep_alive = self.granted.keep_alive;
+        if !keep_alive.is_zero() {
+            if now.duration_since(self.last_received) >= keep_alive * 3 / 2 {
+                return Err(Ended::Lost(format!(
+                    "nothing from the server for {:?} (keep alive {keep_alive:?})",
+                    keep_alive * 3 / 2
+                )));
+            }
+            if now.duration_since(self.last_sent) >= keep_alive / 2 {
+                self.queue(&Packet::PingReq)?;
+            }
+        }
+        let timeout = Duration::from_secs(u64::from(self.bridge.config.connect_timeout));
+        if let Some(since) = self.waiting_since {
+            if now.duration_since(since) >= timeout {
+                return Err(Ended::Lost(format!(
+                    "no acknowledgement from the server for {timeout:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Something of ours was answered: the wait starts again if more is open.
+    fn answered(&mut self) {
+        let open = !self.subscribing.is_empty() || {
+            let session_id = &self.bridge.session_id;
+            self.broker.read(|state| {
+                state
+                    .session(session_id)
+                    .is_some_and(|session| !session.inflight.is_empty())
+            })
+        };
+        self.waiting_since = open.then(Instant::now);
+    }
+
+    fn read_packets(&mut self, filled: Result<bool, ReadError>) -> Result<(), Ended> {
+        match filled {
+            Ok(true) => {}
+            Ok(false) => return Err(Ended::Lost("the server closed the connection".into())),
+            Err(error) => return Err(Ended::Lost(format!("read failed: {error}"))),
+        }
+        self.last_received = Instant::now();
+        self.handle_buffered()
+    }
+
+    /// Handles every whole packet already read.
+    fn handle_buffered(&mut self) -> Result<(), Ended> {
+        loop {
+            match self.framed.next_buffered() {
+                Ok(Some(packet)) => self.handle(packet)?,
+                Ok(None) => break,
+                Err(error) => {
+                    return Err(Ended::Lost(format!(
+                        "malformed packet from the server: {error}"
+                    )))
+                }
+            }
+        }
+        self.framed.release_read_buffer();
+        Ok(())
+    }
+
+    fn handle(&mut self, packet: Packet) -> Result<(), Ended> {
+        match packet {
+            Packet::PubAck(ack) => self.completed(ack, OutboundState::AwaitingPubAck),
+            Packet::PubRec(rec) if rec.reason.is_error() => {
+                self.completed(rec, OutboundState::AwaitingPubRec)
+            }
+            Packet::PubRec(rec) => self.received(rec.packet_id),
+            Packet::PubComp(comp) => self.completed(comp, OutboundState::AwaitingPubComp),
+            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::PubRel(rel) => {
+                self.on_pubrel(rel.packet_id);
+                Ok(())
+            }
+            Packet::SubAck(suback) => {
+                self.on_suback(suback);
+                Ok(())
+            }
+            Packet::PingResp | Packet::UnsubAck(_) => Ok(()),
+            Packet::Disconnect(disconnect) => Err(Ended::Disconnected(
+                disconnect.reason,
+                disconnect.properties.reason_string,
+            )),
+            other => Err(Ended::Lost(format!(
+                "the server sent {}, which a server may not send here",
+                other.name()
+            ))),
+        }
+    }
+
+    /// Sends every ack whose commit completed, in order. A failed commit ends the connection
+    /// unacknowledged: the server sends the message again on the next one.
+    fn release_acks(&mut self) -> Result<(), Ended> {
+        while let Some((result, pending)) = self.acks.pop_ready() {
+            if let Err(error) = result {
+                return Err(Ended::Lost(format!("store failure: {error}")));
+            }
+            if let Some(ack) = pending.ack {
+                self.queue(&ack)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// DISCONNECT at shutdown (the session stays upstream for the next start).
+    /// The state topic says "disconnected" first: a normal DISCONNECT discards the Will
+    /// that would have said it.
+    async fn goodbye(&mut self) -> Ended {
+        if let Some(state) = state_publish(&self.bridge, &self.granted, STATE_DISCONNECTED) {
+            let _ = self.framed.queue(&state);
+        }
+        let _ = self
+            .framed
+            .queue(&Packet::Disconnect(Disconnect::new(ReasonCode::Success)));
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.framed.flush()).await;
+        Ended::Shutdown
+    }
+}
+
+/// Whether the server owes an answer to `packet`.
+fn expects_answer(packet: &Packet) -> bool {
+    match packet {
+        Packet::Publish(publish) => publish.qos != QoS::AtMostOnce,
+        Packet::PubRel(_) | Packet::Subscribe(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,284 @@
+//! The bridge's queue drained upstream: queued messages taken into the session's inflight
+//! window as PUBLISH (renamed by the `out` rules, within the server's limits and the pacer),
+//! spilled entries read back from the store, and the server's PUBACK, PUBREC and PUBCOMP
+//! moving entries through the window, each change committed.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::broker::queue::LoadRequest;
+use crate::broker::state::{Gone, TakeLimits};
+use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS};
+use crate::model::{Delivery, OutboundState};
+use crate::store::{Loaded, StoreError};
+
+use super::super::status::BridgeStatus;
+use super::super::topics::map_out;
+use super::{Ended, Uplink};
+
+/// Most PUBLISH packets prepared per pass.
+const BATCH: usize = 256;
+
+/// Reads the bridge's spilled queue entries back.
+pub(super) struct PendingLoad {
+    request: LoadRequest,
+    loaded: Loaded,
+}
+
+/// A token bucket for `rate_limit`: up to one second's worth of messages at once.
+#[derive(Debug)]
+pub(super) struct Pacer {
+    per_second: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    pub(super) fn new(per_second: u32) -> Option<Pacer> {
+        (per_second > 0).then(|| Pacer {
+            per_second: f64::from(per_second),
+            tokens: 1.0,
+            at: Instant::now(),
+        })
+    }
+
+    /// How many messages may go now.
+    fn allowance(&mut self, now: Instant) -> usize {
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second.max(1.0));
+        self.at = now;
+        self.tokens as usize
+    }
+
+    fn spend(&mut self, messages: usize) {
+        self.tokens -= messages as f64;
+    }
+
+    /// When the next message may go.
+    pub(super) fn next_at(&self) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.at + Duration::from_secs_f64(missing / self.per_second)
+    }
+}
+
+impl Uplink {
+    /// PUBACK, PUBCOMP, or a PUBREC refusing the message: it leaves the window (and the queue,
+    /// once committed). A refusal counts as dropped: the server will never take it.
+    pub(super) fn completed(
+        &mut self,
+        response: PubResponse,
+        expected: OutboundState,
+    ) -> Result<(), Ended> {
+        let session_id = self.bridge.session_id.clone();
+        let packet_id = response.packet_id;
+        let (done, _) = self.broker.change(|state, changes| {
+            state.complete_outbound(&session_id, packet_id, expected, changes)
+                // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
+                || (expected == OutboundState::AwaitingPubAck
+                    && state.complete_outbound(
+                        &session_id,
+                        packet_id,
+                        OutboundState::AwaitingPubRec,
+                        changes,
+                    ))
+        });
+        if done {
+            if response.reason.is_error() {
+                BridgeStatus::count(&self.bridge.status.dropped, 1);
+                tracing::warn!(bridge = %self.bridge.config.name, reason = ?response.reason,
+                    "the server refused a message; it is dropped");
+            } else {
+                BridgeStatus::count(&self.bridge.status.sent, 1);
+            }
+            if let Some(next) = self.resend.pop_front() {
+                self.queue(&next)?;
+            }
+        } else {
+            tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
+                "acknowledgement for no message in flight");
+        }
+        self.answered();
+        Ok(())
+    }
+
+    /// PUBREC: the server has the QoS 2 message; PUBREL goes once that is durable, so a crash
+    /// never sends the PUBLISH again [MQTT-4.3.3-6].
+    pub(super) fn received(&mut self, packet_id: u16) -> Result<(), Ended> {
+        let session_id = self.bridge.session_id.clone();
+        let (known, commit) = self
+            .broker
+            .change(|state, changes| state.outbound_received(&session_id, packet_id, changes));
+        if known {
+            self.acks.push(
+                commit,
+                Packet::PubRel(PubResponse::success(packet_id)),
+                Vec::new(),
+            );
+        } else {
+            // Already past PUBREC (a repeat): PUBREL again, as the server asks.
+            self.queue(&Packet::PubRel(PubResponse::success(packet_id)))?;
+        }
+        self.answered();
+        Ok(())
+    }
+
+    /// Moves queued messages into the window (within the pacer's allowance) and writes them.
+    pub(super) async fn send_queued(&mut self) -> Result<(), Ended> {
+        loop {
+            let allowance = match &mut self.pacer {
+                Some(pacer) => pacer.allowance(Instant::now()).min(BATCH),
+                None => BATCH,
+            };
+            if allowance == 0 || !self.resend.is_empty() {
+                return Ok(());
+            }
+            let session_id = self.bridge.session_id.clone();
+            let connection_id = self.connection_id;
+            let window = usize::from(self.granted.window);
+            let max_qos = self.granted.max_qos;
+            let now = std::time::Instant::now();
+            let broker = self.broker.clone();
+            let (taken, commit) = broker.change(|state, changes| {
+                let prepare =
+                    |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, now);
+                state.take_deliverable(
+                    &session_id,
+                    connection_id,
+                    TakeLimits {
+                        window,
+                        batch: allowance,
+                        max_qos,
+                    },
+                    prepare,
+                    changes,
+                )
+            });
+            let taken =
+                taken.map_err(|Gone| Ended::Lost("the bridge's session was taken over".into()))?;
+            if taken.await_commit {
+                commit
+                    .wait()
+                    .await
+                    .map_err(|error| Ended::Lost(format!("store failure: {error}")))?;
+            }
+            let count = taken.packets.len();
+            for packet in &taken.packets {
+                self.queue(packet)?;
+                if let Packet::Publish(publish) = packet {
+                    if publish.qos == QoS::AtMostOnce {
+                        BridgeStatus::count(&self.bridge.status.sent, 1);
+                    }
+                }
+            }
+            if let Some(pacer) = &mut self.pacer {
+                pacer.spend(count);
+            }
+            if let Some(request) = taken.load {
+                let loaded = self
+                    .broker
+                    .store()
+                    .load(&session_id, request.from, request.to);
+                self.load = Some(PendingLoad { request, loaded });
+                if taken.head_drained {
+                    self.flush().await?;
+                    let entries = load_done(&mut self.load).await;
+                    self.take_loaded(entries)?;
+                    continue;
+                }
+            }
+            if count < allowance {
+                return Ok(());
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// The PUBLISH upstream for `delivery`, or why it is not sent (it then leaves the queue):
+    /// expired [MQTT-3.3.2-5], no `out` rule carries it any more, or larger than the server's
+    /// Maximum Packet Size.
+    fn prepare(
+        &mut self,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        now: std::time::Instant,
+    ) -> Result<Packet, &'static str> {
+        if delivery.message.remaining_expiry(now) == Some(0) {
+            BridgeStatus::count(&self.bridge.status.dropped, 1);
+            return Err("expired while queued");
+        }
+        let Some(mut publish) = self.publish_of(delivery, packet_id, false, now) else {
+            BridgeStatus::count(&self.bridge.status.dropped, 1);
+            return Err("no out rule carries it any more");
+        };
+        let size = encoded_len(&Packet::Publish(publish.clone()), self.version);
+        if size > self.granted.max_packet_size as usize {
+            BridgeStatus::count(&self.bridge.status.dropped, 1);
+            tracing::warn!(bridge = %self.bridge.config.name, topic = %delivery.message.topic, size,
+                limit = self.granted.max_packet_size, "message larger than the server accepts; dropped");
+            return Err("larger than the server's Maximum Packet Size");
+        }
+        self.aliases.apply(&mut publish);
+        Ok(Packet::Publish(publish))
+    }
+
+    /// The upstream PUBLISH of a delivery: the topic renamed by the first `out` rule that
+    /// carries it, RETAIN only where the server has it, the message's properties with the
+    /// expiry that remains [MQTT-3.3.2-6] (v5). `None` when no rule carries the topic.
+    pub(super) fn publish_of(
+        &self,
+        delivery: &Delivery,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: std::time::Instant,
+    ) -> Option<Publish> {
+        let message = &delivery.message;
+        let (_, topic) = map_out(&self.bridge.config.topics, &message.topic)?;
+        let mut publish = Publish {
+            dup,
+            qos: delivery.qos.min(self.granted.max_qos),
+            retain: delivery.retain && self.granted.retain,
+            topic,
+            packet_id,
+            properties: Default::default(),
+            payload: message.payload.clone(),
+        };
+        if self.version == ProtocolVersion::V5 {
+            publish.properties = message.properties.clone();
+            publish.properties.message_expiry_interval = message.remaining_expiry(now);
+        }
+        Some(publish)
+    }
+
+    pub(super) fn take_loaded(
+        &mut self,
+        entries: Result<Vec<(u64, Delivery)>, StoreError>,
+    ) -> Result<(), Ended> {
+        let Some(pending) = self.load.take() else {
+            return Ok(());
+        };
+        let entries = entries.map_err(|error| Ended::Lost(format!("store failure: {error}")))?;
+        let session_id = self.bridge.session_id.clone();
+        let connection_id = self.connection_id;
+        let (lost, _) = self.broker.change(|state, _| {
+            state.apply_load(&session_id, connection_id, pending.request, entries)
+        });
+        let lost =
+            lost.map_err(|Gone| Ended::Lost("the bridge's session was taken over".into()))?;
+        if lost > 0 {
+            tracing::error!(bridge = %self.bridge.config.name, lost, "queued messages missing from the store");
+            BridgeStatus::count(&self.bridge.status.dropped, lost);
+        }
+        Ok(())
+    }
+}
+
+/// Waits for the pending load's entries (forever if there is none). Cancel-safe.
+pub(super) async fn load_done(
+    load: &mut Option<PendingLoad>,
+) -> Result<Vec<(u64, Delivery)>, StoreError> {
+    match load {
+        Some(pending) => pending.loaded.entries().await,
+        None => std::future::pending().await,
+    }
+}
