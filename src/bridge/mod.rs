@@ -340,17 +340,19 @@ fn seed(client_id: &str) -> u64 {
 
 /// The `$SYS/broker/bridge/<name>/…` values of every bridge: `state`, `queued` (not yet
 /// acknowledged upstream, in flight included), `queued_bytes`, `sent`, `received`,
-/// `dropped`, `reconnects`, `last_error`.
+/// `dropped` (by the queue's bounds, or because the server could not take them),
+/// `reconnects`, `last_error`.
 pub fn sys_values(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<(String, String)> {
     let mut values = Vec::with_capacity(bridges.len() * 8);
     for bridge in bridges {
-        let (queued, queued_bytes) = broker.read(|state| {
-            state.session(&bridge.session_id).map_or((0, 0), |session| {
+        let (queued, queued_bytes, dropped_by_bounds) = broker.read(|state| {
+            let (queued, bytes) = state.session(&bridge.session_id).map_or((0, 0), |session| {
                 (
                     session.queue.len() + session.inflight.len(),
                     session.queue.bytes(),
                 )
-            })
+            });
+            (queued, bytes, state.bridge_dropped(&bridge.session_id))
         });
         let status = &bridge.status;
         let counter = |value: &std::sync::atomic::AtomicU64| {
@@ -363,7 +365,11 @@ pub fn sys_values(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<(String, Stri
             (topic("queued_bytes"), queued_bytes.to_string()),
             (topic("sent"), counter(&status.sent)),
             (topic("received"), counter(&status.received)),
-            (topic("dropped"), counter(&status.dropped)),
+            (
+                topic("dropped"),
+                (status.dropped.load(std::sync::atomic::Ordering::Relaxed) + dropped_by_bounds)
+                    .to_string(),
+            ),
             (topic("reconnects"), counter(&status.reconnects)),
             (topic("last_error"), status.last_error()),
         ]);

@@ -348,17 +348,30 @@ async fn message_expiry_counts_down_while_queued() {
 }
 
 /// A bridge's own queue bounds: with `max_messages = 3` and `drop_oldest`, an outage keeps
-/// the newest three, in order.
+/// the newest three, in order, and `$SYS/broker/bridge/<name>/dropped` counts the other three.
 #[tokio::test]
 async fn the_bridge_queue_keeps_its_own_bounds() {
     let cloud = FakeCloud::start().await;
     let mut config = bridge_to(&cloud, 1);
     config.queue.max_messages = Some(3);
-    let gateway = gateway_with(vec![config], |_| {}).await;
+    let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
     publish_all(&gateway, 6).await;
     let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
     let sent = publishes(&until_idle(&mut link).await);
     assert_eq!(payloads(&sent), ["3", "4", "5"]);
+    let mut watcher = subscriber(
+        gateway.addr,
+        V5,
+        "watcher",
+        "$SYS/broker/bridge/cloud/dropped",
+        QoS::AtMostOnce,
+    )
+    .await;
+    let mut values = HashMap::new();
+    watch_until(&mut watcher, &mut values, |values| {
+        values.get("dropped").map(String::as_str) == Some("3")
+    })
+    .await;
 }
 
 /// `$SYS/broker/bridge/<name>/…` tells the link's state and the queue.

@@ -26,6 +26,13 @@ pub struct BridgeSession {
     pub subscriptions: Vec<(Arc<str>, SubscriptionOptions)>,
 }
 
+/// A bridge session's queue bounds, and how many messages they dropped since start-up.
+#[derive(Debug)]
+pub(super) struct BridgeQueue {
+    pub limits: QueueLimits,
+    pub dropped: u64,
+}
+
 /// What opening the bridge sessions changed, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BridgesOpened {
@@ -56,7 +63,7 @@ impl State {
                 .session(&client_id)
                 .map_or(0, |session| session.queue.len());
             self.end_session(&client_id, changes);
-            self.session_limits.remove(&client_id);
+            self.bridge_queues.remove(&client_id);
             opened.removed.push((client_id, queued));
         }
         for bridge in bridges {
@@ -81,7 +88,12 @@ impl State {
                 expiry_interval: u32::MAX,
             });
         }
-        self.session_limits.insert(client_id.clone(), bridge.limits);
+        let dropped = self.bridge_dropped(client_id);
+        let queue = BridgeQueue {
+            limits: bridge.limits,
+            dropped,
+        };
+        self.bridge_queues.insert(client_id.clone(), queue);
         let current: Vec<Arc<str>> = self
             .session(client_id)
             .map(|session| session.subscriptions.keys().cloned().collect())
@@ -106,6 +118,13 @@ impl State {
             let retained = self.subscribe_to(client_id, filter, *options, None, changes);
             self.enqueue_all(client_id, retained, changes);
         }
+    }
+
+    /// How many messages the queue bounds of bridge session `client_id` dropped since start-up.
+    pub fn bridge_dropped(&self, client_id: &str) -> u64 {
+        self.bridge_queues
+            .get(client_id)
+            .map_or(0, |queue| queue.dropped)
     }
 
     /// A packet identifier of `client_id`'s session not used by its inflight messages, for a

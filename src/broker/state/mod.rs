@@ -156,10 +156,10 @@ pub struct State {
     retained: HashMap<Arc<str>, Arc<Message>>,
     /// Round-robin position per shared filter (`$share/{group}/{filter}`).
     share_cursors: HashMap<Arc<str>, usize>,
-    /// The bounds of every session's queue, but those in `session_limits`.
+    /// The bounds of every session's queue, but the bridges'.
     queue_limits: QueueLimits,
-    /// Sessions whose queue has bounds of its own (bridges).
-    session_limits: HashMap<Arc<str>, QueueLimits>,
+    /// The bridges' sessions: their queue bounds, and what those bounds dropped.
+    bridge_queues: HashMap<Arc<str>, BridgeQueue>,
     /// The byte budget every queue draws from.
     budget: Arc<QueueBudget>,
     /// The id the next message gets.
@@ -177,7 +177,7 @@ impl State {
             retained: HashMap::new(),
             share_cursors: HashMap::new(),
             queue_limits,
-            session_limits: HashMap::new(),
+            bridge_queues: HashMap::new(),
             budget,
             next_message_id: 1,
             next_epoch: 1,
@@ -220,6 +220,7 @@ mod flows;
 mod lifecycle;
 mod routing;
 
+use bridges::BridgeQueue;
 pub use bridges::{BridgeSession, BridgesOpened, BRIDGE_SESSION_PREFIX};
 pub use flows::{Gone, InboundFlows, InboundPublish, Published, TakeLimits, Taken};
 #[cfg(test)]

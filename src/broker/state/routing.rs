@@ -120,10 +120,10 @@ impl State {
             persistent: slot.session.is_persistent(),
             online: slot.link.is_some(),
         };
-        let limits = self
-            .session_limits
-            .get(&target.client_id)
-            .unwrap_or(&self.queue_limits);
+        let bridge_queue = self.bridge_queues.get_mut(&target.client_id);
+        let limits = bridge_queue
+            .as_ref()
+            .map_or(&self.queue_limits, |queue| &queue.limits);
         let offered = slot.session.queue.offer(
             delivery,
             &target.client_id,
@@ -131,6 +131,9 @@ impl State {
             limits,
             &mut changes.ops,
         );
+        if let Some(queue) = bridge_queue {
+            queue.dropped += offered.dropped;
+        }
         changes.dropped += offered.dropped;
         if offered.queued {
             changes.queued += 1;
