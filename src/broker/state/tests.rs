@@ -1,6 +1,6 @@
 //! The engine without sockets: session timers tied to the one attachment they were armed for
 //! (across Clean Start, resumption, takeover and restarts), QoS 1 and 2 flows both ways with
-//! the store operations they record, the inflight window, and takeover.
+//! the store operations they record, the inflight window, takeover, and the bridges' sessions.
 
 use std::sync::Arc;
 
@@ -601,4 +601,126 @@ fn the_connack_waits_for_the_commit_only_where_a_crash_could_undo_it() {
     );
     let with_will = attach_with(&mut state, 4, false, Some(will("wills/w", 0)));
     assert!(with_will.connack_waits, "with a Will: {with_will:?}");
+}
+
+/// A bridge session as the configuration opens it: bounds of its own, its `out` filters with
+/// No Local and Retain As Published.
+fn bridge_session(name: &str, max_messages: usize, filters: &[&str]) -> BridgeSession {
+    let options = SubscriptionOptions {
+        no_local: true,
+        retain_as_published: true,
+        retain_handling: 1,
+        ..SubscriptionOptions::with_qos(QoS::ExactlyOnce)
+    };
+    BridgeSession {
+        client_id: Arc::from(format!("{BRIDGE_SESSION_PREFIX}{name}")),
+        limits: QueueLimits {
+            max_messages,
+            max_bytes: u64::MAX,
+            policy: QueueFullPolicy::DropOldest,
+            queue_qos0_offline: false,
+        },
+        subscriptions: filters
+            .iter()
+            .map(|filter| (Arc::from(*filter), options))
+            .collect(),
+    }
+}
+
+fn filters_of(state: &State, client: &str) -> Vec<String> {
+    let mut filters: Vec<String> = state
+        .session(client)
+        .map(|session| {
+            session
+                .subscriptions
+                .keys()
+                .map(|f| f.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    filters.sort();
+    filters
+}
+
+/// Opening the bridges makes their sessions match the configuration: created never to
+/// expire, subscribed to exactly the configured filters, and the session of a bridge no
+/// longer configured ended (reported with what it held).
+#[test]
+fn bridge_sessions_follow_the_configuration() {
+    let mut state = state();
+    let mut changes = Changes::default();
+    let first = bridge_session("cloud", 10, &["a/#", "b/#"]);
+    let opened = state.open_bridges(std::slice::from_ref(&first), &mut changes);
+    assert!(opened.removed.is_empty());
+    let session = state.session("$bridge/cloud").expect("created");
+    assert_eq!(session.expiry_interval, u32::MAX, "never expires");
+    assert_eq!(filters_of(&state, "$bridge/cloud"), ["a/#", "b/#"]);
+
+    publish_from(&mut state, "pub", inbound("b/1", QoS::AtLeastOnce, 1, b"x"));
+    let second = bridge_session("cloud", 10, &["a/#", "c/#"]);
+    state.open_bridges(&[second], &mut Changes::default());
+    assert_eq!(filters_of(&state, "$bridge/cloud"), ["a/#", "c/#"]);
+    assert_eq!(queued_for(&state, &first.client_id), 1, "the queue is kept");
+
+    let opened = state.open_bridges(&[], &mut changes);
+    assert_eq!(opened.removed, [(first.client_id.clone(), 1)]);
+    assert!(state.session("$bridge/cloud").is_none());
+}
+
+/// A bridge's queue has its own bounds, and counts what they drop.
+#[test]
+fn a_bridge_queue_has_its_own_bounds_and_counts_its_drops() {
+    let mut state = state();
+    let bridge = bridge_session("cloud", 2, &["t/#"]);
+    state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
+    for n in 0..5 {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound("t/x", QoS::AtLeastOnce, n + 1, b"x"),
+        );
+    }
+    assert_eq!(queued_for(&state, &bridge.client_id), 2);
+    assert_eq!(state.bridge_dropped(&bridge.client_id), 3);
+}
+
+/// An upstream that lost the bridge's session: a QoS 2 message past PUBREC is the server's
+/// own and leaves the window (recorded acked); the rest stay to be sent again; inbound QoS 2
+/// flows are forgotten, so a reused packet identifier is not taken for a repeat.
+#[test]
+fn an_upstream_that_lost_the_session_keeps_what_it_never_took() {
+    let mut state = state();
+    let bridge = bridge_session("cloud", 100, &["t/#"]);
+    state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
+    let client = bridge.client_id.clone();
+    attach(&mut state, &client, 1, false, u32::MAX, None);
+    for n in 0..2 {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound("t/x", QoS::ExactlyOnce, n + 1, b"x"),
+        );
+    }
+    let (taken, _) = take(&mut state, &client, 10);
+    assert_eq!(packet_ids(&taken), [1, 2]);
+    assert!(state.outbound_received(&client, 1, &mut Changes::default()));
+    state
+        .publish(
+            &client,
+            inbound("in/x", QoS::ExactlyOnce, 7, b"down"),
+            &mut Changes::default(),
+        )
+        .expect("attached");
+    assert!(state.inbound_flows(&client, 7).expect("attached").repeat);
+
+    let mut changes = Changes::default();
+    state.upstream_session_lost(&client, &mut changes);
+    assert_eq!(kinds(&changes), ["acked", "inbound released"]);
+    let left: Vec<u16> = state
+        .inflight_of(&client)
+        .iter()
+        .map(|e| e.packet_id)
+        .collect();
+    assert_eq!(left, [2], "the message the server never acknowledged stays");
+    assert!(!state.inbound_flows(&client, 7).expect("attached").repeat);
 }
