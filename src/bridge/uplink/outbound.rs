@@ -142,7 +142,7 @@ impl Uplink {
             let (taken, commit) = broker.change(|state, changes| {
                 let prepare =
                     |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, now);
-                state.take_deliverable(
+                let taken = state.take_deliverable(
                     &session_id,
                     connection_id,
                     TakeLimits {
@@ -152,9 +152,17 @@ impl Uplink {
                     },
                     prepare,
                     changes,
-                )
+                )?;
+                // Asked before this pass's changes reach the store, as a client connection
+                // does: its Inflight records can then still cancel out with their PUBACKs in
+                // one group commit.
+                let load = taken.load.map(|request| PendingLoad {
+                    request,
+                    loaded: broker.store().load(&session_id, request.from, request.to),
+                });
+                Ok((taken, load))
             });
-            let taken =
+            let (taken, load) =
                 taken.map_err(|Gone| Ended::Lost("the bridge's session was taken over".into()))?;
             if taken.await_commit {
                 commit
@@ -174,12 +182,8 @@ impl Uplink {
             if let Some(pacer) = &mut self.pacer {
                 pacer.spend(count);
             }
-            if let Some(request) = taken.load {
-                let loaded = self
-                    .broker
-                    .store()
-                    .load(&session_id, request.from, request.to);
-                self.load = Some(PendingLoad { request, loaded });
+            if let Some(pending) = load {
+                self.load = Some(pending);
                 if taken.head_drained {
                     self.flush().await?;
                     let entries = load_done(&mut self.load).await;
