@@ -55,6 +55,11 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// The commit of nothing: already durable.
+    pub fn nothing() -> Commit {
+        Commit::finished(Ok(()))
+    }
+
     /// A commit whose outcome is already known.
     fn finished(result: Result<(), StoreError>) -> Commit {
         Commit {
@@ -142,7 +147,7 @@ impl Store {
     /// completes at once.
     pub fn commit(&self, batch: Vec<StoreOp>, pace: Pace) -> Commit {
         if batch.is_empty() {
-            return Commit::finished(Ok(()));
+            return Commit::nothing();
         }
         Commit {
             pending: Some(self.durable.submit(batch, pace)),

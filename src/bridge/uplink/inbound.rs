@@ -72,11 +72,11 @@ impl Uplink {
         let packet_id = publish.packet_id.unwrap_or(0);
         let local = map_in(&self.bridge.config.topics, &publish.topic).map(|(_, local)| local);
         let session_id = self.bridge.session_id.clone();
+        let local = local.filter(|local| !local.starts_with("$SYS"));
         let Some(local) = local else {
             tracing::debug!(bridge = %self.bridge.config.name, topic = %publish.topic,
-                "message from upstream matches no in rule; acknowledged and dropped");
-            let (_, commit) = self.broker.change(|_, _| ());
-            self.push_publish_ack(qos, packet_id, commit);
+                "message from upstream matches no in rule (or would land in $SYS); acknowledged and dropped");
+            self.push_publish_ack(qos, packet_id, Commit::nothing());
             return Ok(());
         };
         BridgeStatus::count(&self.bridge.status.received, 1);
