@@ -11,6 +11,7 @@
 //!
 //! - [`handshake`]: dialling, CONNECT and CONNACK, what the server granted;
 //! - [`uplink`]: one connected uplink until it ends;
+//! - [`reconnect`]: after an attempt or a connection, where and how to dial next, and when;
 //! - [`backoff`]: the delays between attempts;
 //! - [`status`]: the state and counters `$SYS` shows;
 //! - [`topics`]: which topics a bridge carries and how their names change on the way
@@ -20,6 +21,7 @@
 pub mod backoff;
 pub mod handshake;
 pub mod identity;
+pub mod reconnect;
 pub mod status;
 pub mod topics;
 pub mod uplink;
@@ -30,13 +32,14 @@ use std::time::{Duration, Instant};
 use crate::broker::queue::QueueLimits;
 use crate::broker::state::{BridgeSession, BRIDGE_SESSION_PREFIX};
 use crate::broker::{settle, Broker};
-use crate::codec::{ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
+use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 use crate::config::{BridgeConfig, BridgeProtocol};
 use crate::transport::client::{ClientIdentity, TlsClient, TlsClientSettings};
 use crate::transport::TlsError;
 
 use self::backoff::Backoff;
-use self::handshake::{handshake, Dialect, Failure};
+use self::handshake::{handshake, Dialect};
+use self::reconnect::Reconnect;
 use self::status::{BridgeStatus, LinkState};
 use self::uplink::{Ended, Uplink};
 
@@ -208,121 +211,68 @@ pub async fn open(broker: &Arc<Broker>) -> Result<Vec<Arc<Bridge>>, BridgeError>
     Ok(bridges)
 }
 
-/// Runs a bridge until the broker shuts down: connect, drain, reconnect.
+/// Runs a bridge until the broker shuts down: connect, drain, reconnect (see [`reconnect`]).
 pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
     let config = &bridge.config;
-    let mut backoff = Backoff::new(
+    let backoff = Backoff::new(
         Duration::from_secs(u64::from(config.reconnect_min)),
         Duration::from_secs(u64::from(config.reconnect_max)),
         seed(&bridge.client_id),
     );
-    let mut dialect = Dialect {
+    let dialect = Dialect {
         version: match config.protocol {
             BridgeProtocol::V5 => ProtocolVersion::V5,
             BridgeProtocol::V311 => ProtocolVersion::V311,
         },
         bridge_bit: config.try_private,
     };
+    let mut next = Reconnect::new(
+        backoff,
+        config.addresses.len(),
+        dialect,
+        config.fallback_311,
+    );
+    let stable_after = Duration::from_secs(u64::from(config.stable_after));
     let mut shutdown = broker.shutdown_signal();
-    let mut address = 0;
     let mut connections = 0u64;
     loop {
-        let target = config.addresses[address % config.addresses.len()].clone();
+        let target = config.addresses[next.address()].clone();
         bridge.status.set(LinkState::Connecting {
             address: target.clone(),
         });
         let attempt = tokio::select! {
             _ = shutdown.changed() => break,
-            attempt = handshake(&bridge, &target, dialect) => attempt,
+            attempt = handshake(&bridge, &target, next.dialect) => attempt,
         };
-        let (reason, delay) = match attempt {
+        let wait = match attempt {
             Ok(handshaken) => {
                 connections += 1;
                 if connections > 1 {
                     BridgeStatus::count(&bridge.status.reconnects, 1);
                 }
-                bridge.status.set(LinkState::Connected {
-                    address: target.clone(),
-                });
+                bridge.status.set(LinkState::Connected { address: target });
                 let since = Instant::now();
                 let mut uplink = Uplink::attach(bridge.clone(), broker.clone(), handshaken);
                 let ended = uplink.run().await;
                 uplink.finish().await;
-                if since.elapsed() >= Duration::from_secs(u64::from(config.stable_after)) {
-                    backoff.reset();
+                if matches!(ended, Ended::Shutdown) {
+                    break;
                 }
-                address = 0; // back to the primary
-                match ended {
-                    Ended::Shutdown => break,
-                    Ended::Lost(why) => (why, backoff.next_delay()),
-                    Ended::Disconnected(reason, why) => {
-                        let text = format!(
-                            "the server disconnected with {reason:?}{}",
-                            why.map(|w| format!(" ({w})")).unwrap_or_default()
-                        );
-                        let delay = match reason {
-                            ReasonCode::UseAnotherServer | ReasonCode::ServerMoved => {
-                                address += 1;
-                                Duration::ZERO
-                            }
-                            ReasonCode::NotAuthorized | ReasonCode::Banned => backoff.longest(),
-                            ReasonCode::SessionTakenOver => {
-                                tracing::error!(bridge = %config.name, client_id = %bridge.client_id,
-                                    "another client took over the bridge's session upstream: is this client id used twice?");
-                                backoff.next_delay()
-                            }
-                            _ => backoff.next_delay(),
-                        };
-                        (text, delay)
-                    }
-                }
+                next.after_connection(ended, since.elapsed() >= stable_after)
             }
-            Err(Failure::Refused { reason, why }) => {
-                let text = Failure::Refused { reason, why }.to_string();
-                let delay = match reason {
-                    ReasonCode::UnsupportedProtocolVersion
-                        if dialect.version == ProtocolVersion::V5 && config.fallback_311 =>
-                    {
-                        tracing::warn!(bridge = %config.name, "the server refuses MQTT 5; falling back to 3.1.1");
-                        dialect.version = ProtocolVersion::V311;
-                        Duration::ZERO
-                    }
-                    ReasonCode::UnsupportedProtocolVersion
-                        if dialect.version == ProtocolVersion::V311 && dialect.bridge_bit =>
-                    {
-                        tracing::info!(bridge = %config.name, "the server refuses the bridge bit; connecting without it");
-                        dialect.bridge_bit = false;
-                        Duration::ZERO
-                    }
-                    ReasonCode::BadUserNameOrPassword
-                    | ReasonCode::NotAuthorized
-                    | ReasonCode::Banned
-                    | ReasonCode::ClientIdentifierNotValid
-                    | ReasonCode::BadAuthenticationMethod => {
-                        tracing::error!(bridge = %config.name, "{text}: check the bridge's client_id, username and password_file");
-                        backoff.longest()
-                    }
-                    ReasonCode::UseAnotherServer | ReasonCode::ServerMoved => {
-                        address += 1;
-                        Duration::ZERO
-                    }
-                    _ => backoff.next_delay(),
-                };
-                (text, delay)
-            }
-            Err(failure) => {
-                address += 1;
-                (failure.to_string(), backoff.next_delay())
-            }
+            Err(failure) => next.after_failure(failure),
         };
-        bridge.status.error(&reason);
+        if wait.alarming {
+            tracing::error!(bridge = %config.name, client_id = %bridge.client_id, "{}", wait.reason);
+        }
+        bridge.status.error(&wait.reason);
         bridge.status.set(LinkState::Backoff {
-            reason,
-            seconds: delay.as_secs(),
+            reason: wait.reason,
+            seconds: wait.delay.as_secs(),
         });
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(wait.delay) => {}
         }
     }
     bridge.status.set(LinkState::Stopped);
