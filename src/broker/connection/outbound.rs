@@ -133,7 +133,7 @@ impl Client {
         let connection_id = self.connection_id;
         let (taken, commit) = broker.change(|state, changes| {
             let prepare = |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, now);
-            state.take_deliverable(
+            let taken = state.take_deliverable(
                 &client_id,
                 connection_id,
                 TakeLimits {
@@ -143,15 +143,18 @@ impl Client {
                 },
                 prepare,
                 changes,
-            )
+            )?;
+            // Asked while the state that numbered the entries is locked, and before this
+            // pass's changes reach the store: a load ends every chain the writer can elide, so
+            // the Inflight records submitted after it can still cancel out with their PUBACKs
+            // in the same group commit instead of being written and deleted again.
+            let load = taken.load.map(|request| {
+                let loaded = broker.store().load(&client_id, request.from, request.to);
+                (request, loaded)
+            });
+            Ok((taken, load))
         });
-        let taken = taken.map_err(|Gone| Exit::TakenOver)?;
-        let load = taken.load.map(|request| {
-            let loaded = broker
-                .store()
-                .load(&self.client_id, request.from, request.to);
-            (request, loaded)
-        });
+        let (taken, load) = taken.map_err(|Gone| Exit::TakenOver)?;
         Ok(Pass {
             packets: taken.packets,
             commit,
