@@ -97,9 +97,10 @@ where
     let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
     // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
     // its largest phase, and it spends its life in the connected loop.
-    let connected = Box::pin(await_connect(&broker, &mut framed, &peer, &handshake)).await;
-    drop(handshake);
-    let Some(mut client) = connected else {
+    // No named local holds the outcome: one left for the refusal's `close().await` would be
+    // kept in this future beside `client`, another Client's worth of every connection's task.
+    let Some(mut client) = Box::pin(await_connect(&broker, &mut framed, &peer, handshake)).await
+    else {
         framed.close().await;
         return;
     };
@@ -115,12 +116,13 @@ where
     Box::pin(client.finish(&mut framed, exit)).await;
 }
 
-/// Waits for CONNECT until the handshake's deadline and accepts or refuses it.
+/// Waits for CONNECT until the handshake's deadline and accepts or refuses it; `handshake` is
+/// given back when it returns.
 async fn await_connect<S>(
     broker: &Arc<Broker>,
     framed: &mut Framed<S>,
     peer: &Peer,
-    handshake: &Handshake,
+    handshake: Handshake,
 ) -> Option<Client>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -287,5 +289,44 @@ impl Client {
         // state, and a crash right after cannot bring back a Will the DISCONNECT removed.
         settle(commit).await;
         framed.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+    use tokio::io::DuplexStream;
+
+    /// The size of the future (or any value) `f` returns.
+    fn returned_by<A, B, R>(_f: fn(A, B) -> R) -> usize {
+        size_of::<R>()
+    }
+
+    /// Likewise for a function of four arguments.
+    fn returned_by_4<A, B, C, D, R>(_f: fn(A, B, C, D) -> R) -> usize {
+        size_of::<R>()
+    }
+
+    /// An idle connection's task is mostly this future, so its size is memory per connection:
+    /// it holds the connected loop and the parts that loop works on, with the Client once. A
+    /// named local kept for the refused connection's `close().await` once held a second one.
+    #[test]
+    fn a_connection_future_holds_its_client_once() {
+        let serve = returned_by_4(serve::<DuplexStream>);
+        let run = returned_by::<&'static mut Client, &'static mut Framed<DuplexStream>, _>(
+            Client::run::<DuplexStream>,
+        );
+        let parts = run
+            + size_of::<Client>()
+            + size_of::<Framed<DuplexStream>>()
+            + size_of::<Peer>()
+            + size_of::<Handshake>()
+            + size_of::<Arc<Broker>>();
+        assert!(
+            serve < parts + size_of::<Client>(),
+            "a connection future of {serve} bytes for {parts} bytes of parts, a Client being {}",
+            size_of::<Client>()
+        );
     }
 }
