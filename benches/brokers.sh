@@ -1,4 +1,4 @@
-# Shared by the benchmark scripts (compare.sh, durable.sh); source it, don't run it.
+# Shared by the benchmark scripts (compare.sh, durable.sh, bridge.sh); source it, don't run it.
 #
 # Builds the release binaries, starts one broker at a time (Cairn or Mosquitto) on a free
 # 127.0.0.1 port, waits until it listens, and stops it again (also on error or Ctrl-C, through
@@ -13,6 +13,7 @@
 #   RESULTS FAILURES   for record_result: the rows file and the count of failed runs
 # and may set before each start:
 #   CAIRN_DATA      Cairn's data directory (default: a fresh one under $WORK)
+#   CAIRN_CONFIG    a TOML configuration file for Cairn (default: none, built-in defaults)
 #   CAIRN_ENV       array of extra VAR=value settings for Cairn (e.g. CAIRN_STORE__FSYNC=false)
 #   MOSQUITTO_PERSISTENCE   a directory: Mosquitto runs with `persistence true` there
 #   MOSQUITTO_EXTRA         extra mosquitto.conf lines
@@ -22,6 +23,7 @@
 BROKER_PID=""
 PORT=""
 CAIRN_DATA=""
+CAIRN_CONFIG=""
 CAIRN_ENV=()
 MOSQUITTO_PERSISTENCE=""
 MOSQUITTO_EXTRA=""
@@ -32,15 +34,20 @@ die() {
     exit 1
 }
 
-stop_broker() {
-    [[ -n $BROKER_PID ]] || return 0
-    kill -TERM "$BROKER_PID" 2>/dev/null || true
+# stop_process PID: SIGTERM, up to 5 s to exit, then SIGKILL.
+stop_process() {
+    kill -TERM "$1" 2>/dev/null || true
     for _ in $(seq 50); do
-        kill -0 "$BROKER_PID" 2>/dev/null || break
+        kill -0 "$1" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+stop_broker() {
+    [[ -n $BROKER_PID ]] || return 0
+    stop_process "$BROKER_PID"
     BROKER_PID=""
 }
 
@@ -89,14 +96,18 @@ pick_free_port() {
     die "found no free port on 127.0.0.1"
 }
 
-wait_until_listening() {
+# await_listening NAME PID PORT LOG: waits until process PID (NAME, logging to LOG) listens on
+# PORT; dies when it exits first or after 10 s.
+await_listening() {
     for _ in $(seq 100); do
-        kill -0 "$BROKER_PID" 2>/dev/null || die "$1 exited at start-up; its log: $(cat "$WORK/$1.log")"
-        port_in_use "$PORT" && return
+        kill -0 "$2" 2>/dev/null || die "$1 exited at start-up; its log: $(cat "$4")"
+        port_in_use "$3" && return
         sleep 0.1
     done
-    die "$1 is not listening on 127.0.0.1:$PORT after 10 s"
+    die "$1 is not listening on 127.0.0.1:$3 after 10 s"
 }
+
+wait_until_listening() { await_listening "$1" "$BROKER_PID" "$PORT" "$WORK/$1.log"; }
 
 start_cairn() {
     local data=${CAIRN_DATA:-$WORK/cairn-data.$RANDOM}
@@ -104,7 +115,8 @@ start_cairn() {
     # Queue limits as large as Mosquitto's below: overflow must not decide the comparison.
     env ${CAIRN_ENV[@]+"${CAIRN_ENV[@]}"} CAIRN_LIMITS__MAX_QUEUED_MESSAGES=10000000 \
         CAIRN_LIMITS__MAX_QUEUED_BYTES=1000000000000 CAIRN_LIMITS__MAX_QUEUED_BYTES_TOTAL=1000000000000 \
-        "$CAIRN" serve --listen "127.0.0.1:$PORT" --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
+        "$CAIRN" serve ${CAIRN_CONFIG:+--config "$CAIRN_CONFIG"} --listen "127.0.0.1:$PORT" \
+        --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
     BROKER_PID=$!
 }
 

@@ -1,5 +1,6 @@
 //! The end-to-end load tool: drives any MQTT 3.1.1 / 5.0 broker at host:port with one scenario
-//! (fan-in, fan-out, latency, idle-memory, reboot-storm, durable-fan-in, durable-queues) through a
+//! (fan-in, fan-out, latency, idle-memory, reboot-storm, durable-fan-in, durable-queues, and the
+//! bridge scenarios bridge-session, bridge-fill, bridge-drain, bridge-wear) through a
 //! hand-written tokio client on the cairn codec, checks that nothing was lost, and prints one
 //! machine-readable `RESULT …` line on stdout (human lines go to stderr).
 //!
@@ -9,6 +10,8 @@
 
 #[path = "load/args.rs"]
 mod args;
+#[path = "load/bridge.rs"]
+mod bridge;
 #[path = "load/broker_proc.rs"]
 mod broker_proc;
 #[path = "load/connection.rs"]
@@ -69,7 +72,8 @@ fn self_check() -> ExitCode {
         "load: {} of {} self-checks passed. No --scenario given: the load tool drives a \
          running broker, e.g. `cargo bench --bench load -- --scenario fan-in --broker \
          HOST:PORT` (see --help), or run benches/compare.sh (Cairn versus Mosquitto) or \
-         benches/durable.sh (durable QoS 1, SD-card wear, recovery).",
+         benches/durable.sh (durable QoS 1, SD-card wear, recovery) or benches/bridge.sh (a \
+         gateway's bridge draining a backlog).",
         self_check::CHECKS - failures.len(),
         self_check::CHECKS
     );
@@ -96,6 +100,10 @@ fn run_scenario(args: &Args, scenario: Scenario) -> Result<Summary, LoadError> {
             Scenario::RebootStorm => idle::reboot_storm(args).await,
             Scenario::DurableFanIn => durable::durable_fan_in(args).await,
             Scenario::DurableQueues => durable::durable_queues(args).await,
+            Scenario::BridgeSession => bridge::bridge_session(args).await,
+            Scenario::BridgeFill => bridge::bridge_fill(args).await,
+            Scenario::BridgeDrain => bridge::bridge_drain(args).await,
+            Scenario::BridgeWear => bridge::bridge_wear(args).await,
         }
     })
 }

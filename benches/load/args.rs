@@ -2,6 +2,7 @@
 //!
 //! Owns parsing and range checks only; the scenarios read the parsed [`Args`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn::codec::{ProtocolVersion, QoS};
@@ -23,6 +24,16 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub broker: String,
 
+    /// The bridge scenarios: the upstream broker the gateway (--broker) bridges `bench/#` to,
+    /// host:port.
+    #[arg(long)]
+    pub upstream: Option<String>,
+
+    /// bridge-drain: a file to create once the local publisher has run for --warmup; the
+    /// caller starts the upstream then.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+
     /// Name of the broker printed in the RESULT line (e.g. cairn, mosquitto).
     #[arg(long, default_value = "unnamed")]
     pub label: String,
@@ -35,7 +46,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "0")]
     pub qos: QosLevel,
 
-    /// Publishers in fan-in and durable-fan-in.
+    /// Publishers in fan-in, durable-fan-in and bridge-fill (bridge-drain: how many the fill
+    /// had).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub publishers: u32,
 
@@ -61,8 +73,8 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
-    /// Publish rate of the latency scenario (and of each durable publisher with --paced),
-    /// messages per second.
+    /// Publish rate of the latency scenario (and of each durable publisher with --paced, and
+    /// of the local publisher of bridge-drain and bridge-wear), messages per second.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: u32,
 
@@ -182,6 +194,16 @@ pub enum Scenario {
     /// S offline persistent sessions, each on its own topic fed by its own publisher; the
     /// messages stay queued (for restart and recovery measurements).
     DurableQueues,
+    /// Creates the persistent session on `bench/#` at --upstream that bridge-drain resumes.
+    BridgeSession,
+    /// P publishers send --count messages each to the gateway on `bench/<i>` (uplink down).
+    BridgeFill,
+    /// The upstream subscriber returns and receives the fill's backlog through the gateway's
+    /// bridge; local PUBACK latency at --rate meanwhile.
+    BridgeDrain,
+    /// One publisher at --rate through the bridge to a subscriber online upstream; the
+    /// gateway's storage writes per message (needs --broker-pid).
+    BridgeWear,
 }
 
 impl Scenario {
@@ -195,6 +217,10 @@ impl Scenario {
             Scenario::RebootStorm => "reboot-storm",
             Scenario::DurableFanIn => "durable-fan-in",
             Scenario::DurableQueues => "durable-queues",
+            Scenario::BridgeSession => "bridge-session",
+            Scenario::BridgeFill => "bridge-fill",
+            Scenario::BridgeDrain => "bridge-drain",
+            Scenario::BridgeWear => "bridge-wear",
         }
     }
 }

@@ -173,7 +173,7 @@ async fn open_persistent(
 }
 
 /// The publishing phase: what the publishers did and what the broker's counters moved by.
-struct PublishPhase {
+pub struct PublishPhase {
     clock: Clock,
     publishers: Vec<PublisherReport>,
     /// The interval acknowledged msg/s and latencies are taken over, on the run's clock.
@@ -183,7 +183,7 @@ struct PublishPhase {
 }
 
 /// Publishes while every subscriber is offline.
-async fn publish_while_offline(
+pub async fn publish_while_offline(
     args: &Args,
     options: &ClientOptions,
     topology: &Topology,
@@ -328,7 +328,7 @@ impl PublishPhase {
     }
 
     /// The RESULT fields of the publishing phase, printing the human summary on the way.
-    fn fields(&self, args: &Args, topology: &Topology) -> Vec<(&'static str, String)> {
+    pub fn fields(&self, args: &Args, topology: &Topology) -> Vec<(&'static str, String)> {
         let (from, to) = self.measured_nanos;
         let seconds = Duration::from_nanos(to.saturating_sub(from)).as_secs_f64();
         let acked_in_window = self
@@ -495,6 +495,7 @@ async fn resume_subscriber(
         progress: Arc::clone(progress),
         clock,
         log_latency,
+        count_duplicates: false,
     };
     Ok(Subscriber::new(connection, plan))
 }

@@ -116,6 +116,15 @@ pub enum LoadError {
         reason: String,
     },
 
+    #[error("{scenario} needs --upstream, the broker the gateway bridges to")]
+    MissingUpstream { scenario: &'static str },
+
+    #[error("{scenario} needs --count, the messages each publisher of the fill sent")]
+    MissingCount { scenario: &'static str },
+
+    #[error("cannot write the ready file {path}: {source}")]
+    ReadyFile { path: PathBuf, source: io::Error },
+
     #[error("{scenario} needs --qos 1 or 2: only acknowledged messages are durable")]
     QosNotDurable { scenario: &'static str },
 

@@ -156,6 +156,7 @@ impl Crew {
                 progress: Arc::clone(progress),
                 clock,
                 log_latency,
+                count_duplicates: false,
             };
             let subscriber = connect_subscriber(args, &options, &topology.filter, plan).await?;
             self.start_subscriber(subscriber);

@@ -2,8 +2,12 @@
 //! (PUBREC, then PUBCOMP on PUBREL), checks each publisher's sequence for gaps, duplicates and
 //! reordering, and optionally logs one-way latencies.
 //!
-//! A QoS 2 PUBLISH re-sent before its PUBREL is acknowledged again but counted once.
+//! A QoS 2 PUBLISH re-sent before its PUBREL is acknowledged again but counted once. With
+//! `count_duplicates`, a message seen before (a QoS 1 re-send, e.g. by a bridge after a
+//! reconnect) is counted as a duplicate and not again as received, so the received count is
+//! the distinct messages and a duplicate is told apart from a reordered message.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use cairn::codec::{Packet, PubResponse, Publish, QoS};
@@ -24,6 +28,8 @@ pub struct SubscriberPlan {
     pub clock: Clock,
     /// Keep a (send time, latency) pair per message.
     pub log_latency: bool,
+    /// Remember every (publisher, sequence) received, to count repeats as duplicates.
+    pub count_duplicates: bool,
 }
 
 /// One publisher's messages as one subscriber saw them.
@@ -57,6 +63,8 @@ pub struct SubscriberReport {
     pub sequences: Vec<SequenceCheck>,
     /// (send time, latency), nanoseconds on the run's clock, when latency was logged.
     pub latencies: Vec<(u64, u64)>,
+    /// Messages received again after an earlier copy (only with `count_duplicates`).
+    pub duplicates: u64,
 }
 
 /// A connected, subscribed subscriber.
@@ -66,6 +74,9 @@ pub struct Subscriber {
     received: u64,
     sequences: Vec<SequenceCheck>,
     latencies: Vec<(u64, u64)>,
+    /// (publisher, sequence) of every message received, with `count_duplicates`.
+    seen: Option<HashSet<(u32, u64)>>,
+    duplicates: u64,
     /// QoS 2 packet identifiers received and awaiting PUBREL.
     awaiting_release: Vec<bool>,
 }
@@ -76,9 +87,11 @@ impl Subscriber {
         Subscriber {
             connection,
             sequences: vec![SequenceCheck::default(); plan.publishers],
+            seen: plan.count_duplicates.then(HashSet::new),
             plan,
             received: 0,
             latencies: Vec::new(),
+            duplicates: 0,
             awaiting_release: vec![false; usize::from(u16::MAX) + 1],
         }
     }
@@ -100,6 +113,7 @@ impl Subscriber {
             index: self.plan.index,
             sequences: self.sequences,
             latencies: self.latencies,
+            duplicates: self.duplicates,
         })
     }
 
@@ -161,7 +175,7 @@ impl Subscriber {
             .queue(&Packet::PubComp(PubResponse::success(packet_id)))
     }
 
-    /// Counts a message, checks its sequence and logs its latency.
+    /// Counts a message (a duplicate only as such), checks its sequence and logs its latency.
     fn book(&mut self, publish: &Publish) -> Result<(), LoadError> {
         let who = || self.connection.who().to_owned();
         let stamp = Stamp::read(&publish.payload).ok_or_else(|| LoadError::ForeignMessage {
@@ -178,6 +192,12 @@ impl Subscriber {
                 publisher: stamp.publisher,
                 publishers,
             })?;
+        if let Some(seen) = &mut self.seen {
+            if !seen.insert((stamp.publisher, stamp.sequence)) {
+                self.duplicates += 1;
+                return Ok(());
+            }
+        }
         check.observe(stamp.sequence);
         self.received += 1;
         if self.plan.log_latency {

@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# A gateway's bridge on this machine: Cairn's bridge versus Mosquitto's own bridge (Mosquitto as
+# the gateway), both bridging `bench/#` out at QoS 1 to the same kind of upstream, a Mosquitto
+# on 127.0.0.1 with `persistence true` and `max_queued_messages 0`. Driven by the load tool's
+# bridge scenarios (benches/load/bridge.rs); gateways alternate round by round. Every broker
+# started is stopped again, also on error or Ctrl-C.
+#
+# 1. Drain of a backlog: the upstream runs once so a persistent subscriber (clean session
+#    false, `bench/#` QoS 1) can create its session there, then stops; the gateway starts with
+#    its uplink down and PUBLISHERS publishers send MESSAGES QoS 1 messages to it (every one
+#    acknowledged); then the upstream starts again on its saved state and the subscriber
+#    reconnects as soon as it listens. Measured: the time from the upstream's start until the
+#    subscriber has all MESSAGES (count, order per publisher, duplicates reported but allowed
+#    for QoS 1), as msg/s, and the ratio Cairn/Mosquitto; also from the first message to the
+#    last (the reconnect delay left out).
+# 2. Local PUBACK latency during that drain: one more publisher on the gateway sends QoS 1 at
+#    LOCAL_RATE msg/s to `local/latency` (not bridged); its PUBACK latency p50/p99 from the
+#    first drained message to the last (and before, with the uplink down).
+# 3. Storage writes per bridged message: the upstream up, a subscriber online there, one
+#    publisher at WEAR_RATE msg/s; once messages flow and WEAR_WARMUP seconds have passed, the
+#    gateway's /proc/<pid>/io write_bytes over WEAR_DURATION seconds per acknowledged message.
+#    Mosquitto as the gateway runs twice: `persistence false` and `persistence true` (its
+#    default autosave_interval, 1800 s).
+# Cairn's bridge: `[bridges.queue] max_messages = 1000000`, `reconnect_min = 1`,
+# `reconnect_max = 2`, otherwise defaults (fsync on, commit_window_ms 20, max_inflight 32).
+# Mosquitto's bridge: `cleansession false`, `restart_timeout 1 2`, `max_queued_messages 0`,
+# `notifications false` (Cairn sends no state topic by default), `persistence false` for the
+# drain. Both speak BRIDGE_PROTOCOL upstream. Exit status 1 if any run failed its checks.
+#
+# Environment (defaults keep the whole run near 5 minutes on 2 cores):
+#   ROUNDS=2                rounds; each runs every gateway once per section
+#   MESSAGES=100000         backlog of the drain (split evenly over PUBLISHERS)
+#   PUBLISHERS=1            publishers of the backlog
+#   INFLIGHT=32             their inflight window (capped by the gateway's Receive Maximum)
+#   LOCAL_RATE=500          msg/s of the latency publisher during the drain
+#   WEAR_RATE=100 WEAR_WARMUP=3 WEAR_DURATION=10
+#   BRIDGE_PROTOCOL=5       MQTT version of both bridges upstream: 5 or 3.1.1
+#   MQTT_VERSION=5          MQTT version of the load tool's clients: 5 or 3.1.1
+#   DRAIN_TIMEOUT=300       seconds the drain (and each wait in it) may take
+#   SECTIONS="drain wear"   which runs to do (drain covers 1 and 2, wear is 3)
+#   GATEWAYS="cairn mosquitto"
+#   MOSQUITTO=mosquitto
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-2}
+MESSAGES=${MESSAGES:-100000}
+PUBLISHERS=${PUBLISHERS:-1}
+INFLIGHT=${INFLIGHT:-32}
+LOCAL_RATE=${LOCAL_RATE:-500}
+WEAR_RATE=${WEAR_RATE:-100}
+WEAR_WARMUP=${WEAR_WARMUP:-3}
+WEAR_DURATION=${WEAR_DURATION:-10}
+BRIDGE_PROTOCOL=${BRIDGE_PROTOCOL:-5}
+MQTT_VERSION=${MQTT_VERSION:-5}
+DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
+SECTIONS=${SECTIONS:-drain wear}
+GATEWAYS=${GATEWAYS:-cairn mosquitto}
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bridge.XXXXXX")
+RESULTS="$WORK/results"
+LOG_NAME=bridge
+BROKERS=$GATEWAYS
+FAILURES=0
+# Longest any one load run may take before it counts as failed, seconds.
+RUN_LIMIT=$((3 * DRAIN_TIMEOUT + WEAR_WARMUP + WEAR_DURATION + 60))
+# shellcheck source=benches/brokers.sh
+source "$ROOT/benches/brokers.sh"
+
+UPSTREAM_PID=""
+UPSTREAM_PORT=""
+# The drain's load tool while it runs in the background.
+DRAIN_PID=""
+
+# start_upstream DIR: the upstream Mosquitto on UPSTREAM_PORT, its persistence file in DIR
+# (kept across its restarts).
+start_upstream() {
+    mkdir -p "$1"
+    cat >"$1/mosquitto.conf" <<EOF
+listener $UPSTREAM_PORT 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location $1/
+max_queued_messages 0
+log_dest stderr
+log_type error
+log_type warning
+user $(id -un)
+EOF
+    "$MOSQUITTO" -c "$1/mosquitto.conf" >>"$WORK/upstream.log" 2>&1 &
+    UPSTREAM_PID=$!
+    await_listening upstream "$UPSTREAM_PID" "$UPSTREAM_PORT" "$WORK/upstream.log"
+}
+
+# stop_upstream: SIGTERM (Mosquitto saves its persistence file), as any broker is stopped.
+stop_upstream() {
+    [[ -n $UPSTREAM_PID ]] || return 0
+    stop_process "$UPSTREAM_PID"
+    UPSTREAM_PID=""
+}
+
+# A free port for the upstream, which keeps it across its restarts.
+pick_upstream_port() {
+    pick_free_port
+    UPSTREAM_PORT=$PORT
+}
+
+# The Cairn configuration of the gateway: one bridge to the upstream.
+write_cairn_config() {
+    CAIRN_CONFIG="$WORK/cairn.toml"
+    cat >"$CAIRN_CONFIG" <<EOF
+[[bridges]]
+name = "bench"
+addresses = ["127.0.0.1:$UPSTREAM_PORT"]
+protocol = "$BRIDGE_PROTOCOL"
+client_id = "cairn-gateway"
+reconnect_min = 1
+reconnect_max = 2
+[bridges.queue]
+max_messages = 1000000
+max_bytes = 1073741824
+[[bridges.topics]]
+filter = "bench/#"
+direction = "out"
+qos = 1
+EOF
+}
+
+# The mosquitto.conf lines of Mosquitto's bridge to the upstream.
+mosquitto_bridge() {
+    local version=mqttv50
+    [[ $BRIDGE_PROTOCOL == 5 ]] || version=mqttv311
+    cat <<EOF
+max_queued_messages 0
+connection bench
+address 127.0.0.1:$UPSTREAM_PORT
+bridge_protocol_version $version
+clientid mosquitto-gateway
+cleansession false
+restart_timeout 1 2
+notifications false
+topic bench/# out 1
+EOF
+}
+
+# start_gateway VARIANT: cairn, mosquitto (persistence false) or mosquitto-persistent, on a
+# free port other than the upstream's; sets GATEWAY to the broker it runs.
+start_gateway() {
+    CAIRN_DATA=""
+    MOSQUITTO_PERSISTENCE=""
+    case $1 in
+    cairn)
+        GATEWAY=cairn
+        write_cairn_config
+        ;;
+    mosquitto | mosquitto-persistent)
+        GATEWAY=mosquitto
+        MOSQUITTO_EXTRA=$(mosquitto_bridge)
+        [[ $1 == mosquitto ]] || MOSQUITTO_PERSISTENCE="$WORK/gateway-data.$RANDOM"
+        ;;
+    *) die "unknown gateway $1" ;;
+    esac
+    pick_free_port
+    while [[ $PORT == "$UPSTREAM_PORT" ]]; do pick_free_port; done
+    "start_$GATEWAY"
+    wait_until_listening "$GATEWAY"
+}
+
+# The load tool's arguments common to every run (after pick_upstream_port).
+common_args() {
+    COMMON=(--upstream "127.0.0.1:$UPSTREAM_PORT" --mqtt-version "$MQTT_VERSION" --qos 1
+        --drain-timeout "$DRAIN_TIMEOUT")
+}
+
+# load ARGS...: the load tool against the gateway (when running) and the upstream, its
+# RESULT line on stdout ("" when it printed none).
+load() {
+    common_args
+    timeout "$RUN_LIMIT" "$LOAD" "$@" "${COMMON[@]}" 2>"$WORK/load.err" | grep '^RESULT' || true
+}
+
+# field LINE KEY: the value of KEY in a RESULT line, or "".
+field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
+
+# await_ready FILE PID: waits until FILE exists while process PID runs (60 s at most).
+await_ready() {
+    for _ in $(seq 600); do
+        [[ -e $1 ]] && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# drain_run GATEWAY ROUND: sections 1 and 2 once on GATEWAY.
+drain_run() {
+    local gateway=$1 round=$2 line started="" ready="$WORK/ready" output="$WORK/drain.out"
+    local per_publisher=$((MESSAGES / PUBLISHERS)) upstream_dir="$WORK/upstream-$gateway-$round"
+    log "drain of $MESSAGES messages, round $round: $gateway"
+    pick_upstream_port
+    start_upstream "$upstream_dir"
+    line=$(load --scenario bridge-session --label "$gateway")
+    stop_upstream
+    [[ $line == *status=ok* ]] || { record_result "drain" "$gateway" "$round" "$line"; return; }
+    start_gateway "$gateway"
+    line=$(load --scenario bridge-fill --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
+        --label "$gateway" --publishers "$PUBLISHERS" --count "$per_publisher" --inflight "$INFLIGHT")
+    record_result "fill" "$gateway" "$round" "$line"
+    if [[ $line != *status=ok* ]]; then
+        stop_broker
+        return
+    fi
+    rm -f "$ready"
+    common_args
+    timeout "$RUN_LIMIT" "$LOAD" --scenario bridge-drain --broker "127.0.0.1:$PORT" \
+        --label "$gateway" --publishers "$PUBLISHERS" --count "$per_publisher" \
+        --rate "$LOCAL_RATE" --warmup 2 --ready-file "$ready" "${COMMON[@]}" \
+        >"$output" 2>"$WORK/load.err" &
+    DRAIN_PID=$!
+    if await_ready "$ready" "$DRAIN_PID"; then
+        started=$(date +%s%N)
+        start_upstream "$upstream_dir"
+    fi
+    wait "$DRAIN_PID" || true
+    DRAIN_PID=""
+    line=$(grep '^RESULT' "$output" || true)
+    record_result "drain" "$gateway" "$round" "$line"
+    if [[ $line == *status=ok* ]]; then
+        local last first expected
+        last=$(field "$line" last_ns)
+        first=$(field "$line" first_ns)
+        expected=$(field "$line" expected)
+        awk -v id=drain -v g="$gateway" -v r="$round" -v s="$started" -v f="$first" -v l="$last" \
+            -v n="$expected" 'BEGIN {
+                printf "%s %s %s start_ms %.0f\n", id, g, r, (l - s) / 1e6
+                printf "%s %s %s start_rate %.0f\n", id, g, r, n / ((l - s) / 1e9)
+                printf "%s %s %s first_ms %.0f\n", id, g, r, (f - s) / 1e6
+                printf "%s %s %s flow_rate %.0f\n", id, g, r, n / ((l - f) / 1e9)
+            }' >>"$RESULTS"
+    fi
+    stop_broker
+    stop_upstream
+}
+
+# wear_run VARIANT ROUND: section 3 once on VARIANT (cairn, mosquitto, mosquitto-persistent).
+wear_run() {
+    local variant=$1 round=$2 line
+    log "storage writes at $WEAR_RATE msg/s, round $round: $variant"
+    pick_upstream_port
+    start_upstream "$WORK/upstream-wear-$variant-$round"
+    start_gateway "$variant"
+    line=$(load --scenario bridge-wear --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
+        --label "$variant" --rate "$WEAR_RATE" --warmup "$WEAR_WARMUP" --duration "$WEAR_DURATION")
+    record_result "wear" "$variant" "$round" "$line"
+    stop_broker
+    stop_upstream
+}
+
+# section NAME: whether SECTIONS asks for section NAME.
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+# value ID GATEWAY KEY: the median over rounds, or "-".
+value() { median "$RESULTS" "$@"; }
+
+# ms MICROS: microseconds as milliseconds with one decimal.
+ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1000 }'; }
+
+# secs MILLIS: milliseconds as seconds with two decimals.
+secs() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.2f", v / 1000 }'; }
+
+# sum FILE ID GATEWAY KEY: the sum of column 5 over the rows of FILE, or "-".
+sum() {
+    awk -v id="$2" -v g="$3" -v key="$4" '$1 == id && $2 == g && $4 == key { s += $5; n++ }
+        END { if (n) print s; else print "-" }' "$1"
+}
+
+print_machine() {
+    echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr);" \
+        "$(free -g | awk '/^Mem:/ { print $2 " GiB RAM" }')"
+    echo "Disk under $WORK: $(df -h "$WORK" | awk 'NR == 2 { print $1 ", " $2 " (" $5 " used)" }');" \
+        "$(findmnt -n -T "$WORK" -o FSTYPE,OPTIONS)"
+    echo "Load average at start: $LOAD_AT_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "Mosquitto $("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p'); bridges speak" \
+        "MQTT $BRIDGE_PROTOCOL upstream, the load tool MQTT $MQTT_VERSION; QoS 1, 64-byte payloads"
+}
+
+print_drain() {
+    local gateway format='%-10s %9s %10s %10s %10s %10s %6s %8s %8s %8s %8s\n'
+    echo
+    echo "1-2. Drain of $MESSAGES messages ($PUBLISHERS publisher(s), $INFLIGHT in flight) to the" \
+        "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
+    # shellcheck disable=SC2059 # the format is the table's, shared by every row
+    printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s dups p50-ms \
+        p99-ms idle-p50 idle-p99
+    for gateway in $GATEWAYS; do
+        # shellcheck disable=SC2059
+        printf "$format" "$gateway" "$(value fill "$gateway" rate)" \
+            "$(secs "$(value drain "$gateway" start_ms)")" "$(value drain "$gateway" start_rate)" \
+            "$(secs "$(value drain "$gateway" first_ms)")" "$(value drain "$gateway" flow_rate)" \
+            "$(sum "$RESULTS" drain "$gateway" duplicates)" \
+            "$(ms "$(value drain "$gateway" local_p50_us)")" "$(ms "$(value drain "$gateway" local_p99_us)")" \
+            "$(ms "$(value drain "$gateway" idle_p50_us)")" "$(ms "$(value drain "$gateway" idle_p99_us)")"
+    done
+    echo "   Cairn/Mosquitto drain msg/s: $(ratio "$(value drain cairn start_rate)" \
+        "$(value drain mosquitto start_rate)") (from the upstream's start);" \
+        "$(ratio "$(value drain cairn flow_rate)" "$(value drain mosquitto flow_rate)")" \
+        "(first to last message)"
+    echo "   start-s = upstream start to the last message; drain-msg/s = $MESSAGES / start-s;" \
+        "connect-s = upstream start to the first message (the bridge's reconnect delay);"
+    echo "   flow-msg/s = $MESSAGES / (first to last message); dups = duplicates over all rounds;" \
+        "p50/p99 = local PUBACK latency during the drain, idle = before it (uplink down), ms"
+}
+
+print_wear() {
+    local variant format='%-22s %8s %9s %13s %9s %9s %12s %12s\n'
+    echo
+    echo "3. Storage writes per bridged message, one publisher at $WEAR_RATE msg/s, uplink up" \
+        "(${WEAR_DURATION}s after ${WEAR_WARMUP}s; medians of $ROUNDS rounds)"
+    # shellcheck disable=SC2059
+    printf "$format" gateway msg/s acked io-bytes/msg ack-p50 ack-p99 bridged-p50 bridged-p99
+    for variant in $(wear_variants); do
+        # shellcheck disable=SC2059
+        printf "$format" "$variant" "$(value wear "$variant" rate)" "$(value wear "$variant" acked)" \
+            "$(value wear "$variant" io_bytes_per_msg)" \
+            "$(ms "$(value wear "$variant" ack_p50_us)")" "$(ms "$(value wear "$variant" ack_p99_us)")" \
+            "$(ms "$(value wear "$variant" bridged_p50_us)")" \
+            "$(ms "$(value wear "$variant" bridged_p99_us)")"
+    done
+    echo "   io = /proc/<pid>/io write_bytes of the gateway; ack = PUBACK latency at the gateway," \
+        "bridged = publisher to upstream subscriber, ms; mosquitto-persistent = persistence true"
+}
+
+# The gateway variants of section 3.
+wear_variants() {
+    local gateway
+    for gateway in $GATEWAYS; do
+        if [[ $gateway == mosquitto ]]; then echo mosquitto mosquitto-persistent; else echo "$gateway"; fi
+    done
+}
+
+main() {
+    trap '[[ -z $DRAIN_PID ]] || stop_process "$DRAIN_PID"; stop_upstream; cleanup' EXIT
+    trap 'exit 130' INT TERM
+    [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
+    (( MESSAGES % PUBLISHERS == 0 )) || die "MESSAGES=$MESSAGES is not a multiple of PUBLISHERS=$PUBLISHERS"
+    LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+    build
+    : >"$RESULTS"
+    local round gateway
+    for round in $(seq "$ROUNDS"); do
+        if section drain; then
+            for gateway in $GATEWAYS; do drain_run "$gateway" "$round"; done
+        fi
+        if section wear; then
+            for gateway in $(wear_variants); do wear_run "$gateway" "$round"; done
+        fi
+    done
+    echo
+    print_machine
+    if section drain; then print_drain; fi
+    if section wear; then print_wear; fi
+    if ((FAILURES > 0)); then
+        echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
+    fi
+    ((FAILURES == 0))
+}
+
+main "$@"
