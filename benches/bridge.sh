@@ -158,6 +158,7 @@ start_gateway() {
     case $1 in
     cairn)
         GATEWAY=cairn
+        CAIRN_ENV=(CAIRN_SYS_INTERVAL=1)
         write_cairn_config
         ;;
     mosquitto | mosquitto-persistent)
@@ -252,13 +253,15 @@ drain_run() {
 
 # wear_run VARIANT ROUND: section 3 once on VARIANT (cairn, mosquitto, mosquitto-persistent).
 wear_run() {
-    local variant=$1 round=$2 line
+    local variant=$1 round=$2 line stats=()
     log "storage writes at $WEAR_RATE msg/s, round $round: $variant"
+    [[ $variant != cairn ]] || stats=(--store-stats)
     pick_upstream_port
     start_upstream "$WORK/upstream-wear-$variant-$round"
     start_gateway "$variant"
     line=$(load --scenario bridge-wear --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
-        --label "$variant" --rate "$WEAR_RATE" --warmup "$WEAR_WARMUP" --duration "$WEAR_DURATION")
+        --label "$variant" --rate "$WEAR_RATE" --warmup "$WEAR_WARMUP" --duration "$WEAR_DURATION" \
+        ${stats[@]+"${stats[@]}"})
     record_result "wear" "$variant" "$round" "$line"
     stop_broker
     stop_upstream
@@ -272,6 +275,16 @@ value() { median "$RESULTS" "$@"; }
 
 # ms MICROS: microseconds as milliseconds with one decimal.
 ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1000 }'; }
+
+# range ID GATEWAY KEY: "min-max" over rounds, or "-".
+range() {
+    awk -v id="$1" -v g="$2" -v key="$3" '$1 == id && $2 == g && $4 == key {
+            if (n == 0 || $5 < lo) lo = $5
+            if (n == 0 || $5 > hi) hi = $5
+            n++
+        }
+        END { if (n) printf "%g-%g\n", lo, hi; else print "-" }' "$RESULTS"
+}
 
 # secs MILLIS: milliseconds as seconds with two decimals.
 secs() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.2f", v / 1000 }'; }
@@ -293,18 +306,19 @@ print_machine() {
 }
 
 print_drain() {
-    local gateway format='%-10s %9s %10s %10s %10s %10s %6s %8s %8s %8s %8s\n'
+    local gateway format='%-10s %9s %8s %11s %9s %10s %13s %5s %7s %7s %8s %8s\n'
     echo
     echo "1-2. Drain of $MESSAGES messages ($PUBLISHERS publisher(s), $INFLIGHT in flight) to the" \
         "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
-    printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s dups p50-ms \
-        p99-ms idle-p50 idle-p99
+    printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s flow-range dups \
+        p50-ms p99-ms idle-p50 idle-p99
     for gateway in $GATEWAYS; do
         # shellcheck disable=SC2059
         printf "$format" "$gateway" "$(value fill "$gateway" rate)" \
             "$(secs "$(value drain "$gateway" start_ms)")" "$(value drain "$gateway" start_rate)" \
             "$(secs "$(value drain "$gateway" first_ms)")" "$(value drain "$gateway" flow_rate)" \
+            "$(range drain "$gateway" flow_rate)" \
             "$(sum "$RESULTS" drain "$gateway" duplicates)" \
             "$(ms "$(value drain "$gateway" local_p50_us)")" "$(ms "$(value drain "$gateway" local_p99_us)")" \
             "$(ms "$(value drain "$gateway" idle_p50_us)")" "$(ms "$(value drain "$gateway" idle_p99_us)")"
@@ -315,27 +329,32 @@ print_drain() {
         "(first to last message)"
     echo "   start-s = upstream start to the last message; drain-msg/s = $MESSAGES / start-s;" \
         "connect-s = upstream start to the first message (the bridge's reconnect delay);"
-    echo "   flow-msg/s = $MESSAGES / (first to last message); dups = duplicates over all rounds;" \
+    echo "   flow-msg/s = $MESSAGES / (first to last message), flow-range its lowest-highest round;" \
+        "dups = duplicates over all rounds;" \
         "p50/p99 = local PUBACK latency during the drain, idle = before it (uplink down), ms"
 }
 
 print_wear() {
-    local variant format='%-22s %8s %9s %13s %9s %9s %12s %12s\n'
+    local variant format='%-22s %6s %6s %12s %13s %8s %8s %8s %11s %11s\n'
     echo
     echo "3. Storage writes per bridged message, one publisher at $WEAR_RATE msg/s, uplink up" \
         "(${WEAR_DURATION}s after ${WEAR_WARMUP}s; medians of $ROUNDS rounds)"
     # shellcheck disable=SC2059
-    printf "$format" gateway msg/s acked io-bytes/msg ack-p50 ack-p99 bridged-p50 bridged-p99
+    printf "$format" gateway msg/s acked io-bytes/msg io-range elided ack-p50 ack-p99 \
+        bridged-p50 bridged-p99
     for variant in $(wear_variants); do
         # shellcheck disable=SC2059
         printf "$format" "$variant" "$(value wear "$variant" rate)" "$(value wear "$variant" acked)" \
-            "$(value wear "$variant" io_bytes_per_msg)" \
+            "$(value wear "$variant" io_bytes_per_msg)" "$(range wear "$variant" io_bytes_per_msg)" \
+            "$(value wear "$variant" elided_per_msg)" \
             "$(ms "$(value wear "$variant" ack_p50_us)")" "$(ms "$(value wear "$variant" ack_p99_us)")" \
             "$(ms "$(value wear "$variant" bridged_p50_us)")" \
             "$(ms "$(value wear "$variant" bridged_p99_us)")"
     done
-    echo "   io = /proc/<pid>/io write_bytes of the gateway; ack = PUBACK latency at the gateway," \
-        "bridged = publisher to upstream subscriber, ms; mosquitto-persistent = persistence true"
+    echo "   io = /proc/<pid>/io write_bytes of the gateway (range = lowest-highest round);" \
+        "elided = Cairn's queue entries never written (\$SYS/broker/store/messages_elided)"
+    echo "   per message; ack = PUBACK latency at the gateway, bridged = publisher to upstream" \
+        "subscriber, ms; mosquitto-persistent = persistence true"
 }
 
 # The gateway variants of section 3.

@@ -16,7 +16,8 @@
 //!   last message and the local PUBACK latency during the drain (first to last message).
 //! - bridge-wear: a subscriber online upstream, one publisher at --rate to the gateway on
 //!   `bench/0`; once messages flow and --warmup has passed, the gateway's `/proc/<pid>/io`
-//!   write_bytes over --duration, per message acknowledged in that interval.
+//!   write_bytes over --duration, per message acknowledged in that interval; with
+//!   --store-stats also Cairn's store counters (commits, bytes, queue entries never written).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use tokio::time::{sleep, timeout, Instant};
 use crate::args::Args;
 use crate::broker_proc;
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
-use crate::durable::publish_while_offline;
+use crate::durable::{publish_while_offline, SYS_WAIT};
 use crate::error::LoadError;
 use crate::progress::Progress;
 use crate::publisher::{Pacing, PublisherPlan, PublisherReport};
@@ -37,6 +38,7 @@ use crate::run::{
 use crate::scenarios::{Percentiles, Summary};
 use crate::stamp::{duration_nanos, Clock};
 use crate::subscriber::{Subscriber, SubscriberPlan, SubscriberReport};
+use crate::sys_stats::{self, StoreStats};
 
 /// The filter the gateway bridges out and the upstream subscriber holds.
 const BRIDGED_FILTER: &str = "bench/#";
@@ -198,9 +200,12 @@ pub async fn bridge_wear(args: &Args) -> Result<Summary, LoadError> {
     start_paced_publisher(args, &mut crew, clock, topology.topic_of).await?;
     await_first_message(&mut crew, &progress, clock, args.drain_timeout).await?;
     supervise(&mut crew.tasks, sleep(args.warmup)).await?;
+    // The $SYS reader's own connection stays outside the interval /proc/<pid>/io measures.
+    let store_from = supervise(&mut crew.tasks, store_stats(args)).await??;
     let from = (clock.now_nanos(), broker_proc::write_bytes(pid)?);
     supervise(&mut crew.tasks, sleep(args.duration)).await?;
     let to = (clock.now_nanos(), broker_proc::write_bytes(pid)?);
+    let store_to = supervise(&mut crew.tasks, store_stats(args)).await??;
     let publishers = crew.stop_publishers(1).await?;
     let sent = publishers[0].sent;
     crew.await_deliveries(&progress, sent, args.drain_timeout)
@@ -236,11 +241,43 @@ pub async fn bridge_wear(args: &Args) -> Result<Summary, LoadError> {
         ("bridged_p50_us", through.p50.to_string()),
         ("bridged_p99_us", through.p99.to_string()),
     ];
+    if let (Some(before), Some(after)) = (store_from, store_to) {
+        fields.extend(store_fields(before, after, acked));
+    }
     fields.extend(delivery.fields);
     Ok(Summary {
         fields,
         problems: delivery.problems,
     })
+}
+
+/// With --store-stats, Cairn's `$SYS` store counters now; `None` without.
+async fn store_stats(args: &Args) -> Result<Option<StoreStats>, LoadError> {
+    if !args.store_stats {
+        return Ok(None);
+    }
+    sys_stats::read(&client_options(args), SYS_WAIT)
+        .await
+        .map(Some)
+}
+
+/// The store's commits, bytes and elided queue entries between two `$SYS` updates, per
+/// message of the `acked` in the interval measured (the updates bracket it, up to one
+/// `sys_interval` wider on each side: approximate).
+fn store_fields(before: StoreStats, after: StoreStats, acked: u64) -> Vec<(&'static str, String)> {
+    let per_message = |delta: u64| format!("{:.2}", delta as f64 / acked.max(1) as f64);
+    let commits = after.commits.saturating_sub(before.commits);
+    let written = after.bytes_written.saturating_sub(before.bytes_written);
+    let elided = after.elided.saturating_sub(before.elided);
+    eprintln!(
+        "store: {commits} commits, {written} bytes written, {elided} queue entries never \
+         written, over about {acked} messages"
+    );
+    vec![
+        ("commits", commits.to_string()),
+        ("store_bytes_per_msg", per_message(written)),
+        ("elided_per_msg", per_message(elided)),
+    ]
 }
 
 /// Connects one publisher to the gateway at --rate on `topic_of(0)`, logging its

@@ -42,7 +42,7 @@ const SESSION_EXPIRY_SECS: u32 = 3600;
 const CONCURRENT_SETUPS: usize = 32;
 
 /// Longest wait for a live `$SYS` update (Cairn's default interval is 10 s).
-const SYS_WAIT: Duration = Duration::from_secs(15);
+pub const SYS_WAIT: Duration = Duration::from_secs(15);
 
 /// One persistent subscriber on `load/#` (offline, or online with --online), P publishers on
 /// `load/<i>`; every acknowledged message must reach the subscriber.
