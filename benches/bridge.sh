@@ -267,15 +267,6 @@ wear_run() {
     stop_upstream
 }
 
-# section NAME: whether SECTIONS asks for section NAME.
-section() { [[ " $SECTIONS " == *" $1 "* ]]; }
-
-# value ID GATEWAY KEY: the median over rounds, or "-".
-value() { median "$RESULTS" "$@"; }
-
-# ms MICROS: microseconds as milliseconds with one decimal.
-ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1000 }'; }
-
 # range ID GATEWAY KEY: "min-max" over rounds, or "-".
 range() {
     awk -v id="$1" -v g="$2" -v key="$3" '$1 == id && $2 == g && $4 == key {
@@ -296,11 +287,7 @@ sum() {
 }
 
 print_machine() {
-    echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr);" \
-        "$(free -g | awk '/^Mem:/ { print $2 " GiB RAM" }')"
-    echo "Disk under $WORK: $(df -h "$WORK" | awk 'NR == 2 { print $1 ", " $2 " (" $5 " used)" }');" \
-        "$(findmnt -n -T "$WORK" -o FSTYPE,OPTIONS)"
-    echo "Load average at start: $LOAD_AT_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    print_host
     echo "Mosquitto $("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p'); bridges speak" \
         "MQTT $BRIDGE_PROTOCOL upstream, the load tool MQTT $MQTT_VERSION; QoS 1, 64-byte payloads"
 }

@@ -11,6 +11,7 @@
 #   BROKERS     brokers to run, e.g. "cairn mosquitto" (build skips Cairn when absent)
 #   MOSQUITTO   the Mosquitto binary
 #   RESULTS FAILURES   for record_result: the rows file and the count of failed runs
+#   SECTIONS LOAD_AT_START   for section and print_host
 # and may set before each start:
 #   CAIRN_DATA      Cairn's data directory (default: a fresh one under $WORK)
 #   CAIRN_CONFIG    a TOML configuration file for Cairn (default: none, built-in defaults)
@@ -176,6 +177,25 @@ median() {
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
             if (m == int(m)) printf "%d\n", m; else printf "%.1f\n", m
         }'
+}
+
+# section NAME: whether $SECTIONS asks for section NAME.
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
+
+# value ID BROKER KEY: the median over rounds in $RESULTS, or "-".
+value() { median "$RESULTS" "$@"; }
+
+# ms MICROS: microseconds as milliseconds with one decimal.
+ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1000 }'; }
+
+# print_host: CPUs, kernel, memory, the disk under $WORK and the load average at the start
+# ($LOAD_AT_START) and now.
+print_host() {
+    echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr);" \
+        "$(free -g | awk '/^Mem:/ { print $2 " GiB RAM" }')"
+    echo "Disk under $WORK: $(df -h "$WORK" | awk 'NR == 2 { print $1 ", " $2 " (" $5 " used)" }');" \
+        "$(findmnt -n -T "$WORK" -o FSTYPE,OPTIONS)"
+    echo "Load average at start: $LOAD_AT_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 # ratio A B: A / B with two decimals, or "-" when either is missing or B is 0.

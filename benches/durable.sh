@@ -265,21 +265,8 @@ memory_runs() {
     done
 }
 
-# section NAME: whether SECTIONS asks for section NAME.
-section() { [[ " $SECTIONS " == *" $1 "* ]]; }
-
-# value ID VARIANT KEY: the median over rounds, or "-".
-value() { median "$RESULTS" "$@"; }
-
-# ms MICROS: microseconds as milliseconds with one decimal.
-ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1000 }'; }
-
 print_machine() {
-    echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr);" \
-        "$(free -g | awk '/^Mem:/ { print $2 " GiB RAM" }')"
-    echo "Disk under $WORK: $(df -h "$WORK" | awk 'NR == 2 { print $1 ", " $2 " (" $5 " used)" }');" \
-        "$(findmnt -n -T "$WORK" -o FSTYPE,OPTIONS)"
-    echo "Load average at start: $LOAD_AT_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    print_host
     echo "Mosquitto $("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') (persistence true," \
         "max_inflight_messages 32); MQTT $MQTT_VERSION, QoS 1, 64-byte payloads, INFLIGHT=$INFLIGHT"
 }
