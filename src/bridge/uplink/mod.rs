@@ -95,6 +95,7 @@ impl Uplink {
             state.inflight_of(&session_id)
         });
         let now = Instant::now();
+        let pacer = Pacer::new(bridge.config.rate_limit);
         let mut uplink = Uplink {
             version: framed.version,
             bridge,
@@ -108,12 +109,11 @@ impl Uplink {
             load: None,
             resend: VecDeque::new(),
             subscribing: Vec::new(),
-            pacer: None,
+            pacer,
             last_received: now,
             last_sent: now,
             waiting_since: None,
         };
-        uplink.pacer = Pacer::new(uplink.bridge.config.rate_limit);
         uplink.acks.push_unacknowledged(commit);
         let std_now = std::time::Instant::now();
         for entry in inflight {
