@@ -15,6 +15,9 @@ use crate::support::{bridge, gateway, no_loop_through, publish_in_groups, rule};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
+/// Messages per publisher of the forgotten-session test.
+const PER_PUBLISHER: u32 = 200;
+
 #[tokio::test]
 async fn v5_both_ways_through_mosquitto_makes_no_loop() {
     let test = "v5_both_ways_through_mosquitto_makes_no_loop";
@@ -112,7 +115,9 @@ async fn a_cloud_that_forgot_the_session_loses_nothing_queued() {
     proxy.wait_connections(1).await;
     proxy.refuse();
     proxy.cut();
-    publish_in_groups(gateway.addr, &publishers, 500).await;
+    // 800 in all: Mosquitto keeps at most 1,000 messages for a subscriber by default
+    // (`max_queued_messages`), and the bridge may drain faster than this subscriber reads.
+    publish_in_groups(gateway.addr, &publishers, PER_PUBLISHER).await;
     upstream.stop().await;
     upstream.start_again().await;
     let mut cloud = subscriber(
@@ -124,6 +129,6 @@ async fn a_cloud_that_forgot_the_session_loses_nothing_queued() {
     )
     .await;
     proxy.heal();
-    let repeats = receive_in_order_allowing_repeats(&mut cloud, &publishers, 500).await;
+    let repeats = receive_in_order_allowing_repeats(&mut cloud, &publishers, PER_PUBLISHER).await;
     assert_eq!(repeats, 0, "nothing was in flight at the cut");
 }
