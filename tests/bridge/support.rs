@@ -57,7 +57,7 @@ pub async fn gateway_with(
 }
 
 /// An upstream Cairn listening on a port of its own that stays the same across restarts (a
-/// bridge's address is fixed), on its own data directory.
+/// bridge's address is fixed), on its own data directory, with room for large backlogs.
 pub async fn upstream_cairn() -> TestBroker {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|socket| socket.local_addr())
@@ -65,6 +65,9 @@ pub async fn upstream_cairn() -> TestBroker {
         .port();
     start_broker_with(|config| {
         config.listeners[0].bind = SocketAddr::from(([127, 0, 0, 1], port));
+        // The scenarios queue 10,000 messages for one offline subscriber here: room beyond
+        // that, so a QoS 1 repeat can never push one out.
+        config.limits.max_queued_messages = 100_000;
     })
     .await
 }
