@@ -12,7 +12,7 @@ use crate::store::Commit;
 
 use super::super::status::BridgeStatus;
 use super::super::topics::map_in;
-use super::{Ended, Uplink};
+use super::{in_flight, Ended, Uplink};
 
 /// Most filters per SUBSCRIBE (AWS IoT Core accepts 8).
 const FILTERS_PER_SUBSCRIBE: usize = 8;
@@ -131,6 +131,8 @@ impl Uplink {
                 "the server refused an in subscription: {reason:?}"
             ));
         }
-        self.answered();
+        let session_id = &self.bridge.session_id;
+        let window = self.broker.read(|state| in_flight(state, session_id));
+        self.answered(window);
     }
 }

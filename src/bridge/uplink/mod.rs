@@ -20,7 +20,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::broker::acks::AckQueue;
 use crate::broker::aliases::OutboundAliases;
-use crate::broker::state::{AttachRequest, ConnectionSignal, Link};
+use crate::broker::state::{AttachRequest, ConnectionSignal, Link, State};
 use crate::broker::{settle, Broker};
 use crate::codec::{Disconnect, Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 use crate::model::OutboundState;
@@ -283,16 +283,10 @@ impl Uplink {
         Ok(())
     }
 
-    /// Something of ours was answered: the wait starts again if more is open.
-    fn answered(&mut self) {
-        let open = !self.subscribing.is_empty() || {
-            let session_id = &self.bridge.session_id;
-            self.broker.read(|state| {
-                state
-                    .session(session_id)
-                    .is_some_and(|session| !session.inflight.is_empty())
-            })
-        };
+    /// Something of ours was answered: the wait starts again if more is open (`in_flight`:
+    /// the session's window still holds messages the server has not completed).
+    fn answered(&mut self, in_flight: bool) {
+        let open = in_flight || !self.subscribing.is_empty();
         self.waiting_since = open.then(Instant::now);
     }
 
@@ -388,4 +382,11 @@ fn expects_answer(packet: &Packet) -> bool {
         Packet::PubRel(_) | Packet::Subscribe(_) => true,
         _ => false,
     }
+}
+
+/// Whether the window of session `session_id` holds messages not yet completed upstream.
+fn in_flight(state: &State, session_id: &str) -> bool {
+    state
+        .session(session_id)
+        .is_some_and(|session| !session.inflight.is_empty())
 }

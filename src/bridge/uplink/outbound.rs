@@ -15,7 +15,7 @@ use crate::store::{Loaded, StoreError};
 
 use super::super::status::BridgeStatus;
 use super::super::topics::map_out;
-use super::{Ended, Uplink};
+use super::{in_flight, Ended, Uplink};
 
 /// Most PUBLISH packets prepared per pass.
 const BATCH: usize = 256;
@@ -72,8 +72,8 @@ impl Uplink {
     ) -> Result<(), Ended> {
         let session_id = self.bridge.session_id.clone();
         let packet_id = response.packet_id;
-        let (done, _) = self.broker.change(|state, changes| {
-            state.complete_outbound(&session_id, packet_id, expected, changes)
+        let ((done, still_in_flight), _) = self.broker.change(|state, changes| {
+            let done = state.complete_outbound(&session_id, packet_id, expected, changes)
                 // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
                 || (expected == OutboundState::AwaitingPubAck
                     && state.complete_outbound(
@@ -81,7 +81,8 @@ impl Uplink {
                         packet_id,
                         OutboundState::AwaitingPubRec,
                         changes,
-                    ))
+                    ));
+            (done, in_flight(state, &session_id))
         });
         if done {
             if response.reason.is_error() {
@@ -98,7 +99,7 @@ impl Uplink {
             tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
                 "acknowledgement for no message in flight");
         }
-        self.answered();
+        self.answered(still_in_flight);
         Ok(())
     }
 
@@ -119,7 +120,8 @@ impl Uplink {
             // Already past PUBREC (a repeat): PUBREL again, as the server asks.
             self.queue(&Packet::PubRel(PubResponse::success(packet_id)))?;
         }
-        self.answered();
+        // The flow stays open until PUBCOMP.
+        self.answered(true);
         Ok(())
     }
 
@@ -211,19 +213,22 @@ impl Uplink {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("expired while queued");
         }
-        let Some(mut publish) = self.publish_of(delivery, packet_id, false, now) else {
+        let Some(publish) = self.publish_of(delivery, packet_id, false, now) else {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("no out rule carries it any more");
         };
-        let size = encoded_len(&Packet::Publish(publish.clone()), self.version);
+        let mut packet = Packet::Publish(publish);
+        let size = encoded_len(&packet, self.version);
         if size > self.granted.max_packet_size as usize {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             tracing::warn!(bridge = %self.bridge.config.name, topic = %delivery.message.topic, size,
                 limit = self.granted.max_packet_size, "message larger than the server accepts; dropped");
             return Err("larger than the server's Maximum Packet Size");
         }
-        self.aliases.apply(&mut publish);
-        Ok(Packet::Publish(publish))
+        if let Packet::Publish(publish) = &mut packet {
+            self.aliases.apply(publish);
+        }
+        Ok(packet)
     }
 
     /// The upstream PUBLISH of a delivery: the topic renamed by the first `out` rule that

@@ -133,9 +133,7 @@ impl State {
         let slot = self.sessions.get_mut(client_id)?;
         Some(slot.session.next_packet_id())
     }
-}
 
-impl State {
     /// The bridge's upstream server lost the bridge's session (CONNACK Session Present 0):
     /// its packet identifiers mean nothing any more. Messages it had acknowledged with PUBREC
     /// are its own now and leave the window; the rest are sent again as new messages by the
