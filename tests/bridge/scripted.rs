@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::common::clients::{publish_qos1, publish_qos2, subscriber, text};
 use crate::common::{publish_packet, RawClient, TestBroker};
-use crate::support::{bridge, gateway_with, rule, FakeCloud};
+use crate::support::{bridge, gateway_with, rule, wait_for_state, FakeCloud};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -454,24 +454,11 @@ async fn refused_credentials_wait_the_longest_backoff() {
         properties: Properties::default(),
     }))
     .await;
-    let mut watcher = subscriber(
-        gateway.addr,
-        V5,
-        "watcher",
-        "$SYS/broker/bridge/cloud/state",
-        QoS::AtMostOnce,
-    )
-    .await;
-    loop {
-        let state = text(&watcher.expect_publish().await);
-        if state.starts_with("backoff") {
-            assert!(
-                state.starts_with("backoff 600 s: refused by the server: BadUserNameOrPassword"),
-                "{state}"
-            );
-            break;
-        }
-    }
+    let state = wait_for_state(gateway.addr, "cloud", "backoff").await;
+    assert!(
+        state.starts_with("backoff 600 s: refused by the server: BadUserNameOrPassword"),
+        "{state}"
+    );
 }
 
 /// A server that sends DISCONNECT 0x9C Use another server: the bridge dials its next address.

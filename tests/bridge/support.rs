@@ -219,3 +219,17 @@ pub async fn expect_text(client: &mut RawClient, topic: &str, payload: &str) {
     );
     client.acknowledge(&publish).await;
 }
+
+/// Waits (each `$SYS` update within the harness's wait) until the gateway at `gateway`, with
+/// `sys_interval` set, says its bridge `name` is in a state starting with `prefix`; returns it.
+pub async fn wait_for_state(gateway: SocketAddr, name: &str, prefix: &str) -> String {
+    let topic = format!("$SYS/broker/bridge/{name}/state");
+    let id = format!("state-watcher-{name}");
+    let mut watcher = subscriber(gateway, ProtocolVersion::V5, &id, &topic, QoS::AtMostOnce).await;
+    loop {
+        let state = text(&watcher.expect_publish().await);
+        if state.starts_with(prefix) {
+            return state;
+        }
+    }
+}
