@@ -146,6 +146,7 @@ async fn deliver_one(store: &DurableStore, client_id: &Arc<str>, id: u64, packet
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: Vec::new(),
+            queued_at: 0,
         },
     };
     await_commit(store, vec![enqueue]).await;

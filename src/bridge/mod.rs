@@ -27,7 +27,7 @@ pub mod topics;
 pub mod uplink;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::broker::queue::QueueLimits;
 use crate::broker::state::{BridgeSession, BRIDGE_SESSION_PREFIX};
@@ -289,20 +289,31 @@ fn seed(client_id: &str) -> u64 {
 }
 
 /// The `$SYS/broker/bridge/<name>/…` values of every bridge: `state`, `queued` (not yet
-/// acknowledged upstream, in flight included), `queued_bytes`, `sent`, `received`,
+/// acknowledged upstream, in flight included), `queued_bytes`, `oldest_queued_age` (seconds
+/// the oldest of those has waited; 0 when none), `sent`, `received`,
 /// `dropped` (by the queue's bounds, or because the server could not take them),
 /// `reconnects`, `last_error`.
 pub fn sys_values(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<(String, String)> {
-    let mut values = Vec::with_capacity(bridges.len() * 8);
+    let mut values = Vec::with_capacity(bridges.len() * 10);
     for bridge in bridges {
-        let (queued, queued_bytes, dropped_by_bounds) = broker.read(|state| {
-            let (queued, bytes) = state.session(&bridge.session_id).map_or((0, 0), |session| {
+        let (queued, queued_bytes, oldest, dropped_by_bounds) = broker.read(|state| {
+            let session = state.session(&bridge.session_id);
+            let (queued, bytes, oldest) = session.map_or((0, 0, None), |session| {
                 (
                     session.queue.len() + session.inflight.len(),
                     session.queue.bytes(),
+                    session.oldest_queued_at(),
                 )
             });
-            (queued, bytes, state.bridge_dropped(&bridge.session_id))
+            (
+                queued,
+                bytes,
+                oldest,
+                state.bridge_dropped(&bridge.session_id),
+            )
+        });
+        let oldest_queued_age = oldest.map_or(0, |at| {
+            crate::model::unix_seconds(SystemTime::now()).saturating_sub(at)
         });
         let status = &bridge.status;
         let counter = |value: &std::sync::atomic::AtomicU64| {
@@ -313,6 +324,7 @@ pub fn sys_values(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<(String, Stri
             (topic("state"), status.state().to_string()),
             (topic("queued"), queued.to_string()),
             (topic("queued_bytes"), queued_bytes.to_string()),
+            (topic("oldest_queued_age"), oldest_queued_age.to_string()),
             (topic("sent"), counter(&status.sent)),
             (topic("received"), counter(&status.received)),
             (

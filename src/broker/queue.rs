@@ -6,7 +6,8 @@
 //! only from the front, so a session's stored entries are always one contiguous range of
 //! sequence numbers. Only the oldest entries are held in memory (the *head*, at most
 //! [`WINDOW`] entries, none added while the session is offline); the newer ones are *spilled*:
-//! in the store only, remembered here by their size. The connection reads spilled entries
+//! in the store only, remembered here by their size and when they were queued (8 bytes each,
+//! so the age of the oldest entry is known without reading it back). The connection reads spilled entries
 //! back in batches ([`LoadRequest`]) as the head drains, so memory does not grow with the
 //! number of queued messages. Entries the store does not keep (QoS 0 for an online session,
 //! every entry of a session that ends with its connection) are always in the head.
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use crate::codec::QoS;
 use crate::config::QueueFullPolicy;
 
-use crate::model::{entry_size, Delivery, StoreOp};
+use crate::model::{entry_size, Delivery, StoreOp, StoredEntry};
 
 /// Most entries a queue holds in memory; a load refills the head to this size once it has
 /// drained to half of it.
@@ -79,6 +80,15 @@ pub struct Queued {
     pub delivery: Delivery,
 }
 
+/// What the queue remembers of an entry held in the store only.
+#[derive(Debug, Clone, Copy)]
+struct Spilled {
+    /// Bytes it counts for.
+    size: u32,
+    /// When it was queued ([`crate::model::unix_seconds`]).
+    queued_at: u32,
+}
+
 /// What happened to an offered message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offered {
@@ -102,9 +112,8 @@ pub struct LoadRequest {
 pub struct MessageQueue {
     /// The oldest entries, in memory.
     head: VecDeque<Queued>,
-    /// Sizes of the entries in the store only, oldest first: sequence numbers
-    /// `spill_from..next_seq`.
-    spilled: VecDeque<u32>,
+    /// The entries in the store only, oldest first: sequence numbers `spill_from..next_seq`.
+    spilled: VecDeque<Spilled>,
     /// Sequence number of the oldest spilled entry (`next_seq` when none is spilled).
     spill_from: u64,
     /// Sequence number of the next stored entry.
@@ -140,24 +149,29 @@ impl MessageQueue {
     }
 
     /// The queue of a session read back from the store: every entry spilled. `entries` are
-    /// (sequence number, size), ascending; `next_seq` is above every sequence number the
-    /// session used (its inflight entries' too). A missing number becomes a placeholder that
-    /// the first load reports as lost.
+    /// ascending by sequence number; `next_seq` is above every sequence number the session
+    /// used (its inflight entries' too). A missing number becomes a placeholder that the first
+    /// load reports as lost (counted as queued when the entry after it was).
     pub fn restored(
         budget: Arc<QueueBudget>,
-        entries: &[(u64, u32)],
+        entries: &[StoredEntry],
         next_seq: u64,
     ) -> MessageQueue {
         let mut queue = MessageQueue::new(budget);
-        let first = entries.first().map_or(next_seq, |(seq, _)| *seq);
+        let first = entries.first().map_or(next_seq, |entry| entry.seq);
         queue.spill_from = first;
         queue.next_seq = first;
-        for &(seq, size) in entries {
+        for &StoredEntry {
+            seq,
+            size,
+            queued_at,
+        } in entries
+        {
             while queue.next_seq < seq {
-                queue.spilled.push_back(0);
+                queue.spilled.push_back(Spilled { size: 0, queued_at });
                 queue.next_seq += 1;
             }
-            queue.spilled.push_back(size);
+            queue.spilled.push_back(Spilled { size, queued_at });
             queue.add_bytes(size);
             queue.next_seq = seq + 1;
         }
@@ -191,6 +205,14 @@ impl MessageQueue {
     #[cfg(test)]
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// When the oldest entry, in memory or spilled, was queued ([`crate::model::unix_seconds`]).
+    pub fn oldest_queued_at(&self) -> Option<u32> {
+        match self.head.front() {
+            Some(entry) => Some(entry.delivery.queued_at),
+            None => self.spilled.front().map(|entry| entry.queued_at),
+        }
     }
 
     /// The oldest entry in memory.
@@ -263,7 +285,10 @@ impl MessageQueue {
                 delivery,
             });
         } else {
-            self.spilled.push_back(size);
+            self.spilled.push_back(Spilled {
+                size,
+                queued_at: delivery.queued_at,
+            });
             ops.push(StoreOp::Enqueue {
                 client_id: client_id.clone(),
                 seq,
@@ -286,7 +311,7 @@ impl MessageQueue {
         let seq = if let Some(entry) = self.head.pop_front() {
             self.remove_bytes(entry.size);
             entry.seq
-        } else if let Some(size) = self.spilled.pop_front() {
+        } else if let Some(Spilled { size, .. }) = self.spilled.pop_front() {
             self.remove_bytes(size);
             let seq = self.spill_from;
             self.spill_from += 1;
@@ -364,7 +389,7 @@ impl MessageQueue {
                 continue;
             }
             lost += self.lose_spilled_below(seq);
-            let Some(size) = self.spilled.pop_front() else {
+            let Some(Spilled { size, .. }) = self.spilled.pop_front() else {
                 break;
             };
             self.spill_from += 1;
@@ -381,7 +406,7 @@ impl MessageQueue {
     fn lose_spilled_below(&mut self, seq: u64) -> u64 {
         let mut lost = 0;
         while self.spill_from < seq {
-            let Some(size) = self.spilled.pop_front() else {
+            let Some(Spilled { size, .. }) = self.spilled.pop_front() else {
                 break;
             };
             self.remove_bytes(size);
@@ -401,7 +426,10 @@ impl MessageQueue {
                 break;
             }
             if let Some(entry) = self.head.pop_back() {
-                self.spilled.push_front(entry.size);
+                self.spilled.push_front(Spilled {
+                    size: entry.size,
+                    queued_at: entry.delivery.queued_at,
+                });
                 self.spill_from -= 1;
             }
         }
@@ -487,6 +515,15 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: Vec::new(),
+            queued_at: 1_000 + id as u32,
+        }
+    }
+
+    fn stored(seq: u64, size: u32, queued_at: u32) -> StoredEntry {
+        StoredEntry {
+            seq,
+            size,
+            queued_at,
         }
     }
 
@@ -731,7 +768,8 @@ mod tests {
     #[test]
     fn restored_queue_numbers_continue_and_gaps_are_placeholders() {
         let budget = QueueBudget::new(u64::MAX);
-        let mut queue = MessageQueue::restored(budget.clone(), &[(5, 10), (7, 10)], 9);
+        let entries = [stored(5, 10, 100), stored(7, 10, 101)];
+        let mut queue = MessageQueue::restored(budget.clone(), &entries, 9);
         assert_eq!((queue.len(), queue.bytes(), queue.next_seq()), (3, 20, 9));
         let request = queue.load_request().expect("spilled entries");
         assert_eq!((request.from, request.to), (5, 8));
@@ -743,5 +781,49 @@ mod tests {
         );
         assert_eq!(seqs(&ops), vec![("enqueue", 9)]);
         assert_eq!(budget.used(), 30);
+    }
+
+    #[test]
+    fn oldest_queue_time_is_the_heads_then_the_first_spilled_entrys() {
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        assert_eq!(queue.oldest_queued_at(), None, "empty");
+        for id in 0..3 {
+            offer(&mut queue, id, ONLINE, &limits);
+        }
+        assert_eq!(queue.oldest_queued_at(), Some(1_000), "the head's front");
+        queue.release_memory();
+        assert_eq!(queue.in_memory(), 0);
+        assert_eq!(
+            queue.oldest_queued_at(),
+            Some(1_000),
+            "spilled, still known"
+        );
+        let mut ops = Vec::new();
+        queue.drop_oldest(&client(), &mut ops);
+        assert_eq!(
+            queue.oldest_queued_at(),
+            Some(1_001),
+            "dropping the front reveals the next entry's time, without reading it back"
+        );
+        let request = queue.load_request().expect("spilled entries");
+        let loaded = (1..3).map(|id| (id, delivery(id, QoS::AtLeastOnce)));
+        assert_eq!(queue.apply_load(request, loaded.collect()), 0);
+        queue.pop_front(&client());
+        assert_eq!(queue.oldest_queued_at(), Some(1_002));
+    }
+
+    #[test]
+    fn restored_queue_knows_when_its_entries_were_queued() {
+        let entries = [stored(5, 10, 100), stored(7, 10, 101)];
+        let mut queue = MessageQueue::restored(QueueBudget::new(u64::MAX), &entries, 9);
+        assert_eq!(queue.oldest_queued_at(), Some(100));
+        let mut ops = Vec::new();
+        queue.drop_oldest(&client(), &mut ops);
+        assert_eq!(
+            queue.oldest_queued_at(),
+            Some(101),
+            "the placeholder for the missing entry 6 counts from the entry after it"
+        );
     }
 }

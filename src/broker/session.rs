@@ -79,6 +79,13 @@ impl Session {
         }
     }
 
+    /// When the oldest message it still holds for delivery, inflight or queued, was queued
+    /// ([`crate::model::unix_seconds`]); `None` when it holds none.
+    pub fn oldest_queued_at(&self) -> Option<u32> {
+        let inflight = self.inflight.iter().map(|entry| entry.delivery.queued_at);
+        inflight.chain(self.queue.oldest_queued_at()).min()
+    }
+
     /// Position of the inflight entry with `packet_id` in `state`.
     pub fn find_inflight(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
         self.inflight
@@ -105,6 +112,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: Vec::new(),
+            queued_at: 0,
         }
     }
 
@@ -124,5 +132,39 @@ mod tests {
             2,
             "0 is never used and 1 is inflight"
         );
+    }
+
+    #[test]
+    fn the_oldest_held_message_is_in_flight_or_queued() {
+        let mut session = Session::new(Arc::from("c"), 10, QueueBudget::new(u64::MAX));
+        assert_eq!(session.oldest_queued_at(), None);
+        let limits = crate::broker::queue::QueueLimits {
+            max_messages: 10,
+            max_bytes: u64::MAX,
+            policy: crate::config::QueueFullPolicy::DropOldest,
+            queue_qos0_offline: false,
+        };
+        let placement = crate::broker::queue::Placement {
+            persistent: true,
+            online: true,
+        };
+        let queued = Delivery {
+            queued_at: 200,
+            ..delivery(QoS::AtLeastOnce)
+        };
+        let client = Arc::from("c");
+        session
+            .queue
+            .offer(queued, &client, placement, &limits, &mut Vec::new());
+        assert_eq!(session.oldest_queued_at(), Some(200));
+        session.inflight.push_back(Inflight {
+            packet_id: 1,
+            delivery: Delivery {
+                queued_at: 100,
+                ..delivery(QoS::AtLeastOnce)
+            },
+            state: OutboundState::AwaitingPubComp,
+        });
+        assert_eq!(session.oldest_queued_at(), Some(100));
     }
 }

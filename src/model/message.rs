@@ -3,7 +3,7 @@
 //! (granted QoS, retain flag, subscription identifiers).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -129,6 +129,16 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription Identifiers of every matching subscription (v5) [MQTT-3.3.4-3].
     pub subscription_ids: Vec<u32>,
+    /// When it entered the receiver's queue, in [`unix_seconds`]: how long a bridge has held
+    /// it. Four bytes that fit in the struct's padding, so a delivery is no larger for it.
+    pub queued_at: u32,
+}
+
+/// A wall-clock time as whole seconds since the Unix epoch, the resolution queue ages are
+/// shown in (`u32` lasts until 2106; earlier than the epoch clamps to 0).
+pub fn unix_seconds(at: SystemTime) -> u32 {
+    let secs = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
 /// Where an outgoing QoS 1/2 message stands in its acknowledgement flow.
@@ -146,4 +156,29 @@ pub enum OutboundState {
 pub fn entry_size(delivery: &Delivery) -> u32 {
     let message = &delivery.message;
     u32::try_from(message.topic.len() + message.payload.len()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn queue_time_costs_a_delivery_no_memory() {
+        // Arc (8) + Vec (24) + QoS and retain (2) leave 6 bytes of padding: `queued_at` uses 4.
+        assert_eq!(std::mem::size_of::<Delivery>(), 40);
+    }
+
+    #[test]
+    fn unix_seconds_clamp_at_both_ends() {
+        assert_eq!(
+            unix_seconds(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            1_700_000_000
+        );
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(5)), 0);
+        assert_eq!(
+            unix_seconds(UNIX_EPOCH + Duration::from_secs(1 << 40)),
+            u32::MAX
+        );
+    }
 }

@@ -8,5 +8,5 @@ mod message;
 mod recovered;
 
 pub use change::StoreOp;
-pub use message::{entry_size, Delivery, Message, OutboundState};
-pub use recovered::{Recovered, RecoveredSession};
+pub use message::{entry_size, unix_seconds, Delivery, Message, OutboundState};
+pub use recovered::{Recovered, RecoveredSession, StoredEntry};

@@ -27,9 +27,9 @@ pub struct RecoveredSession {
     pub offline_since: Option<SystemTime>,
     /// (filter, options, subscription identifier), by filter.
     pub subscriptions: Vec<(Arc<str>, SubscriptionOptions, Option<u32>)>,
-    /// Queue entries as (sequence number, size), oldest first; their deliveries stay on disk
-    /// until the store's load reads them.
-    pub queue: Vec<(u64, u32)>,
+    /// Queue entries, oldest first; their deliveries stay on disk until the store's load reads
+    /// them.
+    pub queue: Vec<StoredEntry>,
     /// Above every sequence number the session's queue and inflight entries use.
     pub next_sequence: u64,
     /// Inflight window in send order.
@@ -37,6 +37,17 @@ pub struct RecoveredSession {
     /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
     pub inbound_qos2: Vec<u16>,
     pub will: Option<Will>,
+}
+
+/// What recovery reads of one queue entry: where it is, what it weighs, and its age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// Its sequence number in the session's queue.
+    pub seq: u64,
+    /// Bytes it counts for in the queue bounds.
+    pub size: u32,
+    /// When it was queued ([`super::unix_seconds`]).
+    pub queued_at: u32,
 }
 
 impl RecoveredSession {

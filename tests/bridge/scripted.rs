@@ -539,3 +539,72 @@ async fn topic_aliases_are_used_upstream_within_the_servers_maximum() {
         "one alias allowed: sensors/a keeps it, sensors/b goes by name"
     );
 }
+
+/// Reads `$SYS` values into `values` until `done` holds, within `limit` in all (the values
+/// come every second whatever they say, so [`watch_until`] alone could wait for ever).
+async fn watch_within(
+    limit: Duration,
+    watcher: &mut RawClient,
+    values: &mut HashMap<String, String>,
+    done: impl Fn(&HashMap<String, String>) -> bool,
+) {
+    tokio::time::timeout(limit, watch_until(watcher, values, done))
+        .await
+        .unwrap_or_else(|_| panic!("the $SYS values never got there: {values:?}"));
+}
+
+fn age(values: &HashMap<String, String>) -> Option<u64> {
+    values.get("oldest_queued_age")?.parse().ok()
+}
+
+/// `$SYS/broker/bridge/<name>/oldest_queued_age`: the seconds the oldest message the bridge
+/// still holds has waited. It grows while the upstream does not answer, keeps growing while
+/// the message is in flight unacknowledged, and is 0 once the queue has drained.
+#[tokio::test]
+async fn the_age_of_the_oldest_queued_message_grows_until_it_is_acknowledged() {
+    let limit = Duration::from_secs(60);
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 1)], |config| config.sys_interval = 1).await;
+    let mut watcher = subscriber(
+        gateway.addr,
+        V5,
+        "watcher",
+        "$SYS/broker/bridge/cloud/#",
+        QoS::AtMostOnce,
+    )
+    .await;
+    let mut values = HashMap::new();
+    watch_within(limit, &mut watcher, &mut values, |values| {
+        age(values) == Some(0) && values.get("queued").map(String::as_str) == Some("0")
+    })
+    .await;
+
+    publish_all(&gateway, 1).await;
+    watch_within(limit, &mut watcher, &mut values, |values| {
+        values.get("queued").map(String::as_str) == Some("1")
+    })
+    .await;
+    watch_within(limit, &mut watcher, &mut values, |values| {
+        age(values) >= Some(2)
+    })
+    .await;
+
+    // Sent, never acknowledged: it is still waiting.
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["0"]);
+    let waited = age(&values).unwrap_or_default();
+    watch_within(limit, &mut watcher, &mut values, |values| {
+        age(values) > Some(waited + 1) && values.get("queued").map(String::as_str) == Some("1")
+    })
+    .await;
+
+    link.send(&Packet::PubAck(PubResponse::success(
+        sent[0].packet_id.unwrap(),
+    )))
+    .await;
+    watch_within(limit, &mut watcher, &mut values, |values| {
+        values.get("queued").map(String::as_str) == Some("0") && age(values) == Some(0)
+    })
+    .await;
+}

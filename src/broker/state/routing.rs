@@ -3,9 +3,10 @@
 //! receivers' queues.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::codec::{QoS, SubscriptionOptions};
-use crate::model::{Delivery, Message, StoreOp};
+use crate::model::{unix_seconds, Delivery, Message, StoreOp};
 
 use super::super::queue::Placement;
 use super::super::session::SessionSubscription;
@@ -31,8 +32,9 @@ impl State {
         }
         let targets = self.targets(message);
         changes.matched |= !targets.is_empty();
+        let queued_at = unix_seconds(SystemTime::now());
         for target in targets {
-            self.deliver(target, message, changes);
+            self.deliver(target, message, queued_at, changes);
         }
     }
 
@@ -105,8 +107,15 @@ impl State {
         members.get(chosen)
     }
 
-    /// Offers one delivery to `target`'s queue and wakes its connection.
-    fn deliver(&mut self, target: Target, message: &Arc<Message>, changes: &mut Changes) {
+    /// Offers one delivery to `target`'s queue, as queued at `queued_at` ([`unix_seconds`]),
+    /// and wakes its connection.
+    fn deliver(
+        &mut self,
+        target: Target,
+        message: &Arc<Message>,
+        queued_at: u32,
+        changes: &mut Changes,
+    ) {
         let Some(slot) = self.sessions.get_mut(&target.client_id) else {
             return;
         };
@@ -115,6 +124,7 @@ impl State {
             qos: message.qos.min(target.qos),
             retain: target.retain_as_published && message.retain,
             subscription_ids: target.subscription_ids,
+            queued_at,
         };
         let placement = Placement {
             persistent: slot.session.is_persistent(),
@@ -252,6 +262,7 @@ impl State {
                 qos: message.qos.min(options.qos),
                 retain: true,
                 subscription_ids: identifier.into_iter().collect(),
+                queued_at: unix_seconds(SystemTime::now()),
             })
             .collect()
     }
@@ -263,6 +274,7 @@ impl State {
         deliveries: Vec<Delivery>,
         changes: &mut Changes,
     ) {
+        let queued_at = unix_seconds(SystemTime::now());
         for delivery in deliveries {
             let target = Target {
                 client_id: client_id.clone(),
@@ -270,7 +282,7 @@ impl State {
                 retain_as_published: true,
                 subscription_ids: delivery.subscription_ids,
             };
-            self.deliver(target, &delivery.message, changes);
+            self.deliver(target, &delivery.message, queued_at, changes);
         }
     }
 }

@@ -144,11 +144,11 @@ fn read_queues(
 ) -> Result<HashMap<Arc<str>, Vec<Delivery>>, AdminError> {
     let mut queues = HashMap::new();
     for session in &recovered.sessions {
-        let Some((first, _)) = session.queue.first() else {
+        let Some(first) = session.queue.first() else {
             continue;
         };
         let entries = store
-            .load(session.client_id.clone(), *first..session.next_sequence)
+            .load(session.client_id.clone(), first.seq..session.next_sequence)
             .blocking_recv()
             .unwrap_or(Err(StoreError::WriterGone))
             .map_err(AdminError::Read)?;

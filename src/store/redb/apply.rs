@@ -194,14 +194,18 @@ impl<'txn> Tables<'txn> {
             .extract_from_if((client_id, 0)..=(client_id, u64::MAX), |_, _| true)?
         {
             let (_, value) = entry?;
-            released.push(QueueRecord::decode(value.value())?.message_id);
+            released.push(QueueRecord::decode(value.value(), &self.clock)?.message_id);
         }
         for entry in self
             .inflight
             .extract_from_if((client_id, 0)..=(client_id, u16::MAX), |_, _| true)?
         {
             let (_, value) = entry?;
-            released.push(InflightRecord::decode(value.value())?.delivery.message_id);
+            released.push(
+                InflightRecord::decode(value.value(), &self.clock)?
+                    .delivery
+                    .message_id,
+            );
         }
         for message_id in released {
             self.release_body(message_id)?;
@@ -246,11 +250,12 @@ impl<'txn> Tables<'txn> {
             qos: delivery.qos,
             retain: delivery.retain,
             subscription_ids: delivery.subscription_ids.clone(),
+            queued_at: delivery.queued_at,
         };
         let replaced = self
             .queue
             .insert((client_id, seq), record.encode().as_slice())?
-            .map(|old| QueueRecord::decode(old.value()))
+            .map(|old| QueueRecord::decode(old.value(), &self.clock))
             .transpose()?;
         if let Some(old) = replaced {
             tracing::warn!(%client_id, seq, "store: queue entry replaced by a new one with its number");
@@ -266,7 +271,7 @@ impl<'txn> Tables<'txn> {
             tracing::debug!(%client_id, seq, "store: no such queue entry; op ignored");
             return Ok(None);
         };
-        Ok(Some(QueueRecord::decode(removed.value())?))
+        Ok(Some(QueueRecord::decode(removed.value(), &self.clock)?))
     }
 
     fn discard(&mut self, client_id: &str, seq: u64) -> Result<(), DbError> {
@@ -295,7 +300,7 @@ impl<'txn> Tables<'txn> {
         let replaced = self
             .inflight
             .insert((client_id, packet_id), record.encode().as_slice())?
-            .map(|old| InflightRecord::decode(old.value()))
+            .map(|old| InflightRecord::decode(old.value(), &self.clock))
             .transpose()?;
         if let Some(old) = replaced {
             tracing::debug!(%client_id, packet_id, "store: inflight entry replaced by a new send");
@@ -314,7 +319,7 @@ impl<'txn> Tables<'txn> {
             .range((client_id, range.start)..(client_id, range.end))?
         {
             let (key, value) = entry?;
-            let record = QueueRecord::decode(value.value())?;
+            let record = QueueRecord::decode(value.value(), &self.clock)?;
             let body = match bodies.iter().find(|body| body.id == record.message_id) {
                 Some(body) => body.clone(),
                 None => match self.messages.get(record.message_id)? {
@@ -340,7 +345,7 @@ impl<'txn> Tables<'txn> {
         packet_id: u16,
     ) -> Result<Option<InflightRecord>, DbError> {
         match self.inflight.get((client_id, packet_id))? {
-            Some(guard) => Ok(Some(InflightRecord::decode(guard.value())?)),
+            Some(guard) => Ok(Some(InflightRecord::decode(guard.value(), &self.clock)?)),
             None => {
                 tracing::debug!(%client_id, packet_id, "store: no inflight entry; op ignored");
                 Ok(None)

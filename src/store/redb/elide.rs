@@ -127,6 +127,7 @@ mod tests {
                 qos: QoS::ExactlyOnce,
                 retain: false,
                 subscription_ids: Vec::new(),
+                queued_at: 0,
             },
         }
     }

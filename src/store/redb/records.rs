@@ -13,12 +13,16 @@ use bytes::Bytes;
 
 use crate::codec::{property_id, Properties, QoS, SubscriptionOptions, Will};
 use crate::model::OutboundState;
-use crate::model::{Delivery, Message};
+use crate::model::{unix_seconds, Delivery, Message};
 
 use super::clock::WallClock;
 
-/// The only record format this build writes and reads.
+/// The format of every record but queue and inflight entries.
 const FORMAT: u8 = 1;
+
+/// The format of queue and inflight entries: format 2 added when the entry was queued. Format 1
+/// entries (written before) still read, as queued when this process first read them.
+const ENTRY_FORMAT: u8 = 2;
 
 /// Why a stored record could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,7 +34,7 @@ pub enum RecordError {
         field: &'static str,
     },
     /// The record was written in a format this build does not know (a newer cairn wrote it).
-    #[error("{record} record has format {found}; this build reads format {FORMAT} only")]
+    #[error("{record} record has format {found}, newer than this build reads")]
     UnknownFormat { record: &'static str, found: u8 },
     /// A field holds a value its type does not allow.
     #[error("{record} record has an invalid {field}")]
@@ -67,6 +71,8 @@ pub struct QueueRecord {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<u32>,
+    /// When it was queued ([`unix_seconds`]).
+    pub queued_at: u32,
 }
 
 /// One inflight delivery (its packet identifier is part of the key).
@@ -85,7 +91,11 @@ struct RecordWriter {
 
 impl RecordWriter {
     fn new() -> RecordWriter {
-        RecordWriter { buf: vec![FORMAT] }
+        RecordWriter::of_format(FORMAT)
+    }
+
+    fn of_format(format: u8) -> RecordWriter {
+        RecordWriter { buf: vec![format] }
     }
 
     fn u8(&mut self, value: u8) {
@@ -167,12 +177,22 @@ struct RecordReader<'a> {
 impl<'a> RecordReader<'a> {
     /// Starts reading, checking the leading format byte.
     fn new(record: &'static str, bytes: &'a [u8]) -> Result<RecordReader<'a>, RecordError> {
+        let (reader, _) = RecordReader::of_formats(record, bytes, FORMAT)?;
+        Ok(reader)
+    }
+
+    /// Starts reading a record of any format from 1 to `newest`, returning which it is.
+    fn of_formats(
+        record: &'static str,
+        bytes: &'a [u8],
+        newest: u8,
+    ) -> Result<(RecordReader<'a>, u8), RecordError> {
         let mut reader = RecordReader {
             record,
             rest: bytes,
         };
         match reader.u8("format byte")? {
-            FORMAT => Ok(reader),
+            found @ 1.. if found <= newest => Ok((reader, found)),
             found => Err(RecordError::UnknownFormat { record, found }),
         }
     }
@@ -358,14 +378,15 @@ fn options_from_byte(byte: u8) -> Option<SubscriptionOptions> {
 
 impl QueueRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut writer = RecordWriter::new();
+        let mut writer = RecordWriter::of_format(ENTRY_FORMAT);
         self.write(&mut writer);
         writer.finish()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<QueueRecord, RecordError> {
-        let mut reader = RecordReader::new("queue entry", bytes)?;
-        let record = QueueRecord::read(&mut reader)?;
+    /// Reads an entry back; one of format 1 counts as queued at `clock`.
+    pub fn decode(bytes: &[u8], clock: &WallClock) -> Result<QueueRecord, RecordError> {
+        let (mut reader, format) = RecordReader::of_formats("queue entry", bytes, ENTRY_FORMAT)?;
+        let record = QueueRecord::read(&mut reader, format, clock)?;
         reader.finish()?;
         Ok(record)
     }
@@ -377,6 +398,7 @@ impl QueueRecord {
             qos: self.qos,
             retain: self.retain,
             subscription_ids: self.subscription_ids,
+            queued_at: self.queued_at,
         }
     }
 
@@ -386,33 +408,44 @@ impl QueueRecord {
         writer.u8(self.qos as u8);
         writer.bool(self.retain);
         writer.u32_list(&self.subscription_ids);
+        writer.u32(self.queued_at);
     }
 
-    fn read(reader: &mut RecordReader<'_>) -> Result<QueueRecord, RecordError> {
+    fn read(
+        reader: &mut RecordReader<'_>,
+        format: u8,
+        clock: &WallClock,
+    ) -> Result<QueueRecord, RecordError> {
         Ok(QueueRecord {
             message_id: reader.u64("message id")?,
             size: reader.u32("size")?,
             qos: reader.qos("QoS")?,
             retain: reader.bool("retain flag")?,
             subscription_ids: reader.u32_list("subscription identifiers")?,
+            queued_at: if format == 1 {
+                unix_seconds(clock.system)
+            } else {
+                reader.u32("queue time")?
+            },
         })
     }
 }
 
 impl InflightRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut writer = RecordWriter::new();
+        let mut writer = RecordWriter::of_format(ENTRY_FORMAT);
         writer.u64(self.order);
         writer.u8(state_byte(self.state));
         self.delivery.write(&mut writer);
         writer.finish()
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<InflightRecord, RecordError> {
-        let mut reader = RecordReader::new("inflight entry", bytes)?;
+    /// Reads an entry back; one of format 1 counts as queued at `clock`.
+    pub fn decode(bytes: &[u8], clock: &WallClock) -> Result<InflightRecord, RecordError> {
+        let (mut reader, format) = RecordReader::of_formats("inflight entry", bytes, ENTRY_FORMAT)?;
         let order = reader.u64("send order")?;
         let state = state_from_byte(reader.u8("state")?).ok_or_else(|| reader.invalid("state"))?;
-        let delivery = QueueRecord::read(&mut reader)?;
+        let delivery = QueueRecord::read(&mut reader, format, clock)?;
         reader.finish()?;
         Ok(InflightRecord {
             order,
@@ -662,10 +695,11 @@ mod tests {
                 qos: QoS::ExactlyOnce,
                 retain: false,
                 subscription_ids: vec![1, 2],
+                queued_at: 1_700_000_000,
             },
         };
         assert_eq!(
-            InflightRecord::decode(&inflight.encode()).unwrap(),
+            InflightRecord::decode(&inflight.encode(), &WallClock::now()).unwrap(),
             inflight
         );
         let session = SessionRecord {
@@ -722,8 +756,69 @@ mod tests {
         bytes.extend_from_slice(&[1, 0]);
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
-            QueueRecord::decode(&bytes),
+            QueueRecord::decode(&bytes, &WallClock::now()),
             Err(RecordError::Invalid { .. })
         ));
+    }
+
+    /// A queue entry as the previous build wrote it (format 1, no queue time).
+    fn format_1_queue_entry() -> Vec<u8> {
+        let mut bytes = vec![1];
+        bytes.extend_from_slice(&9u64.to_be_bytes());
+        bytes.extend_from_slice(&12u32.to_be_bytes());
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.extend_from_slice(&7u32.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn format_1_entries_still_read_as_queued_when_first_read() {
+        let clock = WallClock {
+            system: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            instant: std::time::Instant::now(),
+        };
+        let expected = QueueRecord {
+            message_id: 9,
+            size: 12,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            subscription_ids: vec![7],
+            queued_at: 1_800_000_000,
+        };
+        assert_eq!(
+            QueueRecord::decode(&format_1_queue_entry(), &clock),
+            Ok(expected.clone())
+        );
+        let mut inflight = vec![1];
+        inflight.extend_from_slice(&4u64.to_be_bytes());
+        inflight.push(1);
+        inflight.extend_from_slice(&format_1_queue_entry()[1..]);
+        assert_eq!(
+            InflightRecord::decode(&inflight, &clock),
+            Ok(InflightRecord {
+                order: 4,
+                state: OutboundState::AwaitingPubAck,
+                delivery: expected.clone(),
+            })
+        );
+        let rewritten = expected.encode();
+        assert_eq!(rewritten[0], ENTRY_FORMAT);
+        assert_eq!(QueueRecord::decode(&rewritten, &clock), Ok(expected));
+    }
+
+    #[test]
+    fn entry_of_a_newer_format_is_refused() {
+        let mut bytes = format_1_queue_entry();
+        bytes[0] = ENTRY_FORMAT + 1;
+        assert_eq!(
+            QueueRecord::decode(&bytes, &WallClock::now()),
+            Err(RecordError::UnknownFormat {
+                record: "queue entry",
+                found: ENTRY_FORMAT + 1
+            })
+        );
+        bytes[0] = 0;
+        assert!(QueueRecord::decode(&bytes, &WallClock::now()).is_err());
     }
 }

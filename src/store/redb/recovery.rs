@@ -22,7 +22,7 @@ use super::records::{
 use super::tables::{
     DbError, INBOUND_QOS2, INFLIGHT, MESSAGES, QUEUE, RETAINED, SESSIONS, SUBSCRIPTIONS, WILLS,
 };
-use crate::model::{Recovered, RecoveredSession};
+use crate::model::{Recovered, RecoveredSession, StoredEntry};
 
 /// Reads the whole durable state.
 pub fn recover(database: &Database) -> Result<Recovered, DbError> {
@@ -136,9 +136,13 @@ impl Recovery {
         for entry in txn.open_table(QUEUE)?.iter()? {
             let (key, value) = entry?;
             let (client_id, seq) = key.value();
-            let record = QueueRecord::decode(value.value())?;
+            let record = QueueRecord::decode(value.value(), &self.clock)?;
             if let Some(session) = self.session(client_id, "queue entry") {
-                session.queue.push((seq, record.size));
+                session.queue.push(StoredEntry {
+                    seq,
+                    size: record.size,
+                    queued_at: record.queued_at,
+                });
                 session.next_sequence = session.next_sequence.max(seq + 1);
             }
         }
@@ -151,7 +155,7 @@ impl Recovery {
         for entry in txn.open_table(INFLIGHT)?.iter()? {
             let (key, value) = entry?;
             let (client_id, packet_id) = key.value();
-            let record = InflightRecord::decode(value.value())?;
+            let record = InflightRecord::decode(value.value(), &self.clock)?;
             let Some(session) = self.session(client_id, "inflight entry") else {
                 continue;
             };

@@ -70,6 +70,7 @@ fn delivery(message: &Arc<Message>, qos: QoS) -> Delivery {
         qos,
         retain: false,
         subscription_ids: Vec::new(),
+        queued_at: 1_700_000_000,
     }
 }
 
@@ -305,8 +306,13 @@ fn everything_written_is_recovered_after_reopen() {
         ]
     );
     assert!(alpha.subscriptions[0].1.no_local && alpha.subscriptions[0].1.retain_handling == 2);
+    let positions: Vec<_> = alpha
+        .queue
+        .iter()
+        .map(|entry| (entry.seq, entry.size))
+        .collect();
     assert_eq!(
-        alpha.queue,
+        positions,
         vec![(3, 8), (4, 7)],
         "(sequence number, topic + payload bytes)"
     );
@@ -973,4 +979,102 @@ fn a_body_with_one_reference_has_no_count_row() {
     );
     store.close();
     assert_eq!((rows(&dir, MESSAGES), rows(&dir, MESSAGE_REFS)), (0, 0));
+}
+
+/// A format 2 entry record as the previous build wrote it: format 1, without the queue time
+/// that ends it.
+fn as_format_1(record: &[u8]) -> Vec<u8> {
+    assert_eq!(record[0], 2, "written in format 2");
+    let mut bytes = record[..record.len() - 4].to_vec();
+    bytes[0] = 1;
+    bytes
+}
+
+/// Rewrites every record of `table` [`as_format_1`].
+fn rewrite_as_format_1<K: redb::Key + 'static>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<K, &[u8]>,
+) {
+    use redb::ReadableTable;
+    let mut entries = txn.open_table(table).unwrap();
+    let mut old: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for entry in entries.iter().unwrap() {
+        let (key, value) = entry.unwrap();
+        let key: Vec<u8> = K::as_bytes(&key.value()).as_ref().to_vec();
+        old.push((key, as_format_1(value.value())));
+    }
+    for (key, bytes) in &old {
+        entries
+            .insert(K::from_bytes(key), bytes.as_slice())
+            .unwrap();
+    }
+}
+
+/// Rewrites every queue and inflight record in `dir` [`as_format_1`].
+fn rewrite_entries_as_format_1(dir: &TempDir) {
+    let database = Database::create(dir.path().join(FILE_NAME)).unwrap();
+    let txn = database.begin_write().unwrap();
+    rewrite_as_format_1(&txn, QUEUE);
+    rewrite_as_format_1(&txn, INFLIGHT);
+    txn.commit().unwrap();
+}
+
+/// Session "s" with message 1 in its inflight window (packet id 7) and message 2 queued.
+fn queue_and_window_of_s(store: &DurableStore) -> (Arc<Message>, Arc<Message>) {
+    let (m1, m2) = (message(1, "a/1", b"one"), message(2, "a/2", b"two"));
+    commit(
+        store,
+        vec![
+            put_session("s", 3600),
+            enqueue("s", &m1, QoS::AtLeastOnce),
+            enqueue("s", &m2, QoS::AtLeastOnce),
+            inflight("s", 7, 1),
+        ],
+    );
+    (m1, m2)
+}
+
+/// A data directory written before queue entries carried their queue time still opens: its
+/// entries read back whole, counted as queued when this process read them.
+#[test]
+fn entries_written_before_queue_times_still_open_and_load() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let (m1, m2) = queue_and_window_of_s(&store);
+    store.close();
+    rewrite_entries_as_format_1(&dir);
+
+    let before = crate::model::unix_seconds(SystemTime::now());
+    let (store, recovered) = open(&dir);
+    let s = session(&recovered, "s");
+    assert_eq!(s.queue.len(), 1);
+    assert_eq!((s.queue[0].seq, s.queue[0].size), (2, 6));
+    assert!(s.queue[0].queued_at >= before);
+    assert_eq!(s.inflight.len(), 1);
+    let (packet_id, delivery, state) = &s.inflight[0];
+    assert_eq!((*packet_id, *state), (7, OutboundState::AwaitingPubAck));
+    assert_eq!(
+        summary(delivery),
+        summary(&self::delivery(&m1, QoS::AtLeastOnce))
+    );
+    assert!(delivery.queued_at >= before);
+    let loaded = load(&store, "s", 2..3);
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(
+        summary(&loaded[0].1),
+        summary(&self::delivery(&m2, QoS::AtLeastOnce))
+    );
+    store.close();
+}
+
+/// The time an entry was queued survives a restart, in the queue and in the inflight window.
+#[test]
+fn queue_times_are_recovered() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    queue_and_window_of_s(&store);
+    let recovered = reopen(&dir, store);
+    let s = session(&recovered, "s");
+    assert_eq!(s.queue[0].queued_at, 1_700_000_000);
+    assert_eq!(s.inflight[0].1.queued_at, 1_700_000_000);
 }

@@ -452,6 +452,7 @@ mod tests {
                 qos: QoS::AtLeastOnce,
                 retain: false,
                 subscription_ids: Vec::new(),
+                queued_at: 0,
             },
         }
     }
