@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::codec::{Connect, Packet, Properties, ProtocolVersion, Publish, QoS, ReasonCode, Will};
-use crate::transport::client::{connect, ByteStream};
+use crate::transport::client::{connect, ByteStream, ConnectError};
 use crate::transport::{Framed, ReadError};
 
 use super::Bridge;
@@ -78,8 +78,8 @@ pub struct Dialect {
     pub bridge_bit: bool,
 }
 
-/// Dials `address` and exchanges CONNECT and CONNACK in `dialect`, within the bridge's
-/// `connect_timeout` each.
+/// Dials `address` and exchanges CONNECT and CONNACK in `dialect`, the dial (TCP and TLS) and
+/// the CONNACK each within [`patience`].
 pub async fn handshake(
     bridge: &Bridge,
     address: &str,
@@ -87,10 +87,16 @@ pub async fn handshake(
 ) -> Result<Handshaken, Failure> {
     let version = dialect.version;
     let config = &bridge.config;
-    let timeout = Duration::from_secs(u64::from(config.connect_timeout));
+    let timeout = patience(config.connect_timeout, config.keep_alive);
     let stream = connect(address, bridge.tls.as_ref(), timeout)
         .await
-        .map_err(|error| Failure::Unreachable(error.to_string()))?;
+        .map_err(|error| match error {
+            ConnectError::Timeout { .. } => Failure::Unreachable(format!(
+                "connecting to {address} (TCP and TLS) took longer than {}",
+                patience_reason(config.connect_timeout, config.keep_alive)
+            )),
+            error => Failure::Unreachable(error.to_string()),
+        })?;
     let mut framed = Framed::new(stream, bridge.max_packet_size);
     framed.version = version;
     framed
@@ -104,7 +110,8 @@ pub async fn handshake(
     let connack = match answer {
         Err(_) => {
             return Err(Failure::Unreachable(format!(
-                "no CONNACK from {address} within {timeout:?}"
+                "no CONNACK from {address} within {}",
+                patience_reason(config.connect_timeout, config.keep_alive)
             )))
         }
         Ok(Err(ReadError::Decode(error))) if version == ProtocolVersion::V5 => {
@@ -148,6 +155,29 @@ pub async fn handshake(
         }
     }
     Ok(Handshaken { framed, granted })
+}
+
+/// How long a handshake step may take: `connect_timeout` seconds, or 1.5 × `keep_alive` when
+/// that is shorter, so a link black-holed before its CONNACK is left as soon as one black-holed
+/// once connected would be.
+fn patience(connect_timeout: u32, keep_alive: u16) -> Duration {
+    let connect_timeout = Duration::from_secs(u64::from(connect_timeout));
+    if keep_alive == 0 {
+        return connect_timeout;
+    }
+    connect_timeout.min(Duration::from_secs(u64::from(keep_alive)) * 3 / 2)
+}
+
+/// [`patience`] and which bound it is, for the log.
+fn patience_reason(connect_timeout: u32, keep_alive: u16) -> String {
+    let patience = patience(connect_timeout, keep_alive);
+    if patience < Duration::from_secs(u64::from(connect_timeout)) {
+        format!(
+            "{patience:?} (1.5 × keep_alive {keep_alive} s, shorter than connect_timeout {connect_timeout} s)"
+        )
+    } else {
+        format!("{patience:?} (connect_timeout)")
+    }
 }
 
 /// The bridge's CONNECT: Clean Start 0, its fixed client identifier, credentials, and (v5)
@@ -236,4 +266,21 @@ pub fn state_publish(bridge: &Bridge, granted: &Granted, state: &'static str) ->
         properties: Properties::default(),
         payload: Bytes::from_static(state.as_bytes()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handshake_waits_the_shorter_of_connect_timeout_and_one_and_a_half_keep_alives() {
+        assert_eq!(patience(30, 5), Duration::from_millis(7_500));
+        assert_eq!(patience(30, 60), Duration::from_secs(30));
+        assert_eq!(patience(30, 0), Duration::from_secs(30), "no keep-alive");
+        assert_eq!(
+            patience_reason(30, 5),
+            "7.5s (1.5 × keep_alive 5 s, shorter than connect_timeout 30 s)"
+        );
+        assert_eq!(patience_reason(30, 60), "30s (connect_timeout)");
+    }
 }

@@ -269,7 +269,8 @@ pub struct BridgeConfig {
     /// A v5 CONNECT refused with 0x84 (Unsupported Protocol Version) is retried as 3.1.1.
     #[serde(default = "bridge_defaults::yes")]
     pub fallback_311: bool,
-    /// Seconds to wait for CONNACK, SUBACK, PINGRESP and acks before reconnecting.
+    /// Seconds to wait for CONNACK, SUBACK, PINGRESP and acks before reconnecting; the dial,
+    /// TLS handshake and CONNACK wait at most 1.5 × `keep_alive`.
     #[serde(default = "bridge_defaults::connect_timeout")]
     pub connect_timeout: u32,
     /// Reconnect backoff base, seconds.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::clients::{publish_qos1, publish_qos2, subscriber, text};
-use crate::common::{publish_packet, RawClient, TestBroker};
+use crate::common::{publish_packet, RawClient, TestBroker, WAIT};
 use crate::support::{bridge, gateway_with, rule, wait_for_state, FakeCloud};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -607,4 +607,31 @@ async fn the_age_of_the_oldest_queued_message_grows_until_it_is_acknowledged() {
         values.get("queued").map(String::as_str) == Some("0") && age(values) == Some(0)
     })
     .await;
+}
+
+/// A server that takes the connection and never answers CONNECT (a link black-holed during
+/// the handshake) is left within 1.5 × the Keep Alive, not after the far longer
+/// `connect_timeout`: the bridge closes it and dials again, and says why.
+#[tokio::test]
+async fn a_server_silent_before_connack_is_left_within_one_and_a_half_keep_alives() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 1);
+    config.keep_alive = 5;
+    config.connect_timeout = 3600;
+    let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
+    let (mut link, connect) = cloud.accept_connect().await;
+    assert_eq!(connect.keep_alive, 5);
+    let closed = tokio::time::timeout(WAIT * 3, link.read_packet()).await;
+    assert_eq!(
+        closed,
+        Ok(None),
+        "the bridge closed the silent link in time"
+    );
+    let state = wait_for_state(gateway.addr, "cloud", "backoff").await;
+    assert!(
+        state.contains("no CONNACK") && state.contains("1.5 × keep_alive 5 s"),
+        "{state}"
+    );
+    let (_link, connect) = cloud.accept_connect().await;
+    assert_eq!(connect.client_id, "gw-cloud", "dialled again");
 }
