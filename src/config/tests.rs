@@ -904,6 +904,56 @@ fn bridge_names_are_safe_short_and_unique() {
     assert!(problems[0].to_string().contains("bridges[0] has it"));
 }
 
+/// A bridge named `name` to `address`, with `client_id` when given.
+fn bridge_with_id(name: &str, address: &str, client_id: Option<&str>) -> BridgeConfig {
+    let mut bridge = valid_bridge();
+    bridge.name = name.to_string();
+    bridge.addresses = vec![address.to_string()];
+    bridge.client_id = client_id.map(String::from);
+    bridge
+}
+
+/// Two bridges with one client id upstream would take each other's session over in a loop:
+/// refused, naming both bridges and the key, for two explicit ids and for an explicit id equal
+/// to another bridge's default `cairn-<hostname>-<name>`, whatever their addresses.
+#[test]
+fn two_bridges_never_share_a_client_id_upstream() {
+    let problems = bridge_problems(vec![
+        bridge_with_id("aws", "a.example.com:8883", Some("gw-7")),
+        bridge_with_id("hive", "h.example.com:8883", None),
+        bridge_with_id("aws-2", "a.example.com:8883", Some("gw-7")),
+    ]);
+    assert_eq!(keys_of(&problems), ["bridges[2].client_id"]);
+    let message = problems[0].to_string();
+    for part in ["bridge \"aws-2\"", "bridge \"aws\" has it", "\"gw-7\""] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+
+    let default_of_hive = bridge_with_id("hive", "h.example.com:8883", None).client_id();
+    let problems = bridge_problems(vec![
+        bridge_with_id("hive", "h.example.com:8883", None),
+        bridge_with_id(
+            "other",
+            "elsewhere.example.com:1883",
+            Some(&default_of_hive),
+        ),
+    ]);
+    assert_eq!(keys_of(&problems), ["bridges[1].client_id"]);
+    let message = problems[0].to_string();
+    assert!(
+        message.contains("the default of bridge \"hive\" has it"),
+        "{message}"
+    );
+
+    let distinct = bridge_problems(vec![
+        bridge_with_id("a", "h.example.com:8883", Some("gw-a")),
+        bridge_with_id("b", "h.example.com:8883", Some("gw-b")),
+        bridge_with_id("c", "h.example.com:8883", None),
+        bridge_with_id("d", "h.example.com:8883", None),
+    ]);
+    assert!(distinct.is_empty(), "{distinct:?}");
+}
+
 #[test]
 fn bridge_addresses_are_needed_and_each_checked() {
     assert_eq!(spoiled(|b| b.addresses.clear()), ["bridges[0].addresses"]);

@@ -1,5 +1,5 @@
 //! The checks of `[[bridges]]`: a unique name of safe characters, `host:port` addresses, MQTT
-//! strings for the client id and username, the ranges of the key table, a backoff cap not
+//! strings for the client id and username, a client id upstream no other bridge uses, the ranges of the key table, a backoff cap not
 //! below its base, a state topic clouds accept, TLS `cert` and `key` together, and every topic
 //! rule by Mosquitto's rules (`bridge::topics`) and this broker's topic limits.
 
@@ -21,9 +21,11 @@ const MAX_ALPN_NAME: usize = 255;
 
 /// Every problem of every bridge.
 pub fn check_bridges(config: &Config, problems: &mut Vec<Problem>) {
+    let client_ids: Vec<String> = config.bridges.iter().map(BridgeConfig::client_id).collect();
     for (index, bridge) in config.bridges.iter().enumerate() {
         let key = |name: &str| format!("bridges[{index}].{name}");
         check_name(index, &config.bridges, problems);
+        check_client_id_unique(index, &config.bridges, &client_ids, problems);
         check_addresses(&key("addresses"), &bridge.addresses, problems);
         check_strings(bridge, &key, problems);
         check_ranges(bridge, &key, problems);
@@ -58,6 +60,39 @@ fn check_name(index: usize, bridges: &[BridgeConfig], problems: &mut Vec<Problem
     {
         let reason = format!("bridges[{first}] has it");
         problems.push(bad_because(key, format!("{name:?}"), reason));
+    }
+}
+
+/// Two bridges with one client id upstream would each take the other's session over, again
+/// and again (a server allows one connection per client id) — even to different addresses,
+/// which may be names of one server. Default ids differ whenever names do (already checked),
+/// so a clash involves an explicit `client_id`.
+fn check_client_id_unique(
+    index: usize,
+    bridges: &[BridgeConfig],
+    client_ids: &[String],
+    problems: &mut Vec<Problem>,
+) {
+    let bridge = &bridges[index];
+    let client_id = &client_ids[index];
+    let clash = (0..index).find(|&other| {
+        &client_ids[other] == client_id
+            && (bridge.client_id.is_some() || bridges[other].client_id.is_some())
+    });
+    if let Some(other) = clash {
+        let whose = |bridge: &BridgeConfig| match bridge.client_id {
+            Some(_) => format!("bridge {:?}", bridge.name),
+            None => format!("the default of bridge {:?}", bridge.name),
+        };
+        problems.push(Problem::BadValue {
+            key: format!("bridges[{index}].client_id"),
+            value: format!("{client_id:?} ({})", whose(bridge)),
+            expected: format!(
+                "a client id no other bridge uses upstream ({} has it too: the two would take each other's session over, again and again)",
+                whose(&bridges[other])
+            ),
+            origin: None,
+        });
     }
 }
 
