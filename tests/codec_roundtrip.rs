@@ -654,3 +654,55 @@ fn publish_payload_is_shared_with_the_read_buffer() {
     let payload_at = decoded.payload.as_ptr() as usize;
     assert!((start..end).contains(&payload_at), "payload was copied");
 }
+
+/// The head of a PUBLISH (for skipping one too large to take) reads from any prefix that holds
+/// the fixed header, topic and packet identifier, and not before; its size is the whole
+/// packet's; a packet of another type is named, not read.
+#[test]
+fn publish_head_reads_from_a_prefix_without_the_payload() {
+    use cairn::codec::{decode_publish_head, Head, PublishHead};
+    for version in [ProtocolVersion::V311, ProtocolVersion::V5] {
+        for (qos, packet_id) in [(QoS::AtMostOnce, None), (QoS::ExactlyOnce, Some(9))] {
+            let publish = Publish {
+                dup: false,
+                qos,
+                retain: false,
+                topic: "big/one".to_string(),
+                packet_id,
+                properties: Properties::default(),
+                payload: Bytes::from(vec![7u8; 1000]),
+            };
+            let mut wire = BytesMut::new();
+            encode(&Packet::Publish(publish), version, &mut wire).unwrap();
+            let head_len = 3 + 2 + "big/one".len() + if packet_id.is_some() { 2 } else { 0 };
+            for len in 0..head_len {
+                assert_eq!(
+                    decode_publish_head(&wire[..len], version),
+                    Ok(Head::Incomplete),
+                    "{len} bytes"
+                );
+            }
+            let expected = Head::Publish(PublishHead {
+                qos,
+                topic: "big/one".to_string(),
+                packet_id,
+                size: wire.len(),
+            });
+            for len in [head_len, wire.len()] {
+                assert_eq!(
+                    decode_publish_head(&wire[..len], version),
+                    Ok(expected.clone())
+                );
+            }
+        }
+    }
+    let mut wire = BytesMut::new();
+    encode(&Packet::PingResp, ProtocolVersion::V311, &mut wire).unwrap();
+    assert_eq!(
+        decode_publish_head(&wire, ProtocolVersion::V311),
+        Ok(Head::Other("PINGRESP"))
+    );
+    // A topic length beyond the packet's Remaining Length is malformed.
+    let broken = [0x30, 0x03, 0x00, 0x05, b'a'];
+    assert!(decode_publish_head(&broken, ProtocolVersion::V311).is_err());
+}

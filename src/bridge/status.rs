@@ -39,8 +39,9 @@ pub struct BridgeStatus {
     last_error: Mutex<String>,
     /// Messages the upstream acknowledged (or took, at QoS 0).
     pub sent: AtomicU64,
-    /// Messages that left the queue without reaching upstream: larger than the server's
-    /// Maximum Packet Size, refused by it, or expired.
+    /// Messages that left the queue without reaching upstream (larger than the server's
+    /// Maximum Packet Size, refused by it, or expired), and messages from a 3.1.1 upstream
+    /// larger than `limits.max_packet_size`, skipped.
     pub dropped: AtomicU64,
     /// Connections made after the first.
     pub reconnects: AtomicU64,

@@ -52,6 +52,71 @@ pub fn decode(
     decode_body(&header, body, version).map(Some)
 }
 
+/// The head of a PUBLISH (fixed header, topic name, packet identifier): enough to acknowledge
+/// it and to say what it was, without its properties or payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishHead {
+    pub qos: QoS,
+    pub topic: String,
+    pub packet_id: Option<u16>,
+    /// The whole packet's size in bytes, fixed header included.
+    pub size: usize,
+}
+
+/// What [`decode_publish_head`] found at the front of the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// More bytes are needed before the head can be read.
+    Incomplete,
+    /// The packet there is not a PUBLISH (its name).
+    Other(&'static str),
+    Publish(PublishHead),
+}
+
+/// Reads the head of the packet at the front of `src` if it is a PUBLISH, leaving `src` as it
+/// is: for a receiver that skips a PUBLISH too large to take (reading it whole would defeat
+/// the maximum packet size). Needs at most the fixed header, the topic and the packet
+/// identifier buffered (under 64 KiB). A malformed head is an error, as in [`decode`].
+pub fn decode_publish_head(src: &[u8], version: ProtocolVersion) -> Result<Head, DecodeError> {
+    let Some(header) = FixedHeader::parse(src, version)? else {
+        return Ok(Head::Incomplete);
+    };
+    if header.kind != kind::PUBLISH {
+        return Ok(Head::Other(packet_name(header.kind)));
+    }
+    let qos = QoS::from_u8((header.flags >> 1) & 0b11).ok_or(DecodeError::InvalidQoS {
+        packet: "PUBLISH",
+        field: "QoS",
+    })?;
+    let body = &src[header.header_len..];
+    let Some(&[high, low]) = body.get(..2) else {
+        return Ok(Head::Incomplete);
+    };
+    let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let head_len = 2 + usize::from(u16::from_be_bytes([high, low])) + id_len;
+    if head_len > header.remaining_len {
+        return Err(DecodeError::Truncated {
+            packet: "PUBLISH",
+            field: "topic name",
+        });
+    }
+    let Some(head) = body.get(..head_len) else {
+        return Ok(Head::Incomplete);
+    };
+    let mut r = Reader::new(bytes::Bytes::copy_from_slice(head), "PUBLISH");
+    let topic = r.string("topic name")?;
+    let packet_id = match qos {
+        QoS::AtMostOnce => None,
+        QoS::AtLeastOnce | QoS::ExactlyOnce => Some(packet_id(&mut r)?),
+    };
+    Ok(Head::Publish(PublishHead {
+        qos,
+        topic,
+        packet_id,
+        size: header.packet_size(),
+    }))
+}
+
 /// Packet type numbers of the first byte's high nibble.
 mod kind {
     pub(super) const CONNECT: u8 = 1;

@@ -15,7 +15,7 @@ mod property_wire;
 mod reason;
 mod rules;
 
-pub use decode::decode;
+pub use decode::{decode, decode_publish_head, Head, PublishHead};
 pub use encode::{encode, encoded_len};
 pub use error::{DecodeError, EncodeError, RuleError};
 pub use packet::*;

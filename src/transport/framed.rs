@@ -2,7 +2,7 @@
 //! write buffer of encoded packets flushed in batches. Generic over any byte stream (TCP or
 //! TLS, accepted or connected). It knows packets, never what they mean.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::codec::{self, DecodeError, EncodeError, Packet, ProtocolVersion};
@@ -39,6 +39,8 @@ pub struct Framed<S> {
     /// a read uses less than a quarter (down to [`MIN_READ`]), so a busy connection reads in
     /// large chunks and an idle one waits on a small buffer.
     read_chunk: usize,
+    /// Bytes of the stream still to throw away as they arrive ([`Framed::discard`]).
+    discarding: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
@@ -51,12 +53,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             version: ProtocolVersion::V5,
             max_packet_size,
             read_chunk: FIRST_READ,
+            discarding: 0,
         }
     }
 
-    /// Decodes the next packet already buffered, if a whole one is.
+    /// Decodes the next packet already buffered, if a whole one is (after whatever is still
+    /// to be discarded).
     pub fn next_buffered(&mut self) -> Result<Option<Packet>, DecodeError> {
+        if self.discarding > 0 {
+            let now = self.discarding.min(self.read_buf.len());
+            self.read_buf.advance(now);
+            self.discarding -= now;
+            if self.discarding > 0 {
+                return Ok(None);
+            }
+        }
         codec::decode(&mut self.read_buf, self.version, self.max_packet_size)
+    }
+
+    /// The bytes read and not decoded yet: for a caller that must look at a packet
+    /// [`Framed::next_buffered`] refused (too large) before deciding what to do with it.
+    pub fn buffered(&self) -> &[u8] {
+        &self.read_buf
+    }
+
+    /// Throws away the next `len` bytes of the stream: those buffered now, the rest as they
+    /// arrive, so a packet too large to take is skipped without ever being held whole.
+    pub fn discard(&mut self, len: usize) {
+        self.discarding += len;
     }
 
     /// Reads more bytes from the socket. `Ok(false)` on a clean end of stream.
@@ -119,5 +143,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     pub async fn close(&mut self) {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Publish, QoS};
+    use bytes::Bytes;
+
+    fn encoded(packet: &Packet) -> BytesMut {
+        let mut wire = BytesMut::new();
+        codec::encode(packet, ProtocolVersion::V311, &mut wire).expect("encodes");
+        wire
+    }
+
+    /// A packet larger than the maximum is refused, then discarded as it streams in, never
+    /// held whole; the packet behind it decodes.
+    #[tokio::test]
+    async fn a_discarded_packet_is_skipped_as_it_arrives() {
+        let big = encoded(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "big".into(),
+            packet_id: Some(1),
+            properties: Default::default(),
+            payload: Bytes::from(vec![0u8; 1_000_000]),
+        }));
+        let next = encoded(&Packet::PingResp);
+        let (ours, mut theirs) = tokio::io::duplex(16 * 1024);
+        let writer = tokio::spawn(async move {
+            theirs.write_all(&big).await.expect("write");
+            theirs.write_all(&next).await.expect("write");
+            theirs
+        });
+        let mut framed = Framed::new(ours, 1024);
+        framed.version = ProtocolVersion::V311;
+        let size = loop {
+            assert!(framed.fill().await.expect("read"));
+            match framed.next_buffered() {
+                Err(DecodeError::PacketTooLarge { size, .. }) => break size,
+                other => assert!(matches!(other, Ok(None)), "{other:?}"),
+            }
+        };
+        assert_eq!(size, 1_000_000 + 2 + 3 + 2 + 4);
+        framed.discard(size);
+        let mut most_held = 0;
+        let packet = loop {
+            if let Some(packet) = framed.next_buffered().expect("decodes") {
+                break packet;
+            }
+            assert!(framed.fill().await.expect("read"));
+            most_held = most_held.max(framed.buffered().len());
+        };
+        assert_eq!(packet, Packet::PingResp);
+        assert!(most_held <= MAX_READ + 16 * 1024, "held {most_held} bytes");
+        drop(writer.await);
     }
 }

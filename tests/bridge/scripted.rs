@@ -635,3 +635,99 @@ async fn a_server_silent_before_connack_is_left_within_one_and_a_half_keep_alive
     let (_link, connect) = cloud.accept_connect().await;
     assert_eq!(connect.client_id, "gw-cloud", "dialled again");
 }
+
+/// A 3.1.1 server cannot be told our maximum packet size: a PUBLISH larger than
+/// `limits.max_packet_size` is skipped (read off the wire, never held whole), acknowledged as
+/// any other would be (PUBACK; PUBREC, then PUBCOMP on PUBREL) so the server moves on instead
+/// of sending it again on every connection, and counted in `dropped`. The connection and the
+/// messages behind it go on.
+#[tokio::test]
+async fn an_oversized_publish_from_a_3_1_1_server_is_skipped_and_acknowledged() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 1);
+    config.protocol = cairn::config::BridgeProtocol::V311;
+    let gateway = gateway_with(vec![config], |config| {
+        config.limits.max_packet_size = 4096;
+        config.sys_interval = 1;
+    })
+    .await;
+    let mut local = subscriber(gateway.addr, V5, "local", "cmd/#", QoS::ExactlyOnce).await;
+    let (mut link, connect) = cloud.accept(connack(false, Properties::default())).await;
+    assert_eq!(connect.protocol, ProtocolVersion::V311);
+    let big = vec![b'x'; 1_000_000];
+    link.send_all(&[
+        Packet::Publish(publish_packet("cmd/big", QoS::AtLeastOnce, Some(5), &big)),
+        Packet::Publish(publish_packet("cmd/big", QoS::ExactlyOnce, Some(6), &big)),
+        Packet::Publish(publish_packet(
+            "cmd/small",
+            QoS::AtLeastOnce,
+            Some(7),
+            b"fits",
+        )),
+    ])
+    .await;
+    assert_eq!(
+        until_idle(&mut link).await,
+        [
+            Packet::PubAck(PubResponse::success(5)),
+            Packet::PubRec(PubResponse::success(6)),
+            Packet::PubAck(PubResponse::success(7)),
+        ]
+    );
+    link.send(&Packet::PubRel(PubResponse::success(6))).await;
+    assert_eq!(
+        until_idle(&mut link).await,
+        [Packet::PubComp(PubResponse::success(6))],
+        "the same connection goes on"
+    );
+    let delivered = local.expect_publish().await;
+    assert_eq!(
+        (delivered.topic.as_str(), text(&delivered).as_str()),
+        ("cmd/small", "fits")
+    );
+    local.acknowledge(&delivered).await;
+    local.expect_nothing_pending().await;
+
+    let mut watcher = subscriber(
+        gateway.addr,
+        V5,
+        "watcher",
+        "$SYS/broker/bridge/cloud/dropped",
+        QoS::AtMostOnce,
+    )
+    .await;
+    let mut values = HashMap::new();
+    watch_within(
+        Duration::from_secs(60),
+        &mut watcher,
+        &mut values,
+        |values| values.get("dropped").map(String::as_str) == Some("2"),
+    )
+    .await;
+}
+
+/// [MQTT-3.1.2-24] A v5 server was told our Maximum Packet Size in CONNECT and may not send
+/// more; one that does breaks the protocol, and the bridge answers DISCONNECT 0x95 Packet too
+/// large (MQTT 5.0 section 3.1.2.11.4), from the fixed header alone, and connects again.
+#[tokio::test]
+async fn an_oversized_publish_from_a_v5_server_gets_disconnect_packet_too_large() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 1)], |config| {
+        config.limits.max_packet_size = 4096;
+    })
+    .await;
+    let (mut link, connect) = cloud.accept(connack(false, Properties::default())).await;
+    assert_eq!(connect.properties.maximum_packet_size, Some(4096));
+    // The fixed header of a QoS 1 PUBLISH of 10,000 bytes: nothing more needs to be read.
+    link.send_bytes(&[0x32, 0x90, 0x4E]).await;
+    let seen = link.expect_closed().await;
+    assert!(
+        seen.contains(&Packet::Disconnect(Disconnect::new(
+            ReasonCode::PacketTooLarge
+        ))),
+        "{seen:?}"
+    );
+    let (_link, connect) = cloud.accept_connect().await;
+    assert_eq!(connect.client_id, "gw-cloud", "connected again");
+    drop(gateway);
+}

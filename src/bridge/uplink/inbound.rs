@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use crate::broker::state::{Gone, InboundPublish};
 use crate::codec::{
-    Packet, ProtocolVersion, PubResponse, Publish, QoS, SubAck, Subscribe, SubscriptionOptions,
+    decode_publish_head, Head, Packet, ProtocolVersion, PubResponse, Publish, QoS, SubAck,
+    Subscribe, SubscriptionOptions,
 };
 use crate::store::Commit;
 
@@ -98,6 +99,35 @@ impl Uplink {
         routed.map_err(|Gone| Ended::Lost("the bridge's session is gone".into()))?;
         self.push_publish_ack(qos, packet_id, commit);
         Ok(())
+    }
+
+    /// The packet at the front of the read buffer is larger than `max`, the most we take. A
+    /// 3.1.1 server could not be told so: a PUBLISH is skipped as it streams in (never held
+    /// whole), counted as dropped, logged, and acknowledged like any other so the server moves
+    /// on instead of sending it again on every connection. `Ok(false)` while its head (topic,
+    /// packet identifier) has not all arrived; any other packet that large ends the connection.
+    pub(super) fn skip_oversized(&mut self, max: u32) -> Result<bool, Ended> {
+        let head = match decode_publish_head(self.framed.buffered(), self.version) {
+            Ok(Head::Incomplete) => return Ok(false),
+            Ok(Head::Publish(head)) => head,
+            Ok(Head::Other(name)) => {
+                return Err(Ended::Lost(format!(
+                    "the server sent a {name} larger than the maximum packet size of {max} bytes"
+                )))
+            }
+            Err(error) => {
+                return Err(Ended::Lost(format!(
+                    "malformed packet from the server: {error}"
+                )))
+            }
+        };
+        self.framed.discard(head.size);
+        tracing::warn!(bridge = %self.bridge.config.name, topic = %head.topic, size = head.size, max,
+            "message from upstream larger than limits.max_packet_size: acknowledged and dropped");
+        BridgeStatus::count(&self.bridge.status.dropped, 1);
+        let packet_id = head.packet_id.unwrap_or(0);
+        self.push_publish_ack(head.qos, packet_id, Commit::nothing());
+        Ok(true)
     }
 
     fn push_publish_ack(&mut self, qos: QoS, packet_id: u16, commit: Commit) {

@@ -22,7 +22,9 @@ use crate::broker::acks::AckQueue;
 use crate::broker::aliases::OutboundAliases;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link, State};
 use crate::broker::{settle, Broker};
-use crate::codec::{Disconnect, Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
+use crate::codec::{
+    DecodeError, Disconnect, Packet, ProtocolVersion, PubResponse, QoS, ReasonCode,
+};
 use crate::model::OutboundState;
 use crate::transport::client::ByteStream;
 use crate::transport::{Framed, ReadError};
@@ -300,16 +302,29 @@ impl Uplink {
         self.handle_buffered()
     }
 
-    /// Handles every whole packet already read.
+    /// Handles every whole packet already read. A packet we cannot take ends the connection,
+    /// with a DISCONNECT saying why to a v5 server (sent as the socket closes) — except a
+    /// PUBLISH too large from a 3.1.1 server, which could not be told our maximum: skipped.
     fn handle_buffered(&mut self) -> Result<(), Ended> {
         loop {
             match self.framed.next_buffered() {
                 Ok(Some(packet)) => self.handle(packet)?,
                 Ok(None) => break,
+                Err(DecodeError::PacketTooLarge { max, .. })
+                    if self.version == ProtocolVersion::V311 =>
+                {
+                    if !self.skip_oversized(max)? {
+                        break; // its head is not all here yet
+                    }
+                }
                 Err(error) => {
+                    if self.version == ProtocolVersion::V5 {
+                        let disconnect = Disconnect::new(error.reason_code());
+                        let _ = self.framed.queue(&Packet::Disconnect(disconnect));
+                    }
                     return Err(Ended::Lost(format!(
                         "malformed packet from the server: {error}"
-                    )))
+                    )));
                 }
             }
         }
