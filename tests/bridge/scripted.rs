@@ -359,14 +359,7 @@ async fn the_bridge_queue_keeps_its_own_bounds() {
     let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
     let sent = publishes(&until_idle(&mut link).await);
     assert_eq!(payloads(&sent), ["3", "4", "5"]);
-    let mut watcher = subscriber(
-        gateway.addr,
-        V5,
-        "watcher",
-        "$SYS/broker/bridge/cloud/dropped",
-        QoS::AtMostOnce,
-    )
-    .await;
+    let mut watcher = sys_watcher(&gateway, "dropped").await;
     let mut values = HashMap::new();
     watch_until(&mut watcher, &mut values, |values| {
         values.get("dropped").map(String::as_str) == Some("3")
@@ -381,14 +374,7 @@ async fn sys_topics_show_the_bridge() {
     let config = bridge_to(&cloud, 1);
     let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
     publish_all(&gateway, 2).await;
-    let mut watcher = subscriber(
-        gateway.addr,
-        V5,
-        "watcher",
-        "$SYS/broker/bridge/cloud/#",
-        QoS::AtMostOnce,
-    )
-    .await;
+    let mut watcher = sys_watcher(&gateway, "#").await;
     let mut values = HashMap::new();
     let every = [
         "state",
@@ -424,6 +410,12 @@ async fn sys_topics_show_the_bridge() {
             && values.get("queued").map(String::as_str) == Some("0")
     })
     .await;
+}
+
+/// A client of `gateway` subscribed to `$SYS/broker/bridge/cloud/<leaf>`.
+async fn sys_watcher(gateway: &TestBroker, leaf: &str) -> RawClient {
+    let topic = format!("$SYS/broker/bridge/cloud/{leaf}");
+    subscriber(gateway.addr, V5, "watcher", &topic, QoS::AtMostOnce).await
 }
 
 /// Reads `$SYS` values (last topic level → value) into `values` until `done` holds.
@@ -565,14 +557,7 @@ async fn the_age_of_the_oldest_queued_message_grows_until_it_is_acknowledged() {
     let limit = Duration::from_secs(60);
     let cloud = FakeCloud::start().await;
     let gateway = gateway_with(vec![bridge_to(&cloud, 1)], |config| config.sys_interval = 1).await;
-    let mut watcher = subscriber(
-        gateway.addr,
-        V5,
-        "watcher",
-        "$SYS/broker/bridge/cloud/#",
-        QoS::AtMostOnce,
-    )
-    .await;
+    let mut watcher = sys_watcher(&gateway, "#").await;
     let mut values = HashMap::new();
     watch_within(limit, &mut watcher, &mut values, |values| {
         age(values) == Some(0) && values.get("queued").map(String::as_str) == Some("0")
@@ -688,14 +673,7 @@ async fn an_oversized_publish_from_a_3_1_1_server_is_skipped_and_acknowledged() 
     local.acknowledge(&delivered).await;
     local.expect_nothing_pending().await;
 
-    let mut watcher = subscriber(
-        gateway.addr,
-        V5,
-        "watcher",
-        "$SYS/broker/bridge/cloud/dropped",
-        QoS::AtMostOnce,
-    )
-    .await;
+    let mut watcher = sys_watcher(&gateway, "dropped").await;
     let mut values = HashMap::new();
     watch_within(
         Duration::from_secs(60),
