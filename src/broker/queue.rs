@@ -5,9 +5,10 @@
 //! entry queued behind stored ones) carry a per-session sequence number; they leave the queue
 //! only from the front, so a session's stored entries are always one contiguous range of
 //! sequence numbers. Only the oldest entries are held in memory (the *head*, at most
-//! [`WINDOW`] entries, none added while the session is offline); the newer ones are *spilled*:
-//! in the store only, remembered here by their size and when they were queued (8 bytes each,
-//! so the age of the oldest entry is known without reading it back). The connection reads spilled entries
+//! [`WINDOW`] entries unless the queue is given another limit, none added while the session
+//! is offline); the newer ones are *spilled*: in the store only, remembered here by their
+//! size and when they were queued (8 bytes each, so the age of the oldest entry is known
+//! without reading it back). The connection reads spilled entries
 //! back in batches ([`LoadRequest`]) as the head drains, so memory does not grow with the
 //! number of queued messages. Entries the store does not keep (QoS 0 for an online session,
 //! every entry of a session that ends with its connection) are always in the head.
@@ -21,7 +22,8 @@ use crate::config::QueueFullPolicy;
 
 use crate::model::{entry_size, Delivery, StoreOp, StoredEntry};
 
-/// Most entries a queue holds in memory; a load refills the head to this size once it has
+/// Most entries a queue holds in memory unless it is given another limit
+/// ([`MessageQueue::set_head_limit`]); a load refills the head to this size once it has
 /// drained to half of it.
 pub const WINDOW: usize = 256;
 
@@ -129,6 +131,8 @@ pub struct MessageQueue {
     /// The burst ends once the queue has drained to this many entries: half of what it held
     /// when the burst began, so a queue that stays full is one burst, not one per message.
     burst_ends_at: usize,
+    /// Most entries held in memory.
+    head_limit: usize,
 }
 
 impl MessageQueue {
@@ -145,7 +149,14 @@ impl MessageQueue {
             next_ticket: 0,
             burst: 0,
             burst_ends_at: 0,
+            head_limit: WINDOW,
         }
+    }
+
+    /// Holds up to `entries` (at least 2) in memory instead of [`WINDOW`]: a queue drained in
+    /// long runs reads its spilled entries back in fewer, larger loads.
+    pub fn set_head_limit(&mut self, entries: usize) {
+        self.head_limit = entries.max(2);
     }
 
     /// The queue of a session read back from the store: every entry spilled. `entries` are
@@ -231,7 +242,7 @@ impl MessageQueue {
     /// Offers a delivery: queues it within `limits`, dropping older entries or refusing it as
     /// the policy says. A `persistent` session's QoS 1/2 entries (and, once anything is
     /// spilled, every entry) are stored with an `Enqueue` op in `ops`; an `online` session
-    /// keeps up to [`WINDOW`] entries in memory.
+    /// keeps up to its head limit in memory.
     pub fn offer(
         &mut self,
         delivery: Delivery,
@@ -259,7 +270,7 @@ impl MessageQueue {
         }
         let spilling = !self.spilled.is_empty();
         let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
-        let in_memory = !stored || (!spilling && online && self.head.len() < WINDOW);
+        let in_memory = !stored || (!spilling && online && self.head.len() < self.head_limit);
         self.add_bytes(size);
         offered.queued = true;
         if !stored {
@@ -361,10 +372,13 @@ impl MessageQueue {
     /// The load to start now, if the head has drained to half the window, entries are
     /// spilled and no load is under way. Marks it under way.
     pub fn load_request(&mut self) -> Option<LoadRequest> {
-        if self.loading.is_some() || self.spilled.is_empty() || self.head.len() > WINDOW / 2 {
+        if self.loading.is_some()
+            || self.spilled.is_empty()
+            || self.head.len() > self.head_limit / 2
+        {
             return None;
         }
-        let count = self.spilled.len().min(WINDOW - self.head.len()) as u64;
+        let count = self.spilled.len().min(self.head_limit - self.head.len()) as u64;
         let request = LoadRequest {
             ticket: self.next_ticket,
             from: self.spill_from,
@@ -605,6 +619,39 @@ mod tests {
         let expected: Vec<u64> = (WINDOW as u64 / 2 + 1..total).collect();
         assert_eq!(order, expected);
         assert_eq!(queue.len(), queue.in_memory());
+    }
+
+    #[test]
+    fn a_larger_head_limit_holds_and_loads_more_at_once() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        queue.set_head_limit(4 * WINDOW);
+        let limits = limits(100_000, QueueFullPolicy::DropOldest);
+        let total = 8 * WINDOW as u64;
+        for id in 0..total {
+            offer(&mut queue, id, ONLINE, &limits);
+        }
+        assert_eq!(
+            queue.in_memory(),
+            4 * WINDOW,
+            "the head fills to its own limit"
+        );
+        for _ in 0..WINDOW {
+            queue.pop_front("c");
+        }
+        assert!(
+            queue.load_request().is_none(),
+            "no load while more than half the head is left"
+        );
+        for _ in 0..=WINDOW {
+            queue.pop_front("c");
+        }
+        let request = queue.load_request().expect("the head ran below half");
+        assert_eq!(request.from, 4 * WINDOW as u64);
+        assert_eq!(
+            request.to - request.from,
+            (4 * WINDOW - queue.in_memory()) as u64,
+            "one load refills the whole head"
+        );
     }
 
     #[test]

@@ -302,20 +302,25 @@ impl Uplink {
         self.handle_buffered()
     }
 
-    /// Handles every whole packet already read. A packet we cannot take ends the connection,
-    /// with a DISCONNECT saying why to a v5 server (sent as the socket closes) — except a
-    /// PUBLISH too large from a 3.1.1 server, which could not be told our maximum: skipped.
+    /// Handles every whole packet already read. The acks that end flows (a run of them is
+    /// what a draining window reads) are applied together, in order, in one change. A packet
+    /// we cannot take ends the connection, with a DISCONNECT saying why to a v5 server (sent
+    /// as the socket closes) — except a PUBLISH too large from a 3.1.1 server, which could not
+    /// be told our maximum: skipped.
     fn handle_buffered(&mut self) -> Result<(), Ended> {
+        let mut completions = Vec::new();
         loop {
-            match self.framed.next_buffered() {
-                Ok(Some(packet)) => self.handle(packet)?,
+            let packet = match self.framed.next_buffered() {
+                Ok(Some(packet)) => packet,
                 Ok(None) => break,
                 Err(DecodeError::PacketTooLarge { max, .. })
                     if self.version == ProtocolVersion::V311 =>
                 {
+                    self.completed(&mut completions)?;
                     if !self.skip_oversized(max)? {
                         break; // its head is not all here yet
                     }
+                    continue;
                 }
                 Err(error) => {
                     if self.version == ProtocolVersion::V5 {
@@ -326,20 +331,30 @@ impl Uplink {
                         "malformed packet from the server: {error}"
                     )));
                 }
+            };
+            match packet {
+                Packet::PubAck(ack) => completions.push((ack, OutboundState::AwaitingPubAck)),
+                Packet::PubRec(rec) if rec.reason.is_error() => {
+                    completions.push((rec, OutboundState::AwaitingPubRec));
+                }
+                Packet::PubComp(comp) => {
+                    completions.push((comp, OutboundState::AwaitingPubComp));
+                }
+                other => {
+                    self.completed(&mut completions)?;
+                    self.handle(other)?;
+                }
             }
         }
+        self.completed(&mut completions)?;
         self.framed.release_read_buffer();
         Ok(())
     }
 
+    /// Handles a packet other than an ack that ends a flow.
     fn handle(&mut self, packet: Packet) -> Result<(), Ended> {
         match packet {
-            Packet::PubAck(ack) => self.completed(ack, OutboundState::AwaitingPubAck),
-            Packet::PubRec(rec) if rec.reason.is_error() => {
-                self.completed(rec, OutboundState::AwaitingPubRec)
-            }
             Packet::PubRec(rec) => self.received(rec.packet_id),
-            Packet::PubComp(comp) => self.completed(comp, OutboundState::AwaitingPubComp),
             Packet::Publish(publish) => self.on_publish(publish),
             Packet::PubRel(rel) => {
                 self.on_pubrel(rel.packet_id);

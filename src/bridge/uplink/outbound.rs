@@ -63,28 +63,41 @@ impl Pacer {
 }
 
 impl Uplink {
-    /// PUBACK, PUBCOMP, or a PUBREC refusing the message: it leaves the window (and the queue,
-    /// once committed). A refusal counts as dropped: the server will never take it.
+    /// PUBACKs, PUBCOMPs, or PUBRECs refusing their message, in the order they came (taken
+    /// from `completions`): each message leaves the window (and the queue, once committed).
+    /// A refusal counts as dropped: the server will never take it.
     pub(super) fn completed(
         &mut self,
-        response: PubResponse,
-        expected: OutboundState,
+        completions: &mut Vec<(PubResponse, OutboundState)>,
     ) -> Result<(), Ended> {
+        if completions.is_empty() {
+            return Ok(());
+        }
         let session_id = self.bridge.session_id.clone();
-        let packet_id = response.packet_id;
         let ((done, still_in_flight), _) = self.broker.change(|state, changes| {
-            let done = state.complete_outbound(&session_id, packet_id, expected, changes)
-                // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
-                || (expected == OutboundState::AwaitingPubAck
-                    && state.complete_outbound(
-                        &session_id,
-                        packet_id,
-                        OutboundState::AwaitingPubRec,
-                        changes,
-                    ));
+            let done: Vec<bool> = completions
+                .iter()
+                .map(|(response, expected)| {
+                    let packet_id = response.packet_id;
+                    state.complete_outbound(&session_id, packet_id, *expected, changes)
+                        // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
+                        || (*expected == OutboundState::AwaitingPubAck
+                            && state.complete_outbound(
+                                &session_id,
+                                packet_id,
+                                OutboundState::AwaitingPubRec,
+                                changes,
+                            ))
+                })
+                .collect();
             (done, in_flight(state, &session_id))
         });
-        if done {
+        for ((response, _), done) in completions.drain(..).zip(done) {
+            if !done {
+                tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
+                    "acknowledgement for no message in flight");
+                continue;
+            }
             if response.reason.is_error() {
                 BridgeStatus::count(&self.bridge.status.dropped, 1);
                 tracing::warn!(bridge = %self.bridge.config.name, reason = ?response.reason,
@@ -95,9 +108,6 @@ impl Uplink {
             if let Some(next) = self.resend.pop_front() {
                 self.queue(&next)?;
             }
-        } else {
-            tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
-                "acknowledgement for no message in flight");
         }
         self.answered(still_in_flight);
         Ok(())

@@ -17,6 +17,11 @@ use super::{Changes, SessionSlot, State};
 /// The start of every bridge session's client identifier. Clients may not take it.
 pub const BRIDGE_SESSION_PREFIX: &str = "$bridge/";
 
+/// Queue entries a bridge session holds in memory: a backlog after an outage drains in long
+/// runs, and a larger head reads it back in fewer loads (each of which ends the store's
+/// commit group early). About 200 bytes each plus the message, while a backlog drains.
+const BRIDGE_HEAD_LIMIT: usize = 2048;
+
 /// How a configured bridge's session must look.
 #[derive(Debug, Clone)]
 pub struct BridgeSession {
@@ -87,6 +92,9 @@ impl State {
                 client_id: client_id.clone(),
                 expiry_interval: u32::MAX,
             });
+        }
+        if let Some(slot) = self.sessions.get_mut(client_id) {
+            slot.session.queue.set_head_limit(BRIDGE_HEAD_LIMIT);
         }
         let dropped = self.bridge_dropped(client_id);
         let queue = BridgeQueue {

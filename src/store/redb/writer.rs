@@ -202,15 +202,16 @@ impl Writer {
     }
 
     fn run(mut self, jobs: Receiver<Job>) {
+        let io = ThreadIo::open();
         while let Some(group) = gather(&jobs, self.commit_window) {
-            self.commit_group(group);
+            self.commit_group(group, &io);
         }
         self.finish();
     }
 
     /// Commits one group and answers its waiters.
-    fn commit_group(&mut self, mut group: Vec<Job>) {
-        let before = thread_write_bytes();
+    fn commit_group(&mut self, mut group: Vec<Job>, io: &ThreadIo) {
+        let before = io.write_bytes();
         let mut replies: Vec<Option<LoadReply>> = group
             .iter_mut()
             .filter_map(|job| match job {
@@ -221,7 +222,8 @@ impl Writer {
         let result = self.write(&group, &mut replies);
         match &result {
             Ok(written) => {
-                let bytes = thread_write_bytes()
+                let bytes = io
+                    .write_bytes()
                     .zip(before)
                     .map_or(0, |(after, before)| after.saturating_sub(before));
                 self.metrics.record_group(&group, written, bytes);
@@ -417,12 +419,29 @@ fn gather(jobs: &Receiver<Job>, window: Duration) -> Option<Vec<Job>> {
     Some(group)
 }
 
-/// Bytes this thread has caused to be written to storage so far, if the kernel tells.
-fn thread_write_bytes() -> Option<u64> {
-    let io = std::fs::read_to_string("/proc/thread-self/io").ok()?;
-    io.lines()
-        .find_map(|line| line.strip_prefix("write_bytes:"))
-        .and_then(|value| value.trim().parse().ok())
+/// The I/O counters of the thread that opened it (`/proc/thread-self/io`), kept open so that
+/// each reading is one `pread` instead of an open, a read and a close.
+struct ThreadIo {
+    file: Option<std::fs::File>,
+}
+
+impl ThreadIo {
+    fn open() -> ThreadIo {
+        ThreadIo {
+            file: std::fs::File::open("/proc/thread-self/io").ok(),
+        }
+    }
+
+    /// Bytes the thread has caused to be written to storage so far, if the kernel tells.
+    fn write_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 512];
+        let read = self.file.as_ref()?.read_at(&mut buf, 0).ok()?;
+        let io = std::str::from_utf8(&buf[..read]).ok()?;
+        io.lines()
+            .find_map(|line| line.strip_prefix("write_bytes:"))
+            .and_then(|value| value.trim().parse().ok())
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +451,24 @@ mod tests {
     use crate::model::Message;
     use bytes::Bytes;
     use std::sync::mpsc;
+
+    #[test]
+    fn thread_io_reads_the_counter_again_on_each_call() {
+        let io = ThreadIo::open();
+        let before = io
+            .write_bytes()
+            .expect("the kernel counts this thread's writes");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("written");
+        let mut file = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut file, &vec![7u8; 1 << 20]).unwrap();
+        file.sync_all().unwrap();
+        let after = io.write_bytes().expect("still readable");
+        assert!(
+            after >= before + (1 << 20),
+            "{before} then {after} bytes: the second reading must see the fsynced megabyte"
+        );
+    }
 
     /// Generous: the machine is shared and loaded.
     const WAIT: Duration = Duration::from_secs(60);
