@@ -10,6 +10,7 @@ mod apply;
 mod clock;
 mod database;
 mod elide;
+mod inbox;
 mod records;
 mod recovery;
 mod tables;
@@ -20,7 +21,6 @@ pub(crate) mod tests;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,6 +39,7 @@ pub use self::tables::FILE_NAME as DATABASE_FILE;
 pub use self::writer::CommitFailure;
 pub use self::writer::DurableMetrics;
 
+use self::inbox::Inbox;
 use self::writer::{Job, LoadedEntries, Reopen, Writer};
 
 /// Options of the durable store.
@@ -65,8 +66,8 @@ impl Default for DurableOptions {
 /// The durable store: a handle to its writer thread.
 #[derive(Debug)]
 pub struct DurableStore {
-    /// Batches for the writer; dropped to stop it.
-    jobs: Option<mpsc::Sender<Job>>,
+    /// Batches for the writer; closed to stop it.
+    inbox: Arc<Inbox>,
     writer: Option<JoinHandle<()>>,
     metrics: Arc<DurableMetrics>,
 }
@@ -101,7 +102,7 @@ impl DurableStore {
         let recovered =
             recovery::recover(&database).map_err(|error| OpenError::recovery(&path, error))?;
         let metrics = Arc::new(DurableMetrics::default());
-        let (jobs, queued) = mpsc::channel();
+        let inbox = Arc::new(Inbox::default());
         let writer = Writer {
             path,
             database: Some(database),
@@ -110,10 +111,10 @@ impl DurableStore {
             commit_window: options.commit_window,
             metrics: metrics.clone(),
         }
-        .spawn(queued)
+        .spawn(inbox.clone())
         .map_err(OpenError::Spawn)?;
         let store = DurableStore {
-            jobs: Some(jobs),
+            inbox,
             writer: Some(writer),
             metrics,
         };
@@ -160,11 +161,7 @@ impl DurableStore {
 
     /// Hands a job to the writer, or answers it with [`StoreError::WriterGone`].
     fn send(&self, job: Job) {
-        let refused = match &self.jobs {
-            Some(jobs) => jobs.send(job).err().map(|refused| refused.0),
-            None => Some(job),
-        };
-        match refused {
+        match self.inbox.push(job).err() {
             Some(Job::Commit { done, .. }) => {
                 let _ = done.send(Err(StoreError::WriterGone));
             }
@@ -192,7 +189,7 @@ impl DurableStore {
 impl Drop for DurableStore {
     /// Dropping the store closes it: blocks until the writer has committed what was submitted.
     fn drop(&mut self) {
-        self.jobs = None;
+        self.inbox.close();
         if let Some(writer) = self.writer.take() {
             if writer.join().is_err() {
                 tracing::error!("the store writer thread panicked");

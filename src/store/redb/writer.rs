@@ -1,6 +1,6 @@
-//! The group-commit writer: one dedicated thread owns the [`Database`], gathers every batch
-//! submitted while it was busy (plus those arriving within the commit window) into ONE write
-//! transaction, commits it once, then answers every waiter.
+//! The group-commit writer: one dedicated thread owns the [`Database`], gathers from its
+//! [`Inbox`] every batch submitted while it was busy (plus those arriving within the commit
+//! window) into ONE write transaction, commits it once, then answers every waiter.
 //!
 //! A failed group is answered with [`StoreError::Commit`] and aborted; the database is then closed
 //! and reopened before the next group (redb refuses writes after a failed commit until a reopen
@@ -9,10 +9,9 @@
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
@@ -24,10 +23,11 @@ use crate::store::{Pace, StoreError};
 use super::apply::{Applied, Tables};
 use super::database::OpenError;
 use super::elide::{self, Plan};
+use super::inbox::Inbox;
 use super::tables::DbError;
 
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
-const MAX_BATCHES_PER_COMMIT: usize = 4096;
+pub(super) const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
 /// A group with this many records is worth its commit: the commit window stops waiting once a
 /// group holds them. Records are queued messages and the changes a client's CONNACK, SUBACK or
@@ -36,7 +36,7 @@ const MAX_BATCHES_PER_COMMIT: usize = 4096;
 /// per round trip, and neither are clients reconnecting and subscribing together after a
 /// reboot. (Sends and acks do not count: waiting for them is what lets a delivery to an online
 /// subscriber cancel out before it is written.)
-const WINDOW_CLOSES_AT: usize = 16;
+pub(super) const WINDOW_CLOSES_AT: usize = 16;
 
 /// Why a group commit failed: the database could not be opened again after an earlier
 /// failure, or the write transaction failed (a full disk shows here).
@@ -76,7 +76,7 @@ pub enum Job {
 impl Job {
     /// Whether its group must commit without waiting for the window: a batch of [`Pace::Now`],
     /// or a load (a connection waits for its entries to send them).
-    fn urgent(&self) -> bool {
+    pub(super) fn urgent(&self) -> bool {
         match self {
             Job::Commit { pace, .. } => *pace == Pace::Now,
             Job::Load { .. } => true,
@@ -86,7 +86,7 @@ impl Job {
     /// The records of this job that count towards [`WINDOW_CLOSES_AT`]: messages stored (queue
     /// entries and retained messages), and sessions and subscriptions a client waits for (a
     /// session stored or ended at CONNECT, a subscription added or removed).
-    fn records(&self) -> usize {
+    pub(super) fn records(&self) -> usize {
         match self {
             Job::Commit { ops, .. } => ops.iter().filter(|op| counts_as_record(op)).count(),
             Job::Load { .. } => 0,
@@ -195,15 +195,15 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer thread; it runs until every sender of `jobs` is gone and the last
     /// group is committed.
-    pub fn spawn(self, jobs: Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
+    pub fn spawn(self, inbox: Arc<Inbox>) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("cairn-store".into())
-            .spawn(move || self.run(jobs))
+            .spawn(move || self.run(&inbox))
     }
 
-    fn run(mut self, jobs: Receiver<Job>) {
+    fn run(mut self, inbox: &Inbox) {
         let io = ThreadIo::open();
-        while let Some(group) = gather(&jobs, self.commit_window) {
+        while let Some(group) = inbox.gather(self.commit_window) {
             self.commit_group(group, &io);
         }
         self.finish();
@@ -390,35 +390,6 @@ fn flush(database: &Database) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Blocks for the first job, then takes every job already queued and, while the group holds
-/// fewer than [`WINDOW_CLOSES_AT`] records and no urgent job, waits for more until the
-/// window closes (window 0: only what is already queued). `None` once every sender is gone
-/// and nothing is left.
-fn gather(jobs: &Receiver<Job>, window: Duration) -> Option<Vec<Job>> {
-    let first = jobs.recv().ok()?;
-    let mut records = first.records();
-    let mut urgent = first.urgent();
-    let mut group = vec![first];
-    let deadline = Instant::now() + window;
-    while group.len() < MAX_BATCHES_PER_COMMIT {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let next = if left.is_zero() || urgent || records >= WINDOW_CLOSES_AT {
-            jobs.try_recv().ok()
-        } else {
-            jobs.recv_timeout(left).ok()
-        };
-        match next {
-            Some(job) => {
-                records += job.records();
-                urgent |= job.urgent();
-                group.push(job);
-            }
-            None => break,
-        }
-    }
-    Some(group)
-}
-
 /// The I/O counters of the thread that opened it (`/proc/thread-self/io`), kept open so that
 /// each reading is one `pread` instead of an open, a read and a close.
 struct ThreadIo {
@@ -447,10 +418,6 @@ impl ThreadIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::QoS;
-    use crate::model::Message;
-    use bytes::Bytes;
-    use std::sync::mpsc;
 
     #[test]
     fn thread_io_reads_the_counter_again_on_each_call() {
@@ -468,125 +435,5 @@ mod tests {
             after >= before + (1 << 20),
             "{before} then {after} bytes: the second reading must see the fsynced megabyte"
         );
-    }
-
-    /// Generous: the machine is shared and loaded.
-    const WAIT: Duration = Duration::from_secs(60);
-    /// A window no test may wait out.
-    const FOREVER: Duration = Duration::from_secs(3600);
-
-    fn commit(ops: Vec<StoreOp>, pace: Pace) -> Job {
-        let (done, _) = oneshot::channel();
-        Job::Commit { ops, done, pace }
-    }
-
-    fn enqueue(seq: u64) -> StoreOp {
-        StoreOp::Enqueue {
-            client_id: Arc::from("c"),
-            seq,
-            delivery: Delivery {
-                message: Arc::new(Message::from_broker(seq, "t", Bytes::new(), false)),
-                qos: QoS::AtLeastOnce,
-                retain: false,
-                subscription_ids: Vec::new(),
-                queued_at: 0,
-            },
-        }
-    }
-
-    /// Runs `gather` on `jobs` (their sender kept open, as while the broker runs) in a thread
-    /// and returns how many jobs its group took, or `None` if it did not return in time.
-    fn gathered(jobs: Vec<Job>, window: Duration) -> Option<usize> {
-        let (sender, receiver) = mpsc::channel();
-        for job in jobs {
-            sender.send(job).ok()?;
-        }
-        let (result, outcome) = mpsc::channel();
-        std::thread::spawn(move || {
-            let group = gather(&receiver, window).map_or(0, |group| group.len());
-            let _ = result.send(group);
-        });
-        let taken = outcome.recv_timeout(WAIT).ok();
-        drop(sender);
-        taken
-    }
-
-    #[test]
-    fn an_urgent_job_closes_the_window() {
-        let jobs = vec![
-            commit(vec![enqueue(1)], Pace::Window),
-            commit(Vec::new(), Pace::Now),
-        ];
-        assert_eq!(gathered(jobs, FOREVER), Some(2));
-    }
-
-    #[test]
-    fn a_load_closes_the_window() {
-        let (reply, _) = oneshot::channel();
-        let load = Job::Load {
-            client_id: Arc::from("c"),
-            range: 0..1,
-            reply: Some(reply),
-        };
-        assert_eq!(gathered(vec![load], FOREVER), Some(1));
-    }
-
-    #[test]
-    fn enough_messages_close_the_window() {
-        let jobs = (0..WINDOW_CLOSES_AT as u64)
-            .map(|seq| commit(vec![enqueue(seq)], Pace::Window))
-            .collect();
-        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
-    }
-
-    /// What a persistent client's CONNECT commits: its session and (no) Will.
-    fn connect(client: u32) -> Vec<StoreOp> {
-        let client_id: Arc<str> = Arc::from(format!("sensor-{client}"));
-        vec![
-            StoreOp::PutSession {
-                client_id: client_id.clone(),
-                expiry_interval: u32::MAX,
-            },
-            StoreOp::Will {
-                client_id,
-                will: None,
-            },
-        ]
-    }
-
-    /// What a persistent client's SUBSCRIBE to one filter commits.
-    fn subscribe(client: u32) -> Vec<StoreOp> {
-        vec![StoreOp::Subscribe {
-            client_id: Arc::from(format!("sensor-{client}")),
-            filter: Arc::from(format!("sensors/{client}/#")),
-            options: crate::codec::SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-            identifier: None,
-        }]
-    }
-
-    /// Clients reconnecting together after a reboot, each waiting for its CONNACK, are not held
-    /// for the window once there are enough of them: a group of session changes only closes
-    /// it like a group of messages.
-    #[test]
-    fn enough_sessions_close_the_window() {
-        let jobs = (0..WINDOW_CLOSES_AT as u32)
-            .map(|client| commit(connect(client), Pace::Window))
-            .collect();
-        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
-    }
-
-    /// Likewise for their SUBSCRIBEs, each waiting for its SUBACK.
-    #[test]
-    fn enough_subscriptions_close_the_window() {
-        let jobs = (0..WINDOW_CLOSES_AT as u32)
-            .map(|client| commit(subscribe(client), Pace::Window))
-            .collect();
-        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
-    }
-
-    #[test]
-    fn a_small_group_waits_for_the_window_to_close() {
-        let jobs = vec![commit(vec![enqueue(1)], Pace::Window)];
-        assert_eq!(gathered(jobs, Duration::from_millis(20)), Some(1));
     }
 }

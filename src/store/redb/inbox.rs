@@ -1,0 +1,414 @@
+//! The writer's inbox: jobs handed over by any thread, gathered into groups by the writer
+//! thread. It wakes the writer only when the writer must act: a first job after a pause, an
+//! urgent job, or a group full enough to close the commit window early. A job that can wait
+//! for the window (an acknowledgement, a send) is only added, so a busy broker does not pay
+//! a thread wake-up per batch.
+//!
+//! Never touches the database; the writer does.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::writer::{Job, MAX_BATCHES_PER_COMMIT, WINDOW_CLOSES_AT};
+
+/// Jobs waiting for the writer.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    jobs: Vec<Job>,
+    /// Records of `jobs` (see [`Job::records`]).
+    records: usize,
+    /// Some job of `jobs` is urgent.
+    urgent: bool,
+    /// No job comes any more.
+    closed: bool,
+    /// What the writer sleeps for.
+    writer: Writer,
+    /// Times the writer was woken.
+    #[cfg(test)]
+    wakes: usize,
+}
+
+/// What the writer thread is doing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// Committing, or about to look at the jobs: it sees new ones without a wake-up.
+    #[default]
+    Busy,
+    /// Waiting for the first job of a group.
+    Idle,
+    /// Waiting for the commit window to close.
+    Gathering,
+}
+
+impl Pending {
+    /// Whether the gathered jobs must be committed now, before the window closes.
+    fn group_closes(&self) -> bool {
+        self.urgent
+            || self.records >= WINDOW_CLOSES_AT
+            || self.jobs.len() >= MAX_BATCHES_PER_COMMIT
+            || self.closed
+    }
+
+    /// Whether the writer sleeps through something it must act on.
+    fn writer_must_wake(&self) -> bool {
+        match self.writer {
+            Writer::Busy => false,
+            Writer::Idle => !self.jobs.is_empty() || self.closed,
+            Writer::Gathering => self.group_closes(),
+        }
+    }
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves only jobs behind, never a broken invariant.
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a job, in submission order; gives it back if the inbox is closed.
+    pub fn push(&self, job: Job) -> Result<(), Job> {
+        let mut pending = self.lock();
+        if pending.closed {
+            return Err(job);
+        }
+        pending.records += job.records();
+        pending.urgent |= job.urgent();
+        pending.jobs.push(job);
+        self.wake_if_needed(&mut pending);
+        Ok(())
+    }
+
+    /// No job comes any more: the writer takes what is left, then stops.
+    pub fn close(&self) {
+        let mut pending = self.lock();
+        pending.closed = true;
+        self.wake_if_needed(&mut pending);
+    }
+
+    fn wake_if_needed(&self, pending: &mut Pending) {
+        if pending.writer_must_wake() {
+            pending.writer = Writer::Busy;
+            #[cfg(test)]
+            {
+                pending.wakes += 1;
+            }
+            self.wake.notify_one();
+        }
+    }
+
+    /// The next group (writer thread only): blocks for a first job, then, while the group
+    /// holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and no more than
+    /// [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed (0: only what
+    /// is already there). `None` once the inbox is closed and empty.
+    pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
+        let mut pending = self.lock();
+        while pending.jobs.is_empty() {
+            if pending.closed {
+                return None;
+            }
+            pending.writer = Writer::Idle;
+            pending = self.wait(pending, None);
+        }
+        let deadline = Instant::now() + window;
+        while !pending.group_closes() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            pending.writer = Writer::Gathering;
+            pending = self.wait(pending, Some(left));
+        }
+        pending.writer = Writer::Busy;
+        Some(take_group(&mut pending))
+    }
+
+    /// Sleeps until woken (or `timeout` passes); a spurious wake-up only means looking again.
+    fn wait<'a>(
+        &self,
+        pending: MutexGuard<'a, Pending>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Pending> {
+        let mut pending = match timeout {
+            Some(timeout) => {
+                self.wake
+                    .wait_timeout(pending, timeout)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0
+            }
+            None => self
+                .wake
+                .wait(pending)
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        };
+        pending.writer = Writer::Busy;
+        pending
+    }
+
+    /// Times the writer was woken so far.
+    #[cfg(test)]
+    fn wakes(&self) -> usize {
+        self.lock().wakes
+    }
+}
+
+/// Takes up to [`MAX_BATCHES_PER_COMMIT`] jobs, oldest first; what stays keeps its counts.
+fn take_group(pending: &mut Pending) -> Vec<Job> {
+    if pending.jobs.len() <= MAX_BATCHES_PER_COMMIT {
+        pending.records = 0;
+        pending.urgent = false;
+        return std::mem::take(&mut pending.jobs);
+    }
+    let rest = pending.jobs.split_off(MAX_BATCHES_PER_COMMIT);
+    let group = std::mem::replace(&mut pending.jobs, rest);
+    pending.records = pending.jobs.iter().map(Job::records).sum();
+    pending.urgent = pending.jobs.iter().any(Job::urgent);
+    group
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{mpsc, Arc};
+
+    use bytes::Bytes;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::codec::QoS;
+    use crate::model::{Delivery, Message, StoreOp};
+    use crate::store::Pace;
+
+    /// Generous: the machine is shared and loaded.
+    const WAIT: Duration = Duration::from_secs(60);
+    /// A window no test may wait out.
+    const FOREVER: Duration = Duration::from_secs(3600);
+
+    fn commit(ops: Vec<StoreOp>, pace: Pace) -> Job {
+        let (done, _) = oneshot::channel();
+        Job::Commit { ops, done, pace }
+    }
+
+    fn enqueue(seq: u64) -> StoreOp {
+        StoreOp::Enqueue {
+            client_id: Arc::from("c"),
+            seq,
+            delivery: Delivery {
+                message: Arc::new(Message::from_broker(seq, "t", Bytes::new(), false)),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+                queued_at: 0,
+            },
+        }
+    }
+
+    fn acked(packet_id: u16) -> StoreOp {
+        StoreOp::Acked {
+            client_id: Arc::from("c"),
+            packet_id,
+        }
+    }
+
+    /// Runs `gather` on an inbox holding `jobs` (not closed, as while the broker runs) in a
+    /// thread and returns how many jobs its group took, or `None` if it did not return in time.
+    fn gathered(jobs: Vec<Job>, window: Duration) -> Option<usize> {
+        let inbox = Arc::new(Inbox::default());
+        for job in jobs {
+            inbox.push(job).expect("open");
+        }
+        let (result, outcome) = mpsc::channel();
+        let writer = inbox.clone();
+        std::thread::spawn(move || {
+            let group = writer.gather(window).map_or(0, |group| group.len());
+            let _ = result.send(group);
+        });
+        let taken = outcome.recv_timeout(WAIT).ok();
+        inbox.close();
+        taken
+    }
+
+    /// Waits until the writer thread sleeps as `expected`.
+    fn await_writer(inbox: &Inbox, expected: Writer) {
+        let deadline = Instant::now() + WAIT;
+        while inbox.lock().writer != expected {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never slept as {expected:?}"
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn an_urgent_job_closes_the_window() {
+        let jobs = vec![
+            commit(vec![enqueue(1)], Pace::Window),
+            commit(Vec::new(), Pace::Now),
+        ];
+        assert_eq!(gathered(jobs, FOREVER), Some(2));
+    }
+
+    #[test]
+    fn a_load_closes_the_window() {
+        let (reply, _) = oneshot::channel();
+        let load = Job::Load {
+            client_id: Arc::from("c"),
+            range: 0..1,
+            reply: Some(reply),
+        };
+        assert_eq!(gathered(vec![load], FOREVER), Some(1));
+    }
+
+    #[test]
+    fn enough_messages_close_the_window() {
+        let jobs = (0..WINDOW_CLOSES_AT as u64)
+            .map(|seq| commit(vec![enqueue(seq)], Pace::Window))
+            .collect();
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    /// What a persistent client's CONNECT commits: its session and (no) Will.
+    fn connect(client: u32) -> Vec<StoreOp> {
+        let client_id: Arc<str> = Arc::from(format!("sensor-{client}"));
+        vec![
+            StoreOp::PutSession {
+                client_id: client_id.clone(),
+                expiry_interval: u32::MAX,
+            },
+            StoreOp::Will {
+                client_id,
+                will: None,
+            },
+        ]
+    }
+
+    /// What a persistent client's SUBSCRIBE to one filter commits.
+    fn subscribe(client: u32) -> Vec<StoreOp> {
+        vec![StoreOp::Subscribe {
+            client_id: Arc::from(format!("sensor-{client}")),
+            filter: Arc::from(format!("sensors/{client}/#")),
+            options: crate::codec::SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+            identifier: None,
+        }]
+    }
+
+    /// Clients reconnecting together after a reboot, each waiting for its CONNACK, are not held
+    /// for the window once there are enough of them: a group of session changes only closes
+    /// it like a group of messages.
+    #[test]
+    fn enough_sessions_close_the_window() {
+        let jobs = (0..WINDOW_CLOSES_AT as u32)
+            .map(|client| commit(connect(client), Pace::Window))
+            .collect();
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    /// Likewise for their SUBSCRIBEs, each waiting for its SUBACK.
+    #[test]
+    fn enough_subscriptions_close_the_window() {
+        let jobs = (0..WINDOW_CLOSES_AT as u32)
+            .map(|client| commit(subscribe(client), Pace::Window))
+            .collect();
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    #[test]
+    fn a_small_group_waits_for_the_window_to_close() {
+        let jobs = vec![commit(vec![enqueue(1)], Pace::Window)];
+        assert_eq!(gathered(jobs, Duration::from_millis(20)), Some(1));
+    }
+
+    #[test]
+    fn a_full_inbox_is_taken_in_groups_of_the_largest_size_in_order() {
+        let inbox = Inbox::default();
+        let total = MAX_BATCHES_PER_COMMIT + 3;
+        for packet_id in 0..total {
+            let pace = if packet_id == total - 1 {
+                Pace::Now
+            } else {
+                Pace::Window
+            };
+            inbox
+                .push(commit(vec![acked(packet_id as u16)], pace))
+                .expect("open");
+        }
+        let first = inbox.gather(FOREVER).expect("jobs");
+        assert_eq!(first.len(), MAX_BATCHES_PER_COMMIT);
+        let second = inbox.gather(FOREVER).expect("the rest, urgent");
+        assert_eq!(
+            second.len(),
+            3,
+            "the urgent job still closes the rest's window"
+        );
+        let ids: Vec<u16> = first
+            .iter()
+            .chain(&second)
+            .map(|job| match job {
+                Job::Commit { ops, .. } => match ops[0] {
+                    StoreOp::Acked { packet_id, .. } => packet_id,
+                    _ => unreachable!("only acks were pushed"),
+                },
+                Job::Load { .. } => unreachable!("no load was pushed"),
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            (0..total as u16).collect::<Vec<_>>(),
+            "submission order"
+        );
+    }
+
+    /// The point of the inbox: acknowledgements arriving while the writer gathers a window
+    /// are added without waking it; a job that closes the group wakes it once.
+    #[test]
+    fn jobs_that_can_wait_do_not_wake_a_gathering_writer() {
+        let inbox = Arc::new(Inbox::default());
+        let writer = inbox.clone();
+        let (result, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let group = writer.gather(FOREVER).map_or(0, |group| group.len());
+            let _ = result.send(group);
+        });
+        await_writer(&inbox, Writer::Idle);
+        inbox
+            .push(commit(vec![acked(0)], Pace::Window))
+            .expect("open");
+        await_writer(&inbox, Writer::Gathering);
+        let woken = inbox.wakes();
+        for packet_id in 1..100 {
+            inbox
+                .push(commit(vec![acked(packet_id)], Pace::Window))
+                .expect("open");
+        }
+        assert_eq!(inbox.wakes(), woken, "99 acknowledgements, no wake-up");
+        inbox.push(commit(Vec::new(), Pace::Now)).expect("open");
+        assert_eq!(outcome.recv_timeout(WAIT).ok(), Some(101));
+        assert_eq!(inbox.wakes(), woken + 1, "the urgent job woke it once");
+    }
+
+    #[test]
+    fn a_closed_inbox_refuses_jobs_and_gives_back_what_was_left() {
+        let inbox = Inbox::default();
+        inbox
+            .push(commit(vec![acked(1)], Pace::Window))
+            .expect("open");
+        inbox.close();
+        assert!(inbox.push(commit(vec![acked(2)], Pace::Window)).is_err());
+        let left = inbox
+            .gather(FOREVER)
+            .expect("the job pushed before closing");
+        assert_eq!(
+            left.len(),
+            1,
+            "taken at once: a closed inbox waits for no window"
+        );
+        assert!(inbox.gather(FOREVER).is_none(), "then the writer stops");
+    }
+}
