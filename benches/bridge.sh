@@ -12,7 +12,9 @@
 #    reconnects as soon as it listens. Measured: the time from the upstream's start until the
 #    subscriber has all MESSAGES (count, order per publisher, duplicates reported but allowed
 #    for QoS 1), as msg/s, and the ratio Cairn/Mosquitto; also from the first message to the
-#    last (the reconnect delay left out).
+#    last (the reconnect delay left out); and the CPU time the gateway and the upstream used
+#    per message meanwhile (on 2 cores they share the machine with the subscriber, so the
+#    gateway's CPU per message bounds the rate as much as its own speed does).
 # 2. Local PUBACK latency during that drain: one more publisher on the gateway sends QoS 1 at
 #    LOCAL_RATE msg/s to `local/latency` (not bridged); its PUBACK latency p50/p99 from the
 #    first drained message to the last (and before, with the uplink down).
@@ -188,6 +190,14 @@ load() {
     timeout "$RUN_LIMIT" "$LOAD" "$@" "${COMMON[@]}" 2>"$WORK/load.err" | grep '^RESULT' || true
 }
 
+# cpu_ticks PID: user + system CPU time process PID has used so far, in clock ticks (0 if gone).
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    # Fields after the command name, which ends with ") ": utime and stime are the 12th and 13th.
+    awk '{ print $12 + $13 }' <<<"${stat##*) }"
+}
+
 # field LINE KEY: the value of KEY in a RESULT line, or "".
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
@@ -226,12 +236,16 @@ drain_run() {
         --rate "$LOCAL_RATE" --warmup 2 --ready-file "$ready" "${COMMON[@]}" \
         >"$output" 2>"$WORK/load.err" &
     DRAIN_PID=$!
+    local gateway_cpu_before=0 gateway_cpu_after=0 upstream_cpu=0
     if await_ready "$ready" "$DRAIN_PID"; then
+        gateway_cpu_before=$(cpu_ticks "$BROKER_PID")
         started=$(date +%s%N)
         start_upstream "$upstream_dir"
     fi
     wait "$DRAIN_PID" || true
     DRAIN_PID=""
+    gateway_cpu_after=$(cpu_ticks "$BROKER_PID")
+    [[ -z $UPSTREAM_PID ]] || upstream_cpu=$(cpu_ticks "$UPSTREAM_PID")
     line=$(grep '^RESULT' "$output" || true)
     record_result "drain" "$gateway" "$round" "$line"
     if [[ $line == *status=ok* ]]; then
@@ -240,11 +254,14 @@ drain_run() {
         first=$(field "$line" first_ns)
         expected=$(field "$line" expected)
         awk -v id=drain -v g="$gateway" -v r="$round" -v s="$started" -v f="$first" -v l="$last" \
-            -v n="$expected" 'BEGIN {
+            -v n="$expected" -v gc=$((gateway_cpu_after - gateway_cpu_before)) \
+            -v uc="$upstream_cpu" -v hz="$(getconf CLK_TCK)" 'BEGIN {
                 printf "%s %s %s start_ms %.0f\n", id, g, r, (l - s) / 1e6
                 printf "%s %s %s start_rate %.0f\n", id, g, r, n / ((l - s) / 1e9)
                 printf "%s %s %s first_ms %.0f\n", id, g, r, (f - s) / 1e6
                 printf "%s %s %s flow_rate %.0f\n", id, g, r, n / ((l - f) / 1e9)
+                printf "%s %s %s gateway_cpu_us %.1f\n", id, g, r, gc / hz * 1e6 / n
+                printf "%s %s %s upstream_cpu_us %.1f\n", id, g, r, uc / hz * 1e6 / n
             }' >>"$RESULTS"
     fi
     stop_broker
@@ -293,13 +310,13 @@ print_machine() {
 }
 
 print_drain() {
-    local gateway format='%-10s %9s %8s %11s %9s %10s %13s %5s %7s %7s %8s %8s\n'
+    local gateway format='%-10s %9s %8s %11s %9s %10s %13s %5s %7s %7s %8s %8s %7s %7s\n'
     echo
     echo "1-2. Drain of $MESSAGES messages ($PUBLISHERS publisher(s), $INFLIGHT in flight) to the" \
         "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
     printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s flow-range dups \
-        p50-ms p99-ms idle-p50 idle-p99
+        p50-ms p99-ms idle-p50 idle-p99 gw-cpu up-cpu
     for gateway in $GATEWAYS; do
         # shellcheck disable=SC2059
         printf "$format" "$gateway" "$(value fill "$gateway" rate)" \
@@ -308,7 +325,8 @@ print_drain() {
             "$(range drain "$gateway" flow_rate)" \
             "$(sum "$RESULTS" drain "$gateway" duplicates)" \
             "$(ms "$(value drain "$gateway" local_p50_us)")" "$(ms "$(value drain "$gateway" local_p99_us)")" \
-            "$(ms "$(value drain "$gateway" idle_p50_us)")" "$(ms "$(value drain "$gateway" idle_p99_us)")"
+            "$(ms "$(value drain "$gateway" idle_p50_us)")" "$(ms "$(value drain "$gateway" idle_p99_us)")" \
+            "$(value drain "$gateway" gateway_cpu_us)" "$(value drain "$gateway" upstream_cpu_us)"
     done
     echo "   Cairn/Mosquitto drain msg/s: $(ratio "$(value drain cairn start_rate)" \
         "$(value drain mosquitto start_rate)") (from the upstream's start);" \
@@ -318,7 +336,9 @@ print_drain() {
         "connect-s = upstream start to the first message (the bridge's reconnect delay);"
     echo "   flow-msg/s = $MESSAGES / (first to last message), flow-range its lowest-highest round;" \
         "dups = duplicates over all rounds;" \
-        "p50/p99 = local PUBACK latency during the drain, idle = before it (uplink down), ms"
+        "p50/p99 = local PUBACK latency during the drain, idle = before it (uplink down), ms;"
+    echo "   gw-cpu, up-cpu = CPU time (user + system) of the gateway and of the upstream from the" \
+        "upstream's start to the last message, microseconds per message"
 }
 
 print_wear() {
