@@ -153,6 +153,13 @@ impl MessageQueue {
         }
     }
 
+    /// Draws from `budget` from now on; the bytes already queued move over to it.
+    pub fn move_to_budget(&mut self, budget: Arc<QueueBudget>) {
+        self.budget.give_back(self.bytes);
+        budget.take(self.bytes);
+        self.budget = budget;
+    }
+
     /// Holds up to `entries` (at least 2) in memory instead of [`WINDOW`]: a queue drained in
     /// long runs reads its spilled entries back in fewer, larger loads.
     pub fn set_head_limit(&mut self, entries: usize) {
@@ -619,6 +626,28 @@ mod tests {
         let expected: Vec<u64> = (WINDOW as u64 / 2 + 1..total).collect();
         assert_eq!(order, expected);
         assert_eq!(queue.len(), queue.in_memory());
+    }
+
+    #[test]
+    fn a_queue_moved_to_another_budget_takes_its_bytes_along() {
+        let shared = QueueBudget::new(u64::MAX);
+        let mut queue = MessageQueue::new(shared.clone());
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        for id in 0..3 {
+            offer(&mut queue, id, OFFLINE, &limits);
+        }
+        assert_eq!(shared.used(), 30);
+        let own = QueueBudget::new(u64::MAX);
+        queue.move_to_budget(own.clone());
+        assert_eq!((shared.used(), own.used()), (0, 30));
+        offer(&mut queue, 3, OFFLINE, &limits);
+        assert_eq!(
+            (shared.used(), own.used()),
+            (0, 40),
+            "new entries draw on the new one"
+        );
+        drop(queue);
+        assert_eq!(own.used(), 0, "and go back to it");
     }
 
     #[test]

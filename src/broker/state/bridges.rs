@@ -1,7 +1,8 @@
 //! Bridge sessions: a bridge's outbound buffer is a persistent session of the state, named
 //! [`BRIDGE_SESSION_PREFIX`] + the bridge's name, whose subscriptions are the bridge's `out`
 //! rules and whose queue has the bridge's own bounds. It never expires; the bridge's uplink
-//! attaches to it like a client connection and drains it upstream. Messages that came in
+//! attaches to it like a client connection and drains it upstream. Its queue is bounded by
+//! its own limits only, not by the byte budget clients' queues share. Messages that came in
 //! through the bridge are published under the same session's name, so the No Local option
 //! of its subscriptions keeps them from going back out.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use crate::codec::SubscriptionOptions;
 use crate::model::{OutboundState, StoreOp};
 
-use super::super::queue::QueueLimits;
+use super::super::queue::{QueueBudget, QueueLimits};
 use super::super::session::Session;
 use super::{Changes, SessionSlot, State};
 
@@ -95,6 +96,12 @@ impl State {
         }
         if let Some(slot) = self.sessions.get_mut(client_id) {
             slot.session.queue.set_head_limit(BRIDGE_HEAD_LIMIT);
+            // Bounded by its own `[bridges.queue]` limits only: a bridge queue sized for a
+            // long outage is not cut short by `limits.max_queued_bytes_total`, which shares
+            // out what clients' queues may hold.
+            slot.session
+                .queue
+                .move_to_budget(QueueBudget::new(u64::MAX));
         }
         let dropped = self.bridge_dropped(client_id);
         let queue = BridgeQueue {

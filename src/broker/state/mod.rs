@@ -195,8 +195,9 @@ impl State {
         Counts {
             sessions: self.sessions.len(),
             queued: slots.clone().map(|slot| slot.session.queue.len()).sum(),
-            inflight: slots.map(|slot| slot.session.inflight.len()).sum(),
-            queued_bytes: self.budget.used(),
+            inflight: slots.clone().map(|slot| slot.session.inflight.len()).sum(),
+            // Bridges' queues included, though they do not draw on the shared budget.
+            queued_bytes: slots.map(|slot| slot.session.queue.bytes()).sum(),
         }
     }
 

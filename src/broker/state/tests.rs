@@ -684,6 +684,45 @@ fn a_bridge_queue_has_its_own_bounds_and_counts_its_drops() {
     assert_eq!(state.bridge_dropped(&bridge.client_id), 3);
 }
 
+/// A bridge queue is bounded by its own limits, not by the byte budget clients' queues share:
+/// with that budget spent, clients' queues refuse messages but the bridge's still takes them
+/// (the bytes a bridge queue held before it was opened move off the shared budget).
+#[test]
+fn a_bridge_queue_does_not_draw_on_the_shared_budget() {
+    let budget = QueueBudget::new(10);
+    let mut state = State::new(
+        QueueLimits {
+            max_messages: 1000,
+            max_bytes: u64::MAX,
+            policy: QueueFullPolicy::RefuseNewest,
+            queue_qos0_offline: false,
+        },
+        budget.clone(),
+    );
+    let offline = subscriber(&mut state, "offline", "t/#", QoS::AtLeastOnce);
+    detach(&mut state, &offline, 1);
+    let bridge = bridge_session("cloud", 100, &["t/#"]);
+    state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
+    for n in 0..5 {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound("t/x", QoS::AtLeastOnce, n + 1, b"payload"),
+        );
+    }
+    assert_eq!(
+        queued_for(&state, &offline),
+        1,
+        "the shared 10 bytes hold one entry"
+    );
+    assert_eq!(
+        queued_for(&state, &bridge.client_id),
+        5,
+        "the bridge holds all five"
+    );
+    assert!(budget.used() <= 10);
+}
+
 /// An upstream that lost the bridge's session: a QoS 2 message past PUBREC is the server's
 /// own and leaves the window (recorded acked); the rest stay to be sent again; inbound QoS 2
 /// flows are forgotten, so a reused packet identifier is not taken for a repeat.
