@@ -61,10 +61,15 @@ impl AckQueue {
         });
     }
 
-    /// The oldest ack if its commit has completed. Acks leave strictly in order.
+    /// The oldest ack if its commit has completed. Acks leave strictly in order. The last one
+    /// out gives the queue's memory back: an idle connection holds no slots (a few hundred
+    /// bytes each for thousands of idle clients), and a busy one allocates again cheaply.
     pub fn pop_ready(&mut self) -> Option<Released> {
         let result = self.pending.front_mut()?.commit.try_result()?;
         let released = self.pending.pop_front()?;
+        if self.pending.is_empty() {
+            self.pending = VecDeque::new();
+        }
         let ack = released.ack.as_deref();
         self.pubacks -= usize::from(matches!(ack, Some(Packet::PubAck(_))));
         self.pubrecs -= usize::from(matches!(ack, Some(Packet::PubRec(_))));
@@ -100,5 +105,30 @@ impl AckQueue {
     /// Whether no ack waits.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::PubResponse;
+
+    /// An idle client's connection holds no ack slots: the queue's memory goes once the last
+    /// ack has left.
+    #[test]
+    fn an_emptied_queue_holds_no_memory() {
+        let mut acks = AckQueue::default();
+        for packet_id in 1..=3 {
+            let ack = Packet::PubAck(PubResponse::success(packet_id));
+            acks.push(Commit::nothing(), ack, Vec::new());
+        }
+        assert!(acks.pending.capacity() > 0);
+        while acks.pop_ready().is_some() {}
+        assert!(acks.is_empty());
+        assert_eq!(
+            acks.pending.capacity(),
+            0,
+            "slots kept by an idle connection"
+        );
     }
 }

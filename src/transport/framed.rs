@@ -2,8 +2,12 @@
 //! write buffer of encoded packets flushed in batches. Generic over any byte stream (TCP or
 //! TLS, accepted or connected). It knows packets, never what they mean.
 
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::codec::{self, DecodeError, EncodeError, Packet, ProtocolVersion};
 
@@ -13,6 +17,9 @@ const FIRST_READ: usize = 256;
 const MIN_READ: usize = 64;
 /// The most room a read grows to for a busy connection.
 const MAX_READ: usize = 64 * 1024;
+/// Reads of at most this much room go through a buffer on the stack while the read buffer
+/// holds no memory (see [`Framed::fill`]).
+const STACK_READ: usize = 1024;
 
 /// Why reading a packet failed.
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +92,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
     /// Reads more bytes from the socket. `Ok(false)` on a clean end of stream.
     /// Cancel-safe: nothing read is lost if the future is dropped.
+    ///
+    /// A connection that reads little, with its read buffer released, waits through a buffer
+    /// on the stack and allocates only for what arrives: an idle connection holds no read
+    /// buffer while it waits (thousands of idle clients, a few hundred bytes each).
     pub async fn fill(&mut self) -> Result<bool, ReadError> {
-        if self.read_buf.capacity() - self.read_buf.len() < self.read_chunk / 2 {
-            self.read_buf.reserve(self.read_chunk);
-        }
-        let room = self.read_buf.capacity() - self.read_buf.len();
-        let read = self.stream.read_buf(&mut self.read_buf).await?;
+        let (read, room) = if self.read_buf.capacity() == 0 && self.read_chunk <= STACK_READ {
+            let room = self.read_chunk;
+            (poll_fn(|cx| self.poll_read_on_stack(cx, room)).await?, room)
+        } else {
+            if self.read_buf.capacity() - self.read_buf.len() < self.read_chunk / 2 {
+                self.read_buf.reserve(self.read_chunk);
+            }
+            let room = self.read_buf.capacity() - self.read_buf.len();
+            (self.stream.read_buf(&mut self.read_buf).await?, room)
+        };
         if read == room {
             self.read_chunk = (self.read_chunk * 2).min(MAX_READ);
         } else if read < self.read_chunk / 4 {
@@ -103,6 +119,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             return Err(ReadError::TruncatedAtEof);
         }
         Ok(true)
+    }
+
+    /// Reads at most `room` (up to [`STACK_READ`]) bytes into a buffer on the stack and appends
+    /// what arrived to the read buffer; nothing is kept while nothing arrives.
+    fn poll_read_on_stack(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+    ) -> Poll<std::io::Result<usize>> {
+        let mut chunk = [0u8; STACK_READ];
+        let mut buf = ReadBuf::new(&mut chunk[..room]);
+        ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
+        self.read_buf.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
     }
 
     /// Reads until one whole packet is available; `Ok(None)` on a clean end of stream.
@@ -151,6 +181,8 @@ mod tests {
     use super::*;
     use crate::codec::{Publish, QoS};
     use bytes::Bytes;
+    use std::future::Future;
+    use tokio::io::{duplex, DuplexStream};
 
     fn encoded(packet: &Packet) -> BytesMut {
         let mut wire = BytesMut::new();
@@ -200,5 +232,31 @@ mod tests {
         assert_eq!(packet, Packet::PingResp);
         assert!(most_held <= MAX_READ + 16 * 1024, "held {most_held} bytes");
         drop(writer.await);
+    }
+
+    /// Polls `framed.fill()` once and drops it; whether it was still waiting.
+    async fn fill_waits(framed: &mut Framed<DuplexStream>) -> bool {
+        let mut fill = Box::pin(framed.fill());
+        poll_fn(|cx| Poll::Ready(fill.as_mut().poll(cx).is_pending())).await
+    }
+
+    /// An idle connection waiting for its client holds no read buffer, and what arrives next is
+    /// read and decoded whole.
+    #[tokio::test]
+    async fn a_connection_waiting_to_read_holds_no_buffer() {
+        let (mut client, server) = duplex(4096);
+        let mut framed = Framed::new(server, 1024);
+        framed.version = ProtocolVersion::V311;
+        assert!(fill_waits(&mut framed).await, "nothing was sent yet");
+        assert_eq!(framed.read_buf.capacity(), 0, "a buffer held while waiting");
+
+        let mut bytes = BytesMut::new();
+        codec::encode(&Packet::PingReq, ProtocolVersion::V311, &mut bytes).expect("encode");
+        client.write_all(&bytes).await.expect("write");
+        assert!(framed.fill().await.expect("read"));
+        assert!(matches!(framed.next_buffered(), Ok(Some(Packet::PingReq))));
+        framed.release_read_buffer();
+        assert!(fill_waits(&mut framed).await);
+        assert_eq!(framed.read_buf.capacity(), 0);
     }
 }
