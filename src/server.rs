@@ -21,9 +21,7 @@ use crate::broker::{sys, Broker};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
-use crate::transport::{
-    listener, Admission, Handshake, Listener, Peer, Serve, TlsError, TlsListener,
-};
+use crate::transport::{listener, Admission, Arrival, Listener, Serve, TlsError, TlsListener};
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -217,15 +215,10 @@ fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsListener>, ServerErr
 struct Engine(Arc<Broker>);
 
 impl Serve for Engine {
-    fn serve<S>(
-        &self,
-        stream: S,
-        peer: Peer,
-        handshake: Handshake,
-    ) -> impl Future<Output = ()> + Send
+    fn serve<S>(&self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connection::serve(self.0.clone(), stream, peer, handshake)
+        connection::serve(self.0.clone(), arrival)
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::store::{Loaded, StoreError};
-use crate::transport::{Framed, Handshake, Peer, ReadError};
+use crate::transport::{Arrival, Framed, Handshake, Peer, ReadError};
 
 use super::acks::AckQueue;
 use super::aliases::OutboundAliases;
@@ -88,18 +88,24 @@ async fn load_done(
     }
 }
 
-/// Serves one connection until it ends. `handshake` (its place among the connections
+/// Serves one connection until it ends. Its handshake (its place among the connections
 /// awaiting CONNECT, and the deadline for CONNECT) is given back once CONNECT is answered.
-pub async fn serve<S>(broker: Arc<Broker>, stream: S, peer: Peer, handshake: Handshake)
+pub async fn serve<S>(broker: Arc<Broker>, arrival: Box<Arrival<S>>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Arrival {
+        stream,
+        peer,
+        handshake,
+    } = *arrival;
     let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
     // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
-    // its largest phase, and it spends its life in the connected loop.
+    // its largest phase, and it spends its life in the connected loop. The peer goes into the
+    // CONNECT phase's box, so only that phase holds it.
     // No named local holds the outcome: one left for the refusal's `close().await` would be
     // kept in this future beside `client`, another Client's worth of every connection's task.
-    let Some(mut client) = Box::pin(await_connect(&broker, &mut framed, &peer, handshake)).await
+    let Some(mut client) = Box::pin(await_connect(&broker, &mut framed, peer, handshake)).await
     else {
         framed.close().await;
         return;
@@ -121,7 +127,7 @@ where
 async fn await_connect<S>(
     broker: &Arc<Broker>,
     framed: &mut Framed<S>,
-    peer: &Peer,
+    peer: Peer,
     handshake: Handshake,
 ) -> Option<Client>
 where
@@ -144,7 +150,7 @@ where
         tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
         return None;
     };
-    connect::accept(broker, framed, connect, peer).await
+    connect::accept(broker, framed, connect, &peer).await
 }
 
 impl Client {
@@ -303,30 +309,44 @@ mod tests {
         size_of::<R>()
     }
 
-    /// Likewise for a function of four arguments.
-    fn returned_by_4<A, B, C, D, R>(_f: fn(A, B, C, D) -> R) -> usize {
-        size_of::<R>()
-    }
-
     /// An idle connection's task is mostly this future, so its size is memory per connection:
     /// it holds the connected loop and the parts that loop works on, with the Client once. A
     /// named local kept for the refused connection's `close().await` once held a second one.
     #[test]
     fn a_connection_future_holds_its_client_once() {
-        let serve = returned_by_4(serve::<DuplexStream>);
+        let serve = returned_by(serve::<DuplexStream>);
         let run = returned_by::<&'static mut Client, &'static mut Framed<DuplexStream>, _>(
             Client::run::<DuplexStream>,
         );
         let parts = run
             + size_of::<Client>()
             + size_of::<Framed<DuplexStream>>()
-            + size_of::<Peer>()
-            + size_of::<Handshake>()
-            + size_of::<Arc<Broker>>();
+            + size_of::<Arc<Broker>>()
+            + size_of::<Box<Arrival<DuplexStream>>>();
         assert!(
             serve < parts + size_of::<Client>(),
             "a connection future of {serve} bytes for {parts} bytes of parts, a Client being {}",
             size_of::<Client>()
+        );
+    }
+
+    /// Nor does it keep what the transport handed over (socket, peer, handshake) beside the
+    /// parts that took it over: an argument's slot stays in a future for its whole life, so
+    /// they arrive boxed and leave the box at once.
+    #[test]
+    fn a_connection_future_keeps_no_arrival() {
+        let serve = returned_by(serve::<DuplexStream>);
+        let run = returned_by::<&'static mut Client, &'static mut Framed<DuplexStream>, _>(
+            Client::run::<DuplexStream>,
+        );
+        let parts = run
+            + size_of::<Client>()
+            + size_of::<Framed<DuplexStream>>()
+            + size_of::<Arc<Broker>>()
+            + size_of::<Box<Arrival<DuplexStream>>>();
+        assert!(
+            serve < parts + size_of::<Peer>(),
+            "a connection future of {serve} bytes for {parts} bytes of parts"
         );
     }
 }
