@@ -49,6 +49,15 @@ pub struct Arrival<S> {
     pub handshake: Handshake,
 }
 
+impl<S> Arrival<S> {
+    /// Takes the arrival out of its box and frees the box at once. (A box emptied with `*`
+    /// is freed only where its variable goes out of scope: for a connection, at its end.)
+    #[allow(clippy::boxed_local)] // the box is the point: it is freed here
+    pub fn unbox(self: Box<Self>) -> Arrival<S> {
+        *self
+    }
+}
+
 /// Whoever serves accepted connections (the engine, wired up by the server).
 pub trait Serve: Clone + Send + Sync + 'static {
     /// Serves one connection until it ends.
@@ -140,6 +149,14 @@ struct Accepted {
     handshake: Handshake,
 }
 
+impl Accepted {
+    /// Takes it out of its box and frees the box at once, as [`Arrival::unbox`] does.
+    #[allow(clippy::boxed_local)] // the box is the point: it is freed here
+    fn unbox(self: Box<Self>) -> Accepted {
+        *self
+    }
+}
+
 /// Runs the TLS handshake before the connect deadline, then the MQTT connection over it;
 /// `_open` is dropped when the connection ends.
 async fn serve_tls<H: Serve>(server: H, accepted: Box<Accepted>, _open: mpsc::Sender<()>) {
@@ -148,7 +165,7 @@ async fn serve_tls<H: Serve>(server: H, accepted: Box<Accepted>, _open: mpsc::Se
         addr,
         tls,
         handshake,
-    } = *accepted;
+    } = accepted.unbox();
     let accepting = tls.acceptor.accept(stream);
     let stream = match tokio::time::timeout_at(handshake.deadline(), accepting).await {
         Ok(Ok(stream)) => stream,

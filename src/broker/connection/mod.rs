@@ -98,7 +98,7 @@ where
         stream,
         peer,
         handshake,
-    } = *arrival;
+    } = arrival.unbox();
     let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
     // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
     // its largest phase, and it spends its life in the connected loop. The peer goes into the
