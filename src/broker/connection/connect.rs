@@ -14,7 +14,7 @@ use crate::codec::{
     ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
-use super::Client;
+use super::{Client, TopicAliases};
 use crate::broker::acks::AckQueue;
 use crate::broker::aliases::OutboundAliases;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link, BRIDGE_SESSION_PREFIX};
@@ -137,8 +137,16 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         keep_alive: Duration::from_secs(u64::from(keep_alive)),
         persistent: expiry > 0,
         bridge: connect.bridge,
-        inbound_aliases: HashMap::new(),
-        outbound_aliases: OutboundAliases::new(connect.properties.topic_alias_maximum.unwrap_or(0)),
+        aliases: connect
+            .properties
+            .topic_alias_maximum
+            .filter(|&maximum| maximum > 0)
+            .map(|maximum| {
+                Box::new(TopicAliases {
+                    inbound: HashMap::new(),
+                    outbound: OutboundAliases::new(maximum),
+                })
+            }),
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         acks,

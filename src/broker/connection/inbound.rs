@@ -115,7 +115,8 @@ impl Client {
             }
         }
         if publish.topic.is_empty() {
-            return match alias.and_then(|alias| self.inbound_aliases.get(&alias)) {
+            let known = self.aliases.as_ref().map(|aliases| &aliases.inbound);
+            return match alias.and_then(|alias| known?.get(&alias)) {
                 Some(topic) => Ok(topic.clone()),
                 None => Err(violation(
                     ReasonCode::ProtocolError,
@@ -127,7 +128,10 @@ impl Client {
             .map_err(|error| violation(ReasonCode::TopicNameInvalid, error.to_string()))?;
         let topic: Arc<str> = Arc::from(publish.topic.as_str());
         if let Some(alias) = alias {
-            self.inbound_aliases.insert(alias, topic.clone());
+            self.aliases
+                .get_or_insert_with(Box::default)
+                .inbound
+                .insert(alias, topic.clone());
         }
         Ok(topic)
     }

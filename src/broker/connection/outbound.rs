@@ -181,8 +181,8 @@ impl Client {
         if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
             return Err("larger than the client's Maximum Packet Size");
         }
-        if let Packet::Publish(publish) = &mut packet {
-            self.outbound_aliases.apply(publish);
+        if let (Packet::Publish(publish), Some(aliases)) = (&mut packet, &mut self.aliases) {
+            aliases.outbound.apply(publish);
         }
         Ok(packet)
     }
