@@ -3,6 +3,7 @@
 //! TLS, accepted or connected). It knows packets, never what they mean.
 
 use std::future::poll_fn;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -128,8 +129,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         cx: &mut Context<'_>,
         room: usize,
     ) -> Poll<std::io::Result<usize>> {
-        let mut chunk = [0u8; STACK_READ];
-        let mut buf = ReadBuf::new(&mut chunk[..room]);
+        // Uninitialised: a waiting connection is polled often, and zeroing a kilobyte at every
+        // poll would be work for nothing.
+        let mut chunk = [MaybeUninit::<u8>::uninit(); STACK_READ];
+        let mut buf = ReadBuf::uninit(&mut chunk[..room]);
         ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
         self.read_buf.extend_from_slice(buf.filled());
         Poll::Ready(Ok(buf.filled().len()))
