@@ -213,10 +213,9 @@ mod tests {
         }
     }
 
-    /// A connection's task stores the engine's state once: its size is the engine's future
-    /// plus the accepted socket's bookkeeping, not twice the engine's future.
-    #[tokio::test]
-    async fn a_connection_task_holds_the_engine_state_once() {
+    /// The size of a plain connection's task serving [`HeavyEngine`] (and the client socket,
+    /// to be closed after).
+    async fn heavy_task_size() -> (usize, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let client = TcpStream::connect(addr).await.expect("connect");
@@ -234,40 +233,28 @@ mod tests {
             handshake,
         };
         let task = serve_plain(HeavyEngine, Box::new(arrival), open);
-        let size = std::mem::size_of_val(&task);
+        (std::mem::size_of_val(&task), client)
+    }
+
+    /// A connection's task stores the engine's state once: its size is the engine's future
+    /// plus the accepted socket's bookkeeping, not twice the engine's future.
+    #[tokio::test]
+    async fn a_connection_task_holds_the_engine_state_once() {
+        let (size, _client) = heavy_task_size().await;
         assert!(
             size < ENGINE_STATE + 1024,
             "a connection task of {size} bytes for {ENGINE_STATE} bytes of engine state"
         );
-        drop((task, client));
     }
 
     /// Nor does it keep what it handed to the engine (socket, peer, handshake) beside the
     /// engine's state: it goes boxed, so the task holds less than one more [`Arrival`].
     #[tokio::test]
     async fn a_connection_task_keeps_none_of_its_arguments() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let client = TcpStream::connect(addr).await.expect("connect");
-        let (stream, peer) = listener.accept().await.expect("accept");
-        let handshake = Admission::new(1, Duration::from_secs(60))
-            .admit()
-            .expect("a place");
-        let (open, _closed) = mpsc::channel(1);
-        let arrival = Arrival {
-            stream,
-            peer: Peer {
-                addr: peer,
-                username: UsernameSource::Connect,
-            },
-            handshake,
-        };
-        let task = serve_plain(HeavyEngine, Box::new(arrival), open);
-        let size = std::mem::size_of_val(&task);
+        let (size, _client) = heavy_task_size().await;
         assert!(
             size < ENGINE_STATE + std::mem::size_of::<Arrival<TcpStream>>(),
             "a connection task of {size} bytes for {ENGINE_STATE} bytes of engine state"
         );
-        drop((task, client));
     }
 }

@@ -318,11 +318,9 @@ mod tests {
         size_of::<R>()
     }
 
-    /// An idle connection's task is mostly this future, so its size is memory per connection:
-    /// it holds the connected loop and the parts that loop works on, with the Client once. A
-    /// named local kept for the refused connection's `close().await` once held a second one.
-    #[test]
-    fn a_connection_future_holds_its_client_once() {
+    /// The size of a connection's future, and of the parts it must hold: the connected loop
+    /// and what that loop works on.
+    fn future_and_parts() -> (usize, usize) {
         let serve = returned_by(serve::<DuplexStream>);
         let run = returned_by::<&'static mut Client, &'static mut Framed<DuplexStream>, _>(
             Client::run::<DuplexStream>,
@@ -332,6 +330,15 @@ mod tests {
             + size_of::<Framed<DuplexStream>>()
             + size_of::<Arc<Broker>>()
             + size_of::<Box<Arrival<DuplexStream>>>();
+        (serve, parts)
+    }
+
+    /// An idle connection's task is mostly this future, so its size is memory per connection:
+    /// it holds the connected loop and the parts that loop works on, with the Client once. A
+    /// named local kept for the refused connection's `close().await` once held a second one.
+    #[test]
+    fn a_connection_future_holds_its_client_once() {
+        let (serve, parts) = future_and_parts();
         assert!(
             serve < parts + size_of::<Client>(),
             "a connection future of {serve} bytes for {parts} bytes of parts, a Client being {}",
@@ -344,15 +351,7 @@ mod tests {
     /// they arrive boxed and leave the box at once.
     #[test]
     fn a_connection_future_keeps_no_arrival() {
-        let serve = returned_by(serve::<DuplexStream>);
-        let run = returned_by::<&'static mut Client, &'static mut Framed<DuplexStream>, _>(
-            Client::run::<DuplexStream>,
-        );
-        let parts = run
-            + size_of::<Client>()
-            + size_of::<Framed<DuplexStream>>()
-            + size_of::<Arc<Broker>>()
-            + size_of::<Box<Arrival<DuplexStream>>>();
+        let (serve, parts) = future_and_parts();
         assert!(
             serve < parts + size_of::<Peer>(),
             "a connection future of {serve} bytes for {parts} bytes of parts"
