@@ -93,6 +93,14 @@ impl Inbox {
         self.wake_if_needed(&mut pending);
     }
 
+    /// The writer is gone (its thread ended by a panic): the inbox closes, and the jobs left
+    /// in it are dropped, so their waiters learn that no answer will come.
+    pub fn abandon(&self) {
+        let mut pending = self.lock();
+        pending.closed = true;
+        pending.jobs.clear();
+    }
+
     fn wake_if_needed(&self, pending: &mut Pending) {
         if pending.writer_must_wake() {
             pending.writer = Writer::Busy;
@@ -391,6 +399,26 @@ mod tests {
         inbox.push(commit(Vec::new(), Pace::Now)).expect("open");
         assert_eq!(outcome.recv_timeout(WAIT).ok(), Some(101));
         assert_eq!(inbox.wakes(), woken + 1, "the urgent job woke it once");
+    }
+
+    #[test]
+    fn an_abandoned_inbox_drops_its_jobs_and_refuses_more() {
+        let inbox = Inbox::default();
+        let (done, mut waiter) = oneshot::channel();
+        inbox
+            .push(Job::Commit {
+                ops: vec![acked(1)],
+                done,
+                pace: Pace::Window,
+            })
+            .expect("open");
+        inbox.abandon();
+        assert!(
+            matches!(waiter.try_recv(), Err(oneshot::error::TryRecvError::Closed)),
+            "the waiter learns that no answer will come"
+        );
+        assert!(inbox.push(commit(vec![acked(2)], Pace::Window)).is_err());
+        assert!(inbox.gather(FOREVER).is_none());
     }
 
     #[test]

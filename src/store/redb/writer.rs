@@ -202,6 +202,7 @@ impl Writer {
     }
 
     fn run(mut self, inbox: &Inbox) {
+        let _abandon_on_panic = AbandonOnPanic(inbox);
         let io = ThreadIo::open();
         while let Some(group) = inbox.gather(self.commit_window) {
             self.commit_group(group, &io);
@@ -266,6 +267,18 @@ impl Writer {
             if let Err(error) = flush(database) {
                 tracing::error!(path = %self.path.display(), "store: final flush failed: {error}");
             }
+        }
+    }
+}
+
+/// Abandons the inbox if the writer thread unwinds from a panic, so that no batch waits
+/// forever for a writer that is gone (they get [`StoreError::WriterGone`]).
+struct AbandonOnPanic<'a>(&'a Inbox);
+
+impl Drop for AbandonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandon();
         }
     }
 }
@@ -418,6 +431,28 @@ impl ThreadIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writer_thread_that_panics_abandons_its_inbox() {
+        let inbox = Arc::new(Inbox::default());
+        let writer = inbox.clone();
+        let ended = std::thread::spawn(move || {
+            let _abandon_on_panic = AbandonOnPanic(&writer);
+            panic!("a writer bug");
+        })
+        .join();
+        assert!(ended.is_err(), "the thread panicked");
+        let (done, _) = oneshot::channel();
+        let job = Job::Commit {
+            ops: Vec::new(),
+            done,
+            pace: Pace::Now,
+        };
+        assert!(
+            inbox.push(job).is_err(),
+            "a batch is refused, not left waiting"
+        );
+    }
 
     #[test]
     fn thread_io_reads_the_counter_again_on_each_call() {
