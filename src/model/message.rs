@@ -130,7 +130,8 @@ pub struct Delivery {
     /// Subscription Identifiers of every matching subscription (v5) [MQTT-3.3.4-3].
     pub subscription_ids: Vec<u32>,
     /// When it entered the receiver's queue, in [`unix_seconds`]: how long a bridge has held
-    /// it. Four bytes that fit in the struct's padding, so a delivery is no larger for it.
+    /// it. 0 for a session that ends with its connection (no one asks how old its queue is).
+    /// Four bytes that fit in the struct's padding, so a delivery is no larger for it.
     pub queued_at: u32,
 }
 

@@ -32,9 +32,9 @@ impl State {
         }
         let targets = self.targets(message);
         changes.matched |= !targets.is_empty();
-        let queued_at = unix_seconds(SystemTime::now());
+        let mut clock = QueueClock::default();
         for target in targets {
-            self.deliver(target, message, queued_at, changes);
+            self.deliver(target, message, &mut clock, changes);
         }
     }
 
@@ -113,7 +113,7 @@ impl State {
         &mut self,
         target: Target,
         message: &Arc<Message>,
-        queued_at: u32,
+        clock: &mut QueueClock,
         changes: &mut Changes,
     ) {
         let Some(slot) = self.sessions.get_mut(&target.client_id) else {
@@ -124,7 +124,11 @@ impl State {
             qos: message.qos.min(target.qos),
             retain: target.retain_as_published && message.retain,
             subscription_ids: target.subscription_ids,
-            queued_at,
+            queued_at: if slot.session.is_persistent() {
+                clock.now()
+            } else {
+                0
+            },
         };
         let placement = Placement {
             persistent: slot.session.is_persistent(),
@@ -274,7 +278,7 @@ impl State {
         deliveries: Vec<Delivery>,
         changes: &mut Changes,
     ) {
-        let queued_at = unix_seconds(SystemTime::now());
+        let mut clock = QueueClock::default();
         for delivery in deliveries {
             let target = Target {
                 client_id: client_id.clone(),
@@ -282,8 +286,22 @@ impl State {
                 retain_as_published: true,
                 subscription_ids: delivery.subscription_ids,
             };
-            self.deliver(target, &delivery.message, queued_at, changes);
+            self.deliver(target, &delivery.message, &mut clock, changes);
         }
+    }
+}
+
+/// The wall-clock second of one routing pass ([`unix_seconds`]), read at most once and only for
+/// a session that keeps its queue beyond its connection, the only queues whose age is
+/// reported: a clock read per message is measurable on the QoS 0 path.
+#[derive(Debug, Default)]
+struct QueueClock(Option<u32>);
+
+impl QueueClock {
+    fn now(&mut self) -> u32 {
+        *self
+            .0
+            .get_or_insert_with(|| unix_seconds(SystemTime::now()))
     }
 }
 

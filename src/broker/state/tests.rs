@@ -603,6 +603,34 @@ fn the_connack_waits_for_the_commit_only_where_a_crash_could_undo_it() {
     assert!(with_will.connack_waits, "with a Will: {with_will:?}");
 }
 
+/// A queue entry of a session that outlives its connection records when it was queued (a
+/// bridge reports its age); one of a session that ends with its connection does not, and a
+/// routing pass reads the clock only for the former.
+#[test]
+fn only_queues_that_outlive_their_connection_record_when_an_entry_was_queued() {
+    let mut state = state();
+    let kept = subscriber(&mut state, "kept", "t/#", QoS::AtLeastOnce);
+    let passing: Arc<str> = Arc::from("passing");
+    attach(&mut state, &passing, 2, true, 0, None);
+    subscribe(&mut state, &passing, "t/#");
+    let before = crate::model::unix_seconds(SystemTime::now());
+    publish_from(&mut state, "pub", inbound("t/x", QoS::AtLeastOnce, 1, b"x"));
+    let queued_at = |client: &Arc<str>| {
+        state.sessions[client]
+            .session
+            .queue
+            .front()
+            .expect("queued")
+            .delivery
+            .queued_at
+    };
+    assert!(
+        queued_at(&kept) >= before,
+        "the persistent session's entry has its time"
+    );
+    assert_eq!(queued_at(&passing), 0, "the passing session's has none");
+}
+
 /// A bridge session as the configuration opens it: bounds of its own, its `out` filters with
 /// No Local and Retain As Published.
 fn bridge_session(name: &str, max_messages: usize, filters: &[&str]) -> BridgeSession {
