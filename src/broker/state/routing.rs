@@ -107,8 +107,8 @@ impl State {
         members.get(chosen)
     }
 
-    /// Offers one delivery to `target`'s queue, as queued at `queued_at` ([`unix_seconds`]),
-    /// and wakes its connection.
+    /// Offers one delivery to `target`'s queue, as queued at the pass's `clock`, and wakes its
+    /// connection.
     fn deliver(
         &mut self,
         target: Target,
@@ -266,7 +266,8 @@ impl State {
                 qos: message.qos.min(options.qos),
                 retain: true,
                 subscription_ids: identifier.into_iter().collect(),
-                queued_at: unix_seconds(SystemTime::now()),
+                // Set when they are queued, after the SUBACK (`enqueue_all`).
+                queued_at: 0,
             })
             .collect()
     }
