@@ -15,13 +15,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::bridge::running::{self, BridgeChanges, RunningBridges};
 use crate::bridge::{self, BridgeError};
 use crate::broker::connection;
 use crate::broker::{sys, Broker};
+use crate::config::reload::{self, ReloadPlan};
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
-use crate::transport::{listener, Admission, Arrival, Listener, Serve, TlsError, TlsListener};
+use crate::transport::{
+    listener, Admission, Arrival, Listener, ReloadableTls, Serve, TlsError, TlsListener,
+};
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -51,6 +55,17 @@ pub enum ServerError {
     Bridge(#[from] BridgeError),
 }
 
+/// What a reload changed (see [`ServerHandle::reload`]).
+#[derive(Debug, Default)]
+pub struct Reloaded {
+    /// Keys whose new value is in force now (`log.level` is the caller's to apply).
+    pub applied: Vec<String>,
+    /// Keys whose new value waits for a restart; the running value stays in force.
+    pub need_restart: Vec<String>,
+    /// Bridges added, removed, and restarted with new settings.
+    pub bridges: BridgeChanges,
+}
+
 /// Entry point for starting brokers.
 #[derive(Debug)]
 pub struct Server;
@@ -60,9 +75,14 @@ pub struct Server;
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
     broker: Arc<Broker>,
+    /// Places for connections awaiting CONNECT, shared by every listener.
+    admission: Admission,
+    /// Each listener's TLS setup (`None` for plain TCP), in the configuration's order.
+    tls: Vec<Option<ReloadableTls>>,
+    bridges: RunningBridges,
     /// Tells the accept loops to stop.
     stop_listeners: watch::Sender<bool>,
-    /// The accept loops and the `$SYS` task, awaited at shutdown.
+    /// The accept loops and the `$SYS` task, awaited at shutdown (with the bridges).
     tasks: Vec<JoinHandle<()>>,
     /// Every connection task holds a clone; when all are dropped, `all_closed` yields `None`.
     connections: mpsc::Sender<()>,
@@ -86,11 +106,9 @@ impl Server {
         let (store, recovered) = Store::open(&config.data_dir, options)?;
         let broker = Broker::new(config.clone(), store);
         broker.restore(recovered).await?;
-        // Bridge sessions take messages from the first client on.
-        let bridges = bridge::open(&broker).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for configured in &config.listeners {
-            let tls = tls_setup(configured)?;
+            let tls = tls_setup(configured)?.map(ReloadableTls::new);
             let socket = listener::bind(configured.bind).map_err(|source| ServerError::Bind {
                 addr: configured.bind,
                 source,
@@ -101,6 +119,8 @@ impl Server {
             })?;
             bound.push((socket, addr, tls));
         }
+        // Bridge sessions take messages from the first client on.
+        let bridges = RunningBridges::start(&broker).await?;
         let (stop_listeners, _) = watch::channel(false);
         let (connections, all_closed) = mpsc::channel(1);
         // Connections awaiting CONNECT are limited like connected clients: a flood of silent
@@ -110,10 +130,12 @@ impl Server {
             Duration::from_secs(config.limits.connect_timeout),
         );
         let mut addrs = Vec::with_capacity(bound.len());
+        let mut tls_setups = Vec::with_capacity(bound.len());
         let mut tasks = Vec::with_capacity(bound.len() + 1);
         for (socket, addr, tls) in bound {
             tracing::info!(%addr, tls = tls.is_some(), "listening");
             addrs.push(addr);
+            tls_setups.push(tls.clone());
             let listener = Listener {
                 socket,
                 tls,
@@ -124,21 +146,21 @@ impl Server {
                 listener.run(stop_listeners.subscribe(), connections.clone()),
             ));
         }
-        for bridge in &bridges {
-            tasks.push(tokio::spawn(bridge::run(bridge.clone(), broker.clone())));
-        }
         if config.sys_interval > 0 {
-            let shown = bridges.clone();
+            let shown = bridges.shown();
             let broker_of_bridges = broker.clone();
             tasks.push(tokio::spawn(sys::run(
                 broker.clone(),
                 Duration::from_secs(config.sys_interval),
-                move || bridge::sys_values(&broker_of_bridges, &shown),
+                move || bridge::sys_values(&broker_of_bridges, &shown.current()),
             )));
         }
         Ok(ServerHandle {
             addrs,
             broker,
+            admission,
+            tls: tls_setups,
+            bridges,
             tasks,
             stop_listeners,
             connections,
@@ -158,6 +180,50 @@ impl ServerHandle {
         &self.broker
     }
 
+    /// Puts a new configuration in force without dropping anyone (SIGHUP). Everything that
+    /// can fail is done first — every TLS listener's files read again (a renewed certificate
+    /// under the same name is the usual case), every bridge's password and TLS files — so
+    /// an error changes nothing and the running configuration stays in force. Then: new TLS
+    /// handshakes use the new certificates; connections made from now on get the new limits
+    /// (connected clients keep those their CONNACK announced); queue bounds hold from the
+    /// next message on; changed bridges reconnect with their queue kept, removed ones end,
+    /// added ones start. Keys that need a restart keep their running value and are named in
+    /// [`Reloaded::need_restart`] (see [`crate::config::reload`]).
+    pub async fn reload(&mut self, new: Config) -> Result<Reloaded, ServerError> {
+        let running = self.broker.config();
+        let ReloadPlan {
+            config,
+            applied,
+            need_restart,
+        } = reload::plan(&running, new);
+        let tls = config
+            .listeners
+            .iter()
+            .map(tls_setup)
+            .collect::<Result<Vec<_>, _>>()?;
+        let bridges = running::prepare(&config)?;
+        for (slot, setup) in self.tls.iter().zip(tls) {
+            if let (Some(slot), Some(setup)) = (slot, setup) {
+                slot.replace(setup);
+            }
+        }
+        let (old, new) = (&running.limits, &config.limits);
+        if (old.max_connections, old.connect_timeout) != (new.max_connections, new.connect_timeout)
+        {
+            self.admission.set_limits(
+                new.max_connections,
+                Duration::from_secs(new.connect_timeout),
+            );
+        }
+        self.broker.reconfigure(Arc::new(config));
+        let bridges = self.bridges.apply(&self.broker, bridges).await;
+        Ok(Reloaded {
+            applied,
+            need_restart,
+            bridges,
+        })
+    }
+
     /// Graceful shutdown: listeners stop first, then every connection closes (v5 clients get
     /// DISCONNECT 0x8B), waiting up to ten seconds for them, then the store commits what it
     /// was given and closes.
@@ -168,6 +234,7 @@ impl ServerHandle {
             connections,
             mut all_closed,
             tasks,
+            bridges,
             ..
         } = self;
         stop_listeners.send_replace(true);
@@ -182,6 +249,7 @@ impl ServerHandle {
         for task in tasks {
             let _ = task.await;
         }
+        bridges.join().await;
         match Arc::try_unwrap(broker) {
             // Dropping the broker closes the store: its writer finishes what it was given.
             Ok(broker) => {

@@ -11,6 +11,7 @@
 //!
 //! - [`handshake`]: dialling, CONNECT and CONNACK, what the server granted;
 //! - [`uplink`]: one connected uplink until it ends;
+//! - [`running`]: the bridges a broker runs, started with it and replaced by a reload;
 //! - [`reconnect`]: after an attempt or a connection, where and how to dial next, and when;
 //! - [`backoff`]: the delays between attempts;
 //! - [`status`]: the state and counters `$SYS` shows;
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod handshake;
 pub mod identity;
 pub mod reconnect;
+pub mod running;
 pub mod status;
 pub mod topics;
 pub mod uplink;
@@ -29,9 +31,11 @@ pub mod uplink;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
+
 use crate::broker::queue::QueueLimits;
 use crate::broker::state::{BridgeSession, BRIDGE_SESSION_PREFIX};
-use crate::broker::{settle, Broker};
+use crate::broker::Broker;
 use crate::codec::{ProtocolVersion, QoS, SubscriptionOptions};
 use crate::config::{BridgeConfig, BridgeProtocol};
 use crate::transport::client::{ClientIdentity, TlsClient, TlsClientSettings};
@@ -76,6 +80,9 @@ pub struct Bridge {
     /// Largest packet accepted from upstream (our `limits.max_packet_size`).
     pub max_packet_size: u32,
     pub status: Arc<BridgeStatus>,
+    /// Set when a reload removes or replaces the bridge: its task says goodbye upstream and
+    /// ends, as at shutdown.
+    stop: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -138,7 +145,31 @@ impl Bridge {
             max_packet_size,
             status: Arc::new(BridgeStatus::new(&config.name)),
             config: config.clone(),
+            stop: watch::channel(false).0,
         })
+    }
+
+    /// Whether `other` would run exactly as this one does: same settings, same password,
+    /// same packet size limit. A reload keeps such a bridge connected.
+    fn same_setup(&self, other: &Bridge) -> bool {
+        self.config == other.config
+            && self.password == other.password
+            && self.max_packet_size == other.max_packet_size
+    }
+
+    /// Tells the bridge's task to end (see [`Bridge::stop_signal`]).
+    fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// A receiver whose `changed()` completes when the bridge is stopped, or at once if it
+    /// was stopped before the receiver was made.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        let mut signal = self.stop.subscribe();
+        if *signal.borrow() {
+            signal.mark_changed();
+        }
+        signal
     }
 
     /// The highest QoS used upstream, by the bridge's own setting.
@@ -179,40 +210,9 @@ fn host_of(address: &str) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Prepares every configured bridge: its session made to match the configuration (the
-/// sessions of bridges no longer configured end, with a warning naming what they held).
-/// Call after the store's state is restored and before clients are accepted.
-pub async fn open(broker: &Arc<Broker>) -> Result<Vec<Arc<Bridge>>, BridgeError> {
-    let config = broker.config();
-    let mut bridges = Vec::new();
-    for bridge in &config.bridges {
-        bridges.push(Arc::new(Bridge::new(
-            bridge,
-            config.limits.max_packet_size,
-        )?));
-    }
-    let sessions: Vec<BridgeSession> = bridges
-        .iter()
-        .map(|bridge| {
-            let bounds = bridge.config.queue.resolved(&config.limits);
-            bridge.session(QueueLimits {
-                max_messages: bounds.max_messages,
-                max_bytes: bounds.max_bytes,
-                policy: bounds.policy,
-                queue_qos0_offline: config.limits.queue_qos0_offline,
-            })
-        })
-        .collect();
-    let (opened, commit) = broker.change(|state, changes| state.open_bridges(&sessions, changes));
-    for (session, queued) in opened.removed {
-        tracing::warn!(%session, queued, "bridge no longer configured: its session and queued messages were removed");
-    }
-    settle(commit).await;
-    Ok(bridges)
-}
-
-/// Runs a bridge until the broker shuts down: connect, drain, reconnect (see [`reconnect`]).
-pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
+/// Runs a bridge until the broker shuts down or the bridge is stopped: connect, drain,
+/// reconnect (see [`reconnect`]).
+async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
     let config = &bridge.config;
     let backoff = Backoff::new(
         Duration::from_secs(u64::from(config.reconnect_min)),
@@ -234,6 +234,7 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
     );
     let stable_after = Duration::from_secs(u64::from(config.stable_after));
     let mut shutdown = broker.shutdown_signal();
+    let mut stop = bridge.stop_signal();
     let mut connections = 0u64;
     loop {
         let target = config.addresses[next.address()].clone();
@@ -242,6 +243,7 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         });
         let attempt = tokio::select! {
             _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
             attempt = handshake(&bridge, &target, next.dialect) => attempt,
         };
         let wait = match attempt {
@@ -272,6 +274,7 @@ pub async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         });
         tokio::select! {
             _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
             _ = tokio::time::sleep(wait.delay) => {}
         }
     }

@@ -68,7 +68,7 @@ impl Reconnect {
         self.address = 0; // back to the primary
         match ended {
             // The caller stops instead; a wait is still a sound answer.
-            Ended::Shutdown => self.backoff("the broker is stopping".to_string()),
+            Ended::Shutdown => self.backoff("the bridge is stopping".to_string()),
             Ended::Lost(why) => self.backoff(why),
             Ended::Disconnected(reason, why) => {
                 let text = format!(

@@ -3,7 +3,7 @@
 //! every durable change goes through, the timers of offline sessions, and the counters.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
@@ -50,7 +50,8 @@ pub struct Metrics {
 /// The engine shared by every connection of one broker.
 #[derive(Debug)]
 pub struct Broker {
-    config: Arc<Config>,
+    /// The configuration in force; a reload replaces it ([`Broker::reconfigure`]).
+    config: RwLock<Arc<Config>>,
     state: Mutex<State>,
     store: Store,
     metrics: Metrics,
@@ -69,7 +70,7 @@ impl Broker {
                 queue_limits(&config.limits),
                 QueueBudget::new(config.limits.max_queued_bytes_total),
             )),
-            config,
+            config: RwLock::new(config),
             store,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -78,9 +79,30 @@ impl Broker {
         })
     }
 
-    /// The configuration the broker runs with.
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force now. A connection takes it once, at CONNECT, and keeps
+    /// the limits it announced for its whole life.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Puts `config` in force (a reload): connections made from now on get its limits, and
+    /// every queue but the bridges' its bounds from the next message on. The caller keeps
+    /// the keys that need a restart as they were (see [`crate::config::reload`]).
+    pub fn reconfigure(&self, config: Arc<Config>) {
+        let ((), commit) = self.change(|state, _| {
+            state.set_queue_limits(
+                queue_limits(&config.limits),
+                config.limits.max_queued_bytes_total,
+            )
+        });
+        drop(commit);
+        *self
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
     }
 
     /// The counters.

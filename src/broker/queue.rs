@@ -45,8 +45,8 @@ pub struct QueueLimits {
 pub struct QueueBudget {
     /// Bytes queued in every session together.
     used: AtomicU64,
-    /// Most bytes queued in every session together.
-    limit: u64,
+    /// Most bytes queued in every session together (a reload may change it).
+    limit: AtomicU64,
 }
 
 impl QueueBudget {
@@ -54,8 +54,19 @@ impl QueueBudget {
     pub fn new(limit: u64) -> Arc<QueueBudget> {
         Arc::new(QueueBudget {
             used: AtomicU64::new(0),
-            limit,
+            limit: AtomicU64::new(limit),
         })
+    }
+
+    /// Most bytes queued in every session together.
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new limit, for the messages queued from now on: bytes queued already stay, also
+    /// above it.
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Bytes queued in every session together.
@@ -321,7 +332,7 @@ impl MessageQueue {
         let size = u64::from(size);
         self.len() < limits.max_messages
             && self.bytes + size <= limits.max_bytes
-            && self.budget.used() + size <= self.budget.limit
+            && self.budget.used() + size <= self.budget.limit()
     }
 
     /// Drops the oldest entry, recording it in the store if the store keeps it.
@@ -361,7 +372,7 @@ impl MessageQueue {
                 "queue full (limits: {} messages, {} bytes per session, {} bytes in all): {what}",
                 limits.max_messages,
                 limits.max_bytes,
-                self.budget.limit
+                self.budget.limit()
             );
         }
         self.burst += 1;

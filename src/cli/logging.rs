@@ -1,9 +1,10 @@
 //! Logging: `tracing` events filtered by `log.level` (or `RUST_LOG`), written to stderr, or
 //! to the systemd journal when the process runs under systemd with its output connected to
-//! the journal.
+//! the journal. The filter can be replaced while running ([`replace_filter`], at a reload).
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use anyhow::Context;
 use systemd_journal_logger::{connected_to_journal, JournalLog};
@@ -11,11 +12,15 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+
+/// The installed filter, to replace at a reload.
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Installs the global subscriber: to the journal when stderr is connected to it (falling
 /// back to stderr if the journal cannot be opened), else to stderr.
 pub fn install(filter: EnvFilter) -> anyhow::Result<()> {
+    let (filter, handle) = reload::Layer::new(filter);
     let journal = connected_to_journal().then(JournalLog::new);
     match journal {
         Some(Ok(journal)) => tracing_subscriber::registry()
@@ -26,17 +31,27 @@ pub fn install(filter: EnvFilter) -> anyhow::Result<()> {
         }),
         None => stderr_subscriber(filter).try_init(),
     }
-    .context("cannot install the logger")
+    .context("cannot install the logger")?;
+    // Only the first install reaches here: `try_init` refuses a second subscriber.
+    let _ = FILTER.set(handle);
+    Ok(())
 }
 
-fn stderr_subscriber(filter: EnvFilter) -> impl Subscriber + Send + Sync {
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+fn stderr_subscriber(filter: reload::Layer<EnvFilter, Registry>) -> impl Subscriber + Send + Sync {
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         // Its complaint about a closed stderr would go to stderr and panic.
-        .log_internal_errors(false)
-        .finish()
+        .log_internal_errors(false);
+    tracing_subscriber::registry().with(stderr.with_filter(filter))
+}
+
+/// Puts `filter` in force for every event from now on.
+pub fn replace_filter(filter: EnvFilter) -> anyhow::Result<()> {
+    let handle = FILTER.get().context("no logger is installed")?;
+    handle
+        .reload(filter)
+        .context("cannot replace the log filter")
 }
 
 /// `RUST_LOG` when set and not empty, else the configured `log.level`.

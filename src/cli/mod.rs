@@ -5,6 +5,7 @@
 pub mod check_config;
 mod logging;
 mod print;
+mod reload;
 pub mod serve;
 mod setup;
 mod signals;

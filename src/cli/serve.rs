@@ -1,5 +1,6 @@
 //! `cairn serve`: the broker in the foreground until SIGINT or SIGTERM, then a graceful
-//! shutdown; a database file it cannot use is moved aside only with `--repair`.
+//! shutdown; SIGHUP reloads the configuration; a database file it cannot use is moved aside
+//! only with `--repair`.
 
 use std::path::Path;
 
@@ -9,8 +10,9 @@ use cairn::server::{Server, ServerError, ServerHandle};
 use cairn::store::admin;
 use cairn::store::redb::OpenError;
 
+use super::reload::{reload, Source};
 use super::setup::{effective_config, ready_to_run};
-use super::signals::ShutdownSignals;
+use super::signals::{Request, Signals};
 use super::Outcome;
 
 /// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
@@ -19,7 +21,11 @@ pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcom
         Ok(config) => config,
         Err(outcome) => return outcome,
     };
-    match run(config, repair) {
+    let source = Source {
+        file: file.map(Path::to_path_buf),
+        overrides: overrides.clone(),
+    };
+    match run(config, source, repair) {
         Ok(()) => Outcome::Success,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -31,33 +37,38 @@ pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcom
     }
 }
 
-fn run(config: Config, repair: bool) -> anyhow::Result<()> {
+fn run(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    runtime.block_on(serve_until_signal(config, repair))
+    runtime.block_on(serve_until_signal(config, source, repair))
 }
 
-async fn serve_until_signal(config: Config, repair: bool) -> anyhow::Result<()> {
+async fn serve_until_signal(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
     // Installed before the broker starts, so an early signal is not fatal.
-    let mut signals = ShutdownSignals::install()?;
+    let mut signals = Signals::install()?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "cairn starting");
-    let handle = start_broker(config, repair).await?;
+    let mut handle = start_broker(config, repair).await?;
     let addrs: Vec<String> = handle
         .local_addrs()
         .iter()
         .map(ToString::to_string)
         .collect();
     tracing::info!(listening = addrs.join(" "), "broker ready");
-    let first = signals.next().await;
+    let first = loop {
+        match signals.next().await {
+            Request::Stop(name) => break name,
+            Request::Reload => reload(&mut handle, &source).await,
+        }
+    };
     tracing::info!(signal = first, "shutting down");
     tokio::select! {
         () = handle.shutdown() => {
             tracing::info!("stopped");
             Ok(())
         }
-        second = signals.next() => {
+        second = signals.next_stop() => {
             anyhow::bail!("{second} during shutdown: stopping without waiting")
         }
     }

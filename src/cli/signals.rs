@@ -1,36 +1,50 @@
-//! The signals `cairn serve` answers: SIGINT and SIGTERM stop the broker, SIGHUP is logged.
+//! The signals `cairn serve` answers: SIGINT and SIGTERM stop the broker, SIGHUP reloads the
+//! configuration.
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// SIGINT (Ctrl-C) and SIGTERM (systemd, docker stop) stop the broker; SIGHUP (`systemctl
-/// reload`) is caught so that its default action does not kill the broker, and only logged.
-pub struct ShutdownSignals {
+/// What a signal asks of the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop), named: stop gracefully.
+    Stop(&'static str),
+    /// SIGHUP (`systemctl reload`): read the configuration again and apply what changed.
+    Reload,
+}
+
+/// The signals `cairn serve` handles, installed before the broker starts so that an early
+/// one does not take its default action (which would kill the broker).
+pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
 }
 
-impl ShutdownSignals {
-    pub fn install() -> anyhow::Result<ShutdownSignals> {
-        Ok(ShutdownSignals {
+impl Signals {
+    pub fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
             interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
             terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
         })
     }
 
-    /// Waits for the next signal that stops the broker and names it; a SIGHUP meanwhile is
-    /// logged and otherwise ignored.
-    pub async fn next(&mut self) -> &'static str {
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> Request {
+        tokio::select! {
+            _ = self.interrupt.recv() => Request::Stop("SIGINT"),
+            _ = self.terminate.recv() => Request::Stop("SIGTERM"),
+            _ = self.hangup.recv() => Request::Reload,
+        }
+    }
+
+    /// Waits for the next signal that stops the broker and names it; a SIGHUP meanwhile
+    /// (during shutdown) is ignored.
+    pub async fn next_stop(&mut self) -> &'static str {
         loop {
-            tokio::select! {
-                _ = self.interrupt.recv() => return "SIGINT",
-                _ = self.terminate.recv() => return "SIGTERM",
-                _ = self.hangup.recv() => tracing::warn!(
-                    "SIGHUP received: reloading is not supported yet; the configuration was not \
-                     re-read and the broker keeps running with the one it started with"
-                ),
+            if let Request::Stop(name) = self.next().await {
+                return name;
             }
         }
     }

@@ -14,6 +14,7 @@
 //! - `tree`: the merged values before they are typed: unknown keys, values of a wrong type;
 //! - `keys`: every key and what it accepts, each allowed range stated once;
 //! - `checks`: what the types cannot say;
+//! - [`reload`]: which keys a reload changes now and which wait for a restart;
 //! - `error`: [`ConfigError`] and its [`Problem`]s.
 //!
 //! This module reads the configuration file and the environment and nothing else: the TLS
@@ -24,6 +25,7 @@ mod checks;
 mod error;
 mod keys;
 mod load;
+pub mod reload;
 #[cfg(test)]
 mod tests;
 mod tree;

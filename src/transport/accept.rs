@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::admission::{Admission, Handshake};
-use super::tls::{self, TlsListener};
+use super::tls::{self, ReloadableTls, TlsListener};
 
 /// How long the accept loop pauses after a failed accept (out of file descriptors and the
 /// like) instead of spinning.
@@ -71,7 +71,7 @@ pub struct Listener<H> {
     /// Bound by [`super::listener::bind`].
     pub socket: TcpListener,
     /// `None` for plain TCP.
-    pub tls: Option<TlsListener>,
+    pub tls: Option<ReloadableTls>,
     /// Shared by every listener: places for connections awaiting CONNECT.
     pub admission: Admission,
     /// Serves each connection once accepted (and through its TLS handshake).
@@ -112,7 +112,7 @@ impl<H: Serve> Listener<H> {
                             let accepted = Accepted {
                                 stream,
                                 addr,
-                                tls: tls.clone(),
+                                tls: tls.current(),
                                 handshake,
                             };
                             let server = self.server.clone();

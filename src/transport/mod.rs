@@ -15,4 +15,4 @@ pub mod tls;
 pub use accept::{Arrival, Listener, Peer, Serve, UsernameSource};
 pub use admission::{Admission, Handshake};
 pub use framed::{Framed, ReadError};
-pub use tls::{TlsError, TlsListener};
+pub use tls::{ReloadableTls, TlsError, TlsListener};

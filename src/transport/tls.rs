@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
@@ -130,6 +130,40 @@ impl TlsListener {
             acceptor: acceptor(tls)?,
             cn_as_username: tls.cn_as_username,
         })
+    }
+}
+
+/// The TLS setup of a bound listener, which a reload may replace: handshakes that start
+/// after [`ReloadableTls::replace`] use the new certificates (a renewed certificate is the
+/// usual case), connections made before keep theirs.
+#[derive(Clone)]
+pub struct ReloadableTls(Arc<RwLock<TlsListener>>);
+
+impl fmt::Debug for ReloadableTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadableTls").finish_non_exhaustive()
+    }
+}
+
+impl ReloadableTls {
+    pub fn new(setup: TlsListener) -> ReloadableTls {
+        ReloadableTls(Arc::new(RwLock::new(setup)))
+    }
+
+    /// The setup for a handshake starting now.
+    pub fn current(&self) -> TlsListener {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Puts `setup` in force for the handshakes that start from now on.
+    pub fn replace(&self, setup: TlsListener) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = setup;
     }
 }
 

@@ -13,5 +13,6 @@ mod faults;
 mod kills;
 mod kit;
 mod mosquitto_upstream;
+mod reload;
 mod scripted;
 mod support;

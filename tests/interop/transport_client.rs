@@ -17,7 +17,7 @@ use crate::certs::TlsFiles;
 use crate::common::{connect_packet, start_broker, start_broker_with, WAIT};
 
 /// Largest packet the test client accepts.
-const MAX_PACKET: u32 = 1 << 20;
+pub(crate) const MAX_PACKET: u32 = 1 << 20;
 
 fn settings(files: &TlsFiles, server_name: &str) -> TlsClientSettings {
     TlsClientSettings {
@@ -30,7 +30,10 @@ fn settings(files: &TlsFiles, server_name: &str) -> TlsClientSettings {
 
 /// Sends CONNECT over `stream` and returns the CONNACK's reason, or `None` when the server
 /// closed the connection (or failed it) instead.
-async fn connack_reason(stream: Box<dyn ByteStream>, client_id: &str) -> Option<ReasonCode> {
+pub(crate) async fn connack_reason(
+    stream: Box<dyn ByteStream>,
+    client_id: &str,
+) -> Option<ReasonCode> {
     connack_reason_as(stream, connect_packet(ProtocolVersion::V5, client_id)).await
 }
 

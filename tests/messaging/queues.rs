@@ -206,6 +206,50 @@ async fn drop_oldest_keeps_the_newest_max_queued_messages() {
     }
 }
 
+/// A reload that lowers `max_queued_messages` drops nothing by itself; the next message
+/// offered to a queue above the new bound follows the policy (drop_oldest: the oldest go,
+/// counted, until the new one fits), and the newest survive in order.
+#[tokio::test]
+async fn a_reload_lowers_queue_bounds_from_the_next_message_on() {
+    let mut broker = start_broker_with(|config| config.limits.max_queued_messages = 10).await;
+    let version = ProtocolVersion::V5;
+    let id = client_id("reload-bounds", version);
+    offline_subscriber(broker.addr, version, &id, "reload/bounds", QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connect(
+        broker.addr,
+        version,
+        &client_id("reload-bounds-pub", version),
+    )
+    .await;
+    for n in 1..=5 {
+        publish_qos1(&mut publisher, "reload/bounds", n, &format!("m{n}")).await;
+    }
+    let mut config = broker.config.clone();
+    config.limits.max_queued_messages = 3;
+    let reloaded = broker.handle.reload(config).await.expect("reload");
+    assert_eq!(reloaded.applied, ["limits.max_queued_messages"]);
+    assert_eq!(
+        queue_of(&broker, &id).len,
+        5,
+        "the reload itself drops nothing"
+    );
+    assert_eq!(dropped(&broker), 0);
+
+    publish_qos1(&mut publisher, "reload/bounds", 6, "m6").await;
+    assert_eq!(
+        queue_of(&broker, &id).len,
+        3,
+        "the queue is within its new bound"
+    );
+    assert_eq!(
+        dropped(&broker),
+        3,
+        "the three oldest were dropped, and counted"
+    );
+    let delivered = drain_queue(broker.addr, version, &id).await;
+    assert_eq!(texts(&delivered), ["m4", "m5", "m6"]);
+}
+
 /// refuse_newest: the first three of five messages arrive; a v5 publisher gets 0x00 for
 /// messages 1-3 and 0x97 Quota exceeded for 4 and 5; a 3.1.1 publisher, which has no way to
 /// hear it, gets normal PUBACKs. Both losses are counted.

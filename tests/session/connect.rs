@@ -302,3 +302,37 @@ async fn connection_limit_refuses_then_frees_a_slot() {
     let mut next = RawClient::connect(broker.addr, ProtocolVersion::V311, "next").await;
     next.expect_nothing_pending().await;
 }
+
+// A reload changes the limits of connections made after it: with max_connections lowered to
+// the one client connected, the next CONNECT is refused (0x89); once it leaves, a new client
+// is told the new Receive Maximum, while the one connected before had been told the old.
+#[tokio::test]
+async fn a_reload_applies_new_limits_to_connections_made_after_it() {
+    let mut broker = start_broker_with(|config| {
+        config.limits.max_connections = 2;
+        config.limits.max_inflight = 20;
+    })
+    .await;
+    let (mut first, connack) =
+        RawClient::connect_with(broker.addr, connect_packet(ProtocolVersion::V5, "first")).await;
+    assert_eq!(connack.properties.receive_maximum, Some(20));
+
+    let mut config = broker.config.clone();
+    config.limits.max_connections = 1;
+    config.limits.max_inflight = 5;
+    let reloaded = broker.handle.reload(config).await.expect("reload");
+    assert_eq!(
+        reloaded.applied,
+        ["limits.max_connections", "limits.max_inflight"]
+    );
+    let extra = connect_packet(ProtocolVersion::V5, "extra");
+    expect_connect_refused(broker.addr, extra, ReasonCode::ServerBusy).await;
+    first.expect_nothing_pending().await;
+
+    disconnect(&mut first, ReasonCode::Success).await;
+    let (mut next, connack) =
+        RawClient::connect_with(broker.addr, connect_packet(ProtocolVersion::V5, "next")).await;
+    assert_eq!(connack.reason, ReasonCode::Success);
+    assert_eq!(connack.properties.receive_maximum, Some(5));
+    next.expect_nothing_pending().await;
+}

@@ -36,7 +36,7 @@ use super::Bridge;
 /// How an uplink connection ended.
 #[derive(Debug)]
 pub enum Ended {
-    /// The broker is shutting down; DISCONNECT was sent.
+    /// The broker is shutting down, or a reload stopped the bridge; DISCONNECT was sent.
     Shutdown,
     /// The link failed or went silent.
     Lost(String),
@@ -153,6 +153,7 @@ impl Uplink {
             return ended;
         }
         let mut shutdown = self.broker.shutdown_signal();
+        let mut stop = self.bridge.stop_signal();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -170,6 +171,7 @@ impl Uplink {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return self.goodbye().await,
+                _ = stop.changed() => return self.goodbye().await,
                 _ = self.signal.notify.notified() => {
                     if self.signal.close_reason().is_some() {
                         return Ended::Lost("the bridge's session was taken over".into());
@@ -390,7 +392,8 @@ impl Uplink {
         Ok(())
     }
 
-    /// DISCONNECT at shutdown (the session stays upstream for the next start).
+    /// DISCONNECT at shutdown, or when a reload stops the bridge (the session stays upstream
+    /// for the next start).
     /// The state topic says "disconnected" first: a normal DISCONNECT discards the Will
     /// that would have said it.
     async fn goodbye(&mut self) -> Ended {

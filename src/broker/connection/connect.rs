@@ -20,6 +20,7 @@ use crate::broker::aliases::OutboundAliases;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link, BRIDGE_SESSION_PREFIX};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
+use crate::config::{Config, Limits};
 use crate::transport::{Framed, Peer, ReadError, UsernameSource};
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
@@ -42,10 +43,13 @@ pub fn refuse_unreadable<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Accepts or refuses a CONNECT. On success the CONNACK is queued on `framed` with any
-/// inflight messages to resend, and the connected [`Client`] is returned.
+/// Accepts or refuses a CONNECT under `config` (the configuration in force when the
+/// connection arrived, kept by the connection for its whole life). On success the CONNACK is
+/// queued on `framed` with any inflight messages to resend, and the connected [`Client`] is
+/// returned.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
+    config: Arc<Config>,
     framed: &mut Framed<S>,
     connect: Connect,
     peer: &Peer,
@@ -57,7 +61,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         reason: ReasonCode::Success,
         properties: Properties::default(),
     };
-    if let Err((reason, why)) = check(broker, &connect, peer) {
+    if let Err((reason, why)) = check(broker, &config, &connect, peer) {
         tracing::info!(peer = %peer.addr, client_id = %connect.client_id, ?reason, "refusing CONNECT: {why}");
         if version == ProtocolVersion::V311 && reason == ReasonCode::TopicNameInvalid {
             // [MQTT-3.1.4-1] A non-conforming CONNECT is closed without CONNACK; 3.1.1 has
@@ -73,7 +77,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = framed.queue(&Packet::ConnAck(connack));
         return None;
     }
-    let limits = &broker.config().limits;
+    let limits = &config.limits;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         let assigned = assign_client_id();
         if version == ProtocolVersion::V5 {
@@ -94,7 +98,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         connack.properties.session_expiry_interval = Some(expiry);
     }
     if version == ProtocolVersion::V5 {
-        announce_limits(&mut connack.properties, broker);
+        announce_limits(&mut connack.properties, limits);
     }
 
     let signal = Arc::new(ConnectionSignal::default());
@@ -130,6 +134,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 
     let client = Client {
         broker: broker.clone(),
+        config,
         client_id,
         connection_id,
         version,
@@ -157,8 +162,12 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The checks that can refuse a CONNECT, with the reason code for CONNACK.
-fn check(broker: &Broker, connect: &Connect, peer: &Peer) -> Result<(), (ReasonCode, String)> {
-    let config = broker.config();
+fn check(
+    broker: &Broker,
+    config: &Config,
+    connect: &Connect,
+    peer: &Peer,
+) -> Result<(), (ReasonCode, String)> {
     if connect.properties.authentication_method.is_some() {
         return Err((
             ReasonCode::BadAuthenticationMethod,
@@ -252,8 +261,7 @@ fn grant_session_expiry(connect: &Connect, maximum: u32) -> u32 {
 }
 
 /// The limits a v5 CONNACK announces: Receive Maximum, Maximum Packet Size, Topic Alias Maximum.
-fn announce_limits(properties: &mut Properties, broker: &Broker) {
-    let limits = &broker.config().limits;
+fn announce_limits(properties: &mut Properties, limits: &Limits) {
     if limits.max_inflight < u16::MAX {
         properties.receive_maximum = Some(limits.max_inflight);
     }

@@ -94,7 +94,7 @@ impl Client {
     }
 
     fn topic_limits(&self) -> TopicLimits {
-        let limits = &self.broker.config().limits;
+        let limits = &self.config.limits;
         TopicLimits {
             max_length: limits.max_topic_length,
             max_levels: limits.max_topic_levels,
@@ -105,7 +105,7 @@ impl Client {
     fn resolve_topic(&mut self, publish: &Publish) -> Result<Arc<str>, Exit> {
         let alias = publish.properties.topic_alias;
         if let Some(alias) = alias {
-            let maximum = self.broker.config().limits.topic_alias_maximum;
+            let maximum = self.config.limits.topic_alias_maximum;
             if alias == 0 || alias > maximum {
                 // [MQTT-3.3.2-9] [MQTT-3.3.2-10]
                 return Err(violation(
@@ -219,7 +219,7 @@ impl Client {
         if self.version == ProtocolVersion::V311 {
             return Ok(());
         }
-        let maximum = self.broker.config().limits.max_inflight;
+        let maximum = self.config.limits.max_inflight;
         if inflight >= usize::from(maximum) && held_back == 0 {
             return Err(violation(
                 ReasonCode::ReceiveMaximumExceeded,
@@ -391,7 +391,7 @@ impl Client {
                     "DISCONNECT raised a Session Expiry Interval of 0",
                 );
             }
-            let expiry = expiry.min(self.broker.config().limits.max_session_expiry);
+            let expiry = expiry.min(self.config.limits.max_session_expiry);
             let ((), _) = self
                 .broker
                 .change(|state, changes| state.set_expiry(&self.client_id, expiry, changes));

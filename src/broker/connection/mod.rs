@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
+use crate::config::Config;
 use crate::store::{Loaded, StoreError};
 use crate::transport::{Arrival, Framed, Handshake, Peer, ReadError};
 
@@ -45,6 +46,9 @@ enum Exit {
 #[derive(Debug)]
 struct Client {
     broker: Arc<Broker>,
+    /// The configuration in force when the connection arrived: the limits announced in its
+    /// CONNACK hold for its whole life, whatever a reload changes meanwhile.
+    config: Arc<Config>,
     client_id: Arc<str>,
     connection_id: u64,
     version: ProtocolVersion,
@@ -108,13 +112,15 @@ where
         peer,
         handshake,
     } = arrival.unbox();
-    let mut framed = Framed::new(stream, broker.config().limits.max_packet_size);
+    let config = broker.config();
+    let mut framed = Framed::new(stream, config.limits.max_packet_size);
     // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
     // its largest phase, and it spends its life in the connected loop. The peer goes into the
     // CONNECT phase's box, so only that phase holds it.
     // No named local holds the outcome: one left for the refusal's `close().await` would be
     // kept in this future beside `client`, another Client's worth of every connection's task.
-    let Some(mut client) = Box::pin(await_connect(&broker, &mut framed, peer, handshake)).await
+    let Some(mut client) =
+        Box::pin(await_connect(&broker, config, &mut framed, peer, handshake)).await
     else {
         framed.close().await;
         return;
@@ -135,6 +141,7 @@ where
 /// given back when it returns.
 async fn await_connect<S>(
     broker: &Arc<Broker>,
+    config: Arc<Config>,
     framed: &mut Framed<S>,
     peer: Peer,
     handshake: Handshake,
@@ -159,7 +166,7 @@ where
         tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
         return None;
     };
-    connect::accept(broker, framed, connect, &peer).await
+    connect::accept(broker, config, framed, connect, &peer).await
 }
 
 impl Client {
@@ -229,7 +236,7 @@ impl Client {
     /// wait for their commit. A client that sends without waiting for its acks is held back
     /// by TCP flow control here, instead of piling up acks (and memory) without bound.
     fn reading(&self) -> bool {
-        self.acks.len() < usize::from(self.broker.config().limits.max_inflight)
+        self.acks.len() < usize::from(self.config.limits.max_inflight)
     }
 
     /// When the connection times out if nothing arrives: 1.5 × Keep Alive from now.

@@ -125,7 +125,7 @@ impl Client {
     fn take_deliverable(&mut self) -> Result<Pass, Exit> {
         let window = usize::from(
             self.client_receive_maximum
-                .min(self.broker.config().limits.max_inflight),
+                .min(self.config.limits.max_inflight),
         );
         let now = Instant::now();
         let broker = self.broker.clone();

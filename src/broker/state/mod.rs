@@ -201,6 +201,16 @@ impl State {
         }
     }
 
+    /// New bounds for every queue but the bridges' (whose bounds [`State::open_bridges`]
+    /// sets) and a new limit for the byte budget they share. They hold from the next message
+    /// on, as they would after a restart: a queue above a lowered bound keeps its entries
+    /// until it is offered a message, which then follows the queue's policy (`drop_oldest`
+    /// drops its oldest entries, counted, until the new one fits).
+    pub fn set_queue_limits(&mut self, queue_limits: QueueLimits, budget_limit: u64) {
+        self.queue_limits = queue_limits;
+        self.budget.set_limit(budget_limit);
+    }
+
     /// A fresh message id.
     pub fn next_message_id(&mut self) -> u64 {
         let id = self.next_message_id;
