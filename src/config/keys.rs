@@ -173,7 +173,17 @@ pub const CONFIG_KEYS: &[KeySpec] = &[
         "[[bridges]] tables, one per upstream broker",
         Children::TableList(BRIDGE_KEYS),
     ),
+    table(
+        "metrics",
+        "a [metrics] table (bind) to serve Prometheus metrics",
+        Children::Table(METRICS_KEYS),
+    ),
 ];
+
+const METRICS_KEYS: &[KeySpec] = &[leaf(
+    "bind",
+    "an IP address and port such as \"127.0.0.1:9883\", not used by a listener",
+)];
 
 const STORE_KEYS: &[KeySpec] = &[
     leaf(

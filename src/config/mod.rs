@@ -38,7 +38,7 @@ pub use error::{ConfigError, Problem};
 pub use load::Overrides;
 pub use types::{
     BridgeConfig, BridgeProtocol, BridgeQueue, BridgeTls, BridgeTopic, ClientAuth, Config,
-    Direction, Limits, ListenerConfig, ListenerKind, LogConfig, QueueFullPolicy, StoreConfig,
+    Direction, Limits, ListenerConfig, ListenerKind, LogConfig, MetricsConfig, QueueFullPolicy, StoreConfig,
     TlsConfig,
 };
 

@@ -614,6 +614,9 @@ fn every_key_set() -> Config {
     Config {
         listeners: vec![tls_listener(Some(tls))],
         bridges: vec![bridge],
+        metrics: Some(MetricsConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 9883)),
+        }),
         ..Config::default()
     }
 }
@@ -1204,4 +1207,68 @@ fn shipped_bridge_example_is_valid() {
         .collect();
     let config = load_toml(&example).expect("the example loads");
     assert_eq!(config.bridges, every_key_set().bridges);
+}
+
+#[test]
+fn metrics_are_off_by_default_and_on_with_a_bind_address() {
+    assert_eq!(Config::default().metrics, None);
+    let config = load_toml("[metrics]\nbind = \"127.0.0.1:9883\"\n").expect("valid");
+    assert_eq!(
+        config.metrics,
+        Some(MetricsConfig {
+            bind: "127.0.0.1:9883".parse().expect("address")
+        })
+    );
+    let config = load_from(
+        None,
+        &[("CAIRN_METRICS__BIND", "0.0.0.0:9883")],
+        &Overrides::default(),
+    )
+    .expect("valid");
+    assert_eq!(
+        config.metrics.map(|metrics| metrics.bind.to_string()),
+        Some("0.0.0.0:9883".to_string())
+    );
+}
+
+#[test]
+fn a_bad_metrics_address_names_the_key_and_the_variable() {
+    let problems = problems_of(load_toml("[metrics]\nbind = \"localhost\"\n"));
+    assert_eq!(keys_of(&problems), ["metrics.bind"]);
+    let message = problems[0].to_string();
+    assert!(message.contains("127.0.0.1:9883"), "{message}");
+    let problems = problems_of(load_from(
+        None,
+        &[("CAIRN_METRICS__BIND", "9883")],
+        &Overrides::default(),
+    ));
+    assert_eq!(keys_of(&problems), ["metrics.bind"]);
+    let message = problems[0].to_string();
+    assert!(
+        message.contains("environment variable CAIRN_METRICS__BIND"),
+        "{message}"
+    );
+    let problems = problems_of(load_toml("[metrics]\nport = 9883\n"));
+    assert!(
+        problems[0].to_string().contains("metrics.port"),
+        "{:?}",
+        problems
+    );
+}
+
+#[test]
+fn the_metrics_endpoint_cannot_take_a_listeners_address() {
+    let problems = problems_of(load_toml(
+        "[[listeners]]\nbind = \"127.0.0.1:1883\"\n[metrics]\nbind = \"127.0.0.1:1883\"\n",
+    ));
+    assert_eq!(keys_of(&problems), ["metrics.bind"]);
+    assert!(
+        problems[0].to_string().contains("listeners[0] has it"),
+        "{}",
+        problems[0]
+    );
+    let config = load_toml(
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\n[metrics]\nbind = \"127.0.0.1:0\"\n",
+    );
+    assert!(config.is_ok(), "port 0 is a fresh port each: {config:?}");
 }

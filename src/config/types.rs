@@ -26,6 +26,16 @@ pub struct Config {
     pub log: LogConfig,
     /// Links to upstream brokers, `[[bridges]]`; none by default.
     pub bridges: Vec<BridgeConfig>,
+    /// The Prometheus endpoint, `[metrics]`; off by default.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The Prometheus endpoint: `GET /metrics` over plain HTTP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port to bind, e.g. `127.0.0.1:9883`.
+    pub bind: SocketAddr,
 }
 
 /// One listening socket.
@@ -179,6 +189,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             bridges: Vec::new(),
+            metrics: None,
         }
     }
 }

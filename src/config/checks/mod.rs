@@ -1,6 +1,6 @@
 //! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
 //! listener, a `tls` table exactly on TLS listeners, `client_auth`/`cn_as_username` only with
-//! `client_ca`, bind addresses used once, `allow_anonymous = false` only where it can be
+//! `client_ca`, bind addresses used once (the metrics endpoint's too), `allow_anonymous = false` only where it can be
 //! enforced, a parsable log filter, and every bridge's settings (`bridges` below). Each check
 //! adds every problem it finds; none stops early.
 
@@ -42,7 +42,30 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         });
     }
     bridges::check_bridges(config, &mut problems);
+    check_metrics_bind(config, &mut problems);
     problems
+}
+
+/// The metrics endpoint cannot share a listener's address (port 0 excepted: a fresh port each).
+fn check_metrics_bind(config: &Config, problems: &mut Vec<Problem>) {
+    let Some(bind) = config.metrics.as_ref().map(|metrics| metrics.bind) else {
+        return;
+    };
+    if bind.port() == 0 {
+        return;
+    }
+    if let Some(index) = config
+        .listeners
+        .iter()
+        .position(|listener| listener.bind == bind)
+    {
+        problems.push(Problem::BadValue {
+            key: "metrics.bind".to_string(),
+            value: format!("\"{bind}\""),
+            origin: None,
+            expected: format!("an address no listener uses (listeners[{index}] has it)"),
+        });
+    }
 }
 
 fn check_range<T: TryInto<u64> + Display + Copy>(
