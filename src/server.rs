@@ -21,6 +21,7 @@ use crate::broker::connection;
 use crate::broker::{sys, Broker};
 use crate::config::reload::{self, ReloadPlan};
 use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::metrics;
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
 use crate::transport::{
@@ -53,6 +54,8 @@ pub enum ServerError {
     Restore(#[from] StoreError),
     #[error(transparent)]
     Bridge(#[from] BridgeError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::BindError),
 }
 
 /// What a reload changed (see [`ServerHandle::reload`]).
@@ -74,6 +77,8 @@ pub struct Server;
 #[derive(Debug)]
 pub struct ServerHandle {
     addrs: Vec<SocketAddr>,
+    /// Where the metrics endpoint listens, if `[metrics]` asks for one.
+    metrics_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     /// Places for connections awaiting CONNECT, shared by every listener.
     admission: Admission,
@@ -119,6 +124,7 @@ impl Server {
             })?;
             bound.push((socket, addr, tls));
         }
+        let metrics = metrics::bind(config.metrics.as_ref()).await?;
         // Bridge sessions take messages from the first client on.
         let bridges = RunningBridges::start(&broker).await?;
         let (stop_listeners, _) = watch::channel(false);
@@ -146,17 +152,31 @@ impl Server {
                 listener.run(stop_listeners.subscribe(), connections.clone()),
             ));
         }
-        if config.sys_interval > 0 {
+        let bridge_figures: metrics::BridgeSource = {
+            let broker = broker.clone();
             let shown = bridges.shown();
-            let broker_of_bridges = broker.clone();
+            Arc::new(move || bridge::figures(&broker, &shown.current()))
+        };
+        if config.sys_interval > 0 {
+            let figures = bridge_figures.clone();
             tasks.push(tokio::spawn(sys::run(
                 broker.clone(),
                 Duration::from_secs(config.sys_interval),
-                move || bridge::sys_values(&broker_of_bridges, &shown.current()),
+                move || bridge::sys_values(&figures()),
+            )));
+        }
+        let metrics_addr = metrics.as_ref().map(|endpoint| endpoint.addr);
+        if let Some(endpoint) = metrics {
+            let stop = stop_listeners.subscribe();
+            tasks.push(tokio::spawn(endpoint.run(
+                broker.clone(),
+                bridge_figures,
+                stop,
             )));
         }
         Ok(ServerHandle {
             addrs,
+            metrics_addr,
             broker,
             admission,
             tls: tls_setups,
@@ -173,6 +193,11 @@ impl ServerHandle {
     /// The addresses the listeners are bound to (with the real port when 0 was configured).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.addrs.clone()
+    }
+
+    /// Where the metrics endpoint listens (with the real port when 0 was configured).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The engine, for counters and status.

@@ -291,52 +291,87 @@ fn seed(client_id: &str) -> u64 {
         .fold(time, |hash, byte| hash.rotate_left(5) ^ u64::from(byte))
 }
 
-/// The `$SYS/broker/bridge/<name>/…` values of every bridge: `state`, `queued` (not yet
-/// acknowledged upstream, in flight included), `queued_bytes`, `oldest_queued_age` (seconds
-/// the oldest of those has waited; 0 when none), `sent`, `received`,
-/// `dropped` (by the queue's bounds, or because the server could not take them),
-/// `reconnects`, `last_error`.
-pub fn sys_values(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<(String, String)> {
-    let mut values = Vec::with_capacity(bridges.len() * 10);
-    for bridge in bridges {
-        let (queued, queued_bytes, oldest, dropped_by_bounds) = broker.read(|state| {
-            let session = state.session(&bridge.session_id);
-            let (queued, bytes, oldest) = session.map_or((0, 0, None), |session| {
+/// One bridge's figures at one moment: what `$SYS/broker/bridge/<name>/` publishes and the
+/// metrics endpoint shows, read in one place so that both show the same numbers.
+#[derive(Debug, Clone)]
+pub struct BridgeFigures {
+    pub name: String,
+    pub state: LinkState,
+    /// Messages not yet acknowledged upstream, in flight included, and their bytes.
+    pub queued: usize,
+    pub queued_bytes: u64,
+    /// Seconds the oldest of those has waited; 0 when none.
+    pub oldest_queued_age: u32,
+    pub sent: u64,
+    pub received: u64,
+    /// Dropped by the queue's bounds, or because the server could not take them.
+    pub dropped: u64,
+    pub reconnects: u64,
+    pub last_error: String,
+}
+
+/// The figures of every bridge now.
+pub fn figures(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<BridgeFigures> {
+    let counter =
+        |value: &std::sync::atomic::AtomicU64| value.load(std::sync::atomic::Ordering::Relaxed);
+    bridges
+        .iter()
+        .map(|bridge| {
+            let (queued, queued_bytes, oldest, dropped_by_bounds) = broker.read(|state| {
+                let session = state.session(&bridge.session_id);
+                let (queued, bytes, oldest) = session.map_or((0, 0, None), |session| {
+                    (
+                        session.queue.len() + session.inflight.len(),
+                        session.queue.bytes(),
+                        session.oldest_queued_at(),
+                    )
+                });
                 (
-                    session.queue.len() + session.inflight.len(),
-                    session.queue.bytes(),
-                    session.oldest_queued_at(),
+                    queued,
+                    bytes,
+                    oldest,
+                    state.bridge_dropped(&bridge.session_id),
                 )
             });
-            (
+            let status = &bridge.status;
+            BridgeFigures {
+                name: bridge.config.name.clone(),
+                state: status.state(),
                 queued,
-                bytes,
-                oldest,
-                state.bridge_dropped(&bridge.session_id),
-            )
-        });
-        let oldest_queued_age = oldest.map_or(0, |at| {
-            crate::model::unix_seconds(SystemTime::now()).saturating_sub(at)
-        });
-        let status = &bridge.status;
-        let counter = |value: &std::sync::atomic::AtomicU64| {
-            value.load(std::sync::atomic::Ordering::Relaxed).to_string()
-        };
-        let topic = |leaf: &str| format!("$SYS/broker/bridge/{}/{leaf}", bridge.config.name);
+                queued_bytes,
+                oldest_queued_age: oldest.map_or(0, |at| {
+                    crate::model::unix_seconds(SystemTime::now()).saturating_sub(at)
+                }),
+                sent: counter(&status.sent),
+                received: counter(&status.received),
+                dropped: counter(&status.dropped) + dropped_by_bounds,
+                reconnects: counter(&status.reconnects),
+                last_error: status.last_error(),
+            }
+        })
+        .collect()
+}
+
+/// The `$SYS/broker/bridge/<name>/…` values of `bridges`: `state`, `queued`, `queued_bytes`,
+/// `oldest_queued_age`, `sent`, `received`, `dropped`, `reconnects`, `last_error` (see
+/// [`BridgeFigures`]).
+pub fn sys_values(bridges: &[BridgeFigures]) -> Vec<(String, String)> {
+    let mut values = Vec::with_capacity(bridges.len() * 9);
+    for bridge in bridges {
+        let topic = |leaf: &str| format!("$SYS/broker/bridge/{}/{leaf}", bridge.name);
         values.extend([
-            (topic("state"), status.state().to_string()),
-            (topic("queued"), queued.to_string()),
-            (topic("queued_bytes"), queued_bytes.to_string()),
-            (topic("oldest_queued_age"), oldest_queued_age.to_string()),
-            (topic("sent"), counter(&status.sent)),
-            (topic("received"), counter(&status.received)),
+            (topic("state"), bridge.state.to_string()),
+            (topic("queued"), bridge.queued.to_string()),
+            (topic("queued_bytes"), bridge.queued_bytes.to_string()),
             (
-                topic("dropped"),
-                (status.dropped.load(std::sync::atomic::Ordering::Relaxed) + dropped_by_bounds)
-                    .to_string(),
+                topic("oldest_queued_age"),
+                bridge.oldest_queued_age.to_string(),
             ),
-            (topic("reconnects"), counter(&status.reconnects)),
-            (topic("last_error"), status.last_error()),
+            (topic("sent"), bridge.sent.to_string()),
+            (topic("received"), bridge.received.to_string()),
+            (topic("dropped"), bridge.dropped.to_string()),
+            (topic("reconnects"), bridge.reconnects.to_string()),
+            (topic("last_error"), bridge.last_error.clone()),
         ]);
     }
     values

@@ -18,6 +18,21 @@ pub enum LinkState {
     Stopped,
 }
 
+impl LinkState {
+    /// The name of every kind of state, as [`LinkState::name`] gives them.
+    pub const NAMES: [&'static str; 4] = ["connecting", "connected", "backoff", "stopped"];
+
+    /// The kind of state, without its details: one of [`LinkState::NAMES`].
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkState::Connecting { .. } => "connecting",
+            LinkState::Connected { .. } => "connected",
+            LinkState::Backoff { .. } => "backoff",
+            LinkState::Stopped => "stopped",
+        }
+    }
+}
+
 impl std::fmt::Display for LinkState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

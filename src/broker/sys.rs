@@ -66,19 +66,67 @@ impl StoreSample {
     }
 }
 
+/// The broker's figures at one moment: what `$SYS` publishes and the metrics endpoint shows,
+/// read in one place so that both show the same numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    pub uptime: Duration,
+    /// Clients connected now.
+    pub clients_connected: usize,
+    /// PUBLISH packets received from clients, sent to clients, and messages dropped by full
+    /// queues, since start.
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    pub messages_dropped: u64,
+    /// Sessions, and what their queues hold now.
+    pub sessions: usize,
+    pub queued: usize,
+    pub queued_bytes: u64,
+    pub inflight: usize,
+    /// The store's work since start.
+    pub store_commits: u64,
+    pub store_failed_commits: u64,
+    pub store_messages_per_commit: f64,
+    pub store_messages_elided: u64,
+    pub store_bytes_written: u64,
+}
+
+impl Figures {
+    /// The figures now.
+    pub fn read(broker: &Broker) -> Figures {
+        let metrics = broker.metrics();
+        let store = broker.store().metrics();
+        let counts = broker.read(State::counts);
+        Figures {
+            uptime: broker.uptime(),
+            clients_connected: metrics.clients_connected.load(Ordering::Relaxed),
+            messages_received: metrics.messages_received.load(Ordering::Relaxed),
+            messages_sent: metrics.messages_sent.load(Ordering::Relaxed),
+            messages_dropped: metrics.messages_dropped.load(Ordering::Relaxed),
+            sessions: counts.sessions,
+            queued: counts.queued,
+            queued_bytes: counts.queued_bytes,
+            inflight: counts.inflight,
+            store_commits: store.commits.load(Ordering::Relaxed),
+            store_failed_commits: store.failed_commits.load(Ordering::Relaxed),
+            store_messages_per_commit: store.messages_per_commit(),
+            store_messages_elided: store.elided.load(Ordering::Relaxed),
+            store_bytes_written: store.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The current status as (topic, value) pairs; rates are over the time since `last`, which
 /// becomes now.
 fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)> {
-    let metrics = broker.metrics();
-    let store = broker.store().metrics();
+    let figures = Figures::read(broker);
     let now = StoreSample {
         at: Instant::now(),
-        commits: store.commits.load(Ordering::Relaxed),
-        bytes_written: store.bytes_written.load(Ordering::Relaxed),
+        commits: figures.store_commits,
+        bytes_written: figures.store_bytes_written,
     };
     let (commits_per_second, bytes_per_second) = last.rates_until(&now);
     *last = now;
-    let counts = broker.read(State::counts);
     vec![
         (
             "$SYS/broker/version",
@@ -86,37 +134,34 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
         ),
         (
             "$SYS/broker/uptime",
-            format!("{} seconds", broker.uptime().as_secs()),
+            format!("{} seconds", figures.uptime.as_secs()),
         ),
         (
             "$SYS/broker/clients/connected",
-            metrics
-                .clients_connected
-                .load(Ordering::Relaxed)
-                .to_string(),
+            figures.clients_connected.to_string(),
         ),
         (
             "$SYS/broker/messages/received",
-            metrics
-                .messages_received
-                .load(Ordering::Relaxed)
-                .to_string(),
+            figures.messages_received.to_string(),
         ),
         (
             "$SYS/broker/messages/sent",
-            metrics.messages_sent.load(Ordering::Relaxed).to_string(),
+            figures.messages_sent.to_string(),
         ),
         (
             "$SYS/broker/messages/dropped",
-            metrics.messages_dropped.load(Ordering::Relaxed).to_string(),
+            figures.messages_dropped.to_string(),
         ),
-        ("$SYS/broker/sessions/count", counts.sessions.to_string()),
-        ("$SYS/broker/messages/queued", counts.queued.to_string()),
+        ("$SYS/broker/sessions/count", figures.sessions.to_string()),
+        ("$SYS/broker/messages/queued", figures.queued.to_string()),
         (
             "$SYS/broker/messages/queued_bytes",
-            counts.queued_bytes.to_string(),
+            figures.queued_bytes.to_string(),
         ),
-        ("$SYS/broker/messages/inflight", counts.inflight.to_string()),
+        (
+            "$SYS/broker/messages/inflight",
+            figures.inflight.to_string(),
+        ),
         ("$SYS/broker/store/commits", now.commits.to_string()),
         (
             "$SYS/broker/store/commits_per_second",
@@ -124,15 +169,15 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
         ),
         (
             "$SYS/broker/store/failed_commits",
-            store.failed_commits.load(Ordering::Relaxed).to_string(),
+            figures.store_failed_commits.to_string(),
         ),
         (
             "$SYS/broker/store/messages_per_commit",
-            format!("{:.2}", store.messages_per_commit()),
+            format!("{:.2}", figures.store_messages_per_commit),
         ),
         (
             "$SYS/broker/store/messages_elided",
-            store.elided.load(Ordering::Relaxed).to_string(),
+            figures.store_messages_elided.to_string(),
         ),
         (
             "$SYS/broker/store/bytes_written",

@@ -1,12 +1,14 @@
 //! `cairn serve`: the broker in the foreground until SIGINT or SIGTERM, then a graceful
 //! shutdown; SIGHUP reloads the configuration; a database file it cannot use is moved aside
-//! only with `--repair`.
+//! only with `--repair`. Under systemd (`Type=notify`) it says when it is ready and when it
+//! stops, and keeps the watchdog fed.
 
 use std::path::Path;
 
 use anyhow::Context;
 use cairn::config::{Config, Overrides};
 use cairn::server::{Server, ServerError, ServerHandle};
+use cairn::service::ServiceManager;
 use cairn::store::admin;
 use cairn::store::redb::OpenError;
 
@@ -49,6 +51,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
     // Installed before the broker starts, so an early signal is not fatal.
     let mut signals = Signals::install()?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "cairn starting");
+    let service = ServiceManager::from_env();
     let mut handle = start_broker(config, repair).await?;
     let addrs: Vec<String> = handle
         .local_addrs()
@@ -56,6 +59,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
         .map(ToString::to_string)
         .collect();
     tracing::info!(listening = addrs.join(" "), "broker ready");
+    service.ready(&handle);
     let first = loop {
         match signals.next().await {
             Request::Stop(name) => break name,
@@ -63,6 +67,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
         }
     };
     tracing::info!(signal = first, "shutting down");
+    service.stopping();
     tokio::select! {
         () = handle.shutdown() => {
             tracing::info!("stopped");

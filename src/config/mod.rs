@@ -38,8 +38,8 @@ pub use error::{ConfigError, Problem};
 pub use load::Overrides;
 pub use types::{
     BridgeConfig, BridgeProtocol, BridgeQueue, BridgeTls, BridgeTopic, ClientAuth, Config,
-    Direction, Limits, ListenerConfig, ListenerKind, LogConfig, MetricsConfig, QueueFullPolicy, StoreConfig,
-    TlsConfig,
+    Direction, Limits, ListenerConfig, ListenerKind, LogConfig, MetricsConfig, QueueFullPolicy,
+    StoreConfig, TlsConfig,
 };
 
 /// Environment variables that override the configuration start with this.

@@ -1267,8 +1267,7 @@ fn the_metrics_endpoint_cannot_take_a_listeners_address() {
         "{}",
         problems[0]
     );
-    let config = load_toml(
-        "[[listeners]]\nbind = \"127.0.0.1:0\"\n[metrics]\nbind = \"127.0.0.1:0\"\n",
-    );
+    let config =
+        load_toml("[[listeners]]\nbind = \"127.0.0.1:0\"\n[metrics]\nbind = \"127.0.0.1:0\"\n");
     assert!(config.is_ok(), "port 0 is a fresh port each: {config:?}");
 }

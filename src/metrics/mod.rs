@@ -1,0 +1,116 @@
+//! The Prometheus endpoint (`[metrics] bind`, off by default): `GET /metrics` answers with the
+//! broker's and the bridges' figures in the text exposition format. It reads figures and never
+//! changes anything; a scrape costs two short looks at the engine's state.
+//!
+//! - [`http`]: one request, one answer, bounded in size and time;
+//! - [`exposition`]: the text format;
+//! - [`report`]: which figures become which metrics.
+
+pub mod exposition;
+pub mod http;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::bridge::BridgeFigures;
+use crate::broker::sys::Figures;
+use crate::broker::Broker;
+use crate::config::MetricsConfig;
+
+/// Scrapes answered at once; more wait to be accepted.
+const CONCURRENT_SCRAPES: usize = 4;
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The bridges' figures now (they change with the configuration, so they are asked each time).
+pub type BridgeSource = Arc<dyn Fn() -> Vec<BridgeFigures> + Send + Sync>;
+
+/// A bound metrics endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    socket: TcpListener,
+    pub addr: SocketAddr,
+}
+
+/// The endpoint's address cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {addr} (metrics.bind): {source}")]
+pub struct BindError {
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Binds the endpoint `config` asks for, if any.
+pub async fn bind(config: Option<&MetricsConfig>) -> Result<Option<Endpoint>, BindError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    Endpoint::bind(config.bind)
+        .await
+        .map(Some)
+        .map_err(|source| BindError {
+            addr: config.bind,
+            source,
+        })
+}
+
+impl Endpoint {
+    /// Binds `bind`; `addr` is the address bound (with the real port when 0 was asked).
+    pub async fn bind(bind: SocketAddr) -> std::io::Result<Endpoint> {
+        let socket = TcpListener::bind(bind).await?;
+        let addr = socket.local_addr()?;
+        Ok(Endpoint { socket, addr })
+    }
+
+    /// Answers scrapers until `stop` turns true. A scrape in progress then finishes by itself
+    /// (its read is bounded by [`http::READ_TIMEOUT`]).
+    pub async fn run(
+        self,
+        broker: Arc<Broker>,
+        bridges: BridgeSource,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        tracing::info!(addr = %self.addr, "serving metrics at /metrics");
+        let permits = Arc::new(Semaphore::new(CONCURRENT_SCRAPES));
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => permit,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let Ok(permit) = permit else { return };
+            let accepted = tokio::select! {
+                accepted = self.socket.accept() => accepted,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let (mut stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors, most likely: give the broker's connections room.
+                    tracing::warn!(%error, "metrics: accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let broker = broker.clone();
+            let bridges = bridges.clone();
+            tokio::spawn(async move {
+                let route = http::read_route(&mut stream).await;
+                let body = || report::render(&Figures::read(&broker), &bridges());
+                let answer = http::respond(&mut stream, route, body);
+                match tokio::time::timeout(http::READ_TIMEOUT, answer).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "metrics: answer not delivered")
+                    }
+                    Err(_) => tracing::debug!(%peer, "metrics: the scraper does not read"),
+                }
+                drop(permit);
+            });
+        }
+    }
+}
