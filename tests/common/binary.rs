@@ -6,14 +6,20 @@ use tokio::process::Command;
 
 use super::WAIT;
 
-/// The `cairn` binary with `args` and a clean environment (no `CAIRN_…` or `RUST_LOG` from
-/// outside), stdout and stderr piped, killed if the test drops it.
+/// The service manager's variables: a test run under systemd must not notify it.
+const SERVICE_MANAGER_VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// The `cairn` binary with `args` and a clean environment (no `CAIRN_…`, `RUST_LOG` or service
+/// manager variables from outside), stdout and stderr piped, killed if the test drops it.
 pub fn cairn(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("CAIRN_") {
             command.env_remove(key);
         }
+    }
+    for name in SERVICE_MANAGER_VARIABLES {
+        command.env_remove(name);
     }
     command
         .args(args)
