@@ -82,6 +82,28 @@ async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, Rou
     }
 }
 
+/// Most bytes read and thrown away after an answer (see [`linger`]).
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Longest wait for the client to close after an answer.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// After the answer: reads and drops what the client still sends (the rest of an oversized
+/// request), until it closes, within bounds. Closing with unread bytes would make the kernel
+/// reset the connection, and a reset can destroy the answer before the client has read it.
+pub async fn linger(stream: &mut (impl AsyncRead + Unpin)) {
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => drained += read,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
 /// Writes the answer for `route` (`body` for [`Route::Metrics`]) and closes the writing side.
 pub async fn respond(
     stream: &mut (impl AsyncWrite + Unpin),

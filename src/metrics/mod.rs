@@ -103,7 +103,7 @@ impl Endpoint {
                 let body = || report::render(&Figures::read(&broker), &bridges());
                 let answer = http::respond(&mut stream, route, body);
                 match tokio::time::timeout(http::READ_TIMEOUT, answer).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => http::linger(&mut stream).await,
                     Ok(Err(error)) => {
                         tracing::debug!(%peer, %error, "metrics: answer not delivered")
                     }
