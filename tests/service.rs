@@ -60,8 +60,8 @@ fn status(notification: &str) -> &str {
         .unwrap_or_else(|| panic!("no STATUS= in {notification:?}"))
 }
 
-/// READY=1 once serving, with the listener in STATUS=; at least two WATCHDOG=1; STOPPING=1 on
-/// SIGTERM, then exit 0.
+/// STATUS=starting…, then READY=1 once serving, with the listener in STATUS=; at least two
+/// WATCHDOG=1; STOPPING=1 on SIGTERM, then exit 0.
 #[tokio::test]
 async fn serve_tells_the_service_manager_ready_alive_and_stopping() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -84,6 +84,11 @@ async fn serve_tells_the_service_manager_ready_alive_and_stopping() {
     let mut serving = ServeProcess::spawn(command).await;
 
     let ready = manager.expect("READY=1").await;
+    assert!(
+        status(&manager.received[0]).starts_with("starting"),
+        "a STATUS= before READY=1: {:?}",
+        manager.received
+    );
     let serving_status = status(&ready);
     let listening: SocketAddr = serving_status
         .strip_prefix("serving MQTT on ")

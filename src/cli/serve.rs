@@ -51,7 +51,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
     // Installed before the broker starts, so an early signal is not fatal.
     let mut signals = Signals::install()?;
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "cairn starting");
-    let service = ServiceManager::from_env();
+    let service = ServiceManager::starting();
     let mut handle = start_broker(config, repair).await?;
     let addrs: Vec<String> = handle
         .local_addrs()

@@ -28,9 +28,20 @@ pub struct ServiceManager {
 }
 
 impl ServiceManager {
-    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`; an unusable socket address is
-    /// logged and treated as none.
-    pub fn from_env() -> ServiceManager {
+    /// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (an unusable socket address is
+    /// logged and treated as none) and says that the broker is starting: `STATUS=` while the
+    /// store recovers, which can take a while on a large database.
+    pub fn starting() -> ServiceManager {
+        let manager = ServiceManager::from_env();
+        if let Some(notifier) = &manager.notifier {
+            notifier.send(&status(
+                "starting: recovering the store, opening bridges, binding listeners",
+            ));
+        }
+        manager
+    }
+
+    fn from_env() -> ServiceManager {
         let variable = |name| std::env::var(name).ok();
         let Some(socket) = variable("NOTIFY_SOCKET") else {
             return ServiceManager::default();
