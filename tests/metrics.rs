@@ -243,8 +243,12 @@ async fn metrics_show_the_brokers_and_the_bridges_figures() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let before = parse(&answer.body);
-    assert_eq!(value(&before, "cairn_messages_received_total", &[]), 0.0);
+    assert_eq!(
+        value(&before, "cairn_messages_received_total", &[("qos", "1")]),
+        0.0
+    );
 
+    let mut local = subscriber(gateway.addr, V5, "local", "sensors/#", QoS::AtMostOnce).await;
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
     for id in 1..=3 {
         publish_qos1(&mut sensor, "sensors/t", id, "reading").await;
@@ -252,14 +256,21 @@ async fn metrics_show_the_brokers_and_the_bridges_figures() {
     for _ in 0..3 {
         let message = cloud.expect_publish().await;
         cloud.acknowledge(&message).await;
+        assert_eq!(local.expect_publish().await.qos, QoS::AtMostOnce);
     }
     let samples = scrape_until(metrics, |samples| {
         value(samples, "cairn_bridge_sent_total", &[("bridge", "cloud")]) == 3.0
     })
     .await;
 
-    assert_eq!(value(&samples, "cairn_messages_received_total", &[]), 3.0);
-    assert_eq!(value(&samples, "cairn_clients_connected", &[]), 1.0);
+    let by_qos = |name, qos| value(&samples, name, &[("qos", qos)]);
+    assert_eq!(by_qos("cairn_messages_received_total", "1"), 3.0);
+    assert_eq!(by_qos("cairn_messages_received_total", "0"), 0.0);
+    assert_eq!(by_qos("cairn_messages_received_total", "2"), 0.0);
+    // The local subscriber's QoS 0 subscription downgrades them.
+    assert_eq!(by_qos("cairn_messages_sent_total", "0"), 3.0);
+    assert_eq!(by_qos("cairn_messages_sent_total", "1"), 0.0);
+    assert_eq!(value(&samples, "cairn_clients_connected", &[]), 2.0);
     assert!(value(&samples, "cairn_store_commits_total", &[]) >= 1.0);
     assert!(
         value(&samples, "cairn_sessions", &[]) >= 2.0,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::codec::ReasonCode;
+use crate::codec::{QoS, ReasonCode};
 use crate::config::Config;
 use crate::model::Recovered;
 use crate::store::{Commit, Store, StoreError};
@@ -40,11 +40,36 @@ pub struct Metrics {
     /// Clients connected right now.
     pub clients_connected: AtomicUsize,
     /// PUBLISH packets received from clients.
-    pub messages_received: AtomicU64,
+    pub messages_received: PerQos,
     /// PUBLISH packets sent to clients.
-    pub messages_sent: AtomicU64,
+    pub messages_sent: PerQos,
     /// Messages dropped because a session's queue was full.
     pub messages_dropped: AtomicU64,
+}
+
+/// A counter per QoS level.
+#[derive(Debug, Default)]
+pub struct PerQos([AtomicU64; 3]);
+
+impl PerQos {
+    /// Adds `by` to the count of `qos`.
+    pub fn add(&self, qos: QoS, by: u64) {
+        self.0[qos as usize].fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Adds `counts` (QoS 0 first), leaving the counters of levels with nothing to add alone.
+    pub fn add_each(&self, counts: [u64; 3]) {
+        for (counter, by) in self.0.iter().zip(counts) {
+            if by > 0 {
+                counter.fetch_add(by, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The counts, QoS 0 first.
+    pub fn read(&self) -> [u64; 3] {
+        self.0.each_ref().map(|count| count.load(Ordering::Relaxed))
+    }
 }
 
 /// The engine shared by every connection of one broker.
@@ -218,5 +243,19 @@ impl Broker {
     pub fn begin_shutdown(&self) {
         self.shutdown
             .send_replace(Some(ReasonCode::ServerShuttingDown));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_qos_counters_count_each_level_apart() {
+        let counters = PerQos::default();
+        counters.add(QoS::ExactlyOnce, 2);
+        counters.add_each([1, 0, 3]);
+        counters.add(QoS::AtMostOnce, 1);
+        assert_eq!(counters.read(), [2, 0, 5]);
     }
 }

@@ -73,10 +73,10 @@ pub struct Figures {
     pub uptime: Duration,
     /// Clients connected now.
     pub clients_connected: usize,
-    /// PUBLISH packets received from clients, sent to clients, and messages dropped by full
-    /// queues, since start.
-    pub messages_received: u64,
-    pub messages_sent: u64,
+    /// PUBLISH packets received from clients and sent to clients, per QoS level (QoS 0
+    /// first), and messages dropped by full queues, since start.
+    pub messages_received: [u64; 3],
+    pub messages_sent: [u64; 3],
     pub messages_dropped: u64,
     /// Sessions, and what their queues hold now.
     pub sessions: usize,
@@ -100,8 +100,8 @@ impl Figures {
         Figures {
             uptime: broker.uptime(),
             clients_connected: metrics.clients_connected.load(Ordering::Relaxed),
-            messages_received: metrics.messages_received.load(Ordering::Relaxed),
-            messages_sent: metrics.messages_sent.load(Ordering::Relaxed),
+            messages_received: metrics.messages_received.read(),
+            messages_sent: metrics.messages_sent.read(),
             messages_dropped: metrics.messages_dropped.load(Ordering::Relaxed),
             sessions: counts.sessions,
             queued: counts.queued,
@@ -142,11 +142,11 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
         ),
         (
             "$SYS/broker/messages/received",
-            figures.messages_received.to_string(),
+            figures.messages_received.iter().sum::<u64>().to_string(),
         ),
         (
             "$SYS/broker/messages/sent",
-            figures.messages_sent.to_string(),
+            figures.messages_sent.iter().sum::<u64>().to_string(),
         ),
         (
             "$SYS/broker/messages/dropped",
@@ -208,6 +208,32 @@ async fn publish_status(broker: &Broker, values: impl Iterator<Item = (String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::QoS;
+    use crate::config::Config;
+    use crate::store::redb::DurableOptions;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn sys_shows_the_totals_of_the_figures_metrics_show_per_qos() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (store, _) = Store::open(dir.path(), DurableOptions::default()).expect("open");
+        let broker = Broker::new(Arc::new(Config::default()), store);
+        broker.metrics().messages_received.add(QoS::AtMostOnce, 2);
+        broker.metrics().messages_received.add(QoS::ExactlyOnce, 3);
+        broker.metrics().messages_sent.add_each([1, 4, 0]);
+        let figures = Figures::read(&broker);
+        assert_eq!(figures.messages_received, [2, 0, 3]);
+        assert_eq!(figures.messages_sent, [1, 4, 0]);
+        let values = status(&broker, &mut StoreSample::at_start());
+        let value = |topic| {
+            values
+                .iter()
+                .find(|(name, _)| *name == topic)
+                .map(|(_, value)| value.as_str())
+        };
+        assert_eq!(value("$SYS/broker/messages/received"), Some("5"));
+        assert_eq!(value("$SYS/broker/messages/sent"), Some("5"));
+    }
 
     #[test]
     fn rates_are_deltas_over_the_elapsed_time() {

@@ -33,16 +33,16 @@ pub fn render(figures: &Figures, bridges: &[BridgeFigures]) -> String {
         "Clients connected now.",
         figures.clients_connected,
     );
-    out.single(
+    per_qos(
+        &mut out,
         "cairn_messages_received_total",
-        Kind::Counter,
-        "PUBLISH packets received from clients.",
+        "PUBLISH packets received from clients, by QoS.",
         figures.messages_received,
     );
-    out.single(
+    per_qos(
+        &mut out,
         "cairn_messages_sent_total",
-        Kind::Counter,
-        "PUBLISH packets sent to clients.",
+        "PUBLISH packets sent to clients, by QoS.",
         figures.messages_sent,
     );
     out.single(
@@ -107,6 +107,14 @@ pub fn render(figures: &Figures, bridges: &[BridgeFigures]) -> String {
     );
     render_bridges(&mut out, bridges);
     out.finish()
+}
+
+/// A counter with one sample per QoS level, labelled `qos="0"` to `qos="2"`.
+fn per_qos(out: &mut Exposition, name: &str, help: &str, counts: [u64; 3]) {
+    out.metric(name, Kind::Counter, help);
+    for (qos, count) in ["0", "1", "2"].into_iter().zip(counts) {
+        out.sample(name, &[("qos", qos)], count);
+    }
 }
 
 /// The per-bridge metrics, labelled `bridge="<name>"`; none without bridges.

@@ -2,7 +2,6 @@
 //! PUBLISHes, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT, and every packet a client must not
 //! send. Acks of durable changes go to the [`crate::broker::acks::AckQueue`], never straight out.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -141,11 +140,8 @@ impl Client {
     fn on_publish(&mut self, publish: Publish) -> Result<(), Exit> {
         let topic = self.resolve_topic(&publish)?;
         let broker = self.broker.clone();
-        broker
-            .metrics()
-            .messages_received
-            .fetch_add(1, Ordering::Relaxed);
         let qos = publish.qos;
+        broker.metrics().messages_received.add(qos, 1);
         let packet_id = publish.packet_id.unwrap_or(0);
         let inbound = InboundPublish {
             publish,

@@ -82,15 +82,16 @@ impl Client {
                 }
             }
             let count = pass.packets.len();
+            let mut sent = [0u64; 3];
             for packet in &pass.packets {
+                if let Packet::Publish(publish) = packet {
+                    sent[publish.qos as usize] += 1;
+                }
                 framed.queue(packet).map_err(|error| {
                     Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
                 })?;
             }
-            self.broker
-                .metrics()
-                .messages_sent
-                .fetch_add(count as u64, Ordering::Relaxed);
+            self.broker.metrics().messages_sent.add_each(sent);
             if let Some((request, loaded)) = pass.load {
                 self.load = Some(Box::new(PendingLoad { request, loaded }));
                 if pass.head_drained {
