@@ -356,3 +356,22 @@ async fn only_get_metrics_is_served_and_requests_are_bounded() {
     assert_eq!(scrape(metrics).await.status, 200);
     gateway.shutdown().await;
 }
+
+/// A scraper that connects and says nothing does not hold the broker at shutdown: the store
+/// closes with it, so the broker starts again on the same data directory at once.
+#[tokio::test]
+async fn a_silent_scraper_does_not_delay_the_stores_closing() {
+    let broker = common::start_broker_with(|config| {
+        config.metrics = Some(MetricsConfig {
+            bind: "127.0.0.1:0".parse().expect("address"),
+        });
+    })
+    .await;
+    let metrics = broker.handle.metrics_addr().expect("metrics are on");
+    let silent = TcpStream::connect(metrics).await.expect("connect");
+    // The endpoint has taken the connection once it answers another scrape.
+    assert_eq!(scrape(metrics).await.status, 200);
+    let restarted = broker.restart().await;
+    drop(silent);
+    restarted.shutdown().await;
+}

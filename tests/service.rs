@@ -118,10 +118,11 @@ async fn serve_tells_the_service_manager_ready_alive_and_stopping() {
     let stopping = manager.expect("STOPPING=1").await;
     assert!(status(&stopping).starts_with("stopping"), "{stopping}");
     let exit = serving.exit_status().await;
+    let log = serving.stderr().await;
+    assert!(exit.success(), "exit 0 after SIGTERM, not {exit}: {log}");
     assert!(
-        exit.success(),
-        "exit 0 after SIGTERM, not {exit}: {}",
-        serving.log()
+        !log.contains("still hold the broker"),
+        "the store closed in order: {log}"
     );
     drop(client);
 }

@@ -13,15 +13,16 @@ pub mod report;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::bridge::BridgeFigures;
 use crate::broker::sys::Figures;
 use crate::broker::Broker;
 use crate::config::MetricsConfig;
 
-/// Scrapes answered at once; more wait to be accepted.
+/// Scrapes answered at once; more connections wait to be accepted.
 const CONCURRENT_SCRAPES: usize = 4;
 /// The pause after a failed accept.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
@@ -67,8 +68,8 @@ impl Endpoint {
         Ok(Endpoint { socket, addr })
     }
 
-    /// Answers scrapers until `stop` turns true. A scrape in progress then finishes by itself
-    /// (its read is bounded by [`http::READ_TIMEOUT`]).
+    /// Answers scrapers until `stop` turns true; scrapes in progress are then cut short, so
+    /// that none holds the broker once this returns.
     pub async fn run(
         self,
         broker: Arc<Broker>,
@@ -76,18 +77,17 @@ impl Endpoint {
         mut stop: watch::Receiver<bool>,
     ) {
         tracing::info!(addr = %self.addr, "serving metrics at /metrics");
-        let permits = Arc::new(Semaphore::new(CONCURRENT_SCRAPES));
+        let mut scrapes = JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                permit = permits.clone().acquire_owned() => permit,
-                _ = stop.wait_for(|stop| *stop) => return,
-            };
-            let Ok(permit) = permit else { return };
+            while scrapes.try_join_next().is_some() {}
+            let full = scrapes.len() >= CONCURRENT_SCRAPES;
             let accepted = tokio::select! {
-                accepted = self.socket.accept() => accepted,
-                _ = stop.wait_for(|stop| *stop) => return,
+                // Full: the next connection waits until a scrape ends.
+                _ = scrapes.join_next(), if full => continue,
+                accepted = self.socket.accept(), if !full => accepted,
+                _ = stop.wait_for(|stop| *stop) => break,
             };
-            let (mut stream, peer) = match accepted {
+            let (stream, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of descriptors, most likely: give the broker's connections room.
@@ -96,21 +96,25 @@ impl Endpoint {
                     continue;
                 }
             };
-            let broker = broker.clone();
-            let bridges = bridges.clone();
-            tokio::spawn(async move {
-                let route = http::read_route(&mut stream).await;
-                let body = || report::render(&Figures::read(&broker), &bridges());
-                let answer = http::respond(&mut stream, route, body);
-                match tokio::time::timeout(http::READ_TIMEOUT, answer).await {
-                    Ok(Ok(())) => http::linger(&mut stream).await,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "metrics: answer not delivered")
-                    }
-                    Err(_) => tracing::debug!(%peer, "metrics: the scraper does not read"),
-                }
-                drop(permit);
-            });
+            scrapes.spawn(answer(stream, peer, broker.clone(), bridges.clone()));
         }
+        scrapes.shutdown().await;
+    }
+}
+
+/// Answers one connection: reads its request, writes the metrics or the error, closes.
+async fn answer(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    bridges: BridgeSource,
+) {
+    let route = http::read_route(&mut stream).await;
+    let body = || report::render(&Figures::read(&broker), &bridges());
+    let answer = http::respond(&mut stream, route, body);
+    match tokio::time::timeout(http::READ_TIMEOUT, answer).await {
+        Ok(Ok(())) => http::linger(&mut stream).await,
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "metrics: answer not delivered"),
+        Err(_) => tracing::debug!(%peer, "metrics: the scraper does not read"),
     }
 }

@@ -78,8 +78,8 @@ impl ServiceManager {
                 "systemd watchdog: keep-alives while the engine progresses"
             );
             let notifier = notifier.clone();
-            let broker = server.broker().clone();
-            let mut shutdown = broker.shutdown_signal();
+            let broker = std::sync::Arc::downgrade(server.broker());
+            let mut shutdown = server.broker().shutdown_signal();
             // After a missed keep-alive the status says why, until the engine progresses again.
             let mut missed = false;
             let keep_alive = watchdog::watch(

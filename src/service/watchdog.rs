@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -69,15 +69,17 @@ where
 
 /// The engine's proof of progress: its state lock can be taken (on a blocking thread, so that
 /// a lock never released leaves this proof pending rather than a runtime thread stuck), then
-/// the store's writer answers a round trip.
-pub async fn engine_progress(broker: Arc<Broker>) -> Result<(), String> {
-    let store_side = broker.clone();
-    tokio::task::spawn_blocking(move || broker.read(|_| ()))
+/// the store's writer answers a round trip. Holds the broker only while it takes the lock and
+/// submits the round trip, so that a proof in flight never delays the store's closing.
+pub async fn engine_progress(broker: Weak<Broker>) -> Result<(), String> {
+    let gone = || "the broker is shutting down".to_string();
+    let locking = broker.clone();
+    tokio::task::spawn_blocking(move || locking.upgrade().map(|broker| broker.read(|_| ())))
         .await
-        .map_err(|error| format!("the engine's state lock could not be taken: {error}"))?;
-    store_side
-        .store()
-        .probe()
+        .map_err(|error| format!("the engine's state lock could not be taken: {error}"))?
+        .ok_or_else(gone)?;
+    let answer = broker.upgrade().ok_or_else(gone)?.store().probe();
+    answer
         .await
         .map_err(|error| format!("the store's writer did not answer: {error}"))
 }
@@ -88,6 +90,8 @@ mod tests {
     use std::sync::mpsc as std_mpsc;
 
     use tokio::sync::{mpsc, oneshot};
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::config::Config;
@@ -208,13 +212,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_proof_does_not_keep_a_broker_that_is_gone() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let broker = broker(&dir);
+        let weak = Arc::downgrade(&broker);
+        drop(broker);
+        let proof = tokio::time::timeout(Duration::from_secs(60), engine_progress(weak))
+            .await
+            .expect("answers at once");
+        assert_eq!(proof, Err("the broker is shutting down".to_string()));
+    }
+
+    #[tokio::test]
     async fn the_engine_proves_progress_only_while_its_lock_is_free() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let broker = broker(&dir);
-        tokio::time::timeout(Duration::from_secs(60), engine_progress(broker.clone()))
-            .await
-            .expect("an idle engine answers")
-            .expect("and proves progress");
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            engine_progress(Arc::downgrade(&broker)),
+        )
+        .await
+        .expect("an idle engine answers")
+        .expect("and proves progress");
 
         // Another thread holds the state lock until told to let go.
         let (let_go, held_until) = std_mpsc::channel::<()>();
@@ -227,7 +246,7 @@ mod tests {
             })
         });
         lock_held.recv().expect("the lock is held");
-        let mut proof = Box::pin(engine_progress(broker.clone()));
+        let mut proof = Box::pin(engine_progress(Arc::downgrade(&broker)));
         assert!(
             tokio::time::timeout(Duration::from_millis(200), proof.as_mut())
                 .await

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod redb;
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -165,12 +166,14 @@ impl Store {
         }
     }
 
-    /// A round trip through the writer, for a watchdog: completes once the writer thread has
-    /// taken up a job submitted now (after everything submitted before it) and opened a write
-    /// transaction for it. The job is a read of no entries: it changes nothing and commits
-    /// nothing, and an idle writer answers it at once.
-    pub async fn probe(&self) -> Result<(), StoreError> {
-        self.load(&Arc::from(""), 0, 0).entries().await.map(drop)
+    /// A round trip through the writer, for a watchdog: the returned future completes once
+    /// the writer thread has taken up a job submitted now (after everything submitted before
+    /// it) and opened a write transaction for it. The job is a read of no entries: it changes
+    /// nothing and commits nothing, and an idle writer answers it at once. The future does not
+    /// borrow the store.
+    pub fn probe(&self) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let mut answer = self.load(&Arc::from(""), 0, 0);
+        async move { answer.entries().await.map(drop) }
     }
 
     /// The writer's counters: commits, messages per commit, bytes written.
