@@ -2,6 +2,9 @@
 //! `WATCHDOG=1`) sent as datagrams to the socket systemd names in `NOTIFY_SOCKET` — a file
 //! path, or `@name` for an abstract socket. Sending is best effort: a failure is logged and
 //! never stops the broker. Says nothing about when to send what; [`super`] decides.
+//!
+//! Written over std's `UnixDatagram` rather than with a crate: the protocol is one datagram per
+//! state change, and holding one socket for the process's life lets the variables be read once.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
