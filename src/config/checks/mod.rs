@@ -1,8 +1,8 @@
 //! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
 //! listener, a `tls` table exactly on TLS listeners, `client_auth`/`cn_as_username` only with
-//! `client_ca`, bind addresses used once (the metrics endpoint's too), `allow_anonymous = false` only where it can be
-//! enforced, a parsable log filter, and every bridge's settings (`bridges` below). Each check
-//! adds every problem it finds; none stops early.
+//! `client_ca`, bind addresses used once (the metrics endpoint's too), `allow_anonymous =
+//! false` only where it can be enforced, a parsable log filter, and every bridge's settings
+//! (`bridges` below). Each check adds every problem it finds; none stops early.
 
 mod bridges;
 
