@@ -246,6 +246,14 @@ impl Broker {
     }
 }
 
+/// A broker with the default configuration on an empty store in `dir`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_broker(dir: &tempfile::TempDir) -> Arc<Broker> {
+    let options = crate::store::redb::DurableOptions::default();
+    let (store, _) = Store::open(dir.path(), options).expect("open a store");
+    Broker::new(Arc::new(Config::default()), store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,4 +15,6 @@ pub mod subscriptions;
 pub mod sys;
 pub mod topic;
 
-pub use engine::{settle, Broker, Metrics};
+#[cfg(test)]
+pub(crate) use engine::test_broker;
+pub use engine::{settle, Broker, Metrics, PerQos};

@@ -208,16 +208,13 @@ async fn publish_status(broker: &Broker, values: impl Iterator<Item = (String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::test_broker;
     use crate::codec::QoS;
-    use crate::config::Config;
-    use crate::store::redb::DurableOptions;
-    use crate::store::Store;
 
     #[tokio::test]
     async fn sys_shows_the_totals_of_the_figures_metrics_show_per_qos() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let (store, _) = Store::open(dir.path(), DurableOptions::default()).expect("open");
-        let broker = Broker::new(Arc::new(Config::default()), store);
+        let broker = test_broker(&dir);
         broker.metrics().messages_received.add(QoS::AtMostOnce, 2);
         broker.metrics().messages_received.add(QoS::ExactlyOnce, 3);
         broker.metrics().messages_sent.add_each([1, 4, 0]);

@@ -94,9 +94,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::config::Config;
-    use crate::store::redb::DurableOptions;
-    use crate::store::Store;
+    use crate::broker::test_broker as broker;
 
     const PERIOD: Duration = Duration::from_secs(5);
 
@@ -203,12 +201,6 @@ mod tests {
         release.send(()).expect("the proof waits");
         assert_eq!(next(&mut verdicts).await.0, Verdict::Alive);
         assert_eq!(next(&mut verdicts).await.0, Verdict::Alive);
-    }
-
-    /// A broker on an empty store in `dir`.
-    fn broker(dir: &tempfile::TempDir) -> Arc<Broker> {
-        let (store, _) = Store::open(dir.path(), DurableOptions::default()).expect("open");
-        Broker::new(Arc::new(Config::default()), store)
     }
 
     #[tokio::test]
