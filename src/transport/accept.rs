@@ -106,7 +106,7 @@ impl<H: Serve> Listener<H> {
                                 handshake,
                             };
                             let server = self.server.clone();
-                            tokio::spawn(serve_plain(server, Box::new(arrival), open.clone()));
+                            tokio::spawn(serve_plain(open.clone(), server, Box::new(arrival)));
                         }
                         Some(tls) => {
                             let accepted = Accepted {
@@ -116,7 +116,7 @@ impl<H: Serve> Listener<H> {
                                 handshake,
                             };
                             let server = self.server.clone();
-                            tokio::spawn(serve_tls(server, Box::new(accepted), open.clone()));
+                            tokio::spawn(serve_tls(open.clone(), server, Box::new(accepted)));
                         }
                     }
                 }
@@ -129,14 +129,16 @@ impl<H: Serve> Listener<H> {
     }
 }
 
-/// Serves one plain TCP connection; `_open` is dropped when it ends. This future is the
-/// connection's whole task, spawned as it is: an `async` block awaiting it would store the
-/// connection's state twice (once captured, once being awaited), doubling every idle
-/// connection's task.
+/// Serves one plain TCP connection; `_open` is dropped when it ends — last, after the engine's
+/// handle (parameters are dropped in reverse order): the server closes the store once every
+/// connection is closed, and the store cannot close while a task still holds the engine.
+/// This future is the connection's whole task, spawned as it is: an `async` block awaiting it
+/// would store the connection's state twice (once captured, once being awaited), doubling
+/// every idle connection's task.
 async fn serve_plain<H: Serve>(
+    _open: mpsc::Sender<()>,
     server: H,
     arrival: Box<Arrival<TcpStream>>,
-    _open: mpsc::Sender<()>,
 ) {
     server.serve(arrival).await;
 }
@@ -158,8 +160,8 @@ impl Accepted {
 }
 
 /// Runs the TLS handshake before the connect deadline, then the MQTT connection over it;
-/// `_open` is dropped when the connection ends.
-async fn serve_tls<H: Serve>(server: H, accepted: Box<Accepted>, _open: mpsc::Sender<()>) {
+/// `_open` is dropped when the connection ends, last (as in [`serve_plain`]).
+async fn serve_tls<H: Serve>(_open: mpsc::Sender<()>, server: H, accepted: Box<Accepted>) {
     let Accepted {
         stream,
         addr,
@@ -213,9 +215,9 @@ mod tests {
         }
     }
 
-    /// The size of a plain connection's task serving [`HeavyEngine`] (and the client socket,
-    /// to be closed after).
-    async fn heavy_task_size() -> (usize, TcpStream) {
+    /// An accepted plain connection as the engine gets it, and the client socket (to be
+    /// closed after).
+    async fn arrival() -> (Box<Arrival<TcpStream>>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let client = TcpStream::connect(addr).await.expect("connect");
@@ -223,7 +225,6 @@ mod tests {
         let handshake = Admission::new(1, Duration::from_secs(60))
             .admit()
             .expect("a place");
-        let (open, _closed) = mpsc::channel(1);
         let arrival = Arrival {
             stream,
             peer: Peer {
@@ -232,8 +233,64 @@ mod tests {
             },
             handshake,
         };
-        let task = serve_plain(HeavyEngine, Box::new(arrival), open);
+        (Box::new(arrival), client)
+    }
+
+    /// The size of a plain connection's task serving [`HeavyEngine`] (and the client socket,
+    /// to be closed after).
+    async fn heavy_task_size() -> (usize, TcpStream) {
+        let (arrival, client) = arrival().await;
+        let (open, _closed) = mpsc::channel(1);
+        let task = serve_plain(open, HeavyEngine, arrival);
         (std::mem::size_of_val(&task), client)
+    }
+
+    /// An engine handle that records, as it is dropped, whether its connection still counts
+    /// as open.
+    #[derive(Clone)]
+    struct WatchedEngine {
+        open: mpsc::WeakSender<()>,
+        dropped_while_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Drop for WatchedEngine {
+        fn drop(&mut self) {
+            let open = self.open.upgrade().is_some();
+            self.dropped_while_open
+                .store(open, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Serve for WatchedEngine {
+        async fn serve<S>(&self, arrival: Box<Arrival<S>>)
+        where
+            S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        {
+            drop(arrival);
+        }
+    }
+
+    /// A connection counts as closed only once its task holds nothing of the engine: the
+    /// server closes the store when the last one is closed, and the store cannot close while
+    /// anything holds the engine.
+    #[tokio::test]
+    async fn a_connection_lets_go_of_the_engine_before_it_counts_as_closed() {
+        let (arrival, _client) = arrival().await;
+        let (open, mut closed) = mpsc::channel(1);
+        let dropped_while_open = std::sync::Arc::default();
+        let engine = WatchedEngine {
+            open: open.downgrade(),
+            dropped_while_open: std::sync::Arc::clone(&dropped_while_open),
+        };
+        serve_plain(open, engine, arrival).await;
+        assert!(
+            closed.recv().await.is_none(),
+            "the connection counts as closed"
+        );
+        assert!(
+            dropped_while_open.load(std::sync::atomic::Ordering::SeqCst),
+            "the connection counted as closed while its task still held the engine"
+        );
     }
 
     /// A connection's task stores the engine's state once: its size is the engine's future
