@@ -2,7 +2,8 @@
 //! names every key that changed, and keeps the keys that only a restart can change as they
 //! are. Pure: it starts and stops nothing.
 //!
-//! A restart is needed for `data_dir` and `store.*` (the open database), `sys_interval`, and
+//! A restart is needed for `data_dir` and `store.*` (the open database), `sys_interval`,
+//! `metrics` (its bound socket), and
 //! each listener's `bind` and `kind`, and the number of listeners (bound sockets). Everything
 //! else applies at once: `log.level`, `allow_anonymous` and `limits.*` (for connections made
 //! from then on; a connection keeps the limits its CONNACK announced), a TLS listener's files
@@ -14,7 +15,7 @@ use super::Config;
 
 /// Keys (or key prefixes, ending in `.`) that only a restart changes; `listeners` is
 /// compared on its own (see [`listeners_need_restart`]).
-const RESTART_KEYS: &[&str] = &["data_dir", "store.", "sys_interval"];
+const RESTART_KEYS: &[&str] = &["data_dir", "store.", "sys_interval", "metrics."];
 
 /// The outcome of comparing a running configuration with a new one.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,7 @@ pub fn plan(running: &Config, new: Config) -> ReloadPlan {
     config.data_dir = running.data_dir.clone();
     config.store = running.store.clone();
     config.sys_interval = running.sys_interval;
+    config.metrics = running.metrics.clone();
     if listeners_fixed {
         config.listeners = running.listeners.clone();
     }
