@@ -23,11 +23,22 @@ use cli::store_admin::{operate, StoreAction};
 
 /// Cairn, a durable MQTT 3.1.1 + 5.0 broker for edge gateways.
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about)]
+#[command(name = "cairn", version, about, after_long_help = FILES_ENVIRONMENT_EXIT_STATUS)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The end of `cairn --help` and of the manual page.
+const FILES_ENVIRONMENT_EXIT_STATUS: &str = "\
+Files: /etc/cairn/cairn.toml is the configuration of the Debian package's service (every key, \
+with comments; `cairn check-config --config FILE` checks a file). /var/lib/cairn is its \
+data_dir, holding the store, cairn.redb.
+
+Environment: CAIRN_<KEY> sets a configuration key, `__` between levels (CAIRN_DATA_DIR=DIR, \
+CAIRN_LOG__LEVEL=debug). RUST_LOG replaces log.level.
+
+Exit status: 0 success, 1 runtime error, 2 bad configuration or usage.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -41,6 +52,13 @@ enum Command {
     /// Look into the store (the broker must be stopped).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Write the manual pages into DIR (for packaging).
+    #[cfg(feature = "man")]
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +172,10 @@ fn main() -> ExitCode {
             arg.data.operate(StoreAction::Drop(&arg.client_id))
         }
         Command::Store(StoreCommand::Stats(data)) => data.operate(StoreAction::Stats),
+        #[cfg(feature = "man")]
+        Command::Man { dir } => {
+            cli::man::write_pages(<Cli as clap::CommandFactory>::command(), &dir)
+        }
     };
     outcome.into()
 }

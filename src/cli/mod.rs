@@ -4,6 +4,8 @@
 
 pub mod check_config;
 mod logging;
+#[cfg(feature = "man")]
+pub mod man;
 mod print;
 mod reload;
 pub mod serve;
