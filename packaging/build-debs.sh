@@ -238,7 +238,9 @@ Description: durable MQTT 3.1.1 and 5.0 broker for edge gateways
 EOF
     mkdir -p "$OUT"
     local deb="$OUT/cairn_${VERSION}_$arch.deb"
-    dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
+    # Dated by the changelog's top entry, so the same tree gives the same .deb.
+    SOURCE_DATE_EPOCH=$(date -d "$(sed -n '/^ -- /{s/.*>  //p;q}' "$WORK/changelog")" +%s) \
+        dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null
     echo "$deb"
 }
 
