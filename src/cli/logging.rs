@@ -10,16 +10,20 @@ use anyhow::Context;
 use systemd_journal_logger::{connected_to_journal, JournalLog};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, Layer, Registry};
+
+/// The variable that, when set and not empty, replaces `log.level`.
+const RUST_LOG: &str = "RUST_LOG";
 
 /// The installed filter, to replace at a reload.
-static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
 
 /// Installs the global subscriber: to the journal when stderr is connected to it (falling
 /// back to stderr if the journal cannot be opened), else to stderr.
-pub fn install(filter: EnvFilter) -> anyhow::Result<()> {
+pub fn install(filter: Targets) -> anyhow::Result<()> {
     let (filter, handle) = reload::Layer::new(filter);
     let journal = connected_to_journal().then(JournalLog::new);
     match journal {
@@ -37,7 +41,7 @@ pub fn install(filter: EnvFilter) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stderr_subscriber(filter: reload::Layer<EnvFilter, Registry>) -> impl Subscriber + Send + Sync {
+fn stderr_subscriber(filter: reload::Layer<Targets, Registry>) -> impl Subscriber + Send + Sync {
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -47,7 +51,7 @@ fn stderr_subscriber(filter: reload::Layer<EnvFilter, Registry>) -> impl Subscri
 }
 
 /// Puts `filter` in force for every event from now on.
-pub fn replace_filter(filter: EnvFilter) -> anyhow::Result<()> {
+pub fn replace_filter(filter: Targets) -> anyhow::Result<()> {
     let handle = FILTER.get().context("no logger is installed")?;
     handle
         .reload(filter)
@@ -55,13 +59,13 @@ pub fn replace_filter(filter: EnvFilter) -> anyhow::Result<()> {
 }
 
 /// `RUST_LOG` when set and not empty, else the configured `log.level`.
-pub fn filter(configured_level: &str) -> anyhow::Result<EnvFilter> {
-    let (setting, directives) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+pub fn filter(configured_level: &str) -> anyhow::Result<Targets> {
+    let (setting, directives) = match std::env::var(RUST_LOG) {
         Ok(from_env) if !from_env.is_empty() => ("RUST_LOG", from_env),
         _ => ("log.level", configured_level.to_string()),
     };
     // The parse error's source repeats its message, so only its own text is kept.
-    EnvFilter::try_new(&directives).map_err(|error| {
+    directives.parse::<Targets>().map_err(|error| {
         anyhow::anyhow!("{setting} = {directives:?} is not a tracing filter: {error}")
     })
 }
@@ -121,7 +125,7 @@ mod tests {
 
     #[test]
     fn configured_level_is_used_unless_rust_log_is_set() {
-        if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+        if std::env::var_os(RUST_LOG).is_some() {
             return; // the developer's RUST_LOG wins, by design
         }
         assert!(filter("warn,cairn=debug").is_ok());

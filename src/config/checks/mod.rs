@@ -33,7 +33,11 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         config.sys_interval,
         keys::SYS_INTERVAL,
     );
-    if let Err(error) = tracing_subscriber::EnvFilter::builder().parse(&config.log.level) {
+    if let Err(error) = config
+        .log
+        .level
+        .parse::<tracing_subscriber::filter::Targets>()
+    {
         problems.push(Problem::BadValue {
             key: "log.level".to_string(),
             value: format!("{:?}", config.log.level),
