@@ -386,6 +386,23 @@ fn reloadable_config(dir: &Path, data: &Path, more: &str) -> String {
     )
 }
 
+/// Rewrites the configuration file (see [`reloadable_config`]), sends SIGHUP and waits for the
+/// log line that contains every one of `wanted`.
+async fn reload_with(
+    serving: &mut ServeProcess,
+    dir: &Path,
+    data: &Path,
+    more: &str,
+    wanted: &[&str],
+) {
+    reloadable_config(dir, data, more);
+    serving.signal("-HUP").await;
+    let what = format!("with {wanted:?}");
+    serving
+        .wait_for_log_line(&what, |line| wanted.iter().all(|part| line.contains(part)))
+        .await;
+}
+
 /// `cairn serve --config FILE`, once it accepts connections.
 async fn serve_config(file: &str) -> ServeProcess {
     ServeProcess::spawn(cairn(&["serve", "--config", file])).await
@@ -404,13 +421,14 @@ async fn sighup_reloads_the_log_level_and_keeps_clients() {
     let mut before = RawClient::connect(addr, ProtocolVersion::V5, "before-hup").await;
     before.subscribe(1, "cli/hup", QoS::AtLeastOnce).await;
 
-    reloadable_config(dir.path(), &data, "[log]\nlevel = \"debug\"");
-    serving.signal("-HUP").await;
-    serving
-        .wait_for_log_line("saying the configuration was reloaded", |line| {
-            line.contains("configuration reloaded") && line.contains("log.level")
-        })
-        .await;
+    reload_with(
+        &mut serving,
+        dir.path(),
+        &data,
+        "[log]\nlevel = \"debug\"",
+        &["configuration reloaded", "log.level"],
+    )
+    .await;
     assert!(
         !serving.log().contains("before-hup"),
         "no debug line before the reload: {}",
@@ -453,17 +471,14 @@ async fn sighup_with_a_broken_file_logs_each_problem_and_changes_nothing() {
     let addr = serving.addr;
     let _first = RawClient::connect(addr, ProtocolVersion::V5, "first").await;
 
-    reloadable_config(
+    reload_with(
+        &mut serving,
         dir.path(),
         &data,
         "[limits]\nmax_connections = 1\nmax_inflight = 0\nno_such_key = 1",
-    );
-    serving.signal("-HUP").await;
-    serving
-        .wait_for_log_line("saying the reload was refused", |line| {
-            line.contains("reload refused") && line.contains("stays in force")
-        })
-        .await;
+        &["reload refused", "stays in force"],
+    )
+    .await;
     let log = serving.log();
     for key in ["limits.max_inflight", "limits.no_such_key"] {
         assert!(
@@ -486,17 +501,14 @@ async fn sighup_names_the_keys_that_need_a_restart() {
     let file = reloadable_config(dir.path(), &data, "");
     let mut serving = serve_config(&file).await;
     let moved = dir.path().join("moved");
-    reloadable_config(
+    reload_with(
+        &mut serving,
         dir.path(),
         &moved,
         "[[listeners]]\nbind = \"127.0.0.1:0\"\n[limits]\nmax_inflight = 7",
-    );
-    serving.signal("-HUP").await;
-    serving
-        .wait_for_log_line("saying the configuration was reloaded", |line| {
-            line.contains("configuration reloaded") && line.contains("limits.max_inflight")
-        })
-        .await;
+        &["configuration reloaded", "limits.max_inflight"],
+    )
+    .await;
     let log = serving.log();
     for key in ["data_dir", "listeners"] {
         assert!(
