@@ -89,8 +89,7 @@ impl EjabberdCluster {
         };
         cluster.start_node(0).await;
         cluster.start_node(1).await;
-        let first = cluster.nodes[0].name.clone();
-        cluster.ctl(1, &["join_cluster", &first]).await;
+        cluster.join_node_2().await;
         // Joining restarts ejabberd's applications on node 2.
         cluster.wait_accepting(1).await;
         Some(cluster)
@@ -161,8 +160,40 @@ impl EjabberdCluster {
         );
     }
 
+    /// Joins node 2 to node 1. Node 2 may not reach node 1 yet (`{no_ping,..}`: node 1's
+    /// distribution is still coming up on a loaded machine, though its MQTT port answers),
+    /// so the join is tried again until it succeeds or [`STARTUP`] has passed. A refused join
+    /// changes nothing, so trying again is safe.
+    async fn join_node_2(&self) {
+        let first = self.nodes[0].name.clone();
+        let args = ["join_cluster", first.as_str()];
+        let joined = tokio::time::timeout(STARTUP, async {
+            loop {
+                match self.try_ctl(1, &args).await {
+                    Ok(()) => return,
+                    Err(failure) if failure.contains("no_ping") => tokio::time::sleep(POLL).await,
+                    Err(failure) => panic!("{failure}"),
+                }
+            }
+        })
+        .await;
+        assert!(
+            joined.is_ok(),
+            "node 2 could not reach node 1 to join it within {STARTUP:?}; node 1's log:\n{}",
+            self.nodes[0].log()
+        );
+    }
+
     /// Runs `ejabberdctl` for node `node` with `args`; fails the test unless it succeeds.
     async fn ctl(&self, node: usize, args: &[&str]) {
+        if let Err(failure) = self.try_ctl(node, args).await {
+            panic!("{failure}");
+        }
+    }
+
+    /// Runs `ejabberdctl` for node `node` with `args`; on failure, says how, with the node's
+    /// log.
+    async fn try_ctl(&self, node: usize, args: &[&str]) -> Result<(), String> {
         let dir = &self.nodes[node].dir;
         let mut command = Command::new(CTL);
         command
@@ -183,15 +214,17 @@ impl EjabberdCluster {
             .await
             .unwrap_or_else(|_| panic!("{CTL} {args:?} did not end within {STARTUP:?}"))
             .unwrap_or_else(|error| panic!("cannot run {CTL}: {error}"));
-        assert!(
-            output.status.success(),
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{CTL} {args:?} for node {} failed with {}: {}{}; its log:\n{}",
             node + 1,
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
             self.nodes[node].log()
-        );
+        ))
     }
 }
 
