@@ -3,6 +3,8 @@
 //! The library holds everything; the `cairn` binary is a thin CLI over [`server::Server`].
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod codec;

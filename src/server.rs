@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::access::{AccessError, Rules};
 use crate::bridge::running::{self, BridgeChanges, RunningBridges};
 use crate::bridge::{self, BridgeError};
 use crate::broker::connection;
@@ -49,6 +50,8 @@ pub enum ServerError {
     #[error("listener {addr} has kind \"tls\" but no [listeners.tls] settings")]
     MissingTls { addr: SocketAddr },
     #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
     Store(#[from] OpenError),
     #[error("could not restore the stored sessions: {0}")]
     Restore(#[from] StoreError),
@@ -67,6 +70,8 @@ pub struct Reloaded {
     pub need_restart: Vec<String>,
     /// Bridges added, removed, and restarted with new settings.
     pub bridges: BridgeChanges,
+    /// Connections closed because the password file no longer has their user.
+    pub logins_closed: usize,
 }
 
 /// Entry point for starting brokers.
@@ -108,8 +113,9 @@ impl Server {
             Ok(limit) => tracing::debug!(limit, "open file limit"),
             Err(error) => tracing::warn!(%error, "cannot raise the open file limit"),
         }
+        let rules = Rules::load(&config)?;
         let (store, recovered) = Store::open(&config.data_dir, options)?;
-        let broker = Broker::new(config.clone(), store);
+        let broker = Broker::new(config.clone(), store, rules);
         broker.restore(recovered).await?;
         let mut bound = Vec::with_capacity(config.listeners.len());
         for configured in &config.listeners {
@@ -138,12 +144,13 @@ impl Server {
         let mut addrs = Vec::with_capacity(bound.len());
         let mut tls_setups = Vec::with_capacity(bound.len());
         let mut tasks = Vec::with_capacity(bound.len() + 1);
-        for (socket, addr, tls) in bound {
+        for (index, (socket, addr, tls)) in bound.into_iter().enumerate() {
             tracing::info!(%addr, tls = tls.is_some(), "listening");
             addrs.push(addr);
             tls_setups.push(tls.clone());
             let listener = Listener {
                 socket,
+                index,
                 tls,
                 admission: admission.clone(),
                 server: Engine(broker.clone()),
@@ -227,6 +234,7 @@ impl ServerHandle {
             .map(tls_setup)
             .collect::<Result<Vec<_>, _>>()?;
         let bridges = running::prepare(&config)?;
+        let rules = Rules::load(&config)?;
         for (slot, setup) in self.tls.iter().zip(tls) {
             if let (Some(slot), Some(setup)) = (slot, setup) {
                 slot.replace(setup);
@@ -241,12 +249,39 @@ impl ServerHandle {
             );
         }
         self.broker.reconfigure(Arc::new(config));
+        let logins_closed = self.replace_rules(rules);
         let bridges = self.bridges.apply(&self.broker, bridges).await;
         Ok(Reloaded {
             applied,
             need_restart,
             bridges,
+            logins_closed,
         })
+    }
+
+    /// Puts the re-read password and ACL files in force and closes the connections whose
+    /// password login names a user the new password file does not have (v5: DISCONNECT 0x87).
+    /// Returns how many it closed.
+    fn replace_rules(&self, rules: Rules) -> usize {
+        let access = self.broker.access();
+        access.replace(rules);
+        let rules = access.rules();
+        let still_known = |user: &str| {
+            rules
+                .passwords
+                .as_ref()
+                .is_some_and(|passwords| passwords.contains(user))
+        };
+        let closed = self
+            .broker
+            .read(|state| state.close_removed_logins(still_known));
+        if closed > 0 {
+            tracing::info!(
+                closed,
+                "closed the connections of users the password file no longer has"
+            );
+        }
+        closed
     }
 
     /// Graceful shutdown: listeners stop first, then every connection closes (v5 clients get

@@ -67,12 +67,12 @@ async fn check_config_prints_the_defaults_as_toml() {
 }
 
 /// A listener section that checks every client's identity: TLS, client certificates signed
-/// by the test CA required, their Common Name as the username.
+/// by the test CA required, their Common Name as the user name (`auth = "certificate"`).
 fn identity_checking_listener(files: &TlsFiles) -> String {
     format!(
-        "[[listeners]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n[listeners.tls]\n\
-         cert = {:?}\nkey = {:?}\nclient_ca = {:?}\nclient_auth = \"required\"\n\
-         cn_as_username = true\n",
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\nauth = \"certificate\"\n\
+         [listeners.tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         client_auth = \"required\"\n",
         files.server_cert, files.server_key, files.ca
     )
 }
@@ -85,7 +85,7 @@ async fn check_config_applies_the_file() {
     let file = config_file(
         dir.path(),
         &format!(
-            "allow_anonymous = false\n[limits]\nmax_inflight = 7\n{}",
+            "[limits]\nmax_inflight = 7\n{}",
             identity_checking_listener(&files)
         ),
     );
@@ -93,7 +93,7 @@ async fn check_config_applies_the_file() {
     assert_exit(&output, 0, "check-config with a valid file");
     let printed = stdout(&output);
     assert!(printed.contains("max_inflight = 7"), "{printed}");
-    assert!(printed.contains("allow_anonymous = false"), "{printed}");
+    assert!(printed.contains("auth = \"certificate\""), "{printed}");
 }
 
 /// Unknown keys, out-of-range values and wrong types exit 2 with a message naming the key.
@@ -213,21 +213,19 @@ direction = "sideways"
     assert!(!message.contains("bridges[2]"), "{message}");
 }
 
-/// `allow_anonymous = false` while some listener lets a client in without a verified
-/// certificate: Cairn checks no passwords yet, so any username would do. `check-config` and
-/// `serve` refuse it (exit 2) naming the key and the listener, from the file, the environment
-/// or with `--listen` replacing an identity-checking listener; they never start silently open.
+/// `allow_anonymous` (replaced by each listener's `auth`) is refused by `check-config` and
+/// `serve` (exit 2) with what to write instead, from the file or the environment: a file
+/// that meant "no anonymous clients" never starts a broker that lets them in.
 #[tokio::test]
-async fn allow_anonymous_false_without_certificate_checks_is_refused() {
+async fn allow_anonymous_of_earlier_releases_is_refused_saying_what_to_write() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data_dir = dir.path().display().to_string();
-    let files = TlsFiles::generate();
-    let tcp_only = config_file(dir.path(), "allow_anonymous = false\n");
+    let old = config_file(dir.path(), "allow_anonymous = false\n");
     let refusals = [
-        ("check-config", vec!["check-config", "--config", &tcp_only]),
+        ("check-config", vec!["check-config", "--config", &old]),
         (
             "serve",
-            vec!["serve", "--config", &tcp_only, "--data-dir", &data_dir],
+            vec!["serve", "--config", &old, "--data-dir", &data_dir],
         ),
     ];
     for (what, args) in &refusals {
@@ -235,7 +233,10 @@ async fn allow_anonymous_false_without_certificate_checks_is_refused() {
         assert_exit(&output, EXIT_BAD_CONFIG, what);
         let message = stderr(&output);
         assert!(message.contains("`allow_anonymous`"), "{what}: {message}");
-        assert!(message.contains("listeners[0]"), "{what}: {message}");
+        assert!(
+            message.contains("auth = \"certificate\""),
+            "{what}: {message}"
+        );
     }
 
     let from_env = tokio::time::timeout(
@@ -257,34 +258,50 @@ async fn allow_anonymous_false_without_certificate_checks_is_refused() {
         "{}",
         stderr(&from_env)
     );
+}
 
-    let checked = config_file(
+/// A password or ACL file that is missing or unreadable stops `check-config` and `serve`
+/// with a message naming the key and the file; `auth = "password"` without a password file
+/// is refused naming the listener.
+#[tokio::test]
+async fn bad_password_and_acl_files_are_named() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data_dir = dir.path().display().to_string();
+    let missing = dir.path().join("absent-passwd");
+    let missing_passwords = config_file(dir.path(), &format!("password_file = {missing:?}\n"));
+    for args in [
+        vec!["check-config", "--config", &missing_passwords],
+        vec![
+            "serve",
+            "--config",
+            &missing_passwords,
+            "--data-dir",
+            &data_dir,
+        ],
+    ] {
+        let output = run(&args).await;
+        assert_ne!(output.status.code(), Some(0), "{args:?}");
+        let message = stderr(&output);
+        assert!(message.contains("password_file"), "{args:?}: {message}");
+        assert!(message.contains("absent-passwd"), "{args:?}: {message}");
+    }
+    let missing_acl = config_file(
         dir.path(),
-        &format!(
-            "allow_anonymous = false\n{}",
-            identity_checking_listener(&files)
-        ),
+        &format!("acl_file = {:?}\n", dir.path().join("absent-acl")),
     );
-    let replaced = run(&[
-        "serve",
-        "--config",
-        &checked,
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data_dir,
-    ])
-    .await;
-    assert_exit(
-        &replaced,
-        EXIT_BAD_CONFIG,
-        "serve --listen over an mTLS file",
+    let output = run(&["check-config", "--config", &missing_acl]).await;
+    assert_ne!(output.status.code(), Some(0));
+    assert!(stderr(&output).contains("acl_file"), "{}", stderr(&output));
+
+    let no_file = config_file(
+        dir.path(),
+        "[[listeners]]\nbind = \"127.0.0.1:0\"\nauth = \"password\"\n",
     );
-    assert!(
-        stderr(&replaced).contains("`allow_anonymous`"),
-        "{}",
-        stderr(&replaced)
-    );
+    let output = run(&["check-config", "--config", &no_file]).await;
+    assert_exit(&output, EXIT_BAD_CONFIG, "auth = password without a file");
+    let message = stderr(&output);
+    assert!(message.contains("`listeners[0].auth`"), "{message}");
+    assert!(message.contains("without password_file"), "{message}");
 }
 
 #[tokio::test]

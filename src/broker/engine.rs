@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::access::{AccessControl, Rules};
 use crate::codec::{QoS, ReasonCode};
 use crate::config::Config;
 use crate::model::Recovered;
@@ -45,6 +46,8 @@ pub struct Metrics {
     pub messages_sent: PerQos,
     /// Messages dropped because a session's queue was full.
     pub messages_dropped: AtomicU64,
+    /// PUBLISHes and deliveries the ACL forbade.
+    pub messages_denied: AtomicU64,
 }
 
 /// A counter per QoS level.
@@ -79,6 +82,8 @@ pub struct Broker {
     config: RwLock<Arc<Config>>,
     state: Mutex<State>,
     store: Store,
+    /// The password and ACL files in force, and what logins share.
+    access: AccessControl,
     metrics: Metrics,
     started: Instant,
     next_connection_id: AtomicU64,
@@ -87,8 +92,8 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// A broker with empty state for `config`.
-    pub fn new(config: Arc<Config>, store: Store) -> Arc<Broker> {
+    /// A broker with empty state for `config`, checking logins and topics under `rules`.
+    pub fn new(config: Arc<Config>, store: Store, rules: Rules) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(None);
         Arc::new(Broker {
             state: Mutex::new(State::new(
@@ -97,6 +102,7 @@ impl Broker {
             )),
             config: RwLock::new(config),
             store,
+            access: AccessControl::new(rules),
             metrics: Metrics::default(),
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),
@@ -128,6 +134,11 @@ impl Broker {
             .config
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+    }
+
+    /// Who may connect and what they may touch.
+    pub fn access(&self) -> &AccessControl {
+        &self.access
     }
 
     /// The counters.
@@ -251,7 +262,7 @@ impl Broker {
 pub(crate) fn test_broker(dir: &tempfile::TempDir) -> Arc<Broker> {
     let options = crate::store::redb::DurableOptions::default();
     let (store, _) = Store::open(dir.path(), options).expect("open a store");
-    Broker::new(Arc::new(Config::default()), store)
+    Broker::new(Arc::new(Config::default()), store, Rules::default())
 }
 
 #[cfg(test)]

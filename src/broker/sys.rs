@@ -78,6 +78,11 @@ pub struct Figures {
     pub messages_received: [u64; 3],
     pub messages_sent: [u64; 3],
     pub messages_dropped: u64,
+    /// PUBLISHes and deliveries the ACL forbade, logins refused and logins slowed down
+    /// after repeated failures, since start.
+    pub messages_denied: u64,
+    pub logins_refused: u64,
+    pub logins_slowed: u64,
     /// Sessions, and what their queues hold now.
     pub sessions: usize,
     pub queued: usize,
@@ -103,6 +108,9 @@ impl Figures {
             messages_received: metrics.messages_received.read(),
             messages_sent: metrics.messages_sent.read(),
             messages_dropped: metrics.messages_dropped.load(Ordering::Relaxed),
+            messages_denied: metrics.messages_denied.load(Ordering::Relaxed),
+            logins_refused: broker.access().logins_refused.load(Ordering::Relaxed),
+            logins_slowed: broker.access().logins_slowed.load(Ordering::Relaxed),
             sessions: counts.sessions,
             queued: counts.queued,
             queued_bytes: counts.queued_bytes,
@@ -151,6 +159,18 @@ fn status(broker: &Broker, last: &mut StoreSample) -> Vec<(&'static str, String)
         (
             "$SYS/broker/messages/dropped",
             figures.messages_dropped.to_string(),
+        ),
+        (
+            "$SYS/broker/messages/denied",
+            figures.messages_denied.to_string(),
+        ),
+        (
+            "$SYS/broker/clients/logins_refused",
+            figures.logins_refused.to_string(),
+        ),
+        (
+            "$SYS/broker/clients/logins_slowed",
+            figures.logins_slowed.to_string(),
         ),
         ("$SYS/broker/sessions/count", figures.sessions.to_string()),
         ("$SYS/broker/messages/queued", figures.queued.to_string()),

@@ -1,10 +1,12 @@
 //! `cairn check-config`: the effective configuration (defaults, file and environment
-//! combined) printed as TOML, or every problem in it.
+//! combined) printed as TOML, or every problem in it; the password and ACL files it names
+//! are read too, as `serve` would.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use cairn::access::Rules;
 use cairn::config::Overrides;
 
 use super::setup::{effective_config, report_problems};
@@ -20,6 +22,10 @@ pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Writ
             return Outcome::BadConfig;
         }
     };
+    if let Err(error) = Rules::load(&config) {
+        let _ = writeln!(err, "cairn: {error}");
+        return Outcome::BadConfig;
+    }
     let printed = toml::to_string(&config)
         .context("cannot print the configuration as TOML")
         .and_then(|text| {

@@ -55,6 +55,16 @@ pub enum Problem {
         /// The keys allowed at that level.
         allowed: Vec<String>,
     },
+    /// A key of an earlier release that Cairn no longer reads.
+    #[error("`{key}`{} is no longer read: {instead}", in_origin(.origin))]
+    ReplacedKey {
+        /// Full key path, e.g. `allow_anonymous`.
+        key: String,
+        /// The file or environment variable it came from.
+        origin: Option<String>,
+        /// What to write instead.
+        instead: &'static str,
+    },
     /// A known key whose value is of the wrong type, out of range or in conflict.
     #[error("`{key}`{}: got {value}, expected {expected}", in_origin(.origin))]
     BadValue {
@@ -73,7 +83,9 @@ impl Problem {
     /// The full key path the problem is about.
     pub fn key(&self) -> &str {
         match self {
-            Problem::UnknownKey { key, .. } | Problem::BadValue { key, .. } => key,
+            Problem::UnknownKey { key, .. }
+            | Problem::ReplacedKey { key, .. }
+            | Problem::BadValue { key, .. } => key,
         }
     }
 

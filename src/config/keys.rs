@@ -155,10 +155,10 @@ const fn table(name: &'static str, expected: &'static str, children: Children) -
 pub const CONFIG_KEYS: &[KeySpec] = &[
     leaf("data_dir", "a non-empty directory path"),
     leaf(
-        "allow_anonymous",
-        "true or false; false only when every listener has kind = \"tls\", client_ca, \
-         client_auth = \"required\" and cn_as_username = true (passwords are not checked yet)",
+        "password_file",
+        "the path of a password file in Mosquitto's format (mosquitto_passwd, cairn passwd)",
     ),
+    leaf("acl_file", "the path of an ACL file in Mosquitto's format"),
     table(
         "listeners",
         "one or more [[listeners]] tables",
@@ -204,6 +204,12 @@ const LISTENER_KEYS: &[KeySpec] = &[
         "a tls table (cert, key) on a listener with kind = \"tls\", and none on others",
         Children::Table(TLS_KEYS),
     ),
+    leaf(
+        "auth",
+        "\"anonymous\", \"password\" (needs password_file), \"certificate\" (needs a tls \
+         table with client_ca and client_auth = \"required\") or \"password_or_certificate\" \
+         (needs password_file and a tls table with client_ca)",
+    ),
 ];
 
 const TLS_KEYS: &[KeySpec] = &[
@@ -215,10 +221,46 @@ const TLS_KEYS: &[KeySpec] = &[
         "\"required\" or \"optional\"; \"optional\" only together with client_ca",
     ),
     leaf(
-        "cn_as_username",
-        "true or false; true only together with client_ca",
+        "identity",
+        "\"cn\" (the certificate's Common Name) or \"san\" (its first DNS, e-mail or URI \
+         Subject Alternative Name); only together with client_ca",
     ),
 ];
+
+/// Keys of earlier releases that Cairn no longer reads, by their path without list indices,
+/// with what to write instead.
+const REPLACED_KEYS: &[(&str, &str)] = &[
+    (
+        "allow_anonymous",
+        "each listener's `auth` says who may connect: remove allow_anonymous (true was \
+         auth = \"anonymous\", the default without password_file); for false, write \
+         auth = \"certificate\" (or \"password\" with password_file) on each [[listeners]]",
+    ),
+    (
+        "listeners.tls.cn_as_username",
+        "write auth = \"certificate\" on the listener: the certificate's Common Name is then \
+         the user name (identity = \"san\" in its tls table takes a Subject Alternative Name)",
+    ),
+];
+
+/// What to write instead of `key` (a full path such as `listeners[0].tls.cn_as_username`) if
+/// it is a key of an earlier release.
+pub fn replaced_by(key: &str) -> Option<&'static str> {
+    let mut path = String::with_capacity(key.len());
+    let mut in_index = false;
+    for character in key.chars() {
+        match character {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            _ if !in_index => path.push(character),
+            _ => {}
+        }
+    }
+    REPLACED_KEYS
+        .iter()
+        .find(|(old, _)| *old == path)
+        .map(|(_, instead)| *instead)
+}
 
 const LIMITS_KEYS: &[KeySpec] = &[
     integer("max_connections", MAX_CONNECTIONS, ""),

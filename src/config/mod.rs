@@ -37,9 +37,9 @@ pub use bridge::{AddressError, BridgeAddress, QueueBounds};
 pub use error::{ConfigError, Problem};
 pub use load::Overrides;
 pub use types::{
-    BridgeConfig, BridgeProtocol, BridgeQueue, BridgeTls, BridgeTopic, ClientAuth, Config,
-    Direction, Limits, ListenerConfig, ListenerKind, LogConfig, MetricsConfig, QueueFullPolicy,
-    StoreConfig, TlsConfig,
+    AuthMode, BridgeConfig, BridgeProtocol, BridgeQueue, BridgeTls, BridgeTopic,
+    CertificateIdentity, ClientAuth, Config, Direction, Limits, ListenerConfig, ListenerKind,
+    LogConfig, MetricsConfig, QueueFullPolicy, StoreConfig, TlsConfig,
 };
 
 /// Environment variables that override the configuration start with this.
@@ -63,10 +63,20 @@ impl Config {
         load::load_layers(file, load::cairn_environment(None), overrides)
     }
 
+    /// How the clients of `listener` prove who they are: its `auth`, else passwords when a
+    /// password file is set, else none.
+    pub fn listener_auth(&self, listener: &ListenerConfig) -> AuthMode {
+        listener.auth.unwrap_or(if self.password_file.is_some() {
+            AuthMode::Password
+        } else {
+            AuthMode::Anonymous
+        })
+    }
+
     /// Checks values serde cannot: ranges, at least one listener, a `tls` table exactly on
-    /// TLS listeners, `client_auth`/`cn_as_username` only with `client_ca`, bind addresses
-    /// used once, `allow_anonymous = false` only where certificates are checked, a parsable
-    /// log filter, every bridge's settings and topic rules. Reports every problem found.
+    /// TLS listeners, `client_auth`/`identity` only with `client_ca`, bind addresses used
+    /// once, each listener's `auth` possible with its settings, a parsable log filter, every
+    /// bridge's settings and topic rules. Reports every problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let problems = checks::problems(self);
         if problems.is_empty() {

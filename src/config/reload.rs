@@ -5,9 +5,11 @@
 //! A restart is needed for `data_dir` and `store.*` (the open database), `sys_interval`,
 //! `metrics` (its bound socket), and
 //! each listener's `bind` and `kind`, and the number of listeners (bound sockets). Everything
-//! else applies at once: `log.level`, `allow_anonymous` and `limits.*` (for connections made
-//! from then on; a connection keeps the limits its CONNACK announced), a TLS listener's files
-//! and options (for handshakes from then on), and `bridges`.
+//! else applies at once: `log.level`, `limits.*` (for connections made from then on; a
+//! connection keeps the limits its CONNACK announced), each listener's `auth` (for connections
+//! made from then on), `password_file` and `acl_file` (the files themselves are read again on
+//! every reload, changed or not, by the server), a TLS listener's files and options (for
+//! handshakes from then on), and `bridges`.
 
 use toml::Value;
 
@@ -119,6 +121,7 @@ mod tests {
             bind: bind.parse::<SocketAddr>().expect("an address"),
             kind: ListenerKind::Tcp,
             tls: None,
+            auth: None,
         }
     }
 
@@ -132,22 +135,26 @@ mod tests {
     }
 
     #[test]
-    fn limits_log_level_and_anonymous_access_apply_now() {
+    fn limits_log_level_access_files_and_listener_auth_apply_now() {
         let running = Config::default();
         let mut new = running.clone();
         new.limits.max_connections = 7;
         new.limits.max_queued_messages = 9;
         new.log.level = "debug".into();
-        new.allow_anonymous = !running.allow_anonymous;
+        new.password_file = Some("/etc/cairn/passwd".into());
+        new.acl_file = Some("/etc/cairn/acl".into());
+        new.listeners[0].auth = Some(crate::config::AuthMode::Password);
         let plan = plan(&running, new.clone());
         assert_eq!(plan.config, new);
         assert_eq!(
             plan.applied,
             [
-                "allow_anonymous",
+                "acl_file",
                 "limits.max_connections",
                 "limits.max_queued_messages",
-                "log.level"
+                "listeners[0].auth",
+                "log.level",
+                "password_file"
             ]
         );
         assert!(plan.need_restart.is_empty());
@@ -199,13 +206,14 @@ mod tests {
             key: "/k.pem".into(),
             client_ca: None,
             client_auth: Default::default(),
-            cn_as_username: false,
+            identity: Default::default(),
         };
         let running = Config {
             listeners: vec![ListenerConfig {
                 bind: "127.0.0.1:8883".parse().expect("an address"),
                 kind: ListenerKind::Tls,
                 tls: Some(tls("/old.pem")),
+                auth: None,
             }],
             ..Config::default()
         };

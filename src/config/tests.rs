@@ -70,22 +70,14 @@ fn file_overrides_defaults_and_keeps_the_rest() {
     assert_eq!(config.listeners, Config::default().listeners);
 }
 
-/// A TLS listener that checks every client's certificate, so `allow_anonymous = false`
-/// is allowed.
-const IDENTITY_CHECKING_LISTENER: &str = "[[listeners]]\nbind = \"127.0.0.1:8883\"\n\
-    kind = \"tls\"\n[listeners.tls]\ncert = \"c\"\nkey = \"k\"\nclient_ca = \"ca\"\n\
-    cn_as_username = true\n";
-
 #[test]
 fn environment_overrides_the_file() {
     let config = load_from(
-        Some(&format!(
-            "data_dir = \"/from/file\"\n[limits]\nmax_inflight = 10\n{IDENTITY_CHECKING_LISTENER}"
-        )),
+        Some("data_dir = \"/from/file\"\n[limits]\nmax_inflight = 10\n"),
         &[
             ("CAIRN_LIMITS__MAX_INFLIGHT", "64"),
             ("CAIRN_DATA_DIR", "/var/lib/cairn"),
-            ("CAIRN_ALLOW_ANONYMOUS", "false"),
+            ("CAIRN_PASSWORD_FILE", "/etc/cairn/passwd"),
             ("CAIRN_LOG__LEVEL", "cairn=debug"),
             ("OTHER_VARIABLE", "ignored"),
         ],
@@ -94,7 +86,10 @@ fn environment_overrides_the_file() {
     .expect("valid layers");
     assert_eq!(config.limits.max_inflight, 64);
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/cairn"));
-    assert!(!config.allow_anonymous);
+    assert_eq!(
+        config.password_file,
+        Some(PathBuf::from("/etc/cairn/passwd"))
+    );
     assert_eq!(config.log.level, "cairn=debug");
 }
 
@@ -217,14 +212,14 @@ fn bad_value_from_environment_names_the_variable() {
 /// including values past a listener whose required `bind` or TLS `cert` is bad.
 #[test]
 fn every_value_of_a_wrong_type_is_reported_in_a_stable_order() {
-    let toml = "sys_interval = \"often\"\nallow_anonymous = \"nope\"\n\
+    let toml = "sys_interval = \"often\"\nacl_file = [7]\n\
                 [[listeners]]\nbind = 1883\nkind = \"udp\"\n\
                 [[listeners]]\nbind = \"127.0.0.1:1884\"\nkind = \"tls\"\n\
                 [listeners.tls]\ncert = [1]\nkey = [2]\nclient_auth = \"maybe\"\n\
                 [limits]\nmax_inflight = \"lots\"\nqueue_full_policy = \"keep_all\"\n\
                 [store]\nfsync = \"sure\"\n";
     let expected = [
-        "allow_anonymous",
+        "acl_file",
         "listeners[0].bind",
         "listeners[0].kind",
         "listeners[1].tls.cert",
@@ -413,6 +408,7 @@ fn tls_listener(tls: Option<TlsConfig>) -> ListenerConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], 8883)),
         kind: ListenerKind::Tls,
         tls,
+        auth: None,
     }
 }
 
@@ -422,7 +418,7 @@ fn tls_files() -> TlsConfig {
         key: PathBuf::from("key.pem"),
         client_ca: None,
         client_auth: ClientAuth::Required,
-        cn_as_username: false,
+        identity: CertificateIdentity::Cn,
     }
 }
 
@@ -454,64 +450,121 @@ fn tcp_listener_refuses_a_tls_table() {
 }
 
 #[test]
-fn client_auth_and_cn_as_username_need_client_ca() {
+fn client_auth_and_identity_need_client_ca() {
     let mut tls = tls_files();
     tls.client_auth = ClientAuth::Optional;
-    tls.cn_as_username = true;
+    tls.identity = CertificateIdentity::San;
     let problems = validate_listeners(vec![tls_listener(Some(tls.clone()))]);
     assert_eq!(
         keys_of(&problems),
-        [
-            "listeners[0].tls.client_auth",
-            "listeners[0].tls.cn_as_username"
-        ]
+        ["listeners[0].tls.client_auth", "listeners[0].tls.identity"]
     );
     tls.client_ca = Some(PathBuf::from("ca.pem"));
     assert!(validate_listeners(vec![tls_listener(Some(tls))]).is_empty());
 }
 
-/// A listener that checks every client's identity: TLS, client certificates required and
-/// their Common Name as the username.
-fn identity_checking_listener() -> ListenerConfig {
+fn validation_problems(config: Config) -> Vec<Problem> {
+    config
+        .validate()
+        .err()
+        .map(|error| error.problems().to_vec())
+        .unwrap_or_default()
+}
+
+/// A TLS listener that verifies client certificates against `client_ca`, required.
+fn certificate_checking_listener() -> ListenerConfig {
     let mut tls = tls_files();
     tls.client_ca = Some(PathBuf::from("ca.pem"));
-    tls.cn_as_username = true;
     tls_listener(Some(tls))
 }
 
 #[test]
-fn allow_anonymous_false_needs_every_listener_to_check_certificates() {
-    let refused = |listeners: Vec<ListenerConfig>| {
-        let config = Config {
-            allow_anonymous: false,
-            listeners,
-            ..Config::default()
-        };
-        config
-            .validate()
-            .err()
-            .map(|error| error.problems().to_vec())
-            .unwrap_or_default()
+fn password_auth_needs_a_password_file_and_is_its_default() {
+    let mut listener = Config::default().listeners[0].clone();
+    listener.auth = Some(AuthMode::Password);
+    let without_file = Config {
+        listeners: vec![listener.clone()],
+        ..Config::default()
     };
-    let problems = refused(Config::default().listeners);
-    assert_eq!(keys_of(&problems), ["allow_anonymous"]);
-    let message = problems[0].to_string();
-    assert!(message.contains("got false"), "{message}");
-    assert!(message.contains("listeners[0]"), "{message}");
-    assert!(refused(vec![identity_checking_listener()]).is_empty());
+    let problems = validation_problems(without_file.clone());
+    assert_eq!(keys_of(&problems), ["listeners[0].auth"]);
+    assert!(problems[0].to_string().contains("without password_file"));
 
-    let mut optional = identity_checking_listener();
-    let mut without_cn = identity_checking_listener();
-    if let (Some(optional), Some(without_cn)) = (&mut optional.tls, &mut without_cn.tls) {
-        optional.client_auth = ClientAuth::Optional;
-        without_cn.cn_as_username = false;
+    let with_file = Config {
+        password_file: Some(PathBuf::from("/etc/cairn/passwd")),
+        ..without_file
+    };
+    assert!(validation_problems(with_file.clone()).is_empty());
+    let default_listener = &Config::default().listeners[0];
+    assert_eq!(
+        with_file.listener_auth(default_listener),
+        AuthMode::Password
+    );
+    assert_eq!(
+        Config::default().listener_auth(default_listener),
+        AuthMode::Anonymous
+    );
+    listener.auth = Some(AuthMode::PasswordOrCertificate);
+    let problems = validation_problems(Config {
+        listeners: vec![listener],
+        ..Config::default()
+    });
+    assert_eq!(
+        keys_of(&problems),
+        ["listeners[0].auth", "listeners[0].auth"]
+    );
+}
+
+#[test]
+fn certificate_auth_needs_a_listener_that_verifies_client_certificates() {
+    let with_auth = |mut listener: ListenerConfig, auth| {
+        listener.auth = Some(auth);
+        validation_problems(Config {
+            listeners: vec![listener],
+            ..Config::default()
+        })
+    };
+    let plain = Config::default().listeners[0].clone();
+    let problems = with_auth(plain, AuthMode::Certificate);
+    assert_eq!(keys_of(&problems), ["listeners[0].auth"]);
+    assert!(problems[0].to_string().contains("without tls.client_ca"));
+    let tls_only = tls_listener(Some(tls_files()));
+    assert_eq!(
+        keys_of(&with_auth(tls_only, AuthMode::Certificate)),
+        ["listeners[0].auth"]
+    );
+    assert!(with_auth(certificate_checking_listener(), AuthMode::Certificate).is_empty());
+
+    let mut optional = certificate_checking_listener();
+    if let Some(tls) = &mut optional.tls {
+        tls.client_auth = ClientAuth::Optional;
     }
-    for mut listener in [optional, without_cn, Config::default().listeners[0].clone()] {
-        listener.bind.set_port(8884);
-        let problems = refused(vec![identity_checking_listener(), listener]);
-        assert_eq!(keys_of(&problems), ["allow_anonymous"]);
-        assert!(problems[0].to_string().contains("listeners[1]"));
-    }
+    let problems = with_auth(optional.clone(), AuthMode::Certificate);
+    assert!(problems[0].to_string().contains("optional"), "{problems:?}");
+    let password_file = Some(PathBuf::from("/etc/cairn/passwd"));
+    optional.auth = Some(AuthMode::PasswordOrCertificate);
+    assert!(validation_problems(Config {
+        listeners: vec![optional],
+        password_file,
+        ..Config::default()
+    })
+    .is_empty());
+}
+
+#[test]
+fn keys_of_earlier_releases_say_what_to_write_instead() {
+    let toml = "allow_anonymous = false\n[[listeners]]\nbind = \"127.0.0.1:8883\"\n\
+                kind = \"tls\"\n[listeners.tls]\ncert = \"c\"\nkey = \"k\"\n\
+                client_ca = \"ca\"\ncn_as_username = true\n";
+    let error = load_toml(toml).expect_err("replaced keys");
+    assert_eq!(
+        keys_of(error.problems()),
+        ["allow_anonymous", "listeners[0].tls.cn_as_username"]
+    );
+    let message = error.to_string();
+    assert!(message.contains("`allow_anonymous` (from "), "{message}");
+    assert!(message.contains("is no longer read"), "{message}");
+    assert!(message.contains("auth = \"certificate\""), "{message}");
 }
 
 #[test]
@@ -520,6 +573,7 @@ fn duplicate_bind_addresses_are_refused_except_port_zero() {
         bind: SocketAddr::from(([127, 0, 0, 1], port)),
         kind: ListenerKind::Tcp,
         tls: None,
+        auth: None,
     };
     let problems = validate_listeners(vec![tcp(1883), tcp(1884), tcp(1883)]);
     assert_eq!(keys_of(&problems), ["listeners[2].bind"]);
@@ -611,8 +665,12 @@ fn every_key_set() -> Config {
     tls.client_ca = Some(PathBuf::from("ca.pem"));
     let mut bridge = load_bridge(ISSUE_BRIDGE_EXAMPLE);
     bridge.state_topic = Some("gw-7/bridge/state".to_string());
+    let mut listener = tls_listener(Some(tls));
+    listener.auth = Some(AuthMode::PasswordOrCertificate);
     Config {
-        listeners: vec![tls_listener(Some(tls))],
+        password_file: Some(PathBuf::from("/etc/cairn/passwd")),
+        acl_file: Some(PathBuf::from("/etc/cairn/acl")),
+        listeners: vec![listener],
         bridges: vec![bridge],
         metrics: Some(MetricsConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 9883)),

@@ -9,7 +9,9 @@ use ::config::{Map, Value, ValueKind};
 use serde::de::DeserializeOwned;
 
 use super::error::Problem;
-use super::keys::{expected_for, join_key, split_index, table_position, Children, KeySpec};
+use super::keys::{
+    expected_for, join_key, replaced_by, split_index, table_position, Children, KeySpec,
+};
 use super::types::{BridgeConfig, Config};
 use super::{ENV_LEVEL_SEPARATOR, ENV_PREFIX};
 
@@ -36,6 +38,14 @@ pub fn remove_unknown_keys(
         let origin = table
             .remove(&name)
             .and_then(|value| value.origin().map(String::from));
+        if let Some(instead) = replaced_by(&key) {
+            problems.push(Problem::ReplacedKey {
+                origin: describe_origin(&key, origin.as_deref(), file),
+                key,
+                instead,
+            });
+            continue;
+        }
         problems.push(Problem::UnknownKey {
             origin: describe_origin(&key, origin.as_deref(), file),
             key,

@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Where the broker keeps its data (the redb database).
     pub data_dir: PathBuf,
-    /// Accept clients that send no username (real authentication comes later).
-    pub allow_anonymous: bool,
+    /// Users and their password hashes, in Mosquitto's format (`mosquitto_passwd`,
+    /// `cairn passwd`); `None`: no passwords. Re-read on reload.
+    pub password_file: Option<PathBuf>,
+    /// Who may publish and subscribe to what, in Mosquitto's ACL format; `None`: everyone may
+    /// do everything. Re-read on reload.
+    pub acl_file: Option<PathBuf>,
     /// Listeners: any number of TCP and TLS sockets.
     pub listeners: Vec<ListenerConfig>,
     /// Resource limits.
@@ -50,6 +54,41 @@ pub struct ListenerConfig {
     /// TLS settings; required when `kind = "tls"`, refused otherwise.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How its clients prove who they are; `None`: [`AuthMode::Password`] when a password
+    /// file is set, else [`AuthMode::Anonymous`] (see [`Config::listener_auth`]).
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+}
+
+/// How the clients of a listener prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Anyone may connect. A client that sends a user name is checked against the password
+    /// file when there is one (as Mosquitto does with `allow_anonymous true`).
+    Anonymous,
+    /// A user name and its password from the password file.
+    Password,
+    /// A client certificate verified against `client_ca`; its identity (the Common Name, or
+    /// a Subject Alternative Name) is the user name.
+    Certificate,
+    /// A verified client certificate when the client presents one, else a password.
+    PasswordOrCertificate,
+}
+
+impl AuthMode {
+    /// Whether a password file must be configured for this mode.
+    pub fn needs_passwords(self) -> bool {
+        matches!(self, AuthMode::Password | AuthMode::PasswordOrCertificate)
+    }
+
+    /// Whether this mode identifies clients by their certificates.
+    pub fn uses_certificates(self) -> bool {
+        matches!(
+            self,
+            AuthMode::Certificate | AuthMode::PasswordOrCertificate
+        )
+    }
 }
 
 /// The transport of a listener.
@@ -77,9 +116,21 @@ pub struct TlsConfig {
     /// With `client_ca`: whether a client certificate is required or optional.
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// Use the client certificate's Common Name as the MQTT username.
+    /// Which name of a verified client certificate is the client's identity (its user name)
+    /// on listeners with `auth = "certificate"` or `"password_or_certificate"`.
     #[serde(default)]
-    pub cn_as_username: bool,
+    pub identity: CertificateIdentity,
+}
+
+/// Which name of a client certificate identifies the client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateIdentity {
+    /// The subject's Common Name.
+    #[default]
+    Cn,
+    /// The first Subject Alternative Name that is a DNS name, an e-mail address or a URI.
+    San,
 }
 
 /// Whether clients of a mTLS listener must present a certificate.
@@ -178,11 +229,13 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: PathBuf::from("./cairn-data"),
-            allow_anonymous: true,
+            password_file: None,
+            acl_file: None,
             listeners: vec![ListenerConfig {
                 bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
                 kind: ListenerKind::Tcp,
                 tls: None,
+                auth: None,
             }],
             limits: Limits::default(),
             sys_interval: 10,

@@ -52,6 +52,24 @@ pub fn render(figures: &Figures, bridges: &[BridgeFigures]) -> String {
         figures.messages_dropped,
     );
     out.single(
+        "cairn_messages_denied_total",
+        Kind::Counter,
+        "PUBLISHes and deliveries the ACL forbade.",
+        figures.messages_denied,
+    );
+    out.single(
+        "cairn_logins_refused_total",
+        Kind::Counter,
+        "CONNECTs refused for their credentials (bad password, no certificate, no user name).",
+        figures.logins_refused,
+    );
+    out.single(
+        "cairn_logins_slowed_total",
+        Kind::Counter,
+        "Logins made to wait because their address failed repeatedly.",
+        figures.logins_slowed,
+    );
+    out.single(
         "cairn_sessions",
         Kind::Gauge,
         "Sessions held, online and offline, bridges' included.",

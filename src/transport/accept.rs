@@ -22,19 +22,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
-    /// Where the client's username comes from.
-    pub username: UsernameSource,
-}
-
-/// Where a client's username comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UsernameSource {
-    /// The User Name of its CONNECT, unverified.
-    Connect,
-    /// Its certificate (the listener has `cn_as_username`): the Common Name, verified by the
-    /// TLS handshake; `None` for a certificate without one, and the CONNECT's User Name is
-    /// then ignored, so a client cannot name itself on such a listener.
-    Certificate(Option<String>),
+    /// The position of the listener it came through among the configured listeners (their
+    /// `auth` says how it must log in).
+    pub listener: usize,
+    /// The identity of the client certificate the TLS handshake verified (see
+    /// [`tls::peer_identity`]); `None` without one, or on a listener that verifies none.
+    pub certificate: Option<String>,
 }
 
 /// A connection as the transport hands it to the engine, boxed: whatever a connection's future
@@ -70,6 +63,8 @@ pub trait Serve: Clone + Send + Sync + 'static {
 pub struct Listener<H> {
     /// Bound by [`super::listener::bind`].
     pub socket: TcpListener,
+    /// Its position among the configured listeners.
+    pub index: usize,
     /// `None` for plain TCP.
     pub tls: Option<ReloadableTls>,
     /// Shared by every listener: places for connections awaiting CONNECT.
@@ -101,7 +96,8 @@ impl<H: Serve> Listener<H> {
                                 stream,
                                 peer: Peer {
                                     addr,
-                                    username: UsernameSource::Connect,
+                                    listener: self.index,
+                                    certificate: None,
                                 },
                                 handshake,
                             };
@@ -112,6 +108,7 @@ impl<H: Serve> Listener<H> {
                             let accepted = Accepted {
                                 stream,
                                 addr,
+                                listener: self.index,
                                 tls: tls.current(),
                                 handshake,
                             };
@@ -147,6 +144,7 @@ async fn serve_plain<H: Serve>(
 struct Accepted {
     stream: TcpStream,
     addr: SocketAddr,
+    listener: usize,
     tls: TlsListener,
     handshake: Handshake,
 }
@@ -165,6 +163,7 @@ async fn serve_tls<H: Serve>(_open: mpsc::Sender<()>, server: H, accepted: Box<A
     let Accepted {
         stream,
         addr,
+        listener,
         tls,
         handshake,
     } = accepted.unbox();
@@ -180,14 +179,16 @@ async fn serve_tls<H: Serve>(_open: mpsc::Sender<()>, server: H, accepted: Box<A
             return;
         }
     };
-    let username = if tls.cn_as_username {
-        UsernameSource::Certificate(tls::peer_common_name(stream.get_ref().1))
-    } else {
-        UsernameSource::Connect
-    };
+    let certificate = tls
+        .identity
+        .and_then(|identity| tls::peer_identity(stream.get_ref().1, identity));
     let arrival = Arrival {
         stream,
-        peer: Peer { addr, username },
+        peer: Peer {
+            addr,
+            listener,
+            certificate,
+        },
         handshake,
     };
     server.serve(Box::new(arrival)).await;
@@ -229,7 +230,8 @@ mod tests {
             stream,
             peer: Peer {
                 addr: peer,
-                username: UsernameSource::Connect,
+                listener: 0,
+                certificate: None,
             },
             handshake,
         };

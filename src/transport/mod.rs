@@ -12,7 +12,7 @@ pub mod framed;
 pub mod listener;
 pub mod tls;
 
-pub use accept::{Arrival, Listener, Peer, Serve, UsernameSource};
+pub use accept::{Arrival, Listener, Peer, Serve};
 pub use admission::{Admission, Handshake};
 pub use framed::{Framed, ReadError};
 pub use tls::{ReloadableTls, TlsError, TlsListener};

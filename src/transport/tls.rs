@@ -19,8 +19,9 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{InconsistentKeys, RootCertStore, ServerConfig, ServerConnection};
 use tokio_rustls::TlsAcceptor;
+use x509_parser::extensions::GeneralName;
 
-use crate::config::{ClientAuth, TlsConfig};
+use crate::config::{CertificateIdentity, ClientAuth, TlsConfig};
 
 /// The TLS versions Cairn speaks, as a server and as a client.
 pub(super) const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
@@ -119,8 +120,9 @@ pub enum TlsError {
 #[derive(Clone)]
 pub struct TlsListener {
     pub acceptor: TlsAcceptor,
-    /// Whether the client certificate's Common Name becomes the MQTT username.
-    pub cn_as_username: bool,
+    /// Which name of a verified client certificate identifies the client; `None` when the
+    /// listener verifies no client certificates (no `client_ca`).
+    pub identity: Option<CertificateIdentity>,
 }
 
 impl TlsListener {
@@ -128,7 +130,7 @@ impl TlsListener {
     pub fn new(tls: &TlsConfig) -> Result<TlsListener, TlsError> {
         Ok(TlsListener {
             acceptor: acceptor(tls)?,
-            cn_as_username: tls.cn_as_username,
+            identity: tls.client_ca.as_ref().map(|_| tls.identity),
         })
     }
 }
@@ -191,12 +193,31 @@ pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The Common Name of the client certificate's subject, if a certificate was presented.
-pub fn peer_common_name(conn: &ServerConnection) -> Option<String> {
+/// The identity of the client certificate the handshake verified, if the client presented
+/// one: its subject's Common Name, or its first Subject Alternative Name that is a DNS name,
+/// an e-mail address or a URI. `None` when the certificate has no such name.
+pub fn peer_identity(conn: &ServerConnection, identity: CertificateIdentity) -> Option<String> {
     let leaf = conn.peer_certificates()?.first()?;
     let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
-    let common_name = certificate.subject().iter_common_name().next()?;
-    common_name.as_str().ok().map(String::from)
+    match identity {
+        CertificateIdentity::Cn => {
+            let common_name = certificate.subject().iter_common_name().next()?;
+            common_name.as_str().ok().map(String::from)
+        }
+        CertificateIdentity::San => {
+            let names = certificate.subject_alternative_name().ok()??;
+            names
+                .value
+                .general_names
+                .iter()
+                .find_map(|name| match name {
+                    GeneralName::DNSName(name)
+                    | GeneralName::RFC822Name(name)
+                    | GeneralName::URI(name) => Some(name.to_string()),
+                    _ => None,
+                })
+        }
+    }
 }
 
 fn read_file(path: &Path, file: TlsFile) -> Result<Vec<u8>, TlsError> {
@@ -358,7 +379,7 @@ mod tests {
                 key: self.path("server.key"),
                 client_ca: client_ca.then(|| self.path("ca.pem")),
                 client_auth,
-                cn_as_username: false,
+                identity: Default::default(),
             }
         }
 
@@ -406,7 +427,10 @@ mod tests {
             let (tcp, _) = listener.accept().await?;
             let mut stream = acceptor.accept(tcp).await?;
             let (_, connection) = stream.get_ref();
-            let seen = (peer_common_name(connection), connection.protocol_version());
+            let seen = (
+                peer_identity(connection, CertificateIdentity::Cn),
+                connection.protocol_version(),
+            );
             stream.write_all(b"hi").await?;
             stream.shutdown().await?;
             Ok(seen)

@@ -4,7 +4,7 @@
 //! client ids, persistent sessions, checked subscribes and publishes, how a connection ends),
 //! `binary` (the real `cairn` binary run to its end), `serve` (a running `cairn serve`),
 //! `programs` (outside programs: found on PATH or skipped, run with a deadline), `proxy` (a
-//! TCP proxy that injects faults), `upstream` (Mosquitto and ejabberd as a bridge's upstream)
+//! TCP proxy that injects faults), `passwords` (password files), `upstream` (Mosquitto and ejabberd as a bridge's upstream)
 //! and `prng` (a seeded PRNG). A helper two test binaries need belongs here, not in a copy in
 //! each.
 #![allow(dead_code)] // each test binary uses a different part of this module
@@ -12,6 +12,7 @@
 pub mod binary;
 pub mod clients;
 pub mod ordered;
+pub mod passwords;
 pub mod prng;
 pub mod programs;
 pub mod proxy;
@@ -118,6 +119,7 @@ pub fn test_config() -> Config {
             bind: "127.0.0.1:0".parse().expect("valid address"),
             kind: ListenerKind::Tcp,
             tls: None,
+            auth: None,
         }],
         sys_interval: 0,
         ..Config::default()

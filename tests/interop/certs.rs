@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use cairn::config::{ClientAuth, ListenerConfig, ListenerKind, TlsConfig};
+use cairn::config::{
+    AuthMode, CertificateIdentity, ClientAuth, ListenerConfig, ListenerKind, TlsConfig,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -14,6 +16,8 @@ use tempfile::TempDir;
 
 /// The Common Name of the client certificate.
 pub const CLIENT_CN: &str = "sensor-42";
+/// The client certificate's one Subject Alternative Name (a DNS name).
+pub const CLIENT_SAN: &str = "sensor-42.gateway.lan";
 
 /// PEM files of one test's certificates; deleted when dropped.
 pub struct TlsFiles {
@@ -26,6 +30,8 @@ pub struct TlsFiles {
     /// A client certificate signed by the CA, without a Common Name.
     pub nameless_cert: PathBuf,
     pub nameless_key: PathBuf,
+    /// An empty password file, for listeners that ask for passwords no client has.
+    pub no_passwords: PathBuf,
 }
 
 impl TlsFiles {
@@ -71,7 +77,7 @@ impl TlsFiles {
             ExtendedKeyUsagePurpose::ServerAuth,
         );
         let (client_cert, client_key) = leaf(
-            Vec::new(),
+            vec![CLIENT_SAN.to_string()],
             Some(CLIENT_CN),
             ExtendedKeyUsagePurpose::ClientAuth,
         );
@@ -91,6 +97,7 @@ impl TlsFiles {
             client_key: write("client.key", &client_key),
             nameless_cert: write("nameless.pem", &nameless_cert),
             nameless_key: write("nameless.key", &nameless_key),
+            no_passwords: write("passwd", ""),
             _dir: dir,
         }
     }
@@ -100,7 +107,7 @@ impl TlsFiles {
     pub fn listener(
         &self,
         client_auth: Option<ClientAuth>,
-        cn_as_username: bool,
+        auth: Option<AuthMode>,
     ) -> ListenerConfig {
         ListenerConfig {
             bind: "127.0.0.1:0".parse().expect("valid address"),
@@ -110,8 +117,9 @@ impl TlsFiles {
                 key: self.server_key.clone(),
                 client_ca: client_auth.map(|_| self.ca.clone()),
                 client_auth: client_auth.unwrap_or_default(),
-                cn_as_username,
+                identity: CertificateIdentity::Cn,
             }),
+            auth,
         }
     }
 }

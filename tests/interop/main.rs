@@ -8,6 +8,7 @@ mod common;
 
 mod certs;
 mod mosquitto;
+mod mosquitto_auth;
 mod mosquitto_tcp;
 mod mosquitto_tls;
 mod rumqttc_v311;

@@ -1,11 +1,12 @@
 //! Mosquitto's command-line clients against TLS listeners, MQTT 3.1.1 and 5.0, with
 //! certificates made by rcgen: server-only TLS, mTLS with required and optional client
-//! certificates, `cn_as_username`, and plain MQTT sent to a TLS port.
+//! certificates, certificates as identities (`auth = "certificate"` and
+//! `"password_or_certificate"`), and plain MQTT sent to a TLS port.
 
 use std::net::SocketAddr;
 
 use cairn::codec::{ProtocolVersion, QoS};
-use cairn::config::ClientAuth;
+use cairn::config::{AuthMode, ClientAuth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -20,8 +21,8 @@ const VERSIONS: [ProtocolVersion; 2] = [ProtocolVersion::V311, ProtocolVersion::
 struct Setup {
     /// Client certificates checked against the test CA (`None`: not asked for).
     client_auth: Option<ClientAuth>,
-    cn_as_username: bool,
-    allow_anonymous: bool,
+    /// The listener's `auth` (`None`: the default, anonymous without a password file).
+    auth: Option<AuthMode>,
 }
 
 /// Whether a Mosquitto client presents the test client certificate.
@@ -34,8 +35,10 @@ enum ClientCert {
 /// A broker whose only listener is TLS with the test certificates.
 async fn tls_broker(files: &TlsFiles, setup: Setup) -> TestBroker {
     start_broker_with(|config| {
-        config.listeners = vec![files.listener(setup.client_auth, setup.cn_as_username)];
-        config.allow_anonymous = setup.allow_anonymous;
+        config.listeners = vec![files.listener(setup.client_auth, setup.auth)];
+        if setup.auth.is_some_and(AuthMode::needs_passwords) {
+            config.password_file = Some(files.no_passwords.clone());
+        }
     })
     .await
 }
@@ -133,8 +136,7 @@ async fn mosquitto_over_tls_with_server_certificate() {
         &files,
         Setup {
             client_auth: None,
-            cn_as_username: false,
-            allow_anonymous: true,
+            auth: None,
         },
     )
     .await;
@@ -156,8 +158,7 @@ async fn mosquitto_mtls_required_refuses_client_without_certificate() {
         &files,
         Setup {
             client_auth: Some(ClientAuth::Required),
-            cn_as_username: false,
-            allow_anonymous: true,
+            auth: None,
         },
     )
     .await;
@@ -190,11 +191,11 @@ async fn mosquitto_mtls_required_refuses_client_without_certificate() {
     broker.shutdown().await;
 }
 
-/// `cn_as_username`: with anonymous clients refused, a client whose certificate's Common Name
-/// stands in for the username is accepted without `-u`.
+/// `auth = "certificate"`: a client whose verified certificate names it is accepted without
+/// `-u` (its Common Name is its user name).
 #[tokio::test]
-async fn mosquitto_cn_as_username_authenticates_certificate_holder() {
-    if !mosquitto::available("mosquitto_cn_as_username_authenticates_certificate_holder") {
+async fn mosquitto_certificate_auth_lets_the_certificate_holder_in() {
+    if !mosquitto::available("mosquitto_certificate_auth_lets_the_certificate_holder_in") {
         return;
     }
     let files = TlsFiles::generate();
@@ -202,8 +203,7 @@ async fn mosquitto_cn_as_username_authenticates_certificate_holder() {
         &files,
         Setup {
             client_auth: Some(ClientAuth::Required),
-            cn_as_username: true,
-            allow_anonymous: false,
+            auth: Some(AuthMode::Certificate),
         },
     )
     .await;
@@ -213,11 +213,11 @@ async fn mosquitto_cn_as_username_authenticates_certificate_holder() {
     broker.shutdown().await;
 }
 
-/// Without `cn_as_username` a certificate is no username: with anonymous clients refused,
-/// CONNACK says not authorized.
+/// On a listener with `auth = "password"` a certificate is no password: a client with a
+/// verified certificate but no user name is refused as not authorized.
 #[tokio::test]
-async fn mosquitto_certificate_without_cn_as_username_is_anonymous() {
-    if !mosquitto::available("mosquitto_certificate_without_cn_as_username_is_anonymous") {
+async fn mosquitto_a_certificate_is_no_password() {
+    if !mosquitto::available("mosquitto_a_certificate_is_no_password") {
         return;
     }
     let files = TlsFiles::generate();
@@ -225,8 +225,7 @@ async fn mosquitto_certificate_without_cn_as_username_is_anonymous() {
         &files,
         Setup {
             client_auth: Some(ClientAuth::Required),
-            cn_as_username: false,
-            allow_anonymous: false,
+            auth: Some(AuthMode::Password),
         },
     )
     .await;
@@ -244,8 +243,9 @@ async fn mosquitto_certificate_without_cn_as_username_is_anonymous() {
     broker.shutdown().await;
 }
 
-/// Optional client certificates with `cn_as_username`: without a certificate the TLS session
-/// is set up but the anonymous CONNECT is refused; with one the client is accepted.
+/// Optional client certificates with `auth = "password_or_certificate"`: without a
+/// certificate (or a password) the TLS session is set up but the CONNECT is refused; with a
+/// certificate the client is accepted.
 #[tokio::test]
 async fn mosquitto_optional_client_certificate() {
     if !mosquitto::available("mosquitto_optional_client_certificate") {
@@ -256,8 +256,7 @@ async fn mosquitto_optional_client_certificate() {
         &files,
         Setup {
             client_auth: Some(ClientAuth::Optional),
-            cn_as_username: true,
-            allow_anonymous: false,
+            auth: Some(AuthMode::PasswordOrCertificate),
         },
     )
     .await;
@@ -285,8 +284,7 @@ async fn plain_mqtt_on_tls_listener_is_closed() {
         &files,
         Setup {
             client_auth: None,
-            cn_as_username: false,
-            allow_anonymous: true,
+            auth: None,
         },
     )
     .await;

@@ -23,7 +23,7 @@ const CLOSED_WITHIN: Duration = Duration::from_secs(8);
 async fn a_silent_socket_on_a_tls_listener_is_closed_after_the_connect_timeout() {
     let files = TlsFiles::generate();
     let broker = start_broker_with(|config| {
-        config.listeners = vec![files.listener(None, false)];
+        config.listeners = vec![files.listener(None, None)];
         config.limits.connect_timeout = 1;
     })
     .await;
@@ -59,7 +59,7 @@ async fn a_reload_puts_a_renewed_certificate_in_force() {
         std::fs::copy(&files.server_key, &key).expect("copy the key");
     };
     install(&old);
-    let mut listener = old.listener(None, false);
+    let mut listener = old.listener(None, None);
     if let Some(tls) = listener.tls.as_mut() {
         (tls.cert, tls.key) = (cert.clone(), key.clone());
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cairn::codec::{Connect, Packet, ProtocolVersion, ReasonCode};
-use cairn::config::ClientAuth;
+use cairn::config::{AuthMode, ClientAuth};
 use cairn::transport::client::{
     self, ByteStream, ClientIdentity, ConnectError, TlsClient, TlsClientSettings,
 };
@@ -75,7 +75,7 @@ async fn plain_tcp_client_gets_connack() {
 async fn tls_client_connects_by_name_and_by_address() {
     let files = TlsFiles::generate();
     let broker =
-        start_broker_with(|config| config.listeners = vec![files.listener(None, false)]).await;
+        start_broker_with(|config| config.listeners = vec![files.listener(None, None)]).await;
     for server_name in ["localhost", "127.0.0.1"] {
         let tls = TlsClient::new(&settings(&files, server_name)).expect("TLS client");
         let stream = client::connect(&broker.addr.to_string(), Some(&tls), WAIT)
@@ -90,14 +90,14 @@ async fn tls_client_connects_by_name_and_by_address() {
     broker.shutdown().await;
 }
 
-// With client certificates required, anonymous clients refused and the Common Name taken as
-// the username, a CONNECT without username succeeds only with the certificate presented.
+// With client certificates required and `auth = "certificate"` (the Common Name is the user
+// name), a CONNECT without user name succeeds only with the certificate presented.
 #[tokio::test]
 async fn tls_client_presents_its_certificate() {
     let files = TlsFiles::generate();
     let broker = start_broker_with(|config| {
-        config.listeners = vec![files.listener(Some(ClientAuth::Required), true)];
-        config.allow_anonymous = false;
+        config.listeners =
+            vec![files.listener(Some(ClientAuth::Required), Some(AuthMode::Certificate))];
     })
     .await;
     let addr = broker.addr.to_string();
@@ -124,15 +124,14 @@ async fn tls_client_presents_its_certificate() {
     broker.shutdown().await;
 }
 
-// With the username taken from certificates, a client whose (valid) certificate has no
-// Common Name cannot name itself in CONNECT: it has no username, and anonymous clients are
-// refused (v5 CONNACK 0x87 Not authorized).
+// With `auth = "certificate"`, a client whose (valid) certificate has no Common Name cannot
+// name itself in CONNECT: it has no identity and is refused (v5 CONNACK 0x87 Not authorized).
 #[tokio::test]
 async fn a_certificate_without_common_name_gives_no_username() {
     let files = TlsFiles::generate();
     let broker = start_broker_with(|config| {
-        config.listeners = vec![files.listener(Some(ClientAuth::Required), true)];
-        config.allow_anonymous = false;
+        config.listeners =
+            vec![files.listener(Some(ClientAuth::Required), Some(AuthMode::Certificate))];
     })
     .await;
     let mut nameless = settings(&files, "localhost");
@@ -157,7 +156,7 @@ async fn a_certificate_without_common_name_gives_no_username() {
 async fn tls_client_refuses_a_certificate_for_another_name() {
     let files = TlsFiles::generate();
     let broker =
-        start_broker_with(|config| config.listeners = vec![files.listener(None, false)]).await;
+        start_broker_with(|config| config.listeners = vec![files.listener(None, None)]).await;
     let tls = TlsClient::new(&settings(&files, "broker.example")).expect("TLS client");
     let result = client::connect(&broker.addr.to_string(), Some(&tls), WAIT).await;
     assert!(

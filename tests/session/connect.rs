@@ -8,6 +8,7 @@ use crate::common::clients::{
     assert_broker_serves, client_id, connect_ok, expect_server_close, expect_silent_close,
     subscribe_ok, will, with_expiry, with_will, BOTH,
 };
+use crate::common::passwords::write_password_file;
 use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
 use crate::support::{
     disconnect, encoded, expect_connect_refused, resume_connect, CONNECT_FLAGS, CONNECT_LEVEL,
@@ -199,22 +200,39 @@ async fn v5_empty_client_id_gets_an_assigned_identifier() {
     );
 }
 
-// [MQTT-3.1.4-2] With allow_anonymous = false a CONNECT without a user name is refused:
-// 3.1.1 return code 0x05, v5 0x87 Not authorized, Session Present 0, then the close
-// [MQTT-3.2.2-4] [MQTT-3.2.2-5] (3.1.1) [MQTT-3.2.2-6] [MQTT-3.2.2-7] (5.0). With a user name it
-// is accepted.
+// [MQTT-3.1.4-2] On a listener that asks for passwords (the default once a password file is
+// set) a CONNECT without a user name is refused: 3.1.1 return code 0x05, v5 0x87 Not
+// authorized; an unknown user, a wrong or a missing password get 0x04 / 0x86 Bad user name or
+// password; each with Session Present 0, then the close [MQTT-3.2.2-4] [MQTT-3.2.2-5] (3.1.1)
+// [MQTT-3.2.2-6] [MQTT-3.2.2-7] (5.0). The right password is accepted, on a second try from
+// the same client identifier too.
 #[tokio::test]
-async fn anonymous_clients_refused_when_not_allowed() {
-    let broker = start_broker_with(|config| config.allow_anonymous = false).await;
+async fn a_password_listener_lets_in_only_the_right_password() {
+    let files = tempfile::tempdir().expect("a directory for the password file");
+    let passwords = write_password_file(files.path(), "passwd", &[("sensor", "s3cret")]);
+    let broker = start_broker_with(|config| config.password_file = Some(passwords)).await;
     for version in BOTH {
-        let id = client_id("anonymous", version);
-        let anonymous = connect_packet(version, &id);
-        expect_connect_refused(broker.addr, anonymous, ReasonCode::NotAuthorized).await;
-
-        let mut named = connect_packet(version, &id);
-        named.username = Some("sensor".to_string());
-        let (mut client, _) = connect_ok(broker.addr, named).await;
+        let id = client_id("password", version);
+        let login = |username: Option<&str>, password: Option<&str>| {
+            let mut connect = connect_packet(version, &id);
+            connect.username = username.map(String::from);
+            connect.password = password.map(|password| password.as_bytes().to_vec().into());
+            connect
+        };
+        expect_connect_refused(broker.addr, login(None, None), ReasonCode::NotAuthorized).await;
+        for (username, password) in [
+            (Some("sensor"), Some("wrong")),
+            (Some("sensor"), None),
+            (Some("stranger"), Some("s3cret")),
+        ] {
+            let refused = login(username, password);
+            expect_connect_refused(broker.addr, refused, ReasonCode::BadUserNameOrPassword).await;
+        }
+        let (mut client, _) = connect_ok(broker.addr, login(Some("sensor"), Some("s3cret"))).await;
         client.expect_nothing_pending().await;
+        drop(client);
+        let (mut again, _) = connect_ok(broker.addr, login(Some("sensor"), Some("s3cret"))).await;
+        again.expect_nothing_pending().await;
     }
 }
 

@@ -15,13 +15,15 @@ use crate::codec::{
 };
 
 use super::{Client, TopicAliases};
+use crate::access::login::{Granted, Login};
+use crate::auth::acl::{Access, Who};
 use crate::broker::acks::AckQueue;
 use crate::broker::aliases::OutboundAliases;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link, BRIDGE_SESSION_PREFIX};
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 use crate::config::{Config, Limits};
-use crate::transport::{Framed, Peer, ReadError, UsernameSource};
+use crate::transport::{Framed, Peer, ReadError};
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
 /// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else gets
@@ -51,7 +53,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
     config: Arc<Config>,
     framed: &mut Framed<S>,
-    connect: Connect,
+    mut connect: Connect,
     peer: &Peer,
 ) -> Option<Client> {
     framed.version = connect.protocol;
@@ -61,22 +63,29 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         reason: ReasonCode::Success,
         properties: Properties::default(),
     };
-    if let Err((reason, why)) = check(broker, &config, &connect, peer) {
-        tracing::info!(peer = %peer.addr, client_id = %connect.client_id, ?reason, "refusing CONNECT: {why}");
-        if version == ProtocolVersion::V311 && reason == ReasonCode::TopicNameInvalid {
-            // [MQTT-3.1.4-1] A non-conforming CONNECT is closed without CONNACK; 3.1.1 has
-            // no return code for a bad Will Topic.
+    let checked = match check(broker, &config, &connect) {
+        Ok(()) => log_in(broker, &config, &mut connect, peer).await,
+        Err(refusal) => Err(refusal),
+    };
+    let granted = match checked {
+        Ok(granted) => granted,
+        Err((reason, why)) => {
+            tracing::info!(peer = %peer.addr, client_id = %connect.client_id, ?reason, "refusing CONNECT: {why}");
+            if version == ProtocolVersion::V311 && reason == ReasonCode::TopicNameInvalid {
+                // [MQTT-3.1.4-1] A non-conforming CONNECT is closed without CONNACK; 3.1.1
+                // has no return code for a bad Will Topic.
+                return None;
+            }
+            connack.reason = reason;
+            if version == ProtocolVersion::V5
+                && connect.properties.request_problem_information != Some(0)
+            {
+                connack.properties.reason_string = Some(why);
+            }
+            let _ = framed.queue(&Packet::ConnAck(connack));
             return None;
         }
-        connack.reason = reason;
-        if version == ProtocolVersion::V5
-            && connect.properties.request_problem_information != Some(0)
-        {
-            connack.properties.reason_string = Some(why);
-        }
-        let _ = framed.queue(&Packet::ConnAck(connack));
-        return None;
-    }
+    };
     let limits = &config.limits;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         let assigned = assign_client_id();
@@ -101,7 +110,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         announce_limits(&mut connack.properties, limits);
     }
 
-    let signal = Arc::new(ConnectionSignal::default());
+    let login = granted.username.clone().filter(|_| granted.by_password);
+    let signal = Arc::new(ConnectionSignal::with_login(login));
     let connection_id = broker.next_connection_id();
     let link = Link {
         connection_id,
@@ -130,12 +140,13 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     if framed.queue(&Packet::ConnAck(connack)).is_err() {
         return None;
     }
-    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = attached.session_present, "client connected");
+    tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = attached.session_present, username = ?granted.username, "client connected");
 
     let client = Client {
         broker: broker.clone(),
         config,
         client_id,
+        username: granted.username,
         connection_id,
         version,
         signal,
@@ -162,12 +173,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// The checks that can refuse a CONNECT, with the reason code for CONNACK.
-fn check(
-    broker: &Broker,
-    config: &Config,
-    connect: &Connect,
-    peer: &Peer,
-) -> Result<(), (ReasonCode, String)> {
+fn check(broker: &Broker, config: &Config, connect: &Connect) -> Result<(), (ReasonCode, String)> {
     if connect.properties.authentication_method.is_some() {
         return Err((
             ReasonCode::BadAuthenticationMethod,
@@ -193,16 +199,6 @@ fn check(
             ),
         ));
     }
-    let username = match &peer.username {
-        UsernameSource::Connect => connect.username.as_ref(),
-        UsernameSource::Certificate(common_name) => common_name.as_ref(),
-    };
-    if username.is_none() && !config.allow_anonymous {
-        return Err((
-            ReasonCode::NotAuthorized,
-            "anonymous clients are not allowed".into(),
-        ));
-    }
     if let Some(will) = &connect.will {
         let limits = TopicLimits {
             max_length: config.limits.max_topic_length,
@@ -221,6 +217,46 @@ fn check(
         ));
     }
     Ok(())
+}
+
+/// Checks the client's credentials under its listener's `auth` (see
+/// [`crate::access::login`]); a refused login gets 0x86 / 0x87 (return codes 4 / 5 in
+/// 3.1.1). A Will the ACL forbids its client to publish is dropped here: Cairn never sends
+/// it. The password is taken out of `connect` and dropped once checked.
+async fn log_in(
+    broker: &Broker,
+    config: &Config,
+    connect: &mut Connect,
+    peer: &Peer,
+) -> Result<Granted, (ReasonCode, String)> {
+    // Listeners are only added or removed by a restart, so the position names the same
+    // listener in every configuration this broker runs with.
+    let Some(listener) = config.listeners.get(peer.listener) else {
+        return Err((ReasonCode::NotAuthorized, "no such listener".into()));
+    };
+    let login = Login {
+        mode: config.listener_auth(listener),
+        addr: peer.addr.ip(),
+        certificate: peer.certificate.clone(),
+        username: connect.username.clone(),
+        password: connect.password.take(),
+    };
+    let access = broker.access();
+    let granted = access
+        .log_in(login)
+        .await
+        .map_err(|refusal| (refusal.reason_code(), refusal.why().to_string()))?;
+    if let Some(will) = &connect.will {
+        let who = Who {
+            username: granted.username.as_deref(),
+            client_id: &connect.client_id,
+        };
+        if !access.allows(who, &will.topic, Access::Write) {
+            tracing::info!(peer = %peer.addr, client_id = %connect.client_id, topic = %will.topic, "the ACL forbids this Will topic; the Will is dropped");
+            connect.will = None;
+        }
+    }
+    Ok(granted)
 }
 
 /// A fresh client identifier for a client that sent an empty one [MQTT-3.1.3-6].

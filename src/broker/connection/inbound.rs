@@ -2,6 +2,7 @@
 //! PUBLISHes, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT, and every packet a client must not
 //! send. Acks of durable changes go to the [`crate::broker::acks::AckQueue`], never straight out.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use crate::codec::{
 };
 
 use super::{Client, Exit};
+use crate::auth::acl::Access;
 use crate::broker::state::{Changes, Gone, InboundPublish, Published, State};
 use crate::broker::topic::{parse_shared, validate_topic_filter, validate_topic_name, TopicLimits};
 use crate::model::OutboundState;
@@ -24,6 +26,9 @@ enum Fate {
     Repeat,
     /// It is for a `$SYS` topic, which clients may not publish to: refused, not routed.
     System,
+    /// The ACL forbids its client to publish to its topic: refused (v5; a 3.1.1 client cannot
+    /// be told and is acknowledged as usual), not routed, counted.
+    Denied,
     /// Routed.
     Routed(Published),
 }
@@ -143,17 +148,19 @@ impl Client {
         let qos = publish.qos;
         broker.metrics().messages_received.add(qos, 1);
         let packet_id = publish.packet_id.unwrap_or(0);
+        let allowed = self.may(&topic, Access::Write);
         let inbound = InboundPublish {
             publish,
             topic,
             refusal_ends_flow: self.version == ProtocolVersion::V5,
             received: Instant::now(),
         };
-        let (fate, commit) = broker.change(|state, changes| self.take(state, inbound, changes));
+        let (fate, commit) =
+            broker.change(|state, changes| self.take(state, inbound, allowed, changes));
         let reason = match fate? {
             // [MQTT-4.3.3-10] A resent QoS 2 PUBLISH is acknowledged, not routed again.
             Fate::Repeat => ReasonCode::Success,
-            Fate::System => ReasonCode::NotAuthorized,
+            Fate::System | Fate::Denied => ReasonCode::NotAuthorized,
             // A v5 publisher hears when every queue refused its message (refuse_newest
             // policy); a 3.1.1 publisher cannot, and the loss is counted and logged only.
             Fate::Routed(published)
@@ -172,11 +179,13 @@ impl Client {
     }
 
     /// Under the state lock: checks a PUBLISH against the session's flows and the Receive
-    /// Maximum, and routes it unless it repeats a QoS 2 message or is for `$SYS`.
+    /// Maximum, and routes it unless it repeats a QoS 2 message, is for `$SYS`, or is not
+    /// `allowed` by the ACL.
     fn take(
         &self,
         state: &mut State,
         inbound: InboundPublish,
+        allowed: bool,
         changes: &mut Changes,
     ) -> Result<Fate, Exit> {
         let qos = inbound.publish.qos;
@@ -196,6 +205,14 @@ impl Client {
         if inbound.topic.starts_with("$SYS") {
             tracing::debug!(client_id = %self.client_id, topic = %inbound.topic, "client PUBLISH to $SYS ignored");
             return Ok(Fate::System);
+        }
+        if !allowed {
+            self.broker
+                .metrics()
+                .messages_denied
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client_id = %self.client_id, username = ?self.username, topic = %inbound.topic, "the ACL forbids this PUBLISH; dropped");
+            return Ok(Fate::Denied);
         }
         let published = state
             .publish(&self.client_id, inbound, changes)
@@ -299,7 +316,11 @@ impl Client {
             match validate_topic_filter(&filter, limits) {
                 Err(error) => {
                     tracing::debug!(client_id = %self.client_id, %filter, "subscription refused: {error}");
-                    valid.push(None);
+                    valid.push(Err(self.filter_refusal()));
+                }
+                Ok(()) if !self.may_subscribe(&filter) => {
+                    tracing::info!(client_id = %self.client_id, username = ?self.username, %filter, "the ACL forbids this subscription");
+                    valid.push(Err(self.denied_filter()));
                 }
                 Ok(()) if parse_shared(&filter).is_some() && options.no_local => {
                     return Err(violation(
@@ -307,16 +328,19 @@ impl Client {
                         "No Local on a shared subscription [MQTT-3.8.3-4]",
                     ));
                 }
-                Ok(()) => valid.push(Some((Arc::<str>::from(filter), options))),
+                Ok(()) => valid.push(Ok((Arc::<str>::from(filter), options))),
             }
         }
         let ((reasons, retained), commit) = self.broker.change(|state, changes| {
             let mut reasons = Vec::with_capacity(valid.len());
             let mut retained = Vec::new();
             for filter in valid {
-                let Some((filter, options)) = filter else {
-                    reasons.push(self.filter_refusal());
-                    continue;
+                let (filter, options) = match filter {
+                    Ok(subscription) => subscription,
+                    Err(refusal) => {
+                        reasons.push(refusal);
+                        continue;
+                    }
                 };
                 retained.extend(state.subscribe_to(
                     &self.client_id,
@@ -344,6 +368,22 @@ impl Client {
             ProtocolVersion::V5 => ReasonCode::TopicFilterInvalid,
             ProtocolVersion::V311 => ReasonCode::UnspecifiedError,
         }
+    }
+
+    /// The SUBACK code for a filter the ACL forbids: 0x87 in v5, 0x80 in 3.1.1.
+    fn denied_filter(&self) -> ReasonCode {
+        match self.version {
+            ProtocolVersion::V5 => ReasonCode::NotAuthorized,
+            ProtocolVersion::V311 => ReasonCode::UnspecifiedError,
+        }
+    }
+
+    /// Whether the ACL lets this client subscribe to `filter` (a shared subscription's topic
+    /// filter is what is checked). Each message is still checked when delivered.
+    fn may_subscribe(&self, filter: &str) -> bool {
+        let access = self.broker.access();
+        let filter = parse_shared(filter).map_or(filter, |(_, filter)| filter);
+        access.rules().may_subscribe(self.who(), filter)
     }
 
     /// UNSUBSCRIBE: remove each subscription, UNSUBACK after the commit [MQTT-3.10.4-4].

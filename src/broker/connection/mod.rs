@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
+use crate::auth::acl::{Access, Who};
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::config::Config;
 use crate::store::{Loaded, StoreError};
@@ -38,6 +39,9 @@ enum Exit {
     Violation(ReasonCode, String),
     /// Another connection took the session over; DISCONNECT 0x8E was sent.
     TakenOver,
+    /// A reload removed the user its password login named; DISCONNECT 0x87 was sent. Its
+    /// Will is dropped with its rights.
+    Revoked,
     /// The broker is shutting down; DISCONNECT 0x8B was sent.
     Shutdown,
 }
@@ -50,6 +54,9 @@ struct Client {
     /// CONNACK hold for its whole life, whatever a reload changes meanwhile.
     config: Arc<Config>,
     client_id: Arc<str>,
+    /// Its user name for the ACL: from its certificate or its checked password, or as it
+    /// said on an anonymous listener without a password file; `None` for an anonymous client.
+    username: Option<Arc<str>>,
     connection_id: u64,
     version: ProtocolVersion,
     signal: Arc<ConnectionSignal>,
@@ -73,6 +80,22 @@ struct Client {
     acks: AckQueue,
     /// Spilled queue entries being read back from the store (boxed: rarely there).
     load: Option<Box<PendingLoad>>,
+}
+
+impl Client {
+    /// This client as the ACL sees it.
+    fn who(&self) -> Who<'_> {
+        Who {
+            username: self.username.as_deref(),
+            client_id: &self.client_id,
+        }
+    }
+
+    /// Whether the ACL in force lets this client publish to (`Write`) or receive a message
+    /// on (`Read`) `topic`.
+    fn may(&self, topic: &str, access: Access) -> bool {
+        self.broker.access().allows(self.who(), topic, access)
+    }
 }
 
 /// The Topic Aliases of one connection (v5).
@@ -194,8 +217,10 @@ impl Client {
                 biased;
                 _ = shutdown.changed() => return Exit::Shutdown,
                 _ = self.signal.notify.notified() => {
-                    if self.signal.close_reason().is_some() {
-                        return Exit::TakenOver;
+                    match self.signal.close_reason() {
+                        Some(ReasonCode::NotAuthorized) => return Exit::Revoked,
+                        Some(_) => return Exit::TakenOver,
+                        None => {}
                     }
                 }
                 _ = self.acks.front_committed() => {}
@@ -261,6 +286,7 @@ impl Client {
         let goodbye = match &exit {
             Exit::Violation(reason, _) => Some(*reason),
             Exit::TakenOver => Some(ReasonCode::SessionTakenOver),
+            Exit::Revoked => Some(ReasonCode::NotAuthorized),
             Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
             Exit::Disconnected { .. } | Exit::Lost(_) => None,
         };
@@ -290,6 +316,7 @@ impl Client {
         let keep_will = match exit {
             Exit::Disconnected { keep_will } => Some(keep_will),
             Exit::Lost(_) | Exit::Violation(..) => Some(true),
+            Exit::Revoked => Some(false),
             // The new connection already settled the Will; at shutdown the session stays as it
             // is for the next start.
             Exit::TakenOver | Exit::Shutdown => None,

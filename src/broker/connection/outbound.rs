@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::auth::acl::Access;
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, TakeLimits};
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
@@ -165,15 +166,24 @@ impl Client {
         })
     }
 
-    /// The PUBLISH of `delivery` under `packet_id`, or why it is not sent: its Message Expiry
-    /// Interval has passed [MQTT-3.3.2-5], or it is larger than the client's Maximum Packet
-    /// Size, which makes it discarded as if sent [MQTT-3.1.2-24].
+    /// The PUBLISH of `delivery` under `packet_id`, or why it is not sent: the ACL in force
+    /// does not let this client read its topic (a subscription wider than what it may read
+    /// gets only what it may), its Message Expiry Interval has passed [MQTT-3.3.2-5], or it
+    /// is larger than the client's Maximum Packet Size, which makes it discarded as if sent
+    /// [MQTT-3.1.2-24].
     fn prepare(
         &mut self,
         delivery: &Delivery,
         packet_id: Option<u16>,
         now: Instant,
     ) -> Result<Packet, &'static str> {
+        if !self.may(&delivery.message.topic, Access::Read) {
+            self.broker
+                .metrics()
+                .messages_denied
+                .fetch_add(1, Ordering::Relaxed);
+            return Err("the ACL forbids this client to read its topic");
+        }
         let Some(mut publish) = self.publish_for(delivery, now, false) else {
             return Err("expired");
         };

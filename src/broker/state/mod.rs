@@ -32,9 +32,20 @@ pub struct ConnectionSignal {
     pub notify: Notify,
     /// Set when the connection must close, with the reason for its DISCONNECT.
     close: Mutex<Option<ReasonCode>>,
+    /// The user name the password file vouched for at CONNECT, if it did: a reload that
+    /// removes the user closes the connection ([`State::close_removed_logins`]).
+    login: Option<Arc<str>>,
 }
 
 impl ConnectionSignal {
+    /// The signal of a connection whose user name the password file vouched for (`login`).
+    pub fn with_login(login: Option<Arc<str>>) -> ConnectionSignal {
+        ConnectionSignal {
+            login,
+            ..ConnectionSignal::default()
+        }
+    }
+
     /// Asks the connection to close with `reason` (e.g. 0x8E Session taken over).
     pub fn close(&self, reason: ReasonCode) {
         if let Ok(mut slot) = self.close.lock() {
@@ -209,6 +220,22 @@ impl State {
     pub fn set_queue_limits(&mut self, queue_limits: QueueLimits, budget_limit: u64) {
         self.queue_limits = queue_limits;
         self.budget.set_limit(budget_limit);
+    }
+
+    /// Asks every connection whose password login names a user that `still_known` no
+    /// longer knows to close with 0x87 Not authorized (a reload removed the user). Returns
+    /// how many were asked.
+    pub fn close_removed_logins(&self, still_known: impl Fn(&str) -> bool) -> usize {
+        let mut closed = 0;
+        for link in self.sessions.values().filter_map(|slot| slot.link.as_ref()) {
+            if let Some(user) = &link.signal.login {
+                if !still_known(user) {
+                    link.signal.close(ReasonCode::NotAuthorized);
+                    closed += 1;
+                }
+            }
+        }
+        closed
     }
 
     /// A fresh message id.

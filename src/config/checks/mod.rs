@@ -1,8 +1,9 @@
 //! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
-//! listener, a `tls` table exactly on TLS listeners, `client_auth`/`cn_as_username` only with
-//! `client_ca`, bind addresses used once (the metrics endpoint's too), `allow_anonymous =
-//! false` only where it can be enforced, a parsable log filter, and every bridge's settings
-//! (`bridges` below). Each check adds every problem it finds; none stops early.
+//! listener, a `tls` table exactly on TLS listeners, `client_auth`/`identity` only with
+//! `client_ca`, bind addresses used once (the metrics endpoint's too), each listener's `auth`
+//! possible with its settings, a parsable log filter, and every bridge's settings (`bridges`
+//! below). Each check adds every problem it finds; none stops early. The password and ACL
+//! files are read by the server, not here.
 
 mod bridges;
 
@@ -10,7 +11,9 @@ use std::fmt::Display;
 
 use super::error::Problem;
 use super::keys::{self, expected_for, Bounds};
-use super::types::{ClientAuth, Config, Limits, ListenerConfig, ListenerKind};
+use super::types::{
+    AuthMode, CertificateIdentity, ClientAuth, Config, Limits, ListenerConfig, ListenerKind,
+};
 
 /// Every problem in `config`, in the order of the checks.
 pub fn problems(config: &Config) -> Vec<Problem> {
@@ -19,7 +22,7 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         problems.push(Problem::bad_value("data_dir", "\"\""));
     }
     check_listeners(&config.listeners, &mut problems);
-    check_anonymous_refusable(config, &mut problems);
+    check_listener_auth(config, &mut problems);
     check_limits(&config.limits, &mut problems);
     check_range(
         &mut problems,
@@ -124,41 +127,48 @@ fn check_limits(limits: &Limits, problems: &mut Vec<Problem>) {
     );
 }
 
-/// Cairn checks no passwords yet, so `allow_anonymous = false` is kept only where it means
-/// something: when every listener verifies a client certificate (required, against
-/// `client_ca`) and takes the username from it. Anywhere else any username would be let in.
-fn check_anonymous_refusable(config: &Config, problems: &mut Vec<Problem>) {
-    if config.allow_anonymous {
-        return;
-    }
-    if let Some(index) = config
-        .listeners
-        .iter()
-        .position(|listener| !checks_client_certificates(listener))
-    {
-        problems.push(Problem::BadValue {
-            key: "allow_anonymous".to_string(),
-            value: "false".to_string(),
-            origin: None,
-            expected: format!(
-                "{}; listeners[{index}] lets clients in without a verified certificate",
-                expected_for("allow_anonymous")
-            ),
-        });
+/// A listener's `auth` needs a password file for passwords, and a TLS listener that verifies
+/// client certificates (`client_ca`) for certificates.
+fn check_listener_auth(config: &Config, problems: &mut Vec<Problem>) {
+    for (index, listener) in config.listeners.iter().enumerate() {
+        let mode = config.listener_auth(listener);
+        let key = format!("listeners[{index}].auth");
+        let value = || format!("{:?}", auth_name(mode));
+        if mode.needs_passwords() && config.password_file.is_none() {
+            problems.push(Problem::bad_value(
+                key.clone(),
+                format!("{} without password_file", value()),
+            ));
+        }
+        let verifies_certificates = listener
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca.is_some());
+        if mode.uses_certificates() && !verifies_certificates {
+            problems.push(Problem::bad_value(
+                key.clone(),
+                format!("{} on a listener without tls.client_ca", value()),
+            ));
+        }
+        if mode == AuthMode::Certificate
+            && verifies_certificates
+            && listener.tls.as_ref().map(|tls| tls.client_auth) == Some(ClientAuth::Optional)
+        {
+            problems.push(Problem::bad_value(
+                key,
+                format!("{} with tls.client_auth = \"optional\"", value()),
+            ));
+        }
     }
 }
 
-/// Whether every client of `listener` has a certificate signed by `client_ca`, whose Common
-/// Name is its username.
-fn checks_client_certificates(listener: &ListenerConfig) -> bool {
-    match &listener.tls {
-        Some(tls) => {
-            listener.kind == ListenerKind::Tls
-                && tls.client_ca.is_some()
-                && tls.client_auth == ClientAuth::Required
-                && tls.cn_as_username
-        }
-        None => false,
+/// The name of `mode` as the configuration writes it.
+fn auth_name(mode: AuthMode) -> &'static str {
+    match mode {
+        AuthMode::Anonymous => "anonymous",
+        AuthMode::Password => "password",
+        AuthMode::Certificate => "certificate",
+        AuthMode::PasswordOrCertificate => "password_or_certificate",
     }
 }
 
@@ -185,9 +195,9 @@ fn check_listener_tls(key: &str, listener: &ListenerConfig, problems: &mut Vec<P
                 let key = format!("{tls_key}.client_auth");
                 problems.push(Problem::bad_value(key, "\"optional\" without client_ca"));
             }
-            if tls.cn_as_username {
-                let key = format!("{tls_key}.cn_as_username");
-                problems.push(Problem::bad_value(key, "true without client_ca"));
+            if tls.identity != CertificateIdentity::Cn {
+                let key = format!("{tls_key}.identity");
+                problems.push(Problem::bad_value(key, "\"san\" without client_ca"));
             }
         }
         _ => {}

@@ -1,0 +1,232 @@
+//! Logins and the ACL over a broker's life: a reload that removes a user closes its
+//! connections (v5 DISCONNECT 0x87) and a changed password is asked for again; a reloaded ACL
+//! holds for connected clients from their next packet; a Will the ACL forbids is never sent;
+//! repeated failures from one address are slowed down (counted, not timed).
+
+use std::path::Path;
+
+use cairn::access::throttle::FREE_FAILURES;
+use cairn::broker::sys::Figures;
+use cairn::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+
+use crate::common::clients::{
+    connect_ok, expect_server_close, subscribe_ok, will, with_will, BOTH,
+};
+use crate::common::passwords::write_password_file;
+use crate::common::{connect_packet, publish_packet, start_broker_with, TestBroker};
+use crate::support::{expect_connect_refused, expect_message, expect_only_marker};
+
+/// A CONNECT from `client_id` as `user` with `password`.
+fn login(version: ProtocolVersion, client_id: &str, user: &str, password: &str) -> Connect {
+    let mut connect = connect_packet(version, client_id);
+    connect.username = Some(user.to_string());
+    connect.password = Some(password.as_bytes().to_vec().into());
+    connect
+}
+
+/// A broker asking for passwords from `users`, with the ACL `acl` if given; the files live in
+/// `dir`.
+async fn broker(dir: &Path, users: &[(&str, &str)], acl: Option<&str>) -> TestBroker {
+    let passwords = write_password_file(dir, "passwd", users);
+    let acl = acl.map(|text| write_acl(dir, text));
+    start_broker_with(|config| {
+        config.password_file = Some(passwords);
+        config.acl_file = acl;
+    })
+    .await
+}
+
+fn write_acl(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("acl");
+    std::fs::write(&path, text).expect("write the ACL file");
+    path
+}
+
+/// A reload re-reads the password file: the connections of a user it no longer has are
+/// closed (v5: DISCONNECT 0x87 Not authorized; 3.1.1: the close) and the user is refused from
+/// then on; a user still there stays connected; a changed password is asked for again (no
+/// login remembered from before the reload lets the old one in).
+#[tokio::test]
+async fn a_reload_that_removes_a_user_closes_its_connections() {
+    let dir = tempfile::tempdir().expect("a directory for the files");
+    let mut broker = broker(
+        dir.path(),
+        &[("alice", "alice-pw"), ("bob", "bob-pw")],
+        None,
+    )
+    .await;
+    let (mut alice, _) = connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, "alice", "alice", "alice-pw"),
+    )
+    .await;
+    let mut bobs = Vec::new();
+    for version in BOTH {
+        let id = format!("bob-{}", version.level());
+        let (bob, _) = connect_ok(broker.addr, login(version, &id, "bob", "bob-pw")).await;
+        bobs.push(bob);
+    }
+
+    write_password_file(dir.path(), "passwd", &[("alice", "new-pw")]);
+    let reloaded = broker
+        .handle
+        .reload(broker.config.clone())
+        .await
+        .expect("the reload succeeds");
+    assert_eq!(reloaded.logins_closed, 2, "both of bob's connections");
+    for bob in &mut bobs {
+        expect_server_close(bob, ReasonCode::NotAuthorized).await;
+    }
+    alice.expect_nothing_pending().await;
+    for (user, password) in [("bob", "bob-pw"), ("alice", "alice-pw")] {
+        let refused = login(ProtocolVersion::V5, "again", user, password);
+        expect_connect_refused(broker.addr, refused, ReasonCode::BadUserNameOrPassword).await;
+    }
+    connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, "again", "alice", "new-pw"),
+    )
+    .await;
+    broker.shutdown().await;
+}
+
+/// A reloaded ACL file holds for a connected client from its next packet: a topic it could
+/// write before the reload and may only read after gets PUBACK 0x87 [MQTT-3.3.4-1 reason
+/// codes], and the message reaches no one, not even its own subscription.
+#[tokio::test]
+async fn a_reloaded_acl_holds_for_connected_clients() {
+    let dir = tempfile::tempdir().expect("a directory for the files");
+    let mut broker = broker(
+        dir.path(),
+        &[("alice", "alice-pw")],
+        Some("user alice\ntopic readwrite a/#\n"),
+    )
+    .await;
+    let (mut alice, _) = connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, "alice", "alice", "alice-pw"),
+    )
+    .await;
+    subscribe_ok(&mut alice, 1, "a/#", QoS::AtLeastOnce).await;
+    let publish = |packet_id, payload: &[u8]| {
+        Packet::Publish(publish_packet(
+            "a/1",
+            QoS::AtLeastOnce,
+            Some(packet_id),
+            payload,
+        ))
+    };
+    alice.send(&publish(2, b"before")).await;
+    let mut acked = false;
+    let mut delivered = false;
+    while !(acked && delivered) {
+        match alice.recv().await {
+            Packet::PubAck(ack) if ack.packet_id == 2 => {
+                assert_eq!(ack.reason, ReasonCode::Success);
+                acked = true;
+            }
+            Packet::Publish(message) if message.payload == "before" => {
+                alice.acknowledge(&message).await;
+                delivered = true;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    write_acl(dir.path(), "user alice\ntopic read a/#\n");
+    broker
+        .handle
+        .reload(broker.config.clone())
+        .await
+        .expect("the reload succeeds");
+    alice.send(&publish(3, b"after")).await;
+    match alice.recv().await {
+        Packet::PubAck(ack) => {
+            assert_eq!(ack.packet_id, 3);
+            assert_eq!(ack.reason, ReasonCode::NotAuthorized);
+        }
+        other => panic!("expected PUBACK 0x87, got {other:?}"),
+    }
+    alice.expect_nothing_pending().await;
+    let figures = Figures::read(broker.handle.broker());
+    assert_eq!(figures.messages_denied, 1);
+    broker.shutdown().await;
+}
+
+/// A Will whose topic the ACL does not let its client write is never published; an allowed
+/// one is. The forbidden Will would go out at the takeover, before the allowed one's
+/// connection even ends, so the watcher's first message tells.
+#[tokio::test]
+async fn a_will_the_acl_forbids_is_never_sent() {
+    let dir = tempfile::tempdir().expect("a directory for the files");
+    let broker = broker(
+        dir.path(),
+        &[("alice", "alice-pw"), ("watcher", "watcher-pw")],
+        Some("user alice\ntopic readwrite wills/allowed\nuser watcher\ntopic read wills/#\n"),
+    )
+    .await;
+    let (mut watcher, _) = connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, "watcher", "watcher", "watcher-pw"),
+    )
+    .await;
+    subscribe_ok(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
+    for version in BOTH {
+        let id = format!("alice-{}", version.level());
+        let forbidden = with_will(
+            login(version, &id, "alice", "alice-pw"),
+            will("wills/forbidden", "no"),
+        );
+        let (_first, _) = connect_ok(broker.addr, forbidden).await;
+        let allowed = with_will(
+            login(version, &id, "alice", "alice-pw"),
+            will("wills/allowed", "yes"),
+        );
+        let (second, _) = connect_ok(broker.addr, allowed).await;
+        drop(second);
+        let message = expect_message(&mut watcher, "wills/allowed", "yes").await;
+        watcher.acknowledge(&message).await;
+    }
+    broker.shutdown().await;
+}
+
+/// Failed logins from one address are free up to a few, then each next login from it waits
+/// before its CONNACK, whatever its outcome; a success forgets the failures. Counted through
+/// the broker's figures: attempts made to wait, not seconds.
+#[tokio::test]
+async fn repeated_login_failures_from_one_address_are_slowed_down() {
+    let dir = tempfile::tempdir().expect("a directory for the files");
+    let broker = broker(dir.path(), &[("alice", "alice-pw")], None).await;
+    let failures = FREE_FAILURES + 3;
+    for _ in 0..failures {
+        let wrong = login(ProtocolVersion::V5, "guess", "alice", "guess");
+        expect_connect_refused(broker.addr, wrong, ReasonCode::BadUserNameOrPassword).await;
+    }
+    let figures = Figures::read(broker.handle.broker());
+    assert_eq!(figures.logins_refused, u64::from(failures));
+    // The attempts after FREE_FAILURES + 1 failures waited.
+    assert_eq!(
+        figures.logins_slowed,
+        u64::from(failures - FREE_FAILURES - 1)
+    );
+
+    let right = || login(ProtocolVersion::V5, "alice", "alice", "alice-pw");
+    let (client, _) = connect_ok(broker.addr, right()).await;
+    drop(client);
+    let after_success = Figures::read(broker.handle.broker()).logins_slowed;
+    assert_eq!(
+        after_success,
+        u64::from(failures - FREE_FAILURES),
+        "the right password waited too"
+    );
+    let (mut client, _) = connect_ok(broker.addr, right()).await;
+    client.expect_nothing_pending().await;
+    assert_eq!(
+        Figures::read(broker.handle.broker()).logins_slowed,
+        after_success,
+        "a success forgets the failures"
+    );
+    subscribe_ok(&mut client, 1, "marker", QoS::AtMostOnce).await;
+    expect_only_marker(&mut client, "marker").await;
+    broker.shutdown().await;
+}
