@@ -263,9 +263,8 @@ impl ServerHandle {
     /// password login names a user the new password file does not have (v5: DISCONNECT 0x87).
     /// Returns how many it closed.
     fn replace_rules(&self, rules: Rules) -> usize {
-        let access = self.broker.access();
-        access.replace(rules);
-        let rules = access.rules();
+        self.broker.replace_rules(rules);
+        let rules = self.broker.access().rules();
         let still_known = |user: &str| {
             rules
                 .passwords

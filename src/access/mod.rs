@@ -118,6 +118,13 @@ impl AccessControl {
 
     /// Whether `who` may publish to (`Write`) or receive a message on (`Read`) `topic`.
     pub fn allows(&self, who: Who<'_>, topic: &str, access: Access) -> bool {
-        !self.has_acl.load(Ordering::Relaxed) || self.rules().allows(who, topic, access)
+        self.acl()
+            .is_none_or(|rules| rules.allows(who, topic, access))
+    }
+
+    /// The rules in force when they include an ACL, for a series of checks; `None` when
+    /// everyone may do everything (the check is then one atomic load, no lock).
+    pub fn acl(&self) -> Option<Arc<Rules>> {
+        self.has_acl.load(Ordering::Relaxed).then(|| self.rules())
     }
 }

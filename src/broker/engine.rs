@@ -95,14 +95,17 @@ impl Broker {
     /// A broker with empty state for `config`, checking logins and topics under `rules`.
     pub fn new(config: Arc<Config>, store: Store, rules: Rules) -> Arc<Broker> {
         let (shutdown, _) = watch::channel(None);
+        let access = AccessControl::new(rules);
+        let mut state = State::new(
+            queue_limits(&config.limits),
+            QueueBudget::new(config.limits.max_queued_bytes_total),
+        );
+        state.set_will_acl(access.acl());
         Arc::new(Broker {
-            state: Mutex::new(State::new(
-                queue_limits(&config.limits),
-                QueueBudget::new(config.limits.max_queued_bytes_total),
-            )),
+            state: Mutex::new(state),
             config: RwLock::new(config),
             store,
-            access: AccessControl::new(rules),
+            access,
             metrics: Metrics::default(),
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),
@@ -139,6 +142,15 @@ impl Broker {
     /// Who may connect and what they may touch.
     pub fn access(&self) -> &AccessControl {
         &self.access
+    }
+
+    /// Puts re-read password and ACL files in force (a reload), for logins, publishes,
+    /// deliveries and Wills from now on.
+    pub fn replace_rules(&self, rules: Rules) {
+        self.access.replace(rules);
+        let acl = self.access.acl();
+        let ((), commit) = self.change(|state, _| state.set_will_acl(acl));
+        drop(commit);
     }
 
     /// The counters.

@@ -2,12 +2,14 @@
 //! made by the real `mosquitto_passwd` (`-u`/`-P`), refused logins with their CONNACK codes,
 //! and a Mosquitto ACL file with users, a pattern and anonymous lines: forbidden publishes are
 //! dropped, forbidden subscriptions refused, and a subscription wider than what its client
-//! may read gets only what it may.
+//! may read gets only what it may; a certificate's Subject Alternative Name as the user name.
 
 use std::path::{Path, PathBuf};
 
 use cairn::codec::{ProtocolVersion, QoS};
+use cairn::config::{AuthMode, CertificateIdentity, ClientAuth};
 
+use crate::certs::{TlsFiles, CLIENT_CN, CLIENT_SAN};
 use crate::common::programs::{self, Finished};
 use crate::common::{start_broker_with, TestBroker};
 use crate::mosquitto::{self, Args};
@@ -68,7 +70,7 @@ async fn broker(dir: &Path, acl: Option<&str>) -> TestBroker {
     start_broker_with(|config| {
         config.password_file = Some(passwords);
         config.acl_file = acl;
-        config.listeners[0].auth = Some(cairn::config::AuthMode::Anonymous);
+        config.listeners[0].auth = Some(AuthMode::Anonymous);
     })
     .await
 }
@@ -269,6 +271,71 @@ async fn mosquitto_clients_get_what_the_acl_file_allows() {
         assert!(
             suback.ends_with(&format!(": {refused_code}")),
             "{version:?}: {suback}"
+        );
+    }
+    broker.shutdown().await;
+}
+
+/// `auth = "certificate"` with `identity = "san"`: the client certificate's Subject
+/// Alternative Name, not its Common Name, is the user name the ACL names; and `$SYS` is
+/// readable only where a rule grants it.
+#[tokio::test]
+async fn a_certificate_s_san_is_the_user_name_the_acl_names() {
+    let test = "a_certificate_s_san_is_the_user_name_the_acl_names";
+    if !mosquitto::available(test) {
+        return;
+    }
+    let files = TlsFiles::generate();
+    let dir = tempfile::tempdir().expect("a directory for the ACL");
+    let acl = dir.path().join("acl");
+    let rules = format!(
+        "user {CLIENT_SAN}\ntopic readwrite own/#\ntopic read $SYS/broker/uptime\n\
+         user {CLIENT_CN}\ntopic readwrite other/#\n"
+    );
+    std::fs::write(&acl, rules).expect("write the ACL file");
+    let broker = start_broker_with(|config| {
+        let mut listener = files.listener(Some(ClientAuth::Required), Some(AuthMode::Certificate));
+        if let Some(tls) = &mut listener.tls {
+            tls.identity = CertificateIdentity::San;
+        }
+        config.listeners = vec![listener];
+        config.acl_file = Some(acl);
+        config.sys_interval = 1;
+    })
+    .await;
+    for version in VERSIONS {
+        let args = |client_id: &str| {
+            Args::new(broker.addr, version, client_id)
+                .tls(&files)
+                .client_cert(&files)
+        };
+        let own = mosquitto::subscriber(args("san-sub"), "own/#", QoS::AtLeastOnce, 1).await;
+        mosquitto::publish(args("san-pub"), "own/reading", QoS::AtLeastOnce, "21.5")
+            .await
+            .assert_success("mosquitto_pub with the certificate");
+        assert_eq!(
+            mosquitto::messages(&own.finish().await),
+            ["1 0 own/reading 21.5"],
+            "{version:?}"
+        );
+        for filter in ["other/#", "$SYS/broker/clients/connected"] {
+            let mut refused =
+                mosquitto::spawn_subscriber(args("san-refused"), filter, QoS::AtLeastOnce, 1);
+            let suback = refused
+                .wait_for_line("its SUBACK", |line| line.starts_with("Subscribed (mid: "))
+                .await;
+            let code = match version {
+                ProtocolVersion::V311 => ": 128",
+                ProtocolVersion::V5 => ": 135",
+            };
+            assert!(suback.ends_with(code), "{version:?} {filter}: {suback}");
+        }
+        let uptime =
+            mosquitto::subscriber(args("san-sys"), "$SYS/broker/uptime", QoS::AtMostOnce, 1).await;
+        let messages = mosquitto::messages(&uptime.finish().await);
+        assert!(
+            messages.len() == 1 && messages[0].contains("$SYS/broker/uptime"),
+            "{version:?}: {messages:?}"
         );
     }
     broker.shutdown().await;

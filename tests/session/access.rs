@@ -190,6 +190,48 @@ async fn a_will_the_acl_forbids_is_never_sent() {
     broker.shutdown().await;
 }
 
+/// A Will is checked again when it is sent: one allowed at CONNECT whose topic a reload then
+/// forbids is dropped. The takeover would send it before the new connection's CONNACK, and
+/// the new connection's own (allowed) Will only after it drops, so the watcher's first
+/// message tells.
+#[tokio::test]
+async fn a_will_a_reload_forbids_is_not_sent() {
+    let dir = tempfile::tempdir().expect("a directory for the files");
+    let mut broker = broker(
+        dir.path(),
+        &[("alice", "alice-pw"), ("watcher", "watcher-pw")],
+        Some("user alice\ntopic readwrite wills/#\nuser watcher\ntopic read wills/#\n"),
+    )
+    .await;
+    let (mut watcher, _) = connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, "watcher", "watcher", "watcher-pw"),
+    )
+    .await;
+    subscribe_ok(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
+    let connect = |topic: &str| {
+        let will = will(topic, topic);
+        with_will(
+            login(ProtocolVersion::V5, "alice", "alice", "alice-pw"),
+            will,
+        )
+    };
+    let (_first, _) = connect_ok(broker.addr, connect("wills/a")).await;
+    write_acl(
+        dir.path(),
+        "user alice\ntopic readwrite wills/b\nuser watcher\ntopic read wills/#\n",
+    );
+    broker
+        .handle
+        .reload(broker.config.clone())
+        .await
+        .expect("the reload succeeds");
+    let (second, _) = connect_ok(broker.addr, connect("wills/b")).await;
+    drop(second);
+    expect_message(&mut watcher, "wills/b", "wills/b").await;
+    broker.shutdown().await;
+}
+
 /// Failed logins from one address are free up to a few, then each next login from it waits
 /// before its CONNACK, whatever its outcome; a success forgets the failures. Counted through
 /// the broker's figures: attempts made to wait, not seconds.

@@ -88,6 +88,7 @@ impl Uplink {
                 clean_start: false,
                 expiry_interval: u32::MAX,
                 will: None,
+                username: None,
                 link,
             };
             state.attach(request, changes);

@@ -122,6 +122,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         clean_start: connect.clean_start,
         expiry_interval: expiry,
         will: connect.will.map(Box::new),
+        username: granted.username.clone(),
         link,
     };
     let (attached, commit) = broker.change(|state, changes| state.attach(request, changes));

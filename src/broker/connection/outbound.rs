@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::access::Rules;
 use crate::auth::acl::Access;
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, TakeLimits};
@@ -131,10 +132,14 @@ impl Client {
         );
         let now = Instant::now();
         let broker = self.broker.clone();
+        // One look at the ACL for the whole pass, outside the engine's lock.
+        let acl = broker.access().acl();
+        let acl = acl.as_deref();
         let client_id = self.client_id.clone();
         let connection_id = self.connection_id;
         let (taken, commit) = broker.change(|state, changes| {
-            let prepare = |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, now);
+            let prepare =
+                |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, acl, now);
             let taken = state.take_deliverable(
                 &client_id,
                 connection_id,
@@ -175,9 +180,11 @@ impl Client {
         &mut self,
         delivery: &Delivery,
         packet_id: Option<u16>,
+        acl: Option<&Rules>,
         now: Instant,
     ) -> Result<Packet, &'static str> {
-        if !self.may(&delivery.message.topic, Access::Read) {
+        if acl.is_some_and(|rules| !rules.allows(self.who(), &delivery.message.topic, Access::Read))
+        {
             self.broker
                 .metrics()
                 .messages_denied

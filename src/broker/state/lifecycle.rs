@@ -9,8 +9,9 @@ use crate::codec::{ReasonCode, Will};
 use crate::model::{Message, Recovered, StoreOp};
 
 use super::super::queue::MessageQueue;
-use super::super::session::{Inflight, Session};
+use super::super::session::{Inflight, Session, WillSender};
 use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
+use crate::auth::acl::{Access, Who};
 
 impl State {
     /// Rebuilds the state from what the store read back at start-up, and returns the timers
@@ -93,6 +94,7 @@ impl State {
             clean_start,
             expiry_interval,
             will,
+            username,
             link,
         } = request;
         let client_id = &client_id;
@@ -100,9 +102,10 @@ impl State {
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
             }
+            let sender = std::mem::take(&mut slot.session.will_sender);
             if let Some(old_will) = slot.session.will.take() {
                 if clean_start || will_delay(&old_will) == 0 {
-                    self.publish_will(old_will, changes);
+                    self.publish_will(client_id, old_will, &sender, changes);
                 }
             }
         }
@@ -122,6 +125,7 @@ impl State {
         slot.session.queue.forget_load();
         slot.session.expiry_interval = expiry_interval;
         slot.session.will = will.clone();
+        slot.session.will_sender = WillSender::Client(username);
         slot.link = Some(link);
         slot.epoch = epoch;
         // A session that ends with its connection is stored only for its Will, which must
@@ -246,7 +250,8 @@ impl State {
                         client_id: client_id.clone(),
                         will: None,
                     });
-                    self.publish_will(will, changes);
+                    let sender = slot.session.will_sender.clone();
+                    self.publish_will(client_id, will, &sender, changes);
                 }
             } else if delay < expiry {
                 detached.will_delay = Some(delay - offline_for);
@@ -271,7 +276,8 @@ impl State {
                 client_id: client_id.clone(),
                 will: None,
             });
-            self.publish_will(will, changes);
+            let sender = slot.session.will_sender.clone();
+            self.publish_will(client_id, will, &sender, changes);
         }
     }
 
@@ -299,12 +305,31 @@ impl State {
             client_id: client_id.clone(),
         });
         if let Some(will) = slot.session.will {
-            self.publish_will(will, changes);
+            self.publish_will(client_id, will, &slot.session.will_sender, changes);
         }
     }
 
-    /// Routes a Will Message as if its client had published it.
-    fn publish_will(&mut self, will: Box<Will>, changes: &mut Changes) {
+    /// Routes a Will Message as if its client had published it, unless the ACL in force (see
+    /// [`State::set_will_acl`]) does not let its `sender` write its topic: then it is dropped,
+    /// as a PUBLISH of the client's would be. A Will restored after a restart, whose sender's
+    /// user name is not stored, was checked when its CONNECT was accepted.
+    fn publish_will(
+        &mut self,
+        client_id: &Arc<str>,
+        will: Box<Will>,
+        sender: &WillSender,
+        changes: &mut Changes,
+    ) {
+        if let (Some(acl), WillSender::Client(username)) = (&self.will_acl, sender) {
+            let who = Who {
+                username: username.as_deref(),
+                client_id,
+            };
+            if !acl.allows(who, &will.topic, Access::Write) {
+                tracing::info!(%client_id, topic = %will.topic, "the ACL forbids this Will topic now; the Will is dropped");
+                return;
+            }
+        }
         let id = self.next_message_id();
         let message = Arc::new(Message::from_will(id, *will, std::time::Instant::now()));
         self.route_into(&message, changes);

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::access::Rules;
 use crate::codec::{ReasonCode, Will};
 use crate::model::{Message, StoreOp};
 use crate::store::Pace;
@@ -87,6 +88,8 @@ pub struct AttachRequest {
     /// The Session Expiry Interval granted.
     pub expiry_interval: u32,
     pub will: Option<Box<Will>>,
+    /// The client's user name, for the ACL check of its Will when it is sent.
+    pub username: Option<Arc<str>>,
     pub link: Link,
 }
 
@@ -177,6 +180,8 @@ pub struct State {
     next_message_id: u64,
     /// The epoch the next attachment (or restored session) gets.
     next_epoch: u64,
+    /// The rules a Will is checked against when it is sent, when they include an ACL.
+    will_acl: Option<Arc<Rules>>,
 }
 
 impl State {
@@ -192,7 +197,13 @@ impl State {
             budget,
             next_message_id: 1,
             next_epoch: 1,
+            will_acl: None,
         }
+    }
+
+    /// The rules Wills are checked against from now on (`None`: no ACL, every Will goes out).
+    pub fn set_will_acl(&mut self, acl: Option<Arc<Rules>>) {
+        self.will_acl = acl;
     }
 
     /// The session of `client_id`, to look at.

@@ -60,6 +60,7 @@ fn attach(
         clean_start,
         expiry_interval,
         will,
+        username: None,
         link: link(connection_id),
     };
     state
@@ -497,6 +498,7 @@ fn takeover_closes_the_old_connection_and_moves_the_session() {
         clean_start: false,
         expiry_interval: 100,
         will: None,
+        username: None,
         link: first.clone(),
     };
     assert!(
@@ -577,6 +579,7 @@ fn the_connack_waits_for_the_commit_only_where_a_crash_could_undo_it() {
             clean_start,
             expiry_interval: 100,
             will,
+            username: None,
             link: link(connection_id),
         };
         let mut changes = Changes::default();
