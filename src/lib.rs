@@ -3,6 +3,7 @@
 //! The library holds everything; the `cairn` binary is a thin CLI over [`server::Server`].
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bridge;
 pub mod broker;
 pub mod codec;
