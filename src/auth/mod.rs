@@ -11,7 +11,7 @@ mod filter;
 mod password_file;
 
 pub use acl::{Access, Acl, Who};
-pub use password_file::{EntryError, PasswordFile};
+pub use password_file::{check_user_name, EntryError, PasswordFile};
 
 use std::fmt;
 use std::io;

@@ -402,8 +402,10 @@ fn salt_and_hash<'a>(
     Ok((salt, hash))
 }
 
-/// The user names `mosquitto_passwd` refuses, and those the broker would read back differently.
-fn check_user_name(user: &str) -> Result<(), EntryError> {
+/// Refuses the user names `mosquitto_passwd` refuses (empty, longer than 65535 bytes, with ':'
+/// or control characters), and those a broker would read back as another name or a comment
+/// (blanks at either end, a leading '#').
+pub fn check_user_name(user: &str) -> Result<(), EntryError> {
     if user.is_empty() {
         Err(EntryError::EmptyUser)
     } else if user.len() > MAX_LEN {
