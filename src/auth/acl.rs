@@ -43,7 +43,7 @@ pub struct Who<'a> {
     pub client_id: &'a str,
 }
 
-/// The rules of an ACL file.
+/// The rules of an ACL file. `Acl::default()` is an empty file: it denies everything.
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
     /// The `topic` rules before the first `user` line: Mosquitto gives them to clients without a
