@@ -3,13 +3,15 @@
 //! topics: anonymous clients and the lines before the first `user`, users with and without a
 //! block of their own, deny before grant, patterns with `%u` and `%c` (a client id with `/`
 //! in it, a user name with `+`), `topic` lines taking `%u` literally, and `$` topics
-//! [MQTT-4.7.2-1].
+//! [MQTT-4.7.2-1]; and no SUBSCRIBE that `Acl::may_subscribe` refuses would have delivered a
+//! message in Mosquitto.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use cairn::auth::{Access, Acl, PasswordFile, Who};
+use cairn::broker::topic::filter_matches;
 
 use crate::clients::{clients_available, messages_until, publish, subscribe, Login};
 use crate::common::programs::Running;
@@ -69,6 +71,25 @@ const TOPICS: [&str; 17] = [
     "a/bob/b",
     "other",
     "$app/a",
+];
+
+/// Filters a client subscribes to.
+const SUBSCRIBE_FILTERS: [&str; 15] = [
+    "#",
+    "public/#",
+    "shared/+",
+    "shared/secret",
+    "alice/#",
+    "inbox/#",
+    "users/+/a",
+    "clients/+/a",
+    "clients/#",
+    "x/+",
+    "a/+/b",
+    "other",
+    "$app/#",
+    "$SYS/#",
+    "nothing/#",
 ];
 
 /// Published by Mosquitto itself, retained: only read.
@@ -172,6 +193,33 @@ fn done(client: &Client) -> String {
     format!("done/{}", client.client_id)
 }
 
+/// Mosquitto 2.0 accepts every SUBSCRIBE; Cairn refuses one that could never deliver anything.
+/// Checks that of every filter `Acl::may_subscribe` refuses to `client`: no topic Mosquitto
+/// delivered to it (`received`) matches that filter. Returns how many filters it refused.
+fn check_refused_subscribes(
+    acl: &Acl,
+    client: &Client,
+    received: &BTreeSet<String>,
+    mismatches: &mut Vec<String>,
+) -> usize {
+    let refused: Vec<&str> = SUBSCRIBE_FILTERS
+        .into_iter()
+        .filter(|filter| !acl.may_subscribe(client.who(), filter))
+        .collect();
+    for filter in &refused {
+        for topic in received
+            .iter()
+            .filter(|topic| filter_matches(filter, topic))
+        {
+            mismatches.push(format!(
+                "{}: Cairn refuses SUBSCRIBE {filter}, Mosquitto delivered {topic} through it",
+                client.label
+            ));
+        }
+    }
+    refused.len()
+}
+
 #[tokio::test]
 async fn acl_allows_what_mosquitto_delivers() {
     let test = "acl_allows_what_mosquitto_delivers";
@@ -214,6 +262,7 @@ async fn acl_allows_what_mosquitto_delivers() {
     }
     let mut mismatches = Vec::new();
     let mut allowed = 0;
+    let mut refused = 0;
     for (client, mut subscriber) in CLIENTS.iter().zip(subscribers) {
         let received: BTreeSet<String> = messages_until(&mut subscriber, &done(client))
             .await
@@ -230,11 +279,17 @@ async fn acl_allows_what_mosquitto_delivers() {
                 ));
             }
         }
+        refused += check_refused_subscribes(&acl, client, &received, &mut mismatches);
     }
     let cases = CLIENTS.len() * (TOPICS.len() + 1);
     assert!(
         0 < allowed && allowed < cases,
         "both answers are in the table"
+    );
+    let subscribes = CLIENTS.len() * SUBSCRIBE_FILTERS.len();
+    assert!(
+        0 < refused && refused < subscribes,
+        "both answers for SUBSCRIBE"
     );
 
     // Write: each client publishes every topic; a reader that may read all tells which got

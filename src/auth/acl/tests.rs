@@ -270,3 +270,45 @@ proptest! {
         prop_assert_eq!(parse(&rules_text(&reversed)).allows(user("u", "c"), topic, Write), expected);
     }
 }
+
+/// A line of the generated files below: `topic` or `pattern`, an access, a filter.
+fn rule_line((pattern, access, filter): &(bool, &str, &str)) -> String {
+    let keyword = if *pattern { "pattern" } else { "topic" };
+    format!("{keyword} {access} {filter}\n")
+}
+
+proptest! {
+    // Cheap cases, and the telling ones (a deny and a grant over the filter) are rare.
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// A refused SUBSCRIBE could never have delivered anything: every topic its filter matches
+    /// is denied to the client.
+    #[test]
+    fn a_refused_subscribe_matches_no_readable_topic(
+        rules in prop::collection::vec(
+            (
+                any::<bool>(),
+                prop::sample::select(vec!["read", "write", "readwrite", "deny"]),
+                prop::sample::select(vec!["#", "a/#", "a/+", "a/b", "+/b", "b", "$s/#", "c/%u", "%u"]),
+            ),
+            0..6,
+        ),
+        filter in prop::sample::select(vec!["#", "+", "a/#", "a/+", "a/b", "+/b", "b", "+/+", "$s/#", "c/+", "u"]),
+    ) {
+        let text: String = std::iter::once("user u\n".to_string())
+            .chain(rules.iter().map(rule_line))
+            .collect();
+        let acl = parse(&text);
+        let who = user("u", "c");
+        let topics = ["a", "a/b", "a/c", "b", "b/b", "u", "c/u", "%u", "$s/a"];
+        if !acl.may_subscribe(who, filter) {
+            for topic in topics {
+                let matched = filter::RuleFilter::topic(filter).matches(who, topic);
+                prop_assert!(
+                    !(matched && acl.allows(who, topic, Read)),
+                    "{filter} refused, but {topic} is readable under\n{text}"
+                );
+            }
+        }
+    }
+}
