@@ -56,11 +56,11 @@ pub async fn publish(broker: SocketAddr, login: Login<'_>, topic: &str, payload:
 }
 
 /// A `mosquitto_sub` on `filters` at QoS 1, printing `MSG <topic> <payload>` lines, returned
-/// once Mosquitto answered its SUBSCRIBE. It ends by itself after 10 s without a message.
+/// once Mosquitto answered its SUBSCRIBE. It ends by itself after 5 minutes (or when dropped).
 pub async fn subscribe(broker: SocketAddr, login: Login<'_>, filters: &[&str]) -> Running {
     let mut command = vec!["-oL".to_string(), SUB.to_string()];
     command.extend(login.args(broker));
-    command.extend(["-d", "-q", "1", "-W", "10", "-F", "MSG %t %p"].map(String::from));
+    command.extend(["-d", "-q", "1", "-W", "300", "-F", "MSG %t %p"].map(String::from));
     for filter in filters {
         command.extend(["-t".to_string(), filter.to_string()]);
     }
