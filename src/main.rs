@@ -1,8 +1,9 @@
 //! The `cairn` command: `serve` runs the broker in the foreground until SIGINT or SIGTERM,
 //! `check-config` prints the effective configuration or every problem in it, `sessions …` and
-//! `store stats` show (or drop) what the store of a stopped broker holds. This file owns the
-//! command line (clap) and sends each command to its module under `cli/`, which owns its
-//! output; the broker and the store tools ([`cairn::store::admin`]) live in the library.
+//! `store stats` show (or drop) what the store of a stopped broker holds, `passwd` edits a
+//! password file. This file owns the command line (clap) and sends each command to its module
+//! under `cli/`, which owns its output; the broker, the store tools ([`cairn::store::admin`])
+//! and the password file ([`cairn::auth::PasswordFile`]) live in the library.
 //!
 //! Exit codes: 0 success, 2 bad configuration or usage (a store file cairn cannot use counts
 //! as one), 1 runtime error.
@@ -18,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 use cairn::config::Overrides;
 use cli::check_config::check_config;
+use cli::passwd::{passwd, Action as PasswdAction, Request as PasswdRequest};
 use cli::serve::serve;
 use cli::store_admin::{operate, StoreAction};
 
@@ -52,6 +54,9 @@ enum Command {
     /// Look into the store (the broker must be stopped).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Set or delete a user's password in a password file (Mosquitto's format, as
+    /// mosquitto_passwd writes it). Exit code 1 if it cannot.
+    Passwd(PasswdArgs),
     /// Write the manual pages into DIR (for packaging).
     #[cfg(feature = "man")]
     #[command(hide = true)]
@@ -118,6 +123,51 @@ struct SessionArg {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The password is asked for twice on the terminal, without echo, unless \
+-b gives it. The other lines of FILE are kept as they are; FILE is replaced atomically with its \
+mode, owner and group (a new file gets mode 0640)."
+)]
+struct PasswdArgs {
+    /// Create FILE with only USER in it, replacing any existing file. Without -c, FILE must
+    /// exist.
+    #[arg(short = 'c', long = "create", conflicts_with = "delete")]
+    create: bool,
+    /// Delete USER instead of setting a password (exit code 1 if USER is not in FILE).
+    #[arg(short = 'D', long = "delete", conflicts_with = "batch")]
+    delete: bool,
+    /// Take the password from the command line (where other users of the machine may see it)
+    /// instead of asking for it.
+    #[arg(short = 'b', long = "batch", requires = "password")]
+    batch: bool,
+    /// The password file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The user name: not empty, without ':' or control characters.
+    #[arg(value_name = "USER")]
+    user: String,
+    /// The password, with -b.
+    #[arg(value_name = "PASSWORD", requires = "batch")]
+    password: Option<String>,
+}
+
+impl PasswdArgs {
+    fn request(&self) -> PasswdRequest<'_> {
+        let action = match (&self.password, self.delete) {
+            (_, true) => PasswdAction::Delete,
+            (Some(password), false) => PasswdAction::SetGiven(password),
+            (None, false) => PasswdAction::SetPrompted,
+        };
+        PasswdRequest {
+            file: &self.file,
+            user: &self.user,
+            action,
+            create: self.create,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     #[command(flatten)]
     data: DataArgs,
@@ -172,6 +222,7 @@ fn main() -> ExitCode {
             arg.data.operate(StoreAction::Drop(&arg.client_id))
         }
         Command::Store(StoreCommand::Stats(data)) => data.operate(StoreAction::Stats),
+        Command::Passwd(args) => passwd(&args.request()),
         #[cfg(feature = "man")]
         Command::Man { dir } => {
             cli::man::write_pages(<Cli as clap::CommandFactory>::command(), &dir)
@@ -295,6 +346,42 @@ mod tests {
             panic!("expected store stats, got {:?}", cli.command);
         };
         assert_eq!(data.file.config, Some(PathBuf::from("cairn.toml")));
+    }
+
+    #[test]
+    fn passwd_takes_mosquitto_passwds_flags() {
+        let request_of = |args: &[&str]| {
+            let Command::Passwd(args) = parse(args).expect("valid command line").command else {
+                panic!("expected passwd for {args:?}");
+            };
+            format!("{:?}", args.request())
+        };
+        assert_eq!(
+            request_of(&["passwd", "-b", "pw", "bob", "secret"]),
+            r#"Request { file: "pw", user: "bob", action: SetGiven("secret"), create: false }"#
+        );
+        assert_eq!(
+            request_of(&["passwd", "-c", "--batch", "pw", "bob", "secret"]),
+            r#"Request { file: "pw", user: "bob", action: SetGiven("secret"), create: true }"#
+        );
+        assert_eq!(
+            request_of(&["passwd", "pw", "bob"]),
+            r#"Request { file: "pw", user: "bob", action: SetPrompted, create: false }"#
+        );
+        assert_eq!(
+            request_of(&["passwd", "-D", "pw", "bob"]),
+            r#"Request { file: "pw", user: "bob", action: Delete, create: false }"#
+        );
+        for args in [
+            &["passwd", "pw"][..],
+            &["passwd", "-b", "pw", "bob"],
+            &["passwd", "pw", "bob", "secret"],
+            &["passwd", "-D", "-b", "pw", "bob", "secret"],
+            &["passwd", "-c", "-D", "pw", "bob"],
+        ] {
+            let error = parse(args).expect_err("usage error");
+            assert_eq!(error.exit_code(), 2, "{args:?}: {error}");
+        }
     }
 
     #[test]

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::auth::acl::{Access, Acl, Who};
-use crate::auth::password_file::PasswordFile;
 use crate::auth::AuthFileError;
+use crate::auth::PasswordFile;
+use crate::auth::{Access, Acl, Who};
 use crate::config::Config;
 
 pub use login::{Login, LoginCache, Refusal};

@@ -6,6 +6,7 @@ pub mod check_config;
 mod logging;
 #[cfg(feature = "man")]
 pub mod man;
+pub mod passwd;
 mod print;
 mod reload;
 pub mod serve;

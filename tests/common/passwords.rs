@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cairn::auth::password_file::PasswordFile;
+use cairn::auth::PasswordFile;
 
 /// Writes a password file at `dir/name` with each (user, password) of `users`; returns its
 /// path.

@@ -1,6 +1,6 @@
 //! Real upstream brokers for the bridge tests, on loopback ports picked free at start: a
-//! Mosquitto (plain, or with the limits a cloud broker announces) and a two-node ejabberd
-//! cluster. A test whose broker is not installed is skipped, or fails under `CI=true` (see
+//! Mosquitto (plain, with the limits a cloud broker announces, or with a password and ACL file
+//! as the reference for Cairn's reading of them) and a two-node ejabberd cluster. A test whose broker is not installed is skipped, or fails under `CI=true` (see
 //! [`super::programs::available`]). Every broker is stopped when its value is dropped; nothing
 //! here listens on anything but 127.0.0.1.
 

@@ -16,7 +16,7 @@ use crate::codec::{
 
 use super::{Client, TopicAliases};
 use crate::access::login::{Granted, Login};
-use crate::auth::acl::{Access, Who};
+use crate::auth::{Access, Who};
 use crate::broker::acks::AckQueue;
 use crate::broker::aliases::OutboundAliases;
 use crate::broker::state::{AttachRequest, ConnectionSignal, Link, BRIDGE_SESSION_PREFIX};

@@ -14,7 +14,7 @@ use crate::codec::{
 };
 
 use super::{Client, Exit};
-use crate::auth::acl::Access;
+use crate::auth::Access;
 use crate::broker::state::{Changes, Gone, InboundPublish, Published, State};
 use crate::broker::topic::{parse_shared, validate_topic_filter, validate_topic_name, TopicLimits};
 use crate::model::OutboundState;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant};
 
-use crate::auth::acl::{Access, Who};
+use crate::auth::{Access, Who};
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::config::Config;
 use crate::store::{Loaded, StoreError};

@@ -9,7 +9,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::access::Rules;
-use crate::auth::acl::Access;
+use crate::auth::Access;
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, TakeLimits};
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};

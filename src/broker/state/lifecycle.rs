@@ -11,7 +11,7 @@ use crate::model::{Message, Recovered, StoreOp};
 use super::super::queue::MessageQueue;
 use super::super::session::{Inflight, Session, WillSender};
 use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
-use crate::auth::acl::{Access, Who};
+use crate::auth::{Access, Who};
 
 impl State {
     /// Rebuilds the state from what the store read back at start-up, and returns the timers

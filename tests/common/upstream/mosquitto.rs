@@ -1,10 +1,11 @@
-//! A Mosquitto broker as the bridge's upstream: started on a free loopback port with a
-//! profile, stopped (an outage) and started again on the same port, killed when dropped. Its
-//! log goes to a file in its own temporary directory and is shown when it fails.
+//! A Mosquitto broker as the bridge's upstream, or as the reference for its password and ACL
+//! files (`Secured`): started on a free loopback port with a profile, stopped (an outage) and
+//! started again on the same port, killed when dropped. Its log goes to a file in its own
+//! temporary directory and is shown when it fails.
 
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tempfile::TempDir;
@@ -31,20 +32,39 @@ pub enum MosquittoProfile {
     /// at most 1200 s, Topic Alias Maximum 8, and no persistence (a restart forgets every
     /// session).
     CloudLike,
+    /// Mosquitto's own authentication and authorisation, from the files
+    /// [`MosquittoUpstream::start_with_files`] wrote into its directory: the password file
+    /// `passwd`, and the ACL file `acl` when `acl` is true; anonymous clients let in when
+    /// `anonymous` is.
+    Secured { anonymous: bool, acl: bool },
 }
 
 impl MosquittoProfile {
-    /// The configuration file's text with the listener on 127.0.0.1:`port`.
-    fn config(self, port: u16) -> String {
+    /// The configuration file's text with the listener on 127.0.0.1:`port`, its files in `dir`.
+    fn config(self, port: u16, dir: &Path) -> String {
+        let anonymous = match self {
+            MosquittoProfile::Secured { anonymous, .. } => anonymous,
+            MosquittoProfile::Plain | MosquittoProfile::CloudLike => true,
+        };
         let mut config = format!(
-            "per_listener_settings false\nlistener {port} 127.0.0.1\nallow_anonymous true\n\
-             persistence false\n"
+            "per_listener_settings false\nlistener {port} 127.0.0.1\n\
+             allow_anonymous {anonymous}\npersistence false\n"
         );
-        if self == MosquittoProfile::CloudLike {
-            config.push_str(
+        match self {
+            MosquittoProfile::Plain => {}
+            MosquittoProfile::CloudLike => config.push_str(
                 "max_qos 1\nretain_available false\nmax_packet_size 131072\n\
                  max_inflight_messages 10\nmax_keepalive 1200\nmax_topic_alias 8\n",
-            );
+            ),
+            MosquittoProfile::Secured { acl, .. } => {
+                // Started as root, Mosquitto would become the user `mosquitto`, who cannot read
+                // the test's directory; as anyone else it ignores this line.
+                config.push_str("user root\n");
+                config.push_str(&format!("password_file {}\n", dir.join("passwd").display()));
+                if acl {
+                    config.push_str(&format!("acl_file {}\n", dir.join("acl").display()));
+                }
+            }
         }
         config
     }
@@ -68,10 +88,23 @@ impl MosquittoUpstream {
     /// `None` when `mosquitto` is not installed and the test is skipped (under `CI=true` the
     /// test fails instead).
     pub async fn start(profile: MosquittoProfile, test: &str) -> Option<MosquittoUpstream> {
+        MosquittoUpstream::start_with_files(profile, &[], test).await
+    }
+
+    /// [`MosquittoUpstream::start`], with `files` (name, text) written into its directory
+    /// first: the `passwd` and `acl` of [`MosquittoProfile::Secured`].
+    pub async fn start_with_files(
+        profile: MosquittoProfile,
+        files: &[(&str, &str)],
+        test: &str,
+    ) -> Option<MosquittoUpstream> {
         if !programs::available(PROGRAM, PROGRAM, test) {
             return None;
         }
         let dir = tempfile::tempdir().expect("a temporary directory for mosquitto");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write a file for mosquitto");
+        }
         let mut upstream = MosquittoUpstream {
             profile,
             port: 0,
@@ -131,7 +164,8 @@ impl MosquittoUpstream {
     /// Starts the process on `self.port` and waits until it accepts connections.
     async fn launch(&mut self) -> Result<(), PortTaken> {
         let config = self.dir.path().join("mosquitto.conf");
-        std::fs::write(&config, self.profile.config(self.port)).expect("write mosquitto.conf");
+        let text = self.profile.config(self.port, self.dir.path());
+        std::fs::write(&config, text).expect("write mosquitto.conf");
         // Mosquitto logs to stderr by default; into a file, a busy log never blocks it.
         let log = File::create(self.log_path()).expect("create mosquitto's log");
         let mut child = Command::new(PROGRAM)
