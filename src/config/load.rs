@@ -46,6 +46,7 @@ impl Overrides {
                     bind,
                     kind: ListenerKind::Tcp,
                     tls: None,
+                    path: None,
                 })
                 .collect();
         }

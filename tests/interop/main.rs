@@ -6,7 +6,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod certs;
 mod mosquitto;
 mod mosquitto_tcp;
 mod mosquitto_tls;
