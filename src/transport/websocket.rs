@@ -102,9 +102,11 @@ impl WebSocketSettings {
             .find(|name| offered_subprotocols(request).any(|offered| offered == *name));
         let Some(chosen) = chosen else {
             let offered: Vec<&str> = offered_subprotocols(request).collect();
-            return Err(UpgradeError::NoMqttSubprotocol {
-                offered: shortened(&offered.join(", ")),
-            });
+            let offered = match offered.is_empty() {
+                true => "none".to_string(),
+                false => format!("{:?}", shortened(&offered.join(", "))),
+            };
+            return Err(UpgradeError::NoMqttSubprotocol { offered });
         };
         response
             .headers_mut()
@@ -142,9 +144,10 @@ pub enum UpgradeError {
     /// The request asked for another path; answered with HTTP 404.
     #[error("HTTP 404: the request is for {requested:?}, the listener's path is {served:?}")]
     WrongPath { requested: String, served: String },
-    /// The request offered no MQTT subprotocol; answered with HTTP 400.
+    /// The request offered no MQTT subprotocol (`offered` is what it offered, quoted, or
+    /// "none"); answered with HTTP 400.
     #[error(
-        "HTTP 400: the request offers no MQTT subprotocol (offered: {offered:?}); a client \
+        "HTTP 400: the request offers no MQTT subprotocol (offered: {offered}); a client \
          must offer \"mqtt\" [MQTT-6.0.0-3]"
     )]
     NoMqttSubprotocol { offered: String },
@@ -596,12 +599,13 @@ mod tests {
     /// refused with HTTP 400.
     #[tokio::test]
     async fn a_request_without_an_mqtt_subprotocol_is_refused_with_400() {
-        for offer in [None, Some("chat, superchat")] {
+        for (offer, logged) in [
+            (None, "none"),
+            (Some("chat, superchat"), "\"chat, superchat\""),
+        ] {
             let (server, client) = upgrade(request("ws://localhost/mqtt", offer)).await;
             match server {
-                Err(UpgradeError::NoMqttSubprotocol { offered }) => {
-                    assert_eq!(offered, offer.unwrap_or_default())
-                }
+                Err(UpgradeError::NoMqttSubprotocol { offered }) => assert_eq!(offered, logged),
                 other => panic!("offer {offer:?} was not refused: {other:?}"),
             }
             match client {
