@@ -567,32 +567,45 @@ mod tests {
         request
     }
 
-    fn chosen(response: &ClientResponse) -> Option<&str> {
-        response
-            .headers()
-            .get(SEC_WEBSOCKET_PROTOCOL)
+    /// The subprotocol the broker's side chooses for a request offering `offer`; both sides
+    /// must be upgraded.
+    async fn chosen_for(offer: &str) -> Option<String> {
+        let (server, client) = upgrade(request("ws://localhost/mqtt", Some(offer))).await;
+        assert!(server.is_ok(), "{server:?}");
+        let response = client.expect("the client is upgraded");
+        let chosen = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
+        chosen
             .and_then(|value| value.to_str().ok())
+            .map(String::from)
     }
 
     /// [MQTT-6.0.0-4]: the server selects "mqtt" (offered as [MQTT-6.0.0-3] requires), even
     /// listed after another.
     #[tokio::test]
     async fn the_upgrade_selects_mqtt() {
-        let offer = request("ws://localhost/mqtt", Some("mqttv3.1, mqtt"));
-        let (server, client) = upgrade(offer).await;
-        assert!(server.is_ok(), "{server:?}");
-        let response = client.expect("the client is upgraded");
-        assert_eq!(chosen(&response), Some(MQTT_SUBPROTOCOL));
+        let chosen = chosen_for("mqttv3.1, mqtt").await;
+        assert_eq!(chosen.as_deref(), Some(MQTT_SUBPROTOCOL));
     }
 
     /// An MQTT 3.1 client that offers only the old name gets it.
     #[tokio::test]
     async fn an_mqtt_3_1_client_gets_its_own_subprotocol() {
-        let offer = request("ws://localhost/mqtt", Some("mqttv3.1"));
-        let (server, client) = upgrade(offer).await;
-        assert!(server.is_ok(), "{server:?}");
-        let response = client.expect("the client is upgraded");
-        assert_eq!(chosen(&response), Some(MQTT_V31_SUBPROTOCOL));
+        let chosen = chosen_for("mqttv3.1").await;
+        assert_eq!(chosen.as_deref(), Some(MQTT_V31_SUBPROTOCOL));
+    }
+
+    /// A reload's new `limits.max_packet_size` bounds the frames of upgrades from then on.
+    #[test]
+    fn the_frame_limit_follows_the_max_packet_size() {
+        let settings = WebSocketSettings::new("/mqtt", 1000);
+        assert_eq!(
+            settings.config().max_frame_size,
+            Some(1000 + FRAME_HEADROOM)
+        );
+        settings.clone().set_max_packet_size(5000);
+        let config = settings.config();
+        assert_eq!(config.max_frame_size, Some(5000 + FRAME_HEADROOM));
+        assert_eq!(config.max_message_size, Some(5000 + FRAME_HEADROOM));
     }
 
     /// [MQTT-6.0.0-3]: a request that offers no MQTT subprotocol (none, or another one) is

@@ -9,10 +9,27 @@ use cairn::codec::{ProtocolVersion, QoS};
 use cairn::config::ListenerKind;
 
 use crate::common::certs::TlsFiles;
-use crate::common::clients::{publish_qos1, subscriber, text};
-use crate::common::{start_broker_with, test_config, RawClient};
+use crate::common::clients::{client_id, publish_qos1, subscriber, text, BOTH};
+use crate::common::{start_broker_with, test_config, RawClient, TestBroker};
 use crate::node::{self, mqtt_js_available};
 use crate::ws_listener;
+
+/// Asserts the next packet `client` gets is a PUBLISH of `payload` to `topic`.
+async fn expect_message(client: &mut RawClient, topic: &str, payload: &str) {
+    let publish = client.expect_publish().await;
+    assert_eq!(
+        (publish.topic.as_str(), text(&publish).as_str()),
+        (topic, payload)
+    );
+}
+
+/// A broker with a WebSocket listener (its `addr`) and a TCP one (its second address).
+async fn ws_and_tcp_broker() -> TestBroker {
+    start_broker_with(|config| {
+        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
+    })
+    .await
+}
 
 /// The URL of the WebSocket listener at `addr`.
 fn ws_url(addr: SocketAddr) -> String {
@@ -61,23 +78,16 @@ async fn exchange_at_every_qos(url: &str, version: ProtocolVersion, extra: &[&st
     );
 }
 
+/// MQTT 5.0 and 3.1.1 clients alike.
 #[tokio::test]
-async fn mqtt_js_v5_publishes_and_receives_at_every_qos_over_ws() {
-    if !mqtt_js_available("mqtt_js_v5_publishes_and_receives_at_every_qos_over_ws") {
+async fn mqtt_js_publishes_and_receives_at_every_qos_over_ws() {
+    if !mqtt_js_available("mqtt_js_publishes_and_receives_at_every_qos_over_ws") {
         return;
     }
     let broker = start_broker_with(|config| config.listeners = vec![ws_listener()]).await;
-    exchange_at_every_qos(&ws_url(broker.addr), ProtocolVersion::V5, &[]).await;
-    broker.shutdown().await;
-}
-
-#[tokio::test]
-async fn mqtt_js_v311_publishes_and_receives_at_every_qos_over_ws() {
-    if !mqtt_js_available("mqtt_js_v311_publishes_and_receives_at_every_qos_over_ws") {
-        return;
+    for version in BOTH {
+        exchange_at_every_qos(&ws_url(broker.addr), version, &[]).await;
     }
-    let broker = start_broker_with(|config| config.listeners = vec![ws_listener()]).await;
-    exchange_at_every_qos(&ws_url(broker.addr), ProtocolVersion::V311, &[]).await;
     broker.shutdown().await;
 }
 
@@ -148,19 +158,16 @@ async fn a_retained_message_reaches_a_later_mqtt_js_subscriber() {
 
 /// A persistent session made over ws keeps its subscription and queues QoS 1 messages while
 /// offline; MQTT.js resuming it over ws is told Session Present and gets them.
-async fn session_resumed_over_ws(version: ProtocolVersion) {
-    let broker = start_broker_with(|config| {
-        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
-    })
-    .await;
+async fn session_resumed_over_ws(broker: &TestBroker, version: ProtocolVersion) {
     let url = ws_url(broker.addr);
     let tcp = broker.handle.local_addrs()[1];
     let v = version_arg(version);
+    let id = client_id("keeper", version);
     let session = [
         "--version",
         v,
         "--id",
-        "keeper",
+        &id,
         "--clean",
         "false",
         "--expiry",
@@ -173,16 +180,13 @@ async fn session_resumed_over_ws(version: ProtocolVersion) {
         ["connected session_present=false", "subscribed 1"]
     );
 
-    let mut publisher = RawClient::connect(tcp, version, "offline-publisher").await;
+    let publisher_id = client_id("offline-publisher", version);
+    let mut publisher = RawClient::connect(tcp, version, &publisher_id).await;
     for (packet_id, payload) in [(1, "first"), (2, "second")] {
         publish_qos1(&mut publisher, "kept/reading", packet_id, payload).await;
     }
-    let resumed = node::run(
-        "subscribe",
-        &url,
-        &[&session[..], &["--count", "2"]].concat(),
-    )
-    .await;
+    let resume = [&session[..], &["--count", "2"]].concat();
+    let resumed = node::run("subscribe", &url, &resume).await;
     assert_eq!(
         resumed.stdout,
         [
@@ -191,23 +195,19 @@ async fn session_resumed_over_ws(version: ProtocolVersion) {
             "message kept/reading qos=1 retain=false second",
         ]
     );
+}
+
+/// MQTT 5.0 and 3.1.1 clients alike.
+#[tokio::test]
+async fn an_mqtt_js_persistent_session_is_resumed_over_ws() {
+    if !mqtt_js_available("an_mqtt_js_persistent_session_is_resumed_over_ws") {
+        return;
+    }
+    let broker = ws_and_tcp_broker().await;
+    for version in BOTH {
+        session_resumed_over_ws(&broker, version).await;
+    }
     broker.shutdown().await;
-}
-
-#[tokio::test]
-async fn an_mqtt_js_v5_persistent_session_is_resumed_over_ws() {
-    if !mqtt_js_available("an_mqtt_js_v5_persistent_session_is_resumed_over_ws") {
-        return;
-    }
-    session_resumed_over_ws(ProtocolVersion::V5).await;
-}
-
-#[tokio::test]
-async fn an_mqtt_js_v311_persistent_session_is_resumed_over_ws() {
-    if !mqtt_js_available("an_mqtt_js_v311_persistent_session_is_resumed_over_ws") {
-        return;
-    }
-    session_resumed_over_ws(ProtocolVersion::V311).await;
 }
 
 /// MQTT.js connected over ws with a Will drops its connection without DISCONNECT: the Will
@@ -217,10 +217,7 @@ async fn an_mqtt_js_will_is_published_when_its_ws_connection_drops() {
     if !mqtt_js_available("an_mqtt_js_will_is_published_when_its_ws_connection_drops") {
         return;
     }
-    let broker = start_broker_with(|config| {
-        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
-    })
-    .await;
+    let broker = ws_and_tcp_broker().await;
     let tcp = broker.handle.local_addrs()[1];
     let mut watcher = subscriber(
         tcp,
@@ -245,11 +242,7 @@ async fn an_mqtt_js_will_is_published_when_its_ws_connection_drops() {
         dropped.stdout,
         ["connected session_present=false", "dropped"]
     );
-    let publish = watcher.expect_publish().await;
-    assert_eq!(
-        (publish.topic.as_str(), text(&publish).as_str()),
-        ("wills/fragile", "gone")
-    );
+    expect_message(&mut watcher, "wills/fragile", "gone").await;
     broker.shutdown().await;
 }
 
@@ -260,10 +253,7 @@ async fn a_tcp_client_and_an_mqtt_js_ws_client_exchange_messages() {
     if !mqtt_js_available("a_tcp_client_and_an_mqtt_js_ws_client_exchange_messages") {
         return;
     }
-    let broker = start_broker_with(|config| {
-        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
-    })
-    .await;
+    let broker = ws_and_tcp_broker().await;
     let url = ws_url(broker.addr);
     let tcp = broker.handle.local_addrs()[1];
     let mut tcp_client = subscriber(
@@ -301,10 +291,6 @@ async fn a_tcp_client_and_an_mqtt_js_ws_client_exchange_messages() {
         received.stdout,
         ["message to-ws qos=1 retain=false from tcp"]
     );
-    let publish = tcp_client.expect_publish().await;
-    assert_eq!(
-        (publish.topic.as_str(), text(&publish).as_str()),
-        ("to-tcp", "from ws")
-    );
+    expect_message(&mut tcp_client, "to-tcp", "from ws").await;
     broker.shutdown().await;
 }
