@@ -15,7 +15,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::admission::{Admission, Handshake};
 use super::tls::{self, ReloadableTls, TlsListener};
-use super::websocket::{self, WebSocketSettings};
+use super::websocket::{self, TcpOrTls, WebSocket, WebSocketSettings};
 
 /// How long the accept loop pauses after a failed accept (out of file descriptors and the
 /// like) instead of spinning.
@@ -254,20 +254,18 @@ async fn tls_handshake(accepted: Box<Accepted>) -> Option<Box<Arrival<TlsStream<
 }
 
 /// The WebSocket upgrade of an arrival, before its connect deadline; `None` (logged) when it
-/// is refused, fails or times out.
-async fn websocket_upgrade<S>(
+/// is refused, fails or times out. `ws` and `wss` connections alike reach the engine as a
+/// [`WebSocket`] over [`TcpOrTls`], one type (see there why).
+async fn websocket_upgrade<S: Into<TcpOrTls>>(
     arrival: Box<Arrival<S>>,
     settings: &WebSocketSettings,
-) -> Option<Box<Arrival<websocket::WebSocket<S>>>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> Option<Box<Arrival<WebSocket<TcpOrTls>>>> {
     let Arrival {
         stream,
         peer,
         handshake,
     } = arrival.unbox();
-    let upgrading = websocket::accept(stream, settings);
+    let upgrading = websocket::accept(stream.into(), settings);
     let stream = match tokio::time::timeout_at(handshake.deadline(), upgrading).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
