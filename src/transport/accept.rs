@@ -79,7 +79,8 @@ pub struct Listener<H> {
     pub websocket: Option<WebSocketSettings>,
     /// Shared by every listener: places for connections awaiting CONNECT.
     pub admission: Admission,
-    /// Serves each connection once accepted (and through its TLS handshake).
+    /// Serves each connection once accepted (and through its TLS handshake and WebSocket
+    /// upgrade).
     pub server: H,
 }
 

@@ -268,9 +268,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WebSocket<S> {
                     )))
                 }
                 // tungstenite answers a ping (and a close frame, after which the stream
-                // ends) while reading on.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))) => {}
-                Some(Ok(Message::Frame(_))) => {}
+                // ends) while reading on; it never hands out a raw frame when reading.
+                Some(Ok(
+                    Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_),
+                )) => {}
                 Some(Err(error)) => return Poll::Ready(Err(io_error(error))),
             }
         }
