@@ -1,5 +1,5 @@
 //! Starting and stopping a broker: the wiring. Opens the store and restores its sessions,
-//! binds every configured listener (TCP or TLS) and runs its accept loop
+//! binds every configured listener (TCP, TLS, WebSocket over either) and runs its accept loop
 //! ([`crate::transport::accept`]) with the engine serving each connection, and shuts down in
 //! order — listeners first, then every connection (v5 clients get DISCONNECT 0x8B), then the
 //! store.
@@ -21,12 +21,13 @@ use crate::bridge::{self, BridgeError};
 use crate::broker::connection;
 use crate::broker::{sys, Broker};
 use crate::config::reload::{self, ReloadPlan};
-use crate::config::{Config, ListenerConfig, ListenerKind};
+use crate::config::{Config, ListenerConfig};
 use crate::metrics;
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
 use crate::transport::{
     listener, Admission, Arrival, Listener, ReloadableTls, Serve, TlsError, TlsListener,
+    WebSocketSettings,
 };
 
 /// How long shutdown waits for connections to say goodbye.
@@ -47,8 +48,11 @@ pub enum ServerError {
         #[source]
         source: TlsError,
     },
-    #[error("listener {addr} has kind \"tls\" but no [listeners.tls] settings")]
-    MissingTls { addr: SocketAddr },
+    #[error("listener {addr} has kind \"{kind}\" but no [listeners.tls] settings")]
+    MissingTls {
+        addr: SocketAddr,
+        kind: &'static str,
+    },
     #[error(transparent)]
     Access(#[from] AccessError),
     #[error(transparent)]
@@ -89,6 +93,9 @@ pub struct ServerHandle {
     admission: Admission,
     /// Each listener's TLS setup (`None` for plain TCP), in the configuration's order.
     tls: Vec<Option<ReloadableTls>>,
+    /// The WebSocket listeners' upgrade settings, whose frame limit follows
+    /// `limits.max_packet_size` at a reload.
+    websockets: Vec<WebSocketSettings>,
     bridges: RunningBridges,
     /// Tells the accept loops to stop.
     stop_listeners: watch::Sender<bool>,
@@ -120,6 +127,9 @@ impl Server {
         let mut bound = Vec::with_capacity(config.listeners.len());
         for configured in &config.listeners {
             let tls = tls_setup(configured)?.map(ReloadableTls::new);
+            let websocket = configured
+                .websocket_path()
+                .map(|path| WebSocketSettings::new(path, config.limits.max_packet_size));
             let socket = listener::bind(configured.bind).map_err(|source| ServerError::Bind {
                 addr: configured.bind,
                 source,
@@ -128,7 +138,7 @@ impl Server {
                 addr: configured.bind,
                 source,
             })?;
-            bound.push((socket, addr, tls));
+            bound.push((socket, addr, configured.kind, tls, websocket));
         }
         let metrics = metrics::bind(config.metrics.as_ref()).await?;
         // Bridge sessions take messages from the first client on.
@@ -143,15 +153,18 @@ impl Server {
         );
         let mut addrs = Vec::with_capacity(bound.len());
         let mut tls_setups = Vec::with_capacity(bound.len());
+        let mut websockets = Vec::new();
         let mut tasks = Vec::with_capacity(bound.len() + 1);
-        for (index, (socket, addr, tls)) in bound.into_iter().enumerate() {
-            tracing::info!(%addr, tls = tls.is_some(), "listening");
+        for (index, (socket, addr, kind, tls, websocket)) in bound.into_iter().enumerate() {
+            tracing::info!(%addr, kind = kind.name(), "listening");
             addrs.push(addr);
             tls_setups.push(tls.clone());
+            websockets.extend(websocket.clone());
             let listener = Listener {
                 socket,
                 index,
                 tls,
+                websocket,
                 admission: admission.clone(),
                 server: Engine(broker.clone()),
             };
@@ -187,6 +200,7 @@ impl Server {
             broker,
             admission,
             tls: tls_setups,
+            websockets,
             bridges,
             tasks,
             stop_listeners,
@@ -247,6 +261,11 @@ impl ServerHandle {
                 new.max_connections,
                 Duration::from_secs(new.connect_timeout),
             );
+        }
+        if old.max_packet_size != new.max_packet_size {
+            for websocket in &self.websockets {
+                websocket.set_max_packet_size(new.max_packet_size);
+            }
         }
         self.broker.reconfigure(Arc::new(config));
         let logins_closed = self.replace_rules(rules);
@@ -321,13 +340,14 @@ impl ServerHandle {
     }
 }
 
-/// The TLS setup of a listener, or `None` for plain TCP.
+/// The TLS setup of a listener, or `None` for plain TCP and plain WebSocket.
 fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsListener>, ServerError> {
-    if listener.kind != ListenerKind::Tls {
+    if !listener.kind.uses_tls() {
         return Ok(None);
     }
     let settings = listener.tls.as_ref().ok_or(ServerError::MissingTls {
         addr: listener.bind,
+        kind: listener.kind.name(),
     })?;
     TlsListener::new(settings)
         .map(Some)

@@ -6,18 +6,14 @@
 
 #[path = "common/mod.rs"]
 mod common;
-// Only the CA and server certificate of the interop tests' set are used here.
-#[allow(dead_code)]
-#[path = "interop/certs.rs"]
-mod certs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
 use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::config::Config;
-use certs::TlsFiles;
 use common::binary::{assert_exit, cairn, run, stderr, stdout};
+use common::certs::TlsFiles;
 use common::serve::ServeProcess;
 use common::{publish_packet, RawClient, WAIT};
 

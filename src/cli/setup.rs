@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use cairn::config::{Config, ConfigError, ListenerKind, Overrides};
+use cairn::config::{Config, ConfigError, Overrides};
 use cairn::transport::tls;
 
 use super::logging;
@@ -37,7 +37,7 @@ fn tls_file_problems(config: &Config) -> Vec<String> {
         .listeners
         .iter()
         .enumerate()
-        .filter(|(_, listener)| listener.kind == ListenerKind::Tls)
+        .filter(|(_, listener)| listener.kind.uses_tls())
         .filter_map(|(index, listener)| Some((index, listener.tls.as_ref()?)))
         .filter_map(|(index, files)| {
             let error = tls::acceptor(files).err()?;

@@ -198,11 +198,17 @@ const LISTENER_KEYS: &[KeySpec] = &[
         "bind",
         "an IP address and port such as \"0.0.0.0:1883\", used by one listener only",
     ),
-    leaf("kind", "\"tcp\" or \"tls\""),
+    leaf("kind", "\"tcp\", \"tls\", \"ws\" or \"wss\""),
     table(
         "tls",
-        "a tls table (cert, key) on a listener with kind = \"tls\", and none on others",
+        "a tls table (cert, key) on a listener with kind = \"tls\" or \"wss\", and none on \
+         others",
         Children::Table(TLS_KEYS),
+    ),
+    leaf(
+        "path",
+        "a URL path such as \"/mqtt\" (a \"/\" then visible ASCII characters other than ? and \
+         #), only on a listener with kind = \"ws\" or \"wss\"",
     ),
     leaf(
         "auth",

@@ -47,6 +47,7 @@ impl Overrides {
                     kind: ListenerKind::Tcp,
                     tls: None,
                     auth: None,
+                    path: None,
                 })
                 .collect();
         }

@@ -3,13 +3,12 @@
 //! are. Pure: it starts and stops nothing.
 //!
 //! A restart is needed for `data_dir` and `store.*` (the open database), `sys_interval`,
-//! `metrics` (its bound socket), and
-//! each listener's `bind` and `kind`, and the number of listeners (bound sockets). Everything
-//! else applies at once: `log.level`, `limits.*` (for connections made from then on; a
-//! connection keeps the limits its CONNACK announced), each listener's `auth` (for connections
-//! made from then on), `password_file` and `acl_file` (the files themselves are read again on
-//! every reload, changed or not, by the server), a TLS listener's files and options (for
-//! handshakes from then on), and `bridges`.
+//! `metrics` (its bound socket), each listener's `bind`, `kind` and WebSocket `path`, and the
+//! number of listeners (bound sockets). Everything else applies at once: `log.level`,
+//! `limits.*` (for connections made from then on; a connection keeps the limits its CONNACK
+//! announced), each listener's `auth` (for connections made from then on), `password_file`
+//! and `acl_file` (the files themselves are read again on every reload, changed or not, by the
+//! server), a TLS listener's files and options (for handshakes from then on), and `bridges`.
 
 use toml::Value;
 
@@ -60,15 +59,20 @@ pub fn plan(running: &Config, new: Config) -> ReloadPlan {
     }
 }
 
-/// Whether the listeners' sockets would change: another count, or another `bind` or `kind`
-/// at some position. Then every listener key waits for a restart, TLS files included.
+/// Whether the listeners' sockets would change: another count, or another `bind`, `kind` or
+/// (WebSocket) `path` at some position. Then every listener key waits for a restart, TLS files
+/// included.
 fn listeners_need_restart(running: &Config, new: &Config) -> bool {
     running.listeners.len() != new.listeners.len()
         || running
             .listeners
             .iter()
             .zip(&new.listeners)
-            .any(|(old, new)| old.bind != new.bind || old.kind != new.kind)
+            .any(|(old, new)| {
+                old.bind != new.bind
+                    || old.kind != new.kind
+                    || old.websocket_path() != new.websocket_path()
+            })
 }
 
 /// The configuration as a TOML tree, to compare key by key.
@@ -122,6 +126,7 @@ mod tests {
             kind: ListenerKind::Tcp,
             tls: None,
             auth: None,
+            path: None,
         }
     }
 
@@ -200,6 +205,33 @@ mod tests {
     }
 
     #[test]
+    fn a_websocket_listener_s_kind_or_path_waits_for_a_restart() {
+        let mut ws = listener("127.0.0.1:8080");
+        ws.kind = ListenerKind::Ws;
+        let running = Config {
+            listeners: vec![ws],
+            ..Config::default()
+        };
+        let mut moved = running.clone();
+        moved.listeners[0].path = Some("/elsewhere".into());
+        let plan_moved = plan(&running, moved);
+        assert_eq!(plan_moved.need_restart, ["listeners[0].path"]);
+        assert_eq!(plan_moved.config.listeners, running.listeners);
+
+        let mut plain = running.clone();
+        plain.listeners[0].kind = ListenerKind::Tcp;
+        let plan_plain = plan(&running, plain);
+        assert_eq!(plan_plain.need_restart, ["listeners[0].kind"]);
+        assert_eq!(plan_plain.config.listeners, running.listeners);
+
+        // The default path written out is the same path: nothing to restart for.
+        let mut spelled = running.clone();
+        spelled.listeners[0].path = Some("/mqtt".into());
+        let plan_spelled = plan(&running, spelled);
+        assert!(plan_spelled.need_restart.is_empty());
+    }
+
+    #[test]
     fn a_listener_s_tls_files_apply_now() {
         let tls = |cert: &str| crate::config::TlsConfig {
             cert: cert.into(),
@@ -214,6 +246,7 @@ mod tests {
                 kind: ListenerKind::Tls,
                 tls: Some(tls("/old.pem")),
                 auth: None,
+                path: None,
             }],
             ..Config::default()
         };

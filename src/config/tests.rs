@@ -409,6 +409,7 @@ fn tls_listener(tls: Option<TlsConfig>) -> ListenerConfig {
         kind: ListenerKind::Tls,
         tls,
         auth: None,
+        path: None,
     }
 }
 
@@ -461,6 +462,83 @@ fn client_auth_and_identity_need_client_ca() {
     );
     tls.client_ca = Some(PathBuf::from("ca.pem"));
     assert!(validate_listeners(vec![tls_listener(Some(tls))]).is_empty());
+}
+
+#[test]
+fn websocket_listeners_are_read_with_their_path() {
+    let toml = r#"
+        [[listeners]]
+        bind = "127.0.0.1:8080"
+        kind = "ws"
+        [[listeners]]
+        bind = "127.0.0.1:8443"
+        kind = "wss"
+        path = "/gateway/mqtt"
+        [listeners.tls]
+        cert = "cert.pem"
+        key = "key.pem"
+    "#;
+    let config = load_from(Some(toml), &[], &Overrides::default()).expect("valid listeners");
+    let kinds: Vec<_> = config.listeners.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, [ListenerKind::Ws, ListenerKind::Wss]);
+    assert_eq!(config.listeners[0].websocket_path(), Some("/mqtt"));
+    assert_eq!(config.listeners[1].websocket_path(), Some("/gateway/mqtt"));
+    assert_eq!(tls_listener(None).websocket_path(), None);
+}
+
+#[test]
+fn a_wss_listener_needs_a_tls_table_and_a_ws_listener_refuses_one() {
+    let mut wss = tls_listener(None);
+    wss.kind = ListenerKind::Wss;
+    assert_eq!(
+        keys_of(&validate_listeners(vec![wss.clone()])),
+        ["listeners[0].tls"]
+    );
+    wss.tls = Some(tls_files());
+    assert!(validate_listeners(vec![wss.clone()]).is_empty());
+
+    let mut ws = wss;
+    ws.kind = ListenerKind::Ws;
+    let problems = validate_listeners(vec![ws]);
+    assert_eq!(keys_of(&problems), ["listeners[0].tls"]);
+    assert!(
+        problems[0].to_string().contains("kind = \"ws\""),
+        "{}",
+        problems[0]
+    );
+}
+
+#[test]
+fn a_path_is_taken_only_on_websocket_listeners_and_only_a_requestable_one() {
+    let with_path = |kind, path: &str| {
+        let mut listener = Config::default().listeners[0].clone();
+        listener.kind = kind;
+        listener.path = Some(path.to_string());
+        validate_listeners(vec![listener])
+    };
+    assert!(with_path(ListenerKind::Ws, "/").is_empty());
+    assert!(with_path(ListenerKind::Ws, "/mqtt/v1").is_empty());
+    let on_tcp = with_path(ListenerKind::Tcp, "/mqtt");
+    assert_eq!(keys_of(&on_tcp), ["listeners[0].path"]);
+    let message = on_tcp[0].to_string();
+    assert!(message.contains("kind = \"tcp\""), "{message}");
+    assert!(message.contains("\"ws\" or \"wss\""), "{message}");
+    for bad in ["mqtt", "", "/mq tt", "/mqtt?x=1", "/mqtt#top", "/mqtté"] {
+        let problems = with_path(ListenerKind::Ws, bad);
+        assert_eq!(keys_of(&problems), ["listeners[0].path"], "path {bad:?}");
+    }
+}
+
+#[test]
+fn certificate_auth_takes_a_wss_listener_that_checks_certificates() {
+    let mut wss = certificate_checking_listener();
+    wss.kind = ListenerKind::Wss;
+    wss.auth = Some(AuthMode::Certificate);
+    assert!(validation_problems(Config {
+        listeners: vec![wss],
+        ..Config::default()
+    })
+    .is_empty());
 }
 
 fn validation_problems(config: Config) -> Vec<Problem> {
@@ -574,6 +652,7 @@ fn duplicate_bind_addresses_are_refused_except_port_zero() {
         kind: ListenerKind::Tcp,
         tls: None,
         auth: None,
+        path: None,
     };
     let problems = validate_listeners(vec![tcp(1883), tcp(1884), tcp(1883)]);
     assert_eq!(keys_of(&problems), ["listeners[2].bind"]);
@@ -666,6 +745,8 @@ fn every_key_set() -> Config {
     let mut bridge = load_bridge(ISSUE_BRIDGE_EXAMPLE);
     bridge.state_topic = Some("gw-7/bridge/state".to_string());
     let mut listener = tls_listener(Some(tls));
+    listener.kind = ListenerKind::Wss;
+    listener.path = Some("/mqtt".to_string());
     listener.auth = Some(AuthMode::PasswordOrCertificate);
     Config {
         password_file: Some(PathBuf::from("/etc/cairn/passwd")),

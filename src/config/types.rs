@@ -18,7 +18,7 @@ pub struct Config {
     /// Who may publish and subscribe to what, in Mosquitto's ACL format; `None`: everyone may
     /// do everything. Re-read on reload.
     pub acl_file: Option<PathBuf>,
-    /// Listeners: any number of TCP and TLS sockets.
+    /// Listeners: any number of TCP, TLS and WebSocket sockets.
     pub listeners: Vec<ListenerConfig>,
     /// Resource limits.
     pub limits: Limits,
@@ -48,16 +48,20 @@ pub struct MetricsConfig {
 pub struct ListenerConfig {
     /// Address and port to bind, e.g. `127.0.0.1:1883` or `0.0.0.0:8883`.
     pub bind: SocketAddr,
-    /// Plain TCP or TLS.
+    /// Plain TCP, TLS, or MQTT over WebSockets without or with TLS.
     #[serde(default)]
     pub kind: ListenerKind,
-    /// TLS settings; required when `kind = "tls"`, refused otherwise.
+    /// TLS settings; required when `kind = "tls"` or `"wss"`, refused otherwise.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// How its clients prove who they are; `None`: [`AuthMode::Password`] when a password
     /// file is set, else [`AuthMode::Anonymous`] (see [`Config::listener_auth`]).
     #[serde(default)]
     pub auth: Option<AuthMode>,
+    /// The URL path WebSocket clients connect to (`ws://host:port/mqtt`); only on `ws` and
+    /// `wss` listeners, [`DEFAULT_WEBSOCKET_PATH`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// How the clients of a listener prove who they are.
@@ -91,6 +95,20 @@ impl AuthMode {
     }
 }
 
+/// The URL path of a WebSocket listener without `path`: the one MQTT.js and most browser
+/// clients use.
+pub const DEFAULT_WEBSOCKET_PATH: &str = "/mqtt";
+
+impl ListenerConfig {
+    /// The URL path WebSocket clients connect to, or `None` when the listener does not speak
+    /// WebSocket.
+    pub fn websocket_path(&self) -> Option<&str> {
+        self.kind
+            .is_websocket()
+            .then(|| self.path.as_deref().unwrap_or(DEFAULT_WEBSOCKET_PATH))
+    }
+}
+
 /// The transport of a listener.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,6 +118,32 @@ pub enum ListenerKind {
     Tcp,
     /// TLS 1.2 or 1.3 over TCP (MQTT's usual port 8883).
     Tls,
+    /// MQTT over WebSockets, over plain TCP (browsers' `ws://`).
+    Ws,
+    /// MQTT over WebSockets over TLS (browsers' `wss://`), with the same TLS settings as `Tls`.
+    Wss,
+}
+
+impl ListenerKind {
+    /// The name the configuration uses (`kind = "wss"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Tls => "tls",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+
+    /// Whether connections start with a TLS handshake (`tls` and `wss`).
+    pub fn uses_tls(self) -> bool {
+        matches!(self, ListenerKind::Tls | ListenerKind::Wss)
+    }
+
+    /// Whether MQTT goes over WebSockets (`ws` and `wss`).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
 }
 
 /// Certificates for a TLS listener (PEM files).
@@ -236,6 +280,7 @@ impl Default for Config {
                 kind: ListenerKind::Tcp,
                 tls: None,
                 auth: None,
+                path: None,
             }],
             limits: Limits::default(),
             sys_interval: 10,

@@ -1,6 +1,7 @@
 //! Accepting connections: one loop per listener admits each accepted socket (or closes it at
-//! once when too many await CONNECT), runs the TLS handshake of TLS listeners before the
-//! connect deadline, and hands the stream and its [`Peer`] to the engine through [`Serve`].
+//! once when too many await CONNECT), runs the TLS handshake of TLS listeners and the
+//! WebSocket upgrade of WebSocket listeners (both, in that order, for `wss`) before the connect
+//! deadline, and hands the stream and its [`Peer`] to the engine through [`Serve`].
 //! It never decodes MQTT, and never knows the engine or the store.
 
 use std::future::Future;
@@ -10,9 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio_rustls::server::TlsStream;
 
 use super::admission::{Admission, Handshake};
 use super::tls::{self, ReloadableTls, TlsListener};
+use super::websocket::{self, TcpOrTls, WebSocket, WebSocketSettings};
 
 /// How long the accept loop pauses after a failed accept (out of file descriptors and the
 /// like) instead of spinning.
@@ -67,9 +70,12 @@ pub struct Listener<H> {
     pub index: usize,
     /// `None` for plain TCP.
     pub tls: Option<ReloadableTls>,
+    /// `Some` for MQTT over WebSockets (after the TLS handshake, with `tls`).
+    pub websocket: Option<WebSocketSettings>,
     /// Shared by every listener: places for connections awaiting CONNECT.
     pub admission: Admission,
-    /// Serves each connection once accepted (and through its TLS handshake).
+    /// Serves each connection once accepted (and through its TLS handshake and WebSocket
+    /// upgrade).
     pub server: H,
 }
 
@@ -101,8 +107,14 @@ impl<H: Serve> Listener<H> {
                                 },
                                 handshake,
                             };
-                            let server = self.server.clone();
-                            tokio::spawn(serve_plain(open.clone(), server, Box::new(arrival)));
+                            let (server, arrival) = (self.server.clone(), Box::new(arrival));
+                            match &self.websocket {
+                                None => tokio::spawn(serve_plain(open.clone(), server, arrival)),
+                                Some(settings) => {
+                                    let settings = settings.clone();
+                                    tokio::spawn(serve_ws(open.clone(), server, arrival, settings))
+                                }
+                            };
                         }
                         Some(tls) => {
                             let accepted = Accepted {
@@ -112,8 +124,19 @@ impl<H: Serve> Listener<H> {
                                 tls: tls.current(),
                                 handshake,
                             };
-                            let server = self.server.clone();
-                            tokio::spawn(serve_tls(open.clone(), server, Box::new(accepted)));
+                            let (server, accepted) = (self.server.clone(), Box::new(accepted));
+                            match &self.websocket {
+                                None => tokio::spawn(serve_tls(open.clone(), server, accepted)),
+                                Some(settings) => {
+                                    let settings = settings.clone();
+                                    tokio::spawn(serve_wss(
+                                        open.clone(),
+                                        server,
+                                        accepted,
+                                        settings,
+                                    ))
+                                }
+                            };
                         }
                     }
                 }
@@ -160,6 +183,44 @@ impl Accepted {
 /// Runs the TLS handshake before the connect deadline, then the MQTT connection over it;
 /// `_open` is dropped when the connection ends, last (as in [`serve_plain`]).
 async fn serve_tls<H: Serve>(_open: mpsc::Sender<()>, server: H, accepted: Box<Accepted>) {
+    if let Some(arrival) = tls_handshake(accepted).await {
+        server.serve(arrival).await;
+    }
+}
+
+/// Upgrades a plain TCP connection to WebSocket before the connect deadline, then serves MQTT
+/// over it; `_open` is dropped when the connection ends, last (as in [`serve_plain`]).
+async fn serve_ws<H: Serve>(
+    _open: mpsc::Sender<()>,
+    server: H,
+    arrival: Box<Arrival<TcpStream>>,
+    settings: WebSocketSettings,
+) {
+    if let Some(arrival) = websocket_upgrade(arrival, &settings).await {
+        server.serve(arrival).await;
+    }
+}
+
+/// Runs the TLS handshake, then the WebSocket upgrade over it, both before the connect
+/// deadline, then serves MQTT over them; `_open` is dropped when the connection ends, last
+/// (as in [`serve_plain`]).
+async fn serve_wss<H: Serve>(
+    _open: mpsc::Sender<()>,
+    server: H,
+    accepted: Box<Accepted>,
+    settings: WebSocketSettings,
+) {
+    let Some(arrival) = tls_handshake(accepted).await else {
+        return;
+    };
+    if let Some(arrival) = websocket_upgrade(arrival, &settings).await {
+        server.serve(arrival).await;
+    }
+}
+
+/// The TLS handshake of an accepted socket, before its connect deadline; `None` (logged) when
+/// it fails or times out.
+async fn tls_handshake(accepted: Box<Accepted>) -> Option<Box<Arrival<TlsStream<TcpStream>>>> {
     let Accepted {
         stream,
         addr,
@@ -172,11 +233,11 @@ async fn serve_tls<H: Serve>(_open: mpsc::Sender<()>, server: H, accepted: Box<A
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
             tracing::info!(peer = %addr, %error, "TLS handshake failed");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(peer = %addr, "TLS handshake timed out");
-            return;
+            return None;
         }
     };
     let certificate = tls
@@ -191,7 +252,38 @@ async fn serve_tls<H: Serve>(_open: mpsc::Sender<()>, server: H, accepted: Box<A
         },
         handshake,
     };
-    server.serve(Box::new(arrival)).await;
+    Some(Box::new(arrival))
+}
+
+/// The WebSocket upgrade of an arrival, before its connect deadline; `None` (logged) when it
+/// is refused, fails or times out. `ws` and `wss` connections alike reach the engine as a
+/// [`WebSocket`] over [`TcpOrTls`], one type (see there why).
+async fn websocket_upgrade<S: Into<TcpOrTls>>(
+    arrival: Box<Arrival<S>>,
+    settings: &WebSocketSettings,
+) -> Option<Box<Arrival<WebSocket<TcpOrTls>>>> {
+    let Arrival {
+        stream,
+        peer,
+        handshake,
+    } = arrival.unbox();
+    let upgrading = websocket::accept(stream.into(), settings);
+    let stream = match tokio::time::timeout_at(handshake.deadline(), upgrading).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(peer = %peer.addr, %error, "WebSocket upgrade refused");
+            return None;
+        }
+        Err(_) => {
+            tracing::info!(peer = %peer.addr, "WebSocket upgrade timed out");
+            return None;
+        }
+    };
+    Some(Box::new(Arrival {
+        stream,
+        peer,
+        handshake,
+    }))
 }
 
 #[cfg(test)]

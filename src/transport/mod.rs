@@ -1,9 +1,10 @@
 //! Connection I/O, for the broker's listeners and for client connections alike: binding
 //! listeners and the open-file limit ([`listener`]), admitting accepted sockets
 //! ([`admission`]), the accept loops and the TLS handshake ([`accept`]), TLS configuration
-//! ([`tls`]), outgoing connections ([`client`]) and MQTT framing over any of them
-//! ([`framed`]). It must never import the engine (`crate::broker`) or the store: accepted
-//! connections reach the engine through the [`Serve`] trait that the server wires up.
+//! ([`tls`]), MQTT over WebSockets ([`websocket`]), outgoing connections ([`client`]) and MQTT
+//! framing over any of them ([`framed`]). It must never import the engine (`crate::broker`)
+//! or the store: accepted connections reach the engine through the [`Serve`] trait that the
+//! server wires up.
 
 pub mod accept;
 pub mod admission;
@@ -11,8 +12,10 @@ pub mod client;
 pub mod framed;
 pub mod listener;
 pub mod tls;
+pub mod websocket;
 
 pub use accept::{Arrival, Listener, Peer, Serve};
 pub use admission::{Admission, Handshake};
 pub use framed::{Framed, ReadError};
 pub use tls::{ReloadableTls, TlsError, TlsListener};
+pub use websocket::{UpgradeError, WebSocketSettings};

@@ -2,14 +2,15 @@
 //! 127.0.0.1 port 0, and a raw MQTT client that sends exact packets (valid or not) and
 //! checks the exact answers. Beside it: `clients` (what most tests do with that client:
 //! client ids, persistent sessions, checked subscribes and publishes, how a connection ends),
-//! `binary` (the real `cairn` binary run to its end), `serve` (a running `cairn serve`),
-//! `programs` (outside programs: found on PATH or skipped, run with a deadline), `proxy` (a
-//! TCP proxy that injects faults), `passwords` (password files), `upstream` (Mosquitto and ejabberd as a bridge's upstream)
-//! and `prng` (a seeded PRNG). A helper two test binaries need belongs here, not in a copy in
+//! `binary` (the real `cairn` binary run to its end), `certs` (a CA and certificates made by
+//! rcgen for the TLS tests), `serve` (a running `cairn serve`), `programs` (outside programs:
+//! found on PATH or skipped, run with a deadline), `proxy` (a TCP proxy that injects faults),
+//! `passwords` (password files), `upstream` (Mosquitto and ejabberd as a bridge's upstream) and `prng` (a seeded PRNG). A helper two test binaries need belongs here, not in a copy in
 //! each.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
+pub mod certs;
 pub mod clients;
 pub mod ordered;
 pub mod passwords;
@@ -120,6 +121,7 @@ pub fn test_config() -> Config {
             kind: ListenerKind::Tcp,
             tls: None,
             auth: None,
+            path: None,
         }],
         sys_interval: 0,
         ..Config::default()

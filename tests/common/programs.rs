@@ -14,14 +14,26 @@ use super::WAIT;
 /// the test fails under `CI=true` (saying what to install) and otherwise prints a skip line,
 /// so the caller returns early.
 pub fn available(program: &str, package: &str, test: &str) -> bool {
-    if on_path(program) {
+    let install = format!("install Debian's {package} (apt-get install {package})");
+    ready_or_skip(
+        on_path(program),
+        test,
+        &format!("`{program}` is not on PATH"),
+        &install,
+    )
+}
+
+/// Whether something a test needs beyond a program (`ready`) is there. When it is not, the
+/// test fails under `CI=true` (saying what is `missing` and how to `install` it) and otherwise
+/// prints a skip line, so the caller returns early.
+pub fn ready_or_skip(ready: bool, test: &str, missing: &str, install: &str) -> bool {
+    if ready {
         return true;
     }
-    let install = format!("install Debian's {package} (apt-get install {package})");
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{test}: `{program}` is not on PATH; {install}");
+        panic!("{test}: {missing}; {install}");
     }
-    eprintln!("SKIPPED {test}: `{program}` is not on PATH ({install} to run it)");
+    eprintln!("SKIPPED {test}: {missing} ({install} to run it)");
     false
 }
 

@@ -6,7 +6,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod certs;
 mod mosquitto;
 mod mosquitto_auth;
 mod mosquitto_tcp;

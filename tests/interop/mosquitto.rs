@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use cairn::codec::{ProtocolVersion, QoS};
 
-use crate::certs::TlsFiles;
+use crate::common::certs::TlsFiles;
 use crate::common::programs::{self, Finished, Running};
 
 pub const SUB: &str = "mosquitto_sub";

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use cairn::codec::{ProtocolVersion, QoS};
 use cairn::config::{AuthMode, CertificateIdentity, ClientAuth};
 
-use crate::certs::{TlsFiles, CLIENT_CN, CLIENT_SAN};
+use crate::common::certs::{TlsFiles, CLIENT_CN, CLIENT_SAN};
 use crate::common::programs::{self, Finished};
 use crate::common::{start_broker_with, TestBroker};
 use crate::mosquitto::{self, Args};

@@ -10,7 +10,7 @@ use cairn::config::{AuthMode, ClientAuth};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::certs::TlsFiles;
+use crate::common::certs::TlsFiles;
 use crate::common::programs::Finished;
 use crate::common::{start_broker_with, TestBroker, WAIT};
 use crate::mosquitto::{self, Args};

@@ -12,7 +12,7 @@ use cairn::codec::{Packet, ProtocolVersion, ReasonCode};
 use cairn::transport::client::{self, TlsClient, TlsClientSettings};
 use cairn::transport::Framed;
 
-use crate::certs::TlsFiles;
+use crate::common::certs::TlsFiles;
 use crate::common::{connect_packet, start_broker_with, WAIT};
 use crate::transport_client::{connack_reason, MAX_PACKET};
 

@@ -13,7 +13,7 @@ use cairn::transport::client::{
 use cairn::transport::{Framed, TlsError};
 use tokio::net::TcpListener;
 
-use crate::certs::TlsFiles;
+use crate::common::certs::TlsFiles;
 use crate::common::{connect_packet, start_broker, start_broker_with, WAIT};
 
 /// Largest packet the test client accepts.

@@ -1,5 +1,6 @@
 //! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
-//! listener, a `tls` table exactly on TLS listeners, `client_auth`/`identity` only with
+//! listener, a `tls` table exactly on TLS listeners (`tls`, `wss`), a `path` only on WebSocket
+//! listeners (`ws`, `wss`) and one a request can ask for, `client_auth`/`identity` only with
 //! `client_ca`, bind addresses used once (the metrics endpoint's too), each listener's `auth`
 //! possible with its settings, a parsable log filter, and every bridge's settings (`bridges`
 //! below). Each check adds every problem it finds; none stops early. The password and ACL
@@ -11,9 +12,7 @@ use std::fmt::Display;
 
 use super::error::Problem;
 use super::keys::{self, expected_for, Bounds};
-use super::types::{
-    AuthMode, CertificateIdentity, ClientAuth, Config, Limits, ListenerConfig, ListenerKind,
-};
+use super::types::{AuthMode, CertificateIdentity, ClientAuth, Config, Limits, ListenerConfig};
 
 /// Every problem in `config`, in the order of the checks.
 pub fn problems(config: &Config) -> Vec<Problem> {
@@ -179,17 +178,19 @@ fn check_listeners(listeners: &[ListenerConfig], problems: &mut Vec<Problem>) {
     for (index, listener) in listeners.iter().enumerate() {
         let key = format!("listeners[{index}]");
         check_listener_tls(&key, listener, problems);
+        check_listener_path(&key, listener, problems);
         check_bind_used_once(&key, index, listeners, problems);
     }
 }
 
 fn check_listener_tls(key: &str, listener: &ListenerConfig, problems: &mut Vec<Problem>) {
     let tls_key = format!("{key}.tls");
-    match (listener.kind, &listener.tls) {
-        (ListenerKind::Tls, None) => problems.push(Problem::bad_value(tls_key, "nothing")),
-        (ListenerKind::Tcp, Some(_)) => {
-            problems.push(Problem::bad_value(tls_key, "a tls table on kind = \"tcp\""))
-        }
+    match (listener.kind.uses_tls(), &listener.tls) {
+        (true, None) => problems.push(Problem::bad_value(tls_key, "nothing")),
+        (false, Some(_)) => problems.push(Problem::bad_value(
+            tls_key,
+            format!("a tls table on kind = \"{}\"", listener.kind.name()),
+        )),
         (_, Some(tls)) if tls.client_ca.is_none() => {
             if tls.client_auth == ClientAuth::Optional {
                 let key = format!("{tls_key}.client_auth");
@@ -201,6 +202,25 @@ fn check_listener_tls(key: &str, listener: &ListenerConfig, problems: &mut Vec<P
             }
         }
         _ => {}
+    }
+}
+
+/// A `path` only where WebSocket clients ask for one, and one a request line can carry: the
+/// path a client sends starts with "/", has no spaces, and ends before any "?" or "#".
+fn check_listener_path(key: &str, listener: &ListenerConfig, problems: &mut Vec<Problem>) {
+    let Some(path) = &listener.path else {
+        return;
+    };
+    let path_key = format!("{key}.path");
+    if !listener.kind.is_websocket() {
+        let value = format!("{path:?} on kind = \"{}\"", listener.kind.name());
+        problems.push(Problem::bad_value(path_key, value));
+    } else if !path.starts_with('/')
+        || !path
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '?' && c != '#')
+    {
+        problems.push(Problem::bad_value(path_key, format!("{path:?}")));
     }
 }
 

@@ -112,6 +112,7 @@ impl TlsFiles {
         ListenerConfig {
             bind: "127.0.0.1:0".parse().expect("valid address"),
             kind: ListenerKind::Tls,
+            path: None,
             tls: Some(TlsConfig {
                 cert: self.server_cert.clone(),
                 key: self.server_key.clone(),
