@@ -8,12 +8,13 @@ use std::path::Path;
 use cairn::access::throttle::FREE_FAILURES;
 use cairn::broker::sys::Figures;
 use cairn::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
+use cairn::server::Reloaded;
 
 use crate::common::clients::{
     connect_ok, expect_server_close, subscribe_ok, will, with_will, BOTH,
 };
 use crate::common::passwords::write_password_file;
-use crate::common::{connect_packet, publish_packet, start_broker_with, TestBroker};
+use crate::common::{connect_packet, publish_packet, start_broker_with, RawClient, TestBroker};
 use crate::support::{expect_connect_refused, expect_message, expect_only_marker};
 
 /// A CONNECT from `client_id` as `user` with `password`.
@@ -34,6 +35,27 @@ async fn broker(dir: &Path, users: &[(&str, &str)], acl: Option<&str>) -> TestBr
         config.acl_file = acl;
     })
     .await
+}
+
+/// A v5 client logged in as `user`, subscribed to `filter` at QoS 1.
+async fn subscribed_as(broker: &TestBroker, user: &str, password: &str, filter: &str) -> RawClient {
+    let (mut client, _) = connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, user, user, password),
+    )
+    .await;
+    subscribe_ok(&mut client, 1, filter, QoS::AtLeastOnce).await;
+    client
+}
+
+/// Reloads the broker with its configuration (the files it names are read again).
+async fn reload(broker: &mut TestBroker) -> Reloaded {
+    let config = broker.config.clone();
+    broker
+        .handle
+        .reload(config)
+        .await
+        .expect("the reload succeeds")
 }
 
 fn write_acl(dir: &Path, text: &str) -> std::path::PathBuf {
@@ -68,11 +90,7 @@ async fn a_reload_that_removes_a_user_closes_its_connections() {
     }
 
     write_password_file(dir.path(), "passwd", &[("alice", "new-pw")]);
-    let reloaded = broker
-        .handle
-        .reload(broker.config.clone())
-        .await
-        .expect("the reload succeeds");
+    let reloaded = reload(&mut broker).await;
     assert_eq!(reloaded.logins_closed, 2, "both of bob's connections");
     for bob in &mut bobs {
         expect_server_close(bob, ReasonCode::NotAuthorized).await;
@@ -91,8 +109,8 @@ async fn a_reload_that_removes_a_user_closes_its_connections() {
 }
 
 /// A reloaded ACL file holds for a connected client from its next packet: a topic it could
-/// write before the reload and may only read after gets PUBACK 0x87 [MQTT-3.3.4-1 reason
-/// codes], and the message reaches no one, not even its own subscription.
+/// write before the reload and may only read after gets PUBACK 0x87 Not authorized,
+/// and the message reaches no one, not even its own subscription.
 #[tokio::test]
 async fn a_reloaded_acl_holds_for_connected_clients() {
     let dir = tempfile::tempdir().expect("a directory for the files");
@@ -102,12 +120,7 @@ async fn a_reloaded_acl_holds_for_connected_clients() {
         Some("user alice\ntopic readwrite a/#\n"),
     )
     .await;
-    let (mut alice, _) = connect_ok(
-        broker.addr,
-        login(ProtocolVersion::V5, "alice", "alice", "alice-pw"),
-    )
-    .await;
-    subscribe_ok(&mut alice, 1, "a/#", QoS::AtLeastOnce).await;
+    let mut alice = subscribed_as(&broker, "alice", "alice-pw", "a/#").await;
     let publish = |packet_id, payload: &[u8]| {
         Packet::Publish(publish_packet(
             "a/1",
@@ -134,11 +147,7 @@ async fn a_reloaded_acl_holds_for_connected_clients() {
     }
 
     write_acl(dir.path(), "user alice\ntopic read a/#\n");
-    broker
-        .handle
-        .reload(broker.config.clone())
-        .await
-        .expect("the reload succeeds");
+    reload(&mut broker).await;
     alice.send(&publish(3, b"after")).await;
     match alice.recv().await {
         Packet::PubAck(ack) => {
@@ -165,12 +174,7 @@ async fn a_will_the_acl_forbids_is_never_sent() {
         Some("user alice\ntopic readwrite wills/allowed\nuser watcher\ntopic read wills/#\n"),
     )
     .await;
-    let (mut watcher, _) = connect_ok(
-        broker.addr,
-        login(ProtocolVersion::V5, "watcher", "watcher", "watcher-pw"),
-    )
-    .await;
-    subscribe_ok(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
+    let mut watcher = subscribed_as(&broker, "watcher", "watcher-pw", "wills/#").await;
     for version in BOTH {
         let id = format!("alice-{}", version.level());
         let forbidden = with_will(
@@ -203,12 +207,7 @@ async fn a_will_a_reload_forbids_is_not_sent() {
         Some("user alice\ntopic readwrite wills/#\nuser watcher\ntopic read wills/#\n"),
     )
     .await;
-    let (mut watcher, _) = connect_ok(
-        broker.addr,
-        login(ProtocolVersion::V5, "watcher", "watcher", "watcher-pw"),
-    )
-    .await;
-    subscribe_ok(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
+    let mut watcher = subscribed_as(&broker, "watcher", "watcher-pw", "wills/#").await;
     let connect = |topic: &str| {
         let will = will(topic, topic);
         with_will(
@@ -221,11 +220,7 @@ async fn a_will_a_reload_forbids_is_not_sent() {
         dir.path(),
         "user alice\ntopic readwrite wills/b\nuser watcher\ntopic read wills/#\n",
     );
-    broker
-        .handle
-        .reload(broker.config.clone())
-        .await
-        .expect("the reload succeeds");
+    reload(&mut broker).await;
     let (second, _) = connect_ok(broker.addr, connect("wills/b")).await;
     drop(second);
     expect_message(&mut watcher, "wills/b", "wills/b").await;
