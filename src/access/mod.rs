@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use login::LoginCache;
+
 use crate::auth::AuthFileError;
 use crate::auth::PasswordFile;
 use crate::auth::{Access, Acl, Who};
 use crate::config::Config;
 
-pub use login::{Login, LoginCache, Refusal};
+pub use login::{Login, Refusal};
 pub use throttle::Throttle;
 
 /// A password or ACL file that cannot be used; the broker does not start (or a reload is
@@ -77,8 +79,8 @@ pub struct AccessControl {
     /// Whether an ACL file is in force: without one, the checks of every PUBLISH and every
     /// delivery skip the lock.
     has_acl: AtomicBool,
-    pub(crate) cache: LoginCache,
-    pub(crate) throttle: Throttle,
+    cache: LoginCache,
+    throttle: Throttle,
     /// Logins refused, and logins made to wait by [`Throttle`], since start.
     pub logins_refused: AtomicU64,
     pub logins_slowed: AtomicU64,
