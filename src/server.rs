@@ -361,32 +361,11 @@ fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsListener>, ServerErr
 #[derive(Clone)]
 struct Engine(Arc<Broker>);
 
-/// Any connection's byte stream behind one pointer, so that the engine's connection code is
-/// compiled once for every listener kind (TCP, TLS, WebSocket) rather than once per kind: it
-/// is most of the binary's own code, and a Raspberry Pi package is counted in kilobytes. The
-/// virtual call per read or write is nothing next to the system call behind it.
-type AnyStream = Box<dyn ByteStream>;
-
-/// A connection's byte stream, whatever carries it.
-trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for S {}
-
 impl Serve for Engine {
     fn serve<S>(&self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Arrival {
-            stream,
-            peer,
-            handshake,
-        } = arrival.unbox();
-        let arrival = Box::new(Arrival {
-            stream: Box::new(stream) as AnyStream,
-            peer,
-            handshake,
-        });
         connection::serve(self.0.clone(), arrival)
     }
 }
