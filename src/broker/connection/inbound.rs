@@ -378,12 +378,13 @@ impl Client {
         }
     }
 
-    /// Whether the ACL lets this client subscribe to `filter` (a shared subscription's topic
-    /// filter is what is checked). Each message is still checked when delivered.
+    /// Whether the ACL lets this client subscribe to `filter` (`Acl::may_subscribe` judges a
+    /// shared subscription by its topic filter). Each message is still checked when delivered.
     fn may_subscribe(&self, filter: &str) -> bool {
-        let access = self.broker.access();
-        let filter = parse_shared(filter).map_or(filter, |(_, filter)| filter);
-        access.rules().may_subscribe(self.who(), filter)
+        self.broker
+            .access()
+            .rules()
+            .may_subscribe(self.who(), filter)
     }
 
     /// UNSUBSCRIBE: remove each subscription, UNSUBACK after the commit [MQTT-3.10.4-4].
