@@ -19,7 +19,9 @@ use crate::access::{AccessError, Rules};
 use crate::bridge::running::{self, BridgeChanges, RunningBridges};
 use crate::bridge::{self, BridgeError};
 use crate::broker::connection;
-use crate::broker::{sys, Broker};
+use crate::broker::state::ConnectionSignal;
+use crate::broker::{keep_alive, sys, Broker};
+use crate::codec::ReasonCode;
 use crate::config::reload::{self, ReloadPlan};
 use crate::config::{Config, ListenerConfig};
 use crate::metrics;
@@ -177,6 +179,10 @@ impl Server {
             let shown = bridges.shown();
             Arc::new(move || bridge::figures(&broker, &shown.current()))
         };
+        tasks.push(tokio::spawn(keep_alive::run(
+            broker.clone(),
+            keep_alive::TICK,
+        )));
         if config.sys_interval > 0 {
             let figures = bridge_figures.clone();
             tasks.push(tokio::spawn(sys::run(
@@ -284,15 +290,15 @@ impl ServerHandle {
     fn replace_rules(&self, rules: Rules) -> usize {
         self.broker.replace_rules(rules);
         let rules = self.broker.access().rules();
-        let still_known = |user: &str| {
-            rules
+        let removed = |signal: &ConnectionSignal| {
+            let user = signal.login()?;
+            let known = rules
                 .passwords
                 .as_ref()
-                .is_some_and(|passwords| passwords.contains(user))
+                .is_some_and(|passwords| passwords.contains(user));
+            (!known).then_some(ReasonCode::NotAuthorized)
         };
-        let closed = self
-            .broker
-            .read(|state| state.close_removed_logins(still_known));
+        let closed = self.broker.read(|state| state.close_connections(removed));
         if closed > 0 {
             tracing::info!(
                 closed,

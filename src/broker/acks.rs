@@ -4,7 +4,8 @@
 //! did not wait for it, waits here too, with no packet: every later ack comes after it.
 
 use std::collections::VecDeque;
-use std::future::pending;
+use std::future::poll_fn;
+use std::task::{Context, Poll};
 
 use crate::codec::Packet;
 use crate::store::{Commit, StoreError};
@@ -31,16 +32,16 @@ pub type Released = (Result<(), StoreError>, PendingAck);
 pub struct AckQueue {
     pending: VecDeque<PendingAck>,
     /// How many of `pending` are PUBACKs.
-    pubacks: usize,
+    pubacks: u32,
     /// How many of `pending` are PUBRECs.
-    pubrecs: usize,
+    pubrecs: u32,
 }
 
 impl AckQueue {
     /// Holds `ack` back until `commit` completes.
     pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
-        self.pubacks += usize::from(matches!(ack, Packet::PubAck(_)));
-        self.pubrecs += usize::from(matches!(ack, Packet::PubRec(_)));
+        self.pubacks += u32::from(matches!(ack, Packet::PubAck(_)));
+        self.pubrecs += u32::from(matches!(ack, Packet::PubRec(_)));
         self.pending.push_back(PendingAck {
             commit,
             ack: Some(Box::new(ack)),
@@ -71,30 +72,36 @@ impl AckQueue {
             self.pending = VecDeque::new();
         }
         let ack = released.ack.as_deref();
-        self.pubacks -= usize::from(matches!(ack, Some(Packet::PubAck(_))));
-        self.pubrecs -= usize::from(matches!(ack, Some(Packet::PubRec(_))));
+        self.pubacks -= u32::from(matches!(ack, Some(Packet::PubAck(_))));
+        self.pubrecs -= u32::from(matches!(ack, Some(Packet::PubRec(_))));
         Some((result, released))
     }
 
     /// Waits until the oldest ack's commit completes (forever if none is pending).
     /// Cancel-safe; call [`AckQueue::pop_ready`] afterwards.
     pub async fn front_committed(&mut self) {
+        poll_fn(|cx| self.poll_front_committed(cx)).await
+    }
+
+    /// [`AckQueue::front_committed`] as a poll: ready once the oldest ack's commit completes (never if none is pending); otherwise
+    /// `cx` is woken when it does. Call [`AckQueue::pop_ready`] afterwards.
+    pub fn poll_front_committed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match self.pending.front_mut() {
-            Some(front) => front.commit.ready().await,
-            None => pending::<()>().await,
+            Some(front) => front.commit.poll_ready(cx),
+            None => Poll::Pending,
         }
     }
 
     /// How many PUBACKs are waiting: inbound QoS 1 messages not yet acknowledged. (Inbound
     /// QoS 2 messages are counted by the session until PUBREL, whether or not their PUBREC left.)
     pub fn pending_pubacks(&self) -> usize {
-        self.pubacks
+        self.pubacks as usize
     }
 
     /// How many answers to inbound PUBLISHes (PUBACK, PUBREC) wait for their commit: messages
     /// the client cannot yet know were received.
     pub fn pending_publish_acks(&self) -> usize {
-        self.pubacks + self.pubrecs
+        (self.pubacks + self.pubrecs) as usize
     }
 
     /// How many acks of any kind wait for their commit.

@@ -262,10 +262,23 @@ impl Broker {
         signal
     }
 
-    /// Tells every connection to close with 0x8B Server shutting down.
+    /// Tells every connection to close with 0x8B Server shutting down: those attached now
+    /// through their signal, any attached later when they see [`Broker::shutting_down`],
+    /// and the broker's own tasks through [`Broker::shutdown_signal`].
     pub fn begin_shutdown(&self) {
         self.shutdown
             .send_replace(Some(ReasonCode::ServerShuttingDown));
+        self.read(|state| state.close_connections(|_| Some(ReasonCode::ServerShuttingDown)));
+    }
+
+    /// Whether the shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.borrow().is_some()
+    }
+
+    /// Milliseconds since the broker started: the clock of keep-alive deadlines.
+    pub fn clock_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
 

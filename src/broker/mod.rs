@@ -8,6 +8,7 @@ pub mod acks;
 pub mod aliases;
 pub mod connection;
 mod engine;
+pub mod keep_alive;
 pub mod queue;
 pub mod session;
 pub mod state;

@@ -9,9 +9,11 @@
 pub mod admin;
 pub mod redb;
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use tokio::sync::oneshot;
 
@@ -98,11 +100,18 @@ impl Commit {
 
     /// Waits until the outcome is known, keeping it for [`Commit::try_result`]. Cancel-safe.
     pub async fn ready(&mut self) {
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// [`Commit::ready`] as a poll: ready once the outcome is known, which is then kept for
+    /// [`Commit::try_result`]; otherwise `cx` is woken when it is.
+    pub fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(pending) = &mut self.pending {
-            let result = pending.await.unwrap_or(Err(StoreError::WriterGone));
+            let result = ready!(Pin::new(pending).poll(cx)).unwrap_or(Err(StoreError::WriterGone));
             self.pending = None;
             self.outcome = Some(result);
         }
+        Poll::Ready(())
     }
 
     /// Waits until the batch is durable or has failed.
@@ -121,9 +130,17 @@ pub struct Loaded {
 impl Loaded {
     /// Waits for the entries. Cancel-safe; once it has returned, call it no more.
     pub async fn entries(&mut self) -> Result<Vec<(u64, Delivery)>, StoreError> {
-        (&mut self.reply)
-            .await
-            .unwrap_or(Err(StoreError::WriterGone))
+        poll_fn(|cx| self.poll_entries(cx)).await
+    }
+
+    /// [`Loaded::entries`] as a poll; once it is ready, poll it no more.
+    pub fn poll_entries(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Vec<(u64, Delivery)>, StoreError>> {
+        Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|reply| reply.unwrap_or(Err(StoreError::WriterGone)))
     }
 }
 

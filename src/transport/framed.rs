@@ -2,9 +2,9 @@
 //! write buffer of encoded packets flushed in batches. Generic over any byte stream (TCP or
 //! TLS, accepted or connected). It knows packets, never what they mean.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::mem::MaybeUninit;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
@@ -13,14 +13,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use crate::codec::{self, DecodeError, EncodeError, Packet, ProtocolVersion};
 
 /// Room for the first read of a connection: enough for most CONNECTs.
-const FIRST_READ: usize = 256;
+const FIRST_READ: u32 = 256;
 /// The least room a read gets: what an idle connection holds while it waits.
-const MIN_READ: usize = 64;
+const MIN_READ: u32 = 64;
 /// The most room a read grows to for a busy connection.
-const MAX_READ: usize = 64 * 1024;
+const MAX_READ: u32 = 64 * 1024;
 /// Reads of at most this much room go through a buffer on the stack while the read buffer
 /// holds no memory (see [`Framed::fill`]).
-const STACK_READ: usize = 1024;
+const STACK_READ: u32 = 1024;
 
 /// Why reading a packet failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +46,9 @@ pub struct Framed<S> {
     /// Room the next read gets: doubles when a read fills it (up to [`MAX_READ`]), halves when
     /// a read uses less than a quarter (down to [`MIN_READ`]), so a busy connection reads in
     /// large chunks and an idle one waits on a small buffer.
-    read_chunk: usize,
+    read_chunk: u32,
     /// Bytes of the stream still to throw away as they arrive ([`Framed::discard`]).
-    discarding: usize,
+    discarding: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
@@ -69,9 +69,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// to be discarded).
     pub fn next_buffered(&mut self) -> Result<Option<Packet>, DecodeError> {
         if self.discarding > 0 {
-            let now = self.discarding.min(self.read_buf.len());
+            let now = (self.discarding as usize).min(self.read_buf.len());
             self.read_buf.advance(now);
-            self.discarding -= now;
+            self.discarding -= now as u32;
             if self.discarding > 0 {
                 return Ok(None);
             }
@@ -88,7 +88,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// Throws away the next `len` bytes of the stream: those buffered now, the rest as they
     /// arrive, so a packet too large to take is skipped without ever being held whole.
     pub fn discard(&mut self, len: usize) {
-        self.discarding += len;
+        // An MQTT packet is at most 256 MiB: its length fits.
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        self.discarding = self.discarding.saturating_add(len);
     }
 
     /// Reads more bytes from the socket. `Ok(false)` on a clean end of stream.
@@ -98,28 +100,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// on the stack and allocates only for what arrives: an idle connection holds no read
     /// buffer while it waits (thousands of idle clients, a few hundred bytes each).
     pub async fn fill(&mut self) -> Result<bool, ReadError> {
+        poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// [`Framed::fill`] as a poll: ready once something was read (or the stream ended or
+    /// failed); otherwise `cx` is woken when the socket has more.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ReadError>> {
+        let chunk = self.read_chunk as usize;
         let (read, room) = if self.read_buf.capacity() == 0 && self.read_chunk <= STACK_READ {
-            let room = self.read_chunk;
-            (poll_fn(|cx| self.poll_read_on_stack(cx, room)).await?, room)
+            let room = chunk;
+            (ready!(self.poll_read_on_stack(cx, room))?, room)
         } else {
-            if self.read_buf.capacity() - self.read_buf.len() < self.read_chunk / 2 {
-                self.read_buf.reserve(self.read_chunk);
+            if self.read_buf.capacity() - self.read_buf.len() < chunk / 2 {
+                self.read_buf.reserve(chunk);
             }
             let room = self.read_buf.capacity() - self.read_buf.len();
-            (self.stream.read_buf(&mut self.read_buf).await?, room)
+            // The future only borrows the two: made anew at each poll, it reads at once or
+            // registers `cx`, keeping nothing between polls.
+            let read = ready!(pin!(self.stream.read_buf(&mut self.read_buf)).poll(cx));
+            (read?, room)
         };
         if read == room {
             self.read_chunk = (self.read_chunk * 2).min(MAX_READ);
-        } else if read < self.read_chunk / 4 {
+        } else if read < chunk / 4 {
             self.read_chunk = (self.read_chunk / 2).max(MIN_READ);
         }
         if read == 0 {
             if self.read_buf.is_empty() {
-                return Ok(false);
+                return Poll::Ready(Ok(false));
             }
-            return Err(ReadError::TruncatedAtEof);
+            return Poll::Ready(Err(ReadError::TruncatedAtEof));
         }
-        Ok(true)
+        Poll::Ready(Ok(true))
     }
 
     /// Reads at most `room` (up to [`STACK_READ`]) bytes into a buffer on the stack and appends
@@ -131,7 +143,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     ) -> Poll<std::io::Result<usize>> {
         // Uninitialised: a waiting connection is polled often, and zeroing a kilobyte at every
         // poll would be work for nothing.
-        let mut chunk = [MaybeUninit::<u8>::uninit(); STACK_READ];
+        let mut chunk = [MaybeUninit::<u8>::uninit(); STACK_READ as usize];
         let mut buf = ReadBuf::uninit(&mut chunk[..room]);
         ready!(Pin::new(&mut self.stream).poll_read(cx, &mut buf))?;
         self.read_buf.extend_from_slice(buf.filled());
@@ -158,11 +170,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// Writes every queued packet to the socket. The emptied buffer's memory is given back:
     /// an idle connection holds no buffers.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.write_buf.is_empty() {
-            self.stream.write_all(&self.write_buf).await?;
-            self.write_buf = BytesMut::new();
+        poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// [`Framed::flush`] as a poll (its future then holds nothing but the borrow). What is
+    /// written leaves the buffer at once, so a flush that must wait resumes where it stopped.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.write_buf.is_empty() {
+            let written = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.write_buf))?;
+            if written == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.write_buf.advance(written);
         }
-        self.stream.flush().await
+        self.write_buf = BytesMut::new();
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     /// Gives back the read buffer's memory once everything read has been decoded.
@@ -233,7 +255,10 @@ mod tests {
             most_held = most_held.max(framed.buffered().len());
         };
         assert_eq!(packet, Packet::PingResp);
-        assert!(most_held <= MAX_READ + 16 * 1024, "held {most_held} bytes");
+        assert!(
+            most_held <= MAX_READ as usize + 16 * 1024,
+            "held {most_held} bytes"
+        );
         drop(writer.await);
     }
 

@@ -173,7 +173,7 @@ impl Uplink {
                 biased;
                 _ = shutdown.changed() => return self.goodbye().await,
                 _ = stop.changed() => return self.goodbye().await,
-                _ = self.signal.notify.notified() => {
+                _ = self.signal.woken() => {
                     if self.signal.close_reason().is_some() {
                         return Ended::Lost("the bridge's session was taken over".into());
                     }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -151,7 +150,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         connection_id,
         version,
         signal,
-        keep_alive: Duration::from_secs(u64::from(keep_alive)),
+        keep_alive,
         persistent: expiry > 0,
         bridge: connect.bridge,
         aliases: connect

@@ -65,60 +65,93 @@ impl Client {
         Ok(())
     }
 
-    /// Moves queued messages into the window and writes them, reading spilled entries back
-    /// from the store as the queue's head drains. A QoS 2 message of a persistent session is
+    /// One step of sending: moves queued messages into the window and writes them, and says
+    /// what must happen before the next step. A QoS 2 message of a persistent session is
     /// recorded as inflight before it goes out, so a restart resends it (DUP, same packet
     /// identifier) rather than sending it again as a new message [MQTT-4.3.3-6], and a stored
     /// QoS 0 message is removed before it goes out; for QoS 1 a repeat is allowed, so its
-    /// record is not awaited.
-    pub(super) async fn send_queued<S: AsyncRead + AsyncWrite + Unpin>(
+    /// record is not awaited. As the queue's head drains, spilled entries are read back from
+    /// the store.
+    ///
+    /// Synchronous, with the rare waits in [`Client::wait_step`]: a connection's task is as
+    /// large as the largest state it can wait in, for its whole life.
+    pub(super) fn send_step<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
+    ) -> Result<Step, Exit> {
+        let pass = self.take_deliverable()?;
+        if pass.await_commit {
+            return Ok(Step::Wait(Wait::Commit(Box::new(pass))));
+        }
+        let head_drained = pass.head_drained && pass.load.is_some();
+        let count = self.write_pass(framed, pass)?;
+        Ok(if head_drained {
+            Step::Wait(Wait::Load {
+                flush_first: count > 0,
+            })
+        } else if count < BATCH {
+            Step::Done
+        } else {
+            Step::BatchFull
+        })
+    }
+
+    /// Waits as [`Client::send_step`] asked, and writes what was waiting.
+    pub(super) async fn wait_step<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        framed: &mut Framed<S>,
+        wait: Wait,
     ) -> Result<(), Exit> {
-        loop {
-            let pass = self.take_deliverable()?;
-            if pass.await_commit {
-                if let Err(error) = pass.commit.wait().await {
+        let flush_first = match wait {
+            Wait::Commit(mut pass) => {
+                let commit = std::mem::replace(&mut pass.commit, Commit::nothing());
+                if let Err(error) = commit.wait().await {
                     tracing::error!(client_id = %self.client_id, %error, "could not record inflight messages");
                     return Err(Exit::Lost(format!("store failure: {error}")));
                 }
-            }
-            let count = pass.packets.len();
-            let mut sent = [0u64; 3];
-            for packet in &pass.packets {
-                if let Packet::Publish(publish) = packet {
-                    sent[publish.qos as usize] += 1;
+                let head_drained = pass.head_drained && pass.load.is_some();
+                let count = self.write_pass(framed, *pass)?;
+                if !head_drained {
+                    return Ok(());
                 }
-                framed.queue(packet).map_err(|error| {
-                    Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
-                })?;
+                count > 0
             }
-            self.broker.metrics().messages_sent.add_each(sent);
-            if let Some((request, loaded)) = pass.load {
-                self.load = Some(Box::new(PendingLoad { request, loaded }));
-                if pass.head_drained {
-                    // Nothing else to send: the entries are awaited here, so the client gets
-                    // its queue before anything it sends now is answered.
-                    if count > 0 {
-                        framed
-                            .flush()
-                            .await
-                            .map_err(|error| Exit::Lost(error.to_string()))?;
-                    }
-                    let entries = super::load_done(&mut self.load).await;
-                    self.take_loaded(entries)?;
-                    continue;
-                }
-                // Otherwise read back while the connection goes on sending what it holds: the
-                // entries join the queue when the connected loop sees them arrive.
-            }
-            if count < BATCH {
-                return Ok(());
-            }
-            if let Err(error) = framed.flush().await {
-                return Err(Exit::Lost(error.to_string()));
-            }
+            Wait::Load { flush_first } => flush_first,
+        };
+        // Nothing else to send: the entries are awaited here, so the client gets its queue
+        // before anything it sends now is answered.
+        if flush_first {
+            framed
+                .flush()
+                .await
+                .map_err(|error| Exit::Lost(error.to_string()))?;
         }
+        let entries = super::load_done(&mut self.load).await;
+        self.take_loaded(entries)
+    }
+
+    /// Encodes the pass's packets into the write buffer and starts its read of spilled
+    /// entries, if it asked for one (otherwise the entries join the queue when the connected
+    /// loop sees them arrive). Returns how many packets it wrote.
+    fn write_pass<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        framed: &mut Framed<S>,
+        pass: Pass,
+    ) -> Result<usize, Exit> {
+        let mut sent = [0u64; 3];
+        for packet in &pass.packets {
+            if let Packet::Publish(publish) = packet {
+                sent[publish.qos as usize] += 1;
+            }
+            framed.queue(packet).map_err(|error| {
+                Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
+            })?;
+        }
+        self.broker.metrics().messages_sent.add_each(sent);
+        if let Some((request, loaded)) = pass.load {
+            self.load = Some(Box::new(PendingLoad { request, loaded }));
+        }
+        Ok(pass.packets.len())
     }
 
     /// Takes what the window allows from the session's queue (see
@@ -308,7 +341,26 @@ impl Client {
 
 /// One pass over the queue: the packets to write, the store's record of what was taken, and
 /// the read of spilled entries it started.
-struct Pass {
+/// What must happen before the next [`Client::send_step`].
+pub(super) enum Step {
+    /// Nothing more can be written now.
+    Done,
+    /// A whole batch was written: flush it, then step again.
+    BatchFull,
+    /// Wait first, in [`Client::wait_step`].
+    Wait(Wait),
+}
+
+/// A wait of [`Client::send_step`]'s.
+pub(super) enum Wait {
+    /// The pass's packets go out once its commit is durable (boxed: rare, and large).
+    Commit(Box<Pass>),
+    /// The queue's head drained: the read-back of spilled entries is awaited, after
+    /// flushing what was written if `flush_first`.
+    Load { flush_first: bool },
+}
+
+pub(super) struct Pass {
     packets: Vec<Packet>,
     commit: Commit,
     /// The packets may go out only once `commit` is durable (it holds a QoS 2 send, or a

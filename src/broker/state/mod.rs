@@ -13,9 +13,7 @@
 //! - [`bridges`]: the sessions that hold the bridges' outbound queues.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::Notify;
+use std::sync::Arc;
 
 use crate::access::Rules;
 use crate::codec::{ReasonCode, Will};
@@ -25,41 +23,6 @@ use crate::store::Pace;
 use super::queue::{QueueBudget, QueueLimits};
 use super::session::Session;
 use super::subscriptions::SubscriptionIndex;
-
-/// How the state wakes or closes the connection task that owns a session.
-#[derive(Debug, Default)]
-pub struct ConnectionSignal {
-    /// Woken when messages were queued or the connection must close.
-    pub notify: Notify,
-    /// Set when the connection must close, with the reason for its DISCONNECT.
-    close: Mutex<Option<ReasonCode>>,
-    /// The user name the password file vouched for at CONNECT, if it did: a reload that
-    /// removes the user closes the connection ([`State::close_removed_logins`]).
-    login: Option<Arc<str>>,
-}
-
-impl ConnectionSignal {
-    /// The signal of a connection whose user name the password file vouched for (`login`).
-    pub fn with_login(login: Option<Arc<str>>) -> ConnectionSignal {
-        ConnectionSignal {
-            login,
-            ..ConnectionSignal::default()
-        }
-    }
-
-    /// Asks the connection to close with `reason` (e.g. 0x8E Session taken over).
-    pub fn close(&self, reason: ReasonCode) {
-        if let Ok(mut slot) = self.close.lock() {
-            *slot = Some(reason);
-        }
-        self.notify.notify_one();
-    }
-
-    /// The reason the connection was asked to close, if it was.
-    pub fn close_reason(&self) -> Option<ReasonCode> {
-        self.close.lock().ok().and_then(|slot| *slot)
-    }
-}
 
 /// The connection currently attached to a session.
 #[derive(Debug, Clone)]
@@ -233,17 +196,17 @@ impl State {
         self.budget.set_limit(budget_limit);
     }
 
-    /// Asks every connection whose password login names a user that `still_known` no
-    /// longer knows to close with 0x87 Not authorized (a reload removed the user). Returns
-    /// how many were asked.
-    pub fn close_removed_logins(&self, still_known: impl Fn(&str) -> bool) -> usize {
+    /// Asks every attached connection to close for which `reason_for` names a reason, with
+    /// that reason. Returns how many were asked.
+    pub fn close_connections(
+        &self,
+        reason_for: impl Fn(&ConnectionSignal) -> Option<ReasonCode>,
+    ) -> usize {
         let mut closed = 0;
         for link in self.sessions.values().filter_map(|slot| slot.link.as_ref()) {
-            if let Some(user) = &link.signal.login {
-                if !still_known(user) {
-                    link.signal.close(ReasonCode::NotAuthorized);
-                    closed += 1;
-                }
+            if let Some(reason) = reason_for(&link.signal) {
+                link.signal.close(reason);
+                closed += 1;
             }
         }
         closed
@@ -268,9 +231,11 @@ mod bridges;
 mod flows;
 mod lifecycle;
 mod routing;
+mod signal;
 
 use bridges::BridgeQueue;
 pub use bridges::{BridgeSession, BridgesOpened, BRIDGE_SESSION_PREFIX};
 pub use flows::{Gone, InboundFlows, InboundPublish, Published, TakeLimits, Taken};
+pub use signal::ConnectionSignal;
 #[cfg(test)]
 mod tests;

@@ -152,7 +152,7 @@ impl State {
         if offered.queued {
             changes.queued += 1;
             if let Some(link) = &slot.link {
-                link.signal.notify.notify_one();
+                link.signal.wake();
             }
         } else if offered.dropped > 0 {
             changes.refused += 1;

@@ -794,3 +794,45 @@ fn an_upstream_that_lost_the_session_keeps_what_it_never_took() {
     assert_eq!(left, [2], "the message the server never acknowledged stays");
     assert!(!state.inbound_flows(&client, 7).expect("attached").repeat);
 }
+
+/// The signal of `client`'s attached connection.
+fn signal_of(state: &State, client: &str) -> Arc<ConnectionSignal> {
+    let slot = state.sessions.get(client).expect("a session");
+    slot.link.as_ref().expect("attached").signal.clone()
+}
+
+// [MQTT-3.1.2-24] The keep-alive sweep's selection: only attached connections whose deadline
+// has passed are asked to close, with 0x8D; a detached session has no connection to close.
+#[test]
+fn only_connections_past_their_deadline_are_closed_for_keep_alive() {
+    let mut state = state();
+    let (silent, talking, gone): (Arc<str>, Arc<str>, Arc<str>) =
+        ("silent".into(), "talking".into(), "gone".into());
+    attach(&mut state, &silent, 1, false, 60, None);
+    attach(&mut state, &talking, 2, false, 60, None);
+    attach(&mut state, &gone, 3, false, 60, None);
+    let keep_alive = std::time::Duration::from_millis(1_500);
+    signal_of(&state, &silent).heard_at(0, keep_alive);
+    signal_of(&state, &talking).heard_at(1_000, keep_alive);
+    signal_of(&state, &gone).heard_at(0, keep_alive);
+    detach(&mut state, &gone, 3);
+    let silent_signal = signal_of(&state, &silent);
+    let talking_signal = signal_of(&state, &talking);
+    let closed = state.close_connections(|signal| {
+        signal
+            .deadline_passed(2_000)
+            .then_some(ReasonCode::KeepAliveTimeout)
+    });
+    assert_eq!(closed, 1);
+    assert_eq!(
+        silent_signal.close_reason(),
+        Some(ReasonCode::KeepAliveTimeout)
+    );
+    assert_eq!(talking_signal.close_reason(), None);
+    let closed = state.close_connections(|_| Some(ReasonCode::ServerShuttingDown));
+    assert_eq!(closed, 2, "a shutdown closes every attached connection");
+    assert_eq!(
+        talking_signal.close_reason(),
+        Some(ReasonCode::ServerShuttingDown)
+    );
+}

@@ -1,0 +1,180 @@
+//! [`ConnectionSignal`]: how the state reaches the task of a connection it holds a link to:
+//! waking it when messages were queued, asking it to close (takeover, revoked login,
+//! keep-alive timeout, shutdown), and the keep-alive deadline the broker's sweep checks.
+//!
+//! The task waits on it by polling ([`ConnectionSignal::poll_woken`]), not through a stored
+//! future: an idle connection's task holds its waiting state in a few words, and there is no
+//! timer per connection (the sweep looks at every deadline once a tick, as Mosquitto does).
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
+
+use crate::codec::ReasonCode;
+
+/// A deadline that never passes: Keep Alive 0, or reading paused.
+const NO_DEADLINE: u64 = u64::MAX;
+
+/// The link between the state and one connection task.
+#[derive(Debug)]
+pub struct ConnectionSignal {
+    /// The task waiting on [`ConnectionSignal::poll_woken`].
+    waker: AtomicWaker,
+    /// Set by [`ConnectionSignal::wake`] until the task sees it.
+    woken: AtomicBool,
+    /// Set when the connection must close, with the reason for its DISCONNECT.
+    close: Mutex<Option<ReasonCode>>,
+    /// The user name the password file vouched for at CONNECT, if it did: a reload that
+    /// removes the user closes the connection.
+    login: Option<Arc<str>>,
+    /// When the connection times out unless something arrives, in milliseconds of the
+    /// broker's clock ([`super::super::Broker::clock_ms`]); [`NO_DEADLINE`] when it cannot.
+    deadline_ms: AtomicU64,
+}
+
+impl Default for ConnectionSignal {
+    fn default() -> Self {
+        ConnectionSignal::with_login(None)
+    }
+}
+
+impl ConnectionSignal {
+    /// The signal of a connection whose user name the password file vouched for (`login`).
+    pub fn with_login(login: Option<Arc<str>>) -> ConnectionSignal {
+        ConnectionSignal {
+            waker: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
+            close: Mutex::new(None),
+            login,
+            deadline_ms: AtomicU64::new(NO_DEADLINE),
+        }
+    }
+
+    /// The user name the password file vouched for at CONNECT, if it did.
+    pub fn login(&self) -> Option<&str> {
+        self.login.as_deref()
+    }
+
+    /// Wakes the task (messages were queued for it). A wake while it is busy is kept until it
+    /// next waits.
+    pub fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready once woken since the task last saw a wake; otherwise `cx` is woken then. Only
+    /// the one task that owns the connection may poll it.
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Waits until woken: [`ConnectionSignal::poll_woken`] as a future. Cancel-safe.
+    pub async fn woken(&self) {
+        poll_fn(|cx| self.poll_woken(cx)).await
+    }
+
+    /// Asks the connection to close with `reason` (e.g. 0x8E Session taken over).
+    pub fn close(&self, reason: ReasonCode) {
+        if let Ok(mut slot) = self.close.lock() {
+            *slot = Some(reason);
+        }
+        self.wake();
+    }
+
+    /// The reason the connection was asked to close, if it was.
+    pub fn close_reason(&self) -> Option<ReasonCode> {
+        self.close.lock().ok().and_then(|slot| *slot)
+    }
+
+    /// Something arrived at `now_ms`: the connection times out `timeout` later unless
+    /// something else arrives. A zero `timeout` (Keep Alive 0) never times out.
+    pub fn heard_at(&self, now_ms: u64, timeout: Duration) {
+        let deadline = if timeout.is_zero() {
+            NO_DEADLINE
+        } else {
+            now_ms.saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(NO_DEADLINE))
+        };
+        self.deadline_ms.store(deadline, Ordering::Relaxed);
+    }
+
+    /// The connection stopped reading (it waits for its own commits): no deadline until
+    /// [`ConnectionSignal::heard_at`] sets one again.
+    pub fn pause_deadline(&self) {
+        self.deadline_ms.store(NO_DEADLINE, Ordering::Relaxed);
+    }
+
+    /// Whether the connection has no deadline now (paused, or Keep Alive 0).
+    pub fn deadline_paused(&self) -> bool {
+        self.deadline_ms.load(Ordering::Relaxed) == NO_DEADLINE
+    }
+
+    /// Whether the deadline has passed at `now_ms`.
+    pub fn deadline_passed(&self, now_ms: u64) -> bool {
+        let deadline = self.deadline_ms.load(Ordering::Relaxed);
+        deadline != NO_DEADLINE && now_ms > deadline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn a_wake_before_the_wait_is_kept_and_seen_once() {
+        let signal = ConnectionSignal::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(signal.poll_woken(&mut cx).is_pending());
+        signal.wake();
+        assert!(signal.poll_woken(&mut cx).is_ready());
+        assert!(
+            signal.poll_woken(&mut cx).is_pending(),
+            "one wake, one event"
+        );
+    }
+
+    #[test]
+    fn a_close_wakes_and_says_why() {
+        let signal = ConnectionSignal::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(signal.close_reason(), None);
+        signal.close(ReasonCode::SessionTakenOver);
+        assert!(signal.poll_woken(&mut cx).is_ready());
+        assert_eq!(signal.close_reason(), Some(ReasonCode::SessionTakenOver));
+    }
+
+    /// [MQTT-3.1.2-24] The deadline is 1.5 × Keep Alive after the last arrival; Keep Alive 0
+    /// and a paused connection have none.
+    #[test]
+    fn the_deadline_follows_what_arrives() {
+        let signal = ConnectionSignal::default();
+        assert!(!signal.deadline_passed(u64::MAX - 1), "none before CONNECT");
+        signal.heard_at(1_000, Duration::from_millis(1_500));
+        assert!(
+            !signal.deadline_passed(2_500),
+            "not before 1.5 x Keep Alive"
+        );
+        assert!(signal.deadline_passed(2_501));
+        signal.heard_at(2_000, Duration::from_millis(1_500));
+        assert!(!signal.deadline_passed(2_501), "an arrival moves it");
+        signal.pause_deadline();
+        assert!(signal.deadline_paused());
+        assert!(!signal.deadline_passed(1_000_000), "paused");
+        signal.heard_at(5_000, Duration::ZERO);
+        assert!(
+            !signal.deadline_passed(1_000_000),
+            "Keep Alive 0 never times out"
+        );
+    }
+}
