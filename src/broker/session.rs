@@ -5,7 +5,7 @@
 //! The fields are what the store persists; everything else about a connection
 //! (socket, aliases, keep-alive) lives in the connection task.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::codec::{SubscriptionOptions, Will};
@@ -28,6 +28,65 @@ pub struct SessionSubscription {
     pub identifier: Option<u32>,
 }
 
+/// A session's subscriptions by filter, as subscribed (`$share/…` included): a list sorted by
+/// filter rather than a hash map. Most sessions have one subscription or a few, and a hash map
+/// holding one costs about 150 bytes where the list takes 32 (a sensor's session among
+/// thousands); lookups stay logarithmic.
+#[derive(Debug, Default)]
+pub struct SessionSubscriptions(Vec<(Arc<str>, SessionSubscription)>);
+
+impl SessionSubscriptions {
+    /// Adds the subscription to `filter`, or replaces the one there [MQTT-3.8.4-3].
+    pub fn insert(&mut self, filter: Arc<str>, subscription: SessionSubscription) {
+        match self.position(&filter) {
+            Ok(index) => self.0[index].1 = subscription,
+            Err(index) => {
+                if self.0.len() == self.0.capacity() {
+                    // Doubling from one, not from four as `Vec` does.
+                    self.0.reserve_exact(self.0.len().max(1));
+                }
+                self.0.insert(index, (filter, subscription));
+            }
+        }
+    }
+
+    /// Removes the subscription to `filter`; returns it if there was one.
+    pub fn remove(&mut self, filter: &str) -> Option<SessionSubscription> {
+        let index = self.position(filter).ok()?;
+        let (_, removed) = self.0.remove(index);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(removed)
+    }
+
+    /// The subscription to `filter`, if there is one.
+    pub fn get(&self, filter: &str) -> Option<&SessionSubscription> {
+        let index = self.position(filter).ok()?;
+        Some(&self.0[index].1)
+    }
+
+    /// The filters, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().map(|(filter, _)| filter)
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Where `filter` is, or where it would go.
+    fn position(&self, filter: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(held, _)| (**held).cmp(filter))
+    }
+}
+
 /// The state of one session.
 #[derive(Debug)]
 pub struct Session {
@@ -35,7 +94,7 @@ pub struct Session {
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_interval: u32,
     /// Filter (as subscribed, `$share/…` included) → options.
-    pub subscriptions: HashMap<Arc<str>, SessionSubscription>,
+    pub subscriptions: SessionSubscriptions,
     /// Messages waiting to be sent, oldest first, mostly on disk.
     pub queue: MessageQueue,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
@@ -69,7 +128,7 @@ impl Session {
         Session {
             client_id,
             expiry_interval,
-            subscriptions: HashMap::new(),
+            subscriptions: SessionSubscriptions::default(),
             queue: MessageQueue::new(budget),
             inflight: VecDeque::new(),
             inbound_qos2: HashSet::new(),
@@ -129,6 +188,43 @@ mod tests {
             subscription_ids: Vec::new(),
             queued_at: 0,
         }
+    }
+
+    fn at_qos(qos: QoS) -> SessionSubscription {
+        SessionSubscription {
+            options: SubscriptionOptions::with_qos(qos),
+            identifier: None,
+        }
+    }
+
+    /// [MQTT-3.8.4-3] A second subscription to the same filter replaces the first; filters
+    /// are found whatever order they came in; the last one out gives the memory back.
+    #[test]
+    fn subscriptions_are_kept_by_filter() {
+        let mut subscriptions = SessionSubscriptions::default();
+        for filter in ["b/#", "a/+", "c", "a/+"] {
+            subscriptions.insert(Arc::from(filter), at_qos(QoS::AtMostOnce));
+        }
+        subscriptions.insert(Arc::from("c"), at_qos(QoS::ExactlyOnce));
+        assert_eq!(subscriptions.len(), 3);
+        let filters: Vec<&str> = subscriptions.keys().map(|filter| &**filter).collect();
+        assert_eq!(filters, ["a/+", "b/#", "c"]);
+        assert_eq!(subscriptions.get("c"), Some(&at_qos(QoS::ExactlyOnce)));
+        assert_eq!(subscriptions.get("d"), None);
+        assert_eq!(subscriptions.remove("a/+"), Some(at_qos(QoS::AtMostOnce)));
+        assert_eq!(subscriptions.remove("a/+"), None);
+        subscriptions.remove("b/#");
+        subscriptions.remove("c");
+        assert!(subscriptions.is_empty());
+        assert_eq!(subscriptions.0.capacity(), 0, "memory kept by an empty list");
+    }
+
+    /// One subscription takes one slot, not the four a `Vec` starts with.
+    #[test]
+    fn one_subscription_takes_one_slot() {
+        let mut subscriptions = SessionSubscriptions::default();
+        subscriptions.insert(Arc::from("sensors/7"), at_qos(QoS::AtLeastOnce));
+        assert_eq!(subscriptions.0.capacity(), 1);
     }
 
     #[test]
