@@ -216,7 +216,11 @@ mod tests {
         subscriptions.remove("b/#");
         subscriptions.remove("c");
         assert!(subscriptions.is_empty());
-        assert_eq!(subscriptions.0.capacity(), 0, "memory kept by an empty list");
+        assert_eq!(
+            subscriptions.0.capacity(),
+            0,
+            "memory kept by an empty list"
+        );
     }
 
     /// One subscription takes one slot, not the four a `Vec` starts with.

@@ -141,9 +141,14 @@ impl State {
                 will,
             });
         }
+        let connack_waits = has_will || (existed && !resumed);
+        if connack_waits {
+            // A client waits for this commit before anything else: no window.
+            changes.urgent();
+        }
         Attached {
             session_present: resumed,
-            connack_waits: has_will || (existed && !resumed),
+            connack_waits,
         }
     }
 

@@ -129,7 +129,8 @@ fn expiry_timer_of_a_replaced_session_leaves_the_new_one_alone() {
         state.sessions[&client]
             .session
             .subscriptions
-            .get("readings/#").is_some(),
+            .get("readings/#")
+            .is_some(),
         "its subscription survived"
     );
 
@@ -834,5 +835,36 @@ fn only_connections_past_their_deadline_are_closed_for_keep_alive() {
     assert_eq!(
         talking_signal.close_reason(),
         Some(ReasonCode::ServerShuttingDown)
+    );
+}
+
+/// A CONNACK that waits for its commit (a Will stored, a stored session discarded by Clean
+/// Start) asks for it at once; a new session's, which does not wait, leaves it to the window.
+#[test]
+fn only_a_waiting_connack_asks_for_an_urgent_commit() {
+    let mut state = state();
+    let pace_of = |state: &mut State, client: &str, clean_start: bool, will: Option<Box<Will>>| {
+        let mut changes = Changes::default();
+        let request = AttachRequest {
+            client_id: Arc::from(client),
+            clean_start,
+            expiry_interval: 60,
+            will,
+            username: None,
+            link: link(1),
+        };
+        let attached = state.attach(request, &mut changes);
+        (attached.connack_waits, changes.pace)
+    };
+    use crate::store::Pace;
+    assert_eq!(
+        pace_of(&mut state, "new", false, None),
+        (false, Pace::Window)
+    );
+    assert_eq!(pace_of(&mut state, "new", true, None), (true, Pace::Now));
+    let with_will = Some(will("wills/w", 0));
+    assert_eq!(
+        pace_of(&mut state, "willing", false, with_will),
+        (true, Pace::Now)
     );
 }
