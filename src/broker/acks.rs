@@ -83,8 +83,9 @@ impl AckQueue {
         poll_fn(|cx| self.poll_front_committed(cx)).await
     }
 
-    /// [`AckQueue::front_committed`] as a poll: ready once the oldest ack's commit completes (never if none is pending); otherwise
-    /// `cx` is woken when it does. Call [`AckQueue::pop_ready`] afterwards.
+    /// [`AckQueue::front_committed`] as a poll: ready once the oldest ack's commit completes
+    /// (never if none is pending); otherwise `cx` is woken when it does. Call
+    /// [`AckQueue::pop_ready`] afterwards.
     pub fn poll_front_committed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match self.pending.front_mut() {
             Some(front) => front.commit.poll_ready(cx),
