@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
 mod cairn_upstream;
 mod ejabberd_upstream;
 mod faults;
