@@ -3,11 +3,13 @@
 //! resuming a persistent session and leaving a Will, over ws and over wss trusting the test
 //! CA, and exchanging messages with a TCP client (`mqtt_js`); and requests the broker must
 //! refuse or end — another path, no MQTT subprotocol, a text frame, a plain HTTP GET, a
-//! silent socket — made with tokio-tungstenite's client and raw sockets (`refusals`).
+//! silent socket — made with tokio-tungstenite's client and raw sockets (`refusals`); and a
+//! real browser, headless Chromium running MQTT.js's browser bundle (`browser`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod browser;
 mod mqtt_js;
 mod node;
 mod refusals;
