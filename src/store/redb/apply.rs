@@ -5,6 +5,8 @@
 //! Owns message-body reference counting: a body is written with the first entry that refers to
 //! it and deleted with the last. Never commits; the writer does.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -313,20 +315,20 @@ impl<'txn> Tables<'txn> {
     /// body is missing is left out (with a warning): it cannot be delivered.
     pub fn load(&self, client_id: &str, range: Range<u64>) -> Result<LoadedEntries, DbError> {
         let mut entries = Vec::new();
-        let mut bodies: Vec<Arc<Message>> = Vec::new();
+        // Bodies read so far, by message id: an entry shares the body of an earlier one.
+        let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
         for entry in self
             .queue
             .range((client_id, range.start)..(client_id, range.end))?
         {
             let (key, value) = entry?;
             let record = QueueRecord::decode(value.value(), &self.clock)?;
-            let body = match bodies.iter().find(|body| body.id == record.message_id) {
-                Some(body) => body.clone(),
-                None => match self.messages.get(record.message_id)? {
+            let body = match bodies.entry(record.message_id) {
+                Entry::Occupied(body) => body.get().clone(),
+                Entry::Vacant(slot) => match self.messages.get(record.message_id)? {
                     Some(guard) => {
                         let body = Arc::new(decode_message(guard.value(), &self.clock)?);
-                        bodies.push(body.clone());
-                        body
+                        slot.insert(body).clone()
                     }
                     None => {
                         tracing::warn!(%client_id, message_id = record.message_id, "store: queued message without a body skipped");
