@@ -3,7 +3,9 @@
 //! engine may, for example, ack a message of a session deleted earlier in the same group.
 //!
 //! Owns message-body reference counting: a body is written with the first entry that refers to
-//! it and deleted with the last. Never commits; the writer does.
+//! it and deleted with the last. Consecutive entries of a session discarded one after another (a
+//! queue draining in order) are removed together, in one pass over the queue and one over their
+//! bodies. Never commits; the writer does.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -41,6 +43,13 @@ pub struct Applied {
     pub elided: u64,
 }
 
+/// Queue entries discarded but not removed yet: consecutive entries of one session, removed
+/// together in one pass over the queue table before any other op is applied.
+struct DiscardRun {
+    client_id: Arc<str>,
+    seqs: Range<u64>,
+}
+
 /// Every table, opened for one write transaction.
 pub struct Tables<'txn> {
     sessions: Table<'txn, &'static str, &'static [u8]>,
@@ -54,6 +63,7 @@ pub struct Tables<'txn> {
     retained: Table<'txn, &'static str, &'static [u8]>,
     clock: WallClock,
     applied: Applied,
+    discarding: Option<DiscardRun>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -71,12 +81,14 @@ impl<'txn> Tables<'txn> {
             retained: txn.open_table(RETAINED)?,
             clock: WallClock::now(),
             applied: Applied::default(),
+            discarding: None,
         })
     }
 
-    /// What was applied so far.
-    pub fn applied(&self) -> Applied {
-        self.applied
+    /// Applies what is still pending; what was applied, for the metrics.
+    pub fn finish(&mut self) -> Result<Applied, DbError> {
+        self.remove_discarded()?;
+        Ok(self.applied)
     }
 
     /// Counts an op that cancelled out within its group instead of applying it.
@@ -99,6 +111,9 @@ impl<'txn> Tables<'txn> {
     /// Applies one op.
     pub fn apply(&mut self, op: &StoreOp) -> Result<(), DbError> {
         self.applied.ops += 1;
+        if !matches!(op, StoreOp::Discard { .. }) {
+            self.remove_discarded()?;
+        }
         match op {
             StoreOp::PutSession {
                 client_id,
@@ -276,11 +291,54 @@ impl<'txn> Tables<'txn> {
         Ok(Some(QueueRecord::decode(removed.value(), &self.clock)?))
     }
 
-    fn discard(&mut self, client_id: &str, seq: u64) -> Result<(), DbError> {
-        if let Some(record) = self.take_queued(client_id, seq)? {
-            self.release_body(record.message_id)?;
+    /// Discards queue entry `seq`: it joins the run of entries to remove if it follows it,
+    /// else the run is removed and a new one starts with it. A draining queue discards its
+    /// entries in order, so a group removes them in a few passes instead of one by one.
+    fn discard(&mut self, client_id: &Arc<str>, seq: u64) -> Result<(), DbError> {
+        if let Some(run) = &mut self.discarding {
+            if run.client_id == *client_id && run.seqs.end == seq {
+                run.seqs.end += 1;
+                return Ok(());
+            }
         }
+        self.remove_discarded()?;
+        self.discarding = Some(DiscardRun {
+            client_id: client_id.clone(),
+            seqs: seq..seq + 1,
+        });
         Ok(())
+    }
+
+    /// Removes the run of discarded entries, releasing their bodies.
+    fn remove_discarded(&mut self) -> Result<(), DbError> {
+        let Some(DiscardRun { client_id, seqs }) = self.discarding.take() else {
+            return Ok(());
+        };
+        let mut released = Vec::with_capacity((seqs.end - seqs.start) as usize);
+        let mut unreadable = None;
+        let clock = &self.clock;
+        let client = &*client_id;
+        self.queue
+            .retain_in((client, seqs.start)..(client, seqs.end), |_, value| {
+                match QueueRecord::decode(value, clock) {
+                    Ok(record) => {
+                        released.push(record.message_id);
+                        false
+                    }
+                    Err(error) => {
+                        unreadable.get_or_insert(error);
+                        true
+                    }
+                }
+            })?;
+        if let Some(error) = unreadable {
+            return Err(error.into());
+        }
+        let missing = seqs.end - seqs.start - released.len() as u64;
+        if missing > 0 {
+            tracing::debug!(%client_id, ?seqs, missing, "store: discarded queue entries not stored; ignored");
+        }
+        self.release_bodies(&released)
     }
 
     /// Moves queue entry `seq` into the inflight window under `packet_id`.
@@ -313,7 +371,8 @@ impl<'txn> Tables<'txn> {
 
     /// Reads queue entries `range` of a session with their bodies, in order. An entry whose
     /// body is missing is left out (with a warning): it cannot be delivered.
-    pub fn load(&self, client_id: &str, range: Range<u64>) -> Result<LoadedEntries, DbError> {
+    pub fn load(&mut self, client_id: &str, range: Range<u64>) -> Result<LoadedEntries, DbError> {
+        self.remove_discarded()?;
         let mut entries = Vec::new();
         // Bodies read so far, by message id: an entry shares the body of an earlier one.
         let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
@@ -444,6 +503,44 @@ impl<'txn> Tables<'txn> {
                 }
                 if self.messages.remove(message_id)?.is_none() {
                     tracing::debug!(message_id, "store: released a body that is not stored");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases the bodies of several entries, in order. A run of consecutive message ids
+    /// none of which has a counted reference (each body held by its entry alone: a queue that
+    /// only this session fills, draining in order) is removed in one pass over the bodies;
+    /// the others one by one.
+    fn release_bodies(&mut self, message_ids: &[u64]) -> Result<(), DbError> {
+        let mut rest = message_ids;
+        while let Some(&first) = rest.first() {
+            let consecutive = rest
+                .iter()
+                .zip(first..)
+                .take_while(|(id, expected)| **id == *expected)
+                .count();
+            let (run, after) = rest.split_at(consecutive);
+            rest = after;
+            let ids = first..first + consecutive as u64;
+            if consecutive > 1 && self.message_refs.range(ids.clone())?.next().is_none() {
+                let mut removed = 0;
+                self.messages.retain_in(ids, |_, _| {
+                    removed += 1;
+                    false
+                })?;
+                if removed < consecutive {
+                    tracing::debug!(
+                        first,
+                        consecutive,
+                        removed,
+                        "store: released bodies that are not stored"
+                    );
+                }
+            } else {
+                for &message_id in run {
+                    self.release_body(message_id)?;
                 }
             }
         }

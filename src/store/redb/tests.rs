@@ -419,6 +419,75 @@ fn shared_body_is_stored_once_and_deleted_after_the_last_reference() {
     assert_eq!(rows(&dir, QUEUE) + rows(&dir, INFLIGHT), 0);
 }
 
+/// A queue draining in order discards runs of consecutive entries (sent and acknowledged in
+/// one group, or discarded); each entry and body goes, bodies another queue holds stay, an
+/// entry outside the runs stays, and a discard of an entry not stored changes nothing.
+#[test]
+fn runs_of_discarded_entries_remove_exactly_their_rows_and_bodies() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let bodies: Vec<_> = (1..=10).map(|id| message(id, "t", b"p")).collect();
+    let mut ops = vec![put_session("a", 60), put_session("b", 60)];
+    ops.extend(
+        bodies
+            .iter()
+            .map(|body| enqueue("a", body, QoS::AtLeastOnce)),
+    );
+    ops.extend(
+        bodies[3..5]
+            .iter()
+            .map(|body| enqueue("b", body, QoS::AtLeastOnce)),
+    );
+    commit(&store, ops);
+    let discard = |client: &str, seq| StoreOp::Discard {
+        client_id: id(client),
+        seq,
+    };
+    commit(
+        &store,
+        vec![
+            discard("a", 1),
+            discard("a", 2),
+            discard("a", 3),
+            inflight("a", 1, 4),
+            inflight("a", 2, 5),
+            inflight("a", 3, 6),
+            acked("a", 1),
+            acked("a", 2),
+            acked("a", 3),
+            discard("b", 5),
+            discard("a", 8),
+            discard("a", 9),
+            discard("a", 30),
+        ],
+    );
+    let left: Vec<u64> = load(&store, "a", 0..40)
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(left, [7, 10], "only the entries outside the runs are left");
+    assert_eq!(load(&store, "b", 0..40)[0].1.message.id, 4);
+    let recovered = reopen(&dir, store);
+    let seqs = |client| -> Vec<u64> {
+        session(&recovered, client)
+            .queue
+            .iter()
+            .map(|entry| entry.seq)
+            .collect()
+    };
+    assert_eq!((seqs("a"), seqs("b")), (vec![7, 10], vec![4]));
+    assert!(session(&recovered, "a").inflight.is_empty());
+    drop(recovered);
+    assert_eq!(rows(&dir, QUEUE), 3);
+    assert_eq!(rows(&dir, INFLIGHT), 0);
+    assert_eq!(
+        rows(&dir, MESSAGES),
+        3,
+        "bodies 4 (still queued for b), 7 and 10"
+    );
+    assert_eq!(rows(&dir, MESSAGE_REFS), 0, "body 4 is held once again");
+}
+
 #[test]
 fn delete_session_removes_all_its_rows_and_only_its_rows() {
     let dir = TempDir::new().unwrap();

@@ -381,7 +381,7 @@ fn write_group(
                 }
             }
         }
-        tables.applied()
+        tables.finish()?
     };
     let committed = applied.ops > 0;
     if committed {
