@@ -21,6 +21,8 @@
 //!
 //! Pure string work: no I/O, no state.
 
+use std::borrow::Cow;
+
 use crate::broker::topic::{filter_matches, validate_topic_filter, TopicError, TopicLimits};
 use crate::config::BridgeTopic;
 #[cfg(test)]
@@ -184,12 +186,19 @@ impl BridgeTopic {
     }
 
     /// `topic` renamed from `from_prefix` to `to_prefix`, if `from_prefix + filter` matches it.
+    /// Called for every bridged message: it allocates only the name it returns (and the
+    /// prefixed filter, when there is a prefix).
     fn remap(&self, topic: &str, from_prefix: &str, to_prefix: &str) -> Option<String> {
-        if !filter_matches(&format!("{from_prefix}{}", self.filter), topic) {
+        let filter = if from_prefix.is_empty() {
+            Cow::Borrowed(self.filter.as_str())
+        } else {
+            Cow::Owned(format!("{from_prefix}{}", self.filter))
+        };
+        if !filter_matches(&filter, topic) {
             return None;
         }
         let mapped = match topic.strip_prefix(from_prefix) {
-            Some(rest) => format!("{to_prefix}{rest}"),
+            Some(rest) => [to_prefix, rest].concat(),
             // `prefix/#` matched the prefix's parent level: map it to the other parent level.
             None => to_prefix.strip_suffix('/')?.to_string(),
         };
