@@ -230,15 +230,24 @@ impl Uplink {
     }
 
     fn queue(&mut self, packet: &Packet) -> Result<(), Ended> {
+        self.encode(packet)?;
+        self.sent(Instant::now(), expects_answer(packet));
+        Ok(())
+    }
+
+    /// Queues `packet` for the next flush; the caller records it as [`Uplink::sent`].
+    fn encode(&mut self, packet: &Packet) -> Result<(), Ended> {
         self.framed
             .queue(packet)
-            .map_err(|error| Ended::Lost(format!("cannot encode {}: {error}", packet.name())))?;
-        let now = Instant::now();
+            .map_err(|error| Ended::Lost(format!("cannot encode {}: {error}", packet.name())))
+    }
+
+    /// Something was queued `now`; if `answer_expected`, an answer is owed from then on.
+    fn sent(&mut self, now: Instant, answer_expected: bool) {
         self.last_sent = now;
-        if expects_answer(packet) && self.waiting_since.is_none() {
+        if answer_expected && self.waiting_since.is_none() {
             self.waiting_since = Some(now);
         }
-        Ok(())
     }
 
     /// Writes what is queued; a link that takes nothing for 1.5 × Keep Alive is dead.

@@ -15,7 +15,7 @@ use crate::store::{Loaded, StoreError};
 
 use super::super::status::BridgeStatus;
 use super::super::topics::map_out;
-use super::{in_flight, Ended, Uplink};
+use super::{expects_answer, in_flight, Ended, Uplink};
 
 /// Most PUBLISH packets prepared per pass.
 const BATCH: usize = 256;
@@ -183,13 +183,18 @@ impl Uplink {
                     .map_err(|error| Ended::Lost(format!("store failure: {error}")))?;
             }
             let count = taken.packets.len();
+            let mut answer_expected = false;
             for packet in &taken.packets {
-                self.queue(packet)?;
+                self.encode(packet)?;
+                answer_expected |= expects_answer(packet);
                 if let Packet::Publish(publish) = packet {
                     if publish.qos == QoS::AtMostOnce {
                         BridgeStatus::count(&self.bridge.status.sent, 1);
                     }
                 }
+            }
+            if count > 0 {
+                self.sent(Instant::now(), answer_expected);
             }
             if let Some(pacer) = &mut self.pacer {
                 pacer.spend(count);
