@@ -488,6 +488,40 @@ fn runs_of_discarded_entries_remove_exactly_their_rows_and_bodies() {
     assert_eq!(rows(&dir, MESSAGE_REFS), 0, "body 4 is held once again");
 }
 
+/// A run long enough to span many B-tree pages of the queue and of the bodies removes every
+/// row of it and none next to it.
+#[test]
+fn a_run_over_many_pages_removes_exactly_its_rows() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let bodies: Vec<_> = (1..=3_000).map(|id| message(id, "t", b"payload")).collect();
+    let mut ops = vec![put_session("a", 60), put_session("b", 60)];
+    ops.extend(
+        bodies
+            .iter()
+            .map(|body| enqueue("a", body, QoS::AtLeastOnce)),
+    );
+    ops.push(enqueue(
+        "b",
+        &message(3_001, "t", b"payload"),
+        QoS::AtLeastOnce,
+    ));
+    commit(&store, ops);
+    let discards = (2..3_000).map(|seq| StoreOp::Discard {
+        client_id: id("a"),
+        seq,
+    });
+    commit(&store, discards.collect());
+    let left: Vec<u64> = load(&store, "a", 0..4_000)
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(left, [1, 3_000]);
+    store.close();
+    assert_eq!(rows(&dir, QUEUE), 3);
+    assert_eq!(rows(&dir, MESSAGES), 3, "bodies 1, 3000 and b's 3001");
+}
+
 #[test]
 fn delete_session_removes_all_its_rows_and_only_its_rows() {
     let dir = TempDir::new().unwrap();
