@@ -419,26 +419,25 @@ fn shared_body_is_stored_once_and_deleted_after_the_last_reference() {
     assert_eq!(rows(&dir, QUEUE) + rows(&dir, INFLIGHT), 0);
 }
 
+/// An open store with sessions "a" and "b", messages 1 to `count` queued for "a" and the
+/// messages `for_b` for "b" (a body both queues hold is stored once).
+fn queued_for_a_and_b(dir: &TempDir, count: u64, for_b: &[u64]) -> DurableStore {
+    let (store, _) = open(dir);
+    let queued = |client, id| enqueue(client, &message(id, "t", b"p"), QoS::AtLeastOnce);
+    let mut ops = vec![put_session("a", 60), put_session("b", 60)];
+    ops.extend((1..=count).map(|id| queued("a", id)));
+    ops.extend(for_b.iter().map(|&id| queued("b", id)));
+    commit(&store, ops);
+    store
+}
+
 /// A queue draining in order discards runs of consecutive entries (sent and acknowledged in
 /// one group, or discarded); each entry and body goes, bodies another queue holds stay, an
 /// entry outside the runs stays, and a discard of an entry not stored changes nothing.
 #[test]
 fn runs_of_discarded_entries_remove_exactly_their_rows_and_bodies() {
     let dir = TempDir::new().unwrap();
-    let (store, _) = open(&dir);
-    let bodies: Vec<_> = (1..=10).map(|id| message(id, "t", b"p")).collect();
-    let mut ops = vec![put_session("a", 60), put_session("b", 60)];
-    ops.extend(
-        bodies
-            .iter()
-            .map(|body| enqueue("a", body, QoS::AtLeastOnce)),
-    );
-    ops.extend(
-        bodies[3..5]
-            .iter()
-            .map(|body| enqueue("b", body, QoS::AtLeastOnce)),
-    );
-    commit(&store, ops);
+    let store = queued_for_a_and_b(&dir, 10, &[4, 5]);
     let discard = |client: &str, seq| StoreOp::Discard {
         client_id: id(client),
         seq,
@@ -493,20 +492,7 @@ fn runs_of_discarded_entries_remove_exactly_their_rows_and_bodies() {
 #[test]
 fn a_run_over_many_pages_removes_exactly_its_rows() {
     let dir = TempDir::new().unwrap();
-    let (store, _) = open(&dir);
-    let bodies: Vec<_> = (1..=3_000).map(|id| message(id, "t", b"payload")).collect();
-    let mut ops = vec![put_session("a", 60), put_session("b", 60)];
-    ops.extend(
-        bodies
-            .iter()
-            .map(|body| enqueue("a", body, QoS::AtLeastOnce)),
-    );
-    ops.push(enqueue(
-        "b",
-        &message(3_001, "t", b"payload"),
-        QoS::AtLeastOnce,
-    ));
-    commit(&store, ops);
+    let store = queued_for_a_and_b(&dir, 3_000, &[3_001]);
     let discards = (2..3_000).map(|seq| StoreOp::Discard {
         client_id: id("a"),
         seq,
