@@ -7,13 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn::codec::{Packet, ProtocolVersion, QoS};
+use cairn::codec::Packet;
 
-use crate::common::clients::{subscriber, text};
+use crate::common::clients::text;
 use crate::common::programs::{self, Running};
-use crate::common::{start_broker_with, test_config};
 use crate::node::mqtt_js_available;
-use crate::ws_listener;
+use crate::{tcp_watcher, ws_and_tcp_broker};
 
 /// How long a browser may take to start and report on a loaded machine.
 const BROWSER_WAIT: Duration = Duration::from_secs(120);
@@ -24,19 +23,8 @@ async fn a_browser_exchanges_messages_over_websockets() {
     if !programs::available("chromium", "chromium", TEST) || !mqtt_js_available(TEST) {
         return;
     }
-    let broker = start_broker_with(|config| {
-        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
-    })
-    .await;
-    let tcp = broker.handle.local_addrs()[1];
-    let mut watcher = subscriber(
-        tcp,
-        ProtocolVersion::V5,
-        "watcher",
-        "browser/result",
-        QoS::AtLeastOnce,
-    )
-    .await;
+    let broker = ws_and_tcp_broker().await;
+    let mut watcher = tcp_watcher(&broker, "browser/result").await;
     let page = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/websocket/browser/page.html");
     let profile = tempfile::tempdir().expect("a profile directory for the browser");
     let args = [

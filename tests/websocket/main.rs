@@ -14,7 +14,11 @@ mod mqtt_js;
 mod node;
 mod refusals;
 
+use cairn::codec::{ProtocolVersion, QoS};
 use cairn::config::{ListenerConfig, ListenerKind};
+
+use common::clients::subscriber;
+use common::{start_broker_with, test_config, RawClient, TestBroker};
 
 /// A WebSocket listener on 127.0.0.1:0 with the default path, `/mqtt`.
 fn ws_listener() -> ListenerConfig {
@@ -25,4 +29,25 @@ fn ws_listener() -> ListenerConfig {
         auth: None,
         path: None,
     }
+}
+
+/// A broker with a WebSocket listener (its `addr`) and a TCP one (its second address).
+async fn ws_and_tcp_broker() -> TestBroker {
+    start_broker_with(|config| {
+        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
+    })
+    .await
+}
+
+/// A v5 client on the TCP listener of a [`ws_and_tcp_broker`], subscribed to `filter` at QoS 1.
+async fn tcp_watcher(broker: &TestBroker, filter: &str) -> RawClient {
+    let tcp = broker.handle.local_addrs()[1];
+    subscriber(
+        tcp,
+        ProtocolVersion::V5,
+        "watcher",
+        filter,
+        QoS::AtLeastOnce,
+    )
+    .await
 }

@@ -10,9 +10,9 @@ use cairn::config::ListenerKind;
 
 use crate::common::certs::TlsFiles;
 use crate::common::clients::{client_id, publish_qos1, subscriber, text, BOTH};
-use crate::common::{start_broker_with, test_config, RawClient, TestBroker};
+use crate::common::{start_broker_with, RawClient, TestBroker};
 use crate::node::{self, mqtt_js_available};
-use crate::ws_listener;
+use crate::{tcp_watcher, ws_and_tcp_broker, ws_listener};
 
 /// Asserts the next packet `client` gets is a PUBLISH of `payload` to `topic`.
 async fn expect_message(client: &mut RawClient, topic: &str, payload: &str) {
@@ -21,14 +21,6 @@ async fn expect_message(client: &mut RawClient, topic: &str, payload: &str) {
         (publish.topic.as_str(), text(&publish).as_str()),
         (topic, payload)
     );
-}
-
-/// A broker with a WebSocket listener (its `addr`) and a TCP one (its second address).
-async fn ws_and_tcp_broker() -> TestBroker {
-    start_broker_with(|config| {
-        config.listeners = vec![ws_listener(), test_config().listeners[0].clone()]
-    })
-    .await
 }
 
 /// The URL of the WebSocket listener at `addr`.
@@ -218,15 +210,7 @@ async fn an_mqtt_js_will_is_published_when_its_ws_connection_drops() {
         return;
     }
     let broker = ws_and_tcp_broker().await;
-    let tcp = broker.handle.local_addrs()[1];
-    let mut watcher = subscriber(
-        tcp,
-        ProtocolVersion::V5,
-        "watcher",
-        "wills/#",
-        QoS::AtLeastOnce,
-    )
-    .await;
+    let mut watcher = tcp_watcher(&broker, "wills/#").await;
     let will = [
         "--id",
         "fragile",
