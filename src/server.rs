@@ -368,10 +368,10 @@ fn tls_setup(listener: &ListenerConfig) -> Result<Option<TlsListener>, ServerErr
 struct Engine(Arc<Broker>);
 
 impl Serve for Engine {
-    fn serve<S>(&self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
+    fn serve<S>(self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        connection::serve(self.0.clone(), arrival)
+        connection::serve(self.0, arrival)
     }
 }

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -56,8 +58,9 @@ impl<S> Arrival<S> {
 
 /// Whoever serves accepted connections (the engine, wired up by the server).
 pub trait Serve: Clone + Send + Sync + 'static {
-    /// Serves one connection until it ends.
-    fn serve<S>(&self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
+    /// Serves one connection until it ends. The handle is the connection's own (a clone):
+    /// taken by value, it lives in the connection's future once, not beside it.
+    fn serve<S>(self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 }
@@ -149,18 +152,46 @@ impl<H: Serve> Listener<H> {
     }
 }
 
-/// Serves one plain TCP connection; `_open` is dropped when it ends — last, after the engine's
-/// handle (parameters are dropped in reverse order): the server closes the store once every
-/// connection is closed, and the store cannot close while a task still holds the engine.
-/// This future is the connection's whole task, spawned as it is: an `async` block awaiting it
-/// would store the connection's state twice (once captured, once being awaited), doubling
-/// every idle connection's task.
-async fn serve_plain<H: Serve>(
-    _open: mpsc::Sender<()>,
+/// Serves one plain TCP connection; `open` is dropped when it ends — last, after the engine's
+/// handle: the server closes the store once every connection is closed, and the store cannot
+/// close while a task still holds the engine.
+///
+/// This future is the connection's whole task, spawned as it is. It is a [`Serving`], not an
+/// `async fn`: an `async fn` keeps room for every argument for its whole life, even one it
+/// hands on at once (the engine's handle and the arrival here), and an `async` block awaiting the
+/// engine's future would hold it twice (captured, and being awaited). Either took an idle
+/// connection's task over tokio's next size step (tasks are rounded to 128 bytes).
+fn serve_plain<H: Serve>(
+    open: mpsc::Sender<()>,
     server: H,
     arrival: Box<Arrival<TcpStream>>,
-) {
-    server.serve(arrival).await;
+) -> Serving<impl Future<Output = ()> + Send> {
+    Serving {
+        connection: server.serve(arrival),
+        open: Some(open),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A connection's future and its place among the open connections, given back once the
+    /// future has completed (and with it dropped everything it held, the engine's handle
+    /// included).
+    struct Serving<F> {
+        #[pin]
+        connection: F,
+        open: Option<mpsc::Sender<()>>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Serving<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        ready!(this.connection.poll(cx));
+        this.open.take();
+        Poll::Ready(())
+    }
 }
 
 /// An accepted TLS socket and what its handshake takes, boxed as an [`Arrival`] is.
@@ -298,7 +329,7 @@ mod tests {
     struct HeavyEngine;
 
     impl Serve for HeavyEngine {
-        async fn serve<S>(&self, arrival: Box<Arrival<S>>)
+        async fn serve<S>(self, arrival: Box<Arrival<S>>)
         where
             S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         {
@@ -356,7 +387,7 @@ mod tests {
     }
 
     impl Serve for WatchedEngine {
-        async fn serve<S>(&self, arrival: Box<Arrival<S>>)
+        async fn serve<S>(self, arrival: Box<Arrival<S>>)
         where
             S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         {
@@ -406,6 +437,20 @@ mod tests {
         assert!(
             size < ENGINE_STATE + std::mem::size_of::<Arrival<TcpStream>>(),
             "a connection task of {size} bytes for {ENGINE_STATE} bytes of engine state"
+        );
+    }
+
+    /// Nor room for the arguments it handed on: the task's future is the engine's and its
+    /// place among the open connections (one word). As an `async fn` it kept three words more,
+    /// which took a plain connection's task over tokio's next 128-byte step.
+    #[tokio::test]
+    async fn a_connection_task_is_the_engines_future_and_one_word() {
+        let (arrival, _client) = arrival().await;
+        let engine_future = std::mem::size_of_val(&HeavyEngine.serve(arrival));
+        let (size, _client) = heavy_task_size().await;
+        assert!(
+            size <= engine_future + std::mem::size_of::<usize>(),
+            "a connection task of {size} bytes for an engine future of {engine_future}"
         );
     }
 }

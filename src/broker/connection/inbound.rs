@@ -35,7 +35,7 @@ enum Fate {
 
 /// A protocol violation ending the connection.
 fn violation(reason: ReasonCode, why: impl Into<String>) -> Exit {
-    Exit::Violation(reason, why.into())
+    Exit::Violation(reason, why.into().into())
 }
 
 impl Client {

@@ -37,9 +37,9 @@ enum Exit {
     /// The client sent DISCONNECT; its Will survives only with reason 0x04 [MQTT-3.14.4-3].
     Disconnected { keep_will: bool },
     /// The network closed or failed without DISCONNECT.
-    Lost(String),
+    Lost(Box<str>),
     /// The client broke the protocol: v5 clients get DISCONNECT with this reason first.
-    Violation(ReasonCode, String),
+    Violation(ReasonCode, Box<str>),
     /// Another connection took the session over; DISCONNECT 0x8E was sent.
     TakenOver,
     /// A reload removed the user its password login named; DISCONNECT 0x87 was sent. Its
@@ -239,7 +239,7 @@ impl Client {
                     Ok(Step::Done) => break,
                     Ok(Step::BatchFull) => {
                         if let Err(error) = framed.flush().await {
-                            return Exit::Lost(error.to_string());
+                            return Exit::Lost(error.to_string().into());
                         }
                     }
                     Ok(Step::Wait(wait)) => {
@@ -251,7 +251,7 @@ impl Client {
                 }
             }
             if let Err(error) = framed.flush().await {
-                return Exit::Lost(error.to_string());
+                return Exit::Lost(error.to_string().into());
             }
             let reading = self.reading();
             if !reading {
@@ -340,8 +340,10 @@ impl Client {
     /// Maps a read failure to how the connection ends.
     fn read_failed(&self, error: ReadError) -> Exit {
         match error {
-            ReadError::Decode(error) => Exit::Violation(error.reason_code(), error.to_string()),
-            ReadError::TruncatedAtEof | ReadError::Io(_) => Exit::Lost(error.to_string()),
+            ReadError::Decode(error) => {
+                Exit::Violation(error.reason_code(), error.to_string().into())
+            }
+            ReadError::TruncatedAtEof | ReadError::Io(_) => Exit::Lost(error.to_string().into()),
         }
     }
 
@@ -372,7 +374,7 @@ impl Client {
             if let Exit::Violation(_, why) = &exit {
                 // Allowed whatever Request Problem Information says [MQTT-3.1.2-29], but
                 // never beyond the client's Maximum Packet Size [MQTT-3.1.2-25].
-                disconnect.properties.reason_string = Some(why.clone());
+                disconnect.properties.reason_string = Some(why.to_string());
                 if encoded_len(&Packet::Disconnect(disconnect.clone()), self.version)
                     > self.client_max_packet_size as usize
                 {
@@ -460,12 +462,13 @@ mod tests {
         );
     }
 
-    /// The most a plain TCP connection's future may take: with the accept loop's wrapper
-    /// (three pointers) and tokio's task header and trailer (about 100 bytes, the whole
-    /// rounded up to 128 on x86_64 and aarch64) its task is then 640 bytes (seen in
-    /// heaptrack's histogram of a 10,000-client storm), the bulk of an idle connection's
-    /// memory. It was 1,024 while the connected loop waited in a `select!` of stored futures
-    /// and a keep-alive timer.
+    /// The most a plain TCP connection's future may take: with its place among the open
+    /// connections (one word, see `transport::accept`) and tokio's task header and trailer
+    /// (96 bytes) its task is then 512 bytes (seen in heaptrack's histogram of a 10,000-client
+    /// storm; tokio rounds tasks up to 128 bytes on x86_64 and aarch64), the bulk of an idle
+    /// connection's memory. It was 1,024 while the connected loop waited in a `select!` of
+    /// stored futures with a keep-alive timer, 640 while the accept loop's wrapper kept room
+    /// for its arguments.
     const TCP_CONNECTION_FUTURE_BUDGET: usize = 400;
 
     /// An idle connection carries nothing it does not use: no empty Topic Alias tables (most

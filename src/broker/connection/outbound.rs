@@ -45,7 +45,7 @@ impl Client {
                         {
                             Some(Box::new(failed(*ack)))
                         }
-                        _ => return Err(Exit::Lost(format!("store failure: {error}"))),
+                        _ => return Err(Exit::Lost(format!("store failure: {error}").into())),
                     }
                 }
             };
@@ -53,7 +53,10 @@ impl Client {
                 continue;
             };
             framed.queue(&ack).map_err(|error| {
-                Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
+                Exit::Violation(
+                    ReasonCode::ImplementationSpecificError,
+                    error.to_string().into(),
+                )
             })?;
             if !pending.after.is_empty() {
                 let client_id = &self.client_id;
@@ -107,7 +110,7 @@ impl Client {
                 let commit = std::mem::replace(&mut pass.commit, Commit::nothing());
                 if let Err(error) = commit.wait().await {
                     tracing::error!(client_id = %self.client_id, %error, "could not record inflight messages");
-                    return Err(Exit::Lost(format!("store failure: {error}")));
+                    return Err(Exit::Lost(format!("store failure: {error}").into()));
                 }
                 let head_drained = pass.head_drained && pass.load.is_some();
                 let count = self.write_pass(framed, *pass)?;
@@ -124,7 +127,7 @@ impl Client {
             framed
                 .flush()
                 .await
-                .map_err(|error| Exit::Lost(error.to_string()))?;
+                .map_err(|error| Exit::Lost(error.to_string().into()))?;
         }
         let entries = super::load_done(&mut self.load).await;
         self.take_loaded(entries)
@@ -144,7 +147,10 @@ impl Client {
                 sent[publish.qos as usize] += 1;
             }
             framed.queue(packet).map_err(|error| {
-                Exit::Violation(ReasonCode::ImplementationSpecificError, error.to_string())
+                Exit::Violation(
+                    ReasonCode::ImplementationSpecificError,
+                    error.to_string().into(),
+                )
             })?;
         }
         self.broker.metrics().messages_sent.add_each(sent);
@@ -249,7 +255,7 @@ impl Client {
         };
         let entries = entries.map_err(|error| {
             tracing::error!(client_id = %self.client_id, %error, "could not read queued messages back");
-            Exit::Lost(format!("store failure: {error}"))
+            Exit::Lost(format!("store failure: {error}").into())
         })?;
         let request = pending.request;
         let (lost, _) = self.broker.change(|state, _| {
