@@ -134,16 +134,16 @@ pub struct MessageQueue {
     /// Bytes of every entry, in memory or spilled.
     bytes: u64,
     budget: Arc<QueueBudget>,
-    /// The load in progress.
-    loading: Option<LoadRequest>,
+    /// A load is under way: the one whose ticket is `next_ticket - 1`.
+    loading: bool,
     next_ticket: u64,
     /// Messages lost to the bounds in the current burst (0: none).
     burst: u64,
     /// The burst ends once the queue has drained to this many entries: half of what it held
     /// when the burst began, so a queue that stays full is one burst, not one per message.
-    burst_ends_at: usize,
+    burst_ends_at: u32,
     /// Most entries held in memory.
-    head_limit: usize,
+    head_limit: u32,
 }
 
 impl MessageQueue {
@@ -156,11 +156,11 @@ impl MessageQueue {
             next_seq: 0,
             bytes: 0,
             budget,
-            loading: None,
+            loading: false,
             next_ticket: 0,
             burst: 0,
             burst_ends_at: 0,
-            head_limit: WINDOW,
+            head_limit: WINDOW as u32,
         }
     }
 
@@ -174,7 +174,7 @@ impl MessageQueue {
     /// Holds up to `entries` (at least 2) in memory instead of [`WINDOW`]: a queue drained in
     /// long runs reads its spilled entries back in fewer, larger loads.
     pub fn set_head_limit(&mut self, entries: usize) {
-        self.head_limit = entries.max(2);
+        self.head_limit = u32::try_from(entries.max(2)).unwrap_or(u32::MAX);
     }
 
     /// The queue of a session read back from the store: every entry spilled. `entries` are
@@ -288,7 +288,8 @@ impl MessageQueue {
         }
         let spilling = !self.spilled.is_empty();
         let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
-        let in_memory = !stored || (!spilling && online && self.head.len() < self.head_limit);
+        let in_memory =
+            !stored || (!spilling && online && self.head.len() < self.head_limit as usize);
         self.add_bytes(size);
         offered.queued = true;
         if !stored {
@@ -359,7 +360,7 @@ impl MessageQueue {
     /// Counts a lost message; the first of a burst is logged (the burst's total when it ends).
     fn note_drop(&mut self, client_id: &str, limits: &QueueLimits) {
         if self.burst == 0 {
-            self.burst_ends_at = self.len() / 2;
+            self.burst_ends_at = u32::try_from(self.len() / 2).unwrap_or(u32::MAX);
             let what = match limits.policy {
                 QueueFullPolicy::DropOldest => "dropping the oldest messages",
                 QueueFullPolicy::RefuseNewest => "refusing new messages",
@@ -381,7 +382,7 @@ impl MessageQueue {
     /// Ends a burst of drops once the queue has drained to half of what it held when the
     /// burst began, logging its total.
     fn end_burst(&mut self, client_id: &str) {
-        if self.burst > 0 && self.len() <= self.burst_ends_at {
+        if self.burst > 0 && self.len() <= self.burst_ends_at as usize {
             tracing::warn!(%client_id, dropped = self.burst, "queue has room again; {} messages were dropped while it was full", self.burst);
             self.burst = 0;
         }
@@ -390,20 +391,18 @@ impl MessageQueue {
     /// The load to start now, if the head has drained to half the window, entries are
     /// spilled and no load is under way. Marks it under way.
     pub fn load_request(&mut self) -> Option<LoadRequest> {
-        if self.loading.is_some()
-            || self.spilled.is_empty()
-            || self.head.len() > self.head_limit / 2
-        {
+        let head_limit = self.head_limit as usize;
+        if self.loading || self.spilled.is_empty() || self.head.len() > head_limit / 2 {
             return None;
         }
-        let count = self.spilled.len().min(self.head_limit - self.head.len()) as u64;
+        let count = self.spilled.len().min(head_limit - self.head.len()) as u64;
         let request = LoadRequest {
             ticket: self.next_ticket,
             from: self.spill_from,
             to: self.spill_from + count,
         };
         self.next_ticket += 1;
-        self.loading = Some(request);
+        self.loading = true;
         Some(request)
     }
 
@@ -411,10 +410,10 @@ impl MessageQueue {
     /// dropped since the request are skipped; entries of the range the store did not have are
     /// counted as lost and returned. A reply to a request that is no longer current is ignored.
     pub fn apply_load(&mut self, request: LoadRequest, entries: Vec<(u64, Delivery)>) -> u64 {
-        if self.loading != Some(request) {
+        if !self.loading || request.ticket + 1 != self.next_ticket {
             return 0;
         }
-        self.loading = None;
+        self.loading = false;
         let mut lost = 0;
         for (seq, delivery) in entries {
             if seq < self.spill_from || seq >= request.to {
@@ -452,7 +451,7 @@ impl MessageQueue {
     /// entries at the end of the head go back to the store only, so an offline session holds
     /// as little as possible in memory.
     pub fn release_memory(&mut self) {
-        self.loading = None;
+        self.loading = false;
         while let Some(last) = self.head.back() {
             if last.seq.is_none() || last.seq.map(|seq| seq + 1) != Some(self.spill_from) {
                 break;
@@ -469,7 +468,7 @@ impl MessageQueue {
 
     /// A new connection took the session: a load of the previous one no longer applies.
     pub fn forget_load(&mut self) {
-        self.loading = None;
+        self.loading = false;
     }
 
     /// Messages lost in the current burst of drops.
