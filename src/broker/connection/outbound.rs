@@ -86,7 +86,7 @@ impl Client {
         if pass.await_commit {
             return Ok(Step::Wait(Wait::Commit(Box::new(pass))));
         }
-        let head_drained = pass.head_drained && pass.load.is_some();
+        let head_drained = pass.drains_into_load();
         let count = self.write_pass(framed, pass)?;
         Ok(if head_drained {
             Step::Wait(Wait::Load {
@@ -112,7 +112,7 @@ impl Client {
                     tracing::error!(client_id = %self.client_id, %error, "could not record inflight messages");
                     return Err(Exit::Lost(format!("store failure: {error}").into()));
                 }
-                let head_drained = pass.head_drained && pass.load.is_some();
+                let head_drained = pass.drains_into_load();
                 let count = self.write_pass(framed, *pass)?;
                 if !head_drained {
                     return Ok(());
@@ -375,6 +375,14 @@ pub(super) struct Pass {
     load: Option<(LoadRequest, Loaded)>,
     /// The queue holds no entry in memory any more: only the load can give more.
     head_drained: bool,
+}
+
+impl Pass {
+    /// Whether it emptied the queue's head and started the read-back the connection must wait
+    /// for before anything else goes out.
+    fn drains_into_load(&self) -> bool {
+        self.head_drained && self.load.is_some()
+    }
 }
 
 /// The failure form of an ack whose commit failed (v5).
