@@ -33,7 +33,6 @@ fn subscription(i: usize) -> Subscription {
     Subscription {
         client_id: Arc::from(format!("client-{i}")),
         filter: Arc::from(filter(i)),
-        share_group: None,
         options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
         identifier: None,
     }

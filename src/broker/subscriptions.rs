@@ -26,8 +26,6 @@ pub struct Subscription {
     pub client_id: Arc<str>,
     /// The filter exactly as subscribed, `$share/{group}/…` prefix included.
     pub filter: Arc<str>,
-    /// The share group for `$share/{group}/…` filters, else None.
-    pub share_group: Option<Arc<str>>,
     /// What the SUBSCRIBE asked for: maximum QoS, No Local, Retain As Published, Retain Handling.
     pub options: SubscriptionOptions,
     /// v5 Subscription Identifier, if the SUBSCRIBE carried one.
@@ -35,6 +33,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The share group of a `$share/{group}/…` filter, else None. Read from the filter, not
+    /// kept beside it: two words less in every subscription of the index.
+    pub fn share_group(&self) -> Option<&str> {
+        parse_shared(&self.filter).map(|(group, _)| group)
+    }
+
     fn is_keyed(&self, client_id: &str, filter: &str) -> bool {
         &*self.client_id == client_id && &*self.filter == filter
     }
@@ -52,12 +56,20 @@ pub struct SubscriptionIndex {
 struct Node {
     /// Children for literal levels, by the level's text (which may be empty: "a//b").
     literal: Children,
-    /// The child for a `+` level.
-    single_wildcard: Option<Box<Node>>,
     /// Subscriptions whose filter ends at this node.
     ending_here: Vec<Subscription>,
+    /// What wildcards lead to from here, boxed: most nodes (a device's own topic) have none,
+    /// and a wide level's hash map holds every child node whole.
+    wildcards: Option<Box<Wildcards>>,
+}
+
+/// The wildcard branches of a [`Node`].
+#[derive(Debug, Default)]
+struct Wildcards {
+    /// The child for a `+` level.
+    single: Option<Node>,
     /// Subscriptions whose filter is this node's path followed by `/#` (or `#` at the root).
-    multi_wildcard: Vec<Subscription>,
+    multi: Vec<Subscription>,
 }
 
 impl SubscriptionIndex {
@@ -134,10 +146,23 @@ fn matching_filter(filter: &str) -> &str {
 
 impl Node {
     fn is_empty(&self) -> bool {
-        self.literal.is_empty()
-            && self.single_wildcard.is_none()
-            && self.ending_here.is_empty()
-            && self.multi_wildcard.is_empty()
+        self.literal.is_empty() && self.ending_here.is_empty() && self.wildcards.is_none()
+    }
+
+    /// The wildcard branches, made empty if there were none.
+    fn wildcards_mut(&mut self) -> &mut Wildcards {
+        self.wildcards.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the wildcard branches once both are empty.
+    fn prune_wildcards(&mut self) {
+        if self
+            .wildcards
+            .as_ref()
+            .is_some_and(|wildcards| wildcards.single.is_none() && wildcards.multi.is_empty())
+        {
+            self.wildcards = None;
+        }
     }
 
     /// The list a subscription to `filter` belongs in, creating the nodes on its path.
@@ -145,8 +170,11 @@ impl Node {
         let mut node = self;
         for level in filter.split('/') {
             node = match level {
-                "#" => return &mut node.multi_wildcard,
-                "+" => node.single_wildcard.get_or_insert_with(Box::default),
+                "#" => return &mut node.wildcards_mut().multi,
+                "+" => node
+                    .wildcards_mut()
+                    .single
+                    .get_or_insert_with(Node::default),
                 _ => node.literal.get_or_insert(level),
             };
         }
@@ -158,13 +186,23 @@ impl Node {
     fn remove(&mut self, mut levels: Split<'_, char>, key: &SubscriptionKey<'_>) -> bool {
         match levels.next() {
             None => remove_keyed(&mut self.ending_here, key),
-            Some("#") => remove_keyed(&mut self.multi_wildcard, key),
+            Some("#") => {
+                let Some(wildcards) = &mut self.wildcards else {
+                    return false;
+                };
+                let removed = remove_keyed(&mut wildcards.multi, key);
+                self.prune_wildcards();
+                removed
+            }
             Some("+") => {
-                let (removed, emptied) =
-                    remove_below(self.single_wildcard.as_deref_mut(), levels, key);
+                let Some(wildcards) = &mut self.wildcards else {
+                    return false;
+                };
+                let (removed, emptied) = remove_below(wildcards.single.as_mut(), levels, key);
                 if emptied {
-                    self.single_wildcard = None;
+                    wildcards.single = None;
                 }
+                self.prune_wildcards();
                 removed
             }
             Some(level) => {
@@ -185,14 +223,15 @@ impl Node {
         wildcards_match: bool,
         visit: &mut F,
     ) {
-        if wildcards_match {
-            self.multi_wildcard.iter().for_each(&mut *visit);
+        let wildcards = self.wildcards.as_deref().filter(|_| wildcards_match);
+        if let Some(wildcards) = wildcards {
+            wildcards.multi.iter().for_each(&mut *visit);
         }
         let Some(level) = levels.next() else {
             self.ending_here.iter().for_each(visit);
             return;
         };
-        if let Some(child) = self.single_wildcard.as_deref().filter(|_| wildcards_match) {
+        if let Some(child) = wildcards.and_then(|wildcards| wildcards.single.as_ref()) {
             child.visit_matches(levels.clone(), true, visit);
         }
         if let Some(child) = self.literal.get(level) {
@@ -343,7 +382,6 @@ mod tests {
         Subscription {
             client_id: Arc::from(client_id),
             filter: Arc::from(filter),
-            share_group: parse_shared(filter).map(|(group, _)| Arc::from(group)),
             options: SubscriptionOptions::with_qos(qos),
             identifier,
         }
@@ -468,7 +506,22 @@ mod tests {
         );
         assert!(index.remove("c", "a/b/#"));
         assert!(node_a(&index).literal.get("b").is_none());
-        assert!(node_a(&index).single_wildcard.is_some());
+        let wildcards = node_a(&index).wildcards.as_ref();
+        assert!(wildcards.is_some_and(|wildcards| wildcards.single.is_some()));
+    }
+
+    /// A node's wildcard branches go once their last subscription does: memory follows the
+    /// live subscriptions.
+    #[test]
+    fn the_last_wildcard_subscription_out_takes_the_branches_with_it() {
+        let mut index = index_of(&["#", "+/x", "a"]);
+        assert!(index.remove("c", "#"));
+        assert!(index.root.wildcards.is_some(), "+/x is still there");
+        assert!(index.remove("c", "+/x"));
+        assert!(index.root.wildcards.is_none());
+        assert_eq!(matching_filters(&index, "a"), ["a"]);
+        assert!(!index.remove("c", "+/x"), "nothing left to remove");
+        assert!(!index.remove("c", "#"));
     }
 
     #[test]
@@ -562,7 +615,7 @@ mod tests {
         index.for_each_match("sport/tennis", |sub| {
             seen.push((
                 sub.client_id.to_string(),
-                sub.share_group.as_deref().map(str::to_string),
+                sub.share_group().map(str::to_string),
             ));
         });
         seen.sort();

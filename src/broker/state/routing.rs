@@ -60,7 +60,7 @@ impl State {
         let mut targets: Vec<Target> = Vec::new();
         let mut shared: Vec<(Arc<str>, Vec<Subscription>)> = Vec::new();
         self.subscriptions.for_each_match(&message.topic, |sub| {
-            if sub.share_group.is_some() {
+            if sub.share_group().is_some() {
                 match shared.iter_mut().find(|(filter, _)| *filter == sub.filter) {
                     Some((_, members)) => members.push(sub.clone()),
                     None => shared.push((sub.filter.clone(), vec![sub.clone()])),
@@ -236,7 +236,6 @@ impl State {
         self.subscriptions.insert(Subscription {
             client_id: client_id.clone(),
             filter: filter.clone(),
-            share_group: parse_shared(filter).map(|(group, _)| Arc::from(group)),
             options,
             identifier,
         })
