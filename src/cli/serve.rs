@@ -40,7 +40,9 @@ pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcom
 }
 
 fn run(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads(cores))
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
@@ -50,7 +52,11 @@ fn run(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
 async fn serve_until_signal(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
     // Installed before the broker starts, so an early signal is not fatal.
     let mut signals = Signals::install()?;
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "cairn starting");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "cairn starting"
+    );
     let service = ServiceManager::starting();
     let mut handle = start_broker(config, repair).await?;
     let addrs: Vec<String> = handle

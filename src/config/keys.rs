@@ -65,6 +65,8 @@ pub const MAX_SESSION_EXPIRY: Bounds = Bounds::new(0, 4_294_967_295);
 pub const TOPIC_ALIAS_MAXIMUM: Bounds = Bounds::new(0, 65_535);
 /// `sys_interval`, seconds: at most a day apart (keeps timer arithmetic far from overflow).
 pub const SYS_INTERVAL: Bounds = Bounds::new(0, 86_400);
+/// `worker_threads`: 0 is automatic; more threads than this serve no gateway.
+pub const WORKER_THREADS: Bounds = Bounds::new(0, 256);
 /// `store.commit_window_ms`.
 pub const COMMIT_WINDOW_MS: Bounds = Bounds::new(0, 1000);
 
@@ -166,6 +168,11 @@ pub const CONFIG_KEYS: &[KeySpec] = &[
     ),
     table("limits", "a [limits] table", Children::Table(LIMITS_KEYS)),
     integer("sys_interval", SYS_INTERVAL, "seconds; 0 turns $SYS off"),
+    integer(
+        "worker_threads",
+        WORKER_THREADS,
+        "0 = one fewer than the CPU cores, at least 1",
+    ),
     table("store", "a [store] table", Children::Table(STORE_KEYS)),
     table("log", "a [log] table", Children::Table(LOG_KEYS)),
     table(

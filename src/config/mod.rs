@@ -73,6 +73,19 @@ impl Config {
         })
     }
 
+    /// How many threads serve connections on a machine with `cores` CPU cores: the
+    /// configured number, or automatically one fewer than the cores (at least one). The
+    /// store's writer thread runs beside them and, under load, keeps most of a core busy with
+    /// its group commits; a worker per core as well oversubscribes the cores, and on two
+    /// cores two workers cost more in thread wake-ups and handing tasks between them than
+    /// the second one brings (see the README's speed section).
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        match self.worker_threads {
+            0 => cores.saturating_sub(1).max(1),
+            configured => usize::try_from(configured).unwrap_or(usize::MAX),
+        }
+    }
+
     /// Checks values serde cannot: ranges, at least one listener, a `tls` table exactly on
     /// TLS listeners, `client_auth`/`identity` only with `client_ca`, bind addresses used
     /// once, each listener's `auth` possible with its settings, a parsable log filter, every

@@ -3,8 +3,9 @@
 //! are. Pure: it starts and stops nothing.
 //!
 //! A restart is needed for `data_dir` and `store.*` (the open database), `sys_interval`,
-//! `metrics` (its bound socket), each listener's `bind`, `kind` and WebSocket `path`, and the
-//! number of listeners (bound sockets). Everything else applies at once: `log.level`,
+//! `worker_threads` (the running threads), `metrics` (its bound socket), each listener's
+//! `bind`, `kind` and WebSocket `path`, and the number of listeners (bound sockets).
+//! Everything else applies at once: `log.level`,
 //! `limits.*` (for connections made from then on; a connection keeps the limits its CONNACK
 //! announced), each listener's `auth` (for connections made from then on), `password_file`
 //! and `acl_file` (the files themselves are read again on every reload, changed or not, by the
@@ -16,7 +17,13 @@ use super::Config;
 
 /// Keys (or key prefixes, ending in `.`) that only a restart changes; `listeners` is
 /// compared on its own (see [`listeners_need_restart`]).
-const RESTART_KEYS: &[&str] = &["data_dir", "store.", "sys_interval", "metrics."];
+const RESTART_KEYS: &[&str] = &[
+    "data_dir",
+    "store.",
+    "sys_interval",
+    "worker_threads",
+    "metrics.",
+];
 
 /// The outcome of comparing a running configuration with a new one.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +46,7 @@ pub fn plan(running: &Config, new: Config) -> ReloadPlan {
     config.data_dir = running.data_dir.clone();
     config.store = running.store.clone();
     config.sys_interval = running.sys_interval;
+    config.worker_threads = running.worker_threads;
     config.metrics = running.metrics.clone();
     if listeners_fixed {
         config.listeners = running.listeners.clone();
@@ -166,22 +174,24 @@ mod tests {
     }
 
     #[test]
-    fn the_data_dir_store_and_sys_interval_wait_for_a_restart() {
+    fn the_data_dir_store_sys_interval_and_threads_wait_for_a_restart() {
         let running = Config::default();
         let mut new = running.clone();
         new.data_dir = "/elsewhere".into();
         new.store.fsync = !running.store.fsync;
         new.sys_interval = running.sys_interval + 1;
+        new.worker_threads = 3;
         new.limits.max_inflight = 3;
         let plan = plan(&running, new);
         assert_eq!(
             plan.need_restart,
-            ["data_dir", "store.fsync", "sys_interval"]
+            ["data_dir", "store.fsync", "sys_interval", "worker_threads"]
         );
         assert_eq!(plan.applied, ["limits.max_inflight"]);
         assert_eq!(plan.config.data_dir, running.data_dir);
         assert_eq!(plan.config.store, running.store);
         assert_eq!(plan.config.sys_interval, running.sys_interval);
+        assert_eq!(plan.config.worker_threads, running.worker_threads);
         assert_eq!(plan.config.limits.max_inflight, 3);
     }
 

@@ -291,6 +291,7 @@ fn limits_out_of_range_are_each_reported() {
     config.limits.max_topic_length = 70_000;
     config.limits.max_connections = 0;
     config.sys_interval = 86_401;
+    config.worker_threads = 257;
     let error = config.validate().expect_err("invalid limits");
     assert_eq!(
         keys_of(error.problems()),
@@ -301,8 +302,24 @@ fn limits_out_of_range_are_each_reported() {
             "limits.max_topic_length",
             "limits.max_topic_levels",
             "sys_interval",
+            "worker_threads",
         ]
     );
+}
+
+/// Automatic: one core is left to the store's writer thread, and there is always a worker.
+#[test]
+fn worker_threads_are_one_fewer_than_the_cores_unless_set() {
+    let automatic = Config::default();
+    for (cores, workers) in [(1, 1), (2, 1), (4, 3), (8, 7)] {
+        assert_eq!(automatic.worker_threads(cores), workers, "{cores} cores");
+    }
+    let set = Config {
+        worker_threads: 2,
+        ..Config::default()
+    };
+    assert_eq!(set.worker_threads(1), 2);
+    assert_eq!(set.worker_threads(8), 2);
 }
 
 #[test]
@@ -334,6 +351,7 @@ fn range_messages_say_the_checked_bounds() {
             "1..=65535",
         ),
         ("sys_interval", keys::SYS_INTERVAL, "0..=86400"),
+        ("worker_threads", keys::WORKER_THREADS, "0..=256"),
         ("limits.max_inflight", keys::MAX_INFLIGHT, "1..=65535"),
         ("limits.connect_timeout", keys::CONNECT_TIMEOUT, "1..=3600"),
         (

@@ -24,6 +24,8 @@ pub struct Config {
     pub limits: Limits,
     /// Seconds between `$SYS/broker/…` updates; 0 turns them off.
     pub sys_interval: u64,
+    /// Threads that serve connections; 0: automatic (see [`Config::worker_threads`]).
+    pub worker_threads: u64,
     /// The durable store under `data_dir`.
     pub store: StoreConfig,
     /// Logging.
@@ -284,6 +286,7 @@ impl Default for Config {
             }],
             limits: Limits::default(),
             sys_interval: 10,
+            worker_threads: 0,
             store: StoreConfig::default(),
             log: LogConfig::default(),
             bridges: Vec::new(),

@@ -35,6 +35,12 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         config.sys_interval,
         keys::SYS_INTERVAL,
     );
+    check_range(
+        &mut problems,
+        "worker_threads",
+        config.worker_threads,
+        keys::WORKER_THREADS,
+    );
     if let Err(error) = config
         .log
         .level
