@@ -1,6 +1,6 @@
 # Shared by the benchmark scripts (compare.sh, durable.sh, bridge.sh); source it, don't run it.
 #
-# Builds the release binaries, starts one broker at a time (Cairn or Mosquitto) on a free
+# Builds the release binaries, starts one broker at a time (Cairn, Mosquitto or rumqttd) on a free
 # 127.0.0.1 port, waits until it listens, and stops it again (also on error or Ctrl-C, through
 # install_cleanup).
 #
@@ -10,6 +10,8 @@
 #   LOG_NAME    prefix of log lines (e.g. compare)
 #   BROKERS     brokers to run, e.g. "cairn mosquitto" (build skips Cairn when absent)
 #   MOSQUITTO   the Mosquitto binary
+#   RUMQTTD     the rumqttd binary (only where BROKERS names rumqttd)
+#   MQTT_VERSION   5 or 3.1.1: the protocol rumqttd's one listener speaks
 #   RESULTS FAILURES   for record_result: the rows file and the count of failed runs
 #   SECTIONS LOAD_AT_START   for section and print_host
 # and may set before each start:
@@ -144,7 +146,35 @@ EOF
     BROKER_PID=$!
 }
 
-# start_broker NAME: a fresh NAME (cairn or mosquitto) listening on a free port.
+# rumqttd (crates.io: `cargo install rumqttd`), in RAM like Mosquitto without persistence: one
+# listener of MQTT_VERSION's protocol, limits as large as the others' (connections, payloads
+# of a megabyte, 100 messages in flight per connection, its default).
+start_rumqttd() {
+    local conf="$WORK/rumqttd.toml" listener=v4
+    [[ $MQTT_VERSION == 5 ]] && listener=v5
+    cat >"$conf" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+[$listener.1]
+name = "$listener-1"
+listen = "127.0.0.1:$PORT"
+next_connection_delay_ms = 0
+[$listener.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 1048576
+max_inflight_count = 100
+dynamic_filters = true
+EOF
+    "$RUMQTTD" -q -c "$conf" >"$WORK/rumqttd.log" 2>&1 &
+    BROKER_PID=$!
+}
+
+# start_broker NAME: a fresh NAME (cairn, mosquitto or rumqttd) listening on a free port.
 start_broker() {
     pick_free_port
     "start_$1"

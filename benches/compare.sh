@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Cairn versus Mosquitto on this machine, with the load tool (benches/load.rs).
+# Cairn versus Mosquitto (and rumqttd, when asked for) on this machine, with the load tool
+# (benches/load.rs).
 #
 # Builds the release binaries, then for every scenario runs each broker fresh on a free
 # 127.0.0.1 port, alternating (cairn, mosquitto, cairn, mosquitto, ...), and prints a table of
-# medians with the ratio Cairn/Mosquitto. Every broker it starts is stopped again, also on
+# medians with Cairn's ratio to each other broker. Every broker it starts is stopped again, also on
 # error or Ctrl-C. Exit status 1 if any run failed its checks.
 #
 # Environment:
@@ -14,8 +15,11 @@
 #                       20; QoS 2 beyond it is acknowledged and dropped, so keep INFLIGHT<=20)
 #   INFLIGHT=32         QoS 1/2 publisher inflight window (capped by the broker's Receive Maximum)
 #   CONNECTIONS=1000    idle connections for idle-memory
-#   BROKERS="cairn mosquitto"   which brokers to run (e.g. BROKERS=mosquitto)
+#   BROKERS="cairn mosquitto"   which brokers to run, in order: cairn, mosquitto, rumqttd
+#                       (e.g. BROKERS="cairn mosquitto rumqttd"; rumqttd keeps everything in
+#                       RAM and speaks MQTT 5 only in part: use MQTT_VERSION=3.1.1 with it)
 #   MOSQUITTO=mosquitto         Mosquitto binary
+#   RUMQTTD=rumqttd             rumqttd binary
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -26,6 +30,7 @@ INFLIGHT=${INFLIGHT:-32}
 CONNECTIONS=${CONNECTIONS:-1000}
 BROKERS=${BROKERS:-cairn mosquitto}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+RUMQTTD=${RUMQTTD:-$(command -v rumqttd || echo rumqttd)}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-compare.XXXXXX")
@@ -75,21 +80,33 @@ run_all() {
 }
 
 print_table() {
-    local entry id metrics metric key label better cairn mosq
-    local -a metric_list
+    local entry id metrics metric key label better broker cairn other
+    local -a metric_list brokers others=()
+    read -r -a brokers <<<"$BROKERS"
+    for broker in "${brokers[@]}"; do
+        [[ $broker == cairn ]] || others+=("$broker")
+    done
+    [[ " $BROKERS " == *" cairn "* ]] || others=()
     echo
     echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr)"
     echo "Runs: DURATION=${DURATION}s WARMUP=${WARMUP}s ROUNDS=$ROUNDS MQTT $MQTT_VERSION INFLIGHT=$INFLIGHT," \
         "alternating, fresh broker per run; Mosquitto $("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p')"
-    printf '%-48s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
+    printf '%-48s' "metric (median)"
+    printf ' %12s' "${brokers[@]}"
+    for other in ${others[@]+"${others[@]}"}; do printf ' %12s' "cairn/$other"; done
+    printf '  %s\n' better
     for entry in "${SCENARIOS[@]}"; do
         IFS='|' read -r id _ metrics <<<"$entry"
         IFS=';' read -r -a metric_list <<<"$metrics"
         for metric in "${metric_list[@]}"; do
             IFS=':' read -r key label better <<<"$metric"
+            printf '%-48s' "$label"
+            for broker in "${brokers[@]}"; do printf ' %12s' "$(median "$RESULTS" "$id" "$broker" "$key")"; done
             cairn=$(median "$RESULTS" "$id" cairn "$key")
-            mosq=$(median "$RESULTS" "$id" mosquitto "$key")
-            printf '%-48s %12s %12s %12s  %s\n' "$label" "$cairn" "$mosq" "$(ratio "$cairn" "$mosq")" "$better"
+            for other in ${others[@]+"${others[@]}"}; do
+                printf ' %12s' "$(ratio "$cairn" "$(median "$RESULTS" "$id" "$other" "$key")")"
+            done
+            printf '  %s\n' "$better"
         done
     done
     if ((FAILURES > 0)); then
@@ -101,6 +118,8 @@ main() {
     install_cleanup
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     [[ " $BROKERS " != *" mosquitto "* ]] || [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
+    [[ " $BROKERS " != *" rumqttd "* ]] || command -v "$RUMQTTD" >/dev/null ||
+        die "no rumqttd binary at $RUMQTTD (cargo install rumqttd; or set RUMQTTD)"
     build
     run_all
     print_table
