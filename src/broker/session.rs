@@ -8,10 +8,10 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
-use crate::codec::{SubscriptionOptions, Will};
+use crate::codec::SubscriptionOptions;
 
 use super::queue::{MessageQueue, QueueBudget};
-use crate::model::{Delivery, OutboundState};
+use crate::model::{Delivery, OutboundState, SessionWill};
 
 /// One message in the outbound inflight window.
 #[derive(Debug, Clone)]
@@ -104,22 +104,9 @@ pub struct Session {
     pub inbound_qos2: HashSet<u16>,
     /// The last packet identifier handed out.
     last_packet_id: u16,
-    /// The Will of the current connection, or one waiting for its delay after a disconnect.
-    pub will: Option<Box<Will>>,
-    /// Who set the Will, for the ACL check when it is sent.
-    pub will_sender: WillSender,
-}
-
-/// Who set a session's Will: the ACL in force when the Will is sent must let them write its
-/// topic.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum WillSender {
-    /// Restored from the store after a restart: the user name is not stored, and the Will
-    /// was checked when its CONNECT was accepted.
-    #[default]
-    Unknown,
-    /// The client connected since the start, with this user name (`None`: anonymous).
-    Client(Option<Arc<str>>),
+    /// The Will of the current connection, or one waiting for its delay after a disconnect,
+    /// with who set it, for the ACL check when it is sent.
+    pub will: Option<Box<SessionWill>>,
 }
 
 impl Session {
@@ -134,7 +121,6 @@ impl Session {
             inbound_qos2: HashSet::new(),
             last_packet_id: 0,
             will: None,
-            will_sender: WillSender::Unknown,
         }
     }
 

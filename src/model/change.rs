@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::codec::{SubscriptionOptions, Will};
+use crate::codec::SubscriptionOptions;
 
 use super::message::{Delivery, Message};
+use super::will::SessionWill;
 
 /// One change to durable state.
 #[derive(Debug, Clone)]
@@ -66,9 +67,9 @@ pub enum StoreOp {
         topic: Arc<str>,
         message: Option<Arc<Message>>,
     },
-    /// A session's Will was set or cleared.
+    /// A session's Will was set (with who set it) or cleared.
     Will {
         client_id: Arc<str>,
-        will: Option<Box<Will>>,
+        will: Option<Box<SessionWill>>,
     },
 }

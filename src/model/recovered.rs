@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::codec::{SubscriptionOptions, Will};
+use crate::codec::SubscriptionOptions;
 
 use super::message::{Delivery, Message, OutboundState};
+use super::will::SessionWill;
 
 /// Everything read back at open.
 #[derive(Debug)]
@@ -36,7 +37,8 @@ pub struct RecoveredSession {
     pub inflight: Vec<(u16, Delivery, OutboundState)>,
     /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
     pub inbound_qos2: Vec<u16>,
-    pub will: Option<Will>,
+    /// Its Will and who set it.
+    pub will: Option<SessionWill>,
 }
 
 /// What recovery reads of one queue entry: where it is, what it weighs, and its age.

@@ -1,7 +1,8 @@
 //! Logins and the ACL over a broker's life: a reload that removes a user closes its
 //! connections (v5 DISCONNECT 0x87) and a changed password is asked for again; a reloaded ACL
-//! holds for connected clients from their next packet; a Will the ACL forbids is never sent;
-//! repeated failures from one address are slowed down (counted, not timed).
+//! holds for connected clients from their next packet; a Will the ACL forbids is never sent,
+//! also when it was stored before a restart and the ACL changed with the restart; repeated
+//! failures from one address are slowed down (counted, not timed).
 
 use std::path::Path;
 
@@ -11,7 +12,8 @@ use cairn::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 use cairn::server::Reloaded;
 
 use crate::common::clients::{
-    connect_ok, expect_server_close, subscribe_ok, will, with_will, BOTH,
+    connect_expecting_session, connect_ok, delayed, expect_server_close, subscribe_ok, will,
+    with_expiry, with_will, BOTH, LONG_EXPIRY,
 };
 use crate::common::passwords::write_password_file;
 use crate::common::{connect_packet, publish_packet, start_broker_with, RawClient, TestBroker};
@@ -225,6 +227,112 @@ async fn a_will_a_reload_forbids_is_not_sent() {
     drop(second);
     expect_message(&mut watcher, "wills/b", "wills/b").await;
     broker.shutdown().await;
+}
+
+/// The ACL of the restart tests before the restart: alice and bob may write their own Will
+/// topics, the watcher everything under `wills/`.
+const ACL_BEFORE_RESTART: &str = "user alice\ntopic readwrite wills/alice\n\
+    user bob\ntopic readwrite wills/bob\n\
+    user watcher\ntopic readwrite wills/#\n";
+
+/// A v5 CONNECT of `user` (client id = user name) for a session that outlives its connection
+/// (Session Expiry [`LONG_EXPIRY`]), with a Will to `wills/{user}` delayed by 2 s.
+fn persistent_with_delayed_will(user: &str) -> Connect {
+    let mut connect = login(ProtocolVersion::V5, user, user, &format!("{user}-pw"));
+    connect.clean_start = false;
+    let will = delayed(will(&format!("wills/{user}"), &format!("{user} gone")), 2);
+    with_will(with_expiry(connect, LONG_EXPIRY), will)
+}
+
+/// alice and bob connect with delayed Wills (Will Delay 2 s, Session Expiry 300 s) that
+/// [`ACL_BEFORE_RESTART`] allows; the broker shuts down while they are connected and starts
+/// again on the same data directory with the ACL `acl_after_restart`. Returns the topics of
+/// the Wills a persistent subscriber to `wills/#` receives: it waits for bob's Will (due 2 s
+/// after the shutdown), then alice starts a clean session, which ends her old one and so
+/// sends its Will at once if it is still pending [MQTT-3.1.3-9] (MQTT 5.0 §3.1.3.2.2), then
+/// a marker is published: a Will of alice's, had it gone out, arrives before the marker.
+async fn wills_sent_after_a_restart_with_the_acl(acl_after_restart: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("a directory for the files");
+    let users = [
+        ("alice", "alice-pw"),
+        ("bob", "bob-pw"),
+        ("watcher", "watcher-pw"),
+    ];
+    let broker = broker(dir.path(), &users, Some(ACL_BEFORE_RESTART)).await;
+    let mut watcher_connect = login(ProtocolVersion::V5, "watcher", "watcher", "watcher-pw");
+    watcher_connect.clean_start = false;
+    let watcher_connect = with_expiry(watcher_connect, LONG_EXPIRY);
+    let mut watcher = connect_expecting_session(broker.addr, watcher_connect.clone(), false).await;
+    subscribe_ok(&mut watcher, 1, "wills/#", QoS::AtLeastOnce).await;
+    watcher.go_offline().await;
+    let mut willers = Vec::new();
+    for user in ["alice", "bob"] {
+        let connect = persistent_with_delayed_will(user);
+        willers.push(connect_expecting_session(broker.addr, connect, false).await);
+    }
+
+    write_acl(dir.path(), acl_after_restart);
+    let broker = broker.restart().await;
+    let mut watcher = connect_expecting_session(broker.addr, watcher_connect, true).await;
+    let mut wills = Vec::new();
+    while !wills.iter().any(|topic| topic == "wills/bob") {
+        let message = watcher.expect_publish().await;
+        watcher.acknowledge(&message).await;
+        wills.push(message.topic);
+    }
+    let (alice, _) = connect_ok(
+        broker.addr,
+        login(ProtocolVersion::V5, "alice", "alice", "alice-pw"),
+    )
+    .await;
+    drop(alice);
+    watcher
+        .send(&Packet::Publish(publish_packet(
+            "wills/marker",
+            QoS::AtMostOnce,
+            None,
+            b"marker",
+        )))
+        .await;
+    loop {
+        let message = watcher.expect_publish().await;
+        if message.topic == "wills/marker" {
+            break;
+        }
+        watcher.acknowledge(&message).await;
+        wills.push(message.topic);
+    }
+    drop(willers);
+    broker.shutdown().await;
+    wills.sort();
+    wills
+}
+
+/// A Will stored before a restart is checked against the ACL in force when it is sent, with
+/// the user name of the client that set it: alice's Will, allowed when she connected, is not
+/// sent once the ACL the broker restarted with lets her only read its topic, while bob's,
+/// still allowed, is.
+#[tokio::test]
+async fn a_will_stored_before_a_restart_is_not_sent_if_the_new_acl_forbids_it() {
+    let acl = "user alice\ntopic read wills/alice\n\
+        user bob\ntopic readwrite wills/bob\n\
+        user watcher\ntopic readwrite wills/#\n";
+    assert_eq!(
+        wills_sent_after_a_restart_with_the_acl(acl).await,
+        ["wills/bob"]
+    );
+}
+
+/// The control of the test above: with an ACL after the restart that still lets alice write
+/// her Will topic, through a `pattern` rule whose `%u` stands for the user name stored with
+/// the Will, both Wills are sent [MQTT-3.1.2-8].
+#[tokio::test]
+async fn a_will_stored_before_a_restart_is_sent_if_the_new_acl_allows_it() {
+    let acl = "pattern readwrite wills/%u\nuser watcher\ntopic readwrite wills/#\n";
+    assert_eq!(
+        wills_sent_after_a_restart_with_the_acl(acl).await,
+        ["wills/alice", "wills/bob"]
+    );
 }
 
 /// Failed logins from one address are free up to a few, then each next login from it waits

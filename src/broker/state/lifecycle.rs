@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::codec::{ReasonCode, Will};
-use crate::model::{Message, Recovered, StoreOp};
+use crate::codec::ReasonCode;
+use crate::model::{Message, Recovered, SessionWill, StoreOp, WillSender};
 
 use super::super::queue::MessageQueue;
-use super::super::session::{Inflight, Session, WillSender};
+use super::super::session::{Inflight, Session};
 use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
 use crate::auth::{Access, Who};
 
@@ -102,10 +102,9 @@ impl State {
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
             }
-            let sender = std::mem::take(&mut slot.session.will_sender);
             if let Some(old_will) = slot.session.will.take() {
                 if clean_start || will_delay(&old_will) == 0 {
-                    self.publish_will(client_id, old_will, &sender, changes);
+                    self.publish_will(client_id, old_will, changes);
                 }
             }
         }
@@ -124,8 +123,13 @@ impl State {
         });
         slot.session.queue.forget_load();
         slot.session.expiry_interval = expiry_interval;
+        let will = will.map(|will| {
+            Box::new(SessionWill {
+                will: *will,
+                sender: WillSender::Client(username),
+            })
+        });
         slot.session.will = will.clone();
-        slot.session.will_sender = WillSender::Client(username);
         slot.link = Some(link);
         slot.epoch = epoch;
         // A session that ends with its connection is stored only for its Will, which must
@@ -255,8 +259,7 @@ impl State {
                         client_id: client_id.clone(),
                         will: None,
                     });
-                    let sender = slot.session.will_sender.clone();
-                    self.publish_will(client_id, will, &sender, changes);
+                    self.publish_will(client_id, will, changes);
                 }
             } else if delay < expiry {
                 detached.will_delay = Some(delay - offline_for);
@@ -281,8 +284,7 @@ impl State {
                 client_id: client_id.clone(),
                 will: None,
             });
-            let sender = slot.session.will_sender.clone();
-            self.publish_will(client_id, will, &sender, changes);
+            self.publish_will(client_id, will, changes);
         }
     }
 
@@ -310,22 +312,24 @@ impl State {
             client_id: client_id.clone(),
         });
         if let Some(will) = slot.session.will {
-            self.publish_will(client_id, will, &slot.session.will_sender, changes);
+            self.publish_will(client_id, will, changes);
         }
     }
 
     /// Routes a Will Message as if its client had published it, unless the ACL in force (see
-    /// [`State::set_will_acl`]) does not let its `sender` write its topic: then it is dropped,
-    /// as a PUBLISH of the client's would be. A Will restored after a restart, whose sender's
-    /// user name is not stored, was checked when its CONNECT was accepted.
+    /// [`State::set_will_acl`]) does not let its sender write its topic: then it is dropped,
+    /// as a PUBLISH of the client's would be. This holds after a restart too: the sender is
+    /// stored with the Will. Only a Will read back from a record of an older build, which did
+    /// not store the sender ([`WillSender::Unknown`]), goes out unchecked: it was checked when
+    /// its CONNECT was accepted.
     fn publish_will(
         &mut self,
         client_id: &Arc<str>,
-        will: Box<Will>,
-        sender: &WillSender,
+        will: Box<SessionWill>,
         changes: &mut Changes,
     ) {
-        if let (Some(acl), WillSender::Client(username)) = (&self.will_acl, sender) {
+        let SessionWill { will, sender } = *will;
+        if let (Some(acl), WillSender::Client(username)) = (&self.will_acl, &sender) {
             let who = Who {
                 username: username.as_deref(),
                 client_id,
@@ -336,12 +340,12 @@ impl State {
             }
         }
         let id = self.next_message_id();
-        let message = Arc::new(Message::from_will(id, *will, std::time::Instant::now()));
+        let message = Arc::new(Message::from_will(id, will, std::time::Instant::now()));
         self.route_into(&message, changes);
     }
 }
 
-/// The Will Delay Interval of a Will, 0 if absent.
-fn will_delay(will: &Will) -> u32 {
-    will.properties.will_delay_interval.unwrap_or(0)
+/// The Will Delay Interval of a session's Will, 0 if absent.
+fn will_delay(will: &SessionWill) -> u32 {
+    will.will.properties.will_delay_interval.unwrap_or(0)
 }

@@ -11,7 +11,9 @@ use std::time::SystemTime;
 use super::*;
 use crate::codec::{Packet, Properties, QoS, SubscriptionOptions};
 use crate::config::QueueFullPolicy;
-use crate::model::{Delivery, OutboundState, Recovered, RecoveredSession, StoreOp};
+use crate::model::{
+    Delivery, OutboundState, Recovered, RecoveredSession, SessionWill, StoreOp, WillSender,
+};
 
 fn state() -> State {
     State::new(
@@ -239,6 +241,51 @@ fn timers_armed_by_a_restore_leave_a_session_created_after_it_alone() {
     let (_, restored) = &timers[0];
     state.expire(&client, restored.epoch, &mut Changes::default());
     assert!(!state.sessions.contains_key(&client), "expired at its time");
+}
+
+/// Whether a Will on `topic` set by `sender`, restored at start-up with no delay left, reaches
+/// a restored subscriber to `wills/#` under the ACL "pattern write wills/%u".
+fn restored_will_goes_out(topic: &str, sender: WillSender) -> bool {
+    let acl = crate::auth::Acl::parse("pattern write wills/%u\n", std::path::Path::new("acl"))
+        .expect("a valid ACL");
+    let mut state = state();
+    state.set_will_acl(Some(Arc::new(Rules {
+        passwords: None,
+        acl: Some(acl),
+    })));
+    let observer: Arc<str> = Arc::from("observer");
+    let client: Arc<str> = Arc::from("willer");
+    let mut watching = RecoveredSession::new(observer.clone(), 60, Some(SystemTime::now()));
+    let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    watching.subscriptions = vec![(Arc::from("wills/#"), options, None)];
+    let mut willing = RecoveredSession::new(client, 60, Some(SystemTime::now()));
+    willing.will = Some(SessionWill {
+        will: *will(topic, 0),
+        sender,
+    });
+    let recovered = Recovered {
+        sessions: vec![watching, willing],
+        retained: Vec::new(),
+        next_message_id: 1,
+    };
+    state.restore(recovered, SystemTime::now(), &mut Changes::default());
+    queued_for(&state, &observer) == 1
+}
+
+/// A Will restored at start-up is checked against the ACL in force when it is sent, with the
+/// user name stored with it: `%u` stands for it, and an anonymous client matches no `%u`
+/// rule. A Will from a record of an older build, whose sender is unknown, goes out unchecked,
+/// as before.
+#[test]
+fn a_restored_will_is_checked_against_the_acl_with_its_stored_sender() {
+    let alice = || WillSender::Client(Some(Arc::from("alice")));
+    assert!(restored_will_goes_out("wills/alice", alice()));
+    assert!(!restored_will_goes_out("wills/bob", alice()));
+    assert!(!restored_will_goes_out(
+        "wills/alice",
+        WillSender::Client(None)
+    ));
+    assert!(restored_will_goes_out("wills/bob", WillSender::Unknown));
 }
 
 /// A QoS `qos` PUBLISH of `payload` to `topic` from a client, as the connection hands it over.

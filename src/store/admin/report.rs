@@ -311,7 +311,10 @@ impl SessionDetails {
                 })
                 .collect(),
             inbound_qos2: session.inbound_qos2.clone(),
-            will: session.will.as_ref().map(WillLine::of),
+            will: session
+                .will
+                .as_ref()
+                .map(|stored| WillLine::of(&stored.will)),
         }
     }
 }

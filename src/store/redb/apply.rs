@@ -15,11 +15,11 @@ use std::time::SystemTime;
 
 use redb::{ReadableTable, Table, WriteTransaction};
 
-use crate::codec::{QoS, SubscriptionOptions, Will};
+use crate::codec::{QoS, SubscriptionOptions};
 use crate::model::entry_size;
 use crate::model::OutboundState;
-use crate::model::StoreOp;
 use crate::model::{Delivery, Message};
+use crate::model::{SessionWill, StoreOp};
 
 use super::clock::WallClock;
 use super::records::{
@@ -458,7 +458,7 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    fn will(&mut self, client_id: &str, will: Option<&Will>) -> Result<(), DbError> {
+    fn will(&mut self, client_id: &str, will: Option<&SessionWill>) -> Result<(), DbError> {
         match will {
             Some(will) => {
                 if self.session_exists(client_id, "Will")? {

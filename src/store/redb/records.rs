@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::codec::{property_id, Properties, QoS, SubscriptionOptions, Will};
-use crate::model::OutboundState;
 use crate::model::{unix_seconds, Delivery, Message};
+use crate::model::{OutboundState, SessionWill, WillSender};
 
 use super::clock::WallClock;
 
@@ -23,6 +23,11 @@ const FORMAT: u8 = 1;
 /// The format of queue and inflight entries: format 2 added when the entry was queued. Format 1
 /// entries (written before) still read, as queued when this process first read them.
 const ENTRY_FORMAT: u8 = 2;
+
+/// The format of wills: format 2 added the user name of the client that set the Will (present
+/// or absent: anonymous). Format 1 records (written before) still read, with an unknown
+/// sender ([`WillSender::Unknown`]); a Will whose sender is unknown is written in format 1.
+const WILL_FORMAT: u8 = 2;
 
 /// Why a stored record could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -505,18 +510,30 @@ pub fn decode_message(bytes: &[u8], clock: &WallClock) -> Result<Message, Record
     Ok(message)
 }
 
-pub fn encode_will(will: &Will) -> Vec<u8> {
-    let mut writer = RecordWriter::new();
+/// A session's Will and, in format 2, who set it: the Will's fields, then the sender's user
+/// name as an optional string. An unknown sender (a Will read from a format 1 record) is
+/// written in format 1 again, which has no sender.
+pub fn encode_will(stored: &SessionWill) -> Vec<u8> {
+    let SessionWill { will, sender } = stored;
+    let format = match sender {
+        WillSender::Unknown => FORMAT,
+        WillSender::Client(_) => WILL_FORMAT,
+    };
+    let mut writer = RecordWriter::of_format(format);
     writer.str(&will.topic);
     writer.bytes(&will.payload);
     writer.u8(will.qos as u8);
     writer.bool(will.retain);
     write_properties(&mut writer, &will.properties);
+    if let WillSender::Client(username) = sender {
+        writer.option_str(username.as_deref());
+    }
     writer.finish()
 }
 
-pub fn decode_will(bytes: &[u8]) -> Result<Will, RecordError> {
-    let mut reader = RecordReader::new("will", bytes)?;
+/// Reads a Will back; one of format 1 has an unknown sender.
+pub fn decode_will(bytes: &[u8]) -> Result<SessionWill, RecordError> {
+    let (mut reader, format) = RecordReader::of_formats("will", bytes, WILL_FORMAT)?;
     let will = Will {
         topic: reader.str("topic")?.to_owned(),
         payload: Bytes::copy_from_slice(reader.bytes("payload")?),
@@ -524,8 +541,13 @@ pub fn decode_will(bytes: &[u8]) -> Result<Will, RecordError> {
         retain: reader.bool("retain flag")?,
         properties: read_properties(&mut reader)?,
     };
+    let sender = if format == 1 {
+        WillSender::Unknown
+    } else {
+        WillSender::Client(reader.option_str("sender's user name")?.map(Arc::from))
+    };
     reader.finish()?;
-    Ok(will)
+    Ok(SessionWill { will, sender })
 }
 
 /// Writes the properties an application message or a Will can carry (MQTT 5.0 section
@@ -652,7 +674,7 @@ mod tests {
     }
 
     #[test]
-    fn will_round_trips_with_every_will_property() {
+    fn will_round_trips_with_every_will_property_and_its_sender() {
         let will = Will {
             topic: "dead/sensor-1".into(),
             payload: Bytes::from_static(b"gone"),
@@ -660,7 +682,70 @@ mod tests {
             retain: false,
             properties: full_properties(),
         };
-        assert_eq!(decode_will(&encode_will(&will)).unwrap(), will);
+        for sender in [
+            WillSender::Client(Some(Arc::from("alice"))),
+            WillSender::Client(Some(Arc::from(""))),
+            WillSender::Client(None),
+        ] {
+            let stored = SessionWill {
+                will: will.clone(),
+                sender,
+            };
+            let bytes = encode_will(&stored);
+            assert_eq!(bytes[0], WILL_FORMAT, "{stored:?}");
+            assert_eq!(decode_will(&bytes), Ok(stored.clone()));
+            for len in 0..bytes.len() {
+                assert!(decode_will(&bytes[..len]).is_err(), "length {len}");
+            }
+        }
+    }
+
+    /// A Will as the previous build wrote it (format 1: the Will's fields, no sender), built
+    /// by hand: topic "dead/x", payload "gone", QoS 1, retain 1, a Will Delay of 30 s.
+    fn format_1_will() -> Vec<u8> {
+        let mut bytes = vec![1];
+        bytes.extend_from_slice(&6u32.to_be_bytes());
+        bytes.extend_from_slice(b"dead/x");
+        bytes.extend_from_slice(&4u32.to_be_bytes());
+        bytes.extend_from_slice(b"gone");
+        bytes.extend_from_slice(&[1, 1]);
+        bytes.extend_from_slice(&1u32.to_be_bytes());
+        bytes.push(property_id::WILL_DELAY_INTERVAL);
+        bytes.extend_from_slice(&30u32.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn will_of_the_previous_format_reads_with_an_unknown_sender() {
+        let expected = SessionWill {
+            sender: WillSender::Unknown,
+            ..super::super::tests::will("dead/x")
+        };
+        assert_eq!(decode_will(&format_1_will()), Ok(expected.clone()));
+        assert_eq!(
+            encode_will(&expected),
+            format_1_will(),
+            "an unknown sender is written back as the previous build wrote it"
+        );
+        // A format 1 record never holds a sender: bytes after its properties are refused.
+        let mut longer = format_1_will();
+        longer.push(0);
+        assert_eq!(
+            decode_will(&longer),
+            Err(RecordError::Trailing {
+                record: "will",
+                count: 1
+            })
+        );
+        let mut newer = format_1_will();
+        newer[0] = WILL_FORMAT + 1;
+        assert_eq!(
+            decode_will(&newer),
+            Err(RecordError::UnknownFormat {
+                record: "will",
+                found: WILL_FORMAT + 1
+            })
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::tables::{
 };
 use super::*;
 use crate::codec::{Properties, QoS, SubscriptionOptions, Will};
-use crate::model::{Delivery, Message, OutboundState, RecoveredSession};
+use crate::model::{Delivery, Message, OutboundState, RecoveredSession, SessionWill, WillSender};
 use tokio::sync::oneshot;
 
 /// Generous: the machine is shared and loaded.
@@ -141,17 +141,20 @@ fn subscribe(client: &str, filter: &str, qos: QoS, identifier: Option<u32>) -> S
     }
 }
 
-/// A QoS 1 retained Will of 4 payload bytes with a Will Delay of 30 s.
-pub(crate) fn will(topic: &str) -> Will {
-    Will {
-        topic: topic.into(),
-        payload: Bytes::from_static(b"gone"),
-        qos: QoS::AtLeastOnce,
-        retain: true,
-        properties: Properties {
-            will_delay_interval: Some(30),
-            ..Properties::default()
+/// A QoS 1 retained Will of 4 payload bytes with a Will Delay of 30 s, set by user "alice".
+pub(crate) fn will(topic: &str) -> SessionWill {
+    SessionWill {
+        will: Will {
+            topic: topic.into(),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: true,
+            properties: Properties {
+                will_delay_interval: Some(30),
+                ..Properties::default()
+            },
         },
+        sender: WillSender::Client(Some(id("alice"))),
     }
 }
 
@@ -1068,6 +1071,46 @@ fn a_body_with_one_reference_has_no_count_row() {
     );
     store.close();
     assert_eq!((rows(&dir, MESSAGES), rows(&dir, MESSAGE_REFS)), (0, 0));
+}
+
+/// A Will keeps who set it across a reopen: a user name, none for an anonymous client, and
+/// "unknown" for a Will read from a record of an older build (written back in that build's
+/// format). A later Will of the session replaces the earlier one's sender with its own.
+#[test]
+fn a_will_keeps_its_sender_across_reopen() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let alice = WillSender::Client(Some(id("alice")));
+    let bob = WillSender::Client(Some(id("bob")));
+    let cases = [
+        ("named", alice.clone()),
+        ("anonymous", WillSender::Client(None)),
+        ("unknown", WillSender::Unknown),
+        ("replaced", bob.clone()),
+    ];
+    let set = |client: &str, sender: &WillSender| StoreOp::Will {
+        client_id: id(client),
+        will: Some(Box::new(SessionWill {
+            sender: sender.clone(),
+            ..will(&format!("dead/{client}"))
+        })),
+    };
+    let mut ops = vec![set("replaced", &alice)];
+    for (client, sender) in &cases {
+        ops.insert(0, put_session(client, 3600));
+        ops.push(set(client, sender));
+    }
+    commit(&store, ops);
+
+    let recovered = reopen(&dir, store);
+    for (client, sender) in cases {
+        let stored = session(&recovered, client).will.clone();
+        let expected = SessionWill {
+            sender,
+            ..will(&format!("dead/{client}"))
+        };
+        assert_eq!(stored, Some(expected), "{client}");
+    }
 }
 
 /// A format 2 entry record as the previous build wrote it: format 1, without the queue time
