@@ -74,7 +74,8 @@ pub struct Reloaded {
     pub applied: Vec<String>,
     /// Keys whose new value waits for a restart; the running value stays in force.
     pub need_restart: Vec<String>,
-    /// Bridges added, removed, and restarted with new settings.
+    /// Bridges added, removed, and restarted with new settings or renewed password or TLS
+    /// files.
     pub bridges: BridgeChanges,
     /// Connections closed because the password file no longer has their user.
     pub logins_closed: usize,
@@ -238,8 +239,9 @@ impl ServerHandle {
     /// an error changes nothing and the running configuration stays in force. Then: new TLS
     /// handshakes use the new certificates; connections made from now on get the new limits
     /// (connected clients keep those their CONNACK announced); queue bounds hold from the
-    /// next message on; changed bridges reconnect with their queue kept, removed ones end,
-    /// added ones start. Keys that need a restart keep their running value and are named in
+    /// next message on; changed bridges (new settings, or a password file or TLS files that
+    /// hold something else now) reconnect with their queue kept, removed ones end, added ones
+    /// start. Keys that need a restart keep their running value and are named in
     /// [`Reloaded::need_restart`] (see [`crate::config::reload`]).
     pub async fn reload(&mut self, new: Config) -> Result<Reloaded, ServerError> {
         let running = self.broker.config();

@@ -68,6 +68,18 @@ pub enum BridgeError {
     },
 }
 
+/// How a bridge prepared at a reload differs from the one running under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Difference {
+    /// It would run exactly as the running one does.
+    None,
+    /// The same settings, but its password file or TLS files (CA bundle, client certificate
+    /// chain, key) hold something else now: renewed or rotated.
+    Files,
+    /// Its settings changed.
+    Settings,
+}
+
 /// One configured bridge, ready to connect. (Its `Debug` leaves the password out.)
 pub struct Bridge {
     pub config: BridgeConfig,
@@ -149,12 +161,20 @@ impl Bridge {
         })
     }
 
-    /// Whether `other` would run exactly as this one does: same settings, same password,
-    /// same packet size limit. A reload keeps such a bridge connected.
-    fn same_setup(&self, other: &Bridge) -> bool {
-        self.config == other.config
-            && self.password == other.password
-            && self.max_packet_size == other.max_packet_size
+    /// How this bridge, prepared at a reload, differs from `running`, the one running under
+    /// the same name: a reload keeps the bridge connected only when nothing does.
+    fn difference(&self, running: &Bridge) -> Difference {
+        if self.config != running.config || self.max_packet_size != running.max_packet_size {
+            return Difference::Settings;
+        }
+        let same_tls = match (&self.tls, &running.tls) {
+            (Some(new), Some(old)) => new.same_material(old),
+            (new, old) => new.is_none() && old.is_none(),
+        };
+        match self.password == running.password && same_tls {
+            true => Difference::None,
+            false => Difference::Files,
+        }
     }
 
     /// Tells the bridge's task to end (see [`Bridge::stop_signal`]).
@@ -375,4 +395,117 @@ pub fn sys_values(bridges: &[BridgeFigures]) -> Vec<(String, String)> {
         ]);
     }
     values
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A bridge's files in a temporary directory: its password file, the CA bundle it trusts
+    /// and its client certificate with the key.
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new() -> Files {
+            let files = Files {
+                dir: tempfile::tempdir().expect("a directory for the files"),
+            };
+            files.write("cloud.pass", "first password\n");
+            files.write("ca.pem", &self_signed("cloud CA").0);
+            files.renew_identity();
+            files
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn write(&self, name: &str, contents: &str) {
+            std::fs::write(self.path(name), contents).expect("write the file");
+        }
+
+        fn read(&self, name: &str) -> String {
+            std::fs::read_to_string(self.path(name)).expect("read the file")
+        }
+
+        /// A new client certificate and key in place of the old ones.
+        fn renew_identity(&self) {
+            let (cert, key) = self_signed("gw-7");
+            self.write("gw.pem", &cert);
+            self.write("gw.key", &key);
+        }
+
+        fn config(&self) -> BridgeConfig {
+            let text = format!(
+                "name = \"cloud\"\naddresses = [\"127.0.0.1:8883\"]\nusername = \"gw-7\"\n\
+                 password_file = {:?}\n[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+                self.path("cloud.pass"),
+                self.path("ca.pem"),
+                self.path("gw.pem"),
+                self.path("gw.key"),
+            );
+            toml::from_str(&text).expect("a valid bridge")
+        }
+
+        /// The bridge as a reload prepares it from the files now.
+        fn prepare(&self) -> Bridge {
+            Bridge::new(&self.config(), 65_536).expect("the files are readable")
+        }
+    }
+
+    /// A self-signed certificate for `name` and its key, as PEM.
+    fn self_signed(name: &str) -> (String, String) {
+        let certified =
+            rcgen::generate_simple_self_signed(vec![name.to_string()]).expect("a certificate");
+        (certified.cert.pem(), certified.key_pair.serialize_pem())
+    }
+
+    #[test]
+    fn the_same_files_read_again_leave_the_bridge_running() {
+        let files = Files::new();
+        let running = files.prepare();
+        // Written again with the same contents (as a renewal job that found nothing to do).
+        for name in ["cloud.pass", "ca.pem", "gw.pem", "gw.key"] {
+            files.write(name, &files.read(name));
+        }
+        assert_eq!(files.prepare().difference(&running), Difference::None);
+    }
+
+    #[test]
+    fn a_rotated_password_restarts_the_bridge() {
+        let files = Files::new();
+        let running = files.prepare();
+        files.write("cloud.pass", "second password\n");
+        assert_eq!(files.prepare().difference(&running), Difference::Files);
+    }
+
+    #[test]
+    fn a_renewed_client_certificate_restarts_the_bridge() {
+        let files = Files::new();
+        let running = files.prepare();
+        files.renew_identity();
+        assert_eq!(files.prepare().difference(&running), Difference::Files);
+    }
+
+    #[test]
+    fn a_renewed_ca_bundle_restarts_the_bridge() {
+        let files = Files::new();
+        let running = files.prepare();
+        files.write("ca.pem", &self_signed("another cloud CA").0);
+        assert_eq!(files.prepare().difference(&running), Difference::Files);
+    }
+
+    #[test]
+    fn changed_settings_count_as_settings_even_with_the_same_files() {
+        let files = Files::new();
+        let running = files.prepare();
+        let mut config = files.config();
+        config.keep_alive += 1;
+        let changed = Bridge::new(&config, 65_536).expect("the files are readable");
+        assert_eq!(changed.difference(&running), Difference::Settings);
+    }
 }

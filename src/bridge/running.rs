@@ -1,10 +1,11 @@
 //! The bridges a broker runs: one task each, started with the broker, and replaced by name
 //! when a reload changes the configuration; and the list `$SYS` reports on.
 //!
-//! A reload keeps a bridge whose settings did not change connected; one that was removed or
-//! changed says goodbye upstream (DISCONNECT) and its task ends before the sessions are made to
-//! match the new configuration, and a changed one then starts again on the same session, so
-//! its queue (kept by the bridge's name) and its counters carry over.
+//! A reload keeps a bridge connected when neither its settings nor what its password file and
+//! TLS files hold changed; one that was removed or changed (a renewed certificate or a rotated
+//! password counts) says goodbye upstream (DISCONNECT) and its task ends before the sessions
+//! are made to match the new configuration, and a changed one then starts again on the same
+//! session, so its queue (kept by the bridge's name) and its counters carry over.
 
 use std::sync::{Arc, RwLock};
 
@@ -15,7 +16,7 @@ use crate::broker::state::BridgeSession;
 use crate::broker::{settle, Broker};
 use crate::config::Config;
 
-use super::{run, Bridge, BridgeError};
+use super::{run, Bridge, BridgeError, Difference};
 
 /// The bridges a broker runs, each with its task.
 #[derive(Debug, Default)]
@@ -54,8 +55,12 @@ pub struct PreparedBridges(Vec<Bridge>);
 pub struct BridgeChanges {
     pub added: Vec<String>,
     pub removed: Vec<String>,
-    /// Changed settings: reconnected with them, on the same queue.
+    /// Changed settings, or the same settings with a password file or TLS files that hold
+    /// something else now: reconnected with them, on the same queue.
     pub restarted: Vec<String>,
+    /// Those of `restarted` whose settings are the same: only what their password file or TLS
+    /// files hold changed.
+    pub renewed: Vec<String>,
 }
 
 impl BridgeChanges {
@@ -93,10 +98,11 @@ impl RunningBridges {
     }
 
     /// Runs `prepared` instead of the bridges running now, under the broker's configuration
-    /// (already the new one at a reload): bridges whose settings are the same keep running;
-    /// removed and changed ones are stopped and awaited; then every bridge session is made
-    /// to match (`out` rules, queue bounds; the sessions of removed bridges end, with a
-    /// warning naming what they held), and added and changed bridges start.
+    /// (already the new one at a reload): bridges whose settings, password and TLS material
+    /// are the same keep running; removed and changed ones are stopped and awaited; then
+    /// every bridge session is made to match (`out` rules, queue bounds; the sessions of
+    /// removed bridges end, with a warning naming what they held), and added and changed
+    /// bridges start.
     pub async fn apply(
         &mut self,
         broker: &Arc<Broker>,
@@ -109,14 +115,19 @@ impl RunningBridges {
         for (old, task) in self.tasks.drain(..) {
             let name = old.config.name.clone();
             match bridges.iter_mut().find(|new| new.config.name == name) {
-                Some(new) if new.same_setup(&old) => {
-                    kept.push((old, task));
-                    continue;
-                }
-                Some(new) => {
-                    new.status = old.status.clone();
-                    changes.restarted.push(name);
-                }
+                Some(new) => match new.difference(&old) {
+                    Difference::None => {
+                        kept.push((old, task));
+                        continue;
+                    }
+                    difference => {
+                        new.status = old.status.clone();
+                        if difference == Difference::Files {
+                            changes.renewed.push(name.clone());
+                        }
+                        changes.restarted.push(name);
+                    }
+                },
                 None => changes.removed.push(name),
             }
             old.stop();

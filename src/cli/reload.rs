@@ -64,15 +64,24 @@ pub async fn reload(handle: &mut ServerHandle, source: &Source) {
 }
 
 /// What a reload changed, in one line: the keys applied, the keys waiting for a restart, the
-/// bridges added, removed and restarted; "nothing changed" when there is none.
+/// bridges added, removed and restarted (saying which were restarted for their files alone);
+/// "nothing changed" when there is none.
 fn summary(reloaded: &Reloaded) -> String {
     let bridges = &reloaded.bridges;
+    let restarted: Vec<String> = bridges
+        .restarted
+        .iter()
+        .map(|name| match bridges.renewed.contains(name) {
+            true => format!("{name} (its password or TLS files changed)"),
+            false => name.clone(),
+        })
+        .collect();
     let parts: Vec<String> = [
         ("applied", &reloaded.applied),
         ("waiting for a restart", &reloaded.need_restart),
         ("bridges added", &bridges.added),
         ("bridges removed", &bridges.removed),
-        ("bridges restarted", &bridges.restarted),
+        ("bridges restarted", &restarted),
     ]
     .into_iter()
     .filter(|(_, names)| !names.is_empty())
@@ -97,6 +106,17 @@ mod tests {
         assert_eq!(
             summary(&reloaded),
             "applied: log.level limits.max_inflight; bridges removed: cloud"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_which_bridges_restarted_for_their_files() {
+        let mut reloaded = Reloaded::default();
+        reloaded.bridges.restarted = vec!["cloud".into(), "backup".into()];
+        reloaded.bridges.renewed = vec!["backup".into()];
+        assert_eq!(
+            summary(&reloaded),
+            "bridges restarted: cloud backup (its password or TLS files changed)"
         );
     }
 }

@@ -5,12 +5,16 @@
 //!
 //! The server's certificate is checked against a PEM CA file, which is required: for a public
 //! cloud broker, give the system bundle (`/etc/ssl/certs/ca-certificates.crt` on Debian).
+//!
+//! A [`TlsClient`] keeps a digest of the certificates and key it was built from, so that a
+//! reload can tell renewed files from the same ones; it never keeps or shows the key itself.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ring::digest;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -50,6 +54,9 @@ pub struct ClientIdentity {
 pub struct TlsClient {
     connector: TlsConnector,
     server_name: ServerName<'static>,
+    /// SHA-256 over the CA certificates, the client certificate chain and the key read, to
+    /// compare with another build from the same files (see [`TlsClient::same_material`]).
+    material: [u8; 32],
 }
 
 /// Why a client connection could not be made.
@@ -79,11 +86,11 @@ impl TlsClient {
                 name: settings.server_name.clone(),
             }
         })?;
+        let mut material = MaterialDigest::new();
+        let ca = read_certificates(&settings.ca, TlsFile::ServerCa)?;
+        material.section(ca.iter().map(|certificate| certificate.as_ref()));
         let mut roots = RootCertStore::empty();
-        for (index, certificate) in read_certificates(&settings.ca, TlsFile::ServerCa)?
-            .into_iter()
-            .enumerate()
-        {
+        for (index, certificate) in ca.into_iter().enumerate() {
             roots
                 .add(certificate)
                 .map_err(|error| TlsError::BadServerCa {
@@ -103,6 +110,8 @@ impl TlsClient {
             Some(identity) => {
                 let chain = read_certificates(&identity.cert, TlsFile::Certificate)?;
                 let key = read_private_key(&identity.key)?;
+                material.section(chain.iter().map(|certificate| certificate.as_ref()));
+                material.section([key.secret_der()]);
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|error| TlsError::Unusable {
@@ -116,7 +125,40 @@ impl TlsClient {
         Ok(TlsClient {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
+            material: material.finish(),
         })
+    }
+
+    /// Whether `other` was built from the same CA certificates, client certificate chain and
+    /// key, compared as DER: the same certificates and key in PEM text written otherwise
+    /// (other comments between the blocks) are the same.
+    pub fn same_material(&self, other: &TlsClient) -> bool {
+        self.material == other.material
+    }
+}
+
+/// SHA-256 over sections of DER blobs, each section and blob prefixed with its length, so
+/// that no two different lists of blobs digest alike by running into each other.
+struct MaterialDigest(digest::Context);
+
+impl MaterialDigest {
+    fn new() -> MaterialDigest {
+        MaterialDigest(digest::Context::new(&digest::SHA256))
+    }
+
+    fn section<'a>(&mut self, blobs: impl IntoIterator<Item = &'a [u8]>) {
+        let blobs: Vec<&[u8]> = blobs.into_iter().collect();
+        self.0.update(&(blobs.len() as u64).to_be_bytes());
+        for blob in blobs {
+            self.0.update(&(blob.len() as u64).to_be_bytes());
+            self.0.update(blob);
+        }
+    }
+
+    fn finish(self) -> [u8; 32] {
+        let mut material = [0; 32];
+        material.copy_from_slice(self.0.finish().as_ref());
+        material
     }
 }
 

@@ -15,5 +15,6 @@ mod kills;
 mod kit;
 mod mosquitto_upstream;
 mod reload;
+mod rotation;
 mod scripted;
 mod support;
