@@ -188,11 +188,7 @@ async fn renewed_files_reconnect_the_bridge(
 
     // The same files: nothing to do, the bridge stays connected. The marker goes up the same
     // connection after the goodbye a restart would have sent, so none came before it.
-    let reloaded = gateway
-        .handle
-        .reload(gateway.config.clone())
-        .await
-        .expect("reload");
+    let reloaded = gateway.reload_files().await;
     assert!(reloaded.bridges.is_empty(), "{:?}", reloaded.bridges);
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor-marker").await;
     publish_qos1(&mut sensor, "sensors/marker", 1, "same files").await;
@@ -200,11 +196,7 @@ async fn renewed_files_reconnect_the_bridge(
     watcher.expect_nothing_pending().await;
 
     rotate_upstream();
-    let reloaded = upstream
-        .handle
-        .reload(upstream.config.clone())
-        .await
-        .expect("the upstream reloads its files");
+    let reloaded = upstream.reload_files().await;
     assert_eq!(
         reloaded.logins_closed, 0,
         "the bridge's user is still known"
@@ -214,11 +206,7 @@ async fn renewed_files_reconnect_the_bridge(
     publish_in_groups(gateway.addr, &publishers[..2], per).await;
 
     rotate_gateway();
-    let reloaded = gateway
-        .handle
-        .reload(gateway.config.clone())
-        .await
-        .expect("reload");
+    let reloaded = gateway.reload_files().await;
     assert_eq!(reloaded.bridges.restarted, ["cloud"]);
     assert_eq!(
         reloaded.bridges.renewed,

@@ -30,7 +30,7 @@ use cairn::codec::{
     Subscribe, SubscriptionOptions,
 };
 use cairn::config::{Config, ListenerConfig, ListenerKind};
-use cairn::server::{Server, ServerHandle};
+use cairn::server::{Reloaded, Server, ServerHandle};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -65,6 +65,16 @@ impl TestBroker {
         } = self;
         handle.shutdown().await;
         launch(config, data_dir).await
+    }
+
+    /// Reloads the broker with the configuration it runs with, as SIGHUP does when the file
+    /// did not change: the files it names (passwords, ACL, TLS, bridges' files) are read
+    /// again.
+    pub async fn reload_files(&mut self) -> Reloaded {
+        self.handle
+            .reload(self.config.clone())
+            .await
+            .expect("the reload succeeds")
     }
 }
 

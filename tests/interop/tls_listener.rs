@@ -92,11 +92,7 @@ async fn a_reload_puts_a_renewed_certificate_in_force() {
     ));
 
     install(&renewed);
-    let reloaded = broker
-        .handle
-        .reload(broker.config.clone())
-        .await
-        .expect("reload");
+    let reloaded = broker.reload_files().await;
     assert!(reloaded.applied.is_empty() && reloaded.need_restart.is_empty());
 
     let refused = client::connect(&addr, Some(&trusting(&old)), WAIT).await;

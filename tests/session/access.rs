@@ -9,7 +9,6 @@ use std::path::Path;
 use cairn::access::throttle::FREE_FAILURES;
 use cairn::broker::sys::Figures;
 use cairn::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
-use cairn::server::Reloaded;
 
 use crate::common::clients::{
     connect_expecting_session, connect_ok, delayed, expect_server_close, subscribe_ok, will,
@@ -50,16 +49,6 @@ async fn subscribed_as(broker: &TestBroker, user: &str, password: &str, filter: 
     client
 }
 
-/// Reloads the broker with its configuration (the files it names are read again).
-async fn reload(broker: &mut TestBroker) -> Reloaded {
-    let config = broker.config.clone();
-    broker
-        .handle
-        .reload(config)
-        .await
-        .expect("the reload succeeds")
-}
-
 fn write_acl(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("acl");
     std::fs::write(&path, text).expect("write the ACL file");
@@ -92,7 +81,7 @@ async fn a_reload_that_removes_a_user_closes_its_connections() {
     }
 
     write_password_file(dir.path(), "passwd", &[("alice", "new-pw")]);
-    let reloaded = reload(&mut broker).await;
+    let reloaded = broker.reload_files().await;
     assert_eq!(reloaded.logins_closed, 2, "both of bob's connections");
     for bob in &mut bobs {
         expect_server_close(bob, ReasonCode::NotAuthorized).await;
@@ -149,7 +138,7 @@ async fn a_reloaded_acl_holds_for_connected_clients() {
     }
 
     write_acl(dir.path(), "user alice\ntopic read a/#\n");
-    reload(&mut broker).await;
+    broker.reload_files().await;
     alice.send(&publish(3, b"after")).await;
     match alice.recv().await {
         Packet::PubAck(ack) => {
@@ -222,7 +211,7 @@ async fn a_will_a_reload_forbids_is_not_sent() {
         dir.path(),
         "user alice\ntopic readwrite wills/b\nuser watcher\ntopic read wills/#\n",
     );
-    reload(&mut broker).await;
+    broker.reload_files().await;
     let (second, _) = connect_ok(broker.addr, connect("wills/b")).await;
     drop(second);
     expect_message(&mut watcher, "wills/b", "wills/b").await;
