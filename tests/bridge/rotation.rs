@@ -1,10 +1,11 @@
 //! Secrets renewed on disk under the same settings (`ServerHandle::reload`, what SIGHUP
 //! calls): a reload that finds a bridge's password file or client certificate changed
-//! restarts the bridge, which says goodbye upstream and reconnects with the new one on the same
-//! queue (nothing acknowledged locally is lost, each publisher's order kept); a reload that
-//! finds the same files leaves it connected. The upstream, a Cairn, accepts only the new
-//! password or certificate once its own files are renewed and reloaded, so the bridge's
-//! messages after the reload prove it presented the new one.
+//! restarts the bridge, which says goodbye upstream and reconnects with the new one on the
+//! same queue (nothing acknowledged locally is lost, each publisher's order kept); a reload
+//! that finds the same files leaves it connected, and one that cannot read them changes
+//! nothing. The upstream, a Cairn, accepts only the new password or certificate once its own
+//! files are renewed and reloaded, so the bridge's messages after the reload prove it
+//! presented the new one.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -55,8 +56,9 @@ async fn a_rotated_password_file_reconnects_the_bridge_with_the_new_password() {
         upstream_passwords("new secret");
     };
     let rotate_gateway = || fs::write(&password_file, "new secret\n").expect("rotate");
-    renewed_files_reconnect_the_bridge(&mut upstream, config, rotate_upstream, rotate_gateway)
-        .await;
+    let bridged =
+        renewed_files_reconnect_the_bridge(&mut upstream, config, rotate_upstream, rotate_gateway)
+            .await;
 
     let mut old = connect_packet(V5, "gw-7-old");
     old.username = Some("gw-7".into());
@@ -67,6 +69,7 @@ async fn a_rotated_password_file_reconnects_the_bridge_with_the_new_password() {
         ReasonCode::BadUserNameOrPassword,
         "the upstream no longer takes the old password: the bridge logged in with the new one"
     );
+    bridged.gateway.shutdown().await;
     upstream.shutdown().await;
 }
 
@@ -103,7 +106,7 @@ async fn a_renewed_client_certificate_reconnects_the_bridge_with_it() {
         alpn: Vec::new(),
     });
 
-    renewed_files_reconnect_the_bridge(
+    let mut bridged = renewed_files_reconnect_the_bridge(
         &mut upstream,
         config,
         || install_client_ca(&renewed),
@@ -119,6 +122,32 @@ async fn a_renewed_client_certificate_reconnects_the_bridge_with_it() {
         !refuses_certificate_of(tls_addr, &old, &renewed).await,
         "the renewed certificate is taken"
     );
+
+    // A key file caught half-written: the reload is refused whole, naming the file, and the
+    // bridge stays on its connection.
+    fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").expect("write a broken key");
+    let mut config = bridged.gateway.config.clone();
+    config.limits.max_connections += 1;
+    let error = bridged
+        .gateway
+        .handle
+        .reload(config)
+        .await
+        .expect_err("an unreadable key refuses the reload");
+    assert!(error.to_string().contains("gw.key"), "{error}");
+    assert_eq!(
+        bridged
+            .gateway
+            .handle
+            .broker()
+            .config()
+            .limits
+            .max_connections,
+        bridged.gateway.config.limits.max_connections,
+        "nothing of a refused reload applies"
+    );
+    bridged.assert_still_connected("broken key").await;
+    bridged.gateway.shutdown().await;
     upstream.shutdown().await;
 }
 
@@ -169,6 +198,30 @@ fn copy(from: &Path, to: &Path) {
     fs::copy(from, to).expect("install the file");
 }
 
+/// A gateway whose bridge is connected to the upstream, with a local publisher and the
+/// upstream's subscribers to the bridged topics and to the bridge's state topic.
+struct Bridged {
+    gateway: TestBroker,
+    sensor: RawClient,
+    cloud: RawClient,
+    watcher: RawClient,
+    /// Markers sent so far (their packet ids).
+    markers: u16,
+}
+
+impl Bridged {
+    /// Checks that the bridge is still on the connection it had: a marker published locally
+    /// arrives upstream, and the state topic said nothing. A restart would have said
+    /// `disconnected` before its goodbye, so before the marker, which can only follow on the
+    /// next connection.
+    async fn assert_still_connected(&mut self, marker: &str) {
+        self.markers += 1;
+        publish_qos1(&mut self.sensor, "sensors/marker", self.markers, marker).await;
+        expect_text(&mut self.cloud, "site-7/sensors/marker", marker).await;
+        self.watcher.expect_nothing_pending().await;
+    }
+}
+
 /// The scenario both renewals share. A gateway runs `bridge` to `upstream`; a reload with
 /// the same files leaves it connected. Then `rotate_upstream` renews the upstream's files,
 /// and the upstream reloads them (the bridge's connection stays, logged in as it was);
@@ -180,20 +233,23 @@ async fn renewed_files_reconnect_the_bridge(
     bridge: BridgeConfig,
     rotate_upstream: impl FnOnce(),
     rotate_gateway: impl FnOnce(),
-) {
+) -> Bridged {
     let mut watcher = cloud_subscriber(upstream.addr, "state-watcher", STATE_TOPIC).await;
-    let mut cloud = cloud_subscriber(upstream.addr, "cloud-sub", "site-7/sensors/#").await;
-    let mut gateway = gateway(vec![bridge]).await;
+    let cloud = cloud_subscriber(upstream.addr, "cloud-sub", "site-7/sensors/#").await;
+    let gateway = gateway(vec![bridge]).await;
     expect_state(&mut watcher, "connected").await;
+    let sensor = RawClient::connect(gateway.addr, V5, "sensor-marker").await;
+    let mut bridged = Bridged {
+        gateway,
+        sensor,
+        cloud,
+        watcher,
+        markers: 0,
+    };
 
-    // The same files: nothing to do, the bridge stays connected. The marker goes up the same
-    // connection after the goodbye a restart would have sent, so none came before it.
-    let reloaded = gateway.reload_files().await;
+    let reloaded = bridged.gateway.reload_files().await;
     assert!(reloaded.bridges.is_empty(), "{:?}", reloaded.bridges);
-    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor-marker").await;
-    publish_qos1(&mut sensor, "sensors/marker", 1, "same files").await;
-    expect_text(&mut cloud, "site-7/sensors/marker", "same files").await;
-    watcher.expect_nothing_pending().await;
+    bridged.assert_still_connected("same files").await;
 
     rotate_upstream();
     let reloaded = upstream.reload_files().await;
@@ -203,10 +259,10 @@ async fn renewed_files_reconnect_the_bridge(
     );
     let publishers: Vec<String> = (0..3).map(|p| format!("sensor-{p}")).collect();
     let per = 200;
-    publish_in_groups(gateway.addr, &publishers[..2], per).await;
+    publish_in_groups(bridged.gateway.addr, &publishers[..2], per).await;
 
     rotate_gateway();
-    let reloaded = gateway.reload_files().await;
+    let reloaded = bridged.gateway.reload_files().await;
     assert_eq!(reloaded.bridges.restarted, ["cloud"]);
     assert_eq!(
         reloaded.bridges.renewed,
@@ -214,11 +270,11 @@ async fn renewed_files_reconnect_the_bridge(
         "restarted for its files"
     );
     assert!(reloaded.applied.is_empty(), "{:?}", reloaded.applied);
-    expect_state(&mut watcher, "disconnected").await;
-    expect_state(&mut watcher, "connected").await;
-    publish_in_groups(gateway.addr, &publishers[2..], per).await;
-    receive_in_order_allowing_repeats(&mut cloud, &publishers, per).await;
-    gateway.shutdown().await;
+    expect_state(&mut bridged.watcher, "disconnected").await;
+    expect_state(&mut bridged.watcher, "connected").await;
+    publish_in_groups(bridged.gateway.addr, &publishers[2..], per).await;
+    receive_in_order_allowing_repeats(&mut bridged.cloud, &publishers, per).await;
+    bridged
 }
 
 /// A client of the upstream, logged in as [`CLOUD_USER`], subscribed to `filter` at QoS 1.
