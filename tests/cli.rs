@@ -387,6 +387,39 @@ async fn serve_serves_mqtt_and_stops_on_sigterm() {
     );
 }
 
+/// A stop signal sent twice at once (as `timeout` sends it: to the process, then to its process
+/// group) is one request: the shutdown stays graceful (DISCONNECT 0x8B, exit 0) instead of
+/// taking the second as a request to stop at once.
+#[tokio::test]
+async fn a_sigterm_sent_twice_at_once_is_one_graceful_stop() {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let (mut serving, addr) = serve_on_port_0(data.path()).await;
+    let mut client = RawClient::connect(addr, ProtocolVersion::V5, "cli-twice").await;
+    client.subscribe(1, "cli/twice", QoS::AtLeastOnce).await;
+
+    let pid = serving.pid().to_string();
+    let status = tokio::process::Command::new("sh")
+        .args([
+            "-c",
+            "kill -TERM \"$0\"; kill -TERM \"$0\" 2>/dev/null; true",
+            &pid,
+        ])
+        .status()
+        .await
+        .expect("run sh");
+    assert!(status.success(), "sh: {status}");
+    assert_eq!(
+        client.expect_closed().await,
+        vec![Packet::Disconnect(Disconnect::new(
+            ReasonCode::ServerShuttingDown
+        ))]
+    );
+    let status = serving.exit_status().await;
+    let log = serving.stderr().await;
+    assert!(status.success(), "exit 0, got {status}: {log}");
+    assert!(!log.contains("during shutdown"), "{log}");
+}
+
 /// A configuration file for `serve`: one listener on 127.0.0.1 port 0, data in `data`, and
 /// `more` (TOML) after it.
 fn reloadable_config(dir: &Path, data: &Path, more: &str) -> String {

@@ -17,6 +17,11 @@ use super::setup::{effective_config, ready_to_run};
 use super::signals::{Request, Signals};
 use super::Outcome;
 
+/// Stop signals this soon after the first are the same request sent twice (as `timeout` and
+/// some process managers send it: to the process, then to its process group), not a second
+/// request to stop at once.
+const SAME_REQUEST: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
 pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcome {
     let config = match ready_to_run(effective_config(file, overrides)) {
@@ -79,7 +84,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
             tracing::info!("stopped");
             Ok(())
         }
-        second = signals.next_stop() => {
+        second = signals.next_stop_after(SAME_REQUEST) => {
             anyhow::bail!("{second} during shutdown: stopping without waiting")
         }
     }

@@ -1,6 +1,8 @@
 //! The signals `cairn serve` answers: SIGINT and SIGTERM stop the broker, SIGHUP reloads the
 //! configuration.
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -39,12 +41,15 @@ impl Signals {
         }
     }
 
-    /// Waits for the next signal that stops the broker and names it; a SIGHUP meanwhile
-    /// (during shutdown) is ignored.
-    pub async fn next_stop(&mut self) -> &'static str {
+    /// Waits for a signal that stops the broker and comes `after` from now or later, and
+    /// names it; a SIGHUP meanwhile (during shutdown), and stop signals sooner, are ignored.
+    pub async fn next_stop_after(&mut self, after: Duration) -> &'static str {
+        let from = Instant::now() + after;
         loop {
             if let Request::Stop(name) = self.next().await {
-                return name;
+                if Instant::now() >= from {
+                    return name;
+                }
             }
         }
     }
