@@ -175,12 +175,13 @@ async fn open_sessions(broker: &Arc<Broker>, bridges: &[Bridge]) {
         .iter()
         .map(|bridge| {
             let bounds = bridge.config.queue.resolved(&config.limits);
-            bridge.session(QueueLimits {
+            let limits = QueueLimits {
                 max_messages: bounds.max_messages,
                 max_bytes: bounds.max_bytes,
                 policy: bounds.policy,
                 queue_qos0_offline: config.limits.queue_qos0_offline,
-            })
+            };
+            bridge.session(limits, bounds.in_memory)
         })
         .collect();
     let (opened, commit) = broker.change(|state, changes| state.open_bridges(&sessions, changes));

@@ -5,8 +5,9 @@
 //! entry queued behind stored ones) carry a per-session sequence number; they leave the queue
 //! only from the front, so a session's stored entries are always one contiguous range of
 //! sequence numbers. Only the oldest entries are held in memory (the *head*, at most
-//! [`WINDOW`] entries unless the queue is given another limit, none added while the session
-//! is offline); the newer ones are *spilled*: in the store only, remembered here by their
+//! [`WINDOW`] entries and none added while the session is offline, unless the queue is told
+//! to hold more: a bridge's, [`MessageQueue::hold_in_memory`]); the newer ones are *spilled*:
+//! in the store only, remembered here by their
 //! size and when they were queued (8 bytes each, so the age of the oldest entry is known
 //! without reading it back). The connection reads spilled entries
 //! back in batches ([`LoadRequest`]) as the head drains, so memory does not grow with the
@@ -22,10 +23,14 @@ use crate::config::QueueFullPolicy;
 
 use crate::model::{entry_size, Delivery, StoreOp, StoredEntry};
 
-/// Most entries a queue holds in memory unless it is given another limit
-/// ([`MessageQueue::set_head_limit`]); a load refills the head to this size once it has
+/// Most entries a queue holds in memory unless it is told to hold more
+/// ([`MessageQueue::hold_in_memory`]); a load refills the head to this size once it has
 /// drained to half of it.
 pub const WINDOW: usize = 256;
+
+/// Most entries one load reads back: the store's one thread reads them between commits, and
+/// a longer read would hold up every other session's commit.
+pub const LOAD_BATCH: usize = 2048;
 
 /// The bounds every queue applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +149,8 @@ pub struct MessageQueue {
     burst_ends_at: u32,
     /// Most entries held in memory.
     head_limit: u32,
+    /// The head also grows, and stays, while the session is offline.
+    held_offline: bool,
 }
 
 impl MessageQueue {
@@ -161,6 +168,7 @@ impl MessageQueue {
             burst: 0,
             burst_ends_at: 0,
             head_limit: WINDOW as u32,
+            held_offline: false,
         }
     }
 
@@ -171,10 +179,13 @@ impl MessageQueue {
         self.budget = budget;
     }
 
-    /// Holds up to `entries` (at least 2) in memory instead of [`WINDOW`]: a queue drained in
-    /// long runs reads its spilled entries back in fewer, larger loads.
-    pub fn set_head_limit(&mut self, entries: usize) {
-        self.head_limit = u32::try_from(entries.max(2)).unwrap_or(u32::MAX);
+    /// Holds up to `entries` (at least [`WINDOW`]) in memory, as well as in the store, also
+    /// while the session is offline: a bridge's backlog, queued while its uplink is down, then
+    /// drains from memory instead of being read back. Entries beyond are spilled as usual;
+    /// a smaller limit than the head holds applies as the head drains.
+    pub fn hold_in_memory(&mut self, entries: usize) {
+        self.head_limit = u32::try_from(entries.max(WINDOW)).unwrap_or(u32::MAX);
+        self.held_offline = true;
     }
 
     /// The queue of a session read back from the store: every entry spilled. `entries` are
@@ -288,8 +299,10 @@ impl MessageQueue {
         }
         let spilling = !self.spilled.is_empty();
         let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
-        let in_memory =
-            !stored || (!spilling && online && self.head.len() < self.head_limit as usize);
+        let in_memory = !stored
+            || (!spilling
+                && (online || self.held_offline)
+                && self.head.len() < self.head_limit as usize);
         self.add_bytes(size);
         offered.queued = true;
         if !stored {
@@ -388,14 +401,19 @@ impl MessageQueue {
         }
     }
 
-    /// The load to start now, if the head has drained to half the window, entries are
-    /// spilled and no load is under way. Marks it under way.
+    /// The load to start now, if the head has drained to half its limit, entries are
+    /// spilled and no load is under way: up to [`LOAD_BATCH`] entries towards refilling the
+    /// head. Marks it under way.
     pub fn load_request(&mut self) -> Option<LoadRequest> {
         let head_limit = self.head_limit as usize;
         if self.loading || self.spilled.is_empty() || self.head.len() > head_limit / 2 {
             return None;
         }
-        let count = self.spilled.len().min(head_limit - self.head.len()) as u64;
+        let count = self
+            .spilled
+            .len()
+            .min(head_limit - self.head.len())
+            .min(LOAD_BATCH) as u64;
         let request = LoadRequest {
             ticket: self.next_ticket,
             from: self.spill_from,
@@ -449,9 +467,12 @@ impl MessageQueue {
 
     /// The session lost its connection: any load under way is abandoned, and the stored
     /// entries at the end of the head go back to the store only, so an offline session holds
-    /// as little as possible in memory.
+    /// as little as possible in memory — unless the queue holds its head while offline.
     pub fn release_memory(&mut self) {
         self.loading = false;
+        if self.held_offline {
+            return;
+        }
         while let Some(last) = self.head.back() {
             if last.seq.is_none() || last.seq.map(|seq| seq + 1) != Some(self.spill_from) {
                 break;
@@ -661,9 +682,9 @@ mod tests {
     }
 
     #[test]
-    fn a_larger_head_limit_holds_and_loads_more_at_once() {
+    fn a_queue_holding_more_in_memory_loads_more_at_once() {
         let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
-        queue.set_head_limit(4 * WINDOW);
+        queue.hold_in_memory(4 * WINDOW);
         let limits = limits(100_000, QueueFullPolicy::DropOldest);
         let total = 8 * WINDOW as u64;
         for id in 0..total {
@@ -691,6 +712,55 @@ mod tests {
             (4 * WINDOW - queue.in_memory()) as u64,
             "one load refills the whole head"
         );
+    }
+
+    #[test]
+    fn a_queue_holding_its_head_offline_keeps_a_backlog_in_memory_and_in_the_store() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        queue.hold_in_memory(2 * WINDOW);
+        let limits = limits(100_000, QueueFullPolicy::DropOldest);
+        for id in 0..3 * WINDOW as u64 {
+            let (offered, ops) = offer(&mut queue, id, OFFLINE, &limits);
+            assert!(offered.queued);
+            assert_eq!(seqs(&ops), vec![("enqueue", id)], "stored all the same");
+        }
+        assert_eq!(
+            (queue.len(), queue.in_memory()),
+            (3 * WINDOW, 2 * WINDOW),
+            "offline, the head fills to its limit; the rest is spilled"
+        );
+        queue.release_memory();
+        assert_eq!(
+            queue.in_memory(),
+            2 * WINDOW,
+            "losing the connection keeps the head"
+        );
+        let order: Vec<u64> = queue.iter().filter_map(|entry| entry.seq).collect();
+        assert_eq!(order, (0..2 * WINDOW as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn no_load_reads_more_than_a_batch_however_large_the_head() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let limits = limits(1_000_000, QueueFullPolicy::DropOldest);
+        let total = 3 * LOAD_BATCH as u64;
+        for id in 0..total {
+            offer(&mut queue, id, OFFLINE, &limits);
+        }
+        queue.hold_in_memory(10 * LOAD_BATCH);
+        let request = queue.load_request().expect("spilled entries");
+        assert_eq!((request.from, request.to), (0, LOAD_BATCH as u64));
+    }
+
+    #[test]
+    fn hold_in_memory_keeps_at_least_the_usual_head() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        queue.hold_in_memory(0);
+        let limits = limits(100_000, QueueFullPolicy::DropOldest);
+        for id in 0..2 * WINDOW as u64 {
+            offer(&mut queue, id, OFFLINE, &limits);
+        }
+        assert_eq!(queue.in_memory(), WINDOW);
     }
 
     #[test]

@@ -528,8 +528,12 @@ pub struct BridgeTls {
     pub alpn: Vec<String>,
 }
 
-/// Bounds of a bridge's outbound queue; each one not given is taken from `[limits]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Queued messages a bridge holds in memory unless `bridges.queue.in_memory` says otherwise:
+/// a backlog of up to this many, queued while the uplink was down, drains from memory.
+pub const DEFAULT_IN_MEMORY: usize = 100_000;
+
+/// Bounds of a bridge's outbound queue; each bound not given is taken from `[limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BridgeQueue {
     /// Most queued messages; none means `limits.max_queued_messages`.
@@ -538,4 +542,18 @@ pub struct BridgeQueue {
     pub max_bytes: Option<u64>,
     /// What a full queue does; none means `limits.queue_full_policy`.
     pub policy: Option<QueueFullPolicy>,
+    /// Queued messages also held in memory (every one is in the store all the same), uplink
+    /// up or down; the rest are read back from the store as the queue drains.
+    pub in_memory: usize,
+}
+
+impl Default for BridgeQueue {
+    fn default() -> BridgeQueue {
+        BridgeQueue {
+            max_messages: None,
+            max_bytes: None,
+            policy: None,
+            in_memory: DEFAULT_IN_MEMORY,
+        }
+    }
 }

@@ -23,9 +23,11 @@ pub struct Message {
     /// RETAIN flag as published.
     pub retain: bool,
     /// The properties forwarded to receivers (Payload Format Indicator, Content Type, Response
-    /// Topic, Correlation Data, User Properties). Expiry, aliases and subscription identifiers
-    /// are per delivery and not kept here.
-    pub properties: Properties,
+    /// Topic, Correlation Data, User Properties), `None` if there are none. Expiry, aliases and
+    /// subscription identifiers are per delivery and not kept here. Boxed: most messages carry
+    /// none, and [`Properties`] held inline made every message, queued or retained, 344 bytes
+    /// larger.
+    pub properties: Option<Box<Properties>>,
     /// When the Message Expiry Interval runs out, if the publisher set one.
     pub expires_at: Option<Instant>,
     /// Client identifier of the publishing session (for No Local); `None` for the broker's own.
@@ -53,7 +55,7 @@ impl Message {
             payload: Bytes::copy_from_slice(&publish.payload),
             qos: publish.qos,
             retain: publish.retain,
-            properties,
+            properties: boxed_unless_empty(properties),
             expires_at,
             publisher: Some(publisher),
         }
@@ -70,7 +72,7 @@ impl Message {
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            properties,
+            properties: boxed_unless_empty(properties),
             expires_at,
             publisher: None,
         }
@@ -84,7 +86,7 @@ impl Message {
             payload,
             qos: QoS::AtMostOnce,
             retain,
-            properties: Properties::default(),
+            properties: None,
             expires_at: None,
             publisher: None,
         }
@@ -105,10 +107,20 @@ impl Message {
         })
     }
 
+    /// The properties to send it with (each receiver's PUBLISH gets its own copy).
+    pub fn properties_to_send(&self) -> Properties {
+        self.properties.as_deref().cloned().unwrap_or_default()
+    }
+
     /// True once the Message Expiry Interval has passed.
     pub fn is_expired(&self, now: Instant) -> bool {
         self.remaining_expiry(now) == Some(0)
     }
+}
+
+/// `properties` boxed, or `None` if it holds none: what [`Message::properties`] keeps.
+pub fn boxed_unless_empty(properties: Properties) -> Option<Box<Properties>> {
+    (properties != Properties::default()).then(|| Box::new(properties))
 }
 
 /// Removes the Message Expiry Interval from `properties`, returning when it runs out.
@@ -168,6 +180,53 @@ mod tests {
     fn queue_time_costs_a_delivery_no_memory() {
         // Arc (8) + Vec (24) + QoS and retain (2) leave 6 bytes of padding: `queued_at` uses 4.
         assert_eq!(std::mem::size_of::<Delivery>(), 40);
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_message_without_properties_does_not_carry_their_room() {
+        // id 8, topic 16, payload 32, expiry 16, publisher 16, properties 8, QoS and retain 2.
+        assert_eq!(std::mem::size_of::<Message>(), 104);
+    }
+
+    fn publish(properties: Properties) -> Publish {
+        Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: Some(1),
+            properties,
+            payload: Bytes::from_static(b"p"),
+        }
+    }
+
+    #[test]
+    fn only_forwarded_properties_are_kept_and_none_is_kept_as_none() {
+        let now = Instant::now();
+        let per_delivery = Properties {
+            message_expiry_interval: Some(60),
+            topic_alias: Some(3),
+            subscription_identifiers: vec![7],
+            ..Properties::default()
+        };
+        let message = Message::from_publish(1, publish(per_delivery), "t".into(), "c".into(), now);
+        assert_eq!(
+            message.properties, None,
+            "expiry, alias and ids are not forwarded as such"
+        );
+        assert_eq!(message.expires_at, Some(now + Duration::from_secs(60)));
+        assert_eq!(message.properties_to_send(), Properties::default());
+
+        let forwarded = Properties {
+            content_type: Some("text/plain".into()),
+            user_properties: vec![("k".into(), "v".into())],
+            ..Properties::default()
+        };
+        let message =
+            Message::from_publish(2, publish(forwarded.clone()), "t".into(), "c".into(), now);
+        assert_eq!(message.properties.as_deref(), Some(&forwarded));
+        assert_eq!(message.properties_to_send(), forwarded);
     }
 
     #[test]

@@ -9,6 +9,6 @@ mod recovered;
 mod will;
 
 pub use change::StoreOp;
-pub use message::{entry_size, unix_seconds, Delivery, Message, OutboundState};
+pub use message::{boxed_unless_empty, entry_size, unix_seconds, Delivery, Message, OutboundState};
 pub use recovered::{Recovered, RecoveredSession, StoredEntry};
 pub use will::{SessionWill, WillSender};

@@ -268,7 +268,7 @@ impl Uplink {
             payload: message.payload.clone(),
         };
         if self.version == ProtocolVersion::V5 {
-            publish.properties = message.properties.clone();
+            publish.properties = message.properties_to_send();
             publish.properties.message_expiry_interval = message.remaining_expiry(now);
         }
         Some(publish)

@@ -299,7 +299,7 @@ impl Client {
             payload: message.payload.clone(),
         };
         if self.version == ProtocolVersion::V5 {
-            publish.properties = message.properties.clone();
+            publish.properties = message.properties_to_send();
             publish.properties.message_expiry_interval = remaining_expiry;
             publish
                 .properties

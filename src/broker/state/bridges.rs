@@ -18,16 +18,14 @@ use super::{Changes, SessionSlot, State};
 /// The start of every bridge session's client identifier. Clients may not take it.
 pub const BRIDGE_SESSION_PREFIX: &str = "$bridge/";
 
-/// Queue entries a bridge session holds in memory: a backlog after an outage drains in long
-/// runs, and a larger head reads it back in fewer loads (each of which ends the store's
-/// commit group early). About 200 bytes each plus the message, while a backlog drains.
-const BRIDGE_HEAD_LIMIT: usize = 2048;
-
 /// How a configured bridge's session must look.
 #[derive(Debug, Clone)]
 pub struct BridgeSession {
     pub client_id: Arc<str>,
     pub limits: QueueLimits,
+    /// Queued messages held in memory as well as in the store, uplink up or down
+    /// (`bridges.queue.in_memory`).
+    pub in_memory: usize,
     /// The local filters of the `out` rules and the options they are subscribed with.
     pub subscriptions: Vec<(Arc<str>, SubscriptionOptions)>,
 }
@@ -95,7 +93,7 @@ impl State {
             });
         }
         if let Some(slot) = self.sessions.get_mut(client_id) {
-            slot.session.queue.set_head_limit(BRIDGE_HEAD_LIMIT);
+            slot.session.queue.hold_in_memory(bridge.in_memory);
             // Bounded by its own `[bridges.queue]` limits only: a bridge queue sized for a
             // long outage is not cut short by `limits.max_queued_bytes_total`, which shares
             // out what clients' queues may hold.

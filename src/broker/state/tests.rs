@@ -699,6 +699,7 @@ fn bridge_session(name: &str, max_messages: usize, filters: &[&str]) -> BridgeSe
             policy: QueueFullPolicy::DropOldest,
             queue_qos0_offline: false,
         },
+        in_memory: 0,
         subscriptions: filters
             .iter()
             .map(|filter| (Arc::from(*filter), options))

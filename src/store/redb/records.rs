@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::codec::{property_id, Properties, QoS, SubscriptionOptions, Will};
-use crate::model::{unix_seconds, Delivery, Message};
+use crate::model::{boxed_unless_empty, unix_seconds, Delivery, Message};
 use crate::model::{OutboundState, SessionWill, WillSender};
 
 use super::clock::WallClock;
@@ -486,7 +486,8 @@ pub fn encode_message(message: &Message, clock: &WallClock) -> Vec<u8> {
     writer.bytes(&message.payload);
     writer.u8(message.qos as u8);
     writer.bool(message.retain);
-    write_properties(&mut writer, &message.properties);
+    let none = Properties::default();
+    write_properties(&mut writer, message.properties.as_deref().unwrap_or(&none));
     writer.option_time(message.expires_at.map(|at| clock.system_time_of(at)));
     writer.option_str(message.publisher.as_deref());
     writer.finish()
@@ -500,7 +501,7 @@ pub fn decode_message(bytes: &[u8], clock: &WallClock) -> Result<Message, Record
         payload: Bytes::copy_from_slice(reader.bytes("payload")?),
         qos: reader.qos("QoS")?,
         retain: reader.bool("retain flag")?,
-        properties: read_properties(&mut reader)?,
+        properties: boxed_unless_empty(read_properties(&mut reader)?),
         expires_at: reader
             .option_time("expiry time")?
             .map(|at| clock.instant_of(at)),
@@ -654,11 +655,11 @@ mod tests {
             payload: Bytes::from_static(b"21.5"),
             qos: QoS::ExactlyOnce,
             retain: true,
-            properties: Properties {
+            properties: Some(Box::new(Properties {
                 message_expiry_interval: None,
                 will_delay_interval: None,
                 ..full_properties()
-            },
+            })),
             expires_at: Some(clock.instant + Duration::from_secs(30)),
             publisher: Some(Arc::from("sensor-1")),
         };

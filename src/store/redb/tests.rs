@@ -58,7 +58,7 @@ pub(crate) fn message(id: u64, topic: &str, payload: &'static [u8]) -> Arc<Messa
         payload: Bytes::from_static(payload),
         qos: QoS::ExactlyOnce,
         retain: false,
-        properties: Properties::default(),
+        properties: None,
         expires_at: None,
         publisher: Some(Arc::from("publisher")),
     })
@@ -204,11 +204,11 @@ fn everything_written_is_recovered_after_reopen() {
     with_ids.retain = true;
     let retained = Arc::new(Message {
         retain: true,
-        properties: Properties {
+        properties: Some(Box::new(Properties {
             content_type: Some("text/plain".into()),
             user_properties: vec![("k".into(), "v".into())],
             ..Properties::default()
-        },
+        })),
         ..Message::from_broker(10, "status/gw", Bytes::from_static(b"up"), true)
     });
     commit(
