@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn::codec::{Properties, QoS};
+use cairn::codec::QoS;
 use cairn::model::StoreOp;
 use cairn::model::{Delivery, Message};
 use cairn::store::redb::{DurableOptions, DurableStore};
@@ -134,7 +134,7 @@ async fn deliver_one(store: &DurableStore, client_id: &Arc<str>, id: u64, packet
         payload: Bytes::from_static(&PAYLOAD),
         qos: QoS::AtLeastOnce,
         retain: false,
-        properties: Properties::default(),
+        properties: None,
         expires_at: None,
         publisher: Some(Arc::from("publisher")),
     });
