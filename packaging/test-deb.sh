@@ -4,8 +4,9 @@
 #
 # Builds the package twice (the changelog's version, then VERSION+test2 as the upgrade) with
 # build-debs.sh, then: dpkg -i checks files, owners, modes, the cairn user, the enabled unit
-# and the unit's hardening (systemd-analyze, when present); a broker run as cairn stores a
-# retained message and a queued message for a persistent session; the configuration is changed
+# and the unit's hardening (systemd-analyze, when present); a password file that `cairn passwd
+# -c` makes as root is readable by the cairn user; a broker run as cairn stores a retained
+# message and a queued message for a persistent session; the configuration is changed
 # locally; the upgrade keeps both, and the session gets its message from the new binary; remove
 # keeps data, configuration and user; purge deletes them. Whatever happens, cairn is purged at
 # the end. Exit status 1 on the first failed check.
@@ -93,6 +94,11 @@ check "the packaged configuration checks out" \
 binds=$(/usr/bin/cairn check-config --config /etc/cairn/cairn.toml | grep '^bind = ')
 check "the packaged configuration listens on loopback only: $binds" \
     [ "$binds" = 'bind = "127.0.0.1:1883"' ]
+/usr/bin/cairn passwd -c -b /etc/cairn/passwd alice s3cret || fail "cairn passwd -c failed"
+expect_owner_mode /etc/cairn/passwd "root:cairn 640"
+check "the service's user can read a password file cairn passwd -c made" \
+    setpriv --reuid=cairn --regid=cairn --init-groups -- test -r /etc/cairn/passwd
+rm /etc/cairn/passwd
 if command -v systemd-analyze >/dev/null; then
     verify=$(systemd-analyze verify /lib/systemd/system/cairn.service 2>&1) || true
     check "systemd-analyze verify is clean: $verify" [ -z "$verify" ]

@@ -3,7 +3,8 @@
 //! file is an error; `-D` deletes; `-b` takes the password from the command line, else it is
 //! asked for twice without echo). The other lines stay as they were, in their order; the file
 //! is replaced atomically (a temporary file in the same directory, fsync, rename) with the mode,
-//! owner and group it had, or mode 0640 when new.
+//! owner and group it had; a new file gets mode 0640 and, where the system has it, the service's
+//! group `cairn`, so that the service can read it.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -21,6 +22,12 @@ const NO_TERMINAL: &str =
 
 /// The mode of a new password file: the service reads it as its group.
 const NEW_FILE_MODE: u32 = 0o640;
+
+/// The group the service runs as (the package creates it, `cairn.service` names it).
+const SERVICE_GROUP: &str = "cairn";
+
+/// Where the system's groups are.
+const GROUP_FILE: &str = "/etc/group";
 
 /// What `cairn passwd` was asked to do.
 #[derive(Debug)]
@@ -93,6 +100,40 @@ fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// Gives the new file `file` (at `path`) the service's group, if the system has that group and
+/// it is not the file's already. Where the caller may not (neither root nor in the group), the
+/// file keeps the caller's group, and a note on stderr says how the service gets to read it.
+fn give_service_group(file: &File, path: &Path) {
+    let Some(gid) = fs::read_to_string(GROUP_FILE)
+        .ok()
+        .and_then(|groups| group_id(&groups, SERVICE_GROUP))
+    else {
+        return;
+    };
+    if file.metadata().is_ok_and(|meta| meta.gid() == gid) {
+        return;
+    }
+    if let Err(error) = std::os::unix::fs::fchown(file, None, Some(gid)) {
+        let _ = writeln!(
+            io::stderr(),
+            "cairn passwd: note: {} keeps your group ({error}); the service reads it once \
+             `chgrp {SERVICE_GROUP} {}` gives it the group {SERVICE_GROUP}",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
+/// The id of group `name` in `groups`, the text of an `/etc/group` file (`name:password:gid:members`).
+fn group_id(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some(name))
+            .then(|| fields.nth(1)?.trim().parse().ok())
+            .flatten()
+    })
+}
+
 /// The password typed twice on the terminal, without echo.
 fn prompt_twice() -> anyhow::Result<String> {
     let first = rpassword::prompt_password("Password: ").context(NO_TERMINAL)?;
@@ -134,7 +175,8 @@ fn write_atomically(
         .with_context(|| format!("cannot sync the directory {}", dir.display()))
 }
 
-/// Creates `path` with `text`, the mode, owner and group of `existing` (or mode 0640), synced.
+/// Creates `path` with `text`, the mode, owner and group of `existing` (or mode 0640 and the
+/// service's group, see [`give_service_group`]), synced.
 fn write_new(path: &Path, text: &str, existing: Option<&fs::Metadata>) -> anyhow::Result<()> {
     let mode = existing.map_or(NEW_FILE_MODE, |meta| meta.mode() & 0o7777);
     let mut file = OpenOptions::new()
@@ -146,6 +188,9 @@ fn write_new(path: &Path, text: &str, existing: Option<&fs::Metadata>) -> anyhow
     // Whatever the umask took away.
     file.set_permissions(Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    if existing.is_none() {
+        give_service_group(&file, path);
+    }
     if let Some(meta) = existing {
         let ours = file.metadata()?;
         if (ours.uid(), ours.gid()) != (meta.uid(), meta.gid()) {
@@ -164,4 +209,20 @@ fn write_new(path: &Path, text: &str, existing: Option<&fs::Metadata>) -> anyhow
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_id_is_read_from_its_line_of_the_group_file() {
+        let groups = "root:x:0:\n# a comment\ncairnish:x:998:\ncairn:x:997:alice,bob\nbad:x:nan:\n";
+        assert_eq!(group_id(groups, "cairn"), Some(997));
+        assert_eq!(group_id(groups, "root"), Some(0));
+        assert_eq!(group_id(groups, "cair"), None, "a name is matched whole");
+        assert_eq!(group_id(groups, "bad"), None, "an id that is not a number");
+        assert_eq!(group_id(groups, "absent"), None);
+        assert_eq!(group_id("", "cairn"), None);
+    }
 }
