@@ -100,7 +100,7 @@ fn resolve(path: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Gives the new file `file` (at `path`) the service's group, if the system has that group and
+/// Gives the new file `file` (to become `path`) the service's group, if the system has that group and
 /// it is not the file's already. Where the caller may not (neither root nor in the group), the
 /// file keeps the caller's group, and a note on stderr says how the service gets to read it.
 fn give_service_group(file: &File, path: &Path) {
@@ -163,7 +163,7 @@ fn write_atomically(
         name.to_string_lossy(),
         std::process::id()
     ));
-    let written = write_new(&temporary, text, existing).and_then(|()| {
+    let written = write_new(&temporary, path, text, existing).and_then(|()| {
         fs::rename(&temporary, path).with_context(|| format!("cannot replace {}", path.display()))
     });
     if written.is_err() {
@@ -176,8 +176,13 @@ fn write_atomically(
 }
 
 /// Creates `path` with `text`, the mode, owner and group of `existing` (or mode 0640 and the
-/// service's group, see [`give_service_group`]), synced.
-fn write_new(path: &Path, text: &str, existing: Option<&fs::Metadata>) -> anyhow::Result<()> {
+/// service's group, see [`give_service_group`]), synced; `path` will replace `target`.
+fn write_new(
+    path: &Path,
+    target: &Path,
+    text: &str,
+    existing: Option<&fs::Metadata>,
+) -> anyhow::Result<()> {
     let mode = existing.map_or(NEW_FILE_MODE, |meta| meta.mode() & 0o7777);
     let mut file = OpenOptions::new()
         .write(true)
@@ -189,7 +194,7 @@ fn write_new(path: &Path, text: &str, existing: Option<&fs::Metadata>) -> anyhow
     file.set_permissions(Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     if existing.is_none() {
-        give_service_group(&file, path);
+        give_service_group(&file, target);
     }
     if let Some(meta) = existing {
         let ours = file.metadata()?;
