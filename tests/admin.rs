@@ -216,7 +216,7 @@ async fn list_show_and_stats_describe_the_stored_sessions() {
     let watcher_fields = fields(&text);
     assert_eq!(
         watcher_fields["will"],
-        "status/watcher  QoS 1, 7 bytes, retain: yes, delay: 300s"
+        "status/watcher  QoS 1, 7 bytes, retain: yes, delay: 300s, set by: a client without a user name"
     );
     assert!(text.contains("inflight (in send order): 1"), "{text}");
     assert!(

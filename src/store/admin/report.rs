@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::codec::{QoS, SubscriptionOptions, Will};
-use crate::model::OutboundState;
+use crate::codec::{QoS, SubscriptionOptions};
 use crate::model::{Delivery, Recovered, RecoveredSession};
+use crate::model::{OutboundState, SessionWill, WillSender};
 
 use super::calendar::UtcTime;
 
@@ -237,16 +237,20 @@ pub struct WillLine {
     pub payload_bytes: usize,
     /// Will Delay Interval in seconds (5.0).
     pub delay: Option<u32>,
+    /// Who set it: the ACL in force when it is sent must let them write its topic.
+    pub sender: WillSender,
 }
 
 impl WillLine {
-    fn of(will: &Will) -> WillLine {
+    fn of(stored: &SessionWill) -> WillLine {
+        let will = &stored.will;
         WillLine {
             topic: will.topic.clone(),
             qos: will.qos,
             retain: will.retain,
             payload_bytes: will.payload.len(),
             delay: will.properties.will_delay_interval,
+            sender: stored.sender.clone(),
         }
     }
 }
@@ -255,13 +259,20 @@ impl fmt::Display for WillLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}  QoS {}, {} bytes, retain: {}, delay: {}s",
+            "{}  QoS {}, {} bytes, retain: {}, delay: {}s, set by: ",
             printable(&self.topic),
             self.qos as u8,
             self.payload_bytes,
             yes_no(self.retain),
             self.delay.unwrap_or(0)
-        )
+        )?;
+        match &self.sender {
+            WillSender::Client(Some(user)) => write!(f, "user {}", printable(user)),
+            WillSender::Client(None) => f.write_str("a client without a user name"),
+            WillSender::Unknown => {
+                f.write_str("unknown (stored by an older release; sent without an ACL check)")
+            }
+        }
     }
 }
 
@@ -311,10 +322,7 @@ impl SessionDetails {
                 })
                 .collect(),
             inbound_qos2: session.inbound_qos2.clone(),
-            will: session
-                .will
-                .as_ref()
-                .map(|stored| WillLine::of(&stored.will)),
+            will: session.will.as_ref().map(WillLine::of),
         }
     }
 }

@@ -140,8 +140,37 @@ fn details_show_subscriptions_messages_and_will() {
     assert_eq!(beta.deadline, Deadline::Never);
     assert_eq!(
         beta.will.map(|will| will.to_string()).as_deref(),
-        Some("status/beta  QoS 1, 4 bytes, retain: yes, delay: 30s")
+        Some("status/beta  QoS 1, 4 bytes, retain: yes, delay: 30s, set by: user alice")
     );
+}
+
+#[test]
+fn a_will_line_says_who_set_the_will() {
+    use crate::model::WillSender;
+    for (sender, shown) in [
+        (
+            WillSender::Client(Some(Arc::from("bob"))),
+            "set by: user bob",
+        ),
+        (
+            WillSender::Client(None),
+            "set by: a client without a user name",
+        ),
+        (
+            WillSender::Unknown,
+            "set by: unknown (stored by an older release; sent without an ACL check)",
+        ),
+    ] {
+        let line = WillLine {
+            topic: "status/x".into(),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            payload_bytes: 0,
+            delay: None,
+            sender,
+        };
+        assert!(line.to_string().ends_with(shown), "{line}");
+    }
 }
 
 #[test]
