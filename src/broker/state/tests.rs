@@ -747,6 +747,48 @@ fn bridge_sessions_follow_the_configuration() {
     assert!(state.session("$bridge/cloud").is_none());
 }
 
+/// A bridge's session holds up to its `in_memory` messages in memory while no uplink is
+/// attached (every one stored all the same), and the rest on disk only; a larger bound from a
+/// reopen never puts a new message in memory ahead of older ones on disk.
+#[test]
+fn a_bridge_holds_its_backlog_in_memory_while_its_uplink_is_down() {
+    let mut state = state();
+    let mut bridge = bridge_session("cloud", 10_000, &["t/#"]);
+    bridge.in_memory = 300;
+    state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
+    let mut enqueued = 0;
+    for n in 0..400u16 {
+        let changes = publish_from(
+            &mut state,
+            "pub",
+            inbound("t/x", QoS::AtLeastOnce, n + 1, b"x"),
+        );
+        enqueued += kinds(&changes)
+            .iter()
+            .filter(|kind| **kind == "enqueue")
+            .count();
+    }
+    assert_eq!(enqueued, 400, "every message is stored");
+    let in_memory = |state: &State| {
+        state
+            .session(&bridge.client_id)
+            .expect("the bridge's session")
+            .queue
+            .in_memory()
+    };
+    assert_eq!(queued_for(&state, &bridge.client_id), 400);
+    assert_eq!(in_memory(&state), 300, "no uplink, yet 300 held in memory");
+
+    bridge.in_memory = 1_000;
+    state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
+    publish_from(&mut state, "pub", inbound("t/x", QoS::AtLeastOnce, 1, b"x"));
+    assert_eq!(
+        in_memory(&state),
+        300,
+        "behind entries on disk only, a new one joins them there, in order"
+    );
+}
+
 /// A bridge's queue has its own bounds, and counts what they drop.
 #[test]
 fn a_bridge_queue_has_its_own_bounds_and_counts_its_drops() {
