@@ -200,7 +200,7 @@ impl Bridge {
     /// How the bridge's session must look: subscribed to the local filter of every `out`
     /// rule, with No Local (what came in through the bridge never goes back out) and Retain
     /// As Published, and retained messages only for a new subscription.
-    fn session(&self, limits: QueueLimits, in_memory: usize) -> BridgeSession {
+    fn session(&self, limits: QueueLimits, in_memory_bytes: u64) -> BridgeSession {
         let subscriptions = self
             .config
             .topics
@@ -219,7 +219,7 @@ impl Bridge {
         BridgeSession {
             client_id: self.session_id.clone(),
             limits,
-            in_memory,
+            in_memory_bytes,
             subscriptions,
         }
     }

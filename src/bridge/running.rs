@@ -181,7 +181,7 @@ async fn open_sessions(broker: &Arc<Broker>, bridges: &[Bridge]) {
                 policy: bounds.policy,
                 queue_qos0_offline: config.limits.queue_qos0_offline,
             };
-            bridge.session(limits, bounds.in_memory)
+            bridge.session(limits, bounds.in_memory_bytes)
         })
         .collect();
     let (opened, commit) = broker.change(|state, changes| state.open_bridges(&sessions, changes));

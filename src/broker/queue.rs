@@ -32,6 +32,11 @@ pub const WINDOW: usize = 256;
 /// a longer read would hold up every other session's commit.
 pub const LOAD_BATCH: usize = 2048;
 
+/// What an entry in memory costs besides its topic and payload, as a queue held by memory
+/// ([`MessageQueue::hold_in_memory`]) counts it: the entry, its delivery and its message
+/// (about 300 bytes an entry of 74 bytes, measured over a bridge's backlog).
+pub const ENTRY_OVERHEAD: u64 = 256;
+
 /// The bounds every queue applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -149,6 +154,11 @@ pub struct MessageQueue {
     burst_ends_at: u32,
     /// Most entries held in memory.
     head_limit: u32,
+    /// Most memory the head may take, by [`Self::memory_of`]; `u64::MAX` when only
+    /// `head_limit` bounds it.
+    memory_limit: u64,
+    /// What the head takes now, by [`Self::memory_of`].
+    head_memory: u64,
     /// The head also grows, and stays, while the session is offline.
     held_offline: bool,
 }
@@ -168,6 +178,8 @@ impl MessageQueue {
             burst: 0,
             burst_ends_at: 0,
             head_limit: WINDOW as u32,
+            memory_limit: u64::MAX,
+            head_memory: 0,
             held_offline: false,
         }
     }
@@ -179,13 +191,45 @@ impl MessageQueue {
         self.budget = budget;
     }
 
-    /// Holds up to `entries` (at least [`WINDOW`]) in memory, as well as in the store, also
-    /// while the session is offline: a bridge's backlog, queued while its uplink is down, then
-    /// drains from memory instead of being read back. Entries beyond are spilled as usual;
-    /// a smaller limit than the head holds applies as the head drains.
-    pub fn hold_in_memory(&mut self, entries: usize) {
-        self.head_limit = u32::try_from(entries.max(WINDOW)).unwrap_or(u32::MAX);
+    /// Holds entries in memory, as well as in the store, up to `bytes` of memory (each
+    /// entry's topic and payload plus [`ENTRY_OVERHEAD`]; at least one entry), also while the
+    /// session is offline: a bridge's backlog, queued while its uplink is down, then drains
+    /// from memory instead of being read back. Entries beyond are spilled as usual; a smaller
+    /// limit than the head holds applies as the head drains.
+    pub fn hold_in_memory(&mut self, bytes: u64) {
+        self.head_limit = u32::MAX;
+        self.memory_limit = bytes;
         self.held_offline = true;
+    }
+
+    /// What an entry of `size` bytes (topic and payload) takes in memory, as counted against
+    /// a memory limit.
+    fn memory_of(size: u32) -> u64 {
+        u64::from(size) + ENTRY_OVERHEAD
+    }
+
+    /// Whether the head has room for one more entry of `size` bytes: below its entry limit
+    /// and, with a memory limit, within it (an empty head always takes one).
+    fn head_has_room(&self, size: u32) -> bool {
+        self.head.len() < self.head_limit as usize
+            && (self.head.is_empty()
+                || self.head_memory + Self::memory_of(size) <= self.memory_limit)
+    }
+
+    fn push_head(&mut self, entry: Queued) {
+        self.head_memory += Self::memory_of(entry.size);
+        self.head.push_back(entry);
+    }
+
+    /// Takes the head's front (`back`: its back) entry.
+    fn take_head(&mut self, back: bool) -> Option<Queued> {
+        let entry = if back {
+            self.head.pop_back()
+        } else {
+            self.head.pop_front()
+        }?;
+        self.head_memory -= Self::memory_of(entry.size);
+        Some(entry)
     }
 
     /// The queue of a session read back from the store: every entry spilled. `entries` are
@@ -262,7 +306,7 @@ impl MessageQueue {
 
     /// Takes the oldest entry in memory; the caller records what became of a stored one.
     pub fn pop_front(&mut self, client_id: &str) -> Option<Queued> {
-        let entry = self.head.pop_front()?;
+        let entry = self.take_head(false)?;
         self.remove_bytes(entry.size);
         self.end_burst(client_id);
         Some(entry)
@@ -299,14 +343,12 @@ impl MessageQueue {
         }
         let spilling = !self.spilled.is_empty();
         let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
-        let in_memory = !stored
-            || (!spilling
-                && (online || self.held_offline)
-                && self.head.len() < self.head_limit as usize);
+        let in_memory =
+            !stored || (!spilling && (online || self.held_offline) && self.head_has_room(size));
         self.add_bytes(size);
         offered.queued = true;
         if !stored {
-            self.head.push_back(Queued {
+            self.push_head(Queued {
                 seq: None,
                 size,
                 delivery,
@@ -322,7 +364,7 @@ impl MessageQueue {
                 seq,
                 delivery: delivery.clone(),
             });
-            self.head.push_back(Queued {
+            self.push_head(Queued {
                 seq: Some(seq),
                 size,
                 delivery,
@@ -351,7 +393,7 @@ impl MessageQueue {
 
     /// Drops the oldest entry, recording it in the store if the store keeps it.
     fn drop_oldest(&mut self, client_id: &Arc<str>, ops: &mut Vec<StoreOp>) {
-        let seq = if let Some(entry) = self.head.pop_front() {
+        let seq = if let Some(entry) = self.take_head(false) {
             self.remove_bytes(entry.size);
             entry.seq
         } else if let Some(Spilled { size, .. }) = self.spilled.pop_front() {
@@ -401,19 +443,34 @@ impl MessageQueue {
         }
     }
 
-    /// The load to start now, if the head has drained to half its limit, entries are
+    /// The load to start now, if the head has drained to half its limits, entries are
     /// spilled and no load is under way: up to [`LOAD_BATCH`] entries towards refilling the
-    /// head. Marks it under way.
+    /// head (at least one). Marks it under way.
     pub fn load_request(&mut self) -> Option<LoadRequest> {
         let head_limit = self.head_limit as usize;
-        if self.loading || self.spilled.is_empty() || self.head.len() > head_limit / 2 {
+        if self.loading
+            || self.spilled.is_empty()
+            || self.head.len() > head_limit / 2
+            || self.head_memory > self.memory_limit / 2
+        {
             return None;
         }
-        let count = self
+        let most = self
             .spilled
             .len()
             .min(head_limit - self.head.len())
-            .min(LOAD_BATCH) as u64;
+            .min(LOAD_BATCH);
+        let mut memory = self.head_memory;
+        let fitting = self
+            .spilled
+            .iter()
+            .take(most)
+            .take_while(|entry| {
+                memory += Self::memory_of(entry.size);
+                memory <= self.memory_limit
+            })
+            .count();
+        let count = fitting.max(1) as u64;
         let request = LoadRequest {
             ticket: self.next_ticket,
             from: self.spill_from,
@@ -442,7 +499,7 @@ impl MessageQueue {
                 break;
             };
             self.spill_from += 1;
-            self.head.push_back(Queued {
+            self.push_head(Queued {
                 seq: Some(seq),
                 size,
                 delivery,
@@ -477,7 +534,7 @@ impl MessageQueue {
             if last.seq.is_none() || last.seq.map(|seq| seq + 1) != Some(self.spill_from) {
                 break;
             }
-            if let Some(entry) = self.head.pop_back() {
+            if let Some(entry) = self.take_head(true) {
                 self.spilled.push_front(Spilled {
                     size: entry.size,
                     queued_at: entry.delivery.queued_at,
@@ -545,6 +602,9 @@ mod tests {
         persistent: true,
         online: false,
     };
+
+    /// What an entry [`offer`] makes takes in memory: 10 bytes of topic and payload.
+    const HELD: u64 = 10 + ENTRY_OVERHEAD;
 
     fn limits(max_messages: usize, policy: QueueFullPolicy) -> QueueLimits {
         QueueLimits {
@@ -684,7 +744,7 @@ mod tests {
     #[test]
     fn a_queue_holding_more_in_memory_loads_more_at_once() {
         let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
-        queue.hold_in_memory(4 * WINDOW);
+        queue.hold_in_memory(4 * WINDOW as u64 * HELD);
         let limits = limits(100_000, QueueFullPolicy::DropOldest);
         let total = 8 * WINDOW as u64;
         for id in 0..total {
@@ -717,7 +777,7 @@ mod tests {
     #[test]
     fn a_queue_holding_its_head_offline_keeps_a_backlog_in_memory_and_in_the_store() {
         let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
-        queue.hold_in_memory(2 * WINDOW);
+        queue.hold_in_memory(2 * WINDOW as u64 * HELD);
         let limits = limits(100_000, QueueFullPolicy::DropOldest);
         for id in 0..3 * WINDOW as u64 {
             let (offered, ops) = offer(&mut queue, id, OFFLINE, &limits);
@@ -747,20 +807,23 @@ mod tests {
         for id in 0..total {
             offer(&mut queue, id, OFFLINE, &limits);
         }
-        queue.hold_in_memory(10 * LOAD_BATCH);
+        queue.hold_in_memory(10 * LOAD_BATCH as u64 * HELD);
         let request = queue.load_request().expect("spilled entries");
         assert_eq!((request.from, request.to), (0, LOAD_BATCH as u64));
     }
 
     #[test]
-    fn hold_in_memory_keeps_at_least_the_usual_head() {
+    fn a_queue_held_by_memory_takes_one_entry_larger_than_its_limit() {
         let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
-        queue.hold_in_memory(0);
+        queue.hold_in_memory(HELD - 1);
         let limits = limits(100_000, QueueFullPolicy::DropOldest);
-        for id in 0..2 * WINDOW as u64 {
+        for id in 0..3 {
             offer(&mut queue, id, OFFLINE, &limits);
         }
-        assert_eq!(queue.in_memory(), WINDOW);
+        assert_eq!(queue.in_memory(), 1, "an empty head takes one");
+        queue.pop_front("c");
+        let request = queue.load_request().expect("spilled entries");
+        assert_eq!((request.from, request.to), (1, 2), "and reads one back");
     }
 
     #[test]

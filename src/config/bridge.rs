@@ -121,7 +121,7 @@ pub struct QueueBounds {
     pub max_messages: usize,
     pub max_bytes: u64,
     pub policy: QueueFullPolicy,
-    pub in_memory: usize,
+    pub in_memory_bytes: u64,
 }
 
 impl BridgeQueue {
@@ -131,7 +131,7 @@ impl BridgeQueue {
             max_messages: self.max_messages.unwrap_or(limits.max_queued_messages),
             max_bytes: self.max_bytes.unwrap_or(limits.max_queued_bytes),
             policy: self.policy.unwrap_or(limits.queue_full_policy),
-            in_memory: self.in_memory,
+            in_memory_bytes: self.in_memory_bytes,
         }
     }
 }
@@ -139,7 +139,7 @@ impl BridgeQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::types::DEFAULT_IN_MEMORY;
+    use crate::config::types::DEFAULT_IN_MEMORY_BYTES;
 
     fn parsed(address: &str) -> Result<(String, u16), AddressError> {
         address
@@ -209,19 +209,19 @@ mod tests {
                 max_messages: limits.max_queued_messages,
                 max_bytes: limits.max_queued_bytes,
                 policy: limits.queue_full_policy,
-                in_memory: DEFAULT_IN_MEMORY,
+                in_memory_bytes: DEFAULT_IN_MEMORY_BYTES,
             }
         );
         let own = BridgeQueue {
             max_messages: Some(1_000_000),
             max_bytes: None,
             policy: Some(QueueFullPolicy::RefuseNewest),
-            in_memory: 500,
+            in_memory_bytes: 500,
         }
         .resolved(&limits);
         assert_eq!(own.max_messages, 1_000_000);
         assert_eq!(own.max_bytes, limits.max_queued_bytes);
         assert_eq!(own.policy, QueueFullPolicy::RefuseNewest);
-        assert_eq!(own.in_memory, 500);
+        assert_eq!(own.in_memory_bytes, 500);
     }
 }

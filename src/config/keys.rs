@@ -52,9 +52,6 @@ pub const MAX_PACKET_SIZE: Bounds = Bounds::new(2, 268_435_460);
 pub const MAX_INFLIGHT: Bounds = Bounds::new(1, 65_535);
 /// `limits.max_queued_messages`, `limits.max_queued_bytes`, `limits.max_queued_bytes_total`.
 pub const QUEUE_BOUND: Bounds = Bounds::at_least(0);
-/// `bridges.queue.in_memory`: a bridge holds at least a session's usual head
-/// ([`crate::broker::queue::WINDOW`] entries), and a queue's head counts up to `u32::MAX`.
-pub const BRIDGE_IN_MEMORY: Bounds = Bounds::new(256, 4_294_967_295);
 /// `limits.max_topic_length`: MQTT strings (hence topics) are at most 65,535 bytes.
 pub const MAX_TOPIC_LENGTH: Bounds = Bounds::new(1, 65_535);
 /// `limits.max_topic_levels`: matching recurses once per level, so a bound keeps a connection
@@ -388,7 +385,7 @@ const BRIDGE_QUEUE_KEYS: &[KeySpec] = &[
     integer("max_messages", QUEUE_BOUND, ""),
     integer("max_bytes", QUEUE_BOUND, "bytes of topic and payload"),
     leaf("policy", "\"drop_oldest\" or \"refuse_newest\""),
-    integer("in_memory", BRIDGE_IN_MEMORY, "messages"),
+    integer("in_memory_bytes", QUEUE_BOUND, "bytes"),
 ];
 
 const BRIDGE_TOPIC_KEYS: &[KeySpec] = &[

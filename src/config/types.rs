@@ -528,9 +528,9 @@ pub struct BridgeTls {
     pub alpn: Vec<String>,
 }
 
-/// Queued messages a bridge holds in memory unless `bridges.queue.in_memory` says otherwise:
-/// a backlog of up to this many, queued while the uplink was down, drains from memory.
-pub const DEFAULT_IN_MEMORY: usize = 100_000;
+/// Memory a bridge's queue may hold unless `bridges.queue.in_memory_bytes` says otherwise
+/// (64 MiB): a backlog that fits, queued while the uplink was down, drains from memory.
+pub const DEFAULT_IN_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Bounds of a bridge's outbound queue; each bound not given is taken from `[limits]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -542,9 +542,10 @@ pub struct BridgeQueue {
     pub max_bytes: Option<u64>,
     /// What a full queue does; none means `limits.queue_full_policy`.
     pub policy: Option<QueueFullPolicy>,
-    /// Queued messages also held in memory (every one is in the store all the same), uplink
-    /// up or down; the rest are read back from the store as the queue drains.
-    pub in_memory: usize,
+    /// Memory the queue may hold its messages in as well (every one is in the store all the
+    /// same), uplink up or down, each message counted as its topic and payload plus 256
+    /// bytes; the rest are read back from the store as the queue drains.
+    pub in_memory_bytes: u64,
 }
 
 impl Default for BridgeQueue {
@@ -553,7 +554,7 @@ impl Default for BridgeQueue {
             max_messages: None,
             max_bytes: None,
             policy: None,
-            in_memory: DEFAULT_IN_MEMORY,
+            in_memory_bytes: DEFAULT_IN_MEMORY_BYTES,
         }
     }
 }

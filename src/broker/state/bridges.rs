@@ -23,9 +23,9 @@ pub const BRIDGE_SESSION_PREFIX: &str = "$bridge/";
 pub struct BridgeSession {
     pub client_id: Arc<str>,
     pub limits: QueueLimits,
-    /// Queued messages held in memory as well as in the store, uplink up or down
-    /// (`bridges.queue.in_memory`).
-    pub in_memory: usize,
+    /// Memory its queue may hold messages in as well as in the store, uplink up or down
+    /// (`bridges.queue.in_memory_bytes`, see [`crate::broker::queue::MessageQueue::hold_in_memory`]).
+    pub in_memory_bytes: u64,
     /// The local filters of the `out` rules and the options they are subscribed with.
     pub subscriptions: Vec<(Arc<str>, SubscriptionOptions)>,
 }
@@ -93,7 +93,7 @@ impl State {
             });
         }
         if let Some(slot) = self.sessions.get_mut(client_id) {
-            slot.session.queue.hold_in_memory(bridge.in_memory);
+            slot.session.queue.hold_in_memory(bridge.in_memory_bytes);
             // Bounded by its own `[bridges.queue]` limits only: a bridge queue sized for a
             // long outage is not cut short by `limits.max_queued_bytes_total`, which shares
             // out what clients' queues may hold.

@@ -699,7 +699,7 @@ fn bridge_session(name: &str, max_messages: usize, filters: &[&str]) -> BridgeSe
             policy: QueueFullPolicy::DropOldest,
             queue_qos0_offline: false,
         },
-        in_memory: 0,
+        in_memory_bytes: u64::MAX,
         subscriptions: filters
             .iter()
             .map(|filter| (Arc::from(*filter), options))
@@ -747,14 +747,16 @@ fn bridge_sessions_follow_the_configuration() {
     assert!(state.session("$bridge/cloud").is_none());
 }
 
-/// A bridge's session holds up to its `in_memory` messages in memory while no uplink is
+/// A bridge's session holds messages in memory up to its `in_memory_bytes` while no uplink is
 /// attached (every one stored all the same), and the rest on disk only; a larger bound from a
 /// reopen never puts a new message in memory ahead of older ones on disk.
 #[test]
 fn a_bridge_holds_its_backlog_in_memory_while_its_uplink_is_down() {
     let mut state = state();
     let mut bridge = bridge_session("cloud", 10_000, &["t/#"]);
-    bridge.in_memory = 300;
+    // Each message: "t/x" and "x", plus the overhead counted per entry.
+    let held = 4 + crate::broker::queue::ENTRY_OVERHEAD;
+    bridge.in_memory_bytes = 300 * held;
     state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
     let mut enqueued = 0;
     for n in 0..400u16 {
@@ -779,7 +781,7 @@ fn a_bridge_holds_its_backlog_in_memory_while_its_uplink_is_down() {
     assert_eq!(queued_for(&state, &bridge.client_id), 400);
     assert_eq!(in_memory(&state), 300, "no uplink, yet 300 held in memory");
 
-    bridge.in_memory = 1_000;
+    bridge.in_memory_bytes = 1_000 * held;
     state.open_bridges(std::slice::from_ref(&bridge), &mut Changes::default());
     publish_from(&mut state, "pub", inbound("t/x", QoS::AtLeastOnce, 1, b"x"));
     assert_eq!(

@@ -221,12 +221,6 @@ fn check_ranges(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: &
         bridge.stable_after,
         keys::STABLE_AFTER,
     );
-    check_range(
-        problems,
-        &key("queue.in_memory"),
-        bridge.queue.in_memory,
-        keys::BRIDGE_IN_MEMORY,
-    );
 }
 
 fn check_tls(key: &str, tls: &BridgeTls, problems: &mut Vec<Problem>) {
