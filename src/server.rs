@@ -28,7 +28,7 @@ use crate::metrics;
 use crate::store::redb::{DurableOptions, OpenError};
 use crate::store::{Store, StoreError};
 use crate::transport::{
-    listener, Admission, Arrival, Listener, ReloadableTls, Serve, TlsError, TlsListener,
+    listener, Admission, Arrival, Listener, Parkable, ReloadableTls, Serve, TlsError, TlsListener,
     WebSocketSettings,
 };
 
@@ -372,7 +372,7 @@ struct Engine(Arc<Broker>);
 impl Serve for Engine {
     fn serve<S>(self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
     {
         connection::serve(self.0, arrival)
     }

@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
 use super::admission::{Admission, Handshake};
+use super::parking::{Parkable, ParkingSpot};
 use super::tls::{self, ReloadableTls, TlsListener};
 use super::websocket::{self, TcpOrTls, WebSocket, WebSocketSettings};
 
@@ -45,6 +47,9 @@ pub struct Arrival<S> {
     /// The connection's place among those awaiting CONNECT and the deadline for CONNECT;
     /// dropped once CONNECT is answered.
     pub handshake: Handshake,
+    /// Where the connection may park while idle: plain TCP connections only (a TLS or
+    /// WebSocket session's state lives in its stream, out of the poller's reach).
+    pub parking: Option<ParkingSpot>,
 }
 
 impl<S> Arrival<S> {
@@ -62,7 +67,7 @@ pub trait Serve: Clone + Send + Sync + 'static {
     /// taken by value, it lives in the connection's future once, not beside it.
     fn serve<S>(self, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+        S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static;
 }
 
 /// A bound listener and what serving its connections takes.
@@ -101,6 +106,11 @@ impl<H: Serve> Listener<H> {
                     let _ = stream.set_nodelay(true);
                     match &self.tls {
                         None => {
+                            // A WebSocket's framing is state of its own: it never parks.
+                            let parking = self.websocket.is_none().then(|| ParkingSpot {
+                                runtime: Handle::current(),
+                                open: open.clone(),
+                            });
                             let arrival = Arrival {
                                 stream,
                                 peer: Peer {
@@ -109,6 +119,7 @@ impl<H: Serve> Listener<H> {
                                     certificate: None,
                                 },
                                 handshake,
+                                parking,
                             };
                             let (server, arrival) = (self.server.clone(), Box::new(arrival));
                             match &self.websocket {
@@ -282,6 +293,7 @@ async fn tls_handshake(accepted: Box<Accepted>) -> Option<Box<Arrival<TlsStream<
             certificate,
         },
         handshake,
+        parking: None,
     };
     Some(Box::new(arrival))
 }
@@ -297,6 +309,7 @@ async fn websocket_upgrade<S: Into<TcpOrTls>>(
         stream,
         peer,
         handshake,
+        ..
     } = arrival.unbox();
     let upgrading = websocket::accept(stream.into(), settings);
     let stream = match tokio::time::timeout_at(handshake.deadline(), upgrading).await {
@@ -314,6 +327,7 @@ async fn websocket_upgrade<S: Into<TcpOrTls>>(
         stream,
         peer,
         handshake,
+        parking: None,
     }))
 }
 
@@ -331,7 +345,7 @@ mod tests {
     impl Serve for HeavyEngine {
         async fn serve<S>(self, arrival: Box<Arrival<S>>)
         where
-            S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+            S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
         {
             let state = [0u8; ENGINE_STATE];
             tokio::task::yield_now().await;
@@ -357,6 +371,7 @@ mod tests {
                 certificate: None,
             },
             handshake,
+            parking: None,
         };
         (Box::new(arrival), client)
     }
@@ -389,7 +404,7 @@ mod tests {
     impl Serve for WatchedEngine {
         async fn serve<S>(self, arrival: Box<Arrival<S>>)
         where
-            S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+            S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
         {
             drop(arrival);
         }

@@ -199,6 +199,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         let _ = self.flush().await;
         let _ = self.stream.shutdown().await;
     }
+
+    /// Whether nothing is buffered either way.
+    pub fn is_idle(&self) -> bool {
+        self.read_buf.is_empty() && self.write_buf.is_empty() && self.discarding == 0
+    }
+
+    /// The stream and what framing it again takes ([`Framed::resume`]), if nothing is
+    /// buffered either way; otherwise the frame as it was.
+    pub fn into_idle(self) -> Result<(S, FrameSettings), Framed<S>> {
+        if !self.is_idle() {
+            return Err(self);
+        }
+        let settings = FrameSettings {
+            version: self.version,
+            max_packet_size: self.max_packet_size,
+        };
+        Ok((self.stream, settings))
+    }
+
+    /// Frames `stream` again as [`Framed::into_idle`] left it.
+    pub fn resume(stream: S, settings: FrameSettings) -> Framed<S> {
+        let mut framed = Framed::new(stream, settings.max_packet_size);
+        framed.version = settings.version;
+        framed.read_chunk = MIN_READ;
+        framed
+    }
+}
+
+/// What a frame keeps of an idle stream: its protocol version and its packet size limit.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameSettings {
+    version: ProtocolVersion,
+    max_packet_size: u32,
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! listeners and the open-file limit ([`listener`]), admitting accepted sockets
 //! ([`admission`]), the accept loops and the TLS handshake ([`accept`]), TLS configuration
 //! ([`tls`]), MQTT over WebSockets ([`websocket`]), outgoing connections ([`client`]) and MQTT
-//! framing over any of them ([`framed`]). It must never import the engine (`crate::broker`)
+//! framing over any of them ([`framed`]), and idle plain TCP connections parked without
+//! a task ([`parking`]). It must never import the engine (`crate::broker`)
 //! or the store: accepted connections reach the engine through the [`Serve`] trait that the
 //! server wires up.
 
@@ -11,11 +12,13 @@ pub mod admission;
 pub mod client;
 pub mod framed;
 pub mod listener;
+pub mod parking;
 pub mod tls;
 pub mod websocket;
 
 pub use accept::{Arrival, Listener, Peer, Serve};
 pub use admission::{Admission, Handshake};
-pub use framed::{Framed, ReadError};
+pub use framed::{FrameSettings, Framed, ReadError};
+pub use parking::{Parkable, ParkingSpot};
 pub use tls::{ReloadableTls, TlsError, TlsListener};
 pub use websocket::{UpgradeError, WebSocketSettings};

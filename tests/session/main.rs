@@ -10,6 +10,7 @@ mod common;
 mod access;
 mod connect;
 mod flood;
+mod idle;
 mod keep_alive;
 mod malformed;
 mod sessions;

@@ -22,7 +22,7 @@ use crate::broker::state::{AttachRequest, ConnectionSignal, Link, BRIDGE_SESSION
 use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 use crate::config::{Config, Limits};
-use crate::transport::{Framed, Peer, ReadError};
+use crate::transport::{Framed, ParkingSpot, Peer, ReadError};
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
 /// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else gets
@@ -47,13 +47,14 @@ pub fn refuse_unreadable<S: AsyncRead + AsyncWrite + Unpin>(
 /// Accepts or refuses a CONNECT under `config` (the configuration in force when the
 /// connection arrived, kept by the connection for its whole life). On success the CONNACK is
 /// queued on `framed` with any inflight messages to resend, and the connected [`Client`] is
-/// returned.
+/// returned; it may park while idle if `parking` says where.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     broker: &Arc<Broker>,
     config: Arc<Config>,
     framed: &mut Framed<S>,
     mut connect: Connect,
     peer: &Peer,
+    parking: Option<ParkingSpot>,
 ) -> Option<Client> {
     framed.version = connect.protocol;
     let version = connect.protocol;
@@ -167,6 +168,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
         acks,
         load: None,
+        parking,
     };
     client.resend_inflight(framed);
     Some(client)

@@ -10,19 +10,24 @@ mod outbound;
 use outbound::Step;
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::auth::{Access, Who};
 use crate::codec::{encoded_len, Disconnect, Packet, ProtocolVersion, ReasonCode};
 use crate::config::Config;
 use crate::store::{Loaded, StoreError};
-use crate::transport::{Arrival, Framed, Handshake, Peer, ReadError};
+use crate::transport::parking::{self, Resume};
+use crate::transport::{
+    Arrival, FrameSettings, Framed, Handshake, Parkable, ParkingSpot, Peer, ReadError,
+};
 
 use super::acks::AckQueue;
 use super::aliases::OutboundAliases;
@@ -60,6 +65,15 @@ impl Exit {
             _ => Exit::TakenOver,
         }
     }
+}
+
+/// Why the connected loop returned.
+#[derive(Debug)]
+enum Stop {
+    /// The connection ended.
+    Exit(Exit),
+    /// Nothing is under way and nothing has arrived: the connection may park.
+    Park,
 }
 
 /// What the connected loop woke up for.
@@ -108,6 +122,9 @@ struct Client {
     acks: AckQueue,
     /// Spilled queue entries being read back from the store (boxed: rarely there).
     load: Option<Box<PendingLoad>>,
+    /// Where it parks while idle (plain TCP only). Last: it holds the connection's place among
+    /// the open ones, given back after everything else (the engine's handle first).
+    parking: Option<ParkingSpot>,
 }
 
 impl Client {
@@ -152,36 +169,86 @@ async fn load_done(
     }
 }
 
-/// Serves one connection until it ends. Its handshake (its place among the connections
-/// awaiting CONNECT, and the deadline for CONNECT) is given back once CONNECT is answered.
-pub async fn serve<S>(broker: Arc<Broker>, arrival: Box<Arrival<S>>)
+/// Serves one connection until it ends (or parks). Its handshake (its place among the
+/// connections awaiting CONNECT, and the deadline for CONNECT) is given back once CONNECT is
+/// answered.
+///
+/// Built from two futures one after the other, not as one `async fn`: the CONNECT phase is
+/// boxed and freed once done, and the connected phase then takes its place. An `async fn`
+/// awaiting both would keep room for the client and its frame beside the connected phase's
+/// own (rustc does not reuse the room of a local moved away), about twice an idle task.
+pub fn serve<S>(broker: Arc<Broker>, arrival: Box<Arrival<S>>) -> impl Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
+{
+    Box::pin(arrive(broker, arrival)).then(|arrived| match arrived {
+        Some(connection) => Either::Left(connected(connection)),
+        None => Either::Right(std::future::ready(())),
+    })
+}
+
+/// A connected client and its frame, boxed on their way into [`connected`] (an argument's
+/// room stays in a future for its whole life; a box's is one pointer).
+struct Connection<S> {
+    client: Client,
+    framed: Framed<S>,
+}
+
+impl<S> Connection<S> {
+    /// Takes the connection out of its box and frees the box at once.
+    #[allow(clippy::boxed_local)] // the box is the point: it is freed here
+    fn unbox(self: Box<Self>) -> Connection<S> {
+        *self
+    }
+}
+
+/// The CONNECT phase: the connected client and its frame, or `None` once refused and closed.
+async fn arrive<S>(broker: Arc<Broker>, arrival: Box<Arrival<S>>) -> Option<Box<Connection<S>>>
+where
+    S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
 {
     let Arrival {
         stream,
         peer,
         handshake,
+        parking,
     } = arrival.unbox();
     let config = broker.config();
     let mut framed = Framed::new(stream, config.limits.max_packet_size);
-    // The one-off phases (CONNECT, goodbye) are boxed: a connection's future is as large as
-    // its largest phase, and it spends its life in the connected loop. The peer goes into the
-    // CONNECT phase's box, so only that phase holds it.
-    // No named local holds the outcome: one left for the refusal's `close().await` would be
-    // kept in this future beside `client`, another Client's worth of every connection's task.
-    let Some(mut client) =
-        Box::pin(await_connect(&broker, config, &mut framed, peer, handshake)).await
+    let Some(client) = await_connect(&broker, config, &mut framed, peer, handshake, parking).await
     else {
         framed.close().await;
-        return;
+        return None;
     };
     broker
         .metrics()
         .clients_connected
         .fetch_add(1, Ordering::Relaxed);
-    let exit = client.run(&mut framed).await;
-    broker
+    client.signal.heard_at(broker.clock_ms(), client.timeout());
+    framed.release_read_buffer();
+    Some(Box::new(Connection { client, framed }))
+}
+
+/// The connected connection, from its CONNACK or from being resumed, until it parks or ends.
+async fn connected<S>(connection: Box<Connection<S>>)
+where
+    S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
+{
+    let Connection {
+        mut client,
+        mut framed,
+    } = connection.unbox();
+    let exit = loop {
+        match client.run(&mut framed).await {
+            Stop::Exit(exit) => break exit,
+            Stop::Park => match client.park(framed) {
+                None => return,
+                Some((back, frame)) => (client, framed) = (back, frame),
+            },
+        }
+    };
+    client
+        .broker
         .metrics()
         .clients_connected
         .fetch_sub(1, Ordering::Relaxed);
@@ -196,6 +263,7 @@ async fn await_connect<S>(
     framed: &mut Framed<S>,
     peer: Peer,
     handshake: Handshake,
+    parking: Option<ParkingSpot>,
 ) -> Option<Client>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -217,41 +285,49 @@ where
         tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
         return None;
     };
-    connect::accept(broker, config, framed, connect, &peer).await
+    connect::accept(broker, config, framed, connect, &peer, parking).await
 }
 
 impl Client {
-    /// The connected loop.
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) -> Exit {
+    /// The connected loop, until the connection ends or parks.
+    fn run<'a, S: AsyncRead + AsyncWrite + Unpin>(
+        &'a mut self,
+        framed: &'a mut Framed<S>,
+    ) -> impl Future<Output = Stop> + 'a {
+        self.serve_packets(framed).map(|served| match served {
+            Ok(()) => Stop::Park,
+            Err(exit) => Stop::Exit(exit),
+        })
+    }
+
+    /// Reads, writes and waits until the connection ends (`Err`) or may park (`Ok`).
+    async fn serve_packets<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        framed: &mut Framed<S>,
+    ) -> Result<(), Exit> {
         // Shutdown closes every attached connection; one attached after that was begun is
         // not among them, so it looks here (its link is in the state before this look).
         if self.broker.shutting_down() {
-            return Exit::Shutdown;
+            return Err(Exit::Shutdown);
         }
-        self.signal.heard_at(self.broker.clock_ms(), self.timeout());
-        framed.release_read_buffer();
         loop {
-            if let Err(exit) = self.release_acks(framed) {
-                return exit;
-            }
+            self.release_acks(framed)?;
             loop {
                 match self.send_step(framed) {
                     Ok(Step::Done) => break,
                     Ok(Step::BatchFull) => {
                         if let Err(error) = framed.flush().await {
-                            return Exit::Lost(error.to_string().into());
+                            return Err(Exit::Lost(error.to_string().into()));
                         }
                     }
                     Ok(Step::Wait(wait)) => {
-                        if let Err(exit) = Box::pin(self.wait_step(framed, wait)).await {
-                            return exit;
-                        }
+                        Box::pin(self.wait_step(framed, wait)).await?;
                     }
-                    Err(exit) => return exit,
+                    Err(exit) => return Err(exit),
                 }
             }
             if let Err(error) = framed.flush().await {
-                return Exit::Lost(error.to_string().into());
+                return Err(Exit::Lost(error.to_string().into()));
             }
             let reading = self.reading();
             if !reading {
@@ -260,39 +336,90 @@ impl Client {
             } else if self.signal.deadline_paused() {
                 self.signal.heard_at(self.broker.clock_ms(), self.timeout());
             }
-            match poll_fn(|cx| self.poll_event(framed, reading, cx)).await {
+            let event = if self.may_park(framed, reading) {
+                // Nothing under way: unless something is there already, park.
+                match poll_fn(|cx| Poll::Ready(self.poll_event(framed, reading, cx))).await {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => return Ok(()),
+                }
+            } else {
+                poll_fn(|cx| self.poll_event(framed, reading, cx)).await
+            };
+            match event {
                 Event::Woken => {
                     if let Some(reason) = self.signal.close_reason() {
-                        return Exit::closed_for(reason);
+                        return Err(Exit::closed_for(reason));
                     }
                 }
                 Event::AckCommitted => {}
                 Event::Loaded(entries) => {
-                    if let Err(exit) = self.take_loaded(entries) {
-                        return exit;
-                    }
+                    self.take_loaded(entries)?;
                 }
                 Event::Read(Ok(true)) => {
                     self.signal.heard_at(self.broker.clock_ms(), self.timeout());
                     loop {
                         match framed.next_buffered() {
                             Ok(Some(packet)) => {
-                                if let Err(exit) = self.handle(framed, packet) {
-                                    return exit;
-                                }
+                                self.handle(framed, packet)?;
                             }
                             Ok(None) => break,
-                            Err(error) => return self.read_failed(error.into()),
+                            Err(error) => return Err(self.read_failed(error.into())),
                         }
                     }
                     framed.release_read_buffer();
                 }
                 Event::Read(Ok(false)) => {
-                    return Exit::Lost("connection closed by the client".into())
+                    return Err(Exit::Lost("connection closed by the client".into()))
                 }
-                Event::Read(Err(error)) => return self.read_failed(error),
+                Event::Read(Err(error)) => return Err(self.read_failed(error)),
             }
         }
+    }
+
+    /// Whether the connection has nothing under way that parking would stall: no ack waiting
+    /// for its commit, no load, nothing buffered either way, reading. (Messages in flight to
+    /// the client are fine: its PUBACK resumes the connection.)
+    fn may_park<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        framed: &Framed<S>,
+        reading: bool,
+    ) -> bool {
+        self.parking.is_some()
+            && reading
+            && self.acks.is_empty()
+            && self.load.is_none()
+            && framed.is_idle()
+    }
+
+    /// Parks the connection: its task ends, and its state waits in a waker registered with its
+    /// socket and its signal until either fires ([`parking`]). Given back (`Some`) to go on
+    /// running if something is there already.
+    fn park<S>(self, framed: Framed<S>) -> Option<(Client, Framed<S>)>
+    where
+        S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
+    {
+        let (stream, settings) = match framed.into_idle() {
+            Ok(parts) => parts,
+            Err(framed) => return Some((self, framed)),
+        };
+        let parked = ParkedClient {
+            client: self,
+            stream,
+            settings,
+        };
+        parking::park(parked, |parked, cx| {
+            let woken = parked.client.signal.register(cx);
+            if woken || parked.stream.poll_parked(cx).is_ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .err()
+        .map(|parked| {
+            let framed = Framed::resume(parked.stream, parked.settings);
+            (parked.client, framed)
+        })
     }
 
     /// What the connected loop waits for, in order of precedence: the state's signal (a
@@ -408,6 +535,32 @@ impl Client {
         // state, and a crash right after cannot bring back a Will the DISCONNECT removed.
         settle(commit).await;
         framed.close().await;
+    }
+}
+
+/// A parked connection: its client, its socket, and what framing the socket again takes.
+struct ParkedClient<S> {
+    client: Client,
+    stream: S,
+    settings: FrameSettings,
+}
+
+impl<S> Resume for ParkedClient<S>
+where
+    S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
+{
+    fn resume(self) {
+        let ParkedClient {
+            client,
+            stream,
+            settings,
+        } = self;
+        // A client parks only where it has a spot (`may_park`): there is one.
+        let Some(runtime) = client.parking.as_ref().map(|spot| spot.runtime.clone()) else {
+            return;
+        };
+        let framed = Framed::resume(stream, settings);
+        runtime.spawn(connected(Box::new(Connection { client, framed })));
     }
 }
 

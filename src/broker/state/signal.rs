@@ -79,6 +79,13 @@ impl ConnectionSignal {
         Poll::Pending
     }
 
+    /// Registers `cx`'s waker for the next wake, as [`ConnectionSignal::poll_woken`] does, and
+    /// says whether a wake is waiting to be seen, without taking it.
+    pub fn register(&self, cx: &mut Context<'_>) -> bool {
+        self.waker.register(cx.waker());
+        self.woken.load(Ordering::Acquire)
+    }
+
     /// Waits until woken: [`ConnectionSignal::poll_woken`] as a future. Cancel-safe.
     pub async fn woken(&self) {
         poll_fn(|cx| self.poll_woken(cx)).await
@@ -141,6 +148,19 @@ mod tests {
         assert!(
             signal.poll_woken(&mut cx).is_pending(),
             "one wake, one event"
+        );
+    }
+
+    #[test]
+    fn registering_sees_a_waiting_wake_and_leaves_it() {
+        let signal = ConnectionSignal::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(!signal.register(&mut cx));
+        signal.wake();
+        assert!(signal.register(&mut cx), "a wake is waiting");
+        assert!(
+            signal.poll_woken(&mut cx).is_ready(),
+            "and still there to see"
         );
     }
 

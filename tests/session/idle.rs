@@ -1,0 +1,151 @@
+//! Idle connections park: a plain TCP client with nothing under way holds no task, only its
+//! state in a waker, and whatever reaches it resumes it — a message for it, a packet of its
+//! own, a takeover, a keep-alive timeout, shutdown. Counted with tokio's own task count: the
+//! broker runs in the test's runtime.
+
+use std::time::Duration;
+
+use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+
+use crate::common::clients::{
+    client_id, connect_ok, expect_server_close, publish_qos1, subscribe_ok,
+};
+use crate::common::{connect_packet, start_broker, RawClient, WAIT};
+
+/// Clients of the test: enough that holding a task each could not hide in the slack.
+const CLIENTS: usize = 40;
+
+/// Tasks that may be alive beyond the baseline once every client is idle (a connection
+/// finishing its last step, a timer of the broker's).
+const SLACK: usize = 2;
+
+/// Waits until at most `limit` tasks are alive, within [`WAIT`]; returns how many are.
+async fn alive_tasks_fall_to(limit: usize) -> usize {
+    let metrics = Handle::current().metrics();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let alive = metrics.num_alive_tasks();
+        if alive <= limit {
+            return alive;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} tasks alive after {WAIT:?}, expected at most {limit}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Both protocol versions, alternating.
+fn version(index: usize) -> ProtocolVersion {
+    if index % 2 == 0 {
+        ProtocolVersion::V5
+    } else {
+        ProtocolVersion::V311
+    }
+}
+
+#[tokio::test]
+async fn idle_clients_hold_no_task_and_wake_for_what_reaches_them() {
+    let broker = start_broker().await;
+    let mut publisher =
+        RawClient::connect(broker.addr, ProtocolVersion::V5, "idle-publisher").await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let mut clients = Vec::new();
+    for index in 0..CLIENTS {
+        let id = client_id(&format!("idle-{index}"), version(index));
+        let mut client = RawClient::connect(broker.addr, version(index), &id).await;
+        subscribe_ok(&mut client, 1, &format!("idle/{index}"), QoS::AtLeastOnce).await;
+        clients.push(client);
+    }
+    alive_tasks_fall_to(baseline + SLACK).await;
+
+    // A message for each: the state's signal resumes it.
+    for index in 0..CLIENTS {
+        let packet_id = u16::try_from(index + 1).expect("small");
+        publish_qos1(
+            &mut publisher,
+            &format!("idle/{index}"),
+            packet_id,
+            "wake up",
+        )
+        .await;
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        let publish = client.expect_publish().await;
+        assert_eq!(publish.topic, format!("idle/{index}"));
+        assert_eq!(publish.payload, "wake up".as_bytes());
+        let packet_id = publish.packet_id.expect("QoS 1");
+        client
+            .send(&Packet::PubAck(PubResponse::success(packet_id)))
+            .await;
+    }
+    alive_tasks_fall_to(baseline + SLACK).await;
+
+    // A packet of its own: its socket resumes it.
+    for client in &mut clients {
+        client.send(&Packet::PingReq).await;
+    }
+    for client in &mut clients {
+        assert!(matches!(client.recv().await, Packet::PingResp));
+    }
+    alive_tasks_fall_to(baseline + SLACK).await;
+}
+
+// [MQTT-3.1.4-3] A parked connection taken over is resumed to close: DISCONNECT 0x8E (v5), and
+// the new connection gets the session.
+#[tokio::test]
+async fn a_parked_connection_taken_over_is_closed() {
+    let broker = start_broker().await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let id = client_id("idle-takeover", ProtocolVersion::V5);
+    let mut first = RawClient::connect(broker.addr, ProtocolVersion::V5, &id).await;
+    alive_tasks_fall_to(baseline).await;
+    let (mut second, connack) =
+        connect_ok(broker.addr, connect_packet(ProtocolVersion::V5, &id)).await;
+    assert_eq!(connack.reason, ReasonCode::Success);
+    expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+    second.send(&Packet::PingReq).await;
+    assert!(matches!(second.recv().await, Packet::PingResp));
+}
+
+// [MQTT-3.1.2-22] A parked connection is closed by the keep-alive sweep like any other.
+#[tokio::test]
+async fn a_parked_connection_silent_too_long_is_closed() {
+    let broker = start_broker().await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let id = client_id("idle-silent", ProtocolVersion::V5);
+    let mut connect = connect_packet(ProtocolVersion::V5, &id);
+    connect.keep_alive = 3;
+    let connected = Instant::now();
+    let (mut client, _) = connect_ok(broker.addr, connect).await;
+    alive_tasks_fall_to(baseline).await;
+    assert!(
+        connected.elapsed() < Duration::from_millis(4_500),
+        "parked before 1.5 x Keep Alive, not closed then"
+    );
+    expect_server_close(&mut client, ReasonCode::KeepAliveTimeout).await;
+}
+
+// Shutdown resumes every parked connection to say goodbye: v5 clients get 0x8B.
+#[tokio::test]
+async fn parked_connections_are_closed_at_shutdown() {
+    let broker = start_broker().await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let mut clients = Vec::new();
+    for index in 0..4 {
+        let id = client_id(&format!("idle-shutdown-{index}"), ProtocolVersion::V5);
+        clients.push(RawClient::connect(broker.addr, ProtocolVersion::V5, &id).await);
+    }
+    alive_tasks_fall_to(baseline).await;
+    let stopping = tokio::spawn(broker.shutdown());
+    for client in &mut clients {
+        expect_server_close(client, ReasonCode::ServerShuttingDown).await;
+    }
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("shutdown in time")
+        .expect("shutdown task");
+}
