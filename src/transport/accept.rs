@@ -91,6 +91,7 @@ impl<H: Serve> Listener<H> {
     /// Accepts connections until `stop` changes, one task each. Every task holds a clone of
     /// `open` until its connection ends, so the owner of the receiver learns when all have.
     pub async fn run(self, mut stop: watch::Receiver<bool>, open: mpsc::Sender<()>) {
+        let parking = ParkingSpot::new(Handle::current(), open.clone());
         loop {
             let accepted = tokio::select! {
                 _ = stop.changed() => return,
@@ -107,10 +108,7 @@ impl<H: Serve> Listener<H> {
                     match &self.tls {
                         None => {
                             // A WebSocket's framing is state of its own: it never parks.
-                            let parking = self.websocket.is_none().then(|| ParkingSpot {
-                                runtime: Handle::current(),
-                                open: open.clone(),
-                            });
+                            let parking = self.websocket.is_none().then(|| parking.clone());
                             let arrival = Arrival {
                                 stream,
                                 peer: Peer {

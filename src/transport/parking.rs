@@ -36,13 +36,31 @@ impl<S> Parkable for super::websocket::WebSocket<S> {}
 
 impl Parkable for tokio::io::DuplexStream {}
 
-/// What a plain TCP connection parks with: the runtime it resumes on (a wake may come from
-/// any thread), and its place among the open connections (see `accept`), held while it is
-/// parked as its task held it while it ran.
+/// What a plain TCP connection parks with, shared by the connections of a listener: the
+/// runtime it resumes on (a wake may come from any thread), and a clone of the open
+/// connections' sender (see `accept`), held while a connection is parked as its task held one
+/// while it ran. Cloned per connection: one word each.
 #[derive(Debug, Clone)]
-pub struct ParkingSpot {
-    pub runtime: Handle,
-    pub open: mpsc::Sender<()>,
+pub struct ParkingSpot(Arc<Lot>);
+
+#[derive(Debug)]
+struct Lot {
+    runtime: Handle,
+    _open: mpsc::Sender<()>,
+}
+
+impl ParkingSpot {
+    pub fn new(runtime: Handle, open: mpsc::Sender<()>) -> ParkingSpot {
+        ParkingSpot(Arc::new(Lot {
+            runtime,
+            _open: open,
+        }))
+    }
+
+    /// The runtime parked connections resume on.
+    pub fn runtime(&self) -> &Handle {
+        &self.0.runtime
+    }
 }
 
 /// A parked connection's state, run again once woken.

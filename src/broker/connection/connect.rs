@@ -13,7 +13,7 @@ use crate::codec::{
     ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
-use super::{Client, TopicAliases};
+use super::{Client, ParkHistory, TopicAliases};
 use crate::access::login::{Granted, Login};
 use crate::auth::{Access, Who};
 use crate::broker::acks::AckQueue;
@@ -143,7 +143,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     }
     tracing::debug!(%client_id, peer = %peer.addr, ?version, session_present = attached.session_present, username = ?granted.username, "client connected");
 
-    let client = Client {
+    let mut client = Client {
         broker: broker.clone(),
         config,
         client_id,
@@ -166,6 +166,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
             }),
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
         client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        unacknowledged: 0,
+        parks: ParkHistory::started(ParkHistory::clock(broker)),
         acks,
         load: None,
         parking,

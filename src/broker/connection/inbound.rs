@@ -274,7 +274,9 @@ impl Client {
         let (done, _) = self.broker.change(|state, changes| {
             state.complete_outbound(&self.client_id, packet_id, expected, changes)
         });
-        if !done {
+        if done {
+            self.unacknowledged = self.unacknowledged.saturating_sub(1);
+        } else {
             tracing::debug!(client_id = %self.client_id, packet_id, ?expected, "ack for an unknown packet identifier ignored");
         }
     }

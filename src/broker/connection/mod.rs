@@ -67,6 +67,73 @@ impl Exit {
     }
 }
 
+/// A park shorter than this was a pause in a conversation (a subscriber between messages, a
+/// client between CONNACK and SUBSCRIBE), not idleness.
+const BRIEF_PARK_MS: u64 = 100;
+
+/// After this many brief parks in a row a connection stops parking for [`STAY_MS`]: a busy
+/// client would otherwise pay a task's spawn for every packet or message.
+const BRIEF_PARKS: u8 = 2;
+
+/// How long a connection that parked briefly [`BRIEF_PARKS`] times in a row keeps its task
+/// (at least: it parks at its next idle moment after that).
+const STAY_MS: u64 = 1_000;
+
+/// When a connection parks: at every idle moment, unless a run of brief parks shows a busy
+/// client, which then keeps its task for [`STAY_MS`] (a park and its resume cost a task's
+/// spawn). Times are milliseconds of the broker's clock modulo 2^32, four bytes of every
+/// connection: differences are right for 49 days.
+#[derive(Debug, Clone, Copy)]
+struct ParkHistory {
+    /// Brief parks in a row (see [`BRIEF_PARK_MS`]).
+    brief: u8,
+    /// When the connection last parked (while parked) or was resumed (while running).
+    at_ms: u32,
+}
+
+impl ParkHistory {
+    /// `broker`'s clock in milliseconds, modulo 2^32.
+    fn clock(broker: &Broker) -> u32 {
+        broker.clock_ms() as u32
+    }
+
+    /// The history of a connection that started running at `now`.
+    fn started(now: u32) -> ParkHistory {
+        ParkHistory {
+            brief: 0,
+            at_ms: now,
+        }
+    }
+
+    /// Whether to park at an idle moment at `now`.
+    fn parks_now(&mut self, now: u32) -> bool {
+        if self.brief < BRIEF_PARKS {
+            return true;
+        }
+        if u64::from(now.wrapping_sub(self.at_ms)) < STAY_MS {
+            return false;
+        }
+        self.brief = 0;
+        true
+    }
+
+    /// The connection parked at `now`.
+    fn parked(&mut self, now: u32) {
+        self.at_ms = now;
+    }
+
+    /// The connection was resumed at `now`.
+    fn resumed(&mut self, now: u32) {
+        let brief = u64::from(now.wrapping_sub(self.at_ms)) < BRIEF_PARK_MS;
+        self.brief = if brief {
+            self.brief.saturating_add(1)
+        } else {
+            0
+        };
+        self.at_ms = now;
+    }
+}
+
 /// Why the connected loop returned.
 #[derive(Debug)]
 enum Stop {
@@ -119,6 +186,11 @@ struct Client {
     client_receive_maximum: u16,
     /// The client's Maximum Packet Size.
     client_max_packet_size: u32,
+    /// QoS 1 and 2 messages sent whose flow the client has not completed yet: while it owes
+    /// acks the connection does not park (they are on their way).
+    unacknowledged: u16,
+    /// Its parks so far, which say whether it parks at its next idle moment.
+    parks: ParkHistory,
     acks: AckQueue,
     /// Spilled queue entries being read back from the store (boxed: rarely there).
     load: Option<Box<PendingLoad>>,
@@ -336,7 +408,7 @@ impl Client {
             } else if self.signal.deadline_paused() {
                 self.signal.heard_at(self.broker.clock_ms(), self.timeout());
             }
-            let event = if self.may_park(framed, reading) {
+            let event = if self.may_park(framed, reading) && self.parks.parks_now(self.now_ms()) {
                 // Nothing under way: unless something is there already, park.
                 match poll_fn(|cx| Poll::Ready(self.poll_event(framed, reading, cx))).await {
                     Poll::Ready(event) => event,
@@ -376,9 +448,9 @@ impl Client {
         }
     }
 
-    /// Whether the connection has nothing under way that parking would stall: no ack waiting
-    /// for its commit, no load, nothing buffered either way, reading. (Messages in flight to
-    /// the client are fine: its PUBACK resumes the connection.)
+    /// Whether the connection has nothing under way: no ack of ours waiting for its commit, no
+    /// ack owed by the client (it is on its way: parking until it comes would cost a task's
+    /// spawn per round trip), no load, nothing buffered either way, reading.
     fn may_park<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         framed: &Framed<S>,
@@ -386,18 +458,25 @@ impl Client {
     ) -> bool {
         self.parking.is_some()
             && reading
+            && self.unacknowledged == 0
             && self.acks.is_empty()
             && self.load.is_none()
             && framed.is_idle()
     }
 
+    /// The broker's clock as [`ParkHistory`] counts it.
+    fn now_ms(&self) -> u32 {
+        ParkHistory::clock(&self.broker)
+    }
+
     /// Parks the connection: its task ends, and its state waits in a waker registered with its
     /// socket and its signal until either fires ([`parking`]). Given back (`Some`) to go on
     /// running if something is there already.
-    fn park<S>(self, framed: Framed<S>) -> Option<(Client, Framed<S>)>
+    fn park<S>(mut self, framed: Framed<S>) -> Option<(Client, Framed<S>)>
     where
         S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
     {
+        self.parks.parked(self.now_ms());
         let (stream, settings) = match framed.into_idle() {
             Ok(parts) => parts,
             Err(framed) => return Some((self, framed)),
@@ -551,12 +630,14 @@ where
 {
     fn resume(self) {
         let ParkedClient {
-            client,
+            mut client,
             stream,
             settings,
         } = self;
+        let now = client.now_ms();
+        client.parks.resumed(now);
         // A client parks only where it has a spot (`may_park`): there is one.
-        let Some(runtime) = client.parking.as_ref().map(|spot| spot.runtime.clone()) else {
+        let Some(runtime) = client.parking.as_ref().map(|spot| spot.runtime().clone()) else {
             return;
         };
         let framed = Framed::resume(stream, settings);
@@ -568,6 +649,45 @@ where
 mod tests {
     use super::*;
     use std::mem::size_of;
+
+    /// A quiet client parks at every idle moment; one that parks briefly twice in a row keeps
+    /// its task for a second, then parks again at its next idle moment.
+    #[test]
+    fn a_busy_connection_keeps_its_task_for_a_while() {
+        let mut parks = ParkHistory::started(0);
+        assert!(parks.parks_now(10), "the first idle moment after CONNACK");
+        parks.parked(10);
+        parks.resumed(11); // SUBSCRIBE right behind CONNACK: brief
+        assert!(parks.parks_now(12), "one brief park is no busy client");
+        parks.parked(12);
+        parks.resumed(5_000); // a message five seconds later: not brief
+        assert!(parks.parks_now(5_001));
+        parks.parked(5_001);
+        parks.resumed(5_002);
+        parks.parked(5_003);
+        parks.resumed(5_004); // two brief parks in a row: busy
+        assert!(!parks.parks_now(5_005));
+        assert!(!parks.parks_now(6_003), "not within a second of its resume");
+        assert!(parks.parks_now(6_004), "a second after it");
+        parks.parked(6_004);
+        parks.resumed(6_005);
+        assert!(
+            parks.parks_now(6_006),
+            "the run of brief parks starts again"
+        );
+    }
+
+    /// The clock wraps after 49 days; differences stay right across the wrap.
+    #[test]
+    fn park_times_survive_the_clock_wrapping() {
+        let mut parks = ParkHistory::started(u32::MAX - 5);
+        parks.parked(u32::MAX - 5);
+        parks.resumed(3); // 9 ms later, across the wrap: brief
+        parks.parked(4);
+        parks.resumed(5);
+        assert!(!parks.parks_now(6), "two brief parks across the wrap");
+        assert!(parks.parks_now(5 + 1_000));
+    }
     use tokio::io::DuplexStream;
 
     /// The size of the future (or any value) `f` returns.

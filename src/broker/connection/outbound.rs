@@ -154,6 +154,8 @@ impl Client {
             })?;
         }
         self.broker.metrics().messages_sent.add_each(sent);
+        let acknowledged_later = u16::try_from(sent[1] + sent[2]).unwrap_or(u16::MAX);
+        self.unacknowledged = self.unacknowledged.saturating_add(acknowledged_later);
         if let Some((request, loaded)) = pass.load {
             self.load = Some(Box::new(PendingLoad { request, loaded }));
         }
@@ -312,11 +314,12 @@ impl Client {
     /// Resends the inflight window after CONNACK: PUBLISH with DUP for messages awaiting
     /// PUBACK/PUBREC, PUBREL for those awaiting PUBCOMP, in their original order.
     pub(super) fn resend_inflight<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
+        &mut self,
         framed: &mut Framed<S>,
     ) {
         let now = Instant::now();
         let inflight = self.broker.read(|state| state.inflight_of(&self.client_id));
+        self.unacknowledged = u16::try_from(inflight.len()).unwrap_or(u16::MAX);
         let packets: Vec<Packet> = inflight
             .iter()
             .map(|entry| match entry.state {
