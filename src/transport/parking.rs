@@ -69,15 +69,26 @@ pub trait Resume: Send + 'static {
     fn resume(self);
 }
 
-/// The waker a parked state lives in: the first wake takes the state out and resumes it; later
-/// ones (the other registration firing too) find it gone.
+/// The waker a parked state lives in: the first wake after the state is parked takes it out
+/// and resumes it; later ones find it gone. A wake while the state is still being registered
+/// only marks it, for [`park`] to give the state back.
 struct Parked<T> {
-    state: Mutex<Option<T>>,
+    slot: Mutex<Slot<T>>,
+}
+
+enum Slot<T> {
+    /// [`park`] is registering the waker; the state is still its caller's.
+    Arming,
+    /// Woken while arming: [`park`] gives the state back to run.
+    WokenWhileArming,
+    Parked(T),
+    /// Resumed, or given back.
+    Done,
 }
 
 impl<T> Parked<T> {
-    fn lock(&self) -> MutexGuard<'_, Option<T>> {
-        self.state
+    fn lock(&self) -> MutexGuard<'_, Slot<T>> {
+        self.slot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -89,33 +100,43 @@ impl<T: Resume> Wake for Parked<T> {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let state = self.lock().take();
-        if let Some(state) = state {
+        let resumed = {
+            let mut slot = self.lock();
+            match std::mem::replace(&mut *slot, Slot::Done) {
+                Slot::Parked(state) => Some(state),
+                Slot::Arming | Slot::WokenWhileArming => {
+                    *slot = Slot::WokenWhileArming;
+                    None
+                }
+                Slot::Done => None,
+            }
+        };
+        if let Some(state) = resumed {
             state.resume();
         }
     }
 }
 
 /// Parks `state`: `register` registers the context's waker wherever the state can be woken
-/// from, and says `Ready` if it already has something to do: then the state is given back to go
-/// on running. Otherwise it is parked, and the first wake resumes it.
+/// from, and says `Ready` if it has something to do already. It runs with no lock held, so a
+/// registration may wake the waker at once (`AtomicWaker` does when a wake races with it).
+/// If it says `Ready`, or the waker was woken meanwhile, the state is given back to go on
+/// running; otherwise it is parked, and the first wake resumes it.
 pub fn park<T: Resume>(
     state: T,
-    register: impl FnOnce(&mut T, &mut Context<'_>) -> Poll<()>,
+    register: impl FnOnce(&T, &mut Context<'_>) -> Poll<()>,
 ) -> Result<(), T> {
     let parked = Arc::new(Parked {
-        state: Mutex::new(None),
+        slot: Mutex::new(Slot::Arming),
     });
     let waker = Waker::from(parked.clone());
-    let mut cx = Context::from_waker(&waker);
-    // Locked while registering: a wake from another thread meanwhile waits, then finds the
-    // state parked and resumes it.
+    let ready = register(&state, &mut Context::from_waker(&waker)).is_ready();
     let mut slot = parked.lock();
-    let mut state = state;
-    if register(&mut state, &mut cx).is_ready() {
+    if ready || matches!(*slot, Slot::WokenWhileArming) {
+        *slot = Slot::Done;
         return Err(state);
     }
-    *slot = Some(state);
+    *slot = Slot::Parked(state);
     Ok(())
 }
 
@@ -153,6 +174,26 @@ mod tests {
             resumed.load(Ordering::SeqCst),
             1,
             "only the first wake resumes"
+        );
+    }
+
+    /// A registration that wakes at once (as `AtomicWaker::register` does when a wake races
+    /// with it) neither deadlocks nor loses the wake: the state is given back to run.
+    #[test]
+    fn a_wake_while_registering_gives_the_state_back() {
+        let resumed = Arc::new(AtomicUsize::new(0));
+        let mut registered = None;
+        let parked = park(Counted(resumed.clone()), |_, cx| {
+            cx.waker().wake_by_ref();
+            registered = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        assert!(parked.is_err(), "given back");
+        registered.expect("registered").wake();
+        assert_eq!(
+            resumed.load(Ordering::SeqCst),
+            0,
+            "the caller runs it, not the waker"
         );
     }
 

@@ -738,11 +738,25 @@ mod tests {
     /// The most a plain TCP connection's future may take: with its place among the open
     /// connections (one word, see `transport::accept`) and tokio's task header and trailer
     /// (96 bytes) its task is then 512 bytes (seen in heaptrack's histogram of a 10,000-client
-    /// storm; tokio rounds tasks up to 128 bytes on x86_64 and aarch64), the bulk of an idle
-    /// connection's memory. It was 1,024 while the connected loop waited in a `select!` of
-    /// stored futures with a keep-alive timer, 640 while the accept loop's wrapper kept room
-    /// for its arguments.
+    /// storm; tokio rounds tasks up to 128 bytes on x86_64 and aarch64): what a running
+    /// connection holds (an idle one parks, see [`PARKED_CONNECTION_BUDGET`]). It was 1,024
+    /// while the connected loop waited in a `select!` of stored futures with a keep-alive
+    /// timer, 640 while the accept loop's wrapper kept room for its arguments.
     const TCP_CONNECTION_FUTURE_BUDGET: usize = 400;
+
+    /// The most a parked plain TCP connection's state may take: in its waker's `Arc`, with the
+    /// mutex, 232 bytes, which malloc serves from a 240-byte chunk where the task it gave up
+    /// took 512.
+    const PARKED_CONNECTION_BUDGET: usize = 208;
+
+    #[test]
+    fn a_parked_connection_fits_its_budget() {
+        let parked = size_of::<ParkedClient<tokio::net::TcpStream>>();
+        assert!(
+            parked <= PARKED_CONNECTION_BUDGET,
+            "a parked connection of {parked} bytes, over the budget of {PARKED_CONNECTION_BUDGET}"
+        );
+    }
 
     /// An idle connection carries nothing it does not use: no empty Topic Alias tables (most
     /// clients use none), no second copy of its arguments.
