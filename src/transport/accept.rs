@@ -48,7 +48,7 @@ pub struct Arrival<S> {
     /// dropped once CONNECT is answered.
     pub handshake: Handshake,
     /// Where the connection may park while idle: plain TCP connections only (a TLS or
-    /// WebSocket session's state lives in its stream, out of the poller's reach).
+    /// WebSocket stream keeps state of its own that only a read advances).
     pub parking: Option<ParkingSpot>,
 }
 

@@ -744,9 +744,8 @@ mod tests {
     /// timer, 640 while the accept loop's wrapper kept room for its arguments.
     const TCP_CONNECTION_FUTURE_BUDGET: usize = 400;
 
-    /// The most a parked plain TCP connection's state may take: in its waker's `Arc`, with the
-    /// mutex, 232 bytes, which malloc serves from a 240-byte chunk where the task it gave up
-    /// took 512.
+    /// The most a parked plain TCP connection's state may take (its waker's `Arc` and mutex
+    /// add 24 bytes or so), where the task it gave up took 512.
     const PARKED_CONNECTION_BUDGET: usize = 208;
 
     #[test]
