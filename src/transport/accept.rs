@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
@@ -90,8 +89,31 @@ pub struct Listener<H> {
 impl<H: Serve> Listener<H> {
     /// Accepts connections until `stop` changes, one task each. Every task holds a clone of
     /// `open` until its connection ends, so the owner of the receiver learns when all have.
-    pub async fn run(self, mut stop: watch::Receiver<bool>, open: mpsc::Sender<()>) {
-        let parking = ParkingSpot::new(Handle::current(), open.clone());
+    /// A plain TCP listener's [`ParkingSpot`] (and its task) is made at once.
+    pub fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        open: mpsc::Sender<()>,
+    ) -> impl Future<Output = ()> + Send {
+        let parks = self.tls.is_none() && self.websocket.is_none();
+        let parking = parks
+            .then(|| {
+                ParkingSpot::new(open.clone())
+                    .inspect_err(|error| {
+                        tracing::warn!(%error, "idle connections of this listener cannot park");
+                    })
+                    .ok()
+            })
+            .flatten();
+        self.accept(stop, open, parking)
+    }
+
+    async fn accept(
+        self,
+        mut stop: watch::Receiver<bool>,
+        open: mpsc::Sender<()>,
+        parking: Option<ParkingSpot>,
+    ) {
         loop {
             let accepted = tokio::select! {
                 _ = stop.changed() => return,
@@ -107,8 +129,8 @@ impl<H: Serve> Listener<H> {
                     let _ = stream.set_nodelay(true);
                     match &self.tls {
                         None => {
-                            // A WebSocket's framing is state of its own: it never parks.
-                            let parking = self.websocket.is_none().then(|| parking.clone());
+                            // `None` for WebSockets: their framing is state of their own.
+                            let parking = parking.clone();
                             let arrival = Arrival {
                                 stream,
                                 peer: Peer {

@@ -1,65 +1,281 @@
 //! Parking idle connections without a task. A connection with nothing to do ends its task and
 //! leaves its state inside a waker of its own ([`park`]); that waker is registered wherever the
-//! connection can be woken from (its socket's readiness, the engine's signal), and the first
-//! wake takes the state out and runs it again ([`Resume`]) as a new task. An idle plain TCP
-//! connection then costs its state (a 208-byte struct in the waker's `Arc` and mutex) instead of a task (512 bytes on x86_64 and
-//! aarch64), and between packets a client holds no task at all, as in an event loop
-//! (Mosquitto's).
+//! connection can be woken from (its socket's readability, the engine's signal), and the first
+//! wake takes the state out and runs it again ([`Resume`]) as a new task. Between packets a
+//! client then holds no task at all, as in an event loop (Mosquitto's).
+//!
+//! A parked socket also leaves the runtime's reactor, whose registration of a socket takes 256
+//! bytes (tokio's `ScheduledIo`): its listener's [`ParkingSpot`] watches it in an epoll set of
+//! its own, keyed by file descriptor, and one task per listener wakes the parked connections
+//! whose sockets became readable. An idle plain TCP connection so costs its state (a
+//! 176-byte struct in the waker's `Arc` and mutex) and an entry of that set, where a running
+//! one holds a task (512 bytes on x86_64 and aarch64) and a registration.
 //!
 //! Only plain TCP connections park ([`Parkable`]): a TLS or WebSocket stream keeps state of its
 //! own that only a read can advance.
 
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
+use mio::unix::SourceFd;
+use tokio::io::unix::AsyncFd;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-/// A stream a connection may park with: only a plain TCP one.
-pub trait Parkable {
-    /// Registers `cx`'s waker for the stream's readability; `Ready` if there is something to
-    /// read already (or an error), or if the stream cannot park.
-    fn poll_parked(&self, _cx: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
-    }
+/// A stream a connection may park with: only a plain TCP one leaves the reactor; the others
+/// never park (their listeners give them no [`ParkingSpot`]) and stay as they are.
+pub trait Parkable: Sized {
+    /// The stream while parked.
+    type Parked: Send + 'static;
+
+    /// The stream out of the runtime's reactor. An error loses the connection.
+    fn leave_reactor(self) -> io::Result<Self::Parked>;
+
+    /// Registers `cx`'s waker for the parked stream's readability with `spot`; `Ready` if it
+    /// cannot be watched (then it goes on running).
+    fn watch(parked: &Self::Parked, spot: &ParkingSpot, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// The stream back in the runtime's reactor, no longer watched by `spot`; called within
+    /// the runtime's context. An error loses the connection.
+    fn rejoin_reactor(parked: Self::Parked, spot: &ParkingSpot) -> io::Result<Self>;
 }
 
 impl Parkable for tokio::net::TcpStream {
-    fn poll_parked(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_read_ready(cx).map(|_| ())
+    type Parked = std::net::TcpStream;
+
+    fn leave_reactor(self) -> io::Result<std::net::TcpStream> {
+        self.into_std()
+    }
+
+    fn watch(parked: &std::net::TcpStream, spot: &ParkingSpot, cx: &mut Context<'_>) -> Poll<()> {
+        match spot.0.watch.watch(parked.as_raw_fd(), cx.waker()) {
+            Ok(()) => Poll::Pending,
+            Err(error) => {
+                tracing::debug!(%error, "a parked socket could not be watched; it stays awake");
+                Poll::Ready(())
+            }
+        }
+    }
+
+    fn rejoin_reactor(
+        parked: std::net::TcpStream,
+        spot: &ParkingSpot,
+    ) -> io::Result<tokio::net::TcpStream> {
+        spot.0.watch.unwatch(parked.as_raw_fd());
+        tokio::net::TcpStream::from_std(parked)
     }
 }
 
-impl Parkable for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+/// Streams that never park: they stay what they are.
+macro_rules! never_parks {
+    ($(impl$(<$generic:ident>)? for $stream:ty;)*) => {$(
+        impl$(<$generic: Send + 'static>)? Parkable for $stream {
+            type Parked = Self;
 
-impl<S> Parkable for super::websocket::WebSocket<S> {}
+            fn leave_reactor(self) -> io::Result<Self> {
+                Ok(self)
+            }
 
-impl Parkable for tokio::io::DuplexStream {}
+            fn watch(_: &Self, _: &ParkingSpot, _: &mut Context<'_>) -> Poll<()> {
+                Poll::Ready(())
+            }
+
+            fn rejoin_reactor(parked: Self, _: &ParkingSpot) -> io::Result<Self> {
+                Ok(parked)
+            }
+        }
+    )*};
+}
+
+never_parks! {
+    impl for tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    impl for tokio::io::DuplexStream;
+    impl<S> for super::websocket::WebSocket<S>;
+}
 
 /// What a plain TCP connection parks with, shared by the connections of a listener: the
-/// runtime it resumes on (a wake may come from any thread), and a clone of the open
-/// connections' sender (see `accept`), held while a connection is parked as its task held one
-/// while it ran. Cloned per connection: one word each.
+/// runtime it resumes on (a wake may come from any thread), the epoll set that watches parked
+/// sockets, and a clone of the open connections' sender (see `accept`), held while a
+/// connection is parked as its task held one while it ran. Cloned per connection: one word
+/// each.
 #[derive(Debug, Clone)]
 pub struct ParkingSpot(Arc<Lot>);
 
 #[derive(Debug)]
 struct Lot {
     runtime: Handle,
+    watch: Arc<Watch>,
+    /// Wakes the connections whose sockets became readable; ends with the lot.
+    waking: JoinHandle<()>,
     _open: mpsc::Sender<()>,
 }
 
+impl Drop for Lot {
+    fn drop(&mut self) {
+        self.waking.abort();
+    }
+}
+
 impl ParkingSpot {
-    pub fn new(runtime: Handle, open: mpsc::Sender<()>) -> ParkingSpot {
-        ParkingSpot(Arc::new(Lot {
-            runtime,
+    /// A spot on the current runtime; `Err` if its epoll set cannot be made (the listener's
+    /// connections then never park).
+    pub fn new(open: mpsc::Sender<()>) -> io::Result<ParkingSpot> {
+        let poll = mio::Poll::new()?;
+        let watch = Arc::new(Watch {
+            registry: poll.registry().try_clone()?,
+            wakers: Mutex::new(Watched::default()),
+        });
+        // Deprecated for descriptors that could change under the `AsyncFd` (tokio#8587); a
+        // `mio::Poll` keeps its own for its whole life, and the crate forbids the `unsafe`
+        // of its replacement.
+        #[allow(deprecated)]
+        let poll = AsyncFd::with_interest(poll, tokio::io::Interest::READABLE)?;
+        let waking = tokio::spawn(wake_readable(poll, FailOnDrop(watch.clone())));
+        Ok(ParkingSpot(Arc::new(Lot {
+            runtime: Handle::current(),
+            watch,
+            waking,
             _open: open,
-        }))
+        })))
     }
 
     /// The runtime parked connections resume on.
     pub fn runtime(&self) -> &Handle {
         &self.0.runtime
+    }
+
+    /// How many parked sockets the spot watches.
+    pub fn watched(&self) -> usize {
+        self.0.watch.lock().wakers.len()
+    }
+}
+
+/// The parked sockets of a spot: its epoll set, and the waker of each socket in it.
+#[derive(Debug)]
+struct Watch {
+    registry: mio::Registry,
+    wakers: Mutex<Watched>,
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    /// File descriptor → the waker of the connection parked with it. A descriptor is unique
+    /// among open sockets; one closed and reused meanwhile can at worst wake its new owner
+    /// once for nothing (a stale event), which then parks again.
+    wakers: HashMap<RawFd, Waker>,
+    /// The epoll set failed: every parked connection was woken, and none parks any more.
+    failed: bool,
+}
+
+impl Watch {
+    fn lock(&self) -> MutexGuard<'_, Watched> {
+        self.wakers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes `waker` once `fd` is readable (or closed, or failed). The waker is in place
+    /// before the descriptor joins the set: the set reports a socket that is readable already
+    /// at once, from another thread.
+    fn watch(&self, fd: RawFd, waker: &Waker) -> io::Result<()> {
+        {
+            let mut watched = self.lock();
+            if watched.failed {
+                return Err(io::Error::other("the parked sockets' epoll set failed"));
+            }
+            watched.wakers.insert(fd, waker.clone());
+        }
+        let registered = self.registry.register(
+            &mut SourceFd(&fd),
+            mio::Token(fd as usize),
+            mio::Interest::READABLE,
+        );
+        if registered.is_err() {
+            self.lock().wakers.remove(&fd);
+        }
+        registered
+    }
+
+    /// Stops watching `fd`.
+    fn unwatch(&self, fd: RawFd) {
+        self.lock().wakers.remove(&fd);
+        // Fails only if it was never in the set (its registration failed); nothing to undo.
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+    }
+
+    /// Wakes the connection parked with `fd`, if any.
+    fn wake(&self, fd: RawFd) {
+        let waker = self.lock().wakers.remove(&fd);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Wakes every parked connection and refuses new ones.
+    fn fail(&self) {
+        let wakers = {
+            let mut watched = self.lock();
+            watched.failed = true;
+            std::mem::take(&mut watched.wakers)
+        };
+        wakers.into_values().for_each(Waker::wake);
+    }
+}
+
+/// Events taken from the epoll set at a time.
+const EVENTS_PER_TURN: usize = 256;
+
+/// Wakes the connections whose parked sockets became readable, until the spot is dropped. The
+/// epoll set is itself a descriptor in the runtime's reactor, readable while it holds events.
+async fn wake_readable(mut poll: AsyncFd<mio::Poll>, watch: FailOnDrop) {
+    let mut events = mio::Events::with_capacity(EVENTS_PER_TURN);
+    let failure = loop {
+        let mut ready = match poll.readable_mut().await {
+            Ok(ready) => ready,
+            Err(error) => break error,
+        };
+        events.clear();
+        match ready
+            .get_inner_mut()
+            .poll(&mut events, Some(Duration::ZERO))
+        {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => break error,
+        }
+        if events.is_empty() {
+            // Drained: wait for the next event (one since the last look keeps it ready).
+            ready.clear_ready();
+            continue;
+        }
+        for event in events.iter() {
+            watch.wake(event.token().0 as RawFd);
+        }
+    };
+    tracing::error!(error = %failure, "the parked connections' epoll set failed; connections no longer park");
+}
+
+/// However [`wake_readable`] ends (its epoll set failed, the runtime shut down, even before it
+/// first ran), no connection stays parked in the set: each is woken, and none parks there
+/// again.
+struct FailOnDrop(Arc<Watch>);
+
+impl std::ops::Deref for FailOnDrop {
+    type Target = Watch;
+
+    fn deref(&self) -> &Watch {
+        &self.0
+    }
+}
+
+impl Drop for FailOnDrop {
+    fn drop(&mut self) {
+        self.0.fail();
     }
 }
 
@@ -213,5 +429,105 @@ mod tests {
             0,
             "the caller runs it, not the waker"
         );
+    }
+
+    /// Watches a parked socket for `waker`.
+    fn watch(parked: &std::net::TcpStream, spot: &ParkingSpot, waker: &Waker) -> Poll<()> {
+        <tokio::net::TcpStream as Parkable>::watch(parked, spot, &mut Context::from_waker(waker))
+    }
+
+    /// Wakes a test when its waker is woken.
+    struct Flag(tokio::sync::Notify);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.notify_one();
+        }
+    }
+
+    /// A parked socket leaves the reactor, wakes its connection once the peer writes (once:
+    /// the wake ends its watch), and rejoins the reactor with the bytes still there to read.
+    #[tokio::test]
+    async fn a_parked_socket_wakes_its_connection_once_readable() {
+        use std::io::Write;
+        use tokio::io::AsyncReadExt;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (open, _all_closed) = mpsc::channel(1);
+        let spot = ParkingSpot::new(open).expect("an epoll set");
+
+        let parked = stream.leave_reactor().expect("out of the reactor");
+        let flag = Arc::new(Flag(tokio::sync::Notify::new()));
+        let waker = Waker::from(flag.clone());
+        let watching = watch(&parked, &spot, &waker);
+        assert!(watching.is_pending());
+        assert_eq!(spot.watched(), 1);
+
+        peer.write_all(b"x").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), flag.0.notified())
+            .await
+            .expect("woken once the peer wrote");
+        assert_eq!(spot.watched(), 0, "a wake ends the watch");
+
+        let mut stream = tokio::net::TcpStream::rejoin_reactor(parked, &spot).expect("back");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut byte));
+        read.await.expect("readable").expect("read");
+        assert_eq!(&byte, b"x");
+    }
+
+    /// A socket resumed by its signal before it was readable leaves the epoll set for good.
+    #[tokio::test]
+    async fn a_socket_rejoining_the_reactor_is_no_longer_watched() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (open, _all_closed) = mpsc::channel(1);
+        let spot = ParkingSpot::new(open).expect("an epoll set");
+
+        let parked = stream.leave_reactor().expect("out of the reactor");
+        let waker = Waker::from(Arc::new(Flag(tokio::sync::Notify::new())));
+        let watching = watch(&parked, &spot, &waker);
+        assert!(watching.is_pending());
+        let _stream = tokio::net::TcpStream::rejoin_reactor(parked, &spot).expect("back");
+        assert_eq!(spot.watched(), 0);
+    }
+
+    /// Counts its wakes.
+    struct WakeCount(AtomicUsize);
+
+    impl Wake for WakeCount {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The runtime shutting down ends the spot's task: every connection parked with it is
+    /// woken (to end), none left behind in the set, and none parks there again.
+    #[test]
+    fn the_spots_task_ending_wakes_every_parked_connection() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (spot, parked, _peer) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            let (open, _all_closed) = mpsc::channel(1);
+            let spot = ParkingSpot::new(open).expect("an epoll set");
+            (spot, stream.leave_reactor().expect("out"), peer)
+        });
+        let wakes = Arc::new(WakeCount(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let watching = watch(&parked, &spot, &waker);
+        assert!(watching.is_pending());
+        drop(runtime);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken by the task's end");
+        assert_eq!(spot.watched(), 0);
+        let again = watch(&parked, &spot, &waker);
+        assert!(again.is_ready(), "no parking in a set nobody watches");
     }
 }

@@ -83,10 +83,16 @@ const STAY_MS: u64 = 1_000;
 /// client, which then keeps its task for [`STAY_MS`] (a park and its resume cost a task's
 /// spawn). Times are milliseconds of the broker's clock modulo 2^32, four bytes of every
 /// connection: differences are right for 49 days.
+///
+/// A resumed connection does not park again before something happened: its socket rejoins
+/// the runtime's reactor with no readiness known, so a wake for bytes shows as a read only
+/// after the reactor's next turn, and parking before it would ping-pong.
 #[derive(Debug, Clone, Copy)]
 struct ParkHistory {
     /// Brief parks in a row (see [`BRIEF_PARK_MS`]).
     brief: u8,
+    /// Resumed, and no event has come since.
+    awaiting_event: bool,
     /// When the connection last parked (while parked) or was resumed (while running).
     at_ms: u32,
 }
@@ -101,12 +107,16 @@ impl ParkHistory {
     fn started(now: u32) -> ParkHistory {
         ParkHistory {
             brief: 0,
+            awaiting_event: false,
             at_ms: now,
         }
     }
 
     /// Whether to park at an idle moment at `now`.
     fn parks_now(&mut self, now: u32) -> bool {
+        if self.awaiting_event {
+            return false;
+        }
         if self.brief < BRIEF_PARKS {
             return true;
         }
@@ -131,6 +141,12 @@ impl ParkHistory {
             0
         };
         self.at_ms = now;
+        self.awaiting_event = true;
+    }
+
+    /// An event came: the connection may park at its next idle moment.
+    fn event_came(&mut self) {
+        self.awaiting_event = false;
     }
 }
 
@@ -315,7 +331,13 @@ where
             Stop::Exit(exit) => break exit,
             Stop::Park => match client.park(framed) {
                 None => return,
-                Some((back, frame)) => (client, framed) = (back, frame),
+                Some(Awake::Running(back, frame)) => (client, framed) = (back, frame),
+                Some(Awake::Lost(back, error)) => {
+                    // A task of its own (rare): awaited here, it would take room in every
+                    // connection's future.
+                    tokio::spawn(back.lost_while_parked(error));
+                    return;
+                }
             },
         }
     };
@@ -417,6 +439,7 @@ impl Client {
             } else {
                 poll_fn(|cx| self.poll_event(framed, reading, cx)).await
             };
+            self.parks.event_came();
             match event {
                 Event::Woken => {
                     if let Some(reason) = self.signal.close_reason() {
@@ -470,35 +493,65 @@ impl Client {
     }
 
     /// Parks the connection: its task ends, and its state waits in a waker registered with its
-    /// socket and its signal until either fires ([`parking`]). Given back (`Some`) to go on
-    /// running if something is there already.
-    fn park<S>(mut self, framed: Framed<S>) -> Option<(Client, Framed<S>)>
+    /// socket and its signal until either fires ([`parking`]); the socket leaves the runtime's
+    /// reactor meanwhile. `None` once parked; given back (`Some`) if something is there
+    /// already, or lost if the socket failed to leave or rejoin the reactor.
+    fn park<S>(mut self, framed: Framed<S>) -> Option<Awake<S>>
     where
         S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
     {
         self.parks.parked(self.now_ms());
+        let Some(spot) = self.parking.take() else {
+            return Some(Awake::Running(self, framed));
+        };
         let (stream, settings) = match framed.into_idle() {
             Ok(parts) => parts,
-            Err(framed) => return Some((self, framed)),
+            Err(framed) => {
+                self.parking = Some(spot);
+                return Some(Awake::Running(self, framed));
+            }
+        };
+        let stream = match stream.leave_reactor() {
+            Ok(stream) => stream,
+            Err(error) => {
+                self.parking = Some(spot);
+                return Some(Awake::Lost(self, error));
+            }
         };
         let parked = ParkedClient {
             client: self,
             stream,
             settings,
+            spot,
         };
-        parking::park(parked, |parked, cx| {
+        let Err(parked) = parking::park(parked, |parked, cx| {
             let woken = parked.client.signal.register(cx);
-            if woken || parked.stream.poll_parked(cx).is_ready() {
+            if woken || S::watch(&parked.stream, &parked.spot, cx).is_ready() {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
-        })
-        .err()
-        .map(|parked| {
-            let framed = Framed::resume(parked.stream, parked.settings);
-            (parked.client, framed)
-        })
+        }) else {
+            return None;
+        };
+        let mut rejoined = parked.rejoin_reactor();
+        if let Awake::Running(client, _) = &mut rejoined {
+            // Woken while parking: a park that ended at once.
+            let now = client.now_ms();
+            client.parks.resumed(now);
+        }
+        Some(rejoined)
+    }
+
+    /// Ends a connection whose socket could not leave or rejoin the runtime's reactor (and is
+    /// closed): as a lost connection, without a word to the client.
+    async fn lost_while_parked(mut self, error: std::io::Error) {
+        self.broker
+            .metrics()
+            .clients_connected
+            .fetch_sub(1, Ordering::Relaxed);
+        tracing::warn!(client_id = %self.client_id, %error, "an idle connection's socket failed to park or resume; closing it");
+        self.release(Exit::Lost(error.to_string().into())).await;
     }
 
     /// What the connected loop waits for, in order of precedence: the state's signal (a
@@ -589,6 +642,13 @@ impl Client {
             }
             let _ = framed.queue(&Packet::Disconnect(disconnect));
         }
+        self.release(exit).await;
+        framed.close().await;
+    }
+
+    /// Releases the session as `exit` says (its Will, its timers, its new state stored) and
+    /// waits until that is durable.
+    async fn release(&mut self, exit: Exit) {
         let keep_will = match exit {
             Exit::Disconnected { keep_will } => Some(keep_will),
             Exit::Lost(_) | Exit::Violation(..) => Some(true),
@@ -613,35 +673,64 @@ impl Client {
         // client that reconnects as soon as it sees the close finds the session in its next
         // state, and a crash right after cannot bring back a Will the DISCONNECT removed.
         settle(commit).await;
-        framed.close().await;
     }
 }
 
-/// A parked connection: its client, its socket, and what framing the socket again takes.
-struct ParkedClient<S> {
+/// A connection that is not (or no longer) parked.
+enum Awake<S> {
+    /// Running, its socket in the runtime's reactor.
+    Running(Client, Framed<S>),
+    /// Its socket failed to leave or rejoin the runtime's reactor, and is closed.
+    Lost(Client, std::io::Error),
+}
+
+/// A parked connection: its client, its socket out of the runtime's reactor, what framing the
+/// socket again takes, and the spot it parks at (out of the client meanwhile; last, as there).
+struct ParkedClient<S: Parkable> {
     client: Client,
-    stream: S,
+    stream: S::Parked,
     settings: FrameSettings,
+    spot: ParkingSpot,
+}
+
+impl<S: AsyncRead + AsyncWrite + Parkable + Unpin> ParkedClient<S> {
+    /// The client and its socket framed again, back in the runtime's reactor (`Running`); the
+    /// client alone if its socket could not rejoin it (`Lost`, and closed).
+    fn rejoin_reactor(self) -> Awake<S> {
+        let ParkedClient {
+            mut client,
+            stream,
+            settings,
+            spot,
+        } = self;
+        let rejoined = {
+            let _runtime = spot.runtime().enter();
+            S::rejoin_reactor(stream, &spot)
+        };
+        client.parking = Some(spot);
+        match rejoined {
+            Ok(stream) => Awake::Running(client, Framed::resume(stream, settings)),
+            Err(error) => Awake::Lost(client, error),
+        }
+    }
 }
 
 impl<S> Resume for ParkedClient<S>
 where
     S: AsyncRead + AsyncWrite + Parkable + Unpin + Send + 'static,
 {
-    fn resume(self) {
-        let ParkedClient {
-            mut client,
-            stream,
-            settings,
-        } = self;
-        let now = client.now_ms();
-        client.parks.resumed(now);
-        // A client parks only where it has a spot (`may_park`): there is one.
-        let Some(runtime) = client.parking.as_ref().map(|spot| spot.runtime().clone()) else {
-            return;
-        };
-        let framed = Framed::resume(stream, settings);
-        runtime.spawn(connected(Box::new(Connection { client, framed })));
+    fn resume(mut self) {
+        let now = self.client.now_ms();
+        self.client.parks.resumed(now);
+        let runtime = self.spot.runtime().clone();
+        match self.rejoin_reactor() {
+            Awake::Running(client, framed) => {
+                runtime.spawn(connected(Box::new(Connection { client, framed })));
+            }
+            Awake::Lost(client, error) => {
+                runtime.spawn(client.lost_while_parked(error));
+            }
+        }
     }
 }
 
@@ -650,6 +739,12 @@ mod tests {
     use super::*;
     use std::mem::size_of;
 
+    /// A resumed connection serving what woke it: an event came.
+    fn resumed_and_served(parks: &mut ParkHistory, now: u32) {
+        parks.resumed(now);
+        parks.event_came();
+    }
+
     /// A quiet client parks at every idle moment; one that parks briefly twice in a row keeps
     /// its task for a second, then parks again at its next idle moment.
     #[test]
@@ -657,24 +752,38 @@ mod tests {
         let mut parks = ParkHistory::started(0);
         assert!(parks.parks_now(10), "the first idle moment after CONNACK");
         parks.parked(10);
-        parks.resumed(11); // SUBSCRIBE right behind CONNACK: brief
+        resumed_and_served(&mut parks, 11); // SUBSCRIBE right behind CONNACK: brief
         assert!(parks.parks_now(12), "one brief park is no busy client");
         parks.parked(12);
-        parks.resumed(5_000); // a message five seconds later: not brief
+        resumed_and_served(&mut parks, 5_000); // a message five seconds later: not brief
         assert!(parks.parks_now(5_001));
         parks.parked(5_001);
-        parks.resumed(5_002);
+        resumed_and_served(&mut parks, 5_002);
         parks.parked(5_003);
-        parks.resumed(5_004); // two brief parks in a row: busy
+        resumed_and_served(&mut parks, 5_004); // two brief parks in a row: busy
         assert!(!parks.parks_now(5_005));
         assert!(!parks.parks_now(6_003), "not within a second of its resume");
         assert!(parks.parks_now(6_004), "a second after it");
         parks.parked(6_004);
-        parks.resumed(6_005);
+        resumed_and_served(&mut parks, 6_005);
         assert!(
             parks.parks_now(6_006),
             "the run of brief parks starts again"
         );
+    }
+
+    /// A resumed connection parks again only once an event came: its socket rejoined the
+    /// reactor with no readiness known, and the bytes that woke it show at the reactor's next
+    /// turn.
+    #[test]
+    fn a_resumed_connection_parks_only_after_an_event() {
+        let mut parks = ParkHistory::started(0);
+        parks.parked(0);
+        parks.resumed(5_000);
+        assert!(!parks.parks_now(5_000), "nothing came since the resume");
+        assert!(!parks.parks_now(9_000), "however long ago it was");
+        parks.event_came();
+        assert!(parks.parks_now(9_000));
     }
 
     /// The clock wraps after 49 days; differences stay right across the wrap.
@@ -682,9 +791,9 @@ mod tests {
     fn park_times_survive_the_clock_wrapping() {
         let mut parks = ParkHistory::started(u32::MAX - 5);
         parks.parked(u32::MAX - 5);
-        parks.resumed(3); // 9 ms later, across the wrap: brief
+        resumed_and_served(&mut parks, 3); // 9 ms later, across the wrap: brief
         parks.parked(4);
-        parks.resumed(5);
+        resumed_and_served(&mut parks, 5);
         assert!(!parks.parks_now(6), "two brief parks across the wrap");
         assert!(parks.parks_now(5 + 1_000));
     }
@@ -745,8 +854,9 @@ mod tests {
     const TCP_CONNECTION_FUTURE_BUDGET: usize = 400;
 
     /// The most a parked plain TCP connection's state may take (its waker's `Arc` and mutex
-    /// add 24 bytes or so), where the task it gave up took 512.
-    const PARKED_CONNECTION_BUDGET: usize = 208;
+    /// add 24 bytes or so), where the task it gave up took 512. It was 208 while the parked
+    /// socket was tokio's (a registration's handle beside the descriptor).
+    const PARKED_CONNECTION_BUDGET: usize = 176;
 
     #[test]
     fn a_parked_connection_fits_its_budget() {
