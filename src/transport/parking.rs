@@ -150,7 +150,8 @@ impl ParkingSpot {
     }
 
     /// How many parked sockets the spot watches.
-    pub fn watched(&self) -> usize {
+    #[cfg(test)]
+    fn watched(&self) -> usize {
         self.0.watch.lock().wakers.len()
     }
 }
