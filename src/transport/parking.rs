@@ -255,7 +255,7 @@ async fn wake_readable(mut poll: AsyncFd<mio::Poll>, watch: FailOnDrop) {
             continue;
         }
         for event in events.iter() {
-            watch.wake(event.token().0 as RawFd);
+            watch.0.wake(event.token().0 as RawFd);
         }
     };
     tracing::error!(error = %failure, "the parked connections' epoll set failed; connections no longer park");
@@ -265,14 +265,6 @@ async fn wake_readable(mut poll: AsyncFd<mio::Poll>, watch: FailOnDrop) {
 /// first ran), no connection stays parked in the set: each is woken, and none parks there
 /// again.
 struct FailOnDrop(Arc<Watch>);
-
-impl std::ops::Deref for FailOnDrop {
-    type Target = Watch;
-
-    fn deref(&self) -> &Watch {
-        &self.0
-    }
-}
 
 impl Drop for FailOnDrop {
     fn drop(&mut self) {
@@ -437,12 +429,31 @@ mod tests {
         <tokio::net::TcpStream as Parkable>::watch(parked, spot, &mut Context::from_waker(waker))
     }
 
-    /// Wakes a test when its waker is woken.
-    struct Flag(tokio::sync::Notify);
+    /// A socket out of the reactor, its peer, and a spot on the current runtime.
+    async fn parked_socket() -> (std::net::TcpStream, std::net::TcpStream, ParkingSpot) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (open, _all_closed) = mpsc::channel(1);
+        let spot = ParkingSpot::new(open).expect("an epoll set");
+        (
+            stream.leave_reactor().expect("out of the reactor"),
+            peer,
+            spot,
+        )
+    }
 
-    impl Wake for Flag {
+    /// Counts its wakes and wakes a test waiting for one.
+    #[derive(Default)]
+    struct TestWaker {
+        wakes: AtomicUsize,
+        woken: tokio::sync::Notify,
+    }
+
+    impl Wake for TestWaker {
         fn wake(self: Arc<Self>) {
-            self.0.notify_one();
+            self.wakes.fetch_add(1, Ordering::SeqCst);
+            self.woken.notify_one();
         }
     }
 
@@ -453,21 +464,14 @@ mod tests {
         use std::io::Write;
         use tokio::io::AsyncReadExt;
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let (open, _all_closed) = mpsc::channel(1);
-        let spot = ParkingSpot::new(open).expect("an epoll set");
-
-        let parked = stream.leave_reactor().expect("out of the reactor");
-        let flag = Arc::new(Flag(tokio::sync::Notify::new()));
-        let waker = Waker::from(flag.clone());
-        let watching = watch(&parked, &spot, &waker);
-        assert!(watching.is_pending());
+        let (parked, mut peer, spot) = parked_socket().await;
+        let test_waker = Arc::new(TestWaker::default());
+        let waker = Waker::from(test_waker.clone());
+        assert!(watch(&parked, &spot, &waker).is_pending());
         assert_eq!(spot.watched(), 1);
 
         peer.write_all(b"x").unwrap();
-        tokio::time::timeout(Duration::from_secs(30), flag.0.notified())
+        tokio::time::timeout(Duration::from_secs(30), test_waker.woken.notified())
             .await
             .expect("woken once the peer wrote");
         assert_eq!(spot.watched(), 0, "a wake ends the watch");
@@ -482,27 +486,11 @@ mod tests {
     /// A socket resumed by its signal before it was readable leaves the epoll set for good.
     #[tokio::test]
     async fn a_socket_rejoining_the_reactor_is_no_longer_watched() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let (open, _all_closed) = mpsc::channel(1);
-        let spot = ParkingSpot::new(open).expect("an epoll set");
-
-        let parked = stream.leave_reactor().expect("out of the reactor");
-        let waker = Waker::from(Arc::new(Flag(tokio::sync::Notify::new())));
-        let watching = watch(&parked, &spot, &waker);
-        assert!(watching.is_pending());
+        let (parked, _peer, spot) = parked_socket().await;
+        let waker = Waker::from(Arc::new(TestWaker::default()));
+        assert!(watch(&parked, &spot, &waker).is_pending());
         let _stream = tokio::net::TcpStream::rejoin_reactor(parked, &spot).expect("back");
         assert_eq!(spot.watched(), 0);
-    }
-
-    /// Counts its wakes.
-    struct WakeCount(AtomicUsize);
-
-    impl Wake for WakeCount {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
     }
 
     /// The runtime shutting down ends the spot's task: every connection parked with it is
@@ -513,20 +501,16 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (spot, parked, _peer) = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-            let (stream, _) = listener.accept().await.unwrap();
-            let (open, _all_closed) = mpsc::channel(1);
-            let spot = ParkingSpot::new(open).expect("an epoll set");
-            (spot, stream.leave_reactor().expect("out"), peer)
-        });
-        let wakes = Arc::new(WakeCount(AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
-        let watching = watch(&parked, &spot, &waker);
-        assert!(watching.is_pending());
+        let (parked, _peer, spot) = runtime.block_on(parked_socket());
+        let test_waker = Arc::new(TestWaker::default());
+        let waker = Waker::from(test_waker.clone());
+        assert!(watch(&parked, &spot, &waker).is_pending());
         drop(runtime);
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken by the task's end");
+        assert_eq!(
+            test_waker.wakes.load(Ordering::SeqCst),
+            1,
+            "woken by the task's end"
+        );
         assert_eq!(spot.watched(), 0);
         let again = watch(&parked, &spot, &waker);
         assert!(again.is_ready(), "no parking in a set nobody watches");

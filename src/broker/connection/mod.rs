@@ -341,11 +341,6 @@ where
             },
         }
     };
-    client
-        .broker
-        .metrics()
-        .clients_connected
-        .fetch_sub(1, Ordering::Relaxed);
     Box::pin(client.finish(&mut framed, exit)).await;
 }
 
@@ -546,10 +541,6 @@ impl Client {
     /// Ends a connection whose socket could not leave or rejoin the runtime's reactor (and is
     /// closed): as a lost connection, without a word to the client.
     async fn lost_while_parked(mut self, error: std::io::Error) {
-        self.broker
-            .metrics()
-            .clients_connected
-            .fetch_sub(1, Ordering::Relaxed);
         tracing::warn!(client_id = %self.client_id, %error, "an idle connection's socket failed to park or resume; closing it");
         self.release(Exit::Lost(error.to_string().into())).await;
     }
@@ -647,8 +638,12 @@ impl Client {
     }
 
     /// Releases the session as `exit` says (its Will, its timers, its new state stored) and
-    /// waits until that is durable.
+    /// waits until that is durable; the client no longer counts as connected.
     async fn release(&mut self, exit: Exit) {
+        self.broker
+            .metrics()
+            .clients_connected
+            .fetch_sub(1, Ordering::Relaxed);
         let keep_will = match exit {
             Exit::Disconnected { keep_will } => Some(keep_will),
             Exit::Lost(_) | Exit::Violation(..) => Some(true),
