@@ -131,9 +131,195 @@ pub struct LoadRequest {
     pub to: u64,
 }
 
-/// A session's queue. See the module documentation.
+/// A session's queue. See the module documentation. Empty, it costs its session 32 bytes:
+/// most sessions of idle devices hold nothing, so the bookkeeping of a queue in use (about
+/// 140 bytes and the head's buffer) is boxed only while the queue is used, and given back
+/// when it is empty again at a disconnect.
 #[derive(Debug)]
 pub struct MessageQueue {
+    /// The queue while it holds anything (or a load, a burst of drops, an order to hold its
+    /// head offline); `None` while it is empty.
+    in_use: Option<Box<QueueInUse>>,
+    /// The budget it draws from.
+    budget: Arc<QueueBudget>,
+    /// While it is empty: the sequence number of the next stored entry, and the ticket of
+    /// the next load (never reused, so a reply to a load of an earlier use is ignored).
+    next_seq: u64,
+    next_ticket: u64,
+}
+
+impl MessageQueue {
+    /// An empty queue drawing from `budget`.
+    pub fn new(budget: Arc<QueueBudget>) -> MessageQueue {
+        MessageQueue {
+            in_use: None,
+            budget,
+            next_seq: 0,
+            next_ticket: 0,
+        }
+    }
+
+    /// The queue of a session read back from the store: every entry spilled. `entries` are
+    /// ascending by sequence number; `next_seq` is above every sequence number the session
+    /// used (its inflight entries' too). A missing number becomes a placeholder that the first
+    /// load reports as lost (counted as queued when the entry after it was).
+    pub fn restored(
+        budget: Arc<QueueBudget>,
+        entries: &[StoredEntry],
+        next_seq: u64,
+    ) -> MessageQueue {
+        let in_use = QueueInUse::restored(budget.clone(), entries, next_seq);
+        let mut queue = MessageQueue::new(budget);
+        queue.in_use = Some(Box::new(in_use));
+        queue.box_only_if_used();
+        queue
+    }
+
+    /// The queue in use, boxed now if it was empty.
+    fn in_use(&mut self) -> &mut QueueInUse {
+        let (budget, next_seq, next_ticket) = (&self.budget, self.next_seq, self.next_ticket);
+        self.in_use
+            .get_or_insert_with(|| Box::new(QueueInUse::new(budget.clone(), next_seq, next_ticket)))
+    }
+
+    /// Gives the box back if the queue holds nothing, keeping its numbering.
+    fn box_only_if_used(&mut self) {
+        if let Some(queue) = self.in_use.take_if(|queue| queue.is_idle()) {
+            self.next_seq = queue.next_seq;
+            self.next_ticket = queue.next_ticket;
+        }
+    }
+
+    /// Draws from `budget` from now on; the bytes already queued move over to it.
+    pub fn move_to_budget(&mut self, budget: Arc<QueueBudget>) {
+        if let Some(queue) = &mut self.in_use {
+            queue.move_to_budget(budget.clone());
+        }
+        self.budget = budget;
+    }
+
+    /// Holds entries in memory, as well as in the store, up to `bytes` of memory (each
+    /// entry's topic and payload plus [`ENTRY_OVERHEAD`]; at least one entry), also while the
+    /// session is offline: a bridge's backlog, queued while its uplink is down, then drains
+    /// from memory instead of being read back. Entries beyond are spilled as usual; a smaller
+    /// limit than the head holds applies as the head drains.
+    pub fn hold_in_memory(&mut self, bytes: u64) {
+        self.in_use().hold_in_memory(bytes);
+    }
+
+    /// Entries queued, in memory and spilled.
+    pub fn len(&self) -> usize {
+        self.in_use.as_ref().map_or(0, |queue| queue.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes queued.
+    pub fn bytes(&self) -> u64 {
+        self.in_use.as_ref().map_or(0, |queue| queue.bytes)
+    }
+
+    /// Entries held in memory.
+    pub fn in_memory(&self) -> usize {
+        self.in_use.as_ref().map_or(0, |queue| queue.head.len())
+    }
+
+    /// The sequence number the next stored entry gets.
+    #[cfg(test)]
+    pub fn next_seq(&self) -> u64 {
+        self.in_use
+            .as_ref()
+            .map_or(self.next_seq, |queue| queue.next_seq)
+    }
+
+    /// When the oldest entry, in memory or spilled, was queued ([`crate::model::unix_seconds`]).
+    pub fn oldest_queued_at(&self) -> Option<u32> {
+        self.in_use.as_ref()?.oldest_queued_at()
+    }
+
+    /// The oldest entry in memory.
+    pub fn front(&self) -> Option<&Queued> {
+        self.in_use.as_ref()?.head.front()
+    }
+
+    /// Takes the oldest entry in memory; the caller records what became of a stored one.
+    pub fn pop_front(&mut self, client_id: &str) -> Option<Queued> {
+        self.in_use.as_mut()?.pop_front(client_id)
+    }
+
+    /// Offers a delivery: queues it within `limits`, dropping older entries or refusing it as
+    /// the policy says. A `persistent` session's QoS 1/2 entries (and, once anything is
+    /// spilled, every entry) are stored with an `Enqueue` op in `ops`; an `online` session
+    /// keeps up to its head limit in memory.
+    pub fn offer(
+        &mut self,
+        delivery: Delivery,
+        client_id: &Arc<str>,
+        placement: Placement,
+        limits: &QueueLimits,
+        ops: &mut Vec<StoreOp>,
+    ) -> Offered {
+        let offered = self
+            .in_use()
+            .offer(delivery, client_id, placement, limits, ops);
+        if !offered.queued {
+            self.box_only_if_used();
+        }
+        offered
+    }
+
+    /// The load to start now, if the head has drained to half its limits, entries are
+    /// spilled and no load is under way: up to [`LOAD_BATCH`] entries towards refilling the
+    /// head (at least one). Marks it under way.
+    pub fn load_request(&mut self) -> Option<LoadRequest> {
+        self.in_use.as_mut()?.load_request()
+    }
+
+    /// Moves the entries a load read back (ascending sequence numbers) into the head. Entries
+    /// dropped since the request are skipped; entries of the range the store did not have are
+    /// counted as lost and returned. A reply to a request that is no longer current is ignored.
+    pub fn apply_load(&mut self, request: LoadRequest, entries: Vec<(u64, Delivery)>) -> u64 {
+        self.in_use
+            .as_mut()
+            .map_or(0, |queue| queue.apply_load(request, entries))
+    }
+
+    /// The session lost its connection: any load under way is abandoned, and the stored
+    /// entries at the end of the head go back to the store only, so an offline session holds
+    /// as little as possible in memory — unless the queue holds its head while offline. An
+    /// empty queue gives its box back.
+    pub fn release_memory(&mut self) {
+        if let Some(queue) = &mut self.in_use {
+            queue.release_memory();
+        }
+        self.box_only_if_used();
+    }
+
+    /// A new connection took the session: a load of the previous one no longer applies.
+    pub fn forget_load(&mut self) {
+        if let Some(queue) = &mut self.in_use {
+            queue.loading = false;
+        }
+    }
+
+    /// Messages lost in the current burst of drops.
+    #[cfg(test)]
+    fn burst(&self) -> u64 {
+        self.in_use.as_ref().map_or(0, |queue| queue.burst)
+    }
+
+    /// Every entry in memory, oldest first.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = &Queued> {
+        self.in_use.iter().flat_map(|queue| queue.head.iter())
+    }
+}
+
+/// A queue in use: its entries and their bookkeeping (see the module documentation).
+#[derive(Debug)]
+struct QueueInUse {
     /// The oldest entries, in memory.
     head: VecDeque<Queued>,
     /// The entries in the store only, oldest first: sequence numbers `spill_from..next_seq`.
@@ -164,18 +350,19 @@ pub struct MessageQueue {
     held_offline: bool,
 }
 
-impl MessageQueue {
-    /// An empty queue drawing from `budget`.
-    pub fn new(budget: Arc<QueueBudget>) -> MessageQueue {
-        MessageQueue {
+impl QueueInUse {
+    /// An empty queue drawing from `budget`, numbering its stored entries from `next_seq` and
+    /// its loads from `next_ticket`.
+    fn new(budget: Arc<QueueBudget>, next_seq: u64, next_ticket: u64) -> QueueInUse {
+        QueueInUse {
             head: VecDeque::new(),
             spilled: VecDeque::new(),
-            spill_from: 0,
-            next_seq: 0,
+            spill_from: next_seq,
+            next_seq,
             bytes: 0,
             budget,
             loading: false,
-            next_ticket: 0,
+            next_ticket,
             burst: 0,
             burst_ends_at: 0,
             head_limit: WINDOW as u32,
@@ -236,19 +423,10 @@ impl MessageQueue {
         Some(entry)
     }
 
-    /// The queue of a session read back from the store: every entry spilled. `entries` are
-    /// ascending by sequence number; `next_seq` is above every sequence number the session
-    /// used (its inflight entries' too). A missing number becomes a placeholder that the first
-    /// load reports as lost (counted as queued when the entry after it was).
-    pub fn restored(
-        budget: Arc<QueueBudget>,
-        entries: &[StoredEntry],
-        next_seq: u64,
-    ) -> MessageQueue {
-        let mut queue = MessageQueue::new(budget);
+    /// See [`MessageQueue::restored`].
+    fn restored(budget: Arc<QueueBudget>, entries: &[StoredEntry], next_seq: u64) -> QueueInUse {
         let first = entries.first().map_or(next_seq, |entry| entry.seq);
-        queue.spill_from = first;
-        queue.next_seq = first;
+        let mut queue = QueueInUse::new(budget, first, 0);
         for &StoredEntry {
             seq,
             size,
@@ -279,33 +457,12 @@ impl MessageQueue {
         self.len() == 0
     }
 
-    /// Bytes queued.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    /// Entries held in memory.
-    pub fn in_memory(&self) -> usize {
-        self.head.len()
-    }
-
-    /// The sequence number the next stored entry gets.
-    #[cfg(test)]
-    pub fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     /// When the oldest entry, in memory or spilled, was queued ([`crate::model::unix_seconds`]).
     pub fn oldest_queued_at(&self) -> Option<u32> {
         match self.head.front() {
             Some(entry) => Some(entry.delivery.queued_at),
             None => self.spilled.front().map(|entry| entry.queued_at),
         }
-    }
-
-    /// The oldest entry in memory.
-    pub fn front(&self) -> Option<&Queued> {
-        self.head.front()
     }
 
     /// Takes the oldest entry in memory; the caller records what became of a stored one.
@@ -548,21 +705,10 @@ impl MessageQueue {
         }
     }
 
-    /// A new connection took the session: a load of the previous one no longer applies.
-    pub fn forget_load(&mut self) {
-        self.loading = false;
-    }
-
-    /// Messages lost in the current burst of drops.
-    #[cfg(test)]
-    fn burst(&self) -> u64 {
-        self.burst
-    }
-
-    /// Every entry in memory, oldest first.
-    #[cfg(test)]
-    pub fn iter(&self) -> impl Iterator<Item = &Queued> {
-        self.head.iter()
+    /// Whether it holds nothing worth boxing: no entry, no load under way, no burst of drops
+    /// to report, and no order to hold its head offline.
+    fn is_idle(&self) -> bool {
+        self.is_empty() && !self.loading && self.burst == 0 && !self.held_offline
     }
 
     fn add_bytes(&mut self, size: u32) {
@@ -576,7 +722,7 @@ impl MessageQueue {
     }
 }
 
-impl Drop for MessageQueue {
+impl Drop for QueueInUse {
     /// A queue that goes (its session ended) gives its bytes back to the budget.
     fn drop(&mut self) {
         self.budget.give_back(self.bytes);
@@ -951,7 +1097,7 @@ mod tests {
         let request = queue.load_request().expect("spilled entries");
         assert_eq!((request.from, request.to), (0, 4));
         let mut ops = Vec::new();
-        queue.drop_oldest(&client(), &mut ops);
+        queue.in_use().drop_oldest(&client(), &mut ops);
         assert_eq!(seqs(&ops), vec![("discard", 0)]);
         // The store read 0..4 before the discard reached it, but has lost entry 2.
         let entries = [0, 1, 3]
@@ -989,6 +1135,61 @@ mod tests {
     }
 
     #[test]
+    fn an_emptied_queue_gives_its_memory_back_at_a_disconnect_and_numbers_on() {
+        assert_eq!(size_of::<MessageQueue>(), 32, "what an idle session's queue costs");
+        let budget = QueueBudget::new(u64::MAX);
+        let mut queue = MessageQueue::new(budget.clone());
+        assert!(queue.in_use.is_none(), "a new queue is not boxed");
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        let entries = |ids: std::ops::Range<u64>| {
+            ids.map(|id| (id, delivery(id, QoS::AtLeastOnce)))
+                .collect::<Vec<_>>()
+        };
+        // First use: two entries queued offline, read back by one load, sent.
+        offer(&mut queue, 0, OFFLINE, &limits);
+        offer(&mut queue, 1, OFFLINE, &limits);
+        let first = queue.load_request().expect("spilled entries");
+        queue.apply_load(first, entries(0..2));
+        while queue.pop_front("c").is_some() {}
+        assert!(queue.in_use.is_some(), "kept while its connection lasts");
+        queue.release_memory();
+        assert!(queue.in_use.is_none(), "given back, empty, at the disconnect");
+        assert_eq!((queue.len(), queue.bytes(), budget.used()), (0, 0, 0));
+
+        // Second use: numbering goes on, for entries and loads alike.
+        let (_, ops) = offer(&mut queue, 2, OFFLINE, &limits);
+        assert_eq!(seqs(&ops), [("enqueue", 2)]);
+        let second = queue.load_request().expect("a spilled entry");
+        assert_eq!(second.ticket, first.ticket + 1);
+        assert_eq!(queue.apply_load(first, entries(0..2)), 0, "a stale reply");
+        assert_eq!(queue.in_memory(), 0);
+        queue.apply_load(second, entries(2..3));
+        assert_eq!(queue.in_memory(), 1);
+    }
+
+    #[test]
+    fn a_message_not_queued_leaves_an_empty_queue_unboxed() {
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        let mut ops = Vec::new();
+        let offline = Placement {
+            persistent: true,
+            online: false,
+        };
+        let qos0 = delivery(0, QoS::AtMostOnce);
+        let limits = limits(10, QueueFullPolicy::DropOldest);
+        let offered = queue.offer(qos0, &client(), offline, &limits, &mut ops);
+        assert!(!offered.queued && ops.is_empty());
+        assert!(queue.in_use.is_none(), "QoS 0 for an offline session boxes nothing");
+        let refusing = QueueLimits {
+            max_messages: 0,
+            ..limits
+        };
+        let (offered, _) = offer(&mut queue, 1, OFFLINE, &refusing);
+        assert_eq!(offered.dropped, 1);
+        assert!(queue.in_use.is_some(), "kept to report the burst of drops");
+    }
+
+    #[test]
     fn restored_queue_numbers_continue_and_gaps_are_placeholders() {
         let budget = QueueBudget::new(u64::MAX);
         let entries = [stored(5, 10, 100), stored(7, 10, 101)];
@@ -1023,7 +1224,7 @@ mod tests {
             "spilled, still known"
         );
         let mut ops = Vec::new();
-        queue.drop_oldest(&client(), &mut ops);
+        queue.in_use().drop_oldest(&client(), &mut ops);
         assert_eq!(
             queue.oldest_queued_at(),
             Some(1_001),
@@ -1042,7 +1243,7 @@ mod tests {
         let mut queue = MessageQueue::restored(QueueBudget::new(u64::MAX), &entries, 9);
         assert_eq!(queue.oldest_queued_at(), Some(100));
         let mut ops = Vec::new();
-        queue.drop_oldest(&client(), &mut ops);
+        queue.in_use().drop_oldest(&client(), &mut ops);
         assert_eq!(
             queue.oldest_queued_at(),
             Some(101),

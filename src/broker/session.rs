@@ -5,7 +5,7 @@
 //! The fields are what the store persists; everything else about a connection
 //! (socket, aliases, keep-alive) lives in the connection task.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use crate::codec::SubscriptionOptions;
@@ -101,7 +101,7 @@ pub struct Session {
     pub inflight: VecDeque<Inflight>,
     /// Packet identifiers of inbound QoS 2 messages whose PUBREC was sent and PUBREL not yet
     /// received: a repeat PUBLISH with one of these is not routed again [MQTT-4.3.3-10].
-    pub inbound_qos2: HashSet<u16>,
+    pub inbound_qos2: BTreeSet<u16>,
     /// The last packet identifier handed out.
     last_packet_id: u16,
     /// The Will of the current connection, or one waiting for its delay after a disconnect,
@@ -118,7 +118,7 @@ impl Session {
             subscriptions: SessionSubscriptions::default(),
             queue: MessageQueue::new(budget),
             inflight: VecDeque::new(),
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: BTreeSet::new(),
             last_packet_id: 0,
             will: None,
         }

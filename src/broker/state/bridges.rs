@@ -172,7 +172,7 @@ impl State {
                 packet_id,
             });
         }
-        for packet_id in session.inbound_qos2.drain() {
+        for packet_id in std::mem::take(&mut session.inbound_qos2) {
             changes.ops.push(StoreOp::InboundQos2 {
                 client_id: client_id.clone(),
                 packet_id,

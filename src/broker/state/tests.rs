@@ -960,3 +960,17 @@ fn only_a_waiting_connack_asks_for_an_urgent_commit() {
         (true, Pace::Now)
     );
 }
+
+/// What a session costs its broker in memory besides its subscriptions and messages: an idle
+/// device's session holds an empty queue (boxed only while used) and empty flows. It was 304
+/// bytes with the queue's bookkeeping inline.
+const SESSION_SLOT_BUDGET: usize = 168;
+
+#[test]
+fn an_idle_session_fits_its_budget() {
+    let slot = std::mem::size_of::<SessionSlot>();
+    assert!(
+        slot <= SESSION_SLOT_BUDGET,
+        "a session slot of {slot} bytes, over the budget of {SESSION_SLOT_BUDGET}"
+    );
+}
