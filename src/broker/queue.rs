@@ -1136,7 +1136,11 @@ mod tests {
 
     #[test]
     fn an_emptied_queue_gives_its_memory_back_at_a_disconnect_and_numbers_on() {
-        assert_eq!(size_of::<MessageQueue>(), 32, "what an idle session's queue costs");
+        assert_eq!(
+            size_of::<MessageQueue>(),
+            32,
+            "what an idle session's queue costs"
+        );
         let budget = QueueBudget::new(u64::MAX);
         let mut queue = MessageQueue::new(budget.clone());
         assert!(queue.in_use.is_none(), "a new queue is not boxed");
@@ -1153,7 +1157,10 @@ mod tests {
         while queue.pop_front("c").is_some() {}
         assert!(queue.in_use.is_some(), "kept while its connection lasts");
         queue.release_memory();
-        assert!(queue.in_use.is_none(), "given back, empty, at the disconnect");
+        assert!(
+            queue.in_use.is_none(),
+            "given back, empty, at the disconnect"
+        );
         assert_eq!((queue.len(), queue.bytes(), budget.used()), (0, 0, 0));
 
         // Second use: numbering goes on, for entries and loads alike.
@@ -1179,7 +1186,10 @@ mod tests {
         let limits = limits(10, QueueFullPolicy::DropOldest);
         let offered = queue.offer(qos0, &client(), offline, &limits, &mut ops);
         assert!(!offered.queued && ops.is_empty());
-        assert!(queue.in_use.is_none(), "QoS 0 for an offline session boxes nothing");
+        assert!(
+            queue.in_use.is_none(),
+            "QoS 0 for an offline session boxes nothing"
+        );
         let refusing = QueueLimits {
             max_messages: 0,
             ..limits

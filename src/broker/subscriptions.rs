@@ -2,12 +2,15 @@
 //! ones matching a topic costs in proportion to the topic's levels and the matches, not to the
 //! number of subscriptions.
 //!
-//! A trie over filter levels: each node has literal children by level text, one `+` child, the
-//! subscriptions whose filter ends at the node, and those whose filter ends with `#` right
-//! below it. A shared subscription (`$share/{group}/{filter}`) sits where `{filter}` leads;
+//! Filters without a wildcard (a device's own topic: most of them) are kept whole in one hash
+//! map, found by one lookup of the topic and stored without a node per level. Filters with one
+//! are kept in a trie over filter levels: each node has literal children by level text, one
+//! `+` child, the subscriptions whose filter ends at the node, and those whose filter ends with
+//! `#` right below it. A shared subscription (`$share/{group}/{filter}`) is kept by `{filter}`;
 //! picking one member per group is the engine's job. Matching allocates nothing; removing
-//! prunes nodes left empty, so memory follows the live subscriptions, not their churn. Literal
-//! children sit in a short list until a level grows wide, then in a hash map (`Children`).
+//! prunes entries and nodes left empty, so memory follows the live subscriptions, not their
+//! churn. Literal children sit in a short list until a level grows wide, then in a hash map
+//! (`Children`).
 //! Filters are assumed validated by [`super::topic::validate_topic_filter`]; the trie's depth
 //! is the level count of its deepest filter, which bounds the recursion of matching.
 
@@ -44,9 +47,14 @@ impl Subscription {
     }
 }
 
-/// Every subscription, indexed by filter levels for matching.
+/// Every subscription, indexed for matching.
 #[derive(Debug, Default)]
 pub struct SubscriptionIndex {
+    /// Subscriptions whose filter has no wildcard, by that filter (after any `$share/{group}/`),
+    /// in the order they came (the engine's round-robin over share-group members follows it).
+    /// A plain filter's key is the subscription's own string, shared.
+    exact: HashMap<Arc<str>, Vec<Subscription>>,
+    /// Subscriptions whose filter has a wildcard, by filter levels.
     root: Node,
     len: usize,
 }
@@ -82,7 +90,19 @@ impl SubscriptionIndex {
     /// Returns true if it is new, false if it replaced an existing one (the engine needs this
     /// for Retain Handling 1). The filter is assumed validated.
     pub fn insert(&mut self, sub: Subscription) -> bool {
-        let list = self.root.list_for_insert(matching_filter(&sub.filter));
+        let matching = matching_filter(&sub.filter);
+        let list = if has_wildcard(matching) {
+            self.root.list_for_insert(matching)
+        } else if let Some(list) = self.exact.get_mut(matching) {
+            list
+        } else {
+            let key = if matching.len() == sub.filter.len() {
+                sub.filter.clone()
+            } else {
+                Arc::from(matching)
+            };
+            self.exact.entry(key).or_default()
+        };
         match list
             .iter_mut()
             .find(|existing| existing.is_keyed(&sub.client_id, &sub.filter))
@@ -105,7 +125,12 @@ impl SubscriptionIndex {
     /// Removes `client_id`'s subscription to `filter` (full filter string); true if one existed.
     pub fn remove(&mut self, client_id: &str, filter: &str) -> bool {
         let key = SubscriptionKey { client_id, filter };
-        let removed = self.root.remove(matching_filter(filter).split('/'), &key);
+        let matching = matching_filter(filter);
+        let removed = if has_wildcard(matching) {
+            self.root.remove(matching.split('/'), &key)
+        } else {
+            self.remove_exact(matching, &key)
+        };
         if removed {
             self.len -= 1;
         }
@@ -117,9 +142,28 @@ impl SubscriptionIndex {
     /// matched by leading wildcards [MQTT-4.7.2-1]; `#` matches the parent level too
     /// ("sport/#" matches "sport") [MQTT-4.7.1-2]; empty levels are levels ("a//b").
     pub fn for_each_match(&self, topic: &str, mut visit: impl FnMut(&Subscription)) {
+        if let Some(list) = self.exact.get(topic) {
+            list.iter().for_each(&mut visit);
+        }
         let wildcards_match_first_level = !topic.starts_with('$');
         self.root
             .visit_matches(topic.split('/'), wildcards_match_first_level, &mut visit);
+    }
+
+    /// Removes `key` from the subscriptions to the wildcard-free filter `matching`, and the
+    /// entry with its last one; the map shrinks as it empties.
+    fn remove_exact(&mut self, matching: &str, key: &SubscriptionKey<'_>) -> bool {
+        let Some(list) = self.exact.get_mut(matching) else {
+            return false;
+        };
+        let removed = remove_keyed(list, key);
+        if list.is_empty() {
+            self.exact.remove(matching);
+            if self.exact.len() < self.exact.capacity() / 4 {
+                self.exact.shrink_to_fit();
+            }
+        }
+        removed
     }
 
     /// Number of subscriptions held.
@@ -142,6 +186,11 @@ struct SubscriptionKey<'k> {
 /// The filter that decides matching: the part after `$share/{group}/`, or all of it.
 fn matching_filter(filter: &str) -> &str {
     parse_shared(filter).map_or(filter, |(_, filter)| filter)
+}
+
+/// Whether a (validated) filter has a `+` or `#` level.
+fn has_wildcard(filter: &str) -> bool {
+    filter.contains(['+', '#'])
 }
 
 impl Node {
@@ -487,6 +536,7 @@ mod tests {
             assert!(index.remove("c", filter), "{filter}");
         }
         assert!(index.is_empty());
+        assert!(index.exact.is_empty());
         assert!(index.root.is_empty());
         assert!(matches!(&index.root.literal, Children::Listed(list) if list.capacity() == 0));
     }
@@ -524,9 +574,59 @@ mod tests {
         assert!(!index.remove("c", "#"));
     }
 
+    /// A filter without a wildcard takes no trie node: it is kept whole, under its own string
+    /// (a shared one under the part after its group), and its entry goes with its last
+    /// subscription.
+    #[test]
+    fn plain_filters_are_kept_whole_under_their_own_string() {
+        let mut index = SubscriptionIndex::new();
+        let plain = sub("c1", "devices/7/cmd");
+        index.insert(plain.clone());
+        index.insert(sub("c2", "devices/7/cmd"));
+        index.insert(sub("c3", "$share/g/devices/7/cmd"));
+        index.insert(sub("c1", "$SYS/broker/uptime"));
+        assert!(index.root.is_empty(), "no trie node for plain filters");
+        assert_eq!(index.exact.len(), 2);
+        let (key, list) = index
+            .exact
+            .get_key_value("devices/7/cmd")
+            .expect("an entry for the filter");
+        assert!(
+            Arc::ptr_eq(key, &plain.filter),
+            "the key is the filter's own string"
+        );
+        assert_eq!(list.len(), 3);
+        assert_eq!(
+            matches(&index, "devices/7/cmd"),
+            [
+                ("c1".to_string(), "devices/7/cmd".to_string(), None),
+                ("c2".to_string(), "devices/7/cmd".to_string(), None),
+                ("c3".to_string(), "$share/g/devices/7/cmd".to_string(), None),
+            ]
+        );
+        assert_eq!(
+            matching_filters(&index, "$SYS/broker/uptime"),
+            ["$SYS/broker/uptime"]
+        );
+        assert!(matches(&index, "devices/7").is_empty());
+        assert!(matches(&index, "devices/7/cmd/x").is_empty());
+        for (client, filter) in [
+            ("c1", "devices/7/cmd"),
+            ("c3", "$share/g/devices/7/cmd"),
+            ("c2", "devices/7/cmd"),
+        ] {
+            assert!(index.exact.contains_key("devices/7/cmd"));
+            assert!(index.remove(client, filter), "{client} {filter}");
+        }
+        assert!(!index.exact.contains_key("devices/7/cmd"));
+        assert!(!index.remove("c2", "devices/7/cmd"));
+        assert_eq!(index.len(), 1);
+    }
+
     #[test]
     fn wide_levels_move_to_a_map_and_back_to_a_list() {
-        let names: Vec<String> = (0..20).map(|n| format!("device/{n}")).collect();
+        let names: Vec<String> = (0..20).map(|n| format!("device/{n}/+")).collect();
+        let topic = |name: &str| name.replace('+', "state");
         let mut index = SubscriptionIndex::new();
         let is_hashed = |index: &SubscriptionIndex| {
             let device = index.root.literal.get("device").expect("device/… holds it");
@@ -541,15 +641,15 @@ mod tests {
             );
         }
         for name in &names {
-            assert_eq!(matching_filters(&index, name), [name.as_str()]);
+            assert_eq!(matching_filters(&index, &topic(name)), [name.as_str()]);
         }
         for name in &names[..16] {
             assert!(index.remove("c", name));
         }
         assert!(!is_hashed(&index), "4 children are listed again");
-        assert!(matching_filters(&index, "device/3").is_empty());
+        assert!(matching_filters(&index, "device/3/state").is_empty());
         for name in &names[16..] {
-            assert_eq!(matching_filters(&index, name), [name.as_str()]);
+            assert_eq!(matching_filters(&index, &topic(name)), [name.as_str()]);
         }
     }
 
@@ -797,6 +897,10 @@ mod tests {
             );
         }
         prop_assert!(index.is_empty());
+        prop_assert!(
+            index.exact.is_empty(),
+            "every exact entry goes with its last subscription"
+        );
         prop_assert!(
             index.root.is_empty(),
             "every node is pruned once all are removed"
