@@ -27,22 +27,28 @@ pub struct PendingAck {
 /// A commit finished: the ack to release, or the error that stopped it.
 pub type Released = (Result<(), StoreError>, PendingAck);
 
-/// The acknowledgements of one connection, oldest first.
+/// The acknowledgements of one connection, oldest first. Boxed only while some wait: an idle
+/// connection (most of thousands of sensors, most of the time) holds 8 bytes for it.
 #[derive(Debug, Default)]
-pub struct AckQueue {
-    pending: VecDeque<PendingAck>,
-    /// How many of `pending` are PUBACKs.
+pub struct AckQueue(Option<Box<Pending>>);
+
+/// The acks waiting, and how many of them answer PUBLISHes.
+#[derive(Debug, Default)]
+struct Pending {
+    acks: VecDeque<PendingAck>,
+    /// How many of `acks` are PUBACKs.
     pubacks: u32,
-    /// How many of `pending` are PUBRECs.
+    /// How many of `acks` are PUBRECs.
     pubrecs: u32,
 }
 
 impl AckQueue {
     /// Holds `ack` back until `commit` completes.
     pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
-        self.pubacks += u32::from(matches!(ack, Packet::PubAck(_)));
-        self.pubrecs += u32::from(matches!(ack, Packet::PubRec(_)));
-        self.pending.push_back(PendingAck {
+        let pending = self.0.get_or_insert_default();
+        pending.pubacks += u32::from(matches!(ack, Packet::PubAck(_)));
+        pending.pubrecs += u32::from(matches!(ack, Packet::PubRec(_)));
+        pending.acks.push_back(PendingAck {
             commit,
             ack: Some(Box::new(ack)),
             after,
@@ -55,7 +61,7 @@ impl AckQueue {
         if commit.is_durable() {
             return;
         }
-        self.pending.push_back(PendingAck {
+        self.0.get_or_insert_default().acks.push_back(PendingAck {
             commit,
             ack: None,
             after: Vec::new(),
@@ -66,14 +72,15 @@ impl AckQueue {
     /// out gives the queue's memory back: an idle connection holds no slots (a few hundred
     /// bytes each for thousands of idle clients), and a busy one allocates again cheaply.
     pub fn pop_ready(&mut self) -> Option<Released> {
-        let result = self.pending.front_mut()?.commit.try_result()?;
-        let released = self.pending.pop_front()?;
-        if self.pending.is_empty() {
-            self.pending = VecDeque::new();
-        }
+        let pending = self.0.as_deref_mut()?;
+        let result = pending.acks.front_mut()?.commit.try_result()?;
+        let released = pending.acks.pop_front()?;
         let ack = released.ack.as_deref();
-        self.pubacks -= u32::from(matches!(ack, Some(Packet::PubAck(_))));
-        self.pubrecs -= u32::from(matches!(ack, Some(Packet::PubRec(_))));
+        pending.pubacks -= u32::from(matches!(ack, Some(Packet::PubAck(_))));
+        pending.pubrecs -= u32::from(matches!(ack, Some(Packet::PubRec(_))));
+        if pending.acks.is_empty() {
+            self.0 = None;
+        }
         Some((result, released))
     }
 
@@ -87,7 +94,11 @@ impl AckQueue {
     /// (never if none is pending); otherwise `cx` is woken when it does. Call
     /// [`AckQueue::pop_ready`] afterwards.
     pub fn poll_front_committed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self.pending.front_mut() {
+        match self
+            .0
+            .as_deref_mut()
+            .and_then(|pending| pending.acks.front_mut())
+        {
             Some(front) => front.commit.poll_ready(cx),
             None => Poll::Pending,
         }
@@ -96,23 +107,27 @@ impl AckQueue {
     /// How many PUBACKs are waiting: inbound QoS 1 messages not yet acknowledged. (Inbound
     /// QoS 2 messages are counted by the session until PUBREL, whether or not their PUBREC left.)
     pub fn pending_pubacks(&self) -> usize {
-        self.pubacks as usize
+        self.0
+            .as_ref()
+            .map_or(0, |pending| pending.pubacks as usize)
     }
 
     /// How many answers to inbound PUBLISHes (PUBACK, PUBREC) wait for their commit: messages
     /// the client cannot yet know were received.
     pub fn pending_publish_acks(&self) -> usize {
-        (self.pubacks + self.pubrecs) as usize
+        self.0
+            .as_ref()
+            .map_or(0, |pending| (pending.pubacks + pending.pubrecs) as usize)
     }
 
     /// How many acks of any kind wait for their commit.
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.0.as_ref().map_or(0, |pending| pending.acks.len())
     }
 
     /// Whether no ack waits.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.0.is_none()
     }
 }
 
@@ -130,13 +145,11 @@ mod tests {
             let ack = Packet::PubAck(PubResponse::success(packet_id));
             acks.push(Commit::nothing(), ack, Vec::new());
         }
-        assert!(acks.pending.capacity() > 0);
+        assert_eq!(acks.len(), 3);
+        assert_eq!(acks.pending_pubacks(), 3);
         while acks.pop_ready().is_some() {}
-        assert!(acks.is_empty());
-        assert_eq!(
-            acks.pending.capacity(),
-            0,
-            "slots kept by an idle connection"
-        );
+        assert!(acks.is_empty() && acks.pending_publish_acks() == 0);
+        assert!(acks.0.is_none(), "memory kept by an idle connection");
+        assert_eq!(size_of::<AckQueue>(), 8);
     }
 }

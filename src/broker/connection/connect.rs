@@ -110,8 +110,10 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         announce_limits(&mut connack.properties, limits);
     }
 
-    let login = granted.username.clone().filter(|_| granted.by_password);
-    let signal = Arc::new(ConnectionSignal::with_login(login));
+    let signal = Arc::new(ConnectionSignal::for_user(
+        granted.username.clone(),
+        granted.by_password,
+    ));
     let connection_id = broker.next_connection_id();
     let link = Link {
         connection_id,
@@ -147,7 +149,6 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         broker: broker.clone(),
         config,
         client_id,
-        username: granted.username,
         connection_id,
         version,
         signal,

@@ -211,7 +211,7 @@ impl Client {
                 .metrics()
                 .messages_denied
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client_id = %self.client_id, username = ?self.username, topic = %inbound.topic, "the ACL forbids this PUBLISH; dropped");
+            tracing::debug!(client_id = %self.client_id, username = ?self.signal.username(), topic = %inbound.topic, "the ACL forbids this PUBLISH; dropped");
             return Ok(Fate::Denied);
         }
         let published = state
@@ -321,7 +321,7 @@ impl Client {
                     valid.push(Err(self.filter_refusal()));
                 }
                 Ok(()) if !self.may_subscribe(&filter) => {
-                    tracing::info!(client_id = %self.client_id, username = ?self.username, %filter, "the ACL forbids this subscription");
+                    tracing::info!(client_id = %self.client_id, username = ?self.signal.username(), %filter, "the ACL forbids this subscription");
                     valid.push(Err(self.denied_filter()));
                 }
                 Ok(()) if parse_shared(&filter).is_some() && options.no_local => {

@@ -28,9 +28,13 @@ pub struct ConnectionSignal {
     woken: AtomicBool,
     /// Set when the connection must close, with the reason for its DISCONNECT.
     close: Mutex<Option<ReasonCode>>,
-    /// The user name the password file vouched for at CONNECT, if it did: a reload that
-    /// removes the user closes the connection.
-    login: Option<Arc<str>>,
+    /// The client's user name for the ACL: from its certificate or its checked password, or
+    /// as it said on an anonymous listener without a password file; `None` for an anonymous
+    /// client. Kept here, not in the connection: a parked connection is smaller.
+    username: Option<Arc<str>>,
+    /// The password file vouched for `username` at CONNECT: a reload that removes the user
+    /// closes the connection.
+    by_password: bool,
     /// When the connection times out unless something arrives, in milliseconds of the
     /// broker's clock ([`super::super::Broker::clock_ms`]); [`NO_DEADLINE`] when it cannot.
     deadline_ms: AtomicU64,
@@ -38,25 +42,32 @@ pub struct ConnectionSignal {
 
 impl Default for ConnectionSignal {
     fn default() -> Self {
-        ConnectionSignal::with_login(None)
+        ConnectionSignal::for_user(None, false)
     }
 }
 
 impl ConnectionSignal {
-    /// The signal of a connection whose user name the password file vouched for (`login`).
-    pub fn with_login(login: Option<Arc<str>>) -> ConnectionSignal {
+    /// The signal of a connection of `username`, checked against the password file if
+    /// `by_password`.
+    pub fn for_user(username: Option<Arc<str>>, by_password: bool) -> ConnectionSignal {
         ConnectionSignal {
             waker: AtomicWaker::new(),
             woken: AtomicBool::new(false),
             close: Mutex::new(None),
-            login,
+            username,
+            by_password,
             deadline_ms: AtomicU64::new(NO_DEADLINE),
         }
     }
 
+    /// The client's user name for the ACL, if it has one.
+    pub fn username(&self) -> Option<&str> {
+        self.username.as_deref()
+    }
+
     /// The user name the password file vouched for at CONNECT, if it did.
     pub fn login(&self) -> Option<&str> {
-        self.login.as_deref()
+        self.username().filter(|_| self.by_password)
     }
 
     /// Wakes the task (messages were queued for it). A wake while it is busy is kept until it
