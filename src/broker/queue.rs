@@ -261,11 +261,63 @@ impl MessageQueue {
         limits: &QueueLimits,
         ops: &mut Vec<StoreOp>,
     ) -> Offered {
-        let offered = self
-            .in_use()
-            .offer(delivery, client_id, placement, limits, ops);
-        if !offered.queued {
-            self.box_only_if_used();
+        let Placement { persistent, online } = placement;
+        let mut offered = Offered::default();
+        if !online && delivery.qos == QoS::AtMostOnce && !limits.queue_qos0_offline {
+            return offered; // Not a loss: QoS 0 is not kept for offline sessions by default.
+        }
+        // Boxed from here on: a message refused keeps the box for its burst of drops.
+        let queue = self.in_use();
+        let size = entry_size(&delivery);
+        while !queue.has_room(size, limits) {
+            let can_drop = limits.policy == QueueFullPolicy::DropOldest && !queue.is_empty();
+            if !can_drop {
+                offered.dropped += 1;
+                queue.note_drop(client_id, limits);
+                return offered;
+            }
+            queue.note_drop(client_id, limits);
+            queue.drop_oldest(client_id, ops);
+            offered.dropped += 1;
+        }
+        let spilling = !queue.spilled.is_empty();
+        let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
+        let in_memory =
+            !stored || (!spilling && (online || queue.held_offline) && queue.head_has_room(size));
+        queue.add_bytes(size);
+        offered.queued = true;
+        if !stored {
+            queue.push_head(Queued {
+                seq: None,
+                size,
+                delivery,
+            });
+            return offered;
+        }
+        let seq = queue.next_seq;
+        queue.next_seq += 1;
+        if in_memory {
+            queue.spill_from = queue.next_seq;
+            ops.push(StoreOp::Enqueue {
+                client_id: client_id.clone(),
+                seq,
+                delivery: delivery.clone(),
+            });
+            queue.push_head(Queued {
+                seq: Some(seq),
+                size,
+                delivery,
+            });
+        } else {
+            queue.spilled.push_back(Spilled {
+                size,
+                queued_at: delivery.queued_at,
+            });
+            ops.push(StoreOp::Enqueue {
+                client_id: client_id.clone(),
+                seq,
+                delivery,
+            });
         }
         offered
     }
@@ -471,77 +523,6 @@ impl QueueInUse {
         self.remove_bytes(entry.size);
         self.end_burst(client_id);
         Some(entry)
-    }
-
-    /// Offers a delivery: queues it within `limits`, dropping older entries or refusing it as
-    /// the policy says. A `persistent` session's QoS 1/2 entries (and, once anything is
-    /// spilled, every entry) are stored with an `Enqueue` op in `ops`; an `online` session
-    /// keeps up to its head limit in memory.
-    pub fn offer(
-        &mut self,
-        delivery: Delivery,
-        client_id: &Arc<str>,
-        placement: Placement,
-        limits: &QueueLimits,
-        ops: &mut Vec<StoreOp>,
-    ) -> Offered {
-        let Placement { persistent, online } = placement;
-        let mut offered = Offered::default();
-        if !online && delivery.qos == QoS::AtMostOnce && !limits.queue_qos0_offline {
-            return offered; // Not a loss: QoS 0 is not kept for offline sessions by default.
-        }
-        let size = entry_size(&delivery);
-        while !self.has_room(size, limits) {
-            let can_drop = limits.policy == QueueFullPolicy::DropOldest && !self.is_empty();
-            if !can_drop {
-                offered.dropped += 1;
-                self.note_drop(client_id, limits);
-                return offered;
-            }
-            self.note_drop(client_id, limits);
-            self.drop_oldest(client_id, ops);
-            offered.dropped += 1;
-        }
-        let spilling = !self.spilled.is_empty();
-        let stored = spilling || (persistent && (delivery.qos != QoS::AtMostOnce || !online));
-        let in_memory =
-            !stored || (!spilling && (online || self.held_offline) && self.head_has_room(size));
-        self.add_bytes(size);
-        offered.queued = true;
-        if !stored {
-            self.push_head(Queued {
-                seq: None,
-                size,
-                delivery,
-            });
-            return offered;
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if in_memory {
-            self.spill_from = self.next_seq;
-            ops.push(StoreOp::Enqueue {
-                client_id: client_id.clone(),
-                seq,
-                delivery: delivery.clone(),
-            });
-            self.push_head(Queued {
-                seq: Some(seq),
-                size,
-                delivery,
-            });
-        } else {
-            self.spilled.push_back(Spilled {
-                size,
-                queued_at: delivery.queued_at,
-            });
-            ops.push(StoreOp::Enqueue {
-                client_id: client_id.clone(),
-                seq,
-                delivery,
-            });
-        }
-        offered
     }
 
     /// Whether an entry of `size` bytes fits within the bounds.
