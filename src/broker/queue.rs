@@ -424,19 +424,15 @@ impl QueueInUse {
         }
     }
 
-    /// Draws from `budget` from now on; the bytes already queued move over to it.
-    pub fn move_to_budget(&mut self, budget: Arc<QueueBudget>) {
+    /// See [`MessageQueue::move_to_budget`].
+    fn move_to_budget(&mut self, budget: Arc<QueueBudget>) {
         self.budget.give_back(self.bytes);
         budget.take(self.bytes);
         self.budget = budget;
     }
 
-    /// Holds entries in memory, as well as in the store, up to `bytes` of memory (each
-    /// entry's topic and payload plus [`ENTRY_OVERHEAD`]; at least one entry), also while the
-    /// session is offline: a bridge's backlog, queued while its uplink is down, then drains
-    /// from memory instead of being read back. Entries beyond are spilled as usual; a smaller
-    /// limit than the head holds applies as the head drains.
-    pub fn hold_in_memory(&mut self, bytes: u64) {
+    /// See [`MessageQueue::hold_in_memory`].
+    fn hold_in_memory(&mut self, bytes: u64) {
         self.head_limit = u32::MAX;
         self.memory_limit = bytes;
         self.held_offline = true;
@@ -501,24 +497,24 @@ impl QueueInUse {
     }
 
     /// Entries queued, in memory and spilled.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.head.len() + self.spilled.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// When the oldest entry, in memory or spilled, was queued ([`crate::model::unix_seconds`]).
-    pub fn oldest_queued_at(&self) -> Option<u32> {
+    /// See [`MessageQueue::oldest_queued_at`].
+    fn oldest_queued_at(&self) -> Option<u32> {
         match self.head.front() {
             Some(entry) => Some(entry.delivery.queued_at),
             None => self.spilled.front().map(|entry| entry.queued_at),
         }
     }
 
-    /// Takes the oldest entry in memory; the caller records what became of a stored one.
-    pub fn pop_front(&mut self, client_id: &str) -> Option<Queued> {
+    /// See [`MessageQueue::pop_front`].
+    fn pop_front(&mut self, client_id: &str) -> Option<Queued> {
         let entry = self.pop_head_front()?;
         self.remove_bytes(entry.size);
         self.end_burst(client_id);
@@ -585,10 +581,8 @@ impl QueueInUse {
         }
     }
 
-    /// The load to start now, if the head has drained to half its limits, entries are
-    /// spilled and no load is under way: up to [`LOAD_BATCH`] entries towards refilling the
-    /// head (at least one). Marks it under way.
-    pub fn load_request(&mut self) -> Option<LoadRequest> {
+    /// See [`MessageQueue::load_request`].
+    fn load_request(&mut self) -> Option<LoadRequest> {
         let head_limit = self.head_limit as usize;
         if self.loading
             || self.spilled.is_empty()
@@ -623,10 +617,8 @@ impl QueueInUse {
         Some(request)
     }
 
-    /// Moves the entries a load read back (ascending sequence numbers) into the head. Entries
-    /// dropped since the request are skipped; entries of the range the store did not have are
-    /// counted as lost and returned. A reply to a request that is no longer current is ignored.
-    pub fn apply_load(&mut self, request: LoadRequest, entries: Vec<(u64, Delivery)>) -> u64 {
+    /// See [`MessageQueue::apply_load`].
+    fn apply_load(&mut self, request: LoadRequest, entries: Vec<(u64, Delivery)>) -> u64 {
         if !self.loading || request.ticket + 1 != self.next_ticket {
             return 0;
         }
@@ -664,10 +656,8 @@ impl QueueInUse {
         lost
     }
 
-    /// The session lost its connection: any load under way is abandoned, and the stored
-    /// entries at the end of the head go back to the store only, so an offline session holds
-    /// as little as possible in memory — unless the queue holds its head while offline.
-    pub fn release_memory(&mut self) {
+    /// See [`MessageQueue::release_memory`].
+    fn release_memory(&mut self) {
         self.loading = false;
         if self.held_offline {
             return;
