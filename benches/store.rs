@@ -45,8 +45,8 @@ impl Fixture {
     fn new(clients: usize, fsync: bool) -> Fixture {
         let dir = bench_dir();
         let options = DurableOptions {
-            commit_window: Duration::ZERO,
             fsync,
+            ..DurableOptions::default()
         };
         let (store, recovered) = DurableStore::open(dir.path(), options).expect("open store");
         let runtime = tokio::runtime::Builder::new_multi_thread()

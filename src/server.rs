@@ -118,6 +118,8 @@ impl Server {
         let options = DurableOptions {
             commit_window: Duration::from_millis(config.store.commit_window_ms),
             fsync: config.store.fsync,
+            // Within 1 GiB (the key's bounds), so it fits a 32-bit usize.
+            cache_bytes: usize::try_from(config.store.cache_bytes).unwrap_or(usize::MAX),
         };
         match listener::raise_fd_limit() {
             Ok(limit) => tracing::debug!(limit, "open file limit"),

@@ -69,6 +69,8 @@ pub const SYS_INTERVAL: Bounds = Bounds::new(0, 86_400);
 pub const WORKER_THREADS: Bounds = Bounds::new(0, 256);
 /// `store.commit_window_ms`.
 pub const COMMIT_WINDOW_MS: Bounds = Bounds::new(0, 1000);
+/// `store.cache_bytes`: at most redb's own default, 1 GiB (which also fits a 32-bit `usize`).
+pub const CACHE_BYTES: Bounds = Bounds::new(0, 1 << 30);
 
 /// `bridges.keep_alive`, seconds: at least 5, and never 0 (no keep-alive would leave a
 /// black-holed uplink undetected).
@@ -198,6 +200,11 @@ const STORE_KEYS: &[KeySpec] = &[
         "true or false (false may lose acknowledged messages on a power cut)",
     ),
     integer("commit_window_ms", COMMIT_WINDOW_MS, "milliseconds"),
+    integer(
+        "cache_bytes",
+        CACHE_BYTES,
+        "bytes of the store's page cache, beside the kernel's",
+    ),
 ];
 
 const LISTENER_KEYS: &[KeySpec] = &[

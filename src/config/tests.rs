@@ -360,6 +360,7 @@ fn range_messages_say_the_checked_bounds() {
             "1..=1024",
         ),
         ("store.commit_window_ms", keys::COMMIT_WINDOW_MS, "0..=1000"),
+        ("store.cache_bytes", keys::CACHE_BYTES, "0..=1073741824"),
     ] {
         let expected = expected_for(key);
         assert!(
@@ -401,6 +402,12 @@ fn checks_refuse_just_beyond_the_bounds() {
     assert_eq!(
         problem_keys(&|c| c.store.commit_window_ms = window.max + 1),
         "store.commit_window_ms"
+    );
+    let cache = keys::CACHE_BYTES;
+    assert_eq!(problem_keys(&|c| c.store.cache_bytes = cache.max), "");
+    assert_eq!(
+        problem_keys(&|c| c.store.cache_bytes = cache.max + 1),
+        "store.cache_bytes"
     );
     let most_levels = usize::try_from(levels.max).expect("fits");
     assert_eq!(

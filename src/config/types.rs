@@ -252,6 +252,9 @@ pub struct StoreConfig {
     /// much longer; commits (and SD-card writes) get fewer and fuller. The wait ends early once
     /// a commit holds 16 messages, sessions and subscriptions, so a busy broker is not slowed.
     pub commit_window_ms: u64,
+    /// Bytes of redb's page cache (half of it at most for a commit's dirty pages). It holds
+    /// copies of pages the kernel's page cache holds too; more saves read syscalls, not disk.
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -259,6 +262,7 @@ impl Default for StoreConfig {
         StoreConfig {
             fsync: true,
             commit_window_ms: 20,
+            cache_bytes: crate::store::redb::DEFAULT_CACHE_BYTES,
         }
     }
 }

@@ -31,6 +31,12 @@ pub fn problems(config: &Config) -> Vec<Problem> {
     );
     check_range(
         &mut problems,
+        "store.cache_bytes",
+        config.store.cache_bytes,
+        keys::CACHE_BYTES,
+    );
+    check_range(
+        &mut problems,
         "sys_interval",
         config.sys_interval,
         keys::SYS_INTERVAL,

@@ -10,13 +10,15 @@ use super::apply::Tables;
 
 use super::tables::{DbError, META, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
-/// Page cache redb may use (half of it at most for a transaction's dirty pages). Its default
-/// (1 GiB) is more than a small gateway has; the hot data (session rows, queue heads) is small.
-/// It holds a copy of pages the broker also keeps in its own structures (~215 bytes per idle
-/// persistent session of a 10,000-client reboot storm), but 1 MiB, which saved that, cut
-/// MQTT 5 fan-in at QoS 1 (16 publishers, 32 in flight, an online subscriber) from 141k-153k
-/// to 62k-87k msg/s in alternating runs on one machine.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// The default size of redb's page cache (`store.cache_bytes`; half of it at most for a
+/// commit's dirty pages). redb's own default, 1 GiB, is more than a small gateway has, and the
+/// cache only saves read syscalls: the kernel's page cache holds the same pages. Every page
+/// written stays in it until the cache is full, so a larger cache grows with the data: 32 MiB
+/// held ~215 bytes per idle persistent session of a 10,000-client reboot storm, copies of rows
+/// the broker also keeps in its own structures. 1 MiB saved those and measured no slower in
+/// alternating runs (see the README's speed section): durable fan-in with an offline
+/// subscriber and its drain, online fan-in at QoS 1, the bridge's drain.
+pub const DEFAULT_CACHE_BYTES: u64 = 1024 * 1024;
 
 /// Why the durable store could not open. A `cause` is part of the message, not a `source`:
 /// logs print the message alone, and a chain printed in full would say it twice.
@@ -111,9 +113,9 @@ fn describe_refusal(refusal: &DatabaseError) -> String {
 /// may write to an existing file, it is inspected read-only: a file another cairn holds, one that
 /// is not a redb database, a foreign one or a newer one is refused untouched. A file that needs
 /// a repair (after a crash) cannot be inspected read-only; it is repaired first, then checked.
-pub fn open_checked(path: &Path) -> Result<Database, OpenError> {
+pub fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     inspect(path)?;
-    let database = open_database(path)?;
+    let database = open_database(path, cache_bytes)?;
     prepare(&database, path)?;
     Ok(database)
 }
@@ -138,10 +140,10 @@ fn inspect(path: &Path) -> Result<(), OpenError> {
     }
 }
 
-/// Opens (or creates) the database file at `path`.
-pub fn open_database(path: &Path) -> Result<Database, OpenError> {
+/// Opens (or creates) the database file at `path` with a page cache of `cache_bytes`.
+pub fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     Database::builder()
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache_bytes)
         .create(path)
         .map_err(|error| open_error(path, error))
 }

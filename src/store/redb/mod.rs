@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use crate::model::{Recovered, StoreOp};
 use crate::store::{Pace, StoreError};
 
-pub use self::database::{OpenError, UnreadableFile};
+pub use self::database::{OpenError, UnreadableFile, DEFAULT_CACHE_BYTES};
 pub use self::records::RecordError;
 pub use self::tables::DbError;
 /// The database file in a data directory.
@@ -51,6 +51,8 @@ pub struct DurableOptions {
     /// fsync on commit (redb `Durability::Immediate`). false = no-fsync mode, for benchmarks
     /// only: a crash may lose recent commits (the writer still flushes durably when it stops).
     pub fsync: bool,
+    /// Bytes of redb's page cache.
+    pub cache_bytes: usize,
 }
 
 impl Default for DurableOptions {
@@ -59,6 +61,7 @@ impl Default for DurableOptions {
         DurableOptions {
             commit_window: Duration::ZERO,
             fsync: true,
+            cache_bytes: database::DEFAULT_CACHE_BYTES as usize,
         }
     }
 }
@@ -85,9 +88,10 @@ impl DurableStore {
             source,
         })?;
         let path = dir.join(tables::FILE_NAME);
-        let database = database::open_checked(&path)?;
+        let database = database::open_checked(&path, options.cache_bytes)?;
         let file = path.clone();
-        let reopen = Box::new(move || database::open_database(&file));
+        let cache_bytes = options.cache_bytes;
+        let reopen = Box::new(move || database::open_database(&file, cache_bytes));
         DurableStore::start(database, path, reopen, options)
     }
 

@@ -490,6 +490,51 @@ fn runs_of_discarded_entries_remove_exactly_their_rows_and_bodies() {
     assert_eq!(rows(&dir, MESSAGE_REFS), 0, "body 4 is held once again");
 }
 
+/// A page cache smaller than one commit's pages (or none) changes only how often redb reads
+/// the file: every entry is kept, read back through the writer and recovered, in order.
+#[test]
+fn a_small_page_cache_keeps_and_reads_back_every_entry() {
+    static KIB: [u8; 1024] = [7; 1024];
+    for cache_bytes in [0, 64 * 1024] {
+        let dir = TempDir::new().unwrap();
+        let options = DurableOptions {
+            cache_bytes,
+            ..options()
+        };
+        let (store, _) = DurableStore::open(dir.path(), options).expect("open");
+        commit(&store, vec![put_session("a", 60)]);
+        for batch in 0..4u64 {
+            let ids = batch * 500 + 1..=batch * 500 + 500;
+            let ops = ids.map(|id| enqueue("a", &message(id, "t", &KIB), QoS::AtLeastOnce));
+            commit(&store, ops.collect());
+        }
+        let discards = (1..=1_000).map(|seq| StoreOp::Discard {
+            client_id: id("a"),
+            seq,
+        });
+        commit(&store, discards.collect());
+        let loaded = load(&store, "a", 0..3_000);
+        let seqs: Vec<u64> = loaded.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            seqs,
+            (1_001..=2_000).collect::<Vec<_>>(),
+            "cache {cache_bytes}"
+        );
+        assert!(loaded.iter().all(|(_, d)| d.message.payload[..] == KIB[..]));
+        store.close();
+        let (store, recovered) = DurableStore::open(dir.path(), options).expect("reopen");
+        let queue = &session(&recovered, "a").queue;
+        let seqs: Vec<u64> = queue.iter().map(|entry| entry.seq).collect();
+        assert_eq!(
+            seqs,
+            (1_001..=2_000).collect::<Vec<_>>(),
+            "cache {cache_bytes}"
+        );
+        assert_eq!(load(&store, "a", 1_990..1_995).len(), 5);
+        store.close();
+    }
+}
+
 /// A run long enough to span many B-tree pages of the queue and of the bodies removes every
 /// row of it and none next to it.
 #[test]
