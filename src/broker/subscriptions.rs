@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::codec::SubscriptionOptions;
 
-use super::topic::parse_shared;
+use super::topic::{has_wildcard, parse_shared};
 
 /// One client's subscription to one filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,11 +186,6 @@ struct SubscriptionKey<'k> {
 /// The filter that decides matching: the part after `$share/{group}/`, or all of it.
 fn matching_filter(filter: &str) -> &str {
     parse_shared(filter).map_or(filter, |(_, filter)| filter)
-}
-
-/// Whether a (validated) filter has a `+` or `#` level.
-fn has_wildcard(filter: &str) -> bool {
-    filter.contains(['+', '#'])
 }
 
 impl Node {

@@ -79,6 +79,12 @@ pub fn parse_shared(filter: &str) -> Option<(&str, &str)> {
     filter.strip_prefix(SHARE_PREFIX)?.split_once('/')
 }
 
+/// Whether a (validated) filter has a `+` or `#` level: without one it matches only the topic
+/// spelled the same.
+pub fn has_wildcard(filter: &str) -> bool {
+    filter.contains(['+', '#'])
+}
+
 /// Whether `filter` (non-shared) matches `topic`; '$'-topics are not matched by a filter starting
 /// with '+' or '#' [MQTT-4.7.2-1]. Used by retained-message delivery and as the reference in tests.
 pub fn filter_matches(filter: &str, topic: &str) -> bool {

@@ -11,7 +11,7 @@ use crate::model::{unix_seconds, Delivery, Message, StoreOp};
 use super::super::queue::Placement;
 use super::super::session::SessionSubscription;
 use super::super::subscriptions::Subscription;
-use super::super::topic::{filter_matches, parse_shared};
+use super::super::topic::{filter_matches, has_wildcard, parse_shared};
 use super::{Changes, State};
 
 /// One receiving session of a message, with what its matching subscriptions ask for.
@@ -257,18 +257,25 @@ impl State {
         identifier: Option<u32>,
         now: std::time::Instant,
     ) -> Vec<Delivery> {
-        self.retained
-            .values()
-            .filter(|message| filter_matches(filter, &message.topic) && !message.is_expired(now))
-            .map(|message| Delivery {
-                message: message.clone(),
-                qos: message.qos.min(options.qos),
-                retain: true,
-                subscription_ids: identifier.into_iter().collect(),
-                // Set when they are queued, after the SUBACK (`enqueue_all`).
-                queued_at: 0,
-            })
-            .collect()
+        let wanted = |message: &&Arc<Message>| {
+            filter_matches(filter, &message.topic) && !message.is_expired(now)
+        };
+        let to_delivery = |message: &Arc<Message>| Delivery {
+            message: message.clone(),
+            qos: message.qos.min(options.qos),
+            retain: true,
+            subscription_ids: identifier.into_iter().collect(),
+            // Set when they are queued, after the SUBACK (`enqueue_all`).
+            queued_at: 0,
+        };
+        if !has_wildcard(filter) {
+            // A plain filter names its one topic: looked up, not compared with every retained
+            // topic (a reboot storm of sensors each subscribing to its own).
+            let found = self.retained.get(filter).filter(wanted);
+            return found.map(to_delivery).into_iter().collect();
+        }
+        let matching = self.retained.values().filter(wanted);
+        matching.map(to_delivery).collect()
     }
 
     /// Queues deliveries for a session (retained messages after a SUBACK) and wakes it.

@@ -974,3 +974,60 @@ fn an_idle_session_fits_its_budget() {
         "a session slot of {slot} bytes, over the budget of {SESSION_SLOT_BUDGET}"
     );
 }
+
+/// A retained message on `topic` (expired when `expired`).
+fn retained_on(topic: &str, expired: bool) -> Arc<Message> {
+    Arc::new(Message {
+        id: 1,
+        topic: Arc::from(topic),
+        payload: Bytes::from_static(b"state"),
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        properties: None,
+        expires_at: expired.then(std::time::Instant::now),
+        publisher: None,
+    })
+}
+
+/// [MQTT-3.3.1-9] [MQTT-4.7.2-1]: a new subscription gets the retained messages its filter
+/// matches, a plain filter (looked up by its topic) as well as a wildcard one (compared with
+/// every retained topic); an expired one goes to nobody, and `$` topics only to filters that
+/// do not start with a wildcard.
+#[test]
+fn a_new_subscription_gets_exactly_the_retained_messages_it_matches() {
+    let mut state = state();
+    let client: Arc<str> = Arc::from("sensor");
+    let topics = ["a/b", "a/b/c", "a/x", "$SYS/uptime", "gone/away"];
+    let mut retained: Vec<Arc<Message>> =
+        topics.iter().map(|topic| retained_on(topic, false)).collect();
+    retained.push(retained_on("gone", true));
+    let recovered = Recovered {
+        sessions: vec![RecoveredSession::new(client.clone(), 60, None)],
+        retained,
+        next_message_id: 2,
+    };
+    state.restore(recovered, SystemTime::now(), &mut Changes::default());
+    let mut received = |filter: &str| -> Vec<String> {
+        let options = SubscriptionOptions::with_qos(QoS::AtMostOnce);
+        let filter = Arc::from(filter);
+        let deliveries =
+            state.subscribe_to(&client, &filter, options, None, &mut Changes::default());
+        assert!(deliveries.iter().all(|d| d.retain && d.qos == QoS::AtMostOnce));
+        let mut topics: Vec<String> = deliveries
+            .iter()
+            .map(|delivery| delivery.message.topic.to_string())
+            .collect();
+        topics.sort();
+        topics
+    };
+    assert_eq!(received("a/b"), ["a/b"]);
+    assert_eq!(received("a/b/c"), ["a/b/c"]);
+    assert_eq!(received("a"), Vec::<String>::new());
+    assert_eq!(received("gone"), Vec::<String>::new(), "expired");
+    assert_eq!(received("$SYS/uptime"), ["$SYS/uptime"]);
+    assert_eq!(received("a/+"), ["a/b", "a/x"]);
+    assert_eq!(received("a/#"), ["a/b", "a/b/c", "a/x"]);
+    assert_eq!(received("+/+"), ["a/b", "a/x", "gone/away"]);
+    assert_eq!(received("#"), ["a/b", "a/b/c", "a/x", "gone/away"]);
+    assert_eq!(received("$SYS/#"), ["$SYS/uptime"]);
+}
