@@ -998,8 +998,10 @@ fn a_new_subscription_gets_exactly_the_retained_messages_it_matches() {
     let mut state = state();
     let client: Arc<str> = Arc::from("sensor");
     let topics = ["a/b", "a/b/c", "a/x", "$SYS/uptime", "gone/away"];
-    let mut retained: Vec<Arc<Message>> =
-        topics.iter().map(|topic| retained_on(topic, false)).collect();
+    let mut retained: Vec<Arc<Message>> = topics
+        .iter()
+        .map(|topic| retained_on(topic, false))
+        .collect();
     retained.push(retained_on("gone", true));
     let recovered = Recovered {
         sessions: vec![RecoveredSession::new(client.clone(), 60, None)],
@@ -1012,7 +1014,9 @@ fn a_new_subscription_gets_exactly_the_retained_messages_it_matches() {
         let filter = Arc::from(filter);
         let deliveries =
             state.subscribe_to(&client, &filter, options, None, &mut Changes::default());
-        assert!(deliveries.iter().all(|d| d.retain && d.qos == QoS::AtMostOnce));
+        assert!(deliveries
+            .iter()
+            .all(|d| d.retain && d.qos == QoS::AtMostOnce));
         let mut topics: Vec<String> = deliveries
             .iter()
             .map(|delivery| delivery.message.topic.to_string())
