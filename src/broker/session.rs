@@ -66,6 +66,13 @@ impl SessionSubscriptions {
         Some(&self.0[index].1)
     }
 
+    /// Every filter with its subscription, in filter order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &SessionSubscription)> {
+        self.0
+            .iter()
+            .map(|(filter, subscription)| (filter, subscription))
+    }
+
     /// The filters, in order.
     pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
         self.0.iter().map(|(filter, _)| filter)
@@ -93,6 +100,10 @@ pub struct Session {
     pub client_id: Arc<str>,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires.
     pub expiry_interval: u32,
+    /// A stored session resumed with a Session Expiry Interval of 0: the store keeps it (with
+    /// that interval, so a restart ends it) until it ends, and records its changes meanwhile,
+    /// so that a takeover asking for an interval again finds the store in step.
+    pub kept_in_store: bool,
     /// Filter (as subscribed, `$share/…` included) → options.
     pub subscriptions: SessionSubscriptions,
     /// Messages waiting to be sent, oldest first, mostly on disk.
@@ -115,6 +126,7 @@ impl Session {
         Session {
             client_id,
             expiry_interval,
+            kept_in_store: false,
             subscriptions: SessionSubscriptions::default(),
             queue: MessageQueue::new(budget),
             inflight: VecDeque::new(),
@@ -153,9 +165,11 @@ impl Session {
             .position(|entry| entry.packet_id == packet_id && entry.state == state)
     }
 
-    /// Whether this session outlives its connection.
-    pub fn is_persistent(&self) -> bool {
-        self.expiry_interval > 0
+    /// Whether the store keeps this session's state (its subscriptions, queue and flows): it
+    /// outlives its connection, or it was stored and then resumed to end with its connection
+    /// ([`Session::kept_in_store`]).
+    pub fn is_stored(&self) -> bool {
+        self.expiry_interval > 0 || self.kept_in_store
     }
 }
 

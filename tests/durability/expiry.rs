@@ -1,6 +1,8 @@
 //! Session expiry measured in wall-clock time across a restart (design.md promise 2): time the
 //! broker spends stopped counts against a session's Session Expiry Interval, the interval set
-//! by DISCONNECT is the one that counts, and long-lived sessions resume with their queue.
+//! by DISCONNECT is the one that counts, and long-lived sessions resume with their queue; and
+//! a session whose interval a resuming CONNECT changes (to 0, or from 0) is stored as that
+//! interval asks, across a stop and a `kill -9`.
 
 use std::time::{Duration, SystemTime};
 
@@ -112,4 +114,110 @@ async fn session_expiry_counts_wall_clock_time_while_the_broker_is_down() {
         client.expect_nothing_pending().await;
     }
     broker.shutdown().await;
+}
+
+/// MQTT 5 §3.1.2.11.2 (a Session Expiry Interval of 0 ends the session when the Network
+/// Connection closes), [MQTT-3.2.2-3]: a stored session resumed by a CONNECT asking for
+/// interval 0 must not come back once that connection is gone, whether the broker stopped
+/// (SIGTERM) or was killed (SIGKILL, right after the CONNACK) while it was connected. Found by
+/// the seeded sequences: the store kept the session with its old interval, and the next
+/// CONNECT with Clean Start 0 got Session Present 1, its subscription and its queue.
+#[tokio::test]
+async fn a_stored_session_resumed_with_expiry_0_ends_with_that_connection_across_stop_and_kill() {
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    for kill in [false, true] {
+        let id = if kill {
+            "resumed-0-kill"
+        } else {
+            "resumed-0-stop"
+        };
+        let cairn = crate::process::start(data_dir.path()).await;
+        let mut client = subscribed_session(cairn.addr, id, LONG_EXPIRY).await;
+        disconnect_with(&mut client, None).await;
+        let (_connected, connack) = crate::common::clients::connect_ok(
+            cairn.addr,
+            with_expiry(persistent_connect(ProtocolVersion::V5, id), 0),
+        )
+        .await;
+        assert!(connack.session_present, "{id}: resumed [MQTT-3.2.2-2]");
+        if kill {
+            cairn.kill().await;
+        } else {
+            cairn.terminate().await;
+        }
+        let cairn = crate::process::start(data_dir.path()).await;
+        let mut client = connect_expecting_session(
+            cairn.addr,
+            persistent_connect(ProtocolVersion::V5, id),
+            false,
+        )
+        .await;
+        let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V5, "expiry-pub").await;
+        let reason = publish(
+            &mut publisher,
+            message("expiry/queued", QoS::AtLeastOnce, 1, "after"),
+        )
+        .await;
+        assert_eq!(
+            reason,
+            ReasonCode::NoMatchingSubscribers,
+            "{id}: no subscription of the ended session is left"
+        );
+        client.expect_nothing_pending().await;
+        cairn.terminate().await;
+    }
+}
+
+/// [MQTT-3.1.2-4] (resume the existing session's state) across `kill -9`: a session that did
+/// not outlive its connection (3.1.1 Clean Session 1; v5 Session Expiry Interval 0) is taken
+/// over by a CONNECT that asks it to (Clean Session 0; Clean Start 0 with an interval): Session
+/// Present 1, and from then on the store must hold all of it, its subscription and the
+/// message inflight to it included. A SUBACK on the new connection proves the commit; after
+/// SIGKILL and a restart the session resumes with the unacknowledged message resent (DUP) and
+/// its subscription in place. Found by the seeded sequences: only the session row was stored,
+/// so the restart found a session without its subscription and queue.
+#[tokio::test]
+async fn a_session_taken_over_to_outlive_its_connection_is_stored_whole() {
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    for version in crate::common::clients::BOTH {
+        let id = crate::common::clients::client_id("made-persistent", version);
+        let topic = format!("made-persistent/{}", version.level());
+        let cairn = crate::process::start(data_dir.path()).await;
+        let mut first = RawClient::connect(cairn.addr, version, &id).await;
+        subscribe_ok(&mut first, 1, &topic, QoS::AtLeastOnce).await;
+        let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V5, "expiry-pub").await;
+        publish(
+            &mut publisher,
+            message(&topic, QoS::AtLeastOnce, 1, "inflight"),
+        )
+        .await;
+        expect_message(&mut first, "inflight", QoS::AtLeastOnce, false).await;
+        let mut second =
+            connect_expecting_session(cairn.addr, persistent_connect(version, &id), true).await;
+        let resent = expect_message(&mut second, "inflight", QoS::AtLeastOnce, true).await;
+        drop(first);
+        // Not acknowledged: it stays inflight. A SUBACK waits for a commit after the takeover.
+        subscribe_ok(&mut second, 2, "made-persistent/other", QoS::AtLeastOnce).await;
+        cairn.kill().await;
+
+        let cairn = crate::process::start(data_dir.path()).await;
+        let mut client =
+            connect_expecting_session(cairn.addr, persistent_connect(version, &id), true).await;
+        let again = expect_message(&mut client, "inflight", QoS::AtLeastOnce, true).await;
+        assert_eq!(
+            again.packet_id, resent.packet_id,
+            "resent under its packet identifier"
+        );
+        client.acknowledge(&again).await;
+        let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V5, "expiry-pub").await;
+        publish(
+            &mut publisher,
+            message(&topic, QoS::AtLeastOnce, 1, "after"),
+        )
+        .await;
+        let after = expect_message(&mut client, "after", QoS::AtLeastOnce, false).await;
+        client.acknowledge(&after).await;
+        client.expect_nothing_pending().await;
+        cairn.terminate().await;
+    }
 }

@@ -144,7 +144,7 @@ impl State {
         if qos == QoS::ExactlyOnce && !flow_ends {
             if let Some(slot) = self.sessions.get_mut(client_id) {
                 slot.session.inbound_qos2.insert(packet_id);
-                if slot.session.is_persistent() {
+                if slot.session.is_stored() {
                     changes.ops.push(StoreOp::InboundQos2 {
                         client_id: client_id.clone(),
                         packet_id,
@@ -167,7 +167,7 @@ impl State {
             return false;
         };
         let known = slot.session.inbound_qos2.remove(&packet_id);
-        if known && slot.session.is_persistent() {
+        if known && slot.session.is_stored() {
             changes.ops.push(StoreOp::InboundQos2 {
                 client_id: client_id.clone(),
                 packet_id,
@@ -190,7 +190,7 @@ impl State {
             return false;
         };
         session.inflight.remove(position);
-        if session.is_persistent() {
+        if session.is_stored() {
             changes.ops.push(StoreOp::Acked {
                 client_id: client_id.clone(),
                 packet_id,
@@ -213,7 +213,7 @@ impl State {
             return false;
         };
         session.inflight[position].state = OutboundState::AwaitingPubComp;
-        if session.is_persistent() {
+        if session.is_stored() {
             changes.ops.push(StoreOp::Released {
                 client_id: client_id.clone(),
                 packet_id,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::codec::ReasonCode;
-use crate::model::{Message, Recovered, SessionWill, StoreOp, WillSender};
+use crate::model::{Message, OutboundState, Recovered, SessionWill, StoreOp, WillSender};
 
 use super::super::queue::MessageQueue;
 use super::super::session::{Inflight, Session};
@@ -98,6 +98,11 @@ impl State {
             link,
         } = request;
         let client_id = &client_id;
+        // Whether the store holds the session's state (subscriptions, queue, flows).
+        let state_stored = self
+            .sessions
+            .get(client_id)
+            .is_some_and(|slot| slot.session.is_stored());
         if let Some(slot) = self.sessions.get_mut(client_id) {
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
@@ -123,6 +128,10 @@ impl State {
         });
         slot.session.queue.forget_load();
         slot.session.expiry_interval = expiry_interval;
+        // MQTT 5 §3.1.2.11.2: with an interval of 0 the session ends with this connection. The
+        // store keeps a stored one until then, with that interval, so a restart ends it.
+        slot.session.kept_in_store = resumed && state_stored && expiry_interval == 0;
+        let kept_in_store = slot.session.kept_in_store;
         let will = will.map(|will| {
             Box::new(SessionWill {
                 will: *will,
@@ -133,9 +142,12 @@ impl State {
         slot.link = Some(link);
         slot.epoch = epoch;
         // A session that ends with its connection is stored only for its Will, which must
-        // still go out if the broker stops uncleanly while the client is connected.
+        // still go out if the broker stops uncleanly while the client is connected, or when
+        // the store kept it: its row is rewritten with the interval of 0 and without the old
+        // Will, else a restart would bring back the session the client ended, and say Session
+        // Present to its next CONNECT.
         let has_will = will.is_some();
-        if expiry_interval > 0 || has_will {
+        if expiry_interval > 0 || has_will || kept_in_store {
             changes.ops.push(StoreOp::PutSession {
                 client_id: client_id.clone(),
                 expiry_interval,
@@ -145,7 +157,10 @@ impl State {
                 will,
             });
         }
-        let connack_waits = has_will || (existed && !resumed);
+        if resumed && !state_stored && expiry_interval > 0 {
+            self.store_whole_session(client_id, changes);
+        }
+        let connack_waits = has_will || (existed && !resumed) || kept_in_store;
         if connack_waits {
             // A client waits for this commit before anything else: no window.
             changes.urgent();
@@ -153,6 +168,54 @@ impl State {
         Attached {
             session_present: resumed,
             connack_waits,
+        }
+    }
+
+    /// Writes all of a session the store did not hold, now that it is to outlive its
+    /// connection (resumed with an interval above 0, [MQTT-3.1.2-4]): its subscriptions, its
+    /// inflight window (each message as sent under its packet identifier, in send order), its
+    /// queue (but QoS 0 messages, which a connected session keeps in memory only) and its
+    /// inbound QoS 2 flows. Without them a restart would find the session, say Session Present
+    /// 1, and have lost what the client was told it has.
+    fn store_whole_session(&mut self, client_id: &Arc<str>, changes: &mut Changes) {
+        let Some(slot) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let session = &mut slot.session;
+        for (filter, subscription) in session.subscriptions.iter() {
+            changes.ops.push(StoreOp::Subscribe {
+                client_id: client_id.clone(),
+                filter: filter.clone(),
+                options: subscription.options,
+                identifier: subscription.identifier,
+            });
+        }
+        let window = session.queue.take_seqs(session.inflight.len() as u64);
+        for (seq, sent) in window.zip(&session.inflight) {
+            changes.ops.push(StoreOp::Enqueue {
+                client_id: client_id.clone(),
+                seq,
+                delivery: sent.delivery.clone(),
+            });
+            changes.ops.push(StoreOp::Inflight {
+                client_id: client_id.clone(),
+                seq,
+                packet_id: sent.packet_id,
+            });
+            if sent.state == OutboundState::AwaitingPubComp {
+                changes.ops.push(StoreOp::Released {
+                    client_id: client_id.clone(),
+                    packet_id: sent.packet_id,
+                });
+            }
+        }
+        session.queue.store_unstored(client_id, &mut changes.ops);
+        for &packet_id in &session.inbound_qos2 {
+            changes.ops.push(StoreOp::InboundQos2 {
+                client_id: client_id.clone(),
+                packet_id,
+                awaiting: true,
+            });
         }
     }
 
@@ -181,7 +244,7 @@ impl State {
                 will: None,
             });
         }
-        if slot.session.is_persistent() {
+        if slot.session.is_stored() {
             changes.ops.push(StoreOp::Offline {
                 client_id: client_id.clone(),
                 at: SystemTime::now(),
@@ -202,7 +265,7 @@ impl State {
         let Some(slot) = self.sessions.get_mut(client_id) else {
             return;
         };
-        let was_persistent = slot.session.is_persistent();
+        let was_persistent = slot.session.is_stored();
         slot.session.expiry_interval = expiry_interval;
         if was_persistent {
             changes.ops.push(StoreOp::PutSession {
@@ -225,7 +288,7 @@ impl State {
             return;
         };
         let attached = slot.link.as_ref().map(|link| link.connection_id) == Some(connection_id);
-        if attached && slot.session.is_persistent() {
+        if attached && slot.session.is_stored() {
             changes.ops.push(StoreOp::Offline {
                 client_id: client_id.clone(),
                 at: SystemTime::now(),

@@ -124,14 +124,14 @@ impl State {
             qos: message.qos.min(target.qos),
             retain: target.retain_as_published && message.retain,
             subscription_ids: target.subscription_ids,
-            queued_at: if slot.session.is_persistent() {
+            queued_at: if slot.session.is_stored() {
                 clock.now()
             } else {
                 0
             },
         };
         let placement = Placement {
-            persistent: slot.session.is_persistent(),
+            persistent: slot.session.is_stored(),
             online: slot.link.is_some(),
         };
         let bridge_queue = self.bridge_queues.get_mut(&target.client_id);
@@ -171,7 +171,7 @@ impl State {
         changes: &mut Changes,
     ) -> Vec<Delivery> {
         let is_new = self.subscribe(client_id, filter, options, identifier);
-        if self.is_persistent(client_id) {
+        if self.is_stored(client_id) {
             changes.ops.push(StoreOp::Subscribe {
                 client_id: client_id.clone(),
                 filter: filter.clone(),
@@ -198,7 +198,7 @@ impl State {
         changes: &mut Changes,
     ) -> bool {
         let existed = self.unsubscribe(client_id, filter);
-        if existed && self.is_persistent(client_id) {
+        if existed && self.is_stored(client_id) {
             changes.ops.push(StoreOp::Unsubscribe {
                 client_id: client_id.clone(),
                 filter: Arc::from(filter),
@@ -208,10 +208,10 @@ impl State {
     }
 
     /// Whether the session `client_id` exists and outlives its connection.
-    fn is_persistent(&self, client_id: &str) -> bool {
+    fn is_stored(&self, client_id: &str) -> bool {
         self.sessions
             .get(client_id)
-            .is_some_and(|slot| slot.session.is_persistent())
+            .is_some_and(|slot| slot.session.is_stored())
     }
 
     /// Adds or replaces a subscription of an existing session, recording no store operation

@@ -654,6 +654,145 @@ fn the_connack_waits_for_the_commit_only_where_a_crash_could_undo_it() {
     assert!(with_will.connack_waits, "with a Will: {with_will:?}");
 }
 
+/// MQTT 5 §3.1.2.11.2: a stored session resumed with a Session Expiry Interval of 0 is
+/// rewritten with that interval and without its Will, so a restart ends it; the CONNACK waits
+/// for that, as a crash could otherwise take it back. The store keeps it meanwhile.
+#[test]
+fn a_stored_session_resumed_to_end_with_its_connection_is_rewritten_so() {
+    let mut state = state();
+    let client: Arc<str> = Arc::from("sensor");
+    let attach_with = |state: &mut State, connection_id, expiry_interval| {
+        let request = AttachRequest {
+            client_id: client.clone(),
+            clean_start: false,
+            expiry_interval,
+            will: None,
+            username: None,
+            link: link(connection_id),
+        };
+        let mut changes = Changes::default();
+        let attached = state.attach(request, &mut changes);
+        (attached, changes.ops)
+    };
+    attach_with(&mut state, 1, 100);
+    detach(&mut state, &client, 1);
+    let (attached, ops) = attach_with(&mut state, 2, 0);
+    assert!(
+        attached.session_present && attached.connack_waits,
+        "{attached:?}"
+    );
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [
+                StoreOp::PutSession {
+                    expiry_interval: 0,
+                    ..
+                },
+                StoreOp::Will { will: None, .. }
+            ]
+        ),
+        "{ops:?}"
+    );
+    // Kept in the store until it ends, its state is there for a takeover that asks for an
+    // interval again: only the session's row is rewritten.
+    assert!(state.sessions[&client].session.is_stored());
+    let (attached, ops) = attach_with(&mut state, 3, 100);
+    assert!(
+        attached.session_present && !attached.connack_waits,
+        "{attached:?}"
+    );
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [
+                StoreOp::PutSession {
+                    expiry_interval: 100,
+                    ..
+                },
+                StoreOp::Will { will: None, .. }
+            ]
+        ),
+        "{ops:?}"
+    );
+}
+
+/// [MQTT-3.1.2-4]: a session that was not stored, resumed by a CONNECT asking it to outlive
+/// its connection, is written whole: its subscription, its inflight message (as sent, numbered
+/// before the queue), its queued QoS 1 message after it, and its inbound QoS 2 flow.
+#[test]
+fn a_session_resumed_to_outlive_its_connection_is_stored_whole() {
+    let mut state = state();
+    let client: Arc<str> = Arc::from("sensor");
+    attach(&mut state, &client, 1, true, 0, None);
+    state.subscribe_to(
+        &client,
+        &Arc::from("t"),
+        SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        None,
+        &mut Changes::default(),
+    );
+    for packet_id in [1, 2] {
+        publish_from(
+            &mut state,
+            "publisher",
+            inbound("t", QoS::AtLeastOnce, packet_id, b"x"),
+        );
+    }
+    let (taken, changes) = take(&mut state, &client, 1);
+    assert_eq!(packet_ids(&taken).len(), 1);
+    assert!(changes.ops.is_empty(), "unstored: {:?}", kinds(&changes));
+    let mut changes = Changes::default();
+    state
+        .publish(
+            &client,
+            inbound("up", QoS::ExactlyOnce, 9, b"y"),
+            &mut changes,
+        )
+        .expect("attached");
+    assert!(changes
+        .ops
+        .iter()
+        .all(|op| !matches!(op, StoreOp::InboundQos2 { .. })));
+
+    let request = AttachRequest {
+        client_id: client.clone(),
+        clean_start: false,
+        expiry_interval: 100,
+        will: None,
+        username: None,
+        link: link(2),
+    };
+    let mut changes = Changes::default();
+    assert!(state.attach(request, &mut changes).session_present);
+    let written: Vec<String> = changes
+        .ops
+        .iter()
+        .map(|op| match op {
+            StoreOp::PutSession { .. } => "session".to_owned(),
+            StoreOp::Will { .. } => "will".to_owned(),
+            StoreOp::Subscribe { filter, .. } => format!("subscribe {filter}"),
+            StoreOp::Enqueue { seq, .. } => format!("enqueue {seq}"),
+            StoreOp::Inflight { seq, packet_id, .. } => format!("inflight {seq} as {packet_id}"),
+            StoreOp::InboundQos2 { packet_id, .. } => format!("inbound qos2 {packet_id}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    let sent = packet_ids(&taken)[0];
+    assert_eq!(
+        written,
+        vec![
+            "session".to_owned(),
+            "will".to_owned(),
+            "subscribe t".to_owned(),
+            "enqueue 0".to_owned(),
+            format!("inflight 0 as {sent}"),
+            "enqueue 1".to_owned(),
+            "inbound qos2 9".to_owned(),
+        ]
+    );
+}
+
 /// A queue entry of a session that outlives its connection records when it was queued (a
 /// bridge reports its age); one of a session that ends with its connection does not, and a
 /// routing pass reads the clock only for the former.
