@@ -3,17 +3,19 @@
 //! identifiers (two v5, one 3.1.1) go through random connects (Clean Start / Clean Session 0
 //! and 1, sessions that outlive their connection and sessions that do not), takeovers,
 //! subscriptions, normal and abrupt disconnects (v5: with the DISCONNECT's Session Expiry
-//! override), QoS 1 messages published to them, graceful restarts and `kill -9`, in any order
-//! and many times over, so that every path the same client identifier can take is followed by
-//! every other.
+//! override), QoS 1 and QoS 2 messages published to them (one flow in three left open by
+//! the receiving client: no PUBACK, PUBREC or PUBCOMP), graceful restarts and `kill -9`, in
+//! any order and many times over, so that every path the same client identifier can take is
+//! followed by every other.
 //!
 //! At each step the test checks what the client sees: the CONNACK's Session Present
 //! ([MQTT-3.2.2-2], [MQTT-3.2.2-3]; 0 after Clean Start [MQTT-3.2.2-1]), every message routed
 //! to a session delivered once and in publish order ([MQTT-4.6.0-5] / [MQTT-4.6.0-6]), none
-//! delivered to a session that did not exist or did not subscribe, a message the client left
-//! unacknowledged sent again when its session resumes, with DUP 1 ([MQTT-4.4.0-1],
-//! [MQTT-3.3.1-1]), and no repeat except of a message received before a `kill -9` (its PUBACK
-//! may not have been committed).
+//! delivered to a session that did not exist or did not subscribe, every flow the client left
+//! open taken up again when its session resumes (the PUBLISH with DUP 1, or the PUBREL:
+//! [MQTT-4.4.0-1], [MQTT-3.3.1-1]), no QoS 2 message delivered twice, and no repeat of a QoS 1
+//! message except of one received before a `kill -9` (its PUBACK may not have been
+//! committed).
 //!
 //! What a `kill -9` may take back follows Cairn's durability rule: every CONNACK, SUBACK and
 //! PUBACK that waits for a commit (the SUBACK of a stored session, the PUBACK of a message
@@ -29,11 +31,11 @@
 //! Every step is printed (the test harness shows it when the test fails);
 //! `CAIRN_SEQUENCE_SEED` runs one more seed (e.g. one a failure printed).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 
-use cairn::codec::{Disconnect, Packet, ProtocolVersion, Publish, QoS, ReasonCode};
+use cairn::codec::{Disconnect, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
 
 use crate::common::clients::{connect_ok, granted, persistent_connect, text, with_expiry};
 use crate::common::prng::SplitMix64;
@@ -47,7 +49,7 @@ const SEEDS: [u64; 3] = [0x5e55_1014, 7, 2024];
 /// The variable naming one more seed.
 const SEED_VARIABLE: &str = "CAIRN_SEQUENCE_SEED";
 /// Steps per seed.
-const STEPS: usize = 120;
+const STEPS: usize = 150;
 /// The clients of a sequence and their protocol versions.
 const VERSIONS: [ProtocolVersion; 3] = [
     ProtocolVersion::V5,
@@ -82,6 +84,17 @@ impl Session {
     }
 }
 
+/// What a client still owes for a message it received: the broker sends it again when the
+/// session resumes, in the order the flows began [MQTT-4.4.0-1].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// The PUBLISH was not acknowledged (no PUBACK; for QoS 2 no PUBREC): it comes again
+    /// with DUP 1 [MQTT-3.3.1-1].
+    Publish { number: u32, qos: QoS },
+    /// QoS 2: PUBREL received, PUBCOMP not sent: the PUBREL comes again.
+    Release { number: u32, packet_id: u16 },
+}
+
 /// One client identifier: its session in the broker as the model knows it, its connection.
 struct Client {
     version: ProtocolVersion,
@@ -95,14 +108,35 @@ struct Client {
     connection: Option<RawClient>,
     /// Every message the client has received.
     received: HashSet<u32>,
-    /// Received messages it did not acknowledge, in the order they came: inflight in its
-    /// session, to be sent again when it resumes.
-    unacknowledged: Vec<u32>,
-    /// A `kill -9` came while some were unacknowledged: their inflight records may not have
-    /// been committed, so they may come back from the queue, without DUP.
-    crashed_while_unacknowledged: bool,
-    /// Received messages the broker may send again (their PUBACK may have been lost to a kill).
-    repeatable: HashSet<u32>,
+    /// Flows it left open, oldest first: sent again when its session resumes.
+    owed: Vec<Owed>,
+    /// A `kill -9` came since its last connect: what it acknowledged may come again (a QoS 1
+    /// PUBLISH, a PUBREL), as may an unacknowledged QoS 1 message without DUP (its inflight
+    /// record may not have been committed, so it comes from the queue).
+    crashed: bool,
+    /// Messages the broker may send again.
+    repeats: Repeats,
+    /// Open flows the broker took up again on a later connection.
+    resumed_flows: usize,
+}
+
+/// Messages a client received that the broker may send it again.
+#[derive(Default)]
+struct Repeats {
+    /// QoS 1 messages whose PUBACK a kill may have lost.
+    acknowledged: HashSet<u32>,
+    /// Messages of any QoS received by a session that a kill brought back as of an earlier
+    /// proof (its flows may start over).
+    resurrected: HashSet<u32>,
+}
+
+impl Repeats {
+    /// Whether `publish`, not due, is a repeat the broker may send.
+    fn allow(&self, publish: &Publish) -> bool {
+        let number = number_of(publish);
+        (publish.qos == QoS::AtLeastOnce && self.acknowledged.contains(&number))
+            || self.resurrected.contains(&number)
+    }
 }
 
 impl Client {
@@ -120,73 +154,186 @@ impl Client {
         }
     }
 
-    /// Receives what is due, in order: first the messages it left unacknowledged on an
-    /// earlier connection of the session (`redelivered`, which must come again, with DUP 1
-    /// unless a kill may have lost their inflight record [MQTT-4.4.0-1] [MQTT-3.3.1-1]), then
-    /// the session's pending messages. Allowed repeats are acknowledged and passed over. Each
-    /// message it takes is left unacknowledged one time in four (it stays inflight); then the
-    /// ping barrier: nothing else is waiting and every acknowledgement has been handled.
-    async fn receive_due(&mut self, redelivered: Vec<u32>, random: &mut SplitMix64, context: &str) {
-        let pending = self
+    /// Receives what is due: the flows it left open on an earlier connection of the session
+    /// (`again`), PUBLISHes in the order first sent (the order [MQTT-4.6.0-1] asks of a
+    /// client) and PUBRELs in any order (a server resends its window in PUBLISH order, which
+    /// after a restart need not be the order of the PUBRECs), then the session's pending
+    /// messages in publish order ([MQTT-4.6.0-6]), each exactly once (QoS 2: a PUBLISH under a packet identifier
+    /// awaiting its PUBREL is the same message [MQTT-4.3.3-10]). Allowed repeats are answered
+    /// and passed over. One flow in three is left open (no PUBACK, PUBREC or PUBCOMP); it
+    /// waits for every PUBREL of the PUBRECs it sent, then for the ping barrier: nothing else
+    /// is waiting.
+    async fn receive_due(&mut self, again: Vec<Owed>, random: &mut SplitMix64, context: &str) {
+        let mut publishes_again: VecDeque<(u32, QoS)> = VecDeque::new();
+        let mut releases_again: Vec<(u32, u16)> = Vec::new();
+        for owed in again {
+            match owed {
+                Owed::Publish { number, qos } => publishes_again.push_back((number, qos)),
+                Owed::Release { number, packet_id } => releases_again.push((number, packet_id)),
+            }
+        }
+        let mut pending: VecDeque<u32> = self
             .session
             .as_ref()
-            .map(|session| session.pending.iter().copied().collect::<Vec<_>>())
+            .map(|session| session.pending.iter().copied().collect())
             .unwrap_or_default();
-        let due = redelivered
-            .iter()
-            .map(|&number| (number, true))
-            .chain(pending.iter().map(|&number| (number, false)));
-        for (wanted, redelivery) in due {
+        // PUBREC sent on this connection, PUBREL not received yet: packet id -> message.
+        let mut releasing: HashMap<u16, u32> = HashMap::new();
+        while !publishes_again.is_empty()
+            || !releases_again.is_empty()
+            || !pending.is_empty()
+            || !releasing.is_empty()
+        {
             let connection = self.connection.as_mut().expect("online");
-            let publish = loop {
-                let publish = connection.expect_publish().await;
-                let number = number_of(&publish);
-                if number == wanted {
-                    break publish;
+            let packet = connection.recv().await;
+            eprintln!("    got {}", describe(&packet));
+            match packet {
+                Packet::Publish(publish) => {
+                    let number = number_of(&publish);
+                    let packet_id = publish.packet_id.expect("QoS 1 or 2");
+                    if releasing.get(&packet_id) == Some(&number) {
+                        // Sent again before our PUBREC arrived: the same message.
+                        connection
+                            .send(&Packet::PubRec(PubResponse::success(packet_id)))
+                            .await;
+                        continue;
+                    }
+                    if publishes_again.front().map(|(owed, _)| *owed) == Some(number) {
+                        let (_, qos) = publishes_again.pop_front().expect("front");
+                        self.resumed_flows += 1;
+                        assert_eq!(publish.qos, qos, "{context}: QoS of message {number}");
+                        if qos == QoS::ExactlyOnce || !self.crashed {
+                            assert!(
+                                publish.dup,
+                                "{context}: {} was sent message {number} again without DUP \
+                                 [MQTT-3.3.1-1]",
+                                self.id
+                            );
+                        }
+                    } else if publishes_again.is_empty() && pending.front() == Some(&number) {
+                        pending.pop_front();
+                        assert!(
+                            self.received.insert(number),
+                            "{context}: {} received message {number} twice",
+                            self.id
+                        );
+                        if let Some(session) = &mut self.session {
+                            session.pending.pop_front();
+                        }
+                    } else {
+                        assert!(
+                            self.repeats.allow(&publish),
+                            "{context}: {} received message {number} (QoS {:?}) where {:?} \
+                             (again) or {:?} (new) was due (order [MQTT-4.6.0-1] \
+                             [MQTT-4.6.0-6], or a repeat with no crash since)",
+                            self.id,
+                            publish.qos,
+                            publishes_again.front(),
+                            pending.front()
+                        );
+                        if publish.qos == QoS::ExactlyOnce {
+                            connection
+                                .send(&Packet::PubRec(PubResponse::success(packet_id)))
+                                .await;
+                            releasing.insert(packet_id, number);
+                        } else {
+                            connection.acknowledge(&publish).await;
+                        }
+                        continue;
+                    }
+                    if random.below(3) == 0 {
+                        self.owed.push(Owed::Publish {
+                            number,
+                            qos: publish.qos,
+                        });
+                    } else if publish.qos == QoS::AtLeastOnce {
+                        connection
+                            .send(&Packet::PubAck(PubResponse::success(packet_id)))
+                            .await;
+                    } else {
+                        connection
+                            .send(&Packet::PubRec(PubResponse::success(packet_id)))
+                            .await;
+                        releasing.insert(packet_id, number);
+                    }
                 }
-                assert!(
-                    self.repeatable.contains(&number),
-                    "{context}: {} received message {number} where {wanted} was due (order \
-                     [MQTT-4.6.0-6], or a repeat with no crash since)",
-                    self.id
-                );
-                connection.acknowledge(&publish).await;
-            };
-            if redelivery && !self.crashed_while_unacknowledged {
-                assert!(
-                    publish.dup,
-                    "{context}: {} was sent message {wanted} again without DUP [MQTT-3.3.1-1]",
-                    self.id
-                );
-            }
-            if !redelivery {
-                self.received.insert(wanted);
-                if let Some(session) = &mut self.session {
-                    session.pending.pop_front();
+                Packet::PubRel(release) => {
+                    let packet_id = release.packet_id;
+                    let number = if let Some(number) = releasing.remove(&packet_id) {
+                        number
+                    } else if let Some(index) = releases_again
+                        .iter()
+                        .position(|(_, owed)| *owed == packet_id)
+                    {
+                        self.resumed_flows += 1;
+                        releases_again.remove(index).0
+                    } else {
+                        assert!(
+                            self.crashed,
+                            "{context}: {} was sent PUBREL {packet_id}, which it completed, \
+                             with no crash since (open: {releases_again:?})",
+                            self.id
+                        );
+                        connection
+                            .send(&Packet::PubComp(PubResponse::success(packet_id)))
+                            .await;
+                        continue;
+                    };
+                    if random.below(3) == 0 {
+                        self.owed.push(Owed::Release { number, packet_id });
+                    } else {
+                        connection
+                            .send(&Packet::PubComp(PubResponse::success(packet_id)))
+                            .await;
+                    }
                 }
-            }
-            if random.below(4) == 0 {
-                self.unacknowledged.push(wanted);
-            } else {
-                connection.acknowledge(&publish).await;
+                other => panic!("{context}: {} was sent {other:?}", self.id),
             }
         }
-        self.crashed_while_unacknowledged = false;
         self.settle(context).await;
+        self.crashed = false;
     }
 
-    /// PINGREQ, and only allowed repeats before the PINGRESP.
+    /// The ping barrier: PINGREQ, and before the PINGRESP only allowed repeats (answered in
+    /// full) and, after a kill, PUBRELs of flows it completed (answered with PUBCOMP).
     async fn settle(&mut self, context: &str) {
         let connection = self.connection.as_mut().expect("online");
-        for publish in connection.publishes_before_pingresp().await {
-            connection.acknowledge(&publish).await;
-            let number = number_of(&publish);
-            assert!(
-                self.received.contains(&number) && self.repeatable.contains(&number),
-                "{context}: {} received message {number}, which was not due",
-                self.id
-            );
+        connection.send(&Packet::PingReq).await;
+        loop {
+            match connection.recv().await {
+                Packet::PingResp => return,
+                Packet::Publish(publish) => {
+                    assert!(
+                        self.repeats.allow(&publish),
+                        "{context}: {} received message {}, which was not due",
+                        self.id,
+                        number_of(&publish)
+                    );
+                    connection.acknowledge(&publish).await;
+                }
+                Packet::PubRel(release) if self.crashed => {
+                    connection
+                        .send(&Packet::PubComp(PubResponse::success(release.packet_id)))
+                        .await;
+                }
+                other => panic!("{context}: {} was sent {other:?} before PINGRESP", self.id),
+            }
         }
+    }
+}
+
+/// A packet as the step trace shows it.
+fn describe(packet: &Packet) -> String {
+    match packet {
+        Packet::Publish(publish) => format!(
+            "PUBLISH {} QoS {:?} id {:?} dup {}",
+            text(publish),
+            publish.qos,
+            publish.packet_id,
+            publish.dup
+        ),
+        Packet::PubRel(release) => format!("PUBREL {}", release.packet_id),
+        other => format!("{other:?}"),
     }
 }
 
@@ -291,11 +438,11 @@ impl Sequence {
         }
         let present = connack.session_present;
         eprintln!(
-            "  clean {clean} stored {stored}: present {present}; model {:?} or {:?}",
-            client.session, client.either
+            "  clean {clean} stored {stored}: present {present}; model {:?} or {:?}, owed {:?}",
+            client.session, client.either, client.owed
         );
         let mut proof = false;
-        let mut redelivered = std::mem::take(&mut client.unacknowledged);
+        let mut redelivered = std::mem::take(&mut client.owed);
         if clean {
             assert!(
                 !present,
@@ -321,8 +468,13 @@ impl Sequence {
                     )
                 });
             if chosen > 0 {
-                // The session as of the last proof: what it received since may come again.
-                client.repeatable.extend(redelivered.drain(..));
+                // The session as of the last proof: what it received since may come again,
+                // and what it owed may or may not.
+                client
+                    .repeats
+                    .resurrected
+                    .extend(client.received.iter().copied());
+                redelivered.clear();
             }
             let mut session = found.unwrap_or_else(|| {
                 redelivered.clear();
@@ -349,9 +501,9 @@ impl Sequence {
         let client = &mut self.clients[index];
         let connection = client.connection.as_mut().expect("online");
         let suback = connection
-            .subscribe(7, &client.topic, QoS::AtLeastOnce)
+            .subscribe(7, &client.topic, QoS::ExactlyOnce)
             .await;
-        assert_eq!(suback.reasons, vec![granted(QoS::AtLeastOnce)], "{step}");
+        assert_eq!(suback.reasons, vec![granted(QoS::ExactlyOnce)], "{step}");
         let session = client.session.as_mut().expect("online");
         let stored = session.stored;
         session.subscribed = true;
@@ -367,9 +519,10 @@ impl Sequence {
         let step = self.step.clone();
         let mut publisher = RawClient::connect(addr, ProtocolVersion::V5, "seq-publisher").await;
         let topic = self.clients[index].topic.clone();
+        let qos = *self.random.pick(&[QoS::AtLeastOnce, QoS::ExactlyOnce]);
         publish(
             &mut publisher,
-            message(&topic, QoS::AtLeastOnce, 1, &format!("m{number}")),
+            message(&topic, qos, 1, &format!("m{number}")),
         )
         .await;
         publisher.go_offline().await;
@@ -411,7 +564,7 @@ impl Sequence {
         );
         if !session.stored {
             client.session = None;
-            client.unacknowledged.clear();
+            client.owed.clear();
         }
     }
 
@@ -443,8 +596,11 @@ impl Sequence {
                     self.uncertain_kills += 1;
                 }
                 client.proven = proven;
-                client.repeatable.extend(client.received.iter().copied());
-                client.crashed_while_unacknowledged |= !client.unacknowledged.is_empty();
+                client
+                    .repeats
+                    .acknowledged
+                    .extend(client.received.iter().copied());
+                client.crashed = true;
             } else if client.certain() {
                 client.proven = kept.clone();
             }
@@ -524,9 +680,10 @@ async fn run(seed: u64) {
             either: None,
             connection: None,
             received: HashSet::new(),
-            unacknowledged: Vec::new(),
-            crashed_while_unacknowledged: false,
-            repeatable: HashSet::new(),
+            owed: Vec::new(),
+            crashed: false,
+            repeats: Repeats::default(),
+            resumed_flows: 0,
         })
         .collect();
     let mut sequence = Sequence {
@@ -554,10 +711,20 @@ async fn run(seed: u64) {
         cairn.terminate().await;
     }
     eprintln!(
-        "seed {seed}: {:?}, {} messages published, {} received, {} sessions a kill could have taken back",
+        "seed {seed}: {:?}, {} messages published, {} received, {} open flows resumed, {} \
+         sessions a kill could have taken back",
         sequence.taken,
         sequence.next_message,
-        sequence.clients.iter().map(|client| client.received.len()).sum::<usize>(),
+        sequence
+            .clients
+            .iter()
+            .map(|client| client.received.len())
+            .sum::<usize>(),
+        sequence
+            .clients
+            .iter()
+            .map(|client| client.resumed_flows)
+            .sum::<usize>(),
         sequence.uncertain_kills
     );
 }
