@@ -752,7 +752,8 @@ impl Drop for QueueInUse {
 /// Where an offered entry may go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placement {
-    /// The session outlives its connection, so its QoS 1/2 entries are stored.
+    /// The store keeps the session (it outlives its connection, or is kept until it ends),
+    /// so its QoS 1/2 entries are stored.
     pub persistent: bool,
     /// A connection is attached: new entries may be held in memory.
     pub online: bool,

@@ -265,9 +265,9 @@ impl State {
         let Some(slot) = self.sessions.get_mut(client_id) else {
             return;
         };
-        let was_persistent = slot.session.is_stored();
+        let was_stored = slot.session.is_stored();
         slot.session.expiry_interval = expiry_interval;
-        if was_persistent {
+        if was_stored {
             changes.ops.push(StoreOp::PutSession {
                 client_id: client_id.clone(),
                 expiry_interval,

@@ -207,7 +207,7 @@ impl State {
         existed
     }
 
-    /// Whether the session `client_id` exists and outlives its connection.
+    /// Whether the session `client_id` exists and the store keeps its state.
     fn is_stored(&self, client_id: &str) -> bool {
         self.sessions
             .get(client_id)
