@@ -70,6 +70,27 @@ fn attach(
         .session_present
 }
 
+/// Resumes `client` (Clean Start 0, no Will) on connection `connection_id` asking for
+/// `expiry_interval`: what the attach says, and the store operations it records.
+fn resume_recording(
+    state: &mut State,
+    client: &Arc<str>,
+    connection_id: u64,
+    expiry_interval: u32,
+) -> (Attached, Vec<StoreOp>) {
+    let request = AttachRequest {
+        client_id: client.clone(),
+        clean_start: false,
+        expiry_interval,
+        will: None,
+        username: None,
+        link: link(connection_id),
+    };
+    let mut changes = Changes::default();
+    let attached = state.attach(request, &mut changes);
+    (attached, changes.ops)
+}
+
 /// Detaches `connection_id` as a network loss would (the Will kept).
 fn detach(state: &mut State, client: &Arc<str>, connection_id: u64) -> Detached {
     state.detach(client, connection_id, true, &mut Changes::default())
@@ -661,22 +682,9 @@ fn the_connack_waits_for_the_commit_only_where_a_crash_could_undo_it() {
 fn a_stored_session_resumed_to_end_with_its_connection_is_rewritten_so() {
     let mut state = state();
     let client: Arc<str> = Arc::from("sensor");
-    let attach_with = |state: &mut State, connection_id, expiry_interval| {
-        let request = AttachRequest {
-            client_id: client.clone(),
-            clean_start: false,
-            expiry_interval,
-            will: None,
-            username: None,
-            link: link(connection_id),
-        };
-        let mut changes = Changes::default();
-        let attached = state.attach(request, &mut changes);
-        (attached, changes.ops)
-    };
-    attach_with(&mut state, 1, 100);
+    resume_recording(&mut state, &client, 1, 100);
     detach(&mut state, &client, 1);
-    let (attached, ops) = attach_with(&mut state, 2, 0);
+    let (attached, ops) = resume_recording(&mut state, &client, 2, 0);
     assert!(
         attached.session_present && attached.connack_waits,
         "{attached:?}"
@@ -697,7 +705,7 @@ fn a_stored_session_resumed_to_end_with_its_connection_is_rewritten_so() {
     // Kept in the store until it ends, its state is there for a takeover that asks for an
     // interval again: only the session's row is rewritten.
     assert!(state.sessions[&client].session.is_stored());
-    let (attached, ops) = attach_with(&mut state, 3, 100);
+    let (attached, ops) = resume_recording(&mut state, &client, 3, 100);
     assert!(
         attached.session_present && !attached.connack_waits,
         "{attached:?}"
@@ -755,18 +763,9 @@ fn a_session_resumed_to_outlive_its_connection_is_stored_whole() {
         .iter()
         .all(|op| !matches!(op, StoreOp::InboundQos2 { .. })));
 
-    let request = AttachRequest {
-        client_id: client.clone(),
-        clean_start: false,
-        expiry_interval: 100,
-        will: None,
-        username: None,
-        link: link(2),
-    };
-    let mut changes = Changes::default();
-    assert!(state.attach(request, &mut changes).session_present);
-    let written: Vec<String> = changes
-        .ops
+    let (attached, ops) = resume_recording(&mut state, &client, 2, 100);
+    assert!(attached.session_present);
+    let written: Vec<String> = ops
         .iter()
         .map(|op| match op {
             StoreOp::PutSession { .. } => "session".to_owned(),
