@@ -183,7 +183,7 @@ impl MessageQueue {
     }
 
     /// Gives the box back if the queue holds nothing, keeping its numbering.
-    fn box_only_if_used(&mut self) {
+    pub fn box_only_if_used(&mut self) {
         if let Some(queue) = self.in_use.take_if(|queue| queue.is_idle()) {
             self.next_seq = queue.next_seq;
             self.next_ticket = queue.next_ticket;
@@ -409,6 +409,12 @@ impl MessageQueue {
             *next_seq += 1;
         }
         *spill_from = *next_seq;
+    }
+
+    /// Whether the queue holds its box.
+    #[cfg(test)]
+    pub fn is_boxed(&self) -> bool {
+        self.in_use.is_some()
     }
 
     /// Every entry in memory, oldest first.

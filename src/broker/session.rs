@@ -158,6 +158,17 @@ impl Session {
         inflight.chain(self.queue.oldest_queued_at()).min()
     }
 
+    /// Gives back what an idle session's empty queue and window keep in memory: the queue's
+    /// box, and a window's buffer sized for its last burst. Both come back with the next
+    /// message; a connected sensor that once received a command would otherwise hold them
+    /// (a few hundred bytes) for as long as it stays connected.
+    pub fn shed_idle_memory(&mut self) {
+        self.queue.box_only_if_used();
+        if self.inflight.is_empty() {
+            self.inflight = VecDeque::new();
+        }
+    }
+
     /// Position of the inflight entry with `packet_id` in `state`.
     pub fn find_inflight(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
         self.inflight

@@ -504,6 +504,10 @@ impl Client {
                 return Some(Awake::Running(self, framed));
             }
         };
+        let client_id = &self.client_id;
+        let ((), _) = self
+            .broker
+            .change(|state, _| state.connection_idle(client_id));
         let stream = match stream.leave_reactor() {
             Ok(stream) => stream,
             Err(error) => {

@@ -174,6 +174,14 @@ impl State {
         self.sessions.get(client_id).map(|slot| &slot.session)
     }
 
+    /// The connection of `client_id` goes idle (it parks): its session gives back the memory
+    /// its empty queue and window keep ([`Session::shed_idle_memory`]).
+    pub fn connection_idle(&mut self, client_id: &str) {
+        if let Some(slot) = self.sessions.get_mut(client_id) {
+            slot.session.shed_idle_memory();
+        }
+    }
+
     /// Sessions, queued and inflight messages and queued bytes, for `$SYS`.
     pub fn counts(&self) -> Counts {
         let slots = self.sessions.values();

@@ -445,6 +445,36 @@ fn qos1_delivery_is_queued_sent_and_acknowledged() {
     assert!(!state.complete_outbound(&sub, 1, OutboundState::AwaitingPubAck, &mut changes));
 }
 
+/// A connected session whose only message was delivered and acknowledged gives back its
+/// queue's box and its window's buffer when its connection goes idle, and takes them up again
+/// for the next message.
+#[test]
+fn an_idle_connection_gives_back_its_empty_queue_and_window() {
+    let mut state = state();
+    let sub = subscriber(&mut state, "sub", "t/#", QoS::AtLeastOnce);
+    for packet_id in [1, 2] {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound("t/1", QoS::AtLeastOnce, packet_id, b"one"),
+        );
+        let (taken, _) = take(&mut state, &sub, 10);
+        let sent = packet_ids(&taken)[0];
+        assert!(state.complete_outbound(
+            &sub,
+            sent,
+            OutboundState::AwaitingPubAck,
+            &mut Changes::default()
+        ));
+        let session = &state.sessions[&sub].session;
+        assert!(session.queue.is_boxed() && session.inflight.capacity() > 0);
+        state.connection_idle(&sub);
+        let session = &state.sessions[&sub].session;
+        assert!(!session.queue.is_boxed(), "the queue's box is given back");
+        assert_eq!(session.inflight.capacity(), 0, "the window's buffer too");
+    }
+}
+
 /// QoS 2 outbound [MQTT-4.3.3-3] [MQTT-4.3.3-5]: the send is recorded before the PUBLISH goes
 /// out, PUBREC turns it into a released flow committed at once (its PUBREL is held back
 /// until then), PUBCOMP ends it.
