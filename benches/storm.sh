@@ -16,6 +16,11 @@
 # Environment:
 #   CLIENTS=10000 CONCURRENCY=100 ROUNDS=2
 #   SETTLE=2                seconds after the last SUBACK before reading the RSS
+#   COMMAND_EACH=0          1: then one QoS 1 message to every client's own topic (a command
+#                           to each sensor, all sent at once by one publisher), received and
+#                           acknowledged, and the RSS read again after SETTLE. The publisher is
+#                           one more connection: keep CLIENTS below Cairn's max_connections
+#                           (10000 by default), e.g. CLIENTS=9900.
 #   BROKERS="cairn mosquitto"
 #   MOSQUITTO=mosquitto
 set -euo pipefail
@@ -24,6 +29,7 @@ CLIENTS=${CLIENTS:-10000}
 CONCURRENCY=${CONCURRENCY:-100}
 ROUNDS=${ROUNDS:-2}
 SETTLE=${SETTLE:-2}
+COMMAND_EACH=${COMMAND_EACH:-0}
 BROKERS=${BROKERS:-cairn mosquitto}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
@@ -41,11 +47,13 @@ run_once() {
     CAIRN_DATA=$WORK/cairn-data.$round
     MOSQUITTO_PERSISTENCE=$WORK/mosquitto-data.$round
     rm -rf "$CAIRN_DATA" "$MOSQUITTO_PERSISTENCE"
+    local command=()
+    [[ $COMMAND_EACH != 1 ]] || command=(--command-each)
     start_broker "$broker"
     line=$(timeout 600 "$LOAD" --scenario reboot-storm --mqtt-version 3.1.1 --qos 1 \
         --connections "$CLIENTS" --concurrency "$CONCURRENCY" --settle "$SETTLE" \
         --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
-        2>"$WORK/load.err" | grep '^RESULT') || true
+        "${command[@]}" 2>"$WORK/load.err" | grep '^RESULT') || true
     stop_broker
     record_result storm "$broker" "$round" "$line"
 }
@@ -58,9 +66,12 @@ print_table() {
         "ROUNDS=$ROUNDS alternating, fresh broker per run; Mosquitto" \
         "$("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') with persistence"
     printf '%-44s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
-    for metric in "rate:clients connected+subscribed per second:higher" \
-        "bytes_per_conn:RSS growth per connection (bytes):lower" \
-        "written_per_client:bytes written to storage per client:lower"; do
+    local metrics=("rate:clients connected+subscribed per second:higher"
+        "bytes_per_conn:RSS growth per connection (bytes):lower"
+        "written_per_client:bytes written to storage per client:lower")
+    [[ $COMMAND_EACH != 1 ]] ||
+        metrics+=("bytes_per_conn_commanded:RSS growth per connection after a command each:lower")
+    for metric in "${metrics[@]}"; do
         IFS=':' read -r key label better <<<"$metric"
         cairn=$(median "$RESULTS" storm cairn "$key")
         mosq=$(median "$RESULTS" storm mosquitto "$key")

@@ -123,6 +123,12 @@ pub struct Args {
     #[arg(long, default_value = "2", value_parser = parse_seconds)]
     pub settle: Duration,
 
+    /// reboot-storm: after the RSS reading, a publisher sends one QoS 1 message to every
+    /// client's own topic (a command to each sensor), each client receives and acknowledges
+    /// it, and after --settle the RSS is read again (bytes_per_conn_commanded).
+    #[arg(long)]
+    pub command_each: bool,
+
     /// Keep Alive in seconds sent in every CONNECT (0 turns it off).
     #[arg(long, default_value_t = 60)]
     pub keep_alive: u16,

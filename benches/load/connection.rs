@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use cairn::codec::{
-    decode, encode, Connect, Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode,
-    Subscribe, SubscriptionOptions,
+    decode, encode, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResponse, Publish,
+    QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -163,6 +163,54 @@ impl MqttConnection {
             });
         }
         Ok(())
+    }
+
+    /// Queues a QoS 1 PUBLISH of `payload` to `topic` under `packet_id` (sent by the next
+    /// flush).
+    pub fn queue_publish(
+        &mut self,
+        topic: &str,
+        payload: &'static [u8],
+        packet_id: u16,
+    ) -> Result<(), LoadError> {
+        self.queue(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: topic.to_owned(),
+            packet_id: Some(packet_id),
+            properties: Properties::default(),
+            payload: bytes::Bytes::from_static(payload),
+        }))
+    }
+
+    /// Waits for the PUBACK of `packet_id`.
+    pub async fn await_puback(
+        &mut self,
+        packet_id: u16,
+        reply_timeout: Duration,
+    ) -> Result<(), LoadError> {
+        match self.receive(reply_timeout, "PUBACK").await? {
+            Packet::PubAck(ack) if ack.packet_id == packet_id => Ok(()),
+            other => Err(self.unexpected(&other, "awaiting PUBACK")),
+        }
+    }
+
+    /// Waits for one QoS 1 PUBLISH and acknowledges it.
+    pub async fn acknowledge_next_publish(
+        &mut self,
+        reply_timeout: Duration,
+    ) -> Result<(), LoadError> {
+        let packet = self.receive(reply_timeout, "PUBLISH").await?;
+        let Packet::Publish(Publish {
+            packet_id: Some(packet_id),
+            ..
+        }) = packet
+        else {
+            return Err(self.unexpected(&packet, "awaiting a QoS 1 PUBLISH"));
+        };
+        self.queue(&Packet::PubAck(PubResponse::success(packet_id)))?;
+        self.flush().await
     }
 
     /// The label errors of this connection carry.

@@ -45,6 +45,9 @@ struct Growth {
     opening_secs: f64,
     /// Bytes the broker caused to be written to storage meanwhile (until the RSS reading).
     written: u64,
+    /// With --command-each: the RSS once every client has received and acknowledged one
+    /// message.
+    commanded_kib: Option<u64>,
 }
 
 impl Growth {
@@ -53,7 +56,7 @@ impl Growth {
     }
 
     fn fields(&self, connections: u32) -> Vec<(&'static str, String)> {
-        vec![
+        let mut fields = vec![
             ("connections", connections.to_string()),
             ("rss_before_kib", self.before_kib.to_string()),
             ("rss_after_kib", self.after_kib.to_string()),
@@ -61,7 +64,14 @@ impl Growth {
                 "bytes_per_conn",
                 self.bytes_per_connection(connections).to_string(),
             ),
-        ]
+        ];
+        if let Some(commanded_kib) = self.commanded_kib {
+            let per_connection = (i128::from(commanded_kib) - i128::from(self.before_kib)) * 1024
+                / i128::from(connections);
+            fields.push(("rss_commanded_kib", commanded_kib.to_string()));
+            fields.push(("bytes_per_conn_commanded", per_connection.to_string()));
+        }
+        fields
     }
 }
 
@@ -143,13 +153,52 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     sleep(args.settle).await;
     let after_kib = rss_kib(pid)?;
     let written = write_bytes(pid)?.saturating_sub(written_before);
+    let mut connections = connections;
+    let commanded_kib = if args.command_each && scenario == Scenario::RebootStorm {
+        command_each(args, &options, &mut connections).await?;
+        sleep(args.settle).await;
+        Some(rss_kib(pid)?)
+    } else {
+        None
+    };
     disconnect_all(connections).await?;
     Ok(Growth {
         before_kib,
         after_kib,
         opening_secs,
         written,
+        commanded_kib,
     })
+}
+
+/// Sends one QoS 1 message to every storm client's own topic, all at once from one
+/// publisher (a durable broker acknowledges each after its commit: one at a time would take a
+/// commit window each), and has each client receive and acknowledge its own.
+async fn command_each(
+    args: &Args,
+    options: &ClientOptions,
+    connections: &mut [MqttConnection],
+) -> Result<(), LoadError> {
+    let role = Scenario::RebootStorm.name();
+    let (mut publisher, _) =
+        MqttConnection::open("command publisher".into(), "storm-commands", options).await?;
+    let packet_id = |index: usize| (index % usize::from(u16::MAX)) as u16 + 1;
+    for index in 0..connections.len() {
+        let topic = format!("storm/{}", client_id(role, index as u32));
+        publisher.queue_publish(&topic, b"command", packet_id(index))?;
+    }
+    publisher.flush().await?;
+    for index in 0..connections.len() {
+        publisher
+            .await_puback(packet_id(index), args.connect_timeout)
+            .await?;
+    }
+    for connection in connections.iter_mut() {
+        connection
+            .acknowledge_next_publish(args.connect_timeout)
+            .await?;
+    }
+    publisher.disconnect().await
 }
 
 /// Connections opened alike, `concurrency` handshakes at a time.
@@ -161,7 +210,7 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Opens `count` connections named after `role`.
+    /// Opens `count` connections named after `role`, in the order of their indices.
     async fn open(&self, count: u32, role: &'static str) -> Result<Vec<MqttConnection>, LoadError> {
         let mut opened = Vec::with_capacity(count as usize);
         let mut handshakes = JoinSet::new();
@@ -174,8 +223,8 @@ impl Batch<'_> {
             handshakes.spawn(async move {
                 let who = format!("{role} connection {index}");
                 let id = client_id(role, index);
-                match opening {
-                    Opening::Clean => Ok(MqttConnection::open(who, &id, &options).await?.0),
+                let connection = match opening {
+                    Opening::Clean => MqttConnection::open(who, &id, &options).await?.0,
                     Opening::PersistentSubscribed(qos) => {
                         let session = SessionStart::Persistent {
                             expiry_secs: STORM_EXPIRY_SECS,
@@ -185,22 +234,27 @@ impl Batch<'_> {
                         connection
                             .subscribe(&format!("storm/{id}"), qos, reply_timeout)
                             .await?;
-                        Ok(connection)
+                        connection
                     }
-                }
+                };
+                Ok((index, connection))
             });
         }
         while !handshakes.is_empty() {
             opened.push(next_opened(&mut handshakes).await?);
         }
-        Ok(opened)
+        opened.sort_unstable_by_key(|(index, _)| *index);
+        Ok(opened
+            .into_iter()
+            .map(|(_, connection)| connection)
+            .collect())
     }
 }
 
 /// The next finished handshake of `handshakes`, which must not be empty.
 async fn next_opened(
-    handshakes: &mut JoinSet<Result<MqttConnection, LoadError>>,
-) -> Result<MqttConnection, LoadError> {
+    handshakes: &mut JoinSet<Result<(u32, MqttConnection), LoadError>>,
+) -> Result<(u32, MqttConnection), LoadError> {
     match handshakes.join_next().await {
         Some(joined) => joined?,
         None => Err(LoadError::EndedEarly("handshake")),
