@@ -6,7 +6,11 @@
 //! override), QoS 1 and QoS 2 messages published to them (one flow in three left open by
 //! the receiving client: no PUBACK, PUBREC or PUBCOMP), graceful restarts and `kill -9`, in
 //! any order and many times over, so that every path the same client identifier can take is
-//! followed by every other.
+//! followed by every other. One connect in three carries a Will (QoS 1, no delay) that an
+//! observer's stored session collects: at the end every Will whose connection ended without a
+//! normal DISCONNECT (closed by the client, taken over, ended by a restart or a kill) must have
+//! reached it [MQTT-3.1.2-8] [MQTT-3.1.3-9], and none whose connection sent one
+//! [MQTT-3.1.2-10].
 //!
 //! At each step the test checks what the client sees: the CONNACK's Session Present
 //! ([MQTT-3.2.2-2], [MQTT-3.2.2-3]; 0 after Clean Start [MQTT-3.2.2-1]), every message routed
@@ -118,7 +122,28 @@ struct Client {
     repeats: Repeats,
     /// Open flows the broker took up again on a later connection.
     resumed_flows: usize,
+    /// The Will of its current connection (Will Delay 0), by number.
+    will: Option<u32>,
 }
+
+/// The Wills the clients' connections carried (QoS 1, Will Delay 0, each with its own number),
+/// and what became of them.
+#[derive(Default)]
+struct Wills {
+    next: u32,
+    /// Published for sure: the connection ended without a normal DISCONNECT (closed by the
+    /// client, taken over, or ended by a restart or a kill) [MQTT-3.1.2-8] [MQTT-3.1.3-9].
+    published: Vec<u32>,
+    /// Discarded: the connection ended with a normal DISCONNECT [MQTT-3.1.2-10].
+    discarded: HashSet<u32>,
+}
+
+/// The topic the Wills of client `index` go to, and the observer's filter.
+fn will_topic(index: usize) -> String {
+    format!("seq/will/{index}")
+}
+const WILL_FILTER: &str = "seq/will/#";
+const OBSERVER: &str = "seq-observer";
 
 /// Messages a client received that the broker may send it again.
 #[derive(Default)]
@@ -337,6 +362,14 @@ fn describe(packet: &Packet) -> String {
     }
 }
 
+/// The number a Will's payload carries.
+fn will_number(publish: &Publish) -> u32 {
+    text(publish)
+        .strip_prefix('w')
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("not a sequence Will: {publish:?}"))
+}
+
 /// The message number a payload carries.
 fn number_of(publish: &Publish) -> u32 {
     text(publish)
@@ -355,6 +388,8 @@ struct Sequence {
     barriers: u32,
     /// The step under way, for failure messages.
     step: String,
+    /// The Wills of the clients' connections.
+    wills: Wills,
     /// Steps taken, by kind, and kills whose outcome the model could not know in advance.
     taken: std::collections::BTreeMap<&'static str, usize>,
     uncertain_kills: usize,
@@ -392,6 +427,45 @@ impl Sequence {
         self.proof();
     }
 
+    /// The observer of the Wills: a stored session subscribed to every client's Will topic,
+    /// offline until the end, so each Will waits in its queue.
+    async fn observe_wills(&mut self) {
+        let connect = with_expiry(persistent_connect(ProtocolVersion::V5, OBSERVER), 300);
+        let (mut observer, _) = connect_ok(self.addr(), connect).await;
+        let suback = observer.subscribe(1, WILL_FILTER, QoS::AtLeastOnce).await;
+        assert_eq!(suback.reasons, vec![granted(QoS::AtLeastOnce)]);
+        observer.go_offline().await;
+        self.proof();
+    }
+
+    /// Every Will that must have been published reached the observer, none that was
+    /// discarded did.
+    async fn check_wills(&mut self) {
+        let step = self.step.clone();
+        let connect = with_expiry(persistent_connect(ProtocolVersion::V5, OBSERVER), 300);
+        let (mut observer, connack) = connect_ok(self.addr(), connect).await;
+        assert!(connack.session_present, "{step}: the observer's session");
+        let mut missing: HashSet<u32> = self.wills.published.iter().copied().collect();
+        let mut seen = HashSet::new();
+        while !missing.is_empty() {
+            let will = observer.expect_publish().await;
+            observer.acknowledge(&will).await;
+            let number = will_number(&will);
+            missing.remove(&number);
+            seen.insert(number);
+        }
+        for will in observer.publishes_before_pingresp().await {
+            observer.acknowledge(&will).await;
+            seen.insert(will_number(&will));
+        }
+        let wrong: Vec<&u32> = seen.intersection(&self.wills.discarded).collect();
+        assert!(
+            wrong.is_empty(),
+            "{step}: Wills published after a normal DISCONNECT [MQTT-3.1.2-10]: {wrong:?}"
+        );
+        observer.go_offline().await;
+    }
+
     async fn connect(&mut self, index: usize, takeover: bool) {
         if !self.clients[index].proven() {
             // Two unproven changes in a row would leave a kill two sessions to choose from
@@ -421,6 +495,21 @@ impl Sequence {
             ProtocolVersion::V5 => stored,
         };
         connect.keep_alive = 0;
+        let will = (self.random.below(3) == 0).then(|| {
+            self.wills.next += 1;
+            self.wills.next
+        });
+        let client = &mut self.clients[index];
+        if let Some(number) = will {
+            connect.will = Some(crate::common::clients::will(
+                &will_topic(index),
+                &format!("w{number}"),
+            ));
+        }
+        // A connection closed without DISCONNECT (a drop), or about to be taken over: its Will
+        // goes out.
+        self.wills.published.extend(client.will.take());
+        client.will = will;
         let (connection, connack) = connect_ok(addr, connect).await;
         if takeover {
             let mut old = client.connection.take().expect("online");
@@ -554,7 +643,7 @@ impl Sequence {
             disconnect.properties.session_expiry_interval = Some(0);
             session.stored = false;
         }
-        eprintln!("  {disconnect:?}");
+        self.wills.discarded.extend(client.will.take());
         connection.send(&Packet::Disconnect(disconnect)).await;
         let after = connection.expect_closed().await;
         assert!(
@@ -583,6 +672,7 @@ impl Sequence {
         }
         for client in &mut self.clients {
             client.connection = None;
+            self.wills.published.extend(client.will.take());
             let kept = client.session.take().filter(|session| session.stored);
             if kill {
                 let proven = client.proven.take().filter(|session| session.stored);
@@ -684,6 +774,7 @@ async fn run(seed: u64) {
             crashed: false,
             repeats: Repeats::default(),
             resumed_flows: 0,
+            will: None,
         })
         .collect();
     let mut sequence = Sequence {
@@ -696,7 +787,9 @@ async fn run(seed: u64) {
         step: String::new(),
         taken: Default::default(),
         uncertain_kills: 0,
+        wills: Wills::default(),
     };
+    sequence.observe_wills().await;
     for number in 0..STEPS {
         sequence.step(data_dir.path(), number).await;
     }
@@ -707,12 +800,14 @@ async fn run(seed: u64) {
             sequence.connect(index, false).await;
         }
     }
+    sequence.step = format!("seed {seed} end: the Wills");
+    sequence.check_wills().await;
     if let Some(cairn) = sequence.cairn.take() {
         cairn.terminate().await;
     }
     eprintln!(
         "seed {seed}: {:?}, {} messages published, {} received, {} open flows resumed, {} \
-         sessions a kill could have taken back",
+         sessions a kill could have taken back, Wills {} published and {} discarded",
         sequence.taken,
         sequence.next_message,
         sequence
@@ -725,7 +820,9 @@ async fn run(seed: u64) {
             .iter()
             .map(|client| client.resumed_flows)
             .sum::<usize>(),
-        sequence.uncertain_kills
+        sequence.uncertain_kills,
+        sequence.wills.published.len(),
+        sequence.wills.discarded.len()
     );
 }
 
