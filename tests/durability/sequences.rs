@@ -540,8 +540,14 @@ impl Sequence {
             // A stored session discarded: the CONNACK waited for its deletion.
             proof = client.certain() && client.session.as_ref().is_some_and(|s| s.stored);
             client.session = Some(Session::new(stored));
+            if !proof {
+                // Nothing proves the new session stored, and whatever was proven before it
+                // is gone: a kill may leave no session at all.
+                client.proven = None;
+            }
             redelivered.clear();
         } else {
+            let resolving = client.either.is_some();
             let candidates: Vec<Option<Session>> = match client.either.take() {
                 Some(other) => vec![client.session.take(), other],
                 None => vec![client.session.take()],
@@ -564,6 +570,10 @@ impl Sequence {
                     .resurrected
                     .extend(client.received.iter().copied());
                 redelivered.clear();
+            }
+            if resolving {
+                // What the restart found is on disk; a session made anew is not.
+                client.proven = found.clone();
             }
             let mut session = found.unwrap_or_else(|| {
                 redelivered.clear();
