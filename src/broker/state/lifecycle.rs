@@ -99,11 +99,9 @@ impl State {
         } = request;
         let client_id = &client_id;
         // Whether the store holds the session's state (subscriptions, queue, flows).
-        let state_stored = self
-            .sessions
-            .get(client_id)
-            .is_some_and(|slot| slot.session.is_stored());
+        let mut state_stored = false;
         if let Some(slot) = self.sessions.get_mut(client_id) {
+            state_stored = slot.session.is_stored();
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
             }
