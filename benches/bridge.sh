@@ -14,7 +14,8 @@
 #    for QoS 1), as msg/s, and the ratio Cairn/Mosquitto; also from the first message to the
 #    last (the reconnect delay left out); and the CPU time the gateway and the upstream used
 #    per message meanwhile (on 2 cores they share the machine with the subscriber, so the
-#    gateway's CPU per message bounds the rate as much as its own speed does).
+#    gateway's CPU per message bounds the rate as much as its own speed does), and how often
+#    each went to sleep (a wake-up costs both sides: the sender's write wakes the sleeper).
 # 2. Local PUBACK latency during that drain: one more publisher on the gateway sends QoS 1 at
 #    LOCAL_RATE msg/s to `local/latency` (not bridged); its PUBACK latency p50/p99 from the
 #    first drained message to the last (and before, with the uplink down).
@@ -198,6 +199,13 @@ cpu_ticks() {
     awk '{ print $12 + $13 }' <<<"${stat##*) }"
 }
 
+# sleeps PID: how often the threads of process PID have gone to sleep so far (their voluntary
+# context switches), or 0 if it is gone.
+sleeps() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 # field LINE KEY: the value of KEY in a RESULT line, or "".
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
 
@@ -237,15 +245,21 @@ drain_run() {
         >"$output" 2>"$WORK/load.err" &
     DRAIN_PID=$!
     local gateway_cpu_before=0 gateway_cpu_after=0 upstream_cpu=0
+    local gateway_sleeps_before=0 gateway_sleeps_after=0 upstream_sleeps=0
     if await_ready "$ready" "$DRAIN_PID"; then
         gateway_cpu_before=$(cpu_ticks "$BROKER_PID")
+        gateway_sleeps_before=$(sleeps "$BROKER_PID")
         started=$(date +%s%N)
         start_upstream "$upstream_dir"
     fi
     wait "$DRAIN_PID" || true
     DRAIN_PID=""
     gateway_cpu_after=$(cpu_ticks "$BROKER_PID")
-    [[ -z $UPSTREAM_PID ]] || upstream_cpu=$(cpu_ticks "$UPSTREAM_PID")
+    gateway_sleeps_after=$(sleeps "$BROKER_PID")
+    if [[ -n $UPSTREAM_PID ]]; then
+        upstream_cpu=$(cpu_ticks "$UPSTREAM_PID")
+        upstream_sleeps=$(sleeps "$UPSTREAM_PID")
+    fi
     line=$(grep '^RESULT' "$output" || true)
     record_result "drain" "$gateway" "$round" "$line"
     if [[ $line == *status=ok* ]]; then
@@ -255,13 +269,16 @@ drain_run() {
         expected=$(field "$line" expected)
         awk -v id=drain -v g="$gateway" -v r="$round" -v s="$started" -v f="$first" -v l="$last" \
             -v n="$expected" -v gc=$((gateway_cpu_after - gateway_cpu_before)) \
-            -v uc="$upstream_cpu" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            -v uc="$upstream_cpu" -v hz="$(getconf CLK_TCK)" \
+            -v gs=$((gateway_sleeps_after - gateway_sleeps_before)) -v us="$upstream_sleeps" 'BEGIN {
                 printf "%s %s %s start_ms %.0f\n", id, g, r, (l - s) / 1e6
                 printf "%s %s %s start_rate %.0f\n", id, g, r, n / ((l - s) / 1e9)
                 printf "%s %s %s first_ms %.0f\n", id, g, r, (f - s) / 1e6
                 printf "%s %s %s flow_rate %.0f\n", id, g, r, n / ((l - f) / 1e9)
                 printf "%s %s %s gateway_cpu_us %.1f\n", id, g, r, gc / hz * 1e6 / n
                 printf "%s %s %s upstream_cpu_us %.1f\n", id, g, r, uc / hz * 1e6 / n
+                printf "%s %s %s gateway_sleeps %.1f\n", id, g, r, gs * 100 / n
+                printf "%s %s %s upstream_sleeps %.1f\n", id, g, r, us * 100 / n
             }' >>"$RESULTS"
     fi
     stop_broker
@@ -310,13 +327,13 @@ print_machine() {
 }
 
 print_drain() {
-    local gateway format='%-10s %9s %8s %11s %9s %10s %13s %5s %7s %7s %8s %8s %7s %7s\n'
+    local gateway format='%-10s %9s %8s %11s %9s %10s %13s %5s %7s %7s %8s %8s %7s %7s %9s %9s\n'
     echo
     echo "1-2. Drain of $MESSAGES messages ($PUBLISHERS publisher(s), $INFLIGHT in flight) to the" \
         "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
     printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s flow-range dups \
-        p50-ms p99-ms idle-p50 idle-p99 gw-cpu up-cpu
+        p50-ms p99-ms idle-p50 idle-p99 gw-cpu up-cpu gw-sleeps up-sleeps
     for gateway in $GATEWAYS; do
         # shellcheck disable=SC2059
         printf "$format" "$gateway" "$(value fill "$gateway" rate)" \
@@ -326,7 +343,8 @@ print_drain() {
             "$(sum "$RESULTS" drain "$gateway" duplicates)" \
             "$(ms "$(value drain "$gateway" local_p50_us)")" "$(ms "$(value drain "$gateway" local_p99_us)")" \
             "$(ms "$(value drain "$gateway" idle_p50_us)")" "$(ms "$(value drain "$gateway" idle_p99_us)")" \
-            "$(value drain "$gateway" gateway_cpu_us)" "$(value drain "$gateway" upstream_cpu_us)"
+            "$(value drain "$gateway" gateway_cpu_us)" "$(value drain "$gateway" upstream_cpu_us)" \
+            "$(value drain "$gateway" gateway_sleeps)" "$(value drain "$gateway" upstream_sleeps)"
     done
     echo "   Cairn/Mosquitto drain msg/s: $(ratio "$(value drain cairn start_rate)" \
         "$(value drain mosquitto start_rate)") (from the upstream's start);" \
@@ -338,7 +356,9 @@ print_drain() {
         "dups = duplicates over all rounds;" \
         "p50/p99 = local PUBACK latency during the drain, idle = before it (uplink down), ms;"
     echo "   gw-cpu, up-cpu = CPU time (user + system) of the gateway and of the upstream from the" \
-        "upstream's start to the last message, microseconds per message"
+        "upstream's start to the last message, microseconds per message;"
+    echo "   gw-sleeps, up-sleeps = times their threads went to sleep (voluntary context switches)" \
+        "meanwhile, per 100 messages: each is a wake-up the kernel pays for"
 }
 
 print_wear() {
