@@ -8,6 +8,7 @@
 //! Exit codes: 0 success, 2 bad configuration or usage (a store file cairn cannot use counts
 //! as one), 1 runtime error.
 
+mod allocator;
 mod cli;
 
 use std::io;
@@ -22,6 +23,10 @@ use cli::check_config::check_config;
 use cli::passwd::{passwd, Action as PasswdAction, Request as PasswdRequest};
 use cli::serve::serve;
 use cli::store_admin::{operate, StoreAction};
+
+/// Every allocation of the process (see [`allocator`]).
+#[global_allocator]
+static ALLOCATOR: allocator::CarvingAllocator = allocator::CarvingAllocator;
 
 /// Cairn, a durable MQTT 3.1.1 + 5.0 broker for edge gateways.
 #[derive(Debug, Parser)]
