@@ -1,6 +1,7 @@
-//! The `cairn` binary's memory allocator: the system's `malloc`, except that a block aligned
-//! beyond what `malloc` guarantees is carved out of a plain `malloc` block instead of coming
-//! from `posix_memalign`.
+//! The `cairn` binary's memory allocator: the system's `malloc` (glibc's), except that a block
+//! aligned beyond what `malloc` guarantees is carved out of a plain `malloc` block instead of
+//! coming from `posix_memalign`; and [`FreeMemory`], which gives the heap's free pages back
+//! to the kernel after a burst.
 //!
 //! tokio aligns every task and every socket's reactor registration to 128 bytes, and a reboot
 //! storm makes and frees one of each per connecting client (an idle connection parks and
@@ -12,6 +13,11 @@
 //! connection. A block carved here lies in an ordinary `malloc` block of its size plus its
 //! alignment, which glibc reuses whole for the next one; while it lives, up to its alignment
 //! in bytes (128 for a task or a registration) is unused.
+//!
+//! glibc gives freed memory back to the kernel only from the top of the heap. A burst (every
+//! connection woken at once by a command to each, with its task, buffers and message) leaves
+//! megabytes free in the middle of it, held as RSS until the next burst; `malloc_trim` hands
+//! the free pages back.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::mem::size_of;
@@ -20,6 +26,11 @@ use std::ptr;
 /// The alignment of every `malloc` block: two words (glibc's `MALLOC_ALIGNMENT` on the 64-bit
 /// and the 32-bit ARM targets alike).
 const MALLOC_ALIGN: usize = 2 * size_of::<usize>();
+
+/// How much more of the heap must be free than at its lowest since the last give-back before
+/// [`FreeMemory::give_back_if_grown`] gives it back: a burst's worth, not the churn of a
+/// steady load (whose pages would only be faulted in again).
+const GIVE_BACK_AT: usize = 1024 * 1024;
 
 /// The system allocator, with over-aligned blocks carved out of plain ones.
 pub struct CarvingAllocator;
@@ -111,6 +122,40 @@ unsafe impl GlobalAlloc for CarvingAllocator {
         }
         moved
     }
+}
+
+/// Watches how much of the heap is free, to give it back to the kernel after a burst.
+pub struct FreeMemory {
+    /// The least free heap seen since the last give-back (or since the start).
+    low: usize,
+}
+
+impl FreeMemory {
+    /// Starts watching from the heap as it is now.
+    pub fn new() -> FreeMemory {
+        FreeMemory { low: free_bytes() }
+    }
+
+    /// Gives the heap's free pages back to the kernel if at least [`GIVE_BACK_AT`] more of it
+    /// is free than at its lowest since the last time; returns the free bytes if it did.
+    pub fn give_back_if_grown(&mut self) -> Option<usize> {
+        let free = free_bytes();
+        if free < self.low.saturating_add(GIVE_BACK_AT) {
+            self.low = self.low.min(free);
+            return None;
+        }
+        // SAFETY: malloc_trim takes no pointers and is safe to call from any thread.
+        unsafe { libc::malloc_trim(0) };
+        // The given-back pages still count as free: the next give-back waits for more.
+        self.low = free;
+        Some(free)
+    }
+}
+
+/// Bytes free in the heap, over all of glibc's arenas (free chunks and the top of each).
+fn free_bytes() -> usize {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    unsafe { libc::mallinfo2() }.fordblks
 }
 
 #[cfg(test)]
@@ -212,6 +257,24 @@ mod tests {
                 allocator.dealloc(block as *mut u8, layout);
             }
         }
+    }
+
+    #[test]
+    fn a_burst_freed_is_given_back_once() {
+        let mut free_memory = FreeMemory::new();
+        // 4 MiB in blocks below glibc's mmap threshold, with a block after them that stays,
+        // so that freeing them leaves free heap in the middle rather than at its top.
+        let burst: Vec<Vec<u8>> = (0..4096).map(|_| vec![1u8; 1024]).collect();
+        let fence = vec![2u8; 1024];
+        assert_eq!(free_memory.give_back_if_grown(), None, "nothing freed yet");
+        drop(burst);
+        let given_back = free_memory.give_back_if_grown();
+        assert!(
+            given_back.is_some_and(|free| free >= 4 * 1024 * 1024),
+            "{given_back:?}"
+        );
+        assert_eq!(free_memory.give_back_if_grown(), None, "given back already");
+        drop(fence);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `cairn serve`: the broker in the foreground until SIGINT or SIGTERM, then a graceful
 //! shutdown; SIGHUP reloads the configuration; a database file it cannot use is moved aside
 //! only with `--repair`. Under systemd (`Type=notify`) it says when it is ready and when it
-//! stops, and keeps the watchdog fed.
+//! stops, and keeps the watchdog fed. While it runs, it gives the heap's free memory back to
+//! the kernel after bursts ([`FreeMemory`]).
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use cairn::config::{Config, Overrides};
@@ -11,6 +13,8 @@ use cairn::server::{Server, ServerError, ServerHandle};
 use cairn::service::ServiceManager;
 use cairn::store::admin;
 use cairn::store::redb::OpenError;
+
+use crate::allocator::FreeMemory;
 
 use super::reload::{reload, Source};
 use super::setup::{effective_config, ready_to_run};
@@ -20,7 +24,11 @@ use super::Outcome;
 /// Stop signals this soon after the first are the same request sent twice (as `timeout` and
 /// some process managers send it: to the process, then to its process group), not a second
 /// request to stop at once.
-const SAME_REQUEST: std::time::Duration = std::time::Duration::from_millis(500);
+const SAME_REQUEST: Duration = Duration::from_millis(500);
+
+/// How often the heap's free memory is looked at (glibc's `mallinfo2`, which walks its lists
+/// of free blocks under its locks).
+const LOOK_AT_FREE_MEMORY_EVERY: Duration = Duration::from_secs(5);
 
 /// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
 pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcome {
@@ -71,6 +79,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
         .collect();
     tracing::info!(listening = addrs.join(" "), "broker ready");
     service.ready(&handle);
+    tokio::spawn(give_back_free_memory());
     let first = loop {
         match signals.next().await {
             Request::Stop(name) => break name,
@@ -86,6 +95,22 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
         }
         second = signals.next_stop_after(SAME_REQUEST) => {
             anyhow::bail!("{second} during shutdown: stopping without waiting")
+        }
+    }
+}
+
+/// Gives the heap's free pages back to the kernel after each burst, for as long as the broker
+/// runs.
+async fn give_back_free_memory() {
+    let mut free_memory = FreeMemory::new();
+    let mut looks = tokio::time::interval(LOOK_AT_FREE_MEMORY_EVERY);
+    loop {
+        looks.tick().await;
+        if let Some(free) = free_memory.give_back_if_grown() {
+            tracing::debug!(
+                free_bytes = free,
+                "gave the heap's free pages back to the kernel"
+            );
         }
     }
 }
