@@ -3,7 +3,8 @@
 //! `store stats` show (or drop) what the store of a stopped broker holds, `passwd` edits a
 //! password file. This file owns the command line (clap) and sends each command to its module
 //! under `cli/`, which owns its output; the broker, the store tools ([`cairn::store::admin`])
-//! and the password file ([`cairn::auth::PasswordFile`]) live in the library.
+//! and the password file ([`cairn::auth::PasswordFile`]) live in the library; the process's
+//! memory allocator is [`allocator`]'s.
 //!
 //! Exit codes: 0 success, 2 bad configuration or usage (a store file cairn cannot use counts
 //! as one), 1 runtime error.
