@@ -5,14 +5,14 @@
 //!
 //! tokio aligns every task and every socket's reactor registration to 128 bytes on x86_64 and
 //! arm64 (32 on armhf), and a reboot storm makes and frees one of each per connecting client
-//! (an idle connection parks and keeps neither). glibc's `posix_memalign` carves each from a larger chunk, giving the pieces
-//! around it back to the heap, and a freed aligned block goes to glibc's per-thread cache,
-//! where only a plain `malloc` of the same size finds it again: the next aligned block is
-//! carved anew, and the pieces end up between the small blocks the idle sessions keep. In the
-//! storm of `benches/storm.sh` (10,000 clients) that cost about 85 bytes of RSS per idle
-//! connection. A block carved here lies in an ordinary `malloc` block of its size plus its
-//! alignment, which glibc reuses whole for the next one; while it lives, up to its alignment
-//! in bytes is unused.
+//! (an idle connection parks and keeps neither). glibc's `posix_memalign` carves each from a
+//! larger chunk, giving the pieces around it back to the heap, and a freed aligned block goes
+//! to glibc's per-thread cache, where only a plain `malloc` of the same size finds it again:
+//! the next aligned block is carved anew, and the pieces end up between the small blocks the
+//! idle sessions keep. In the storm of `benches/storm.sh` (10,000 clients) that cost about 85
+//! bytes of RSS per idle connection. A block carved here lies in an ordinary `malloc` block of
+//! its size plus its alignment, which glibc reuses whole for the next one; while it lives, up
+//! to its alignment in bytes is unused.
 //!
 //! glibc gives freed memory back to the kernel only from the top of the heap. A burst (every
 //! connection woken at once by a command to each, with its task, buffers and message) leaves
