@@ -27,7 +27,8 @@ use super::Outcome;
 const SAME_REQUEST: Duration = Duration::from_millis(500);
 
 /// How often the heap's free memory is looked at (glibc's `mallinfo2`, which walks its lists
-/// of free blocks under its locks).
+/// of free blocks under its locks: about 0.1 µs per free block on a 2-vCPU AMD EPYC VM, 6 ms
+/// for a heap with 57,000 of them).
 const LOOK_AT_FREE_MEMORY_EVERY: Duration = Duration::from_secs(5);
 
 /// `cairn serve`: load, set up logging, run until a signal, shut down gracefully.
@@ -79,7 +80,7 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
         .collect();
     tracing::info!(listening = addrs.join(" "), "broker ready");
     service.ready(&handle);
-    tokio::spawn(give_back_free_memory());
+    watch_free_memory();
     let first = loop {
         match signals.next().await {
             Request::Stop(name) => break name,
@@ -99,19 +100,26 @@ async fn serve_until_signal(config: Config, source: Source, repair: bool) -> any
     }
 }
 
-/// Gives the heap's free pages back to the kernel after each burst, for as long as the broker
-/// runs.
-async fn give_back_free_memory() {
-    let mut free_memory = FreeMemory::new();
-    let mut looks = tokio::time::interval(LOOK_AT_FREE_MEMORY_EVERY);
-    loop {
-        looks.tick().await;
-        if let Some(free) = free_memory.give_back_if_grown() {
-            tracing::debug!(
-                free_bytes = free,
-                "gave the heap's free pages back to the kernel"
-            );
-        }
+/// Starts a thread of its own that gives the heap's free pages back to the kernel after each
+/// burst, for as long as the process runs: a look walks glibc's lists of free blocks, which
+/// must not hold up the runtime's workers and the connections they serve.
+fn watch_free_memory() {
+    let started = std::thread::Builder::new()
+        .name("cairn-heap".into())
+        .spawn(|| {
+            let mut free_memory = FreeMemory::new();
+            loop {
+                std::thread::sleep(LOOK_AT_FREE_MEMORY_EVERY);
+                if let Some(free) = free_memory.give_back_if_grown() {
+                    tracing::debug!(
+                        free_bytes = free,
+                        "gave the heap's free pages back to the kernel"
+                    );
+                }
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "cannot start the heap's give-back thread; running without it");
     }
 }
 
