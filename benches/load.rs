@@ -49,6 +49,7 @@ use crate::scenarios::Summary;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    run::set_client_prefix(args.client_prefix.clone());
     let Some(scenario) = args.scenario else {
         return self_check();
     };

@@ -21,6 +21,12 @@
 #                           acknowledged, and the RSS read again after SETTLE. The publisher is
 #                           one more connection: keep CLIENTS below Cairn's max_connections
 #                           (10000 by default), e.g. CLIENTS=9900.
+#   SHUFFLE=0               1: the clients connect in a scrambled order of their client
+#                           identifiers (real sensors' identifiers do not arrive sorted; a
+#                           store's writes depend on the order)
+#   RESUME=0                1: then the broker is stopped (SIGTERM) and started again on its
+#                           data, and the same clients storm again: they resume their sessions,
+#                           as after a gateway reboot (shown as a second table)
 #   BROKERS="cairn mosquitto"
 #   MOSQUITTO=mosquitto
 set -euo pipefail
@@ -30,6 +36,8 @@ CONCURRENCY=${CONCURRENCY:-100}
 ROUNDS=${ROUNDS:-2}
 SETTLE=${SETTLE:-2}
 COMMAND_EACH=${COMMAND_EACH:-0}
+SHUFFLE=${SHUFFLE:-0}
+RESUME=${RESUME:-0}
 BROKERS=${BROKERS:-cairn mosquitto}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
@@ -41,30 +49,53 @@ FAILURES=0
 # shellcheck source=benches/brokers.sh
 source "$ROOT/benches/brokers.sh"
 
-# run_once BROKER ROUND: one fresh broker, one storm, one result row per RESULT field.
+# run_once BROKER ROUND: one fresh broker, one storm (and with RESUME=1 a restart and the same
+# clients again), one result row per RESULT field.
 run_once() {
-    local broker=$1 round=$2 line
+    local broker=$1 round=$2
     CAIRN_DATA=$WORK/cairn-data.$round
     MOSQUITTO_PERSISTENCE=$WORK/mosquitto-data.$round
     rm -rf "$CAIRN_DATA" "$MOSQUITTO_PERSISTENCE"
-    local command=()
-    [[ $COMMAND_EACH != 1 ]] || command=(--command-each)
     start_broker "$broker"
-    line=$(timeout 600 "$LOAD" --scenario reboot-storm --mqtt-version 3.1.1 --qos 1 \
+    record_result storm "$broker" "$round" "$(storm_line "$broker" "$round")"
+    if [[ $RESUME == 1 ]]; then
+        stop_broker
+        start_broker "$broker"
+        record_result resumed "$broker" "$round" "$(storm_line "$broker" "$round")"
+    fi
+    stop_broker
+}
+
+# storm_line BROKER ROUND: the load tool's RESULT line of one storm on the running broker; the
+# client identifiers are the same for both storms of a run.
+storm_line() {
+    local broker=$1 round=$2 options=(--client-prefix "storm-$round-$broker")
+    [[ $COMMAND_EACH != 1 ]] || options+=(--command-each)
+    [[ $SHUFFLE != 1 ]] || options+=(--shuffle)
+    timeout 600 "$LOAD" --scenario reboot-storm --mqtt-version 3.1.1 --qos 1 \
         --connections "$CLIENTS" --concurrency "$CONCURRENCY" --settle "$SETTLE" \
         --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
-        "${command[@]}" 2>"$WORK/load.err" | grep '^RESULT') || true
-    stop_broker
-    record_result storm "$broker" "$round" "$line"
+        "${options[@]}" 2>"$WORK/load.err" | grep '^RESULT' || true
 }
 
 print_table() {
-    local key label cairn mosq
     echo
     echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr); load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Runs: $CLIENTS clients, $CONCURRENCY at a time, MQTT 3.1.1 Clean Session 0, one QoS 1 SUBSCRIBE each;" \
         "ROUNDS=$ROUNDS alternating, fresh broker per run; Mosquitto" \
-        "$("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') with persistence"
+        "$("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') with persistence;" \
+        "$([[ $SHUFFLE == 1 ]] && echo "identifiers in scrambled order" || echo "identifiers in sorted order")"
+    print_section storm "new sessions"
+    [[ $RESUME != 1 ]] || print_section resumed "after a restart (SIGTERM, start on the same data): the same clients resume their sessions"
+    if ((FAILURES > 0)); then
+        echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
+    fi
+}
+
+# print_section ID TITLE: the medians of the runs recorded as ID.
+print_section() {
+    local id=$1 key label better cairn mosq
+    echo "$2:"
     printf '%-44s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
     local metrics=("rate:clients connected+subscribed per second:higher"
         "bytes_per_conn:RSS growth per connection (bytes):lower"
@@ -73,13 +104,10 @@ print_table() {
         metrics+=("bytes_per_conn_commanded:RSS growth per connection after a command each:lower")
     for metric in "${metrics[@]}"; do
         IFS=':' read -r key label better <<<"$metric"
-        cairn=$(median "$RESULTS" storm cairn "$key")
-        mosq=$(median "$RESULTS" storm mosquitto "$key")
+        cairn=$(median "$RESULTS" "$id" cairn "$key")
+        mosq=$(median "$RESULTS" "$id" mosquitto "$key")
         printf '%-44s %12s %12s %12s  %s\n' "$label" "$cairn" "$mosq" "$(ratio "$cairn" "$mosq")" "$better"
     done
-    if ((FAILURES > 0)); then
-        echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
-    fi
 }
 
 main() {

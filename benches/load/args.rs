@@ -133,6 +133,18 @@ pub struct Args {
     #[arg(long, default_value_t = 60)]
     pub keep_alive: u16,
 
+    /// Prefix of every client identifier (default `load-<pid>`, unique to the run). The same
+    /// prefix in a later run reopens the sessions of an earlier one: reboot-storm then measures
+    /// sensors resuming their sessions after a gateway restart.
+    #[arg(long)]
+    pub client_prefix: Option<String>,
+
+    /// reboot-storm: open the clients in a scrambled order of their identifiers rather than
+    /// in sorted order. Real sensors' identifiers do not arrive sorted, and a store writes
+    /// more pages when consecutive sessions are not neighbours in its tables.
+    #[arg(long)]
+    pub shuffle: bool,
+
     /// Seconds to wait for the last acknowledgements and deliveries after publishing stops.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout: Duration,

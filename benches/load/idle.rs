@@ -19,7 +19,7 @@ use crate::args::{Args, Scenario};
 use crate::broker_proc::{rss_kib, write_bytes};
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
 use crate::error::LoadError;
-use crate::run::{client_id, client_options};
+use crate::run::{client_id, client_options, scrambled};
 use crate::scenarios::Summary;
 
 /// Connections opened and closed before the baseline reading.
@@ -139,7 +139,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
         concurrency: args.concurrency(scenario) as usize,
         reply_timeout: args.connect_timeout,
     };
-    let warmup = batch.open(WARMUP_CONNECTIONS, "warm-up").await?;
+    let warmup = batch.open(WARMUP_CONNECTIONS, "warm-up", false).await?;
     disconnect_all(warmup).await?;
     sleep(args.settle).await;
     let before_kib = rss_kib(pid)?;
@@ -147,7 +147,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
 
     let started = Instant::now();
     let connections = batch
-        .open(args.connections(scenario), scenario.name())
+        .open(args.connections(scenario), scenario.name(), args.shuffle)
         .await?;
     let opening_secs = started.elapsed().as_secs_f64();
     sleep(args.settle).await;
@@ -210,8 +210,14 @@ struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Opens `count` connections named after `role`, in the order of their indices.
-    async fn open(&self, count: u32, role: &'static str) -> Result<Vec<MqttConnection>, LoadError> {
+    /// Opens `count` connections named after `role`, in the order of their indices, or of
+    /// their indices [`scrambled`] if `shuffle` (the set of identifiers is the same).
+    async fn open(
+        &self,
+        count: u32,
+        role: &'static str,
+        shuffle: bool,
+    ) -> Result<Vec<MqttConnection>, LoadError> {
         let mut opened = Vec::with_capacity(count as usize);
         let mut handshakes = JoinSet::new();
         for index in 0..count {
@@ -222,7 +228,14 @@ impl Batch<'_> {
             let (opening, reply_timeout) = (self.opening, self.reply_timeout);
             handshakes.spawn(async move {
                 let who = format!("{role} connection {index}");
-                let id = client_id(role, index);
+                let id = client_id(
+                    role,
+                    if shuffle {
+                        scrambled(index, count)
+                    } else {
+                        index
+                    },
+                );
                 let connection = match opening {
                     Opening::Clean => MqttConnection::open(who, &id, &options).await?.0,
                     Opening::PersistentSubscribed(qos) => {

@@ -6,7 +6,7 @@
 //! A client task that fails or ends early ends the run with its error. The durable scenarios
 //! drive the same [`Crew`] through their own phases.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cairn::codec::QoS;
@@ -266,9 +266,43 @@ pub fn client_options(args: &Args) -> ClientOptions {
     }
 }
 
-/// A client identifier unique to this process, role and index.
+/// The prefix of every client identifier (`--client-prefix`), set once at start.
+static CLIENT_PREFIX: OnceLock<String> = OnceLock::new();
+
+/// Sets the prefix of client identifiers; without one they are unique to this process.
+pub fn set_client_prefix(prefix: Option<String>) {
+    let prefix = prefix.unwrap_or_else(|| format!("load-{}", std::process::id()));
+    // Set once, before any client exists; a second call keeps the first prefix.
+    let _ = CLIENT_PREFIX.set(prefix);
+}
+
+/// The client identifier of `role` and `index`: unique to this process unless
+/// `--client-prefix` names the sessions to reuse.
 pub fn client_id(role: &str, index: u32) -> String {
-    format!("load-{}-{role}-{index}", std::process::id())
+    let prefix = CLIENT_PREFIX.get_or_init(|| format!("load-{}", std::process::id()));
+    format!("{prefix}-{role}-{index}")
+}
+
+/// Position `index` of `count` mapped to another index, each exactly once: a fixed stride
+/// coprime with `count` (near the golden ratio of it, so neighbours land far apart).
+pub fn scrambled(index: u32, count: u32) -> u32 {
+    if count < 3 {
+        return index;
+    }
+    let count = u64::from(count);
+    let coprime = |stride: &u64| gcd(*stride, count) == 1;
+    let stride = ((count * 618 / 1000).max(2)..count)
+        .find(coprime)
+        .unwrap_or(1);
+    (u64::from(index) * stride % count) as u32
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Opens and subscribes one subscriber.

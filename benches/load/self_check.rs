@@ -18,7 +18,7 @@ use crate::subscriber::SequenceCheck;
 use crate::sys_stats::record;
 
 /// How many checks [`failures`] runs.
-pub const CHECKS: usize = 10;
+pub const CHECKS: usize = 11;
 
 /// A named check: `true` when it holds.
 type Check = (&'static str, fn() -> bool);
@@ -59,6 +59,10 @@ pub fn failures() -> Vec<&'static str> {
         (
             "$SYS store values are read by topic, others ignored",
             sys_values_by_topic,
+        ),
+        (
+            "a scrambled order names every client once",
+            scrambled_order_is_a_permutation,
         ),
     ];
     checks
@@ -187,4 +191,20 @@ fn sys_values_by_topic() -> bool {
         && record(&mut values, "$SYS/broker/uptime", b"3 seconds").is_ok();
     let garbled = record(&mut values, "$SYS/broker/store/commits", b"many").is_err();
     read && garbled && values == [Some(12), Some(4096), Some(7), Some(30)]
+}
+
+fn scrambled_order_is_a_permutation() -> bool {
+    [1u32, 2, 3, 10, 100, 9_900, 10_000, 65_536]
+        .iter()
+        .all(|&count| {
+            let mut seen = vec![false; count as usize];
+            for index in 0..count {
+                let slot = &mut seen[crate::run::scrambled(index, count) as usize];
+                if *slot {
+                    return false;
+                }
+                *slot = true;
+            }
+            count < 3 || (0..count).any(|index| crate::run::scrambled(index, count) != index)
+        })
 }

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use cairn::codec::{Packet, ProtocolVersion, QoS};
+use cairn::codec::{Packet, Properties, ProtocolVersion, QoS, Subscribe, SubscriptionOptions};
 
-use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text, BOTH};
+use crate::common::clients::{client_id, granted, new_session, resume, subscribe_ok, text, BOTH};
 use crate::common::{publish_packet, RawClient};
 use crate::process;
 use crate::support::publish;
@@ -110,6 +110,64 @@ async fn qos1_messages_acknowledged_before_sigkill_are_delivered_after_restart()
             acked.len()
         );
         assert!(delivered.iter().all(|n| (1..=SENT).contains(n)));
+    }
+    cairn.kill().await;
+}
+
+/// [MQTT-3.8.4-3] with [MQTT-3.2.2-3] (5.0) / [MQTT-3.2.2-2] (3.1.1): a SUBSCRIBE that repeats
+/// a subscription (most clients subscribe again on every connect) vouches for it across
+/// `kill -9` in every order a client may send it: twice in a row before the first SUBACK, and
+/// again on resuming the session after a restart, twice. After each SUBACK `cairn` is killed,
+/// started again, and a message published to the topic reaches the resumed session.
+#[tokio::test]
+async fn a_repeated_subscription_survives_sigkill_right_after_its_suback() {
+    const FILTER: &str = "kill9/again";
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    let mut cairn = process::start(data_dir.path()).await;
+    for version in BOTH {
+        let id = client_id("kill9-again", version);
+        let mut client = new_session(cairn.addr, version, &id).await;
+        let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+        for packet_id in [1, 2] {
+            client
+                .send(&Packet::Subscribe(Subscribe {
+                    packet_id,
+                    properties: Properties::default(),
+                    filters: vec![(FILTER.to_string(), options)],
+                }))
+                .await;
+        }
+        for packet_id in [1, 2] {
+            match client.recv().await {
+                Packet::SubAck(suback) => {
+                    assert_eq!(suback.packet_id, packet_id, "SUBACKs in order");
+                    assert_eq!(suback.reasons, vec![granted(QoS::AtLeastOnce)]);
+                }
+                other => panic!("expected SUBACK {packet_id}, got {other:?}"),
+            }
+        }
+    }
+    for round in 1..=2 {
+        cairn.kill().await;
+        cairn = process::start(data_dir.path()).await;
+        let mut publisher =
+            RawClient::connect(cairn.addr, ProtocolVersion::V5, "kill9-again-pub").await;
+        let payload = format!("after kill {round}");
+        publish(
+            &mut publisher,
+            publish_packet(FILTER, QoS::AtLeastOnce, Some(1), payload.as_bytes()),
+        )
+        .await;
+        for version in BOTH {
+            let id = client_id("kill9-again", version);
+            let mut client = resume(cairn.addr, version, &id).await;
+            let message = client.expect_publish().await;
+            client.acknowledge(&message).await;
+            assert_eq!(text(&message), payload, "{version:?}, round {round}");
+            // Subscribing again, unchanged, on the resumed session: the next kill comes right
+            // after this SUBACK.
+            subscribe_ok(&mut client, 3, FILTER, QoS::AtLeastOnce).await;
+        }
     }
     cairn.kill().await;
 }
