@@ -193,14 +193,23 @@ impl Broker {
     /// completes once the changes are durable.
     pub fn change<T>(&self, change: impl FnOnce(&mut State, &mut Changes) -> T) -> (T, Commit) {
         let mut state = self.lock();
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            restate: self.store.has_failed(),
+            ..Changes::default()
+        };
         let value = change(&mut state, &mut changes);
         if changes.dropped > 0 {
             self.metrics
                 .messages_dropped
                 .fetch_add(changes.dropped, Ordering::Relaxed);
         }
-        let commit = self.store.commit(changes.ops, changes.pace);
+        // A batch of its own comes after everything submitted before: only a change without
+        // one needs the barrier.
+        let commit = if changes.ops.is_empty() && changes.rests_on_earlier {
+            self.store.barrier()
+        } else {
+            self.store.commit(changes.ops, changes.pace)
+        };
         drop(state);
         (value, commit)
     }

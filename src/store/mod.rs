@@ -40,6 +40,10 @@ pub enum StoreError {
     /// reached the disk is unknown.
     #[error("the store could not commit the batch: {0}")]
     Commit(Arc<redb::CommitFailure>),
+    /// A commit handed over before a barrier failed: what it held may be missing from the
+    /// disk, so the acknowledgement waiting on the barrier must not go out.
+    #[error("an earlier commit of the store failed")]
+    EarlierCommitFailed,
     /// The store's writer stopped before answering.
     #[error("the store writer stopped before committing")]
     WriterGone,
@@ -171,6 +175,24 @@ impl Store {
             pending: Some(self.durable.submit(batch, pace)),
             outcome: None,
         }
+    }
+
+    /// Completes once every batch handed over before it is durable: for an acknowledgement of
+    /// state that needs no write of its own (an unchanged subscription) but must not overtake
+    /// the batch that wrote it. At once when nothing is on its way to the disk; fails if a
+    /// commit has failed by then.
+    pub fn barrier(&self) -> Commit {
+        Commit {
+            pending: Some(self.durable.barrier()),
+            outcome: None,
+        }
+    }
+
+    /// Whether a commit has failed since the store was opened: the disk may then lack
+    /// changes the broker's memory holds, so unchanged state is written again rather than
+    /// relied on.
+    pub fn has_failed(&self) -> bool {
+        self.durable.has_failed()
     }
 
     /// Reads queue entries `from..to` of a session back, after every batch committed before

@@ -97,12 +97,31 @@ pub struct Changes {
     pub refused: usize,
     /// Receiving sessions whose queue took the message.
     pub queued: usize,
+    /// Write again what the store holds already (see [`Changes::restated`]): set after a
+    /// failed commit, when the disk may lack what memory holds.
+    pub restate: bool,
+    /// An acknowledgement of the change confirms state handed to the store earlier and not
+    /// written again: with no operations of its own, the change's commit is a barrier behind
+    /// everything submitted before ([`crate::store::Store::barrier`]).
+    pub rests_on_earlier: bool,
 }
 
 impl Changes {
     /// Asks for the commit without waiting for the commit window.
     pub fn urgent(&mut self) {
         self.pace = Pace::Now;
+    }
+
+    /// `op` restates what the store holds or was handed earlier (a client subscribing again
+    /// with the same options, as most do on every connect): written only when
+    /// [`Changes::restate`] says so; otherwise the change's acknowledgement waits for the
+    /// earlier commit instead, and the SD card is spared a page per client.
+    pub fn restated(&mut self, op: StoreOp) {
+        if self.restate {
+            self.ops.push(op);
+        } else {
+            self.rests_on_earlier = true;
+        }
     }
 
     /// The message matched subscriptions but every receiving queue refused it (v5: 0x97

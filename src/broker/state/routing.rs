@@ -170,14 +170,27 @@ impl State {
         identifier: Option<u32>,
         changes: &mut Changes,
     ) -> Vec<Delivery> {
+        let wanted = SessionSubscription {
+            options,
+            identifier,
+        };
+        let unchanged = self
+            .session(client_id)
+            .and_then(|session| session.subscriptions.get(filter))
+            == Some(&wanted);
         let is_new = self.subscribe(client_id, filter, options, identifier);
         if self.is_stored(client_id) {
-            changes.ops.push(StoreOp::Subscribe {
+            let op = StoreOp::Subscribe {
                 client_id: client_id.clone(),
                 filter: filter.clone(),
                 options,
                 identifier,
-            });
+            };
+            if unchanged {
+                changes.restated(op);
+            } else {
+                changes.ops.push(op);
+            }
         }
         let wants_retained = match options.retain_handling {
             0 => true,

@@ -1203,3 +1203,55 @@ fn a_new_subscription_gets_exactly_the_retained_messages_it_matches() {
     assert_eq!(received("#"), ["a/b", "a/b/c", "a/x", "gone/away"]);
     assert_eq!(received("$SYS/#"), ["$SYS/uptime"]);
 }
+
+/// A client subscribing again with the same options (most clients, on every reconnect)
+/// changes nothing the store holds: no operation is recorded, and the change's acknowledgement
+/// rests on the commit that wrote it. Other options, another identifier, or a store that has
+/// failed a commit (whose disk may lack it) write the subscription again.
+#[test]
+fn an_unchanged_subscription_is_not_written_again() {
+    let mut state = state();
+    let client = subscriber(&mut state, "sensor", "cmd/sensor", QoS::AtLeastOnce);
+    let filter: Arc<str> = Arc::from("cmd/sensor");
+    let mut again = |options: SubscriptionOptions, identifier: Option<u32>, restate: bool| {
+        let mut changes = Changes {
+            restate,
+            ..Changes::default()
+        };
+        state.subscribe_to(&client, &filter, options, identifier, &mut changes);
+        let subscribes = changes
+            .ops
+            .iter()
+            .filter(|op| matches!(op, StoreOp::Subscribe { .. }))
+            .count();
+        (subscribes, changes.rests_on_earlier)
+    };
+    let qos1 = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    assert_eq!(
+        again(qos1, None, false),
+        (0, true),
+        "unchanged: not written"
+    );
+    assert_eq!(
+        again(qos1, None, true),
+        (1, false),
+        "after a failed commit: written"
+    );
+    let qos2 = SubscriptionOptions::with_qos(QoS::ExactlyOnce);
+    assert_eq!(again(qos2, None, false), (1, false), "another QoS: written");
+    assert_eq!(
+        again(qos2, Some(7), false),
+        (1, false),
+        "an identifier: written"
+    );
+    assert_eq!(again(qos2, Some(7), false), (0, true), "unchanged again");
+
+    // A session that ends with its connection is not stored: nothing to write or wait for.
+    let passing: Arc<str> = Arc::from("passing");
+    attach(&mut state, &passing, 2, true, 0, None);
+    for _ in 0..2 {
+        let mut changes = Changes::default();
+        state.subscribe_to(&passing, &filter, qos1, None, &mut changes);
+        assert!(changes.ops.is_empty() && !changes.rests_on_earlier);
+    }
+}

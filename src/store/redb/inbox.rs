@@ -378,7 +378,7 @@ mod tests {
                     StoreOp::Acked { packet_id, .. } => packet_id,
                     _ => unreachable!("only acks were pushed"),
                 },
-                Job::Load { .. } => unreachable!("no load was pushed"),
+                Job::Barrier { .. } | Job::Load { .. } => unreachable!("only commits were pushed"),
             })
             .collect();
         assert_eq!(

@@ -21,6 +21,7 @@ pub(crate) mod tests;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -147,6 +148,27 @@ impl DurableStore {
         receiver
     }
 
+    /// A barrier after every batch submitted so far: the receiver yields Ok(()) once they are
+    /// all committed, at once if they are already and no commit has failed; an error if any
+    /// commit has failed by then (what they held may be missing from the disk).
+    pub fn barrier(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, receiver) = oneshot::channel();
+        let settled = self.metrics.in_flight.load(Ordering::Acquire) == 0;
+        if settled && !self.has_failed() {
+            // The receiver is alive right here, so the send cannot fail.
+            let _ = done.send(Ok(()));
+            return receiver;
+        }
+        self.send(Job::Barrier { done });
+        receiver
+    }
+
+    /// Whether a commit has failed since the store was opened: the disk may then lack
+    /// changes the broker's memory holds.
+    pub fn has_failed(&self) -> bool {
+        self.metrics.failed_commits.load(Ordering::Acquire) > 0
+    }
+
     /// Asks the writer for queue entries `range` of a session, read after every batch
     /// submitted before.
     pub fn load(
@@ -165,8 +187,17 @@ impl DurableStore {
 
     /// Hands a job to the writer, or answers it with [`StoreError::WriterGone`].
     fn send(&self, job: Job) {
-        match self.inbox.push(job).err() {
-            Some(Job::Commit { done, .. }) => {
+        // Counted before the writer can see it, so its answer never finds the count at 0.
+        let answered_by_writer = job.answered_by_writer();
+        if answered_by_writer {
+            self.metrics.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        let refused = self.inbox.push(job).err();
+        if answered_by_writer && refused.is_some() {
+            self.metrics.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        match refused {
+            Some(Job::Commit { done, .. } | Job::Barrier { done }) => {
                 let _ = done.send(Err(StoreError::WriterGone));
             }
             Some(Job::Load {

@@ -1040,6 +1040,14 @@ fn failed_commit_answers_its_waiters_and_later_batches_commit() {
         1
     );
     disk.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    // A barrier cannot vouch for state a failed commit may have lost, even once the disk
+    // takes writes again.
+    assert!(store.has_failed());
+    let barrier = outcome(store.barrier());
+    assert!(
+        matches!(barrier, Some(Err(StoreError::EarlierCommitFailed))),
+        "a barrier after a failed commit fails: {barrier:?}"
+    );
     commit(&store, vec![put_session("after", 10)]);
     store.close();
 
@@ -1254,4 +1262,42 @@ fn queue_times_are_recovered() {
     let s = session(&recovered, "s");
     assert_eq!(s.queue[0].queued_at, 1_700_000_000);
     assert_eq!(s.inflight[0].1.queued_at, 1_700_000_000);
+}
+
+/// A barrier is answered once every batch handed over before it is committed, at once when
+/// none is on its way, and counts as a record: [`writer::WINDOW_CLOSES_AT`] barriers close the
+/// commit window (clients wait for them), even an hour-long one.
+#[test]
+fn a_barrier_waits_for_the_batches_before_it() {
+    let dir = TempDir::new().unwrap();
+    let hour_long_window = DurableOptions {
+        commit_window: Duration::from_secs(3600),
+        ..options()
+    };
+    let (store, _) = DurableStore::open(dir.path(), hour_long_window).unwrap();
+    let mut settled = store.barrier();
+    assert!(
+        matches!(settled.try_recv(), Ok(Ok(()))),
+        "nothing in flight: answered at once"
+    );
+    // A session stored at CONNECT is no record: alone it would wait out the window.
+    let mut session = store.submit(vec![put_session("c", 10)], Pace::Window);
+    let mut barriers: Vec<_> = (0..writer::WINDOW_CLOSES_AT)
+        .map(|_| store.barrier())
+        .collect();
+    let last = barriers.pop().expect("several barriers");
+    assert!(matches!(outcome(last), Some(Ok(()))), "the window closed");
+    assert!(
+        matches!(session.try_recv(), Ok(Ok(()))),
+        "the batch before the barriers was committed first"
+    );
+    for barrier in barriers {
+        assert!(matches!(outcome(barrier), Some(Ok(()))));
+    }
+    let mut settled = store.barrier();
+    assert!(
+        matches!(settled.try_recv(), Ok(Ok(()))),
+        "everything answered: at once again"
+    );
+    store.close();
 }

@@ -64,6 +64,12 @@ pub enum Job {
         done: oneshot::Sender<Result<(), StoreError>>,
         pace: Pace,
     },
+    /// Nothing to write: answered once every batch submitted before it is committed (with an
+    /// error if any commit has failed by then), for an acknowledgement of state the store
+    /// was handed earlier. It counts as a record (see [`Job::records`]): a client waits for it.
+    Barrier {
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A read of queue entries `range` of a session, seeing everything submitted before it;
     /// answered once what it read is durable. (`reply` is taken when the load is answered.)
     Load {
@@ -79,19 +85,28 @@ impl Job {
     pub(super) fn urgent(&self) -> bool {
         match self {
             Job::Commit { pace, .. } => *pace == Pace::Now,
+            Job::Barrier { .. } => false,
             Job::Load { .. } => true,
         }
     }
 
+    /// Whether it counts as in flight until its group is answered (see
+    /// [`DurableMetrics::in_flight`]): a commit or a barrier, not a load.
+    pub(super) fn answered_by_writer(&self) -> bool {
+        matches!(self, Job::Commit { .. } | Job::Barrier { .. })
+    }
+
     /// The records of this job that count towards [`WINDOW_CLOSES_AT`]: messages stored (queue
-    /// entries and retained messages), and subscriptions added or removed (a SUBACK or
-    /// UNSUBACK waits for them). A session stored at CONNECT is none: its CONNACK either waits
+    /// entries and retained messages), subscriptions added or removed (a SUBACK or UNSUBACK
+    /// waits for them), and a barrier (the SUBACK of an unchanged subscription waits for it).
+    /// A session stored at CONNECT is none: its CONNACK either waits
     /// and asked for [`Pace::Now`], or does not wait, and then it rides with the next group
     /// (the client's later acks wait for it there), so a storm of reconnecting clients
     /// commits one group per 16 subscriptions rather than per 8 clients.
     pub(super) fn records(&self) -> usize {
         match self {
             Job::Commit { ops, .. } => ops.iter().filter(|op| counts_as_record(op)).count(),
+            Job::Barrier { .. } => 1,
             Job::Load { .. } => 0,
         }
     }
@@ -136,6 +151,8 @@ pub struct DurableMetrics {
     /// Bytes the writer thread sent to storage (`/proc/thread-self/io` write_bytes; 0 where
     /// unavailable): the SD-card wear.
     pub bytes_written: AtomicU64,
+    /// Batches and barriers handed to the writer and not answered yet.
+    pub in_flight: AtomicU64,
 }
 
 impl DurableMetrics {
@@ -218,7 +235,7 @@ impl Writer {
             .iter_mut()
             .filter_map(|job| match job {
                 Job::Load { reply, .. } => Some(reply.take()),
-                Job::Commit { .. } => None,
+                Job::Commit { .. } | Job::Barrier { .. } => None,
             })
             .collect();
         let result = self.write(&group, &mut replies);
@@ -237,7 +254,7 @@ impl Writer {
                 self.database = None;
             }
         }
-        answer(group, replies, result);
+        answer(group, replies, result, &self.metrics);
     }
 
     fn write(
@@ -284,22 +301,37 @@ impl Drop for AbandonOnPanic<'_> {
     }
 }
 
-/// Answers every job of a group: commits with the group's outcome, loads not answered yet
-/// with their entries (or the group's failure: entries read in a transaction that did not
-/// commit may not exist).
+/// Answers every job of a group: commits with the group's outcome, barriers with it too unless
+/// an earlier group failed, loads not answered yet with their entries (or the group's failure:
+/// entries read in a transaction that did not commit may not exist).
 fn answer(
     group: Vec<Job>,
     replies: Vec<Option<LoadReply>>,
     result: Result<Written, CommitFailure>,
+    metrics: &DurableMetrics,
 ) {
     let (outcome, loads) = match result {
         Ok(written) => (Ok(()), written.loads),
         Err(failure) => (Err(StoreError::Commit(Arc::new(failure))), Vec::new()),
     };
+    let barrier_outcome = match &outcome {
+        Ok(()) if metrics.failed_commits.load(Ordering::Acquire) > 0 => {
+            Err(StoreError::EarlierCommitFailed)
+        }
+        outcome => outcome.clone(),
+    };
+    // Settled before anyone hears of it: a barrier asked by a waiter just answered finds
+    // nothing on its way.
+    let settled = group.iter().filter(|job| job.answered_by_writer()).count();
+    metrics
+        .in_flight
+        .fetch_sub(settled as u64, Ordering::AcqRel);
     // A waiter that gave up (dropped its receiver) needs no answer.
     for job in group {
-        if let Job::Commit { done, .. } = job {
-            let _ = done.send(outcome.clone());
+        match job {
+            Job::Commit { done, .. } => drop(done.send(outcome.clone())),
+            Job::Barrier { done } => drop(done.send(barrier_outcome.clone())),
+            Job::Load { .. } => {}
         }
     }
     let mut loads = loads.into_iter();
@@ -334,6 +366,7 @@ fn write_group(
         .iter()
         .flat_map(|job| match job {
             Job::Commit { ops, .. } => ops.iter().map(Some).collect(),
+            Job::Barrier { .. } => Vec::new(),
             Job::Load { .. } => vec![None],
         })
         .collect();
@@ -344,7 +377,7 @@ fn write_group(
             Job::Load {
                 client_id, range, ..
             } => Some((client_id, range)),
-            Job::Commit { .. } => None,
+            Job::Commit { .. } | Job::Barrier { .. } => None,
         })
         .zip(replies.iter_mut());
     let mut loaded = Vec::new();
