@@ -99,10 +99,10 @@ impl Job {
     /// The records of this job that count towards [`WINDOW_CLOSES_AT`]: messages stored (queue
     /// entries and retained messages), subscriptions added or removed (a SUBACK or UNSUBACK
     /// waits for them), and a barrier (the SUBACK of an unchanged subscription waits for it).
-    /// A session stored at CONNECT is none: its CONNACK either waits
-    /// and asked for [`Pace::Now`], or does not wait, and then it rides with the next group
-    /// (the client's later acks wait for it there), so a storm of reconnecting clients
-    /// commits one group per 16 subscriptions rather than per 8 clients.
+    /// A session stored at CONNECT is none: its CONNACK either waits and asked for
+    /// [`Pace::Now`], or does not wait, and then it rides with the next group (the client's
+    /// later acks wait for it there), so a storm of reconnecting clients commits one group per
+    /// 16 subscriptions rather than per 8 clients.
     pub(super) fn records(&self) -> usize {
         match self {
             Job::Commit { ops, .. } => ops.iter().filter(|op| counts_as_record(op)).count(),
@@ -151,7 +151,8 @@ pub struct DurableMetrics {
     /// Bytes the writer thread sent to storage (`/proc/thread-self/io` write_bytes; 0 where
     /// unavailable): the SD-card wear.
     pub bytes_written: AtomicU64,
-    /// Batches and barriers handed to the writer and not answered yet.
+    /// Batches and barriers handed to the writer whose group is not committed (or failed)
+    /// yet: 0 means everything submitted so far is settled.
     pub in_flight: AtomicU64,
 }
 
