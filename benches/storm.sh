@@ -66,10 +66,11 @@ run_once() {
     stop_broker
 }
 
-# storm_line BROKER ROUND: the load tool's RESULT line of one storm on the running broker; the
-# client identifiers are the same for both storms of a run.
+# storm_line BROKER ROUND: the load tool's RESULT line of one storm on the running broker. The
+# client identifiers are the same for both storms of a run, and for every broker (each keeps
+# them in memory: a longer one would cost that broker more bytes per connection).
 storm_line() {
-    local broker=$1 round=$2 options=(--client-prefix "storm-$round-$broker")
+    local broker=$1 round=$2 options=(--client-prefix "storm-$round")
     [[ $COMMAND_EACH != 1 ]] || options+=(--command-each)
     [[ $SHUFFLE != 1 ]] || options+=(--shuffle)
     timeout 600 "$LOAD" --scenario reboot-storm --mqtt-version 3.1.1 --qos 1 \
