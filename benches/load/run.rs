@@ -269,11 +269,12 @@ pub fn client_options(args: &Args) -> ClientOptions {
 /// The prefix of every client identifier (`--client-prefix`), set once at start.
 static CLIENT_PREFIX: OnceLock<String> = OnceLock::new();
 
-/// Sets the prefix of client identifiers; without one they are unique to this process.
+/// Sets the prefix of client identifiers, if one is given, before any client exists (a
+/// second call keeps the first prefix); without one they are unique to this process.
 pub fn set_client_prefix(prefix: Option<String>) {
-    let prefix = prefix.unwrap_or_else(|| format!("load-{}", std::process::id()));
-    // Set once, before any client exists; a second call keeps the first prefix.
-    let _ = CLIENT_PREFIX.set(prefix);
+    if let Some(prefix) = prefix {
+        let _ = CLIENT_PREFIX.set(prefix);
+    }
 }
 
 /// The client identifier of `role` and `index`: unique to this process unless
