@@ -100,8 +100,11 @@ impl State {
         let client_id = &client_id;
         // Whether the store holds the session's state (subscriptions, queue, flows).
         let mut state_stored = false;
+        // What the store's row of the session says: its interval, and whether it has a Will.
+        let mut stored_row = None;
         if let Some(slot) = self.sessions.get_mut(client_id) {
             state_stored = slot.session.is_stored();
+            stored_row = Some((slot.session.expiry_interval, slot.session.will.is_some()));
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
             }
@@ -145,7 +148,16 @@ impl State {
         // Will, else a restart would bring back the session the client ended, and say Session
         // Present to its next CONNECT.
         let has_will = will.is_some();
-        if expiry_interval > 0 || has_will || kept_in_store {
+        // A session that never expires and has no Will, resumed as stored, would only have its
+        // row marked connected, for an offline time nothing reads for it (no expiry, no Will
+        // Delay): nothing is written, and the sensors of a gateway resuming after its reboot
+        // write no page each. (`cairn sessions list` then shows its last recorded disconnect.)
+        let row_unchanged = resumed
+            && state_stored
+            && !has_will
+            && expiry_interval == u32::MAX
+            && stored_row == Some((u32::MAX, false));
+        if !row_unchanged && (expiry_interval > 0 || has_will || kept_in_store) {
             changes.ops.push(StoreOp::PutSession {
                 client_id: client_id.clone(),
                 expiry_interval,

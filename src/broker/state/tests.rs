@@ -1255,3 +1255,56 @@ fn an_unchanged_subscription_is_not_written_again() {
         assert!(changes.ops.is_empty() && !changes.rests_on_earlier);
     }
 }
+
+/// A resume writes the session's row (marked connected, so that after a crash its expiry and
+/// Will Delay count from the restart) unless nothing would read it: a session that never
+/// expires, had no Will and brings none, resumed as stored, writes nothing — a gateway's
+/// sensors resuming after its reboot. A Will (old or new), another interval, or a session
+/// that expires write the row as before.
+#[test]
+fn a_resume_writes_the_session_row_only_where_it_matters() {
+    let mut state = state();
+    let client: Arc<str> = Arc::from("sensor");
+    attach(&mut state, &client, 1, true, u32::MAX, None);
+    detach(&mut state, &client, 1);
+    let (attached, ops) = resume_recording(&mut state, &client, 2, u32::MAX);
+    assert!(attached.session_present);
+    assert!(ops.is_empty(), "never expires, no Will: {ops:?}");
+
+    let (_, ops) = resume_recording(&mut state, &client, 3, 3600);
+    assert!(
+        ops.iter().any(|op| matches!(
+            op,
+            StoreOp::PutSession {
+                expiry_interval: 3600,
+                ..
+            }
+        )),
+        "another interval is written: {ops:?}"
+    );
+    let (_, ops) = resume_recording(&mut state, &client, 4, 3600);
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, StoreOp::PutSession { .. })),
+        "a session that expires is marked connected: {ops:?}"
+    );
+
+    let willing: Arc<str> = Arc::from("willing");
+    attach(
+        &mut state,
+        &willing,
+        5,
+        true,
+        u32::MAX,
+        Some(will("gone/willing", 60)),
+    );
+    detach(&mut state, &willing, 5);
+    let (_, ops) = resume_recording(&mut state, &willing, 6, u32::MAX);
+    assert!(
+        ops.iter()
+            .any(|op| matches!(op, StoreOp::Will { will: None, .. })),
+        "the old Will is cleared in the store: {ops:?}"
+    );
+    let (_, ops) = resume_recording(&mut state, &willing, 7, u32::MAX);
+    assert!(ops.is_empty(), "and then nothing: {ops:?}");
+}
