@@ -152,7 +152,9 @@ impl State {
         // row marked connected, for an offline time nothing reads for it (no expiry, no Will
         // Delay): nothing is written, and the sensors of a gateway resuming after its reboot
         // write no page each. (`cairn sessions list` then shows its last recorded disconnect.)
+        // After a failed commit the disk may lack the row: it is written again then.
         let row_unchanged = resumed
+            && !changes.restate
             && state_stored
             && !has_will
             && expiry_interval == u32::MAX

@@ -1270,6 +1270,26 @@ fn a_resume_writes_the_session_row_only_where_it_matters() {
     let (attached, ops) = resume_recording(&mut state, &client, 2, u32::MAX);
     assert!(attached.session_present);
     assert!(ops.is_empty(), "never expires, no Will: {ops:?}");
+    let request = AttachRequest {
+        client_id: client.clone(),
+        clean_start: false,
+        expiry_interval: u32::MAX,
+        will: None,
+        username: None,
+        link: link(8),
+    };
+    let mut after_a_failed_commit = Changes {
+        restate: true,
+        ..Changes::default()
+    };
+    state.attach(request, &mut after_a_failed_commit);
+    assert!(
+        after_a_failed_commit
+            .ops
+            .iter()
+            .any(|op| matches!(op, StoreOp::PutSession { .. })),
+        "after a failed commit the row is written again"
+    );
 
     let (_, ops) = resume_recording(&mut state, &client, 3, 3600);
     assert!(
