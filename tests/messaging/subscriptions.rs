@@ -286,7 +286,9 @@ async fn no_local_keeps_a_clients_own_messages_away() {
     .await;
     let mut other = RawClient::connect(broker.addr, version, "other").await;
 
-    publish_qos0(&mut talker, "no-local/t", "own").await;
+    // QoS 1: its PUBACK says it was routed before "other" is sent (two clients' messages have
+    // no order of their own, and "other" marks the end of what each receiver looks at).
+    publish_qos1(&mut talker, "no-local/t", 2, "own").await;
     publish_qos0(&mut other, "no-local/t", "other").await;
 
     assert!(

@@ -93,6 +93,26 @@ async fn idle_clients_hold_no_task_and_wake_for_what_reaches_them() {
     }
 }
 
+// A client silent after its CONNACK is waited for briefly (most send their SUBSCRIBE right
+// behind it), then parks all the same, and is still served once parked.
+#[tokio::test]
+async fn a_client_silent_after_connack_parks_after_a_pause() {
+    let broker = start_broker().await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let mut clients = Vec::new();
+    for index in 0..CLIENTS {
+        let id = client_id(&format!("silent-{index}"), version(index));
+        clients.push(RawClient::connect(broker.addr, version(index), &id).await);
+    }
+    alive_tasks_fall_to(baseline + SLACK).await;
+    for client in &mut clients {
+        client.send(&Packet::PingReq).await;
+    }
+    for client in &mut clients {
+        assert!(matches!(client.recv().await, Packet::PingResp));
+    }
+}
+
 // A parked connection is resumed by its socket: PINGREQ is answered [MQTT-3.12.4-1], and it
 // parks again (one brief park is no busy client); then a SUBSCRIBE is acknowledged and
 // served.
