@@ -103,7 +103,8 @@ struct ParkHistory {
     brief: u8,
     /// Resumed, and no event has come since.
     awaiting_event: bool,
-    /// Nothing has come since CONNACK, and the connection has not paused for it yet.
+    /// Nothing has come from the client since CONNACK, and the connection has not paused for
+    /// it yet.
     fresh: bool,
     /// When the connection last parked (while parked) or was resumed (while running).
     at_ms: u32,
@@ -166,6 +167,10 @@ impl ParkHistory {
     /// An event came: the connection may park at its next idle moment.
     fn event_came(&mut self) {
         self.awaiting_event = false;
+    }
+
+    /// Bytes came from the client: no pause is owed to its first packet any more.
+    fn client_spoke(&mut self) {
         self.fresh = false;
     }
 }
@@ -473,6 +478,7 @@ impl Client {
                     self.take_loaded(entries)?;
                 }
                 Event::Read(Ok(true)) => {
+                    self.parks.client_spoke();
                     self.signal.heard_at(self.broker.clock_ms(), self.timeout());
                     loop {
                         match framed.next_buffered() {
@@ -813,14 +819,17 @@ mod tests {
     }
 
     /// A connection pauses for the client once: at its first idle moment after CONNACK, and
-    /// only if nothing came before it.
+    /// only if the client has sent nothing since (a commit of its own is no packet of the
+    /// client's).
     #[test]
     fn only_the_first_idle_moment_after_connack_pauses() {
         let mut parks = ParkHistory::started(0);
+        parks.event_came(); // the commit of its new session
         assert!(parks.pauses_first(), "idle right after CONNACK");
         assert!(!parks.pauses_first(), "once");
         let mut parks = ParkHistory::started(0);
-        parks.event_came(); // SUBSCRIBE right behind CONNACK, before any idle moment
+        parks.client_spoke(); // SUBSCRIBE right behind CONNACK, before any idle moment
+        parks.event_came();
         assert!(!parks.pauses_first());
         parks.parked(5);
         resumed_and_served(&mut parks, 5_000);
