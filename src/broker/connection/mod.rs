@@ -71,10 +71,6 @@ impl Exit {
 /// client between CONNACK and SUBSCRIBE), not idleness.
 const BRIEF_PARK_MS: u64 = 100;
 
-/// How long a connection idle right after its CONNACK waits for the client's first packet
-/// before it parks (see [`ParkHistory`]).
-const FIRST_PAUSE_MS: u64 = 20;
-
 /// After this many brief parks in a row a connection stops parking for [`STAY_MS`]: a busy
 /// client would otherwise pay a task's spawn for every packet or message.
 const BRIEF_PARKS: u8 = 2;
@@ -91,21 +87,12 @@ const STAY_MS: u64 = 1_000;
 /// A resumed connection does not park again before something happened: its socket rejoins
 /// the runtime's reactor with no readiness known, so a wake for bytes shows as a read only
 /// after the reactor's next turn, and parking before it would ping-pong.
-///
-/// A connection idle right after its CONNACK, with nothing from the client since, waits up
-/// to [`FIRST_PAUSE_MS`] before it parks (see [`ParkHistory::pauses_first`]): most clients
-/// send their SUBSCRIBE or first PUBLISH right behind the CONNACK, and a park that ends that
-/// soon costs four `epoll_ctl` calls and a task's spawn (a resumed reboot storm: 10 calls per
-/// client instead of 6).
 #[derive(Debug, Clone, Copy)]
 struct ParkHistory {
     /// Brief parks in a row (see [`BRIEF_PARK_MS`]).
     brief: u8,
     /// Resumed, and no event has come since.
     awaiting_event: bool,
-    /// Nothing has come from the client since CONNACK, and the connection has not paused for
-    /// it yet.
-    fresh: bool,
     /// When the connection last parked (while parked) or was resumed (while running).
     at_ms: u32,
 }
@@ -121,7 +108,6 @@ impl ParkHistory {
         ParkHistory {
             brief: 0,
             awaiting_event: false,
-            fresh: true,
             at_ms: now,
         }
     }
@@ -158,20 +144,9 @@ impl ParkHistory {
         self.awaiting_event = true;
     }
 
-    /// Whether a connection about to park should first wait [`FIRST_PAUSE_MS`] for the client:
-    /// at its first idle moment after CONNACK if nothing came since, once.
-    fn pauses_first(&mut self) -> bool {
-        std::mem::replace(&mut self.fresh, false)
-    }
-
     /// An event came: the connection may park at its next idle moment.
     fn event_came(&mut self) {
         self.awaiting_event = false;
-    }
-
-    /// Bytes came from the client: no pause is owed to its first packet any more.
-    fn client_spoke(&mut self) {
-        self.fresh = false;
     }
 }
 
@@ -452,15 +427,6 @@ impl Client {
                 // Nothing under way: unless something is there already, park.
                 match poll_fn(|cx| Poll::Ready(self.poll_event(framed, reading, cx))).await {
                     Poll::Ready(event) => event,
-                    Poll::Pending if self.parks.pauses_first() => {
-                        let pause = Duration::from_millis(FIRST_PAUSE_MS);
-                        let waited = poll_fn(|cx| self.poll_event(framed, reading, cx));
-                        // Boxed: the timer would take room in every connection's task.
-                        match Box::pin(tokio::time::timeout(pause, waited)).await {
-                            Ok(event) => event,
-                            Err(_) => continue,
-                        }
-                    }
                     Poll::Pending => return Ok(()),
                 }
             } else {
@@ -478,7 +444,6 @@ impl Client {
                     self.take_loaded(entries)?;
                 }
                 Event::Read(Ok(true)) => {
-                    self.parks.client_spoke();
                     self.signal.heard_at(self.broker.clock_ms(), self.timeout());
                     loop {
                         match framed.next_buffered() {
@@ -816,24 +781,6 @@ mod tests {
         assert!(!parks.parks_now(9_000), "however long ago it was");
         parks.event_came();
         assert!(parks.parks_now(9_000));
-    }
-
-    /// A connection pauses for the client once: at its first idle moment after CONNACK, and
-    /// only if the client has sent nothing since (a commit of its own is no packet of the
-    /// client's).
-    #[test]
-    fn only_the_first_idle_moment_after_connack_pauses() {
-        let mut parks = ParkHistory::started(0);
-        parks.event_came(); // the commit of its new session
-        assert!(parks.pauses_first(), "idle right after CONNACK");
-        assert!(!parks.pauses_first(), "once");
-        let mut parks = ParkHistory::started(0);
-        parks.client_spoke(); // SUBSCRIBE right behind CONNACK, before any idle moment
-        parks.event_came();
-        assert!(!parks.pauses_first());
-        parks.parked(5);
-        resumed_and_served(&mut parks, 5_000);
-        assert!(!parks.pauses_first(), "not after a resume");
     }
 
     /// The clock wraps after 49 days; differences stay right across the wrap.
