@@ -3,8 +3,10 @@
 # scenario (benches/load/idle.rs). After a gateway reboots every sensor reconnects at once:
 # CLIENTS MQTT 3.1.1 clients, CONCURRENCY at a time, each connecting with Clean Session 0 and
 # subscribing once at QoS 1 to its own topic, then idle. Reports clients per second through
-# CONNACK and SUBACK, the broker's RSS growth per connection (VmRSS before and after), and the
-# bytes it caused to be written to storage per client until then (the SD-card wear).
+# CONNACK and SUBACK, the CPU time the broker used per client meanwhile (user and system, all
+# its threads, from /proc/<pid>/stat: on two cores shared with the load tool the rate follows
+# it), the broker's RSS growth per connection (VmRSS before and after), and the bytes it
+# caused to be written to storage per client until then (the SD-card wear).
 #
 # Cairn runs its release build with the default configuration (fsync on, 20 ms commit
 # window) apart from the port, the data directory and queue limits; Mosquitto with
@@ -99,6 +101,7 @@ print_section() {
     echo "$2:"
     printf '%-44s %12s %12s %12s  %s\n' "metric (median)" cairn mosquitto cairn/mosq better
     local metrics=("rate:clients connected+subscribed per second:higher"
+        "cpu_us_per_client:broker CPU time per client (µs):lower"
         "bytes_per_conn:RSS growth per connection (bytes):lower"
         "written_per_client:bytes written to storage per client:lower")
     [[ $COMMAND_EACH != 1 ]] ||

@@ -1,6 +1,6 @@
 //! What the kernel says about the broker process: resident memory (`/proc/<pid>/status`
-//! VmRSS) and bytes it caused to be written to storage (`/proc/<pid>/io` write_bytes, counted
-//! when pages are dirtied: the SD-card wear).
+//! VmRSS), bytes it caused to be written to storage (`/proc/<pid>/io` write_bytes, counted
+//! when pages are dirtied: the SD-card wear) and the CPU time it used (`/proc/<pid>/stat`).
 //!
 //! Reads only; the broker must run on this machine and be readable by this user.
 
@@ -16,6 +16,39 @@ pub fn rss_kib(pid: u32) -> Result<u64, LoadError> {
 /// Bytes process `pid` has caused to be written to storage so far.
 pub fn write_bytes(pid: u32) -> Result<u64, LoadError> {
     read_field(pid, "io", "write_bytes:", "")
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times: USER_HZ, 100 on every Linux
+/// architecture (the kernel converts its own tick rate for user space).
+const USER_HZ: u64 = 100;
+
+/// CPU time process `pid` has used so far, user and system, all its threads together (those
+/// that ended too), in milliseconds (10 ms steps).
+pub fn cpu_ms(pid: u32) -> Result<u64, LoadError> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let text = std::fs::read_to_string(&path).map_err(|e| LoadError::BrokerStat {
+        path: path.clone(),
+        field: "utime, stime",
+        reason: e.to_string(),
+    })?;
+    cpu_ticks_of(&text)
+        .map(|ticks| ticks * 1000 / USER_HZ)
+        .ok_or_else(|| LoadError::BrokerStat {
+            path,
+            field: "utime, stime",
+            reason: "no fields 14 and 15".into(),
+        })
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
+/// is in parentheses and may hold spaces and parentheses itself: fields are counted from the
+/// last `)`.
+pub fn cpu_ticks_of(stat: &str) -> Option<u64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The number after `label` (and before `unit`) in `/proc/<pid>/<file>`.

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 
 use crate::args::{Args, Scenario};
-use crate::broker_proc::{rss_kib, write_bytes};
+use crate::broker_proc::{cpu_ms, rss_kib, write_bytes};
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
 use crate::error::LoadError;
 use crate::run::{client_id, client_options, scrambled};
@@ -45,6 +45,8 @@ struct Growth {
     opening_secs: f64,
     /// Bytes the broker caused to be written to storage meanwhile (until the RSS reading).
     written: u64,
+    /// CPU time the broker used from the first TCP connect to the last handshake's end, ms.
+    cpu_ms: u64,
     /// With --command-each: the RSS once every client has received and acknowledged one
     /// message.
     commanded_kib: Option<u64>,
@@ -100,12 +102,15 @@ pub async fn reboot_storm(args: &Args) -> Result<Summary, LoadError> {
     let growth = measure(args, Scenario::RebootStorm, opening).await?;
     let rate = f64::from(connections) / growth.opening_secs;
     let written_per_client = growth.written / u64::from(connections);
+    let cpu_us_per_client = growth.cpu_ms * 1000 / u64::from(connections);
     eprintln!(
         "{connections} clients connected and subscribed in {:.3} s ({} at a time): {rate:.0} \
-         per second; VmRSS {} KiB → {} KiB: {} bytes per connection; {written_per_client} \
-         bytes written to storage per client",
+         per second, the broker using {} ms of CPU ({cpu_us_per_client} µs per client); VmRSS \
+         {} KiB → {} KiB: {} bytes per connection; {written_per_client} bytes written to \
+         storage per client",
         growth.opening_secs,
         args.concurrency(Scenario::RebootStorm),
+        growth.cpu_ms,
         growth.before_kib,
         growth.after_kib,
         growth.bytes_per_connection(connections)
@@ -117,6 +122,7 @@ pub async fn reboot_storm(args: &Args) -> Result<Summary, LoadError> {
         ),
         ("secs", format!("{:.3}", growth.opening_secs)),
         ("rate", format!("{rate:.0}")),
+        ("cpu_us_per_client", cpu_us_per_client.to_string()),
         ("written_per_client", written_per_client.to_string()),
     ];
     fields.extend(growth.fields(connections));
@@ -144,12 +150,14 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     sleep(args.settle).await;
     let before_kib = rss_kib(pid)?;
     let written_before = write_bytes(pid)?;
+    let cpu_before = cpu_ms(pid)?;
 
     let started = Instant::now();
     let connections = batch
         .open(args.connections(scenario), scenario.name(), args.shuffle)
         .await?;
     let opening_secs = started.elapsed().as_secs_f64();
+    let cpu_ms = cpu_ms(pid)?.saturating_sub(cpu_before);
     sleep(args.settle).await;
     let after_kib = rss_kib(pid)?;
     let written = write_bytes(pid)?.saturating_sub(written_before);
@@ -167,6 +175,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
         after_kib,
         opening_secs,
         written,
+        cpu_ms,
         commanded_kib,
     })
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
+use crate::broker_proc::cpu_ticks_of;
 use crate::durable::whole_phase;
 use crate::progress::Progress;
 use crate::publisher::{due_time, InflightTable, PublisherReport, Slot};
@@ -18,7 +19,7 @@ use crate::subscriber::SequenceCheck;
 use crate::sys_stats::record;
 
 /// How many checks [`failures`] runs.
-pub const CHECKS: usize = 11;
+pub const CHECKS: usize = 12;
 
 /// A named check: `true` when it holds.
 type Check = (&'static str, fn() -> bool);
@@ -27,6 +28,10 @@ type Check = (&'static str, fn() -> bool);
 pub fn failures() -> Vec<&'static str> {
     let checks: [Check; CHECKS] = [
         ("stamp survives a payload round trip", stamp_round_trip),
+        (
+            "CPU ticks are read past a command name with spaces and parentheses",
+            cpu_ticks_past_odd_name,
+        ),
         (
             "a payload shorter than a stamp is refused",
             short_payload_refused,
@@ -207,4 +212,11 @@ fn scrambled_order_is_a_permutation() -> bool {
             }
             count < 3 || (0..count).any(|index| crate::run::scrambled(index, count) != index)
         })
+}
+
+fn cpu_ticks_past_odd_name() -> bool {
+    // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
+    // stime ...
+    let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 10 0 0 0 17 25 0 0 20 0 3";
+    cpu_ticks_of(stat) == Some(42) && cpu_ticks_of("4242 (cut) S 1 2").is_none()
 }
