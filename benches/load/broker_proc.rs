@@ -26,18 +26,14 @@ const USER_HZ: u64 = 100;
 /// that ended too), in milliseconds (10 ms steps).
 pub fn cpu_ms(pid: u32) -> Result<u64, LoadError> {
     let path = PathBuf::from(format!("/proc/{pid}/stat"));
-    let text = std::fs::read_to_string(&path).map_err(|e| LoadError::BrokerStat {
+    let failure = |reason: String| LoadError::BrokerStat {
         path: path.clone(),
         field: "utime, stime",
-        reason: e.to_string(),
-    })?;
-    cpu_ticks_of(&text)
-        .map(|ticks| ticks * 1000 / USER_HZ)
-        .ok_or_else(|| LoadError::BrokerStat {
-            path,
-            field: "utime, stime",
-            reason: "no fields 14 and 15".into(),
-        })
+        reason,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| failure(e.to_string()))?;
+    let ticks = cpu_ticks_of(&text).ok_or_else(|| failure("no fields 14 and 15".into()))?;
+    Ok(ticks * 1000 / USER_HZ)
 }
 
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
