@@ -39,6 +39,17 @@ async fn alive_tasks_fall_to(limit: usize) -> usize {
     }
 }
 
+/// Every client sends PINGREQ, and each gets its PINGRESP [MQTT-3.12.4-1]: a parked
+/// connection is resumed by its socket.
+async fn pings_are_answered(clients: &mut [RawClient]) {
+    for client in clients.iter_mut() {
+        client.send(&Packet::PingReq).await;
+    }
+    for client in clients.iter_mut() {
+        assert!(matches!(client.recv().await, Packet::PingResp));
+    }
+}
+
 /// Both protocol versions, alternating.
 fn version(index: usize) -> ProtocolVersion {
     if index % 2 == 0 {
@@ -85,12 +96,7 @@ async fn idle_clients_hold_no_task_and_wake_for_what_reaches_them() {
     }
 
     // A packet of its own: its socket resumes it.
-    for client in &mut clients {
-        client.send(&Packet::PingReq).await;
-    }
-    for client in &mut clients {
-        assert!(matches!(client.recv().await, Packet::PingResp));
-    }
+    pings_are_answered(&mut clients).await;
 }
 
 // A client silent after its CONNACK parks, and is still served once parked.
@@ -104,12 +110,7 @@ async fn a_client_silent_after_connack_parks() {
         clients.push(RawClient::connect(broker.addr, version(index), &id).await);
     }
     alive_tasks_fall_to(baseline + SLACK).await;
-    for client in &mut clients {
-        client.send(&Packet::PingReq).await;
-    }
-    for client in &mut clients {
-        assert!(matches!(client.recv().await, Packet::PingResp));
-    }
+    pings_are_answered(&mut clients).await;
 }
 
 // A parked connection is resumed by its socket: PINGREQ is answered [MQTT-3.12.4-1], and it
