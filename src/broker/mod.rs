@@ -15,6 +15,7 @@ pub mod state;
 pub mod subscriptions;
 pub mod sys;
 pub mod topic;
+pub mod window;
 
 #[cfg(test)]
 pub(crate) use engine::test_broker;

@@ -5,21 +5,14 @@
 //! The fields are what the store persists; everything else about a connection
 //! (socket, aliases, keep-alive) lives in the connection task.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::codec::SubscriptionOptions;
 
 use super::queue::{MessageQueue, QueueBudget};
-use crate::model::{Delivery, OutboundState, SessionWill};
-
-/// One message in the outbound inflight window.
-#[derive(Debug, Clone)]
-pub struct Inflight {
-    pub packet_id: u16,
-    pub delivery: Delivery,
-    pub state: OutboundState,
-}
+use super::window::Window;
+use crate::model::SessionWill;
 
 /// One subscription as the session remembers it (the index holds the routing copy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +102,7 @@ pub struct Session {
     /// Messages waiting to be sent, oldest first, mostly on disk.
     pub queue: MessageQueue,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
-    pub inflight: VecDeque<Inflight>,
+    pub inflight: Window,
     /// Packet identifiers of inbound QoS 2 messages whose PUBREC was sent and PUBREL not yet
     /// received: a repeat PUBLISH with one of these is not routed again [MQTT-4.3.3-10].
     pub inbound_qos2: BTreeSet<u16>,
@@ -129,7 +122,7 @@ impl Session {
             kept_in_store: false,
             subscriptions: SessionSubscriptions::default(),
             queue: MessageQueue::new(budget),
-            inflight: VecDeque::new(),
+            inflight: Window::default(),
             inbound_qos2: BTreeSet::new(),
             last_packet_id: 0,
             will: None,
@@ -145,7 +138,7 @@ impl Session {
                 continue;
             }
             let id = self.last_packet_id;
-            if !self.inflight.iter().any(|entry| entry.packet_id == id) {
+            if !self.inflight.holds(id) {
                 return id;
             }
         }
@@ -164,16 +157,7 @@ impl Session {
     /// (a few hundred bytes) for as long as it stays connected.
     pub fn shed_idle_memory(&mut self) {
         self.queue.box_only_if_used();
-        if self.inflight.is_empty() {
-            self.inflight = VecDeque::new();
-        }
-    }
-
-    /// Position of the inflight entry with `packet_id` in `state`.
-    pub fn find_inflight(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
-        self.inflight
-            .iter()
-            .position(|entry| entry.packet_id == packet_id && entry.state == state)
+        self.inflight.shed_idle_memory();
     }
 
     /// Whether the store keeps this session's state (its subscriptions, queue and flows): it
@@ -187,8 +171,9 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::window::Inflight;
     use crate::codec::QoS;
-    use crate::model::Message;
+    use crate::model::{Delivery, Message, OutboundState};
     use bytes::Bytes;
 
     fn delivery(qos: QoS) -> Delivery {
@@ -248,7 +233,7 @@ mod tests {
         session.last_packet_id = u16::MAX - 1;
         let first = session.next_packet_id();
         assert_eq!(first, u16::MAX);
-        session.inflight.push_back(Inflight {
+        session.inflight.push(Inflight {
             packet_id: 1,
             delivery: delivery(QoS::AtLeastOnce),
             state: OutboundState::AwaitingPubAck,
@@ -257,6 +242,39 @@ mod tests {
             session.next_packet_id(),
             2,
             "0 is never used and 1 is inflight"
+        );
+    }
+
+    /// [MQTT-2.3.1-2] Through a window of thousands (a bridge to a server that announces no
+    /// Receive Maximum), acknowledged out of order and wrapping past 65,535, no identifier in
+    /// use is handed out again.
+    #[test]
+    fn packet_ids_stay_unique_in_a_large_window() {
+        let mut session = Session::new(Arc::from("c"), 10, QueueBudget::new(u64::MAX));
+        session.last_packet_id = u16::MAX - 1_000;
+        let mut in_use = std::collections::BTreeSet::new();
+        for round in 0..6u32 {
+            while session.inflight.len() < 5_000 {
+                let packet_id = session.next_packet_id();
+                assert!(
+                    packet_id != 0 && in_use.insert(packet_id),
+                    "{packet_id} in round {round}"
+                );
+                session.inflight.push(Inflight {
+                    packet_id,
+                    delivery: delivery(QoS::AtLeastOnce),
+                    state: OutboundState::AwaitingPubAck,
+                });
+            }
+            // Every third entry acknowledged, from the newest back.
+            for position in (0..session.inflight.len()).rev().step_by(3) {
+                let gone = session.inflight.remove(position).expect("in the window");
+                in_use.remove(&gone.packet_id);
+            }
+        }
+        assert!(
+            session.last_packet_id < u16::MAX - 1_000,
+            "the identifiers wrapped"
         );
     }
 
@@ -283,7 +301,7 @@ mod tests {
             .queue
             .offer(queued, &client, placement, &limits, &mut Vec::new());
         assert_eq!(session.oldest_queued_at(), Some(200));
-        session.inflight.push_back(Inflight {
+        session.inflight.push(Inflight {
             packet_id: 1,
             delivery: Delivery {
                 queued_at: 100,

@@ -212,6 +212,11 @@ impl Uplink {
                 return Ok(());
             }
             self.flush().await?;
+            // A full batch, and the window may take more: the local clients served by this
+            // worker go first. Through a window of thousands the drain would otherwise hold
+            // the worker for as long (each write completes at once on a fast link), and local
+            // publishers would wait that long for their acknowledgements.
+            tokio::task::yield_now().await;
         }
     }
 

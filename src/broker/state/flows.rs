@@ -11,7 +11,8 @@ use crate::codec::{Packet, Publish, QoS};
 use crate::model::{Delivery, Message, OutboundState, StoreOp};
 
 use super::super::queue::{LoadRequest, Queued};
-use super::super::session::{Inflight, Session};
+use super::super::session::Session;
+use super::super::window::Inflight;
 use super::{Changes, State};
 
 /// The connection's session is gone, or another connection took it over: the connection
@@ -95,7 +96,7 @@ impl State {
         expected: OutboundState,
     ) -> Option<(&mut Session, usize)> {
         let session = &mut self.sessions.get_mut(client_id)?.session;
-        let position = session.find_inflight(packet_id, expected)?;
+        let position = session.inflight.position(packet_id, expected)?;
         Some((session, position))
     }
 
@@ -212,7 +213,9 @@ impl State {
         let Some((session, position)) = self.inflight_entry(client_id, packet_id, awaiting) else {
             return false;
         };
-        session.inflight[position].state = OutboundState::AwaitingPubComp;
+        session
+            .inflight
+            .set_state(position, OutboundState::AwaitingPubComp);
         if session.is_stored() {
             changes.ops.push(StoreOp::Released {
                 client_id: client_id.clone(),
@@ -291,7 +294,7 @@ impl State {
                     } else {
                         OutboundState::AwaitingPubRec
                     };
-                    session.inflight.push_back(Inflight {
+                    session.inflight.push(Inflight {
                         packet_id,
                         delivery,
                         state,

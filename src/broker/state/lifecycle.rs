@@ -9,7 +9,8 @@ use crate::codec::ReasonCode;
 use crate::model::{Message, OutboundState, Recovered, SessionWill, StoreOp, WillSender};
 
 use super::super::queue::MessageQueue;
-use super::super::session::{Inflight, Session};
+use super::super::session::Session;
+use super::super::window::{Inflight, Window};
 use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
 use crate::auth::{Access, Who};
 
@@ -50,15 +51,13 @@ impl State {
             );
             session.queue =
                 MessageQueue::restored(self.budget.clone(), &stored.queue, stored.next_sequence);
-            session.inflight = stored
-                .inflight
-                .into_iter()
-                .map(|(packet_id, delivery, state)| Inflight {
+            session.inflight = Window::restored(stored.inflight.into_iter().map(
+                |(packet_id, delivery, state)| Inflight {
                     packet_id,
                     delivery,
                     state,
-                })
-                .collect();
+                },
+            ));
             session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
             session.will = stored.will.map(Box::new);
             let slot = SessionSlot {
@@ -203,7 +202,7 @@ impl State {
             });
         }
         let window = session.queue.take_seqs(session.inflight.len() as u64);
-        for (seq, sent) in window.zip(&session.inflight) {
+        for (seq, sent) in window.zip(session.inflight.iter()) {
             changes.ops.push(StoreOp::Enqueue {
                 client_id: client_id.clone(),
                 seq,

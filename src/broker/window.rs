@@ -1,0 +1,267 @@
+//! A session's outbound inflight window: the QoS 1 and 2 messages sent and not yet
+//! acknowledged, in send order, and the packet identifiers they hold.
+//!
+//! Handing out a packet identifier asks whether one is in use [MQTT-2.3.1-2]. A window of the
+//! usual size (the default Receive Maximum cap is 32) answers by looking through its entries.
+//! A window allowed thousands of messages (a bridge to a server that announces no Receive
+//! Maximum, with `max_inflight` raised for a long round trip) would then look through
+//! thousands for every message sent; past [`LIST_LIMIT`] entries it also keeps one bit per
+//! identifier (8 KiB, given back when the window empties), and the answer stays one lookup.
+
+use std::collections::VecDeque;
+
+use crate::model::{Delivery, OutboundState};
+
+/// Most entries looked through to find whether an identifier is in use; a larger window keeps
+/// its identifiers in a bitmap.
+const LIST_LIMIT: usize = 64;
+
+/// Words of the bitmap: one bit for each of the 65,536 identifiers.
+const BITMAP_WORDS: usize = (u16::MAX as usize + 1) / 64;
+
+/// One message in the outbound inflight window.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub packet_id: u16,
+    pub delivery: Delivery,
+    pub state: OutboundState,
+}
+
+/// The window: its entries in send order, and while it holds more than [`LIST_LIMIT`] of them,
+/// which identifiers they hold. The large form is boxed, so a session's window costs the same
+/// few words as a bare list (sessions are many, and most hold nothing in flight).
+#[derive(Debug)]
+pub enum Window {
+    Listed(VecDeque<Inflight>),
+    Indexed(Box<IndexedWindow>),
+}
+
+/// A large window: its entries, and one bit per identifier in use.
+#[derive(Debug)]
+pub struct IndexedWindow {
+    entries: VecDeque<Inflight>,
+    in_use: [u64; BITMAP_WORDS],
+}
+
+impl Default for Window {
+    fn default() -> Window {
+        Window::Listed(VecDeque::new())
+    }
+}
+
+impl Window {
+    /// A window of these entries, in this order.
+    pub fn restored(entries: impl IntoIterator<Item = Inflight>) -> Window {
+        Window::of(entries.into_iter().collect())
+    }
+
+    /// Adds a message just sent.
+    pub fn push(&mut self, entry: Inflight) {
+        match self {
+            Window::Listed(entries) => {
+                entries.push_back(entry);
+                if entries.len() > LIST_LIMIT {
+                    *self = Window::of(std::mem::take(entries));
+                }
+            }
+            Window::Indexed(window) => {
+                set(&mut window.in_use, entry.packet_id);
+                window.entries.push_back(entry);
+            }
+        }
+    }
+
+    /// Takes out the entry at `position` (from [`Window::position`]).
+    pub fn remove(&mut self, position: usize) -> Option<Inflight> {
+        match self {
+            Window::Listed(entries) => entries.remove(position),
+            Window::Indexed(window) => {
+                let removed = window.entries.remove(position)?;
+                clear(&mut window.in_use, removed.packet_id);
+                if window.entries.is_empty() {
+                    *self = Window::default();
+                }
+                Some(removed)
+            }
+        }
+    }
+
+    /// Keeps only the entries `keep` says yes to, in order.
+    pub fn retain(&mut self, keep: impl FnMut(&Inflight) -> bool) {
+        let mut entries = std::mem::take(self.entries_mut());
+        entries.retain(keep);
+        *self = Window::of(entries);
+    }
+
+    /// Where the entry with `packet_id` in `state` is.
+    pub fn position(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
+        self.iter()
+            .position(|entry| entry.packet_id == packet_id && entry.state == state)
+    }
+
+    /// The entry at `position` moves on to `state` (its identifier stays).
+    pub fn set_state(&mut self, position: usize, state: OutboundState) {
+        if let Some(entry) = self.entries_mut().get_mut(position) {
+            entry.state = state;
+        }
+    }
+
+    /// Whether an entry holds `packet_id`.
+    pub fn holds(&self, packet_id: u16) -> bool {
+        match self {
+            Window::Listed(entries) => entries.iter().any(|entry| entry.packet_id == packet_id),
+            Window::Indexed(window) => {
+                window.in_use[usize::from(packet_id) / 64] & bit(packet_id) != 0
+            }
+        }
+    }
+
+    /// The entries, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Inflight> {
+        self.entries().iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
+    /// Entries the window's buffer holds room for.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.entries().capacity()
+    }
+
+    /// An empty window gives its buffer back (it comes back with the next message).
+    pub fn shed_idle_memory(&mut self) {
+        if self.is_empty() {
+            *self = Window::default();
+        }
+    }
+
+    /// The window of `entries`, indexed if there are more than a look through is worth.
+    fn of(entries: VecDeque<Inflight>) -> Window {
+        if entries.len() <= LIST_LIMIT {
+            return Window::Listed(entries);
+        }
+        let mut in_use = [0u64; BITMAP_WORDS];
+        for entry in &entries {
+            set(&mut in_use, entry.packet_id);
+        }
+        Window::Indexed(Box::new(IndexedWindow { entries, in_use }))
+    }
+
+    fn entries(&self) -> &VecDeque<Inflight> {
+        match self {
+            Window::Listed(entries) => entries,
+            Window::Indexed(window) => &window.entries,
+        }
+    }
+
+    fn entries_mut(&mut self) -> &mut VecDeque<Inflight> {
+        match self {
+            Window::Listed(entries) => entries,
+            Window::Indexed(window) => &mut window.entries,
+        }
+    }
+}
+
+fn bit(packet_id: u16) -> u64 {
+    1 << (packet_id % 64)
+}
+
+fn set(bits: &mut [u64; BITMAP_WORDS], packet_id: u16) {
+    bits[usize::from(packet_id) / 64] |= bit(packet_id);
+}
+
+fn clear(bits: &mut [u64; BITMAP_WORDS], packet_id: u16) {
+    bits[usize::from(packet_id) / 64] &= !bit(packet_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::codec::QoS;
+    use crate::model::Message;
+
+    fn entry(packet_id: u16) -> Inflight {
+        Inflight {
+            packet_id,
+            delivery: Delivery {
+                message: Arc::new(Message::from_broker(1, "t", Bytes::new(), false)),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                subscription_ids: Vec::new(),
+                queued_at: 0,
+            },
+            state: OutboundState::AwaitingPubAck,
+        }
+    }
+
+    /// Whatever the window's size, and through every way entries come and go, `holds` says
+    /// exactly which identifiers are in use: the bitmap is built, kept and dropped in step.
+    #[test]
+    fn holds_answers_for_small_and_large_windows_alike() {
+        let mut window = Window::default();
+        let mut expected = std::collections::BTreeSet::new();
+        let check = |window: &Window, expected: &std::collections::BTreeSet<u16>, when: &str| {
+            for packet_id in [1, 2, 3, 64, 65, 100, 500, 4_095, 4_096, 65_535] {
+                assert_eq!(
+                    window.holds(packet_id),
+                    expected.contains(&packet_id),
+                    "identifier {packet_id} {when} ({} entries)",
+                    window.len()
+                );
+            }
+        };
+        for packet_id in (1..=500).chain([4_095, 4_096, 65_535]) {
+            window.push(entry(packet_id));
+            expected.insert(packet_id);
+        }
+        assert!(
+            matches!(window, Window::Indexed(_)),
+            "a large window keeps a bitmap"
+        );
+        check(&window, &expected, "after sending");
+        for packet_id in [1, 65, 4_096] {
+            let position = window
+                .position(packet_id, OutboundState::AwaitingPubAck)
+                .expect("in the window");
+            assert_eq!(window.remove(position).unwrap().packet_id, packet_id);
+            expected.remove(&packet_id);
+        }
+        check(&window, &expected, "after acknowledgements out of order");
+        window.retain(|entry| entry.packet_id % 2 == 0);
+        expected.retain(|packet_id| packet_id % 2 == 0);
+        check(&window, &expected, "after keeping the even ones");
+        window.retain(|entry| entry.packet_id < 40);
+        expected.retain(|packet_id| *packet_id < 40);
+        assert!(
+            matches!(window, Window::Listed(_)),
+            "a small window looks through its list"
+        );
+        check(&window, &expected, "once small again");
+        let restored = Window::restored((1..=100).map(entry));
+        assert!(matches!(restored, Window::Indexed(_)));
+        assert!(restored.holds(100) && !restored.holds(101));
+    }
+
+    /// The bitmap goes with the last entry, and an idle window holds no buffer.
+    #[test]
+    fn an_emptied_window_gives_its_memory_back() {
+        let mut window = Window::restored((1..=200).map(entry));
+        while !window.is_empty() {
+            window.remove(0);
+        }
+        assert!(matches!(window, Window::Listed(_)));
+        window.shed_idle_memory();
+        assert_eq!(window.capacity(), 0);
+    }
+}
