@@ -24,8 +24,16 @@
 #    gateway's /proc/<pid>/io write_bytes over WEAR_DURATION seconds per acknowledged message.
 #    Mosquitto as the gateway runs twice: `persistence false` and `persistence true` (its
 #    default autosave_interval, 1800 s).
+# 4. Receive Maximum kept: the load tool itself plays the upstream (bridge-window), announcing
+#    Receive Maximum UPSTREAM_RECEIVE_MAXIMUM (65,535 for 0) and acknowledging in batches 50 ms
+#    after the first unacknowledged PUBLISH; the gateway, filled with WINDOW_MESSAGES while its
+#    uplink was down, connects to it. Measured: the most PUBLISHes the bridge had
+#    unacknowledged at once, which MQTT 5 bounds by the Receive Maximum [MQTT-3.3.4-7].
 # Cairn's bridge: `[bridges.queue] max_messages = 1000000`, `reconnect_min = 1`,
-# `reconnect_max = 2`, otherwise defaults (fsync on, commit_window_ms 20, max_inflight 32).
+# `reconnect_max = 2`, `max_inflight = BRIDGE_INFLIGHT`, otherwise defaults (fsync on,
+# commit_window_ms 20). The upstream Mosquitto: `persistence true`, `max_queued_messages 0`,
+# `max_inflight_messages UPSTREAM_RECEIVE_MAXIMUM` (its default, 20, is the Receive Maximum it
+# announces; 0 announces none, which MQTT 5 reads as 65,535).
 # Mosquitto's bridge: `cleansession false`, `restart_timeout 1 2`, `max_queued_messages 0`,
 # `notifications false` (Cairn sends no state topic by default), `set_tcp_nodelay true` (see
 # MOSQUITTO_GATEWAY_EXTRA), `persistence false` for the drain. Both speak BRIDGE_PROTOCOL
@@ -41,7 +49,11 @@
 #   BRIDGE_PROTOCOL=5       MQTT version of both bridges upstream: 5 or 3.1.1
 #   MQTT_VERSION=5          MQTT version of the load tool's clients: 5 or 3.1.1
 #   DRAIN_TIMEOUT=300       seconds the drain (and each wait in it) may take
-#   SECTIONS="drain wear"   which runs to do (drain covers 1 and 2, wear is 3)
+#   UPSTREAM_RECEIVE_MAXIMUM=20   the upstream's max_inflight_messages (sections 1, 2 and 4)
+#   BRIDGE_INFLIGHT=32      Cairn's bridge `max_inflight`, its own cap on the window
+#   WINDOW_MESSAGES=2000    backlog of section 4
+#   SECTIONS="drain wear window"  which runs to do (drain covers 1 and 2, wear is 3, window 4;
+#                           window needs BRIDGE_PROTOCOL=5: a 3.1.1 server announces no limit)
 #   GATEWAYS="cairn mosquitto"
 #   MOSQUITTO_GATEWAY_EXTRA="set_tcp_nodelay true"   extra mosquitto.conf lines of Mosquitto
 #                           as the gateway. Cairn turns Nagle's algorithm off on its sockets;
@@ -58,10 +70,13 @@ LOCAL_RATE=${LOCAL_RATE:-500}
 WEAR_RATE=${WEAR_RATE:-100}
 WEAR_WARMUP=${WEAR_WARMUP:-3}
 WEAR_DURATION=${WEAR_DURATION:-10}
+UPSTREAM_RECEIVE_MAXIMUM=${UPSTREAM_RECEIVE_MAXIMUM:-20}
+BRIDGE_INFLIGHT=${BRIDGE_INFLIGHT:-32}
+WINDOW_MESSAGES=${WINDOW_MESSAGES:-2000}
 BRIDGE_PROTOCOL=${BRIDGE_PROTOCOL:-5}
 MQTT_VERSION=${MQTT_VERSION:-5}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
-SECTIONS=${SECTIONS:-drain wear}
+SECTIONS=${SECTIONS:-drain wear window}
 GATEWAYS=${GATEWAYS:-cairn mosquitto}
 MOSQUITTO_GATEWAY_EXTRA=${MOSQUITTO_GATEWAY_EXTRA-set_tcp_nodelay true}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
@@ -92,6 +107,7 @@ allow_anonymous true
 persistence true
 persistence_location $1/
 max_queued_messages 0
+max_inflight_messages $UPSTREAM_RECEIVE_MAXIMUM
 log_dest stderr
 log_type error
 log_type warning
@@ -126,6 +142,7 @@ protocol = "$BRIDGE_PROTOCOL"
 client_id = "cairn-gateway"
 reconnect_min = 1
 reconnect_max = 2
+max_inflight = $BRIDGE_INFLIGHT
 [bridges.queue]
 max_messages = 1000000
 max_bytes = 1073741824
@@ -301,6 +318,23 @@ wear_run() {
     stop_upstream
 }
 
+# window_run GATEWAY ROUND: section 4 once on GATEWAY.
+window_run() {
+    local gateway=$1 round=$2 line announced=$UPSTREAM_RECEIVE_MAXIMUM
+    ((announced > 0)) || announced=65535
+    log "Receive Maximum $announced kept, round $round: $gateway"
+    pick_upstream_port
+    start_gateway "$gateway"
+    line=$(load --scenario bridge-fill --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
+        --label "$gateway" --publishers 1 --count "$WINDOW_MESSAGES" --inflight "$INFLIGHT")
+    if [[ $line == *status=ok* ]]; then
+        line=$(load --scenario bridge-window --label "$gateway" --publishers 1 \
+            --count "$WINDOW_MESSAGES" --receive-maximum "$announced")
+    fi
+    record_result "window" "$gateway" "$round" "$line"
+    stop_broker
+}
+
 # range ID GATEWAY KEY: "min-max" over rounds, or "-".
 range() {
     awk -v id="$1" -v g="$2" -v key="$3" '$1 == id && $2 == g && $4 == key {
@@ -331,6 +365,8 @@ print_drain() {
     echo
     echo "1-2. Drain of $MESSAGES messages ($PUBLISHERS publisher(s), $INFLIGHT in flight) to the" \
         "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
+    echo "   The upstream's max_inflight_messages: $UPSTREAM_RECEIVE_MAXIMUM; Cairn's bridge" \
+        "max_inflight: $BRIDGE_INFLIGHT"
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
     printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s flow-range dups \
         p50-ms p99-ms idle-p50 idle-p99 gw-cpu up-cpu gw-sleeps up-sleeps
@@ -384,6 +420,22 @@ print_wear() {
         "subscriber, ms; mosquitto-persistent = persistence true"
 }
 
+print_window() {
+    local gateway format='%-10s %16s %20s %10s\n'
+    echo
+    echo "4. Receive Maximum kept while a backlog of $WINDOW_MESSAGES messages goes to an upstream" \
+        "that acknowledges in batches 50 ms apart ($ROUNDS rounds)"
+    # shellcheck disable=SC2059
+    printf "$format" gateway receive-maximum most-unacknowledged received
+    for gateway in $GATEWAYS; do
+        # shellcheck disable=SC2059
+        printf "$format" "$gateway" "$(value window "$gateway" receive_maximum)" \
+            "$(range window "$gateway" most_unacknowledged)" "$(value window "$gateway" received)"
+    done
+    echo "   most-unacknowledged = the most QoS 1 PUBLISHes the bridge had sent and not had" \
+        "acknowledged at once (lowest-highest round); MQTT 5 allows receive-maximum [MQTT-3.3.4-7]"
+}
+
 # The gateway variants of section 3.
 wear_variants() {
     local gateway
@@ -397,6 +449,8 @@ main() {
     trap 'exit 130' INT TERM
     [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
     (( MESSAGES % PUBLISHERS == 0 )) || die "MESSAGES=$MESSAGES is not a multiple of PUBLISHERS=$PUBLISHERS"
+    ! section window || [[ $BRIDGE_PROTOCOL == 5 ]] ||
+        die "section window needs BRIDGE_PROTOCOL=5 (a 3.1.1 server announces no Receive Maximum)"
     LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
     build
     : >"$RESULTS"
@@ -408,11 +462,15 @@ main() {
         if section wear; then
             for gateway in $(wear_variants); do wear_run "$gateway" "$round"; done
         fi
+        if section window; then
+            for gateway in $GATEWAYS; do window_run "$gateway" "$round"; done
+        fi
     done
     echo
     print_machine
     if section drain; then print_drain; fi
     if section wear; then print_wear; fi
+    if section window; then print_window; fi
     if ((FAILURES > 0)); then
         echo "$FAILURES run(s) FAILED (see the load lines above); their figures are excluded."
     fi

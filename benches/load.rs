@@ -1,6 +1,6 @@
 //! The end-to-end load tool: drives any MQTT 3.1.1 / 5.0 broker at host:port with one scenario
 //! (fan-in, fan-out, latency, idle-memory, reboot-storm, durable-fan-in, durable-queues, and the
-//! bridge scenarios bridge-session, bridge-fill, bridge-drain, bridge-wear) through a
+//! bridge scenarios bridge-session, bridge-fill, bridge-drain, bridge-wear, bridge-window) through a
 //! hand-written tokio client on the cairn codec, checks that nothing was lost, and prints one
 //! machine-readable `RESULT …` line on stdout (human lines go to stderr).
 //!
@@ -38,6 +38,8 @@ mod stamp;
 mod subscriber;
 #[path = "load/sys_stats.rs"]
 mod sys_stats;
+#[path = "load/upstream_probe.rs"]
+mod upstream_probe;
 
 use std::process::ExitCode;
 
@@ -105,6 +107,7 @@ fn run_scenario(args: &Args, scenario: Scenario) -> Result<Summary, LoadError> {
             Scenario::BridgeFill => bridge::bridge_fill(args).await,
             Scenario::BridgeDrain => bridge::bridge_drain(args).await,
             Scenario::BridgeWear => bridge::bridge_wear(args).await,
+            Scenario::BridgeWindow => upstream_probe::bridge_window(args).await,
         }
     })
 }

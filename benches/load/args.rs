@@ -145,6 +145,10 @@ pub struct Args {
     #[arg(long)]
     pub shuffle: bool,
 
+    /// bridge-window: the Receive Maximum the tool announces as the upstream.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+    pub receive_maximum: u16,
+
     /// Seconds to wait for the last acknowledgements and deliveries after publishing stops.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub drain_timeout: Duration,
@@ -222,6 +226,9 @@ pub enum Scenario {
     /// One publisher at --rate through the bridge to a subscriber online upstream; the
     /// gateway's storage writes per message (needs --broker-pid).
     BridgeWear,
+    /// The tool is the upstream, on --upstream, announcing --receive-maximum: the most
+    /// PUBLISHes the gateway's bridge leaves unacknowledged while it sends the fill's backlog.
+    BridgeWindow,
 }
 
 impl Scenario {
@@ -239,6 +246,7 @@ impl Scenario {
             Scenario::BridgeFill => "bridge-fill",
             Scenario::BridgeDrain => "bridge-drain",
             Scenario::BridgeWear => "bridge-wear",
+            Scenario::BridgeWindow => "bridge-window",
         }
     }
 }

@@ -119,6 +119,9 @@ pub enum LoadError {
     #[error("{scenario} needs --upstream, the broker the gateway bridges to")]
     MissingUpstream { scenario: &'static str },
 
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: String, source: io::Error },
+
     #[error("{scenario} needs --count, the messages each publisher of the fill sent")]
     MissingCount { scenario: &'static str },
 
