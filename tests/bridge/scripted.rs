@@ -179,6 +179,94 @@ async fn the_servers_receive_maximum_and_limits_are_obeyed() {
     assert_eq!(payloads(&next), ["4"]);
 }
 
+/// Publishes QoS 1 `sensors/t` messages with these payload numbers, all sent before the first
+/// PUBACK is read (one at a time, each would wait for its own commit).
+async fn publish_pipelined(sensor: &mut RawClient, numbers: std::ops::Range<usize>) {
+    let packets: Vec<Packet> = numbers
+        .clone()
+        .map(|n| {
+            let packet_id = (n % 60_000) as u16 + 1;
+            let payload = n.to_string();
+            Packet::Publish(publish_packet(
+                "sensors/t",
+                QoS::AtLeastOnce,
+                Some(packet_id),
+                payload.as_bytes(),
+            ))
+        })
+        .collect();
+    sensor.send_all(&packets).await;
+    for _ in numbers {
+        assert!(matches!(sensor.recv().await, Packet::PubAck(_)));
+    }
+}
+
+/// A window of thousands (`max_inflight` raised, a server announcing no Receive Maximum) keeps
+/// its packet identifiers apart [MQTT-2.3.1-2] while they are acknowledged out of order and
+/// new messages join it, and resends what is open with DUP and the same identifiers
+/// [MQTT-4.4.0-1].
+#[tokio::test]
+async fn a_window_of_thousands_keeps_its_packet_identifiers_apart() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 1);
+    config.max_inflight = 5_000;
+    let gateway = gateway_with(vec![config], |_| {}).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_pipelined(&mut sensor, 0..1_000).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let first = publishes(&until_idle(&mut link).await);
+    let expected: Vec<String> = (0..1_000).map(|n| n.to_string()).collect();
+    assert_eq!(
+        payloads(&first),
+        expected,
+        "all in flight at once, in order"
+    );
+    let ids = |publishes: &[Publish]| -> Vec<u16> {
+        publishes
+            .iter()
+            .map(|p| p.packet_id.expect("QoS 1"))
+            .collect()
+    };
+    let mut open: std::collections::BTreeSet<u16> = ids(&first).into_iter().collect();
+    assert_eq!(open.len(), 1_000, "1,000 distinct identifiers");
+    // Every other one acknowledged: the window is holed, not drained from the front.
+    let acks: Vec<Packet> = first
+        .iter()
+        .step_by(2)
+        .map(|publish| Packet::PubAck(PubResponse::success(publish.packet_id.unwrap())))
+        .collect();
+    for ack in &acks {
+        if let Packet::PubAck(ack) = ack {
+            open.remove(&ack.packet_id);
+        }
+    }
+    link.send_all(&acks).await;
+    publish_pipelined(&mut sensor, 1_000..1_600).await;
+    let more = publishes(&until_idle(&mut link).await);
+    let expected: Vec<String> = (1_000..1_600).map(|n| n.to_string()).collect();
+    assert_eq!(payloads(&more), expected);
+    for packet_id in ids(&more) {
+        assert!(
+            open.insert(packet_id),
+            "identifier {packet_id} handed out again while in flight"
+        );
+    }
+    drop(link);
+
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        resent.len(),
+        1_100,
+        "the 500 left open and the 600 new ones"
+    );
+    assert!(resent.iter().all(|publish| publish.dup), "resent with DUP");
+    let resent_ids: std::collections::BTreeSet<u16> = ids(&resent).into_iter().collect();
+    assert_eq!(resent_ids, open, "under their original identifiers");
+    let numbers: Vec<usize> = resent.iter().map(|p| text(p).parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+}
+
 #[tokio::test]
 async fn unacknowledged_messages_are_resent_with_dup_to_a_server_that_kept_the_session() {
     let cloud = FakeCloud::start().await;
