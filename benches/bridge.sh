@@ -46,6 +46,9 @@
 #   INFLIGHT=32             their inflight window (capped by the gateway's Receive Maximum)
 #   LOCAL_RATE=500          msg/s of the latency publisher during the drain
 #   WEAR_RATE=100 WEAR_WARMUP=3 WEAR_DURATION=10
+#   WEAR_UPLINK_DELAY_MS=0  section 3 through a proxy (the load tool's) that delays each
+#                           direction of the uplink by this much, as a WAN does: a cloud's
+#                           PUBACK then comes a round trip (twice this) after the PUBLISH
 #   BRIDGE_PROTOCOL=5       MQTT version of both bridges upstream: 5 or 3.1.1
 #   MQTT_VERSION=5          MQTT version of the load tool's clients: 5 or 3.1.1
 #   DRAIN_TIMEOUT=300       seconds the drain (and each wait in it) may take
@@ -73,6 +76,7 @@ WEAR_DURATION=${WEAR_DURATION:-10}
 UPSTREAM_RECEIVE_MAXIMUM=${UPSTREAM_RECEIVE_MAXIMUM:-20}
 BRIDGE_INFLIGHT=${BRIDGE_INFLIGHT:-32}
 WINDOW_MESSAGES=${WINDOW_MESSAGES:-2000}
+WEAR_UPLINK_DELAY_MS=${WEAR_UPLINK_DELAY_MS:-0}
 BRIDGE_PROTOCOL=${BRIDGE_PROTOCOL:-5}
 MQTT_VERSION=${MQTT_VERSION:-5}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
@@ -94,6 +98,8 @@ source "$ROOT/benches/brokers.sh"
 
 UPSTREAM_PID=""
 UPSTREAM_PORT=""
+# Where the gateways' bridges connect: the upstream, or the delaying proxy in front of it.
+BRIDGE_PORT=""
 # The drain's load tool while it runs in the background.
 DRAIN_PID=""
 
@@ -129,6 +135,7 @@ stop_upstream() {
 pick_upstream_port() {
     pick_free_port
     UPSTREAM_PORT=$PORT
+    BRIDGE_PORT=$PORT
 }
 
 # The Cairn configuration of the gateway: one bridge to the upstream.
@@ -137,7 +144,7 @@ write_cairn_config() {
     cat >"$CAIRN_CONFIG" <<EOF
 [[bridges]]
 name = "bench"
-addresses = ["127.0.0.1:$UPSTREAM_PORT"]
+addresses = ["127.0.0.1:$BRIDGE_PORT"]
 protocol = "$BRIDGE_PROTOCOL"
 client_id = "cairn-gateway"
 reconnect_min = 1
@@ -160,7 +167,7 @@ mosquitto_bridge() {
     cat <<EOF
 max_queued_messages 0
 connection bench
-address 127.0.0.1:$UPSTREAM_PORT
+address 127.0.0.1:$BRIDGE_PORT
 bridge_protocol_version $version
 clientid mosquitto-gateway
 cleansession false
@@ -190,7 +197,7 @@ $(mosquitto_bridge)"
     *) die "unknown gateway $1" ;;
     esac
     pick_free_port
-    while [[ $PORT == "$UPSTREAM_PORT" ]]; do pick_free_port; done
+    while [[ $PORT == "$UPSTREAM_PORT" || $PORT == "$BRIDGE_PORT" ]]; do pick_free_port; done
     "start_$GATEWAY"
     wait_until_listening "$GATEWAY"
 }
@@ -304,15 +311,22 @@ drain_run() {
 
 # wear_run VARIANT ROUND: section 3 once on VARIANT (cairn, mosquitto, mosquitto-persistent).
 wear_run() {
-    local variant=$1 round=$2 line stats=()
+    local variant=$1 round=$2 line stats=() proxy=()
     log "storage writes at $WEAR_RATE msg/s, round $round: $variant"
     [[ $variant != cairn ]] || stats=(--store-stats)
     pick_upstream_port
+    if ((WEAR_UPLINK_DELAY_MS > 0)); then
+        pick_free_port
+        while [[ $PORT == "$UPSTREAM_PORT" ]]; do pick_free_port; done
+        BRIDGE_PORT=$PORT
+        proxy=(--delay-proxy "127.0.0.1:$BRIDGE_PORT" --uplink-delay
+            "$(awk -v ms="$WEAR_UPLINK_DELAY_MS" 'BEGIN { print ms / 1000 }')")
+    fi
     start_upstream "$WORK/upstream-wear-$variant-$round"
     start_gateway "$variant"
     line=$(load --scenario bridge-wear --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
         --label "$variant" --rate "$WEAR_RATE" --warmup "$WEAR_WARMUP" --duration "$WEAR_DURATION" \
-        ${stats[@]+"${stats[@]}"})
+        ${stats[@]+"${stats[@]}"} ${proxy[@]+"${proxy[@]}"})
     record_result "wear" "$variant" "$round" "$line"
     stop_broker
     stop_upstream
@@ -402,6 +416,8 @@ print_wear() {
     echo
     echo "3. Storage writes per bridged message, one publisher at $WEAR_RATE msg/s, uplink up" \
         "(${WEAR_DURATION}s after ${WEAR_WARMUP}s; medians of $ROUNDS rounds)"
+    ((WEAR_UPLINK_DELAY_MS == 0)) ||
+        echo "   The uplink delayed by $WEAR_UPLINK_DELAY_MS ms each way (round trip $((2 * WEAR_UPLINK_DELAY_MS)) ms)"
     # shellcheck disable=SC2059
     printf "$format" gateway msg/s acked io-bytes/msg io-range elided ack-p50 ack-p99 \
         bridged-p50 bridged-p99

@@ -16,6 +16,8 @@ mod bridge;
 mod broker_proc;
 #[path = "load/connection.rs"]
 mod connection;
+#[path = "load/delay_proxy.rs"]
+mod delay_proxy;
 #[path = "load/durable.rs"]
 mod durable;
 #[path = "load/error.rs"]

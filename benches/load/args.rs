@@ -145,6 +145,15 @@ pub struct Args {
     #[arg(long)]
     pub shuffle: bool,
 
+    /// bridge-wear: listen here and forward to --upstream with --uplink-delay each way (the
+    /// gateway's bridge connects to this address instead of the upstream's).
+    #[arg(long)]
+    pub delay_proxy: Option<String>,
+
+    /// bridge-wear with --delay-proxy: seconds each direction of the uplink is delayed.
+    #[arg(long, default_value = "0", value_parser = parse_seconds)]
+    pub uplink_delay: Duration,
+
     /// bridge-window: the Receive Maximum the tool announces as the upstream.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
     pub receive_maximum: u16,

@@ -18,6 +18,8 @@
 //!   `bench/0`; once messages flow and --warmup has passed, the gateway's `/proc/<pid>/io`
 //!   write_bytes over --duration, per message acknowledged in that interval; with
 //!   --store-stats also Cairn's store counters (commits, bytes, queue entries never written).
+//!   With --delay-proxy the gateway's uplink goes through a proxy that delays each direction
+//!   by --uplink-delay, as a WAN would.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use tokio::time::{sleep, timeout, Instant};
 use crate::args::Args;
 use crate::broker_proc;
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
+use crate::delay_proxy;
 use crate::durable::{publish_while_offline, SYS_WAIT};
 use crate::error::LoadError;
 use crate::progress::Progress;
@@ -178,6 +181,9 @@ pub async fn bridge_wear(args: &Args) -> Result<Summary, LoadError> {
     let pid = args.broker_pid.ok_or(LoadError::MissingBrokerPid {
         scenario: "bridge-wear",
     })?;
+    if let Some(listen) = &args.delay_proxy {
+        delay_proxy::start(listen, upstream.broker.clone(), args.uplink_delay).await?;
+    }
     let topology = Topology {
         publishers: 1,
         ..bridged_topology(args)
