@@ -13,7 +13,7 @@ use cairn::codec::{
     QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::error::LoadError;
@@ -350,6 +350,17 @@ impl MqttConnection {
             Step::PingDue => self.queue(&Packet::PingReq),
         }
     }
+}
+
+/// A listening socket on `address`, for the tool's stand-ins for a broker (the delaying
+/// proxy, the bridge-window upstream).
+pub async fn listen(address: &str) -> Result<TcpListener, LoadError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| LoadError::Listen {
+            address: address.to_string(),
+            source,
+        })
 }
 
 /// Opens the TCP connection with Nagle off (every client here cares about latency).

@@ -7,20 +7,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use crate::connection;
 use crate::error::LoadError;
 
 /// Listens on `listen` and proxies every connection to `upstream` with `delay` each way.
 pub async fn start(listen: &str, upstream: String, delay: Duration) -> Result<(), LoadError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| LoadError::Listen {
-            address: listen.to_string(),
-            source,
-        })?;
+    let listener = connection::listen(listen).await?;
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
             let upstream = upstream.clone();

@@ -17,10 +17,11 @@ use cairn::codec::{
     decode, encode, ConnAck, Packet, Properties, ProtocolVersion, PubResponse, QoS, ReasonCode,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 
 use crate::args::Args;
+use crate::connection::listen;
 use crate::error::LoadError;
 use crate::scenarios::Summary;
 
@@ -52,12 +53,7 @@ pub async fn bridge_window(args: &Args) -> Result<Summary, LoadError> {
         .ok_or(LoadError::MissingUpstream { scenario })?;
     let count = args.count.ok_or(LoadError::MissingCount { scenario })?;
     let expected = count * u64::from(args.publishers);
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| LoadError::Listen {
-            address: address.to_string(),
-            source,
-        })?;
+    let listener = listen(address).await?;
     let wait = args.drain_timeout;
     let (stream, _) = timeout(wait, listener.accept())
         .await
