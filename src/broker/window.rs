@@ -27,25 +27,29 @@ pub struct Inflight {
     pub state: OutboundState,
 }
 
-/// The window: its entries in send order, and while it holds more than [`LIST_LIMIT`] of them,
-/// which identifiers they hold. The large form is boxed, so a session's window costs the same
-/// few words as a bare list (sessions are many, and most hold nothing in flight).
+/// The window: its entries in send order, and once it has held more than [`LIST_LIMIT`] of
+/// them (until it empties), which identifiers they hold.
+#[derive(Debug, Default)]
+pub struct Window(Form);
+
+/// The large form is boxed, so a session's window costs the same few words as a bare list
+/// (sessions are many, and most hold nothing in flight).
 #[derive(Debug)]
-pub enum Window {
+enum Form {
     Listed(VecDeque<Inflight>),
     Indexed(Box<IndexedWindow>),
 }
 
 /// A large window: its entries, and one bit per identifier in use.
 #[derive(Debug)]
-pub struct IndexedWindow {
+struct IndexedWindow {
     entries: VecDeque<Inflight>,
     in_use: [u64; BITMAP_WORDS],
 }
 
-impl Default for Window {
-    fn default() -> Window {
-        Window::Listed(VecDeque::new())
+impl Default for Form {
+    fn default() -> Form {
+        Form::Listed(VecDeque::new())
     }
 }
 
@@ -57,14 +61,14 @@ impl Window {
 
     /// Adds a message just sent.
     pub fn push(&mut self, entry: Inflight) {
-        match self {
-            Window::Listed(entries) => {
+        match &mut self.0 {
+            Form::Listed(entries) => {
                 entries.push_back(entry);
                 if entries.len() > LIST_LIMIT {
                     *self = Window::of(std::mem::take(entries));
                 }
             }
-            Window::Indexed(window) => {
+            Form::Indexed(window) => {
                 set(&mut window.in_use, entry.packet_id);
                 window.entries.push_back(entry);
             }
@@ -73,9 +77,9 @@ impl Window {
 
     /// Takes out the entry at `position` (from [`Window::position`]).
     pub fn remove(&mut self, position: usize) -> Option<Inflight> {
-        match self {
-            Window::Listed(entries) => entries.remove(position),
-            Window::Indexed(window) => {
+        match &mut self.0 {
+            Form::Listed(entries) => entries.remove(position),
+            Form::Indexed(window) => {
                 let removed = window.entries.remove(position)?;
                 clear(&mut window.in_use, removed.packet_id);
                 if window.entries.is_empty() {
@@ -108,9 +112,9 @@ impl Window {
 
     /// Whether an entry holds `packet_id`.
     pub fn holds(&self, packet_id: u16) -> bool {
-        match self {
-            Window::Listed(entries) => entries.iter().any(|entry| entry.packet_id == packet_id),
-            Window::Indexed(window) => {
+        match &self.0 {
+            Form::Listed(entries) => entries.iter().any(|entry| entry.packet_id == packet_id),
+            Form::Indexed(window) => {
                 window.in_use[usize::from(packet_id) / 64] & bit(packet_id) != 0
             }
         }
@@ -145,26 +149,26 @@ impl Window {
     /// The window of `entries`, indexed if there are more than a look through is worth.
     fn of(entries: VecDeque<Inflight>) -> Window {
         if entries.len() <= LIST_LIMIT {
-            return Window::Listed(entries);
+            return Window(Form::Listed(entries));
         }
         let mut in_use = [0u64; BITMAP_WORDS];
         for entry in &entries {
             set(&mut in_use, entry.packet_id);
         }
-        Window::Indexed(Box::new(IndexedWindow { entries, in_use }))
+        Window(Form::Indexed(Box::new(IndexedWindow { entries, in_use })))
     }
 
     fn entries(&self) -> &VecDeque<Inflight> {
-        match self {
-            Window::Listed(entries) => entries,
-            Window::Indexed(window) => &window.entries,
+        match &self.0 {
+            Form::Listed(entries) => entries,
+            Form::Indexed(window) => &window.entries,
         }
     }
 
     fn entries_mut(&mut self) -> &mut VecDeque<Inflight> {
-        match self {
-            Window::Listed(entries) => entries,
-            Window::Indexed(window) => &mut window.entries,
+        match &mut self.0 {
+            Form::Listed(entries) => entries,
+            Form::Indexed(window) => &mut window.entries,
         }
     }
 }
@@ -226,7 +230,7 @@ mod tests {
             expected.insert(packet_id);
         }
         assert!(
-            matches!(window, Window::Indexed(_)),
+            matches!(window.0, Form::Indexed(_)),
             "a large window keeps a bitmap"
         );
         check(&window, &expected, "after sending");
@@ -244,12 +248,12 @@ mod tests {
         window.retain(|entry| entry.packet_id < 40);
         expected.retain(|packet_id| *packet_id < 40);
         assert!(
-            matches!(window, Window::Listed(_)),
+            matches!(window.0, Form::Listed(_)),
             "a small window looks through its list"
         );
         check(&window, &expected, "once small again");
         let restored = Window::restored((1..=100).map(entry));
-        assert!(matches!(restored, Window::Indexed(_)));
+        assert!(matches!(restored.0, Form::Indexed(_)));
         assert!(restored.holds(100) && !restored.holds(101));
     }
 
@@ -260,7 +264,7 @@ mod tests {
         while !window.is_empty() {
             window.remove(0);
         }
-        assert!(matches!(window, Window::Listed(_)));
+        assert!(matches!(window.0, Form::Listed(_)));
         window.shed_idle_memory();
         assert_eq!(window.capacity(), 0);
     }
