@@ -4,11 +4,13 @@
 //! with 0x93, Receive Maximum exceeded).
 //!
 //! It listens on --upstream, accepts the bridge's connection, answers CONNECT with an MQTT 5.0
-//! CONNACK (Session Present 0, Receive Maximum --receive-maximum), answers PINGREQ and SUBACK
-//! nothing else, and acknowledges the QoS 1 PUBLISHes it receives in batches, [`HOLD`] after
-//! the first unacknowledged one arrived (a server a WAN round trip away). Reports how many
-//! PUBLISHes it received and the most it held unacknowledged at once; runs until --count have
-//! arrived and [`QUIET`] passed without more.
+//! CONNACK (Session Present 0, Receive Maximum --receive-maximum), answers PINGREQ, and
+//! acknowledges the QoS 1 PUBLISHes it receives in batches, [`HOLD`] after the first
+//! unacknowledged one arrived (a server a WAN round trip away); anything else (a SUBSCRIBE) goes
+//! unanswered: the bench's bridges carry `out` rules only. Reports how many PUBLISHes it
+//! received (repeats included) and the most it held unacknowledged at once, a lower bound of
+//! what the bridge had in flight; runs until --count have arrived and [`QUIET`] passed without
+//! more.
 
 use std::time::Duration;
 
