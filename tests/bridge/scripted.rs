@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::common::clients::{publish_qos1, publish_qos2, subscriber, text};
 use crate::common::{publish_packet, RawClient, TestBroker, WAIT};
-use crate::support::{bridge, gateway_with, rule, wait_for_state, FakeCloud};
+use crate::support::{bridge, gateway_with, rule, wait_for_state, FakeCloud, GatewayProcess};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -201,6 +201,32 @@ async fn publish_pipelined(sensor: &mut RawClient, numbers: std::ops::Range<usiz
     }
 }
 
+fn packet_ids(publishes: &[Publish]) -> Vec<u16> {
+    publishes
+        .iter()
+        .map(|publish| publish.packet_id.expect("QoS 1"))
+        .collect()
+}
+
+/// Publishes messages 1,000 to 1,599 through `sensor`: the bridge sends them on `link`, in
+/// order, under identifiers apart from those `in_use` holds, which then holds theirs too.
+async fn more_join_the_window(
+    sensor: &mut RawClient,
+    link: &mut RawClient,
+    in_use: &mut std::collections::BTreeSet<u16>,
+) {
+    publish_pipelined(sensor, 1_000..1_600).await;
+    let more = publishes(&until_idle(link).await);
+    let expected: Vec<String> = (1_000..1_600).map(|n| n.to_string()).collect();
+    assert_eq!(payloads(&more), expected);
+    for packet_id in packet_ids(&more) {
+        assert!(
+            in_use.insert(packet_id),
+            "identifier {packet_id} handed out again while in flight"
+        );
+    }
+}
+
 /// A window of thousands (`max_inflight` raised, a server announcing no Receive Maximum) keeps
 /// its packet identifiers apart [MQTT-2.3.1-2] while they are acknowledged out of order and
 /// new messages join it, and resends what is open with DUP and the same identifiers
@@ -221,13 +247,7 @@ async fn a_window_of_thousands_keeps_its_packet_identifiers_apart() {
         expected,
         "all in flight at once, in order"
     );
-    let ids = |publishes: &[Publish]| -> Vec<u16> {
-        publishes
-            .iter()
-            .map(|p| p.packet_id.expect("QoS 1"))
-            .collect()
-    };
-    let mut open: std::collections::BTreeSet<u16> = ids(&first).into_iter().collect();
+    let mut open: std::collections::BTreeSet<u16> = packet_ids(&first).into_iter().collect();
     assert_eq!(open.len(), 1_000, "1,000 distinct identifiers");
     // Every other one acknowledged: the window is holed, not drained from the front.
     let acks: Vec<Packet> = first
@@ -241,16 +261,7 @@ async fn a_window_of_thousands_keeps_its_packet_identifiers_apart() {
         }
     }
     link.send_all(&acks).await;
-    publish_pipelined(&mut sensor, 1_000..1_600).await;
-    let more = publishes(&until_idle(&mut link).await);
-    let expected: Vec<String> = (1_000..1_600).map(|n| n.to_string()).collect();
-    assert_eq!(payloads(&more), expected);
-    for packet_id in ids(&more) {
-        assert!(
-            open.insert(packet_id),
-            "identifier {packet_id} handed out again while in flight"
-        );
-    }
+    more_join_the_window(&mut sensor, &mut link, &mut open).await;
     drop(link);
 
     let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
@@ -261,10 +272,71 @@ async fn a_window_of_thousands_keeps_its_packet_identifiers_apart() {
         "the 500 left open and the 600 new ones"
     );
     assert!(resent.iter().all(|publish| publish.dup), "resent with DUP");
-    let resent_ids: std::collections::BTreeSet<u16> = ids(&resent).into_iter().collect();
+    let resent_ids: std::collections::BTreeSet<u16> = packet_ids(&resent).into_iter().collect();
     assert_eq!(resent_ids, open, "under their original identifiers");
     let numbers: Vec<usize> = resent.iter().map(|p| text(p).parse().unwrap()).collect();
     assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "in order");
+}
+
+/// The same large window through a SIGKILL and a SIGTERM of the gateway (the real binary): the
+/// window comes back from the store whole each time, is resent with DUP under the identifiers
+/// it had [MQTT-4.4.0-1], and messages published after the restarts get identifiers apart from
+/// those still open [MQTT-2.3.1-2].
+#[tokio::test]
+async fn a_large_window_comes_back_whole_after_a_kill_and_a_restart() {
+    let cloud = FakeCloud::start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = bridge_to(&cloud, 1);
+    config.max_inflight = 5_000;
+    // The shortest Keep Alive the binary's configuration accepts (it pings after 2.5 s idle).
+    config.keep_alive = 5;
+    let gateway = GatewayProcess::new(dir.path(), vec![config]);
+
+    let process = gateway.start().await;
+    let mut sensor = RawClient::connect(process.addr, V5, "sensor").await;
+    publish_pipelined(&mut sensor, 0..1_000).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(sent.len(), 1_000);
+    // Idle for half the Keep Alive: every inflight record is committed by now.
+    process.kill().await;
+    drop(link);
+
+    let process = gateway.start().await;
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        payloads(&resent),
+        payloads(&sent),
+        "the whole window, in order"
+    );
+    assert_eq!(
+        packet_ids(&resent),
+        packet_ids(&sent),
+        "under the same identifiers"
+    );
+    assert!(resent.iter().all(|publish| publish.dup), "with DUP");
+    // Every other one acknowledged, then a clean restart.
+    let acks: Vec<Packet> = sent
+        .iter()
+        .step_by(2)
+        .map(|publish| Packet::PubAck(PubResponse::success(publish.packet_id.unwrap())))
+        .collect();
+    link.send_all(&acks).await;
+    let open: Vec<Publish> = sent.iter().skip(1).step_by(2).cloned().collect();
+    // The acknowledgements are in once the bridge is idle again (its next PINGREQ).
+    assert!(publishes(&until_idle(&mut link).await).is_empty());
+    process.terminate().await;
+    drop(link);
+
+    let process = gateway.start().await;
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&resent), payloads(&open), "only the open half");
+    assert_eq!(packet_ids(&resent), packet_ids(&open));
+    let mut in_use = packet_ids(&open).into_iter().collect();
+    let mut sensor = RawClient::connect(process.addr, V5, "sensor").await;
+    more_join_the_window(&mut sensor, &mut link, &mut in_use).await;
 }
 
 #[tokio::test]
