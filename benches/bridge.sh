@@ -46,7 +46,7 @@
 #   INFLIGHT=32             their inflight window (capped by the gateway's Receive Maximum)
 #   LOCAL_RATE=500          msg/s of the latency publisher during the drain
 #   WEAR_RATE=100 WEAR_WARMUP=3 WEAR_DURATION=10
-#   WEAR_UPLINK_DELAY_MS=0  section 3 through a proxy (the load tool's) that delays each
+#   UPLINK_DELAY_MS=0       sections 1-3 through a proxy (the load tool's) that delays each
 #                           direction of the uplink by this much, as a WAN does: a cloud's
 #                           PUBACK then comes a round trip (twice this) after the PUBLISH
 #   BRIDGE_PROTOCOL=5       MQTT version of both bridges upstream: 5 or 3.1.1
@@ -76,7 +76,7 @@ WEAR_DURATION=${WEAR_DURATION:-10}
 UPSTREAM_RECEIVE_MAXIMUM=${UPSTREAM_RECEIVE_MAXIMUM:-20}
 BRIDGE_INFLIGHT=${BRIDGE_INFLIGHT:-32}
 WINDOW_MESSAGES=${WINDOW_MESSAGES:-2000}
-WEAR_UPLINK_DELAY_MS=${WEAR_UPLINK_DELAY_MS:-0}
+UPLINK_DELAY_MS=${UPLINK_DELAY_MS:-0}
 BRIDGE_PROTOCOL=${BRIDGE_PROTOCOL:-5}
 MQTT_VERSION=${MQTT_VERSION:-5}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-300}
@@ -98,6 +98,8 @@ source "$ROOT/benches/brokers.sh"
 
 UPSTREAM_PID=""
 UPSTREAM_PORT=""
+# The load tool's arguments for the delaying proxy (see delay_uplink); empty without one.
+PROXY=()
 # Where the gateways' bridges connect: the upstream, or the delaying proxy in front of it.
 BRIDGE_PORT=""
 # The drain's load tool while it runs in the background.
@@ -129,6 +131,18 @@ stop_upstream() {
     [[ -n $UPSTREAM_PID ]] || return 0
     stop_process "$UPSTREAM_PID"
     UPSTREAM_PID=""
+}
+
+# delay_uplink: with UPLINK_DELAY_MS, the gateways' bridges connect to a free port of their
+# own, where the load tool's run (given PROXY) puts its delaying proxy in front of the upstream.
+delay_uplink() {
+    PROXY=()
+    ((UPLINK_DELAY_MS > 0)) || return 0
+    pick_free_port
+    while [[ $PORT == "$UPSTREAM_PORT" ]]; do pick_free_port; done
+    BRIDGE_PORT=$PORT
+    PROXY=(--delay-proxy "127.0.0.1:$BRIDGE_PORT" --uplink-delay
+        "$(awk -v ms="$UPLINK_DELAY_MS" 'BEGIN { print ms / 1000 }')")
 }
 
 # A free port for the upstream, which keeps it across its restarts.
@@ -249,6 +263,7 @@ drain_run() {
     local per_publisher=$((MESSAGES / PUBLISHERS)) upstream_dir="$WORK/upstream-$gateway-$round"
     log "drain of $MESSAGES messages, round $round: $gateway"
     pick_upstream_port
+    delay_uplink
     start_upstream "$upstream_dir"
     line=$(load --scenario bridge-session --label "$gateway")
     stop_upstream
@@ -265,7 +280,7 @@ drain_run() {
     common_args
     timeout "$RUN_LIMIT" "$LOAD" --scenario bridge-drain --broker "127.0.0.1:$PORT" \
         --label "$gateway" --publishers "$PUBLISHERS" --count "$per_publisher" \
-        --rate "$LOCAL_RATE" --warmup 2 --ready-file "$ready" "${COMMON[@]}" \
+        --rate "$LOCAL_RATE" --warmup 2 --ready-file "$ready" "${COMMON[@]}" ${PROXY[@]+"${PROXY[@]}"} \
         >"$output" 2>"$WORK/load.err" &
     DRAIN_PID=$!
     local gateway_cpu_before=0 gateway_cpu_after=0 upstream_cpu=0
@@ -311,22 +326,16 @@ drain_run() {
 
 # wear_run VARIANT ROUND: section 3 once on VARIANT (cairn, mosquitto, mosquitto-persistent).
 wear_run() {
-    local variant=$1 round=$2 line stats=() proxy=()
+    local variant=$1 round=$2 line stats=()
     log "storage writes at $WEAR_RATE msg/s, round $round: $variant"
     [[ $variant != cairn ]] || stats=(--store-stats)
     pick_upstream_port
-    if ((WEAR_UPLINK_DELAY_MS > 0)); then
-        pick_free_port
-        while [[ $PORT == "$UPSTREAM_PORT" ]]; do pick_free_port; done
-        BRIDGE_PORT=$PORT
-        proxy=(--delay-proxy "127.0.0.1:$BRIDGE_PORT" --uplink-delay
-            "$(awk -v ms="$WEAR_UPLINK_DELAY_MS" 'BEGIN { print ms / 1000 }')")
-    fi
+    delay_uplink
     start_upstream "$WORK/upstream-wear-$variant-$round"
     start_gateway "$variant"
     line=$(load --scenario bridge-wear --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
         --label "$variant" --rate "$WEAR_RATE" --warmup "$WEAR_WARMUP" --duration "$WEAR_DURATION" \
-        ${stats[@]+"${stats[@]}"} ${proxy[@]+"${proxy[@]}"})
+        ${stats[@]+"${stats[@]}"} ${PROXY[@]+"${PROXY[@]}"})
     record_result "wear" "$variant" "$round" "$line"
     stop_broker
     stop_upstream
@@ -381,6 +390,7 @@ print_drain() {
         "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
     echo "   The upstream's max_inflight_messages: $UPSTREAM_RECEIVE_MAXIMUM; Cairn's bridge" \
         "max_inflight: $BRIDGE_INFLIGHT"
+    print_uplink
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
     printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s flow-range dups \
         p50-ms p99-ms idle-p50 idle-p99 gw-cpu up-cpu gw-sleeps up-sleeps
@@ -416,8 +426,7 @@ print_wear() {
     echo
     echo "3. Storage writes per bridged message, one publisher at $WEAR_RATE msg/s, uplink up" \
         "(${WEAR_DURATION}s after ${WEAR_WARMUP}s; medians of $ROUNDS rounds)"
-    ((WEAR_UPLINK_DELAY_MS == 0)) ||
-        echo "   The uplink delayed by $WEAR_UPLINK_DELAY_MS ms each way (round trip $((2 * WEAR_UPLINK_DELAY_MS)) ms)"
+    print_uplink
     # shellcheck disable=SC2059
     printf "$format" gateway msg/s acked io-bytes/msg io-range elided ack-p50 ack-p99 \
         bridged-p50 bridged-p99
@@ -434,6 +443,11 @@ print_wear() {
         "elided = Cairn's queue entries never written (\$SYS/broker/store/messages_elided)"
     echo "   per message; ack = PUBACK latency at the gateway, bridged = publisher to upstream" \
         "subscriber, ms; mosquitto-persistent = persistence true"
+}
+
+print_uplink() {
+    ((UPLINK_DELAY_MS == 0)) ||
+        echo "   The uplink delayed by $UPLINK_DELAY_MS ms each way (round trip $((2 * UPLINK_DELAY_MS)) ms)"
 }
 
 print_window() {

@@ -145,12 +145,12 @@ pub struct Args {
     #[arg(long)]
     pub shuffle: bool,
 
-    /// bridge-wear: listen here and forward to --upstream with --uplink-delay each way (the
-    /// gateway's bridge connects to this address instead of the upstream's).
+    /// bridge-drain, bridge-wear: listen here and forward to --upstream with --uplink-delay
+    /// each way (the gateway's bridge connects to this address instead of the upstream's).
     #[arg(long)]
     pub delay_proxy: Option<String>,
 
-    /// bridge-wear with --delay-proxy: seconds each direction of the uplink is delayed.
+    /// With --delay-proxy: seconds each direction of the uplink is delayed.
     #[arg(long, default_value = "0", value_parser = parse_seconds)]
     pub uplink_delay: Duration,
 

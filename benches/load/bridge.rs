@@ -18,8 +18,9 @@
 //!   `bench/0`; once messages flow and --warmup has passed, the gateway's `/proc/<pid>/io`
 //!   write_bytes over --duration, per message acknowledged in that interval; with
 //!   --store-stats also Cairn's store counters (commits, bytes, queue entries never written).
-//!   With --delay-proxy the gateway's uplink goes through a proxy that delays each direction
-//!   by --uplink-delay, as a WAN would.
+//!
+//! With --delay-proxy, bridge-drain and bridge-wear put a proxy between the gateway's bridge
+//! and the upstream that delays each direction by --uplink-delay, as a WAN would.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -104,6 +105,7 @@ pub async fn bridge_fill(args: &Args) -> Result<Summary, LoadError> {
 /// measures the gateway's PUBACK latency meanwhile.
 pub async fn bridge_drain(args: &Args) -> Result<Summary, LoadError> {
     let upstream = upstream_options(args, "bridge-drain")?;
+    delay_uplink(args, &upstream).await?;
     let topology = bridged_topology(args);
     let per_publisher = args.count.ok_or(LoadError::MissingCount {
         scenario: "bridge-drain",
@@ -181,9 +183,7 @@ pub async fn bridge_wear(args: &Args) -> Result<Summary, LoadError> {
     let pid = args.broker_pid.ok_or(LoadError::MissingBrokerPid {
         scenario: "bridge-wear",
     })?;
-    if let Some(listen) = &args.delay_proxy {
-        delay_proxy::start(listen, upstream.broker.clone(), args.uplink_delay).await?;
-    }
+    delay_uplink(args, &upstream).await?;
     let topology = Topology {
         publishers: 1,
         ..bridged_topology(args)
@@ -255,6 +255,16 @@ pub async fn bridge_wear(args: &Args) -> Result<Summary, LoadError> {
         fields,
         problems: delivery.problems,
     })
+}
+
+/// With --delay-proxy, starts the proxy the gateway's bridge connects through.
+async fn delay_uplink(args: &Args, upstream: &ClientOptions) -> Result<(), LoadError> {
+    match &args.delay_proxy {
+        Some(listen) => {
+            delay_proxy::start(listen, upstream.broker.clone(), args.uplink_delay).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// With --store-stats, Cairn's `$SYS` store counters now; `None` without.
