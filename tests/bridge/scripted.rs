@@ -90,6 +90,20 @@ async fn gateway_to(cloud: &FakeCloud, qos: u8) -> TestBroker {
     gateway_with(vec![bridge_to(cloud, qos)], |_| {}).await
 }
 
+/// A gateway bridging to a new fake cloud, `count` QoS 1 messages queued on it (payloads "0"
+/// on), and what its bridge sent them as on its first connection, to a server without a
+/// session for it, once it went idle.
+async fn sent_on_a_first_connection(
+    count: usize,
+) -> (FakeCloud, TestBroker, RawClient, Vec<Publish>) {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_to(&cloud, 1).await;
+    publish_all(&gateway, count).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    (cloud, gateway, link, sent)
+}
+
 async fn publish_all(gateway: &TestBroker, count: usize) {
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
     for n in 0..count {
@@ -341,11 +355,7 @@ async fn a_large_window_comes_back_whole_after_a_kill_and_a_restart() {
 
 #[tokio::test]
 async fn unacknowledged_messages_are_resent_with_dup_to_a_server_that_kept_the_session() {
-    let cloud = FakeCloud::start().await;
-    let gateway = gateway_to(&cloud, 1).await;
-    publish_all(&gateway, 3).await;
-    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
-    let sent = publishes(&until_idle(&mut link).await);
+    let (cloud, _gateway, mut link, sent) = sent_on_a_first_connection(3).await;
     assert_eq!(payloads(&sent), ["0", "1", "2"]);
     link.send(&Packet::PubAck(PubResponse::success(
         sent[0].packet_id.unwrap(),
@@ -368,6 +378,53 @@ async fn unacknowledged_messages_are_resent_with_dup_to_a_server_that_kept_the_s
     let renewed = publishes(&until_idle(&mut link).await);
     assert_eq!(payloads(&renewed), ["1", "2"]);
     assert!(renewed.iter().all(|publish| !publish.dup));
+}
+
+/// [MQTT-3.3.4-7] [MQTT-4.4.0-1] The resend after a reconnect keeps to the Receive Maximum of
+/// the new CONNACK, even when more was in flight before (Mosquitto 2.0.11's bridge sends its
+/// whole backlog then): 8 in flight, then a server that announces 3 gets the first 3 again with
+/// DUP, and each PUBACK lets one more go, the open ones first, messages queued meanwhile
+/// behind them.
+#[tokio::test]
+async fn the_resend_after_a_reconnect_keeps_to_a_lower_receive_maximum() {
+    let (cloud, gateway, link, sent) = sent_on_a_first_connection(8).await;
+    assert_eq!(payloads(&sent), ["0", "1", "2", "3", "4", "5", "6", "7"]);
+    drop(link);
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_pipelined(&mut sensor, 8..12).await;
+
+    let properties = Properties {
+        receive_maximum: Some(3),
+        ..Properties::default()
+    };
+    let (mut link, _) = cloud.accept(connack(true, properties)).await;
+    let mut open = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&open), ["0", "1", "2"], "3 at most");
+    let mut seen = open.clone();
+    for (acknowledged, expected) in [
+        (1, &["3"][..]),
+        (3, &["4", "5", "6"]),
+        (3, &["7", "8", "9"]),
+    ] {
+        let acks: Vec<Packet> = open
+            .drain(..acknowledged)
+            .map(|publish| Packet::PubAck(PubResponse::success(publish.packet_id.unwrap())))
+            .collect();
+        link.send_all(&acks).await;
+        let more = publishes(&until_idle(&mut link).await);
+        assert_eq!(payloads(&more), expected, "one more per PUBACK, in order");
+        open.extend(more.iter().cloned());
+        assert!(open.len() <= 3, "{} unacknowledged", open.len());
+        seen.extend(more);
+    }
+    for (again, first) in seen.iter().zip(&sent) {
+        assert!(again.dup, "{} is a resend", text(again));
+        assert_eq!(again.packet_id, first.packet_id, "under its identifier");
+    }
+    assert!(
+        seen[8..].iter().all(|publish| !publish.dup),
+        "queued while disconnected: new"
+    );
 }
 
 #[tokio::test]
