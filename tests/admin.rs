@@ -218,7 +218,7 @@ async fn list_show_and_stats_describe_the_stored_sessions() {
         watcher_fields["will"],
         "status/watcher  QoS 1, 7 bytes, retain: yes, delay: 300s, set by: a client without a user name"
     );
-    assert!(text.contains("inflight (in send order): 1"), "{text}");
+    assert!(text.contains("inflight (in resend order): 1"), "{text}");
     assert!(
         text.contains("awaiting PUBACK: alerts/door  QoS 1, 4 bytes"),
         "{text}"

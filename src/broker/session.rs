@@ -101,7 +101,7 @@ pub struct Session {
     pub subscriptions: SessionSubscriptions,
     /// Messages waiting to be sent, oldest first, mostly on disk.
     pub queue: MessageQueue,
-    /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
+    /// Sent QoS 1/2 messages awaiting acknowledgement, in resend order (see [`Window`]).
     pub inflight: Window,
     /// Packet identifiers of inbound QoS 2 messages whose PUBREC was sent and PUBREL not yet
     /// received: a repeat PUBLISH with one of these is not routed again [MQTT-4.3.3-10].
@@ -171,8 +171,8 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::window::Inflight;
     use crate::codec::QoS;
+    use crate::model::Inflight;
     use crate::model::{Delivery, Message, OutboundState};
     use bytes::Bytes;
 
@@ -237,6 +237,7 @@ mod tests {
             packet_id: 1,
             delivery: delivery(QoS::AtLeastOnce),
             state: OutboundState::AwaitingPubAck,
+            release_order: 0,
         });
         assert_eq!(
             session.next_packet_id(),
@@ -264,6 +265,7 @@ mod tests {
                     packet_id,
                     delivery: delivery(QoS::AtLeastOnce),
                     state: OutboundState::AwaitingPubAck,
+                    release_order: 0,
                 });
             }
             // Every third entry acknowledged, from the newest back.
@@ -307,8 +309,14 @@ mod tests {
                 queued_at: 100,
                 ..delivery(QoS::AtLeastOnce)
             },
-            state: OutboundState::AwaitingPubComp,
+            state: OutboundState::AwaitingPubRec,
+            release_order: 0,
         });
-        assert_eq!(session.oldest_queued_at(), Some(100));
+        session.inflight.release(0);
+        assert_eq!(
+            session.oldest_queued_at(),
+            Some(100),
+            "released, still inflight"
+        );
     }
 }

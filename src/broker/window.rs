@@ -1,5 +1,11 @@
 //! A session's outbound inflight window: the QoS 1 and 2 messages sent and not yet
-//! acknowledged, in send order, and the packet identifiers they hold.
+//! acknowledged, in the order they are resent after a reconnect, and the packet identifiers
+//! they hold.
+//!
+//! That order is two: the entries awaiting PUBACK or PUBREC in the order their PUBLISHes were
+//! sent [MQTT-4.6.0-1], then those awaiting PUBCOMP in the order their PUBRECs came
+//! [MQTT-4.6.0-4] (a PUBREC moves its entry to the back, [`Window::release`]). The spec orders
+//! each kind among itself only.
 //!
 //! Handing out a packet identifier asks whether one is in use [MQTT-2.3.1-2]. A window of the
 //! usual size (the default Receive Maximum cap is 32) answers by looking through its entries.
@@ -10,7 +16,7 @@
 
 use std::collections::VecDeque;
 
-use crate::model::{Delivery, OutboundState};
+use crate::model::{Inflight, OutboundState, FIRST_RELEASE_ORDER};
 
 /// Most entries looked through to find whether an identifier is in use; a larger window keeps
 /// its identifiers in a bitmap.
@@ -19,15 +25,7 @@ const LIST_LIMIT: usize = 64;
 /// Words of the bitmap: one bit for each of the 65,536 identifiers.
 const BITMAP_WORDS: usize = (u16::MAX as usize + 1) / 64;
 
-/// One message in the outbound inflight window.
-#[derive(Debug, Clone)]
-pub struct Inflight {
-    pub packet_id: u16,
-    pub delivery: Delivery,
-    pub state: OutboundState,
-}
-
-/// The window: its entries in send order, and once it has held more than [`LIST_LIMIT`] of
+/// The window: its entries in resend order, and once it has held more than [`LIST_LIMIT`] of
 /// them (until it empties), which identifiers they hold.
 #[derive(Debug, Default)]
 pub struct Window(Form);
@@ -54,25 +52,44 @@ impl Default for Form {
 }
 
 impl Window {
-    /// A window of these entries, in this order.
+    /// A window of these entries, in resend order.
     pub fn restored(entries: impl IntoIterator<Item = Inflight>) -> Window {
         Window::of(entries.into_iter().collect())
     }
 
-    /// Adds a message just sent.
+    /// Adds a message just sent (awaiting PUBACK or PUBREC): after the others sent, before the
+    /// released ones.
     pub fn push(&mut self, entry: Inflight) {
+        debug_assert_ne!(entry.state, OutboundState::AwaitingPubComp);
         match &mut self.0 {
             Form::Listed(entries) => {
-                entries.push_back(entry);
+                insert_before_released(entries, entry);
                 if entries.len() > LIST_LIMIT {
                     *self = Window::of(std::mem::take(entries));
                 }
             }
             Form::Indexed(window) => {
                 set(&mut window.in_use, entry.packet_id);
-                window.entries.push_back(entry);
+                insert_before_released(&mut window.entries, entry);
             }
         }
+    }
+
+    /// PUBREC came for the entry at `position` (from [`Window::position`]): it awaits
+    /// PUBCOMP, behind every entry released before it, under the same identifier. Returns its
+    /// release order (see [`Inflight::release_order`]).
+    pub fn release(&mut self, position: usize) -> Option<u64> {
+        let entries = self.entries_mut();
+        let mut entry = entries.remove(position)?;
+        let order = match entries.back() {
+            Some(last) if last.state == OutboundState::AwaitingPubComp => last.release_order + 1,
+            _ => FIRST_RELEASE_ORDER,
+        }
+        .max(FIRST_RELEASE_ORDER);
+        entry.state = OutboundState::AwaitingPubComp;
+        entry.release_order = order;
+        entries.push_back(entry);
+        Some(order)
     }
 
     /// Takes out the entry at `position` (from [`Window::position`]).
@@ -103,13 +120,6 @@ impl Window {
             .position(|entry| entry.packet_id == packet_id && entry.state == state)
     }
 
-    /// The entry at `position` moves on to `state` (its identifier stays).
-    pub fn set_state(&mut self, position: usize, state: OutboundState) {
-        if let Some(entry) = self.entries_mut().get_mut(position) {
-            entry.state = state;
-        }
-    }
-
     /// Whether an entry holds `packet_id`.
     pub fn holds(&self, packet_id: u16) -> bool {
         match &self.0 {
@@ -120,7 +130,7 @@ impl Window {
         }
     }
 
-    /// The entries, oldest first.
+    /// The entries, in resend order.
     pub fn iter(&self) -> impl Iterator<Item = &Inflight> {
         self.entries().iter()
     }
@@ -173,6 +183,17 @@ impl Window {
     }
 }
 
+/// Puts `entry` after the entries awaiting PUBACK or PUBREC, before those awaiting PUBCOMP
+/// (usually none: then at the back).
+fn insert_before_released(entries: &mut VecDeque<Inflight>, entry: Inflight) {
+    let released = entries
+        .iter()
+        .rev()
+        .take_while(|entry| entry.state == OutboundState::AwaitingPubComp)
+        .count();
+    entries.insert(entries.len() - released, entry);
+}
+
 fn bit(packet_id: u16) -> u64 {
     1 << (packet_id % 64)
 }
@@ -193,7 +214,7 @@ mod tests {
 
     use super::*;
     use crate::codec::QoS;
-    use crate::model::Message;
+    use crate::model::{Delivery, Message};
 
     fn entry(packet_id: u16) -> Inflight {
         Inflight {
@@ -206,6 +227,7 @@ mod tests {
                 queued_at: 0,
             },
             state: OutboundState::AwaitingPubAck,
+            release_order: 0,
         }
     }
 
@@ -267,5 +289,86 @@ mod tests {
         assert!(matches!(window.0, Form::Listed(_)));
         window.shed_idle_memory();
         assert_eq!(window.capacity(), 0);
+    }
+
+    fn qos2(packet_id: u16) -> Inflight {
+        Inflight {
+            state: OutboundState::AwaitingPubRec,
+            ..entry(packet_id)
+        }
+    }
+
+    /// What the window resends, in order: (identifier, awaiting PUBCOMP).
+    fn resend_order(window: &Window) -> Vec<(u16, bool)> {
+        window
+            .iter()
+            .map(|entry| {
+                (
+                    entry.packet_id,
+                    entry.state == OutboundState::AwaitingPubComp,
+                )
+            })
+            .collect()
+    }
+
+    fn receive_pubrec(window: &mut Window, packet_id: u16) -> u64 {
+        let position = window
+            .position(packet_id, OutboundState::AwaitingPubRec)
+            .expect("awaiting PUBREC");
+        window.release(position).expect("in the window")
+    }
+
+    /// [MQTT-4.6.0-4] PUBRELs are resent in the order their PUBRECs came, and [MQTT-4.6.0-1]
+    /// PUBLISHes in the order they were sent, whatever order the PUBRECs took and whatever was
+    /// sent meanwhile; release orders rise with the PUBRECs, and start again once no entry is
+    /// released.
+    #[test]
+    fn pubrels_follow_the_order_of_their_pubrecs_in_both_forms() {
+        for count in [5u16, 300] {
+            let mut window = Window::default();
+            for packet_id in 1..=count {
+                window.push(qos2(packet_id));
+            }
+            let first = receive_pubrec(&mut window, 3);
+            assert_eq!(first, FIRST_RELEASE_ORDER);
+            assert_eq!(receive_pubrec(&mut window, 1), first + 1);
+            window.push(qos2(count + 1));
+            assert_eq!(receive_pubrec(&mut window, count), first + 2);
+            let mut expected: Vec<(u16, bool)> = [2]
+                .into_iter()
+                .chain(4..count)
+                .chain([count + 1])
+                .map(|id| (id, false))
+                .collect();
+            expected.extend([(3, true), (1, true), (count, true)]);
+            assert_eq!(resend_order(&window), expected, "{count} entries");
+            for packet_id in [count + 1, 1, 3, 2] {
+                let position = window
+                    .iter()
+                    .position(|entry| entry.packet_id == packet_id)
+                    .expect("in the window");
+                window.remove(position);
+                assert!(!window.holds(packet_id), "{packet_id} given back");
+            }
+            assert!(window.holds(count), "a released entry keeps its identifier");
+            assert_eq!(receive_pubrec(&mut window, 4), first + 3);
+            window.retain(|entry| entry.state == OutboundState::AwaitingPubRec);
+            window.push(qos2(count + 2));
+            assert_eq!(receive_pubrec(&mut window, count + 2), FIRST_RELEASE_ORDER);
+        }
+    }
+
+    /// An entry released before release orders existed (its order a queue sequence number)
+    /// keeps its place; the next one is released after it.
+    #[test]
+    fn a_release_follows_one_restored_with_a_sequence_number() {
+        let old = Inflight {
+            state: OutboundState::AwaitingPubComp,
+            release_order: 7,
+            ..entry(9)
+        };
+        let mut window = Window::restored([qos2(10), old]);
+        assert_eq!(receive_pubrec(&mut window, 10), FIRST_RELEASE_ORDER);
+        assert_eq!(resend_order(&window), [(9, true), (10, true)]);
     }
 }

@@ -73,7 +73,7 @@ pub fn print_session(details: &SessionDetails, out: &mut dyn Write) -> io::Resul
     field(out, "awaiting PUBREL", &awaiting)?;
     section(out, "subscriptions", &details.subscriptions)?;
     section(out, "queued (oldest first)", &details.queued)?;
-    section(out, "inflight (in send order)", &details.inflight)
+    section(out, "inflight (in resend order)", &details.inflight)
 }
 
 pub fn print_stats(stats: &StoreStats, out: &mut dyn Write) -> io::Result<()> {

@@ -53,7 +53,13 @@ pub enum StoreOp {
         packet_id: u16,
     },
     /// PUBREC arrived for an inflight QoS 2 message; PUBREL was sent, PUBCOMP is awaited.
-    Released { client_id: Arc<str>, packet_id: u16 },
+    /// `order` is its place among the session's released entries (see
+    /// [`Inflight::release_order`](super::Inflight::release_order)).
+    Released {
+        client_id: Arc<str>,
+        packet_id: u16,
+        order: u64,
+    },
     /// The receiver completed the flow (PUBACK, PUBCOMP, or an error PUBREC): the message is gone.
     Acked { client_id: Arc<str>, packet_id: u16 },
     /// An inbound QoS 2 packet identifier now awaits PUBREL (`awaiting = true`) or was released.

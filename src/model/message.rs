@@ -165,6 +165,24 @@ pub enum OutboundState {
     AwaitingPubComp,
 }
 
+/// The first release order (see [`Inflight::release_order`]). The store keeps one number per
+/// inflight entry to restore the window's order: below this, the entry's queue sequence number
+/// (its PUBLISH's place); from it, its place among the released entries.
+pub const FIRST_RELEASE_ORDER: u64 = 1 << 63;
+
+/// One message in a session's outbound inflight window.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub packet_id: u16,
+    pub delivery: Delivery,
+    pub state: OutboundState,
+    /// Awaiting PUBCOMP: its place among the window's released entries, whose PUBRELs are
+    /// resent in the order their PUBRECs came [MQTT-4.6.0-4] (from [`FIRST_RELEASE_ORDER`],
+    /// or a queue sequence number for one released before there were release orders).
+    /// Otherwise 0.
+    pub release_order: u64,
+}
+
 /// The bytes an entry counts for in the queue bounds: its topic and payload.
 pub fn entry_size(delivery: &Delivery) -> u32 {
     let message = &delivery.message;

@@ -9,6 +9,9 @@ mod recovered;
 mod will;
 
 pub use change::StoreOp;
-pub use message::{boxed_unless_empty, entry_size, unix_seconds, Delivery, Message, OutboundState};
+pub use message::{
+    boxed_unless_empty, entry_size, unix_seconds, Delivery, Inflight, Message, OutboundState,
+    FIRST_RELEASE_ORDER,
+};
 pub use recovered::{Recovered, RecoveredSession, StoredEntry};
 pub use will::{SessionWill, WillSender};

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use crate::codec::SubscriptionOptions;
 
-use super::message::{Delivery, Message, OutboundState};
+use super::message::{Inflight, Message};
 use super::will::SessionWill;
 
 /// Everything read back at open.
@@ -33,8 +33,9 @@ pub struct RecoveredSession {
     pub queue: Vec<StoredEntry>,
     /// Above every sequence number the session's queue and inflight entries use.
     pub next_sequence: u64,
-    /// Inflight window in send order.
-    pub inflight: Vec<(u16, Delivery, OutboundState)>,
+    /// Inflight window in resend order: the entries awaiting PUBACK or PUBREC in the order
+    /// they were sent, then those awaiting PUBCOMP in the order their PUBRECs came.
+    pub inflight: Vec<Inflight>,
     /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
     pub inbound_qos2: Vec<u16>,
     /// Its Will and who set it.

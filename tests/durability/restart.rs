@@ -176,6 +176,96 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
     broker.shutdown().await;
 }
 
+/// [MQTT-4.6.0-4]: a subscriber got three QoS 2 messages and PUBREC'd the third, then the
+/// first. When it resumes its session, and again after a graceful restart, the broker resends
+/// the second's PUBLISH (DUP, same identifier) and then the PUBRELs in the order their PUBRECs
+/// came: the third's, then the first's. Once the flows complete, nothing is pending, even
+/// after another restart.
+#[tokio::test]
+async fn pubrels_are_resent_in_the_order_their_pubrecs_came() {
+    let broker = start_broker().await;
+    let mut subscribers = Vec::new();
+    for version in BOTH {
+        let id = client_id("pubrec-order", version);
+        let mut subscriber = new_session(broker.addr, version, &id).await;
+        subscribe_ok(&mut subscriber, 1, "pubrec-order/t", QoS::ExactlyOnce).await;
+        subscribers.push(subscriber);
+    }
+    let mut publisher =
+        RawClient::connect(broker.addr, ProtocolVersion::V5, "pubrec-order-pub").await;
+    for (packet_id, payload) in [(1, "first"), (2, "second"), (3, "third")] {
+        let sent = message("pubrec-order/t", QoS::ExactlyOnce, packet_id, payload);
+        publish(&mut publisher, sent).await;
+    }
+    let mut windows = Vec::new();
+    for subscriber in &mut subscribers {
+        let mut ids = Vec::new();
+        for payload in ["first", "second", "third"] {
+            let received = expect_message(subscriber, payload, QoS::ExactlyOnce, false).await;
+            ids.push(received.packet_id.expect("QoS 2 packet id"));
+        }
+        for packet_id in [ids[2], ids[0]] {
+            subscriber
+                .send(&Packet::PubRec(PubResponse::success(packet_id)))
+                .await;
+            subscriber.expect_pubrel(packet_id).await;
+        }
+        windows.push(ids);
+    }
+
+    let mut resumed = Vec::new();
+    for (mut subscriber, ids) in subscribers.into_iter().zip(&windows) {
+        subscriber.go_offline().await;
+        let (version, id) = (
+            subscriber.version,
+            client_id("pubrec-order", subscriber.version),
+        );
+        let mut subscriber = resume(broker.addr, version, &id).await;
+        expect_pubrec_order(&mut subscriber, ids, "after resuming").await;
+        resumed.push(subscriber);
+    }
+
+    let broker = stop(broker).await.start().await;
+    for (mut subscriber, ids) in resumed.into_iter().zip(&windows) {
+        expect_shutdown_close(&mut subscriber).await;
+        let (version, id) = (
+            subscriber.version,
+            client_id("pubrec-order", subscriber.version),
+        );
+        let mut subscriber = resume(broker.addr, version, &id).await;
+        expect_pubrec_order(&mut subscriber, ids, "after a restart").await;
+        subscriber
+            .send(&Packet::PubRec(PubResponse::success(ids[1])))
+            .await;
+        subscriber.expect_pubrel(ids[1]).await;
+        for &packet_id in ids {
+            subscriber
+                .send(&Packet::PubComp(PubResponse::success(packet_id)))
+                .await;
+        }
+        subscriber.expect_nothing_pending().await;
+        subscriber.go_offline().await;
+    }
+
+    let broker = stop(broker).await.start().await;
+    for version in BOTH {
+        let id = client_id("pubrec-order", version);
+        let mut subscriber = resume(broker.addr, version, &id).await;
+        subscriber.expect_nothing_pending().await;
+    }
+    broker.shutdown().await;
+}
+
+/// What a resumed subscriber of [`pubrels_are_resent_in_the_order_their_pubrecs_came`] gets:
+/// the second message again, then PUBREL for the third, then for the first.
+async fn expect_pubrec_order(subscriber: &mut RawClient, ids: &[u16], when: &str) {
+    let resent = expect_message(subscriber, "second", QoS::ExactlyOnce, true).await;
+    assert_eq!(resent.packet_id, Some(ids[1]), "{when}: same packet id");
+    subscriber.expect_pubrel(ids[2]).await;
+    subscriber.expect_pubrel(ids[0]).await;
+    subscriber.expect_nothing_pending().await;
+}
+
 /// Promise 1, [MQTT-4.3.3-10] (5.0) / [MQTT-4.3.3-2] (3.1.1): a publisher with a persistent
 /// session got PUBREC for a QoS 2 message; after a graceful restart it resumes (Session
 /// Present 1) and resends the PUBLISH with DUP 1 [MQTT-4.4.0-1]: the broker answers PUBREC

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::{Packet, Publish, QoS};
-use crate::model::{Delivery, Message, OutboundState, StoreOp};
+use crate::model::{Delivery, Inflight, Message, OutboundState, StoreOp};
 
 use super::super::queue::{LoadRequest, Queued};
 use super::super::session::Session;
-use super::super::window::Inflight;
 use super::{Changes, State};
 
 /// The connection's session is gone, or another connection took it over: the connection
@@ -213,13 +212,14 @@ impl State {
         let Some((session, position)) = self.inflight_entry(client_id, packet_id, awaiting) else {
             return false;
         };
-        session
-            .inflight
-            .set_state(position, OutboundState::AwaitingPubComp);
+        let Some(order) = session.inflight.release(position) else {
+            return false;
+        };
         if session.is_stored() {
             changes.ops.push(StoreOp::Released {
                 client_id: client_id.clone(),
                 packet_id,
+                order,
             });
         }
         changes.urgent();
@@ -298,6 +298,7 @@ impl State {
                         packet_id,
                         delivery,
                         state,
+                        release_order: 0,
                     });
                 }
                 (None, Some(seq)) => {
@@ -337,7 +338,8 @@ impl State {
         Ok(session.queue.apply_load(request, entries))
     }
 
-    /// The inflight window of a session, in send order, to resend after a reconnect.
+    /// The inflight window of a session, to resend after a reconnect in this order (PUBLISHes
+    /// as sent, then PUBRELs as their PUBRECs came).
     pub fn inflight_of(&self, client_id: &str) -> Vec<Inflight> {
         self.sessions
             .get(client_id)

@@ -10,7 +10,7 @@ use crate::model::{Message, OutboundState, Recovered, SessionWill, StoreOp, Will
 
 use super::super::queue::MessageQueue;
 use super::super::session::Session;
-use super::super::window::{Inflight, Window};
+use super::super::window::Window;
 use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
 use crate::auth::{Access, Who};
 
@@ -51,13 +51,7 @@ impl State {
             );
             session.queue =
                 MessageQueue::restored(self.budget.clone(), &stored.queue, stored.next_sequence);
-            session.inflight = Window::restored(stored.inflight.into_iter().map(
-                |(packet_id, delivery, state)| Inflight {
-                    packet_id,
-                    delivery,
-                    state,
-                },
-            ));
+            session.inflight = Window::restored(stored.inflight);
             session.inbound_qos2 = stored.inbound_qos2.into_iter().collect();
             session.will = stored.will.map(Box::new);
             let slot = SessionSlot {
@@ -184,7 +178,7 @@ impl State {
 
     /// Writes all of a session the store did not hold, now that it is to outlive its
     /// connection (resumed with an interval above 0, [MQTT-3.1.2-4]): its subscriptions, its
-    /// inflight window (each message as sent under its packet identifier, in send order), its
+    /// inflight window (each message as sent under its packet identifier, in resend order), its
     /// queue (but QoS 0 messages, which a connected session keeps in memory only) and its
     /// inbound QoS 2 flows. Without them a restart would find the session, say Session Present
     /// 1, and have lost what the client was told it has.
@@ -217,6 +211,7 @@ impl State {
                 changes.ops.push(StoreOp::Released {
                     client_id: client_id.clone(),
                     packet_id: sent.packet_id,
+                    order: sent.release_order,
                 });
             }
         }

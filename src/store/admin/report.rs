@@ -315,10 +315,10 @@ impl SessionDetails {
             inflight: session
                 .inflight
                 .iter()
-                .map(|(packet_id, delivery, state)| InflightLine {
-                    packet_id: *packet_id,
-                    state: *state,
-                    message: MessageLine::of(delivery),
+                .map(|entry| InflightLine {
+                    packet_id: entry.packet_id,
+                    state: entry.state,
+                    message: MessageLine::of(&entry.delivery),
                 })
                 .collect(),
             inbound_qos2: session.inbound_qos2.clone(),
@@ -419,8 +419,8 @@ impl StoreStats {
         for delivery in queued {
             self.queued.add(note(delivery));
         }
-        for (_, delivery, _) in &session.inflight {
-            self.inflight.add(note(delivery));
+        for entry in &session.inflight {
+            self.inflight.add(note(&entry.delivery));
         }
     }
 }

@@ -142,7 +142,8 @@ impl<'txn> Tables<'txn> {
             StoreOp::Released {
                 client_id,
                 packet_id,
-            } => self.released(client_id, *packet_id),
+                order,
+            } => self.released(client_id, *packet_id, *order),
             StoreOp::Acked {
                 client_id,
                 packet_id,
@@ -414,9 +415,10 @@ impl<'txn> Tables<'txn> {
         }
     }
 
-    fn released(&mut self, client_id: &str, packet_id: u16) -> Result<(), DbError> {
+    fn released(&mut self, client_id: &str, packet_id: u16, order: u64) -> Result<(), DbError> {
         if let Some(mut record) = self.read_inflight(client_id, packet_id)? {
             record.state = OutboundState::AwaitingPubComp;
+            record.order = order;
             self.inflight
                 .insert((client_id, packet_id), record.encode().as_slice())?;
         }

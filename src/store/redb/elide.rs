@@ -74,6 +74,7 @@ pub fn plan(ops: &[Option<&StoreOp>]) -> Vec<Plan> {
             StoreOp::Released {
                 client_id,
                 packet_id,
+                ..
             } => {
                 if let Some(flow) = flows.get_mut(&(client_id, *packet_id)) {
                     flow.steps.push(index);
@@ -151,6 +152,7 @@ mod tests {
         StoreOp::Released {
             client_id: client(name),
             packet_id,
+            order: crate::model::FIRST_RELEASE_ORDER,
         }
     }
 

@@ -83,7 +83,10 @@ pub struct QueueRecord {
 /// One inflight delivery (its packet identifier is part of the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InflightRecord {
-    /// The entry's sequence number in its session's queue: orders the window.
+    /// Orders the window: the entry's sequence number in its session's queue, or once it
+    /// awaits PUBCOMP its release order (see [`Inflight::release_order`]).
+    ///
+    /// [`Inflight::release_order`]: crate::model::Inflight::release_order
     pub order: u64,
     pub state: OutboundState,
     pub delivery: QueueRecord,

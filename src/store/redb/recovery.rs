@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use redb::{Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable};
 
-use crate::model::OutboundState;
 use crate::model::{Delivery, Message};
+use crate::model::{Inflight, OutboundState, FIRST_RELEASE_ORDER};
 
 use super::clock::WallClock;
 use super::records::{
@@ -149,9 +149,11 @@ impl Recovery {
         Ok(())
     }
 
-    /// Inflight entries are keyed by packet id; their send order is restored from `order`.
+    /// Inflight entries are keyed by packet id; their resend order is restored from `order`:
+    /// the entries awaiting PUBACK or PUBREC by queue sequence number, then those awaiting
+    /// PUBCOMP by release order (see [`Inflight::release_order`]).
     fn read_inflight(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
-        let mut window: Vec<(u64, Arc<str>, u16, Delivery, OutboundState)> = Vec::new();
+        let mut window: Vec<(bool, u64, Arc<str>, Inflight)> = Vec::new();
         for entry in txn.open_table(INFLIGHT)?.iter()? {
             let (key, value) = entry?;
             let (client_id, packet_id) = key.value();
@@ -159,16 +161,24 @@ impl Recovery {
             let Some(session) = self.session(client_id, "inflight entry") else {
                 continue;
             };
-            session.next_sequence = session.next_sequence.max(record.order + 1);
+            if record.order < FIRST_RELEASE_ORDER {
+                session.next_sequence = session.next_sequence.max(record.order + 1);
+            }
             if let Some(delivery) = self.delivery(record.delivery)? {
-                let client_id = Arc::from(client_id);
-                window.push((record.order, client_id, packet_id, delivery, record.state));
+                let released = record.state == OutboundState::AwaitingPubComp;
+                let entry = Inflight {
+                    packet_id,
+                    delivery,
+                    state: record.state,
+                    release_order: if released { record.order } else { 0 },
+                };
+                window.push((released, record.order, Arc::from(client_id), entry));
             }
         }
-        window.sort_by_key(|(order, ..)| *order);
-        for (_, client_id, packet_id, delivery, state) in window {
+        window.sort_by_key(|(released, order, ..)| (*released, *order));
+        for (_, _, client_id, entry) in window {
             if let Some(session) = self.sessions.get_mut(&client_id) {
-                session.inflight.push((packet_id, delivery, state));
+                session.inflight.push(entry);
             }
         }
         Ok(())

@@ -15,7 +15,10 @@ use super::tables::{
 };
 use super::*;
 use crate::codec::{Properties, QoS, SubscriptionOptions, Will};
-use crate::model::{Delivery, Message, OutboundState, RecoveredSession, SessionWill, WillSender};
+use crate::model::{
+    Delivery, Inflight, Message, OutboundState, RecoveredSession, SessionWill, WillSender,
+    FIRST_RELEASE_ORDER,
+};
 use tokio::sync::oneshot;
 
 /// Generous: the machine is shared and loaded.
@@ -113,6 +116,14 @@ fn inflight(client: &str, packet_id: u16, seq: u64) -> StoreOp {
 }
 
 /// Reads queue entries `range` of a session back through the writer.
+fn released(client: &str, packet_id: u16, order: u64) -> StoreOp {
+    StoreOp::Released {
+        client_id: id(client),
+        packet_id,
+        order,
+    }
+}
+
 fn load(store: &DurableStore, client: &str, range: std::ops::Range<u64>) -> Vec<(u64, Delivery)> {
     match store.load(id(client), range).blocking_recv() {
         Ok(Ok(entries)) => entries,
@@ -241,6 +252,7 @@ fn everything_written_is_recovered_after_reopen() {
             StoreOp::Released {
                 client_id: id("alpha"),
                 packet_id: 10,
+                order: FIRST_RELEASE_ORDER,
             },
             StoreOp::InboundQos2 {
                 client_id: id("alpha"),
@@ -335,7 +347,7 @@ fn everything_written_is_recovered_after_reopen() {
     let window: Vec<_> = alpha
         .inflight
         .iter()
-        .map(|(packet_id, delivery, state)| (*packet_id, delivery.message.id, *state))
+        .map(|entry| (entry.packet_id, entry.delivery.message.id, entry.state))
         .collect();
     assert_eq!(
         window,
@@ -343,7 +355,7 @@ fn everything_written_is_recovered_after_reopen() {
             (11, 1, OutboundState::AwaitingPubAck),
             (10, 2, OutboundState::AwaitingPubComp),
         ],
-        "inflight window in send order, with states"
+        "inflight window in resend order, with states"
     );
     assert_eq!(alpha.inbound_qos2, vec![7, 9]);
     assert_eq!(alpha.will, Some(will("dead/alpha")));
@@ -412,6 +424,7 @@ fn shared_body_is_stored_once_and_deleted_after_the_last_reference() {
             StoreOp::Released {
                 client_id: id("s3"),
                 packet_id: 4,
+                order: FIRST_RELEASE_ORDER,
             },
             acked("s3", 4),
         ],
@@ -627,6 +640,7 @@ fn ops_for_unknown_sessions_and_entries_are_ignored() {
             StoreOp::Released {
                 client_id: id("ghost"),
                 packet_id: 1,
+                order: FIRST_RELEASE_ORDER,
             },
             StoreOp::Discard {
                 client_id: id("ghost"),
@@ -907,6 +921,43 @@ fn message_ids_restart_above_every_id_still_held() {
         ],
     );
     assert_eq!(reopen(&dir, store).next_message_id, 42);
+}
+
+/// [MQTT-4.6.0-4] Entries released out of their send order come back in the order of their
+/// PUBRECs, behind the entries still awaiting PUBREC in send order [MQTT-4.6.0-1]; release
+/// orders leave the queue's sequence numbers alone.
+#[test]
+fn released_entries_come_back_in_the_order_of_their_pubrecs() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let mut ops = vec![put_session("c", 60)];
+    ops.extend((1..=4).map(|seq| enqueue("c", &message(seq, "t", b"x"), QoS::ExactlyOnce)));
+    ops.extend((1..=4).map(|seq| inflight("c", 10 + seq as u16, seq)));
+    commit(&store, ops);
+    commit(
+        &store,
+        vec![
+            released("c", 13, FIRST_RELEASE_ORDER),
+            released("c", 11, FIRST_RELEASE_ORDER + 1),
+        ],
+    );
+    let recovered = reopen(&dir, store);
+    let c = session(&recovered, "c");
+    let window: Vec<_> = c
+        .inflight
+        .iter()
+        .map(|entry| (entry.packet_id, entry.state, entry.release_order))
+        .collect();
+    assert_eq!(
+        window,
+        [
+            (12, OutboundState::AwaitingPubRec, 0),
+            (14, OutboundState::AwaitingPubRec, 0),
+            (13, OutboundState::AwaitingPubComp, FIRST_RELEASE_ORDER),
+            (11, OutboundState::AwaitingPubComp, FIRST_RELEASE_ORDER + 1),
+        ]
+    );
+    assert_eq!(c.next_sequence, 5);
 }
 
 /// A database of the previous schema (written by a pre-release build) is refused untouched.
@@ -1236,7 +1287,12 @@ fn entries_written_before_queue_times_still_open_and_load() {
     assert_eq!((s.queue[0].seq, s.queue[0].size), (2, 6));
     assert!(s.queue[0].queued_at >= before);
     assert_eq!(s.inflight.len(), 1);
-    let (packet_id, delivery, state) = &s.inflight[0];
+    let Inflight {
+        packet_id,
+        delivery,
+        state,
+        ..
+    } = &s.inflight[0];
     assert_eq!((*packet_id, *state), (7, OutboundState::AwaitingPubAck));
     assert_eq!(
         summary(delivery),
@@ -1261,7 +1317,7 @@ fn queue_times_are_recovered() {
     let recovered = reopen(&dir, store);
     let s = session(&recovered, "s");
     assert_eq!(s.queue[0].queued_at, 1_700_000_000);
-    assert_eq!(s.inflight[0].1.queued_at, 1_700_000_000);
+    assert_eq!(s.inflight[0].delivery.queued_at, 1_700_000_000);
 }
 
 /// A barrier is answered once every batch handed over before it is committed, at once when
