@@ -187,18 +187,75 @@ async fn pubrels_are_resent_in_the_order_their_pubrecs_came() {
     let mut subscribers = Vec::new();
     for version in BOTH {
         let id = client_id("pubrec-order", version);
-        let mut subscriber = new_session(broker.addr, version, &id).await;
-        subscribe_ok(&mut subscriber, 1, "pubrec-order/t", QoS::ExactlyOnce).await;
+        let subscriber = new_session(broker.addr, version, &id).await;
         subscribers.push(subscriber);
     }
+    let windows = pubrec_out_of_order(broker.addr, "pubrec-order", &mut subscribers).await;
+
+    let mut resumed = Vec::new();
+    for (mut subscriber, ids) in subscribers.into_iter().zip(&windows) {
+        subscriber.go_offline().await;
+        let (version, id) = (
+            subscriber.version,
+            client_id("pubrec-order", subscriber.version),
+        );
+        let mut subscriber = resume(broker.addr, version, &id).await;
+        expect_pubrec_order(&mut subscriber, ids, "after resuming").await;
+        resumed.push(subscriber);
+    }
+    restart_and_complete(broker, "pubrec-order", resumed, &windows).await;
+}
+
+/// [MQTT-4.6.0-4] through a session that starts to be stored: the subscriber's session ends
+/// with its connection (v5 Session Expiry 0, 3.1.1 Clean Session 1) when it PUBRECs the third
+/// message, then the first; a connection asking for a lasting session takes it over (Session
+/// Present 1), and the session is stored whole then. The PUBRELs follow the PUBRECs' order at
+/// the takeover and after a restart.
+#[tokio::test]
+async fn a_session_stored_at_a_takeover_keeps_the_order_of_its_pubrecs() {
+    let broker = start_broker().await;
+    let mut subscribers = Vec::new();
+    for version in BOTH {
+        let id = client_id("pubrec-takeover", version);
+        subscribers.push(RawClient::connect(broker.addr, version, &id).await);
+    }
+    let windows = pubrec_out_of_order(broker.addr, "pubrec-takeover", &mut subscribers).await;
+
+    let mut taken_over = Vec::new();
+    for (mut first, ids) in subscribers.into_iter().zip(&windows) {
+        let version = first.version;
+        let id = client_id("pubrec-takeover", version);
+        let mut subscriber = resume(broker.addr, version, &id).await;
+        first.expect_closed().await;
+        expect_pubrec_order(&mut subscriber, ids, "after the takeover").await;
+        taken_over.push(subscriber);
+    }
+    restart_and_complete(broker, "pubrec-takeover", taken_over, &windows).await;
+}
+
+/// Subscribes each of `subscribers` to `<prefix>/t` at QoS 2, publishes "first", "second"
+/// and "third" there, and has each subscriber PUBREC the third, then the first (each PUBREL
+/// comes at once). Returns each subscriber's three packet identifiers.
+async fn pubrec_out_of_order(
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    subscribers: &mut [RawClient],
+) -> Vec<Vec<u16>> {
+    let topic = format!("{prefix}/t");
+    for subscriber in subscribers.iter_mut() {
+        subscribe_ok(subscriber, 1, &topic, QoS::ExactlyOnce).await;
+    }
     let mut publisher =
-        RawClient::connect(broker.addr, ProtocolVersion::V5, "pubrec-order-pub").await;
+        RawClient::connect(addr, ProtocolVersion::V5, &format!("{prefix}-pub")).await;
     for (packet_id, payload) in [(1, "first"), (2, "second"), (3, "third")] {
-        let sent = message("pubrec-order/t", QoS::ExactlyOnce, packet_id, payload);
-        publish(&mut publisher, sent).await;
+        publish(
+            &mut publisher,
+            message(&topic, QoS::ExactlyOnce, packet_id, payload),
+        )
+        .await;
     }
     let mut windows = Vec::new();
-    for subscriber in &mut subscribers {
+    for subscriber in subscribers.iter_mut() {
         let mut ids = Vec::new();
         for payload in ["first", "second", "third"] {
             let received = expect_message(subscriber, payload, QoS::ExactlyOnce, false).await;
@@ -212,26 +269,32 @@ async fn pubrels_are_resent_in_the_order_their_pubrecs_came() {
         }
         windows.push(ids);
     }
+    windows
+}
 
-    let mut resumed = Vec::new();
-    for (mut subscriber, ids) in subscribers.into_iter().zip(&windows) {
-        subscriber.go_offline().await;
-        let (version, id) = (
-            subscriber.version,
-            client_id("pubrec-order", subscriber.version),
-        );
-        let mut subscriber = resume(broker.addr, version, &id).await;
-        expect_pubrec_order(&mut subscriber, ids, "after resuming").await;
-        resumed.push(subscriber);
-    }
+/// What a subscriber of [`pubrec_out_of_order`] gets when its session resumes: the second
+/// message again, then PUBREL for the third, then for the first.
+async fn expect_pubrec_order(subscriber: &mut RawClient, ids: &[u16], when: &str) {
+    let resent = expect_message(subscriber, "second", QoS::ExactlyOnce, true).await;
+    assert_eq!(resent.packet_id, Some(ids[1]), "{when}: same packet id");
+    subscriber.expect_pubrel(ids[2]).await;
+    subscriber.expect_pubrel(ids[0]).await;
+    subscriber.expect_nothing_pending().await;
+}
 
+/// Restarts `broker` under the connected `subscribers` of [`pubrec_out_of_order`]: each
+/// resumes and gets the same order again, then completes its three flows; after another
+/// restart nothing is pending.
+async fn restart_and_complete(
+    broker: crate::common::TestBroker,
+    prefix: &str,
+    subscribers: Vec<RawClient>,
+    windows: &[Vec<u16>],
+) {
     let broker = stop(broker).await.start().await;
-    for (mut subscriber, ids) in resumed.into_iter().zip(&windows) {
+    for (mut subscriber, ids) in subscribers.into_iter().zip(windows) {
         expect_shutdown_close(&mut subscriber).await;
-        let (version, id) = (
-            subscriber.version,
-            client_id("pubrec-order", subscriber.version),
-        );
+        let (version, id) = (subscriber.version, client_id(prefix, subscriber.version));
         let mut subscriber = resume(broker.addr, version, &id).await;
         expect_pubrec_order(&mut subscriber, ids, "after a restart").await;
         subscriber
@@ -249,21 +312,10 @@ async fn pubrels_are_resent_in_the_order_their_pubrecs_came() {
 
     let broker = stop(broker).await.start().await;
     for version in BOTH {
-        let id = client_id("pubrec-order", version);
-        let mut subscriber = resume(broker.addr, version, &id).await;
+        let mut subscriber = resume(broker.addr, version, &client_id(prefix, version)).await;
         subscriber.expect_nothing_pending().await;
     }
     broker.shutdown().await;
-}
-
-/// What a resumed subscriber of [`pubrels_are_resent_in_the_order_their_pubrecs_came`] gets:
-/// the second message again, then PUBREL for the third, then for the first.
-async fn expect_pubrec_order(subscriber: &mut RawClient, ids: &[u16], when: &str) {
-    let resent = expect_message(subscriber, "second", QoS::ExactlyOnce, true).await;
-    assert_eq!(resent.packet_id, Some(ids[1]), "{when}: same packet id");
-    subscriber.expect_pubrel(ids[2]).await;
-    subscriber.expect_pubrel(ids[0]).await;
-    subscriber.expect_nothing_pending().await;
 }
 
 /// Promise 1, [MQTT-4.3.3-10] (5.0) / [MQTT-4.3.3-2] (3.1.1): a publisher with a persistent
