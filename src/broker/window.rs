@@ -52,9 +52,14 @@ impl Default for Form {
 }
 
 impl Window {
-    /// A window of these entries, in resend order.
+    /// A window of these entries, in resend order (released ones are moved behind the others
+    /// if they are not there already, each kind keeping its order).
     pub fn restored(entries: impl IntoIterator<Item = Inflight>) -> Window {
-        Window::of(entries.into_iter().collect())
+        let mut entries: VecDeque<Inflight> = entries.into_iter().collect();
+        entries
+            .make_contiguous()
+            .sort_by_key(|entry| entry.state == OutboundState::AwaitingPubComp);
+        Window::of(entries)
     }
 
     /// Adds a message just sent (awaiting PUBACK or PUBREC): after the others sent, before the
@@ -114,9 +119,21 @@ impl Window {
         *self = Window::of(entries);
     }
 
-    /// Where the entry with `packet_id` in `state` is.
+    /// Where the entry with `packet_id` in `state` is. One awaiting PUBCOMP is looked for
+    /// among the released entries only, at the back: a large window of QoS 2 messages is not
+    /// looked through for every PUBCOMP.
     pub fn position(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
-        self.iter()
+        let entries = self.entries();
+        if state == OutboundState::AwaitingPubComp {
+            let from_back = entries
+                .iter()
+                .rev()
+                .take_while(|entry| entry.state == OutboundState::AwaitingPubComp)
+                .position(|entry| entry.packet_id == packet_id)?;
+            return Some(entries.len() - 1 - from_back);
+        }
+        entries
+            .iter()
             .position(|entry| entry.packet_id == packet_id && entry.state == state)
     }
 
@@ -342,12 +359,16 @@ mod tests {
                 .collect();
             expected.extend([(3, true), (1, true), (count, true)]);
             assert_eq!(resend_order(&window), expected, "{count} entries");
-            for packet_id in [count + 1, 1, 3, 2] {
-                let position = window
-                    .iter()
-                    .position(|entry| entry.packet_id == packet_id)
-                    .expect("in the window");
-                window.remove(position);
+            assert_eq!(window.position(3, OutboundState::AwaitingPubRec), None);
+            assert_eq!(window.position(2, OutboundState::AwaitingPubComp), None);
+            for (packet_id, state) in [
+                (count + 1, OutboundState::AwaitingPubRec),
+                (1, OutboundState::AwaitingPubComp),
+                (3, OutboundState::AwaitingPubComp),
+                (2, OutboundState::AwaitingPubRec),
+            ] {
+                let position = window.position(packet_id, state).expect("in the window");
+                assert_eq!(window.remove(position).unwrap().packet_id, packet_id);
                 assert!(!window.holds(packet_id), "{packet_id} given back");
             }
             assert!(window.holds(count), "a released entry keeps its identifier");
@@ -359,7 +380,7 @@ mod tests {
     }
 
     /// An entry released before release orders existed (its order a queue sequence number)
-    /// keeps its place; the next one is released after it.
+    /// is restored behind those awaiting PUBREC, and the next one is released after it.
     #[test]
     fn a_release_follows_one_restored_with_a_sequence_number() {
         let old = Inflight {
@@ -367,8 +388,10 @@ mod tests {
             release_order: 7,
             ..entry(9)
         };
-        let mut window = Window::restored([qos2(10), old]);
+        let mut window = Window::restored([old, qos2(10), qos2(11)]);
+        assert_eq!(resend_order(&window), [(10, false), (11, false), (9, true)]);
         assert_eq!(receive_pubrec(&mut window, 10), FIRST_RELEASE_ORDER);
-        assert_eq!(resend_order(&window), [(9, true), (10, true)]);
+        assert_eq!(resend_order(&window), [(11, false), (9, true), (10, true)]);
+        assert_eq!(window.position(9, OutboundState::AwaitingPubComp), Some(1));
     }
 }
