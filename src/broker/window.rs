@@ -394,4 +394,121 @@ mod tests {
         assert_eq!(resend_order(&window), [(11, false), (9, true), (10, true)]);
         assert_eq!(window.position(9, OutboundState::AwaitingPubComp), Some(1));
     }
+
+    /// One thing that happens to a window in [`a_window_follows_its_model`].
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A QoS 1 (`false`) or QoS 2 (`true`) message is sent under the lowest free identifier.
+        Send(bool),
+        /// PUBACK for the nth entry awaiting one.
+        PubAck(usize),
+        /// PUBREC for the nth entry awaiting one.
+        PubRec(usize),
+        /// PUBCOMP for the nth released entry.
+        PubComp(usize),
+        /// The entries whose identifier is a multiple of this go (an upstream lost its session).
+        Drop(u16),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => any::<bool>().prop_map(Step::Send),
+            1 => (0..200usize).prop_map(Step::PubAck),
+            2 => (0..200usize).prop_map(Step::PubRec),
+            1 => (0..200usize).prop_map(Step::PubComp),
+            1 => (3..40u16).prop_map(Step::Drop),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever happens, in both forms (the window crosses [`LIST_LIMIT`] both ways): the
+        /// window holds the entries awaiting PUBACK or PUBREC in send order, then the released
+        /// ones in PUBREC order with rising release orders [MQTT-4.6.0-1, 4.6.0-4]; `position`
+        /// finds each entry and `holds` knows exactly the identifiers in use [MQTT-2.3.1-2].
+        #[test]
+        fn a_window_follows_its_model(steps in proptest::collection::vec(step(), 1..500)) {
+            let mut window = Window::default();
+            // (identifier, state), in send order; then identifiers released, in PUBREC order.
+            let mut sent: Vec<(u16, OutboundState)> = Vec::new();
+            let mut released: Vec<u16> = Vec::new();
+            for step in steps {
+                let nth = |states: &[(u16, OutboundState)], state, n: usize| {
+                    let matching: Vec<u16> = states
+                        .iter()
+                        .filter(|(_, s)| *s == state)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    (!matching.is_empty()).then(|| matching[n % matching.len()])
+                };
+                match step {
+                    Step::Send(qos2) => {
+                        let Some(id) = (1..=300u16).find(|id| !window.holds(*id)) else {
+                            continue;
+                        };
+                        let state = if qos2 {
+                            OutboundState::AwaitingPubRec
+                        } else {
+                            OutboundState::AwaitingPubAck
+                        };
+                        window.push(Inflight { state, ..entry(id) });
+                        sent.push((id, state));
+                    }
+                    Step::PubAck(n) => {
+                        let Some(id) = nth(&sent, OutboundState::AwaitingPubAck, n) else {
+                            continue;
+                        };
+                        let at = window.position(id, OutboundState::AwaitingPubAck).unwrap();
+                        window.remove(at);
+                        sent.retain(|(sent_id, _)| *sent_id != id);
+                    }
+                    Step::PubRec(n) => {
+                        let Some(id) = nth(&sent, OutboundState::AwaitingPubRec, n) else {
+                            continue;
+                        };
+                        receive_pubrec(&mut window, id);
+                        sent.retain(|(sent_id, _)| *sent_id != id);
+                        released.push(id);
+                    }
+                    Step::PubComp(n) => {
+                        if released.is_empty() {
+                            continue;
+                        }
+                        let id = released.remove(n % released.len());
+                        let at = window.position(id, OutboundState::AwaitingPubComp).unwrap();
+                        proptest::prop_assert_eq!(window.remove(at).unwrap().packet_id, id);
+                    }
+                    Step::Drop(every) => {
+                        window.retain(|entry| entry.packet_id % every != 0);
+                        sent.retain(|(id, _)| id % every != 0);
+                        released.retain(|id| id % every != 0);
+                    }
+                }
+                let expected: Vec<(u16, OutboundState)> = sent
+                    .iter()
+                    .copied()
+                    .chain(released.iter().map(|id| (*id, OutboundState::AwaitingPubComp)))
+                    .collect();
+                let actual: Vec<(u16, OutboundState)> =
+                    window.iter().map(|entry| (entry.packet_id, entry.state)).collect();
+                proptest::prop_assert_eq!(&actual, &expected);
+                let orders: Vec<u64> = window
+                    .iter()
+                    .filter(|entry| entry.state == OutboundState::AwaitingPubComp)
+                    .map(|entry| entry.release_order)
+                    .collect();
+                proptest::prop_assert!(orders.windows(2).all(|pair| pair[0] < pair[1]));
+                proptest::prop_assert!(orders.iter().all(|order| *order >= FIRST_RELEASE_ORDER));
+                for (index, (id, state)) in expected.iter().enumerate() {
+                    proptest::prop_assert_eq!(window.position(*id, *state), Some(index));
+                }
+                for id in 1..=300u16 {
+                    let in_use = expected.iter().any(|(used, _)| *used == id);
+                    proptest::prop_assert_eq!(window.holds(id), in_use, "identifier {}", id);
+                }
+            }
+        }
+    }
 }
