@@ -20,6 +20,9 @@
 #   CAIRN_ENV       array of extra VAR=value settings for Cairn (e.g. CAIRN_STORE__FSYNC=false)
 #   MOSQUITTO_PERSISTENCE   a directory: Mosquitto runs with `persistence true` there
 #   MOSQUITTO_EXTRA         extra mosquitto.conf lines
+#   TLS_CERT TLS_KEY        PEM certificate and key: Cairn and Mosquitto listen with TLS
+#                           (rumqttd is not offered TLS; Cairn's listener then comes from a
+#                           configuration file of its own, so not with CAIRN_CONFIG)
 # Results: BROKER_PID and PORT of the running broker; CAIRN and LOAD after build.
 # shellcheck shell=bash
 
@@ -30,6 +33,8 @@ CAIRN_CONFIG=""
 CAIRN_ENV=()
 MOSQUITTO_PERSISTENCE=""
 MOSQUITTO_EXTRA=""
+TLS_CERT=""
+TLS_KEY=""
 
 log() { echo "$LOG_NAME: $*" >&2; }
 die() {
@@ -113,12 +118,20 @@ await_listening() {
 wait_until_listening() { await_listening "$1" "$BROKER_PID" "$PORT" "$WORK/$1.log"; }
 
 start_cairn() {
-    local data=${CAIRN_DATA:-$WORK/cairn-data.$RANDOM}
+    local data=${CAIRN_DATA:-$WORK/cairn-data.$RANDOM} config=${CAIRN_CONFIG:-}
+    local listen=(--listen "127.0.0.1:$PORT")
     mkdir -p "$data"
+    if [[ -n $TLS_CERT ]]; then
+        [[ -z $config ]] || die "TLS_CERT and CAIRN_CONFIG cannot be used together"
+        config=$WORK/cairn-tls.toml
+        printf '[[listeners]]\nbind = "127.0.0.1:%s"\nkind = "tls"\n[listeners.tls]\ncert = "%s"\nkey = "%s"\n' \
+            "$PORT" "$TLS_CERT" "$TLS_KEY" >"$config"
+        listen=()
+    fi
     # Queue limits as large as Mosquitto's below: overflow must not decide the comparison.
     env ${CAIRN_ENV[@]+"${CAIRN_ENV[@]}"} CAIRN_LIMITS__MAX_QUEUED_MESSAGES=10000000 \
         CAIRN_LIMITS__MAX_QUEUED_BYTES=1000000000000 CAIRN_LIMITS__MAX_QUEUED_BYTES_TOTAL=1000000000000 \
-        "$CAIRN" serve ${CAIRN_CONFIG:+--config "$CAIRN_CONFIG"} --listen "127.0.0.1:$PORT" \
+        "$CAIRN" serve ${config:+--config "$config"} ${listen[@]+"${listen[@]}"} \
         --data-dir "$data" >"$WORK/cairn.log" 2>&1 &
     BROKER_PID=$!
 }
@@ -130,8 +143,12 @@ start_mosquitto() {
         persistence="persistence true
 persistence_location $MOSQUITTO_PERSISTENCE/"
     fi
+    local tls=""
+    [[ -z $TLS_CERT ]] || tls="certfile $TLS_CERT
+keyfile $TLS_KEY"
     cat >"$conf" <<EOF
 listener $PORT 127.0.0.1
+$tls
 allow_anonymous true
 $persistence
 max_queued_messages 10000000

@@ -91,6 +91,7 @@ fn self_check() -> ExitCode {
 
 /// Runs `scenario` on a runtime with `--threads` workers.
 fn run_scenario(args: &Args, scenario: Scenario) -> Result<Summary, LoadError> {
+    run::set_tls(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads as usize)
         .enable_all()

@@ -26,6 +26,9 @@
 #   SHUFFLE=0               1: the clients connect in a scrambled order of their client
 #                           identifiers (real sensors' identifiers do not arrive sorted; a
 #                           store's writes depend on the order)
+#   TLS=0                   1: the brokers listen with TLS (a self-signed ECDSA P-256
+#                           certificate made with `openssl` for the run) and every client's
+#                           handshake comes first: the storm of sensors that connect securely
 #   RESUME=0                1: then the broker is stopped (SIGTERM) and started again on its
 #                           data, and the same clients storm again: they resume their sessions,
 #                           as after a gateway reboot (shown as a second table)
@@ -40,6 +43,7 @@ SETTLE=${SETTLE:-2}
 COMMAND_EACH=${COMMAND_EACH:-0}
 SHUFFLE=${SHUFFLE:-0}
 RESUME=${RESUME:-0}
+TLS=${TLS:-0}
 BROKERS=${BROKERS:-cairn mosquitto}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 
@@ -75,6 +79,7 @@ storm_line() {
     local broker=$1 round=$2 options=(--client-prefix "storm-$round")
     [[ $COMMAND_EACH != 1 ]] || options+=(--command-each)
     [[ $SHUFFLE != 1 ]] || options+=(--shuffle)
+    [[ $TLS != 1 ]] || options+=(--tls-ca "$TLS_CERT")
     timeout 600 "$LOAD" --scenario reboot-storm --mqtt-version 3.1.1 --qos 1 \
         --connections "$CLIENTS" --concurrency "$CONCURRENCY" --settle "$SETTLE" \
         --broker "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" --label "$broker" \
@@ -82,12 +87,15 @@ storm_line() {
 }
 
 print_table() {
+    local clients="identifiers in sorted order"
+    [[ $SHUFFLE != 1 ]] || clients="identifiers in scrambled order"
+    [[ $TLS != 1 ]] || clients+="; over TLS (ECDSA P-256 certificate, rustls and OpenSSL)"
     echo
     echo "Machine: $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1); $(uname -sr); load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "Runs: $CLIENTS clients, $CONCURRENCY at a time, MQTT 3.1.1 Clean Session 0, one QoS 1 SUBSCRIBE each;" \
         "ROUNDS=$ROUNDS alternating, fresh broker per run; Mosquitto" \
         "$("$MOSQUITTO" -h 2>/dev/null | sed -n 's/^mosquitto version //p') with persistence;" \
-        "$([[ $SHUFFLE == 1 ]] && echo "identifiers in scrambled order" || echo "identifiers in sorted order")"
+        "$clients"
     print_section storm "new sessions"
     [[ $RESUME != 1 ]] || print_section resumed "after a restart (SIGTERM, start on the same data): the same clients resume their sessions"
     if ((FAILURES > 0)); then
@@ -114,6 +122,19 @@ print_section() {
     done
 }
 
+# make_certificate: a self-signed certificate for 127.0.0.1 and its key, as TLS_CERT and
+# TLS_KEY (brokers.sh gives them to every broker; the load tool trusts the certificate).
+make_certificate() {
+    command -v openssl >/dev/null || die "TLS=1 needs openssl on PATH"
+    TLS_CERT=$WORK/tls-cert.pem
+    TLS_KEY=$WORK/tls-key.pem
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=cairn-storm" -addext "subjectAltName=IP:127.0.0.1" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" 2>"$WORK/openssl.err" ||
+        die "openssl could not make a certificate: $(cat "$WORK/openssl.err")"
+}
+
 main() {
     install_cleanup
     # Every client is a socket in the load tool and one more in the broker (which inherits it).
@@ -121,6 +142,7 @@ main() {
     (($(ulimit -n) > CLIENTS + 100)) || die "ulimit -n is $(ulimit -n); $CLIENTS clients need more (raise the hard limit)"
     [[ " $BROKERS " != *" mosquitto "* ]] || [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
     build
+    [[ $TLS != 1 ]] || make_certificate
     : >"$RESULTS"
     for round in $(seq "$ROUNDS"); do
         for broker in $BROKERS; do

@@ -94,6 +94,16 @@ pub struct Args {
     #[arg(long)]
     pub online: bool,
 
+    /// PEM CA file: connect to --broker through TLS, verifying its certificate with this CA
+    /// (the upstream of the bridge scenarios stays plain TCP).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// The name the broker's certificate must carry with --tls-ca (a DNS name, sent as SNI, or
+    /// an IP address); default: the host of --broker.
+    #[arg(long)]
+    pub tls_server_name: Option<String>,
+
     /// Unacknowledged QoS 1/2 PUBLISHes per publisher (capped by the broker's Receive Maximum).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub inflight: u16,

@@ -329,6 +329,7 @@ fn upstream_options(args: &Args, scenario: &'static str) -> Result<ClientOptions
         .ok_or(LoadError::MissingUpstream { scenario })?;
     Ok(ClientOptions {
         broker,
+        tls: None,
         ..client_options(args)
     })
 }

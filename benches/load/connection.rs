@@ -1,10 +1,13 @@
-//! One MQTT client connection over TCP: the socket, its read and write buffers, the CONNECT
-//! and SUBSCRIBE handshakes, keep-alive pings, and one I/O step at a time for the roles.
+//! One MQTT client connection over TCP or TLS: the socket, its read and write buffers, the
+//! CONNECT and SUBSCRIBE handshakes, keep-alive pings, and one I/O step at a time for the
+//! roles.
 //!
 //! Owns framing and the socket only; what to publish or acknowledge is the roles' business.
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -12,7 +15,8 @@ use cairn::codec::{
     decode, encode, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResponse, Publish,
     QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use cairn::transport::client::{self, ByteStream, TlsClient};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -28,15 +32,17 @@ const MAX_INBOUND_PACKET: u32 = 16 * 1024 * 1024;
 const SUBSCRIBE_PACKET_ID: u16 = 1;
 
 /// How every client of a run connects.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Broker address, host:port.
     pub broker: String,
     pub version: ProtocolVersion,
     /// Keep Alive sent in CONNECT, seconds; 0 turns pings off.
     pub keep_alive: u16,
-    /// Limit on the TCP connect and on each handshake reply.
+    /// Limit on the TCP connect (and TLS handshake) and on each handshake reply.
     pub handshake_timeout: Duration,
+    /// TLS to the broker (`--tls-ca`); plain TCP without.
+    pub tls: Option<TlsClient>,
 }
 
 /// What the broker's CONNACK allows this client (MQTT 5.0 properties; 3.1.1 has no limits)
@@ -65,7 +71,7 @@ pub enum SessionStart {
 pub struct MqttConnection {
     /// Label used in every error message.
     who: String,
-    stream: TcpStream,
+    stream: Stream,
     version: ProtocolVersion,
     /// Bytes read but not yet decoded.
     inbound: BytesMut,
@@ -102,7 +108,10 @@ impl MqttConnection {
         options: &ClientOptions,
         session: SessionStart,
     ) -> Result<(MqttConnection, BrokerLimits), LoadError> {
-        let stream = connect_tcp(&who, options).await?;
+        let stream = match &options.tls {
+            None => Stream::Plain(connect_tcp(&who, options).await?),
+            Some(tls) => Stream::Tls(connect_tls(&who, options, tls).await?),
+        };
         let mut connection = MqttConnection {
             who,
             stream,
@@ -248,13 +257,31 @@ impl MqttConnection {
     pub async fn pump(&mut self, wake: impl Future<Output = ()>) -> Result<(), LoadError> {
         self.inbound.reserve(READ_CHUNK);
         let ping_at = self.ping_after.map(|after| self.last_write + after);
-        let (mut reader, mut writer) = self.stream.split();
-        let idle = self.outbound.is_empty();
-        let step = tokio::select! {
-            written = writer.write(&self.outbound), if !idle => Step::Wrote(written),
-            read = reader.read_buf(&mut self.inbound) => Step::Read(read),
-            () = wake => Step::Woken,
-            () = sleep_until_some(ping_at), if idle => Step::PingDue,
+        let step = match &mut self.stream {
+            Stream::Plain(tcp) => {
+                let (reader, writer) = tcp.split();
+                io_step(
+                    reader,
+                    writer,
+                    &self.outbound,
+                    &mut self.inbound,
+                    wake,
+                    ping_at,
+                )
+                .await
+            }
+            Stream::Tls(tls) => {
+                let (reader, writer) = tokio::io::split(tls);
+                io_step(
+                    reader,
+                    writer,
+                    &self.outbound,
+                    &mut self.inbound,
+                    wake,
+                    ping_at,
+                )
+                .await
+            }
         };
         self.apply(step)
     }
@@ -382,6 +409,86 @@ async fn connect_tcp(who: &str, options: &ClientOptions) -> Result<TcpStream, Lo
         .set_nodelay(true)
         .map_err(|source| io_error(who, source))?;
     Ok(stream)
+}
+
+/// Writes some of `outbound` (if any), reads into `inbound`, or returns when `wake` completes
+/// or a ping is due at `ping_at` (with nothing to write), whichever comes first.
+async fn io_step(
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl AsyncWrite + Unpin,
+    outbound: &[u8],
+    inbound: &mut BytesMut,
+    wake: impl Future<Output = ()>,
+    ping_at: Option<Instant>,
+) -> Step {
+    let idle = outbound.is_empty();
+    tokio::select! {
+        written = writer.write(outbound), if !idle => Step::Wrote(written),
+        read = reader.read_buf(inbound) => Step::Read(read),
+        () = wake => Step::Woken,
+        () = sleep_until_some(ping_at), if idle => Step::PingDue,
+    }
+}
+
+/// Opens the connection through TLS (Nagle off, as [`connect_tcp`]).
+async fn connect_tls(
+    who: &str,
+    options: &ClientOptions,
+    tls: &TlsClient,
+) -> Result<Box<dyn ByteStream>, LoadError> {
+    client::connect(&options.broker, Some(tls), options.handshake_timeout)
+        .await
+        .map_err(|error| LoadError::Connect {
+            who: who.to_owned(),
+            broker: options.broker.clone(),
+            source: io::Error::other(error),
+        })
+}
+
+/// A client's connection: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<dyn ByteStream>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one.

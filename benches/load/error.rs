@@ -11,6 +11,8 @@ use cairn::codec::{DecodeError, EncodeError, QoS, ReasonCode};
 /// Why a load run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    #[error("--tls-ca: {0}")]
+    Tls(String),
     #[error("{who}: cannot connect to {broker}: {source}")]
     Connect {
         who: String,

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cairn::codec::QoS;
+use cairn::transport::client::{TlsClient, TlsClientSettings};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::{sleep, timeout, Instant};
@@ -263,7 +264,41 @@ pub fn client_options(args: &Args) -> ClientOptions {
         version: args.protocol(),
         keep_alive: args.keep_alive,
         handshake_timeout: args.connect_timeout,
+        tls: TLS.get().cloned().flatten(),
     }
+}
+
+/// TLS to the broker under test (`--tls-ca`), set once at start.
+static TLS: OnceLock<Option<TlsClient>> = OnceLock::new();
+
+/// Reads `--tls-ca` before any client exists: clients then connect to `--broker` through TLS,
+/// verifying the broker's certificate for `--tls-server-name` (default: the host of
+/// `--broker`).
+pub fn set_tls(args: &Args) -> Result<(), LoadError> {
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => {
+            let server_name = match &args.tls_server_name {
+                Some(name) => name.clone(),
+                None => host_of(&args.broker).to_owned(),
+            };
+            let settings = TlsClientSettings {
+                ca: ca.clone(),
+                server_name,
+                identity: None,
+                alpn: Vec::new(),
+            };
+            Some(TlsClient::new(&settings).map_err(|error| LoadError::Tls(error.to_string()))?)
+        }
+    };
+    let _ = TLS.set(tls);
+    Ok(())
+}
+
+/// The host of "host:port" (an IPv6 address without its brackets).
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// The prefix of every client identifier (`--client-prefix`), set once at start.
