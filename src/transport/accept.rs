@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
 use super::admission::{Admission, Handshake};
-use super::parking::{Parkable, ParkingSpot};
+use super::parking::{Parkable, ParkingSpot, ReactorTcp};
 use super::tls::{self, ReloadableTls, TlsListener};
 use super::websocket::{self, TcpOrTls, WebSocket, WebSocketSettings};
 
@@ -46,8 +46,8 @@ pub struct Arrival<S> {
     /// The connection's place among those awaiting CONNECT and the deadline for CONNECT;
     /// dropped once CONNECT is answered.
     pub handshake: Handshake,
-    /// Where the connection may park while idle: plain TCP connections only (a TLS or
-    /// WebSocket stream keeps state of its own that only a read advances).
+    /// Where the connection may park while idle: plain TCP and TLS connections (a WebSocket
+    /// stream keeps framing state of its own that only a read advances).
     pub parking: Option<ParkingSpot>,
 }
 
@@ -89,13 +89,13 @@ pub struct Listener<H> {
 impl<H: Serve> Listener<H> {
     /// Accepts connections until `stop` changes, one task each. Every task holds a clone of
     /// `open` until its connection ends, so the owner of the receiver learns when all have.
-    /// A plain TCP listener's [`ParkingSpot`] (and its task) is made at once.
+    /// The [`ParkingSpot`] (and its task) of a plain TCP or TLS listener is made at once.
     pub fn run(
         self,
         stop: watch::Receiver<bool>,
         open: mpsc::Sender<()>,
     ) -> impl Future<Output = ()> + Send {
-        let parks = self.tls.is_none() && self.websocket.is_none();
+        let parks = self.websocket.is_none();
         let parking = parks
             .then(|| {
                 ParkingSpot::new(open.clone())
@@ -157,6 +157,7 @@ impl<H: Serve> Listener<H> {
                                 listener: self.index,
                                 tls: tls.current(),
                                 handshake,
+                                parking: parking.clone(),
                             };
                             let (server, accepted) = (self.server.clone(), Box::new(accepted));
                             match &self.websocket {
@@ -232,6 +233,8 @@ struct Accepted {
     listener: usize,
     tls: TlsListener,
     handshake: Handshake,
+    /// `None` for WebSockets over TLS.
+    parking: Option<ParkingSpot>,
 }
 
 impl Accepted {
@@ -282,15 +285,16 @@ async fn serve_wss<H: Serve>(
 
 /// The TLS handshake of an accepted socket, before its connect deadline; `None` (logged) when
 /// it fails or times out.
-async fn tls_handshake(accepted: Box<Accepted>) -> Option<Box<Arrival<TlsStream<TcpStream>>>> {
+async fn tls_handshake(accepted: Box<Accepted>) -> Option<Box<Arrival<TlsStream<ReactorTcp>>>> {
     let Accepted {
         stream,
         addr,
         listener,
         tls,
         handshake,
+        parking,
     } = accepted.unbox();
-    let accepting = tls.acceptor.accept(stream);
+    let accepting = tls.acceptor.accept(ReactorTcp::Registered(stream));
     let stream = match tokio::time::timeout_at(handshake.deadline(), accepting).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -313,7 +317,7 @@ async fn tls_handshake(accepted: Box<Accepted>) -> Option<Box<Arrival<TlsStream<
             certificate,
         },
         handshake,
-        parking: None,
+        parking,
     };
     Some(Box::new(arrival))
 }

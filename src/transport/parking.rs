@@ -11,21 +11,28 @@
 //! 176-byte struct in the waker's `Arc` and mutex) and an entry of that set, where a running
 //! one holds a task (512 bytes on x86_64 and aarch64) and a registration.
 //!
-//! Only plain TCP connections park ([`Parkable`]): a TLS or WebSocket stream keeps state of its
-//! own that only a read can advance.
+//! Plain TCP and TLS connections park ([`Parkable`]). A TLS connection parks with its session
+//! (rustls' state, about 1.2 KB and its keys) over a [`ReactorTcp`], the socket that leaves
+//! the reactor underneath it: it parks only when a read came back empty, so the session holds
+//! no record it has read and not yet handed on, and wakes, as a plain one, for bytes on the
+//! socket. A WebSocket stream keeps framing state of its own that only a read can advance,
+//! and never parks.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
 
 /// A stream a connection may park with: only a plain TCP one leaves the reactor; the others
 /// never park (their listeners give them no [`ParkingSpot`]) and stay as they are.
@@ -53,13 +60,7 @@ impl Parkable for tokio::net::TcpStream {
     }
 
     fn watch(parked: &std::net::TcpStream, spot: &ParkingSpot, cx: &mut Context<'_>) -> Poll<()> {
-        match spot.0.watch.watch(parked.as_raw_fd(), cx.waker()) {
-            Ok(()) => Poll::Pending,
-            Err(error) => {
-                tracing::debug!(%error, "a parked socket could not be watched; it stays awake");
-                Poll::Ready(())
-            }
-        }
+        spot.watch_socket(parked.as_raw_fd(), cx)
     }
 
     fn rejoin_reactor(
@@ -68,6 +69,109 @@ impl Parkable for tokio::net::TcpStream {
     ) -> io::Result<tokio::net::TcpStream> {
         spot.0.watch.unwatch(parked.as_raw_fd());
         tokio::net::TcpStream::from_std(parked)
+    }
+}
+
+/// A TLS connection parks whole, its session over its socket; only the socket moves.
+impl Parkable for TlsStream<ReactorTcp> {
+    type Parked = TlsStream<ReactorTcp>;
+
+    fn leave_reactor(mut self) -> io::Result<Self> {
+        self.get_mut().0.leave_reactor()?;
+        Ok(self)
+    }
+
+    fn watch(parked: &Self, spot: &ParkingSpot, cx: &mut Context<'_>) -> Poll<()> {
+        match &parked.get_ref().0 {
+            ReactorTcp::Parked(socket) => spot.watch_socket(socket.as_raw_fd(), cx),
+            _ => Poll::Ready(()),
+        }
+    }
+
+    fn rejoin_reactor(mut parked: Self, spot: &ParkingSpot) -> io::Result<Self> {
+        if let ReactorTcp::Parked(socket) = &parked.get_ref().0 {
+            spot.0.watch.unwatch(socket.as_raw_fd());
+        }
+        parked.get_mut().0.rejoin_reactor()?;
+        Ok(parked)
+    }
+}
+
+/// The socket under a TLS session: in the runtime's reactor while its connection runs
+/// (`Registered`, the only state it reads or writes in), out of it while parked.
+#[derive(Debug)]
+pub enum ReactorTcp {
+    Registered(tokio::net::TcpStream),
+    Parked(std::net::TcpStream),
+    /// Between the two, and after a move that failed (the socket is closed then).
+    Moving,
+}
+
+impl ReactorTcp {
+    fn leave_reactor(&mut self) -> io::Result<()> {
+        if let ReactorTcp::Registered(socket) = std::mem::replace(self, ReactorTcp::Moving) {
+            *self = ReactorTcp::Parked(socket.into_std()?);
+        }
+        Ok(())
+    }
+
+    /// Called within the runtime's context.
+    fn rejoin_reactor(&mut self) -> io::Result<()> {
+        if let ReactorTcp::Parked(socket) = std::mem::replace(self, ReactorTcp::Moving) {
+            *self = ReactorTcp::Registered(tokio::net::TcpStream::from_std(socket)?);
+        }
+        Ok(())
+    }
+
+    /// The socket to read and write: only a registered one.
+    fn registered(self: Pin<&mut Self>) -> io::Result<Pin<&mut tokio::net::TcpStream>> {
+        match self.get_mut() {
+            ReactorTcp::Registered(socket) => Ok(Pin::new(socket)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "a parked socket was used",
+            )),
+        }
+    }
+}
+
+impl AsyncRead for ReactorTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.registered()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReactorTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.registered()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.registered()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.registered()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.registered()?.poll_shutdown(cx)
     }
 }
 
@@ -93,7 +197,6 @@ macro_rules! never_parks {
 }
 
 never_parks! {
-    impl for tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
     impl for tokio::io::DuplexStream;
     impl<S> for super::websocket::WebSocket<S>;
 }
@@ -147,6 +250,17 @@ impl ParkingSpot {
     /// The runtime parked connections resume on.
     pub fn runtime(&self) -> &Handle {
         &self.0.runtime
+    }
+
+    /// Watches the parked socket `fd` for `cx`'s waker; `Ready` if it cannot be watched.
+    fn watch_socket(&self, fd: RawFd, cx: &mut Context<'_>) -> Poll<()> {
+        match self.0.watch.watch(fd, cx.waker()) {
+            Ok(()) => Poll::Pending,
+            Err(error) => {
+                tracing::debug!(%error, "a parked socket could not be watched; it stays awake");
+                Poll::Ready(())
+            }
+        }
     }
 
     /// How many parked sockets the spot watches.

@@ -27,6 +27,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::parking::ReactorTcp;
+
 /// The subprotocol of MQTT 3.1.1 and 5.0: a client offers it [MQTT-6.0.0-3] and the server
 /// selects it [MQTT-6.0.0-4].
 pub const MQTT_SUBPROTOCOL: &str = "mqtt";
@@ -323,7 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WebSocket<S> {
 #[derive(Debug)]
 pub enum TcpOrTls {
     Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<ReactorTcp>>),
 }
 
 impl From<TcpStream> for TcpOrTls {
@@ -332,8 +334,8 @@ impl From<TcpStream> for TcpOrTls {
     }
 }
 
-impl From<TlsStream<TcpStream>> for TcpOrTls {
-    fn from(stream: TlsStream<TcpStream>) -> TcpOrTls {
+impl From<TlsStream<ReactorTcp>> for TcpOrTls {
+    fn from(stream: TlsStream<ReactorTcp>) -> TcpOrTls {
         TcpOrTls::Tls(Box::new(stream))
     }
 }

@@ -31,6 +31,7 @@ use cairn::codec::{
 };
 use cairn::config::{Config, ListenerConfig, ListenerKind};
 use cairn::server::{Reloaded, Server, ServerHandle};
+use cairn::transport::client::ByteStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -182,7 +183,7 @@ pub fn publish_packet(topic: &str, qos: QoS, packet_id: Option<u16>, payload: &[
 
 /// A client speaking raw MQTT over TCP.
 pub struct RawClient {
-    stream: TcpStream,
+    stream: Box<dyn ByteStream>,
     buffer: BytesMut,
     pub version: ProtocolVersion,
 }
@@ -197,10 +198,10 @@ impl RawClient {
         RawClient::from_stream(stream, version)
     }
 
-    /// Wraps a TCP connection opened elsewhere (no CONNECT sent yet).
-    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> RawClient {
+    /// Wraps a connection opened elsewhere, TCP or TLS (no CONNECT sent yet).
+    pub fn from_stream(stream: impl ByteStream + 'static, version: ProtocolVersion) -> RawClient {
         RawClient {
-            stream,
+            stream: Box::new(stream),
             buffer: BytesMut::new(),
             version,
         }

@@ -1,5 +1,5 @@
-//! Idle connections park: a plain TCP client with nothing under way holds no task, only its
-//! state in a waker, and whatever reaches it resumes it — a message for it, a packet of its
+//! Idle connections park: a plain TCP or TLS client with nothing under way holds no task, only
+//! its state in a waker, and whatever reaches it resumes it — a message for it, a packet of its
 //! own, a takeover, a keep-alive timeout, shutdown. Counted with tokio's own task count: the
 //! broker runs in the test's runtime. (A client that parks briefly twice in a row keeps its
 //! task for a second: the unit tests of `ParkHistory` cover that rule.)
@@ -7,13 +7,15 @@
 use std::time::Duration;
 
 use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
+use cairn::transport::client::{self, TlsClient, TlsClientSettings};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use crate::common::certs::TlsFiles;
 use crate::common::clients::{
     client_id, connect_ok, expect_server_close, publish_qos1, subscribe_ok,
 };
-use crate::common::{connect_packet, start_broker, RawClient, WAIT};
+use crate::common::{connect_packet, start_broker, start_broker_with, RawClient, WAIT};
 
 /// Clients of the test: enough that holding a task each could not hide in the slack.
 const CLIENTS: usize = 40;
@@ -97,6 +99,69 @@ async fn idle_clients_hold_no_task_and_wake_for_what_reaches_them() {
 
     // A packet of its own: its socket resumes it.
     pings_are_answered(&mut clients).await;
+}
+
+/// TLS connections park too, each with its TLS session over its socket: idle TLS clients
+/// hold no task, a message for each resumes it through the state's signal and a PINGREQ
+/// through its socket, and each session goes on unbroken (its records still decrypt).
+#[tokio::test]
+async fn idle_tls_clients_hold_no_task_and_wake_for_what_reaches_them() {
+    let files = TlsFiles::generate();
+    let broker =
+        start_broker_with(|config| config.listeners = vec![files.listener(None, None)]).await;
+    let tls = TlsClient::new(&TlsClientSettings {
+        ca: files.ca.clone(),
+        server_name: "localhost".into(),
+        identity: None,
+        alpn: Vec::new(),
+    })
+    .expect("TLS client settings");
+    let connect_tls = |id: String| {
+        let (addr, tls) = (broker.addr.to_string(), tls.clone());
+        async move {
+            let stream = client::connect(&addr, Some(&tls), WAIT)
+                .await
+                .expect("TLS connect");
+            let mut client = RawClient::from_stream(stream, ProtocolVersion::V5);
+            let connect = connect_packet(ProtocolVersion::V5, &id);
+            client.send(&Packet::Connect(connect)).await;
+            let connack = client.expect_connack().await;
+            assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
+            client
+        }
+    };
+    let mut publisher = connect_tls("idle-tls-publisher".into()).await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let mut clients = Vec::new();
+    for index in 0..CLIENTS / 4 {
+        let mut client = connect_tls(format!("idle-tls-{index}")).await;
+        subscribe_ok(
+            &mut client,
+            1,
+            &format!("idle-tls/{index}"),
+            QoS::AtLeastOnce,
+        )
+        .await;
+        clients.push(client);
+    }
+    alive_tasks_fall_to(baseline + SLACK).await;
+
+    for index in 0..clients.len() {
+        let packet_id = u16::try_from(index + 1).expect("small");
+        let topic = format!("idle-tls/{index}");
+        publish_qos1(&mut publisher, &topic, packet_id, "wake up").await;
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        let publish = client.expect_publish().await;
+        assert_eq!(publish.topic, format!("idle-tls/{index}"));
+        assert_eq!(publish.payload, "wake up".as_bytes());
+        let packet_id = publish.packet_id.expect("QoS 1");
+        client
+            .send(&Packet::PubAck(PubResponse::success(packet_id)))
+            .await;
+    }
+    pings_are_answered(&mut clients).await;
+    broker.shutdown().await;
 }
 
 // A client silent after its CONNACK parks, and is still served once parked.
