@@ -208,7 +208,7 @@ struct Client {
     acks: AckQueue,
     /// Spilled queue entries being read back from the store (boxed: rarely there).
     load: Option<Box<PendingLoad>>,
-    /// Where it parks while idle (plain TCP only). Last: it holds the connection's place among
+    /// Where it parks while idle (plain TCP and TLS). Last: it holds the connection's place among
     /// the open ones, given back after everything else (the engine's handle first).
     parking: Option<ParkingSpot>,
 }
