@@ -6,8 +6,6 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -16,7 +14,8 @@ use cairn::codec::{
     QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 use cairn::transport::client::{self, ByteStream, TlsClient};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use cairn::transport::TcpOrTls;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -71,7 +70,7 @@ pub enum SessionStart {
 pub struct MqttConnection {
     /// Label used in every error message.
     who: String,
-    stream: Stream,
+    stream: TcpOrTls<Box<dyn ByteStream>>,
     version: ProtocolVersion,
     /// Bytes read but not yet decoded.
     inbound: BytesMut,
@@ -109,8 +108,8 @@ impl MqttConnection {
         session: SessionStart,
     ) -> Result<(MqttConnection, BrokerLimits), LoadError> {
         let stream = match &options.tls {
-            None => Stream::Plain(connect_tcp(&who, options).await?),
-            Some(tls) => Stream::Tls(connect_tls(&who, options, tls).await?),
+            None => TcpOrTls::Tcp(connect_tcp(&who, options).await?),
+            Some(tls) => TcpOrTls::Tls(connect_tls(&who, options, tls).await?),
         };
         let mut connection = MqttConnection {
             who,
@@ -257,30 +256,20 @@ impl MqttConnection {
     pub async fn pump(&mut self, wake: impl Future<Output = ()>) -> Result<(), LoadError> {
         self.inbound.reserve(READ_CHUNK);
         let ping_at = self.ping_after.map(|after| self.last_write + after);
+        let io = IoStep {
+            outbound: &self.outbound,
+            inbound: &mut self.inbound,
+            wake,
+            ping_at,
+        };
         let step = match &mut self.stream {
-            Stream::Plain(tcp) => {
+            TcpOrTls::Tcp(tcp) => {
                 let (reader, writer) = tcp.split();
-                io_step(
-                    reader,
-                    writer,
-                    &self.outbound,
-                    &mut self.inbound,
-                    wake,
-                    ping_at,
-                )
-                .await
+                io.run(reader, writer).await
             }
-            Stream::Tls(tls) => {
+            TcpOrTls::Tls(tls) => {
                 let (reader, writer) = tokio::io::split(tls);
-                io_step(
-                    reader,
-                    writer,
-                    &self.outbound,
-                    &mut self.inbound,
-                    wake,
-                    ping_at,
-                )
-                .await
+                io.run(reader, writer).await
             }
         };
         self.apply(step)
@@ -411,22 +400,32 @@ async fn connect_tcp(who: &str, options: &ClientOptions) -> Result<TcpStream, Lo
     Ok(stream)
 }
 
-/// Writes some of `outbound` (if any), reads into `inbound`, or returns when `wake` completes
-/// or a ping is due at `ping_at` (with nothing to write), whichever comes first.
-async fn io_step(
-    mut reader: impl AsyncRead + Unpin,
-    mut writer: impl AsyncWrite + Unpin,
-    outbound: &[u8],
-    inbound: &mut BytesMut,
-    wake: impl Future<Output = ()>,
+/// What one [`MqttConnection::pump`] step waits on besides the socket.
+struct IoStep<'a, W> {
+    /// Bytes to write, if any.
+    outbound: &'a [u8],
+    /// Where bytes read go.
+    inbound: &'a mut BytesMut,
+    wake: W,
+    /// When a ping is due, with nothing to write.
     ping_at: Option<Instant>,
-) -> Step {
-    let idle = outbound.is_empty();
-    tokio::select! {
-        written = writer.write(outbound), if !idle => Step::Wrote(written),
-        read = reader.read_buf(inbound) => Step::Read(read),
-        () = wake => Step::Woken,
-        () = sleep_until_some(ping_at), if idle => Step::PingDue,
+}
+
+impl<W: Future<Output = ()>> IoStep<'_, W> {
+    /// Writes some of `outbound`, reads into `inbound`, or returns when `wake` completes or the
+    /// ping is due, whichever comes first.
+    async fn run(
+        self,
+        mut reader: impl AsyncRead + Unpin,
+        mut writer: impl AsyncWrite + Unpin,
+    ) -> Step {
+        let idle = self.outbound.is_empty();
+        tokio::select! {
+            written = writer.write(self.outbound), if !idle => Step::Wrote(written),
+            read = reader.read_buf(self.inbound) => Step::Read(read),
+            () = self.wake => Step::Woken,
+            () = sleep_until_some(self.ping_at), if idle => Step::PingDue,
+        }
     }
 }
 
@@ -443,52 +442,6 @@ async fn connect_tls(
             broker: options.broker.clone(),
             source: io::Error::other(error),
         })
-}
-
-/// A client's connection: plain TCP, or TLS over it.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<dyn ByteStream>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Stream::Tls(tls) => Pin::new(tls).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            Stream::Tls(tls) => Pin::new(tls).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Stream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
-        }
-    }
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -17,8 +17,9 @@ use tokio_rustls::server::TlsStream;
 
 use super::admission::{Admission, Handshake};
 use super::parking::{Parkable, ParkingSpot, ReactorTcp};
+use super::tcp_or_tls::TcpOrTls;
 use super::tls::{self, ReloadableTls, TlsListener};
-use super::websocket::{self, TcpOrTls, WebSocket, WebSocketSettings};
+use super::websocket::{self, WebSocket, WebSocketSettings};
 
 /// How long the accept loop pauses after a failed accept (out of file descriptors and the
 /// like) instead of spinning.

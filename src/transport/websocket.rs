@@ -16,8 +16,6 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, SEC_WEBSOCKET_PROTOCOL,
@@ -26,8 +24,6 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
-
-use super::parking::ReactorTcp;
 
 /// The subprotocol of MQTT 3.1.1 and 5.0: a client offers it [MQTT-6.0.0-3] and the server
 /// selects it [MQTT-6.0.0-4].
@@ -315,68 +311,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WebSocket<S> {
             this.close_sent = true;
         }
         Pin::new(this.socket.get_mut()).poll_shutdown(cx)
-    }
-}
-
-/// The stream under a listener's WebSockets: TCP for `ws`, TLS over TCP for `wss`. One type for
-/// both, so that the engine's connection code and tungstenite are compiled once for WebSocket
-/// connections, not once per listener kind (binary size). The TLS stream is boxed: a `ws`
-/// connection does not carry room for it.
-#[derive(Debug)]
-pub enum TcpOrTls {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<ReactorTcp>>),
-}
-
-impl From<TcpStream> for TcpOrTls {
-    fn from(stream: TcpStream) -> TcpOrTls {
-        TcpOrTls::Tcp(stream)
-    }
-}
-
-impl From<TlsStream<ReactorTcp>> for TcpOrTls {
-    fn from(stream: TlsStream<ReactorTcp>) -> TcpOrTls {
-        TcpOrTls::Tls(Box::new(stream))
-    }
-}
-
-impl AsyncRead for TcpOrTls {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            TcpOrTls::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
-            TcpOrTls::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for TcpOrTls {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            TcpOrTls::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
-            TcpOrTls::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            TcpOrTls::Tcp(stream) => Pin::new(stream).poll_flush(cx),
-            TcpOrTls::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            TcpOrTls::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
-            TcpOrTls::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
-        }
     }
 }
 

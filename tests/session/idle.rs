@@ -52,6 +52,34 @@ async fn pings_are_answered(clients: &mut [RawClient]) {
     }
 }
 
+/// The publisher sends each client a QoS 1 message on `<prefix>/<index>`, the topic it
+/// subscribed to; each receives its own and acknowledges it.
+async fn messages_are_delivered(
+    publisher: &mut RawClient,
+    clients: &mut [RawClient],
+    prefix: &str,
+) {
+    for index in 0..clients.len() {
+        let packet_id = u16::try_from(index + 1).expect("small");
+        publish_qos1(
+            publisher,
+            &format!("{prefix}/{index}"),
+            packet_id,
+            "wake up",
+        )
+        .await;
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        let publish = client.expect_publish().await;
+        assert_eq!(publish.topic, format!("{prefix}/{index}"));
+        assert_eq!(publish.payload, "wake up".as_bytes());
+        let packet_id = publish.packet_id.expect("QoS 1");
+        client
+            .send(&Packet::PubAck(PubResponse::success(packet_id)))
+            .await;
+    }
+}
+
 /// Both protocol versions, alternating.
 fn version(index: usize) -> ProtocolVersion {
     if index % 2 == 0 {
@@ -77,25 +105,7 @@ async fn idle_clients_hold_no_task_and_wake_for_what_reaches_them() {
     alive_tasks_fall_to(baseline + SLACK).await;
 
     // A message for each: the state's signal resumes it.
-    for index in 0..CLIENTS {
-        let packet_id = u16::try_from(index + 1).expect("small");
-        publish_qos1(
-            &mut publisher,
-            &format!("idle/{index}"),
-            packet_id,
-            "wake up",
-        )
-        .await;
-    }
-    for (index, client) in clients.iter_mut().enumerate() {
-        let publish = client.expect_publish().await;
-        assert_eq!(publish.topic, format!("idle/{index}"));
-        assert_eq!(publish.payload, "wake up".as_bytes());
-        let packet_id = publish.packet_id.expect("QoS 1");
-        client
-            .send(&Packet::PubAck(PubResponse::success(packet_id)))
-            .await;
-    }
+    messages_are_delivered(&mut publisher, &mut clients, "idle").await;
 
     // A packet of its own: its socket resumes it.
     pings_are_answered(&mut clients).await;
@@ -146,20 +156,7 @@ async fn idle_tls_clients_hold_no_task_and_wake_for_what_reaches_them() {
     }
     alive_tasks_fall_to(baseline + SLACK).await;
 
-    for index in 0..clients.len() {
-        let packet_id = u16::try_from(index + 1).expect("small");
-        let topic = format!("idle-tls/{index}");
-        publish_qos1(&mut publisher, &topic, packet_id, "wake up").await;
-    }
-    for (index, client) in clients.iter_mut().enumerate() {
-        let publish = client.expect_publish().await;
-        assert_eq!(publish.topic, format!("idle-tls/{index}"));
-        assert_eq!(publish.payload, "wake up".as_bytes());
-        let packet_id = publish.packet_id.expect("QoS 1");
-        client
-            .send(&Packet::PubAck(PubResponse::success(packet_id)))
-            .await;
-    }
+    messages_are_delivered(&mut publisher, &mut clients, "idle-tls").await;
     pings_are_answered(&mut clients).await;
     broker.shutdown().await;
 }
