@@ -249,11 +249,7 @@ fn everything_written_is_recovered_after_reopen() {
             enqueue("alpha", &m4, QoS::ExactlyOnce),
             inflight("alpha", 11, 1),
             inflight("alpha", 10, 2),
-            StoreOp::Released {
-                client_id: id("alpha"),
-                packet_id: 10,
-                order: FIRST_RELEASE_ORDER,
-            },
+            released("alpha", 10, FIRST_RELEASE_ORDER),
             StoreOp::InboundQos2 {
                 client_id: id("alpha"),
                 packet_id: 9,
@@ -420,14 +416,7 @@ fn shared_body_is_stored_once_and_deleted_after_the_last_reference() {
     commit(&store, vec![inflight("s3", 4, 7)]);
     commit(
         &store,
-        vec![
-            StoreOp::Released {
-                client_id: id("s3"),
-                packet_id: 4,
-                order: FIRST_RELEASE_ORDER,
-            },
-            acked("s3", 4),
-        ],
+        vec![released("s3", 4, FIRST_RELEASE_ORDER), acked("s3", 4)],
     );
     store.close();
     assert_eq!(rows(&dir, MESSAGES), 0, "released by the last ack");
@@ -637,11 +626,7 @@ fn ops_for_unknown_sessions_and_entries_are_ignored() {
             enqueue("ghost", &body, QoS::AtLeastOnce),
             inflight("ghost", 1, 3),
             acked("ghost", 1),
-            StoreOp::Released {
-                client_id: id("ghost"),
-                packet_id: 1,
-                order: FIRST_RELEASE_ORDER,
-            },
+            released("ghost", 1, FIRST_RELEASE_ORDER),
             StoreOp::Discard {
                 client_id: id("ghost"),
                 seq: 3,
