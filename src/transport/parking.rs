@@ -12,11 +12,11 @@
 //! one holds a task (512 bytes on x86_64 and aarch64) and a registration.
 //!
 //! Plain TCP and TLS connections park ([`Parkable`]). A TLS connection parks with its session
-//! (rustls' state, about 1.2 KB and its keys) over a [`ReactorTcp`], the socket that leaves
-//! the reactor underneath it: it parks only when a read came back empty, so the session holds
-//! no record it has read and not yet handed on, and wakes, as a plain one, for bytes on the
-//! socket. A WebSocket stream keeps framing state of its own that only a read can advance,
-//! and never parks.
+//! (rustls' state: 1.2 KB, its keys and a 4 KiB receive buffer rustls keeps at rest) over a
+//! [`ReactorTcp`], the socket that leaves the reactor underneath it: it parks only when a read
+//! came back empty, so the session holds no record it has read and not yet handed on, and
+//! wakes, as a plain one, for bytes on the socket. A WebSocket stream keeps framing state of
+//! its own that only a read can advance, and never parks.
 
 use std::collections::HashMap;
 use std::io;
@@ -109,17 +109,21 @@ pub enum ReactorTcp {
 
 impl ReactorTcp {
     fn leave_reactor(&mut self) -> io::Result<()> {
-        if let ReactorTcp::Registered(socket) = std::mem::replace(self, ReactorTcp::Moving) {
-            *self = ReactorTcp::Parked(socket.into_std()?);
-        }
+        *self = match std::mem::replace(self, ReactorTcp::Moving) {
+            ReactorTcp::Registered(socket) => ReactorTcp::Parked(socket.into_std()?),
+            other => other,
+        };
         Ok(())
     }
 
     /// Called within the runtime's context.
     fn rejoin_reactor(&mut self) -> io::Result<()> {
-        if let ReactorTcp::Parked(socket) = std::mem::replace(self, ReactorTcp::Moving) {
-            *self = ReactorTcp::Registered(tokio::net::TcpStream::from_std(socket)?);
-        }
+        *self = match std::mem::replace(self, ReactorTcp::Moving) {
+            ReactorTcp::Parked(socket) => {
+                ReactorTcp::Registered(tokio::net::TcpStream::from_std(socket)?)
+            }
+            other => other,
+        };
         Ok(())
     }
 
