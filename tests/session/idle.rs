@@ -15,7 +15,7 @@ use crate::common::certs::TlsFiles;
 use crate::common::clients::{
     client_id, connect_ok, expect_server_close, publish_qos1, subscribe_ok,
 };
-use crate::common::{connect_packet, start_broker, start_broker_with, RawClient, WAIT};
+use crate::common::{connect_packet, start_broker, start_broker_with, RawClient, TestBroker, WAIT};
 
 /// Clients of the test: enough that holding a task each could not hide in the slack.
 const CLIENTS: usize = 40;
@@ -80,6 +80,19 @@ async fn messages_are_delivered(
     }
 }
 
+/// Shuts `broker` down while `clients` (v5) are connected: each gets DISCONNECT 0x8B, and the
+/// shutdown completes.
+async fn all_closed_at_shutdown(broker: TestBroker, clients: &mut [RawClient]) {
+    let stopping = tokio::spawn(broker.shutdown());
+    for client in clients.iter_mut() {
+        expect_server_close(client, ReasonCode::ServerShuttingDown).await;
+    }
+    tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("shutdown in time")
+        .expect("shutdown task");
+}
+
 /// Both protocol versions, alternating.
 fn version(index: usize) -> ProtocolVersion {
     if index % 2 == 0 {
@@ -116,35 +129,12 @@ async fn idle_clients_hold_no_task_and_wake_for_what_reaches_them() {
 /// through its socket, and each session goes on unbroken (its records still decrypt).
 #[tokio::test]
 async fn idle_tls_clients_hold_no_task_and_wake_for_what_reaches_them() {
-    let files = TlsFiles::generate();
-    let broker =
-        start_broker_with(|config| config.listeners = vec![files.listener(None, None)]).await;
-    let tls = TlsClient::new(&TlsClientSettings {
-        ca: files.ca.clone(),
-        server_name: "localhost".into(),
-        identity: None,
-        alpn: Vec::new(),
-    })
-    .expect("TLS client settings");
-    let connect_tls = |id: String| {
-        let (addr, tls) = (broker.addr.to_string(), tls.clone());
-        async move {
-            let stream = client::connect(&addr, Some(&tls), WAIT)
-                .await
-                .expect("TLS connect");
-            let mut client = RawClient::from_stream(stream, ProtocolVersion::V5);
-            let connect = connect_packet(ProtocolVersion::V5, &id);
-            client.send(&Packet::Connect(connect)).await;
-            let connack = client.expect_connack().await;
-            assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
-            client
-        }
-    };
-    let mut publisher = connect_tls("idle-tls-publisher".into()).await;
+    let tls = TlsBroker::start().await;
+    let mut publisher = tls.connect("idle-tls-publisher").await;
     let baseline = alive_tasks_fall_to(usize::MAX).await;
     let mut clients = Vec::new();
     for index in 0..CLIENTS / 4 {
-        let mut client = connect_tls(format!("idle-tls-{index}")).await;
+        let mut client = tls.connect(&format!("idle-tls-{index}")).await;
         subscribe_ok(
             &mut client,
             1,
@@ -158,7 +148,62 @@ async fn idle_tls_clients_hold_no_task_and_wake_for_what_reaches_them() {
 
     messages_are_delivered(&mut publisher, &mut clients, "idle-tls").await;
     pings_are_answered(&mut clients).await;
-    broker.shutdown().await;
+    tls.broker.shutdown().await;
+}
+
+/// Shutdown resumes parked TLS connections too, to say goodbye through their TLS sessions:
+/// v5 clients get DISCONNECT 0x8B.
+#[tokio::test]
+async fn parked_tls_connections_are_closed_at_shutdown() {
+    let tls = TlsBroker::start().await;
+    let baseline = alive_tasks_fall_to(usize::MAX).await;
+    let mut clients = Vec::new();
+    for index in 0..4 {
+        clients.push(tls.connect(&format!("idle-tls-shutdown-{index}")).await);
+    }
+    alive_tasks_fall_to(baseline).await;
+    all_closed_at_shutdown(tls.broker, &mut clients).await;
+}
+
+/// A broker with one TLS listener, and a client setup that trusts its certificate.
+struct TlsBroker {
+    broker: TestBroker,
+    client: TlsClient,
+    _files: TlsFiles,
+}
+
+impl TlsBroker {
+    async fn start() -> TlsBroker {
+        let files = TlsFiles::generate();
+        let broker =
+            start_broker_with(|config| config.listeners = vec![files.listener(None, None)]).await;
+        let client = TlsClient::new(&TlsClientSettings {
+            ca: files.ca.clone(),
+            server_name: "localhost".into(),
+            identity: None,
+            alpn: Vec::new(),
+        })
+        .expect("TLS client settings");
+        TlsBroker {
+            broker,
+            client,
+            _files: files,
+        }
+    }
+
+    /// A v5 client connected through TLS with Clean Start, CONNACK checked.
+    async fn connect(&self, id: &str) -> RawClient {
+        let stream = client::connect(&self.broker.addr.to_string(), Some(&self.client), WAIT)
+            .await
+            .expect("TLS connect");
+        let mut client = RawClient::from_stream(stream, ProtocolVersion::V5);
+        client
+            .send(&Packet::Connect(connect_packet(ProtocolVersion::V5, id)))
+            .await;
+        let connack = client.expect_connack().await;
+        assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");
+        client
+    }
 }
 
 // A client silent after its CONNACK parks, and is still served once parked.
@@ -243,12 +288,5 @@ async fn parked_connections_are_closed_at_shutdown() {
         clients.push(RawClient::connect(broker.addr, ProtocolVersion::V5, &id).await);
     }
     alive_tasks_fall_to(baseline).await;
-    let stopping = tokio::spawn(broker.shutdown());
-    for client in &mut clients {
-        expect_server_close(client, ReasonCode::ServerShuttingDown).await;
-    }
-    tokio::time::timeout(WAIT, stopping)
-        .await
-        .expect("shutdown in time")
-        .expect("shutdown task");
+    all_closed_at_shutdown(broker, &mut clients).await;
 }
