@@ -2,7 +2,7 @@
 //! state machine that speaks MQTT 3.1.1 and 5.0 to one client.
 //!
 //! [`Broker`] is the shared heart: the [`state::State`] behind one mutex (never held across an
-//! await), the [`Store`] every durable change goes through, and the broker's counters.
+//! await), the [`Store`](crate::store::Store) every durable change goes through, and the broker's counters.
 
 pub mod acks;
 pub mod aliases;

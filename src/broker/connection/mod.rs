@@ -1,6 +1,6 @@
 //! One client connection, from the first byte to the close: waiting for CONNECT
 //! ([`connect`]), then the connected loop that reads packets ([`inbound`]), writes queued
-//! messages ([`outbound`]), releases acks after their commit ([`acks`]) and enforces
+//! messages ([`outbound`]), releases acks after their commit ([`acks`](super::acks)) and enforces
 //! keep-alive, until DISCONNECT, an error, a takeover or shutdown ends it.
 
 mod connect;
