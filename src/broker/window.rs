@@ -2,10 +2,12 @@
 //! acknowledged, in the order they are resent after a reconnect, and the packet identifiers
 //! they hold.
 //!
-//! That order is two: the entries awaiting PUBACK or PUBREC in the order their PUBLISHes were
-//! sent [MQTT-4.6.0-1], then those awaiting PUBCOMP in the order their PUBRECs came
-//! [MQTT-4.6.0-4] (a PUBREC moves its entry to the back, [`Window::release`]). The spec orders
-//! each kind among itself only.
+//! That order is two: the entries awaiting PUBCOMP in the order their PUBRECs came
+//! [MQTT-4.6.0-4] (a PUBREC moves its entry behind those released before it,
+//! [`Window::release`]), then those awaiting PUBACK or PUBREC in the order their PUBLISHes were
+//! sent [MQTT-4.6.0-1]. The spec orders each kind among itself only; PUBRELs go first so that
+//! a receiver which counts its open QoS 2 flows against its Receive Maximum (Mosquitto does
+//! when a session resumes) closes them before the PUBLISHes resent come.
 //!
 //! Handing out a packet identifier asks whether one is in use [MQTT-2.3.1-2]. A window of the
 //! usual size (the default Receive Maximum cap is 32) answers by looking through its entries.
@@ -52,48 +54,48 @@ impl Default for Form {
 }
 
 impl Window {
-    /// A window of these entries, in resend order (released ones are moved behind the others
+    /// A window of these entries, in resend order (released ones are moved before the others
     /// if they are not there already, each kind keeping its order).
     pub fn restored(entries: impl IntoIterator<Item = Inflight>) -> Window {
         let mut entries: VecDeque<Inflight> = entries.into_iter().collect();
         entries
             .make_contiguous()
-            .sort_by_key(|entry| entry.state == OutboundState::AwaitingPubComp);
+            .sort_by_key(|entry| entry.state != OutboundState::AwaitingPubComp);
         Window::of(entries)
     }
 
-    /// Adds a message just sent (awaiting PUBACK or PUBREC): after the others sent, before the
-    /// released ones.
+    /// Adds a message just sent (awaiting PUBACK or PUBREC), behind every other.
     pub fn push(&mut self, entry: Inflight) {
         debug_assert_ne!(entry.state, OutboundState::AwaitingPubComp);
         match &mut self.0 {
             Form::Listed(entries) => {
-                insert_before_released(entries, entry);
+                entries.push_back(entry);
                 if entries.len() > LIST_LIMIT {
                     *self = Window::of(std::mem::take(entries));
                 }
             }
             Form::Indexed(window) => {
                 set(&mut window.in_use, entry.packet_id);
-                insert_before_released(&mut window.entries, entry);
+                window.entries.push_back(entry);
             }
         }
     }
 
     /// PUBREC came for the entry at `position` (from [`Window::position`]): it awaits
-    /// PUBCOMP, behind every entry released before it, under the same identifier. Returns its
-    /// release order (see [`Inflight::release_order`]).
+    /// PUBCOMP, behind every entry released before it and before those not released, under
+    /// the same identifier. Returns its release order (see [`Inflight::release_order`]).
     pub fn release(&mut self, position: usize) -> Option<u64> {
         let entries = self.entries_mut();
         let mut entry = entries.remove(position)?;
-        let order = match entries.back() {
-            Some(last) if last.state == OutboundState::AwaitingPubComp => last.release_order + 1,
-            _ => FIRST_RELEASE_ORDER,
+        let released = released_count(entries);
+        let order = match released.checked_sub(1) {
+            Some(last) => entries[last].release_order + 1,
+            None => FIRST_RELEASE_ORDER,
         }
         .max(FIRST_RELEASE_ORDER);
         entry.state = OutboundState::AwaitingPubComp;
         entry.release_order = order;
-        entries.push_back(entry);
+        entries.insert(released, entry);
         Some(order)
     }
 
@@ -120,21 +122,16 @@ impl Window {
     }
 
     /// Where the entry with `packet_id` in `state` is. One awaiting PUBCOMP is looked for
-    /// among the released entries only, at the back: a large window of QoS 2 messages is not
+    /// among the released entries only, at the front: a large window of QoS 2 messages is not
     /// looked through for every PUBCOMP.
     pub fn position(&self, packet_id: u16, state: OutboundState) -> Option<usize> {
-        let entries = self.entries();
+        let mut entries = self.iter();
         if state == OutboundState::AwaitingPubComp {
-            let from_back = entries
-                .iter()
-                .rev()
+            return entries
                 .take_while(|entry| entry.state == OutboundState::AwaitingPubComp)
-                .position(|entry| entry.packet_id == packet_id)?;
-            return Some(entries.len() - 1 - from_back);
+                .position(|entry| entry.packet_id == packet_id);
         }
-        entries
-            .iter()
-            .position(|entry| entry.packet_id == packet_id && entry.state == state)
+        entries.position(|entry| entry.packet_id == packet_id && entry.state == state)
     }
 
     /// Whether an entry holds `packet_id`.
@@ -200,15 +197,12 @@ impl Window {
     }
 }
 
-/// Puts `entry` after the entries awaiting PUBACK or PUBREC, before those awaiting PUBCOMP
-/// (usually none: then at the back).
-fn insert_before_released(entries: &mut VecDeque<Inflight>, entry: Inflight) {
-    let released = entries
+/// How many entries at the front await PUBCOMP: the released ones.
+fn released_count(entries: &VecDeque<Inflight>) -> usize {
+    entries
         .iter()
-        .rev()
         .take_while(|entry| entry.state == OutboundState::AwaitingPubComp)
-        .count();
-    entries.insert(entries.len() - released, entry);
+        .count()
 }
 
 fn bit(packet_id: u16) -> u64 {
@@ -351,13 +345,13 @@ mod tests {
             assert_eq!(receive_pubrec(&mut window, 1), first + 1);
             window.push(qos2(count + 1));
             assert_eq!(receive_pubrec(&mut window, count), first + 2);
-            let mut expected: Vec<(u16, bool)> = [2]
-                .into_iter()
-                .chain(4..count)
-                .chain([count + 1])
-                .map(|id| (id, false))
-                .collect();
-            expected.extend([(3, true), (1, true), (count, true)]);
+            let mut expected = vec![(3, true), (1, true), (count, true)];
+            expected.extend(
+                [2].into_iter()
+                    .chain(4..count)
+                    .chain([count + 1])
+                    .map(|id| (id, false)),
+            );
             assert_eq!(resend_order(&window), expected, "{count} entries");
             assert_eq!(window.position(3, OutboundState::AwaitingPubRec), None);
             assert_eq!(window.position(2, OutboundState::AwaitingPubComp), None);
@@ -380,7 +374,7 @@ mod tests {
     }
 
     /// An entry released before release orders existed (its order a queue sequence number)
-    /// is restored behind those awaiting PUBREC, and the next one is released after it.
+    /// is restored before those awaiting PUBREC, and the next one is released after it.
     #[test]
     fn a_release_follows_one_restored_with_a_sequence_number() {
         let old = Inflight {
@@ -388,11 +382,11 @@ mod tests {
             release_order: 7,
             ..entry(9)
         };
-        let mut window = Window::restored([old, qos2(10), qos2(11)]);
-        assert_eq!(resend_order(&window), [(10, false), (11, false), (9, true)]);
-        assert_eq!(receive_pubrec(&mut window, 10), FIRST_RELEASE_ORDER);
-        assert_eq!(resend_order(&window), [(11, false), (9, true), (10, true)]);
-        assert_eq!(window.position(9, OutboundState::AwaitingPubComp), Some(1));
+        let mut window = Window::restored([qos2(10), old, qos2(11)]);
+        assert_eq!(resend_order(&window), [(9, true), (10, false), (11, false)]);
+        assert_eq!(receive_pubrec(&mut window, 11), FIRST_RELEASE_ORDER);
+        assert_eq!(resend_order(&window), [(9, true), (11, true), (10, false)]);
+        assert_eq!(window.position(11, OutboundState::AwaitingPubComp), Some(1));
     }
 
     /// One thing that happens to a window in [`a_window_follows_its_model`].
@@ -425,13 +419,13 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
         /// Whatever happens, in both forms (the window crosses [`LIST_LIMIT`] both ways): the
-        /// window holds the entries awaiting PUBACK or PUBREC in send order, then the released
-        /// ones in PUBREC order with rising release orders [MQTT-4.6.0-1, 4.6.0-4]; `position`
+        /// window holds the released entries in PUBREC order with rising release orders, then
+        /// those awaiting PUBACK or PUBREC in send order [MQTT-4.6.0-4, 4.6.0-1]; `position`
         /// finds each entry and `holds` knows exactly the identifiers in use [MQTT-2.3.1-2].
         #[test]
         fn a_window_follows_its_model(steps in proptest::collection::vec(step(), 1..500)) {
             let mut window = Window::default();
-            // (identifier, state), in send order; then identifiers released, in PUBREC order.
+            // Identifiers released, in PUBREC order; then (identifier, state), in send order.
             let mut sent: Vec<(u16, OutboundState)> = Vec::new();
             let mut released: Vec<u16> = Vec::new();
             for step in steps {
@@ -486,10 +480,10 @@ mod tests {
                         released.retain(|id| id % every != 0);
                     }
                 }
-                let expected: Vec<(u16, OutboundState)> = sent
+                let expected: Vec<(u16, OutboundState)> = released
                     .iter()
-                    .copied()
-                    .chain(released.iter().map(|id| (*id, OutboundState::AwaitingPubComp)))
+                    .map(|id| (*id, OutboundState::AwaitingPubComp))
+                    .chain(sent.iter().copied())
                     .collect();
                 let actual: Vec<(u16, OutboundState)> =
                     window.iter().map(|entry| (entry.packet_id, entry.state)).collect();

@@ -33,8 +33,8 @@ pub struct RecoveredSession {
     pub queue: Vec<StoredEntry>,
     /// Above every sequence number the session's queue and inflight entries use.
     pub next_sequence: u64,
-    /// Inflight window in resend order: the entries awaiting PUBACK or PUBREC in the order
-    /// they were sent, then those awaiting PUBCOMP in the order their PUBRECs came.
+    /// Inflight window in resend order: the entries awaiting PUBCOMP in the order their
+    /// PUBRECs came, then those awaiting PUBACK or PUBREC in the order they were sent.
     pub inflight: Vec<Inflight>,
     /// Inbound QoS 2 packet identifiers awaiting PUBREL, ascending.
     pub inbound_qos2: Vec<u16>,

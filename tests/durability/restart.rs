@@ -94,10 +94,10 @@ async fn sessions_queues_subscriptions_and_retained_survive_a_graceful_restart()
 
 /// Promise 1, [MQTT-4.4.0-1]: the subscriber received a QoS 1 and a QoS 2 message without
 /// acknowledging them and PUBREC'd a third; after a graceful restart (it was connected: v5 is
-/// told 0x8B) it resumes and the broker resends, in the original order [MQTT-4.6.0-1], both
-/// PUBLISHes with DUP 1 [MQTT-3.3.1-1] and their packet identifiers, then PUBREL for the third,
-/// whose PUBLISH is never sent again ([MQTT-4.3.3-6] (5.0) / [MQTT-4.3.3-1] (3.1.1)). Once the
-/// flows complete nothing is pending, even after another restart.
+/// told 0x8B) it resumes and the broker resends PUBREL for the third, whose PUBLISH is never
+/// sent again ([MQTT-4.3.3-6] (5.0) / [MQTT-4.3.3-1] (3.1.1)), then, in the original order
+/// [MQTT-4.6.0-1], both PUBLISHes with DUP 1 [MQTT-3.3.1-1] and their packet identifiers. Once
+/// the flows complete nothing is pending, even after another restart.
 #[tokio::test]
 async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
     let broker = start_broker().await;
@@ -143,6 +143,7 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
         let version = subscriber.version;
         let id = client_id("inflight", version);
         let mut subscriber = resume(broker.addr, version, &id).await;
+        subscriber.expect_pubrel(third_id).await;
         let resent_first =
             expect_message(&mut subscriber, "unacked qos1", QoS::AtLeastOnce, true).await;
         assert_eq!(
@@ -156,7 +157,6 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
             resent_second.packet_id, second.packet_id,
             "{id}: same packet id"
         );
-        subscriber.expect_pubrel(third_id).await;
         subscriber.expect_nothing_pending().await;
 
         subscriber.acknowledge(&resent_first).await;
@@ -178,8 +178,8 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
 
 /// [MQTT-4.6.0-4]: a subscriber got three QoS 2 messages and PUBREC'd the third, then the
 /// first. When it resumes its session, and again after a graceful restart, the broker resends
-/// the second's PUBLISH (DUP, same identifier) and then the PUBRELs in the order their PUBRECs
-/// came: the third's, then the first's. Once the flows complete, nothing is pending, even
+/// the PUBRELs in the order their PUBRECs came, the third's, then the first's, and then the
+/// second's PUBLISH (DUP, same identifier). Once the flows complete, nothing is pending, even
 /// after another restart.
 #[tokio::test]
 async fn pubrels_are_resent_in_the_order_their_pubrecs_came() {
@@ -272,13 +272,13 @@ async fn pubrec_out_of_order(
     windows
 }
 
-/// What a subscriber of [`pubrec_out_of_order`] gets when its session resumes: the second
-/// message again, then PUBREL for the third, then for the first.
+/// What a subscriber of [`pubrec_out_of_order`] gets when its session resumes: PUBREL for the
+/// third, then for the first, then the second message again.
 async fn expect_pubrec_order(subscriber: &mut RawClient, ids: &[u16], when: &str) {
-    let resent = expect_message(subscriber, "second", QoS::ExactlyOnce, true).await;
-    assert_eq!(resent.packet_id, Some(ids[1]), "{when}: same packet id");
     subscriber.expect_pubrel(ids[2]).await;
     subscriber.expect_pubrel(ids[0]).await;
+    let resent = expect_message(subscriber, "second", QoS::ExactlyOnce, true).await;
+    assert_eq!(resent.packet_id, Some(ids[1]), "{when}: same packet id");
     subscriber.expect_nothing_pending().await;
 }
 

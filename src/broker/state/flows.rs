@@ -338,8 +338,8 @@ impl State {
         Ok(session.queue.apply_load(request, entries))
     }
 
-    /// The inflight window of a session, to resend after a reconnect in this order (PUBLISHes
-    /// as sent, then PUBRELs as their PUBRECs came).
+    /// The inflight window of a session, to resend after a reconnect in this order (PUBRELs as
+    /// their PUBRECs came, then PUBLISHes as sent).
     pub fn inflight_of(&self, client_id: &str) -> Vec<Inflight> {
         self.sessions
             .get(client_id)

@@ -150,8 +150,8 @@ impl Recovery {
     }
 
     /// Inflight entries are keyed by packet id; their resend order is restored from `order`:
-    /// the entries awaiting PUBACK or PUBREC by queue sequence number, then those awaiting
-    /// PUBCOMP by release order (see [`Inflight::release_order`]).
+    /// the entries awaiting PUBCOMP by release order (see [`Inflight::release_order`]), then
+    /// those awaiting PUBACK or PUBREC by queue sequence number.
     fn read_inflight(&mut self, txn: &ReadTransaction) -> Result<(), DbError> {
         let mut window: Vec<(bool, u64, Arc<str>, Inflight)> = Vec::new();
         for entry in txn.open_table(INFLIGHT)?.iter()? {
@@ -172,10 +172,10 @@ impl Recovery {
                     state: record.state,
                     release_order: if released { record.order } else { 0 },
                 };
-                window.push((released, record.order, Arc::from(client_id), entry));
+                window.push((!released, record.order, Arc::from(client_id), entry));
             }
         }
-        window.sort_by_key(|(released, order, ..)| (*released, *order));
+        window.sort_by_key(|(not_released, order, ..)| (*not_released, *order));
         for (_, _, client_id, entry) in window {
             if let Some(session) = self.sessions.get_mut(&client_id) {
                 session.inflight.push(entry);

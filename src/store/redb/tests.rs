@@ -348,8 +348,8 @@ fn everything_written_is_recovered_after_reopen() {
     assert_eq!(
         window,
         vec![
-            (11, 1, OutboundState::AwaitingPubAck),
             (10, 2, OutboundState::AwaitingPubComp),
+            (11, 1, OutboundState::AwaitingPubAck),
         ],
         "inflight window in resend order, with states"
     );
@@ -909,7 +909,7 @@ fn message_ids_restart_above_every_id_still_held() {
 }
 
 /// [MQTT-4.6.0-4] Entries released out of their send order come back in the order of their
-/// PUBRECs, behind the entries still awaiting PUBREC in send order [MQTT-4.6.0-1]; release
+/// PUBRECs, before the entries still awaiting PUBREC in send order [MQTT-4.6.0-1]; release
 /// orders leave the queue's sequence numbers alone.
 #[test]
 fn released_entries_come_back_in_the_order_of_their_pubrecs() {
@@ -936,10 +936,10 @@ fn released_entries_come_back_in_the_order_of_their_pubrecs() {
     assert_eq!(
         window,
         [
-            (12, OutboundState::AwaitingPubRec, 0),
-            (14, OutboundState::AwaitingPubRec, 0),
             (13, OutboundState::AwaitingPubComp, FIRST_RELEASE_ORDER),
             (11, OutboundState::AwaitingPubComp, FIRST_RELEASE_ORDER + 1),
+            (12, OutboundState::AwaitingPubRec, 0),
+            (14, OutboundState::AwaitingPubRec, 0),
         ]
     );
     assert_eq!(c.next_sequence, 5);
