@@ -457,6 +457,52 @@ async fn a_qos2_message_past_pubrec_is_never_published_again() {
     assert_eq!(until_idle(&mut link).await, [], "the flow is complete");
 }
 
+/// [MQTT-4.6.0-4] The bridge's resend after a reconnect: PUBRELs in the order the server's
+/// PUBRECs came (the third message's, then the first's), then the PUBLISH still unanswered
+/// (DUP, its identifier): a server that counts its open QoS 2 flows against its Receive
+/// Maximum on a resumed session closes them before the PUBLISH arrives.
+#[tokio::test]
+async fn the_resend_after_a_reconnect_sends_pubrels_in_pubrec_order_first() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_to(&cloud, 2).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (packet_id, payload) in [(1, "first"), (2, "second"), (3, "third")] {
+        publish_qos2(&mut sensor, "sensors/t", packet_id, payload).await;
+    }
+
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["first", "second", "third"]);
+    let ids: Vec<u16> = sent
+        .iter()
+        .map(|publish| publish.packet_id.unwrap())
+        .collect();
+    for packet_id in [ids[2], ids[0]] {
+        link.send(&Packet::PubRec(PubResponse::success(packet_id)))
+            .await;
+        assert_eq!(
+            link.recv().await,
+            Packet::PubRel(PubResponse::success(packet_id))
+        );
+    }
+    drop(link);
+
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = until_idle(&mut link).await;
+    assert_eq!(
+        resent[..2],
+        [
+            Packet::PubRel(PubResponse::success(ids[2])),
+            Packet::PubRel(PubResponse::success(ids[0])),
+        ],
+        "PUBRELs first, in PUBREC order"
+    );
+    let again = publishes(&resent[2..]);
+    assert_eq!(payloads(&again), ["second"]);
+    assert!(again[0].dup, "a resend");
+    assert_eq!(again[0].packet_id, Some(ids[1]), "under its identifier");
+}
+
 #[tokio::test]
 async fn a_message_from_upstream_is_acknowledged_and_delivered_once() {
     let cloud = FakeCloud::start().await;
