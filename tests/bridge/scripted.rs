@@ -70,6 +70,16 @@ fn payloads(publishes: &[Publish]) -> Vec<String> {
     publishes.iter().map(text).collect()
 }
 
+/// The server sends PUBREC for `packet_id`; the bridge answers PUBREL.
+async fn pubrec_answered(link: &mut RawClient, packet_id: u16) {
+    link.send(&Packet::PubRec(PubResponse::success(packet_id)))
+        .await;
+    assert_eq!(
+        link.recv().await,
+        Packet::PubRel(PubResponse::success(packet_id))
+    );
+}
+
 /// A bridge to `cloud` carrying `sensors/#` out (QoS `qos`) and `cmd/#` in, with a 4 s Keep
 /// Alive so it pings 2 s after going idle.
 fn bridge_to(cloud: &FakeCloud, qos: u8) -> BridgeConfig {
@@ -438,12 +448,7 @@ async fn a_qos2_message_past_pubrec_is_never_published_again() {
     let sent = publishes(&until_idle(&mut link).await);
     assert_eq!(payloads(&sent), ["once"]);
     let packet_id = sent[0].packet_id.unwrap();
-    link.send(&Packet::PubRec(PubResponse::success(packet_id)))
-        .await;
-    assert_eq!(
-        link.recv().await,
-        Packet::PubRel(PubResponse::success(packet_id))
-    );
+    pubrec_answered(&mut link, packet_id).await;
     drop(link);
 
     // [MQTT-4.3.3-6] After PUBREL only PUBREL is resent, never the PUBLISH.
@@ -478,12 +483,7 @@ async fn the_resend_after_a_reconnect_sends_pubrels_in_pubrec_order_first() {
         .map(|publish| publish.packet_id.unwrap())
         .collect();
     for packet_id in [ids[2], ids[0]] {
-        link.send(&Packet::PubRec(PubResponse::success(packet_id)))
-            .await;
-        assert_eq!(
-            link.recv().await,
-            Packet::PubRel(PubResponse::success(packet_id))
-        );
+        pubrec_answered(&mut link, packet_id).await;
     }
     drop(link);
 
