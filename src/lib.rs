@@ -2,6 +2,9 @@
 //!
 //! The library holds everything; the `cairn` binary is a thin CLI over [`server::Server`].
 #![forbid(unsafe_code)]
+// The documentation is for Cairn's developers (`cargo doc --document-private-items`): module
+// docs link the private items they are made of.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod access;
 pub mod auth;

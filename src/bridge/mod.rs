@@ -9,7 +9,7 @@
 //! drains it upstream in order; `in` rules are subscriptions upstream whose messages are
 //! published locally, acknowledged upstream once committed.
 //!
-//! - [`handshake`]: dialling, CONNECT and CONNACK, what the server granted;
+//! - [`handshake`](mod@handshake): dialling, CONNECT and CONNACK, what the server granted;
 //! - [`uplink`]: one connected uplink until it ends;
 //! - [`running`]: the bridges a broker runs, started with it and replaced by a reload;
 //! - [`reconnect`]: after an attempt or a connection, where and how to dial next, and when;
