@@ -7,7 +7,7 @@
 use cairn::codec::{Packet, ProtocolVersion, PubResponse, QoS, ReasonCode};
 
 use crate::common::clients::{client_id, new_session, resume, subscribe_ok, text, BOTH};
-use crate::common::{connect_packet, publish_packet, start_broker, stop, RawClient};
+use crate::common::{connect_packet, publish_packet, start_broker, stop, RawClient, TestBroker};
 use crate::support::{
     expect_message, expect_shutdown_close, message, publish, receive_until_marker,
 };
@@ -168,12 +168,7 @@ async fn inflight_window_is_resent_with_dup_and_same_ids_after_restart() {
         subscriber.go_offline().await;
     }
 
-    let broker = stop(broker).await.start().await;
-    for version in BOTH {
-        let mut subscriber = resume(broker.addr, version, &client_id("inflight", version)).await;
-        subscriber.expect_nothing_pending().await;
-    }
-    broker.shutdown().await;
+    nothing_pending_after_a_restart(broker, "inflight").await;
 }
 
 /// [MQTT-4.6.0-4]: a subscriber got three QoS 2 messages and PUBREC'd the third, then the
@@ -286,7 +281,7 @@ async fn expect_pubrec_order(subscriber: &mut RawClient, ids: &[u16], when: &str
 /// resumes and gets the same order again, then completes its three flows; after another
 /// restart nothing is pending.
 async fn restart_and_complete(
-    broker: crate::common::TestBroker,
+    broker: TestBroker,
     prefix: &str,
     subscribers: Vec<RawClient>,
     windows: &[Vec<u16>],
@@ -310,6 +305,11 @@ async fn restart_and_complete(
         subscriber.go_offline().await;
     }
 
+    nothing_pending_after_a_restart(broker, prefix).await;
+}
+
+/// Restarts `broker`; the sessions of `prefix` (both versions) resume with nothing pending.
+async fn nothing_pending_after_a_restart(broker: TestBroker, prefix: &str) {
     let broker = stop(broker).await.start().await;
     for version in BOTH {
         let mut subscriber = resume(broker.addr, version, &client_id(prefix, version)).await;
