@@ -55,12 +55,27 @@ pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcom
 
 fn run(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.worker_threads(cores))
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let runtime =
+        runtime(config.worker_threads(cores)).context("cannot start the tokio runtime")?;
     runtime.block_on(serve_until_signal(config, source, repair))
+}
+
+/// The runtime that serves the connections on `workers` threads. One worker is tokio's
+/// current-thread scheduler on this thread: tasks woken together run in the order they were
+/// woken, and none is handed to another thread. The multi-thread scheduler with one worker runs
+/// the task woken last first (its LIFO slot: a PUBLISH that arrived just after another client's
+/// SUBSCRIBE could be handled first and miss it, as Paho's interoperability tests found) and
+/// costs more per wake-up (see the README's Threads section). More workers are the multi-thread
+/// scheduler, which spreads the connections over them.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
+    builder.enable_all().build()
 }
 
 async fn serve_until_signal(config: Config, source: Source, repair: bool) -> anyhow::Result<()> {
@@ -163,6 +178,9 @@ async fn start_broker(config: Config, repair: bool) -> anyhow::Result<ServerHand
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::oneshot;
 
     use super::*;
 
@@ -174,5 +192,68 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("/var/lib/cairn/cairn.redb"), "{text}");
         assert!(text.contains("cairn serve --repair"), "{text}");
+    }
+
+    /// Tasks started or woken together, as connections are when their packets arrive at once.
+    const TOGETHER: usize = 8;
+
+    /// With one worker, tasks woken together run in the order they were woken, whether they
+    /// were spawned (a parked connection resumes in a task of its own) or woken (a connection's
+    /// task waiting for its socket or a commit). The multi-thread scheduler with one worker ran
+    /// both sets as 7, 0, 1, …, 6: its LIFO slot runs the task woken last first.
+    #[test]
+    fn one_worker_runs_tasks_in_the_order_they_were_woken() {
+        let runtime = runtime(1).expect("a runtime");
+        let (spawned, woken) = runtime.block_on(async {
+            // Spawned from a task, as a wake on the worker thread does it.
+            tokio::spawn(async { (in_spawn_order().await, in_wake_order().await) })
+                .await
+                .expect("the test task ends")
+        });
+        let expected: Vec<usize> = (0..TOGETHER).collect();
+        assert_eq!(spawned, expected, "tasks spawned together");
+        assert_eq!(woken, expected, "tasks woken together");
+    }
+
+    /// The order in which [`TOGETHER`] tasks spawned in a row first run.
+    async fn in_spawn_order() -> Vec<usize> {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let tasks: Vec<_> = (0..TOGETHER)
+            .map(|index| {
+                let ran = ran.clone();
+                tokio::spawn(async move { ran.lock().expect("not poisoned").push(index) })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("the task ends");
+        }
+        let ran = ran.lock().expect("not poisoned").clone();
+        ran
+    }
+
+    /// The order in which [`TOGETHER`] waiting tasks, woken in a row, run again.
+    async fn in_wake_order() -> Vec<usize> {
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let mut wakes = Vec::new();
+        let mut tasks = Vec::new();
+        for index in 0..TOGETHER {
+            let (wake, woken) = oneshot::channel::<()>();
+            let ran = ran.clone();
+            wakes.push(wake);
+            tasks.push(tokio::spawn(async move {
+                woken.await.expect("woken");
+                ran.lock().expect("not poisoned").push(index);
+            }));
+        }
+        // Every task waits before any is woken.
+        tokio::task::yield_now().await;
+        for wake in wakes {
+            wake.send(()).expect("the task waits");
+        }
+        for task in tasks {
+            task.await.expect("the task ends");
+        }
+        let ran = ran.lock().expect("not poisoned").clone();
+        ran
     }
 }

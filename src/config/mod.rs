@@ -78,7 +78,8 @@ impl Config {
     /// store's writer thread runs beside them and, under load, keeps most of a core busy with
     /// its group commits; a worker per core as well oversubscribes the cores, and on two
     /// cores two workers cost more in thread wake-ups and handing tasks between them than
-    /// the second one brings (see the README's speed section).
+    /// the second one brings (see the README's speed section). One worker runs tokio's
+    /// current-thread scheduler (`cli/serve.rs`).
     pub fn worker_threads(&self, cores: usize) -> usize {
         match self.worker_threads {
             0 => cores.saturating_sub(1).max(1),
