@@ -10,7 +10,7 @@ use cairn::access::Rules;
 use cairn::config::Overrides;
 
 use super::setup::{effective_config, report_problems};
-use super::Outcome;
+use super::{Explained, Outcome};
 
 /// `cairn check-config`: the effective configuration as TOML on `out` (exit 0), or every
 /// problem on `err` (exit 2).
@@ -35,7 +35,7 @@ pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Writ
     match printed {
         Ok(()) => Outcome::Success,
         Err(error) => {
-            let _ = writeln!(err, "cairn: {error:#}");
+            let _ = writeln!(err, "cairn: {}", Explained(&error));
             Outcome::RuntimeError
         }
     }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use cairn::auth::{check_user_name, PasswordFile};
 
-use super::Outcome;
+use super::{Explained, Outcome};
 
 /// Why a password could not be asked for.
 const NO_TERMINAL: &str =
@@ -53,7 +53,7 @@ pub fn passwd(request: &Request<'_>) -> Outcome {
     match edit(request) {
         Ok(()) => Outcome::Success,
         Err(error) => {
-            let _ = writeln!(io::stderr(), "cairn passwd: {error:#}");
+            let _ = writeln!(io::stderr(), "cairn passwd: {}", Explained(&error));
             Outcome::RuntimeError
         }
     }

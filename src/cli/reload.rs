@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use cairn::config::Overrides;
 use cairn::server::{Reloaded, ServerHandle};
 
-use super::logging;
 use super::setup::effective_config;
+use super::{logging, Explained};
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub async fn reload(handle: &mut ServerHandle, source: &Source) {
     let filter = match logging::filter(&config.log.level) {
         Ok(filter) => filter,
         Err(error) => {
-            tracing::error!("reload refused: {error:#}; {KEPT}");
+            tracing::error!("reload refused: {}; {KEPT}", Explained(&error));
             return;
         }
     };
@@ -51,7 +51,7 @@ pub async fn reload(handle: &mut ServerHandle, source: &Source) {
     };
     if reloaded.applied.iter().any(|key| key == "log.level") {
         if let Err(error) = logging::replace_filter(filter) {
-            tracing::warn!("{error:#}");
+            tracing::warn!("{}", Explained(&error));
         }
     }
     for key in &reloaded.need_restart {

@@ -19,7 +19,7 @@ use crate::allocator::FreeMemory;
 use super::reload::{reload, Source};
 use super::setup::{effective_config, ready_to_run};
 use super::signals::{Request, Signals};
-use super::Outcome;
+use super::{Explained, Outcome};
 
 /// Stop signals this soon after the first are the same request sent twice (as `timeout` and
 /// some process managers send it: to the process, then to its process group), not a second
@@ -44,7 +44,7 @@ pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcom
     match run(config, source, repair) {
         Ok(()) => Outcome::Success,
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", Explained(&error));
             match error.downcast_ref::<UnusableStore>() {
                 Some(_) => Outcome::BadConfig,
                 None => Outcome::RuntimeError,

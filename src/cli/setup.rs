@@ -8,7 +8,7 @@ use cairn::config::{Config, ConfigError, Overrides};
 use cairn::transport::tls;
 
 use super::logging;
-use super::Outcome;
+use super::{Explained, Outcome};
 
 /// Loads the configuration with `overrides`, returning one line per problem (each naming its
 /// key) when anything is wrong.
@@ -69,11 +69,11 @@ pub fn ready_to_run(loaded: Result<Config, Vec<String>>) -> Result<Config, Outco
 /// outcome to exit with.
 fn start_logging(config: &Config) -> Result<(), Outcome> {
     let filter = logging::filter(&config.log.level).map_err(|error| {
-        let _ = writeln!(io::stderr(), "cairn: {error:#}");
+        let _ = writeln!(io::stderr(), "cairn: {}", Explained(&error));
         Outcome::BadConfig
     })?;
     logging::install(filter).map_err(|error| {
-        let _ = writeln!(io::stderr(), "cairn: {error:#}");
+        let _ = writeln!(io::stderr(), "cairn: {}", Explained(&error));
         Outcome::RuntimeError
     })
 }

@@ -11,7 +11,7 @@ use cairn::store::admin::{self, AdminStore};
 
 use super::print::{print_session, print_sessions, print_stats};
 use super::setup::{load_config, ready_to_run};
-use super::Outcome;
+use super::{Explained, Outcome};
 
 /// What an operator command does with the store.
 #[derive(Debug, Clone, Copy)]
@@ -32,7 +32,7 @@ pub fn operate(file: Option<&Path>, overrides: &Overrides, action: StoreAction<'
     match act_on_store(&config.data_dir, action, &mut io::stdout()) {
         Ok(()) => Outcome::Success,
         Err(error) => {
-            let _ = writeln!(io::stderr(), "cairn: {error:#}");
+            let _ = writeln!(io::stderr(), "cairn: {}", Explained(&error));
             Outcome::RuntimeError
         }
     }
