@@ -22,6 +22,9 @@ pub struct PendingAck {
     pub ack: Option<Box<Packet>>,
     /// Retained messages to queue right after a SUBACK is sent.
     pub after: Vec<Delivery>,
+    /// A PUBACK or PUBREC whose commit had not completed when it was queued (see
+    /// [`AckQueue::publish_acks_awaiting_commit`]).
+    awaited_commit: bool,
 }
 
 /// A commit finished: the ack to release, or the error that stopped it.
@@ -40,18 +43,24 @@ struct Pending {
     pubacks: u32,
     /// How many of `acks` are PUBRECs.
     pubrecs: u32,
+    /// How many of `acks` are PUBACKs and PUBRECs queued before their commit completed.
+    awaiting_commit: u32,
 }
 
 impl AckQueue {
     /// Holds `ack` back until `commit` completes.
-    pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
+    pub fn push(&mut self, mut commit: Commit, ack: Packet, after: Vec<Delivery>) {
+        let answers_publish = matches!(ack, Packet::PubAck(_) | Packet::PubRec(_));
+        let awaited_commit = answers_publish && !commit.is_durable();
         let pending = self.0.get_or_insert_default();
         pending.pubacks += u32::from(matches!(ack, Packet::PubAck(_)));
         pending.pubrecs += u32::from(matches!(ack, Packet::PubRec(_)));
+        pending.awaiting_commit += u32::from(awaited_commit);
         pending.acks.push_back(PendingAck {
             commit,
             ack: Some(Box::new(ack)),
             after,
+            awaited_commit,
         });
     }
 
@@ -65,6 +74,7 @@ impl AckQueue {
             commit,
             ack: None,
             after: Vec::new(),
+            awaited_commit: false,
         });
     }
 
@@ -78,6 +88,7 @@ impl AckQueue {
         let ack = released.ack.as_deref();
         pending.pubacks -= u32::from(matches!(ack, Some(Packet::PubAck(_))));
         pending.pubrecs -= u32::from(matches!(ack, Some(Packet::PubRec(_))));
+        pending.awaiting_commit -= u32::from(released.awaited_commit);
         if pending.acks.is_empty() {
             self.0 = None;
         }
@@ -112,12 +123,14 @@ impl AckQueue {
             .map_or(0, |pending| pending.pubacks as usize)
     }
 
-    /// How many answers to inbound PUBLISHes (PUBACK, PUBREC) wait for their commit: messages
-    /// the client cannot yet know were received.
-    pub fn pending_publish_acks(&self) -> usize {
+    /// How many answers to inbound PUBLISHes (PUBACK, PUBREC) were held back for a commit that
+    /// had not completed when they were queued: messages the client cannot know were received
+    /// for as long as the store takes. Answers queued with nothing left to commit (a clean
+    /// session's) leave at the next flush and do not count.
+    pub fn publish_acks_awaiting_commit(&self) -> usize {
         self.0
             .as_ref()
-            .map_or(0, |pending| (pending.pubacks + pending.pubrecs) as usize)
+            .map_or(0, |pending| pending.awaiting_commit as usize)
     }
 
     /// How many acks of any kind wait for their commit.
@@ -147,8 +160,13 @@ mod tests {
         }
         assert_eq!(acks.len(), 3);
         assert_eq!(acks.pending_pubacks(), 3);
+        assert_eq!(
+            acks.publish_acks_awaiting_commit(),
+            0,
+            "acks of changes with nothing to commit wait for no commit"
+        );
         while acks.pop_ready().is_some() {}
-        assert!(acks.is_empty() && acks.pending_publish_acks() == 0);
+        assert!(acks.is_empty() && acks.pending_pubacks() == 0);
         assert!(acks.0.is_none(), "memory kept by an idle connection");
         assert_eq!(size_of::<AckQueue>(), 8);
     }

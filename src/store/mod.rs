@@ -90,13 +90,13 @@ impl Commit {
     }
 
     /// Whether the batch is already known to be durable (a batch with nothing to write is).
-    /// A failure stays for [`Commit::try_result`] to take.
+    /// The outcome, success or failure, stays for [`Commit::try_result`] to take.
     pub fn is_durable(&mut self) -> bool {
         match self.try_result() {
-            Some(Ok(())) => true,
-            Some(Err(error)) => {
-                self.outcome = Some(Err(error));
-                false
+            Some(result) => {
+                let durable = result.is_ok();
+                self.outcome = Some(result);
+                durable
             }
             None => false,
         }

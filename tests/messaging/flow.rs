@@ -132,6 +132,29 @@ async fn v5_client_exceeding_receive_maximum_is_disconnected() {
     assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
 }
 
+/// [MQTT-3.3.4-7] with the broker's Receive Maximum at 2: three QoS 2 messages of a clean
+/// session sent in one write are read together, and the third exceeds the maximum although the
+/// PUBRECs of the first two are still queued: they wait for no commit (nothing of a clean
+/// session is stored), so the excess is the client's own doing. DISCONNECT 0x93 follows the
+/// two PUBRECs. (Counting those PUBRECs as held back by the store took the third in silently,
+/// and Paho's `test_flow_control2`, 33 messages against 32, waited for its DISCONNECT.)
+#[tokio::test]
+async fn a_burst_over_the_receive_maximum_of_a_clean_session_is_disconnected() {
+    let broker = start_broker_with(|config| config.limits.max_inflight = 2).await;
+    let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "burst").await;
+    // Small enough for one read of an idle connection (64 bytes).
+    let burst: Vec<Packet> = (1..=3)
+        .map(|packet_id| {
+            Packet::Publish(publish_packet("b", QoS::ExactlyOnce, Some(packet_id), b"x"))
+        })
+        .collect();
+    publisher.send_all(&burst).await;
+    expect_accepted(&mut publisher, Ack::Received, 1).await;
+    expect_accepted(&mut publisher, Ack::Received, 2).await;
+    expect_server_close(&mut publisher, ReasonCode::ReceiveMaximumExceeded).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
+}
+
 /// A v5 publisher that sends without waiting for its acks while they wait for the store's
 /// commit (here: 64 QoS 1 messages in one write, Receive Maximum 4, a persistent subscriber
 /// offline so every message is stored) is not thrown out: the broker stops reading until its

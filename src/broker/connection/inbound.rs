@@ -200,7 +200,7 @@ impl Client {
             // QoS 2 messages count until PUBREL (their PUBREC, pending or sent, is in the
             // session's inbound flows), QoS 1 messages until their PUBACK leaves.
             let inflight = flows.awaiting_release + self.acks.pending_pubacks();
-            self.check_receive_maximum(inflight, self.acks.pending_publish_acks())?;
+            self.check_receive_maximum(inflight, self.acks.publish_acks_awaiting_commit())?;
         }
         if inbound.topic.starts_with("$SYS") {
             tracing::debug!(client_id = %self.client_id, topic = %inbound.topic, "client PUBLISH to $SYS ignored");
@@ -222,9 +222,10 @@ impl Client {
 
     /// [MQTT-3.3.4-7] A v5 client may not have more unacknowledged QoS 1/2 PUBLISHes than our
     /// Receive Maximum; `inflight` counts them before this one. It is disconnected with 0x93
-    /// only when the excess is its own doing: every PUBACK and PUBREC we owe it has been sent,
-    /// so the flows still open wait for its PUBREL. While some of our answers still wait for
-    /// their commit (`held_back`), a client that did not wait for them is not thrown out:
+    /// only when the excess is its own doing: none of the PUBACKs and PUBRECs we owe it waits
+    /// for the store (an answer already queued with nothing to commit, a clean session's, is
+    /// as good as sent). While some of our answers still wait for their commit (`held_back`),
+    /// a client that did not wait for them is not thrown out:
     /// its message is taken, and the connection stops reading until acks leave (see
     /// [`Client::reading`]), so nothing is resent, repeated or reordered. A 3.1.1 client is
     /// never told a Receive Maximum, so it is not held to one.

@@ -621,6 +621,11 @@ impl Client {
             }
             _ => tracing::debug!(client_id = %self.client_id, ?exit, "connection ended"),
         }
+        if goodbye.is_some() {
+            // Acks already committed go out first, in order, as they would have: the client
+            // learns what was taken before the connection ends.
+            let _ = self.release_acks(framed);
+        }
         if let (Some(reason), ProtocolVersion::V5) = (goodbye, self.version) {
             let mut disconnect = Disconnect::new(reason);
             if let Exit::Violation(_, why) = &exit {
