@@ -54,7 +54,7 @@ fn reason_properties() -> Properties {
 fn connect(version: ProtocolVersion) -> Packet {
     let v5 = version == ProtocolVersion::V5;
     let pick = |props: Properties| if v5 { props } else { Properties::default() };
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: version,
         clean_start: true,
         bridge: false,
@@ -82,7 +82,7 @@ fn connect(version: ProtocolVersion) -> Packet {
         }),
         username: Some("user".into()),
         password: Some(Bytes::from_static(b"secret")),
-    })
+    }))
 }
 
 fn conn_ack(version: ProtocolVersion) -> Packet {

@@ -882,7 +882,7 @@ fn connect_packet(
     properties: Properties,
     password: Option<&'static [u8]>,
 ) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: version,
         clean_start: true,
         bridge: false,
@@ -892,7 +892,7 @@ fn connect_packet(
         will: None,
         username: None,
         password: password.map(Bytes::from_static),
-    })
+    }))
 }
 
 fn shared_rules() -> Vec<SharedRule> {

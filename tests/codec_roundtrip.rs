@@ -241,7 +241,7 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     ProtocolVersion::V311 if username.is_none() => None,
                     _ => password,
                 };
-                Packet::Connect(Connect {
+                Packet::Connect(Box::new(Connect {
                     protocol: version,
                     clean_start,
                     bridge,
@@ -251,7 +251,7 @@ fn connect(version: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     will,
                     username,
                     password,
-                })
+                }))
             },
         )
 }
@@ -611,7 +611,7 @@ fn v311_connack_writes_the_nearest_return_code() {
 
 #[test]
 fn connect_is_written_for_its_own_protocol_level() {
-    let connect = Packet::Connect(Connect {
+    let connect = Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V311,
         clean_start: true,
         bridge: false,
@@ -621,7 +621,7 @@ fn connect_is_written_for_its_own_protocol_level() {
         will: None,
         username: None,
         password: None,
-    });
+    }));
     let expected = [
         0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x3C, 0x00, 0x01, b'c',
     ];

@@ -125,7 +125,7 @@ impl MqttConnection {
             SessionStart::Clean => (true, None),
             SessionStart::Persistent { expiry_secs } => (false, Some(expiry_secs)),
         };
-        connection.queue(&Packet::Connect(Connect {
+        connection.queue(&Packet::Connect(Box::new(Connect {
             protocol: options.version,
             clean_start,
             bridge: false,
@@ -138,7 +138,7 @@ impl MqttConnection {
             will: None,
             username: None,
             password: None,
-        }))?;
+        })))?;
         connection.flush().await?;
         let limits = connection.await_connack(options.handshake_timeout).await?;
         Ok((connection, limits))

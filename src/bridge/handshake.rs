@@ -100,7 +100,7 @@ pub async fn handshake(
     let mut framed = Framed::new(stream, bridge.max_packet_size);
     framed.version = version;
     framed
-        .queue(&Packet::Connect(connect_packet(bridge, dialect)))
+        .queue(&Packet::Connect(Box::new(connect_packet(bridge, dialect))))
         .map_err(|error| Failure::Broken(format!("cannot encode CONNECT: {error}")))?;
     let answer = tokio::time::timeout(timeout, async {
         framed.flush().await.map_err(ReadError::Io)?;

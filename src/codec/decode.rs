@@ -238,7 +238,7 @@ fn decode_body(
 ) -> Result<Packet, DecodeError> {
     let r = &mut r;
     match header.kind {
-        kind::CONNECT => connect(r).map(Packet::Connect),
+        kind::CONNECT => connect(r).map(|connect| Packet::Connect(Box::new(connect))),
         kind::CONNACK => conn_ack(r, version).map(Packet::ConnAck),
         kind::PUBLISH => publish(header.flags, r, version).map(Packet::Publish),
         kind::PUBACK => pub_response(r, version, Context::PubAck).map(Packet::PubAck),

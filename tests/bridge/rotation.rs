@@ -171,7 +171,10 @@ async fn refuses_certificate_of(addr: SocketAddr, server: &TlsFiles, client: &Tl
     let mut framed = Framed::new(stream, 1 << 20);
     framed.version = V5;
     framed
-        .queue(&Packet::Connect(connect_packet(V5, "old-certificate")))
+        .queue(&Packet::Connect(Box::new(connect_packet(
+            V5,
+            "old-certificate",
+        ))))
         .expect("CONNECT encodes");
     if framed.flush().await.is_err() {
         return true;

@@ -140,7 +140,7 @@ impl FakeCloud {
             .expect("accept");
         let mut link = RawClient::from_stream(stream, ProtocolVersion::V5);
         let connect = match link.recv().await {
-            Packet::Connect(connect) => connect,
+            Packet::Connect(connect) => *connect,
             other => panic!("expected CONNECT, got {other:?}"),
         };
         link.version = connect.protocol;

@@ -210,7 +210,7 @@ impl RawClient {
     /// Opens a connection, sends `connect` and returns the CONNACK.
     pub async fn connect_with(addr: SocketAddr, connect: Connect) -> (RawClient, ConnAck) {
         let mut client = RawClient::open(addr, connect.protocol).await;
-        client.send(&Packet::Connect(connect)).await;
+        client.send(&Packet::Connect(Box::new(connect))).await;
         let connack = client.expect_connack().await;
         (client, connack)
     }

@@ -303,7 +303,10 @@ async fn open_session(
     established: &mut bool,
 ) -> Option<RawClient> {
     let mut wire = RawClient::from_stream(dialer.dial().await, connect.protocol);
-    if !wire.try_send(&[Packet::Connect(connect.clone())]).await {
+    if !wire
+        .try_send(&[Packet::Connect(Box::new(connect.clone()))])
+        .await
+    {
         return None;
     }
     match wire.read_packet().await? {

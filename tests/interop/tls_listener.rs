@@ -80,10 +80,10 @@ async fn a_reload_puts_a_renewed_certificate_in_force() {
     let mut before = Framed::new(stream, MAX_PACKET);
     before.version = ProtocolVersion::V5;
     before
-        .queue(&Packet::Connect(connect_packet(
+        .queue(&Packet::Connect(Box::new(connect_packet(
             ProtocolVersion::V5,
             "before",
-        )))
+        ))))
         .expect("CONNECT encodes");
     before.flush().await.expect("CONNECT sent");
     assert!(matches!(

@@ -43,7 +43,7 @@ async fn connack_reason_as(stream: Box<dyn ByteStream>, connect: Connect) -> Opt
     let mut framed = Framed::new(stream, MAX_PACKET);
     framed.version = ProtocolVersion::V5;
     framed
-        .queue(&Packet::Connect(connect))
+        .queue(&Packet::Connect(Box::new(connect)))
         .expect("CONNECT encodes");
     framed.flush().await.ok()?;
     match tokio::time::timeout(WAIT, framed.read_packet())

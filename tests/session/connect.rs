@@ -2,7 +2,7 @@
 //! authentication, the limits a v5 CONNACK announces, and the connection limit.
 
 use bytes::BytesMut;
-use cairn::codec::{Auth, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
+use cairn::codec::{encoded_len, Auth, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::clients::{
     assert_broker_serves, client_id, connect_ok, expect_server_close, expect_silent_close,
@@ -39,7 +39,7 @@ async fn second_connect_is_a_protocol_error() {
         let id = client_id("twice", version);
         let mut client = RawClient::connect(broker.addr, version, &id).await;
         client
-            .send(&Packet::Connect(connect_packet(version, &id)))
+            .send(&Packet::Connect(Box::new(connect_packet(version, &id))))
             .await;
         expect_server_close(&mut client, ReasonCode::ProtocolError).await;
     }
@@ -60,7 +60,7 @@ fn mqtt31_connect() -> BytesMut {
 /// A valid v5 CONNECT whose Protocol Level byte is replaced by `level`.
 fn connect_with_level(level: u8) -> BytesMut {
     let mut bytes = encoded(
-        &Packet::Connect(connect_packet(ProtocolVersion::V5, "level")),
+        &Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "level"))),
         ProtocolVersion::V5,
     );
     bytes[CONNECT_LEVEL] = level;
@@ -108,7 +108,7 @@ async fn invalid_connect_flags_are_closed_without_connack() {
             ("Will Retain without Will Flag", &plain, 0x20),
             ("Will QoS 3", &willing, 0x18),
         ] {
-            let mut bytes = encoded(&Packet::Connect(connect.clone()), version);
+            let mut bytes = encoded(&Packet::Connect(Box::new(connect.clone())), version);
             bytes[CONNECT_FLAGS] |= set_bits;
             let mut client = RawClient::open(broker.addr, version).await;
             client.send_bytes(&bytes).await;
@@ -245,6 +245,71 @@ async fn unsupported_authentication_method_is_refused() {
     connect.properties.authentication_method = Some("SCRAM-SHA-1".to_string());
     expect_connect_refused(broker.addr, connect, ReasonCode::BadAuthenticationMethod).await;
     assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
+}
+
+// [MQTT-3.2.2-19] A refusing CONNACK leaves out its Reason String when the string would take
+// it past the client's Maximum Packet Size [MQTT-3.1.2-24]; within the limit it is there.
+#[tokio::test]
+async fn a_refusal_leaves_out_a_reason_string_past_the_clients_maximum_packet_size() {
+    let broker = start_broker().await;
+    let refused = |limit: Option<u32>| {
+        let mut connect = connect_packet(ProtocolVersion::V5, "refused-small");
+        connect.properties.authentication_method = Some("SCRAM-SHA-1".to_string());
+        connect.properties.maximum_packet_size = limit;
+        connect
+    };
+    let mut roomy = RawClient::open(broker.addr, ProtocolVersion::V5).await;
+    roomy.send(&Packet::Connect(Box::new(refused(None)))).await;
+    let explained = roomy.expect_connack().await;
+    assert_eq!(explained.reason, ReasonCode::BadAuthenticationMethod);
+    assert!(
+        explained.properties.reason_string.is_some(),
+        "without a limit the refusal says why"
+    );
+    let limit = 20;
+    assert!(encoded_len(&Packet::ConnAck(explained), ProtocolVersion::V5) > limit as usize);
+
+    let mut small = RawClient::open(broker.addr, ProtocolVersion::V5).await;
+    small
+        .send(&Packet::Connect(Box::new(refused(Some(limit)))))
+        .await;
+    let terse = small.expect_connack().await;
+    assert_eq!(terse.reason, ReasonCode::BadAuthenticationMethod);
+    assert_eq!(terse.properties.reason_string, None);
+    assert!(encoded_len(&Packet::ConnAck(terse), ProtocolVersion::V5) <= limit as usize);
+    expect_silent_close(&mut small).await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
+}
+
+// [MQTT-3.1.2-24] A CONNACK the client could not receive (its Maximum Packet Size below the
+// CONNACK's size, which has nothing optional to leave out) is not sent: the connection is
+// closed, and the session under that client identifier is left as it was, even by a
+// Clean Start that would have discarded it.
+#[tokio::test]
+async fn a_connack_past_the_clients_maximum_packet_size_is_not_sent() {
+    let broker = start_broker().await;
+    let id = "connack-too-big";
+    let persistent = resume_connect(with_expiry(connect_packet(ProtocolVersion::V5, id), 60));
+    let (mut first, connack) = connect_ok(broker.addr, persistent.clone()).await;
+    subscribe_ok(&mut first, 1, "too-big/topic", QoS::AtLeastOnce).await;
+    disconnect(&mut first, ReasonCode::Success).await;
+    let limit = encoded_len(&Packet::ConnAck(connack), ProtocolVersion::V5) - 1;
+
+    let mut clean_start = connect_packet(ProtocolVersion::V5, id);
+    clean_start.properties.maximum_packet_size = Some(limit as u32);
+    let mut assigned = connect_packet(ProtocolVersion::V5, "");
+    assigned.properties.maximum_packet_size = Some(limit as u32);
+    for connect in [clean_start, assigned] {
+        let mut client = RawClient::open(broker.addr, ProtocolVersion::V5).await;
+        client.send(&Packet::Connect(Box::new(connect))).await;
+        expect_silent_close(&mut client).await;
+    }
+
+    let (_resumed, connack) = connect_ok(broker.addr, persistent).await;
+    assert!(
+        connack.session_present,
+        "the refused Clean Start left the session in place"
+    );
 }
 
 // [MQTT-4.12.0-7] A client that sent no Authentication Method must not send AUTH: v5 gets

@@ -198,7 +198,10 @@ impl TlsBroker {
             .expect("TLS connect");
         let mut client = RawClient::from_stream(stream, ProtocolVersion::V5);
         client
-            .send(&Packet::Connect(connect_packet(ProtocolVersion::V5, id)))
+            .send(&Packet::Connect(Box::new(connect_packet(
+                ProtocolVersion::V5,
+                id,
+            ))))
             .await;
         let connack = client.expect_connack().await;
         assert_eq!(connack.reason, ReasonCode::Success, "CONNACK for {id}");

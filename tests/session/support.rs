@@ -48,7 +48,7 @@ pub fn disconnect_packet(reason: ReasonCode) -> Packet {
 /// [MQTT-3.2.2-7] (5.0).
 pub async fn expect_connect_refused(addr: SocketAddr, connect: Connect, reason: ReasonCode) {
     let mut client = RawClient::open(addr, connect.protocol).await;
-    client.send(&Packet::Connect(connect)).await;
+    client.send(&Packet::Connect(Box::new(connect))).await;
     let connack = client.expect_connack().await;
     assert_eq!(connack.reason, reason, "CONNACK reason code");
     assert!(

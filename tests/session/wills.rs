@@ -83,7 +83,7 @@ async fn will_is_published_after_a_protocol_violation() {
             will(&topic, "bad"),
         );
         let (mut client, _) = connect_ok(broker.addr, connect.clone()).await;
-        client.send(&Packet::Connect(connect)).await;
+        client.send(&Packet::Connect(Box::new(connect))).await;
         expect_server_close(&mut client, ReasonCode::ProtocolError).await;
         expect_message(&mut watcher, &topic, "bad").await;
     }

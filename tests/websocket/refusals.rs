@@ -71,7 +71,7 @@ async fn next(client: &mut Client) -> Option<Message> {
 /// [MQTT-6.0.0-2] and returns the CONNACK's reason, read from a binary frame [MQTT-6.0.0-1].
 async fn mqtt_connect(client: &mut Client, id: &str) -> ReasonCode {
     let mut bytes = BytesMut::new();
-    let connect = Packet::Connect(connect_packet(ProtocolVersion::V5, id));
+    let connect = Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, id)));
     codec::encode(&connect, ProtocolVersion::V5, &mut bytes).expect("encodes");
     let tail = bytes.split_off(5);
     for part in [bytes, tail] {
@@ -197,7 +197,7 @@ async fn a_plain_http_get_is_refused() {
     assert!(!answer.contains(" 101 "), "{answer}");
     // Not HTTP at all: MQTT sent to a WebSocket listener.
     let mut bytes = BytesMut::new();
-    let connect = Packet::Connect(connect_packet(ProtocolVersion::V5, "lost"));
+    let connect = Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "lost")));
     codec::encode(&connect, ProtocolVersion::V5, &mut bytes).expect("encodes");
     let answer = raw_exchange(broker.addr, &bytes).await;
     assert!(answer.is_empty(), "{answer}");

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::codec::{
-    ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
+    encoded_len, ConnAck, Connect, DecodeError, Packet, Properties, ProtocolVersion, ReasonCode,
 };
 
-use super::{Client, ParkHistory, TopicAliases};
+use super::{explain_within, Client, ParkHistory, TopicAliases};
 use crate::access::login::{Granted, Login};
 use crate::auth::{Access, Who};
 use crate::broker::acks::AckQueue;
@@ -77,12 +77,14 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 return None;
             }
             connack.reason = reason;
+            let mut refusal = Packet::ConnAck(connack);
             if version == ProtocolVersion::V5
                 && connect.properties.request_problem_information != Some(0)
             {
-                connack.properties.reason_string = Some(why);
+                let limit = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+                explain_within(&mut refusal, why, version, limit);
             }
-            let _ = framed.queue(&Packet::ConnAck(connack));
+            let _ = framed.queue(&refusal);
             return None;
         }
     };
@@ -108,6 +110,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     }
     if version == ProtocolVersion::V5 {
         announce_limits(&mut connack.properties, limits);
+    }
+    let client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+    let connack_size = encoded_len(&Packet::ConnAck(connack.clone()), version);
+    if connack_size > client_max_packet_size as usize {
+        // [MQTT-3.1.2-24] Nothing may go past the client's limit, and a CONNACK has nothing
+        // optional to leave out: closed as Mosquitto does, before the session is touched.
+        tracing::info!(peer = %peer.addr, %client_id, connack_size, limit = client_max_packet_size,
+            "refusing CONNECT: the CONNACK would be larger than the client's Maximum Packet Size");
+        return None;
     }
 
     let signal = Arc::new(ConnectionSignal::for_user(
@@ -166,7 +177,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 })
             }),
         client_receive_maximum: connect.properties.receive_maximum.unwrap_or(u16::MAX),
-        client_max_packet_size: connect.properties.maximum_packet_size.unwrap_or(u32::MAX),
+        client_max_packet_size,
         unacknowledged: 0,
         parks: ParkHistory::started(ParkHistory::clock(broker)),
         acks,

@@ -372,7 +372,7 @@ where
         tracing::info!(peer = %peer.addr, packet = first.name(), "first packet is not CONNECT; closing");
         return None;
     };
-    connect::accept(broker, config, framed, connect, &peer, parking).await
+    connect::accept(broker, config, framed, *connect, &peer, parking).await
 }
 
 impl Client {
@@ -627,18 +627,17 @@ impl Client {
             let _ = self.release_acks(framed);
         }
         if let (Some(reason), ProtocolVersion::V5) = (goodbye, self.version) {
-            let mut disconnect = Disconnect::new(reason);
+            let mut disconnect = Packet::Disconnect(Disconnect::new(reason));
             if let Exit::Violation(_, why) = &exit {
-                // Allowed whatever Request Problem Information says [MQTT-3.1.2-29], but
-                // never beyond the client's Maximum Packet Size [MQTT-3.1.2-25].
-                disconnect.properties.reason_string = Some(why.to_string());
-                if encoded_len(&Packet::Disconnect(disconnect.clone()), self.version)
-                    > self.client_max_packet_size as usize
-                {
-                    disconnect.properties.reason_string = None;
-                }
+                // Allowed whatever Request Problem Information says [MQTT-3.1.2-29].
+                explain_within(
+                    &mut disconnect,
+                    why.to_string(),
+                    self.version,
+                    self.client_max_packet_size,
+                );
             }
-            let _ = framed.queue(&Packet::Disconnect(disconnect));
+            let _ = framed.queue(&disconnect);
         }
         self.release(exit).await;
         framed.close().await;
@@ -733,6 +732,34 @@ where
                 runtime.spawn(client.lost_while_parked(error));
             }
         }
+    }
+}
+
+/// Gives a CONNACK or DISCONNECT `why` as its Reason String, unless that would make it larger
+/// than the client's Maximum Packet Size `limit`: the string is optional, the packet is not
+/// [MQTT-3.1.2-25] [MQTT-3.2.2-19] [MQTT-3.14.2-3].
+pub(super) fn explain_within(
+    packet: &mut Packet,
+    why: String,
+    version: ProtocolVersion,
+    limit: u32,
+) {
+    if let Some(reason_string) = reason_string_of(packet) {
+        *reason_string = Some(why);
+    }
+    if encoded_len(packet, version) > limit as usize {
+        if let Some(reason_string) = reason_string_of(packet) {
+            *reason_string = None;
+        }
+    }
+}
+
+/// The Reason String of a CONNACK or DISCONNECT.
+fn reason_string_of(packet: &mut Packet) -> Option<&mut Option<String>> {
+    match packet {
+        Packet::ConnAck(connack) => Some(&mut connack.properties.reason_string),
+        Packet::Disconnect(disconnect) => Some(&mut disconnect.properties.reason_string),
+        _ => None,
     }
 }
 
