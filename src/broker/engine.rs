@@ -1,12 +1,13 @@
 //! [`Broker`]: the engine shared by every connection of one broker: the [`State`] behind one
 //! mutex (never held across an await) that only [`Broker::change`] changes, the [`Store`]
-//! every durable change goes through, the timers of offline sessions, and the counters.
+//! every durable change goes through, the timers of offline sessions, the hand-over of a
+//! session taken over, and the counters.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::access::{AccessControl, Rules};
 use crate::codec::{QoS, ReasonCode};
@@ -15,7 +16,7 @@ use crate::model::Recovered;
 use crate::store::{Commit, Store, StoreError};
 
 use super::queue::{QueueBudget, QueueLimits};
-use super::state::{Changes, Detached, State};
+use super::state::{Changes, ConnectionSignal, Detached, State};
 
 /// Waits for the commit of a background change (timers, `$SYS`, a connection's end), logging
 /// a failure: there is no client waiting to be told.
@@ -89,6 +90,9 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     /// Flips to `Some(reason)` when the broker shuts down; connections then say goodbye.
     shutdown: watch::Sender<Option<ReasonCode>>,
+    /// Notified whenever a connection has released its session: what a CONNECT taking a
+    /// session over waits for ([`Broker::take_over`]).
+    released: Notify,
 }
 
 impl Broker {
@@ -110,6 +114,7 @@ impl Broker {
             started: Instant::now(),
             next_connection_id: AtomicU64::new(1),
             shutdown,
+            released: Notify::new(),
         })
     }
 
@@ -278,6 +283,39 @@ impl Broker {
         self.shutdown
             .send_replace(Some(ReasonCode::ServerShuttingDown));
         self.read(|state| state.close_connections(|_| Some(ReasonCode::ServerShuttingDown)));
+    }
+
+    /// Asks the connection attached to `client_id`'s session, if one is, to close as taken
+    /// over, and waits until it has released the session, for at most `within`. Before it
+    /// closes, it acts on what its client sent before this CONNECT came (a DISCONNECT that
+    /// ends the session or removes its Will, PUBLISHes), as one connection would have: the
+    /// client sent it first. A connection that cannot finish in time (stuck writing to a
+    /// client that does not read) is taken over as it is.
+    pub async fn take_over(&self, client_id: &str, within: Duration) {
+        let Some(predecessor) = self.read(|state| state.attached_signal(client_id)) else {
+            return;
+        };
+        predecessor.close(ReasonCode::SessionTakenOver);
+        let released = async {
+            loop {
+                // Made before the look: a release between the two still wakes it.
+                let notified = self.released.notified();
+                if predecessor.released() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(within, released).await.is_err() {
+            tracing::debug!(%client_id, "the connection taken over did not end in time");
+        }
+    }
+
+    /// A connection has ended and released its session (`signal` is its own): a takeover
+    /// waiting for it goes on.
+    pub fn released(&self, signal: &ConnectionSignal) {
+        signal.release();
+        self.released.notify_waiters();
     }
 
     /// Whether the shutdown has begun.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -23,6 +24,11 @@ use crate::broker::topic::{validate_topic_name, TopicLimits};
 use crate::broker::Broker;
 use crate::config::{Config, Limits};
 use crate::transport::{Framed, ParkingSpot, Peer, ReadError};
+
+/// How long a CONNECT taking a session over waits for the connection it replaces to act on
+/// what its client sent before and end ([`Broker::take_over`]): one stuck writing to a client
+/// that does not read is taken over as it is once this has passed.
+const HANDOVER_WAIT: Duration = Duration::from_secs(1);
 
 /// Answers a first packet that could not be decoded: an unsupported protocol level gets
 /// CONNACK 0x01 (the 3.1.1 form every client understands) [MQTT-3.1.2-2]; anything else gets
@@ -138,6 +144,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         username: granted.username.clone(),
         link,
     };
+    broker.take_over(&client_id, HANDOVER_WAIT).await;
     let (attached, commit) = broker.change(|state, changes| state.attach(request, changes));
     let mut acks = AckQueue::default();
     if attached.connack_waits {

@@ -436,6 +436,11 @@ impl Client {
             match event {
                 Event::Woken => {
                     if let Some(reason) = self.signal.close_reason() {
+                        if reason == ReasonCode::SessionTakenOver {
+                            // Boxed, as a takeover is rare: every connection's future keeps
+                            // room for its largest wait.
+                            Box::pin(self.read_what_came_before(framed)).await?;
+                        }
                         return Err(Exit::closed_for(reason));
                     }
                 }
@@ -445,21 +450,49 @@ impl Client {
                 }
                 Event::Read(Ok(true)) => {
                     self.signal.heard_at(self.broker.clock_ms(), self.timeout());
-                    loop {
-                        match framed.next_buffered() {
-                            Ok(Some(packet)) => {
-                                self.handle(framed, packet)?;
-                            }
-                            Ok(None) => break,
-                            Err(error) => return Err(self.read_failed(error.into())),
-                        }
-                    }
-                    framed.release_read_buffer();
+                    self.handle_buffered(framed)?;
                 }
                 Event::Read(Ok(false)) => {
                     return Err(Exit::Lost("connection closed by the client".into()))
                 }
                 Event::Read(Err(error)) => return Err(self.read_failed(error)),
+            }
+        }
+    }
+
+    /// Handles every whole packet read and not handled yet.
+    fn handle_buffered<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        framed: &mut Framed<S>,
+    ) -> Result<(), Exit> {
+        while let Some(packet) = framed
+            .next_buffered()
+            .map_err(|error| self.read_failed(error.into()))?
+        {
+            self.handle(framed, packet)?;
+        }
+        framed.release_read_buffer();
+        Ok(())
+    }
+
+    /// Before the connection closes for a takeover ([`Broker::take_over`] waits for it): what
+    /// its client sent before the new connection's CONNECT, and the socket holds, is handled
+    /// as it would have been had the two come on one connection. A DISCONNECT or the socket's
+    /// close then ends the connection as such (`Err`); nothing is waited for beyond one turn
+    /// of the reactor, which reports what a socket just back from parking holds.
+    async fn read_what_came_before<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        framed: &mut Framed<S>,
+    ) -> Result<(), Exit> {
+        tokio::task::yield_now().await;
+        loop {
+            match poll_fn(|cx| Poll::Ready(framed.poll_fill(cx))).await {
+                Poll::Pending => return Ok(()),
+                Poll::Ready(Ok(true)) => self.handle_buffered(framed)?,
+                Poll::Ready(Ok(false)) => {
+                    return Err(Exit::Lost("connection closed by the client".into()))
+                }
+                Poll::Ready(Err(error)) => return Err(self.read_failed(error)),
             }
         }
     }
@@ -674,6 +707,7 @@ impl Client {
         // client that reconnects as soon as it sees the close finds the session in its next
         // state, and a crash right after cannot bring back a Will the DISCONNECT removed.
         settle(commit).await;
+        self.broker.released(&self.signal);
     }
 }
 

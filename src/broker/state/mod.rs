@@ -193,6 +193,12 @@ impl State {
         self.sessions.get(client_id).map(|slot| &slot.session)
     }
 
+    /// The signal of the connection attached to `client_id`'s session, if one is.
+    pub fn attached_signal(&self, client_id: &str) -> Option<Arc<ConnectionSignal>> {
+        let slot = self.sessions.get(client_id)?;
+        slot.link.as_ref().map(|link| link.signal.clone())
+    }
+
     /// The connection of `client_id` goes idle (it parks): its session gives back the memory
     /// its empty queue and window keep ([`Session::shed_idle_memory`]).
     pub fn connection_idle(&mut self, client_id: &str) {

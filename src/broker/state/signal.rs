@@ -1,6 +1,7 @@
 //! [`ConnectionSignal`]: how the state reaches the task of a connection it holds a link to:
 //! waking it when messages were queued, asking it to close (takeover, revoked login,
-//! keep-alive timeout, shutdown), and the keep-alive deadline the broker's sweep checks.
+//! keep-alive timeout, shutdown), the keep-alive deadline the broker's sweep checks, and
+//! whether the connection has released its session (what a takeover waits for).
 //!
 //! The task waits on it by polling ([`ConnectionSignal::poll_woken`]), not through a stored
 //! future: an idle connection's task holds its waiting state in a few words, and there is no
@@ -44,6 +45,9 @@ pub struct ConnectionSignal {
     /// When the connection times out unless something arrives, in milliseconds of the
     /// broker's clock ([`super::super::Broker::clock_ms`]); [`NO_DEADLINE`] when it cannot.
     deadline_ms: AtomicU64,
+    /// Set once the connection has ended and released its session (see
+    /// [`ConnectionSignal::released`]).
+    released: AtomicBool,
 }
 
 impl Default for ConnectionSignal {
@@ -63,6 +67,7 @@ impl ConnectionSignal {
             username,
             by_password,
             deadline_ms: AtomicU64::new(NO_DEADLINE),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -121,6 +126,17 @@ impl ConnectionSignal {
             NO_CLOSE => None,
             asked => ReasonCode::from_u8(asked.to_le_bytes()[0]),
         }
+    }
+
+    /// The connection has ended and handed its session back to the state: a CONNECT taking
+    /// the session over may go on.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection has ended and handed its session back.
+    pub fn released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
     }
 
     /// Something arrived at `now_ms`: the connection times out `timeout` later unless
