@@ -67,6 +67,10 @@ impl Exit {
     }
 }
 
+/// How long a connection the broker sends away (a takeover, the shutdown) waits for the
+/// commits its acks wait for: they take one commit window, unless the disk is failing.
+const ACKS_BEFORE_GOODBYE: Duration = Duration::from_millis(500);
+
 /// A park shorter than this was a pause in a conversation (a subscriber between messages, a
 /// client between CONNACK and SUBSCRIBE), not idleness.
 const BRIEF_PARK_MS: u64 = 100;
@@ -436,9 +440,12 @@ impl Client {
             match event {
                 Event::Woken => {
                     if let Some(reason) = self.signal.close_reason() {
-                        if reason == ReasonCode::SessionTakenOver {
-                            // Boxed, as a takeover is rare: every connection's future keeps
-                            // room for its largest wait.
+                        if matches!(
+                            reason,
+                            ReasonCode::SessionTakenOver | ReasonCode::ServerShuttingDown
+                        ) {
+                            // Boxed, as both are rare: every connection's future keeps room
+                            // for its largest wait.
                             Box::pin(self.read_what_came_before(framed)).await?;
                         }
                         return Err(Exit::closed_for(reason));
@@ -475,17 +482,20 @@ impl Client {
         Ok(())
     }
 
-    /// Before the connection closes for a takeover ([`Broker::take_over`] waits for it): what
-    /// its client sent before the new connection's CONNECT, and the socket holds, is handled
-    /// as it would have been had the two come on one connection. A DISCONNECT or the socket's
-    /// close then ends the connection as such (`Err`); nothing is waited for beyond one turn
-    /// of the reactor, which reports what a socket just back from parking holds.
+    /// Before the connection closes for a takeover ([`Broker::take_over`] waits for it) or the
+    /// shutdown: what its client sent before (before the new connection's CONNECT, or before
+    /// the broker's goodbye), and the socket holds, is handled as it would have been: a
+    /// DISCONNECT or the socket's close then ends the connection as such (`Err`), PUBACKs
+    /// take their messages out of the window, PUBLISHes are taken (and acknowledged once
+    /// stored, see [`Client::settle_acks`]). Nothing is waited for beyond one turn of the
+    /// reactor, which reports what a socket just back from parking holds, and no more is read
+    /// once the acks waiting for the store fill the Receive Maximum.
     async fn read_what_came_before<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
     ) -> Result<(), Exit> {
         tokio::task::yield_now().await;
-        loop {
+        while self.reading() {
             match poll_fn(|cx| Poll::Ready(framed.poll_fill(cx))).await {
                 Poll::Pending => return Ok(()),
                 Poll::Ready(Ok(true)) => self.handle_buffered(framed)?,
@@ -495,6 +505,23 @@ impl Client {
                 Poll::Ready(Err(error)) => return Err(self.read_failed(error)),
             }
         }
+        Ok(())
+    }
+
+    /// Waits until every queued ack has its commit, for at most [`ACKS_BEFORE_GOODBYE`],
+    /// queuing each as it comes: a client the broker sends away (a takeover, the shutdown)
+    /// learns of everything that was stored, and does not send it again (a duplicate for
+    /// every subscriber).
+    async fn settle_acks<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) {
+        let settled = async {
+            while !self.acks.is_empty() {
+                self.acks.front_committed().await;
+                if self.release_acks(framed).is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(ACKS_BEFORE_GOODBYE, settled).await;
     }
 
     /// Whether the connection has nothing under way: no ack of ours waiting for its commit, no
@@ -653,6 +680,9 @@ impl Client {
                 tracing::debug!(client_id = %self.client_id, "connection lost: {why}")
             }
             _ => tracing::debug!(client_id = %self.client_id, ?exit, "connection ended"),
+        }
+        if matches!(exit, Exit::TakenOver | Exit::Shutdown) {
+            self.settle_acks(framed).await;
         }
         if goodbye.is_some() {
             // Acks already committed go out first, in order, as they would have: the client
