@@ -17,6 +17,11 @@ pub mod sys;
 pub mod topic;
 pub mod window;
 
+/// A map of the engine keyed by what clients choose (client identifiers, topics), looked up
+/// for every delivery: ahash, several times faster than std's SipHash on short keys, with
+/// random keys per process as std's, so identifiers cannot be chosen to collide.
+pub type ClientKeyed<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 #[cfg(test)]
 pub(crate) use engine::test_broker;
 pub use engine::{settle, Broker, Metrics, PerQos};

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::codec::SubscriptionOptions;
 
 use super::topic::{has_wildcard, parse_shared};
+use super::ClientKeyed;
 
 /// One client's subscription to one filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub struct SubscriptionIndex {
     /// Subscriptions whose filter has no wildcard, by that filter (after any `$share/{group}/`),
     /// in the order they came (the engine's round-robin over share-group members follows it).
     /// A plain filter's key is the subscription's own string, shared.
-    exact: HashMap<Arc<str>, Vec<Subscription>>,
+    exact: ClientKeyed<Arc<str>, Vec<Subscription>>,
     /// Subscriptions whose filter has a wildcard, by filter levels.
     root: Node,
     len: usize,

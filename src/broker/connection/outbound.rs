@@ -295,7 +295,7 @@ impl Client {
             dup,
             qos: delivery.qos,
             retain: delivery.retain,
-            topic: message.topic.to_string(),
+            topic: String::from(&*message.topic),
             packet_id: None,
             properties: Default::default(),
             payload: message.payload.clone(),

@@ -21,6 +21,7 @@ use crate::model::{Message, StoreOp};
 use crate::store::Pace;
 
 use super::queue::{QueueBudget, QueueLimits};
+use super::ClientKeyed;
 use super::session::Session;
 use super::subscriptions::SubscriptionIndex;
 
@@ -147,9 +148,9 @@ pub struct Counts {
 #[derive(Debug)]
 pub struct State {
     /// Boxed: a table of many sessions then holds pointers, not slots, in its spare buckets.
-    sessions: HashMap<Arc<str>, Box<SessionSlot>>,
+    sessions: ClientKeyed<Arc<str>, Box<SessionSlot>>,
     subscriptions: SubscriptionIndex,
-    retained: HashMap<Arc<str>, Arc<Message>>,
+    retained: ClientKeyed<Arc<str>, Arc<Message>>,
     /// Round-robin position per shared filter (`$share/{group}/{filter}`).
     share_cursors: HashMap<Arc<str>, usize>,
     /// The bounds of every session's queue, but the bridges'.
@@ -170,9 +171,9 @@ impl State {
     /// An empty state whose sessions' queues hold what `queue_limits` and `budget` allow.
     pub fn new(queue_limits: QueueLimits, budget: Arc<QueueBudget>) -> State {
         State {
-            sessions: HashMap::new(),
+            sessions: ClientKeyed::default(),
             subscriptions: SubscriptionIndex::default(),
-            retained: HashMap::new(),
+            retained: ClientKeyed::default(),
             share_cursors: HashMap::new(),
             queue_limits,
             bridge_queues: HashMap::new(),
