@@ -462,6 +462,43 @@ async fn a_qos2_message_past_pubrec_is_never_published_again() {
     assert_eq!(until_idle(&mut link).await, [], "the flow is complete");
 }
 
+/// A server that completed a QoS 2 flow whose PUBCOMP never reached the bridge answers the
+/// PUBREL sent again after the reconnect with PUBCOMP 0x92 Packet Identifier not found: the
+/// message went up (the server's PUBREC took it), so `$SYS` counts it sent, not dropped.
+#[tokio::test]
+async fn a_pubcomp_for_a_flow_the_server_had_completed_counts_the_message_sent() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 2)], |config| config.sys_interval = 1).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos2(&mut sensor, "sensors/t", 1, "once").await;
+
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    let packet_id = sent[0].packet_id.unwrap();
+    pubrec_answered(&mut link, packet_id).await;
+    drop(link);
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = until_idle(&mut link).await;
+    assert_eq!(resent, [Packet::PubRel(PubResponse::success(packet_id))]);
+    let mut not_found = PubResponse::success(packet_id);
+    not_found.reason = ReasonCode::PacketIdentifierNotFound;
+    link.send(&Packet::PubComp(not_found)).await;
+
+    let mut watcher = sys_watcher(&gateway, "#").await;
+    let mut values = HashMap::new();
+    let counted = |leaf: &str, values: &HashMap<String, String>| {
+        values.get(leaf).map(String::as_str) == Some("1")
+    };
+    watch_until(&mut watcher, &mut values, |values| {
+        counted("sent", values) || counted("dropped", values)
+    })
+    .await;
+    assert!(
+        counted("sent", &values) && !counted("dropped", &values),
+        "{values:?}"
+    );
+}
+
 /// [MQTT-4.6.0-4] The bridge's resend after a reconnect: PUBRELs in the order the server's
 /// PUBRECs came (the third message's, then the first's), then the PUBLISH still unanswered
 /// (DUP, its identifier): a server that counts its open QoS 2 flows against its Receive

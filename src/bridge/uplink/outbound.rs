@@ -92,13 +92,18 @@ impl Uplink {
                 .collect();
             (done, in_flight(state, &session_id))
         });
-        for ((response, _), done) in completions.drain(..).zip(done) {
+        for ((response, expected), done) in completions.drain(..).zip(done) {
             if !done {
                 tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
                     "acknowledgement for no message in flight");
                 continue;
             }
-            if response.reason.is_error() {
+            if expected == OutboundState::AwaitingPubComp {
+                // A PUBCOMP answers a PUBREL, sent only after the server's PUBREC took the
+                // message: whatever its reason (0x92 when the server had completed the flow
+                // before our PUBREL came again after a reconnect), the message went up.
+                BridgeStatus::count(&self.bridge.status.sent, 1);
+            } else if response.reason.is_error() {
                 BridgeStatus::count(&self.bridge.status.dropped, 1);
                 tracing::warn!(bridge = %self.bridge.config.name, reason = ?response.reason,
                     "the server refused a message; it is dropped");

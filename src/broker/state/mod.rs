@@ -21,9 +21,9 @@ use crate::model::{Message, StoreOp};
 use crate::store::Pace;
 
 use super::queue::{QueueBudget, QueueLimits};
-use super::ClientKeyed;
 use super::session::Session;
 use super::subscriptions::SubscriptionIndex;
+use super::ClientKeyed;
 
 /// The connection currently attached to a session.
 #[derive(Debug, Clone)]
