@@ -1,12 +1,13 @@
 //! `cairn check-config`: the effective configuration (defaults, file and environment
-//! combined) printed as TOML, or every problem in it; the password and ACL files it names
-//! are read too, as `serve` would.
+//! combined) printed as TOML, or every problem in it; the password and ACL files and the
+//! bridges' password and TLS files it names are read too, as `serve` would.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
 use cairn::access::Rules;
+use cairn::bridge::Bridge;
 use cairn::config::Overrides;
 
 use super::setup::{effective_config, report_problems};
@@ -22,8 +23,21 @@ pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Writ
             return Outcome::BadConfig;
         }
     };
+    // The files the configuration names, read as `serve` reads them: every one that cannot
+    // be used is reported.
+    let mut unusable: Vec<anyhow::Error> = Vec::new();
     if let Err(error) = Rules::load(&config) {
-        let _ = writeln!(err, "cairn: {error}");
+        unusable.push(error.into());
+    }
+    for bridge in &config.bridges {
+        if let Err(error) = Bridge::new(bridge, config.limits.max_packet_size) {
+            unusable.push(error.into());
+        }
+    }
+    if !unusable.is_empty() {
+        for error in &unusable {
+            let _ = writeln!(err, "cairn: {}", Explained(error));
+        }
         return Outcome::BadConfig;
     }
     let printed = toml::to_string(&config)
@@ -99,5 +113,32 @@ mod tests {
         assert_eq!(outcome, Outcome::BadConfig);
         assert!(err.contains("`listeners[0].tls`"), "{err}");
         assert!(err.contains("/nonexistent/server.pem"), "{err}");
+    }
+
+    /// A bridge's password file and TLS files are read as `serve` reads them, and each one
+    /// that cannot be is named (`serve` would refuse to start on them).
+    #[test]
+    fn check_config_reports_unreadable_bridge_files() {
+        let bridge = |name: &str, extra: &str| {
+            format!(
+                "[[bridges]]\nname = \"{name}\"\naddresses = [\"cloud.example.com:8883\"]\n{extra}\
+                 [[bridges.topics]]\nfilter = \"sensors/#\"\n"
+            )
+        };
+        let file = temp_config(&format!(
+            "{}{}",
+            bridge("pass", "password_file = \"/nonexistent/cloud.pass\"\n"),
+            bridge("tls", "[bridges.tls]\nca = \"/nonexistent/cloud-ca.pem\"\n"),
+        ));
+        let (outcome, _, err) = run_check_config(Some(file.path()));
+        assert_eq!(outcome, Outcome::BadConfig);
+        for part in [
+            "bridge pass",
+            "/nonexistent/cloud.pass",
+            "bridge tls",
+            "/nonexistent/cloud-ca.pem",
+        ] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
     }
 }

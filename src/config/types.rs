@@ -468,8 +468,10 @@ mod bridge_defaults {
     pub fn session_expiry() -> u32 {
         604_800
     }
+    /// Mosquitto's own default `max_inflight_messages`: a 3.1.1 server announces nothing,
+    /// and Mosquitto refuses the 21st QoS 2 message in flight and closes the connection.
     pub fn max_inflight() -> u16 {
-        32
+        20
     }
     pub fn max_qos() -> u8 {
         2

@@ -499,6 +499,41 @@ async fn a_pubcomp_for_a_flow_the_server_had_completed_counts_the_message_sent()
     );
 }
 
+/// A 3.1.1 server announces no Receive Maximum: by default the bridge keeps at most 20
+/// messages unacknowledged, Mosquitto's own default `max_inflight_messages` (past which it
+/// refuses a QoS 2 message and closes the connection), and sends the rest as acks come.
+#[tokio::test]
+async fn a_3_1_1_bridge_keeps_within_mosquittos_default_window() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 2);
+    config.protocol = cairn::config::BridgeProtocol::V311;
+    let gateway = gateway_with(vec![config], |_| {}).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for n in 0..25u16 {
+        publish_qos2(&mut sensor, "sensors/t", n + 1, &n.to_string()).await;
+    }
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(sent.len(), 20, "the default window");
+    for publish in &sent[..5] {
+        pubrec_answered(&mut link, publish.packet_id.unwrap()).await;
+    }
+    let more = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        more.len(),
+        0,
+        "a PUBREC'd message still counts until PUBCOMP"
+    );
+    for publish in &sent[..5] {
+        link.send(&Packet::PubComp(PubResponse::success(
+            publish.packet_id.unwrap(),
+        )))
+        .await;
+    }
+    let rest = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&rest), ["20", "21", "22", "23", "24"]);
+}
+
 /// [MQTT-4.6.0-4] The bridge's resend after a reconnect: PUBRELs in the order the server's
 /// PUBRECs came (the third message's, then the first's), then the PUBLISH still unanswered
 /// (DUP, its identifier): a server that counts its open QoS 2 flows against its Receive

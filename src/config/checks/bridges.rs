@@ -1,5 +1,5 @@
 //! The checks of `[[bridges]]`: a unique name of safe characters, `host:port` addresses, MQTT
-//! strings for the client id and username, a client id upstream no other bridge uses, the ranges of the key table, a backoff cap not
+//! strings for the client id and username (a 3.1.1 password needs one), a client id upstream no other bridge uses, the ranges of the key table, a backoff cap not
 //! below its base, a state topic clouds accept, TLS `cert` and `key` together, and every topic
 //! rule by Mosquitto's rules (`bridge::topics`) and this broker's topic limits.
 
@@ -10,7 +10,7 @@ use crate::broker::topic::{validate_topic_filter, validate_topic_name, TopicLimi
 use crate::config::bridge::BridgeAddress;
 use crate::config::error::Problem;
 use crate::config::keys::{self, expected_for};
-use crate::config::types::{BridgeConfig, BridgeTls, BridgeTopic, Config, Limits};
+use crate::config::types::{BridgeConfig, BridgeProtocol, BridgeTls, BridgeTopic, Config, Limits};
 
 use super::check_range;
 
@@ -149,6 +149,15 @@ fn check_strings(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: 
         .is_some_and(|path| path.as_os_str().is_empty())
     {
         problems.push(Problem::bad_value(key("password_file"), "\"\""));
+    }
+    if let (BridgeProtocol::V311, Some(path), None) =
+        (bridge.protocol, &bridge.password_file, &bridge.username)
+    {
+        problems.push(bad_because(
+            key("password_file"),
+            format!("{path:?}"),
+            "MQTT 3.1.1 sends a password only with a user name [MQTT-3.1.2-22]: set username",
+        ));
     }
     if let Some(topic) = &bridge.state_topic {
         let reason = match validate_topic_name(topic, MQTT_TOPIC_LIMITS) {
