@@ -118,13 +118,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         announce_limits(&mut connack.properties, limits);
     }
     let client_max_packet_size = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
-    let connack_size = encoded_len(&Packet::ConnAck(connack.clone()), version);
-    if connack_size > client_max_packet_size as usize {
-        // [MQTT-3.1.2-24] Nothing may go past the client's limit, and a CONNACK has nothing
-        // optional to leave out: closed as Mosquitto does, before the session is touched.
-        tracing::info!(peer = %peer.addr, %client_id, connack_size, limit = client_max_packet_size,
-            "refusing CONNECT: the CONNACK would be larger than the client's Maximum Packet Size");
-        return None;
+    if let Some(limit) = connect.properties.maximum_packet_size {
+        let connack_size = encoded_len(&Packet::ConnAck(connack.clone()), version);
+        if connack_size > limit as usize {
+            // [MQTT-3.1.2-24] Nothing may go past the client's limit, and a CONNACK has nothing
+            // optional to leave out: closed as Mosquitto does, before the session is touched.
+            tracing::info!(peer = %peer.addr, %client_id, connack_size, limit,
+                "refusing CONNECT: the CONNACK would be larger than the client's Maximum Packet Size");
+            return None;
+        }
     }
 
     let signal = Arc::new(ConnectionSignal::for_user(
