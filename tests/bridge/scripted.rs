@@ -437,6 +437,22 @@ async fn the_resend_after_a_reconnect_keeps_to_a_lower_receive_maximum() {
     );
 }
 
+/// The bridge's first connection to `cloud` sends the one QoS 2 message queued ("once"), the
+/// server answers PUBREC and the link drops; on the next connection (the session kept) the
+/// bridge resends only PUBREL [MQTT-4.3.3-6], never the PUBLISH. The link and the packet id.
+async fn pubrel_resent_after_a_reconnect(cloud: &FakeCloud) -> (RawClient, u16) {
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["once"]);
+    let packet_id = sent[0].packet_id.unwrap();
+    pubrec_answered(&mut link, packet_id).await;
+    drop(link);
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = until_idle(&mut link).await;
+    assert_eq!(resent, [Packet::PubRel(PubResponse::success(packet_id))]);
+    (link, packet_id)
+}
+
 #[tokio::test]
 async fn a_qos2_message_past_pubrec_is_never_published_again() {
     let cloud = FakeCloud::start().await;
@@ -444,17 +460,7 @@ async fn a_qos2_message_past_pubrec_is_never_published_again() {
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
     publish_qos2(&mut sensor, "sensors/t", 1, "once").await;
 
-    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
-    let sent = publishes(&until_idle(&mut link).await);
-    assert_eq!(payloads(&sent), ["once"]);
-    let packet_id = sent[0].packet_id.unwrap();
-    pubrec_answered(&mut link, packet_id).await;
-    drop(link);
-
-    // [MQTT-4.3.3-6] After PUBREL only PUBREL is resent, never the PUBLISH.
-    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
-    let resent = until_idle(&mut link).await;
-    assert_eq!(resent, [Packet::PubRel(PubResponse::success(packet_id))]);
+    let (mut link, packet_id) = pubrel_resent_after_a_reconnect(&cloud).await;
     link.send(&Packet::PubComp(PubResponse::success(packet_id)))
         .await;
     drop(link);
@@ -472,14 +478,7 @@ async fn a_pubcomp_for_a_flow_the_server_had_completed_counts_the_message_sent()
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
     publish_qos2(&mut sensor, "sensors/t", 1, "once").await;
 
-    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
-    let sent = publishes(&until_idle(&mut link).await);
-    let packet_id = sent[0].packet_id.unwrap();
-    pubrec_answered(&mut link, packet_id).await;
-    drop(link);
-    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
-    let resent = until_idle(&mut link).await;
-    assert_eq!(resent, [Packet::PubRel(PubResponse::success(packet_id))]);
+    let (mut link, packet_id) = pubrel_resent_after_a_reconnect(&cloud).await;
     let mut not_found = PubResponse::success(packet_id);
     not_found.reason = ReasonCode::PacketIdentifierNotFound;
     link.send(&Packet::PubComp(not_found)).await;

@@ -2,7 +2,9 @@
 //! (v5 with DISCONNECT 0x8E) and carries on with the session; what the client sent on the first
 //! before it opened the second (a DISCONNECT) is acted on first.
 
-use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
+use std::net::SocketAddr;
+
+use cairn::codec::{Connect, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::clients::{
     client_id, connect_expecting_session, expect_server_close, persistent_connect, publish_qos1,
@@ -92,6 +94,19 @@ async fn takeover_publishes_the_old_connections_will() {
     expect_only_marker(&mut watcher, "takeover-will/marker").await;
 }
 
+/// `first` sends DISCONNECT and closes its socket without waiting for the broker; at once
+/// `again` connects on a new one and must see `session_present`; then it closes too.
+async fn disconnect_and_reconnect_at_once(
+    addr: SocketAddr,
+    mut first: RawClient,
+    again: Connect,
+    session_present: bool,
+) {
+    first.send(&disconnect_packet(ReasonCode::Success)).await;
+    drop(first);
+    drop(connect_expecting_session(addr, again, session_present).await);
+}
+
 // [MQTT-3.14.4-3] A client that sends DISCONNECT, closes its socket and at once connects again
 // with the same identifier: the DISCONNECT came first, so its Will is discarded, not published
 // as a taken-over connection's would be [MQTT-3.1.4-3]; the session continues (Session
@@ -107,13 +122,9 @@ async fn a_disconnect_sent_before_reconnecting_is_acted_on_before_the_takeover()
         drop(connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await);
         for _ in 0..RACE_ROUNDS {
             let connect = with_will(persistent_connect(version, &id), will(&topic, "gone"));
-            let mut first = connect_expecting_session(broker.addr, connect, true).await;
-            first.send(&disconnect_packet(ReasonCode::Success)).await;
-            drop(first);
-            let second =
-                connect_expecting_session(broker.addr, persistent_connect(version, &id), true)
-                    .await;
-            drop(second);
+            let first = connect_expecting_session(broker.addr, connect, true).await;
+            let again = persistent_connect(version, &id);
+            disconnect_and_reconnect_at_once(broker.addr, first, again, true).await;
         }
     }
     expect_only_marker(&mut watcher, "hasty-will/marker").await;
@@ -132,12 +143,8 @@ async fn a_session_ended_by_disconnect_is_not_resumed_by_a_reconnect_at_once() {
             let mut first =
                 connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
             subscribe_ok(&mut first, 1, "fleeting/topic", QoS::AtLeastOnce).await;
-            first.send(&disconnect_packet(ReasonCode::Success)).await;
-            drop(first);
-            let second =
-                connect_expecting_session(broker.addr, persistent_connect(version, &id), false)
-                    .await;
-            drop(second);
+            let again = persistent_connect(version, &id);
+            disconnect_and_reconnect_at_once(broker.addr, first, again, false).await;
             // Clean Start 1 next round: the persistent session the second one made goes.
         }
     }
