@@ -23,6 +23,12 @@ impl BridgeConfig {
         }
     }
 
+    /// Whether a 3.1.1 CONNECT can carry the bridge's credentials: it sends a password only
+    /// with a user name [MQTT-3.1.2-22].
+    pub fn credentials_fit_311(&self) -> bool {
+        self.password_file.is_none() || self.username.is_some()
+    }
+
     /// The first line of `password_file` (without its line ending), or `None` when no file is
     /// configured. An error names the file, never its contents.
     pub fn read_password(&self) -> Result<Option<String>, io::Error> {

@@ -247,12 +247,11 @@ async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         },
         bridge_bit: config.try_private,
     };
-    let mut next = Reconnect::new(
-        backoff,
-        config.addresses.len(),
-        dialect,
-        config.fallback_311,
-    );
+    let fallback_311 = config.fallback_311 && config.credentials_fit_311();
+    if config.fallback_311 && !fallback_311 {
+        tracing::warn!(bridge = %config.name, "no fallback to MQTT 3.1.1: it sends a password only with a user name, and the bridge has no username");
+    }
+    let mut next = Reconnect::new(backoff, config.addresses.len(), dialect, fallback_311);
     let stable_after = Duration::from_secs(u64::from(config.stable_after));
     let mut shutdown = broker.shutdown_signal();
     let mut stop = bridge.stop_signal();

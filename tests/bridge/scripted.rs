@@ -631,6 +631,26 @@ async fn a_silent_server_is_left_within_one_and_a_half_keep_alives() {
     let _ = cloud.accept_connect().await;
 }
 
+/// [MQTT-3.1.2-22] A 3.1.1 CONNECT carries a password only with a user name: a v5 bridge
+/// with a password and no username, refused as unsupported, does not fall back to a 3.1.1
+/// CONNECT it could not send (it retried that forever); it tries v5 again after its backoff.
+#[tokio::test]
+async fn a_bridge_with_a_password_and_no_username_does_not_fall_back_to_3_1_1() {
+    let cloud = FakeCloud::start().await;
+    let dir = tempfile::tempdir().expect("a directory for the password file");
+    let password_file = dir.path().join("cloud.pass");
+    std::fs::write(&password_file, "token\n").expect("write the password file");
+    let mut config = bridge_to(&cloud, 1);
+    config.password_file = Some(password_file);
+    let _gateway = gateway_with(vec![config], |_| {}).await;
+    for _ in 0..2 {
+        let (mut link, connect) = cloud.accept_connect().await;
+        assert_eq!(connect.protocol, ProtocolVersion::V5);
+        assert_eq!(connect.password.as_deref(), Some(&b"token"[..]));
+        link.send_bytes(&[0x20, 0x02, 0x00, 0x01]).await;
+    }
+}
+
 #[tokio::test]
 async fn a_3_1_1_bridge_sets_the_bridge_bit_and_drops_it_when_refused() {
     let cloud = FakeCloud::start().await;

@@ -4,6 +4,7 @@
 //! rule by Mosquitto's rules (`bridge::topics`) and this broker's topic limits.
 
 use std::fmt::Display;
+use std::path::Path;
 
 use crate::bridge::topics::MQTT_TOPIC_LIMITS;
 use crate::broker::topic::{validate_topic_filter, validate_topic_name, TopicLimits};
@@ -150,12 +151,13 @@ fn check_strings(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: 
     {
         problems.push(Problem::bad_value(key("password_file"), "\"\""));
     }
-    if let (BridgeProtocol::V311, Some(path), None) =
-        (bridge.protocol, &bridge.password_file, &bridge.username)
-    {
+    if bridge.protocol == BridgeProtocol::V311 && !bridge.credentials_fit_311() {
         problems.push(bad_because(
             key("password_file"),
-            format!("{path:?}"),
+            format!(
+                "{:?}",
+                bridge.password_file.as_deref().unwrap_or(Path::new(""))
+            ),
             "MQTT 3.1.1 sends a password only with a user name [MQTT-3.1.2-22]: set username",
         ));
     }
