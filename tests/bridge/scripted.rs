@@ -95,6 +95,13 @@ fn bridge_to(cloud: &FakeCloud, qos: u8) -> BridgeConfig {
     config
 }
 
+/// [`bridge_to`] `cloud`, speaking MQTT 3.1.1.
+fn bridge_311_to(cloud: &FakeCloud, qos: u8) -> BridgeConfig {
+    let mut config = bridge_to(cloud, qos);
+    config.protocol = cairn::config::BridgeProtocol::V311;
+    config
+}
+
 /// A gateway running [`bridge_to`] `cloud`.
 async fn gateway_to(cloud: &FakeCloud, qos: u8) -> TestBroker {
     gateway_with(vec![bridge_to(cloud, qos)], |_| {}).await
@@ -504,8 +511,7 @@ async fn a_pubcomp_for_a_flow_the_server_had_completed_counts_the_message_sent()
 #[tokio::test]
 async fn a_3_1_1_bridge_keeps_within_mosquittos_default_window() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge_to(&cloud, 2);
-    config.protocol = cairn::config::BridgeProtocol::V311;
+    let config = bridge_311_to(&cloud, 2);
     let gateway = gateway_with(vec![config], |_| {}).await;
     let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
     for n in 0..25u16 {
@@ -654,8 +660,7 @@ async fn a_bridge_with_a_password_and_no_username_does_not_fall_back_to_3_1_1() 
 #[tokio::test]
 async fn a_3_1_1_bridge_sets_the_bridge_bit_and_drops_it_when_refused() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge_to(&cloud, 1);
-    config.protocol = cairn::config::BridgeProtocol::V311;
+    let config = bridge_311_to(&cloud, 1);
     let _gateway = gateway_with(vec![config], |_| {}).await;
     let (mut link, connect) = cloud.accept_connect().await;
     assert_eq!(connect.protocol, ProtocolVersion::V311);
@@ -983,8 +988,7 @@ async fn a_server_silent_before_connack_is_left_within_one_and_a_half_keep_alive
 #[tokio::test]
 async fn an_oversized_publish_from_a_3_1_1_server_is_skipped_and_acknowledged() {
     let cloud = FakeCloud::start().await;
-    let mut config = bridge_to(&cloud, 1);
-    config.protocol = cairn::config::BridgeProtocol::V311;
+    let config = bridge_311_to(&cloud, 1);
     let gateway = gateway_with(vec![config], |config| {
         config.limits.max_packet_size = 4096;
         config.sys_interval = 1;
