@@ -4,7 +4,6 @@
 //! rule by Mosquitto's rules (`bridge::topics`) and this broker's topic limits.
 
 use std::fmt::Display;
-use std::path::Path;
 
 use crate::bridge::topics::MQTT_TOPIC_LIMITS;
 use crate::broker::topic::{validate_topic_filter, validate_topic_name, TopicLimits};
@@ -151,15 +150,14 @@ fn check_strings(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: 
     {
         problems.push(Problem::bad_value(key("password_file"), "\"\""));
     }
-    if bridge.protocol == BridgeProtocol::V311 && !bridge.credentials_fit_311() {
-        problems.push(bad_because(
-            key("password_file"),
-            format!(
-                "{:?}",
-                bridge.password_file.as_deref().unwrap_or(Path::new(""))
-            ),
-            "MQTT 3.1.1 sends a password only with a user name [MQTT-3.1.2-22]: set username",
-        ));
+    if let (BridgeProtocol::V311, Some(path)) = (bridge.protocol, &bridge.password_file) {
+        if !bridge.credentials_fit_311() {
+            problems.push(bad_because(
+                key("password_file"),
+                format!("{path:?}"),
+                "MQTT 3.1.1 sends a password only with a user name [MQTT-3.1.2-22]: set username",
+            ));
+        }
     }
     if let Some(topic) = &bridge.state_topic {
         let reason = match validate_topic_name(topic, MQTT_TOPIC_LIMITS) {
