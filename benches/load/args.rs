@@ -11,7 +11,7 @@ use clap::{Parser, ValueEnum};
 use crate::stamp::STAMP_LEN;
 
 /// Drives any MQTT broker at host:port with one scenario and prints a `RESULT …` line.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "load", about)]
 pub struct Args {
     /// What to measure. Without it the tool checks its own bookkeeping and exits, which is

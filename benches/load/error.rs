@@ -155,4 +155,7 @@ pub enum LoadError {
 
     #[error("cannot start the tokio runtime: {0}")]
     Runtime(io::Error),
+
+    #[error("the scenario's task failed: {0}")]
+    Panicked(tokio::task::JoinError),
 }
