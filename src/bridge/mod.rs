@@ -25,6 +25,7 @@ pub mod identity;
 pub mod reconnect;
 pub mod running;
 pub mod status;
+pub mod thread;
 pub mod topics;
 pub mod uplink;
 

@@ -7,6 +7,7 @@
 //! are made to match the new configuration, and a changed one then starts again on the same
 //! session, so its queue (kept by the bridge's name) and its counters carry over.
 
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use tokio::task::JoinHandle;
@@ -16,6 +17,7 @@ use crate::broker::state::BridgeSession;
 use crate::broker::{settle, Broker};
 use crate::config::Config;
 
+use super::thread::BridgeThread;
 use super::{run, Bridge, BridgeError, Difference};
 
 /// The bridges a broker runs, each with its task.
@@ -23,6 +25,8 @@ use super::{run, Bridge, BridgeError, Difference};
 pub struct RunningBridges {
     tasks: Vec<(Arc<Bridge>, JoinHandle<()>)>,
     shown: ShownBridges,
+    /// Where the tasks run ([`BridgeThread`]).
+    thread: Option<BridgeThread>,
 }
 
 /// The bridges running now, for whoever reports on them (`$SYS`); a reload changes the list.
@@ -147,7 +151,7 @@ impl RunningBridges {
                 changes.added.push(name.clone());
             }
             let bridge = Arc::new(bridge);
-            let task = tokio::spawn(run(bridge.clone(), broker.clone()));
+            let task = self.spawn(run(bridge.clone(), broker.clone()));
             self.tasks.push((bridge, task));
         }
         self.shown.set(
@@ -157,6 +161,22 @@ impl RunningBridges {
                 .collect(),
         );
         changes
+    }
+
+    /// Runs a bridge's task on the bridges' thread, started with the first; on the caller's
+    /// runtime if that thread cannot be started.
+    fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        if self.thread.is_none() {
+            match BridgeThread::start() {
+                Ok(thread) => self.thread = Some(thread),
+                Err(error) => tracing::warn!(%error,
+                    "cannot start the bridges' thread; they run with the connections"),
+            }
+        }
+        match &self.thread {
+            Some(thread) => thread.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// Waits for every bridge's task to end, as they do once the broker shuts down.

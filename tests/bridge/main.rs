@@ -18,3 +18,4 @@ mod reload;
 mod rotation;
 mod scripted;
 mod support;
+mod thread;
