@@ -263,9 +263,12 @@ mod tests {
     fn a_burst_freed_is_given_back_once() {
         let mut free_memory = FreeMemory::new();
         // 4 MiB in blocks below glibc's mmap threshold, with a block after them that stays,
-        // so that freeing them leaves free heap in the middle rather than at its top.
-        let burst: Vec<Vec<u8>> = (0..4096).map(|_| vec![1u8; 1024]).collect();
-        let fence = vec![2u8; 1024];
+        // so that freeing them leaves free heap in the middle rather than at its top. Seen by
+        // `black_box`: an optimised build would otherwise leave out allocations never read.
+        let burst: Vec<Vec<u8>> = (0..4096)
+            .map(|_| std::hint::black_box(vec![1u8; 1024]))
+            .collect();
+        let fence = std::hint::black_box(vec![2u8; 1024]);
         assert_eq!(free_memory.give_back_if_grown(), None, "nothing freed yet");
         drop(burst);
         let given_back = free_memory.give_back_if_grown();
