@@ -7,7 +7,8 @@ use cairn::codec::{
 };
 
 use crate::common::clients::{
-    client_id, new_session, publish_qos1, resume, subscribe_granted, text, BOTH,
+    client_id, connect_expecting_session, new_session, persistent_connect, publish_qos1, resume,
+    subscribe_granted, text, BOTH,
 };
 use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::acknowledge;
@@ -160,4 +161,75 @@ async fn pubrec_with_an_error_reason_ends_the_flow() {
 
     let mut sub = resume(broker.addr, version, "refuser").await;
     sub.expect_nothing_pending().await; // no resend
+}
+
+/// A subscriber that leaves 5 QoS 1 deliveries unacknowledged, for the resend tests below: its
+/// identifier, topic and the 5 payloads "m0".."m4" as first sent (64 bytes each).
+async fn five_unacknowledged(addr: std::net::SocketAddr, name: &str) -> (String, Vec<String>) {
+    let version = ProtocolVersion::V5;
+    let id = client_id(name, version);
+    let topic = format!("resend/{name}");
+    let mut sub = new_session(addr, version, &id).await;
+    subscribe_granted(
+        &mut sub,
+        1,
+        &topic,
+        SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+        Properties::default(),
+    )
+    .await;
+    let mut publisher =
+        RawClient::connect(addr, version, &client_id(&format!("{name}-pub"), version)).await;
+    let payloads: Vec<String> = (0..5).map(|n| format!("m{n}{}", "x".repeat(62))).collect();
+    for (n, payload) in payloads.iter().enumerate() {
+        publish_qos1(&mut publisher, &topic, n as u16 + 1, payload).await;
+    }
+    for _ in 0..5 {
+        sub.expect_publish().await;
+    }
+    drop(sub); // no PUBACK, no DISCONNECT
+    (id, payloads)
+}
+
+/// [MQTT-3.3.4-9] [MQTT-4.4.0-1] A client that comes back with a lower Receive Maximum gets no
+/// more resends at once than it allows now; each PUBACK lets the next go, in the original
+/// order, and a new message waits behind them all.
+#[tokio::test]
+async fn resends_after_a_reconnect_keep_to_the_new_receive_maximum() {
+    let broker = start_broker().await;
+    let (id, payloads) = five_unacknowledged(broker.addr, "resend-rm").await;
+    let mut connect = persistent_connect(ProtocolVersion::V5, &id);
+    connect.properties.receive_maximum = Some(2);
+    let mut sub = connect_expecting_session(broker.addr, connect, true).await;
+    let mut open = vec![sub.expect_publish().await, sub.expect_publish().await];
+    sub.expect_nothing_pending().await;
+    let mut seen = Vec::new();
+    while !open.is_empty() {
+        let oldest = open.remove(0);
+        acknowledge(&mut sub, &oldest).await;
+        seen.push(text(&oldest));
+        if seen.len() + open.len() < payloads.len() {
+            open.push(sub.expect_publish().await);
+        }
+        sub.expect_nothing_pending().await;
+        assert!(open.len() <= 2, "{} unacknowledged", open.len());
+    }
+    assert_eq!(seen, payloads, "all resent, in order");
+}
+
+/// [MQTT-3.1.2-24] [MQTT-3.1.2-25] A client that comes back with a Maximum Packet Size too
+/// small for a message it left unacknowledged does not get it: the message is completed as if
+/// sent, the others are resent, and it is not sent on the next connection either.
+#[tokio::test]
+async fn a_resend_larger_than_the_new_maximum_packet_size_is_completed_unsent() {
+    let broker = start_broker().await;
+    let (id, _) = five_unacknowledged(broker.addr, "resend-mps").await;
+    let mut connect = persistent_connect(ProtocolVersion::V5, &id);
+    // Each resend is about 90 bytes: none fits in 60.
+    connect.properties.maximum_packet_size = Some(60);
+    let mut sub = connect_expecting_session(broker.addr, connect, true).await;
+    sub.expect_nothing_pending().await;
+    drop(sub);
+    let mut sub = resume(broker.addr, ProtocolVersion::V5, &id).await;
+    sub.expect_nothing_pending().await;
 }

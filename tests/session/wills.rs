@@ -70,6 +70,29 @@ async fn v5_disconnect_with_will_message_publishes_the_will() {
     expect_message(&mut watcher, "asked/will", "please").await;
 }
 
+// [MQTT-3.1.2-8] [MQTT-3.1.2-10] [MQTT-3.14.4-3] Only DISCONNECT 0x00 discards the Will: a
+// client that disconnects with an error reason (here 0x80, 0x83 and 0x93) ended abnormally,
+// and its Will is published.
+#[tokio::test]
+async fn v5_disconnect_with_an_error_reason_publishes_the_will() {
+    let broker = start_broker().await;
+    let mut watcher = observer(broker.addr, "watcher", "failing/#").await;
+    for reason in [
+        ReasonCode::UnspecifiedError,
+        ReasonCode::ImplementationSpecificError,
+        ReasonCode::ReceiveMaximumExceeded,
+    ] {
+        let topic = format!("failing/{}", reason.to_u8());
+        let connect = with_will(
+            connect_packet(ProtocolVersion::V5, &format!("failing-{}", reason.to_u8())),
+            will(&topic, "failed"),
+        );
+        let (mut client, _) = connect_ok(broker.addr, connect).await;
+        disconnect(&mut client, reason).await;
+        expect_message(&mut watcher, &topic, "failed").await;
+    }
+}
+
 // [MQTT-3.1.2-8] A connection the server closes for a protocol violation (here a second
 // CONNECT [MQTT-3.1.0-2]) did not end with DISCONNECT, so its Will is published.
 #[tokio::test]

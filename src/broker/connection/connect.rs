@@ -191,6 +191,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         parks: ParkHistory::started(ParkHistory::clock(broker)),
         acks,
         load: None,
+        held_resends: None,
         parking,
     };
     client.resend_inflight(framed);

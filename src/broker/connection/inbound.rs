@@ -271,7 +271,7 @@ impl Client {
 
     /// PUBACK or PUBCOMP from the client (or a PUBREC refusing the message): the outbound
     /// message is done and leaves the window.
-    fn complete_outbound(&mut self, packet_id: u16, expected: OutboundState) {
+    pub(super) fn complete_outbound(&mut self, packet_id: u16, expected: OutboundState) {
         let (done, _) = self.broker.change(|state, changes| {
             state.complete_outbound(&self.client_id, packet_id, expected, changes)
         });
@@ -436,8 +436,11 @@ impl Client {
                 .broker
                 .change(|state, changes| state.set_expiry(&self.client_id, expiry, changes));
         }
+        // Only a normal disconnection (0x00) discards the Will [MQTT-3.14.4-3]; 0x04 asks
+        // for it, and an error reason (0x80 and above) ends the connection abnormally
+        // [MQTT-3.1.2-8] [MQTT-3.1.2-10].
         Exit::Disconnected {
-            keep_will: disconnect.reason == ReasonCode::DisconnectWithWillMessage,
+            keep_will: disconnect.reason != ReasonCode::Success,
         }
     }
 }

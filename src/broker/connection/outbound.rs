@@ -3,6 +3,7 @@
 //! Message Expiry and outbound Topic Aliases applied), and the inflight window resent with DUP
 //! after a reconnect [MQTT-4.4.0-1].
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -82,6 +83,7 @@ impl Client {
         &mut self,
         framed: &mut Framed<S>,
     ) -> Result<Step, Exit> {
+        self.send_held_resends(framed);
         let pass = self.take_deliverable()?;
         if pass.await_commit {
             return Ok(Step::Wait(Wait::Commit(Box::new(pass))));
@@ -311,18 +313,21 @@ impl Client {
         publish
     }
 
-    /// Resends the inflight window after CONNACK: PUBLISH with DUP for messages awaiting
-    /// PUBACK/PUBREC, PUBREL for those awaiting PUBCOMP, in their original order.
+    /// Resends the inflight window after CONNACK, in its original order: PUBLISH with DUP
+    /// for messages awaiting PUBACK/PUBREC, PUBREL for those awaiting PUBCOMP [MQTT-4.4.0-1].
+    /// No more go at once than the client's Receive Maximum allows now [MQTT-3.3.4-9] (it may
+    /// have lowered it since): the rest follow as flows complete ([`Client::send_step`]). A
+    /// message larger than the client's Maximum Packet Size now is not sent but completed, as
+    /// if it had been [MQTT-3.1.2-25].
     pub(super) fn resend_inflight<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         framed: &mut Framed<S>,
     ) {
         let now = Instant::now();
         let inflight = self.broker.read(|state| state.inflight_of(&self.client_id));
-        self.unacknowledged = u16::try_from(inflight.len()).unwrap_or(u16::MAX);
-        let packets: Vec<Packet> = inflight
-            .iter()
-            .map(|entry| match entry.state {
+        let mut resends = VecDeque::with_capacity(inflight.len());
+        for entry in inflight {
+            let packet = match entry.state {
                 OutboundState::AwaitingPubComp => {
                     Packet::PubRel(PubResponse::success(entry.packet_id))
                 }
@@ -336,14 +341,44 @@ impl Client {
                         .map(|left| left.max(1));
                     let mut publish = self.build_publish(&entry.delivery, remaining, true);
                     publish.packet_id = Some(entry.packet_id);
-                    Packet::Publish(publish)
+                    let packet = Packet::Publish(publish);
+                    if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
+                        tracing::debug!(client_id = %self.client_id, packet_id = entry.packet_id,
+                            "inflight message larger than the client's Maximum Packet Size now; completed unsent");
+                        self.complete_outbound(entry.packet_id, entry.state);
+                        continue;
+                    }
+                    packet
                 }
-            })
-            .collect();
-        for packet in &packets {
-            if let Err(error) = framed.queue(packet) {
+            };
+            resends.push_back(packet);
+        }
+        self.unacknowledged = 0;
+        if !resends.is_empty() {
+            self.held_resends = Some(Box::new(resends));
+            self.send_held_resends(framed);
+        }
+    }
+
+    /// Sends held resends while the client's Receive Maximum allows.
+    fn send_held_resends<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) {
+        let Some(held) = &mut self.held_resends else {
+            return;
+        };
+        let window = self
+            .client_receive_maximum
+            .min(self.config.limits.max_inflight);
+        while self.unacknowledged < window {
+            let Some(packet) = held.pop_front() else {
+                break;
+            };
+            if let Err(error) = framed.queue(&packet) {
                 tracing::warn!(client_id = %self.client_id, %error, "could not resend an inflight message");
             }
+            self.unacknowledged += 1;
+        }
+        if held.is_empty() {
+            self.held_resends = None;
         }
     }
 }
