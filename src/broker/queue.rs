@@ -362,55 +362,6 @@ impl MessageQueue {
         self.in_use.as_ref().map_or(0, |queue| queue.burst)
     }
 
-    /// `count` sequence numbers for entries stored apart from the queue (the inflight window
-    /// of a session that starts to be stored), below those of every entry stored after them.
-    /// Only for a queue the store holds nothing of.
-    pub fn take_seqs(&mut self, count: u64) -> std::ops::Range<u64> {
-        let Some(queue) = &mut self.in_use else {
-            let start = self.next_seq;
-            self.next_seq += count;
-            return start..self.next_seq;
-        };
-        debug_assert!(
-            queue.spilled.is_empty(),
-            "a queue never stored spills nothing"
-        );
-        let start = queue.next_seq;
-        queue.next_seq += count;
-        queue.spill_from = queue.next_seq;
-        start..queue.next_seq
-    }
-
-    /// Stores the entries of a queue whose session starts to be stored, which the store held
-    /// nothing of: each one but QoS 0 ones (a connected session keeps those in memory only)
-    /// gets the next sequence number, in queue order, and a [`StoreOp::Enqueue`].
-    pub fn store_unstored(&mut self, client_id: &Arc<str>, ops: &mut Vec<StoreOp>) {
-        let Some(queue) = &mut self.in_use else {
-            return;
-        };
-        let QueueInUse {
-            head,
-            spilled,
-            next_seq,
-            spill_from,
-            ..
-        } = &mut **queue;
-        debug_assert!(spilled.is_empty(), "a queue never stored spills nothing");
-        let unstored = head
-            .iter_mut()
-            .filter(|entry| entry.seq.is_none() && entry.delivery.qos != QoS::AtMostOnce);
-        for entry in unstored {
-            entry.seq = Some(*next_seq);
-            ops.push(StoreOp::Enqueue {
-                client_id: client_id.clone(),
-                seq: *next_seq,
-                delivery: entry.delivery.clone(),
-            });
-            *next_seq += 1;
-        }
-        *spill_from = *next_seq;
-    }
-
     /// Whether the queue holds its box.
     #[cfg(test)]
     pub fn is_boxed(&self) -> bool {

@@ -201,33 +201,6 @@ async fn pubrels_are_resent_in_the_order_their_pubrecs_came() {
     restart_and_complete(broker, "pubrec-order", resumed, &windows).await;
 }
 
-/// [MQTT-4.6.0-4] through a session that starts to be stored: the subscriber's session ends
-/// with its connection (v5 Session Expiry 0, 3.1.1 Clean Session 1) when it PUBRECs the third
-/// message, then the first; a connection asking for a lasting session takes it over (Session
-/// Present 1), and the session is stored whole then. The PUBRELs follow the PUBRECs' order at
-/// the takeover and after a restart.
-#[tokio::test]
-async fn a_session_stored_at_a_takeover_keeps_the_order_of_its_pubrecs() {
-    let broker = start_broker().await;
-    let mut subscribers = Vec::new();
-    for version in BOTH {
-        let id = client_id("pubrec-takeover", version);
-        subscribers.push(RawClient::connect(broker.addr, version, &id).await);
-    }
-    let windows = pubrec_out_of_order(broker.addr, "pubrec-takeover", &mut subscribers).await;
-
-    let mut taken_over = Vec::new();
-    for (mut first, ids) in subscribers.into_iter().zip(&windows) {
-        let version = first.version;
-        let id = client_id("pubrec-takeover", version);
-        let mut subscriber = resume(broker.addr, version, &id).await;
-        first.expect_closed().await;
-        expect_pubrec_order(&mut subscriber, ids, "after the takeover").await;
-        taken_over.push(subscriber);
-    }
-    restart_and_complete(broker, "pubrec-takeover", taken_over, &windows).await;
-}
-
 /// Subscribes each of `subscribers` to `<prefix>/t` at QoS 2, publishes "first", "second"
 /// and "third" there, and has each subscriber PUBREC the third, then the first (each PUBREL
 /// comes at once). Returns each subscriber's three packet identifiers.

@@ -524,6 +524,15 @@ impl Sequence {
                 seen, expected,
                 "{step}: the old connection of a takeover [MQTT-3.1.4-3]"
             );
+            // A session that ends with its connection ended with the one taken over
+            // [MQTT-3.1.2-6]: nothing of it is resumed.
+            if client
+                .session
+                .as_ref()
+                .is_some_and(|session| !session.stored)
+            {
+                client.session = None;
+            }
         }
         let present = connack.session_present;
         eprintln!(

@@ -71,6 +71,35 @@ async fn takeover_with_clean_start_starts_a_new_session() {
     }
 }
 
+// [MQTT-3.1.2-6] (3.1.1: a Clean Session 1 session's state "MUST NOT be reused in any
+// subsequent Session") and MQTT 5 §3.1.2.11.2 (an interval of 0 ends the session with its
+// connection): a takeover asking to resume (Clean Start 0) finds no session to resume when
+// the one it replaces ended with its connection: Session Present 0, the old subscription gone.
+#[tokio::test]
+async fn a_takeover_does_not_resume_a_session_that_ends_with_its_connection() {
+    let broker = start_broker().await;
+    let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "publisher").await;
+    for version in BOTH {
+        let id = client_id("fleeting", version);
+        let topic = format!("fleeting/{}", version.level());
+        // 3.1.1 Clean Session 1; v5 Clean Start 1 without a Session Expiry Interval (0).
+        let mut first =
+            connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
+        subscribe_ok(&mut first, 1, &topic, QoS::AtLeastOnce).await;
+
+        let mut second =
+            connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
+        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+        assert_eq!(
+            publish_qos1(&mut publisher, &topic, 1, "nobody").await,
+            ReasonCode::NoMatchingSubscribers,
+            "the old session's subscription is gone"
+        );
+        subscribe_ok(&mut second, 1, "fleeting/marker", QoS::AtLeastOnce).await;
+        expect_only_marker(&mut second, "fleeting/marker").await;
+    }
+}
+
 // [MQTT-3.1.4-3] (5.0: "If the existing Client has a Will Message, that Will Message is
 // published") and [MQTT-3.1.2-8]: the taken-over connection ended without DISCONNECT, so its
 // Will (no delay) is published; the new connection's Will is not.

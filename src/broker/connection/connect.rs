@@ -191,7 +191,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         parks: ParkHistory::started(ParkHistory::clock(broker)),
         acks,
         load: None,
-        held_resends: None,
+        held_resends: 0,
         parking,
     };
     client.resend_inflight(framed);

@@ -9,7 +9,7 @@ mod outbound;
 
 use outbound::Step;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -212,9 +212,9 @@ struct Client {
     acks: AckQueue,
     /// Spilled queue entries being read back from the store (boxed: rarely there).
     load: Option<Box<PendingLoad>>,
-    /// The inflight window's resends beyond the client's Receive Maximum after a reconnect,
-    /// each sent as an earlier flow completes (boxed: rarely there).
-    held_resends: Option<Box<VecDeque<Packet>>>,
+    /// How many of the inflight window's resends after a reconnect wait for the client's
+    /// Receive Maximum: each goes as an earlier flow completes.
+    held_resends: u16,
     /// Where it parks while idle (plain TCP and TLS). Last: it holds the connection's place among
     /// the open ones, given back after everything else (the engine's handle first).
     parking: Option<ParkingSpot>,

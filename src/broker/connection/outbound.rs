@@ -3,7 +3,6 @@
 //! Message Expiry and outbound Topic Aliases applied), and the inflight window resent with DUP
 //! after a reconnect [MQTT-4.4.0-1].
 
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -14,7 +13,7 @@ use crate::auth::Access;
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, TakeLimits};
 use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
-use crate::model::{Delivery, OutboundState};
+use crate::model::{Delivery, Inflight, OutboundState};
 use crate::store::{Commit, Loaded, StoreError};
 
 use super::{Client, Exit, PendingLoad};
@@ -325,60 +324,66 @@ impl Client {
     ) {
         let now = Instant::now();
         let inflight = self.broker.read(|state| state.inflight_of(&self.client_id));
-        let mut resends = VecDeque::with_capacity(inflight.len());
-        for entry in inflight {
-            let packet = match entry.state {
-                OutboundState::AwaitingPubComp => {
-                    Packet::PubRel(PubResponse::success(entry.packet_id))
-                }
-                _ => {
-                    // A message already sent keeps its place even if it has expired since:
-                    // the receiver must still complete the flow for its packet identifier.
-                    let remaining = entry
-                        .delivery
-                        .message
-                        .remaining_expiry(now)
-                        .map(|left| left.max(1));
-                    let mut publish = self.build_publish(&entry.delivery, remaining, true);
-                    publish.packet_id = Some(entry.packet_id);
-                    let packet = Packet::Publish(publish);
-                    if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
-                        tracing::debug!(client_id = %self.client_id, packet_id = entry.packet_id,
-                            "inflight message larger than the client's Maximum Packet Size now; completed unsent");
-                        self.complete_outbound(entry.packet_id, entry.state);
-                        continue;
-                    }
-                    packet
-                }
-            };
-            resends.push_back(packet);
+        let mut resends: u16 = 0;
+        for entry in &inflight {
+            let packet = self.resend_of(entry, now);
+            if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
+                tracing::debug!(client_id = %self.client_id, packet_id = entry.packet_id,
+                    "inflight message larger than the client's Maximum Packet Size now; completed unsent");
+                self.complete_outbound(entry.packet_id, entry.state);
+                continue;
+            }
+            resends = resends.saturating_add(1);
         }
         self.unacknowledged = 0;
-        if !resends.is_empty() {
-            self.held_resends = Some(Box::new(resends));
-            self.send_held_resends(framed);
-        }
+        self.held_resends = resends;
+        self.send_held_resends(framed);
     }
 
-    /// Sends held resends while the client's Receive Maximum allows.
+    /// Sends held resends while the client's Receive Maximum allows. They are the window's
+    /// last entries: no new message joins it while they wait, as it holds more than the
+    /// Receive Maximum until they are sent.
     fn send_held_resends<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) {
-        let Some(held) = &mut self.held_resends else {
-            return;
-        };
         let window = self
             .client_receive_maximum
             .min(self.config.limits.max_inflight);
-        while self.unacknowledged < window {
-            let Some(packet) = held.pop_front() else {
-                break;
-            };
-            if let Err(error) = framed.queue(&packet) {
+        let room = window
+            .saturating_sub(self.unacknowledged)
+            .min(self.held_resends);
+        if room == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let inflight = self.broker.read(|state| state.inflight_of(&self.client_id));
+        let held = inflight
+            .len()
+            .saturating_sub(usize::from(self.held_resends));
+        for entry in inflight.iter().skip(held).take(usize::from(room)) {
+            if let Err(error) = framed.queue(&self.resend_of(entry, now)) {
                 tracing::warn!(client_id = %self.client_id, %error, "could not resend an inflight message");
             }
-            self.unacknowledged += 1;
         }
-        if held.is_empty() {
-            self.held_resends = None;
+        self.held_resends -= room;
+        self.unacknowledged += room;
+    }
+
+    /// What an inflight entry is sent again as: PUBREL if it awaits PUBCOMP, else its PUBLISH
+    /// with DUP under its packet identifier.
+    fn resend_of(&self, entry: &Inflight, now: Instant) -> Packet {
+        match entry.state {
+            OutboundState::AwaitingPubComp => Packet::PubRel(PubResponse::success(entry.packet_id)),
+            _ => {
+                // A message already sent keeps its place even if it has expired since: the
+                // receiver must still complete the flow for its packet identifier.
+                let remaining = entry
+                    .delivery
+                    .message
+                    .remaining_expiry(now)
+                    .map(|left| left.max(1));
+                let mut publish = self.build_publish(&entry.delivery, remaining, true);
+                publish.packet_id = Some(entry.packet_id);
+                Packet::Publish(publish)
+            }
         }
     }
 }

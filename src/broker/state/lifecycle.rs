@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::codec::ReasonCode;
-use crate::model::{Message, OutboundState, Recovered, SessionWill, StoreOp, WillSender};
+use crate::model::{Message, Recovered, SessionWill, StoreOp, WillSender};
 
 use super::super::queue::MessageQueue;
 use super::super::session::Session;
@@ -95,19 +95,24 @@ impl State {
         let mut state_stored = false;
         // What the store's row of the session says: its interval, and whether it has a Will.
         let mut stored_row = None;
+        // A session with an interval of 0 (3.1.1 Clean Session 1 among them) ends with its
+        // connection: one taken over is not resumed, whatever the new CONNECT asks
+        // [MQTT-3.1.2-6] (3.1.1), MQTT 5 §3.1.2.11.2.
+        let mut ends_with_its_connection = false;
         if let Some(slot) = self.sessions.get_mut(client_id) {
             state_stored = slot.session.is_stored();
             stored_row = Some((slot.session.expiry_interval, slot.session.will.is_some()));
+            ends_with_its_connection = slot.session.expiry_interval == 0;
             if let Some(old) = slot.link.take() {
                 old.signal.close(ReasonCode::SessionTakenOver);
             }
             if let Some(old_will) = slot.session.will.take() {
-                if clean_start || will_delay(&old_will) == 0 {
+                if clean_start || ends_with_its_connection || will_delay(&old_will) == 0 {
                     self.publish_will(client_id, old_will, changes);
                 }
             }
         }
-        let existed = self.sessions.contains_key(client_id);
+        let existed = self.sessions.contains_key(client_id) && !ends_with_its_connection;
         let resumed = !clean_start && existed;
         if !resumed {
             self.end_session(client_id, changes);
@@ -162,9 +167,6 @@ impl State {
                 will,
             });
         }
-        if resumed && !state_stored && expiry_interval > 0 {
-            self.store_whole_session(client_id, changes);
-        }
         let connack_waits = has_will || (existed && !resumed) || kept_in_store;
         if connack_waits {
             // A client waits for this commit before anything else: no window.
@@ -173,55 +175,6 @@ impl State {
         Attached {
             session_present: resumed,
             connack_waits,
-        }
-    }
-
-    /// Writes all of a session the store did not hold, now that it is to outlive its
-    /// connection (resumed with an interval above 0, [MQTT-3.1.2-4]): its subscriptions, its
-    /// inflight window (each message as sent under its packet identifier, in resend order), its
-    /// queue (but QoS 0 messages, which a connected session keeps in memory only) and its
-    /// inbound QoS 2 flows. Without them a restart would find the session, say Session Present
-    /// 1, and have lost what the client was told it has.
-    fn store_whole_session(&mut self, client_id: &Arc<str>, changes: &mut Changes) {
-        let Some(slot) = self.sessions.get_mut(client_id) else {
-            return;
-        };
-        let session = &mut slot.session;
-        for (filter, subscription) in session.subscriptions.iter() {
-            changes.ops.push(StoreOp::Subscribe {
-                client_id: client_id.clone(),
-                filter: filter.clone(),
-                options: subscription.options,
-                identifier: subscription.identifier,
-            });
-        }
-        let window = session.queue.take_seqs(session.inflight.len() as u64);
-        for (seq, sent) in window.zip(session.inflight.iter()) {
-            changes.ops.push(StoreOp::Enqueue {
-                client_id: client_id.clone(),
-                seq,
-                delivery: sent.delivery.clone(),
-            });
-            changes.ops.push(StoreOp::Inflight {
-                client_id: client_id.clone(),
-                seq,
-                packet_id: sent.packet_id,
-            });
-            if sent.state == OutboundState::AwaitingPubComp {
-                changes.ops.push(StoreOp::Released {
-                    client_id: client_id.clone(),
-                    packet_id: sent.packet_id,
-                    order: sent.release_order,
-                });
-            }
-        }
-        session.queue.store_unstored(client_id, &mut changes.ops);
-        for &packet_id in &session.inbound_qos2 {
-            changes.ops.push(StoreOp::InboundQos2 {
-                client_id: client_id.clone(),
-                packet_id,
-                awaiting: true,
-            });
         }
     }
 

@@ -732,34 +732,22 @@ fn a_stored_session_resumed_to_end_with_its_connection_is_rewritten_so() {
         ),
         "{ops:?}"
     );
-    // Kept in the store until it ends, its state is there for a takeover that asks for an
-    // interval again: only the session's row is rewritten.
+    // Kept in the store until it ends with its connection: a takeover that asks for an
+    // interval again finds no session to resume, and the stored one is deleted.
     assert!(state.sessions[&client].session.is_stored());
     let (attached, ops) = resume_recording(&mut state, &client, 3, 100);
+    assert!(!attached.session_present, "{attached:?}");
     assert!(
-        attached.session_present && !attached.connack_waits,
-        "{attached:?}"
-    );
-    assert!(
-        matches!(
-            ops.as_slice(),
-            [
-                StoreOp::PutSession {
-                    expiry_interval: 100,
-                    ..
-                },
-                StoreOp::Will { will: None, .. }
-            ]
-        ),
+        matches!(ops.first(), Some(StoreOp::DeleteSession { .. })),
         "{ops:?}"
     );
 }
 
-/// [MQTT-3.1.2-4]: a session that was not stored, resumed by a CONNECT asking it to outlive
-/// its connection, is written whole: its subscription, its inflight message (as sent, numbered
-/// before the queue), its queued QoS 1 message after it, and its inbound QoS 2 flow.
+/// [MQTT-3.1.2-6] (3.1.1), MQTT 5 §3.1.2.11.2: a session with an interval of 0 ends with its
+/// connection; a takeover asking to resume it (Clean Start 0) gets a new session, without the
+/// old one's subscription.
 #[test]
-fn a_session_resumed_to_outlive_its_connection_is_stored_whole() {
+fn a_session_that_ends_with_its_connection_is_not_resumed_by_a_takeover() {
     let mut state = state();
     let client: Arc<str> = Arc::from("sensor");
     attach(&mut state, &client, 1, true, 0, None);
@@ -770,56 +758,9 @@ fn a_session_resumed_to_outlive_its_connection_is_stored_whole() {
         None,
         &mut Changes::default(),
     );
-    for packet_id in [1, 2] {
-        publish_from(
-            &mut state,
-            "publisher",
-            inbound("t", QoS::AtLeastOnce, packet_id, b"x"),
-        );
-    }
-    let (taken, changes) = take(&mut state, &client, 1);
-    assert_eq!(packet_ids(&taken).len(), 1);
-    assert!(changes.ops.is_empty(), "unstored: {:?}", kinds(&changes));
-    let mut changes = Changes::default();
-    state
-        .publish(
-            &client,
-            inbound("up", QoS::ExactlyOnce, 9, b"y"),
-            &mut changes,
-        )
-        .expect("attached");
-    assert!(changes
-        .ops
-        .iter()
-        .all(|op| !matches!(op, StoreOp::InboundQos2 { .. })));
-
-    let (attached, ops) = resume_recording(&mut state, &client, 2, 100);
-    assert!(attached.session_present);
-    let written: Vec<String> = ops
-        .iter()
-        .map(|op| match op {
-            StoreOp::PutSession { .. } => "session".to_owned(),
-            StoreOp::Will { .. } => "will".to_owned(),
-            StoreOp::Subscribe { filter, .. } => format!("subscribe {filter}"),
-            StoreOp::Enqueue { seq, .. } => format!("enqueue {seq}"),
-            StoreOp::Inflight { seq, packet_id, .. } => format!("inflight {seq} as {packet_id}"),
-            StoreOp::InboundQos2 { packet_id, .. } => format!("inbound qos2 {packet_id}"),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    let sent = packet_ids(&taken)[0];
-    assert_eq!(
-        written,
-        vec![
-            "session".to_owned(),
-            "will".to_owned(),
-            "subscribe t".to_owned(),
-            "enqueue 0".to_owned(),
-            format!("inflight 0 as {sent}"),
-            "enqueue 1".to_owned(),
-            "inbound qos2 9".to_owned(),
-        ]
-    );
+    let (attached, _) = resume_recording(&mut state, &client, 2, 100);
+    assert!(!attached.session_present, "{attached:?}");
+    assert!(state.sessions[&client].session.subscriptions.is_empty());
 }
 
 /// A queue entry of a session that outlives its connection records when it was queued (a
