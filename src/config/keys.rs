@@ -238,7 +238,7 @@ const TLS_KEYS: &[KeySpec] = &[
     leaf("client_ca", "the path of a PEM CA bundle"),
     leaf(
         "client_auth",
-        "\"required\" or \"optional\"; \"optional\" only together with client_ca",
+        "\"required\" (the default with client_ca) or \"optional\"; only together with client_ca",
     ),
     leaf(
         "identity",

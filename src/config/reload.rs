@@ -247,7 +247,7 @@ mod tests {
             cert: cert.into(),
             key: "/k.pem".into(),
             client_ca: None,
-            client_auth: Default::default(),
+            client_auth: None,
             identity: Default::default(),
         };
         let running = Config {

@@ -443,7 +443,7 @@ fn tls_files() -> TlsConfig {
         cert: PathBuf::from("cert.pem"),
         key: PathBuf::from("key.pem"),
         client_ca: None,
-        client_auth: ClientAuth::Required,
+        client_auth: None,
         identity: CertificateIdentity::Cn,
     }
 }
@@ -478,7 +478,7 @@ fn tcp_listener_refuses_a_tls_table() {
 #[test]
 fn client_auth_and_identity_need_client_ca() {
     let mut tls = tls_files();
-    tls.client_auth = ClientAuth::Optional;
+    tls.client_auth = Some(ClientAuth::Optional);
     tls.identity = CertificateIdentity::San;
     let problems = validate_listeners(vec![tls_listener(Some(tls.clone()))]);
     assert_eq!(
@@ -486,7 +486,20 @@ fn client_auth_and_identity_need_client_ca() {
         ["listeners[0].tls.client_auth", "listeners[0].tls.identity"]
     );
     tls.client_ca = Some(PathBuf::from("ca.pem"));
-    assert!(validate_listeners(vec![tls_listener(Some(tls))]).is_empty());
+    assert!(validate_listeners(vec![tls_listener(Some(tls.clone()))]).is_empty());
+    // Asked for explicitly, "required" without a CA would leave the listener open to clients
+    // without a certificate: refused as well.
+    tls.client_ca = None;
+    tls.client_auth = Some(ClientAuth::Required);
+    tls.identity = CertificateIdentity::Cn;
+    let problems = validate_listeners(vec![tls_listener(Some(tls))]);
+    assert_eq!(keys_of(&problems), ["listeners[0].tls.client_auth"]);
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("\"required\" without client_ca"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -640,7 +653,7 @@ fn certificate_auth_needs_a_listener_that_verifies_client_certificates() {
 
     let mut optional = certificate_checking_listener();
     if let Some(tls) = &mut optional.tls {
-        tls.client_auth = ClientAuth::Optional;
+        tls.client_auth = Some(ClientAuth::Optional);
     }
     let problems = with_auth(optional.clone(), AuthMode::Certificate);
     assert!(problems[0].to_string().contains("optional"), "{problems:?}");
@@ -767,6 +780,7 @@ fn bad_value_from_a_flag_names_the_flag() {
 fn every_key_set() -> Config {
     let mut tls = tls_files();
     tls.client_ca = Some(PathBuf::from("ca.pem"));
+    tls.client_auth = Some(ClientAuth::Required);
     let mut bridge = load_bridge(ISSUE_BRIDGE_EXAMPLE);
     bridge.state_topic = Some("gw-7/bridge/state".to_string());
     let mut listener = tls_listener(Some(tls));

@@ -159,9 +159,11 @@ pub struct TlsConfig {
     /// PEM CA bundle to verify client certificates; enables mTLS.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// With `client_ca`: whether a client certificate is required or optional.
-    #[serde(default)]
-    pub client_auth: ClientAuth,
+    /// With `client_ca`: whether a client certificate is required (when absent) or optional.
+    /// Absent, not "required", so a listener that asks for certificates without saying whose
+    /// CA checks them is refused rather than left open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuth>,
     /// Which name of a verified client certificate is the client's identity (its user name)
     /// on listeners with `auth = "certificate"` or `"password_or_certificate"`.
     #[serde(default)]

@@ -183,7 +183,8 @@ pub fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
         })?;
     let builder = match &tls.client_ca {
         Some(ca) => {
-            builder.with_client_cert_verifier(client_verifier(ca, tls.client_auth, provider)?)
+            let client_auth = tls.client_auth.unwrap_or_default();
+            builder.with_client_cert_verifier(client_verifier(ca, client_auth, provider)?)
         }
         None => builder.with_no_client_auth(),
     };
@@ -378,7 +379,7 @@ mod tests {
                 cert: self.path("server.pem"),
                 key: self.path("server.key"),
                 client_ca: client_ca.then(|| self.path("ca.pem")),
-                client_auth,
+                client_auth: Some(client_auth),
                 identity: Default::default(),
             }
         }

@@ -117,7 +117,7 @@ impl TlsFiles {
                 cert: self.server_cert.clone(),
                 key: self.server_key.clone(),
                 client_ca: client_auth.map(|_| self.ca.clone()),
-                client_auth: client_auth.unwrap_or_default(),
+                client_auth,
                 identity: CertificateIdentity::Cn,
             }),
             auth,

@@ -163,7 +163,7 @@ fn check_listener_auth(config: &Config, problems: &mut Vec<Problem>) {
         }
         if mode == AuthMode::Certificate
             && verifies_certificates
-            && listener.tls.as_ref().map(|tls| tls.client_auth) == Some(ClientAuth::Optional)
+            && listener.tls.as_ref().and_then(|tls| tls.client_auth) == Some(ClientAuth::Optional)
         {
             problems.push(Problem::bad_value(
                 key,
@@ -204,9 +204,16 @@ fn check_listener_tls(key: &str, listener: &ListenerConfig, problems: &mut Vec<P
             format!("a tls table on kind = \"{}\"", listener.kind.name()),
         )),
         (_, Some(tls)) if tls.client_ca.is_none() => {
-            if tls.client_auth == ClientAuth::Optional {
+            if let Some(asked) = tls.client_auth {
                 let key = format!("{tls_key}.client_auth");
-                problems.push(Problem::bad_value(key, "\"optional\" without client_ca"));
+                let asked = match asked {
+                    ClientAuth::Required => "\"required\"",
+                    ClientAuth::Optional => "\"optional\"",
+                };
+                problems.push(Problem::bad_value(
+                    key,
+                    format!("{asked} without client_ca"),
+                ));
             }
             if tls.identity != CertificateIdentity::Cn {
                 let key = format!("{tls_key}.identity");
