@@ -65,7 +65,7 @@ pub fn filter(configured_level: &str) -> anyhow::Result<Targets> {
         _ => ("log.level", configured_level.to_string()),
     };
     // The parse error's source repeats its message, so only its own text is kept.
-    directives.parse::<Targets>().map_err(|error| {
+    cairn::config::parse_log_filter(&directives).map_err(|error| {
         anyhow::anyhow!("{setting} = {directives:?} is not a tracing filter: {error}")
     })
 }

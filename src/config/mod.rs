@@ -25,6 +25,7 @@ mod checks;
 mod error;
 mod keys;
 mod load;
+mod log_filter;
 pub mod reload;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use std::path::Path;
 pub use bridge::{AddressError, BridgeAddress, QueueBounds};
 pub use error::{ConfigError, Problem};
 pub use load::Overrides;
+pub use log_filter::parse_log_filter;
 pub use types::{
     AuthMode, BridgeConfig, BridgeProtocol, BridgeQueue, BridgeTls, BridgeTopic,
     CertificateIdentity, ClientAuth, Config, Direction, Limits, ListenerConfig, ListenerKind,

@@ -704,6 +704,10 @@ fn unparsable_log_filter_is_refused() {
     config.log.level = "cairn=verbose".to_string();
     let error = config.validate().expect_err("bad filter");
     assert_eq!(keys_of(error.problems()), ["log.level"]);
+    // Mosquitto's word for warn: to tracing a target, which would turn every other line off.
+    config.log.level = "warning".to_string();
+    let error = config.validate().expect_err("not a level");
+    assert_eq!(keys_of(error.problems()), ["log.level"]);
 }
 
 #[test]

@@ -47,11 +47,7 @@ pub fn problems(config: &Config) -> Vec<Problem> {
         config.worker_threads,
         keys::WORKER_THREADS,
     );
-    if let Err(error) = config
-        .log
-        .level
-        .parse::<tracing_subscriber::filter::Targets>()
-    {
+    if let Err(error) = super::parse_log_filter(&config.log.level) {
         problems.push(Problem::BadValue {
             key: "log.level".to_string(),
             value: format!("{:?}", config.log.level),
