@@ -11,7 +11,9 @@ use tokio::net::TcpStream;
 use crate::common::clients::{
     connect_expecting_session, expect_server_close, persistent_connect, subscribe_ok,
 };
-use crate::common::{publish_packet, start_broker, stop, RawClient, WAIT};
+use crate::common::{
+    publish_packet, start_broker, start_broker_with, stop, RawClient, TestBroker, WAIT,
+};
 use crate::support::disconnect;
 
 // MQTT 5.0 §3.14.2.1 (0x8B Server shutting down) and MQTT 3.1.1 §3.14 (a server closes the
@@ -47,8 +49,18 @@ async fn shutdown_disconnects_every_client() {
 // messages the publisher saw acknowledged.
 #[tokio::test]
 async fn shutdown_acknowledges_every_message_it_stored() {
+    shutdown_cuts_a_burst(start_broker().await).await;
+}
+
+// The same with the longest commit window allowed (a second): the goodbye waits for it.
+#[tokio::test]
+async fn shutdown_acknowledges_every_message_it_stored_with_a_long_commit_window() {
+    shutdown_cuts_a_burst(start_broker_with(|config| config.store.commit_window_ms = 1000).await)
+        .await;
+}
+
+async fn shutdown_cuts_a_burst(broker: TestBroker) {
     const BURST: u16 = 30;
-    let broker = start_broker().await;
     let keeper = persistent_connect(ProtocolVersion::V5, "keeper");
     let mut offline = connect_expecting_session(broker.addr, keeper.clone(), false).await;
     subscribe_ok(&mut offline, 1, "stored/#", QoS::AtLeastOnce).await;

@@ -68,7 +68,8 @@ impl Exit {
 }
 
 /// How long a connection the broker sends away (a takeover, the shutdown) waits for the
-/// commits its acks wait for: they take one commit window, unless the disk is failing.
+/// commits its acks wait for, beyond one commit window (`store.commit_window_ms`, up to a
+/// second): the commit's fsync, unless the disk is failing.
 const ACKS_BEFORE_GOODBYE: Duration = Duration::from_millis(500);
 
 /// A park shorter than this was a pause in a conversation (a subscriber between messages, a
@@ -511,11 +512,13 @@ impl Client {
         Ok(())
     }
 
-    /// Waits until every queued ack has its commit, for at most [`ACKS_BEFORE_GOODBYE`],
+    /// Waits until every queued ack has its commit, for at most a commit window and
+    /// [`ACKS_BEFORE_GOODBYE`],
     /// queuing each as it comes: a client the broker sends away (a takeover, the shutdown)
     /// learns of everything that was stored, and does not send it again (a duplicate for
     /// every subscriber).
     async fn settle_acks<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) {
+        let window = Duration::from_millis(self.config.store.commit_window_ms);
         let settled = async {
             while !self.acks.is_empty() {
                 self.acks.front_committed().await;
@@ -524,7 +527,7 @@ impl Client {
                 }
             }
         };
-        let _ = tokio::time::timeout(ACKS_BEFORE_GOODBYE, settled).await;
+        let _ = tokio::time::timeout(window + ACKS_BEFORE_GOODBYE, settled).await;
     }
 
     /// Whether the connection has nothing under way: no ack of ours waiting for its commit, no
