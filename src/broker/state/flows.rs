@@ -33,7 +33,8 @@ pub struct InboundFlows {
 pub struct Published {
     /// Some subscription matched.
     pub matched: bool,
-    /// Every receiving queue refused it (queue_full_policy = refuse_newest).
+    /// Every receiving queue refused it (queue_full_policy = refuse_newest), and it is not
+    /// retained either.
     pub refused_everywhere: bool,
 }
 
@@ -138,7 +139,9 @@ impl State {
         self.route_into(&message, changes);
         let published = Published {
             matched: changes.matched,
-            refused_everywhere: changes.refused_everywhere(),
+            // A retained message was taken all the same: it is the topic's retained message
+            // now, which the publisher is told (0x97 would say it was not).
+            refused_everywhere: changes.refused_everywhere() && !message.retain,
         };
         let flow_ends = published.refused_everywhere && refusal_ends_flow;
         if qos == QoS::ExactlyOnce && !flow_ends {

@@ -632,6 +632,33 @@ fn takeover_closes_the_old_connection_and_moves_the_session() {
     );
 }
 
+/// With refuse_newest and every queue full, a retained message is still taken as its topic's
+/// retained message: not refused (0x97 would tell the publisher it was not taken).
+#[test]
+fn a_retained_message_every_queue_refuses_is_retained_and_not_refused() {
+    let mut state = State::new(
+        QueueLimits {
+            max_messages: 0,
+            max_bytes: u64::MAX,
+            policy: QueueFullPolicy::RefuseNewest,
+            queue_qos0_offline: false,
+        },
+        QueueBudget::new(u64::MAX),
+    );
+    subscriber(&mut state, "sub", "t", QoS::AtLeastOnce);
+    let publisher: Arc<str> = Arc::from("pub");
+    attach(&mut state, &publisher, 2, true, 100, None);
+    let mut retained = inbound("t", QoS::AtLeastOnce, 1, b"x");
+    retained.publish.retain = true;
+    let mut changes = Changes::default();
+    let published = state
+        .publish(&publisher, retained, &mut changes)
+        .expect("attached");
+    assert!(changes.refused_everywhere(), "every queue refused it");
+    assert!(!published.refused_everywhere, "{published:?}");
+    assert!(state.retained.contains_key("t"));
+}
+
 /// With refuse_newest and a full queue, a v5 QoS 2 flow ends at its refused PUBREC (0x97): no
 /// PUBREL is awaited; a 3.1.1 flow, which cannot be told, goes on.
 #[test]
