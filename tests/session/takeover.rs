@@ -49,26 +49,7 @@ async fn second_connection_takes_the_session_over() {
 // (Session Present 0, old subscriptions gone).
 #[tokio::test]
 async fn takeover_with_clean_start_starts_a_new_session() {
-    let broker = start_broker().await;
-    let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "publisher").await;
-    for version in BOTH {
-        let id = client_id("replaced", version);
-        let topic = format!("replaced/{}", version.level());
-        let mut first =
-            connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
-        subscribe_ok(&mut first, 1, &topic, QoS::AtLeastOnce).await;
-
-        let mut second =
-            connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
-        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
-        assert_eq!(
-            publish_qos1(&mut publisher, &topic, 1, "nobody").await,
-            ReasonCode::NoMatchingSubscribers,
-            "the old session's subscription is gone"
-        );
-        subscribe_ok(&mut second, 1, "replaced/marker", QoS::AtLeastOnce).await;
-        expect_only_marker(&mut second, "replaced/marker").await;
-    }
+    takeover_into_a_new_session("replaced", persistent_connect, connect_packet).await;
 }
 
 // [MQTT-3.1.2-6] (3.1.1: a Clean Session 1 session's state "MUST NOT be reused in any
@@ -77,26 +58,36 @@ async fn takeover_with_clean_start_starts_a_new_session() {
 // the one it replaces ended with its connection: Session Present 0, the old subscription gone.
 #[tokio::test]
 async fn a_takeover_does_not_resume_a_session_that_ends_with_its_connection() {
+    // 3.1.1 Clean Session 1; v5 Clean Start 1 without a Session Expiry Interval (0).
+    takeover_into_a_new_session("fleeting", connect_packet, persistent_connect).await;
+}
+
+/// A first connection made by `first` subscribes; a second made by `second` with the same
+/// client identifier takes over and must get Session Present 0, the old connection closed
+/// (v5 DISCONNECT 0x8E) and its subscription gone, for both protocol versions.
+async fn takeover_into_a_new_session(
+    name: &str,
+    first: fn(ProtocolVersion, &str) -> Connect,
+    second: fn(ProtocolVersion, &str) -> Connect,
+) {
     let broker = start_broker().await;
     let mut publisher = RawClient::connect(broker.addr, ProtocolVersion::V5, "publisher").await;
     for version in BOTH {
-        let id = client_id("fleeting", version);
-        let topic = format!("fleeting/{}", version.level());
-        // 3.1.1 Clean Session 1; v5 Clean Start 1 without a Session Expiry Interval (0).
-        let mut first =
-            connect_expecting_session(broker.addr, connect_packet(version, &id), false).await;
-        subscribe_ok(&mut first, 1, &topic, QoS::AtLeastOnce).await;
+        let id = client_id(name, version);
+        let topic = format!("{name}/{}", version.level());
+        let mut old = connect_expecting_session(broker.addr, first(version, &id), false).await;
+        subscribe_ok(&mut old, 1, &topic, QoS::AtLeastOnce).await;
 
-        let mut second =
-            connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
-        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+        let mut new = connect_expecting_session(broker.addr, second(version, &id), false).await;
+        expect_server_close(&mut old, ReasonCode::SessionTakenOver).await;
         assert_eq!(
             publish_qos1(&mut publisher, &topic, 1, "nobody").await,
             ReasonCode::NoMatchingSubscribers,
             "the old session's subscription is gone"
         );
-        subscribe_ok(&mut second, 1, "fleeting/marker", QoS::AtLeastOnce).await;
-        expect_only_marker(&mut second, "fleeting/marker").await;
+        let marker = format!("{name}/marker");
+        subscribe_ok(&mut new, 1, &marker, QoS::AtLeastOnce).await;
+        expect_only_marker(&mut new, &marker).await;
     }
 }
 

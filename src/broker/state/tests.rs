@@ -632,10 +632,9 @@ fn takeover_closes_the_old_connection_and_moves_the_session() {
     );
 }
 
-/// With refuse_newest and every queue full, a retained message is still taken as its topic's
-/// retained message: not refused (0x97 would tell the publisher it was not taken).
-#[test]
-fn a_retained_message_every_queue_refuses_is_retained_and_not_refused() {
+/// A state whose every queue refuses (refuse_newest, no room), with subscriber "sub" on "t"
+/// at `qos`, and the publisher "pub" attached.
+fn refusing_everywhere(qos: QoS) -> (State, Arc<str>) {
     let mut state = State::new(
         QueueLimits {
             max_messages: 0,
@@ -645,9 +644,17 @@ fn a_retained_message_every_queue_refuses_is_retained_and_not_refused() {
         },
         QueueBudget::new(u64::MAX),
     );
-    subscriber(&mut state, "sub", "t", QoS::AtLeastOnce);
+    subscriber(&mut state, "sub", "t", qos);
     let publisher: Arc<str> = Arc::from("pub");
     attach(&mut state, &publisher, 2, true, 100, None);
+    (state, publisher)
+}
+
+/// With refuse_newest and every queue full, a retained message is still taken as its topic's
+/// retained message: not refused (0x97 would tell the publisher it was not taken).
+#[test]
+fn a_retained_message_every_queue_refuses_is_retained_and_not_refused() {
+    let (mut state, publisher) = refusing_everywhere(QoS::AtLeastOnce);
     let mut retained = inbound("t", QoS::AtLeastOnce, 1, b"x");
     retained.publish.retain = true;
     let mut changes = Changes::default();
@@ -663,18 +670,7 @@ fn a_retained_message_every_queue_refuses_is_retained_and_not_refused() {
 /// PUBREL is awaited; a 3.1.1 flow, which cannot be told, goes on.
 #[test]
 fn a_refused_qos2_message_ends_its_flow_only_where_the_refusal_is_told() {
-    let mut state = State::new(
-        QueueLimits {
-            max_messages: 0,
-            max_bytes: u64::MAX,
-            policy: QueueFullPolicy::RefuseNewest,
-            queue_qos0_offline: false,
-        },
-        QueueBudget::new(u64::MAX),
-    );
-    subscriber(&mut state, "sub", "t", QoS::ExactlyOnce);
-    let publisher: Arc<str> = Arc::from("pub");
-    attach(&mut state, &publisher, 2, true, 100, None);
+    let (mut state, publisher) = refusing_everywhere(QoS::ExactlyOnce);
     let mut told = inbound("t", QoS::ExactlyOnce, 1, b"x");
     told.refusal_ends_flow = true;
     let mut changes = Changes::default();
