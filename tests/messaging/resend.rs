@@ -8,7 +8,7 @@ use cairn::codec::{
 
 use crate::common::clients::{
     client_id, connect_expecting_session, new_session, persistent_connect, publish_qos1, resume,
-    subscribe_granted, text, BOTH,
+    subscribe_granted, subscribe_ok, text, BOTH,
 };
 use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::acknowledge;
@@ -170,14 +170,7 @@ async fn five_unacknowledged(addr: std::net::SocketAddr, name: &str) -> (String,
     let id = client_id(name, version);
     let topic = format!("resend/{name}");
     let mut sub = new_session(addr, version, &id).await;
-    subscribe_granted(
-        &mut sub,
-        1,
-        &topic,
-        SubscriptionOptions::with_qos(QoS::AtLeastOnce),
-        Properties::default(),
-    )
-    .await;
+    subscribe_ok(&mut sub, 1, &topic, QoS::AtLeastOnce).await;
     let mut publisher =
         RawClient::connect(addr, version, &client_id(&format!("{name}-pub"), version)).await;
     let payloads: Vec<String> = (0..5).map(|n| format!("m{n}{}", "x".repeat(62))).collect();
