@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Failures an address may have before its logins wait.
-pub const FREE_FAILURES: u32 = 3;
+pub const FREE_FAILURES: u32 = 4;
 /// The wait after the first failure past the free ones; it doubles with each further one.
 pub const FIRST_WAIT: Duration = Duration::from_millis(500);
 /// The longest wait.
@@ -85,11 +85,10 @@ impl Throttle {
 /// The wait of an address with `count` recent failures.
 pub fn wait_after(count: u32) -> Duration {
     match count.checked_sub(FREE_FAILURES) {
-        None | Some(0) => Duration::ZERO,
-        Some(past_free) => {
-            let doublings = (past_free - 1).min(16);
-            FIRST_WAIT.saturating_mul(1 << doublings).min(MAX_WAIT)
-        }
+        None => Duration::ZERO,
+        Some(past_free) => FIRST_WAIT
+            .saturating_mul(1 << past_free.min(16))
+            .min(MAX_WAIT),
     }
 }
 
