@@ -513,10 +513,9 @@ impl Client {
     }
 
     /// Waits until every queued ack has its commit, for at most a commit window and
-    /// [`ACKS_BEFORE_GOODBYE`],
-    /// queuing each as it comes: a client the broker sends away (a takeover, the shutdown)
-    /// learns of everything that was stored, and does not send it again (a duplicate for
-    /// every subscriber).
+    /// [`ACKS_BEFORE_GOODBYE`], queuing each as it comes: a client the broker sends away (a
+    /// takeover, the shutdown) learns of everything that was stored, and does not send it
+    /// again (a duplicate for every subscriber).
     async fn settle_acks<S: AsyncRead + AsyncWrite + Unpin>(&mut self, framed: &mut Framed<S>) {
         let window = Duration::from_millis(self.config.store.commit_window_ms);
         let settled = async {

@@ -91,8 +91,6 @@ impl State {
             link,
         } = request;
         let client_id = &client_id;
-        // Whether the store holds the session's state (subscriptions, queue, flows).
-        let mut state_stored = false;
         // What the store's row of the session says: its interval, and whether it has a Will.
         let mut stored_row = None;
         // A session with an interval of 0 (3.1.1 Clean Session 1 among them) ends with its
@@ -100,7 +98,6 @@ impl State {
         // [MQTT-3.1.2-6] (3.1.1), MQTT 5 §3.1.2.11.2.
         let mut ends_with_its_connection = false;
         if let Some(slot) = self.sessions.get_mut(client_id) {
-            state_stored = slot.session.is_stored();
             stored_row = Some((slot.session.expiry_interval, slot.session.will.is_some()));
             ends_with_its_connection = slot.session.expiry_interval == 0;
             if let Some(old) = slot.link.take() {
@@ -113,6 +110,7 @@ impl State {
             }
         }
         let existed = self.sessions.contains_key(client_id) && !ends_with_its_connection;
+        // Resumed, a session had an interval above 0: the store holds its state.
         let resumed = !clean_start && existed;
         if !resumed {
             self.end_session(client_id, changes);
@@ -129,7 +127,7 @@ impl State {
         slot.session.expiry_interval = expiry_interval;
         // MQTT 5 §3.1.2.11.2: with an interval of 0 the session ends with this connection. The
         // store keeps a stored one until then, with that interval, so a restart ends it.
-        slot.session.kept_in_store = resumed && state_stored && expiry_interval == 0;
+        slot.session.kept_in_store = resumed && expiry_interval == 0;
         let kept_in_store = slot.session.kept_in_store;
         let will = will.map(|will| {
             Box::new(SessionWill {
@@ -153,7 +151,6 @@ impl State {
         // After a failed commit the disk may lack the row: it is written again then.
         let row_unchanged = resumed
             && !changes.restate
-            && state_stored
             && !has_will
             && expiry_interval == u32::MAX
             && stored_row == Some((u32::MAX, false));
