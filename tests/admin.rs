@@ -354,6 +354,40 @@ async fn serve_without_repair_leaves_an_unusable_store_alone() {
     assert_eq!(std::fs::read(&file).expect("read"), GARBAGE);
 }
 
+/// A store filled by a broker, then damaged on disk (the first byte of every page after the
+/// header flipped, as a worn flash card might): `store stats` and `sessions list` refuse it
+/// with exit 1 and `serve` with exit 2, each saying it is damaged, naming the file (and `serve`
+/// naming `--repair`), never aborting; the file is left exactly as it was.
+#[tokio::test]
+async fn a_damaged_store_is_refused_by_every_command_never_a_crash() {
+    let data = populated_store().await;
+    let file = data.path().join("cairn.redb");
+    let mut damaged = std::fs::read(&file).expect("read the store");
+    for page in damaged.chunks_mut(4096).skip(1) {
+        page[0] ^= 0xFF;
+    }
+    std::fs::write(&file, &damaged).expect("damage the store");
+    let name = file.display().to_string();
+    for (args, exit) in [
+        (&["store", "stats"][..], EXIT_RUNTIME),
+        (&["sessions", "list"][..], EXIT_RUNTIME),
+        (&["serve", "--listen", "127.0.0.1:0"][..], EXIT_BAD_CONFIG),
+    ] {
+        let output = run_on(data.path(), args).await;
+        assert_exit(&output, exit, &args.join(" "));
+        let message = stderr(&output);
+        assert!(
+            message.contains(&name) && message.contains("is damaged"),
+            "{message}"
+        );
+        assert!(!message.contains("panicked"), "{message}");
+        if args[0] == "serve" {
+            assert!(message.contains("--repair"), "{message}");
+        }
+    }
+    assert!(std::fs::read(&file).expect("read") == damaged, "written to");
+}
+
 /// With `--repair`, the unusable file is moved to `cairn.redb.quarantined-<UTC time>` with its
 /// bytes, an error-level log line says what moved where and why, and the broker starts on an
 /// empty store (then stops on SIGTERM with exit 0).

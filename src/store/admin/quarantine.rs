@@ -19,6 +19,7 @@ pub fn unusable_reason(error: &OpenError) -> Option<String> {
         OpenError::Unreadable { cause, .. } => Some(format!(
             "it is not a database this cairn can open ({cause})"
         )),
+        OpenError::Damaged { detail, .. } => Some(format!("it is damaged ({detail})")),
         OpenError::Foreign { .. } => Some("it is a redb database of another program".into()),
         OpenError::NewerSchema {
             found, supported, ..
@@ -112,6 +113,10 @@ mod tests {
                 cause: UnreadableFile(DatabaseError::Storage(StorageError::Corrupted(
                     "bad magic number".into(),
                 ))),
+            },
+            OpenError::Damaged {
+                path: path.clone(),
+                detail: "Primary is corrupted despite 2-phase commit".into(),
             },
             OpenError::Foreign { path: path.clone() },
             OpenError::NewerSchema {

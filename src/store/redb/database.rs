@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
 
 use super::apply::Tables;
+use super::verify::verify_pages;
 
 use super::tables::{DbError, META, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
@@ -42,6 +43,11 @@ pub enum OpenError {
         path: PathBuf,
         cause: UnreadableFile,
     },
+    #[error(
+        "{path} is damaged ({detail}); it was left untouched: move it away or give cairn \
+         another data directory"
+    )]
+    Damaged { path: PathBuf, detail: String },
     #[error(
         "{path} is a redb database of another program (it has no cairn `meta` table); \
          it was left untouched: give cairn another data directory"
@@ -111,7 +117,7 @@ fn describe_refusal(refusal: &DatabaseError) -> String {
 
 /// Opens the database file at `path` for the writer, creating it if absent. Before anything
 /// may write to an existing file, it is inspected read-only: a file another cairn holds, one that
-/// is not a redb database, a foreign one or a newer one is refused untouched. A file that needs
+/// is not a redb database, a damaged one, a foreign one or a newer one is refused untouched. A file that needs
 /// a repair (after a crash) cannot be inspected read-only; it is repaired first, then checked.
 pub fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     inspect(path)?;
@@ -127,12 +133,14 @@ pub fn prepare(database: &Database, path: &Path) -> Result<(), OpenError> {
     write_schema(database).map_err(|error| OpenError::recovery(path, error))
 }
 
-/// Checks an existing file through a read-only handle, which never writes.
+/// Checks an existing file, writing nothing: every page against its checksum, then the schema
+/// through a read-only handle.
 fn inspect(path: &Path) -> Result<(), OpenError> {
     let exists = std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
     if !exists {
         return Ok(());
     }
+    verify_pages(path)?;
     match Database::builder().open_read_only(path) {
         Ok(reader) => check_schema(&reader, path),
         Err(DatabaseError::RepairAborted) => Ok(()),
@@ -148,7 +156,7 @@ pub fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenEr
         .map_err(|error| open_error(path, error))
 }
 
-fn open_error(path: &Path, error: DatabaseError) -> OpenError {
+pub(super) fn open_error(path: &Path, error: DatabaseError) -> OpenError {
     let path = path.to_owned();
     match error {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {

@@ -14,6 +14,7 @@ mod inbox;
 mod records;
 mod recovery;
 mod tables;
+mod verify;
 mod writer;
 
 #[cfg(test)]
