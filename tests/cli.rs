@@ -2,7 +2,7 @@
 //! bad values, bad bridges and a missing file; `serve` starting, serving MQTT, reloading its
 //! configuration on SIGHUP and stopping on SIGTERM (5.0 clients told DISCONNECT 0x8B), or
 //! refusing to start with a clear message when a TLS certificate is missing or the port is
-//! taken.
+//! taken; and its log kept to one line per event whatever a client sends.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -10,12 +10,13 @@ mod common;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 
-use cairn::codec::{Disconnect, Packet, ProtocolVersion, QoS, ReasonCode};
+use bytes::Bytes;
+use cairn::codec::{Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use cairn::config::Config;
 use common::binary::{assert_exit, cairn, run, stderr, stdout};
 use common::certs::TlsFiles;
 use common::serve::ServeProcess;
-use common::{publish_packet, RawClient, WAIT};
+use common::{connect_packet, publish_packet, RawClient, WAIT};
 
 /// Exit code for a bad configuration or usage.
 const EXIT_BAD_CONFIG: i32 = 2;
@@ -331,6 +332,35 @@ async fn serve_on_port_0(data_dir: &Path) -> (ServeProcess, SocketAddr) {
         "cairn serve listens where --listen says"
     );
     (serving, addr)
+}
+
+/// A client id holding a line break, in a CONNECT refused before any login (its Will topic
+/// has a wildcard), cannot forge a log line: the refusal is logged on one line, the break
+/// written as `\n`, and no line of the log starts with the text that followed it.
+#[tokio::test]
+async fn a_line_break_from_a_client_cannot_forge_a_log_line() {
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    let (mut serving, addr) = serve_on_port_0(data_dir.path()).await;
+    let forged = "2026-01-01T00:00:00.000000Z ERROR cairn::store: FORGED";
+    let mut connect = connect_packet(ProtocolVersion::V5, &format!("x\n{forged}\r"));
+    connect.will = Some(Will {
+        topic: "status/#".into(),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Properties::default(),
+    });
+    let (_client, connack) = RawClient::connect_with(addr, connect).await;
+    assert_eq!(connack.reason, ReasonCode::TopicNameInvalid);
+    let escaped = format!("x\\n{forged}\\r");
+    serving
+        .wait_for_log_line("refusing the CONNECT", |line| {
+            line.contains("refusing CONNECT") && line.contains(&escaped)
+        })
+        .await;
+    let log = serving.log();
+    assert!(!log.lines().any(|line| line.starts_with(forged)), "{log}");
+    serving.terminate().await;
 }
 
 /// `serve --listen` serves MQTT (a 3.1.1 QoS 1 message reaches a 5.0 subscriber); on SIGTERM it

@@ -1,9 +1,12 @@
 //! Logging: `tracing` events filtered by `log.level` (or `RUST_LOG`), written to stderr, or
 //! to the systemd journal when the process runs under systemd with its output connected to
 //! the journal. The filter can be replaced while running ([`replace_filter`], at a reload).
+//! Every event stays on one line: a line break inside it, which a client id, topic or filter
+//! may carry, is written as `\n` or `\r`, so no client can forge log lines.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::sync::OnceLock;
 
 use anyhow::Context;
@@ -43,7 +46,7 @@ pub fn install(filter: Targets) -> anyhow::Result<()> {
 
 fn stderr_subscriber(filter: reload::Layer<Targets, Registry>) -> impl Subscriber + Send + Sync {
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| OneLine(io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         // Its complaint about a closed stderr would go to stderr and panic.
         .log_internal_errors(false);
@@ -88,10 +91,46 @@ impl<S: Subscriber> Layer<S> for JournalLayer {
                 .module_path(metadata.module_path())
                 .file(metadata.file())
                 .line(metadata.line())
-                .args(format_args!("{}", text.0))
+                .args(format_args!(
+                    "{}",
+                    String::from_utf8_lossy(&one_line(text.0.as_bytes()))
+                ))
                 .build(),
         );
     }
+}
+
+/// A writer of formatted events (one whole event per write, as the fmt layer writes them)
+/// that keeps each event on its one line.
+struct OneLine<W>(W);
+
+impl<W: io::Write> io::Write for OneLine<W> {
+    fn write(&mut self, event: &[u8]) -> io::Result<usize> {
+        self.0.write_all(&one_line(event))?;
+        Ok(event.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// `event` with every line break but a final one written as `\n` or `\r`.
+fn one_line(event: &[u8]) -> Cow<'_, [u8]> {
+    let body = event.strip_suffix(b"\n").unwrap_or(event);
+    if !body.iter().any(|byte| matches!(byte, b'\n' | b'\r')) {
+        return Cow::Borrowed(event);
+    }
+    let mut escaped = Vec::with_capacity(event.len() + 16);
+    for &byte in body {
+        match byte {
+            b'\n' => escaped.extend_from_slice(b"\\n"),
+            b'\r' => escaped.extend_from_slice(b"\\r"),
+            other => escaped.push(other),
+        }
+    }
+    escaped.extend_from_slice(&event[body.len()..]);
+    Cow::Owned(escaped)
 }
 
 fn log_level(level: Level) -> log::Level {
@@ -131,6 +170,21 @@ mod tests {
         assert!(filter("warn,cairn=debug").is_ok());
         let error = filter("cairn=loud").expect_err("not a filter");
         assert!(error.to_string().contains("log.level"), "{error}");
+    }
+
+    #[test]
+    fn an_event_stays_on_one_line() {
+        let forged = b"refusing CONNECT client_id=x\n2026-01-01T00:00:00Z ERROR forged\r\n";
+        assert_eq!(
+            &*one_line(forged),
+            &b"refusing CONNECT client_id=x\\n2026-01-01T00:00:00Z ERROR forged\\r\n"[..]
+        );
+        let plain = b"client connected\n";
+        assert!(matches!(one_line(plain), Cow::Borrowed(line) if line == plain));
+        assert_eq!(&*one_line(b"a\nb"), &b"a\\nb"[..]);
+        let mut written = Vec::new();
+        io::Write::write_all(&mut OneLine(&mut written), b"one\ntwo\n").expect("write");
+        assert_eq!(written, b"one\\ntwo\n");
     }
 
     #[test]
