@@ -50,8 +50,12 @@ pub const CONNECT_TIMEOUT: Bounds = Bounds::new(1, 3600);
 pub const MAX_PACKET_SIZE: Bounds = Bounds::new(2, 268_435_460);
 /// `limits.max_inflight`: a Receive Maximum is a non-zero 16-bit integer.
 pub const MAX_INFLIGHT: Bounds = Bounds::new(1, 65_535);
-/// `limits.max_queued_messages`, `limits.max_queued_bytes`, `limits.max_queued_bytes_total`.
-pub const QUEUE_BOUND: Bounds = Bounds::at_least(0);
+/// `limits.max_queued_messages`, `limits.max_queued_bytes`, `limits.max_queued_bytes_total`
+/// and a bridge queue's own: every message passes through its session's queue, so a queue
+/// bound of 0 would deliver nothing (it is not Mosquitto's "no limit").
+pub const QUEUE_BOUND: Bounds = Bounds::at_least(1);
+/// `bridges.queue.in_memory_bytes`: 0 keeps no entries in memory.
+pub const IN_MEMORY_BYTES: Bounds = Bounds::at_least(0);
 /// `limits.max_topic_length`: MQTT strings (hence topics) are at most 65,535 bytes.
 pub const MAX_TOPIC_LENGTH: Bounds = Bounds::new(1, 65_535);
 /// `limits.max_topic_levels`: matching recurses once per level, so a bound keeps a connection
@@ -392,7 +396,7 @@ const BRIDGE_QUEUE_KEYS: &[KeySpec] = &[
     integer("max_messages", QUEUE_BOUND, ""),
     integer("max_bytes", QUEUE_BOUND, "bytes of topic and payload"),
     leaf("policy", "\"drop_oldest\" or \"refuse_newest\""),
-    integer("in_memory_bytes", QUEUE_BOUND, "bytes"),
+    integer("in_memory_bytes", IN_MEMORY_BYTES, "bytes"),
 ];
 
 const BRIDGE_TOPIC_KEYS: &[KeySpec] = &[

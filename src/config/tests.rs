@@ -282,6 +282,39 @@ fn bad_socket_address_is_refused() {
     assert_eq!(keys_of(&problems), ["listeners[0].bind"]);
 }
 
+/// A queue bound of 0 would deliver nothing (every message passes through a queue), and is
+/// not Mosquitto's "no limit": it is refused, from a file and from code alike.
+#[test]
+fn a_queue_bound_of_zero_is_refused() {
+    let problems = problems_of(load_toml(
+        "[limits]\nmax_queued_messages = 0\nmax_queued_bytes = 0\nmax_queued_bytes_total = 0\n\
+         [[bridges]]\nname = \"up\"\naddresses = [\"127.0.0.1:1883\"]\n\
+         [bridges.queue]\nmax_messages = 0\nmax_bytes = 0\nin_memory_bytes = 0\n\
+         [[bridges.topics]]\nfilter = \"#\"\n",
+    ));
+    assert_eq!(
+        keys_of(&problems),
+        [
+            "limits.max_queued_messages",
+            "limits.max_queued_bytes",
+            "limits.max_queued_bytes_total",
+            "bridges[0].queue.max_messages",
+            "bridges[0].queue.max_bytes",
+        ]
+    );
+    let mut config = Config::default();
+    config.limits.max_queued_messages = 0;
+    config.limits.max_queued_bytes_total = 0;
+    let error = config.validate().expect_err("a queue bound of 0");
+    assert_eq!(
+        keys_of(error.problems()),
+        [
+            "limits.max_queued_messages",
+            "limits.max_queued_bytes_total"
+        ]
+    );
+}
+
 #[test]
 fn limits_out_of_range_are_each_reported() {
     let mut config = Config::default();

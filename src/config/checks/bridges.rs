@@ -230,6 +230,22 @@ fn check_ranges(bridge: &BridgeConfig, key: &dyn Fn(&str) -> String, problems: &
         bridge.stable_after,
         keys::STABLE_AFTER,
     );
+    if let Some(max_messages) = bridge.queue.max_messages {
+        check_range(
+            problems,
+            &key("queue.max_messages"),
+            max_messages,
+            keys::QUEUE_BOUND,
+        );
+    }
+    if let Some(max_bytes) = bridge.queue.max_bytes {
+        check_range(
+            problems,
+            &key("queue.max_bytes"),
+            max_bytes,
+            keys::QUEUE_BOUND,
+        );
+    }
 }
 
 fn check_tls(key: &str, tls: &BridgeTls, problems: &mut Vec<Problem>) {

@@ -122,6 +122,24 @@ fn check_limits(limits: &Limits, problems: &mut Vec<Problem>) {
     );
     check_range(
         problems,
+        &key("max_queued_messages"),
+        limits.max_queued_messages,
+        keys::QUEUE_BOUND,
+    );
+    check_range(
+        problems,
+        &key("max_queued_bytes"),
+        limits.max_queued_bytes,
+        keys::QUEUE_BOUND,
+    );
+    check_range(
+        problems,
+        &key("max_queued_bytes_total"),
+        limits.max_queued_bytes_total,
+        keys::QUEUE_BOUND,
+    );
+    check_range(
+        problems,
         &key("max_topic_length"),
         limits.max_topic_length,
         keys::MAX_TOPIC_LENGTH,
