@@ -42,6 +42,12 @@ pub struct ClientOptions {
     pub handshake_timeout: Duration,
     /// TLS to the broker (`--tls-ca`); plain TCP without.
     pub tls: Option<TlsClient>,
+    /// Plain TCP only: close with a reset (`SO_LINGER` 0) rather than leave a TIME_WAIT socket
+    /// behind. A run that closes thousands of connections otherwise leaves the next run's
+    /// connects searching past them for free ports: a 10,000-client storm right after another
+    /// took about 10,500 clients per second instead of 16,000, the broker's CPU per client
+    /// unchanged.
+    pub reset_at_close: bool,
 }
 
 /// What the broker's CONNACK allows this client (MQTT 5.0 properties; 3.1.1 has no limits)
@@ -397,6 +403,11 @@ async fn connect_tcp(who: &str, options: &ClientOptions) -> Result<TcpStream, Lo
     stream
         .set_nodelay(true)
         .map_err(|source| io_error(who, source))?;
+    if options.reset_at_close {
+        stream
+            .set_zero_linger()
+            .map_err(|source| io_error(who, source))?;
+    }
     Ok(stream)
 }
 

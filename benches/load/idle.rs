@@ -138,7 +138,11 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     let pid = args.broker_pid.ok_or(LoadError::MissingBrokerPid {
         scenario: scenario.name(),
     })?;
-    let options = client_options(args);
+    // The next run (another broker's) must not find thousands of this run's sockets waiting.
+    let options = ClientOptions {
+        reset_at_close: true,
+        ..client_options(args)
+    };
     let batch = Batch {
         options: &options,
         opening,

@@ -265,6 +265,7 @@ pub fn client_options(args: &Args) -> ClientOptions {
         keep_alive: args.keep_alive,
         handshake_timeout: args.connect_timeout,
         tls: TLS.get().cloned().flatten(),
+        reset_at_close: false,
     }
 }
 
