@@ -100,6 +100,8 @@ pub enum Accepts {
     Text(&'static str),
     /// An integer within bounds, with a note on its unit or meaning (empty for none).
     Integer(Bounds, &'static str),
+    /// `true` or `false`, with a note on its meaning (empty for none).
+    Boolean(&'static str),
 }
 
 impl fmt::Display for Accepts {
@@ -108,6 +110,8 @@ impl fmt::Display for Accepts {
             Accepts::Text(text) => f.write_str(text),
             Accepts::Integer(bounds, "") => write!(f, "{bounds}"),
             Accepts::Integer(bounds, note) => write!(f, "{bounds} ({note})"),
+            Accepts::Boolean("") => f.write_str("true or false"),
+            Accepts::Boolean(note) => write!(f, "true or false ({note})"),
         }
     }
 }
@@ -147,6 +151,14 @@ const fn integer(name: &'static str, bounds: Bounds, note: &'static str) -> KeyS
     KeySpec {
         name,
         accepts: Accepts::Integer(bounds, note),
+        children: Children::None,
+    }
+}
+
+const fn boolean(name: &'static str, note: &'static str) -> KeySpec {
+    KeySpec {
+        name,
+        accepts: Accepts::Boolean(note),
         children: Children::None,
     }
 }
@@ -199,9 +211,9 @@ const METRICS_KEYS: &[KeySpec] = &[leaf(
 )];
 
 const STORE_KEYS: &[KeySpec] = &[
-    leaf(
+    boolean(
         "fsync",
-        "true or false (false may lose acknowledged messages on a power cut)",
+        "false may lose acknowledged messages on a power cut",
     ),
     integer("commit_window_ms", COMMIT_WINDOW_MS, "milliseconds"),
     integer(
@@ -303,7 +315,7 @@ const LIMITS_KEYS: &[KeySpec] = &[
         "bytes queued in all sessions together",
     ),
     leaf("queue_full_policy", "\"drop_oldest\" or \"refuse_newest\""),
-    leaf("queue_qos0_offline", "true or false"),
+    boolean("queue_qos0_offline", ""),
     integer("max_topic_length", MAX_TOPIC_LENGTH, "bytes"),
     integer("max_topic_levels", MAX_TOPIC_LEVELS, ""),
     integer(
@@ -349,9 +361,9 @@ const BRIDGE_KEYS: &[KeySpec] = &[
     ),
     integer("max_qos", QOS, ""),
     integer("max_packet_size", MAX_PACKET_SIZE, "bytes"),
-    leaf("retain", "true or false"),
-    leaf("try_private", "true or false"),
-    leaf("fallback_311", "true or false"),
+    boolean("retain", ""),
+    boolean("try_private", ""),
+    boolean("fallback_311", ""),
     integer("connect_timeout", CONNECT_TIMEOUT, "seconds"),
     integer("reconnect_min", RECONNECT_MIN, "seconds"),
     integer(

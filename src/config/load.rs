@@ -13,7 +13,9 @@ use ::config::{Environment, File, FileFormat, Map, Source, Value, ValueKind};
 use super::checks;
 use super::error::{ConfigError, Problem};
 use super::keys::{split_index, CONFIG_KEYS};
-use super::tree::{describe_origin, deserialize_config, remove_unknown_keys, value_at};
+use super::tree::{
+    describe_origin, deserialize_config, remove_unknown_keys_and_wrong_types, value_at,
+};
 use super::types::{Config, ListenerConfig, ListenerKind};
 use super::{ENV_LEVEL_SEPARATOR, ENV_PREFIX};
 
@@ -77,10 +79,18 @@ pub fn load_layers(
 ) -> Result<Config, ConfigError> {
     let mut tree = read_layers(file, environment)?;
     let mut problems = Vec::new();
+    let mut mistyped = Vec::new();
     if let ValueKind::Table(table) = &mut tree.kind {
-        remove_unknown_keys(table, CONFIG_KEYS, "", file, &mut problems);
+        remove_unknown_keys_and_wrong_types(
+            table,
+            CONFIG_KEYS,
+            "",
+            file,
+            &mut problems,
+            &mut mistyped,
+        );
     }
-    if let Some(mut config) = deserialize_config(&tree, file, &mut problems) {
+    if let Some(mut config) = deserialize_config(&tree, file, mistyped, &mut problems) {
         overrides.apply_to(&mut config);
         let checked = checks::problems(&config).into_iter();
         problems.extend(checked.map(|problem| with_origin(problem, &tree, file, overrides)));

@@ -236,6 +236,46 @@ fn every_value_of_a_wrong_type_is_reported_in_a_stable_order() {
     }
 }
 
+/// A file value of a TOML type its key does not take is refused, never converted: a float or
+/// a boolean for an integer (10.5 was read as 11, `true` as 1), an integer or a string for a
+/// boolean (0 and "off" were read as false, turning fsync off), a quoted number. The same text
+/// from an environment variable, which can only be text, is converted as documented.
+#[test]
+fn values_of_another_toml_type_are_refused_not_converted() {
+    let problems = problems_of(load_toml(
+        "sys_interval = 10.5\nworker_threads = true\n\
+         [limits]\nmax_connections = 1e3\nmax_keep_alive = -0.4\nqueue_qos0_offline = 1\n\
+         max_inflight = \"20\"\n[store]\nfsync = \"off\"\ncommit_window_ms = 20\n",
+    ));
+    assert_eq!(
+        keys_of(&problems),
+        [
+            "limits.max_connections",
+            "limits.max_inflight",
+            "limits.queue_qos0_offline",
+            "limits.max_keep_alive",
+            "sys_interval",
+            "worker_threads",
+            "store.fsync",
+        ]
+    );
+    let message = problems[0].to_string();
+    assert!(message.contains("1000") && message.contains("an integer"), "{message}");
+    let fsync = problems[6].to_string();
+    assert!(fsync.contains("\"off\"") && fsync.contains("true or false"), "{fsync}");
+    let from_zero = problems_of(load_toml("[store]\nfsync = 0\n"));
+    assert_eq!(keys_of(&from_zero), ["store.fsync"]);
+
+    let config = load_from(
+        None,
+        &[("CAIRN_SYS_INTERVAL", "5"), ("CAIRN_STORE__FSYNC", "false")],
+        &Overrides::default(),
+    )
+    .expect("text from the environment is converted");
+    assert_eq!(config.sys_interval, 5);
+    assert!(!config.store.fsync);
+}
+
 /// A value of a wrong type is reported once: what is read in its place is not checked.
 #[test]
 fn a_bad_tls_table_is_reported_once() {

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::Problem;
 use super::keys::{
-    expected_for, join_key, replaced_by, split_index, table_position, Children, KeySpec,
+    expected_for, join_key, replaced_by, split_index, table_position, Accepts, Children, KeySpec,
 };
 use super::types::{BridgeConfig, Config};
 use super::{ENV_LEVEL_SEPARATOR, ENV_PREFIX};
@@ -18,14 +18,17 @@ use super::{ENV_LEVEL_SEPARATOR, ENV_PREFIX};
 /// The `origin` the `config` crate gives values read from the environment.
 const ENVIRONMENT_ORIGIN: &str = "the environment";
 
-/// Removes (and reports) every key of `table` that `specs` does not know, at every level, so
-/// that all of them are reported at once and the rest can still be checked.
-pub fn remove_unknown_keys(
+/// Removes every key of `table` that `specs` does not know (reported in `problems`), and every
+/// value the file gives of a TOML type its key does not take (reported in `mistyped`, for
+/// [`deserialize_config`]), at every level, so that all of them are reported at once and the
+/// rest can still be checked.
+pub fn remove_unknown_keys_and_wrong_types(
     table: &mut Map<String, Value>,
     specs: &'static [KeySpec],
     prefix: &str,
     file: Option<&Path>,
     problems: &mut Vec<Problem>,
+    mistyped: &mut Vec<Problem>,
 ) {
     let mut unknown: Vec<String> = table
         .keys()
@@ -57,21 +60,50 @@ pub fn remove_unknown_keys(
             continue;
         };
         let key = join_key(prefix, spec.name);
+        if of_wrong_type(spec, value) {
+            mistyped.push(Problem::BadValue {
+                origin: describe_origin(&key, value.origin(), file),
+                value: render(value),
+                expected: spec.accepts.to_string(),
+                key,
+            });
+            table.remove(spec.name);
+            continue;
+        }
         match (&spec.children, &mut value.kind) {
             (Children::Table(keys), ValueKind::Table(inner)) => {
-                remove_unknown_keys(inner, keys, &key, file, problems);
+                remove_unknown_keys_and_wrong_types(inner, keys, &key, file, problems, mistyped);
             }
             (Children::TableList(keys), ValueKind::Array(items)) => {
                 for (index, item) in items.iter_mut().enumerate() {
                     if let ValueKind::Table(inner) = &mut item.kind {
                         let item_key = format!("{key}[{index}]");
-                        remove_unknown_keys(inner, keys, &item_key, file, problems);
+                        remove_unknown_keys_and_wrong_types(
+                            inner, keys, &item_key, file, problems, mistyped,
+                        );
                     }
                 }
             }
             // A value of the wrong shape is reported by deserialization.
             _ => {}
         }
+    }
+}
+
+/// Whether the file gives `value` for `spec` as a TOML type the key does not take. The
+/// `config` crate would convert it silently (10.5 or `true` into an integer, 0 or `"off"` into
+/// a boolean). A value from the environment is text, and converted as documented.
+fn of_wrong_type(spec: &KeySpec, value: &Value) -> bool {
+    if value.origin() == Some(ENVIRONMENT_ORIGIN) {
+        return false;
+    }
+    match spec.accepts {
+        Accepts::Integer(..) => !matches!(
+            value.kind,
+            ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_)
+        ),
+        Accepts::Boolean(_) => !matches!(value.kind, ValueKind::Boolean(_)),
+        Accepts::Text(_) => false,
     }
 }
 
@@ -85,6 +117,7 @@ pub fn remove_unknown_keys(
 pub fn deserialize_config(
     tree: &Value,
     file: Option<&Path>,
+    mistyped: Vec<Problem>,
     problems: &mut Vec<Problem>,
 ) -> Option<Config> {
     let mut rest = tree.clone();
@@ -92,7 +125,7 @@ pub fn deserialize_config(
         ValueKind::Table(table) => (table.remove("listeners"), table.remove("bridges")),
         _ => (None, None),
     };
-    let mut found = Vec::new();
+    let mut found = mistyped;
     let config = deserialize_reporting::<Config>(rest, "", tree, file, &mut found);
     let listeners = listeners.map(|value| {
         deserialize_list(
