@@ -67,6 +67,21 @@ pub enum ServerError {
     Metrics(#[from] metrics::BindError),
 }
 
+impl ServerError {
+    /// Whether the configuration itself cannot be served: it names password, ACL, TLS or bridge
+    /// files that cannot be used (`cairn check-config` finds the same), or a TLS listener
+    /// without its settings. Not an address in use, nor the store.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            ServerError::Tls { .. }
+                | ServerError::MissingTls { .. }
+                | ServerError::Access(_)
+                | ServerError::Bridge(_)
+        )
+    }
+}
+
 /// What a reload changed (see [`ServerHandle::reload`]).
 #[derive(Debug, Default)]
 pub struct Reloaded {

@@ -13,7 +13,7 @@ use std::path::Path;
 use bytes::Bytes;
 use cairn::codec::{Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Will};
 use cairn::config::Config;
-use common::binary::{assert_exit, cairn, run, stderr, stdout};
+use common::binary::{assert_exit, cairn, run, run_to_end, stderr, stdout};
 use common::certs::TlsFiles;
 use common::serve::ServeProcess;
 use common::{connect_packet, publish_packet, RawClient, WAIT};
@@ -272,12 +272,15 @@ async fn bad_password_and_acl_files_are_named() {
             "serve",
             "--config",
             &missing_passwords,
+            "--listen",
+            "127.0.0.1:0",
             "--data-dir",
             &data_dir,
         ],
     ] {
         let output = run(&args).await;
-        assert_ne!(output.status.code(), Some(0), "{args:?}");
+        // The same mistake, the same exit code, whichever command finds it.
+        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
         let message = stderr(&output);
         assert!(message.contains("password_file"), "{args:?}: {message}");
         assert!(message.contains("absent-passwd"), "{args:?}: {message}");
@@ -286,9 +289,22 @@ async fn bad_password_and_acl_files_are_named() {
         dir.path(),
         &format!("acl_file = {:?}\n", dir.path().join("absent-acl")),
     );
-    let output = run(&["check-config", "--config", &missing_acl]).await;
-    assert_ne!(output.status.code(), Some(0));
-    assert!(stderr(&output).contains("acl_file"), "{}", stderr(&output));
+    for args in [
+        vec!["check-config", "--config", &missing_acl],
+        vec![
+            "serve",
+            "--config",
+            &missing_acl,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+        ],
+    ] {
+        let output = run(&args).await;
+        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
+        assert!(stderr(&output).contains("acl_file"), "{}", stderr(&output));
+    }
 
     let no_file = config_file(
         dir.path(),
@@ -299,6 +315,24 @@ async fn bad_password_and_acl_files_are_named() {
     let message = stderr(&output);
     assert!(message.contains("`listeners[0].auth`"), "{message}");
     assert!(message.contains("without password_file"), "{message}");
+}
+
+/// A `RUST_LOG` that is no log filter stops `serve` (exit 2), and `check-config` says so too
+/// instead of passing the configuration.
+#[tokio::test]
+async fn check_config_and_serve_both_refuse_a_bad_rust_log() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data_dir = dir.path().display().to_string();
+    for args in [
+        vec!["check-config"],
+        vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", &data_dir],
+    ] {
+        let mut command = cairn(&args);
+        command.env("RUST_LOG", "cairn===");
+        let output = run_to_end(command).await;
+        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
+        assert!(stderr(&output).contains("RUST_LOG"), "{}", stderr(&output));
+    }
 }
 
 #[tokio::test]

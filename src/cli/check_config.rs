@@ -10,6 +10,7 @@ use cairn::access::Rules;
 use cairn::bridge::Bridge;
 use cairn::config::Overrides;
 
+use super::logging;
 use super::setup::{effective_config, report_problems};
 use super::{Explained, Outcome};
 
@@ -23,9 +24,12 @@ pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Writ
             return Outcome::BadConfig;
         }
     };
-    // The files the configuration names, read as `serve` reads them: every one that cannot
-    // be used is reported.
+    // The files the configuration names, read as `serve` reads them, and the log filter in
+    // force (`RUST_LOG` wins over `log.level`): every one that cannot be used is reported.
     let mut unusable: Vec<anyhow::Error> = Vec::new();
+    if let Err(error) = logging::filter(&config.log.level) {
+        unusable.push(error);
+    }
     if let Err(error) = Rules::load(&config) {
         unusable.push(error.into());
     }

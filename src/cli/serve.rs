@@ -45,9 +45,14 @@ pub fn serve(file: Option<&Path>, overrides: &Overrides, repair: bool) -> Outcom
         Ok(()) => Outcome::Success,
         Err(error) => {
             tracing::error!("{}", Explained(&error));
-            match error.downcast_ref::<UnusableStore>() {
-                Some(_) => Outcome::BadConfig,
-                None => Outcome::RuntimeError,
+            let unusable_configuration = error.downcast_ref::<UnusableStore>().is_some()
+                || error
+                    .downcast_ref::<ServerError>()
+                    .is_some_and(ServerError::is_configuration);
+            if unusable_configuration {
+                Outcome::BadConfig
+            } else {
+                Outcome::RuntimeError
             }
         }
     }

@@ -63,7 +63,7 @@ pub async fn bind(config: Option<&MetricsConfig>) -> Result<Option<Endpoint>, Bi
 impl Endpoint {
     /// Binds `bind`; `addr` is the address bound (with the real port when 0 was asked).
     pub async fn bind(bind: SocketAddr) -> std::io::Result<Endpoint> {
-        let socket = TcpListener::bind(bind).await?;
+        let socket = crate::transport::listener::bind(bind)?;
         let addr = socket.local_addr()?;
         Ok(Endpoint { socket, addr })
     }

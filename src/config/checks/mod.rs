@@ -1,14 +1,15 @@
 //! The checks serde cannot make: ranges (from the key table's [`Bounds`]), at least one
 //! listener, a `tls` table exactly on TLS listeners (`tls`, `wss`), a `path` only on WebSocket
 //! listeners (`ws`, `wss`) and one a request can ask for, `client_auth`/`identity` only with
-//! `client_ca`, bind addresses used once (the metrics endpoint's too), each listener's `auth`
-//! possible with its settings, a parsable log filter, and every bridge's settings (`bridges`
-//! below). Each check adds every problem it finds; none stops early. The password and ACL
+//! `client_ca`, each address bound once (a wildcard takes its port on every address; the metrics
+//! endpoint counts too), each listener's `auth` possible with its settings, a parsable log
+//! filter, and every bridge's settings (`bridges` below). Each check adds every problem it finds; none stops early. The password and ACL
 //! files are read by the server, not here.
 
 mod bridges;
 
 use std::fmt::Display;
+use std::net::SocketAddr;
 
 use super::error::Problem;
 use super::keys::{self, expected_for, Bounds};
@@ -60,24 +61,36 @@ pub fn problems(config: &Config) -> Vec<Problem> {
     problems
 }
 
-/// The metrics endpoint cannot share a listener's address (port 0 excepted: a fresh port each).
+/// Whether two listening sockets cannot both be bound: the same port (not 0, which asks for a
+/// fresh one) in the same address family, on the same address or where either is the
+/// wildcard (`0.0.0.0` takes every IPv4 address, `[::]` every IPv6 one; IPv6 sockets listen
+/// for IPv6 only, so the families never meet).
+fn binds_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The metrics endpoint cannot share a listener's address, nor one a wildcard listener takes.
 fn check_metrics_bind(config: &Config, problems: &mut Vec<Problem>) {
     let Some(bind) = config.metrics.as_ref().map(|metrics| metrics.bind) else {
         return;
     };
-    if bind.port() == 0 {
-        return;
-    }
-    if let Some(index) = config
+    if let Some((index, listener)) = config
         .listeners
         .iter()
-        .position(|listener| listener.bind == bind)
+        .enumerate()
+        .find(|(_, listener)| binds_collide(listener.bind, bind))
     {
         problems.push(Problem::BadValue {
             key: "metrics.bind".to_string(),
             value: format!("\"{bind}\""),
             origin: None,
-            expected: format!("an address no listener uses (listeners[{index}] has it)"),
+            expected: format!(
+                "an address no listener takes (listeners[{index}] binds {})",
+                listener.bind
+            ),
         });
     }
 }
@@ -257,7 +270,7 @@ fn check_listener_path(key: &str, listener: &ListenerConfig, problems: &mut Vec<
     }
 }
 
-/// Port 0 asks the OS for a fresh port, so it may appear on several listeners.
+/// Each address is bound once: not twice, and not beside a wildcard listener on its port.
 fn check_bind_used_once(
     key: &str,
     index: usize,
@@ -265,18 +278,19 @@ fn check_bind_used_once(
     problems: &mut Vec<Problem>,
 ) {
     let bind = listeners[index].bind;
-    if bind.port() == 0 {
-        return;
-    }
-    if let Some(first) = listeners[..index]
+    if let Some((first, other)) = listeners[..index]
         .iter()
-        .position(|other| other.bind == bind)
+        .enumerate()
+        .find(|(_, other)| binds_collide(other.bind, bind))
     {
         problems.push(Problem::BadValue {
             key: format!("{key}.bind"),
             value: format!("\"{bind}\""),
             origin: None,
-            expected: format!("an address no other listener uses (listeners[{first}] has it)"),
+            expected: format!(
+                "an address no other listener takes (listeners[{first}] binds {})",
+                other.bind
+            ),
         });
     }
 }
