@@ -67,6 +67,24 @@ pub enum ServerError {
     Metrics(#[from] metrics::BindError),
 }
 
+/// The keys of `config` that name files a reload reads again (see [`Reloaded::files_reread`]).
+fn files_read(config: &Config) -> Vec<String> {
+    let tls = config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(_, listener)| listener.tls.is_some())
+        .map(|(index, _)| format!("listeners[{index}].tls"));
+    let access = [
+        config
+            .password_file
+            .as_ref()
+            .map(|_| "password_file".to_string()),
+        config.acl_file.as_ref().map(|_| "acl_file".to_string()),
+    ];
+    tls.chain(access.into_iter().flatten()).collect()
+}
+
 impl ServerError {
     /// Whether the configuration itself cannot be served: it names password, ACL, TLS or bridge
     /// files that cannot be used (`cairn check-config` finds the same), or a TLS listener
@@ -94,6 +112,9 @@ pub struct Reloaded {
     pub bridges: BridgeChanges,
     /// Connections closed because the password file no longer has their user.
     pub logins_closed: usize,
+    /// The keys whose files were read again and put in force, changed or not: each TLS
+    /// listener's `tls` (certificate, key, client CA), `password_file`, `acl_file`.
+    pub files_reread: Vec<String>,
 }
 
 /// Entry point for starting brokers.
@@ -292,6 +313,7 @@ impl ServerHandle {
                 websocket.set_max_packet_size(new.max_packet_size);
             }
         }
+        let files_reread = files_read(&config);
         self.broker.reconfigure(Arc::new(config));
         let logins_closed = self.replace_rules(rules);
         let bridges = self.bridges.apply(&self.broker, bridges).await;
@@ -300,6 +322,7 @@ impl ServerHandle {
             need_restart,
             bridges,
             logins_closed,
+            files_reread,
         })
     }
 

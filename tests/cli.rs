@@ -602,6 +602,39 @@ async fn sighup_with_a_broken_file_logs_each_problem_and_changes_nothing() {
     serving.terminate().await;
 }
 
+/// A reload with no key changed still reads the password and ACL files again and puts them in
+/// force, and its log line says so, instead of "nothing changed".
+#[tokio::test]
+async fn sighup_names_the_files_it_read_again() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let passwords = dir.path().join("passwd");
+    let acl = dir.path().join("acl");
+    std::fs::write(&passwords, "").expect("write the password file");
+    std::fs::write(&acl, "topic readwrite #\n").expect("write the ACL file");
+    let files = format!("password_file = {passwords:?}\nacl_file = {acl:?}");
+    let file = reloadable_config(dir.path(), &data, &files);
+    let mut serving = serve_config(&file).await;
+    std::fs::write(&acl, "topic read #\n").expect("edit the ACL file");
+    reload_with(
+        &mut serving,
+        dir.path(),
+        &data,
+        &files,
+        &[
+            "configuration reloaded",
+            "files read again and in force: password_file acl_file",
+        ],
+    )
+    .await;
+    assert!(
+        !serving.log().contains("nothing changed"),
+        "{}",
+        serving.log()
+    );
+    serving.terminate().await;
+}
+
 /// Keys that only a restart applies (here `data_dir` and a second listener) are named in a
 /// warning each, and their running values stay: the broker keeps its data directory.
 #[tokio::test]

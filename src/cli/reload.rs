@@ -64,8 +64,9 @@ pub async fn reload(handle: &mut ServerHandle, source: &Source) {
 }
 
 /// What a reload changed, in one line: the keys applied, the keys waiting for a restart, the
-/// bridges added, removed and restarted (saying which were restarted for their files alone);
-/// "nothing changed" when there is none.
+/// bridges added, removed and restarted (saying which were restarted for their files alone),
+/// and the files read again and put in force (a renewed certificate, a password or ACL file
+/// edited: whether they changed is not compared); "nothing changed" when there is none.
 fn summary(reloaded: &Reloaded) -> String {
     let bridges = &reloaded.bridges;
     let restarted: Vec<String> = bridges
@@ -82,6 +83,7 @@ fn summary(reloaded: &Reloaded) -> String {
         ("bridges added", &bridges.added),
         ("bridges removed", &bridges.removed),
         ("bridges restarted", &restarted),
+        ("files read again and in force", &reloaded.files_reread),
     ]
     .into_iter()
     .filter(|(_, names)| !names.is_empty())
@@ -106,6 +108,18 @@ mod tests {
         assert_eq!(
             summary(&reloaded),
             "applied: log.level limits.max_inflight; bridges removed: cloud"
+        );
+    }
+
+    #[test]
+    fn the_summary_names_the_files_read_again() {
+        let reloaded = Reloaded {
+            files_reread: vec!["listeners[1].tls".into(), "password_file".into()],
+            ..Reloaded::default()
+        };
+        assert_eq!(
+            summary(&reloaded),
+            "files read again and in force: listeners[1].tls password_file"
         );
     }
 
