@@ -34,7 +34,8 @@ impl Client {
             let ack = match (result, pending.ack) {
                 (Ok(()), ack) => ack,
                 (Err(error), ack) => {
-                    tracing::error!(client_id = %self.client_id, %error, "commit failed; refusing the request");
+                    // The store logs the failure itself, once for a run of them.
+                    tracing::debug!(client_id = %self.client_id, %error, "commit failed; refusing the request");
                     // A 3.1.1 client cannot be told; a PUBREL sent without its record could let
                     // a crash resend a QoS 2 message that was already released; and a client
                     // whose session was not stored must reconnect to learn where it stands.

@@ -116,6 +116,7 @@ impl DurableStore {
             fsync: options.fsync,
             commit_window: options.commit_window,
             metrics: metrics.clone(),
+            failed_in_a_row: 0,
         }
         .spawn(inbox.clone())
         .map_err(OpenError::Spawn)?;

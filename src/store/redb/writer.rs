@@ -209,6 +209,9 @@ pub struct Writer {
     pub fsync: bool,
     pub commit_window: Duration,
     pub metrics: Arc<DurableMetrics>,
+    /// Groups failed since the last commit that succeeded: a full disk fails every commit,
+    /// and only the first of a run is logged as an error.
+    pub failed_in_a_row: u64,
 }
 
 impl Writer {
@@ -247,9 +250,21 @@ impl Writer {
                     .zip(before)
                     .map_or(0, |(after, before)| after.saturating_sub(before));
                 self.metrics.record_group(&group, written, bytes);
+                if self.failed_in_a_row > 0 {
+                    tracing::warn!(path = %self.path.display(), failed = self.failed_in_a_row,
+                        "the store commits again, after {} failed commits", self.failed_in_a_row);
+                    self.failed_in_a_row = 0;
+                }
             }
             Err(error) => {
-                tracing::error!(path = %self.path.display(), "store commit failed, {} batches refused: {error}", group.len());
+                if self.failed_in_a_row == 0 {
+                    tracing::error!(path = %self.path.display(),
+                        "store commit failed, {} batches refused: {error} (the commits that fail \
+                         after it are logged at debug level, until one succeeds)", group.len());
+                } else {
+                    tracing::debug!(path = %self.path.display(), "store commit failed again, {} batches refused: {error}", group.len());
+                }
+                self.failed_in_a_row += 1;
                 self.metrics.failed_commits.fetch_add(1, Ordering::Relaxed);
                 // Closing lets the next open repair whatever the failure left behind.
                 self.database = None;
