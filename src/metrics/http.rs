@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The largest request head read; a longer one gets 431.
+/// The largest request head read, its closing blank line included; a longer one gets 431.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// How long a client has to send its request head; a slower one gets 408.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,12 +72,14 @@ async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> Result<Vec<u8>, Rou
             return Err(Route::BadRequest);
         }
         head.extend_from_slice(&buf[..read]);
-        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
+        let end = head.windows(4).position(|window| window == b"\r\n\r\n");
+        // The bound holds wherever a read happens to end.
+        if end.map_or(head.len(), |end| end + 4) > MAX_REQUEST_HEAD {
+            return Err(Route::TooLarge);
+        }
+        if let Some(end) = end {
             head.truncate(end);
             return Ok(head);
-        }
-        if head.len() > MAX_REQUEST_HEAD {
-            return Err(Route::TooLarge);
         }
     }
 }
@@ -164,6 +166,24 @@ mod tests {
         assert_eq!(read_route(&mut request).await, Route::Metrics);
         let mut cut_short: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\n";
         assert_eq!(read_route(&mut cut_short).await, Route::BadRequest);
+    }
+
+    /// A head of exactly the bound is read; one byte more is 431, however the reads split it.
+    #[tokio::test]
+    async fn the_bound_counts_every_byte_of_the_head() {
+        let head_of = |total: usize| {
+            let start = b"GET /metrics HTTP/1.1\r\nX-Filler: ";
+            let mut head = start.to_vec();
+            head.extend(std::iter::repeat_n(b'a', total - start.len() - 4));
+            head.extend_from_slice(b"\r\n\r\n");
+            head
+        };
+        let at_bound = head_of(MAX_REQUEST_HEAD);
+        assert_eq!(read_route(&mut &at_bound[..]).await, Route::Metrics);
+        for total in [MAX_REQUEST_HEAD + 1, MAX_REQUEST_HEAD + 1000] {
+            let over = head_of(total);
+            assert_eq!(read_route(&mut &over[..]).await, Route::TooLarge, "{total}");
+        }
     }
 
     #[tokio::test]
