@@ -162,7 +162,7 @@ fn with_origin(
     };
     let origin = match overrides.flag_setting(&key) {
         Some(flag) => Some(flag.to_string()),
-        None => value_at(tree, &key).and_then(|found| describe_origin(&key, found.origin(), file)),
+        None => describe_origin(&key, value_at(tree, &key), file),
     };
     Problem::BadValue {
         key,

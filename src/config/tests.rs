@@ -282,6 +282,34 @@ fn values_of_another_toml_type_are_refused_not_converted() {
     assert!(!config.store.fsync);
 }
 
+/// A table made of environment variables (`CAIRN_LISTENERS__0__BIND` makes `listeners` a
+/// table, `CAIRN__LOG__LEVEL` an unknown `_log`) is reported naming the variable that made it.
+#[test]
+fn a_table_from_the_environment_names_its_variable() {
+    let problems = problems_of(load_from(
+        None,
+        &[
+            ("CAIRN_LISTENERS__0__BIND", "127.0.0.1:1883"),
+            ("CAIRN__LOG__LEVEL", "debug"),
+            ("CAIRN_LIMITS__MAX_INFLIGHT__X", "1"),
+        ],
+        &Overrides::default(),
+    ));
+    let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    for variable in [
+        "CAIRN__LOG__LEVEL",
+        "CAIRN_LISTENERS__0__BIND",
+        "CAIRN_LIMITS__MAX_INFLIGHT__X",
+    ] {
+        assert!(
+            messages
+                .iter()
+                .any(|message| message.contains(&format!("environment variable {variable}"))),
+            "{variable} is named: {messages:?}"
+        );
+    }
+}
+
 /// A value of a wrong type is reported once: what is read in its place is not checked.
 #[test]
 fn a_bad_tls_table_is_reported_once() {

@@ -38,19 +38,17 @@ pub fn remove_unknown_keys_and_wrong_types(
     unknown.sort();
     for name in unknown {
         let key = join_key(prefix, &name);
-        let origin = table
-            .remove(&name)
-            .and_then(|value| value.origin().map(String::from));
+        let origin = describe_origin(&key, table.remove(&name).as_ref(), file);
         if let Some(instead) = replaced_by(&key) {
             problems.push(Problem::ReplacedKey {
-                origin: describe_origin(&key, origin.as_deref(), file),
+                origin,
                 key,
                 instead,
             });
             continue;
         }
         problems.push(Problem::UnknownKey {
-            origin: describe_origin(&key, origin.as_deref(), file),
+            origin,
             key,
             allowed: specs.iter().map(|spec| spec.name.to_string()).collect(),
         });
@@ -62,7 +60,7 @@ pub fn remove_unknown_keys_and_wrong_types(
         let key = join_key(prefix, spec.name);
         if of_wrong_type(spec, value) {
             mistyped.push(Problem::BadValue {
-                origin: describe_origin(&key, value.origin(), file),
+                origin: describe_origin(&key, Some(value), file),
                 value: render(value),
                 expected: spec.accepts.to_string(),
                 key,
@@ -257,7 +255,7 @@ fn deserialize_problem(
         None => expected_for(&key),
     };
     let problem = Problem::BadValue {
-        origin: describe_origin(&key, found.and_then(Value::origin), file),
+        origin: describe_origin(&key, found, file),
         value: found.map_or_else(|| "nothing".to_string(), render),
         key,
         expected,
@@ -337,12 +335,32 @@ fn parent_mut<'a>(root: &'a mut Value, key: &str) -> Option<&'a mut Value> {
         })
 }
 
-/// Where a value came from, for messages: the environment variable's name or the file.
-pub fn describe_origin(key: &str, origin: Option<&str>, file: Option<&Path>) -> Option<String> {
-    match origin {
-        Some(ENVIRONMENT_ORIGIN) => Some(format!("environment variable {}", env_var_name(key))),
+/// Where the value at `key` came from, for messages: the environment variable's name or the
+/// file. A table made from environment variables has no origin of its own
+/// (`CAIRN_LISTENERS__0__BIND` makes `listeners`, a table): its first value that has one names
+/// the variable.
+pub fn describe_origin(key: &str, value: Option<&Value>, file: Option<&Path>) -> Option<String> {
+    match value.and_then(|value| first_origin(key, value)) {
+        Some((leaf_key, ENVIRONMENT_ORIGIN)) => {
+            Some(format!("environment variable {}", env_var_name(&leaf_key)))
+        }
         _ => file.map(|path| path.display().to_string()),
     }
+}
+
+/// The key and origin of `value` (at `key`), or of the first value in it that has one, by name.
+fn first_origin<'v>(key: &str, value: &'v Value) -> Option<(String, &'v str)> {
+    if let Some(origin) = value.origin() {
+        return Some((key.to_string(), origin));
+    }
+    let ValueKind::Table(table) = &value.kind else {
+        return None;
+    };
+    let mut names: Vec<&String> = table.keys().collect();
+    names.sort();
+    names
+        .into_iter()
+        .find_map(|name| first_origin(&join_key(key, name), &table[name]))
 }
 
 /// The environment variable that sets `key`, e.g. `CAIRN_LIMITS__MAX_INFLIGHT`.
