@@ -317,6 +317,49 @@ async fn bad_password_and_acl_files_are_named() {
     assert!(message.contains("without password_file"), "{message}");
 }
 
+/// Every file the configuration names that cannot be read is named in one run, by
+/// `check-config` and by `serve` alike: a TLS listener's certificate, the password and ACL
+/// files, a bridge's password file and CA bundle (each used to stop at the first).
+#[tokio::test]
+async fn every_unreadable_file_is_named_at_once() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data_dir = dir.path().display().to_string();
+    let gone = |name: &str| format!("{:?}", dir.path().join(name));
+    let config = config_file(
+        dir.path(),
+        &format!(
+            "password_file = {}\nacl_file = {}\n\
+             [[listeners]]\nbind = \"127.0.0.1:0\"\nkind = \"tls\"\n\
+             [listeners.tls]\ncert = {}\nkey = {}\n\
+             [[bridges]]\nname = \"cloud\"\naddresses = [\"127.0.0.1:1\"]\npassword_file = {}\n\
+             [bridges.tls]\nca = {}\n[[bridges.topics]]\nfilter = \"#\"\n",
+            gone("no-passwd"),
+            gone("no-acl"),
+            gone("no-cert.pem"),
+            gone("no-key.pem"),
+            gone("no-cloud.pass"),
+            gone("no-ca.pem"),
+        ),
+    );
+    for args in [
+        vec!["check-config", "--config", &config],
+        vec!["serve", "--config", &config, "--data-dir", &data_dir],
+    ] {
+        let output = run(&args).await;
+        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
+        let message = stderr(&output);
+        for file in [
+            "no-cert.pem",
+            "no-passwd",
+            "no-acl",
+            "no-cloud.pass",
+            "no-ca.pem",
+        ] {
+            assert!(message.contains(file), "{args:?} names {file}: {message}");
+        }
+    }
+}
+
 /// A `RUST_LOG` that is no log filter stops `serve` (exit 2), and `check-config` says so too
 /// instead of passing the configuration.
 #[tokio::test]

@@ -49,6 +49,18 @@ impl Rules {
         Ok(Rules { passwords, acl })
     }
 
+    /// What is wrong with each of `config`'s password and ACL files, both read as
+    /// [`Rules::load`] reads them: every problem, where `load` stops at the first.
+    pub fn file_problems(config: &Config) -> Vec<AccessError> {
+        let passwords = read(&config.password_file, PasswordFile::load)
+            .err()
+            .map(AccessError::Passwords);
+        let acl = read(&config.acl_file, Acl::load)
+            .err()
+            .map(AccessError::Acl);
+        passwords.into_iter().chain(acl).collect()
+    }
+
     /// Whether `who` may publish to (`Write`) or receive a message on (`Read`) `topic`.
     pub fn allows(&self, who: Who<'_>, topic: &str, access: Access) -> bool {
         self.acl

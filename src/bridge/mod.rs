@@ -98,6 +98,52 @@ pub struct Bridge {
     stop: watch::Sender<bool>,
 }
 
+/// The password in the bridge's `password_file`, if it has one.
+fn password_of(config: &BridgeConfig) -> Result<Option<String>, BridgeError> {
+    config
+        .read_password()
+        .map_err(|source| BridgeError::Password {
+            name: config.name.clone(),
+            path: config
+                .password_file
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
+            source,
+        })
+}
+
+/// The TLS client of the bridge's `[bridges.tls]`, if it has one: its CA bundle, client
+/// certificate and key read.
+fn tls_of(config: &BridgeConfig) -> Result<Option<TlsClient>, BridgeError> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let first_host = config
+        .addresses
+        .first()
+        .map(|address| host_of(address).to_string())
+        .unwrap_or_default();
+    let settings = TlsClientSettings {
+        ca: tls.ca.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into()),
+        server_name: tls.server_name.clone().unwrap_or(first_host),
+        identity: match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => Some(ClientIdentity {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
+        alpn: tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+    };
+    TlsClient::new(&settings)
+        .map(Some)
+        .map_err(|source| BridgeError::Tls {
+            name: config.name.clone(),
+            source,
+        })
+}
+
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bridge")
@@ -111,45 +157,8 @@ impl std::fmt::Debug for Bridge {
 impl Bridge {
     /// Reads the bridge's secrets and certificates.
     pub fn new(config: &BridgeConfig, max_packet_size: u32) -> Result<Bridge, BridgeError> {
-        let password = config
-            .read_password()
-            .map_err(|source| BridgeError::Password {
-                name: config.name.clone(),
-                path: config
-                    .password_file
-                    .as_ref()
-                    .map(|path| path.display().to_string())
-                    .unwrap_or_default(),
-                source,
-            })?;
-        let tls = match &config.tls {
-            None => None,
-            Some(tls) => {
-                let first_host = config
-                    .addresses
-                    .first()
-                    .map(|address| host_of(address).to_string())
-                    .unwrap_or_default();
-                let settings = TlsClientSettings {
-                    ca: tls.ca.clone().unwrap_or_else(|| SYSTEM_CA_BUNDLE.into()),
-                    server_name: tls.server_name.clone().unwrap_or(first_host),
-                    identity: match (&tls.cert, &tls.key) {
-                        (Some(cert), Some(key)) => Some(ClientIdentity {
-                            cert: cert.clone(),
-                            key: key.clone(),
-                        }),
-                        _ => None,
-                    },
-                    alpn: tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
-                };
-                Some(
-                    TlsClient::new(&settings).map_err(|source| BridgeError::Tls {
-                        name: config.name.clone(),
-                        source,
-                    })?,
-                )
-            }
-        };
+        let password = password_of(config)?;
+        let tls = tls_of(config)?;
         Ok(Bridge {
             session_id: Arc::from(format!("{BRIDGE_SESSION_PREFIX}{}", config.name)),
             client_id: config.client_id(),
@@ -160,6 +169,14 @@ impl Bridge {
             config: config.clone(),
             stop: watch::channel(false).0,
         })
+    }
+
+    /// What is wrong with the bridge's password file and its TLS files, both read as
+    /// [`Bridge::new`] reads them: every problem, where `new` stops at the first.
+    pub fn file_problems(config: &BridgeConfig) -> Vec<BridgeError> {
+        let password = password_of(config).err();
+        let tls = tls_of(config).err();
+        password.into_iter().chain(tls).collect()
     }
 
     /// How this bridge, prepared at a reload, differs from `running`, the one running under

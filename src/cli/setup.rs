@@ -1,9 +1,11 @@
-//! Getting a command ready: the configuration loaded (with the TLS files tried, for the
-//! commands that listen), every problem reported on stderr, and logging started.
+//! Getting a command ready: the configuration loaded (with the files it names read, for the
+//! commands that serve or check it), every problem reported on stderr, and logging started.
 
 use std::io::{self, Write};
 use std::path::Path;
 
+use cairn::access::Rules;
+use cairn::bridge::Bridge;
 use cairn::config::{Config, ConfigError, Overrides};
 use cairn::transport::tls;
 
@@ -19,14 +21,22 @@ pub fn load_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config,
     })
 }
 
-/// Loads the configuration with `overrides` and tries every TLS listener's files, returning
-/// one line per problem (each naming its key) when anything is wrong.
+/// Loads the configuration with `overrides` and reads every file it names as `serve` reads
+/// them (each TLS listener's, the password and ACL files, each bridge's password and TLS
+/// files), returning one line per problem (each naming its key or file), all of them, when
+/// anything is wrong.
 pub fn effective_config(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<String>> {
     let config = load_config(file, overrides)?;
-    let tls_problems = tls_file_problems(&config);
-    match tls_problems.is_empty() {
+    let mut problems = tls_file_problems(&config);
+    let access = Rules::file_problems(&config).into_iter();
+    problems.extend(access.map(|problem| problem.to_string()));
+    for bridge in &config.bridges {
+        let files = Bridge::file_problems(bridge).into_iter();
+        problems.extend(files.map(|problem| problem.to_string()));
+    }
+    match problems.is_empty() {
         true => Ok(config),
-        false => Err(tls_problems),
+        false => Err(problems),
     }
 }
 
