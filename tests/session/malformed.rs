@@ -285,3 +285,35 @@ async fn server_only_packets_from_a_client_are_a_protocol_error() {
     )
     .await;
 }
+
+/// [MQTT-3.3.2-14] A Response Topic is a Topic Name: without wildcards. A PUBLISH whose
+/// Response Topic has one is a protocol error (DISCONNECT 0x82) and reaches no subscriber; a
+/// Will whose Response Topic has one refuses the CONNECT (CONNACK 0x82).
+#[tokio::test]
+async fn a_response_topic_with_a_wildcard_is_a_protocol_error() {
+    let broker = start_broker().await;
+    let mut watcher = observer(broker.addr, "response-watcher", "asks/#").await;
+    for response_topic in ["replies/+", "replies/#"] {
+        let mut asker = RawClient::connect(broker.addr, ProtocolVersion::V5, "asker").await;
+        let mut publish = publish_packet("asks/1", QoS::AtLeastOnce, Some(1), b"question");
+        publish.properties.response_topic = Some(response_topic.into());
+        asker.send(&Packet::Publish(publish)).await;
+        assert_eq!(
+            expect_disconnect(&mut asker).await,
+            ReasonCode::ProtocolError,
+            "{response_topic}"
+        );
+
+        let mut wish = will("asks/gone", "bye");
+        wish.properties.response_topic = Some(response_topic.into());
+        let connect = with_will(connect_packet(ProtocolVersion::V5, "will-asker"), wish);
+        let (_refused, connack) = RawClient::connect_with(broker.addr, connect).await;
+        assert_eq!(
+            connack.reason,
+            ReasonCode::ProtocolError,
+            "{response_topic}"
+        );
+    }
+    watcher.expect_nothing_pending().await;
+    assert_broker_serves(broker.addr, ProtocolVersion::V5).await;
+}

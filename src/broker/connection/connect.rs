@@ -232,6 +232,15 @@ fn check(broker: &Broker, config: &Config, connect: &Connect) -> Result<(), (Rea
         };
         validate_topic_name(&will.topic, limits)
             .map_err(|error| (ReasonCode::TopicNameInvalid, format!("will topic: {error}")))?;
+        if let Some(response_topic) = &will.properties.response_topic {
+            // A Topic Name, so without wildcards [MQTT-3.3.2-14].
+            validate_topic_name(response_topic, limits).map_err(|error| {
+                (
+                    ReasonCode::ProtocolError,
+                    format!("will response topic: {error}"),
+                )
+            })?;
+        }
     }
     if broker.metrics().clients_connected.load(Ordering::Relaxed) >= config.limits.max_connections {
         return Err((

@@ -144,6 +144,15 @@ impl Client {
     /// PUBREC). One change of the state checks the flows and routes.
     fn on_publish(&mut self, publish: Publish) -> Result<(), Exit> {
         let topic = self.resolve_topic(&publish)?;
+        if let Some(response_topic) = &publish.properties.response_topic {
+            // A Topic Name, so without wildcards [MQTT-3.3.2-14].
+            validate_topic_name(response_topic, self.topic_limits()).map_err(|error| {
+                violation(
+                    ReasonCode::ProtocolError,
+                    format!("response topic: {error}"),
+                )
+            })?;
+        }
         let broker = self.broker.clone();
         let qos = publish.qos;
         broker.metrics().messages_received.add(qos, 1);
