@@ -61,8 +61,10 @@ impl Message {
         }
     }
 
-    /// The message a Will becomes when it is published; the Will Delay Interval is not forwarded.
-    pub fn from_will(id: u64, will: Will, now: Instant) -> Message {
+    /// The message a Will becomes when it is published, as if its client had published it
+    /// (so a No Local subscription of the same client id does not get it [MQTT-3.8.3-3]); the
+    /// Will Delay Interval is not forwarded.
+    pub fn from_will(id: u64, will: Will, client_id: Arc<str>, now: Instant) -> Message {
         let mut properties = will.properties;
         properties.will_delay_interval = None;
         let expires_at = take_expiry(&mut properties, now);
@@ -74,7 +76,7 @@ impl Message {
             retain: will.retain,
             properties: boxed_unless_empty(properties),
             expires_at,
-            publisher: None,
+            publisher: Some(client_id),
         }
     }
 

@@ -3,7 +3,7 @@
 //! Interval), with their QoS, Retain flag and v5 properties.
 
 use bytes::Bytes;
-use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+use cairn::codec::{Packet, Properties, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
 
 use crate::common::clients::{
     client_id, connect_expecting_session, connect_ok, delayed, expect_server_close,
@@ -282,4 +282,40 @@ async fn v5_clean_start_sends_a_pending_will() {
     drop(client);
     let _fresh = connect_expecting_session(broker.addr, persistent, false).await;
     expect_message(&mut watcher, "restarted/will", "pending").await;
+}
+
+// (5.0) [MQTT-3.8.3-3] A Will is published as if its client had published it: a No Local
+// subscription of the same client id does not get it, after the connection drops or when a
+// new connection takes the session over, while other subscribers do.
+#[tokio::test]
+async fn v5_a_no_local_subscription_does_not_get_its_own_clients_will() {
+    let broker = start_broker().await;
+    let mut watcher = observer(broker.addr, "watcher", "own/#").await;
+    let no_local = SubscriptionOptions {
+        no_local: true,
+        ..SubscriptionOptions::with_qos(QoS::AtLeastOnce)
+    };
+    for (id, ending) in [("own-dropper", "drop"), ("own-taken", "takeover")] {
+        let topic = format!("own/{id}");
+        let persistent = persistent_connect(ProtocolVersion::V5, id);
+        let connect = with_will(persistent.clone(), will(&topic, "mine"));
+        let (mut client, _) = connect_ok(broker.addr, connect).await;
+        client
+            .subscribe_with(1, "own/#", no_local, Properties::default())
+            .await;
+        let mut resumed = match ending {
+            "drop" => {
+                drop(client);
+                expect_message(&mut watcher, &topic, "mine").await;
+                connect_expecting_session(broker.addr, persistent, true).await
+            }
+            _ => {
+                let resumed = connect_expecting_session(broker.addr, persistent, true).await;
+                expect_message(&mut watcher, &topic, "mine").await;
+                resumed
+            }
+        };
+        resumed.expect_nothing_pending().await;
+        disconnect(&mut resumed, ReasonCode::Success).await;
+    }
 }

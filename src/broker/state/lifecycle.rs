@@ -359,7 +359,8 @@ impl State {
             }
         }
         let id = self.next_message_id();
-        let message = Arc::new(Message::from_will(id, will, std::time::Instant::now()));
+        let now = std::time::Instant::now();
+        let message = Arc::new(Message::from_will(id, will, client_id.clone(), now));
         self.route_into(&message, changes);
     }
 }
