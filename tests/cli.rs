@@ -265,45 +265,21 @@ async fn bad_password_and_acl_files_are_named() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data_dir = dir.path().display().to_string();
     let missing = dir.path().join("absent-passwd");
-    let missing_passwords = config_file(dir.path(), &format!("password_file = {missing:?}\n"));
-    for args in [
-        vec!["check-config", "--config", &missing_passwords],
-        vec![
-            "serve",
-            "--config",
-            &missing_passwords,
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_dir,
-        ],
-    ] {
-        let output = run(&args).await;
-        // The same mistake, the same exit code, whichever command finds it.
-        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
-        let message = stderr(&output);
-        assert!(message.contains("password_file"), "{args:?}: {message}");
-        assert!(message.contains("absent-passwd"), "{args:?}: {message}");
+    let port_0 = "[[listeners]]\nbind = \"127.0.0.1:0\"\n";
+    let missing_passwords = config_file(
+        dir.path(),
+        &format!("password_file = {missing:?}\n{port_0}"),
+    );
+    for (command, message) in refused_by_both(&missing_passwords, &data_dir).await {
+        assert!(message.contains("password_file"), "{command}: {message}");
+        assert!(message.contains("absent-passwd"), "{command}: {message}");
     }
     let missing_acl = config_file(
         dir.path(),
-        &format!("acl_file = {:?}\n", dir.path().join("absent-acl")),
+        &format!("acl_file = {:?}\n{port_0}", dir.path().join("absent-acl")),
     );
-    for args in [
-        vec!["check-config", "--config", &missing_acl],
-        vec![
-            "serve",
-            "--config",
-            &missing_acl,
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data_dir,
-        ],
-    ] {
-        let output = run(&args).await;
-        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
-        assert!(stderr(&output).contains("acl_file"), "{}", stderr(&output));
+    for (command, message) in refused_by_both(&missing_acl, &data_dir).await {
+        assert!(message.contains("acl_file"), "{command}: {message}");
     }
 
     let no_file = config_file(
@@ -341,13 +317,7 @@ async fn every_unreadable_file_is_named_at_once() {
             gone("no-ca.pem"),
         ),
     );
-    for args in [
-        vec!["check-config", "--config", &config],
-        vec!["serve", "--config", &config, "--data-dir", &data_dir],
-    ] {
-        let output = run(&args).await;
-        assert_exit(&output, EXIT_BAD_CONFIG, &args.join(" "));
-        let message = stderr(&output);
+    for (command, message) in refused_by_both(&config, &data_dir).await {
         for file in [
             "no-cert.pem",
             "no-passwd",
@@ -355,9 +325,28 @@ async fn every_unreadable_file_is_named_at_once() {
             "no-cloud.pass",
             "no-ca.pem",
         ] {
-            assert!(message.contains(file), "{args:?} names {file}: {message}");
+            assert!(message.contains(file), "{command} names {file}: {message}");
         }
     }
+}
+
+/// Runs `check-config` and `serve` (data in `data_dir`) on the configuration file `config`:
+/// the same mistake gets the same exit code, 2, whichever command finds it. Returns each
+/// command with what it wrote on stderr.
+async fn refused_by_both(config: &str, data_dir: &str) -> Vec<(&'static str, String)> {
+    let mut refusals = Vec::new();
+    for (command, args) in [
+        ("check-config", vec!["check-config", "--config", config]),
+        (
+            "serve",
+            vec!["serve", "--config", config, "--data-dir", data_dir],
+        ),
+    ] {
+        let output = run(&args).await;
+        assert_exit(&output, EXIT_BAD_CONFIG, command);
+        refusals.push((command, stderr(&output)));
+    }
+    refusals
 }
 
 /// A `RUST_LOG` that is no log filter stops `serve` (exit 2), and `check-config` says so too
