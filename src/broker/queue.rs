@@ -269,14 +269,18 @@ impl MessageQueue {
         // Boxed from here on: a message refused keeps the box for its burst of drops.
         let queue = self.in_use();
         let size = entry_size(&delivery);
+        // A message that would not fit even in an empty queue is refused alone: dropping the
+        // queued ones for it would lose them for nothing.
+        let fits_at_all = queue.fits_once_emptied(size, limits);
         while !queue.has_room(size, limits) {
-            let can_drop = limits.policy == QueueFullPolicy::DropOldest && !queue.is_empty();
+            let can_drop =
+                limits.policy == QueueFullPolicy::DropOldest && !queue.is_empty() && fits_at_all;
             if !can_drop {
                 offered.dropped += 1;
-                queue.note_drop(client_id, limits);
+                queue.note_drop(client_id, limits, size, fits_at_all);
                 return offered;
             }
-            queue.note_drop(client_id, limits);
+            queue.note_drop(client_id, limits, size, fits_at_all);
             queue.drop_oldest(client_id, ops);
             offered.dropped += 1;
         }
@@ -535,6 +539,14 @@ impl QueueInUse {
             && self.budget.used() + size <= self.budget.limit()
     }
 
+    /// Whether an entry of `size` would fit once this queue were empty: within the session's
+    /// byte bound, and within what the other sessions leave of the broker's.
+    fn fits_once_emptied(&self, size: u32, limits: &QueueLimits) -> bool {
+        let size = u64::from(size);
+        let used_by_others = self.budget.used().saturating_sub(self.bytes);
+        size <= limits.max_bytes && used_by_others + size <= self.budget.limit()
+    }
+
     /// Drops the oldest entry, recording it in the store if the store keeps it.
     fn drop_oldest(&mut self, client_id: &Arc<str>, ops: &mut Vec<StoreOp>) {
         let seq = if let Some(entry) = self.pop_head_front() {
@@ -556,13 +568,18 @@ impl QueueInUse {
         }
     }
 
-    /// Counts a lost message; the first of a burst is logged (the burst's total when it ends).
-    fn note_drop(&mut self, client_id: &str, limits: &QueueLimits) {
+    /// Counts a lost message; the first of a burst is logged (the burst's total when it ends),
+    /// saying whether the message offered (of `size` bytes) could fit at all.
+    fn note_drop(&mut self, client_id: &str, limits: &QueueLimits, size: u32, fits_at_all: bool) {
         if self.burst == 0 {
             self.burst_ends_at = u32::try_from(self.len() / 2).unwrap_or(u32::MAX);
             let what = match limits.policy {
-                QueueFullPolicy::DropOldest => "dropping the oldest messages",
-                QueueFullPolicy::RefuseNewest => "refusing new messages",
+                _ if !fits_at_all => format!(
+                    "a message of {size} bytes does not fit even in an empty queue; it is \
+                     refused, and the queued ones are kept"
+                ),
+                QueueFullPolicy::DropOldest => "dropping the oldest messages".to_string(),
+                QueueFullPolicy::RefuseNewest => "refusing new messages".to_string(),
             };
             tracing::warn!(
                 %client_id,
@@ -970,6 +987,58 @@ mod tests {
         );
         assert_eq!(seqs(&ops), vec![("discard", 0), ("enqueue", 2)]);
         assert_eq!(queue.len(), 2);
+    }
+
+    /// A message larger than the session's byte bound, or than what the other sessions leave
+    /// of the broker's, is refused alone under drop_oldest: the queued ones stay (they were
+    /// all dropped for it, and then it was refused anyway).
+    #[test]
+    fn a_message_that_never_fits_is_refused_without_dropping_the_queue() {
+        let small_bound = QueueLimits {
+            max_bytes: 25,
+            ..limits(100, QueueFullPolicy::DropOldest)
+        };
+        let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
+        offer(&mut queue, 0, OFFLINE, &small_bound);
+        offer(&mut queue, 1, OFFLINE, &small_bound);
+        let mut ops = Vec::new();
+        let big = Delivery {
+            message: Arc::new(Message::from_broker(
+                2,
+                "t",
+                Bytes::from(vec![0; 30]),
+                false,
+            )),
+            ..delivery(2, QoS::AtLeastOnce)
+        };
+        let offered = queue.offer(big.clone(), &client(), OFFLINE, &small_bound, &mut ops);
+        assert_eq!(
+            offered,
+            Offered {
+                queued: false,
+                dropped: 1
+            }
+        );
+        assert!(ops.is_empty(), "nothing discarded: {ops:?}");
+        assert_eq!(queue.len(), 2);
+
+        let budget = QueueBudget::new(40);
+        let mut others = MessageQueue::new(budget.clone());
+        let mut mine = MessageQueue::new(budget);
+        let open = limits(100, QueueFullPolicy::DropOldest);
+        offer(&mut others, 0, OFFLINE, &open);
+        offer(&mut others, 1, OFFLINE, &open);
+        offer(&mut mine, 2, OFFLINE, &open);
+        let offered = mine.offer(big, &client(), OFFLINE, &open, &mut ops);
+        assert_eq!(
+            offered,
+            Offered {
+                queued: false,
+                dropped: 1
+            }
+        );
+        assert!(ops.is_empty(), "nothing discarded: {ops:?}");
+        assert_eq!((mine.len(), others.len()), (1, 2));
     }
 
     #[test]
