@@ -60,6 +60,15 @@ pub fn encoded_len(packet: &Packet, version: ProtocolVersion) -> usize {
     1 + var_int_len(remaining) + body_len
 }
 
+/// Bytes the PUBLISH `publish` takes on the wire in `version`: [`encoded_len`] of it, without
+/// making it a [`Packet`].
+pub fn publish_len(publish: &Publish, version: ProtocolVersion) -> usize {
+    let mut counter = ByteCounter::default();
+    write_publish(publish, version == ProtocolVersion::V5, &mut counter);
+    let remaining = u32::try_from(counter.0).unwrap_or(u32::MAX);
+    1 + var_int_len(remaining) + counter.0
+}
+
 /// The version whose layout the packet is written in: CONNECT carries its own.
 fn wire_version(packet: &Packet, version: ProtocolVersion) -> ProtocolVersion {
     match packet {

@@ -16,7 +16,7 @@ mod reason;
 mod rules;
 
 pub use decode::{decode, decode_publish_head, Head, PublishHead};
-pub use encode::{encode, encoded_len};
+pub use encode::{encode, encoded_len, publish_len};
 pub use error::{DecodeError, EncodeError, RuleError};
 pub use packet::*;
 pub use properties::{id as property_id, Properties};

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn::codec::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
+use cairn::codec::{encoded_len, Packet, Properties, ProtocolVersion, QoS, SubscriptionOptions};
 
 use crate::common::clients::{new_session, resume, subscribe_granted, subscriber, text};
 use crate::common::{connect_packet, start_broker, RawClient};
@@ -55,6 +55,37 @@ async fn messages_above_the_client_maximum_packet_size_are_not_sent() {
     assert_eq!(text(&publish), "small", "the oversized message was skipped");
     acknowledge(&mut sub, &publish).await;
     sub.expect_nothing_pending().await;
+}
+
+/// [MQTT-3.1.2-24] A PUBLISH is sized as it is sent, Topic Alias included: a message that fits
+/// the client's Maximum Packet Size (100 bytes here) only without a new alias goes without one
+/// (it went with one, 103 bytes); one that fits only with the alias the client already knows
+/// goes with it (it was dropped).
+#[tokio::test]
+async fn a_topic_alias_is_counted_in_the_maximum_packet_size() {
+    const LIMIT: usize = 100;
+    let broker = start_broker().await;
+    let mut connect = connect_packet(V5, "alias-sized");
+    connect.properties.maximum_packet_size = Some(LIMIT as u32);
+    connect.properties.topic_alias_maximum = Some(5);
+    let (mut sub, _) = RawClient::connect_with(broker.addr, connect).await;
+    let options = SubscriptionOptions::with_qos(QoS::AtMostOnce);
+    subscribe_granted(&mut sub, 1, "mb/#", options, Properties::default()).await;
+    let mut publisher = RawClient::connect(broker.addr, V5, "alias-sender").await;
+    // QoS 0 to "mb/x": 1 + 1 + (2 + 4) + 1 bytes and the payload, 3 more with an alias.
+    let sizes = [(91, "mb/x", None), (10, "mb/x", Some(1)), (92, "", Some(1))];
+    for (payload, topic, alias) in sizes {
+        let message = publish_with("mb/x", QoS::AtMostOnce, None, &payload_of(payload), |_| {});
+        publisher.publish(message).await;
+        let got = sub.expect_publish().await;
+        assert_eq!(
+            (got.topic.as_str(), got.properties.topic_alias),
+            (topic, alias),
+            "payload of {payload} bytes"
+        );
+        let size = encoded_len(&Packet::Publish(got), V5);
+        assert!(size <= LIMIT, "{size} bytes sent, the limit is {LIMIT}");
+    }
 }
 
 /// [MQTT-3.3.2-5] [MQTT-3.3.2-6]: while a persistent session is offline, a queued message whose

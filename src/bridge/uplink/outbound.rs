@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, TakeLimits};
-use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS};
+use crate::codec::{publish_len, Packet, ProtocolVersion, PubResponse, Publish, QoS};
 use crate::model::{Delivery, OutboundState};
 use crate::store::{Loaded, StoreError};
 
@@ -238,22 +238,24 @@ impl Uplink {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("expired while queued");
         }
-        let Some(publish) = self.publish_of(delivery, packet_id, false, now) else {
+        let Some(mut publish) = self.publish_of(delivery, packet_id, false, now) else {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("no out rule carries it any more");
         };
-        let mut packet = Packet::Publish(publish);
-        let size = encoded_len(&packet, self.version);
-        if size > self.granted.max_packet_size as usize {
+        // Sized as sent: a known alias makes it shorter, a new one longer (assigned only
+        // where it fits).
+        let (version, limit) = (self.version, self.granted.max_packet_size as usize);
+        self.aliases.apply(&mut publish, |publish| {
+            publish_len(publish, version) <= limit
+        });
+        let size = publish_len(&publish, version);
+        if size > limit {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             tracing::warn!(bridge = %self.bridge.config.name, topic = %delivery.message.topic, size,
                 limit = self.granted.max_packet_size, "message larger than the server accepts; dropped");
             return Err("larger than the server's Maximum Packet Size");
         }
-        if let Packet::Publish(publish) = &mut packet {
-            self.aliases.apply(publish);
-        }
-        Ok(packet)
+        Ok(Packet::Publish(publish))
     }
 
     /// The upstream PUBLISH of a delivery: the topic renamed by the first `out` rule that

@@ -12,7 +12,9 @@ use crate::access::Rules;
 use crate::auth::Access;
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, TakeLimits};
-use crate::codec::{encoded_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
+use crate::codec::{
+    encoded_len, publish_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
+};
 use crate::model::{Delivery, Inflight, OutboundState};
 use crate::store::{Commit, Loaded, StoreError};
 
@@ -238,14 +240,17 @@ impl Client {
             return Err("expired");
         };
         publish.packet_id = packet_id;
-        let mut packet = Packet::Publish(publish);
-        if encoded_len(&packet, self.version) > self.client_max_packet_size as usize {
+        // Sized as sent: a known alias makes it shorter, a new one longer (assigned only
+        // where it fits).
+        let (version, limit) = (self.version, self.client_max_packet_size as usize);
+        let fits = |publish: &Publish| publish_len(publish, version) <= limit;
+        if let Some(aliases) = &mut self.aliases {
+            aliases.outbound.apply(&mut publish, fits);
+        }
+        if !fits(&publish) {
             return Err("larger than the client's Maximum Packet Size");
         }
-        if let (Packet::Publish(publish), Some(aliases)) = (&mut packet, &mut self.aliases) {
-            aliases.outbound.apply(publish);
-        }
-        Ok(packet)
+        Ok(Packet::Publish(publish))
     }
 
     /// Moves the entries the pending load read back into the queue's head. A store failure
