@@ -111,6 +111,11 @@ fn describe_refusal(refusal: &DatabaseError) -> String {
         DatabaseError::UpgradeRequired(version) => {
             format!("it uses redb file format {version}, which this build cannot read")
         }
+        DatabaseError::Storage(StorageError::Io(error))
+            if error.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            "it ends before its header does: cut short".to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -120,10 +125,19 @@ fn describe_refusal(refusal: &DatabaseError) -> String {
 /// is not a redb database, a damaged one, a foreign one or a newer one is refused untouched. A file that needs
 /// a repair (after a crash) cannot be inspected read-only; it is repaired first, then checked.
 pub fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
-    inspect(path)?;
-    let database = open_database(path, cache_bytes)?;
-    prepare(&database, path)?;
-    Ok(database)
+    let had_contents = inspect(path)?;
+    let opened = open_database(path, cache_bytes).and_then(|database| {
+        prepare(&database, path)?;
+        Ok(database)
+    });
+    if let Err(error) = &opened {
+        // A file this open created (or found empty) holds nothing of anyone's: one left half
+        // made by a failure (a full disk) would be refused at the next start.
+        if !had_contents && !matches!(error, OpenError::AlreadyOpen { .. }) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    opened
 }
 
 /// Checks the schema of an open database, then records this build's version and creates every
@@ -134,18 +148,19 @@ pub fn prepare(database: &Database, path: &Path) -> Result<(), OpenError> {
 }
 
 /// Checks an existing file, writing nothing: every page against its checksum, then the schema
-/// through a read-only handle.
-fn inspect(path: &Path) -> Result<(), OpenError> {
+/// through a read-only handle. Returns whether there was a file with contents.
+fn inspect(path: &Path) -> Result<bool, OpenError> {
     let exists = std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
     if !exists {
-        return Ok(());
+        return Ok(false);
     }
     verify_pages(path)?;
     match Database::builder().open_read_only(path) {
-        Ok(reader) => check_schema(&reader, path),
-        Err(DatabaseError::RepairAborted) => Ok(()),
-        Err(error) => Err(open_error(path, error)),
+        Ok(reader) => check_schema(&reader, path)?,
+        Err(DatabaseError::RepairAborted) => {}
+        Err(error) => return Err(open_error(path, error)),
     }
+    Ok(true)
 }
 
 /// Opens (or creates) the database file at `path` with a page cache of `cache_bytes`.
@@ -162,8 +177,13 @@ pub(super) fn open_error(path: &Path, error: DatabaseError) -> OpenError {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             OpenError::AlreadyOpen { path }
         }
+        // A file that ends before its header does (UnexpectedEof) or holds nonsense
+        // (InvalidData) is the file's fault, not the disk's.
         DatabaseError::Storage(StorageError::Io(source))
-            if source.kind() != std::io::ErrorKind::InvalidData =>
+            if !matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
         {
             OpenError::Io { path, source }
         }

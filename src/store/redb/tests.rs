@@ -713,6 +713,33 @@ fn garbage_file_is_refused_and_left_byte_for_byte_intact() {
     }
 }
 
+/// A store cut short, inside its header or after it, is refused as a file that cannot be
+/// used (which `--repair` sets aside), not as an I/O error (which it never does): a read past
+/// the end of the file is the file's fault.
+#[test]
+fn a_store_cut_short_is_unusable_not_an_io_error() {
+    let dir = TempDir::new().unwrap();
+    open(&dir).0.close();
+    let path = dir.path().join(FILE_NAME);
+    let whole = std::fs::read(&path).unwrap();
+    for length in [9, 100, 320, 5000] {
+        std::fs::write(&path, &whole[..length]).unwrap();
+        let error = DurableStore::open(dir.path(), options()).err();
+        assert!(
+            matches!(
+                error,
+                Some(OpenError::Unreadable { .. } | OpenError::Damaged { .. })
+            ),
+            "{length} bytes: {error:?}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            &whole[..length],
+            "left as it was"
+        );
+    }
+}
+
 /// Offsets in a file of `len` bytes to damage: the first bytes of every page (its type and
 /// header), one in its middle and its last.
 fn page_offsets(len: usize) -> impl Iterator<Item = usize> {
