@@ -52,6 +52,10 @@ enum Exit {
     Revoked,
     /// The broker is shutting down; DISCONNECT 0x8B was sent.
     Shutdown,
+    /// A commit this connection's acks waited for failed where no ack can say so (the
+    /// session's own record, a PUBREL, a 3.1.1 PUBACK): v5 clients get DISCONNECT 0x80 first.
+    /// The store logs the cause.
+    StoreFailed(Box<str>),
 }
 
 impl Exit {
@@ -675,11 +679,15 @@ impl Client {
             Exit::TakenOver => Some(ReasonCode::SessionTakenOver),
             Exit::Revoked => Some(ReasonCode::NotAuthorized),
             Exit::Shutdown => Some(ReasonCode::ServerShuttingDown),
+            Exit::StoreFailed(_) => Some(ReasonCode::UnspecifiedError),
             Exit::Disconnected { .. } | Exit::Lost(_) => None,
         };
         match &exit {
             Exit::Violation(reason, why) => {
                 tracing::info!(client_id = %self.client_id, reason = ?reason, "closing: {why}");
+            }
+            Exit::StoreFailed(why) => {
+                tracing::info!(client_id = %self.client_id, "closing: the store could not record what this connection did: {why}");
             }
             Exit::Lost(why) => {
                 tracing::debug!(client_id = %self.client_id, "connection lost: {why}")
@@ -720,7 +728,8 @@ impl Client {
             .fetch_sub(1, Ordering::Relaxed);
         let keep_will = match exit {
             Exit::Disconnected { keep_will } => Some(keep_will),
-            Exit::Lost(_) | Exit::Violation(..) => Some(true),
+            // Not a normal DISCONNECT: the Will goes [MQTT-3.1.2-8].
+            Exit::Lost(_) | Exit::Violation(..) | Exit::StoreFailed(_) => Some(true),
             Exit::Revoked => Some(false),
             // The new connection already settled the Will; at shutdown the session stays as it
             // is for the next start.

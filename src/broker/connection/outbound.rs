@@ -38,17 +38,19 @@ impl Client {
                 (Err(error), ack) => {
                     // The store logs the failure itself, once for a run of them.
                     tracing::debug!(client_id = %self.client_id, %error, "commit failed; refusing the request");
-                    // A 3.1.1 client cannot be told; a PUBREL sent without its record could let
-                    // a crash resend a QoS 2 message that was already released; and a client
-                    // whose session was not stored must reconnect to learn where it stands.
+                    // A 3.1.1 client can be told only in a SUBACK (0x80 Failure); a PUBREL
+                    // sent without its record could let a crash resend a QoS 2 message that
+                    // was already released; and a client whose session was not stored must
+                    // reconnect to learn where it stands (v5: DISCONNECT 0x80).
+                    let v5 = self.version == ProtocolVersion::V5;
                     match ack {
-                        Some(ack)
-                            if self.version == ProtocolVersion::V5
-                                && !matches!(*ack, Packet::PubRel(_)) =>
-                        {
+                        Some(ack) if v5 && !matches!(*ack, Packet::PubRel(_)) => {
                             Some(Box::new(failed(*ack)))
                         }
-                        _ => return Err(Exit::Lost(format!("store failure: {error}").into())),
+                        Some(ack) if matches!(*ack, Packet::SubAck(_)) => {
+                            Some(Box::new(failed(*ack)))
+                        }
+                        _ => return Err(Exit::StoreFailed(error.to_string().into())),
                     }
                 }
             };
@@ -114,7 +116,7 @@ impl Client {
                 let commit = std::mem::replace(&mut pass.commit, Commit::nothing());
                 if let Err(error) = commit.wait().await {
                     tracing::error!(client_id = %self.client_id, %error, "could not record inflight messages");
-                    return Err(Exit::Lost(format!("store failure: {error}").into()));
+                    return Err(Exit::StoreFailed(error.to_string().into()));
                 }
                 let head_drained = pass.drains_into_load();
                 let count = self.write_pass(framed, *pass)?;
@@ -264,7 +266,7 @@ impl Client {
         };
         let entries = entries.map_err(|error| {
             tracing::error!(client_id = %self.client_id, %error, "could not read queued messages back");
-            Exit::Lost(format!("store failure: {error}").into())
+            Exit::StoreFailed(error.to_string().into())
         })?;
         let request = pending.request;
         let (lost, _) = self.broker.change(|state, _| {

@@ -150,8 +150,11 @@ pub fn prepare(database: &Database, path: &Path) -> Result<(), OpenError> {
 /// Checks an existing file, writing nothing: every page against its checksum, then the schema
 /// through a read-only handle. Returns whether there was a file with contents.
 fn inspect(path: &Path) -> Result<bool, OpenError> {
-    let exists = std::fs::metadata(path).is_ok_and(|meta| meta.len() > 0);
-    if !exists {
+    let length = std::fs::metadata(path).map(|meta| meta.len()).ok();
+    if length == Some(0) {
+        tracing::warn!(path = %path.display(), "the database file is empty (0 bytes): starting with an empty store");
+    }
+    if length.unwrap_or(0) == 0 {
         return Ok(false);
     }
     verify_pages(path)?;
