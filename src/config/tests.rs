@@ -282,6 +282,19 @@ fn values_of_another_toml_type_are_refused_not_converted() {
     assert!(!config.store.fsync);
 }
 
+/// A word that is none of a key's words is told with the words allowed, without the names of
+/// Rust's types.
+#[test]
+fn an_unknown_word_is_told_without_rust_type_names() {
+    let problems = problems_of(load_toml("[limits]\nqueue_full_policy = \"drop_newest\"\n"));
+    let message = problems[0].to_string();
+    assert!(
+        message.contains("\"drop_oldest\" or \"refuse_newest\""),
+        "{message}"
+    );
+    assert!(!message.contains("QueueFullPolicy"), "{message}");
+}
+
 /// A table made of environment variables (`CAIRN_LISTENERS__0__BIND` makes `listeners` a
 /// table, `CAIRN__LOG__LEVEL` an unknown `_log`) is reported naming the variable that made it.
 #[test]

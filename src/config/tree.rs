@@ -250,6 +250,9 @@ fn deserialize_problem(
     let relative_key = key.as_deref().map(normalize_key).unwrap_or_default();
     let key = join_key(prefix, &relative_key);
     let found = value_at(root, &key);
+    // serde's note on a word that is none of a key's words names Rust's types ("enum
+    // QueueFullPolicy does not have variant constructor …"): what is allowed says it all.
+    let reason = reason.filter(|reason| !reason.contains("does not have variant constructor"));
     let expected = match reason {
         Some(reason) => format!("{} ({reason})", expected_for(&key)),
         None => expected_for(&key),
