@@ -155,8 +155,6 @@ impl Uplink {
         }
         let mut shutdown = self.broker.shutdown_signal();
         let mut stop = self.bridge.stop_signal();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if let Err(ended) = self.release_acks() {
                 return ended;
@@ -169,6 +167,7 @@ impl Uplink {
             }
             let reading = self.acks.len() < usize::from(self.bridge.config.max_inflight);
             let paced = self.pacer.as_ref().map(Pacer::next_at);
+            let timer = self.next_timer();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return self.goodbye().await,
@@ -189,7 +188,7 @@ impl Uplink {
                         return ended;
                     }
                 }
-                _ = tick.tick() => {
+                _ = sleep_until(timer) => {
                     if let Err(ended) = self.check_timers() {
                         return ended;
                     }
@@ -267,6 +266,25 @@ impl Uplink {
         } else {
             self.granted.keep_alive * 3 / 2
         }
+    }
+
+    /// When [`Uplink::check_timers`] has something to do next: a ping due, the server silent
+    /// for too long, an acknowledgement overdue (an hour away when none is).
+    fn next_timer(&self) -> Instant {
+        let keep_alive = self.granted.keep_alive;
+        let timeout = Duration::from_secs(u64::from(self.bridge.config.connect_timeout));
+        let keep_alive_timers = (!keep_alive.is_zero()).then(|| {
+            [
+                self.last_received + keep_alive * 3 / 2,
+                self.last_sent + keep_alive / 2,
+            ]
+        });
+        keep_alive_timers
+            .into_iter()
+            .flatten()
+            .chain(self.waiting_since.map(|since| since + timeout))
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }
 
     /// Pings when nothing was sent for half the Keep Alive; gives up on a server silent for
