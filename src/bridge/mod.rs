@@ -308,7 +308,8 @@ async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         bridge.status.error(&wait.reason);
         bridge.status.set(LinkState::Backoff {
             reason: wait.reason,
-            seconds: wait.delay.as_secs(),
+            // Rounded up: the state never says less than the wait (1.94 s said 1 s).
+            seconds: wait.delay.as_millis().div_ceil(1000) as u64,
         });
         tokio::select! {
             _ = shutdown.changed() => break,
