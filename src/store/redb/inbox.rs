@@ -21,7 +21,7 @@ pub struct Inbox {
 #[derive(Debug, Default)]
 struct Pending {
     jobs: Vec<Job>,
-    /// What `jobs` weigh (see [`Job::records`]).
+    /// Records of `jobs` (see [`Job::records`]).
     records: usize,
     /// Some job of `jobs` is urgent.
     urgent: bool,
@@ -113,7 +113,7 @@ impl Inbox {
     }
 
     /// The next group (writer thread only): blocks for a first job, then, while the group
-    /// weighs less than [`WINDOW_CLOSES_AT`], holds no urgent job and no more than
+    /// holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and no more than
     /// [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed (0: only what
     /// is already there). `None` once the inbox is closed and empty.
     pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
@@ -191,7 +191,6 @@ mod tests {
     use super::*;
     use crate::codec::QoS;
     use crate::model::{Delivery, Message, StoreOp};
-    use crate::store::redb::writer::MESSAGE_WEIGHT;
     use crate::store::Pace;
 
     /// Generous: the machine is shared and loaded.
@@ -275,16 +274,12 @@ mod tests {
         assert_eq!(gathered(vec![load], FOREVER), Some(1));
     }
 
-    /// 16 messages close the window (a publisher keeping more in flight is not slowed to one
-    /// window per round trip); it takes 48 subscriptions.
     #[test]
     fn enough_messages_close_the_window() {
-        let messages = WINDOW_CLOSES_AT / MESSAGE_WEIGHT;
-        assert_eq!(messages, 16);
-        let jobs = (0..messages as u64)
+        let jobs = (0..WINDOW_CLOSES_AT as u64)
             .map(|seq| commit(vec![enqueue(seq)], Pace::Window))
             .collect();
-        assert_eq!(gathered(jobs, FOREVER), Some(messages));
+        assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
     }
 
     /// What a persistent client's CONNECT commits: its session and (no) Will.
@@ -324,7 +319,7 @@ mod tests {
     }
 
     /// Their sessions, stored at CONNECT without the CONNACK waiting, close nothing: they ride
-    /// with the subscriptions (in a storm, one commit per 48 clients, not per 24: were they
+    /// with the subscriptions (in a storm, one commit per 16 clients, not per 8: were they
     /// counted, this group would close at half its jobs), and alone they wait for the window.
     #[test]
     fn sessions_no_client_waits_for_ride_with_the_next_group() {

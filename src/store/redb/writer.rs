@@ -29,20 +29,14 @@ use super::tables::DbError;
 /// Most batches one commit gathers, so a flood cannot build an unbounded transaction.
 pub(super) const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
-/// A group of this weight is worth its commit: the commit window stops waiting once a group
-/// weighs this much, 16 stored messages or 48 subscription changes (see [`Job::records`]; a
-/// CONNACK that waits asks for its commit at once). A busy broker then commits as if the window
-/// were 0: a publisher that keeps 16 or more messages in flight is not slowed to one window per
-/// round trip. Clients reconnecting and subscribing together after a reboot each wait for one
-/// SUBACK; a commit costs about the same for 16 of them as for 48 (its fsync, its pages), and
-/// groups of 48 took a 10,000-client storm with about 12% less CPU per client (35-39 µs against
-/// 40-48 in five alternating pairs of single storms; 210 commits instead of 460), at no loss of
-/// rate. (Sends and acks do not count: waiting for them is what lets a delivery to an online
+/// A group with this many records is worth its commit: the commit window stops waiting once a
+/// group holds them. Records are queued messages and the changes a client's SUBACK or
+/// UNSUBACK waits for (see [`Job::records`]; a CONNACK that waits asks for its commit at once). A busy broker then commits as if the window were
+/// 0: a publisher that keeps at least this many messages in flight is not slowed to one window
+/// per round trip, and neither are clients reconnecting and subscribing together after a
+/// reboot. (Sends and acks do not count: waiting for them is what lets a delivery to an online
 /// subscriber cancel out before it is written.)
-pub(super) const WINDOW_CLOSES_AT: usize = 48;
-
-/// What a stored message weighs towards [`WINDOW_CLOSES_AT`]; a subscription change weighs 1.
-pub(super) const MESSAGE_WEIGHT: usize = 3;
+pub(super) const WINDOW_CLOSES_AT: usize = 16;
 
 /// Why a group commit failed: the database could not be opened again after an earlier
 /// failure, or the write transaction failed (a full disk shows here).
@@ -102,29 +96,31 @@ impl Job {
         matches!(self, Job::Commit { .. } | Job::Barrier { .. })
     }
 
-    /// What this job weighs towards [`WINDOW_CLOSES_AT`]: messages stored (queue entries and
-    /// retained messages) [`MESSAGE_WEIGHT`] each, subscriptions added or removed (a SUBACK or
-    /// UNSUBACK waits for them) and a barrier (the SUBACK of an unchanged subscription waits
-    /// for it) 1 each. A session stored at CONNECT weighs nothing: its CONNACK either waits and
-    /// asked for [`Pace::Now`], or does not wait, and then it rides with the next group (the
-    /// client's later acks wait for it there), so a storm of reconnecting clients commits one
-    /// group per 48 subscriptions rather than per 24 clients.
+    /// The records of this job that count towards [`WINDOW_CLOSES_AT`]: messages stored (queue
+    /// entries and retained messages), subscriptions added or removed (a SUBACK or UNSUBACK
+    /// waits for them), and a barrier (the SUBACK of an unchanged subscription waits for it).
+    /// A session stored at CONNECT is none: its CONNACK either waits and asked for
+    /// [`Pace::Now`], or does not wait, and then it rides with the next group (the client's
+    /// later acks wait for it there), so a storm of reconnecting clients commits one group per
+    /// 16 subscriptions rather than per 8 clients.
     pub(super) fn records(&self) -> usize {
         match self {
-            Job::Commit { ops, .. } => ops.iter().map(weight).sum(),
+            Job::Commit { ops, .. } => ops.iter().filter(|op| counts_as_record(op)).count(),
             Job::Barrier { .. } => 1,
             Job::Load { .. } => 0,
         }
     }
 }
 
-/// What `op` weighs towards [`WINDOW_CLOSES_AT`] (see [`Job::records`]).
-fn weight(op: &StoreOp) -> usize {
-    match op {
-        StoreOp::Enqueue { .. } | StoreOp::Retain { .. } => MESSAGE_WEIGHT,
-        StoreOp::Subscribe { .. } | StoreOp::Unsubscribe { .. } => 1,
-        _ => 0,
-    }
+/// Whether `op` counts towards [`WINDOW_CLOSES_AT`] (see [`Job::records`]).
+fn counts_as_record(op: &StoreOp) -> bool {
+    matches!(
+        op,
+        StoreOp::Enqueue { .. }
+            | StoreOp::Retain { .. }
+            | StoreOp::Subscribe { .. }
+            | StoreOp::Unsubscribe { .. }
+    )
 }
 
 /// What one group did: its changes, and the entries its loads read that wait for the commit.
