@@ -24,6 +24,8 @@ use super::websocket::{self, WebSocket, WebSocketSettings};
 /// How long the accept loop pauses after a failed accept (out of file descriptors and the
 /// like) instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often failed accepts are warned about: out of file descriptors, every retry fails.
+const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 /// What the transport knows about the peer.
 #[derive(Debug, Clone)]
@@ -115,6 +117,10 @@ impl<H: Serve> Listener<H> {
         open: mpsc::Sender<()>,
         parking: Option<ParkingSpot>,
     ) {
+        // Out of file descriptors, every retry fails until one frees: one warning a minute
+        // says so, with how many failed since the last one.
+        let mut failed_since_warning: u64 = 0;
+        let mut warned_at: Option<tokio::time::Instant> = None;
         loop {
             let accepted = tokio::select! {
                 _ = stop.changed() => return,
@@ -177,7 +183,15 @@ impl<H: Serve> Listener<H> {
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                    failed_since_warning += 1;
+                    if warned_at.is_none_or(|at| at.elapsed() >= ACCEPT_WARNING_EVERY) {
+                        tracing::warn!(%error, failed = failed_since_warning,
+                            "accept failed; retried every {ACCEPT_BACKOFF:?}, warned about once a minute");
+                        warned_at = Some(tokio::time::Instant::now());
+                        failed_since_warning = 0;
+                    } else {
+                        tracing::debug!(%error, "accept failed again");
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
