@@ -155,6 +155,12 @@ impl Uplink {
         }
         let mut shutdown = self.broker.shutdown_signal();
         let mut stop = self.bridge.stop_signal();
+        // One timer for the whole connection: its deadlines only move later as packets come
+        // and go, so it is moved earlier when one must be, and otherwise set again when it
+        // fires (a timer made afresh on every turn of the loop cost the drain a timer-wheel
+        // entry per PUBACK).
+        let timers = sleep_until(self.next_timer());
+        tokio::pin!(timers);
         loop {
             if let Err(ended) = self.release_acks() {
                 return ended;
@@ -167,7 +173,10 @@ impl Uplink {
             }
             let reading = self.acks.len() < usize::from(self.bridge.config.max_inflight);
             let paced = self.pacer.as_ref().map(Pacer::next_at);
-            let timer = self.next_timer();
+            let due = self.next_timer();
+            if due < timers.deadline() {
+                timers.as_mut().reset(due);
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return self.goodbye().await,
@@ -188,10 +197,11 @@ impl Uplink {
                         return ended;
                     }
                 }
-                _ = sleep_until(timer) => {
+                () = &mut timers => {
                     if let Err(ended) = self.check_timers() {
                         return ended;
                     }
+                    timers.as_mut().reset(self.next_timer());
                 }
                 _ = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some_and(|at| at > Instant::now()) => {}
             }
