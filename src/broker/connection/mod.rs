@@ -52,9 +52,9 @@ enum Exit {
     Revoked,
     /// The broker is shutting down; DISCONNECT 0x8B was sent.
     Shutdown,
-    /// A commit this connection's acks waited for failed where no ack can say so (the
-    /// session's own record, a PUBREL, a 3.1.1 PUBACK): v5 clients get DISCONNECT 0x80 first.
-    /// The store logs the cause.
+    /// The store failed this connection where no ack can say so: a commit of the session's
+    /// own record, of a PUBREL, of a 3.1.1 PUBACK or of inflight records, or a read of queued
+    /// messages. v5 clients get DISCONNECT 0x80 first; the store logs the cause.
     StoreFailed(Box<str>),
 }
 
