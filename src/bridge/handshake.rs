@@ -69,13 +69,29 @@ pub struct Handshaken {
 pub const STATE_CONNECTED: &str = "connected";
 pub const STATE_DISCONNECTED: &str = "disconnected";
 
-/// How to speak to the server: the protocol version, and (3.1.1) whether to set Mosquitto's
+/// How to speak to the server: the protocol version, (3.1.1) whether to set Mosquitto's
 /// bridge bit, which makes a Mosquitto server treat our subscriptions as No Local and Retain
-/// As Published.
+/// As Published, and what the state topic's Will may ask for: a v5 server that keeps no
+/// retained messages, or takes no QoS 1, refuses a CONNECT whose Will asks for them
+/// [MQTT-3.2.2-12] [MQTT-3.2.2-13], and CONNECT comes before its CONNACK could say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dialect {
     pub version: ProtocolVersion,
     pub bridge_bit: bool,
+    pub will_retain: bool,
+    pub will_qos_1: bool,
+}
+
+impl Dialect {
+    /// `version`, with the bridge bit if `bridge_bit`, and a Will as configured.
+    pub fn new(version: ProtocolVersion, bridge_bit: bool) -> Dialect {
+        Dialect {
+            version,
+            bridge_bit,
+            will_retain: true,
+            will_qos_1: true,
+        }
+    }
 }
 
 /// Dials `address` and exchanges CONNECT and CONNACK in `dialect`, the dial (TCP and TLS) and
@@ -195,8 +211,11 @@ fn connect_packet(bridge: &Bridge, dialect: Dialect) -> Connect {
     let will = config.state_topic.as_ref().map(|topic| Will {
         topic: topic.clone(),
         payload: Bytes::from_static(STATE_DISCONNECTED.as_bytes()),
-        qos: QoS::AtLeastOnce.min(bridge.max_qos()),
-        retain: config.retain,
+        qos: match dialect.will_qos_1 {
+            true => QoS::AtLeastOnce.min(bridge.max_qos()),
+            false => QoS::AtMostOnce,
+        },
+        retain: config.retain && dialect.will_retain,
         properties: Properties::default(),
     });
     Connect {

@@ -258,13 +258,11 @@ async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         Duration::from_secs(u64::from(config.reconnect_max)),
         seed(&bridge.client_id),
     );
-    let dialect = Dialect {
-        version: match config.protocol {
-            BridgeProtocol::V5 => ProtocolVersion::V5,
-            BridgeProtocol::V311 => ProtocolVersion::V311,
-        },
-        bridge_bit: config.try_private,
+    let version = match config.protocol {
+        BridgeProtocol::V5 => ProtocolVersion::V5,
+        BridgeProtocol::V311 => ProtocolVersion::V311,
     };
+    let dialect = Dialect::new(version, config.try_private);
     let fallback_311 = config.fallback_311 && config.credentials_fit_311();
     if config.fallback_311 && !fallback_311 {
         tracing::warn!(bridge = %config.name, "no fallback to MQTT 3.1.1: it sends a password only with a user name, and the bridge has no username");

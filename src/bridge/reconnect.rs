@@ -9,6 +9,9 @@
 //! - Refused credentials, a banned or refused client id: an error, and the longest delay.
 //! - A v5 CONNECT refused as unsupported: 3.1.1 at once (with `fallback_311`); a 3.1.1 one
 //!   with the bridge bit refused: without the bit at once.
+//! - A CONNECT refused for its Will (the state topic's): retained by a server that keeps no
+//!   retained messages (0x9A), or at QoS 1 by one that takes QoS 0 only (0x9B): at once,
+//!   without what was refused.
 
 use std::time::Duration;
 
@@ -119,6 +122,19 @@ impl Reconnect {
                 "{text}: check the bridge's client_id, username and password_file"
             )),
             ReasonCode::UseAnotherServer | ReasonCode::ServerMoved => self.next_address(text),
+            ReasonCode::RetainNotSupported if self.dialect.will_retain => {
+                self.dialect.will_retain = false;
+                self.at_once(format!(
+                    "{text}: the server keeps no retained messages; the state topic's Will goes \
+                     without RETAIN"
+                ))
+            }
+            ReasonCode::QoSNotSupported if self.dialect.will_qos_1 => {
+                self.dialect.will_qos_1 = false;
+                self.at_once(format!(
+                    "{text}: the server takes QoS 0 only; the state topic's Will goes at QoS 0"
+                ))
+            }
             _ => self.backoff(text),
         }
     }
@@ -159,11 +175,7 @@ mod tests {
 
     fn reconnect(version: ProtocolVersion) -> Reconnect {
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(120), 5);
-        let dialect = Dialect {
-            version,
-            bridge_bit: true,
-        };
-        Reconnect::new(backoff, 2, dialect, true)
+        Reconnect::new(backoff, 2, Dialect::new(version, true), true)
     }
 
     fn refused(reason: ReasonCode) -> Failure {
@@ -191,13 +203,32 @@ mod tests {
         );
     }
 
+    /// A CONNECT refused for its Will's RETAIN (0x9A) or QoS (0x9B) goes again at once
+    /// without it [MQTT-3.2.2-12] [MQTT-3.2.2-13]; refused again, it waits.
+    #[test]
+    fn a_will_the_server_refuses_goes_again_without_what_it_refused() {
+        let mut next = reconnect(ProtocolVersion::V5);
+        let wait = next.after_failure(refused(ReasonCode::RetainNotSupported));
+        assert_eq!(
+            (next.dialect.will_retain, wait.delay),
+            (false, Duration::ZERO)
+        );
+        let wait = next.after_failure(refused(ReasonCode::QoSNotSupported));
+        assert_eq!(
+            (next.dialect.will_qos_1, wait.delay),
+            (false, Duration::ZERO)
+        );
+        assert!(!next.dialect.will_retain, "still without RETAIN");
+        for reason in [ReasonCode::RetainNotSupported, ReasonCode::QoSNotSupported] {
+            let wait = next.after_failure(refused(reason));
+            assert!(wait.delay >= Duration::from_secs(1), "{reason:?}");
+        }
+    }
+
     #[test]
     fn without_fallback_a_v5_bridge_stays_v5() {
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(120), 5);
-        let dialect = Dialect {
-            version: ProtocolVersion::V5,
-            bridge_bit: true,
-        };
+        let dialect = Dialect::new(ProtocolVersion::V5, true);
         let mut next = Reconnect::new(backoff, 1, dialect, false);
         next.after_failure(refused(ReasonCode::UnsupportedProtocolVersion));
         assert_eq!(next.dialect.version, ProtocolVersion::V5);
