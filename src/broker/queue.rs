@@ -581,15 +581,19 @@ impl QueueInUse {
                 QueueFullPolicy::DropOldest => "dropping the oldest messages".to_string(),
                 QueueFullPolicy::RefuseNewest => "refusing new messages".to_string(),
             };
+            // A bridge's queue draws on no shared budget (its limit is u64::MAX).
+            let in_all = match self.budget.limit() {
+                u64::MAX => String::new(),
+                limit => format!(", {limit} bytes in all"),
+            };
             tracing::warn!(
                 %client_id,
                 queued = self.len(),
                 bytes = self.bytes,
                 budget_used = self.budget.used(),
-                "queue full (limits: {} messages, {} bytes per session, {} bytes in all): {what}",
+                "queue full (limits: {} messages, {} bytes per session{in_all}): {what}",
                 limits.max_messages,
                 limits.max_bytes,
-                self.budget.limit()
             );
         }
         self.burst += 1;

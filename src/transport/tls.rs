@@ -45,9 +45,9 @@ impl TlsFile {
     fn expected_content(self) -> &'static str {
         match self {
             TlsFile::Certificate | TlsFile::ClientCa | TlsFile::ServerCa => {
-                "a PEM certificate (-----BEGIN CERTIFICATE-----)"
+                "PEM certificate (-----BEGIN CERTIFICATE-----)"
             }
-            TlsFile::PrivateKey => "a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+            TlsFile::PrivateKey => "PEM private key (PKCS#8, PKCS#1 or SEC1)",
         }
     }
 }

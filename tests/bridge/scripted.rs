@@ -709,6 +709,29 @@ async fn message_expiry_counts_down_while_queued() {
     );
 }
 
+/// [MQTT-4.4.0-1] [MQTT-3.3.2-6] A message sent upstream, unacknowledged, that expires before
+/// the bridge reconnects is still resent (its flow must complete), saying that nothing of its
+/// interval remains: 0 (it said 1, a second more of life upstream).
+#[tokio::test]
+async fn an_expired_message_resent_says_nothing_remains() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_to(&cloud, 1).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    let mut publish = publish_packet("sensors/t", QoS::AtLeastOnce, Some(1), b"brief");
+    publish.properties.message_expiry_interval = Some(1);
+    sensor.publish(publish).await.expect("PUBACK");
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["brief"]);
+    drop(link);
+    let_time_pass(Duration::from_millis(1500)).await;
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&resent), ["brief"]);
+    assert!(resent[0].dup, "a resend");
+    assert_eq!(resent[0].properties.message_expiry_interval, Some(0));
+}
+
 /// A bridge's own queue bounds: with `max_messages = 3` and `drop_oldest`, an outage keeps
 /// the newest three, in order, and `$SYS/broker/bridge/<name>/dropped` counts the other three.
 #[tokio::test]

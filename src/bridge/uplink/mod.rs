@@ -127,16 +127,11 @@ impl Uplink {
                 _ => {
                     // Resent with DUP to a server that kept the session [MQTT-4.4.0-1]; to one
                     // that lost it, the message is new. One that expired since it was first
-                    // sent still completes its flow.
+                    // sent still completes its flow, with the interval that remains: none, 0
+                    // [MQTT-3.3.2-6].
                     let dup = granted.session_present;
                     match uplink.publish_of(&entry.delivery, Some(entry.packet_id), dup, std_now) {
-                        Some(mut publish) => {
-                            publish.properties.message_expiry_interval = publish
-                                .properties
-                                .message_expiry_interval
-                                .map(|left| left.max(1));
-                            Packet::Publish(publish)
-                        }
+                        Some(publish) => Packet::Publish(publish),
                         None => continue,
                     }
                 }

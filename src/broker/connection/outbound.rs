@@ -382,12 +382,9 @@ impl Client {
             OutboundState::AwaitingPubComp => Packet::PubRel(PubResponse::success(entry.packet_id)),
             _ => {
                 // A message already sent keeps its place even if it has expired since: the
-                // receiver must still complete the flow for its packet identifier.
-                let remaining = entry
-                    .delivery
-                    .message
-                    .remaining_expiry(now)
-                    .map(|left| left.max(1));
+                // receiver must still complete the flow for its packet identifier. It says
+                // what remains of its interval: nothing, 0, once expired [MQTT-3.3.2-6].
+                let remaining = entry.delivery.message.remaining_expiry(now);
                 let mut publish = self.build_publish(&entry.delivery, remaining, true);
                 publish.packet_id = Some(entry.packet_id);
                 Packet::Publish(publish)
