@@ -356,10 +356,16 @@ pub fn figures(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<BridgeFigures> {
         .map(|bridge| {
             let (queued, queued_bytes, oldest, dropped_by_bounds) = broker.read(|state| {
                 let session = state.session(&bridge.session_id);
+                // In flight included, both counts: an entry leaves only once acknowledged.
                 let (queued, bytes, oldest) = session.map_or((0, 0, None), |session| {
+                    let in_flight_bytes: u64 = session
+                        .inflight
+                        .iter()
+                        .map(|entry| u64::from(crate::model::entry_size(&entry.delivery)))
+                        .sum();
                     (
                         session.queue.len() + session.inflight.len(),
-                        session.queue.bytes(),
+                        session.queue.bytes() + in_flight_bytes,
                         session.oldest_queued_at(),
                     )
                 });

@@ -783,6 +783,13 @@ async fn sys_topics_show_the_bridge() {
 
     let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
     let sent = publishes(&until_idle(&mut link).await);
+    // Sent, not yet acknowledged: still queued, and their bytes ("sensors/t" and "0", "1").
+    watch_until(&mut watcher, &mut values, |values| {
+        values["state"].starts_with("connected to")
+            && values.get("queued").map(String::as_str) == Some("2")
+            && values.get("queued_bytes").map(String::as_str) == Some("20")
+    })
+    .await;
     for publish in &sent {
         link.send(&Packet::PubAck(PubResponse::success(
             publish.packet_id.unwrap(),
