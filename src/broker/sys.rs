@@ -2,8 +2,9 @@
 //! `sys_interval` seconds (version, uptime, clients connected, messages received, sent,
 //! dropped, queued and inflight, sessions, and the store's commits, messages per commit and
 //! bytes written, in total and per second over the last interval). They are rebuilt at start,
-//! so they are never written to the store.
+//! so they are never written to the store; one no longer published is cleared.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,12 +25,23 @@ pub async fn run(
 ) {
     let mut shutdown = broker.shutdown_signal();
     let mut last = StoreSample::at_start();
+    // The topics published last time: one no longer given (a bridge a reload removed) has its
+    // retained value cleared, not left to describe what is gone.
+    let mut published: HashSet<String> = HashSet::new();
     loop {
-        let values = status(&broker, &mut last)
+        let values: Vec<(String, String)> = status(&broker, &mut last)
             .into_iter()
             .map(|(topic, value)| (topic.to_string(), value))
-            .chain(more());
-        publish_status(&broker, values).await;
+            .chain(more())
+            .collect();
+        let now: HashSet<String> = values.iter().map(|(topic, _)| topic.clone()).collect();
+        // An empty retained message removes the retained one [MQTT-3.3.1-6] (3.1.1: -10).
+        let gone: Vec<(String, String)> = published
+            .difference(&now)
+            .map(|topic| (topic.clone(), String::new()))
+            .collect();
+        publish_status(&broker, values.into_iter().chain(gone)).await;
+        published = now;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
