@@ -810,6 +810,41 @@ async fn sys_watcher(gateway: &TestBroker, leaf: &str) -> RawClient {
     subscriber(gateway.addr, V5, "watcher", &topic, QoS::AtMostOnce).await
 }
 
+/// A bridge a reload removes leaves no retained `$SYS/broker/bridge/<name>/…` behind: its
+/// values are cleared (an empty retained message) at the next `$SYS` round, and a subscriber
+/// after that finds none of them (they kept describing a queue that no longer existed).
+#[tokio::test]
+async fn a_removed_bridge_leaves_no_sys_values() {
+    let cloud = FakeCloud::start().await;
+    let config = bridge_to(&cloud, 1);
+    let mut gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
+    let mut watcher = sys_watcher(&gateway, "#").await;
+    let mut values = HashMap::new();
+    watch_until(&mut watcher, &mut values, |values| {
+        values.get("state").is_some_and(|state| !state.is_empty())
+    })
+    .await;
+    let mut config = gateway.config.clone();
+    config.bridges.clear();
+    let reloaded = gateway.handle.reload(config).await.expect("reload");
+    assert_eq!(reloaded.bridges.removed, ["cloud"]);
+    watch_until(&mut watcher, &mut values, |values| {
+        ["state", "queued", "queued_bytes"]
+            .iter()
+            .all(|leaf| values.get(*leaf).is_some_and(String::is_empty))
+    })
+    .await;
+    let mut late = subscriber(
+        gateway.addr,
+        V5,
+        "late-watcher",
+        "$SYS/broker/bridge/#",
+        QoS::AtMostOnce,
+    )
+    .await;
+    late.expect_nothing_pending().await;
+}
+
 /// Reads `$SYS` values (last topic level → value) into `values` until `done` holds.
 async fn watch_until(
     watcher: &mut RawClient,
