@@ -57,8 +57,12 @@ pub struct Uplink {
     acks: AckQueue,
     aliases: OutboundAliases,
     load: Option<PendingLoad>,
-    /// Inflight messages still to resend after a reconnect, beyond the window.
+    /// Inflight messages still to resend after a reconnect: beyond the window, or waiting
+    /// for the pacer (`rate_limit`).
     resend: VecDeque<Packet>,
+    /// Resends the server's window has room for now: its Receive Maximum at first, one more
+    /// per flow completed while resends are left.
+    resend_room: usize,
     /// SUBSCRIBE packet identifiers waiting for their SUBACK.
     subscribing: Vec<u16>,
     pacer: Option<Pacer>,
@@ -111,6 +115,7 @@ impl Uplink {
             aliases: OutboundAliases::new(granted.topic_alias_maximum),
             load: None,
             resend: VecDeque::new(),
+            resend_room: usize::from(granted.window),
             subscribing: Vec::new(),
             pacer,
             last_received: now,
@@ -218,14 +223,7 @@ impl Uplink {
     /// What goes out first: the resends the window allows, SUBSCRIBE for the `in` rules, the
     /// state message.
     fn start(&mut self) -> Result<(), Ended> {
-        let room = usize::from(self.granted.window);
-        let resend_now: Vec<Packet> = {
-            let take = self.resend.len().min(room);
-            self.resend.drain(..take).collect()
-        };
-        for packet in &resend_now {
-            self.queue(packet)?;
-        }
+        self.release_resends()?;
         self.subscribe_in()?;
         if let Some(packet) = state_publish(&self.bridge, &self.granted, STATE_CONNECTED) {
             self.queue(&packet)?;

@@ -26,7 +26,8 @@ pub(super) struct PendingLoad {
     loaded: Loaded,
 }
 
-/// A token bucket for `rate_limit`: up to one second's worth of messages at once.
+/// A token bucket for `rate_limit`: up to a tenth of a second's worth of messages at once
+/// (one at least), so that no second sends much more than the rate, even after a pause.
 #[derive(Debug)]
 pub(super) struct Pacer {
     per_second: f64,
@@ -46,7 +47,8 @@ impl Pacer {
     /// How many messages may go now.
     fn allowance(&mut self, now: Instant) -> usize {
         let elapsed = now.duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second.max(1.0));
+        self.tokens =
+            (self.tokens + elapsed * self.per_second).min((self.per_second / 10.0).max(1.0));
         self.at = now;
         self.tokens as usize
     }
@@ -110,11 +112,31 @@ impl Uplink {
             } else {
                 BridgeStatus::count(&self.bridge.status.sent, 1);
             }
-            if let Some(next) = self.resend.pop_front() {
-                self.queue(&next)?;
+            if !self.resend.is_empty() {
+                self.resend_room += 1;
             }
         }
+        self.release_resends()?;
         self.answered(still_in_flight);
+        Ok(())
+    }
+
+    /// Writes the resends the server's window has room for and the pacer allows, in order.
+    pub(super) fn release_resends(&mut self) -> Result<(), Ended> {
+        let allowance = match &mut self.pacer {
+            Some(pacer) => pacer.allowance(Instant::now()),
+            None => usize::MAX,
+        };
+        let count = self.resend.len().min(self.resend_room).min(allowance);
+        for _ in 0..count {
+            if let Some(packet) = self.resend.pop_front() {
+                self.queue(&packet)?;
+            }
+        }
+        self.resend_room -= count;
+        if let Some(pacer) = &mut self.pacer {
+            pacer.spend(count);
+        }
         Ok(())
     }
 
@@ -142,6 +164,8 @@ impl Uplink {
 
     /// Moves queued messages into the window (within the pacer's allowance) and writes them.
     pub(super) async fn send_queued(&mut self) -> Result<(), Ended> {
+        // The resends go first: nothing new overtakes them.
+        self.release_resends()?;
         loop {
             let allowance = match &mut self.pacer {
                 Some(pacer) => pacer.allowance(Instant::now()).min(BATCH),
@@ -316,5 +340,26 @@ pub(super) async fn load_done(
     match load {
         Some(pending) => pending.loaded.entries().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a pause the pacer lets a tenth of a second's worth go at once (one at least),
+    /// then keeps to the rate: a pause never buys a second sending twice the rate.
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_saves_up_a_tenth_of_a_second_at_most() {
+        for (rate, burst) in [(100, 10), (5, 1)] {
+            let mut pacer = Pacer::new(rate).expect("a rate");
+            tokio::time::advance(Duration::from_secs(5)).await;
+            let allowed = pacer.allowance(Instant::now());
+            assert_eq!(allowed, burst, "rate {rate}");
+            pacer.spend(allowed);
+            assert_eq!(pacer.allowance(Instant::now()), 0, "rate {rate}");
+            tokio::time::advance(Duration::from_secs(1) / rate).await;
+            assert_eq!(pacer.allowance(Instant::now()), 1, "rate {rate}");
+        }
     }
 }
