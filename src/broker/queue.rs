@@ -1005,7 +1005,17 @@ mod tests {
         let mut queue = MessageQueue::new(QueueBudget::new(u64::MAX));
         offer(&mut queue, 0, OFFLINE, &small_bound);
         offer(&mut queue, 1, OFFLINE, &small_bound);
-        let mut ops = Vec::new();
+        // Refused alone: counted as dropped, nothing queued, nothing discarded.
+        let refused_alone = |queue: &mut MessageQueue, big: Delivery, limits: &QueueLimits| {
+            let mut ops = Vec::new();
+            let offered = queue.offer(big, &client(), OFFLINE, limits, &mut ops);
+            let alone = Offered {
+                queued: false,
+                dropped: 1,
+            };
+            assert_eq!(offered, alone);
+            assert!(ops.is_empty(), "nothing discarded: {ops:?}");
+        };
         let big = Delivery {
             message: Arc::new(Message::from_broker(
                 2,
@@ -1015,15 +1025,7 @@ mod tests {
             )),
             ..delivery(2, QoS::AtLeastOnce)
         };
-        let offered = queue.offer(big.clone(), &client(), OFFLINE, &small_bound, &mut ops);
-        assert_eq!(
-            offered,
-            Offered {
-                queued: false,
-                dropped: 1
-            }
-        );
-        assert!(ops.is_empty(), "nothing discarded: {ops:?}");
+        refused_alone(&mut queue, big.clone(), &small_bound);
         assert_eq!(queue.len(), 2);
 
         let budget = QueueBudget::new(40);
@@ -1033,15 +1035,7 @@ mod tests {
         offer(&mut others, 0, OFFLINE, &open);
         offer(&mut others, 1, OFFLINE, &open);
         offer(&mut mine, 2, OFFLINE, &open);
-        let offered = mine.offer(big, &client(), OFFLINE, &open, &mut ops);
-        assert_eq!(
-            offered,
-            Offered {
-                queued: false,
-                dropped: 1
-            }
-        );
-        assert!(ops.is_empty(), "nothing discarded: {ops:?}");
+        refused_alone(&mut mine, big, &open);
         assert_eq!((mine.len(), others.len()), (1, 2));
     }
 
