@@ -121,9 +121,10 @@ fn describe_refusal(refusal: &DatabaseError) -> String {
 }
 
 /// Opens the database file at `path` for the writer, creating it if absent. Before anything
-/// may write to an existing file, it is inspected read-only: a file another cairn holds, one that
-/// is not a redb database, a damaged one, a foreign one or a newer one is refused untouched. A file that needs
-/// a repair (after a crash) cannot be inspected read-only; it is repaired first, then checked.
+/// may write to an existing file, it is inspected without writing: a file another cairn holds,
+/// one that is not a redb database, a damaged one, a foreign one or a newer one is refused
+/// untouched. A file that needs a repair (after a crash) has its pages checked, but its schema
+/// cannot be read without the repair: it is repaired first, then checked.
 pub fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     let had_contents = inspect(path)?;
     let opened = open_database(path, cache_bytes).and_then(|database| {
