@@ -191,6 +191,7 @@ mod tests {
     use super::*;
     use crate::codec::QoS;
     use crate::model::{Delivery, Message, StoreOp};
+    use crate::store::redb::answers::Reply;
     use crate::store::Pace;
 
     /// Generous: the machine is shared and loaded.
@@ -199,7 +200,7 @@ mod tests {
     const FOREVER: Duration = Duration::from_secs(3600);
 
     fn commit(ops: Vec<StoreOp>, pace: Pace) -> Job {
-        let (done, _) = oneshot::channel();
+        let (done, _) = Reply::channel();
         Job::Commit { ops, done, pace }
     }
 
@@ -265,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_load_closes_the_window() {
-        let (reply, _) = oneshot::channel();
+        let (reply, _) = Reply::channel();
         let load = Job::Load {
             client_id: Arc::from("c"),
             range: 0..1,
@@ -419,7 +420,7 @@ mod tests {
     #[test]
     fn an_abandoned_inbox_drops_its_jobs_and_refuses_more() {
         let inbox = Inbox::default();
-        let (done, mut waiter) = oneshot::channel();
+        let (done, mut waiter) = Reply::channel();
         inbox
             .push(Job::Commit {
                 ops: vec![acked(1)],

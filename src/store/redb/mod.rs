@@ -6,6 +6,7 @@
 //! in rows ([`apply`]), the writer ([`writer`]) and recovery ([`recovery`]). It never decides
 //! anything about MQTT: the engine says what changed, the store makes it durable.
 
+mod answers;
 mod apply;
 mod clock;
 mod database;
@@ -41,6 +42,7 @@ pub use self::tables::FILE_NAME as DATABASE_FILE;
 pub use self::writer::CommitFailure;
 pub use self::writer::DurableMetrics;
 
+use self::answers::Reply;
 use self::inbox::Inbox;
 use self::writer::{Job, LoadedEntries, Reopen, Writer};
 
@@ -136,10 +138,9 @@ impl DurableStore {
         batch: Vec<StoreOp>,
         pace: Pace,
     ) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (done, receiver) = oneshot::channel();
+        let (done, receiver) = Reply::channel();
         if batch.is_empty() {
-            // The receiver is alive right here, so the send cannot fail.
-            let _ = done.send(Ok(()));
+            done.send(Ok(()));
             return receiver;
         }
         self.send(Job::Commit {
@@ -154,11 +155,10 @@ impl DurableStore {
     /// all committed, at once if they are already and no commit has failed; an error if any
     /// commit has failed by then (what they held may be missing from the disk).
     pub fn barrier(&self) -> oneshot::Receiver<Result<(), StoreError>> {
-        let (done, receiver) = oneshot::channel();
+        let (done, receiver) = Reply::channel();
         let settled = self.metrics.in_flight.load(Ordering::Acquire) == 0;
         if settled && !self.has_failed() {
-            // The receiver is alive right here, so the send cannot fail.
-            let _ = done.send(Ok(()));
+            done.send(Ok(()));
             return receiver;
         }
         self.send(Job::Barrier { done });
@@ -178,7 +178,7 @@ impl DurableStore {
         client_id: Arc<str>,
         range: Range<u64>,
     ) -> oneshot::Receiver<Result<LoadedEntries, StoreError>> {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, receiver) = Reply::channel();
         self.send(Job::Load {
             client_id,
             range,
@@ -200,12 +200,12 @@ impl DurableStore {
         }
         match refused {
             Some(Job::Commit { done, .. } | Job::Barrier { done }) => {
-                let _ = done.send(Err(StoreError::WriterGone));
+                done.send(Err(StoreError::WriterGone));
             }
             Some(Job::Load {
                 reply: Some(reply), ..
             }) => {
-                let _ = reply.send(Err(StoreError::WriterGone));
+                reply.send(Err(StoreError::WriterGone));
             }
             // Sent, or a load answered already.
             Some(Job::Load { reply: None, .. }) | None => {}

@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{Database, Durability};
-use tokio::sync::oneshot;
-
 use crate::model::Delivery;
 use crate::model::StoreOp;
 use crate::store::{Pace, StoreError};
+use redb::{Database, Durability};
 
+use super::answers::{Answers, Reply};
 use super::apply::{Applied, Tables};
 use super::database::OpenError;
 use super::elide::{self, Plan};
@@ -52,7 +51,10 @@ pub enum CommitFailure {
 pub type LoadedEntries = Vec<(u64, Delivery)>;
 
 /// Where a load's answer goes.
-pub type LoadReply = oneshot::Sender<Result<LoadedEntries, StoreError>>;
+pub type LoadReply = Reply<Result<LoadedEntries, StoreError>>;
+
+/// Where a commit's or a barrier's outcome goes.
+pub type DoneReply = Reply<Result<(), StoreError>>;
 
 /// One piece of work for the writer, done in the order submitted.
 #[derive(Debug)]
@@ -61,15 +63,13 @@ pub enum Job {
     /// may wait for the commit window.
     Commit {
         ops: Vec<StoreOp>,
-        done: oneshot::Sender<Result<(), StoreError>>,
+        done: DoneReply,
         pace: Pace,
     },
     /// Nothing to write: answered once every batch submitted before it is committed (with an
     /// error if any commit has failed by then), for an acknowledgement of state the store
     /// was handed earlier. It counts as a record (see [`Job::records`]): a client waits for it.
-    Barrier {
-        done: oneshot::Sender<Result<(), StoreError>>,
-    },
+    Barrier { done: DoneReply },
     /// A read of queue entries `range` of a session, seeing everything submitted before it;
     /// answered once what it read is durable. (`reply` is taken when the load is answered.)
     Load {
@@ -319,7 +319,8 @@ impl Drop for AbandonOnPanic<'_> {
 
 /// Answers every job of a group: commits with the group's outcome, barriers with it too unless
 /// an earlier group failed, loads not answered yet with their entries (or the group's failure:
-/// entries read in a transaction that did not commit may not exist).
+/// entries read in a transaction that did not commit may not exist). The answers go to each
+/// waiter's runtime together ([`Answers`]).
 fn answer(
     group: Vec<Job>,
     replies: Vec<Option<LoadReply>>,
@@ -342,11 +343,11 @@ fn answer(
     metrics
         .in_flight
         .fetch_sub(settled as u64, Ordering::AcqRel);
-    // A waiter that gave up (dropped its receiver) needs no answer.
+    let mut answers = Answers::default();
     for job in group {
         match job {
-            Job::Commit { done, .. } => drop(done.send(outcome.clone())),
-            Job::Barrier { done } => drop(done.send(barrier_outcome.clone())),
+            Job::Commit { done, .. } => answers.done(done, outcome.clone()),
+            Job::Barrier { done } => answers.done(done, barrier_outcome.clone()),
             Job::Load { .. } => {}
         }
     }
@@ -362,8 +363,9 @@ fn answer(
             (Ok(()), None) => Err(StoreError::WriterGone),
             (Err(error), _) => Err(error.clone()),
         };
-        let _ = reply.send(entries);
+        answers.entries(reply, entries);
     }
+    answers.send();
 }
 
 /// Applies every op of `group`, in order, in one write transaction, reading each load's entries
@@ -421,7 +423,10 @@ fn write_group(
                     match tables.load(client_id, range.clone()) {
                         Ok(entries) if durable_already => {
                             if let Some(reply) = slot.take() {
-                                let _ = reply.send(Ok(entries));
+                                // Not held back for the commit: sent now.
+                                let mut answers = Answers::default();
+                                answers.entries(reply, Ok(entries));
+                                answers.send();
                             }
                             loaded.push(None);
                         }
@@ -492,7 +497,7 @@ mod tests {
         })
         .join();
         assert!(ended.is_err(), "the thread panicked");
-        let (done, _) = oneshot::channel();
+        let (done, _) = Reply::channel();
         let job = Job::Commit {
             ops: Vec::new(),
             done,
