@@ -14,6 +14,9 @@
 #   MQTT_VERSION   5 or 3.1.1: the protocol rumqttd's one listener speaks
 #   RESULTS FAILURES   for record_result: the rows file and the count of failed runs
 #   SECTIONS LOAD_AT_START   for section and print_host
+# and may set:
+#   PREBUILT_CAIRN  a cairn binary to measure instead of building one (e.g. a build with frame
+#                   pointers, for perf; not CAIRN_…, which Cairn reads as configuration)
 # and may set before each start:
 #   CAIRN_DATA      Cairn's data directory (default: a fresh one under $WORK)
 #   CAIRN_CONFIG    a TOML configuration file for Cairn (default: none, built-in defaults)
@@ -77,7 +80,10 @@ executable_of() {
 build() {
     cd "$ROOT" || die "cannot enter $ROOT"
     log "building release binaries"
-    if [[ " $BROKERS " == *" cairn "* ]]; then
+    if [[ -n ${PREBUILT_CAIRN:-} ]]; then
+        CAIRN=$PREBUILT_CAIRN
+        [[ -x $CAIRN ]] || die "PREBUILT_CAIRN=$CAIRN is not an executable"
+    elif [[ " $BROKERS " == *" cairn "* ]]; then
         CAIRN=$(cargo build --release --message-format=json-render-diagnostics | executable_of cairn)
         [[ -x $CAIRN ]] || die "cargo build --release produced no cairn binary"
     fi

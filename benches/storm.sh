@@ -6,7 +6,9 @@
 # CONNACK and SUBACK, the CPU time the broker used per client meanwhile (user and system, all
 # its threads, from /proc/<pid>/stat: on two cores shared with the load tool the rate follows
 # it), the broker's RSS growth per connection (VmRSS before and after), and the bytes it
-# caused to be written to storage per client until then (the SD-card wear).
+# caused to be written to storage per client until then (the SD-card wear), and the clients'
+# latencies from TCP connect to CONNACK and from SUBSCRIBE to SUBACK (p50): where a client's
+# time goes, the broker's queue of work or a commit.
 #
 # Cairn runs its release build with the default configuration (fsync on, 20 ms commit
 # window) apart from the port, the data directory and queue limits; Mosquitto with
@@ -111,7 +113,9 @@ print_section() {
     local metrics=("rate:clients connected+subscribed per second:higher"
         "cpu_us_per_client:broker CPU time per client (µs):lower"
         "bytes_per_conn:RSS growth per connection (bytes):lower"
-        "written_per_client:bytes written to storage per client:lower")
+        "written_per_client:bytes written to storage per client:lower"
+        "connack_p50_us:TCP connect to CONNACK, p50 (µs):lower"
+        "suback_p50_us:SUBSCRIBE to SUBACK, p50 (µs):lower")
     [[ $COMMAND_EACH != 1 ]] ||
         metrics+=("bytes_per_conn_commanded:RSS growth per connection after a command each:lower")
     for metric in "${metrics[@]}"; do

@@ -12,7 +12,9 @@
 //! (thread pools, first-use tables) are not charged to the measured connections.
 
 use cairn::codec::QoS;
+use std::time::Duration;
 use tokio::task::JoinSet;
+
 use tokio::time::{sleep, Instant};
 
 use crate::args::{Args, Scenario};
@@ -20,7 +22,7 @@ use crate::broker_proc::{cpu_ms, rss_kib, write_bytes};
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
 use crate::error::LoadError;
 use crate::run::{client_id, client_options, scrambled};
-use crate::scenarios::Summary;
+use crate::scenarios::{Percentiles, Summary};
 
 /// Connections opened and closed before the baseline reading.
 const WARMUP_CONNECTIONS: u32 = 10;
@@ -50,6 +52,8 @@ struct Growth {
     /// With --command-each: the RSS once every client has received and acknowledged one
     /// message.
     commanded_kib: Option<u64>,
+    /// The measured handshakes' latencies.
+    timings: Timings,
 }
 
 impl Growth {
@@ -73,6 +77,7 @@ impl Growth {
             fields.push(("rss_commanded_kib", commanded_kib.to_string()));
             fields.push(("bytes_per_conn_commanded", per_connection.to_string()));
         }
+        fields.extend(self.timings.fields());
         fields
     }
 }
@@ -149,7 +154,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
         concurrency: args.concurrency(scenario) as usize,
         reply_timeout: args.connect_timeout,
     };
-    let warmup = batch.open(WARMUP_CONNECTIONS, "warm-up", false).await?;
+    let (warmup, _) = batch.open(WARMUP_CONNECTIONS, "warm-up", false).await?;
     disconnect_all(warmup).await?;
     sleep(args.settle).await;
     let before_kib = rss_kib(pid)?;
@@ -157,7 +162,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     let cpu_before = cpu_ms(pid)?;
 
     let started = Instant::now();
-    let connections = batch
+    let (connections, timings) = batch
         .open(args.connections(scenario), scenario.name(), args.shuffle)
         .await?;
     let opening_secs = started.elapsed().as_secs_f64();
@@ -181,6 +186,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
         written,
         cpu_ms,
         commanded_kib,
+        timings,
     })
 }
 
@@ -230,7 +236,7 @@ impl Batch<'_> {
         count: u32,
         role: &'static str,
         shuffle: bool,
-    ) -> Result<Vec<MqttConnection>, LoadError> {
+    ) -> Result<(Vec<MqttConnection>, Timings), LoadError> {
         let mut opened = Vec::with_capacity(count as usize);
         let mut handshakes = JoinSet::new();
         for index in 0..count {
@@ -249,38 +255,95 @@ impl Batch<'_> {
                         index
                     },
                 );
-                let connection = match opening {
-                    Opening::Clean => MqttConnection::open(who, &id, &options).await?.0,
+                let started = Instant::now();
+                let (connection, subscribed_us) = match opening {
+                    Opening::Clean => (MqttConnection::open(who, &id, &options).await?.0, None),
                     Opening::PersistentSubscribed(qos) => {
                         let session = SessionStart::Persistent {
                             expiry_secs: STORM_EXPIRY_SECS,
                         };
                         let (mut connection, _) =
                             MqttConnection::open_session(who, &id, &options, session).await?;
+                        let subscribing = Instant::now();
                         connection
                             .subscribe(&format!("storm/{id}"), qos, reply_timeout)
                             .await?;
-                        connection
+                        (connection, Some(micros(subscribing.elapsed())))
                     }
                 };
-                Ok((index, connection))
+                let timing = Timing {
+                    connected_us: micros(started.elapsed()) - subscribed_us.unwrap_or(0),
+                    subscribed_us,
+                };
+                Ok((index, connection, timing))
             });
         }
         while !handshakes.is_empty() {
             opened.push(next_opened(&mut handshakes).await?);
         }
-        opened.sort_unstable_by_key(|(index, _)| *index);
-        Ok(opened
+        opened.sort_unstable_by_key(|(index, _, _)| *index);
+        let timings = Timings::of(opened.iter().map(|(_, _, timing)| *timing));
+        let connections = opened
             .into_iter()
-            .map(|(_, connection)| connection)
-            .collect())
+            .map(|(_, connection, _)| connection)
+            .collect();
+        Ok((connections, timings))
     }
+}
+
+/// How long one client's handshake took: from its TCP connect to the CONNACK, and from its
+/// SUBSCRIBE to the SUBACK (none for a clean connection).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    connected_us: u64,
+    subscribed_us: Option<u64>,
+}
+
+/// The handshakes' latencies: where a storm's time goes, the broker's work or its commit.
+#[derive(Debug)]
+struct Timings {
+    connected: Option<Percentiles>,
+    subscribed: Option<Percentiles>,
+}
+
+impl Timings {
+    fn of(timings: impl Iterator<Item = Timing>) -> Timings {
+        let (mut connected, mut subscribed) = (Vec::new(), Vec::new());
+        for timing in timings {
+            connected.push(timing.connected_us);
+            subscribed.extend(timing.subscribed_us);
+        }
+        connected.sort_unstable();
+        subscribed.sort_unstable();
+        Timings {
+            connected: Percentiles::of(&connected),
+            subscribed: Percentiles::of(&subscribed),
+        }
+    }
+
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = Vec::new();
+        for (latency, [p50, p99]) in [
+            (&self.connected, ["connack_p50_us", "connack_p99_us"]),
+            (&self.subscribed, ["suback_p50_us", "suback_p99_us"]),
+        ] {
+            if let Some(latency) = latency {
+                fields.push((p50, latency.p50.to_string()));
+                fields.push((p99, latency.p99.to_string()));
+            }
+        }
+        fields
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The next finished handshake of `handshakes`, which must not be empty.
 async fn next_opened(
-    handshakes: &mut JoinSet<Result<(u32, MqttConnection), LoadError>>,
-) -> Result<(u32, MqttConnection), LoadError> {
+    handshakes: &mut JoinSet<Result<(u32, MqttConnection, Timing), LoadError>>,
+) -> Result<(u32, MqttConnection, Timing), LoadError> {
     match handshakes.join_next().await {
         Some(joined) => joined?,
         None => Err(LoadError::EndedEarly("handshake")),
