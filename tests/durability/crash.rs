@@ -16,6 +16,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::common::clients::{new_session, persistent_connect, subscribe_ok};
 use crate::common::prng::SplitMix64;
+use crate::common::serve::ServeProcess;
 use crate::common::RawClient;
 use crate::process;
 
@@ -66,23 +68,65 @@ const ONLINE_SUBSCRIBER: (&str, ProtocolVersion) = ("crash-online", ProtocolVers
 /// The subscriber that connects only after the last kill.
 const OFFLINE_SUBSCRIBER: (&str, ProtocolVersion) = ("crash-offline", ProtocolVersion::V311);
 
-/// Promise 1 under `CAIRN_CRASH_CYCLES` (default 3) SIGKILLs at random moments.
+/// Promise 1 under `CAIRN_CRASH_CYCLES` (default 3) SIGKILLs at random moments, the broker
+/// with its default worker threads (one on a two-core machine: tokio's current-thread
+/// scheduler).
 #[tokio::test]
 async fn acknowledged_messages_survive_sigkills_under_load() {
-    let cycles = match std::env::var(CYCLES_VARIABLE) {
-        Ok(value) => value
-            .parse()
-            .unwrap_or_else(|_| panic!("{CYCLES_VARIABLE}={value:?} is not a number")),
-        Err(_) => DEFAULT_CYCLES,
-    };
-    crash_cycles(cycles).await;
+    crash_cycles(default_cycles(), Workers::Default).await;
+}
+
+/// The same with three worker threads, the default on a four-core gateway (a Raspberry Pi 4):
+/// tokio's multi-thread scheduler, whose connections and store answers move between threads.
+#[tokio::test]
+async fn acknowledged_messages_survive_sigkills_under_load_on_three_workers() {
+    crash_cycles(default_cycles(), Workers::Three).await;
 }
 
 /// Promise 1 under 50 SIGKILLs at random moments.
 #[tokio::test]
 #[ignore = "soak run: `cargo test --test durability -- --ignored`"]
 async fn acknowledged_messages_survive_fifty_sigkills_under_load() {
-    crash_cycles(SOAK_CYCLES).await;
+    crash_cycles(SOAK_CYCLES, Workers::Default).await;
+}
+
+/// The kills of the default tests: `CAIRN_CRASH_CYCLES`, else [`DEFAULT_CYCLES`].
+fn default_cycles() -> usize {
+    match std::env::var(CYCLES_VARIABLE) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{CYCLES_VARIABLE}={value:?} is not a number")),
+        Err(_) => DEFAULT_CYCLES,
+    }
+}
+
+/// How many worker threads the broker runs.
+#[derive(Debug, Clone, Copy)]
+enum Workers {
+    /// Its default for this machine's cores.
+    Default,
+    /// Three, whatever the cores.
+    Three,
+}
+
+impl Workers {
+    /// `cairn serve` on `data_dir` with these workers, ready; checks its start-up line says
+    /// how many it runs.
+    async fn start(self, data_dir: &Path) -> ServeProcess {
+        let mut command = process::serve_command(data_dir);
+        if let Workers::Three = self {
+            command.env("CAIRN_WORKER_THREADS", "3");
+        }
+        let cairn = ServeProcess::spawn(command).await;
+        if let Workers::Three = self {
+            let log = cairn.log();
+            assert!(
+                log.contains("worker_threads=3"),
+                "the broker runs three workers:\n{log}"
+            );
+        }
+        cairn
+    }
 }
 
 /// The seed from `CAIRN_CRASH_SEED`, else from the clock.
@@ -99,13 +143,13 @@ fn seed() -> u64 {
 
 /// Runs the load, kills the broker `cycles` times, lets everything complete on a last
 /// broker, and checks what each subscriber received.
-async fn crash_cycles(cycles: usize) {
+async fn crash_cycles(cycles: usize, workers: Workers) {
     let seed = seed();
-    let context = format!("{cycles} cycles, {SEED_VARIABLE}={seed}");
+    let context = format!("{cycles} cycles, {workers:?} workers, {SEED_VARIABLE}={seed}");
     eprintln!("crash test: {context}");
     let mut random = SplitMix64::new(seed);
     let data_dir = tempfile::tempdir().expect("a data directory");
-    let mut cairn = process::start(data_dir.path()).await;
+    let mut cairn = workers.start(data_dir.path()).await;
     for (id, version) in [ONLINE_SUBSCRIBER, OFFLINE_SUBSCRIBER] {
         let mut subscriber = new_session(cairn.addr, version, id).await;
         subscribe_ok(
@@ -154,7 +198,7 @@ async fn crash_cycles(cycles: usize) {
             finishing.store(true, Ordering::Release);
         }
         let starting = Instant::now();
-        cairn = process::start(data_dir.path()).await;
+        cairn = workers.start(data_dir.path()).await;
         slowest_start = slowest_start.max(starting.elapsed());
         endpoints.send_replace(Endpoint {
             generation: cycle as u64 + 1,

@@ -38,6 +38,19 @@ async fn round(mut broker: TestBroker, subscriber: &str, round: usize, per: u32)
 /// the outside test had) filling it while it is offline, and a restart before it returns.
 #[tokio::test]
 async fn per_publisher_order_holds_across_several_restarts_with_many_publishers() {
+    restarts_with_many_publishers().await;
+}
+
+/// The same with the broker on tokio's multi-thread scheduler with three workers (the
+/// default on a four-core gateway): the connections of one publisher's stream and of the
+/// subscriber run on whichever worker is free, and the store's answers reach each of them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn per_publisher_order_holds_across_several_restarts_on_three_workers() {
+    restarts_with_many_publishers().await;
+}
+
+/// The sequence of both tests above.
+async fn restarts_with_many_publishers() {
     let broker = start_broker().await;
     let broker = stop(broker).await.start().await;
     let subscriber = "order-subscriber";
