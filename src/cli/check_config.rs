@@ -1,5 +1,5 @@
 //! `cairn check-config`: the effective configuration (defaults, file and environment
-//! combined) printed as TOML, or every problem in it; the files it names (TLS, password and ACL
+//! combined, a bridge queue's bounds as `[limits]` fills them in) printed as TOML, or every problem in it; the files it names (TLS, password and ACL
 //! files, the bridges' password and TLS files) are read too, as `serve` reads them.
 
 use std::io::Write;
@@ -15,7 +15,7 @@ use super::{Explained, Outcome};
 /// `cairn check-config`: the effective configuration as TOML on `out` (exit 0), or every
 /// problem on `err` (exit 2).
 pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
-    let config = match effective_config(file, &Overrides::default()) {
+    let mut config = match effective_config(file, &Overrides::default()) {
         Ok(config) => config,
         Err(problems) => {
             report_problems(&problems, err);
@@ -26,6 +26,10 @@ pub fn check_config(file: Option<&Path>, out: &mut dyn Write, err: &mut dyn Writ
     if let Err(error) = logging::filter(&config.log.level) {
         let _ = writeln!(err, "cairn: {}", Explained(&error));
         return Outcome::BadConfig;
+    }
+    // A bridge queue's bounds not given are `[limits]`' own: printed as they apply.
+    for bridge in &mut config.bridges {
+        bridge.queue = bridge.queue.filled_in(&config.limits);
     }
     let printed = toml::to_string(&config)
         .context("cannot print the configuration as TOML")
@@ -70,6 +74,29 @@ mod tests {
         let printed: Config = toml::from_str(&out).expect("output is TOML of a Config");
         assert_eq!(printed.limits.max_inflight, 7);
         assert_eq!(printed.listeners, Config::default().listeners);
+    }
+
+    /// A bridge queue's bounds not given are printed as `[limits]` gives them, so the output
+    /// says what applies; one given keeps its value.
+    #[test]
+    fn check_config_prints_the_bridge_queue_bounds_in_force() {
+        let file = temp_config(
+            "[limits]\nmax_queued_messages = 5000\nqueue_full_policy = \"refuse_newest\"\n\
+             [[bridges]]\nname = \"cloud\"\naddresses = [\"cloud.example.com:1883\"]\n\
+             [bridges.queue]\nmax_bytes = 1000000\n\
+             [[bridges.topics]]\nfilter = \"sensors/#\"\n",
+        );
+        let (outcome, out, err) = run_check_config(Some(file.path()));
+        assert_eq!(outcome, Outcome::Success, "{err}");
+        let printed: Config = toml::from_str(&out).expect("output is TOML of a Config");
+        let queue = printed.bridges[0].queue;
+        assert_eq!(queue.max_messages, Some(5000), "{out}");
+        assert_eq!(queue.max_bytes, Some(1_000_000), "{out}");
+        assert_eq!(
+            queue.policy,
+            Some(cairn::config::QueueFullPolicy::RefuseNewest),
+            "{out}"
+        );
     }
 
     #[test]

@@ -134,6 +134,18 @@ impl BridgeQueue {
             in_memory_bytes: self.in_memory_bytes,
         }
     }
+
+    /// This queue with every bound it does not give taken from `limits`, as `check-config`
+    /// prints it: the bounds in force, written out.
+    pub fn filled_in(&self, limits: &Limits) -> BridgeQueue {
+        let bounds = self.resolved(limits);
+        BridgeQueue {
+            max_messages: Some(bounds.max_messages),
+            max_bytes: Some(bounds.max_bytes),
+            policy: Some(bounds.policy),
+            in_memory_bytes: bounds.in_memory_bytes,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -187,8 +187,9 @@ fn render_bridges(out: &mut Exposition, bridges: &[BridgeFigures]) {
         (
             "cairn_bridge_dropped_total",
             Kind::Counter,
-            "Messages that left the queue without reaching upstream (queue bounds, refused or \
-             too large).",
+            "Messages dropped instead of bridged: queued ones that left the queue without \
+             reaching upstream (queue bounds, Message Expiry, no out rule any more, refused, \
+             too large for the server) and ones from upstream too large to publish locally.",
             |bridge| bridge.dropped.into(),
         ),
         (
