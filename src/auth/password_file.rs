@@ -52,6 +52,8 @@ pub struct PasswordFile {
     /// What [`PasswordFile::verify`] computes for a user who is not in the file: the scheme and
     /// iteration count most users have, so an unknown name costs the same as a known one.
     decoy: StoredHash,
+    /// The file's lines end with CR LF (its first line does): written back the same way.
+    crlf: bool,
 }
 
 #[derive(Clone)]
@@ -120,7 +122,12 @@ impl PasswordFile {
 
     /// Reads a password file's `text`; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<PasswordFile, AuthFileError> {
-        let mut file = PasswordFile::default();
+        let mut file = PasswordFile {
+            crlf: text.lines().next().is_some_and(|first| {
+                text.as_bytes().get(first.len()..first.len() + 2) == Some(b"\r\n")
+            }),
+            ..PasswordFile::default()
+        };
         let mut first_lines = HashMap::new();
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
@@ -231,13 +238,15 @@ impl PasswordFile {
         true
     }
 
-    /// The file's text: every line in order, each ended by a newline.
+    /// The file's text: every line in order, each ended by a newline (CR LF if the file read
+    /// had them).
     pub fn to_text(&self) -> String {
+        let ending = if self.crlf { "\r\n" } else { "\n" };
         let mut text = String::new();
         for line in &self.lines {
             let (Line::Other(line) | Line::User { text: line, .. }) = line;
             text.push_str(line);
-            text.push('\n');
+            text.push_str(ending);
         }
         text
     }

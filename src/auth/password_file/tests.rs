@@ -271,3 +271,20 @@ proptest! {
         }
     }
 }
+
+/// A file written on Windows keeps its CR LF line ends when `cairn passwd` rewrites it: the
+/// lines it did not change stay byte for byte as they were.
+#[test]
+fn a_crlf_file_is_written_back_with_crlf() {
+    let text = format!("# head\r\n{ALICE}\r\n{LEGACY}\r\n");
+    let mut file = parse(&text).expect("valid");
+    assert_eq!(file.to_text(), text, "unchanged, byte for byte");
+    file.set_password("carol", b"c").expect("valid entry");
+    let written = file.to_text();
+    assert!(written.starts_with(&text), "{written:?}");
+    assert!(written.ends_with("\r\n"), "{written:?}");
+    assert_eq!(written.matches("\r\n").count(), 4, "{written:?}");
+    assert!(parse(&written).expect("valid").verify("carol", b"c"));
+    let unix = parse(&format!("{ALICE}\n")).expect("valid");
+    assert!(!unix.to_text().contains('\r'));
+}
