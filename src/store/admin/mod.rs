@@ -1,6 +1,6 @@
 //! Operator tools over the durable store, behind `cairn sessions …`, `cairn store stats` and
-//! `cairn serve --repair`: opening the store of a data directory while no broker runs on it
-//! (this module), what it holds (`report`), moving an unusable database file aside
+//! `cairn serve --repair`: reading the store of a data directory while no broker runs on it,
+//! without writing to its file (this module), what it holds (`report`), moving an unusable database file aside
 //! (`quarantine`), telling which process holds a store open (`lock`), and the UTC times they
 //! print (`calendar`).
 //!
@@ -14,16 +14,14 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::model::Delivery;
 use crate::model::{Recovered, RecoveredSession, StoreOp};
-use crate::store::redb::{DurableOptions, DurableStore, OpenError};
+use crate::store::redb::{read_without_writing, DurableOptions, DurableStore, OpenError, Queues};
 use crate::store::{Pace, StoreError};
 
 pub use self::quarantine::{quarantine, unusable_reason};
@@ -51,29 +49,27 @@ pub enum AdminError {
     },
     #[error("cannot inspect {}: {source}", .path.display())]
     Inspect { path: PathBuf, source: io::Error },
-    #[error("cannot read the queued messages back: {0}")]
-    Read(StoreError),
 }
 
-/// The store of a data directory, opened for an operator command: while it is open, no broker
-/// can open it.
+/// The store of a data directory as an operator command found it: read without writing to
+/// its file ([`read_without_writing`]), so it can be inspected on read-only media too, while
+/// no broker runs on it (a running broker is refused, and none can start while it is read).
 #[derive(Debug)]
 pub struct AdminStore {
-    store: DurableStore,
+    dir: PathBuf,
     recovered: Recovered,
     /// Every session's queued deliveries, read back from the store, by client id.
-    queues: HashMap<Arc<str>, Vec<Delivery>>,
+    queues: Queues,
     file: PathBuf,
-    /// The file's size before it was opened.
+    /// The file's size.
     file_bytes: u64,
 }
 
 impl AdminStore {
-    /// Opens the store in `dir`. Refuses a directory without a database (creating nothing), and
+    /// Reads the store in `dir`, writing nothing. Refuses a directory without a database, and
     /// one a running broker holds, naming its pid when Linux's /proc/locks tells it.
     pub fn open(dir: &Path) -> Result<AdminStore, AdminError> {
         let file = dir.join(DATABASE_FILE);
-        // Measured before opening: the store's own open and close may resize the file.
         let file_bytes = match fs::metadata(&file) {
             Ok(metadata) => metadata.len(),
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -81,31 +77,23 @@ impl AdminStore {
             }
             Err(source) => return Err(AdminError::Inspect { path: file, source }),
         };
-        match DurableStore::open(dir, DurableOptions::default()) {
-            Ok((store, recovered)) => {
-                let queues = read_queues(&store, &recovered)?;
-                Ok(AdminStore {
-                    store,
-                    recovered,
-                    queues,
-                    file,
-                    file_bytes,
-                })
-            }
-            Err(OpenError::AlreadyOpen { path }) => Err(AdminError::BrokerRunning {
-                dir: dir.to_owned(),
-                pid: lock::holder(&path),
-            }),
-            Err(other) => Err(AdminError::Open(other)),
-        }
+        let (recovered, queues) =
+            read_without_writing(&file).map_err(|error| refusal(dir, error))?;
+        Ok(AdminStore {
+            dir: dir.to_owned(),
+            recovered,
+            queues,
+            file,
+            file_bytes,
+        })
     }
 
-    /// Everything the store held when it was opened.
+    /// Everything the store held when it was read.
     pub fn recovered(&self) -> &Recovered {
         &self.recovered
     }
 
-    /// Counts and sizes of what the store holds, with the size its file had when opened.
+    /// Counts and sizes of what the store holds, with the size of its file.
     pub fn stats(&self) -> StoreStats {
         StoreStats::of(&self.recovered, &self.queues, &self.file, self.file_bytes)
     }
@@ -117,11 +105,14 @@ impl AdminStore {
         Ok(SessionDetails::of(session, queued, now))
     }
 
-    /// Deletes the session `client_id` with every row it owns, waits for the commit, and closes
-    /// the store. Call it outside an async runtime (it blocks).
+    /// Deletes the session `client_id` with every row it owns: opens the store for writing
+    /// (repairing it first if a crash left it needing that), waits for the commit, and closes
+    /// it. Call it outside an async runtime (it blocks).
     pub fn drop_session(self, client_id: &str) -> Result<(), AdminError> {
         find(&self.recovered, client_id)?;
-        let committed = self.store.submit(
+        let (store, _) = DurableStore::open(&self.dir, DurableOptions::default())
+            .map_err(|error| refusal(&self.dir, error))?;
+        let committed = store.submit(
             vec![StoreOp::DeleteSession {
                 client_id: Arc::from(client_id),
             }],
@@ -137,25 +128,15 @@ impl AdminStore {
     }
 }
 
-/// Reads every session's queued deliveries back. Blocks; call it outside an async runtime.
-fn read_queues(
-    store: &DurableStore,
-    recovered: &Recovered,
-) -> Result<HashMap<Arc<str>, Vec<Delivery>>, AdminError> {
-    let mut queues = HashMap::new();
-    for session in &recovered.sessions {
-        let Some(first) = session.queue.first() else {
-            continue;
-        };
-        let entries = store
-            .load(session.client_id.clone(), first.seq..session.next_sequence)
-            .blocking_recv()
-            .unwrap_or(Err(StoreError::WriterGone))
-            .map_err(AdminError::Read)?;
-        let deliveries = entries.into_iter().map(|(_, delivery)| delivery).collect();
-        queues.insert(session.client_id.clone(), deliveries);
+/// Why the store in `dir` could not be opened, a file a broker holds told as such.
+fn refusal(dir: &Path, error: OpenError) -> AdminError {
+    match error {
+        OpenError::AlreadyOpen { path } => AdminError::BrokerRunning {
+            dir: dir.to_owned(),
+            pid: lock::holder(&path),
+        },
+        other => AdminError::Open(other),
     }
-    Ok(queues)
 }
 
 fn find<'a>(recovered: &'a Recovered, client_id: &str) -> Result<&'a RecoveredSession, AdminError> {

@@ -241,3 +241,83 @@ fn an_open_store_is_reported_as_a_running_broker_with_its_pid() {
     assert!(error.to_string().contains("stop it first"), "{error}");
     drop(running);
 }
+
+/// The file's bytes.
+fn bytes_of(dir: &Path) -> Vec<u8> {
+    fs::read(dir.join(DATABASE_FILE)).expect("the database file")
+}
+
+/// A copy of the store in `dir` taken while it is open, as a crash leaves it (redb has not
+/// closed it), in a new directory.
+fn crash_image_of(dir: &TempDir) -> TempDir {
+    let image = tempfile::tempdir().expect("temporary directory");
+    fs::copy(
+        dir.path().join(DATABASE_FILE),
+        image.path().join(DATABASE_FILE),
+    )
+    .expect("copy of the open file");
+    image
+}
+
+/// The inspection commands write nothing: the file has the same bytes before and after, on a
+/// store closed cleanly.
+#[test]
+fn reading_a_store_leaves_its_file_as_it_was() {
+    let dir = populated();
+    let before = bytes_of(dir.path());
+    let store = open(&dir);
+    assert_eq!(store.stats().sessions, 2);
+    assert!(store.details("alpha", SystemTime::now()).is_ok());
+    drop(store);
+    assert!(bytes_of(dir.path()) == before, "the file changed");
+}
+
+/// A store a crash left needing a repair (redb's read-only open refuses it) is read all the
+/// same, the repair made in memory only: the file keeps its bytes, so a store on read-only
+/// media, or one the operator may not write, can be inspected after a crash. Dropping a
+/// session still opens it for writing and repairs it.
+#[test]
+fn a_store_left_by_a_crash_is_read_without_repairing_its_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (running, _) = fixture::open(&dir);
+    fixture::commit(&running, vec![put_session("alpha", 3600)]);
+    fixture::commit(
+        &running,
+        vec![
+            put_session("beta", 60),
+            enqueue_matched(
+                "beta",
+                &message(1, "sensors/b", b"123"),
+                QoS::AtLeastOnce,
+                vec![],
+            ),
+        ],
+    );
+    let image = crash_image_of(&dir);
+    drop(running);
+    assert!(
+        matches!(
+            redb::ReadOnlyDatabase::open(image.path().join(DATABASE_FILE)),
+            Err(redb::DatabaseError::RepairAborted)
+        ),
+        "the image needs a repair"
+    );
+    let before = bytes_of(image.path());
+
+    let store = open(&image);
+    let ids: Vec<&str> = store
+        .recovered()
+        .sessions
+        .iter()
+        .map(|session| &*session.client_id)
+        .collect();
+    assert_eq!(ids, ["alpha", "beta"]);
+    assert_eq!(store.stats().queued.count, 1);
+    let details = store.details("beta", SystemTime::now()).expect("beta");
+    assert_eq!(details.queued.len(), 1);
+    assert!(bytes_of(image.path()) == before, "the file changed");
+
+    store.drop_session("alpha").expect("alpha dropped");
+    let left = open(&image);
+    assert_eq!(left.recovered().sessions.len(), 1);
+}

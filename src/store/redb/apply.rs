@@ -370,35 +370,11 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
-    /// Reads queue entries `range` of a session with their bodies, in order. An entry whose
-    /// body is missing is left out (with a warning): it cannot be delivered.
+    /// Reads queue entries `range` of a session with their bodies, in order (see
+    /// [`read_queue_entries`]).
     pub fn load(&mut self, client_id: &str, range: Range<u64>) -> Result<LoadedEntries, DbError> {
         self.remove_discarded()?;
-        let mut entries = Vec::new();
-        // Bodies read so far, by message id: an entry shares the body of an earlier one.
-        let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
-        for entry in self
-            .queue
-            .range((client_id, range.start)..(client_id, range.end))?
-        {
-            let (key, value) = entry?;
-            let record = QueueRecord::decode(value.value(), &self.clock)?;
-            let body = match bodies.entry(record.message_id) {
-                Entry::Occupied(body) => body.get().clone(),
-                Entry::Vacant(slot) => match self.messages.get(record.message_id)? {
-                    Some(guard) => {
-                        let body = Arc::new(decode_message(guard.value(), &self.clock)?);
-                        slot.insert(body).clone()
-                    }
-                    None => {
-                        tracing::warn!(%client_id, message_id = record.message_id, "store: queued message without a body skipped");
-                        continue;
-                    }
-                },
-            };
-            entries.push((key.value().1, record.into_delivery(body)));
-        }
-        Ok(entries)
+        read_queue_entries(&self.queue, &self.messages, &self.clock, client_id, range)
     }
 
     fn read_inflight(
@@ -556,4 +532,38 @@ impl<'txn> Tables<'txn> {
             .get(message_id)?
             .map(|guard| guard.value()))
     }
+}
+
+/// Reads queue entries `range` of session `client_id` from `queue`, with their bodies from
+/// `messages`, in order, in any transaction. An entry whose body is missing is left out (with
+/// a warning): it cannot be delivered.
+pub(super) fn read_queue_entries(
+    queue: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    messages: &impl ReadableTable<u64, &'static [u8]>,
+    clock: &WallClock,
+    client_id: &str,
+    range: Range<u64>,
+) -> Result<LoadedEntries, DbError> {
+    let mut entries = Vec::new();
+    // Bodies read so far, by message id: an entry shares the body of an earlier one.
+    let mut bodies: HashMap<u64, Arc<Message>> = HashMap::new();
+    for entry in queue.range((client_id, range.start)..(client_id, range.end))? {
+        let (key, value) = entry?;
+        let record = QueueRecord::decode(value.value(), clock)?;
+        let body = match bodies.entry(record.message_id) {
+            Entry::Occupied(body) => body.get().clone(),
+            Entry::Vacant(slot) => match messages.get(record.message_id)? {
+                Some(guard) => {
+                    let body = Arc::new(decode_message(guard.value(), clock)?);
+                    slot.insert(body).clone()
+                }
+                None => {
+                    tracing::warn!(%client_id, message_id = record.message_id, "store: queued message without a body skipped");
+                    continue;
+                }
+            },
+        };
+        entries.push((key.value().1, record.into_delivery(body)));
+    }
+    Ok(entries)
 }

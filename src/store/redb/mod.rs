@@ -14,6 +14,7 @@ mod elide;
 mod inbox;
 mod records;
 mod recovery;
+mod snapshot;
 mod tables;
 mod verify;
 mod writer;
@@ -36,6 +37,7 @@ use crate::store::{Pace, StoreError};
 
 pub use self::database::{OpenError, UnreadableFile, DEFAULT_CACHE_BYTES};
 pub use self::records::RecordError;
+pub use self::snapshot::{read_without_writing, Queues};
 pub use self::tables::DbError;
 /// The database file in a data directory.
 pub use self::tables::FILE_NAME as DATABASE_FILE;
