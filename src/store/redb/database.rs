@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
 
 use super::apply::Tables;
-use super::verify::verify_pages;
+use super::verify::open_verified;
 
 use super::tables::{DbError, META, META_SCHEMA_VERSION, SCHEMA_VERSION};
 
@@ -123,8 +123,8 @@ fn describe_refusal(refusal: &DatabaseError) -> String {
 /// Opens the database file at `path` for the writer, creating it if absent. Before anything
 /// may write to an existing file, it is inspected without writing: a file another cairn holds,
 /// one that is not a redb database, a damaged one, a foreign one or a newer one is refused
-/// untouched. A file that needs a repair (after a crash) has its pages checked, but its schema
-/// cannot be read without the repair: it is repaired first, then checked.
+/// untouched, also after a crash (the inspection makes the repair a crash calls for in memory,
+/// and the open repairs the file once it has passed).
 pub fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
     let had_contents = inspect(path)?;
     let opened = open_database(path, cache_bytes).and_then(|database| {
@@ -149,7 +149,7 @@ pub fn prepare(database: &Database, path: &Path) -> Result<(), OpenError> {
 }
 
 /// Checks an existing file, writing nothing: every page against its checksum, then the schema
-/// through a read-only handle. Returns whether there was a file with contents.
+/// ([`open_verified`]). Returns whether there was a file with contents.
 fn inspect(path: &Path) -> Result<bool, OpenError> {
     let length = std::fs::metadata(path).map(|meta| meta.len()).ok();
     if length == Some(0) {
@@ -158,12 +158,7 @@ fn inspect(path: &Path) -> Result<bool, OpenError> {
     if length.unwrap_or(0) == 0 {
         return Ok(false);
     }
-    verify_pages(path)?;
-    match Database::builder().open_read_only(path) {
-        Ok(reader) => check_schema(&reader, path)?,
-        Err(DatabaseError::RepairAborted) => {}
-        Err(error) => return Err(open_error(path, error)),
-    }
+    check_schema(&open_verified(path)?, path)?;
     Ok(true)
 }
 

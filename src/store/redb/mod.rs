@@ -12,6 +12,7 @@ mod clock;
 mod database;
 mod elide;
 mod inbox;
+mod overlay;
 mod records;
 mod recovery;
 mod snapshot;

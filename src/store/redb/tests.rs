@@ -830,6 +830,40 @@ fn newer_schema_version_is_refused_naming_both_versions() {
     assert_eq!(std::fs::read(&path).unwrap(), before, "not written to");
 }
 
+/// A newer schema's file a crash left needing a repair is refused untouched too: the check
+/// reads it with the repair made in memory, so nothing is written before the refusal.
+#[test]
+fn newer_schema_version_left_by_a_crash_is_refused_untouched() {
+    let dir = TempDir::new().unwrap();
+    open(&dir).0.close();
+    let database = Database::create(dir.path().join(FILE_NAME)).unwrap();
+    let txn = database.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert(META_SCHEMA_VERSION, SCHEMA_VERSION + 1)
+        .unwrap();
+    txn.commit().unwrap();
+    // A copy while it is open: what a crash leaves.
+    let image = TempDir::new().unwrap();
+    let path = image.path().join(FILE_NAME);
+    std::fs::copy(dir.path().join(FILE_NAME), &path).unwrap();
+    drop(database);
+    assert!(
+        matches!(
+            redb::ReadOnlyDatabase::open(&path),
+            Err(redb::DatabaseError::RepairAborted)
+        ),
+        "the copy needs a repair"
+    );
+    let before = std::fs::read(&path).unwrap();
+    let error = DurableStore::open(image.path(), options()).err();
+    assert!(
+        matches!(error, Some(OpenError::NewerSchema { found, .. }) if found == SCHEMA_VERSION + 1),
+        "{error:?}"
+    );
+    assert!(std::fs::read(&path).unwrap() == before, "not written to");
+}
+
 #[test]
 fn redb_file_of_another_program_is_refused() {
     let dir = TempDir::new().unwrap();
