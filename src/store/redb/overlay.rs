@@ -49,7 +49,8 @@ impl Overlay {
     }
 
     fn written(&self) -> MutexGuard<'_, Written> {
-        // The overlay's state is whole after every operation; a panic cannot leave it half done.
+        // A panic while it is held ends the process (the release profile aborts); a test's
+        // poisoned lock is taken as it is.
         self.written
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
