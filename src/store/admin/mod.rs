@@ -1,8 +1,8 @@
 //! Operator tools over the durable store, behind `cairn sessions …`, `cairn store stats` and
 //! `cairn serve --repair`: reading the store of a data directory while no broker runs on it,
-//! without writing to its file (this module), what it holds (`report`), moving an unusable database file aside
-//! (`quarantine`), telling which process holds a store open (`lock`), and the UTC times they
-//! print (`calendar`).
+//! without writing to its file (this module), what it holds (`report`), moving an unusable
+//! database file aside (`quarantine`), telling which process holds a store open (`lock`), and
+//! the UTC times they print (`calendar`).
 //!
 //! It changes nothing unless asked to drop a session, and never deletes a database file: a
 //! quarantined file keeps its bytes under a new name in the same directory.

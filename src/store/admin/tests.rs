@@ -321,3 +321,14 @@ fn a_store_left_by_a_crash_is_read_without_repairing_its_file() {
     let left = open(&image);
     assert_eq!(left.recovered().sessions.len(), 1);
 }
+
+/// An empty database file (0 bytes) reads as an empty store, and stays empty.
+#[test]
+fn an_empty_file_reads_as_an_empty_store() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    fs::write(dir.path().join(DATABASE_FILE), b"").expect("an empty file");
+    let store = open(&dir);
+    assert_eq!(store.stats().sessions, 0);
+    assert!(store.recovered().retained.is_empty());
+    assert!(bytes_of(dir.path()).is_empty(), "the file changed");
+}

@@ -194,7 +194,7 @@ pub(super) fn open_error(path: &Path, error: DatabaseError) -> OpenError {
 }
 
 /// Checks that the database is cairn's (or empty) and not newer than this build.
-pub(super) fn check_schema(database: &impl ReadableDatabase, path: &Path) -> Result<(), OpenError> {
+fn check_schema(database: &impl ReadableDatabase, path: &Path) -> Result<(), OpenError> {
     match schema_version(database, path)? {
         Some(found) if found > SCHEMA_VERSION => {
             return Err(OpenError::NewerSchema {

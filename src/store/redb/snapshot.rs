@@ -16,7 +16,7 @@ use crate::model::{Delivery, Recovered};
 
 use super::apply::read_queue_entries;
 use super::clock::WallClock;
-use super::database::{check_schema, OpenError};
+use super::database::{prepare, OpenError};
 use super::recovery::recover;
 use super::tables::{DbError, MESSAGES, QUEUE};
 use super::verify::open_verified;
@@ -29,7 +29,9 @@ pub type Queues = HashMap<Arc<str>, Vec<Delivery>>;
 /// everything [`super::DurableStore::open`] reads back, and every session's queued deliveries.
 pub fn read_without_writing(path: &Path) -> Result<(Recovered, Queues), OpenError> {
     let database = open_verified(path)?;
-    check_schema(&database, path)?;
+    // As `serve` prepares it, in memory: the schema checked, missing tables made (an empty file
+    // has none).
+    prepare(&database, path)?;
     let recovered = recover(&database).map_err(|error| OpenError::recovery(path, error))?;
     let queues = read_queues(&database, &recovered).map_err(|e| OpenError::recovery(path, e))?;
     Ok((recovered, queues))
