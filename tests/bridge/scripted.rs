@@ -804,6 +804,44 @@ async fn sys_topics_show_the_bridge() {
     .await;
 }
 
+/// A QoS 2 message the server took (PUBREC) before it lost the bridge's session (Session
+/// Present 0) is its own: it is not sent again, and `$SYS/broker/bridge/<name>/sent` counts it
+/// with the one sent again and completed (it counted only the latter).
+#[tokio::test]
+async fn a_message_the_server_took_before_losing_the_session_counts_as_sent() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 2)], |config| config.sys_interval = 1).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (packet_id, payload) in [(1, "taken"), (2, "open")] {
+        publish_qos2(&mut sensor, "sensors/t", packet_id, payload).await;
+    }
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["taken", "open"]);
+    pubrec_answered(&mut link, sent[0].packet_id.unwrap()).await;
+    drop(link);
+
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let again = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        payloads(&again),
+        ["open"],
+        "the taken one is not sent again"
+    );
+    let packet_id = again[0].packet_id.unwrap();
+    pubrec_answered(&mut link, packet_id).await;
+    link.send(&Packet::PubComp(PubResponse::success(packet_id)))
+        .await;
+    let mut watcher = sys_watcher(&gateway, "#").await;
+    let mut values = HashMap::new();
+    watch_until(&mut watcher, &mut values, |values| {
+        values.get("queued").map(String::as_str) == Some("0")
+            && values.get("sent").map(String::as_str) == Some("2")
+    })
+    .await;
+    assert_eq!(values.get("dropped").map(String::as_str), Some("0"));
+}
+
 /// A client of `gateway` subscribed to `$SYS/broker/bridge/cloud/<leaf>`.
 async fn sys_watcher(gateway: &TestBroker, leaf: &str) -> RawClient {
     let topic = format!("$SYS/broker/bridge/cloud/{leaf}");

@@ -31,6 +31,7 @@ use crate::transport::{Framed, ReadError};
 
 use self::outbound::{load_done, Pacer, PendingLoad};
 use super::handshake::{state_publish, Granted, Handshaken, STATE_CONNECTED, STATE_DISCONNECTED};
+use super::status::BridgeStatus;
 use super::Bridge;
 
 /// How an uplink connection ended.
@@ -86,7 +87,7 @@ impl Uplink {
             connection_id,
             signal: signal.clone(),
         };
-        let (inflight, commit) = broker.change(|state, changes| {
+        let ((inflight, taken_by_server), commit) = broker.change(|state, changes| {
             let request = AttachRequest {
                 client_id: session_id.clone(),
                 clean_start: false,
@@ -96,11 +97,15 @@ impl Uplink {
                 link,
             };
             state.attach(request, changes);
-            if !granted.session_present {
-                state.upstream_session_lost(&session_id, changes);
-            }
-            state.inflight_of(&session_id)
+            let taken_by_server = if granted.session_present {
+                0
+            } else {
+                state.upstream_session_lost(&session_id, changes)
+            };
+            (state.inflight_of(&session_id), taken_by_server)
         });
+        // Messages the server had taken (PUBREC) before it lost the session went up.
+        BridgeStatus::count(&bridge.status.sent, taken_by_server as u64);
         let now = Instant::now();
         let pacer = Pacer::new(bridge.config.rate_limit);
         let mut uplink = Uplink {

@@ -151,10 +151,11 @@ impl State {
     /// its packet identifiers mean nothing any more. Messages it had acknowledged with PUBREC
     /// are its own now and leave the window; the rest are sent again as new messages by the
     /// caller; the inbound QoS 2 flows it had started are forgotten, so a new message under
-    /// a reused identifier is not mistaken for a repeat.
-    pub fn upstream_session_lost(&mut self, client_id: &Arc<str>, changes: &mut Changes) {
+    /// a reused identifier is not mistaken for a repeat. Returns how many messages left the
+    /// window so: sent, as the server took them.
+    pub fn upstream_session_lost(&mut self, client_id: &Arc<str>, changes: &mut Changes) -> usize {
         let Some(slot) = self.sessions.get_mut(client_id) else {
-            return;
+            return 0;
         };
         let session = &mut slot.session;
         let released: Vec<u16> = session
@@ -166,7 +167,7 @@ impl State {
         session
             .inflight
             .retain(|entry| entry.state != OutboundState::AwaitingPubComp);
-        for packet_id in released {
+        for &packet_id in &released {
             changes.ops.push(StoreOp::Acked {
                 client_id: client_id.clone(),
                 packet_id,
@@ -179,5 +180,6 @@ impl State {
                 awaiting: false,
             });
         }
+        released.len()
     }
 }

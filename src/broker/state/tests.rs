@@ -1009,7 +1009,11 @@ fn an_upstream_that_lost_the_session_keeps_what_it_never_took() {
     assert!(state.inbound_flows(&client, 7).expect("attached").repeat);
 
     let mut changes = Changes::default();
-    state.upstream_session_lost(&client, &mut changes);
+    assert_eq!(
+        state.upstream_session_lost(&client, &mut changes),
+        1,
+        "the message the server took (PUBREC) counts as sent"
+    );
     assert_eq!(kinds(&changes), ["acked", "inbound released"]);
     let left: Vec<u16> = state
         .inflight_of(&client)
