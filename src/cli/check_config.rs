@@ -1,6 +1,7 @@
 //! `cairn check-config`: the effective configuration (defaults, file and environment
-//! combined, a bridge queue's bounds as `[limits]` fills them in) printed as TOML, or every problem in it; the files it names (TLS, password and ACL
-//! files, the bridges' password and TLS files) are read too, as `serve` reads them.
+//! combined, a bridge queue's bounds as `[limits]` fills them in) printed as TOML, or every
+//! problem in it; the files it names (TLS, password and ACL files, the bridges' password and
+//! TLS files) are read too, as `serve` reads them.
 
 use std::io::Write;
 use std::path::Path;
