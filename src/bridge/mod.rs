@@ -42,6 +42,8 @@ use crate::config::{BridgeConfig, BridgeProtocol};
 use crate::transport::client::{ClientIdentity, TlsClient, TlsClientSettings};
 use crate::transport::TlsError;
 
+use self::topics::map_out;
+
 use self::backoff::Backoff;
 use self::handshake::{handshake, Dialect};
 use self::reconnect::Reconnect;
@@ -213,6 +215,15 @@ impl Bridge {
     /// The highest QoS used upstream, by the bridge's own setting.
     pub fn max_qos(&self) -> QoS {
         QoS::from_u8(self.config.max_qos).unwrap_or(QoS::ExactlyOnce)
+    }
+
+    /// The highest QoS the `out` rule that carries `local_topic` sends it at, as configured
+    /// now (a message queued under an earlier configuration goes at no more); QoS 2 when no
+    /// rule carries it (it is not sent at all then).
+    pub fn max_qos_out(&self, local_topic: &str) -> QoS {
+        map_out(&self.config.topics, local_topic)
+            .and_then(|(rule, _)| QoS::from_u8(rule.qos))
+            .unwrap_or(QoS::ExactlyOnce)
     }
 
     /// How the bridge's session must look: subscribed to the local filter of every `out`

@@ -842,6 +842,38 @@ async fn a_message_the_server_took_before_losing_the_session_counts_as_sent() {
     assert_eq!(values.get("dropped").map(String::as_str), Some("0"));
 }
 
+/// A rule's QoS lowered by a reload applies to the messages queued before it too: they go up
+/// at no more than the rule now says (`qos`, "the highest QoS used on the way"), not at the
+/// QoS they were queued with.
+#[tokio::test]
+async fn a_rule_lowered_by_a_reload_applies_to_messages_already_queued() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 2);
+    // Refused once, the bridge waits (longer than the test) until the reload restarts it.
+    config.reconnect_min = 600;
+    config.reconnect_max = 600;
+    let mut gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
+    let (mut link, _) = cloud.accept_connect().await;
+    link.send(&Packet::ConnAck(ConnAck {
+        session_present: false,
+        reason: ReasonCode::ServerUnavailable,
+        properties: Properties::default(),
+    }))
+    .await;
+    wait_for_state(gateway.addr, "cloud", "backoff").await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos2(&mut sensor, "sensors/t", 1, "queued at 2").await;
+
+    let mut config = gateway.config.clone();
+    config.bridges[0].topics[0].qos = 1;
+    let reloaded = gateway.handle.reload(config).await.expect("reload");
+    assert_eq!(reloaded.bridges.restarted, ["cloud"]);
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["queued at 2"]);
+    assert_eq!(sent[0].qos, QoS::AtLeastOnce, "the rule's QoS now");
+}
+
 /// A client of `gateway` subscribed to `$SYS/broker/bridge/cloud/<leaf>`.
 async fn sys_watcher(gateway: &TestBroker, leaf: &str) -> RawClient {
     let topic = format!("$SYS/broker/bridge/cloud/{leaf}");

@@ -177,7 +177,9 @@ impl Uplink {
             let session_id = self.bridge.session_id.clone();
             let connection_id = self.connection_id;
             let window = usize::from(self.granted.window);
-            let max_qos = self.granted.max_qos;
+            let (bridge, granted_qos) = (self.bridge.clone(), self.granted.max_qos);
+            let max_qos =
+                |delivery: &Delivery| bridge.max_qos_out(&delivery.message.topic).min(granted_qos);
             let now = std::time::Instant::now();
             let broker = self.broker.clone();
             let (taken, commit) = broker.change(|state, changes| {
@@ -189,7 +191,7 @@ impl Uplink {
                     TakeLimits {
                         window,
                         batch: allowance,
-                        max_qos,
+                        max_qos: &max_qos,
                     },
                     prepare,
                     changes,

@@ -193,7 +193,7 @@ impl Client {
                 TakeLimits {
                     window,
                     batch: BATCH,
-                    max_qos: QoS::ExactlyOnce,
+                    max_qos: &|_| QoS::ExactlyOnce,
                 },
                 prepare,
                 changes,

@@ -50,14 +50,16 @@ pub struct InboundPublish {
 }
 
 /// How much one pass over the queue may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TakeLimits {
+#[derive(Clone, Copy)]
+pub struct TakeLimits<'a> {
     /// The receiver's Receive Maximum (and our own cap): most messages in flight.
     pub window: usize,
     /// Most messages taken in this pass.
     pub batch: usize,
-    /// The highest QoS the receiver accepts.
-    pub max_qos: QoS,
+    /// The highest QoS a delivery may go out at: a bridge's upstream may accept less than was
+    /// subscribed, and the bridge's `out` rule for its topic may carry less now than when it
+    /// was queued.
+    pub max_qos: &'a dyn Fn(&Delivery) -> QoS,
 }
 
 /// What one pass over the queue took into the window.
@@ -230,8 +232,8 @@ impl State {
     }
 
     /// Takes up to `limits.batch` queued messages into the inflight window of `limits.window`
-    /// entries [MQTT-4.9.0-2], each sent at no more than `limits.max_qos` (a bridge's upstream
-    /// may accept less than was subscribed) and made a packet by `prepare` with the packet
+    /// entries [MQTT-4.9.0-2], each sent at no more than `limits.max_qos` gives it and made a
+    /// packet by `prepare` with the packet
     /// identifier it gets
     /// (QoS 1/2), or refused by it with the reason it is not sent (expired, larger than the
     /// client accepts: it leaves the queue all the same), and starts reading spilled entries back when the queue's head runs low.
@@ -242,7 +244,7 @@ impl State {
         &mut self,
         client_id: &Arc<str>,
         connection_id: u64,
-        limits: TakeLimits,
+        limits: TakeLimits<'_>,
         mut prepare: impl FnMut(&Delivery, Option<u16>) -> Result<Packet, &'static str>,
         changes: &mut Changes,
     ) -> Result<Taken, Gone> {
@@ -267,7 +269,7 @@ impl State {
             else {
                 break;
             };
-            delivery.qos = delivery.qos.min(max_qos);
+            delivery.qos = delivery.qos.min(max_qos(&delivery));
             let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| session.next_packet_id());
             let packet = match prepare(&delivery, packet_id) {
                 Ok(packet) => packet,

@@ -357,6 +357,16 @@ fn publish_from(state: &mut State, publisher: &str, message: InboundPublish) -> 
 
 /// Takes what the window of `window` allows for connection 1 of `client`.
 fn take(state: &mut State, client: &Arc<str>, window: usize) -> (Taken, Changes) {
+    take_capped(state, client, window, &|_| QoS::ExactlyOnce)
+}
+
+/// [`take`] with each delivery sent at no more than `max_qos` gives it.
+fn take_capped(
+    state: &mut State,
+    client: &Arc<str>,
+    window: usize,
+    max_qos: &dyn Fn(&Delivery) -> QoS,
+) -> (Taken, Changes) {
     let mut changes = Changes::default();
     let prepare = |delivery: &Delivery, packet_id: Option<u16>| {
         Ok(Packet::Publish(crate::codec::Publish {
@@ -376,7 +386,7 @@ fn take(state: &mut State, client: &Arc<str>, window: usize) -> (Taken, Changes)
             TakeLimits {
                 window,
                 batch: 256,
-                max_qos: QoS::ExactlyOnce,
+                max_qos,
             },
             prepare,
             &mut changes,
@@ -537,6 +547,45 @@ fn qos2_inbound_flow_awaits_pubrel_once() {
     );
 }
 
+/// Each delivery goes out at no more than its own cap (a bridge's `out` rule for its topic
+/// lowered since it was queued), and its flow is that QoS's: the capped one awaits a PUBACK,
+/// the other a PUBREC.
+#[test]
+fn each_delivery_goes_out_at_no_more_than_its_cap() {
+    let mut state = state();
+    let sub = subscriber(&mut state, "sub", "t/#", QoS::ExactlyOnce);
+    for (packet_id, topic) in [(1, "t/lowered"), (2, "t/kept")] {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound(topic, QoS::ExactlyOnce, packet_id, b"x"),
+        );
+    }
+    let cap = |delivery: &Delivery| match &*delivery.message.topic {
+        "t/lowered" => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let (taken, _) = take_capped(&mut state, &sub, 10, &cap);
+    let qos: Vec<QoS> = taken
+        .packets
+        .iter()
+        .map(|packet| match packet {
+            Packet::Publish(publish) => publish.qos,
+            other => panic!("a PUBLISH, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(qos, [QoS::AtLeastOnce, QoS::ExactlyOnce]);
+    let states: Vec<OutboundState> = state
+        .inflight_of(&sub)
+        .iter()
+        .map(|entry| entry.state)
+        .collect();
+    assert_eq!(
+        states,
+        [OutboundState::AwaitingPubAck, OutboundState::AwaitingPubRec]
+    );
+}
+
 /// [MQTT-4.9.0-2] [MQTT-4.6.0-6]: no more than the window is taken, in queue order; an ack
 /// makes room for the next.
 #[test]
@@ -619,7 +668,7 @@ fn takeover_closes_the_old_connection_and_moves_the_session() {
         TakeLimits {
             window: 10,
             batch: 256,
-            max_qos: QoS::ExactlyOnce,
+            max_qos: &|_| QoS::ExactlyOnce,
         },
         |_, _| Err("unused"),
         &mut Changes::default(),
