@@ -282,7 +282,6 @@ async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
     let stable_after = Duration::from_secs(u64::from(config.stable_after));
     let mut shutdown = broker.shutdown_signal();
     let mut stop = bridge.stop_signal();
-    let mut connections = 0u64;
     loop {
         let target = config.addresses[next.address()].clone();
         bridge.status.set(LinkState::Connecting {
@@ -295,10 +294,7 @@ async fn run(bridge: Arc<Bridge>, broker: Arc<Broker>) {
         };
         let wait = match attempt {
             Ok(handshaken) => {
-                connections += 1;
-                if connections > 1 {
-                    BridgeStatus::count(&bridge.status.reconnects, 1);
-                }
+                BridgeStatus::count(&bridge.status.connections, 1);
                 bridge.status.set(LinkState::Connected { address: target });
                 let since = Instant::now();
                 let mut uplink = Uplink::attach(bridge.clone(), broker.clone(), handshaken);
@@ -399,7 +395,7 @@ pub fn figures(broker: &Broker, bridges: &[Arc<Bridge>]) -> Vec<BridgeFigures> {
                 sent: counter(&status.sent),
                 received: counter(&status.received),
                 dropped: counter(&status.dropped) + dropped_by_bounds,
-                reconnects: counter(&status.reconnects),
+                reconnects: counter(&status.connections).saturating_sub(1),
                 last_error: status.last_error(),
             }
         })

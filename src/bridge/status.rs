@@ -58,8 +58,9 @@ pub struct BridgeStatus {
     /// Maximum Packet Size, refused by it, or expired), and messages from a 3.1.1 upstream
     /// larger than `limits.max_packet_size`, skipped.
     pub dropped: AtomicU64,
-    /// Connections made after the first.
-    pub reconnects: AtomicU64,
+    /// Connections made to the upstream, across restarts by a reload (the status is kept):
+    /// all but the first are reconnects.
+    pub connections: AtomicU64,
     /// Messages received from upstream and published locally.
     pub received: AtomicU64,
 }
@@ -72,7 +73,7 @@ impl BridgeStatus {
             last_error: Mutex::new(String::new()),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             received: AtomicU64::new(0),
         }
     }

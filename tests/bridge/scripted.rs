@@ -874,6 +874,32 @@ async fn a_rule_lowered_by_a_reload_applies_to_messages_already_queued() {
     assert_eq!(sent[0].qos, QoS::AtLeastOnce, "the rule's QoS now");
 }
 
+/// A reload that restarts a bridge keeps its figures: the connection it then makes counts in
+/// `$SYS/broker/bridge/<name>/reconnects` (it read 0 after any number of such restarts, while
+/// `sent` went on counting).
+#[tokio::test]
+async fn a_reconnect_after_a_reload_counts() {
+    let cloud = FakeCloud::start().await;
+    let mut gateway =
+        gateway_with(vec![bridge_to(&cloud, 1)], |config| config.sys_interval = 1).await;
+    let (_first, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut config = gateway.config.clone();
+    config.bridges[0].keep_alive = 5;
+    let reloaded = gateway.handle.reload(config).await.expect("reload");
+    assert_eq!(reloaded.bridges.restarted, ["cloud"]);
+    let (_second, connect) = cloud.accept(connack(true, Properties::default())).await;
+    assert_eq!(connect.keep_alive, 5, "the restarted bridge's connection");
+    let mut watcher = sys_watcher(&gateway, "#").await;
+    let mut values = HashMap::new();
+    watch_until(&mut watcher, &mut values, |values| {
+        values.get("reconnects").map(String::as_str) == Some("1")
+            && values
+                .get("state")
+                .is_some_and(|state| state.starts_with("connected to"))
+    })
+    .await;
+}
+
 /// A client of `gateway` subscribed to `$SYS/broker/bridge/cloud/<leaf>`.
 async fn sys_watcher(gateway: &TestBroker, leaf: &str) -> RawClient {
     let topic = format!("$SYS/broker/bridge/cloud/{leaf}");
