@@ -42,12 +42,11 @@ use crate::config::{BridgeConfig, BridgeProtocol};
 use crate::transport::client::{ClientIdentity, TlsClient, TlsClientSettings};
 use crate::transport::TlsError;
 
-use self::topics::map_out;
-
 use self::backoff::Backoff;
 use self::handshake::{handshake, Dialect};
 use self::reconnect::Reconnect;
 use self::status::{BridgeStatus, LinkState};
+use self::topics::map_out;
 use self::uplink::{Ended, Uplink};
 
 /// The system's trust store, for a bridge whose `tls.ca` is not given.

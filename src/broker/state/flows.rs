@@ -233,10 +233,9 @@ impl State {
 
     /// Takes up to `limits.batch` queued messages into the inflight window of `limits.window`
     /// entries [MQTT-4.9.0-2], each sent at no more than `limits.max_qos` gives it and made a
-    /// packet by `prepare` with the packet
-    /// identifier it gets
-    /// (QoS 1/2), or refused by it with the reason it is not sent (expired, larger than the
-    /// client accepts: it leaves the queue all the same), and starts reading spilled entries back when the queue's head runs low.
+    /// packet by `prepare` with the packet identifier it gets (QoS 1/2), or refused by it with
+    /// the reason it is not sent (expired, larger than the client accepts: it leaves the queue
+    /// all the same), and starts reading spilled entries back when the queue's head runs low.
     /// A QoS 2 message of a persistent session is recorded as inflight, and a stored QoS 0
     /// message removed, before it goes out (`await_commit`); for QoS 1 a repeat after a crash
     /// is allowed, so its record is not awaited.

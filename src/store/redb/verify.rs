@@ -22,14 +22,12 @@ use super::overlay::Overlay;
 /// file another cairn holds is [`OpenError::AlreadyOpen`]; a damaged one is
 /// [`OpenError::Damaged`], which `--repair` sets aside.
 pub(super) fn open_verified(path: &Path) -> Result<Database, OpenError> {
-    let file = File::open(path).map_err(|source| OpenError::Io {
+    let io = |source| OpenError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    let length = file.metadata().map_err(|source| OpenError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    };
+    let file = File::open(path).map_err(io)?;
+    let length = file.metadata().map_err(io)?;
     let file = FileBackend::new(file).map_err(|error| open_error(path, error))?;
     Database::builder()
         .set_cache_size(DEFAULT_CACHE_BYTES as usize)
