@@ -8,9 +8,10 @@ use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use crate::codec::Packet;
+use crate::model::Delivery;
 use crate::store::{Commit, StoreError};
 
-use crate::model::Delivery;
+use super::state::SubscriptionsBefore;
 
 /// One acknowledgement held back until its commit completes.
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct PendingAck {
     pub ack: Option<Box<Packet>>,
     /// Retained messages to queue right after a SUBACK is sent.
     pub after: Vec<Delivery>,
+    /// The subscriptions a SUBACK's or UNSUBACK's change replaced, to put back if its commit
+    /// fails (boxed: rarely there).
+    pub undo: Option<Box<SubscriptionsBefore>>,
     /// A PUBACK or PUBREC whose commit had not completed when it was queued (see
     /// [`AckQueue::publish_acks_awaiting_commit`]).
     awaited_commit: bool,
@@ -49,7 +53,29 @@ struct Pending {
 
 impl AckQueue {
     /// Holds `ack` back until `commit` completes.
-    pub fn push(&mut self, mut commit: Commit, ack: Packet, after: Vec<Delivery>) {
+    pub fn push(&mut self, commit: Commit, ack: Packet, after: Vec<Delivery>) {
+        self.push_undoable(commit, ack, after, None);
+    }
+
+    /// Holds the SUBACK or UNSUBACK `ack` back until `commit` completes, with the
+    /// subscriptions its change replaced (see [`PendingAck::undo`]).
+    pub fn push_subscription_change(
+        &mut self,
+        commit: Commit,
+        ack: Packet,
+        after: Vec<Delivery>,
+        before: SubscriptionsBefore,
+    ) {
+        self.push_undoable(commit, ack, after, Some(Box::new(before)));
+    }
+
+    fn push_undoable(
+        &mut self,
+        mut commit: Commit,
+        ack: Packet,
+        after: Vec<Delivery>,
+        undo: Option<Box<SubscriptionsBefore>>,
+    ) {
         let answers_publish = matches!(ack, Packet::PubAck(_) | Packet::PubRec(_));
         let awaited_commit = answers_publish && !commit.is_durable();
         let pending = self.0.get_or_insert_default();
@@ -60,6 +86,7 @@ impl AckQueue {
             commit,
             ack: Some(Box::new(ack)),
             after,
+            undo,
             awaited_commit,
         });
     }
@@ -74,6 +101,7 @@ impl AckQueue {
             commit,
             ack: None,
             after: Vec::new(),
+            undo: None,
             awaited_commit: false,
         });
     }

@@ -1,7 +1,7 @@
 //! Disk full on commit, with the real `cairn` binary: the broker keeps running,
-//! refuses new QoS 1 work (v5: PUBACK 0x80 Unspecified error; 3.1.1: connection closed), logs
-//! the failure, recovers by itself once space returns, and loses nothing it acknowledged
-//! (design.md promise 1).
+//! refuses new QoS 1 work (v5: PUBACK 0x80 Unspecified error; 3.1.1: connection closed) and
+//! subscriptions (SUBACK 0x80, subscribed to nothing), logs the failure, recovers by itself
+//! once space returns, and loses nothing it acknowledged (design.md promise 1).
 //!
 //! "Disk full" without root or mounts: `cairn` runs through `sh` with SIGXFSZ ignored (an
 //! ignored signal stays ignored across `exec`), and the test lowers the soft RLIMIT_FSIZE of
@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::process::Stdio;
 
-use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+use cairn::codec::{Packet, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions};
 use cairn::store::redb::DATABASE_FILE;
 use tokio::process::Command;
 
@@ -49,6 +49,10 @@ const READINGS_AFTER: u16 = 10;
 /// Most readings published while waiting for the first refusal (or, after space returns, for
 /// the first acknowledgement): bounds the test, and the disk it uses, if the limit fails.
 const MAX_READINGS: u16 = 1000;
+/// Filters of the SUBSCRIBE refused on a full disk, and the bytes of each: their rows need
+/// the database file to grow by far more than a commit can find free inside it.
+const LARGE_FILTERS: u16 = 48;
+const LARGE_FILTER_SIZE: usize = 16 * 1024;
 /// Makes the shell ignore SIGXFSZ, then become the command given as its arguments.
 const IGNORE_SIGXFSZ_AND_EXEC: &str = r#"trap "" XFSZ; exec "$0" "$@""#;
 
@@ -287,4 +291,86 @@ async fn full_disk_refuses_qos1_work_keeps_running_and_recovers_without_losing_a
         "delivered but never published: {unknown:?}"
     );
     cairn.kill().await;
+}
+
+/// Large filter `n` of the refused SUBSCRIBE (no wildcard: its topic is the same string).
+fn large_filter(n: u16) -> String {
+    format!("big/{n}/{}", "f".repeat(LARGE_FILTER_SIZE))
+}
+
+/// A SUBSCRIBE whose commit fails on a full disk is refused (SUBACK 0x80 for every filter,
+/// in v5 and in 3.1.1) and subscribes to nothing: no retained message follows it, and a
+/// message published to those topics afterwards does not reach the client, neither once space has returned nor after a restart
+/// on the same data, where the session resumes with only what it had before.
+async fn a_subscribe_refused_on_a_full_disk_subscribes_to_nothing(version: ProtocolVersion) {
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    let cairn = ServeProcess::spawn(with_sigxfsz_ignored(&serve_command(data_dir.path()))).await;
+    let id = client_id("diskfull-subscribe", version);
+    let mut watcher = new_session(cairn.addr, version, &id).await;
+    subscribe_ok(&mut watcher, 1, MARKER_TOPIC, QoS::AtLeastOnce).await;
+    // A retained message on a refused filter: it must not follow the refusal either.
+    let mut retainer = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-ret").await;
+    let mut retained = publish_packet(&large_filter(0), QoS::AtLeastOnce, Some(1), b"kept");
+    retained.retain = true;
+    publish(&mut retainer, retained).await;
+
+    set_file_size_limit(cairn.pid(), Some(database_size(data_dir.path()))).await;
+    let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    watcher
+        .send(&Packet::Subscribe(Subscribe {
+            packet_id: 2,
+            properties: Default::default(),
+            filters: (0..LARGE_FILTERS)
+                .map(|n| (large_filter(n), options))
+                .collect(),
+        }))
+        .await;
+    match watcher.recv().await {
+        Packet::SubAck(suback) => assert_eq!(
+            (suback.packet_id, suback.reasons),
+            (2, vec![ReasonCode::UnspecifiedError; LARGE_FILTERS.into()]),
+            "the SUBACK of a SUBSCRIBE whose commit failed"
+        ),
+        other => panic!("expected a SUBACK, got {other:?}"),
+    }
+    set_file_size_limit(cairn.pid(), None).await;
+    expect_only_the_marker(&mut watcher, &cairn, "once space returned").await;
+
+    cairn.terminate().await;
+    let cairn = process::start(data_dir.path()).await;
+    let mut watcher = resume(cairn.addr, version, &id).await;
+    expect_only_the_marker(&mut watcher, &cairn, "after a restart").await;
+    cairn.kill().await;
+}
+
+/// Publishes a QoS 1 message to every refused filter's topic, then the marker: `watcher`
+/// must receive the marker alone.
+async fn expect_only_the_marker(watcher: &mut RawClient, cairn: &ServeProcess, when: &str) {
+    let mut publisher = RawClient::connect(cairn.addr, ProtocolVersion::V5, "diskfull-pub").await;
+    for n in 0..LARGE_FILTERS {
+        let message = publish_packet(&large_filter(n), QoS::AtLeastOnce, Some(n + 1), b"no");
+        assert_eq!(
+            publish(&mut publisher, message).await,
+            ReasonCode::NoMatchingSubscribers,
+            "{when}: the PUBACK of a message to refused filter {n}"
+        );
+    }
+    let marker = publish_packet(MARKER_TOPIC, QoS::AtLeastOnce, Some(1), MARKER.as_bytes());
+    publish(&mut publisher, marker).await;
+    let seen = receive_until_marker(watcher, MARKER_TOPIC, MARKER).await;
+    assert!(
+        seen.is_empty(),
+        "{when}: {} message(s) delivered on refused subscriptions",
+        seen.len()
+    );
+}
+
+#[tokio::test]
+async fn a_v5_subscribe_refused_on_a_full_disk_subscribes_to_nothing() {
+    a_subscribe_refused_on_a_full_disk_subscribes_to_nothing(ProtocolVersion::V5).await;
+}
+
+#[tokio::test]
+async fn a_v311_subscribe_refused_on_a_full_disk_subscribes_to_nothing() {
+    a_subscribe_refused_on_a_full_disk_subscribes_to_nothing(ProtocolVersion::V311).await;
 }

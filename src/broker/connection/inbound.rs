@@ -343,7 +343,9 @@ impl Client {
                 Ok(()) => valid.push(Ok((Arc::<str>::from(filter), options))),
             }
         }
-        let ((reasons, retained), commit) = self.broker.change(|state, changes| {
+        let ((reasons, retained, before), commit) = self.broker.change(|state, changes| {
+            let filters = valid.iter().flatten().map(|(filter, _)| filter.clone());
+            let before = state.subscriptions_before(&self.client_id, filters);
             let mut reasons = Vec::with_capacity(valid.len());
             let mut retained = Vec::new();
             for filter in valid {
@@ -363,14 +365,15 @@ impl Client {
                 ));
                 reasons.push(ReasonCode::granted(options.qos));
             }
-            (reasons, retained)
+            (reasons, retained, before)
         });
         let ack = Packet::SubAck(SubAck {
             packet_id: subscribe.packet_id,
             properties: Default::default(),
             reasons,
         });
-        self.acks.push(commit, ack, retained);
+        self.acks
+            .push_subscription_change(commit, ack, retained, before);
         Ok(())
     }
 
@@ -402,8 +405,13 @@ impl Client {
     /// UNSUBSCRIBE: remove each subscription, UNSUBACK after the commit [MQTT-3.10.4-4].
     fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) -> Result<(), Exit> {
         let limits = self.topic_limits();
-        let (mut reasons, commit) = self.broker.change(|state, changes| {
-            unsubscribe
+        let ((mut reasons, before), commit) = self.broker.change(|state, changes| {
+            let filters = unsubscribe
+                .filters
+                .iter()
+                .map(|filter| Arc::from(filter.as_str()));
+            let before = state.subscriptions_before(&self.client_id, filters);
+            let reasons = unsubscribe
                 .filters
                 .iter()
                 .map(|filter| {
@@ -415,7 +423,8 @@ impl Client {
                         ReasonCode::NoSubscriptionExisted
                     }
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (reasons, before)
         });
         if self.version == ProtocolVersion::V311 {
             reasons.clear();
@@ -425,7 +434,8 @@ impl Client {
             properties: Default::default(),
             reasons,
         });
-        self.acks.push(commit, ack, Vec::new());
+        self.acks
+            .push_subscription_change(commit, ack, Vec::new(), before);
         Ok(())
     }
 

@@ -32,12 +32,23 @@ impl Client {
         &mut self,
         framed: &mut Framed<S>,
     ) -> Result<(), Exit> {
-        while let Some((result, pending)) = self.acks.pop_ready() {
+        while let Some((result, mut pending)) = self.acks.pop_ready() {
             let ack = match (result, pending.ack) {
                 (Ok(()), ack) => ack,
                 (Err(error), ack) => {
                     // The store logs the failure itself, once for a run of them.
                     tracing::debug!(client_id = %self.client_id, %error, "commit failed; refusing the request");
+                    // A SUBSCRIBE or UNSUBSCRIBE refused (0x80: "not accepted") changes
+                    // nothing: its subscriptions are put back and no retained messages
+                    // follow. The restored rows ride the next commit; nothing is acknowledged
+                    // by it, so it is not awaited (the store logs a failure itself).
+                    pending.after.clear();
+                    if let Some(before) = pending.undo.take() {
+                        let (client_id, connection_id) = (&self.client_id, self.connection_id);
+                        let ((), _) = self.broker.change(|state, changes| {
+                            state.restore_subscriptions(client_id, connection_id, *before, changes)
+                        });
+                    }
                     // A 3.1.1 client can be told only in a SUBACK (0x80 Failure); a PUBREL
                     // sent without its record could let a crash resend a QoS 2 message that
                     // was already released; and a client whose session was not stored must

@@ -14,6 +14,10 @@ use super::super::subscriptions::Subscription;
 use super::super::topic::{filter_matches, has_wildcard, parse_shared};
 use super::{Changes, State};
 
+/// Subscriptions of one session as they stood before a change: by filter, `None` where there
+/// was none (see [`State::restore_subscriptions`]).
+pub type SubscriptionsBefore = Vec<(Arc<str>, Option<SessionSubscription>)>;
+
 /// One receiving session of a message, with what its matching subscriptions ask for.
 struct Target {
     client_id: Arc<str>,
@@ -170,6 +174,28 @@ impl State {
         identifier: Option<u32>,
         changes: &mut Changes,
     ) -> Vec<Delivery> {
+        let is_new = self.record_subscription(client_id, filter, options, identifier, changes);
+        let wants_retained = match options.retain_handling {
+            0 => true,
+            1 => is_new,
+            _ => false,
+        };
+        if !wants_retained || parse_shared(filter).is_some() {
+            return Vec::new();
+        }
+        self.retained_for(filter, options, identifier, std::time::Instant::now())
+    }
+
+    /// Adds or replaces a subscription of `client_id`, handing the store its row; returns
+    /// whether it is new.
+    fn record_subscription(
+        &mut self,
+        client_id: &Arc<str>,
+        filter: &Arc<str>,
+        options: SubscriptionOptions,
+        identifier: Option<u32>,
+        changes: &mut Changes,
+    ) -> bool {
         let wanted = SessionSubscription {
             options,
             identifier,
@@ -192,15 +218,7 @@ impl State {
                 changes.ops.push(op);
             }
         }
-        let wants_retained = match options.retain_handling {
-            0 => true,
-            1 => is_new,
-            _ => false,
-        };
-        if !wants_retained || parse_shared(filter).is_some() {
-            return Vec::new();
-        }
-        self.retained_for(filter, options, identifier, std::time::Instant::now())
+        is_new
     }
 
     /// UNSUBSCRIBE of one filter; returns whether the subscription existed [MQTT-3.10.4-4].
@@ -218,6 +236,60 @@ impl State {
             });
         }
         existed
+    }
+
+    /// The subscriptions of `client_id` to `filters` as they stand, for
+    /// [`State::restore_subscriptions`] should the change about to be made fail to commit.
+    pub fn subscriptions_before(
+        &self,
+        client_id: &str,
+        filters: impl IntoIterator<Item = Arc<str>>,
+    ) -> SubscriptionsBefore {
+        let subscriptions = self
+            .session(client_id)
+            .map(|session| &session.subscriptions);
+        filters
+            .into_iter()
+            .map(|filter| {
+                let before = subscriptions.and_then(|subscriptions| subscriptions.get(&filter));
+                (filter, before.copied())
+            })
+            .collect()
+    }
+
+    /// Puts the subscriptions of `client_id` back as they stood before a SUBSCRIBE or
+    /// UNSUBSCRIBE whose commit failed: its client was told the request failed, so neither
+    /// the routing nor the store may keep what it asked for. The store is handed the
+    /// restored rows too, as the failed commit may have reached the disk. Does nothing if
+    /// connection `connection_id` no longer holds the session (it was taken over or ended:
+    /// its subscriptions are another session's business now).
+    pub fn restore_subscriptions(
+        &mut self,
+        client_id: &Arc<str>,
+        connection_id: u64,
+        before: SubscriptionsBefore,
+        changes: &mut Changes,
+    ) {
+        let held = self
+            .sessions
+            .get(client_id)
+            .and_then(|slot| slot.link.as_ref());
+        if held.map(|link| link.connection_id) != Some(connection_id) {
+            return;
+        }
+        for (filter, subscription) in before {
+            match subscription {
+                Some(SessionSubscription {
+                    options,
+                    identifier,
+                }) => {
+                    self.record_subscription(client_id, &filter, options, identifier, changes);
+                }
+                None => {
+                    self.unsubscribe_from(client_id, &filter, changes);
+                }
+            }
+        }
     }
 
     /// Whether the session `client_id` exists and the store keeps its state.

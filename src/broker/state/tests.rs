@@ -1273,6 +1273,83 @@ fn an_unchanged_subscription_is_not_written_again() {
     }
 }
 
+/// A SUBSCRIBE or UNSUBSCRIBE whose commit failed was refused to its client, so its changes
+/// are undone: a new subscription goes, a replaced one gets its options and identifier back, a
+/// removed one returns; messages route as before the request, and the store is handed the
+/// restored rows (the failed commit may have reached the disk). A connection that no longer
+/// holds the session restores nothing.
+#[test]
+fn subscriptions_refused_for_a_failed_commit_are_put_back() {
+    let mut state = state();
+    let client = subscriber(&mut state, "sensor", "cmd/kept", QoS::AtLeastOnce);
+    let (kept, added): (Arc<str>, Arc<str>) = (Arc::from("cmd/kept"), Arc::from("cmd/added"));
+    let qos2 = SubscriptionOptions::with_qos(QoS::ExactlyOnce);
+    let subscriptions = |state: &State| {
+        let session = state.session("sensor").expect("the session exists");
+        [&kept, &added].map(|filter| session.subscriptions.get(filter).copied())
+    };
+    let as_before = subscriptions(&state);
+
+    // SUBSCRIBE: one filter replaced (QoS 2, an identifier), one added; the commit fails.
+    let before = state.subscriptions_before("sensor", [kept.clone(), added.clone()]);
+    for filter in [&kept, &added] {
+        state.subscribe_to(&client, filter, qos2, Some(9), &mut Changes::default());
+    }
+    let mut changes = Changes::default();
+    state.restore_subscriptions(&client, 1, before, &mut changes);
+    assert_eq!(subscriptions(&state), as_before);
+    let restored: Vec<_> = changes
+        .ops
+        .iter()
+        .map(|op| match op {
+            StoreOp::Subscribe {
+                filter, options, ..
+            } => format!("subscribe {filter} {:?}", options.qos),
+            StoreOp::Unsubscribe { filter, .. } => format!("unsubscribe {filter}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        restored,
+        ["subscribe cmd/kept AtLeastOnce", "unsubscribe cmd/added"]
+    );
+    publish_from(
+        &mut state,
+        "p",
+        inbound("cmd/added", QoS::AtLeastOnce, 1, b"x"),
+    );
+    assert_eq!(
+        queued_for(&state, &client),
+        0,
+        "routed by a refused subscription"
+    );
+    publish_from(
+        &mut state,
+        "p",
+        inbound("cmd/kept", QoS::ExactlyOnce, 2, b"x"),
+    );
+    let (taken, _) = take(&mut state, &client, 10);
+    assert_eq!(taken.packets.len(), 1, "the kept subscription still routes");
+
+    // UNSUBSCRIBE of the kept filter; the commit fails: it is subscribed again.
+    let before = state.subscriptions_before("sensor", [kept.clone()]);
+    assert!(state.unsubscribe_from(&client, &kept, &mut Changes::default()));
+    state.restore_subscriptions(&client, 1, before, &mut Changes::default());
+    assert_eq!(subscriptions(&state), as_before);
+
+    // Taken over meanwhile: the old connection's failure is not the new session's business.
+    let before = state.subscriptions_before("sensor", [added.clone()]);
+    state.subscribe_to(&client, &added, qos2, None, &mut Changes::default());
+    attach(&mut state, &client, 2, false, 100, None);
+    let mut changes = Changes::default();
+    state.restore_subscriptions(&client, 1, before, &mut changes);
+    assert!(changes.ops.is_empty());
+    assert!(
+        subscriptions(&state)[1].is_some(),
+        "undone by another connection"
+    );
+}
+
 /// A resume writes the session's row (marked connected, so that after a crash its expiry and
 /// Will Delay count from the restart) unless nothing would read it: a session that never
 /// expires, had no Will and brings none, resumed as stored, writes nothing — a gateway's
