@@ -373,7 +373,6 @@ impl MessageQueue {
     }
 
     /// Every entry in memory, oldest first.
-    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &Queued> {
         self.in_use.iter().flat_map(|queue| queue.head.iter())
     }

@@ -1,6 +1,7 @@
 //! Shared subscriptions (`$share/{group}/{filter}`, MQTT 5 section 4.8.2): each message goes to
-//! exactly one member of the group, independently of ordinary subscriptions to the same topic;
-//! No Local on a shared filter is a Protocol Error.
+//! exactly one member of the group, independently of ordinary subscriptions to the same topic,
+//! and what a member's ended session left unacknowledged goes to another member; No Local on a
+//! shared filter is a Protocol Error.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,9 @@ use cairn::codec::{
     Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe, SubscriptionOptions,
 };
 
-use crate::common::clients::{assert_broker_serves, expect_server_close, publish_qos1, subscriber};
+use crate::common::clients::{
+    assert_broker_serves, expect_server_close, publish_qos1, subscriber, text,
+};
 use crate::common::{publish_packet, start_broker, RawClient};
 use crate::support::texts;
 
@@ -104,4 +107,39 @@ async fn no_local_on_a_shared_subscription_is_a_protocol_error() {
         .await;
     expect_server_close(&mut client, ReasonCode::ProtocolError).await;
     assert_broker_serves(broker.addr, version).await;
+}
+
+/// Section 4.8.2: a member whose session ends (Session Expiry 0, its connection lost) before
+/// it acknowledges the QoS 1 messages the group gave it does not take them along: the other
+/// member receives each of them, in order, and nothing else.
+#[tokio::test]
+async fn what_an_ended_member_left_unacknowledged_goes_to_another_member() {
+    let broker = start_broker().await;
+    let version = ProtocolVersion::V5;
+    let filter = "$share/workers/tasks/+";
+    let mut crashing = subscriber(broker.addr, version, "crashing", filter, QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connect(broker.addr, version, "tasks-pub").await;
+    let sent: Vec<String> = (1..=4).map(|n| format!("task {n}")).collect();
+    for (n, task) in sent.iter().enumerate() {
+        let reason = publish_qos1(&mut publisher, "tasks/a", n as u16 + 1, task).await;
+        assert_eq!(reason, ReasonCode::Success);
+    }
+    for task in &sent {
+        assert_eq!(
+            &text(&crashing.expect_publish().await),
+            task,
+            "the only member"
+        );
+    }
+    let mut survivor = subscriber(broker.addr, version, "survivor", filter, QoS::AtLeastOnce).await;
+    drop(crashing);
+
+    let mut received = Vec::new();
+    for _ in &sent {
+        let publish = survivor.expect_publish().await;
+        survivor.acknowledge(&publish).await;
+        received.push(text(&publish));
+    }
+    assert_eq!(received, sent);
+    survivor.expect_nothing_pending().await;
 }

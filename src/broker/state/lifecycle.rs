@@ -330,6 +330,7 @@ impl State {
         changes.ops.push(StoreOp::DeleteSession {
             client_id: client_id.clone(),
         });
+        self.pass_on_shared(&slot.session, changes);
         if let Some(will) = slot.session.will {
             self.publish_will(client_id, will, changes);
         }

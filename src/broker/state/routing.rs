@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::codec::{QoS, SubscriptionOptions};
-use crate::model::{unix_seconds, Delivery, Message, StoreOp};
+use crate::model::{unix_seconds, Delivery, Message, OutboundState, StoreOp};
 
 use super::super::queue::Placement;
-use super::super::session::SessionSubscription;
+use super::super::session::{Session, SessionSubscription};
 use super::super::subscriptions::Subscription;
 use super::super::topic::{filter_matches, has_wildcard, parse_shared};
 use super::{Changes, State};
@@ -24,6 +24,18 @@ struct Target {
     qos: QoS,
     retain_as_published: bool,
     subscription_ids: Vec<u32>,
+}
+
+impl Target {
+    /// The member of a share group chosen for a message.
+    fn member(member: &Subscription) -> Target {
+        Target {
+            client_id: member.client_id.clone(),
+            qos: member.options.qos,
+            retain_as_published: member.options.retain_as_published,
+            subscription_ids: member.identifier.into_iter().collect(),
+        }
+    }
 }
 
 impl State {
@@ -78,15 +90,59 @@ impl State {
         });
         for (filter, members) in shared {
             if let Some(member) = self.pick_share_member(&filter, &members) {
-                targets.push(Target {
-                    client_id: member.client_id.clone(),
-                    qos: member.options.qos,
-                    retain_as_published: member.options.retain_as_published,
-                    subscription_ids: member.identifier.into_iter().collect(),
-                });
+                targets.push(Target::member(member));
             }
         }
         targets
+    }
+
+    /// Hands to other members of their share group the messages a group gave the ending
+    /// `session` and it had not finished with: those sent at QoS 1 or 2 and not acknowledged
+    /// (a QoS 2 message it acknowledged with PUBREC is its own), and those still queued in
+    /// memory. MQTT 5 §4.8.2: a Server SHOULD send a message to another member when the
+    /// session of the one it chose ends before acknowledging it; without this, a worker of a
+    /// pool that crashes loses what it was given (its publishers had their PUBACKs). A
+    /// delivery matching several of the session's groups goes to one of them, once. Entries a
+    /// persistent session kept on disk only (offline, or beyond its first [`WINDOW`] queued)
+    /// are not read back for it.
+    ///
+    /// [`WINDOW`]: super::super::queue::WINDOW
+    pub(super) fn pass_on_shared(&mut self, session: &Session, changes: &mut Changes) {
+        let groups: Vec<(&Arc<str>, &str)> = session
+            .subscriptions
+            .keys()
+            .filter_map(|filter| parse_shared(filter).map(|(_, topics)| (filter, topics)))
+            .collect();
+        if groups.is_empty() {
+            return;
+        }
+        let unfinished = session
+            .inflight
+            .iter()
+            .filter(|entry| entry.state != OutboundState::AwaitingPubComp)
+            .map(|entry| &entry.delivery)
+            .chain(session.queue.iter().map(|queued| &queued.delivery));
+        let mut passed: Vec<(&Arc<str>, u64)> = Vec::new();
+        let mut clock = QueueClock::default();
+        for delivery in unfinished {
+            let message = &delivery.message;
+            let group = groups.iter().find(|(filter, topics)| {
+                filter_matches(topics, &message.topic) && !passed.contains(&(*filter, message.id))
+            });
+            let Some(&(filter, _)) = group else {
+                continue;
+            };
+            passed.push((filter, message.id));
+            let mut members = Vec::new();
+            self.subscriptions.for_each_match(&message.topic, |sub| {
+                if sub.filter == *filter {
+                    members.push(sub.clone());
+                }
+            });
+            if let Some(member) = self.pick_share_member(filter, &members) {
+                self.deliver(Target::member(member), message, &mut clock, changes);
+            }
+        }
     }
 
     /// Round-robin over a share group's members, preferring ones that are connected.

@@ -1273,6 +1273,79 @@ fn an_unchanged_subscription_is_not_written_again() {
     }
 }
 
+/// The topics waiting in `client`'s queue (in memory), oldest first.
+fn queued_topics(state: &State, client: &str) -> Vec<String> {
+    let session = state.session(client).expect("the session exists");
+    session
+        .queue
+        .iter()
+        .map(|queued| queued.delivery.message.topic.to_string())
+        .collect()
+}
+
+/// MQTT 5 §4.8.2: when the session of a share group's member ends (here Session Expiry 0, its
+/// connection lost) before it acknowledged what the group gave it, another member gets it: QoS
+/// 1 sent and unacknowledged, QoS 2 awaiting PUBREC, and what was still queued, in that order.
+/// Not a QoS 2 message it acknowledged with PUBREC, nor a second copy of a message it also got
+/// through an ordinary subscription; the last member's end hands on nothing.
+#[test]
+fn what_a_share_group_gave_an_ending_member_goes_to_another_member() {
+    let mut state = state();
+    let shared: Arc<str> = Arc::from("$share/g/jobs/#");
+    let worker = |state: &mut State, name: &str, connection_id: u64, expiry: u32| {
+        let client: Arc<str> = Arc::from(name);
+        attach(state, &client, connection_id, true, expiry, None);
+        let options = SubscriptionOptions::with_qos(QoS::ExactlyOnce);
+        state.subscribe_to(&client, &shared, options, None, &mut Changes::default());
+        client
+    };
+    let first = worker(&mut state, "first", 1, 0);
+    let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    let ordinary: Arc<str> = Arc::from("jobs/ordinary");
+    state.subscribe_to(&first, &ordinary, options, None, &mut Changes::default());
+    for (n, (topic, qos)) in [
+        ("jobs/1", QoS::AtLeastOnce),
+        ("jobs/2", QoS::ExactlyOnce),
+        ("jobs/3", QoS::ExactlyOnce),
+        ("jobs/4", QoS::AtLeastOnce),
+        ("jobs/ordinary", QoS::AtLeastOnce),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        publish_from(&mut state, "p", inbound(topic, qos, n as u16 + 1, b"job"));
+    }
+    let (taken, _) = take(&mut state, &first, 3);
+    assert_eq!(packet_ids(&taken), [1, 2, 3]);
+    assert!(state.outbound_received(&first, 3, &mut Changes::default()));
+
+    let second = worker(&mut state, "second", 2, 100);
+    let mut changes = Changes::default();
+    state.detach(&first, 1, true, &mut changes);
+    assert!(
+        state.session("first").is_none(),
+        "ended with its connection"
+    );
+    assert_eq!(
+        queued_topics(&state, "second"),
+        ["jobs/1", "jobs/2", "jobs/4", "jobs/ordinary"]
+    );
+    assert_eq!(
+        changes
+            .ops
+            .iter()
+            .filter(|op| matches!(op, StoreOp::Enqueue { client_id, .. } if *client_id == second))
+            .count(),
+        4,
+        "stored for the persistent member"
+    );
+
+    attach(&mut state, &second, 3, true, 0, None);
+    assert!(state
+        .session("second")
+        .is_some_and(|session| session.queue.is_empty()));
+}
+
 /// A SUBSCRIBE or UNSUBSCRIBE whose commit failed was refused to its client, so its changes
 /// are undone: a new subscription goes, a replaced one gets its options and identifier back, a
 /// removed one returns; messages route as before the request, and the store is handed the
