@@ -883,6 +883,9 @@ async fn a_reconnect_after_a_reload_counts() {
     let mut gateway =
         gateway_with(vec![bridge_to(&cloud, 1)], |config| config.sys_interval = 1).await;
     let (_first, _) = cloud.accept(connack(false, Properties::default())).await;
+    // Restarted before it took that CONNACK, the bridge would count its next connection as
+    // its first.
+    wait_for_state(gateway.addr, "cloud", "connected to").await;
     let mut config = gateway.config.clone();
     config.bridges[0].keep_alive = 5;
     let reloaded = gateway.handle.reload(config).await.expect("reload");
