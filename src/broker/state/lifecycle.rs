@@ -11,6 +11,7 @@ use crate::model::{Message, Recovered, SessionWill, StoreOp, WillSender};
 use super::super::queue::MessageQueue;
 use super::super::session::Session;
 use super::super::window::Window;
+use super::routing::shared_leftovers;
 use super::{AttachRequest, Attached, Changes, Detached, SessionSlot, State};
 use crate::auth::{Access, Who};
 
@@ -330,8 +331,14 @@ impl State {
         changes.ops.push(StoreOp::DeleteSession {
             client_id: client_id.clone(),
         });
-        self.pass_on_shared(&slot.session, changes);
-        if let Some(will) = slot.session.will {
+        let mut session = slot.session;
+        let leftovers = shared_leftovers(&session);
+        let will = session.will.take();
+        // Its queue gives its bytes back to the shared budget before its leftovers are queued
+        // again for other members.
+        drop(session);
+        self.pass_on_shared(leftovers, changes);
+        if let Some(will) = will {
             self.publish_will(client_id, will, changes);
         }
     }

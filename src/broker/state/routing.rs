@@ -2,6 +2,7 @@
 //! Local, overlapping subscriptions), the retained messages, and offering deliveries to the
 //! receivers' queues.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -24,6 +25,57 @@ struct Target {
     qos: QoS,
     retain_as_published: bool,
     subscription_ids: Vec<u32>,
+}
+
+/// A message a share group gave a session that ended before it was done with it.
+pub(super) struct Leftover {
+    /// The group's filter, `$share/{group}/…`.
+    filter: Arc<str>,
+    message: Arc<Message>,
+}
+
+/// What share groups gave `session` and it had not finished with when it ended: messages sent
+/// at QoS 1 or 2 and not acknowledged (a QoS 2 message it acknowledged with PUBREC is its
+/// own), then those still queued in memory, oldest first. MQTT 5 §4.8.2: a Server SHOULD send
+/// a message to another member when the session of the one it chose ends before
+/// acknowledging it; without this, a worker of a pool that crashes loses what it was given
+/// (its publishers had their PUBACKs). A delivery matching several of the session's groups
+/// counts for one of them, once. Entries a persistent session kept on disk only (offline, or
+/// beyond the [`WINDOW`] queued in memory) are not read back for it.
+///
+/// [`WINDOW`]: super::super::queue::WINDOW
+pub(super) fn shared_leftovers(session: &Session) -> Vec<Leftover> {
+    let groups: Vec<(&Arc<str>, &str)> = session
+        .subscriptions
+        .keys()
+        .filter_map(|filter| parse_shared(filter).map(|(_, topics)| (filter, topics)))
+        .collect();
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let unfinished = session
+        .inflight
+        .iter()
+        .filter(|entry| entry.state != OutboundState::AwaitingPubComp)
+        .map(|entry| &entry.delivery)
+        .chain(session.queue.iter().map(|queued| &queued.delivery));
+    let mut leftovers = Vec::new();
+    // (index of the group, message id) of every leftover.
+    let mut counted: HashSet<(usize, u64)> = HashSet::new();
+    for delivery in unfinished {
+        let message = &delivery.message;
+        let group = groups.iter().enumerate().find(|(index, (_, topics))| {
+            filter_matches(topics, &message.topic) && !counted.contains(&(*index, message.id))
+        });
+        if let Some((index, (filter, _))) = group {
+            counted.insert((index, message.id));
+            leftovers.push(Leftover {
+                filter: Arc::clone(filter),
+                message: message.clone(),
+            });
+        }
+    }
+    leftovers
 }
 
 impl Target {
@@ -96,51 +148,19 @@ impl State {
         targets
     }
 
-    /// Hands to other members of their share group the messages a group gave the ending
-    /// `session` and it had not finished with: those sent at QoS 1 or 2 and not acknowledged
-    /// (a QoS 2 message it acknowledged with PUBREC is its own), and those still queued in
-    /// memory. MQTT 5 §4.8.2: a Server SHOULD send a message to another member when the
-    /// session of the one it chose ends before acknowledging it; without this, a worker of a
-    /// pool that crashes loses what it was given (its publishers had their PUBACKs). A
-    /// delivery matching several of the session's groups goes to one of them, once. Entries a
-    /// persistent session kept on disk only (offline, or beyond its first [`WINDOW`] queued)
-    /// are not read back for it.
-    ///
-    /// [`WINDOW`]: super::super::queue::WINDOW
-    pub(super) fn pass_on_shared(&mut self, session: &Session, changes: &mut Changes) {
-        let groups: Vec<(&Arc<str>, &str)> = session
-            .subscriptions
-            .keys()
-            .filter_map(|filter| parse_shared(filter).map(|(_, topics)| (filter, topics)))
-            .collect();
-        if groups.is_empty() {
-            return;
-        }
-        let unfinished = session
-            .inflight
-            .iter()
-            .filter(|entry| entry.state != OutboundState::AwaitingPubComp)
-            .map(|entry| &entry.delivery)
-            .chain(session.queue.iter().map(|queued| &queued.delivery));
-        let mut passed: Vec<(&Arc<str>, u64)> = Vec::new();
+    /// Hands each of an ended session's `leftovers` (see [`shared_leftovers`]) to another
+    /// member of its share group, if one is left.
+    pub(super) fn pass_on_shared(&mut self, leftovers: Vec<Leftover>, changes: &mut Changes) {
         let mut clock = QueueClock::default();
-        for delivery in unfinished {
-            let message = &delivery.message;
-            let group = groups.iter().find(|(filter, topics)| {
-                filter_matches(topics, &message.topic) && !passed.contains(&(*filter, message.id))
-            });
-            let Some(&(filter, _)) = group else {
-                continue;
-            };
-            passed.push((filter, message.id));
+        for Leftover { filter, message } in leftovers {
             let mut members = Vec::new();
             self.subscriptions.for_each_match(&message.topic, |sub| {
-                if sub.filter == *filter {
+                if sub.filter == filter {
                     members.push(sub.clone());
                 }
             });
-            if let Some(member) = self.pick_share_member(filter, &members) {
-                self.deliver(Target::member(member), message, &mut clock, changes);
+            if let Some(member) = self.pick_share_member(&filter, &members) {
+                self.deliver(Target::member(member), &message, &mut clock, changes);
             }
         }
     }

@@ -1346,6 +1346,41 @@ fn what_a_share_group_gave_an_ending_member_goes_to_another_member() {
         .is_some_and(|session| session.queue.is_empty()));
 }
 
+/// The queue of an ending member gives its bytes back to the shared budget before its
+/// leftovers are queued for another member: a budget they filled takes them again.
+#[test]
+fn an_ending_members_leftovers_fit_in_the_budget_it_gives_back() {
+    let limits = QueueLimits {
+        max_messages: 1000,
+        max_bytes: u64::MAX,
+        policy: QueueFullPolicy::RefuseNewest,
+        queue_qos0_offline: false,
+    };
+    // Two messages of "jobs/n" and "job": 9 bytes each.
+    let mut state = State::new(limits, QueueBudget::new(18));
+    let shared: Arc<str> = Arc::from("$share/g/jobs/#");
+    let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+    let first: Arc<str> = Arc::from("first");
+    attach(&mut state, &first, 1, true, 0, None);
+    state.subscribe_to(&first, &shared, options, None, &mut Changes::default());
+    for n in 1..=2 {
+        let topic = format!("jobs/{n}");
+        publish_from(
+            &mut state,
+            "p",
+            inbound(&topic, QoS::AtLeastOnce, n, b"job"),
+        );
+    }
+    assert_eq!(queued_topics(&state, "first"), ["jobs/1", "jobs/2"]);
+    let second: Arc<str> = Arc::from("second");
+    attach(&mut state, &second, 2, true, 0, None);
+    state.subscribe_to(&second, &shared, options, None, &mut Changes::default());
+    let mut changes = Changes::default();
+    state.detach(&first, 1, true, &mut changes);
+    assert_eq!(queued_topics(&state, "second"), ["jobs/1", "jobs/2"]);
+    assert_eq!(changes.dropped, 0);
+}
+
 /// A SUBSCRIBE or UNSUBSCRIBE whose commit failed was refused to its client, so its changes
 /// are undone: a new subscription goes, a replaced one gets its options and identifier back, a
 /// removed one returns; messages route as before the request, and the store is handed the
