@@ -250,7 +250,11 @@ impl State {
         identifier: Option<u32>,
         changes: &mut Changes,
     ) -> Vec<Delivery> {
-        let is_new = self.record_subscription(client_id, filter, options, identifier, changes);
+        let wanted = SessionSubscription {
+            options,
+            identifier,
+        };
+        let is_new = self.record_subscription(client_id, filter, wanted, changes);
         let wants_retained = match options.retain_handling {
             0 => true,
             1 => is_new,
@@ -268,14 +272,13 @@ impl State {
         &mut self,
         client_id: &Arc<str>,
         filter: &Arc<str>,
-        options: SubscriptionOptions,
-        identifier: Option<u32>,
+        wanted: SessionSubscription,
         changes: &mut Changes,
     ) -> bool {
-        let wanted = SessionSubscription {
+        let SessionSubscription {
             options,
             identifier,
-        };
+        } = wanted;
         let unchanged = self
             .session(client_id)
             .and_then(|session| session.subscriptions.get(filter))
@@ -355,11 +358,8 @@ impl State {
         }
         for (filter, subscription) in before {
             match subscription {
-                Some(SessionSubscription {
-                    options,
-                    identifier,
-                }) => {
-                    self.record_subscription(client_id, &filter, options, identifier, changes);
+                Some(subscription) => {
+                    self.record_subscription(client_id, &filter, subscription, changes);
                 }
                 None => {
                     self.unsubscribe_from(client_id, &filter, changes);
