@@ -2,16 +2,20 @@
 //! authentication, the limits a v5 CONNACK announces, and the connection limit.
 
 use bytes::BytesMut;
-use cairn::codec::{encoded_len, Auth, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
+use cairn::codec::{
+    encoded_len, Auth, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe,
+    SubscriptionOptions,
+};
 
 use crate::common::clients::{
     assert_broker_serves, client_id, connect_ok, expect_server_close, expect_silent_close,
-    subscribe_ok, will, with_expiry, with_will, BOTH,
+    persistent_connect, subscribe_ok, subscriber, text, will, with_expiry, with_will, BOTH,
 };
 use crate::common::passwords::write_password_file;
 use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
 use crate::support::{
-    disconnect, encoded, expect_connect_refused, resume_connect, CONNECT_FLAGS, CONNECT_LEVEL,
+    disconnect, disconnect_packet, encoded, expect_connect_refused, resume_connect, CONNECT_FLAGS,
+    CONNECT_LEVEL,
 };
 
 // [MQTT-3.1.0-1] The first packet from a client must be CONNECT; anything else is closed
@@ -418,4 +422,93 @@ async fn a_reload_applies_new_limits_to_connections_made_after_it() {
     assert_eq!(connack.reason, ReasonCode::Success);
     assert_eq!(connack.properties.receive_maximum, Some(5));
     next.expect_nothing_pending().await;
+}
+
+/// MQTT 5 §3.1.4: a client need not wait for CONNACK before sending further packets. A
+/// SUBSCRIBE and a QoS 1 PUBLISH written together with CONNECT (one read brings them all) are
+/// served at once, SUBACK then PUBACK after the CONNACK, without the client sending anything
+/// more (they waited for its next bytes, forever for a client that waits for its SUBACK): in
+/// both versions, for a session that ends with its connection and for a stored one.
+#[tokio::test]
+async fn packets_written_with_connect_are_served_without_waiting_for_more() {
+    let broker = start_broker().await;
+    for version in BOTH {
+        for persistent in [false, true] {
+            let id = client_id(&format!("pipelined-{persistent}"), version);
+            let connect = match persistent {
+                true => persistent_connect(version, &id),
+                false => connect_packet(version, &id),
+            };
+            let options = SubscriptionOptions::with_qos(QoS::AtLeastOnce);
+            let mut client = RawClient::open(broker.addr, version).await;
+            client
+                .send_all(&[
+                    Packet::Connect(Box::new(connect)),
+                    Packet::Subscribe(Subscribe {
+                        packet_id: 1,
+                        properties: Properties::default(),
+                        filters: vec![("pipelined/in".to_string(), options)],
+                    }),
+                    Packet::Publish(publish_packet(
+                        "pipelined/out",
+                        QoS::AtLeastOnce,
+                        Some(2),
+                        b"at once",
+                    )),
+                ])
+                .await;
+            let context = format!("{version:?}, persistent {persistent}");
+            assert_eq!(client.expect_connack().await.reason, ReasonCode::Success);
+            match client.recv().await {
+                Packet::SubAck(suback) => assert_eq!(suback.packet_id, 1, "{context}"),
+                other => panic!("{context}: expected the SUBACK, got {other:?}"),
+            }
+            match client.recv().await {
+                Packet::PubAck(puback) => assert_eq!(puback.packet_id, 2, "{context}"),
+                other => panic!("{context}: expected the PUBACK, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// [MQTT-3.14.4-3]: a CONNECT with a Will, a QoS 0 PUBLISH and a normal DISCONNECT written
+/// together: the PUBLISH is delivered and the Will is discarded (the PUBLISH was lost and the
+/// Will published once the client closed its socket).
+#[tokio::test]
+async fn a_disconnect_written_with_connect_discards_the_will() {
+    let broker = start_broker().await;
+    let mut watcher = subscriber(
+        broker.addr,
+        ProtocolVersion::V5,
+        "pipelined-watcher",
+        "pipelined/#",
+        QoS::AtLeastOnce,
+    )
+    .await;
+    for version in BOTH {
+        let id = client_id("pipelined-will", version);
+        let connect = with_will(connect_packet(version, &id), will("pipelined/will", "gone"));
+        let mut client = RawClient::open(broker.addr, version).await;
+        client
+            .send_all(&[
+                Packet::Connect(Box::new(connect)),
+                Packet::Publish(publish_packet(
+                    "pipelined/data",
+                    QoS::AtMostOnce,
+                    None,
+                    b"data",
+                )),
+                disconnect_packet(ReasonCode::Success),
+            ])
+            .await;
+        assert_eq!(client.expect_connack().await.reason, ReasonCode::Success);
+        client.expect_closed().await;
+        let publish = watcher.expect_publish().await;
+        assert_eq!(
+            (publish.topic.as_str(), text(&publish).as_str()),
+            ("pipelined/data", "data"),
+            "{version:?}"
+        );
+        watcher.expect_nothing_pending().await;
+    }
 }

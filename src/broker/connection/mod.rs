@@ -409,6 +409,9 @@ impl Client {
         if self.broker.shutting_down() {
             return Err(Exit::Shutdown);
         }
+        // What came in the read that brought CONNECT (a client need not wait for CONNACK,
+        // MQTT 5 §3.1.4): no readiness will announce bytes already read.
+        self.handle_buffered(framed)?;
         loop {
             self.release_acks(framed)?;
             loop {
