@@ -4,13 +4,13 @@
 
 use std::net::SocketAddr;
 
-use cairn::codec::{Connect, ProtocolVersion, QoS, ReasonCode};
+use cairn::codec::{Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 
 use crate::common::clients::{
     client_id, connect_expecting_session, expect_server_close, persistent_connect, publish_qos1,
-    subscribe_ok, will, with_will, BOTH,
+    subscribe_ok, text, will, with_will, BOTH,
 };
-use crate::common::{connect_packet, start_broker, RawClient};
+use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
 use crate::support::{disconnect_packet, expect_message, expect_only_marker, observer};
 
 /// Rounds of a reconnect race: each lost about one time in four before the takeover waited
@@ -168,4 +168,55 @@ async fn a_session_ended_by_disconnect_is_not_resumed_by_a_reconnect_at_once() {
             // Clean Start 1 next round: the persistent session the second one made goes.
         }
     }
+}
+
+/// What a connection's client wrote before another connection took its session over is acted
+/// on first (README: the connection it replaces first acts on what its client sent): 20 QoS 1
+/// PUBLISHes written in one go, then at once a CONNECT on a second connection resuming the
+/// session. The first connection gets a PUBACK for each of them before DISCONNECT 0x8E (v5),
+/// and a subscriber gets all 20, in order.
+#[tokio::test]
+async fn publishes_written_before_a_takeover_are_acted_on_first() {
+    const SENT: u16 = 20;
+    let broker = start_broker().await;
+    let mut watcher = observer(broker.addr, "before-takeover-watcher", "before/#").await;
+    let version = ProtocolVersion::V5;
+    let id = client_id("before-takeover", version);
+    let mut first =
+        connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
+    let publishes: Vec<Packet> = (1..=SENT)
+        .map(|n| {
+            let payload = n.to_string();
+            Packet::Publish(publish_packet(
+                "before/t",
+                QoS::AtLeastOnce,
+                Some(n),
+                payload.as_bytes(),
+            ))
+        })
+        .collect();
+    first.send_all(&publishes).await;
+    let second =
+        connect_expecting_session(broker.addr, persistent_connect(version, &id), true).await;
+    let acked: Vec<u16> = first
+        .expect_closed()
+        .await
+        .iter()
+        .filter_map(|packet| match packet {
+            Packet::PubAck(ack) => Some(ack.packet_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        acked,
+        (1..=SENT).collect::<Vec<_>>(),
+        "PUBACKs on the replaced connection"
+    );
+    let mut delivered = Vec::new();
+    for _ in 1..=SENT {
+        delivered.push(text(&watcher.expect_publish().await));
+    }
+    let sent: Vec<String> = (1..=SENT).map(|n| n.to_string()).collect();
+    assert_eq!(delivered, sent);
+    drop(second);
 }
