@@ -1,6 +1,7 @@
 //! Routing: which sessions a message goes to (the subscription index, `$share` groups, No
-//! Local, overlapping subscriptions), the retained messages, and offering deliveries to the
-//! receivers' queues.
+//! Local, overlapping subscriptions), the retained messages, offering deliveries to the
+//! receivers' queues, handing what an ended `$share` member left on to another member, and
+//! putting back subscriptions a refused SUBSCRIBE or UNSUBSCRIBE changed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
