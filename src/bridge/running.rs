@@ -5,7 +5,8 @@
 //! TLS files hold changed; one that was removed or changed (a renewed certificate or a rotated
 //! password counts) says goodbye upstream (DISCONNECT) and its task ends before the sessions
 //! are made to match the new configuration, and a changed one then starts again on the same
-//! session, so its queue (kept by the bridge's name) and its counters carry over.
+//! session, so its queue (kept by the bridge's name), its counters and the topics its messages
+//! in flight went out under carry over.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -126,6 +127,7 @@ impl RunningBridges {
                     }
                     difference => {
                         new.status = old.status.clone();
+                        new.sent = old.sent.clone();
                         if difference == Difference::Files {
                             changes.renewed.push(name.clone());
                         }

@@ -1234,3 +1234,46 @@ async fn an_oversized_publish_from_a_v5_server_gets_disconnect_packet_too_large(
     assert_eq!(connect.client_id, "gw-cloud", "connected again");
     drop(gateway);
 }
+
+/// [MQTT-4.4.0-1] A message resent after a reconnect is the PUBLISH first sent, DUP set: a
+/// reload that changes a rule's `remote_prefix` while a QoS 2 message awaits its PUBREC (the
+/// server may hold it already) restarts the bridge, which resends it under the topic it went
+/// out with, on its packet identifier; messages sent from then on take the new prefix. (It was
+/// resent under the new topic: Mosquitto takes that for a reused packet identifier, clears the
+/// message it held, and later refused messages with 0x97, which were dropped.)
+#[tokio::test]
+async fn a_message_resent_after_a_reload_keeps_the_topic_it_went_out_with() {
+    let cloud = FakeCloud::start().await;
+    let mut gateway = gateway_with(vec![bridge_to(&cloud, 2)], |_| {}).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos2(&mut sensor, "sensors/t", 1, "first").await;
+    let first = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&first), ["first"]);
+    assert_eq!(first[0].topic, "sensors/t");
+    let packet_id = first[0].packet_id.expect("QoS 2");
+
+    let mut config = gateway.config.clone();
+    config.bridges[0].topics[0].remote_prefix = "site-7/".to_string();
+    let reloaded = gateway.handle.reload(config).await.expect("reload");
+    assert_eq!(reloaded.bridges.restarted, ["cloud"]);
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(resent.len(), 1, "{resent:?}");
+    assert_eq!(
+        (resent[0].topic.as_str(), resent[0].packet_id, resent[0].dup),
+        ("sensors/t", Some(packet_id), true),
+        "the resend is the PUBLISH first sent"
+    );
+    pubrec_answered(&mut link, packet_id).await;
+    link.send(&Packet::PubComp(PubResponse::success(packet_id)))
+        .await;
+
+    publish_qos2(&mut sensor, "sensors/t", 2, "second").await;
+    let later = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&later), ["second"]);
+    assert_eq!(
+        later[0].topic, "site-7/sensors/t",
+        "sent under the new rule"
+    );
+}

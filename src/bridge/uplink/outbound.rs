@@ -95,6 +95,9 @@ impl Uplink {
             (done, in_flight(state, &session_id))
         });
         for ((response, expected), done) in completions.drain(..).zip(done) {
+            if expected != OutboundState::AwaitingPubComp {
+                self.bridge.sent.forget(response.packet_id);
+            }
             if !done {
                 tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
                     "acknowledgement for no message in flight");
@@ -143,6 +146,8 @@ impl Uplink {
     /// PUBREC: the server has the QoS 2 message; PUBREL goes once that is durable, so a crash
     /// never sends the PUBLISH again [MQTT-4.3.3-6].
     pub(super) fn received(&mut self, packet_id: u16) -> Result<(), Ended> {
+        // The server has it: what follows is PUBREL, no PUBLISH again.
+        self.bridge.sent.forget(packet_id);
         let session_id = self.bridge.session_id.clone();
         let (known, commit) = self
             .broker
@@ -268,6 +273,10 @@ impl Uplink {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("no out rule carries it any more");
         };
+        if let Some(packet_id) = packet_id {
+            // Before an alias takes the topic's place.
+            self.bridge.sent.record(packet_id, &publish.topic);
+        }
         // Sized as sent: a known alias makes it shorter, a new one longer (assigned only
         // where it fits).
         let (version, limit) = (self.version, self.granted.max_packet_size as usize);
@@ -276,6 +285,9 @@ impl Uplink {
         });
         let size = publish_len(&publish, version);
         if size > limit {
+            if let Some(packet_id) = packet_id {
+                self.bridge.sent.forget(packet_id);
+            }
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             tracing::warn!(bridge = %self.bridge.config.name, topic = %delivery.message.topic, size,
                 limit = self.granted.max_packet_size, "message larger than the server accepts; dropped");
@@ -294,8 +306,20 @@ impl Uplink {
         dup: bool,
         now: std::time::Instant,
     ) -> Option<Publish> {
+        let (_, topic) = map_out(&self.bridge.config.topics, &delivery.message.topic)?;
+        Some(self.publish_as(delivery, topic, packet_id, dup, now))
+    }
+
+    /// The upstream PUBLISH of a delivery under `topic`, as [`Uplink::publish_of`] makes it.
+    pub(super) fn publish_as(
+        &self,
+        delivery: &Delivery,
+        topic: String,
+        packet_id: Option<u16>,
+        dup: bool,
+        now: std::time::Instant,
+    ) -> Publish {
         let message = &delivery.message;
-        let (_, topic) = map_out(&self.bridge.config.topics, &message.topic)?;
         let mut publish = Publish {
             dup,
             qos: delivery.qos.min(self.granted.max_qos),
@@ -309,7 +333,7 @@ impl Uplink {
             publish.properties = message.properties_to_send();
             publish.properties.message_expiry_interval = message.remaining_expiry(now);
         }
-        Some(publish)
+        publish
     }
 
     pub(super) fn take_loaded(
