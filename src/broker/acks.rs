@@ -61,12 +61,14 @@ impl AckQueue {
     /// subscriptions its change replaced (see [`PendingAck::undo`]).
     pub fn push_subscription_change(
         &mut self,
-        commit: Commit,
+        mut commit: Commit,
         ack: Packet,
         after: Vec<Delivery>,
         before: SubscriptionsBefore,
     ) {
-        self.push_undoable(commit, ack, after, Some(Box::new(before)));
+        // A change with nothing to write (a session the store does not keep) cannot fail.
+        let undo = (!commit.is_durable()).then(|| Box::new(before));
+        self.push_undoable(commit, ack, after, undo);
     }
 
     fn push_undoable(
