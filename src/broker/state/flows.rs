@@ -78,7 +78,11 @@ pub struct Taken {
 
 impl State {
     /// The session `connection_id` is attached to.
-    fn attached(&mut self, client_id: &str, connection_id: u64) -> Result<&mut Session, Gone> {
+    pub(super) fn attached(
+        &mut self,
+        client_id: &str,
+        connection_id: u64,
+    ) -> Result<&mut Session, Gone> {
         match self.sessions.get_mut(client_id) {
             Some(slot)
                 if slot.link.as_ref().map(|link| link.connection_id) == Some(connection_id) =>

@@ -350,11 +350,7 @@ impl State {
         before: SubscriptionsBefore,
         changes: &mut Changes,
     ) {
-        let held = self
-            .sessions
-            .get(client_id)
-            .and_then(|slot| slot.link.as_ref());
-        if held.map(|link| link.connection_id) != Some(connection_id) {
+        if self.attached(client_id, connection_id).is_err() {
             return;
         }
         for (filter, subscription) in before {
