@@ -38,10 +38,12 @@ impl SentTopics {
     }
 
     /// Keeps only the messages of `in_flight` (a new connection's window): the others' flows
-    /// ended while no connection saw it (a session lost upstream, entries dropped).
-    pub fn keep_only(&self, in_flight: &[u16]) {
+    /// ended while no connection saw it (a session lost upstream, entries dropped). Sorted
+    /// first: a window may hold 65,535 messages.
+    pub fn keep_only(&self, mut in_flight: Vec<u16>) {
+        in_flight.sort_unstable();
         self.lock()
-            .retain(|packet_id, _| in_flight.contains(packet_id));
+            .retain(|packet_id, _| in_flight.binary_search(packet_id).is_ok());
     }
 }
 
@@ -57,7 +59,7 @@ mod tests {
         sent.record(3, "a/3");
         sent.forget(1);
         assert_eq!(sent.topic(1), None);
-        sent.keep_only(&[3]);
+        sent.keep_only(vec![3]);
         assert_eq!(sent.topic(2), None);
         assert_eq!(sent.topic(3).as_deref(), Some("a/3"));
     }

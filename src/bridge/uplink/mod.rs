@@ -133,7 +133,7 @@ impl Uplink {
             .filter(|entry| entry.state != OutboundState::AwaitingPubComp)
             .map(|entry| entry.packet_id)
             .collect();
-        uplink.bridge.sent.keep_only(&publishing);
+        uplink.bridge.sent.keep_only(publishing);
         let std_now = std::time::Instant::now();
         for entry in inflight {
             let packet = match entry.state {
