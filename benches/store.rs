@@ -155,6 +155,7 @@ async fn deliver_one(store: &DurableStore, client_id: &Arc<str>, id: u64, packet
             client_id: client_id.clone(),
             seq: id,
             packet_id,
+            sent_topic: None,
         },
         StoreOp::Acked {
             client_id: client_id.clone(),

@@ -15,7 +15,6 @@
 //! - [`reconnect`]: after an attempt or a connection, where and how to dial next, and when;
 //! - [`backoff`]: the delays between attempts;
 //! - [`status`]: the state and counters `$SYS` shows;
-//! - [`sent`]: the topic each message in flight went out under, for its resend;
 //! - [`topics`]: which topics a bridge carries and how their names change on the way
 //!   (Mosquitto's `topic` rules with their prefixes); pure string work;
 //! - [`identity`]: who a bridge is upstream: its client id and the password from its file.
@@ -25,7 +24,6 @@ pub mod handshake;
 pub mod identity;
 pub mod reconnect;
 pub mod running;
-pub mod sent;
 pub mod status;
 pub mod thread;
 pub mod topics;
@@ -47,7 +45,6 @@ use crate::transport::TlsError;
 use self::backoff::Backoff;
 use self::handshake::{handshake, Dialect};
 use self::reconnect::Reconnect;
-use self::sent::SentTopics;
 use self::status::{BridgeStatus, LinkState};
 use self::topics::map_out;
 use self::uplink::{Ended, Uplink};
@@ -97,9 +94,6 @@ pub struct Bridge {
     /// Largest packet accepted from upstream (our `limits.max_packet_size`).
     pub max_packet_size: u32,
     pub status: Arc<BridgeStatus>,
-    /// The topics its messages in flight went out under; carried over, as `status`, by a
-    /// reload that restarts it.
-    pub sent: Arc<SentTopics>,
     /// Set when a reload removes or replaces the bridge: its task says goodbye upstream and
     /// ends, as at shutdown.
     stop: watch::Sender<bool>,
@@ -173,7 +167,6 @@ impl Bridge {
             tls,
             max_packet_size,
             status: Arc::new(BridgeStatus::new(&config.name)),
-            sent: Arc::default(),
             config: config.clone(),
             stop: watch::channel(false).0,
         })

@@ -5,8 +5,8 @@
 //! TLS files hold changed; one that was removed or changed (a renewed certificate or a rotated
 //! password counts) says goodbye upstream (DISCONNECT) and its task ends before the sessions
 //! are made to match the new configuration, and a changed one then starts again on the same
-//! session, so its queue (kept by the bridge's name), its counters and the topics its messages
-//! in flight went out under carry over.
+//! session, so its queue (kept by the bridge's name), its window (with the topics its messages
+//! went out under) and its counters carry over.
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -127,7 +127,6 @@ impl RunningBridges {
                     }
                     difference => {
                         new.status = old.status.clone();
-                        new.sent = old.sent.clone();
                         if difference == Difference::Files {
                             changes.renewed.push(name.clone());
                         }

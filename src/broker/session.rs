@@ -238,6 +238,7 @@ mod tests {
             delivery: delivery(QoS::AtLeastOnce),
             state: OutboundState::AwaitingPubAck,
             release_order: 0,
+            sent_topic: None,
         });
         assert_eq!(
             session.next_packet_id(),
@@ -266,6 +267,7 @@ mod tests {
                     delivery: delivery(QoS::AtLeastOnce),
                     state: OutboundState::AwaitingPubAck,
                     release_order: 0,
+                    sent_topic: None,
                 });
             }
             // Every third entry acknowledged, from the newest back.
@@ -311,6 +313,7 @@ mod tests {
             },
             state: OutboundState::AwaitingPubRec,
             release_order: 0,
+            sent_topic: None,
         });
         session.inflight.release(0);
         assert_eq!(

@@ -239,6 +239,7 @@ mod tests {
             },
             state: OutboundState::AwaitingPubAck,
             release_order: 0,
+            sent_topic: None,
         }
     }
 

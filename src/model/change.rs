@@ -46,11 +46,12 @@ pub enum StoreOp {
     /// for the client's Maximum Packet Size, or dropped because the queue was full.
     Discard { client_id: Arc<str>, seq: u64 },
     /// Queue entry `seq` was sent under `packet_id` and is now inflight (awaiting PUBACK or
-    /// PUBREC).
+    /// PUBREC); `sent_topic` as in [`Inflight`](super::Inflight).
     Inflight {
         client_id: Arc<str>,
         seq: u64,
         packet_id: u16,
+        sent_topic: Option<Arc<str>>,
     },
     /// PUBREC arrived for an inflight QoS 2 message; PUBREL was sent, PUBCOMP is awaited.
     /// `order` is its place among the session's released entries (see

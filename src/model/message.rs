@@ -183,6 +183,10 @@ pub struct Inflight {
     /// or a queue sequence number for one released before there were release orders).
     /// Otherwise 0.
     pub release_order: u64,
+    /// The topic its PUBLISH went out under when that is not the message's own (a bridge's
+    /// `out` rules rename it upstream): a resend must be the PUBLISH first sent
+    /// [MQTT-4.4.0-1], whatever the rules say by then. Stored with the entry.
+    pub sent_topic: Option<Arc<str>>,
 }
 
 /// The bytes an entry counts for in the queue bounds: its topic and payload.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::clients::{publish_qos1, publish_qos2, subscriber, text};
-use crate::common::{publish_packet, RawClient, TestBroker, WAIT};
+use crate::common::{launch, publish_packet, RawClient, TestBroker, WAIT};
 use crate::support::{bridge, gateway_with, rule, wait_for_state, FakeCloud, GatewayProcess};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
@@ -1274,6 +1274,80 @@ async fn a_message_resent_after_a_reload_keeps_the_topic_it_went_out_with() {
     assert_eq!(payloads(&later), ["second"]);
     assert_eq!(
         later[0].topic, "site-7/sensors/t",
+        "sent under the new rule"
+    );
+}
+
+/// [MQTT-4.4.0-1] The same across a restart, the usual way to change a configuration: the
+/// topic a message went out under is stored with its inflight entry, so a broker started
+/// again with a changed `remote_prefix` resends its QoS 1 and QoS 2 messages under the topics
+/// they went out with, DUP set, on their packet identifiers; messages sent from then on take
+/// the new prefix. (Before, the rules in force at start named the resends.)
+#[tokio::test]
+async fn a_message_resent_after_a_restart_keeps_the_topic_it_went_out_with() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 2)], |_| {}).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos1(&mut sensor, "sensors/a", 1, "first").await;
+    publish_qos2(&mut sensor, "sensors/b", 2, "second").await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["first", "second"]);
+    let sent_as = |publishes: &[Publish]| -> Vec<(String, Option<u16>, bool, QoS)> {
+        publishes
+            .iter()
+            .map(|publish| {
+                let Publish {
+                    topic,
+                    packet_id,
+                    dup,
+                    qos,
+                    ..
+                } = publish;
+                (topic.clone(), *packet_id, *dup, *qos)
+            })
+            .collect()
+    };
+    let first = sent_as(&sent);
+    assert_eq!(
+        (first[0].0.as_str(), first[1].0.as_str()),
+        ("sensors/a", "sensors/b")
+    );
+
+    let TestBroker {
+        handle,
+        mut config,
+        data_dir,
+        ..
+    } = gateway;
+    handle.shutdown().await;
+    config.bridges[0].topics[0].remote_prefix = "site-7/".to_string();
+    let gateway = launch(config, data_dir).await;
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    let again: Vec<_> = first
+        .iter()
+        .map(|(topic, packet_id, _, qos)| (topic.clone(), *packet_id, true, *qos))
+        .collect();
+    assert_eq!(
+        sent_as(&resent),
+        again,
+        "the resends are the PUBLISHes first sent"
+    );
+    assert_eq!(payloads(&resent), ["first", "second"]);
+    let (qos1_id, qos2_id) = (first[0].1.expect("QoS 1"), first[1].1.expect("QoS 2"));
+    link.send(&Packet::PubAck(PubResponse::success(qos1_id)))
+        .await;
+    pubrec_answered(&mut link, qos2_id).await;
+    link.send(&Packet::PubComp(PubResponse::success(qos2_id)))
+        .await;
+
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos1(&mut sensor, "sensors/a", 3, "third").await;
+    let later = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&later), ["third"]);
+    assert_eq!(
+        later[0].topic, "site-7/sensors/a",
         "sent under the new rule"
     );
 }

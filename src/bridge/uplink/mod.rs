@@ -128,12 +128,6 @@ impl Uplink {
             waiting_since: None,
         };
         uplink.acks.push_unacknowledged(commit);
-        let publishing: Vec<u16> = inflight
-            .iter()
-            .filter(|entry| entry.state != OutboundState::AwaitingPubComp)
-            .map(|entry| entry.packet_id)
-            .collect();
-        uplink.bridge.sent.keep_only(publishing);
         let std_now = std::time::Instant::now();
         for entry in inflight {
             let packet = match entry.state {
@@ -143,26 +137,26 @@ impl Uplink {
                 _ => {
                     // Resent with DUP to a server that kept the session [MQTT-4.4.0-1]; to one
                     // that lost it, the message is new. Either way under the topic it went
-                    // out with (see `super::sent`). One that expired since it was first sent
-                    // still completes its flow, with the interval that remains: none, 0
+                    // out with, kept with its entry: a reload or a restart may have changed
+                    // the rules since (an entry stored by a build before that has none, and
+                    // goes under the rules in force). One that expired since it was first
+                    // sent still completes its flow, with the interval that remains: none, 0
                     // [MQTT-3.3.2-6].
                     let dup = granted.session_present;
                     let id = Some(entry.packet_id);
-                    match uplink.bridge.sent.topic(entry.packet_id) {
-                        Some(topic) => Packet::Publish(uplink.publish_as(
+                    let publish = match &entry.sent_topic {
+                        Some(topic) => Some(uplink.publish_as(
                             &entry.delivery,
                             topic.to_string(),
                             id,
                             dup,
                             std_now,
                         )),
-                        None => match uplink.publish_of(&entry.delivery, id, dup, std_now) {
-                            Some(publish) => {
-                                uplink.bridge.sent.record(entry.packet_id, &publish.topic);
-                                Packet::Publish(publish)
-                            }
-                            None => continue,
-                        },
+                        None => uplink.publish_of(&entry.delivery, id, dup, std_now),
+                    };
+                    match publish {
+                        Some(publish) => Packet::Publish(publish),
+                        None => continue,
                     }
                 }
             };

@@ -3,12 +3,13 @@
 //! spilled entries read back from the store, and the server's PUBACK, PUBREC and PUBCOMP
 //! moving entries through the window, each change committed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::broker::queue::LoadRequest;
-use crate::broker::state::{Gone, TakeLimits};
+use crate::broker::state::{Gone, Prepared, TakeLimits};
 use crate::codec::{publish_len, Packet, ProtocolVersion, PubResponse, Publish, QoS};
 use crate::model::{Delivery, OutboundState};
 use crate::store::{Loaded, StoreError};
@@ -95,9 +96,6 @@ impl Uplink {
             (done, in_flight(state, &session_id))
         });
         for ((response, expected), done) in completions.drain(..).zip(done) {
-            if expected != OutboundState::AwaitingPubComp {
-                self.bridge.sent.forget(response.packet_id);
-            }
             if !done {
                 tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
                     "acknowledgement for no message in flight");
@@ -146,8 +144,6 @@ impl Uplink {
     /// PUBREC: the server has the QoS 2 message; PUBREL goes once that is durable, so a crash
     /// never sends the PUBLISH again [MQTT-4.3.3-6].
     pub(super) fn received(&mut self, packet_id: u16) -> Result<(), Ended> {
-        // The server has it: what follows is PUBREL, no PUBLISH again.
-        self.bridge.sent.forget(packet_id);
         let session_id = self.bridge.session_id.clone();
         let (known, commit) = self
             .broker
@@ -264,7 +260,7 @@ impl Uplink {
         delivery: &Delivery,
         packet_id: Option<u16>,
         now: std::time::Instant,
-    ) -> Result<Packet, &'static str> {
+    ) -> Result<Prepared, &'static str> {
         if delivery.message.remaining_expiry(now) == Some(0) {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("expired while queued");
@@ -273,10 +269,8 @@ impl Uplink {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("no out rule carries it any more");
         };
-        if let Some(packet_id) = packet_id {
-            // Before an alias takes the topic's place.
-            self.bridge.sent.record(packet_id, &publish.topic);
-        }
+        // Before an alias takes the topic's place; kept with the inflight entry for a resend.
+        let sent_topic = packet_id.map(|_| Arc::from(publish.topic.as_str()));
         // Sized as sent: a known alias makes it shorter, a new one longer (assigned only
         // where it fits).
         let (version, limit) = (self.version, self.granted.max_packet_size as usize);
@@ -285,15 +279,15 @@ impl Uplink {
         });
         let size = publish_len(&publish, version);
         if size > limit {
-            if let Some(packet_id) = packet_id {
-                self.bridge.sent.forget(packet_id);
-            }
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             tracing::warn!(bridge = %self.bridge.config.name, topic = %delivery.message.topic, size,
                 limit = self.granted.max_packet_size, "message larger than the server accepts; dropped");
             return Err("larger than the server's Maximum Packet Size");
         }
-        Ok(Packet::Publish(publish))
+        Ok(Prepared {
+            packet: Packet::Publish(publish),
+            sent_topic,
+        })
     }
 
     /// The upstream PUBLISH of a delivery: the topic renamed by the first `out` rule that

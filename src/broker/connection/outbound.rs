@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::access::Rules;
 use crate::auth::Access;
 use crate::broker::queue::LoadRequest;
-use crate::broker::state::{Gone, TakeLimits};
+use crate::broker::state::{Gone, Prepared, TakeLimits};
 use crate::codec::{
     encoded_len, publish_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode,
 };
@@ -196,8 +196,10 @@ impl Client {
         let client_id = self.client_id.clone();
         let connection_id = self.connection_id;
         let (taken, commit) = broker.change(|state, changes| {
-            let prepare =
-                |delivery: &Delivery, packet_id| self.prepare(delivery, packet_id, acl, now);
+            let prepare = |delivery: &Delivery, packet_id| {
+                self.prepare(delivery, packet_id, acl, now)
+                    .map(Prepared::under_own_topic)
+            };
             let taken = state.take_deliverable(
                 &client_id,
                 connection_id,

@@ -62,6 +62,25 @@ pub struct TakeLimits<'a> {
     pub max_qos: &'a dyn Fn(&Delivery) -> QoS,
 }
 
+/// A queued message made ready to go out, by the `prepare` of [`State::take_deliverable`].
+#[derive(Debug)]
+pub struct Prepared {
+    pub packet: Packet,
+    /// The topic it goes out under when that is not the message's own (see
+    /// [`Inflight::sent_topic`]).
+    pub sent_topic: Option<Arc<str>>,
+}
+
+impl Prepared {
+    /// `packet`, which carries the message under its own topic.
+    pub fn under_own_topic(packet: Packet) -> Prepared {
+        Prepared {
+            packet,
+            sent_topic: None,
+        }
+    }
+}
+
 /// What one pass over the queue took into the window.
 #[derive(Debug)]
 pub struct Taken {
@@ -248,7 +267,7 @@ impl State {
         client_id: &Arc<str>,
         connection_id: u64,
         limits: TakeLimits<'_>,
-        mut prepare: impl FnMut(&Delivery, Option<u16>) -> Result<Packet, &'static str>,
+        mut prepare: impl FnMut(&Delivery, Option<u16>) -> Result<Prepared, &'static str>,
         changes: &mut Changes,
     ) -> Result<Taken, Gone> {
         let TakeLimits {
@@ -274,8 +293,8 @@ impl State {
             };
             delivery.qos = delivery.qos.min(max_qos(&delivery));
             let packet_id = (delivery.qos != QoS::AtMostOnce).then(|| session.next_packet_id());
-            let packet = match prepare(&delivery, packet_id) {
-                Ok(packet) => packet,
+            let Prepared { packet, sent_topic } = match prepare(&delivery, packet_id) {
+                Ok(prepared) => prepared,
                 Err(why) => {
                     tracing::debug!(%client_id, topic = %delivery.message.topic, "message not sent: {why}");
                     if let Some(seq) = seq {
@@ -294,6 +313,7 @@ impl State {
                             client_id: client_id.clone(),
                             seq,
                             packet_id,
+                            sent_topic: sent_topic.clone(),
                         });
                         await_commit |= delivery.qos == QoS::ExactlyOnce;
                     }
@@ -307,6 +327,7 @@ impl State {
                         delivery,
                         state,
                         release_order: 0,
+                        sent_topic,
                     });
                 }
                 (None, Some(seq)) => {

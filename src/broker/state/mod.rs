@@ -269,7 +269,7 @@ mod signal;
 
 use bridges::BridgeQueue;
 pub use bridges::{BridgeSession, BridgesOpened, BRIDGE_SESSION_PREFIX};
-pub use flows::{Gone, InboundFlows, InboundPublish, Published, TakeLimits, Taken};
+pub use flows::{Gone, InboundFlows, InboundPublish, Prepared, Published, TakeLimits, Taken};
 pub use routing::SubscriptionsBefore;
 pub use signal::ConnectionSignal;
 #[cfg(test)]

@@ -369,15 +369,17 @@ fn take_capped(
 ) -> (Taken, Changes) {
     let mut changes = Changes::default();
     let prepare = |delivery: &Delivery, packet_id: Option<u16>| {
-        Ok(Packet::Publish(crate::codec::Publish {
-            dup: false,
-            qos: delivery.qos,
-            retain: delivery.retain,
-            topic: delivery.message.topic.to_string(),
-            packet_id,
-            properties: Properties::default(),
-            payload: delivery.message.payload.clone(),
-        }))
+        Ok(Prepared::under_own_topic(Packet::Publish(
+            crate::codec::Publish {
+                dup: false,
+                qos: delivery.qos,
+                retain: delivery.retain,
+                topic: delivery.message.topic.to_string(),
+                packet_id,
+                properties: Properties::default(),
+                payload: delivery.message.payload.clone(),
+            },
+        )))
     };
     let taken = state
         .take_deliverable(
@@ -425,6 +427,74 @@ fn kinds(changes: &Changes) -> Vec<&'static str> {
             _ => "other",
         })
         .collect()
+}
+
+/// [MQTT-4.4.0-1] A message sent under a topic not its own (a bridge renames it upstream)
+/// keeps that topic with its inflight entry, in the window and in the store's record, for a
+/// resend after the rules changed; one sent under its own topic records none.
+#[test]
+fn the_topic_a_message_went_out_under_stays_with_its_inflight_entry() {
+    let mut state = state();
+    let sub = subscriber(&mut state, "sub", "t/#", QoS::ExactlyOnce);
+    for (packet_id, topic) in [(1, "t/renamed"), (2, "t/own")] {
+        publish_from(
+            &mut state,
+            "pub",
+            inbound(topic, QoS::ExactlyOnce, packet_id, b"m"),
+        );
+    }
+    let mut changes = Changes::default();
+    let taken = state
+        .take_deliverable(
+            &sub,
+            1,
+            TakeLimits {
+                window: 10,
+                batch: 256,
+                max_qos: &|_| QoS::ExactlyOnce,
+            },
+            |delivery: &Delivery, packet_id| {
+                let renamed = delivery.message.topic.as_ref() == "t/renamed";
+                let topic = match renamed {
+                    true => format!("site-7/{}", delivery.message.topic),
+                    false => delivery.message.topic.to_string(),
+                };
+                let packet = Packet::Publish(crate::codec::Publish {
+                    dup: false,
+                    qos: delivery.qos,
+                    retain: false,
+                    topic: topic.clone(),
+                    packet_id,
+                    properties: Properties::default(),
+                    payload: delivery.message.payload.clone(),
+                });
+                Ok(match renamed {
+                    true => Prepared {
+                        packet,
+                        sent_topic: Some(Arc::from(topic)),
+                    },
+                    false => Prepared::under_own_topic(packet),
+                })
+            },
+            &mut changes,
+        )
+        .expect("attached");
+    assert_eq!(packet_ids(&taken), [1, 2]);
+    let recorded: Vec<Option<&str>> = changes
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            StoreOp::Inflight { sent_topic, .. } => Some(sent_topic.as_deref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded, [Some("site-7/t/renamed"), None]);
+    let window: Vec<Option<Arc<str>>> = state
+        .inflight_of(&sub)
+        .into_iter()
+        .map(|entry| entry.sent_topic)
+        .collect();
+    assert_eq!(window, [Some(Arc::from("site-7/t/renamed")), None]);
 }
 
 /// QoS 1 outbound [MQTT-4.3.2-1]: routed into the queue (stored), taken into the window

@@ -47,6 +47,7 @@ fn populated() -> TempDir {
             client_id: alpha.clone(),
             seq: 1,
             packet_id: 9,
+            sent_topic: None,
         },
         StoreOp::Offline {
             client_id: alpha,

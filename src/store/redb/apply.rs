@@ -138,7 +138,8 @@ impl<'txn> Tables<'txn> {
                 client_id,
                 seq,
                 packet_id,
-            } => self.send(client_id, *seq, *packet_id),
+                sent_topic,
+            } => self.send(client_id, *seq, *packet_id, sent_topic.as_deref()),
             StoreOp::Released {
                 client_id,
                 packet_id,
@@ -343,7 +344,13 @@ impl<'txn> Tables<'txn> {
     }
 
     /// Moves queue entry `seq` into the inflight window under `packet_id`.
-    fn send(&mut self, client_id: &str, seq: u64, packet_id: u16) -> Result<(), DbError> {
+    fn send(
+        &mut self,
+        client_id: &str,
+        seq: u64,
+        packet_id: u16,
+        sent_topic: Option<&str>,
+    ) -> Result<(), DbError> {
         let Some(delivery) = self.take_queued(client_id, seq)? else {
             return Ok(());
         };
@@ -357,6 +364,7 @@ impl<'txn> Tables<'txn> {
             order: seq,
             state,
             delivery,
+            sent_topic: sent_topic.map(Box::from),
         };
         let replaced = self
             .inflight

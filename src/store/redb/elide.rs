@@ -63,6 +63,7 @@ pub fn plan(ops: &[Option<&StoreOp>]) -> Vec<Plan> {
                 client_id,
                 seq,
                 packet_id,
+                ..
             } => {
                 let flow = Flow {
                     enqueued: queued.remove(&(client_id, *seq)),
@@ -138,6 +139,7 @@ mod tests {
             client_id: client(name),
             seq,
             packet_id,
+            sent_topic: None,
         }
     }
 

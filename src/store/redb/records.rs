@@ -24,6 +24,11 @@ const FORMAT: u8 = 1;
 /// entries (written before) still read, as queued when this process first read them.
 const ENTRY_FORMAT: u8 = 2;
 
+/// The format of inflight entries: format 3 added the topic the message went out under, and is
+/// written only for an entry that has one (a bridge's); format 2 entries (those without, and
+/// every one written before) read as ever.
+const INFLIGHT_FORMAT: u8 = 3;
+
 /// The format of wills: format 2 added the user name of the client that set the Will (present
 /// or absent: anonymous). Format 1 records (written before) still read, with an unknown
 /// sender ([`WillSender::Unknown`]); a Will whose sender is unknown is written in format 1.
@@ -90,6 +95,9 @@ pub struct InflightRecord {
     pub order: u64,
     pub state: OutboundState,
     pub delivery: QueueRecord,
+    /// The topic its PUBLISH went out under, when not the message's own (see
+    /// [`Inflight::sent_topic`](crate::model::Inflight::sent_topic)).
+    pub sent_topic: Option<Box<str>>,
 }
 
 /// Appends fields to a record.
@@ -441,24 +449,37 @@ impl QueueRecord {
 
 impl InflightRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut writer = RecordWriter::of_format(ENTRY_FORMAT);
+        let format = match self.sent_topic {
+            Some(_) => INFLIGHT_FORMAT,
+            None => ENTRY_FORMAT,
+        };
+        let mut writer = RecordWriter::of_format(format);
         writer.u64(self.order);
         writer.u8(state_byte(self.state));
         self.delivery.write(&mut writer);
+        if let Some(topic) = &self.sent_topic {
+            writer.str(topic);
+        }
         writer.finish()
     }
 
     /// Reads an entry back; one of format 1 counts as queued at `clock`.
     pub fn decode(bytes: &[u8], clock: &WallClock) -> Result<InflightRecord, RecordError> {
-        let (mut reader, format) = RecordReader::of_formats("inflight entry", bytes, ENTRY_FORMAT)?;
+        let (mut reader, format) =
+            RecordReader::of_formats("inflight entry", bytes, INFLIGHT_FORMAT)?;
         let order = reader.u64("send order")?;
         let state = state_from_byte(reader.u8("state")?).ok_or_else(|| reader.invalid("state"))?;
         let delivery = QueueRecord::read(&mut reader, format, clock)?;
+        let sent_topic = match format {
+            INFLIGHT_FORMAT => Some(Box::from(reader.str("topic it went out under")?)),
+            _ => None,
+        };
         reader.finish()?;
         Ok(InflightRecord {
             order,
             state,
             delivery,
+            sent_topic,
         })
     }
 }
@@ -775,7 +796,7 @@ mod tests {
 
     #[test]
     fn inflight_and_session_records_round_trip() {
-        let inflight = InflightRecord {
+        let mut inflight = InflightRecord {
             order: 7,
             state: OutboundState::AwaitingPubComp,
             delivery: QueueRecord {
@@ -786,11 +807,27 @@ mod tests {
                 subscription_ids: vec![1, 2],
                 queued_at: 1_700_000_000,
             },
+            sent_topic: None,
         };
+        let encoded = inflight.encode();
         assert_eq!(
-            InflightRecord::decode(&inflight.encode(), &WallClock::now()).unwrap(),
+            encoded[0], ENTRY_FORMAT,
+            "readable by the builds before format 3"
+        );
+        assert_eq!(
+            InflightRecord::decode(&encoded, &WallClock::now()).unwrap(),
             inflight
         );
+        inflight.sent_topic = Some(Box::from("site-7/sensors/t"));
+        let encoded = inflight.encode();
+        assert_eq!(encoded[0], INFLIGHT_FORMAT);
+        assert_eq!(
+            InflightRecord::decode(&encoded, &WallClock::now()).unwrap(),
+            inflight
+        );
+        let mut truncated = encoded.clone();
+        truncated.pop();
+        assert!(InflightRecord::decode(&truncated, &WallClock::now()).is_err());
         let session = SessionRecord {
             expiry_interval: u32::MAX,
             offline_since: Some(UNIX_EPOCH + Duration::new(1_700_000_000, 5)),
@@ -889,6 +926,7 @@ mod tests {
                 order: 4,
                 state: OutboundState::AwaitingPubAck,
                 delivery: expected.clone(),
+                sent_topic: None,
             })
         );
         let rewritten = expected.encode();
@@ -909,5 +947,14 @@ mod tests {
         );
         bytes[0] = 0;
         assert!(QueueRecord::decode(&bytes, &WallClock::now()).is_err());
+        let mut inflight = vec![INFLIGHT_FORMAT + 1];
+        inflight.extend_from_slice(&[0; 40]);
+        assert_eq!(
+            InflightRecord::decode(&inflight, &WallClock::now()),
+            Err(RecordError::UnknownFormat {
+                record: "inflight entry",
+                found: INFLIGHT_FORMAT + 1
+            })
+        );
     }
 }

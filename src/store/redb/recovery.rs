@@ -171,6 +171,7 @@ impl Recovery {
                     delivery,
                     state: record.state,
                     release_order: if released { record.order } else { 0 },
+                    sent_topic: record.sent_topic.map(Arc::from),
                 };
                 window.push((!released, record.order, Arc::from(client_id), entry));
             }

@@ -112,6 +112,7 @@ fn inflight(client: &str, packet_id: u16, seq: u64) -> StoreOp {
         client_id: id(client),
         seq,
         packet_id,
+        sent_topic: None,
     }
 }
 
@@ -1061,6 +1062,36 @@ fn released_entries_come_back_in_the_order_of_their_pubrecs() {
         ]
     );
     assert_eq!(c.next_sequence, 5);
+}
+
+/// The topic an inflight entry went out under (a bridge's renaming) survives a restart, also
+/// once its PUBREC came; an entry sent under its own topic comes back with none.
+#[test]
+fn the_topic_an_entry_went_out_under_is_recovered() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&dir);
+    let mut ops = vec![put_session("c", 60)];
+    ops.extend((1..=3).map(|seq| enqueue("c", &message(seq, "t", b"x"), QoS::ExactlyOnce)));
+    for (seq, sent_topic) in [(1, Some("site-7/t")), (2, Some("site-7/t")), (3, None)] {
+        ops.push(StoreOp::Inflight {
+            client_id: id("c"),
+            seq,
+            packet_id: 10 + seq as u16,
+            sent_topic: sent_topic.map(Arc::from),
+        });
+    }
+    commit(&store, ops);
+    commit(&store, vec![released("c", 12, FIRST_RELEASE_ORDER)]);
+    let recovered = reopen(&dir, store);
+    let window: Vec<_> = session(&recovered, "c")
+        .inflight
+        .iter()
+        .map(|entry| (entry.packet_id, entry.sent_topic.as_deref()))
+        .collect();
+    assert_eq!(
+        window,
+        [(12, Some("site-7/t")), (11, Some("site-7/t")), (13, None)]
+    );
 }
 
 /// A database of the previous schema (written by a pre-release build) is refused untouched.
