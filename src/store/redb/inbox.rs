@@ -2,14 +2,15 @@
 //! thread. It wakes the writer only when the writer must act: a first job after a pause, an
 //! urgent job, or a group full enough to close the commit window early. A job that can wait
 //! for the window (an acknowledgement, a send) is only added, so a busy broker does not pay
-//! a thread wake-up per batch.
+//! a thread wake-up per batch; and acknowledgements received alone (see [`Job::lazy`]) open
+//! no window: they wait for the next job that does, or [`LAZY_WINDOW`].
 //!
 //! Never touches the database; the writer does.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::writer::{Job, MAX_BATCHES_PER_COMMIT, WINDOW_CLOSES_AT};
+use super::writer::{Job, LAZY_WINDOW, MAX_BATCHES_PER_COMMIT, WINDOW_CLOSES_AT};
 
 /// Jobs waiting for the writer.
 #[derive(Debug, Default)]
@@ -25,6 +26,11 @@ struct Pending {
     records: usize,
     /// Some job of `jobs` is urgent.
     urgent: bool,
+    /// Some job of `jobs` is not lazy ([`Job::lazy`]): the group commits within the window.
+    due: bool,
+    /// When the oldest job of `jobs` came: lazy jobs alone are committed [`LAZY_WINDOW`]
+    /// after it.
+    oldest_at: Option<Instant>,
     /// No job comes any more.
     closed: bool,
     /// What the writer sleeps for.
@@ -59,7 +65,7 @@ impl Pending {
     fn writer_must_wake(&self) -> bool {
         match self.writer {
             Writer::Busy => false,
-            Writer::Idle => !self.jobs.is_empty() || self.closed,
+            Writer::Idle => self.due || self.closed,
             Writer::Gathering => self.group_closes(),
         }
     }
@@ -81,6 +87,10 @@ impl Inbox {
         }
         pending.records += job.records();
         pending.urgent |= job.urgent();
+        pending.due |= !job.lazy();
+        if pending.jobs.is_empty() {
+            pending.oldest_at = Some(Instant::now());
+        }
         pending.jobs.push(job);
         self.wake_if_needed(&mut pending);
         Ok(())
@@ -112,21 +122,28 @@ impl Inbox {
         }
     }
 
-    /// The next group (writer thread only): blocks for a first job, then, while the group
-    /// holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and no more than
-    /// [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed (0: only what
-    /// is already there). `None` once the inbox is closed and empty.
+    /// The next group (writer thread only): blocks for a first job that is not lazy (lazy
+    /// ones alone are taken [`LAZY_WINDOW`] after the oldest came, or when the inbox closes),
+    /// then, while the group holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and
+    /// no more than [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed
+    /// (0: only what is already there). `None` once the inbox is closed and empty.
     pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
         let mut pending = self.lock();
-        while pending.jobs.is_empty() {
-            if pending.closed {
-                return None;
+        while !pending.due && !pending.closed {
+            let lazy_left = pending
+                .oldest_at
+                .map(|oldest| (oldest + LAZY_WINDOW).saturating_duration_since(Instant::now()));
+            if lazy_left == Some(Duration::ZERO) {
+                break;
             }
             pending.writer = Writer::Idle;
-            pending = self.wait(pending, None);
+            pending = self.wait(pending, lazy_left);
+        }
+        if pending.jobs.is_empty() {
+            return None;
         }
         let deadline = Instant::now() + window;
-        while !pending.group_closes() {
+        while pending.due && !pending.group_closes() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -172,12 +189,16 @@ fn take_group(pending: &mut Pending) -> Vec<Job> {
     if pending.jobs.len() <= MAX_BATCHES_PER_COMMIT {
         pending.records = 0;
         pending.urgent = false;
+        pending.due = false;
+        pending.oldest_at = None;
         return std::mem::take(&mut pending.jobs);
     }
     let rest = pending.jobs.split_off(MAX_BATCHES_PER_COMMIT);
     let group = std::mem::replace(&mut pending.jobs, rest);
     pending.records = pending.jobs.iter().map(Job::records).sum();
     pending.urgent = pending.jobs.iter().any(Job::urgent);
+    pending.due = pending.jobs.iter().any(|job| !job.lazy());
+    pending.oldest_at = Some(Instant::now());
     group
 }
 
@@ -402,7 +423,7 @@ mod tests {
         });
         await_writer(&inbox, Writer::Idle);
         inbox
-            .push(commit(vec![acked(0)], Pace::Window))
+            .push(commit(vec![enqueue(1)], Pace::Window))
             .expect("open");
         await_writer(&inbox, Writer::Gathering);
         let woken = inbox.wakes();
@@ -415,6 +436,73 @@ mod tests {
         inbox.push(commit(Vec::new(), Pace::Now)).expect("open");
         assert_eq!(outcome.recv_timeout(WAIT).ok(), Some(101));
         assert_eq!(inbox.wakes(), woken + 1, "the urgent job woke it once");
+    }
+
+    /// Acknowledgements received alone open no commit window and wake no writer: they ride
+    /// with the next job that needs a commit, in submission order.
+    #[test]
+    fn acknowledgements_alone_wait_for_the_next_group_that_commits() {
+        let inbox = Arc::new(Inbox::default());
+        let writer = inbox.clone();
+        let (result, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = result.send(writer.gather(Duration::ZERO));
+        });
+        await_writer(&inbox, Writer::Idle);
+        let woken = inbox.wakes();
+        for packet_id in 1..=3 {
+            inbox
+                .push(commit(vec![acked(packet_id)], Pace::Window))
+                .expect("open");
+        }
+        assert_eq!(inbox.wakes(), woken, "acknowledgements alone wake nobody");
+        assert!(!inbox.lock().due);
+        inbox
+            .push(commit(vec![enqueue(1)], Pace::Window))
+            .expect("open");
+        let group = outcome.recv_timeout(WAIT).ok().flatten().expect("a group");
+        let kinds: Vec<&str> = group
+            .iter()
+            .map(|job| match job {
+                Job::Commit { ops, .. } => match ops[0] {
+                    StoreOp::Acked { .. } => "acked",
+                    StoreOp::Enqueue { .. } => "enqueue",
+                    _ => "other",
+                },
+                Job::Barrier { .. } | Job::Load { .. } => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["acked", "acked", "acked", "enqueue"]);
+        inbox.close();
+    }
+
+    /// With nothing else coming, acknowledgements alone are still committed, after
+    /// [`LAZY_WINDOW`], however long the commit window; and at once when the inbox closes.
+    #[test]
+    fn acknowledgements_alone_are_committed_in_the_end() {
+        let acks = || {
+            (0..5)
+                .map(|packet_id| commit(vec![acked(packet_id)], Pace::Window))
+                .collect()
+        };
+        assert_eq!(gathered(acks(), FOREVER), Some(5));
+        let inbox = Inbox::default();
+        for job in acks() {
+            inbox.push(job).expect("open");
+        }
+        inbox.close();
+        assert_eq!(inbox.gather(FOREVER).map(|group| group.len()), Some(5));
+        assert!(inbox.gather(FOREVER).is_none());
+    }
+
+    /// An acknowledgement batch holding anything else, or asking for its commit now, is no
+    /// lazy job.
+    #[test]
+    fn only_acknowledgements_received_alone_are_lazy() {
+        assert!(commit(vec![acked(1), acked(2)], Pace::Window).lazy());
+        assert!(!commit(vec![acked(1)], Pace::Now).lazy());
+        assert!(!commit(vec![acked(1), enqueue(1)], Pace::Window).lazy());
+        assert!(!commit(Vec::new(), Pace::Window).lazy());
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub(super) const MAX_BATCHES_PER_COMMIT: usize = 4096;
 /// subscriber cancel out before it is written.)
 pub(super) const WINDOW_CLOSES_AT: usize = 16;
 
+/// Longest acknowledgements received alone wait for a commit made for another reason (see
+/// [`Job::lazy`]) before they are committed by themselves.
+pub(super) const LAZY_WINDOW: Duration = Duration::from_secs(1);
+
 /// Why a group commit failed: the database could not be opened again after an earlier
 /// failure, or the write transaction failed (a full disk shows here).
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,24 @@ impl Job {
             Job::Commit { pace, .. } => *pace == Pace::Now,
             Job::Barrier { .. } => false,
             Job::Load { .. } => true,
+        }
+    }
+
+    /// Whether it may wait for the next group that commits for another reason, up to
+    /// [`LAZY_WINDOW`]: a batch of acknowledgements received (a receiver's PUBACK or PUBCOMP,
+    /// a refusing PUBREC) and nothing else. Nobody waits for it, and a crash before it is
+    /// written costs at most a repeat, never a loss or a second QoS 2 delivery: the QoS 1 or
+    /// refused message goes again (DUP), a PUBREL is answered again. An acknowledgement that
+    /// comes a round trip after its message's commit (an upstream over a WAN, a slow
+    /// subscriber) so rides with the next message's commit instead of making one of its own.
+    pub(super) fn lazy(&self) -> bool {
+        match self {
+            Job::Commit { ops, pace, .. } => {
+                *pace == Pace::Window
+                    && !ops.is_empty()
+                    && ops.iter().all(|op| matches!(op, StoreOp::Acked { .. }))
+            }
+            Job::Barrier { .. } | Job::Load { .. } => false,
         }
     }
 
