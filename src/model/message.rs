@@ -183,9 +183,11 @@ pub struct Inflight {
     /// or a queue sequence number for one released before there were release orders).
     /// Otherwise 0.
     pub release_order: u64,
-    /// The topic its PUBLISH went out under when that is not the message's own (a bridge's
-    /// `out` rules rename it upstream): a resend must be the PUBLISH first sent
-    /// [MQTT-4.4.0-1], whatever the rules say by then. Stored with the entry.
+    /// The topic its PUBLISH went out under where something other than the message's own
+    /// topic decides it: a bridge's `out` rules, which may change before a resend, so it is
+    /// kept even where they left the topic as it was. A resend must be the PUBLISH first sent
+    /// [MQTT-4.4.0-1], whatever the rules say by then. Stored with the entry; `None` for a
+    /// client's delivery, which goes under the message's own topic.
     pub sent_topic: Option<Arc<str>>,
 }
 

@@ -66,8 +66,8 @@ pub struct TakeLimits<'a> {
 #[derive(Debug)]
 pub struct Prepared {
     pub packet: Packet,
-    /// The topic it goes out under when that is not the message's own (see
-    /// [`Inflight::sent_topic`]).
+    /// The topic it goes out under where something other than the message's own topic
+    /// decides it (see [`Inflight::sent_topic`]).
     pub sent_topic: Option<Arc<str>>,
 }
 

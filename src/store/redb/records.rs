@@ -95,7 +95,7 @@ pub struct InflightRecord {
     pub order: u64,
     pub state: OutboundState,
     pub delivery: QueueRecord,
-    /// The topic its PUBLISH went out under, when not the message's own (see
+    /// The topic its PUBLISH went out under, for a bridge's entry (see
     /// [`Inflight::sent_topic`](crate::model::Inflight::sent_topic)).
     pub sent_topic: Option<Box<str>>,
 }
