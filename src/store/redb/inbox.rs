@@ -31,6 +31,8 @@ struct Pending {
     /// When the oldest job of `jobs` came: lazy jobs alone are committed [`LAZY_WINDOW`]
     /// after it.
     oldest_at: Option<Instant>,
+    /// When the newest job of `jobs` that is not lazy came (see [`window_left`]).
+    newest_due_at: Option<Instant>,
     /// No job comes any more.
     closed: bool,
     /// What the writer sleeps for.
@@ -87,9 +89,13 @@ impl Inbox {
         }
         pending.records += job.records();
         pending.urgent |= job.urgent();
-        pending.due |= !job.lazy();
+        let now = Instant::now();
+        if !job.lazy() {
+            pending.due = true;
+            pending.newest_due_at = Some(now);
+        }
         if pending.jobs.is_empty() {
-            pending.oldest_at = Some(Instant::now());
+            pending.oldest_at = Some(now);
         }
         pending.jobs.push(job);
         self.wake_if_needed(&mut pending);
@@ -126,7 +132,8 @@ impl Inbox {
     /// ones alone are taken [`LAZY_WINDOW`] after the oldest came, or when the inbox closes),
     /// then, while the group holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and
     /// no more than [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed
-    /// (0: only what is already there). `None` once the inbox is closed and empty.
+    /// and its jobs have come to a pause (see [`window_left`]; 0: only what is already there).
+    /// `None` once the inbox is closed and empty.
     pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
         let mut pending = self.lock();
         while !pending.due && !pending.closed {
@@ -144,7 +151,7 @@ impl Inbox {
         }
         let deadline = Instant::now() + window;
         while pending.due && !pending.group_closes() {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = window_left(deadline, window, pending.newest_due_at, Instant::now());
             if left.is_zero() {
                 break;
             }
@@ -184,6 +191,36 @@ impl Inbox {
     }
 }
 
+/// How much longer a commit window that opened with `window` to go until `deadline` waits, at
+/// `now`, when the newest job that is not lazy came at `newest_due`: until the deadline, and
+/// past it until the jobs have paused for [`settle_time`] (the newest job may be a message
+/// whose receiver is about to take it and acknowledge it: a delivery to an online subscriber,
+/// a bridge's upstream on a LAN), but never more than twice that past the deadline. A message
+/// arriving at the end of a window would otherwise be written in it, and its send and
+/// acknowledgement in the next, where the whole chain, kept together, cancels out unwritten:
+/// with a sensor publishing at a steady rate, one message arrives near the end of nearly
+/// every window.
+fn window_left(
+    deadline: Instant,
+    window: Duration,
+    newest_due: Option<Instant>,
+    now: Instant,
+) -> Duration {
+    let settle = settle_time(window);
+    let until_deadline = deadline.saturating_duration_since(now);
+    let until_pause = newest_due.map_or(Duration::ZERO, |newest| {
+        (newest + settle).saturating_duration_since(now)
+    });
+    let until_limit = (deadline + 2 * settle).saturating_duration_since(now);
+    until_deadline.max(until_pause.min(until_limit))
+}
+
+/// The pause that ends a commit window once its time is up: an eighth of it, at most 5 ms
+/// (2.5 ms at the default 20 ms; none for a window of 0).
+fn settle_time(window: Duration) -> Duration {
+    (window / 8).min(Duration::from_millis(5))
+}
+
 /// Takes up to [`MAX_BATCHES_PER_COMMIT`] jobs, oldest first; what stays keeps its counts.
 fn take_group(pending: &mut Pending) -> Vec<Job> {
     if pending.jobs.len() <= MAX_BATCHES_PER_COMMIT {
@@ -191,6 +228,7 @@ fn take_group(pending: &mut Pending) -> Vec<Job> {
         pending.urgent = false;
         pending.due = false;
         pending.oldest_at = None;
+        pending.newest_due_at = None;
         return std::mem::take(&mut pending.jobs);
     }
     let rest = pending.jobs.split_off(MAX_BATCHES_PER_COMMIT);
@@ -493,6 +531,41 @@ mod tests {
         inbox.close();
         assert_eq!(inbox.gather(FOREVER).map(|group| group.len()), Some(5));
         assert!(inbox.gather(FOREVER).is_none());
+    }
+
+    /// A window waits out its time, then for its jobs to pause (an eighth of it), never more
+    /// than twice that past its time; a window of 0 never waits.
+    #[test]
+    fn a_window_closes_on_time_or_at_the_first_pause_after() {
+        let window = Duration::from_millis(20);
+        let settle = Duration::from_micros(2500);
+        assert_eq!(settle_time(window), settle);
+        let opened = Instant::now();
+        let deadline = opened + window;
+        let ms = Duration::from_millis;
+        let left = |newest: Duration, now: Duration| {
+            window_left(deadline, window, Some(opened + newest), opened + now)
+        };
+        assert_eq!(left(ms(0), ms(5)), ms(15), "on time, whatever came last");
+        assert_eq!(left(ms(4), ms(5)), ms(15));
+        assert_eq!(
+            left(ms(5), ms(20)),
+            Duration::ZERO,
+            "paused since long: closes"
+        );
+        assert_eq!(
+            left(ms(19), ms(20)),
+            settle - ms(1),
+            "a job just before the time: waits for its pause"
+        );
+        assert_eq!(left(ms(24), ms(24)), ms(1), "jobs never pausing: the limit");
+        assert_eq!(left(ms(25), ms(25)), Duration::ZERO);
+        assert_eq!(settle_time(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            window_left(opened, Duration::ZERO, Some(opened), opened),
+            Duration::ZERO
+        );
+        assert_eq!(settle_time(Duration::from_secs(1)), ms(5), "at most 5 ms");
     }
 
     /// An acknowledgement batch holding anything else, or asking for its commit now, is no
