@@ -26,12 +26,11 @@ struct Pending {
     records: usize,
     /// Some job of `jobs` is urgent.
     urgent: bool,
-    /// Some job of `jobs` is not lazy ([`Job::lazy`]): the group commits within the window.
-    due: bool,
     /// When the oldest job of `jobs` came: lazy jobs alone are committed [`LAZY_WINDOW`]
     /// after it.
     oldest_at: Option<Instant>,
-    /// When the newest job of `jobs` that is not lazy came (see [`window_left`]).
+    /// When the newest job of `jobs` that is not lazy ([`Job::lazy`]) came: with one, the
+    /// group commits within the window (see [`window_left`]).
     newest_due_at: Option<Instant>,
     /// No job comes any more.
     closed: bool,
@@ -55,6 +54,11 @@ enum Writer {
 }
 
 impl Pending {
+    /// Whether some job of `jobs` is not lazy: the group commits within the window.
+    fn due(&self) -> bool {
+        self.newest_due_at.is_some()
+    }
+
     /// Whether the gathered jobs must be committed now, before the window closes.
     fn group_closes(&self) -> bool {
         self.urgent
@@ -67,7 +71,7 @@ impl Pending {
     fn writer_must_wake(&self) -> bool {
         match self.writer {
             Writer::Busy => false,
-            Writer::Idle => self.due || self.closed,
+            Writer::Idle => self.due() || self.closed,
             Writer::Gathering => self.group_closes(),
         }
     }
@@ -91,7 +95,6 @@ impl Inbox {
         pending.urgent |= job.urgent();
         let now = Instant::now();
         if !job.lazy() {
-            pending.due = true;
             pending.newest_due_at = Some(now);
         }
         if pending.jobs.is_empty() {
@@ -136,7 +139,7 @@ impl Inbox {
     /// `None` once the inbox is closed and empty.
     pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
         let mut pending = self.lock();
-        while !pending.due && !pending.closed {
+        while !pending.due() && !pending.closed {
             let lazy_left = pending
                 .oldest_at
                 .map(|oldest| (oldest + LAZY_WINDOW).saturating_duration_since(Instant::now()));
@@ -150,7 +153,7 @@ impl Inbox {
             return None;
         }
         let deadline = Instant::now() + window;
-        while pending.due && !pending.group_closes() {
+        while pending.due() && !pending.group_closes() {
             let left = window_left(deadline, window, pending.newest_due_at, Instant::now());
             if left.is_zero() {
                 break;
@@ -226,7 +229,6 @@ fn take_group(pending: &mut Pending) -> Vec<Job> {
     if pending.jobs.len() <= MAX_BATCHES_PER_COMMIT {
         pending.records = 0;
         pending.urgent = false;
-        pending.due = false;
         pending.oldest_at = None;
         pending.newest_due_at = None;
         return std::mem::take(&mut pending.jobs);
@@ -235,8 +237,9 @@ fn take_group(pending: &mut Pending) -> Vec<Job> {
     let group = std::mem::replace(&mut pending.jobs, rest);
     pending.records = pending.jobs.iter().map(Job::records).sum();
     pending.urgent = pending.jobs.iter().any(Job::urgent);
-    pending.due = pending.jobs.iter().any(|job| !job.lazy());
-    pending.oldest_at = Some(Instant::now());
+    let now = Instant::now();
+    pending.newest_due_at = pending.jobs.iter().any(|job| !job.lazy()).then_some(now);
+    pending.oldest_at = Some(now);
     group
 }
 
@@ -494,7 +497,7 @@ mod tests {
                 .expect("open");
         }
         assert_eq!(inbox.wakes(), woken, "acknowledgements alone wake nobody");
-        assert!(!inbox.lock().due);
+        assert!(!inbox.lock().due());
         inbox
             .push(commit(vec![enqueue(1)], Pace::Window))
             .expect("open");
