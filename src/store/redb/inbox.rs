@@ -1,6 +1,7 @@
 //! The writer's inbox: jobs handed over by any thread, gathered into groups by the writer
 //! thread. It wakes the writer only when the writer must act: a first job after a pause, an
-//! urgent job, or a group full enough to close the commit window early. A job that can wait
+//! urgent job, a group full enough to close the commit window early, or the first job of a
+//! group that a SUBACK or UNSUBACK waits for (it ends the window). A job that can wait
 //! for the window (an acknowledgement, a send) is only added, so a busy broker does not pay
 //! a thread wake-up per batch; and acknowledgements received alone (see [`Job::lazy`]) open
 //! no window: they wait for the next job that does, or [`LAZY_WINDOW`].
@@ -32,6 +33,10 @@ struct Pending {
     /// When the newest job of `jobs` that is not lazy ([`Job::lazy`]) came: with one, the
     /// group commits within the window (see [`window_left`]).
     newest_due_at: Option<Instant>,
+    /// When the first job of `jobs` came that a SUBACK or UNSUBACK waits for
+    /// ([`Job::answers_a_subscription`]): the window's time is up from then on, and the group
+    /// waits only for its work to pause.
+    subscription_at: Option<Instant>,
     /// No job comes any more.
     closed: bool,
     /// What the writer sleeps for.
@@ -100,8 +105,13 @@ impl Inbox {
         if pending.jobs.is_empty() {
             pending.oldest_at = Some(now);
         }
+        // A writer gathering for the window must learn that its time is up.
+        let ends_window = job.answers_a_subscription() && pending.subscription_at.is_none();
+        if ends_window {
+            pending.subscription_at = Some(now);
+        }
         pending.jobs.push(job);
-        self.wake_if_needed(&mut pending);
+        self.wake_if_needed(&mut pending, ends_window);
         Ok(())
     }
 
@@ -109,7 +119,7 @@ impl Inbox {
     pub fn close(&self) {
         let mut pending = self.lock();
         pending.closed = true;
-        self.wake_if_needed(&mut pending);
+        self.wake_if_needed(&mut pending, false);
     }
 
     /// The writer is gone (its thread ended by a panic): the inbox closes, and the jobs left
@@ -120,8 +130,10 @@ impl Inbox {
         pending.jobs.clear();
     }
 
-    fn wake_if_needed(&self, pending: &mut Pending) {
-        if pending.writer_must_wake() {
+    /// Wakes the writer if it sleeps through something it must act on, or through the end of
+    /// its window (`ends_window`).
+    fn wake_if_needed(&self, pending: &mut Pending, ends_window: bool) {
+        if pending.writer_must_wake() || (ends_window && pending.writer == Writer::Gathering) {
             pending.writer = Writer::Busy;
             #[cfg(test)]
             {
@@ -135,8 +147,9 @@ impl Inbox {
     /// ones alone are taken [`LAZY_WINDOW`] after the oldest came, or when the inbox closes),
     /// then, while the group holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and
     /// no more than [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed
-    /// and its jobs have come to a pause (see [`window_left`]; 0: only what is already there).
-    /// `None` once the inbox is closed and empty.
+    /// (or a job a SUBACK or UNSUBACK waits for has come) and its jobs have come to a pause
+    /// (see [`window_left`]; 0: only what is already there). `None` once the inbox is closed
+    /// and empty.
     pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
         let mut pending = self.lock();
         while !pending.due() && !pending.closed {
@@ -154,6 +167,9 @@ impl Inbox {
         }
         let deadline = Instant::now() + window;
         while pending.due() && !pending.group_closes() {
+            let deadline = pending
+                .subscription_at
+                .map_or(deadline, |at| deadline.min(at));
             let left = window_left(deadline, window, pending.newest_due_at, Instant::now());
             if left.is_zero() {
                 break;
@@ -231,6 +247,7 @@ fn take_group(pending: &mut Pending) -> Vec<Job> {
         pending.urgent = false;
         pending.oldest_at = None;
         pending.newest_due_at = None;
+        pending.subscription_at = None;
         return std::mem::take(&mut pending.jobs);
     }
     let rest = pending.jobs.split_off(MAX_BATCHES_PER_COMMIT);
@@ -239,6 +256,11 @@ fn take_group(pending: &mut Pending) -> Vec<Job> {
     pending.urgent = pending.jobs.iter().any(Job::urgent);
     let now = Instant::now();
     pending.newest_due_at = pending.jobs.iter().any(|job| !job.lazy()).then_some(now);
+    pending.subscription_at = pending
+        .jobs
+        .iter()
+        .any(Job::answers_a_subscription)
+        .then_some(now);
     pending.oldest_at = Some(now);
     group
 }
@@ -379,6 +401,62 @@ mod tests {
             .map(|client| commit(subscribe(client), Pace::Window))
             .collect();
         assert_eq!(gathered(jobs, FOREVER), Some(WINDOW_CLOSES_AT));
+    }
+
+    /// A SUBACK or UNSUBACK is not held for the window: a group holding a subscription added
+    /// or removed, or a barrier (an unchanged subscription's SUBACK), closes once its work
+    /// pauses, though the window would never end.
+    #[test]
+    fn a_subscription_waits_for_a_pause_not_for_the_window() {
+        assert_eq!(
+            gathered(vec![commit(subscribe(1), Pace::Window)], FOREVER),
+            Some(1)
+        );
+        let unsubscribe = StoreOp::Unsubscribe {
+            client_id: Arc::from("sensor-1"),
+            filter: Arc::from("sensors/1/#"),
+        };
+        assert_eq!(
+            gathered(vec![commit(vec![unsubscribe], Pace::Window)], FOREVER),
+            Some(1)
+        );
+        let (done, _) = Reply::channel();
+        assert_eq!(gathered(vec![Job::Barrier { done }], FOREVER), Some(1));
+        let messages = vec![
+            commit(vec![enqueue(1)], Pace::Window),
+            commit(subscribe(2), Pace::Window),
+            commit(vec![enqueue(2)], Pace::Window),
+        ];
+        assert_eq!(
+            gathered(messages, FOREVER),
+            Some(3),
+            "with what came before and after it"
+        );
+    }
+
+    /// A writer gathering messages for the window is woken by the first subscription to come,
+    /// and then waits only for the pause.
+    #[test]
+    fn a_subscription_ends_the_window_of_a_gathering_writer() {
+        let inbox = Arc::new(Inbox::default());
+        let writer = inbox.clone();
+        let (result, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let group = writer.gather(FOREVER).map_or(0, |group| group.len());
+            let _ = result.send(group);
+        });
+        await_writer(&inbox, Writer::Idle);
+        inbox
+            .push(commit(vec![enqueue(1)], Pace::Window))
+            .expect("open");
+        await_writer(&inbox, Writer::Gathering);
+        let woken = inbox.wakes();
+        inbox
+            .push(commit(subscribe(1), Pace::Window))
+            .expect("open");
+        assert_eq!(inbox.wakes(), woken + 1, "the subscription woke it");
+        assert_eq!(outcome.recv_timeout(WAIT).ok(), Some(2));
+        inbox.close();
     }
 
     /// Their sessions, stored at CONNECT without the CONNACK waiting, close nothing: they ride

@@ -30,11 +30,13 @@ pub(super) const MAX_BATCHES_PER_COMMIT: usize = 4096;
 
 /// A group with this many records is worth its commit: the commit window stops waiting once a
 /// group holds them. Records are queued messages and the changes a client's SUBACK or
-/// UNSUBACK waits for (see [`Job::records`]; a CONNACK that waits asks for its commit at once). A busy broker then commits as if the window were
-/// 0: a publisher that keeps at least this many messages in flight is not slowed to one window
-/// per round trip, and neither are clients reconnecting and subscribing together after a
-/// reboot. (Sends and acks do not count: waiting for them is what lets a delivery to an online
-/// subscriber cancel out before it is written.)
+/// UNSUBACK waits for (see [`Job::records`]; a CONNACK that waits asks for its commit at
+/// once, and a SUBACK's group waits only for a pause, see [`Job::answers_a_subscription`]).
+/// A busy broker then commits as if the window were 0: a publisher that keeps at least this
+/// many messages in flight is not slowed to one window per round trip, and clients
+/// reconnecting and subscribing together after a reboot, whose subscriptions never pause,
+/// are not held for the pause. (Sends and acks do not count: waiting for them is what lets
+/// a delivery to an online subscriber cancel out before it is written.)
 pub(super) const WINDOW_CLOSES_AT: usize = 16;
 
 /// Longest acknowledgements received alone wait for a commit made for another reason (see
@@ -109,6 +111,22 @@ impl Job {
                     && ops.iter().all(|op| matches!(op, StoreOp::Acked { .. }))
             }
             Job::Barrier { .. } | Job::Load { .. } => false,
+        }
+    }
+
+    /// Whether a client's SUBACK or UNSUBACK waits for it: a subscription added or removed, or
+    /// a barrier (the SUBACK of an unchanged one). Its group waits for its work to pause, not
+    /// for the whole window (see [`super::inbox`]): a client waits for that answer once per
+    /// connection, not per message, and nothing in it cancels out with what comes later.
+    /// Held for the window, clients that connect and subscribe a few at a time got through
+    /// one per window each.
+    pub(super) fn answers_a_subscription(&self) -> bool {
+        match self {
+            Job::Commit { ops, .. } => ops
+                .iter()
+                .any(|op| matches!(op, StoreOp::Subscribe { .. } | StoreOp::Unsubscribe { .. })),
+            Job::Barrier { .. } => true,
+            Job::Load { .. } => false,
         }
     }
 
