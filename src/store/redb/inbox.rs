@@ -167,10 +167,14 @@ impl Inbox {
         }
         let deadline = Instant::now() + window;
         while pending.due() && !pending.group_closes() {
-            let deadline = pending
-                .subscription_at
-                .map_or(deadline, |at| deadline.min(at));
-            let left = window_left(deadline, window, pending.newest_due_at, Instant::now());
+            let (deadline, settle) = match pending.subscription_at {
+                Some(at) => (
+                    deadline.min(at),
+                    settle_time(window).min(SUBSCRIPTIONS_SETTLE),
+                ),
+                None => (deadline, settle_time(window)),
+            };
+            let left = window_left(deadline, settle, pending.newest_due_at, Instant::now());
             if left.is_zero() {
                 break;
             }
@@ -210,9 +214,9 @@ impl Inbox {
     }
 }
 
-/// How much longer a commit window that opened with `window` to go until `deadline` waits, at
-/// `now`, when the newest job that is not lazy came at `newest_due`: until the deadline, and
-/// past it until the jobs have paused for [`settle_time`] (the newest job may be a message
+/// How much longer a commit window to go until `deadline` waits, at `now`, when the newest job
+/// that is not lazy came at `newest_due`: until the deadline, and past it until the jobs have
+/// paused for `settle` ([`settle_time`] of the window; the newest job may be a message
 /// whose receiver is about to take it and acknowledge it: a delivery to an online subscriber,
 /// a bridge's upstream on a LAN), but never more than twice that past the deadline. A message
 /// arriving at the end of a window would otherwise be written in it, and its send and
@@ -221,11 +225,10 @@ impl Inbox {
 /// every window.
 fn window_left(
     deadline: Instant,
-    window: Duration,
+    settle: Duration,
     newest_due: Option<Instant>,
     now: Instant,
 ) -> Duration {
-    let settle = settle_time(window);
     let until_deadline = deadline.saturating_duration_since(now);
     let until_pause = newest_due.map_or(Duration::ZERO, |newest| {
         (newest + settle).saturating_duration_since(now)
@@ -239,6 +242,13 @@ fn window_left(
 fn settle_time(window: Duration) -> Duration {
     (window / 8).min(Duration::from_millis(5))
 }
+
+/// The pause that ends a group a SUBACK or UNSUBACK waits for (at most; a window's own pause
+/// if shorter): long enough to gather the subscriptions of clients reconnecting together,
+/// which come far closer than this. In storms of 10,000 clients subscribing ten at a time,
+/// 0.5 ms took twice as many per second as 2.5 ms, with the same bytes written per client;
+/// at 100 at a time neither changed.
+const SUBSCRIPTIONS_SETTLE: Duration = Duration::from_micros(500);
 
 /// Takes up to [`MAX_BATCHES_PER_COMMIT`] jobs, oldest first; what stays keeps its counts.
 fn take_group(pending: &mut Pending) -> Vec<Job> {
@@ -625,7 +635,7 @@ mod tests {
         let deadline = opened + window;
         let ms = Duration::from_millis;
         let left = |newest: Duration, now: Duration| {
-            window_left(deadline, window, Some(opened + newest), opened + now)
+            window_left(deadline, settle, Some(opened + newest), opened + now)
         };
         assert_eq!(left(ms(0), ms(5)), ms(15), "on time, whatever came last");
         assert_eq!(left(ms(4), ms(5)), ms(15));
@@ -643,7 +653,7 @@ mod tests {
         assert_eq!(left(ms(25), ms(25)), Duration::ZERO);
         assert_eq!(settle_time(Duration::ZERO), Duration::ZERO);
         assert_eq!(
-            window_left(opened, Duration::ZERO, Some(opened), opened),
+            window_left(opened, settle_time(Duration::ZERO), Some(opened), opened),
             Duration::ZERO
         );
         assert_eq!(settle_time(Duration::from_secs(1)), ms(5), "at most 5 ms");
