@@ -337,6 +337,24 @@ mod tests {
         taken
     }
 
+    /// An inbox whose writer thread gathers one message for a window that never ends, and
+    /// where the size of its group will come.
+    fn writer_gathering_a_message() -> (Arc<Inbox>, mpsc::Receiver<usize>) {
+        let inbox = Arc::new(Inbox::default());
+        let writer = inbox.clone();
+        let (result, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let group = writer.gather(FOREVER).map_or(0, |group| group.len());
+            let _ = result.send(group);
+        });
+        await_writer(&inbox, Writer::Idle);
+        inbox
+            .push(commit(vec![enqueue(1)], Pace::Window))
+            .expect("open");
+        await_writer(&inbox, Writer::Gathering);
+        (inbox, outcome)
+    }
+
     /// Waits until the writer thread sleeps as `expected`.
     fn await_writer(inbox: &Inbox, expected: Writer) {
         let deadline = Instant::now() + WAIT;
@@ -448,18 +466,7 @@ mod tests {
     /// and then waits only for the pause.
     #[test]
     fn a_subscription_ends_the_window_of_a_gathering_writer() {
-        let inbox = Arc::new(Inbox::default());
-        let writer = inbox.clone();
-        let (result, outcome) = mpsc::channel();
-        std::thread::spawn(move || {
-            let group = writer.gather(FOREVER).map_or(0, |group| group.len());
-            let _ = result.send(group);
-        });
-        await_writer(&inbox, Writer::Idle);
-        inbox
-            .push(commit(vec![enqueue(1)], Pace::Window))
-            .expect("open");
-        await_writer(&inbox, Writer::Gathering);
+        let (inbox, outcome) = writer_gathering_a_message();
         let woken = inbox.wakes();
         inbox
             .push(commit(subscribe(1), Pace::Window))
@@ -543,18 +550,7 @@ mod tests {
     /// are added without waking it; a job that closes the group wakes it once.
     #[test]
     fn jobs_that_can_wait_do_not_wake_a_gathering_writer() {
-        let inbox = Arc::new(Inbox::default());
-        let writer = inbox.clone();
-        let (result, outcome) = mpsc::channel();
-        std::thread::spawn(move || {
-            let group = writer.gather(FOREVER).map_or(0, |group| group.len());
-            let _ = result.send(group);
-        });
-        await_writer(&inbox, Writer::Idle);
-        inbox
-            .push(commit(vec![enqueue(1)], Pace::Window))
-            .expect("open");
-        await_writer(&inbox, Writer::Gathering);
+        let (inbox, outcome) = writer_gathering_a_message();
         let woken = inbox.wakes();
         for packet_id in 1..100 {
             inbox
