@@ -166,8 +166,8 @@ impl Inbox {
             return None;
         }
         let deadline = Instant::now() + window;
+        let settle = settle_time(window);
         while pending.due() && !pending.group_closes() {
-            let settle = settle_time(window);
             let (deadline, pause) = match pending.subscription_at {
                 Some(at) => (deadline.min(at), settle.min(SUBSCRIPTIONS_SETTLE)),
                 None => (deadline, settle),
