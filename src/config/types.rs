@@ -252,7 +252,8 @@ pub struct StoreConfig {
     pub fsync: bool,
     /// Longest a group commit waits to gather more work, in milliseconds. Acks wait up to this
     /// much longer; commits (and SD-card writes) get fewer and fuller. The wait ends early once
-    /// a commit holds 16 messages, sessions and subscriptions, so a busy broker is not slowed.
+    /// a commit holds 16 messages, sessions and subscriptions, so a busy broker is not slowed,
+    /// and a commit a SUBACK or UNSUBACK waits for only waits for its work to pause.
     pub commit_window_ms: u64,
     /// Bytes of redb's page cache (half of it at most for a commit's dirty pages). It holds
     /// copies of pages the kernel's page cache holds too; more saves read syscalls, not disk.
