@@ -223,8 +223,9 @@ impl Inbox {
 /// that is not lazy came at `newest_due`: until the deadline, and past it until the jobs have
 /// paused for `pause` ([`settle_time`] of the window; the newest job may be a message whose
 /// receiver is about to take it and acknowledge it: a delivery to an online subscriber, a
-/// bridge's upstream on a LAN), but never past `limit` (twice that after the deadline). A message
-/// arriving at the end of a window would otherwise be written in it, and its send and
+/// bridge's upstream on a LAN), but never past `limit` (twice the window's [`settle_time`]
+/// after the deadline, whatever the pause). A message arriving at the end of a window would
+/// otherwise be written in it, and its send and
 /// acknowledgement in the next, where the whole chain, kept together, cancels out unwritten:
 /// with a sensor publishing at a steady rate, one message arrives near the end of nearly
 /// every window.
