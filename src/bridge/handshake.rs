@@ -115,6 +115,7 @@ pub async fn handshake(
         })?;
     let mut framed = Framed::new(stream, bridge.max_packet_size);
     framed.version = version;
+    framed.keep_write_buffer();
     framed
         .queue(&Packet::Connect(Box::new(connect_packet(bridge, dialect))))
         .map_err(|error| Failure::Broken(format!("cannot encode CONNECT: {error}")))?;

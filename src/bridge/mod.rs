@@ -46,7 +46,7 @@ use self::backoff::Backoff;
 use self::handshake::{handshake, Dialect};
 use self::reconnect::Reconnect;
 use self::status::{BridgeStatus, LinkState};
-use self::topics::map_out;
+use self::topics::rule_out;
 use self::uplink::{Ended, Uplink};
 
 /// The system's trust store, for a bridge whose `tls.ca` is not given.
@@ -220,8 +220,8 @@ impl Bridge {
     /// now (a message queued under an earlier configuration goes at no more); QoS 2 when no
     /// rule carries it (it is not sent at all then).
     pub fn max_qos_out(&self, local_topic: &str) -> QoS {
-        map_out(&self.config.topics, local_topic)
-            .and_then(|(rule, _)| QoS::from_u8(rule.qos))
+        rule_out(&self.config.topics, local_topic)
+            .and_then(|rule| QoS::from_u8(rule.qos))
             .unwrap_or(QoS::ExactlyOnce)
     }
 

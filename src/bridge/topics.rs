@@ -115,10 +115,16 @@ impl BridgeTopic {
     /// rule, a topic the local filter does not match, or a name that cannot be a topic (empty,
     /// or longer than 65,535 bytes).
     pub fn to_remote(&self, local_topic: &str) -> Option<String> {
+        self.remote_name(local_topic).map(|name| name.concat())
+    }
+
+    /// [`BridgeTopic::to_remote`]'s name as the two pieces it joins, made without allocating
+    /// (but the prefixed filter, when there is a local prefix).
+    fn remote_name<'a>(&'a self, local_topic: &'a str) -> Option<[&'a str; 2]> {
         if !self.direction.carries_out() {
             return None;
         }
-        self.remap(local_topic, &self.local_prefix, &self.remote_prefix)
+        self.renamed(local_topic, &self.local_prefix, &self.remote_prefix)
     }
 
     /// The local name of `remote_topic`, when this rule carries it in: `None` for an `out`
@@ -127,7 +133,8 @@ impl BridgeTopic {
         if !self.direction.carries_in() {
             return None;
         }
-        self.remap(remote_topic, &self.remote_prefix, &self.local_prefix)
+        self.renamed(remote_topic, &self.remote_prefix, &self.local_prefix)
+            .map(|name| name.concat())
     }
 
     /// Whether this rule renames topics at all.
@@ -185,10 +192,16 @@ impl BridgeTopic {
         valid
     }
 
-    /// `topic` renamed from `from_prefix` to `to_prefix`, if `from_prefix + filter` matches it.
-    /// Called for every bridged message: it allocates only the name it returns (and the
-    /// prefixed filter, when there is a prefix).
-    fn remap(&self, topic: &str, from_prefix: &str, to_prefix: &str) -> Option<String> {
+    /// `topic` renamed from `from_prefix` to `to_prefix`, if `from_prefix + filter` matches it,
+    /// as the two pieces the new name joins. Called for every bridged message: it allocates
+    /// only the prefixed filter, when there is a prefix. `None` also when the new name cannot
+    /// be a topic (empty, or longer than 65,535 bytes).
+    fn renamed<'a>(
+        &self,
+        topic: &'a str,
+        from_prefix: &str,
+        to_prefix: &'a str,
+    ) -> Option<[&'a str; 2]> {
         let filter = if from_prefix.is_empty() {
             Cow::Borrowed(self.filter.as_str())
         } else {
@@ -197,13 +210,13 @@ impl BridgeTopic {
         if !filter_matches(&filter, topic) {
             return None;
         }
-        let mapped = match topic.strip_prefix(from_prefix) {
-            Some(rest) => [to_prefix, rest].concat(),
+        let name = match topic.strip_prefix(from_prefix) {
+            Some(rest) => [to_prefix, rest],
             // `prefix/#` matched the prefix's parent level: map it to the other parent level.
-            None => to_prefix.strip_suffix('/')?.to_string(),
+            None => [to_prefix.strip_suffix('/')?, ""],
         };
-        let is_topic = !mapped.is_empty() && mapped.len() <= MQTT_TOPIC_LIMITS.max_length;
-        is_topic.then_some(mapped)
+        let length = name[0].len() + name[1].len();
+        (length > 0 && length <= MQTT_TOPIC_LIMITS.max_length).then_some(name)
     }
 }
 
@@ -229,6 +242,12 @@ pub fn map_out<'a>(
     first_mapping(rules, |rule| rule.to_remote(local_topic))
 }
 
+/// The rule [`map_out`] sends `local_topic` by, without making the upstream name: for what
+/// the rule decides (its QoS) before the name is made.
+pub fn rule_out<'a>(rules: &'a [BridgeTopic], local_topic: &str) -> Option<&'a BridgeTopic> {
+    first_mapping(rules, |rule| rule.remote_name(local_topic).map(|_| ())).map(|(rule, ())| rule)
+}
+
 /// The local name of an upstream message, and the rule that brings it: like [`map_out`], the
 /// other way.
 pub fn map_in<'a>(
@@ -238,10 +257,10 @@ pub fn map_in<'a>(
     first_mapping(rules, |rule| rule.to_local(remote_topic))
 }
 
-fn first_mapping(
+fn first_mapping<T>(
     rules: &[BridgeTopic],
-    map: impl Fn(&BridgeTopic) -> Option<String>,
-) -> Option<(&BridgeTopic, String)> {
+    map: impl Fn(&BridgeTopic) -> Option<T>,
+) -> Option<(&BridgeTopic, T)> {
     let renaming = rules.iter().filter(|rule| rule.has_prefix());
     let keeping = rules.iter().filter(|rule| !rule.has_prefix());
     renaming
@@ -515,6 +534,29 @@ mod tests {
             Some("x/1")
         );
         assert_eq!(map_in(&rules, "x/1"), None);
+        assert_eq!(rule_out(&rules, "x/1"), Some(&rules[2]));
+        assert_eq!(rule_out(&rules, "y/1"), Some(&rules[0]));
+        assert_eq!(
+            rule_out(&rules[1..2], "x/1"),
+            None,
+            "an in rule carries nothing out"
+        );
+    }
+
+    /// A rule whose new name could not be a topic does not carry the message: the next
+    /// matching rule does, as in [`map_out`].
+    #[test]
+    fn rule_out_skips_a_rule_whose_name_is_no_topic() {
+        let rules = [
+            rule("#", Direction::Out, "L/", ""),
+            rule("#", Direction::Out, "", "up/"),
+        ];
+        assert_eq!(
+            map_out(&rules, "L/").map(|(_, topic)| topic).as_deref(),
+            Some("up/L/")
+        );
+        assert_eq!(rule_out(&rules, "L/"), Some(&rules[1]));
+        assert_eq!(rule_out(&rules, "L/x"), Some(&rules[0]));
     }
 
     mod properties {
@@ -571,6 +613,29 @@ mod tests {
                     prop_assert!(filter_matches(&rule.remote_filter(), &remote_topic));
                     prop_assert_eq!(rule.to_local(&remote_topic), Some(local_topic));
                 }
+            }
+
+            /// The rule found without making the name is the rule that makes it, among rules
+            /// that rename and rules that do not, going out or not.
+            #[test]
+            fn rule_out_finds_the_rule_map_out_uses(
+                rules in prop::collection::vec(
+                    (filter(), prefix(), prefix(), 0..3u8),
+                    1..4,
+                ),
+                local_topic in topic(),
+            ) {
+                let rules: Vec<BridgeTopic> = rules
+                    .into_iter()
+                    .map(|(filter, local, remote, direction)| {
+                        let direction = [Direction::Out, Direction::In, Direction::Both]
+                            [usize::from(direction)];
+                        rule(&filter, direction, &local, &remote)
+                    })
+                    .filter(|rule| rule.validate().is_ok())
+                    .collect();
+                let mapped = map_out(&rules, &local_topic).map(|(rule, _)| rule);
+                prop_assert_eq!(rule_out(&rules, &local_topic), mapped);
             }
         }
     }

@@ -21,6 +21,9 @@ const MAX_READ: u32 = 64 * 1024;
 /// Reads of at most this much room go through a buffer on the stack while the read buffer
 /// holds no memory (see [`Framed::fill`]).
 const STACK_READ: u32 = 1024;
+/// The longest batch after which a write buffer that [keeps its memory](Framed::keep_write_buffer)
+/// keeps it: one that held more (large messages) gives it back all the same.
+const MAX_KEPT: usize = 64 * 1024;
 
 /// Why reading a packet failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,10 @@ pub struct Framed<S> {
     read_chunk: u32,
     /// Bytes of the stream still to throw away as they arrive ([`Framed::discard`]).
     discarding: u32,
+    /// Whether the write buffer keeps its memory between batches ([`Framed::keep_write_buffer`]).
+    keeps_write_buffer: bool,
+    /// The write buffer has held more than [`MAX_KEPT`] since its last flush.
+    write_buffer_grew: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
@@ -62,7 +69,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             max_packet_size,
             read_chunk: FIRST_READ,
             discarding: 0,
+            keeps_write_buffer: false,
+            write_buffer_grew: false,
         }
+    }
+
+    /// Keeps the write buffer's memory from one batch to the next (up to a batch of
+    /// [`MAX_KEPT`] bytes), for a connection that is busy for long stretches and one of a kind
+    /// (a bridge's uplink draining its queue), where giving it back after every flush made
+    /// each batch allocate it again and grow it step by step. A client connection gives it
+    /// back: thousands may sit idle.
+    pub fn keep_write_buffer(&mut self) {
+        self.keeps_write_buffer = true;
     }
 
     /// Decodes the next packet already buffered, if a whole one is (after whatever is still
@@ -164,11 +182,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
     /// Encodes `packet` into the write buffer (sent at the next [`Framed::flush`]).
     pub fn queue(&mut self, packet: &Packet) -> Result<(), EncodeError> {
-        codec::encode(packet, self.version, &mut self.write_buf)
+        codec::encode(packet, self.version, &mut self.write_buf)?;
+        self.write_buffer_grew |= self.write_buf.len() > MAX_KEPT;
+        Ok(())
     }
 
-    /// Writes every queued packet to the socket. The emptied buffer's memory is given back:
-    /// an idle connection holds no buffers.
+    /// Writes every queued packet to the socket. The emptied buffer's memory is given back
+    /// (unless it [keeps it](Framed::keep_write_buffer)): an idle connection holds no
+    /// buffers.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         poll_fn(|cx| self.poll_flush(cx)).await
     }
@@ -183,7 +204,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
             }
             self.write_buf.advance(written);
         }
-        self.write_buf = BytesMut::new();
+        if !self.keeps_write_buffer || self.write_buffer_grew {
+            self.write_buf = BytesMut::new();
+            self.write_buffer_grew = false;
+        }
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
@@ -293,6 +317,66 @@ mod tests {
             "held {most_held} bytes"
         );
         drop(writer.await);
+    }
+
+    fn publish_of(payload: usize) -> Packet {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: "bench/1".into(),
+            packet_id: Some(1),
+            properties: Default::default(),
+            payload: Bytes::from(vec![7u8; payload]),
+        })
+    }
+
+    /// A client connection's write buffer gives its memory back at every flush; one that keeps
+    /// it (a bridge's uplink) writes the next batch into the same memory, unless a batch of
+    /// more than [`MAX_KEPT`] bytes made it large. Every batch arrives whole either way.
+    #[tokio::test]
+    async fn a_write_buffer_kept_is_reused_unless_a_batch_made_it_large() {
+        let (ours, mut theirs) = duplex(4 * MAX_KEPT);
+        let mut framed = Framed::new(ours, 1024);
+        framed.version = ProtocolVersion::V311;
+        let mut sent = BytesMut::new();
+        let mut batch = |framed: &mut Framed<DuplexStream>, count: usize, payload: usize| {
+            for _ in 0..count {
+                framed.queue(&publish_of(payload)).expect("encodes");
+                sent.extend_from_slice(&encoded(&publish_of(payload)));
+            }
+        };
+        batch(&mut framed, 10, 64);
+        framed.flush().await.expect("flush");
+        assert_eq!(
+            framed.write_buf.capacity(),
+            0,
+            "a client's buffer is given back"
+        );
+
+        framed.keep_write_buffer();
+        batch(&mut framed, 10, 64);
+        let first = framed.write_buf.as_ptr();
+        framed.flush().await.expect("flush");
+        batch(&mut framed, 10, 64);
+        assert_eq!(
+            framed.write_buf.as_ptr(),
+            first,
+            "the next batch is in the same memory"
+        );
+        framed.flush().await.expect("flush");
+
+        batch(&mut framed, 3, MAX_KEPT / 2);
+        framed.flush().await.expect("flush");
+        assert_eq!(
+            framed.write_buf.capacity(),
+            0,
+            "a large batch's buffer is given back"
+        );
+
+        let mut received = vec![0u8; sent.len()];
+        theirs.read_exact(&mut received).await.expect("read");
+        assert_eq!(received, sent);
     }
 
     /// Polls `framed.fill()` once and drops it; whether it was still waiting.

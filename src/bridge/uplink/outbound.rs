@@ -269,8 +269,12 @@ impl Uplink {
             BridgeStatus::count(&self.bridge.status.dropped, 1);
             return Err("no out rule carries it any more");
         };
-        // Before an alias takes the topic's place; kept with the inflight entry for a resend.
-        let sent_topic = packet_id.map(|_| Arc::from(publish.topic.as_str()));
+        // Before an alias takes the topic's place; kept with the inflight entry for a resend
+        // (the message's own, shared, when the rule keeps the name).
+        let sent_topic = packet_id.map(|_| match &delivery.message.topic {
+            own if **own == *publish.topic => own.clone(),
+            _ => Arc::from(publish.topic.as_str()),
+        });
         // Sized as sent: a known alias makes it shorter, a new one longer (assigned only
         // where it fits).
         let (version, limit) = (self.version, self.granted.max_packet_size as usize);

@@ -276,7 +276,12 @@ impl State {
             max_qos,
         } = limits;
         let session = self.attached(client_id, connection_id)?;
-        let mut packets = Vec::new();
+        // Room for what the window likely takes, so a pass does not grow it step by step (a
+        // window full of QoS 1 still lets QoS 0 messages by: they grow it then).
+        let likely = batch
+            .min(session.queue.len())
+            .min(window.saturating_sub(session.inflight.len()));
+        let mut packets = Vec::with_capacity(likely);
         let mut await_commit = false;
         while packets.len() < batch {
             let Some(front) = session.queue.front() else {
