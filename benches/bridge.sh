@@ -62,6 +62,9 @@
 #                           as the gateway. Cairn turns Nagle's algorithm off on its sockets;
 #                           Mosquitto's default keeps it on, and its PUBACKs then wait for the
 #                           publisher's next message (a 2 ms p50 at 500 msg/s); "" measures that.
+#   PIN=0                   1: the gateway alone on CPU 0, the upstream and the load tool
+#                           on CPU 1 (taskset): a gateway with a core of its own, as when its
+#                           upstream is another machine, and no scheduling between the two
 #   MOSQUITTO=mosquitto
 set -euo pipefail
 
@@ -84,6 +87,7 @@ SECTIONS=${SECTIONS:-drain wear window}
 GATEWAYS=${GATEWAYS:-cairn mosquitto}
 MOSQUITTO_GATEWAY_EXTRA=${MOSQUITTO_GATEWAY_EXTRA-set_tcp_nodelay true}
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
+PIN=${PIN:-0}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cairn-bridge.XXXXXX")
@@ -98,6 +102,9 @@ source "$ROOT/benches/brokers.sh"
 
 UPSTREAM_PID=""
 UPSTREAM_PORT=""
+# What the upstream's and the load tool's commands run under: on CPU 1 with PIN=1.
+ON_UPSTREAM_CPU=()
+[[ $PIN != 1 ]] || ON_UPSTREAM_CPU=(taskset -c 1)
 # The load tool's arguments for the delaying proxy (see delay_uplink); empty without one.
 PROXY=()
 # Where the gateways' bridges connect: the upstream, or the delaying proxy in front of it.
@@ -121,7 +128,8 @@ log_type error
 log_type warning
 user $(id -un)
 EOF
-    "$MOSQUITTO" -c "$1/mosquitto.conf" >>"$WORK/upstream.log" 2>&1 &
+    ${ON_UPSTREAM_CPU[@]+"${ON_UPSTREAM_CPU[@]}"} "$MOSQUITTO" -c "$1/mosquitto.conf" \
+        >>"$WORK/upstream.log" 2>&1 &
     UPSTREAM_PID=$!
     await_listening upstream "$UPSTREAM_PID" "$UPSTREAM_PORT" "$WORK/upstream.log"
 }
@@ -214,6 +222,9 @@ $(mosquitto_bridge)"
     while [[ $PORT == "$UPSTREAM_PORT" || $PORT == "$BRIDGE_PORT" ]]; do pick_free_port; done
     "start_$GATEWAY"
     wait_until_listening "$GATEWAY"
+    # Every thread it has (those it starts later inherit the mask).
+    [[ $PIN != 1 ]] || taskset -a -p -c 0 "$BROKER_PID" >/dev/null ||
+        die "taskset could not move the gateway to CPU 0"
 }
 
 # The load tool's arguments common to every run (after pick_upstream_port).
@@ -226,7 +237,8 @@ common_args() {
 # RESULT line on stdout ("" when it printed none).
 load() {
     common_args
-    timeout "$RUN_LIMIT" "$LOAD" "$@" "${COMMON[@]}" 2>"$WORK/load.err" | grep '^RESULT' || true
+    timeout "$RUN_LIMIT" ${ON_UPSTREAM_CPU[@]+"${ON_UPSTREAM_CPU[@]}"} "$LOAD" "$@" "${COMMON[@]}" \
+        2>"$WORK/load.err" | grep '^RESULT' || true
 }
 
 # cpu_ticks PID: user + system CPU time process PID has used so far, in clock ticks (0 if gone).
@@ -278,7 +290,8 @@ drain_run() {
     fi
     rm -f "$ready"
     common_args
-    timeout "$RUN_LIMIT" "$LOAD" --scenario bridge-drain --broker "127.0.0.1:$PORT" \
+    timeout "$RUN_LIMIT" ${ON_UPSTREAM_CPU[@]+"${ON_UPSTREAM_CPU[@]}"} "$LOAD" \
+        --scenario bridge-drain --broker "127.0.0.1:$PORT" \
         --label "$gateway" --publishers "$PUBLISHERS" --count "$per_publisher" \
         --rate "$LOCAL_RATE" --warmup 2 --ready-file "$ready" "${COMMON[@]}" ${PROXY[@]+"${PROXY[@]}"} \
         >"$output" 2>"$WORK/load.err" &
@@ -390,6 +403,7 @@ print_drain() {
         "upstream; local PUBACK latency at $LOCAL_RATE msg/s (medians of $ROUNDS rounds)"
     echo "   The upstream's max_inflight_messages: $UPSTREAM_RECEIVE_MAXIMUM; Cairn's bridge" \
         "max_inflight: $BRIDGE_INFLIGHT"
+    [[ $PIN != 1 ]] || echo "   PIN=1: the gateway alone on CPU 0, the upstream and the load tool on CPU 1"
     print_uplink
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
     printf "$format" gateway fill-msg/s start-s drain-msg/s connect-s flow-msg/s flow-range dups \
@@ -478,6 +492,8 @@ main() {
     trap '[[ -z $DRAIN_PID ]] || stop_process "$DRAIN_PID"; stop_upstream; cleanup' EXIT
     trap 'exit 130' INT TERM
     [[ -x $MOSQUITTO ]] || die "no mosquitto binary at $MOSQUITTO"
+    [[ $PIN != 1 ]] || { command -v taskset >/dev/null && (($(nproc) >= 2)); } ||
+        die "PIN=1 needs taskset and two CPUs"
     (( MESSAGES % PUBLISHERS == 0 )) || die "MESSAGES=$MESSAGES is not a multiple of PUBLISHERS=$PUBLISHERS"
     ! section window || [[ $BRIDGE_PROTOCOL == 5 ]] ||
         die "section window needs BRIDGE_PROTOCOL=5 (a 3.1.1 server announces no Receive Maximum)"

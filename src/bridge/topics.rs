@@ -118,8 +118,8 @@ impl BridgeTopic {
         self.remote_name(local_topic).map(|name| name.concat())
     }
 
-    /// [`BridgeTopic::to_remote`]'s name as the two pieces it joins, made without allocating
-    /// (but the prefixed filter, when there is a local prefix).
+    /// [`BridgeTopic::to_remote`]'s name as the two pieces it joins, found without allocating
+    /// (except the prefixed filter, when there is a local prefix).
     fn remote_name<'a>(&'a self, local_topic: &'a str) -> Option<[&'a str; 2]> {
         if !self.direction.carries_out() {
             return None;
