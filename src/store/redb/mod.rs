@@ -11,6 +11,7 @@ mod apply;
 mod clock;
 mod database;
 mod elide;
+mod file;
 mod inbox;
 mod overlay;
 mod records;
