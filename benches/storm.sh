@@ -6,7 +6,10 @@
 # CONNACK and SUBACK, the CPU time the broker used per client meanwhile (user and system, all
 # its threads, from /proc/<pid>/stat: on two cores shared with the load tool the rate follows
 # it), the broker's RSS growth per connection (VmRSS before and after), and the bytes it
-# caused to be written to storage per client until then (the SD-card wear), and the clients'
+# caused to be written to storage per client until then (the SD-card wear: /proc/<pid>/io
+# write_bytes, the file's pages as the broker dirtied them) and the bytes that reached the
+# block device holding the run's directory meanwhile (what the file system adds, its journal
+# and inodes, included; and whatever other processes write to that device), and the clients'
 # latencies from TCP connect to CONNACK and from SUBSCRIBE to SUBACK (p50): where a client's
 # time goes, the broker's queue of work or a commit.
 #
@@ -36,6 +39,8 @@
 #                           as after a gateway reboot (shown as a second table)
 #   BROKERS="cairn mosquitto"
 #   MOSQUITTO=mosquitto
+#   TMPDIR=/tmp             the brokers' data go in a directory made here: the file system and
+#                           the device measured (e.g. a journalling ext4, as on a Raspberry Pi)
 set -euo pipefail
 
 CLIENTS=${CLIENTS:-10000}
@@ -78,7 +83,7 @@ run_once() {
 # client identifiers are the same for both storms of a run, and for every broker (each keeps
 # them in memory: a longer one would cost that broker more bytes per connection).
 storm_line() {
-    local broker=$1 round=$2 options=(--client-prefix "storm-$round")
+    local broker=$1 round=$2 options=(--client-prefix "storm-$round" --storage "$WORK")
     [[ $COMMAND_EACH != 1 ]] || options+=(--command-each)
     [[ $SHUFFLE != 1 ]] || options+=(--shuffle)
     [[ $TLS != 1 ]] || options+=(--tls-ca "$TLS_CERT")
@@ -114,6 +119,7 @@ print_section() {
         "cpu_us_per_client:broker CPU time per client (µs):lower"
         "bytes_per_conn:RSS growth per connection (bytes):lower"
         "written_per_client:bytes written to storage per client:lower"
+        "device_written_per_client:bytes reaching the storage device per client:lower"
         "connack_p50_us:TCP connect to CONNACK, p50 (µs):lower"
         "suback_p50_us:SUBSCRIBE to SUBACK, p50 (µs):lower")
     [[ $COMMAND_EACH != 1 ]] ||

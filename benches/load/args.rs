@@ -149,6 +149,13 @@ pub struct Args {
     #[arg(long)]
     pub client_prefix: Option<String>,
 
+    /// reboot-storm: a path on the broker's storage (its data directory): also count the bytes
+    /// written meanwhile to the block device that holds it (device_written_per_client), which
+    /// includes what the file system writes for the broker (journal, inodes) and what any
+    /// other process writes there.
+    #[arg(long)]
+    pub storage: Option<std::path::PathBuf>,
+
     /// reboot-storm: open the clients in a scrambled order of their identifiers rather than
     /// in sorted order. Real sensors' identifiers do not arrive sorted, and a store writes
     /// more pages when consecutive sessions are not neighbours in its tables.

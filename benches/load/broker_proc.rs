@@ -1,10 +1,13 @@
 //! What the kernel says about the broker process: resident memory (`/proc/<pid>/status`
 //! VmRSS), bytes it caused to be written to storage (`/proc/<pid>/io` write_bytes, counted
-//! when pages are dirtied: the SD-card wear) and the CPU time it used (`/proc/<pid>/stat`).
+//! when pages are dirtied: the SD-card wear) and the CPU time it used (`/proc/<pid>/stat`);
+//! and about the block device under the broker's data: the bytes that reached it, which also
+//! counts what the file system writes for the broker (its journal, inodes, block bitmaps).
 //!
 //! Reads only; the broker must run on this machine and be readable by this user.
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::error::LoadError;
 
@@ -16,6 +19,34 @@ pub fn rss_kib(pid: u32) -> Result<u64, LoadError> {
 /// Bytes process `pid` has caused to be written to storage so far.
 pub fn write_bytes(pid: u32) -> Result<u64, LoadError> {
     read_field(pid, "io", "write_bytes:", "")
+}
+
+/// Bytes written so far to the block device that holds `path` (`/sys/dev/block/<major>:<minor>/
+/// stat`, sectors written, of 512 bytes whatever the device's own sector size): by every
+/// process and by the file system itself.
+pub fn device_written_bytes(path: &Path) -> Result<u64, LoadError> {
+    let failure = |path: &Path, reason: String| LoadError::BrokerStat {
+        path: path.to_owned(),
+        field: "sectors written",
+        reason,
+    };
+    let device = std::fs::metadata(path)
+        .map_err(|e| failure(path, e.to_string()))?
+        .dev();
+    let stat = PathBuf::from(format!(
+        "/sys/dev/block/{}:{}/stat",
+        libc::major(device),
+        libc::minor(device)
+    ));
+    let text = std::fs::read_to_string(&stat).map_err(|e| failure(&stat, e.to_string()))?;
+    let sectors = sectors_written_of(&text)
+        .ok_or_else(|| failure(&stat, format!("no sectors written in {text:?}")))?;
+    Ok(sectors * 512)
+}
+
+/// The sectors written (field 7) of a block device's `stat` line.
+pub fn sectors_written_of(stat: &str) -> Option<u64> {
+    stat.split_whitespace().nth(6)?.parse().ok()
 }
 
 /// Clock ticks per second of `/proc/<pid>/stat`'s times: USER_HZ, 100 on every Linux

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, Instant};
 
 use crate::args::{Args, Scenario};
-use crate::broker_proc::{cpu_ms, rss_kib, write_bytes};
+use crate::broker_proc::{cpu_ms, device_written_bytes, rss_kib, write_bytes};
 use crate::connection::{ClientOptions, MqttConnection, SessionStart};
 use crate::error::LoadError;
 use crate::run::{client_id, client_options, scrambled};
@@ -47,6 +47,8 @@ struct Growth {
     opening_secs: f64,
     /// Bytes the broker caused to be written to storage meanwhile (until the RSS reading).
     written: u64,
+    /// With --storage: bytes written to its block device meanwhile.
+    device_written: Option<u64>,
     /// CPU time the broker used from the first TCP connect to the last handshake's end, ms.
     cpu_ms: u64,
     /// With --command-each: the RSS once every client has received and acknowledged one
@@ -130,6 +132,12 @@ pub async fn reboot_storm(args: &Args) -> Result<Summary, LoadError> {
         ("cpu_us_per_client", cpu_us_per_client.to_string()),
         ("written_per_client", written_per_client.to_string()),
     ];
+    if let Some(device_written) = growth.device_written {
+        fields.push((
+            "device_written_per_client",
+            (device_written / u64::from(connections)).to_string(),
+        ));
+    }
     fields.extend(growth.fields(connections));
     Ok(Summary {
         fields,
@@ -159,6 +167,11 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     sleep(args.settle).await;
     let before_kib = rss_kib(pid)?;
     let written_before = write_bytes(pid)?;
+    let device_before = args
+        .storage
+        .as_deref()
+        .map(device_written_bytes)
+        .transpose()?;
     let cpu_before = cpu_ms(pid)?;
 
     let started = Instant::now();
@@ -170,6 +183,12 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
     sleep(args.settle).await;
     let after_kib = rss_kib(pid)?;
     let written = write_bytes(pid)?.saturating_sub(written_before);
+    let device_written = match (args.storage.as_deref(), device_before) {
+        (Some(storage), Some(before)) => {
+            Some(device_written_bytes(storage)?.saturating_sub(before))
+        }
+        _ => None,
+    };
     let mut connections = connections;
     let commanded_kib = if args.command_each && scenario == Scenario::RebootStorm {
         command_each(args, &options, &mut connections).await?;
@@ -184,6 +203,7 @@ async fn measure(args: &Args, scenario: Scenario, opening: Opening) -> Result<Gr
         after_kib,
         opening_secs,
         written,
+        device_written,
         cpu_ms,
         commanded_kib,
         timings,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use crate::broker_proc::cpu_ticks_of;
+use crate::broker_proc::{cpu_ticks_of, sectors_written_of};
 use crate::durable::whole_phase;
 use crate::progress::Progress;
 use crate::publisher::{due_time, InflightTable, PublisherReport, Slot};
@@ -19,7 +19,7 @@ use crate::subscriber::SequenceCheck;
 use crate::sys_stats::record;
 
 /// How many checks [`failures`] runs.
-pub const CHECKS: usize = 12;
+pub const CHECKS: usize = 13;
 
 /// A named check: `true` when it holds.
 type Check = (&'static str, fn() -> bool);
@@ -31,6 +31,10 @@ pub fn failures() -> Vec<&'static str> {
         (
             "CPU ticks are read past a command name with spaces and parentheses",
             cpu_ticks_past_odd_name,
+        ),
+        (
+            "a block device's sectors written are its stat line's seventh field",
+            sectors_written_field,
         ),
         (
             "a payload shorter than a stamp is refused",
@@ -212,6 +216,12 @@ fn scrambled_order_is_a_permutation() -> bool {
             }
             count < 3 || (0..count).any(|index| crate::run::scrambled(index, count) != index)
         })
+}
+
+fn sectors_written_field() -> bool {
+    // reads merged sectors ticks, writes merged sectors ticks, in flight, ...
+    let stat = "    2731        0   144906     1052   197224   112036 12897208   239868        0";
+    sectors_written_of(stat) == Some(12_897_208) && sectors_written_of("1 2 3").is_none()
 }
 
 fn cpu_ticks_past_odd_name() -> bool {
