@@ -9,7 +9,8 @@
 #    alternating, ROUNDS times; medians of acknowledged msg/s, Cairn(fsync)/Mosquitto, Cairn's
 #    messages per commit, and (d) this disk's one-fsync-per-message ceiling.
 # 2. SD-card wear: bytes written to storage per acknowledged message (/proc/<pid>/io
-#    write_bytes and Cairn's $SYS store bytes), one publisher at WEAR_RATE msg/s and
+#    write_bytes, Cairn's $SYS store bytes, and the bytes reaching the block device under the
+#    run's directory, the file system's journal and inodes included), one publisher at WEAR_RATE msg/s and
 #    WEAR_PUBLISHERS flat out, for each commit_window_ms in WEAR_WINDOWS, each once with the
 #    persistent subscriber offline (it drains afterwards) and once with it online (connected,
 #    acknowledging as messages arrive; the store may then skip queue entries entirely).
@@ -148,7 +149,7 @@ wear_run() {
     local id=$1 window=$2
     shift 2
     start_variant cairn-fsync "$window"
-    run_load "$id" cairn-fsync 1 --scenario durable-fan-in "$@"
+    run_load "$id" cairn-fsync 1 --scenario durable-fan-in --storage "$WORK" "$@"
     stop_broker
 }
 
@@ -301,12 +302,12 @@ per_message() {
 }
 
 print_wear() {
-    local window kind subscriber id label format='%-34s %-8s %8s %10s %12s %13s %10s %8s %9s\n'
+    local window kind subscriber id label format='%-34s %-8s %8s %10s %12s %13s %13s %10s %8s %9s\n'
     echo
     echo "2. SD-card wear, Cairn fsync on: bytes written to storage per acknowledged message"
     # shellcheck disable=SC2059 # the format is the table's, shared by every row
-    printf "$format" setting sub msg/s msg/commit io-bytes/msg sys-bytes/msg elided/msg p50-ack \
-        p50-deliv
+    printf "$format" setting sub msg/s msg/commit io-bytes/msg sys-bytes/msg device-B/msg elided/msg \
+        p50-ack p50-deliv
     for window in $WEAR_WINDOWS; do
         for kind in paced full; do
             if [[ $kind == paced ]]; then
@@ -321,6 +322,7 @@ print_wear() {
                     "$(value "$id" cairn-fsync msgs_per_commit)" \
                     "$(value "$id" cairn-fsync io_bytes_per_msg)" \
                     "$(value "$id" cairn-fsync store_bytes_per_msg)" \
+                    "$(value "$id" cairn-fsync device_bytes_per_msg)" \
                     "$(per_message "$id" elided)" \
                     "$(ms "$(value "$id" cairn-fsync ack_p50_us)")" \
                     "$(ms "$(value "$id" cairn-fsync delivery_p50_us)")"
@@ -329,6 +331,8 @@ print_wear() {
     done
     echo "   io = /proc/<pid>/io write_bytes delta over the publishing phase (online: until the" \
         "subscriber has every message); sys = Cairn's \$SYS/broker/store/bytes_written delta;"
+    echo "   device = bytes written to the block device under the run's directory meanwhile (the" \
+        "file system's journal and inodes included, and any other process's writes there);"
     echo "   elided/msg = queue entries the store never wrote (\$SYS/broker/store/messages_elided)" \
         "per message; p50-ack = PUBACK latency, p50-deliv = publisher to online subscriber, ms"
 }

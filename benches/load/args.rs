@@ -149,10 +149,10 @@ pub struct Args {
     #[arg(long)]
     pub client_prefix: Option<String>,
 
-    /// reboot-storm: a path on the broker's storage (its data directory): also count the bytes
-    /// written meanwhile to the block device that holds it (device_written_per_client), which
-    /// includes what the file system writes for the broker (journal, inodes) and what any
-    /// other process writes there.
+    /// reboot-storm and the durable scenarios: a path on the broker's storage (its data
+    /// directory): also count the bytes written meanwhile to the block device that holds it
+    /// (device_written_per_client, device_bytes_per_msg), which includes what the file system
+    /// writes for the broker (journal, inodes) and what any other process writes there.
     #[arg(long)]
     pub storage: Option<std::path::PathBuf>,
 

@@ -409,6 +409,14 @@ impl PublishPhase {
                 format!("{:.1}", written as f64 / acked as f64),
             ));
         }
+        if let (Some(before), Some(after)) = (self.before.device, self.after.device) {
+            let written = after.saturating_sub(before);
+            eprintln!("storage device: {written} bytes written");
+            fields.push((
+                "device_bytes_per_msg",
+                format!("{:.1}", written as f64 / acked as f64),
+            ));
+        }
         if let (Some(before), Some(after)) = (self.before.store, self.after.store) {
             let commits = after.commits.saturating_sub(before.commits);
             let written = after.bytes_written.saturating_sub(before.bytes_written);
@@ -440,6 +448,8 @@ struct Probe {
     process: Option<ProcessStats>,
     /// With --store-stats.
     store: Option<StoreStats>,
+    /// With --storage: bytes written to its block device so far.
+    device: Option<u64>,
 }
 
 /// Memory and storage writes of the broker process.
@@ -463,7 +473,16 @@ impl Probe {
         } else {
             None
         };
-        Ok(Probe { process, store })
+        let device = args
+            .storage
+            .as_deref()
+            .map(broker_proc::device_written_bytes)
+            .transpose()?;
+        Ok(Probe {
+            process,
+            store,
+            device,
+        })
     }
 }
 
