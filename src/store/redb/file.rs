@@ -303,6 +303,15 @@ mod tests {
         FilledAhead::new(file).expect("backend")
     }
 
+    /// A new file, grown by redb to `len`, its directory and its path.
+    fn new_file(len: u64) -> (FilledAhead, tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("db");
+        let file = open(&path);
+        file.set_len(len).expect("grow");
+        (file, dir, path)
+    }
+
     /// Bytes of the file the file system has allocated.
     fn allocated(path: &std::path::Path) -> u64 {
         std::fs::metadata(path).expect("metadata").blocks() * 512
@@ -310,10 +319,7 @@ mod tests {
 
     #[test]
     fn a_write_into_new_space_fills_the_rest_of_its_chunk() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("db");
-        let file = open(&path);
-        file.set_len(4 * AHEAD).expect("grow");
+        let (file, _dir, path) = new_file(4 * AHEAD);
         file.write(PAGE, &[7; PAGE as usize]).expect("write");
         file.sync_data().expect("sync");
         assert!(
@@ -344,10 +350,7 @@ mod tests {
     /// space from below: the fills below must leave that write alone.
     #[test]
     fn a_fill_never_covers_what_was_written_ahead_of_it() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("db");
-        let file = open(&path);
-        file.set_len(AHEAD / 2).expect("grow");
+        let (file, _dir, path) = new_file(AHEAD / 2);
         file.write(AHEAD / 2 - PAGE, &[9; PAGE as usize])
             .expect("write at the end");
         file.write(0, &[1; 100]).expect("write at the start");
@@ -487,10 +490,7 @@ mod tests {
     /// grew it less is followed by fills again.
     #[test]
     fn a_commit_that_grew_the_file_much_is_followed_by_no_fill() {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let path = dir.path().join("db");
-        let file = open(&path);
-        file.set_len(4 * AHEAD).expect("grow");
+        let (file, _dir, path) = new_file(4 * AHEAD);
         file.write(0, &[1; PAGE as usize]).expect("write");
         // Written into the space just filled: growth all the same.
         file.write(PAGE, &vec![2; FILL_BELOW as usize])
