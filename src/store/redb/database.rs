@@ -2,7 +2,6 @@
 //! what to do, and the schema check. A file that is not a cairn database of a version this build
 //! reads is refused and never written to.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
@@ -167,17 +166,7 @@ fn inspect(path: &Path) -> Result<bool, OpenError> {
 /// Opens (or creates) the database file at `path` with a page cache of `cache_bytes`, its new
 /// space filled ahead of redb's writes ([`FilledAhead`]).
 pub fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, OpenError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-    let file = FilledAhead::new(file).map_err(|error| open_error(path, error))?;
+    let file = FilledAhead::open(path).map_err(|error| open_error(path, error))?;
     Database::builder()
         .set_cache_size(cache_bytes)
         .create_with_backend(file)

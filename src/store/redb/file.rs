@@ -18,10 +18,11 @@
 //! without it.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::{Bound, Range};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use redb::backends::FileBackend;
@@ -53,8 +54,15 @@ pub(super) struct FilledAhead {
 }
 
 impl FilledAhead {
-    /// `file` as redb's storage; what it holds now is never filled.
-    pub(super) fn new(file: File) -> Result<FilledAhead, DatabaseError> {
+    /// The file at `path`, created if absent, as redb's storage (opened as redb's own `create`
+    /// opens it); what it holds now is never filled.
+    pub(super) fn open(path: &Path) -> Result<FilledAhead, DatabaseError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         let len = file.metadata()?.len();
         let fill = file.try_clone()?;
         Ok(FilledAhead {
@@ -117,18 +125,25 @@ impl Space {
         }
     }
 
-    /// Takes `range` out of the fresh space; returns the parts of it that were fresh, in
-    /// order, with whether each was filled.
-    fn take(&mut self, range: Range<u64>) -> Vec<(Range<u64>, bool)> {
-        let overlapping: Vec<(u64, Fresh)> = self
+    /// The ranges of fresh space that overlap `range`, in order, unclipped.
+    fn overlapping(&self, range: &Range<u64>) -> Vec<(u64, Fresh)> {
+        let mut overlapping: Vec<(u64, Fresh)> = self
             .fresh
             .range(..range.end)
             .rev()
             .take_while(|&(_, fresh)| fresh.end > range.start)
             .map(|(&start, &fresh)| (start, fresh))
             .collect();
+        overlapping.reverse();
+        overlapping
+    }
+
+    /// Takes `range` out of the fresh space; returns the parts of it that were fresh, in
+    /// order, with whether each was filled.
+    fn take(&mut self, range: Range<u64>) -> Vec<(Range<u64>, bool)> {
+        let overlapping = self.overlapping(&range);
         let mut taken = Vec::with_capacity(overlapping.len());
-        for (start, fresh) in overlapping.into_iter().rev() {
+        for (start, fresh) in overlapping {
             self.fresh.remove(&start);
             if start < range.start {
                 self.fresh.insert(
@@ -182,15 +197,12 @@ impl Space {
         if chunk_end <= end || self.last_growth >= FILL_BELOW {
             return Vec::new();
         }
-        let mut holes: Vec<Range<u64>> = self
-            .fresh
-            .range(..chunk_end)
-            .rev()
-            .take_while(|&(_, fresh)| fresh.end > end)
-            .filter(|&(_, fresh)| !fresh.filled)
-            .map(|(&start, fresh)| start.max(end)..fresh.end.min(chunk_end))
+        let holes: Vec<Range<u64>> = self
+            .overlapping(&(end..chunk_end))
+            .into_iter()
+            .filter(|(_, fresh)| !fresh.filled)
+            .map(|(start, fresh)| start.max(end)..fresh.end.min(chunk_end))
             .collect();
-        holes.reverse();
         for hole in &holes {
             self.take(hole.clone());
             self.fresh.insert(
@@ -292,15 +304,8 @@ mod tests {
 
     const PAGE: u64 = 4096;
 
-    fn open(path: &std::path::Path) -> FilledAhead {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .expect("open");
-        FilledAhead::new(file).expect("backend")
+    fn open(path: &Path) -> FilledAhead {
+        FilledAhead::open(path).expect("open")
     }
 
     /// A new file, grown by redb to `len`, its directory and its path.
