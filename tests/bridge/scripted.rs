@@ -1351,3 +1351,175 @@ async fn a_message_resent_after_a_restart_keeps_the_topic_it_went_out_with() {
         "sent under the new rule"
     );
 }
+
+/// The server's answer to `packet_id` with `reason`.
+fn answered_with(packet_id: u16, reason: ReasonCode) -> PubResponse {
+    let mut response = PubResponse::success(packet_id);
+    response.reason = reason;
+    response
+}
+
+/// Watches `$SYS/broker/bridge/cloud/…` until `sent` and `dropped` read as given.
+async fn counted_sent_and_dropped(gateway: &TestBroker, sent: &str, dropped: &str) {
+    let mut watcher = sys_watcher(gateway, "#").await;
+    let mut values = HashMap::new();
+    watch_within(
+        Duration::from_secs(60),
+        &mut watcher,
+        &mut values,
+        |values| {
+            values.get("sent").map(String::as_str) == Some(sent)
+                && values.get("dropped").map(String::as_str) == Some(dropped)
+        },
+    )
+    .await;
+}
+
+/// A message the server refuses for its quota (PUBACK 0x97, as a cloud limiting publishes per
+/// second answers a draining backlog) is not lost: nothing is sent for `reconnect_min` (3 s
+/// here), then it goes again as a new PUBLISH (DUP 0: the refusal ended its flow) on its
+/// packet identifier, ahead of a message published during the wait. The messages the server
+/// took stay taken; all four count as sent, none as dropped. (Before, it was dropped.)
+#[tokio::test]
+async fn a_message_refused_for_the_servers_quota_waits_and_goes_again() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 1);
+    config.reconnect_min = 3;
+    // Idle pings (which end `until_idle`) come 5 s after the last packet, after the wait.
+    config.keep_alive = 10;
+    let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (n, payload) in ["a", "b", "c"].into_iter().enumerate() {
+        publish_qos1(&mut sensor, "sensors/t", n as u16 + 1, payload).await;
+    }
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["a", "b", "c"]);
+    let ids = packet_ids(&sent);
+
+    let refused_at = std::time::Instant::now();
+    link.send_all(&[
+        Packet::PubAck(PubResponse::success(ids[0])),
+        Packet::PubAck(answered_with(ids[1], ReasonCode::QuotaExceeded)),
+        Packet::PubAck(PubResponse::success(ids[2])),
+    ])
+    .await;
+    // Both acknowledgements around the refusal counted: the bridge has read it.
+    let mut watcher = sys_watcher(&gateway, "sent").await;
+    watch_within(
+        Duration::from_secs(60),
+        &mut watcher,
+        &mut HashMap::new(),
+        |values| values.get("sent").map(String::as_str) == Some("2"),
+    )
+    .await;
+    publish_qos1(&mut sensor, "sensors/t", 4, "d").await;
+    let again = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&again), ["b", "d"], "the refused message first");
+    assert!(
+        refused_at.elapsed() >= Duration::from_millis(2900),
+        "nothing went before the wait was over"
+    );
+    assert_eq!(again[0].packet_id, Some(ids[1]));
+    assert!(!again[0].dup, "a new PUBLISH: the refusal ended its flow");
+    for publish in &again {
+        link.send(&Packet::PubAck(PubResponse::success(
+            publish.packet_id.expect("QoS 1"),
+        )))
+        .await;
+    }
+    counted_sent_and_dropped(&gateway, "4", "0").await;
+}
+
+/// The same for QoS 2: a PUBREC 0x97 ends the flow before the server took the message, so it
+/// is published again (DUP 0, QoS 2) after the wait, and completes as any other.
+#[tokio::test]
+async fn a_qos2_message_refused_for_the_servers_quota_goes_again() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 2)], |config| config.sys_interval = 1).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos2(&mut sensor, "sensors/t", 1, "twice").await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["twice"]);
+    let packet_id = sent[0].packet_id.expect("QoS 2");
+    link.send(&Packet::PubRec(answered_with(
+        packet_id,
+        ReasonCode::QuotaExceeded,
+    )))
+    .await;
+    let again = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&again), ["twice"]);
+    assert_eq!(
+        (again[0].qos, again[0].packet_id, again[0].dup),
+        (QoS::ExactlyOnce, Some(packet_id), false)
+    );
+    pubrec_answered(&mut link, packet_id).await;
+    link.send(&Packet::PubComp(PubResponse::success(packet_id)))
+        .await;
+    counted_sent_and_dropped(&gateway, "1", "0").await;
+}
+
+/// A message waiting out the server's quota when the link drops is still in the window: the
+/// next connection resends it first, DUP set, on its packet identifier [MQTT-4.4.0-1].
+#[tokio::test]
+async fn a_message_refused_for_quota_is_resent_after_a_reconnect() {
+    let cloud = FakeCloud::start().await;
+    let mut config = bridge_to(&cloud, 1);
+    // A wait longer than the test: only the reconnect sends it again.
+    config.reconnect_min = 2;
+    config.reconnect_max = 3600;
+    let gateway = gateway_with(vec![config], |_| {}).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    publish_qos1(&mut sensor, "sensors/t", 1, "kept").await;
+    let sent = publishes(&until_idle(&mut link).await);
+    let packet_id = sent[0].packet_id.expect("QoS 1");
+    link.send(&Packet::PubAck(answered_with(
+        packet_id,
+        ReasonCode::QuotaExceeded,
+    )))
+    .await;
+    drop(link);
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&resent), ["kept"]);
+    assert_eq!(
+        (resent[0].packet_id, resent[0].dup),
+        (Some(packet_id), true)
+    );
+    drop(gateway);
+}
+
+/// Any other refusal (0x87 Not authorized, 0x90 Topic Name invalid…) is for good: the
+/// message is dropped and counted in `dropped`, and the messages behind it go on.
+#[tokio::test]
+async fn a_message_refused_for_good_is_dropped_and_counted() {
+    let cloud = FakeCloud::start().await;
+    let gateway = gateway_with(vec![bridge_to(&cloud, 1)], |config| config.sys_interval = 1).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (n, payload) in ["a", "b", "c"].into_iter().enumerate() {
+        publish_qos1(&mut sensor, "sensors/t", n as u16 + 1, payload).await;
+    }
+    let sent = publishes(&until_idle(&mut link).await);
+    let ids = packet_ids(&sent);
+    link.send_all(&[
+        Packet::PubAck(answered_with(ids[0], ReasonCode::NotAuthorized)),
+        Packet::PubAck(answered_with(ids[1], ReasonCode::TopicNameInvalid)),
+        Packet::PubAck(PubResponse::success(ids[2])),
+    ])
+    .await;
+    publish_qos1(&mut sensor, "sensors/t", 4, "d").await;
+    let later = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        payloads(&later),
+        ["d"],
+        "nothing refused for good goes again"
+    );
+    link.send(&Packet::PubAck(PubResponse::success(
+        later[0].packet_id.expect("QoS 1"),
+    )))
+    .await;
+    counted_sent_and_dropped(&gateway, "2", "2").await;
+}

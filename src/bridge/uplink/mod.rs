@@ -11,6 +11,7 @@
 
 mod inbound;
 mod outbound;
+mod quota;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::transport::client::ByteStream;
 use crate::transport::{Framed, ReadError};
 
 use self::outbound::{load_done, Pacer, PendingLoad};
+use self::quota::QuotaHold;
 use super::handshake::{state_publish, Granted, Handshaken, STATE_CONNECTED, STATE_DISCONNECTED};
 use super::status::BridgeStatus;
 use super::Bridge;
@@ -67,6 +69,11 @@ pub struct Uplink {
     /// SUBSCRIBE packet identifiers waiting for their SUBACK.
     subscribing: Vec<u16>,
     pacer: Option<Pacer>,
+    /// Messages the server refused for its quota, waiting to go again.
+    quota: QuotaHold,
+    /// Messages the server refused for good since it last took one: the first is logged, the
+    /// rest counted and logged together when it takes one again.
+    refused_in_a_row: u64,
     last_received: Instant,
     last_sent: Instant,
     /// When the oldest unanswered packet of ours (PUBLISH, PUBREL, SUBSCRIBE) was sent, or
@@ -108,6 +115,10 @@ impl Uplink {
         BridgeStatus::count(&bridge.status.sent, taken_by_server as u64);
         let now = Instant::now();
         let pacer = Pacer::new(bridge.config.rate_limit);
+        let quota = QuotaHold::new(
+            Duration::from_secs(u64::from(bridge.config.reconnect_min)),
+            Duration::from_secs(u64::from(bridge.config.reconnect_max)),
+        );
         let mut uplink = Uplink {
             version: framed.version,
             bridge,
@@ -123,6 +134,8 @@ impl Uplink {
             resend_room: usize::from(granted.window),
             subscribing: Vec::new(),
             pacer,
+            quota,
+            refused_in_a_row: 0,
             last_received: now,
             last_sent: now,
             waiting_since: None,
@@ -136,25 +149,10 @@ impl Uplink {
                 }
                 _ => {
                     // Resent with DUP to a server that kept the session [MQTT-4.4.0-1]; to one
-                    // that lost it, the message is new. Either way under the topic it went
-                    // out with, kept with its entry: a reload or a restart may have changed
-                    // the rules since (an entry stored by a build before that has none, and
-                    // goes under the rules in force). One that expired since it was first
+                    // that lost it, the message is new. One that expired since it was first
                     // sent still completes its flow, with the interval that remains: none, 0
                     // [MQTT-3.3.2-6].
-                    let dup = granted.session_present;
-                    let id = Some(entry.packet_id);
-                    let publish = match &entry.sent_topic {
-                        Some(topic) => Some(uplink.publish_as(
-                            &entry.delivery,
-                            topic.to_string(),
-                            id,
-                            dup,
-                            std_now,
-                        )),
-                        None => uplink.publish_of(&entry.delivery, id, dup, std_now),
-                    };
-                    match publish {
+                    match uplink.publish_again(&entry, granted.session_present, std_now) {
                         Some(publish) => Packet::Publish(publish),
                         None => continue,
                     }
@@ -301,12 +299,21 @@ impl Uplink {
                 self.last_sent + keep_alive / 2,
             ]
         });
+        let now = Instant::now();
         keep_alive_timers
             .into_iter()
             .flatten()
-            .chain(self.waiting_since.map(|since| since + timeout))
+            .chain(self.ack_wait_start().map(|since| since + timeout))
+            .chain(self.quota.ends_at(now))
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// Since when an answer is owed: from when the oldest unanswered packet went (see
+    /// [`Uplink::waiting_since`]), and no earlier than the end of the last wait for the
+    /// server's quota, which sent nothing.
+    fn ack_wait_start(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| self.quota.wait_start(since))
     }
 
     /// Pings when nothing was sent for half the Keep Alive; gives up on a server silent for
@@ -327,8 +334,8 @@ impl Uplink {
             }
         }
         let timeout = Duration::from_secs(u64::from(self.bridge.config.connect_timeout));
-        if let Some(since) = self.waiting_since {
-            if now.duration_since(since) >= timeout {
+        if let Some(since) = self.ack_wait_start() {
+            if now.saturating_duration_since(since) >= timeout {
                 return Err(Ended::Lost(format!(
                     "no acknowledgement from the server for {timeout:?}"
                 )));

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::broker::queue::LoadRequest;
 use crate::broker::state::{Gone, Prepared, TakeLimits};
-use crate::codec::{publish_len, Packet, ProtocolVersion, PubResponse, Publish, QoS};
-use crate::model::{Delivery, OutboundState};
+use crate::codec::{publish_len, Packet, ProtocolVersion, PubResponse, Publish, QoS, ReasonCode};
+use crate::model::{Delivery, Inflight, OutboundState};
 use crate::store::{Loaded, StoreError};
 
 use super::super::status::BridgeStatus;
@@ -20,6 +20,16 @@ use super::{expects_answer, in_flight, Ended, Uplink};
 
 /// Most PUBLISH packets prepared per pass.
 const BATCH: usize = 256;
+
+/// What a PUBACK, PUBCOMP or refusing PUBREC did to the window.
+enum Answered {
+    /// Its message left the window.
+    Completed,
+    /// Its message was refused for the server's quota: it stays, to go again.
+    RefusedForQuota,
+    /// No message of the window was waiting for it.
+    Unknown,
+}
 
 /// Reads the bridge's spilled queue entries back.
 pub(super) struct PendingLoad {
@@ -67,8 +77,9 @@ impl Pacer {
 
 impl Uplink {
     /// PUBACKs, PUBCOMPs, or PUBRECs refusing their message, in the order they came (taken
-    /// from `completions`): each message leaves the window (and the queue, once committed).
-    /// A refusal counts as dropped: the server will never take it.
+    /// from `completions`): each message leaves the window (and the queue, once committed),
+    /// except one refused for the server's quota, which waits and goes again (see
+    /// [`super::quota`]). Any other refusal counts as dropped: the server will never take it.
     pub(super) fn completed(
         &mut self,
         completions: &mut Vec<(PubResponse, OutboundState)>,
@@ -77,41 +88,63 @@ impl Uplink {
             return Ok(());
         }
         let session_id = self.bridge.session_id.clone();
-        let ((done, still_in_flight), _) = self.broker.change(|state, changes| {
-            let done: Vec<bool> = completions
+        let ((answers, still_in_flight), _) = self.broker.change(|state, changes| {
+            let answers: Vec<Answered> = completions
                 .iter()
                 .map(|(response, expected)| {
                     let packet_id = response.packet_id;
-                    state.complete_outbound(&session_id, packet_id, *expected, changes)
-                        // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
-                        || (*expected == OutboundState::AwaitingPubAck
-                            && state.complete_outbound(
-                                &session_id,
-                                packet_id,
-                                OutboundState::AwaitingPubRec,
-                                changes,
-                            ))
+                    // A QoS 2 message resent as QoS 1 to a server whose Maximum QoS fell since.
+                    let states: &[OutboundState] = match expected {
+                        OutboundState::AwaitingPubAck => {
+                            &[OutboundState::AwaitingPubAck, OutboundState::AwaitingPubRec]
+                        }
+                        other => std::slice::from_ref(other),
+                    };
+                    let refused_for_quota = response.reason == ReasonCode::QuotaExceeded
+                        && *expected != OutboundState::AwaitingPubComp;
+                    let known = if refused_for_quota {
+                        states.iter().any(|state_now| {
+                            state
+                                .outbound_in_flight(&session_id, packet_id, *state_now)
+                                .is_some()
+                        })
+                    } else {
+                        states.iter().any(|state_now| {
+                            state.complete_outbound(&session_id, packet_id, *state_now, changes)
+                        })
+                    };
+                    match (known, refused_for_quota) {
+                        (false, _) => Answered::Unknown,
+                        (true, true) => Answered::RefusedForQuota,
+                        (true, false) => Answered::Completed,
+                    }
                 })
                 .collect();
-            (done, in_flight(state, &session_id))
+            (answers, in_flight(state, &session_id))
         });
-        for ((response, expected), done) in completions.drain(..).zip(done) {
-            if !done {
-                tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
-                    "acknowledgement for no message in flight");
-                continue;
+        for ((response, expected), answer) in completions.drain(..).zip(answers) {
+            match answer {
+                Answered::Unknown => {
+                    tracing::debug!(bridge = %self.bridge.config.name, packet_id = response.packet_id,
+                        "acknowledgement for no message in flight");
+                    continue;
+                }
+                Answered::RefusedForQuota => {
+                    self.refused_for_quota(response.packet_id);
+                    // Its place in the server's window waits for it.
+                    continue;
+                }
+                Answered::Completed => {}
             }
             if expected == OutboundState::AwaitingPubComp {
                 // A PUBCOMP answers a PUBREL, sent only after the server's PUBREC took the
                 // message: whatever its reason (0x92 when the server had completed the flow
                 // before our PUBREL came again after a reconnect), the message went up.
-                BridgeStatus::count(&self.bridge.status.sent, 1);
+                self.taken();
             } else if response.reason.is_error() {
-                BridgeStatus::count(&self.bridge.status.dropped, 1);
-                tracing::warn!(bridge = %self.bridge.config.name, reason = ?response.reason,
-                    "the server refused a message; it is dropped");
+                self.refused_for_good(response.reason);
             } else {
-                BridgeStatus::count(&self.bridge.status.sent, 1);
+                self.taken();
             }
             if !self.resend.is_empty() {
                 self.resend_room += 1;
@@ -122,8 +155,89 @@ impl Uplink {
         Ok(())
     }
 
+    /// The server took a message (counted in `sent`).
+    fn taken(&mut self) {
+        BridgeStatus::count(&self.bridge.status.sent, 1);
+        self.quota.taken();
+        if self.refused_in_a_row > 1 {
+            tracing::warn!(bridge = %self.bridge.config.name, dropped = self.refused_in_a_row,
+                "the server refused messages in a row; they were dropped");
+        }
+        self.refused_in_a_row = 0;
+    }
+
+    /// The server refused a message for a reason other than its quota: it is dropped and
+    /// counted, the first of a run logged with its reason.
+    fn refused_for_good(&mut self, reason: ReasonCode) {
+        BridgeStatus::count(&self.bridge.status.dropped, 1);
+        self.refused_in_a_row += 1;
+        if self.refused_in_a_row == 1 {
+            tracing::warn!(bridge = %self.bridge.config.name, ?reason,
+                "the server refused a message; it is dropped (refusals until it takes one are counted, and logged together)");
+        }
+    }
+
+    /// The server refused the message under `packet_id` for its quota: it waits, and nothing
+    /// else goes meanwhile (see [`super::quota`]).
+    fn refused_for_quota(&mut self, packet_id: u16) {
+        if let Some(wait) = self.quota.refused(packet_id, Instant::now()) {
+            tracing::warn!(bridge = %self.bridge.config.name, ?wait,
+                "the server refused a message for its quota (0x97); nothing is sent for the wait, \
+                 then it goes again, ahead of newer messages (a `rate_limit` below the server's \
+                 limit avoids this)");
+        }
+    }
+
+    /// Moves the messages refused for the server's quota whose wait is over to the front of
+    /// the resends, published again as new messages (the refusal ended their flows) under the
+    /// topics they went out with. One that expired meanwhile [MQTT-3.3.2-5], or that no rule
+    /// carries any more, leaves the window, dropped.
+    fn release_refused(&mut self) {
+        let due = self.quota.take_due(Instant::now());
+        if due.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let session_id = self.bridge.session_id.clone();
+        let broker = self.broker.clone();
+        let ((again, still_in_flight), _) = broker.change(|state, changes| {
+            let mut again = Vec::with_capacity(due.len());
+            for packet_id in due {
+                for expected in [OutboundState::AwaitingPubAck, OutboundState::AwaitingPubRec] {
+                    let Some(entry) = state.outbound_in_flight(&session_id, packet_id, expected)
+                    else {
+                        continue;
+                    };
+                    let expired = entry.delivery.message.remaining_expiry(now) == Some(0);
+                    match (!expired)
+                        .then(|| self.publish_again(entry, false, now))
+                        .flatten()
+                    {
+                        Some(publish) => again.push(Packet::Publish(publish)),
+                        None => {
+                            state.complete_outbound(&session_id, packet_id, expected, changes);
+                            BridgeStatus::count(&self.bridge.status.dropped, 1);
+                        }
+                    }
+                    break;
+                }
+            }
+            (again, in_flight(state, &session_id))
+        });
+        // Each takes the place in the server's window its refusal freed.
+        self.resend_room += again.len();
+        for packet in again.into_iter().rev() {
+            self.resend.push_front(packet);
+        }
+        // The wait for answers starts again as they go (or ends, if none is left).
+        self.answered(still_in_flight);
+    }
+
     /// Writes the resends the server's window has room for and the pacer allows, in order.
     pub(super) fn release_resends(&mut self) -> Result<(), Ended> {
+        if self.quota.holds(Instant::now()) {
+            return Ok(());
+        }
         let allowance = match &mut self.pacer {
             Some(pacer) => pacer.allowance(Instant::now()),
             None => usize::MAX,
@@ -149,6 +263,7 @@ impl Uplink {
             .broker
             .change(|state, changes| state.outbound_received(&session_id, packet_id, changes));
         if known {
+            self.quota.taken();
             self.acks.push(
                 commit,
                 Packet::PubRel(PubResponse::success(packet_id)),
@@ -165,14 +280,16 @@ impl Uplink {
 
     /// Moves queued messages into the window (within the pacer's allowance) and writes them.
     pub(super) async fn send_queued(&mut self) -> Result<(), Ended> {
-        // The resends go first: nothing new overtakes them.
+        // The resends go first, messages refused for the server's quota first of all: nothing
+        // new overtakes them.
+        self.release_refused();
         self.release_resends()?;
         loop {
             let allowance = match &mut self.pacer {
                 Some(pacer) => pacer.allowance(Instant::now()).min(BATCH),
                 None => BATCH,
             };
-            if allowance == 0 || !self.resend.is_empty() {
+            if allowance == 0 || !self.resend.is_empty() || self.quota.holds(Instant::now()) {
                 return Ok(());
             }
             let session_id = self.bridge.session_id.clone();
@@ -292,6 +409,23 @@ impl Uplink {
             packet: Packet::Publish(publish),
             sent_topic,
         })
+    }
+
+    /// The PUBLISH of a message in the window again, under the topic it went out with, kept
+    /// with its entry: a reload or a restart may have changed the rules since (an entry stored
+    /// by a build before that has none, and goes under the rules in force; `None` if none
+    /// carries it). On its packet identifier, with DUP if `dup`.
+    pub(super) fn publish_again(
+        &self,
+        entry: &Inflight,
+        dup: bool,
+        now: std::time::Instant,
+    ) -> Option<Publish> {
+        let id = Some(entry.packet_id);
+        match &entry.sent_topic {
+            Some(topic) => Some(self.publish_as(&entry.delivery, topic.to_string(), id, dup, now)),
+            None => self.publish_of(&entry.delivery, id, dup, now),
+        }
     }
 
     /// The upstream PUBLISH of a delivery: the topic renamed by the first `out` rule that

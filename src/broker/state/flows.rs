@@ -227,6 +227,21 @@ impl State {
         true
     }
 
+    /// The message in the window under `packet_id` in state `expected`. One the server refused
+    /// for its quota stays there, to be published again.
+    pub fn outbound_in_flight(
+        &self,
+        client_id: &str,
+        packet_id: u16,
+        expected: OutboundState,
+    ) -> Option<&Inflight> {
+        let session = &self.sessions.get(client_id)?.session;
+        session
+            .inflight
+            .iter()
+            .find(|entry| entry.packet_id == packet_id && entry.state == expected)
+    }
+
     /// PUBREC from the client: the message awaits PUBCOMP, and PUBREL may go out once that is
     /// durable: after a crash the PUBLISH must never be sent again [MQTT-4.3.3-6], so the
     /// commit does not wait for the window. Whether the message was awaiting PUBREC.
