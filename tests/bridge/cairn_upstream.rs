@@ -2,12 +2,12 @@
 //! and in order; the bridge's own messages never loop back; the queue survives an outage.
 
 use cairn::codec::{ProtocolVersion, QoS, ReasonCode};
-use cairn::config::{BridgeProtocol, Direction};
+use cairn::config::{BridgeProtocol, Direction, QueueFullPolicy};
 
-use crate::common::clients::{publish_qos1, resume, subscribe_ok, subscriber, text};
+use crate::common::clients::{new_session, publish_qos1, resume, subscribe_ok, subscriber, text};
 use crate::common::ordered::receive_in_publisher_order;
 use crate::common::proxy::FaultProxy;
-use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
+use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
 use crate::support::{
     bridge, gateway, no_loop_through, publish_in_groups, rule, upstream_down_with_subscriber,
 };
@@ -137,4 +137,54 @@ async fn the_state_topic_follows_the_link() {
     gateway.shutdown().await;
     let state = watcher.expect_publish().await;
     assert_eq!(text(&state), "disconnected", "after a clean shutdown");
+}
+
+/// An upstream whose queue for a subscriber is full answers PUBACK 0x97 Quota exceeded
+/// (a Cairn with `queue_full_policy = "refuse_newest"`, as a cloud over its quota does): the
+/// bridge waits and sends the refused messages again until they are taken, so once the
+/// subscriber reads again every message reaches it, none dropped. (Before, the 7 refused of
+/// these 12 were dropped at the bridge.)
+#[tokio::test]
+async fn messages_an_upstream_refuses_for_its_quota_arrive_once_it_has_room() {
+    let upstream = start_broker_with(|config| {
+        config.limits.max_queued_messages = 5;
+        config.limits.queue_full_policy = QueueFullPolicy::RefuseNewest;
+        config.sys_interval = 1;
+    })
+    .await;
+    let mut cloud = new_session(upstream.addr, V5, "cloud-sub").await;
+    subscribe_ok(&mut cloud, 1, "site-7/#", QoS::AtLeastOnce).await;
+    cloud.go_offline().await;
+    let mut refusals = subscriber(
+        upstream.addr,
+        V5,
+        "watcher",
+        "$SYS/broker/messages/dropped",
+        QoS::AtMostOnce,
+    )
+    .await;
+
+    let rules = vec![rule("sensors/#", Direction::Out, 1, "", "site-7/")];
+    let gateway = gateway(vec![bridge("cloud", upstream.addr, rules)]).await;
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for n in 0..12u16 {
+        publish_qos1(&mut sensor, "sensors/t", n + 1, &n.to_string()).await;
+    }
+    // The upstream refused some: its queue for the offline subscriber holds 5.
+    loop {
+        let dropped = refusals.expect_publish().await;
+        if text(&dropped).parse::<u64>().is_ok_and(|count| count > 0) {
+            break;
+        }
+    }
+
+    let mut cloud = resume(upstream.addr, V5, "cloud-sub").await;
+    let mut received = Vec::new();
+    while received.len() < 12 {
+        let publish = cloud.expect_publish().await;
+        cloud.acknowledge(&publish).await;
+        received.push(text(&publish).parse::<u16>().expect("a number"));
+    }
+    received.sort_unstable();
+    assert_eq!(received, (0..12).collect::<Vec<_>>(), "every message, once");
 }
