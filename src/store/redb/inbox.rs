@@ -144,7 +144,8 @@ impl Inbox {
     }
 
     /// The next group (writer thread only): blocks for a first job that is not lazy (lazy
-    /// ones alone are taken [`LAZY_WINDOW`] after the oldest came, or when the inbox closes),
+    /// ones alone are taken [`LAZY_WINDOW`] after the oldest came, also when they came to a
+    /// writer asleep with nothing to do, or when the inbox closes),
     /// then, while the group holds fewer than [`WINDOW_CLOSES_AT`] records, no urgent job and
     /// no more than [`MAX_BATCHES_PER_COMMIT`] jobs, waits for more until `window` has passed
     /// (or a job a SUBACK or UNSUBACK waits for has come) and its jobs have come to a pause
@@ -153,14 +154,16 @@ impl Inbox {
     pub fn gather(&self, window: Duration) -> Option<Vec<Job>> {
         let mut pending = self.lock();
         while !pending.due() && !pending.closed {
-            let lazy_left = pending
-                .oldest_at
-                .map(|oldest| (oldest + LAZY_WINDOW).saturating_duration_since(Instant::now()));
-            if lazy_left == Some(Duration::ZERO) {
+            // A lazy job's push wakes no writer: one with no job looks again every
+            // LAZY_WINDOW, so that acknowledgements received alone wait at most that long.
+            let lazy_left = pending.oldest_at.map_or(LAZY_WINDOW, |oldest| {
+                (oldest + LAZY_WINDOW).saturating_duration_since(Instant::now())
+            });
+            if lazy_left.is_zero() && !pending.jobs.is_empty() {
                 break;
             }
             pending.writer = Writer::Idle;
-            pending = self.wait(pending, lazy_left);
+            pending = self.wait(pending, Some(lazy_left));
         }
         if pending.jobs.is_empty() {
             return None;
@@ -626,6 +629,32 @@ mod tests {
         inbox.close();
         assert_eq!(inbox.gather(FOREVER).map(|group| group.len()), Some(5));
         assert!(inbox.gather(FOREVER).is_none());
+    }
+
+    /// Acknowledgements that reach a writer asleep with nothing to do, and nothing after them,
+    /// are committed [`LAZY_WINDOW`] after the first came, not left until the next job that
+    /// needs a commit (after a power cut they were sent again, however long ago they came).
+    #[test]
+    fn acknowledgements_reaching_an_idle_writer_are_committed_after_the_lazy_window() {
+        let inbox = Arc::new(Inbox::default());
+        let writer = inbox.clone();
+        let (result, outcome) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = result.send(writer.gather(FOREVER).map(|group| group.len()));
+        });
+        await_writer(&inbox, Writer::Idle);
+        let pushed = Instant::now();
+        for packet_id in 1..=3 {
+            inbox
+                .push(commit(vec![acked(packet_id)], Pace::Window))
+                .expect("open");
+        }
+        assert_eq!(outcome.recv_timeout(WAIT).ok(), Some(Some(3)));
+        assert!(
+            pushed.elapsed() >= LAZY_WINDOW,
+            "they waited for company first"
+        );
+        inbox.close();
     }
 
     /// A window waits out its time, then for its jobs to pause (an eighth of it), never more
