@@ -1523,3 +1523,82 @@ async fn a_message_refused_for_good_is_dropped_and_counted() {
     .await;
     counted_sent_and_dropped(&gateway, "2", "2").await;
 }
+
+/// Whether the bridge sent no PUBLISH until its second PINGREQ from now.
+async fn quiet_for_two_pings(link: &mut RawClient) -> bool {
+    publishes(&until_idle(link).await).is_empty() && publishes(&until_idle(link).await).is_empty()
+}
+
+/// The same through a SIGKILL and a SIGTERM of the gateway (the real binary), with a wait
+/// longer than the test: messages refused for the quota stay in the stored window, so each
+/// restart resends them first (DUP, their identifiers, in order), and those the server took
+/// are not sent again; refused again after a restart, a message still comes back after the
+/// next one, and once taken it is gone.
+#[tokio::test]
+async fn messages_refused_for_quota_come_back_after_a_kill_and_a_restart() {
+    let cloud = FakeCloud::start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut config = bridge_to(&cloud, 1);
+    // The shortest Keep Alive the binary's configuration accepts (it pings after 2.5 s idle).
+    config.keep_alive = 5;
+    config.reconnect_min = 600;
+    config.reconnect_max = 600;
+    let gateway = GatewayProcess::new(dir.path(), vec![config]);
+
+    let process = gateway.start().await;
+    let mut sensor = RawClient::connect(process.addr, V5, "sensor").await;
+    publish_pipelined(&mut sensor, 0..6).await;
+    let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
+    let sent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&sent), ["0", "1", "2", "3", "4", "5"]);
+    let ids = packet_ids(&sent);
+    let answers: Vec<Packet> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, &id)| match n % 2 {
+            0 => Packet::PubAck(PubResponse::success(id)),
+            _ => Packet::PubAck(answered_with(id, ReasonCode::QuotaExceeded)),
+        })
+        .collect();
+    link.send_all(&answers).await;
+    // Nothing goes during the wait. Idle for two Keep Alive halves (its PINGREQs): the
+    // acknowledgements, committed a second after they came (`LAZY_WINDOW`), are on disk.
+    assert!(quiet_for_two_pings(&mut link).await);
+    process.kill().await;
+    drop(link);
+
+    let process = gateway.start().await;
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        payloads(&resent),
+        ["1", "3", "5"],
+        "the refused ones, in order"
+    );
+    assert_eq!(packet_ids(&resent), [ids[1], ids[3], ids[5]]);
+    assert!(resent.iter().all(|publish| publish.dup), "with DUP");
+    link.send_all(&[
+        Packet::PubAck(PubResponse::success(ids[1])),
+        Packet::PubAck(answered_with(ids[3], ReasonCode::QuotaExceeded)),
+        Packet::PubAck(PubResponse::success(ids[5])),
+    ])
+    .await;
+    assert!(quiet_for_two_pings(&mut link).await);
+    process.terminate().await;
+    drop(link);
+
+    let process = gateway.start().await;
+    let (mut link, _) = cloud.accept(connack(true, Properties::default())).await;
+    let resent = publishes(&until_idle(&mut link).await);
+    assert_eq!(payloads(&resent), ["3"], "only the one refused again");
+    link.send(&Packet::PubAck(PubResponse::success(ids[3])))
+        .await;
+    let mut sensor = RawClient::connect(process.addr, V5, "sensor").await;
+    publish_qos1(&mut sensor, "sensors/t", 1, "6").await;
+    let later = publishes(&until_idle(&mut link).await);
+    assert_eq!(
+        payloads(&later),
+        ["6"],
+        "new messages go once nothing waits"
+    );
+}
