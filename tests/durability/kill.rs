@@ -3,10 +3,13 @@
 //! in order and once, to persistent subscribers that were offline throughout.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use cairn::codec::{Packet, Properties, ProtocolVersion, QoS, Subscribe, SubscriptionOptions};
 
-use crate::common::clients::{client_id, granted, new_session, resume, subscribe_ok, text, BOTH};
+use crate::common::clients::{
+    client_id, granted, new_session, publish_qos1, resume, subscribe_ok, text, BOTH,
+};
 use crate::common::{publish_packet, RawClient};
 use crate::process;
 use crate::support::publish;
@@ -170,4 +173,39 @@ async fn a_repeated_subscription_survives_sigkill_right_after_its_suback() {
         }
     }
     cairn.kill().await;
+}
+
+/// The README's "an acknowledgement received … is written with the next commit made for
+/// another reason, or a second after it came": a subscriber's PUBACKs that reach an idle
+/// broker after their messages' commit are on disk a second later, so a SIGKILL after that
+/// sends none of those messages again. (The idle writer slept until the next commit made for
+/// another reason, however long that took: after the kill all three came again.)
+#[tokio::test]
+async fn acknowledgements_reaching_an_idle_broker_survive_a_later_sigkill() {
+    let data_dir = tempfile::tempdir().expect("a data directory");
+    let cairn = process::start(data_dir.path()).await;
+    let version = ProtocolVersion::V5;
+    let mut subscriber = new_session(cairn.addr, version, "acked-sub").await;
+    subscribe_ok(&mut subscriber, 1, "acked/t", QoS::AtLeastOnce).await;
+    let mut publisher = RawClient::connect(cairn.addr, version, "acked-pub").await;
+    let mut delivered = Vec::new();
+    for n in 1..=3u16 {
+        // Acknowledged to the publisher: committed, with the subscriber's copy.
+        publish_qos1(&mut publisher, "acked/t", n, &n.to_string()).await;
+        delivered.push(subscriber.expect_publish().await);
+    }
+    for publish in &delivered {
+        subscriber.acknowledge(publish).await;
+    }
+    // The rule is about time: a second after the acknowledgements came, and a margin for a
+    // loaded machine.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    cairn.kill().await;
+
+    let cairn = process::start(data_dir.path()).await;
+    let mut subscriber = resume(cairn.addr, version, "acked-sub").await;
+    let mut marker = RawClient::connect(cairn.addr, version, "acked-marker").await;
+    publish_qos1(&mut marker, "acked/t", 1, MARKER).await;
+    let first = subscriber.expect_publish().await;
+    assert_eq!(text(&first), MARKER, "nothing acknowledged came again");
 }
