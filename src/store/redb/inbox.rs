@@ -156,10 +156,13 @@ impl Inbox {
         while !pending.due() && !pending.closed {
             // A lazy job's push wakes no writer: one with no job looks again every
             // LAZY_WINDOW, so that acknowledgements received alone wait at most that long.
-            let lazy_left = pending.oldest_at.map_or(LAZY_WINDOW, |oldest| {
-                (oldest + LAZY_WINDOW).saturating_duration_since(Instant::now())
-            });
-            if lazy_left.is_zero() && !pending.jobs.is_empty() {
+            let lazy_left = match (pending.jobs.is_empty(), pending.oldest_at) {
+                (false, Some(oldest)) => {
+                    (oldest + LAZY_WINDOW).saturating_duration_since(Instant::now())
+                }
+                _ => LAZY_WINDOW,
+            };
+            if lazy_left.is_zero() {
                 break;
             }
             pending.writer = Writer::Idle;
