@@ -1359,6 +1359,18 @@ fn answered_with(packet_id: u16, reason: ReasonCode) -> PubResponse {
     response
 }
 
+/// A sensor on `gateway` publishes "a", "b" and "c" at QoS 1; the bridge sends them on
+/// `link`. The sensor and their packet identifiers upstream.
+async fn sensor_sends_three(gateway: &TestBroker, link: &mut RawClient) -> (RawClient, Vec<u16>) {
+    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
+    for (n, payload) in ["a", "b", "c"].into_iter().enumerate() {
+        publish_qos1(&mut sensor, "sensors/t", n as u16 + 1, payload).await;
+    }
+    let sent = publishes(&until_idle(link).await);
+    assert_eq!(payloads(&sent), ["a", "b", "c"]);
+    (sensor, packet_ids(&sent))
+}
+
 /// Watches `$SYS/broker/bridge/cloud/…` until `sent` and `dropped` read as given.
 async fn counted_sent_and_dropped(gateway: &TestBroker, sent: &str, dropped: &str) {
     let mut watcher = sys_watcher(gateway, "#").await;
@@ -1389,13 +1401,7 @@ async fn a_message_refused_for_the_servers_quota_waits_and_goes_again() {
     config.keep_alive = 10;
     let gateway = gateway_with(vec![config], |config| config.sys_interval = 1).await;
     let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
-    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
-    for (n, payload) in ["a", "b", "c"].into_iter().enumerate() {
-        publish_qos1(&mut sensor, "sensors/t", n as u16 + 1, payload).await;
-    }
-    let sent = publishes(&until_idle(&mut link).await);
-    assert_eq!(payloads(&sent), ["a", "b", "c"]);
-    let ids = packet_ids(&sent);
+    let (mut sensor, ids) = sensor_sends_three(&gateway, &mut link).await;
 
     let refused_at = std::time::Instant::now();
     link.send_all(&[
@@ -1498,12 +1504,7 @@ async fn a_message_refused_for_good_is_dropped_and_counted() {
     let cloud = FakeCloud::start().await;
     let gateway = gateway_with(vec![bridge_to(&cloud, 1)], |config| config.sys_interval = 1).await;
     let (mut link, _) = cloud.accept(connack(false, Properties::default())).await;
-    let mut sensor = RawClient::connect(gateway.addr, V5, "sensor").await;
-    for (n, payload) in ["a", "b", "c"].into_iter().enumerate() {
-        publish_qos1(&mut sensor, "sensors/t", n as u16 + 1, payload).await;
-    }
-    let sent = publishes(&until_idle(&mut link).await);
-    let ids = packet_ids(&sent);
+    let (mut sensor, ids) = sensor_sends_three(&gateway, &mut link).await;
     link.send_all(&[
         Packet::PubAck(answered_with(ids[0], ReasonCode::NotAuthorized)),
         Packet::PubAck(answered_with(ids[1], ReasonCode::TopicNameInvalid)),
