@@ -299,12 +299,11 @@ impl Uplink {
                 self.last_sent + keep_alive / 2,
             ]
         });
-        let now = Instant::now();
         keep_alive_timers
             .into_iter()
             .flatten()
             .chain(self.ack_wait_start().map(|since| since + timeout))
-            .chain(self.quota.ends_at(now))
+            .chain(self.quota.ends_at())
             .min()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
     }

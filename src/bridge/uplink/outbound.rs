@@ -180,7 +180,7 @@ impl Uplink {
     /// The server refused the message under `packet_id` for its quota: it waits, and nothing
     /// else goes meanwhile (see [`super::quota`]).
     fn refused_for_quota(&mut self, packet_id: u16) {
-        if let Some(wait) = self.quota.refused(packet_id, Instant::now()) {
+        if let Some(wait) = self.quota.refused(packet_id) {
             tracing::warn!(bridge = %self.bridge.config.name, ?wait,
                 "the server refused a message for its quota (0x97); nothing is sent for the wait, \
                  then it goes again, ahead of newer messages (a `rate_limit` below the server's \
@@ -193,7 +193,7 @@ impl Uplink {
     /// topics they went out with. One that expired meanwhile [MQTT-3.3.2-5], or that no rule
     /// carries any more, leaves the window, dropped.
     fn release_refused(&mut self) {
-        let due = self.quota.take_due(Instant::now());
+        let due = self.quota.take_due();
         if due.is_empty() {
             return;
         }
@@ -235,7 +235,7 @@ impl Uplink {
 
     /// Writes the resends the server's window has room for and the pacer allows, in order.
     pub(super) fn release_resends(&mut self) -> Result<(), Ended> {
-        if self.quota.holds(Instant::now()) {
+        if self.quota.holds() {
             return Ok(());
         }
         let allowance = match &mut self.pacer {
@@ -289,7 +289,7 @@ impl Uplink {
                 Some(pacer) => pacer.allowance(Instant::now()).min(BATCH),
                 None => BATCH,
             };
-            if allowance == 0 || !self.resend.is_empty() || self.quota.holds(Instant::now()) {
+            if allowance == 0 || !self.resend.is_empty() || self.quota.holds() {
                 return Ok(());
             }
             let session_id = self.bridge.session_id.clone();

@@ -5,7 +5,8 @@
 //! nothing is sent while it waits (a server over its quota refuses what comes next too), then
 //! it is published again, ahead of anything newer. The wait is the bridge's `reconnect_min`
 //! and doubles each time a wait begins again with no message taken since, up to
-//! `reconnect_max`.
+//! `reconnect_max`. Without a wait under way nothing here reads the clock: the drain's every
+//! pass asks whether one is.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use tokio::time::Instant;
 pub(super) struct QuotaHold {
     /// Packet identifiers of the refused messages, in the order refused.
     refused: Vec<u16>,
-    /// When the current (or last) wait ends.
+    /// When the wait under way ends (`None` once its messages are released).
     until: Option<Instant>,
     /// The next wait.
     next: Duration,
@@ -35,15 +36,15 @@ impl QuotaHold {
         }
     }
 
-    /// The message under `packet_id` was refused at `now`. Returns the wait it began, if it
-    /// began one: a refusal during a wait joins it.
-    pub(super) fn refused(&mut self, packet_id: u16, now: Instant) -> Option<Duration> {
+    /// The message under `packet_id` was refused. Returns the wait it began, if it began one:
+    /// a refusal during a wait joins it.
+    pub(super) fn refused(&mut self, packet_id: u16) -> Option<Duration> {
         self.refused.push(packet_id);
-        if self.holds(now) {
+        if self.holds() {
             return None;
         }
         let wait = self.next;
-        self.until = Some(now + wait);
+        self.until = Some(Instant::now() + wait);
         self.next = (wait * 2).min(self.longest);
         Some(wait)
     }
@@ -53,26 +54,28 @@ impl QuotaHold {
         self.next = self.shortest;
     }
 
-    /// Whether nothing may be sent at `now`.
-    pub(super) fn holds(&self, now: Instant) -> bool {
-        self.until.is_some_and(|until| until > now)
+    /// Whether nothing may be sent now.
+    pub(super) fn holds(&self) -> bool {
+        self.ends_at().is_some()
     }
 
-    /// When the wait under way at `now` ends.
-    pub(super) fn ends_at(&self, now: Instant) -> Option<Instant> {
-        self.until.filter(|until| *until > now)
+    /// When the wait under way ends.
+    pub(super) fn ends_at(&self) -> Option<Instant> {
+        self.until.filter(|until| *until > Instant::now())
     }
 
-    /// The refused messages, in the order refused, once their wait is over at `now`.
-    pub(super) fn take_due(&mut self, now: Instant) -> Vec<u16> {
-        if self.holds(now) {
+    /// The refused messages, in the order refused, once their wait is over; the wait ends
+    /// with them.
+    pub(super) fn take_due(&mut self) -> Vec<u16> {
+        if self.until.is_none() || self.holds() {
             return Vec::new();
         }
+        self.until = None;
         std::mem::take(&mut self.refused)
     }
 
-    /// When an acknowledgement wait that began at `since` counts from: not before the last
-    /// quota wait ended, as nothing went out during it.
+    /// When an acknowledgement wait that began at `since` counts from: not before the wait
+    /// under way ends, as nothing goes out during it.
     pub(super) fn wait_start(&self, since: Instant) -> Instant {
         self.until.map_or(since, |until| since.max(until))
     }
@@ -87,18 +90,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn refusals_during_a_wait_join_it_and_go_again_together_in_order() {
         let mut hold = QuotaHold::new(SECOND, 8 * SECOND);
+        assert!(!hold.holds());
         let start = Instant::now();
-        assert_eq!(hold.refused(7, start), Some(SECOND));
+        assert_eq!(hold.refused(7), Some(SECOND));
         tokio::time::advance(SECOND / 2).await;
-        assert_eq!(hold.refused(3, Instant::now()), None, "joins the wait");
-        assert!(hold.holds(Instant::now()));
-        assert_eq!(hold.ends_at(Instant::now()), Some(start + SECOND));
-        assert!(hold.take_due(Instant::now()).is_empty(), "still waiting");
+        assert_eq!(hold.refused(3), None, "joins the wait");
+        assert!(hold.holds());
+        assert_eq!(hold.ends_at(), Some(start + SECOND));
+        assert!(hold.take_due().is_empty(), "still waiting");
         tokio::time::advance(SECOND / 2).await;
-        assert!(!hold.holds(Instant::now()));
-        assert_eq!(hold.ends_at(Instant::now()), None);
-        assert_eq!(hold.take_due(Instant::now()), [7, 3]);
-        assert!(hold.take_due(Instant::now()).is_empty(), "taken once");
+        assert!(!hold.holds());
+        assert_eq!(hold.ends_at(), None);
+        assert_eq!(hold.take_due(), [7, 3]);
+        assert!(hold.take_due().is_empty(), "taken once");
     }
 
     #[tokio::test(start_paused = true)]
@@ -106,24 +110,31 @@ mod tests {
         let mut hold = QuotaHold::new(SECOND, 3 * SECOND);
         let mut waits = Vec::new();
         for packet_id in 1..=4 {
-            let wait = hold.refused(packet_id, Instant::now()).expect("a new wait");
+            let wait = hold.refused(packet_id).expect("a new wait");
             waits.push(wait);
             tokio::time::advance(wait).await;
-            hold.take_due(Instant::now());
+            assert_eq!(hold.take_due(), [packet_id]);
         }
         assert_eq!(waits, [SECOND, 2 * SECOND, 3 * SECOND, 3 * SECOND]);
         hold.taken();
-        assert_eq!(hold.refused(5, Instant::now()), Some(SECOND));
+        assert_eq!(hold.refused(5), Some(SECOND));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_acknowledgement_wait_counts_from_the_end_of_the_quota_wait() {
         let mut hold = QuotaHold::new(2 * SECOND, 2 * SECOND);
         let before = Instant::now();
-        assert_eq!(hold.wait_start(before), before, "no quota wait yet");
-        hold.refused(1, before);
+        assert_eq!(hold.wait_start(before), before, "no quota wait");
+        hold.refused(1);
         assert_eq!(hold.wait_start(before), before + 2 * SECOND);
         let later = before + 5 * SECOND;
         assert_eq!(hold.wait_start(later), later);
+        tokio::time::advance(2 * SECOND).await;
+        hold.take_due();
+        assert_eq!(
+            hold.wait_start(before),
+            before,
+            "released: no wait under way"
+        );
     }
 }
