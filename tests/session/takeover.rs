@@ -10,8 +10,10 @@ use crate::common::clients::{
     client_id, connect_expecting_session, expect_server_close, persistent_connect, publish_qos1,
     subscribe_ok, text, will, with_will, BOTH,
 };
-use crate::common::{connect_packet, publish_packet, start_broker, RawClient};
-use crate::support::{disconnect_packet, expect_message, expect_only_marker, observer};
+use crate::common::{connect_packet, publish_packet, start_broker, start_broker_with, RawClient};
+use crate::support::{
+    disconnect_packet, expect_connect_refused, expect_message, expect_only_marker, observer,
+};
 
 /// Rounds of a reconnect race: each lost about one time in four before the takeover waited
 /// for the connection it replaces.
@@ -219,4 +221,28 @@ async fn publishes_written_before_a_takeover_are_acted_on_first() {
     let sent: Vec<String> = (1..=SENT).map(|n| n.to_string()).collect();
     assert_eq!(delivered, sent);
     drop(second);
+}
+
+// [MQTT-3.1.4-3] A takeover replaces a connection, it adds none: with `limits.max_connections`
+// clients connected, a client connecting again under its own identifier (its old connection
+// half-open after a Wi-Fi drop, say) takes its session over, where another client is still
+// refused (v5 0x89 Server busy, 3.1.1 0x03 Server unavailable). (It was refused too, until its
+// old connection's Keep Alive ran out.)
+#[tokio::test]
+async fn a_takeover_at_the_connection_limit_is_accepted() {
+    for (version, busy) in [
+        (ProtocolVersion::V5, ReasonCode::ServerBusy),
+        (ProtocolVersion::V311, ReasonCode::ServerUnavailable),
+    ] {
+        let broker = start_broker_with(|config| config.limits.max_connections = 1).await;
+        let id = client_id("full", version);
+        let mut first =
+            connect_expecting_session(broker.addr, persistent_connect(version, &id), false).await;
+        let mut second =
+            connect_expecting_session(broker.addr, persistent_connect(version, &id), true).await;
+        expect_server_close(&mut first, ReasonCode::SessionTakenOver).await;
+        let other = connect_packet(version, &client_id("other", version));
+        expect_connect_refused(broker.addr, other, busy).await;
+        second.expect_nothing_pending().await;
+    }
 }

@@ -242,7 +242,9 @@ fn check(broker: &Broker, config: &Config, connect: &Connect) -> Result<(), (Rea
             })?;
         }
     }
-    if broker.metrics().clients_connected.load(Ordering::Relaxed) >= config.limits.max_connections {
+    if broker.metrics().clients_connected.load(Ordering::Relaxed) >= config.limits.max_connections
+        && !takes_over(broker, &connect.client_id)
+    {
         return Err((
             ReasonCode::ServerBusy,
             format!(
@@ -252,6 +254,13 @@ fn check(broker: &Broker, config: &Config, connect: &Connect) -> Result<(), (Rea
         ));
     }
     Ok(())
+}
+
+/// Whether a CONNECT under `client_id` takes over a connection attached now
+/// [MQTT-3.1.4-3]: it replaces that connection, so it counts for none more against
+/// `limits.max_connections` (a sensor reconnecting while its old connection is half-open).
+fn takes_over(broker: &Broker, client_id: &str) -> bool {
+    !client_id.is_empty() && broker.read(|state| state.attached_signal(client_id).is_some())
 }
 
 /// Checks the client's credentials under its listener's `auth` (see
