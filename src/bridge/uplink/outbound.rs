@@ -208,11 +208,12 @@ impl Uplink {
                     else {
                         continue;
                     };
-                    let expired = entry.delivery.message.remaining_expiry(now) == Some(0);
-                    match (!expired)
-                        .then(|| self.publish_again(entry, false, now))
-                        .flatten()
-                    {
+                    let publish = if entry.delivery.message.remaining_expiry(now) == Some(0) {
+                        None
+                    } else {
+                        self.publish_again(entry, false, now)
+                    };
+                    match publish {
                         Some(publish) => again.push(Packet::Publish(publish)),
                         None => {
                             state.complete_outbound(&session_id, packet_id, expected, changes);
